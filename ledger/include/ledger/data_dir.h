@@ -1,0 +1,46 @@
+// The data directory shared by `ledgerd` and `ledgerctl`:
+//
+//   <data-dir>/log/                          RocksDB database (see log_store.h)
+//   <data-dir>/keys/                         mode 0700
+//   <data-dir>/keys/checkpoint-ed25519.pem   checkpoint signing key (PKCS#8, mode 0600)
+//   <data-dir>/keys/checkpoint-verifiers.txt trusted verifier keys, one per line; rotation
+//                                            appends, so old checkpoints stay verifiable
+//   <data-dir>/keys/kek                      key-encryption key (base64, mode 0600), unless
+//                                            SECHEX_KEK is set in the environment
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ledger/checkpoint.h"
+#include "ledger/key_store.h"
+#include "ledger/result.h"
+
+namespace sechex::ledger {
+
+struct DataDir {
+  std::string root = "./data";
+  std::string log_path() const { return root + "/log"; }
+  std::string keys_dir() const { return root + "/keys"; }
+  std::string signing_key() const { return keys_dir() + "/checkpoint-ed25519.pem"; }
+  std::string verifier_keys() const { return keys_dir() + "/checkpoint-verifiers.txt"; }
+  std::string kek_file() const { return keys_dir() + "/kek"; }
+};
+
+inline constexpr const char* kDefaultKeyName = "sechex-ledger";
+
+// Creates whatever is missing: directories, the signing key (and its verifier line), the KEK
+// file (unless SECHEX_KEK is set) and the ledger with `partitions` partitions. Never replaces
+// an existing key. `log` receives one human-readable line per thing created.
+Result<void> init_data_dir(const DataDir& dir, std::uint32_t partitions,
+                           const std::string& key_name, std::string* log);
+
+// SECHEX_KEK from the environment when set, else `kek_file` (default dir.kek_file()).
+Result<Kek> load_kek(const DataDir& dir, const std::string& kek_file = {});
+
+// Rotates the checkpoint signing key: the old PEM is kept as
+// checkpoint-ed25519.<keyid>.retired.pem, the new key's verifier line is appended to the
+// trusted list. The ledger must not be open for writing.
+Result<std::string> rotate_signing_key(const DataDir& dir, const std::string& key_name);
+
+}  // namespace sechex::ledger

@@ -1,0 +1,37 @@
+// Rendering records for people and tools (ledgerctl export, audit exports): the envelope as
+// JSON with sealed fields opened where the subject's key exists and marked erased where it was
+// crypto-shredded.
+//
+// Sealed-field convention: a field `<name>_sealed` is rendered as `<name>`, sealed under field
+// name "<name>" (EventBuilder::seal("<name>", ...)).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "ledger/key_store.h"
+#include "ledger/record.h"
+
+namespace sechex::ledger {
+
+inline constexpr const char* kErasedValue = "[erased]";
+
+// Fails with Errc::unsupported_version for an event of a newer schema and Errc::corruption for
+// bytes that are not an Envelope. `keys` may be null (sealed fields are then shown as
+// "[sealed]").
+Result<nlohmann::json> record_to_json(const Record& record, KeyStore* keys);
+
+inline const std::vector<std::string>& csv_columns() {
+  static const std::vector<std::string> cols = {
+      "partition", "seq",        "time",   "type",     "subject", "actor", "request_id",
+      "ip",        "user_agent", "erased", "event_id", "hash",    "event"};
+  return cols;
+}
+// One CSV line (RFC 4180 quoting, no trailing newline) for a record rendered by
+// record_to_json. Cells starting with = + - @ are prefixed with ' so spreadsheet programs do
+// not run them as formulas.
+std::string json_to_csv_row(const nlohmann::json& rendered);
+std::string csv_header();
+
+}  // namespace sechex::ledger

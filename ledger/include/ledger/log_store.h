@@ -1,0 +1,167 @@
+// LogStore: the embedded, hash-chained, append-only event log on RocksDB.
+//
+// On-disk layout (one RocksDB database under LogOptions::path):
+//   column family `log`          key be32(partition) || be64(seq) -> record (see record.h)
+//   column family `meta`         "format"      -> "sechex-ledger/v1"
+//                                "ledger_id"   -> 32 hex chars, random at creation
+//                                "partitions"  -> decimal partition count P (fixed at creation)
+//                                "head/" be32(p) -> be64(next seq) || hash of the last record
+//   column family `checkpoints`  key be32(partition) || be64(size) -> C2SP signed note text
+//   column family `keys`         subject -> wrapped data key (see key_store.h)
+// The `head/` entry is written in the same WriteBatch as the records it covers, so a log whose
+// last records were removed (a truncated tail) disagrees with it and `verify` reports it.
+//
+// Lifecycle: open() restores every partition's chain head and re-checks the records written
+// since the partition's latest checkpoint; a record that does not link makes a read-write open
+// fail (the writer never appends onto a broken chain) and is described in `*fault_out`.
+// Destroying the store waits for in-flight appends.
+//
+// Thread-safety: all methods are safe to call concurrently. append() is the only writer path:
+// concurrent callers form a group; one leader assigns seqs, computes hashes in partition order,
+// writes one WriteBatch with sync=true and wakes the others (group commit, as in LevelDB's
+// DBImpl::Write). An append returns only after its records are durable. If a durable write
+// fails, the store refuses every later append (Errc::writer_failed): in-memory heads may no
+// longer match the disk, and only a reopen can tell.
+//
+// Read-only mode opens the database as a RocksDB secondary instance, so `ledgerctl` can read
+// while `ledgerd` is running on the same directory; catch_up() pulls in newer writes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ledger/clock.h"
+#include "ledger/record.h"
+#include "ledger/result.h"
+#include "ledger/types.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace sechex::ledger {
+
+class CheckpointSigner;
+
+struct CheckpointPolicy {
+  std::uint64_t every_records = 1000;                         // 0 = never by count
+  std::chrono::microseconds every{std::chrono::seconds(60)};  // 0 = never by time
+};
+
+struct LogOptions {
+  std::string path;
+  enum class Mode { read_write, read_only } mode = Mode::read_write;
+  bool create_if_missing = false;
+  std::uint32_t partitions = 8;  // used only when creating
+  CheckpointPolicy checkpoints;
+  // Signs checkpoints; may be null (no checkpoints written). Must outlive the store.
+  const CheckpointSigner* signer = nullptr;
+  const Clock* clock = &SystemClock::instance();
+  // Scratch directory for the secondary instance in read-only mode; empty = a fresh temp dir.
+  std::string secondary_path;
+};
+
+// A fault found while walking the chain: where and why.
+struct Fault {
+  Position position;
+  std::string reason;  // stable snake_case identifier, e.g. "event_hash_mismatch"
+  std::string detail;  // human-readable explanation
+};
+
+struct Head {
+  Seq next;     // number of records in the partition (= seq of the next append)
+  Hash hash{};  // hash of the last record, or the anchor (zeros) when empty
+};
+
+struct AppendResult {
+  Seq first;
+  Seq last;
+  Hash head{};
+};
+
+// Counters for metrics; read with relaxed loads.
+struct LogStats {
+  std::uint64_t appends = 0;
+  std::uint64_t events = 0;
+  std::uint64_t commit_groups = 0;
+  std::uint64_t checkpoints = 0;
+};
+
+class LogStore {
+ public:
+  static Result<std::unique_ptr<LogStore>> open(const LogOptions& options,
+                                                Fault* fault_out = nullptr);
+  ~LogStore();
+  LogStore(const LogStore&) = delete;
+  LogStore& operator=(const LogStore&) = delete;
+
+  std::uint32_t partition_count() const;
+  const std::string& ledger_id() const;
+  bool read_only() const;
+
+  // Appends `events` (each a FlatBuffers Envelope, checked against the schema) to one partition
+  // in order. Returns once durable. Errc::invalid_argument for an empty batch, an unknown
+  // partition or an event that fails schema verification (nothing is written then).
+  //
+  // `key_writes` are written to the `keys` column family in the same WriteBatch, so that
+  // recording an erasure and destroying the data key happen atomically (KeyStore::erase).
+  struct KeyWrite {
+    std::string subject;
+    std::string value;
+  };
+  Result<AppendResult> append(Partition partition, std::span<const ByteView> events,
+                              std::span<const KeyWrite> key_writes = {});
+
+  // Writes a signed checkpoint for every partition whose newest record is not yet covered and
+  // whose previous checkpoint is older than the policy's time interval (or `force`).
+  Result<std::size_t> checkpoint_due(bool force = false);
+
+  Head head(Partition partition) const;
+
+  // Up to `max` records with seq in [from, to); fewer at the end of the partition.
+  Result<std::vector<Record>> read_range(Partition partition, Seq from, Seq to,
+                                         std::size_t max = SIZE_MAX) const;
+  // Records whose envelope time lies in [from_micros, to_micros), in seq order.
+  Result<std::vector<Record>> read_by_time(Partition partition, std::int64_t from_micros,
+                                           std::int64_t to_micros) const;
+  // Tail: waits until the partition has records at or after `from` (or `timeout`), then
+  // returns up to `max` of them. In read-only mode it polls the primary for new writes.
+  Result<std::vector<Record>> wait_for(Partition partition, Seq from,
+                                       std::chrono::milliseconds timeout,
+                                       std::size_t max = 1024) const;
+
+  // Read-only mode: pull in writes the primary made since open. No-op in read-write mode.
+  Result<void> catch_up();
+
+  // All checkpoints of a partition, oldest first, as stored signed-note text.
+  Result<std::vector<std::string>> checkpoints(Partition partition) const;
+
+  LogStats stats() const;
+
+  // For components that keep their own column families in the same database (key store,
+  // verifier, tests). Not for application code.
+  rocksdb::DB* raw_db() const;
+  rocksdb::ColumnFamilyHandle* cf_log() const;
+  rocksdb::ColumnFamilyHandle* cf_meta() const;
+  rocksdb::ColumnFamilyHandle* cf_checkpoints() const;
+  rocksdb::ColumnFamilyHandle* cf_keys() const;
+
+  struct Impl;
+
+ private:
+  explicit LogStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The partition a subject's events go to: first 4 bytes of SHA-256(subject), big-endian,
+// mod partitions. Stable across builds and languages.
+Partition partition_for(std::string_view subject, std::uint32_t partitions);
+
+}  // namespace sechex::ledger

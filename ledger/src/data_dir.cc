@@ -1,0 +1,84 @@
+#include "ledger/data_dir.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace sechex::ledger {
+namespace {
+namespace fs = std::filesystem;
+
+Result<void> append_line(const std::string& path, const std::string& line) {
+  std::ofstream out(path, std::ios::app);
+  if (!out) return Errc::io_error;
+  out << line << "\n";
+  out.flush();
+  if (!out) return Errc::io_error;
+  return boost::outcome_v2::success();
+}
+
+}  // namespace
+
+Result<void> init_data_dir(const DataDir& dir, std::uint32_t partitions,
+                           const std::string& key_name, std::string* log) {
+  auto say = [&](const std::string& s) {
+    if (log != nullptr) *log += s + "\n";
+  };
+  std::error_code ec;
+  fs::create_directories(dir.keys_dir(), ec);
+  if (ec) return Errc::io_error;
+  ::chmod(dir.keys_dir().c_str(), 0700);
+
+  if (!fs::exists(dir.signing_key())) {
+    SECHEX_TRY(auto key, crypto::ed25519_generate());
+    SECHEX_TRYV(crypto::ed25519_save_pem(key, dir.signing_key()));
+    const CheckpointSigner signer(key_name, std::move(key));
+    SECHEX_TRYV(append_line(dir.verifier_keys(), signer.verifier_key()));
+    say("created checkpoint signing key " + dir.signing_key() + " (" + signer.verifier_key() + ")");
+  }
+  const char* env = std::getenv("SECHEX_KEK");
+  if ((env == nullptr || *env == '\0') && !fs::exists(dir.kek_file())) {
+    SECHEX_TRYV(Kek::generate_file(dir.kek_file()));
+    say("created key-encryption key " + dir.kek_file() +
+        " (back it up: without it sealed data "
+        "is unreadable)");
+  }
+  if (!fs::exists(fs::path(dir.log_path()) / "CURRENT")) {
+    LogOptions o;
+    o.path = dir.log_path();
+    o.create_if_missing = true;
+    o.partitions = partitions;
+    SECHEX_TRY(auto store, LogStore::open(o));
+    SECHEX_TRY(auto kek, load_kek(dir));
+    SECHEX_TRY(auto keys, KeyStore::open(*store, std::move(kek)));
+    say("created ledger " + dir.log_path() + " (id " + store->ledger_id() + ", " +
+        std::to_string(store->partition_count()) + " partitions)");
+  }
+  return boost::outcome_v2::success();
+}
+
+Result<Kek> load_kek(const DataDir& dir, const std::string& kek_file) {
+  const char* env = std::getenv("SECHEX_KEK");
+  if (env != nullptr && *env != '\0') return Kek::from_env("SECHEX_KEK");
+  return Kek::from_file(kek_file.empty() ? dir.kek_file() : kek_file);
+}
+
+Result<std::string> rotate_signing_key(const DataDir& dir, const std::string& key_name) {
+  SECHEX_TRY(auto old_signer, CheckpointSigner::load(dir.signing_key(), key_name));
+  char id[9];
+  std::snprintf(id, sizeof(id), "%08x", old_signer.key_id());
+  const auto retired = dir.keys_dir() + "/checkpoint-ed25519." + id + ".retired.pem";
+  std::error_code ec;
+  fs::rename(dir.signing_key(), retired, ec);
+  if (ec) return Errc::io_error;
+  SECHEX_TRY(auto key, crypto::ed25519_generate());
+  SECHEX_TRYV(crypto::ed25519_save_pem(key, dir.signing_key()));
+  const CheckpointSigner signer(key_name, std::move(key));
+  SECHEX_TRYV(append_line(dir.verifier_keys(), signer.verifier_key()));
+  return signer.verifier_key();
+}
+
+}  // namespace sechex::ledger

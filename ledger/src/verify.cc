@@ -1,0 +1,339 @@
+#include "ledger/verify.h"
+
+#include <rocksdb/db.h>
+
+#include <algorithm>
+#include <cstring>
+#include <future>
+#include <map>
+
+#include "endian.h"
+#include "schemas/events.h"
+
+namespace sechex::ledger {
+namespace {
+
+std::string pos_text(Partition p, Seq s) {
+  return "(" + std::to_string(p.value) + ", " + std::to_string(s.value) + ")";
+}
+
+// The record stored at (p, s), if any and decodable.
+std::optional<std::string> raw_get(const LogStore& log, Partition p, Seq s) {
+  std::string v;
+  if (!log.raw_db()->Get(rocksdb::ReadOptions(), log.cf_log(), encode_log_key(p, s), &v).ok()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+// Tells a changed event from a changed stored hash by asking the successor which hash it was
+// chained to. Only called on the fault path.
+std::string classify_mismatch(const LogStore& log, Partition p, Seq s, const Hash& computed,
+                              const Hash& stored) {
+  const auto next = raw_get(log, p, Seq{s.value + 1});
+  if (!next) return "hash_mismatch";
+  const auto view = decode_record(*next);
+  if (!view) return "hash_mismatch";
+  const auto& n = view.value();
+  if (chain_hash(p, Seq{s.value + 1}, computed, n.event) == n.hash) return "stored_hash_altered";
+  if (chain_hash(p, Seq{s.value + 1}, stored, n.event) == n.hash) return "event_altered";
+  return "hash_mismatch";
+}
+
+}  // namespace
+
+bool is_cannot_run_reason(std::string_view reason) {
+  return reason == "unsupported_schema_version" || reason == "unsupported_record_format" ||
+         reason == "storage_error";
+}
+
+WalkResult walk_partition(const LogStore& log, Partition p, Seq from, const Hash& prev_in,
+                          const std::function<void(Seq, const Hash&)>& on_hash) {
+  WalkResult out;
+  out.next = from.value;
+  out.head = prev_in;
+  auto fault = [&](Seq s, std::string reason, std::string detail) {
+    out.cannot_run = is_cannot_run_reason(reason);
+    out.fault = Fault{{p, s}, std::move(reason), std::move(detail)};
+    return out;
+  };
+
+  std::string prefix;
+  detail::put_be32(prefix, p.value);
+  rocksdb::ReadOptions ro;
+  // A full walk reads everything once; keep it from evicting the block cache of a live server.
+  ro.fill_cache = false;
+  ro.readahead_size = 2 << 20;
+  std::unique_ptr<rocksdb::Iterator> it(log.raw_db()->NewIterator(ro, log.cf_log()));
+  Hash prev = prev_in;
+  std::uint64_t expected = from.value;
+  Bytes aligned;
+  for (it->Seek(encode_log_key(p, from)); it->Valid(); it->Next()) {
+    const auto key = it->key();
+    if (!key.starts_with(prefix)) break;
+    Position pos;
+    if (!decode_log_key(key.ToStringView(), pos)) {
+      return fault(Seq{expected}, "record_malformed", "log key is not 12 bytes");
+    }
+    const Seq s{expected};
+    if (pos.seq.value != expected) {
+      return fault(s, "missing_record",
+                   "record " + pos_text(p, s) + " is missing; the next stored record is seq " +
+                       std::to_string(pos.seq.value));
+    }
+    const auto value = it->value().ToStringView();
+    const auto decoded = decode_record(value);
+    if (!decoded) {
+      if (decoded.error() == Errc::unsupported_version) {
+        return fault(
+            s, "unsupported_record_format",
+            "record format byte " +
+                std::to_string(static_cast<unsigned>(static_cast<std::uint8_t>(value[0]))) +
+                " is newer than this build understands; upgrade ledgerctl");
+      }
+      return fault(s, "record_malformed", "record is shorter than its header");
+    }
+    const auto& rec = decoded.value();
+    if (rec.partition != p) {
+      return fault(s, "record_from_other_partition",
+                   "the record stored here was written as " + pos_text(rec.partition, rec.seq));
+    }
+    if (rec.seq != s) {
+      // Two neighbours carrying each other's seq is a swap; anything else is a misplaced copy.
+      const auto other = raw_get(log, p, rec.seq);
+      if (other) {
+        const auto ov = decode_record(*other);
+        if (ov && ov.value().seq == s) {
+          return fault(s, "records_swapped",
+                       "records " + pos_text(p, s) + " and " + pos_text(p, rec.seq) +
+                           " hold each other's contents");
+        }
+      }
+      return fault(s, "record_out_of_place",
+                   "the record stored here was written as " + pos_text(p, rec.seq));
+    }
+    const auto computed = chain_hash(p, s, prev, rec.event);
+    if (computed != rec.hash) {
+      auto reason = classify_mismatch(log, p, s, computed, rec.hash);
+      std::string detail =
+          reason == "event_altered"
+              ? "the event bytes do not match the stored hash (the next record still links "
+                "to the stored hash, so the event was changed)"
+          : reason == "stored_hash_altered"
+              ? "the stored hash was changed (the next record links to the hash of the "
+                "unchanged event)"
+              : "the stored hash does not match the event and its predecessor";
+      return fault(s, std::move(reason), std::move(detail));
+    }
+    // FlatBuffers reads need an aligned buffer; RocksDB slices have arbitrary alignment.
+    aligned.assign(rec.event.begin(), rec.event.end());
+    switch (schemas::check_envelope(aligned.data(), aligned.size())) {
+      case schemas::CheckResult::ok: {
+        const auto* env = schemas::envelope_of(aligned.data());
+        const auto sv = env->subject()->string_view();
+        const auto home = partition_for(sv, log.partition_count());
+        if (home != p) {
+          return fault(s, "event_in_wrong_partition",
+                       "the event's subject belongs to partition " + std::to_string(home.value));
+        }
+        break;
+      }
+      case schemas::CheckResult::newer_version:
+        return fault(s, "unsupported_schema_version",
+                     "event written by a newer schema version; upgrade ledgerctl");
+      case schemas::CheckResult::unknown_event_type:
+        // Written by a newer schema that added an event type: still a verifiable record.
+        break;
+      case schemas::CheckResult::malformed:
+        return fault(s, "event_malformed",
+                     "the event hashes correctly but is not a valid Envelope");
+    }
+    if (on_hash) on_hash(s, computed);
+    prev = computed;
+    ++expected;
+  }
+  if (!it->status().ok()) {
+    return fault(Seq{expected}, "storage_error", it->status().ToString());
+  }
+  out.next = expected;
+  out.head = prev;
+  return out;
+}
+
+namespace {
+
+struct PartitionOutcome {
+  PartitionSummary summary;
+  std::optional<Fault> fault;
+  bool cannot_run = false;
+};
+
+PartitionOutcome verify_partition(const LogStore& log, Partition p, const VerifyOptions& opts) {
+  PartitionOutcome out;
+  out.summary.partition = p;
+  std::vector<Fault> faults;
+
+  // Checkpoints first, so the walk can record the hashes they must match.
+  auto notes = log.checkpoints(p);
+  std::map<std::uint64_t, std::string> by_size;
+  if (!notes) {
+    out.fault = Fault{{p, Seq{0}}, "storage_error", "cannot read checkpoints"};
+    out.cannot_run = true;
+    return out;
+  }
+  {
+    // Keys are be32(p)||be64(size); re-read them to know which size each note is filed under.
+    std::unique_ptr<rocksdb::Iterator> it(
+        log.raw_db()->NewIterator(rocksdb::ReadOptions(), log.cf_checkpoints()));
+    std::string prefix;
+    detail::put_be32(prefix, p.value);
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      if (it->key().size() != 12) continue;
+      by_size[detail::get_be64(it->key().data() + 4)] = it->value().ToString();
+    }
+  }
+  std::map<std::uint64_t, Hash> hash_at;  // size -> chain hash at seq size-1
+  const auto walk = walk_partition(log, p, Seq{0}, Hash{}, [&](Seq s, const Hash& h) {
+    if (by_size.count(s.value + 1) != 0) hash_at[s.value + 1] = h;
+  });
+  if (walk.fault) {
+    faults.push_back(*walk.fault);
+    out.cannot_run = walk.cannot_run;
+  }
+  out.summary.records = walk.next;
+  out.summary.head = walk.head;
+
+  // Stored head vs the walked chain (catches a truncated tail when no checkpoint covers it).
+  std::string hv;
+  std::string head_key = "head/";
+  detail::put_be32(head_key, p.value);
+  const auto hs = log.raw_db()->Get(rocksdb::ReadOptions(), log.cf_meta(), head_key, &hv);
+  if (!walk.fault) {
+    if (hs.ok() && hv.size() == 40) {
+      const auto head_next = detail::get_be64(hv.data());
+      if (head_next > walk.next) {
+        faults.push_back({{p, Seq{walk.next}},
+                          "truncated",
+                          "the log ends before seq " + std::to_string(walk.next) +
+                              " but its head records " + std::to_string(head_next) + " records"});
+      } else if (head_next < walk.next || std::memcmp(hv.data() + 8, walk.head.data(), 32) != 0) {
+        faults.push_back({{p, Seq{walk.next == 0 ? 0 : walk.next - 1}},
+                          "head_mismatch",
+                          "the stored head does not match the last record"});
+      }
+    } else if (hs.ok() || (hs.IsNotFound() && walk.next > 0)) {
+      faults.push_back({{p, Seq{0}}, "head_mismatch", "the stored head is missing or malformed"});
+    }
+  }
+
+  const auto origin = checkpoint_origin(log.ledger_id(), p);
+  for (const auto& [size, note] : by_size) {
+    const Seq at{size == 0 ? 0 : size - 1};
+    ++out.summary.checkpoints;
+    Checkpoint cp;
+    if (opts.trusted != nullptr) {
+      const auto check = opts.trusted->verify(note);
+      using S = TrustedKeys::Status;
+      if (check.status == S::malformed) {
+        faults.push_back({{p, at}, "checkpoint_malformed", "not a well-formed signed note"});
+        continue;
+      }
+      if (check.status == S::unknown_key) {
+        faults.push_back({{p, at},
+                          "checkpoint_unknown_key",
+                          "checkpoint for size " + std::to_string(size) +
+                              " is signed by an untrusted key '" + check.key_name + "'"});
+        continue;
+      }
+      if (check.status == S::bad_signature) {
+        faults.push_back({{p, at},
+                          "checkpoint_bad_signature",
+                          "checkpoint for size " + std::to_string(size) +
+                              " has a signature that does not verify (forged or altered)"});
+        continue;
+      }
+      cp = check.checkpoint;
+    } else {
+      auto parsed = parse_checkpoint_body(note);
+      if (!parsed) {
+        faults.push_back({{p, at}, "checkpoint_malformed", "not a well-formed signed note"});
+        continue;
+      }
+      cp = *parsed;
+    }
+    if (cp.origin != origin) {
+      faults.push_back({{p, at},
+                        "checkpoint_wrong_origin",
+                        "checkpoint names '" + cp.origin + "', expected '" + origin + "'"});
+      continue;
+    }
+    if (cp.size != size || size == 0) {
+      faults.push_back({{p, at}, "checkpoint_malformed", "checkpoint size disagrees with its key"});
+      continue;
+    }
+    if (walk.fault && size > walk.next) continue;  // the walk's fault comes first
+    if (size > walk.next) {
+      faults.push_back({{p, Seq{walk.next}},
+                        "truncated",
+                        "a signed checkpoint covers " + std::to_string(size) +
+                            " records but the log has " + std::to_string(walk.next)});
+      continue;
+    }
+    const auto h = hash_at.find(size);
+    if (h == hash_at.end() || h->second != cp.hash) {
+      faults.push_back(
+          {{p, at},
+           "checkpoint_mismatch",
+           "the signed checkpoint for size " + std::to_string(size) + " does not match the chain"});
+    }
+  }
+  if (!faults.empty()) {
+    // The earliest position is the first fault; on a tie the record fault (found first) wins.
+    out.fault = *std::min_element(faults.begin(), faults.end(), [](const Fault& a, const Fault& b) {
+      return a.position.seq < b.position.seq;
+    });
+    out.cannot_run = is_cannot_run_reason(out.fault->reason);
+  }
+  return out;
+}
+
+}  // namespace
+
+VerifyReport verify_log(const LogStore& log, const VerifyOptions& options) {
+  VerifyReport report;
+  report.signatures_checked = options.trusted != nullptr;
+  const auto n = log.partition_count();
+  std::vector<PartitionOutcome> results(n);
+  const unsigned threads = std::max(1u, std::min<unsigned>(options.threads, n));
+  std::vector<std::future<void>> workers;
+  std::atomic<std::uint32_t> next{0};
+  for (unsigned t = 0; t < threads; ++t) {
+    workers.push_back(std::async(std::launch::async, [&] {
+      for (auto i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
+        results[i] = verify_partition(log, Partition{i}, options);
+      }
+    }));
+  }
+  for (auto& w : workers) w.get();
+  const PartitionOutcome* tampered = nullptr;
+  const PartitionOutcome* cannot_run = nullptr;
+  for (auto& r : results) {
+    report.records += r.summary.records;
+    report.checkpoints += r.summary.checkpoints;
+    report.partitions.push_back(r.summary);
+    if (!r.fault) continue;
+    // Proven tampering is the more useful verdict than "could not read part of it".
+    if (!r.cannot_run && tampered == nullptr) tampered = &r;
+    if (r.cannot_run && cannot_run == nullptr) cannot_run = &r;
+  }
+  if (tampered != nullptr) {
+    report.outcome = VerifyReport::Outcome::tampered;
+    report.fault = tampered->fault;
+  } else if (cannot_run != nullptr) {
+    report.outcome = VerifyReport::Outcome::cannot_run;
+    report.fault = cannot_run->fault;
+  }
+  return report;
+}
+
+}  // namespace sechex::ledger

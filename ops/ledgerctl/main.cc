@@ -1,0 +1,479 @@
+// ledgerctl: offline verification, export and maintenance of a Sechex ledger.
+//
+// Exit codes (every command): 0 success; 1 verification found tampering or inconsistency;
+// 2 the command could not run (bad flags, missing or wrong keys, missing or locked store,
+// data written by a newer version). Read-only commands open the store as a RocksDB secondary
+// instance and work while ledgerd is running on the same data directory.
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "demo.h"
+#include "ledger/data_dir.h"
+#include "ledger/export.h"
+#include "ledger/time_format.h"
+#include "ledger/verify.h"
+#include "schemas/events.h"
+
+namespace po = boost::program_options;
+using namespace sechex;
+using namespace sechex::ledger;
+
+namespace {
+
+constexpr int kOk = 0;
+constexpr int kTampered = 1;
+constexpr int kCannotRun = 2;
+
+struct Common {
+  DataDir dir;
+  std::string kek_file;
+  std::string trusted_keys;
+  std::string signing_key;
+  std::string key_name = kDefaultKeyName;
+};
+
+// Thrown only inside main's command dispatch to end a command with a message and exit code.
+struct Exit {
+  int code;
+  std::string message;
+};
+
+[[noreturn]] void fail(const std::string& what, std::error_code ec = {}) {
+  throw Exit{kCannotRun, ec ? what + ": " + ec.message() : what};
+}
+
+std::string describe_open_error(std::error_code ec, const DataDir& dir) {
+  if (ec == Errc::store_missing) {
+    return "no ledger at " + dir.log_path() + " (run `ledgerctl init --data-dir " + dir.root +
+           "` or start ledgerd first)";
+  }
+  if (ec == Errc::store_locked) {
+    return "the ledger at " + dir.log_path() +
+           " is open for writing by another process (stop ledgerd to run this command)";
+  }
+  if (ec == Errc::unsupported_version) {
+    return "the ledger at " + dir.log_path() + " was written by a newer version; upgrade ledgerctl";
+  }
+  return "cannot open the ledger at " + dir.log_path() + ": " + ec.message();
+}
+
+std::unique_ptr<LogStore> open_read_only(const Common& c) {
+  LogOptions o;
+  o.path = c.dir.log_path();
+  o.mode = LogOptions::Mode::read_only;
+  auto store = LogStore::open(o);
+  if (!store) fail(describe_open_error(store.error(), c.dir));
+  return std::move(store).value();
+}
+
+Kek load_kek_or_fail(const Common& c) {
+  auto kek = load_kek(c.dir, c.kek_file);
+  if (kek) return std::move(kek).value();
+  const auto path = c.kek_file.empty() ? c.dir.kek_file() : c.kek_file;
+  if (kek.error() == Errc::key_missing) {
+    fail("key-encryption key not found: set SECHEX_KEK or create " + path);
+  }
+  fail("key-encryption key in " + path +
+       " is unusable (must be base64 of 32 bytes and readable only by its owner)");
+}
+
+std::unique_ptr<KeyStore> open_keys_or_fail(LogStore& log, const Common& c) {
+  auto keys = KeyStore::open(log, load_kek_or_fail(c));
+  if (!keys && keys.error() == Errc::key_invalid) {
+    fail("the key-encryption key does not match this ledger (wrong KEK file or SECHEX_KEK)");
+  }
+  if (!keys) fail("cannot open the key store", keys.error());
+  return std::move(keys).value();
+}
+
+struct Writer {
+  std::unique_ptr<CheckpointSigner> signer;
+  std::unique_ptr<LogStore> log;
+};
+
+Writer open_read_write(const Common& c) {
+  Writer w;
+  const auto key_path = c.signing_key.empty() ? c.dir.signing_key() : c.signing_key;
+  auto signer = CheckpointSigner::load(key_path, c.key_name);
+  if (!signer) {
+    fail(signer.error() == Errc::key_missing
+             ? "checkpoint signing key not found at " + key_path
+             : "checkpoint signing key at " + key_path + " is not an Ed25519 PEM private key");
+  }
+  w.signer = std::make_unique<CheckpointSigner>(std::move(signer).value());
+  LogOptions o;
+  o.path = c.dir.log_path();
+  o.signer = w.signer.get();
+  Fault fault;
+  auto log = LogStore::open(o, &fault);
+  if (!log && log.error() == Errc::chain_broken) {
+    throw Exit{kTampered, "refusing to write: the chain is broken at partition " +
+                              std::to_string(fault.position.partition.value) + " seq " +
+                              std::to_string(fault.position.seq.value) + ": " + fault.reason +
+                              " (" + fault.detail + ")"};
+  }
+  if (!log) fail(describe_open_error(log.error(), c.dir));
+  w.log = std::move(log).value();
+  return w;
+}
+
+std::optional<std::int64_t> parse_time_flag(const po::variables_map& vm, const char* name) {
+  if (!vm.count(name)) return std::nullopt;
+  const auto text = vm[name].as<std::string>();
+  const auto t = parse_rfc3339(text);
+  if (!t) fail(std::string("--") + name + ": '" + text + "' is not an RFC 3339 time");
+  return t;
+}
+
+po::variables_map parse(const std::vector<std::string>& args, const po::options_description& d) {
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(d).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fail(std::string(e.what()) + " (see --help)");
+  }
+  return vm;
+}
+
+int cmd_init(const Common& c, const std::vector<std::string>& args) {
+  po::options_description d("ledgerctl init");
+  d.add_options()("partitions", po::value<std::uint32_t>()->default_value(8),
+                  "partitions for a new ledger (fixed once created)");
+  const auto vm = parse(args, d);
+  const auto parts = vm["partitions"].as<std::uint32_t>();
+  if (parts == 0 || parts > 4096) fail("--partitions must be between 1 and 4096");
+  std::string log;
+  const auto r = init_data_dir(c.dir, parts, c.key_name, &log);
+  std::cout << log;
+  if (!r) {
+    if (r.error() == Errc::store_locked) fail(describe_open_error(r.error(), c.dir));
+    fail("init failed", r.error());
+  }
+  if (log.empty()) std::cout << "data directory " << c.dir.root << " is already initialised\n";
+  return kOk;
+}
+
+int cmd_verify(const Common& c, const std::vector<std::string>& args) {
+  po::options_description d("ledgerctl verify");
+  d.add_options()("threads", po::value<unsigned>()->default_value(2), "verification threads")(
+      "quiet,q", "print only the verdict");
+  const auto vm = parse(args, d);
+  auto log = open_read_only(c);  // "no ledger here" is the more useful first complaint
+  const auto keys_path = c.trusted_keys.empty() ? c.dir.verifier_keys() : c.trusted_keys;
+  auto trusted = TrustedKeys::load_file(keys_path);
+  if (!trusted) {
+    fail(trusted.error() == Errc::key_missing
+             ? "no trusted checkpoint keys in " + keys_path + " (pass --trusted-keys FILE)"
+             : "trusted key file " + keys_path + " has a malformed line");
+  }
+  VerifyOptions vo;
+  vo.trusted = &trusted.value();
+  vo.threads = std::max(1u, vm["threads"].as<unsigned>());
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto report = verify_log(*log, vo);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (report.outcome == VerifyReport::Outcome::verified) {
+    if (!vm.count("quiet")) {
+      for (const auto& p : report.partitions) {
+        std::cout << "partition " << p.partition.value << ": " << p.records << " records, "
+                  << p.checkpoints << " checkpoints, head " << to_hex(p.head) << "\n";
+      }
+    }
+    std::printf("verified: %llu records, %llu signed checkpoints, %u partitions in %.3f s\n",
+                static_cast<unsigned long long>(report.records),
+                static_cast<unsigned long long>(report.checkpoints), log->partition_count(), secs);
+    return kOk;
+  }
+  const auto& f = *report.fault;
+  const bool tampered = report.outcome == VerifyReport::Outcome::tampered;
+  std::cout << (tampered ? "TAMPERED" : "CANNOT VERIFY") << ": partition "
+            << f.position.partition.value << " seq " << f.position.seq.value << ": " << f.reason
+            << ": " << f.detail << "\n";
+  return tampered ? kTampered : kCannotRun;
+}
+
+int cmd_export(const Common& c, const std::vector<std::string>& args) {
+  po::options_description d("ledgerctl export");
+  d.add_options()("format", po::value<std::string>()->default_value("jsonl"), "jsonl or csv")(
+      "subject", po::value<std::string>(), "only this subject's events")(
+      "from", po::value<std::string>(), "RFC 3339 time, inclusive")("to", po::value<std::string>(),
+                                                                    "RFC 3339 time, exclusive")(
+      "output,o", po::value<std::string>(), "write here instead of stdout");
+  const auto vm = parse(args, d);
+  const auto format = vm["format"].as<std::string>();
+  if (format != "jsonl" && format != "csv") fail("--format must be jsonl or csv");
+  const auto from = parse_time_flag(vm, "from").value_or(INT64_MIN);
+  const auto to = parse_time_flag(vm, "to").value_or(INT64_MAX);
+  if (from >= to) fail("--from must be before --to");
+  auto log = open_read_only(c);
+  auto keys = open_keys_or_fail(*log, c);
+
+  std::ofstream file;
+  std::ostream* out = &std::cout;
+  std::string tmp_path;
+  if (vm.count("output")) {
+    // Written to a temporary name and renamed, so a failed export leaves no partial file.
+    tmp_path = vm["output"].as<std::string>() + ".partial";
+    file.open(tmp_path, std::ios::trunc);
+    if (!file) fail("cannot write " + tmp_path);
+    out = &file;
+  }
+  if (format == "csv") *out << csv_header() << "\n";
+  std::uint32_t first = 0, last = log->partition_count();
+  std::optional<std::string> subject;
+  if (vm.count("subject")) {
+    subject = vm["subject"].as<std::string>();
+    first = partition_for(*subject, log->partition_count()).value;
+    last = first + 1;
+  }
+  std::uint64_t count = 0;
+  for (auto p = first; p < last; ++p) {
+    Seq next{0};
+    for (;;) {
+      auto batch = log->read_range(Partition{p}, next, Seq{UINT64_MAX}, 4096);
+      if (!batch) fail("cannot read partition " + std::to_string(p), batch.error());
+      if (batch.value().empty()) break;
+      next = Seq{batch.value().back().position.seq.value + 1};
+      for (const auto& rec : batch.value()) {
+        auto rendered = record_to_json(rec, keys.get());
+        if (!rendered) {
+          fail("cannot render partition " + std::to_string(p) + " seq " +
+               std::to_string(rec.position.seq.value) +
+               (rendered.error() == Errc::unsupported_version
+                    ? ": written by a newer schema version; upgrade ledgerctl"
+                    : ": not a valid event (run `ledgerctl verify`)"));
+        }
+        const auto& j = rendered.value();
+        if (subject && j["subject"] != *subject) continue;
+        const auto t = parse_rfc3339(j["time"].get<std::string>()).value_or(0);
+        if (t < from || t >= to) continue;
+        if (format == "jsonl") {
+          *out << j.dump() << "\n";
+        } else {
+          *out << json_to_csv_row(j) << "\n";
+        }
+        ++count;
+      }
+    }
+  }
+  out->flush();
+  if (!*out) fail("write failed");
+  if (!tmp_path.empty()) {
+    file.close();
+    const auto final_path = vm["output"].as<std::string>();
+    if (std::rename(tmp_path.c_str(), final_path.c_str()) != 0)
+      fail("cannot rename to " + final_path);
+  }
+  std::cerr << "exported " << count << " events\n";
+  return kOk;
+}
+
+void print_summary(const Record& r) {
+  const auto* env = schemas::envelope_of(r.event.data());
+  const bool ok =
+      schemas::check_envelope(r.event.data(), r.event.size()) == schemas::CheckResult::ok;
+  std::cout << r.position.partition.value << "/" << r.position.seq.value << " "
+            << (ok ? format_rfc3339(env->time_micros()) : "-") << " "
+            << (ok ? schemas::event_type_name(env->event_type()) : "(undecodable)") << " "
+            << (ok ? env->subject()->str() : "-") << " " << to_hex(r.hash).substr(0, 16) << "\n";
+}
+
+int cmd_tail(const Common& c, const std::vector<std::string>& args) {
+  po::options_description d("ledgerctl tail");
+  d.add_options()("partition,p", po::value<std::uint32_t>(), "only this partition")(
+      "lines,n", po::value<std::uint64_t>()->default_value(10), "records per partition")(
+      "follow,f", "keep printing new records until interrupted");
+  const auto vm = parse(args, d);
+  auto log = open_read_only(c);
+  std::uint32_t first = 0, last = log->partition_count();
+  if (vm.count("partition")) {
+    first = vm["partition"].as<std::uint32_t>();
+    if (first >= log->partition_count()) fail("--partition out of range");
+    last = first + 1;
+  }
+  const auto n = vm["lines"].as<std::uint64_t>();
+  std::vector<Seq> next(log->partition_count());
+  for (auto p = first; p < last; ++p) {
+    const auto h = log->head(Partition{p});
+    const Seq from{h.next.value > n ? h.next.value - n : 0};
+    auto recs = log->read_range(Partition{p}, from, h.next);
+    if (!recs) fail("cannot read", recs.error());
+    for (const auto& r : recs.value()) print_summary(r);
+    next[p] = h.next;
+  }
+  std::cout.flush();
+  while (vm.count("follow")) {
+    for (auto p = first; p < last; ++p) {
+      auto recs = log->wait_for(Partition{p}, next[p],
+                                std::chrono::milliseconds(last - first == 1 ? 1000 : 50));
+      if (!recs) fail("cannot read", recs.error());
+      for (const auto& r : recs.value()) {
+        print_summary(r);
+        next[p] = Seq{r.position.seq.value + 1};
+      }
+    }
+    std::cout.flush();
+  }
+  return kOk;
+}
+
+int cmd_checkpoints(const Common& c, const std::vector<std::string>& args) {
+  po::options_description d("ledgerctl checkpoints");
+  d.add_options()("partition,p", po::value<std::uint32_t>(), "only this partition")(
+      "all", "every checkpoint, not only the latest");
+  const auto vm = parse(args, d);
+  auto log = open_read_only(c);
+  std::uint32_t first = 0, last = log->partition_count();
+  if (vm.count("partition")) {
+    first = vm["partition"].as<std::uint32_t>();
+    if (first >= log->partition_count()) fail("--partition out of range");
+    last = first + 1;
+  }
+  for (auto p = first; p < last; ++p) {
+    auto notes = log->checkpoints(Partition{p});
+    if (!notes) fail("cannot read checkpoints", notes.error());
+    if (notes.value().empty()) continue;
+    if (vm.count("all")) {
+      for (const auto& n : notes.value()) std::cout << n << "\n";
+    } else {
+      std::cout << notes.value().back() << "\n";
+    }
+  }
+  return kOk;
+}
+
+int cmd_demo(const Common& c, const std::vector<std::string>& args) {
+  po::options_description d("ledgerctl demo");
+  d.add_options()("events", po::value<std::uint64_t>()->default_value(1000), "events to write")(
+      "subjects", po::value<std::uint32_t>()->default_value(0), "distinct subjects (0 = auto)")(
+      "batch", po::value<std::uint32_t>()->default_value(256), "events per append")(
+      "seed", po::value<std::uint64_t>()->default_value(0), "random seed (0 = random)");
+  const auto vm = parse(args, d);
+  ops::DemoOptions o;
+  o.events = vm["events"].as<std::uint64_t>();
+  o.subjects = vm["subjects"].as<std::uint32_t>();
+  o.batch = vm["batch"].as<std::uint32_t>();
+  o.seed = vm["seed"].as<std::uint64_t>();
+  if (o.batch == 0) fail("--batch must be at least 1");
+  auto kek = load_kek_or_fail(c);  // before opening for writing: bad keys write nothing
+  auto w = open_read_write(c);
+  auto keys = KeyStore::open(*w.log, std::move(kek));
+  if (!keys) fail("the key-encryption key does not match this ledger", keys.error());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto n = ops::run_demo(*w.log, *keys.value(), o, std::cerr);
+  if (!n) fail("demo failed", n.error());
+  auto cps = w.log->checkpoint_due(/*force=*/true);
+  if (!cps) fail("checkpointing failed", cps.error());
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("wrote %llu events in %.2f s (%.0f events/s)\n",
+              static_cast<unsigned long long>(n.value()), secs, n.value() / secs);
+  return kOk;
+}
+
+int cmd_erase(const Common& c, const std::vector<std::string>& args) {
+  po::options_description d("ledgerctl erase");
+  d.add_options()("subject", po::value<std::string>()->required(), "subject to crypto-shred")(
+      "reason", po::value<std::string>()->default_value("gdpr_erasure"), "recorded reason")(
+      "actor", po::value<std::string>()->default_value("ledgerctl"), "who asked");
+  const auto vm = parse(args, d);
+  auto kek = load_kek_or_fail(c);
+  auto w = open_read_write(c);
+  auto keys = KeyStore::open(*w.log, std::move(kek));
+  if (!keys) fail("the key-encryption key does not match this ledger", keys.error());
+  const auto subject = vm["subject"].as<std::string>();
+  auto r =
+      keys.value()->erase(subject, vm["actor"].as<std::string>(), vm["reason"].as<std::string>(),
+                          SystemClock::instance().now_micros());
+  if (!r) fail("erasure failed", r.error());
+  std::cout << "erased " << subject << ": SubjectErased at seq " << r.value().first.value << "\n";
+  return kOk;
+}
+
+int cmd_keys(const Common& c, const std::vector<std::string>& args) {
+  if (args.empty() || args[0] != "rotate") fail("usage: ledgerctl keys rotate");
+  auto r = rotate_signing_key(c.dir, c.key_name);
+  if (!r) fail("rotation failed", r.error());
+  std::cout << "new checkpoint key: " << r.value() << "\n";
+  return kOk;
+}
+
+const char* const kUsage = R"(usage: ledgerctl [--data-dir DIR] COMMAND [options]
+
+commands:
+  init          create the data directory, keys and ledger if missing
+  verify        re-walk every hash link and check every checkpoint signature
+                (exit 0 verified, 1 tampered, 2 could not run)
+  export        --format jsonl|csv [--subject S] [--from T] [--to T] [-o FILE]
+  tail          [-p PARTITION] [-n N] [-f]
+  checkpoints   [-p PARTITION] [--all]
+  demo          --events N: write realistic synthetic events of every type
+  erase         --subject S: crypto-shred a subject (GDPR erasure)
+  keys rotate   start signing checkpoints with a new key
+
+global options:
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Common c;
+  po::options_description global("global options");
+  global.add_options()("help,h", "show help")(
+      "data-dir", po::value<std::string>(&c.dir.root)->default_value("./data"), "data directory")(
+      "kek-file", po::value<std::string>(&c.kek_file), "key-encryption key file (or SECHEX_KEK)")(
+      "trusted-keys", po::value<std::string>(&c.trusted_keys),
+      "checkpoint verifier keys (default <data-dir>/keys/checkpoint-verifiers.txt)")(
+      "signing-key", po::value<std::string>(&c.signing_key), "checkpoint signing key PEM")(
+      "key-name", po::value<std::string>(&c.key_name)->default_value(kDefaultKeyName),
+      "checkpoint key name")("command", po::value<std::string>(), "command")(
+      "args", po::value<std::vector<std::string>>(), "command arguments");
+  po::positional_options_description pos;
+  pos.add("command", 1).add("args", -1);
+  try {
+    po::variables_map vm;
+    po::parsed_options parsed = po::command_line_parser(argc, argv)
+                                    .options(global)
+                                    .positional(pos)
+                                    .allow_unregistered()
+                                    .run();
+    po::store(parsed, vm);
+    po::notify(vm);
+    if (!vm.count("command")) {
+      std::cerr << kUsage << global;
+      return vm.count("help") ? kOk : kCannotRun;
+    }
+    const auto command = vm["command"].as<std::string>();
+    auto rest = po::collect_unrecognized(parsed.options, po::include_positional);
+    rest.erase(rest.begin());  // the command itself
+    if (vm.count("help")) rest.push_back("--help");
+    if (std::find(rest.begin(), rest.end(), "--help") != rest.end() ||
+        std::find(rest.begin(), rest.end(), "-h") != rest.end()) {
+      std::cerr << kUsage << global;
+      return kOk;
+    }
+    if (command == "init") return cmd_init(c, rest);
+    if (command == "verify") return cmd_verify(c, rest);
+    if (command == "export") return cmd_export(c, rest);
+    if (command == "tail") return cmd_tail(c, rest);
+    if (command == "checkpoints") return cmd_checkpoints(c, rest);
+    if (command == "demo") return cmd_demo(c, rest);
+    if (command == "erase") return cmd_erase(c, rest);
+    if (command == "keys") return cmd_keys(c, rest);
+    std::cerr << "ledgerctl: unknown command '" << command << "'\n\n" << kUsage << global;
+    return kCannotRun;
+  } catch (const Exit& e) {
+    std::cerr << "ledgerctl: " << e.message << "\n";
+    return e.code;
+  } catch (const po::error& e) {
+    std::cerr << "ledgerctl: " << e.what() << " (see --help)\n";
+    return kCannotRun;
+  } catch (const std::exception& e) {
+    std::cerr << "ledgerctl: " << e.what() << "\n";
+    return kCannotRun;
+  }
+}

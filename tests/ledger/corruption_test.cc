@@ -1,0 +1,233 @@
+// A catalogue of corruptions in the style of RocksDB's db/log_test.cc: each failure mode is
+// made on disk the way an attacker with write access to the store would, and `verify` must
+// name the exact (partition, seq) and a reason of its own.
+#include <gtest/gtest.h>
+
+#include "ledger/verify.h"
+#include "support/test_util.h"
+
+namespace sechex::ledger {
+namespace {
+
+using testing::RawDb;
+using testing::TempDir;
+
+constexpr std::uint32_t kPartitions = 4;
+constexpr std::uint32_t kP = 1;  // the partition we tamper with
+constexpr std::uint32_t kQ = 2;  // another partition
+constexpr int kRecords = 12;     // checkpoints every 5: at sizes 5 and 10
+
+class Corruption : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    signer_ = std::make_unique<CheckpointSigner>(testing::make_signer("trusted"));
+    ASSERT_TRUE(trusted_.add(signer_->verifier_key()));
+    auto log = open_writer();
+    ASSERT_TRUE(log);
+    testing::append_n(*log.value(), testing::subject_in(kP, kPartitions), kRecords);
+    testing::append_n(*log.value(), testing::subject_in(kQ, kPartitions), kRecords);
+    testing::append_n(*log.value(), testing::subject_in(0, kPartitions), 3);
+  }
+
+  Result<std::unique_ptr<LogStore>> open_writer(Fault* fault = nullptr) {
+    LogOptions o;
+    o.path = dir_.path();
+    o.create_if_missing = true;
+    o.partitions = kPartitions;
+    o.signer = signer_.get();
+    o.checkpoints.every_records = 5;
+    o.checkpoints.every = std::chrono::microseconds(0);
+    return LogStore::open(o, fault);
+  }
+
+  VerifyReport verify() {
+    LogOptions o;
+    o.path = dir_.path();
+    o.mode = LogOptions::Mode::read_only;
+    auto log = LogStore::open(o);
+    EXPECT_TRUE(log) << log.error().message();
+    VerifyOptions vo;
+    vo.trusted = &trusted_;
+    return verify_log(*log.value(), vo);
+  }
+
+  void expect_fault(std::uint32_t partition, std::uint64_t seq, const std::string& reason) {
+    const auto report = verify();
+    ASSERT_EQ(report.outcome, VerifyReport::Outcome::tampered)
+        << (report.fault ? report.fault->reason : "no fault");
+    ASSERT_TRUE(report.fault);
+    EXPECT_EQ(report.fault->position.partition.value, partition);
+    EXPECT_EQ(report.fault->position.seq.value, seq);
+    EXPECT_EQ(report.fault->reason, reason) << report.fault->detail;
+  }
+
+  static std::string key(std::uint32_t p, std::uint64_t s) {
+    return encode_log_key(Partition{p}, Seq{s});
+  }
+  static std::string ckpt_key(std::uint32_t p, std::uint64_t size) {
+    std::string k = encode_log_key(Partition{p}, Seq{size});  // same be32||be64 layout
+    return k;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<CheckpointSigner> signer_;
+  TrustedKeys trusted_;
+};
+
+TEST_F(Corruption, UntouchedLogVerifies) {
+  const auto report = verify();
+  EXPECT_EQ(report.outcome, VerifyReport::Outcome::verified);
+  EXPECT_EQ(report.records, 2u * kRecords + 3);
+  EXPECT_EQ(report.checkpoints, 4u);
+  EXPECT_TRUE(report.signatures_checked);
+}
+
+TEST_F(Corruption, ChangedEventByteIsEventAltered) {
+  {
+    RawDb db(dir_.path());
+    auto v = db.get(db.log(), key(kP, 6));
+    v[v.size() - 3] ^= 0x01;  // inside the event bytes
+    db.put(db.log(), key(kP, 6), v);
+  }
+  expect_fault(kP, 6, "event_altered");
+}
+
+TEST_F(Corruption, ChangedStoredHashIsStoredHashAltered) {
+  {
+    RawDb db(dir_.path());
+    auto v = db.get(db.log(), key(kP, 6));
+    v[13] ^= 0x80;  // first byte of the stored hash
+    db.put(db.log(), key(kP, 6), v);
+  }
+  expect_fault(kP, 6, "stored_hash_altered");
+}
+
+TEST_F(Corruption, DeletedRecordIsMissingRecord) {
+  {
+    RawDb db(dir_.path());
+    db.del(db.log(), key(kP, 6));
+  }
+  expect_fault(kP, 6, "missing_record");
+}
+
+TEST_F(Corruption, TwoSwappedRecordsAreRecordsSwapped) {
+  {
+    RawDb db(dir_.path());
+    const auto a = db.get(db.log(), key(kP, 6));
+    const auto b = db.get(db.log(), key(kP, 7));
+    db.put(db.log(), key(kP, 6), b);
+    db.put(db.log(), key(kP, 7), a);
+  }
+  expect_fault(kP, 6, "records_swapped");
+}
+
+TEST_F(Corruption, RecordCopiedFromAnotherPartitionIsNamedAsSuch) {
+  {
+    RawDb db(dir_.path());
+    db.put(db.log(), key(kP, 6), db.get(db.log(), key(kQ, 6)));
+  }
+  expect_fault(kP, 6, "record_from_other_partition");
+}
+
+TEST_F(Corruption, TruncatedTailIsTruncated) {
+  {
+    RawDb db(dir_.path());
+    db.del(db.log(), key(kP, 11));
+    db.del(db.log(), key(kP, 10));
+  }
+  expect_fault(kP, 10, "truncated");
+}
+
+TEST_F(Corruption, TruncatedTailIsFoundByTheSignedCheckpointEvenWhenTheHeadIsRewritten) {
+  {
+    RawDb db(dir_.path());
+    const auto nine = decode_record(db.get(db.log(), key(kP, 8))).value();
+    for (std::uint64_t s = 9; s < kRecords; ++s) db.del(db.log(), key(kP, s));
+    // The attacker also rewrites the stored head to match the shortened log.
+    std::string head = "head/";
+    head += std::string("\0\0\0\1", 4);
+    std::string hv(8, '\0');
+    hv[7] = 9;
+    hv.append(reinterpret_cast<const char*>(nine.hash.data()), 32);
+    db.put(db.meta(), head, hv);
+  }
+  expect_fault(kP, 9, "truncated");  // the checkpoint at size 10 needs seq 9
+}
+
+TEST_F(Corruption, ForgedCheckpointIsBadSignature) {
+  {
+    RawDb db(dir_.path());
+    const auto note = db.get(db.checkpoints(), ckpt_key(kP, 10));
+    auto cp = parse_checkpoint_body(note).value();
+    cp.hash[0] ^= 1;  // claim another head, keep the old signature line
+    const auto forged = checkpoint_body(cp) + note.substr(note.find("\n\n") + 1);
+    db.put(db.checkpoints(), ckpt_key(kP, 10), forged);
+  }
+  expect_fault(kP, 9, "checkpoint_bad_signature");
+}
+
+TEST_F(Corruption, CheckpointSignedByAnUnknownKeyIsUnknownKey) {
+  {
+    RawDb db(dir_.path());
+    const auto note = db.get(db.checkpoints(), ckpt_key(kP, 10));
+    const auto cp = parse_checkpoint_body(note).value();
+    const auto intruder = testing::make_signer("intruder");
+    db.put(db.checkpoints(), ckpt_key(kP, 10), intruder.sign(cp).value());
+  }
+  expect_fault(kP, 9, "checkpoint_unknown_key");
+}
+
+TEST_F(Corruption, FullyRechainedRewriteIsCaughtByTheCheckpoint) {
+  {
+    // The attacker changes event 2 and recomputes every later hash and the head, so every
+    // link checks out; only the signed checkpoint at size 5 still remembers the truth.
+    RawDb db(dir_.path());
+    Hash prev = decode_record(db.get(db.log(), key(kP, 1))).value().hash;
+    for (std::uint64_t s = 2; s < kRecords; ++s) {
+      const auto old = db.get(db.log(), key(kP, s));
+      const auto view = decode_record(old).value();
+      Bytes ev(view.event.begin(), view.event.end());
+      if (s == 2) ev[ev.size() - 3] ^= 0x01;
+      const auto h = chain_hash(Partition{kP}, Seq{s}, prev, ev);
+      db.put(db.log(), key(kP, s), encode_record(Partition{kP}, Seq{s}, h, ev));
+      prev = h;
+    }
+    std::string hv(8, '\0');
+    hv[7] = kRecords;
+    hv.append(reinterpret_cast<const char*>(prev.data()), 32);
+    db.put(db.meta(), "head/" + std::string("\0\0\0\1", 4), hv);
+  }
+  expect_fault(kP, 4, "checkpoint_mismatch");
+}
+
+TEST_F(Corruption, WriterRefusesToExtendABrokenTail) {
+  {
+    RawDb db(dir_.path());
+    auto v = db.get(db.log(), key(kP, 11));  // after the last checkpoint (size 10)
+    v[v.size() - 2] ^= 0x01;
+    db.put(db.log(), key(kP, 11), v);
+  }
+  Fault fault;
+  auto log = open_writer(&fault);
+  ASSERT_FALSE(log);
+  EXPECT_EQ(log.error(), Errc::chain_broken);
+  EXPECT_EQ(fault.position.partition.value, kP);
+  EXPECT_EQ(fault.position.seq.value, 11u);
+  EXPECT_EQ(fault.reason, "hash_mismatch");  // no successor to tell which part changed
+}
+
+TEST_F(Corruption, NewerRecordFormatMeansCannotVerifyNotTampered) {
+  {
+    RawDb db(dir_.path());
+    auto v = db.get(db.log(), key(kQ, 3));
+    v[0] = 9;
+    db.put(db.log(), key(kQ, 3), v);
+  }
+  const auto report = verify();
+  EXPECT_EQ(report.outcome, VerifyReport::Outcome::cannot_run);
+  EXPECT_EQ(report.fault->reason, "unsupported_record_format");
+  EXPECT_EQ(report.fault->position.seq.value, 3u);
+}
+
+}  // namespace
+}  // namespace sechex::ledger

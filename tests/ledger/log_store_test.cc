@@ -1,0 +1,275 @@
+// LogStore: append, group commit, readers, reopen, modes and checkpoint policy.
+#include "ledger/log_store.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
+
+#include "ledger/verify.h"
+#include "support/test_util.h"
+
+namespace sechex::ledger {
+namespace {
+
+using testing::append_n;
+using testing::make_event;
+using testing::TempDir;
+
+std::unique_ptr<LogStore> open_rw(const std::string& path, const CheckpointSigner* signer = nullptr,
+                                  const Clock* clock = &SystemClock::instance(),
+                                  CheckpointPolicy policy = {}) {
+  LogOptions o;
+  o.path = path;
+  o.create_if_missing = true;
+  o.partitions = 4;
+  o.signer = signer;
+  o.clock = clock;
+  o.checkpoints = policy;
+  auto s = LogStore::open(o);
+  EXPECT_TRUE(s) << s.error().message();
+  return s ? std::move(s).value() : nullptr;
+}
+
+Result<AppendResult> append_one(LogStore& log, const Bytes& ev, std::string_view subject) {
+  const ByteView v(ev);
+  return log.append(partition_for(subject, log.partition_count()),
+                    std::span<const ByteView>(&v, 1));
+}
+
+TEST(LogStore, AppendAssignsGaplessSeqsAndChainsHashes) {
+  TempDir dir;
+  auto log = open_rw(dir.path());
+  const std::string subject = "alice";
+  const auto p = partition_for(subject, 4);
+  std::vector<Bytes> events;
+  for (int i = 0; i < 5; ++i) events.push_back(make_event(subject, std::to_string(i)));
+  std::vector<ByteView> views(events.begin(), events.end());
+  auto r = log->append(p, views);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r.value().first.value, 0u);
+  EXPECT_EQ(r.value().last.value, 4u);
+  auto r2 = append_one(*log, make_event(subject, "5"), subject);
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2.value().first.value, 5u);
+
+  auto records = log->read_range(p, Seq{0}, Seq{100});
+  ASSERT_TRUE(records);
+  ASSERT_EQ(records.value().size(), 6u);
+  Hash prev{};
+  for (std::size_t i = 0; i < records.value().size(); ++i) {
+    const auto& rec = records.value()[i];
+    EXPECT_EQ(rec.position.seq.value, i);
+    EXPECT_EQ(rec.hash, chain_hash(p, Seq{i}, prev, rec.event));
+    prev = rec.hash;
+  }
+  EXPECT_EQ(log->head(p).next.value, 6u);
+  EXPECT_EQ(log->head(p).hash, prev);
+  EXPECT_EQ(r2.value().head, prev);
+}
+
+TEST(LogStore, RejectsBadBatchesAndWritesNothing) {
+  TempDir dir;
+  auto log = open_rw(dir.path());
+  const auto ev = make_event("bob");
+  const ByteView good(ev);
+  EXPECT_EQ(log->append(Partition{0}, {}).error(), Errc::invalid_argument);
+  EXPECT_EQ(log->append(Partition{99}, std::span<const ByteView>(&good, 1)).error(),
+            Errc::invalid_argument);
+  const std::string garbage = "definitely not a flatbuffer";
+  const ByteView bad = as_bytes(garbage);
+  // A batch with one bad event is refused whole.
+  const std::vector<ByteView> mixed = {good, bad};
+  EXPECT_EQ(log->append(partition_for("bob", 4), mixed).error(), Errc::invalid_argument);
+  // An event from a newer schema version is refused, not stored blindly.
+  flatbuffers::FlatBufferBuilder fbb;
+  const std::array<std::uint8_t, 16> id{};
+  const schema::EventId eid(flatbuffers::span<const std::uint8_t, 16>(id.data(), 16));
+  auto body = schema::CreateCheckIn(fbb, fbb.CreateString("s"));
+  auto env =
+      schema::CreateEnvelope(fbb, schemas::kSchemaVersion + 1, &eid, 0, fbb.CreateString("bob"), 0,
+                             0, 0, schema::Event::CheckIn, body.Union());
+  schema::FinishEnvelopeBuffer(fbb, env);
+  const ByteView newer(fbb.GetBufferPointer(), fbb.GetSize());
+  EXPECT_EQ(log->append(partition_for("bob", 4), std::span<const ByteView>(&newer, 1)).error(),
+            Errc::invalid_argument);
+  for (std::uint32_t p = 0; p < 4; ++p) EXPECT_EQ(log->head(Partition{p}).next.value, 0u);
+}
+
+TEST(LogStore, ConcurrentAppendersShareSyncedWrites) {
+  TempDir dir;
+  auto log = open_rw(dir.path());
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 60;
+  std::vector<std::thread> threads;
+  std::vector<std::vector<AppendResult>> results(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      // Two threads per partition so appends to one partition also race.
+      const auto subject = testing::subject_in(static_cast<std::uint32_t>(t % 4), 4, t);
+      for (int i = 0; i < kPerThread; ++i) {
+        auto r = append_one(*log, make_event(subject, std::to_string(i)), subject);
+        ASSERT_TRUE(r);
+        results[t].push_back(r.value());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<std::pair<std::uint32_t, std::uint64_t>> seen;
+  for (int t = 0; t < kThreads; ++t) {
+    for (const auto& r : results[t]) {
+      EXPECT_TRUE(seen.insert({static_cast<std::uint32_t>(t % 4), r.first.value}).second)
+          << "seq handed out twice";
+    }
+  }
+  for (std::uint32_t p = 0; p < 4; ++p) {
+    EXPECT_EQ(log->head(Partition{p}).next.value, 2u * kPerThread);
+  }
+  const auto stats = log->stats();
+  EXPECT_EQ(stats.appends, static_cast<std::uint64_t>(kThreads * kPerThread));
+  // Group commit: fewer synced writes than appends.
+  EXPECT_LT(stats.commit_groups, stats.appends);
+  EXPECT_EQ(verify_log(*log, {}).outcome, VerifyReport::Outcome::verified);
+}
+
+TEST(LogStore, ReopenRestoresHeadsAndContinuesTheChain) {
+  TempDir dir;
+  Head before;
+  {
+    auto log = open_rw(dir.path());
+    append_n(*log, "carol", 7);
+    before = log->head(partition_for("carol", 4));
+  }
+  auto log = open_rw(dir.path());
+  const auto p = partition_for("carol", 4);
+  EXPECT_EQ(log->head(p).next, before.next);
+  EXPECT_EQ(log->head(p).hash, before.hash);
+  auto r = append_n(*log, "carol", 1);
+  EXPECT_EQ(r.first.value, 7u);
+  EXPECT_EQ(verify_log(*log, {}).outcome, VerifyReport::Outcome::verified);
+}
+
+TEST(LogStore, ReadsByTimeInSeqOrder) {
+  TempDir dir;
+  auto log = open_rw(dir.path());
+  const std::string s = "dave";
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(append_one(*log, make_event(s, std::to_string(i), 1'000'000 * (i + 1)), s));
+  }
+  auto r = log->read_by_time(partition_for(s, 4), 3'000'000, 6'000'000);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r.value().size(), 3u);
+  EXPECT_EQ(r.value()[0].position.seq.value, 2u);
+  EXPECT_EQ(r.value()[2].position.seq.value, 4u);
+}
+
+TEST(LogStore, TailWaitsForRecordsAppendedLater) {
+  TempDir dir;
+  auto log = open_rw(dir.path());
+  const std::string s = "erin";
+  const auto p = partition_for(s, 4);
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    append_n(*log, s, 2);
+  });
+  auto r = log->wait_for(p, Seq{0}, std::chrono::seconds(10));
+  writer.join();
+  ASSERT_TRUE(r);
+  EXPECT_GE(r.value().size(), 1u);
+  auto none = log->wait_for(p, Seq{2}, std::chrono::milliseconds(20));
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none.value().empty());
+}
+
+TEST(LogStore, ReadOnlyInstanceReadsWhileWriterIsOpenAndCatchesUp) {
+  TempDir dir;
+  auto writer = open_rw(dir.path());
+  append_n(*writer, "frank", 3);
+  LogOptions ro;
+  ro.path = dir.path();
+  ro.mode = LogOptions::Mode::read_only;
+  auto reader = LogStore::open(ro);
+  ASSERT_TRUE(reader) << reader.error().message();
+  const auto p = partition_for("frank", 4);
+  EXPECT_EQ(reader.value()->head(p).next.value, 3u);
+  append_n(*writer, "frank", 2);
+  ASSERT_TRUE(reader.value()->catch_up());
+  EXPECT_EQ(reader.value()->head(p).next.value, 5u);
+  EXPECT_EQ(reader.value()->append(p, {}).error(), Errc::invalid_argument);
+  auto tail = reader.value()->wait_for(p, Seq{5}, std::chrono::milliseconds(10));
+  ASSERT_TRUE(tail);
+  append_n(*writer, "frank", 1);
+  tail = reader.value()->wait_for(p, Seq{5}, std::chrono::seconds(10));
+  ASSERT_TRUE(tail);
+  EXPECT_EQ(tail.value().size(), 1u);
+}
+
+TEST(LogStore, SecondWriterIsRefusedAsLocked) {
+  TempDir dir;
+  auto first = open_rw(dir.path());
+  LogOptions o;
+  o.path = dir.path();
+  auto second = LogStore::open(o);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error(), Errc::store_locked);
+}
+
+TEST(LogStore, OpeningAMissingStoreFailsClearly) {
+  TempDir dir;
+  LogOptions o;
+  o.path = dir.sub("nothing-here");
+  EXPECT_EQ(LogStore::open(o).error(), Errc::store_missing);
+  o.mode = LogOptions::Mode::read_only;
+  EXPECT_EQ(LogStore::open(o).error(), Errc::store_missing);
+  o.mode = LogOptions::Mode::read_write;
+  o.create_if_missing = true;
+  o.partitions = 0;
+  EXPECT_EQ(LogStore::open(o).error(), Errc::invalid_argument);
+}
+
+TEST(LogStore, WritesASignedCheckpointEveryNRecords) {
+  TempDir dir;
+  auto signer = testing::make_signer();
+  CheckpointPolicy policy;
+  policy.every_records = 4;
+  policy.every = std::chrono::microseconds(0);
+  auto log = open_rw(dir.path(), &signer, &SystemClock::instance(), policy);
+  const std::string s = "gina";
+  append_n(*log, s, 9);
+  auto notes = log->checkpoints(partition_for(s, 4));
+  ASSERT_TRUE(notes);
+  ASSERT_EQ(notes.value().size(), 2u);  // at sizes 4 and 8
+  TrustedKeys trusted;
+  ASSERT_TRUE(trusted.add(signer.verifier_key()));
+  const auto check = trusted.verify(notes.value()[1]);
+  EXPECT_EQ(check.status, TrustedKeys::Status::ok);
+  EXPECT_EQ(check.checkpoint.size, 8u);
+  EXPECT_EQ(check.checkpoint.origin, checkpoint_origin(log->ledger_id(), partition_for(s, 4)));
+  VerifyOptions vo;
+  vo.trusted = &trusted;
+  const auto report = verify_log(*log, vo);
+  EXPECT_EQ(report.outcome, VerifyReport::Outcome::verified);
+  EXPECT_EQ(report.checkpoints, 2u);
+}
+
+TEST(LogStore, CheckpointsAnIdlePartitionAfterTheTimeInterval) {
+  TempDir dir;
+  auto signer = testing::make_signer();
+  ManualClock clock;
+  CheckpointPolicy policy;
+  policy.every_records = 0;
+  policy.every = std::chrono::seconds(60);
+  auto log = open_rw(dir.path(), &signer, &clock, policy);
+  const std::string s = "hank";
+  const auto p = partition_for(s, 4);
+  append_n(*log, s, 3);
+  ASSERT_EQ(log->checkpoint_due().value(), 0u);  // interval not yet over
+  clock.advance_micros(61'000'000);
+  ASSERT_EQ(log->checkpoint_due().value(), 1u);  // only the partition with new records
+  ASSERT_EQ(log->checkpoints(p).value().size(), 1u);
+  clock.advance_micros(61'000'000);
+  EXPECT_EQ(log->checkpoint_due().value(), 0u);  // nothing new since
+}
+
+}  // namespace
+}  // namespace sechex::ledger

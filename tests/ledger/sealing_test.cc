@@ -1,0 +1,171 @@
+// Sealing of personal data, the KEK, and crypto-shredding (ARCHITECTURE.md "Personal data is
+// sealed"; spec 004 GDPR deletion).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include "ledger/event_builder.h"
+#include "ledger/export.h"
+#include "ledger/key_store.h"
+#include "ledger/verify.h"
+#include "support/test_util.h"
+
+namespace sechex::ledger {
+namespace {
+
+using testing::TempDir;
+
+Kek test_kek(char fill = 'k') {
+  const std::string raw(32, fill);
+  return Kek::from_base64(crypto::base64_encode(as_bytes(raw))).value();
+}
+
+struct Fixture {
+  TempDir dir;
+  std::unique_ptr<LogStore> log;
+  std::unique_ptr<KeyStore> keys;
+  Fixture() {
+    LogOptions o;
+    o.path = dir.sub("log");
+    o.create_if_missing = true;
+    o.partitions = 4;
+    log = LogStore::open(o).value();
+    keys = KeyStore::open(*log, test_kek()).value();
+  }
+  // A registration with a sealed email and sealed source, appended through the real path.
+  Record register_user(const std::string& subject, const std::string& email) {
+    EventBuilder b(keys.get(), {subject, subject, "r1", 1'767'225'600'000'000,
+                                std::string("203.0.113.7"), std::string("UA/1.0")});
+    const auto sealed = b.seal("email", email).value();
+    const auto body = schema::CreateUserRegistered(b.fbb(), sealed);
+    const auto bytes = b.finish(body).value();
+    const ByteView v(bytes);
+    const auto p = partition_for(subject, log->partition_count());
+    const auto r = log->append(p, std::span<const ByteView>(&v, 1)).value();
+    return log->read_range(p, r.first, Seq{r.first.value + 1}).value().at(0);
+  }
+};
+
+TEST(Sealing, PiiIsNotStoredInPlaintextAndOpensWithTheSubjectsKey) {
+  Fixture f;
+  const auto rec = f.register_user("u-1", "alice@example.com");
+  const std::string raw(rec.event.begin(), rec.event.end());
+  EXPECT_EQ(raw.find("alice@example.com"), std::string::npos);
+  EXPECT_EQ(raw.find("203.0.113.7"), std::string::npos);
+  const auto j = record_to_json(rec, f.keys.get()).value();
+  EXPECT_EQ(j["event"]["email"], "alice@example.com");
+  EXPECT_EQ(j["source"]["ip"], "203.0.113.7");
+  EXPECT_EQ(j["source"]["user_agent"], "UA/1.0");
+  EXPECT_FALSE(j["erased"].get<bool>());
+  EXPECT_FALSE(j["event"].contains("email_sealed"));
+}
+
+TEST(Sealing, CiphertextIsBoundToSubjectFieldAndEvent) {
+  Fixture f;
+  Bytes id(16, 7), other_id(16, 8);
+  const auto sealed = f.keys->seal("u-1", id, "email", as_bytes(std::string("a@b.c"))).value();
+  EXPECT_TRUE(f.keys->open_field("u-1", id, "email", sealed));
+  EXPECT_EQ(f.keys->open_field("u-1", other_id, "email", sealed).error(),
+            Errc::authentication_failed);
+  EXPECT_EQ(f.keys->open_field("u-1", id, "ip", sealed).error(), Errc::authentication_failed);
+  f.keys->seal("u-2", id, "x", as_bytes(std::string("y"))).value();  // give u-2 a key
+  EXPECT_EQ(f.keys->open_field("u-2", id, "email", sealed).error(), Errc::authentication_failed);
+  auto tampered = sealed;
+  tampered.back() ^= 1;
+  EXPECT_EQ(f.keys->open_field("u-1", id, "email", tampered).error(), Errc::authentication_failed);
+  EXPECT_EQ(f.keys->open_field("nobody", id, "email", sealed).error(), Errc::not_found);
+}
+
+TEST(Sealing, ErasureShredsOneSubjectKeepsOthersAndTheChainVerifies) {
+  Fixture f;
+  const auto alice = f.register_user("u-alice", "alice@example.com");
+  const auto bob = f.register_user("u-bob", "bob@example.com");
+  const auto erased = f.keys->erase("u-alice", "admin:1", "gdpr_request", 1'767'225'700'000'000);
+  ASSERT_TRUE(erased) << erased.error().message();
+
+  // The history still verifies: erasure removed a key, not a record.
+  EXPECT_EQ(verify_log(*f.log, {}).outcome, VerifyReport::Outcome::verified);
+
+  const auto ja = record_to_json(alice, f.keys.get()).value();
+  EXPECT_EQ(ja["event"]["email"], kErasedValue);
+  EXPECT_EQ(ja["source"]["ip"], kErasedValue);
+  EXPECT_TRUE(ja["erased"].get<bool>());
+  const auto jb = record_to_json(bob, f.keys.get()).value();
+  EXPECT_EQ(jb["event"]["email"], "bob@example.com");
+
+  // The SubjectErased event is in alice's partition, right after her registration.
+  const auto p = partition_for("u-alice", 4);
+  const auto recs = f.log->read_range(p, erased.value().first, Seq{UINT64_MAX}).value();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(schemas::envelope_of(recs[0].event.data())->event_type(), schema::Event::SubjectErased);
+  // No new data can be sealed for an erased subject.
+  EXPECT_EQ(f.keys->seal("u-alice", Bytes(16, 1), "email", as_bytes(std::string("x"))).error(),
+            Errc::erased);
+  EXPECT_TRUE(f.keys->is_erased("u-alice").value());
+  EXPECT_FALSE(f.keys->is_erased("u-bob").value());
+}
+
+TEST(Sealing, ErasureSurvivesReopenAndNewKeyStores) {
+  TempDir dir;
+  Record alice;
+  {
+    LogOptions o;
+    o.path = dir.sub("log");
+    o.create_if_missing = true;
+    o.partitions = 2;
+    auto log = LogStore::open(o).value();
+    auto keys = KeyStore::open(*log, test_kek()).value();
+    EventBuilder b(keys.get(), {"u-a", "u-a", "", 0, std::string("10.0.0.1"), {}});
+    const auto bytes = b.finish(schema::CreateCheckIn(b.fbb())).value();
+    const ByteView v(bytes);
+    const auto r = log->append(partition_for("u-a", 2), std::span<const ByteView>(&v, 1)).value();
+    alice = log->read_range(partition_for("u-a", 2), r.first, Seq{1}).value().at(0);
+    ASSERT_TRUE(keys->erase("u-a", "t", "test", 1));
+  }
+  LogOptions o;
+  o.path = dir.sub("log");
+  o.mode = LogOptions::Mode::read_only;
+  auto log = LogStore::open(o).value();
+  auto keys = KeyStore::open(*log, test_kek()).value();
+  EXPECT_EQ(record_to_json(alice, keys.get()).value()["source"]["ip"], kErasedValue);
+}
+
+TEST(Kek, WrongKekIsRefusedAtOpen) {
+  Fixture f;
+  f.register_user("u-1", "a@example.com");
+  EXPECT_EQ(KeyStore::open(*f.log, test_kek('z')).error(), Errc::key_invalid);
+}
+
+TEST(Kek, FileMustBeBase64Of32BytesAndPrivate) {
+  TempDir dir;
+  const auto path = dir.sub("kek");
+  EXPECT_EQ(Kek::from_file(path).error(), Errc::key_missing);
+  ASSERT_TRUE(Kek::generate_file(path));
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_TRUE(Kek::from_file(path));
+  EXPECT_FALSE(Kek::generate_file(path)) << "must never overwrite an existing KEK";
+  ::chmod(path.c_str(), 0644);
+  EXPECT_EQ(Kek::from_file(path).error(), Errc::key_invalid);
+
+  const auto bad = dir.sub("bad");
+  {
+    std::ofstream out(bad);
+    out << "c2hvcnQ=\n";  // "short"
+  }
+  ::chmod(bad.c_str(), 0600);
+  EXPECT_EQ(Kek::from_file(bad).error(), Errc::key_invalid);
+  EXPECT_EQ(Kek::from_base64("not base64!").error(), Errc::key_invalid);
+}
+
+TEST(Kek, EnvironmentVariableIsAccepted) {
+  ::setenv("SECHEX_TEST_KEK", crypto::base64_encode(Bytes(32, 3)).c_str(), 1);
+  EXPECT_TRUE(Kek::from_env("SECHEX_TEST_KEK"));
+  ::unsetenv("SECHEX_TEST_KEK");
+  EXPECT_EQ(Kek::from_env("SECHEX_TEST_KEK").error(), Errc::key_missing);
+}
+
+}  // namespace
+}  // namespace sechex::ledger

@@ -1,0 +1,315 @@
+// ledgerctl end to end: the real binary on a real data directory. Covers the issue's "done
+// when" (demo then verify exits 0; an `ldb` rewrite of one record makes verify exit 1 naming
+// it) and the bad-input contract (clear message, exit 2, nothing written).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "ledger/data_dir.h"
+#include "ledger/export.h"
+#include "ledger/time_format.h"
+#include "ledger/verify.h"
+#include "support/test_util.h"
+
+namespace sechex::ops {
+namespace {
+
+using ledger::DataDir;
+using testing::TempDir;
+
+struct RunResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Runs `argv` with extra environment entries ("NAME=value"; "NAME=" removes NAME).
+RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
+  TempDir io;
+  const auto out_path = io.sub("out"), err_path = io.sub("err");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    const int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(o, STDOUT_FILENO);
+    ::dup2(e, STDERR_FILENO);
+    for (const auto& kv : env) {
+      const auto eq = kv.find('=');
+      if (eq + 1 == kv.size()) {
+        ::unsetenv(kv.substr(0, eq).c_str());
+      } else {
+        ::setenv(kv.substr(0, eq).c_str(), kv.substr(eq + 1).c_str(), 1);
+      }
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  RunResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(out_path);
+  r.err = slurp(err_path);
+  return r;
+}
+
+class Ledgerctl : public ::testing::Test {
+ protected:
+  RunResult ctl(std::vector<std::string> args,
+                const std::vector<std::string>& env = {"SECHEX_KEK="}) {
+    args.insert(args.begin(), {SECHEX_LEDGERCTL, "--data-dir", dir_.path()});
+    return run(args, env);
+  }
+  void init_and_demo(int events) {
+    auto r = ctl({"init", "--partitions", "4"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = ctl({"demo", "--events", std::to_string(events), "--seed", "7"});
+    ASSERT_EQ(r.code, 0) << r.err << r.out;
+  }
+  std::uint64_t record_count() {
+    ledger::LogOptions o;
+    o.path = DataDir{dir_.path()}.log_path();
+    o.mode = ledger::LogOptions::Mode::read_only;
+    auto log = ledger::LogStore::open(o).value();
+    std::uint64_t n = 0;
+    for (std::uint32_t p = 0; p < log->partition_count(); ++p) {
+      n += log->head(ledger::Partition{p}).next.value;
+    }
+    return n;
+  }
+  TempDir dir_;
+};
+
+TEST_F(Ledgerctl, DemoThenVerifyExitsZero) {
+  init_and_demo(3000);
+  const auto r = ctl({"verify"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("verified: 3000 records"), std::string::npos) << r.out;
+  EXPECT_EQ(record_count(), 3000u);
+}
+
+std::string hex(const std::string& bytes) { return ledger::to_hex(ledger::as_bytes(bytes)); }
+
+TEST_F(Ledgerctl, LdbRewriteOfOneRecordMakesVerifyExitOneNamingIt) {
+  init_and_demo(400);
+  const auto log_path = DataDir{dir_.path()}.log_path();
+  const auto key = "0x" + hex(ledger::encode_log_key(ledger::Partition{2}, ledger::Seq{17}));
+  auto got = run({"/usr/bin/ldb", "--db=" + log_path, "--column_family=log", "get", key,
+                  "--key_hex", "--value_hex"});
+  ASSERT_EQ(got.code, 0) << got.err << got.out;
+  std::string value_hex = got.out.substr(0, got.out.find_first_of("\r\n"));
+  ASSERT_GT(value_hex.size(), 200u) << got.out;
+  // Flip one hex digit near the end of the event bytes: an in-place rewrite of the value.
+  auto& c = value_hex[value_hex.size() - 20];
+  c = c == '0' ? '1' : '0';
+  const auto put = run({"/usr/bin/ldb", "--db=" + log_path, "--column_family=log", "put", key,
+                        value_hex, "--key_hex", "--value_hex"});
+  ASSERT_EQ(put.code, 0) << put.err << put.out;
+  const auto r = ctl({"verify"});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("partition 2 seq 17"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("event_altered"), std::string::npos) << r.out;
+}
+
+TEST_F(Ledgerctl, BadFlagsAndCommandsExitTwoWithAMessage) {
+  init_and_demo(10);
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"verify", "--no-such-flag"},
+        {"frobnicate"},
+        {"export", "--format", "xml"},
+        {"export", "--from", "yesterday"},
+        {"export", "--from", "2026-01-02T00:00:00Z", "--to", "2026-01-01T00:00:00Z"},
+        {"demo", "--events", "many"},
+        {"tail", "--partition", "99"},
+        {"erase"}}) {
+    const auto r = ctl(args);
+    EXPECT_EQ(r.code, 2) << args[0] << " " << (args.size() > 1 ? args[1] : "");
+    EXPECT_NE(r.err.find("ledgerctl: "), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(record_count(), 10u);
+  EXPECT_EQ(ctl({}).code, 2);
+  EXPECT_EQ(ctl({"--help"}).code, 0);
+}
+
+TEST_F(Ledgerctl, MissingStoreExitsTwo) {
+  const auto r = ctl({"verify"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("no ledger at"), std::string::npos) << r.err;
+}
+
+TEST_F(Ledgerctl, MissingOrWrongKeysExitTwoAndWriteNothing) {
+  init_and_demo(20);
+  const DataDir dd{dir_.path()};
+  // Wrong KEK from the environment: refused before anything is written.
+  const auto wrong = ledger::crypto::base64_encode(ledger::Bytes(32, 9));
+  auto r = ctl({"demo", "--events", "5"}, {"SECHEX_KEK=" + wrong});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("does not match"), std::string::npos) << r.err;
+  r = ctl({"export"}, {"SECHEX_KEK=" + wrong});
+  EXPECT_EQ(r.code, 2) << r.err;
+  // Missing KEK file.
+  std::filesystem::rename(dd.kek_file(), dd.kek_file() + ".away");
+  r = ctl({"demo", "--events", "5"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("key-encryption key not found"), std::string::npos) << r.err;
+  std::filesystem::rename(dd.kek_file() + ".away", dd.kek_file());
+  // Missing signing key.
+  std::filesystem::rename(dd.signing_key(), dd.signing_key() + ".away");
+  r = ctl({"demo", "--events", "5"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("signing key not found"), std::string::npos) << r.err;
+  // Missing trusted keys for verify.
+  r = ctl({"verify", "--trusted-keys", dir_.sub("nope.txt")});
+  r = run({SECHEX_LEDGERCTL, "--data-dir", dir_.path(), "--trusted-keys", dir_.sub("nope.txt"),
+           "verify"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("no trusted checkpoint keys"), std::string::npos) << r.err;
+  EXPECT_EQ(record_count(), 20u);
+}
+
+TEST_F(Ledgerctl, CorruptStoreFilesExitTwo) {
+  init_and_demo(10);
+  const auto current = DataDir{dir_.path()}.log_path() + "/CURRENT";
+  {
+    std::ofstream out(current, std::ios::trunc);
+    out << "garbage\n";
+  }
+  for (const char* cmd : {"verify", "export", "tail", "checkpoints", "demo"}) {
+    const auto r = ctl({cmd});
+    EXPECT_EQ(r.code, 2) << cmd << ": " << r.err;
+    EXPECT_NE(r.err.find("ledgerctl: "), std::string::npos);
+  }
+}
+
+TEST_F(Ledgerctl, ExportAfterErasureShowsTheSubjectErasedAndOthersIntact) {
+  init_and_demo(600);
+  auto r = ctl({"erase", "--subject", "user-3", "--reason", "gdpr_request"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = ctl({"verify"});
+  EXPECT_EQ(r.code, 0) << r.out;
+
+  r = ctl({"export", "--subject", "user-3"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  int erased = 0, total = 0;
+  bool saw_erasure_event = false;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);
+    ++total;
+    EXPECT_EQ(j["subject"], "user-3");
+    EXPECT_EQ(line.find("user3@example.com"), std::string::npos);
+    if (j["erased"].get<bool>()) ++erased;
+    if (j["type"] == "SubjectErased") saw_erasure_event = true;
+  }
+  EXPECT_GT(total, 1);
+  EXPECT_EQ(erased, total - 1);  // every event but SubjectErased itself had sealed fields
+  EXPECT_TRUE(saw_erasure_event);
+
+  r = ctl({"export", "--subject", "user-4"});
+  ASSERT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("198.51.100."), std::string::npos);  // ip opened
+  EXPECT_EQ(r.out.find("[erased]"), std::string::npos);
+}
+
+TEST_F(Ledgerctl, ExportsCsvAndFiltersByTime) {
+  init_and_demo(300);
+  auto all = ctl({"export", "--format", "csv"});
+  ASSERT_EQ(all.code, 0) << all.err;
+  EXPECT_EQ(all.out.substr(0, all.out.find('\n')), ledger::csv_header());
+  const auto all_lines = std::count(all.out.begin(), all.out.end(), '\n');
+  EXPECT_GE(all_lines, 301);  // header + records (quoted JSON may add none: no raw newlines)
+  // The demo spreads events over the last 100 days; the last 10 days hold about a tenth.
+  const auto now = SystemClock::instance().now_micros();
+  auto recent = ctl({"export", "--from", format_rfc3339(now - 10LL * 86'400'000'000), "--output",
+                     dir_.sub("recent.jsonl")});
+  ASSERT_EQ(recent.code, 0) << recent.err;
+  const auto text = slurp(dir_.sub("recent.jsonl"));
+  const auto n = std::count(text.begin(), text.end(), '\n');
+  EXPECT_GT(n, 10);
+  EXPECT_LT(n, 80);
+  EXPECT_FALSE(std::filesystem::exists(dir_.sub("recent.jsonl.partial")));
+}
+
+TEST_F(Ledgerctl, ReadOnlyCommandsWorkWhileAWriterHoldsTheStore) {
+  init_and_demo(200);
+  const DataDir dd{dir_.path()};
+  const auto signer = ledger::CheckpointSigner::load(dd.signing_key(), "sechex-ledger").value();
+  ledger::LogOptions o;
+  o.path = dd.log_path();
+  o.signer = &signer;
+  auto writer = ledger::LogStore::open(o);
+  ASSERT_TRUE(writer) << writer.error().message();
+  testing::append_n(*writer.value(), "live-subject", 5);
+  for (const char* cmd : {"verify", "export", "tail", "checkpoints"}) {
+    const auto r = ctl({cmd});
+    EXPECT_EQ(r.code, 0) << cmd << ": " << r.err;
+  }
+  const auto v = ctl({"verify"});
+  EXPECT_NE(v.out.find("verified: 205 records"), std::string::npos) << v.out;
+  const auto busy = ctl({"demo", "--events", "1"});
+  EXPECT_EQ(busy.code, 2);
+  EXPECT_NE(busy.err.find("open for writing by another process"), std::string::npos) << busy.err;
+}
+
+TEST_F(Ledgerctl, EventFromANewerSchemaMakesVerifyAndExportExitTwo) {
+  init_and_demo(10);
+  {
+    // A correctly chained record whose event says schema_version 2, as a newer ledgerd would
+    // write it.
+    const DataDir dd{dir_.path()};
+    testing::RawDb db(dd.log_path());
+    flatbuffers::FlatBufferBuilder fbb;
+    const std::array<std::uint8_t, 16> id{};
+    const schema::EventId eid(flatbuffers::span<const std::uint8_t, 16>(id.data(), 16));
+    const std::string subject = testing::subject_in(0, 4);
+    auto env = schema::CreateEnvelope(fbb, 2, &eid, 0, fbb.CreateString(subject), 0, 0, 0,
+                                      schema::Event::CheckIn, schema::CreateCheckIn(fbb).Union());
+    schema::FinishEnvelopeBuffer(fbb, env);
+    const ledger::Bytes ev(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+    const std::string head_key = "head/" + std::string(4, '\0');
+    const auto hv = db.get(db.meta(), head_key);
+    const auto next = static_cast<std::uint64_t>(static_cast<unsigned char>(hv[7]));
+    ledger::Hash prev{};
+    std::copy(hv.begin() + 8, hv.end(), prev.begin());
+    const auto h = ledger::chain_hash(ledger::Partition{0}, ledger::Seq{next}, prev, ev);
+    db.put(db.log(), ledger::encode_log_key(ledger::Partition{0}, ledger::Seq{next}),
+           ledger::encode_record(ledger::Partition{0}, ledger::Seq{next}, h, ev));
+    std::string nhv(8, '\0');
+    nhv[7] = static_cast<char>(next + 1);
+    nhv.append(reinterpret_cast<const char*>(h.data()), 32);
+    db.put(db.meta(), head_key, nhv);
+  }
+  auto r = ctl({"verify"});
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("unsupported_schema_version"), std::string::npos) << r.out;
+  r = ctl({"export"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("newer schema version"), std::string::npos) << r.err;
+}
+
+TEST_F(Ledgerctl, TailAndCheckpointsPrintTheLatest) {
+  init_and_demo(100);
+  auto r = ctl({"tail", "-n", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 8);  // 2 per partition
+  r = ctl({"checkpoints"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("\xE2\x80\x94 sechex-ledger "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sechex-ledger/"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sechex::ops
