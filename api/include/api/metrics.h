@@ -1,0 +1,48 @@
+// Prometheus metrics for ledgerd (prometheus-cpp core, text exposition at GET /metrics).
+//
+// HTTP metrics are labelled by route pattern, never by raw path, so label cardinality stays
+// bounded whatever clients send. Components that keep their own counters (the ledger) are
+// mirrored into the registry by `on_scrape` callbacks right before serialisation.
+//
+// Thread-safety: all methods are thread-safe (prometheus-cpp metrics are atomic; callbacks
+// are guarded by a mutex and run one scrape at a time).
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "api/server.h"
+
+namespace sechex::api {
+
+class Metrics {
+ public:
+  Metrics();
+  prometheus::Registry& registry() { return *registry_; }
+  // Records one finished request; hand this to HttpServer.
+  RequestObserver observer();
+  void on_scrape(std::function<void()> refresh);
+  // Runs the refresh callbacks, then serialises every family in the text format.
+  std::string scrape();
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Histogram>* latency_;
+  std::mutex scrape_mu_;
+  std::vector<std::function<void()>> refreshers_;
+};
+
+// GET /healthz (liveness), GET /readyz (`ready()`), GET /metrics.
+void add_health_and_metrics_routes(Router& router, Metrics& metrics, std::function<bool()> ready);
+
+}  // namespace sechex::api

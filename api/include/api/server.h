@@ -1,0 +1,112 @@
+// A small, hardened HTTP/1.1 server on Boost.Beast (C++20 coroutines, one coroutine per
+// connection), modelled on Beast's advanced_server example: body and header limits, read and
+// write timeouts, a cap on requests per connection, graceful stop.
+//
+// Lifecycle: construct with options and a Router, start() binds and spawns the io threads,
+// stop() stops accepting, lets requests in flight finish (idle keep-alive connections are
+// closed at once), and joins the threads. The destructor calls stop().
+//
+// Thread-safety: handlers run on the io threads, possibly concurrently; they must be
+// thread-safe and must not block (no fsync, no Argon2, no disk-bound reads: those go to
+// bounded pools). The Router must not be changed after start().
+//
+// Every response carries X-Request-Id: the request's own when it is a sane token
+// ([A-Za-z0-9._-], at most 128 characters), otherwise a fresh random one.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "ledger/result.h"
+
+namespace sechex::api {
+
+struct Request {
+  std::string method;                          // "GET", ...
+  std::string path;                            // without the query string
+  std::string query;                           // after '?', undecoded
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+  std::string request_id;
+  std::string peer;  // socket peer address
+
+  const std::string* header(const std::string& lower_name) const {
+    const auto it = headers.find(lower_name);
+    return it == headers.end() ? nullptr : &it->second;
+  }
+};
+
+struct Response {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// {"data": <data>, "error": null}
+Response json_ok(const std::string& data_json, unsigned status = 200);
+// {"data": null, "error": {"code": ..., "message": ..., "details": <details_json>}}
+Response json_error(unsigned status, std::string_view code, std::string_view message,
+                    const std::string& details_json = "{}");
+
+using Handler = std::function<Response(const Request&)>;
+
+class Router {
+ public:
+  // `route` is the label used in metrics; exact path match.
+  void add(std::string method, std::string path, Handler handler);
+  struct Match {
+    const Handler* handler = nullptr;
+    std::string route;                 // the matched path, or "unmatched"
+    std::vector<std::string> allowed;  // methods for the path, when the method did not match
+  };
+  Match match(const std::string& method, const std::string& path) const;
+
+ private:
+  std::map<std::string, std::map<std::string, Handler>> routes_;  // path -> method -> handler
+};
+
+// Observes every finished request (metrics, access logs). Called on io threads.
+using RequestObserver =
+    std::function<void(const std::string& method, const std::string& route, unsigned status,
+                       std::chrono::steady_clock::duration elapsed)>;
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0 = an ephemeral port (tests)
+  unsigned threads = 2;
+  std::size_t body_limit = 64 * 1024;
+  std::uint32_t header_limit = 8 * 1024;
+  std::chrono::seconds read_timeout{30};
+  std::chrono::seconds write_timeout{30};
+  unsigned max_requests_per_connection = 1000;
+  std::chrono::seconds stop_grace{10};
+};
+
+class HttpServer {
+ public:
+  HttpServer(ServerOptions options, Router router, RequestObserver observer = {});
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and starts serving. Errors: address in use, bad address (std::errc values).
+  Result<void> start();
+  std::uint16_t port() const;
+  void stop();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sechex::api

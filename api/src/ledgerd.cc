@@ -1,0 +1,218 @@
+// ledgerd: the Sechex ledger service. At this stage it opens (creating if needed) the
+// embedded RocksDB ledger, keeps signed checkpoints current, and serves /healthz, /readyz and
+// /metrics.
+//
+// Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 when it cannot start (bad flags, keys,
+// store, address).
+#include <signal.h>
+
+#include <boost/program_options.hpp>
+#include <condition_variable>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "api/metrics.h"
+#include "api/server.h"
+#include "ledger/data_dir.h"
+
+namespace po = boost::program_options;
+using namespace sechex;
+
+namespace {
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
+// Mirrors the ledger's own counters into Prometheus counters (which only go up).
+class LedgerMetrics {
+ public:
+  LedgerMetrics(api::Metrics& m, const ledger::LogStore& log) : log_(log) {
+    auto& reg = m.registry();
+    events_ = &prometheus::BuildCounter()
+                   .Name("sechex_ledger_events_appended_total")
+                   .Help("Events appended durably to the log")
+                   .Register(reg)
+                   .Add({});
+    appends_ = &prometheus::BuildCounter()
+                    .Name("sechex_ledger_appends_total")
+                    .Help("Append calls (batches) acknowledged")
+                    .Register(reg)
+                    .Add({});
+    groups_ = &prometheus::BuildCounter()
+                   .Name("sechex_ledger_commit_groups_total")
+                   .Help("Synced RocksDB writes (group commits)")
+                   .Register(reg)
+                   .Add({});
+    checkpoints_ = &prometheus::BuildCounter()
+                        .Name("sechex_ledger_checkpoints_total")
+                        .Help("Signed checkpoints written")
+                        .Register(reg)
+                        .Add({});
+    auto& records = prometheus::BuildGauge()
+                        .Name("sechex_ledger_partition_records")
+                        .Help("Records per partition (chain length)")
+                        .Register(reg);
+    for (std::uint32_t p = 0; p < log.partition_count(); ++p) {
+      records_.push_back(&records.Add({{"partition", std::to_string(p)}}));
+    }
+    m.on_scrape([this] { refresh(); });
+  }
+
+ private:
+  void refresh() {
+    const auto s = log_.stats();
+    events_->Increment(static_cast<double>(s.events - last_.events));
+    appends_->Increment(static_cast<double>(s.appends - last_.appends));
+    groups_->Increment(static_cast<double>(s.commit_groups - last_.commit_groups));
+    checkpoints_->Increment(static_cast<double>(s.checkpoints - last_.checkpoints));
+    last_ = s;
+    for (std::uint32_t p = 0; p < records_.size(); ++p) {
+      records_[p]->Set(static_cast<double>(log_.head(ledger::Partition{p}).next.value));
+    }
+  }
+  const ledger::LogStore& log_;
+  prometheus::Counter* events_;
+  prometheus::Counter* appends_;
+  prometheus::Counter* groups_;
+  prometheus::Counter* checkpoints_;
+  std::vector<prometheus::Gauge*> records_;
+  ledger::LogStats last_{};
+};
+
+int fail(const std::string& message) {
+  std::cerr << "ledgerd: " << message << "\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string listen, data_dir, tls_cert, tls_key, key_name;
+  std::uint32_t partitions = 8;
+  unsigned threads = 2;
+  po::options_description desc("ledgerd options");
+  desc.add_options()("help,h", "show help")(
+      "listen", po::value(&listen)->default_value("127.0.0.1:8080"), "HOST:PORT")(
+      "data-dir", po::value(&data_dir)->default_value("./data"), "data directory")(
+      "partitions", po::value(&partitions)->default_value(8), "partitions for a new ledger")(
+      "threads", po::value(&threads)->default_value(2), "I/O threads")(
+      "tls-cert", po::value(&tls_cert), "TLS certificate (PEM)")("tls-key", po::value(&tls_key),
+                                                                 "TLS private key (PEM)")(
+      "allow-insecure-http", "permit plain HTTP on a non-loopback address")(
+      "key-name", po::value(&key_name)->default_value(ledger::kDefaultKeyName),
+      "checkpoint key name");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return fail(std::string(e.what()) + " (see --help)");
+  }
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return fail("--listen must be HOST:PORT");
+  std::string host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  int port = 0;
+  try {
+    port = std::stoi(listen.substr(colon + 1));
+  } catch (const std::exception&) {
+    port = -1;
+  }
+  if (port < 0 || port > 65535) return fail("--listen: bad port");
+  if (!tls_cert.empty() || !tls_key.empty()) {
+    return fail(
+        "TLS termination is not available in this build yet; put ledgerd behind a TLS "
+        "proxy on loopback");
+  }
+  if (!is_loopback(host) && !vm.count("allow-insecure-http")) {
+    return fail("refusing plain HTTP on non-loopback address " + host +
+                " (configure TLS or pass --allow-insecure-http)");
+  }
+
+  const ledger::DataDir dir{data_dir};
+  std::string created;
+  if (auto r = ledger::init_data_dir(dir, partitions, key_name, &created); !r) {
+    return fail("cannot initialise " + data_dir + ": " + r.error().message());
+  }
+  if (!created.empty()) std::cerr << created;
+  auto signer = ledger::CheckpointSigner::load(dir.signing_key(), key_name);
+  if (!signer)
+    return fail("checkpoint signing key " + dir.signing_key() + ": " + signer.error().message());
+  auto kek = ledger::load_kek(dir);
+  if (!kek) return fail("key-encryption key: " + kek.error().message());
+  ledger::LogOptions lo;
+  lo.path = dir.log_path();
+  lo.signer = &signer.value();
+  ledger::Fault fault;
+  auto log = ledger::LogStore::open(lo, &fault);
+  if (!log) {
+    if (log.error() == ledger::Errc::chain_broken) {
+      return fail("refusing to start: chain broken at partition " +
+                  std::to_string(fault.position.partition.value) + " seq " +
+                  std::to_string(fault.position.seq.value) + ": " + fault.reason + " (" +
+                  fault.detail + ")");
+    }
+    return fail("cannot open the ledger: " + log.error().message());
+  }
+  auto keys = ledger::KeyStore::open(*log.value(), std::move(kek).value());
+  if (!keys) return fail("key-encryption key does not match this ledger");
+
+  api::Metrics metrics;
+  LedgerMetrics ledger_metrics(metrics, *log.value());
+  api::Router router;
+  api::add_health_and_metrics_routes(router, metrics, [] { return true; });
+  api::ServerOptions so;
+  so.address = host;
+  so.port = static_cast<std::uint16_t>(port);
+  so.threads = threads;
+  api::HttpServer server(so, std::move(router), metrics.observer());
+
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (auto r = server.start(); !r)
+    return fail("cannot listen on " + listen + ": " + r.error().message());
+  std::cerr << "ledgerd: serving on " << host << ":" << server.port() << " (ledger "
+            << log.value()->ledger_id() << ", " << log.value()->partition_count()
+            << " partitions, data in " << data_dir << ")\n";
+
+  // Time-based checkpoints for partitions that went quiet.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::thread checkpointer([&] {
+    std::unique_lock lock(mu);
+    while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
+      lock.unlock();
+      if (auto r = log.value()->checkpoint_due(); !r) {
+        std::cerr << "ledgerd: checkpointing failed: " << r.error().message() << "\n";
+      }
+      lock.lock();
+    }
+  });
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::cerr << "ledgerd: stopping (signal " << sig << ")\n";
+  server.stop();
+  {
+    std::lock_guard lock(mu);
+    stopping = true;
+  }
+  cv.notify_all();
+  checkpointer.join();
+  (void)log.value()->checkpoint_due(/*force=*/true);
+  return 0;
+}

@@ -1,0 +1,59 @@
+#include "api/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace sechex::api {
+
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  requests_ = &prometheus::BuildCounter()
+                   .Name("sechex_http_requests_total")
+                   .Help("HTTP requests by method, route pattern and status code")
+                   .Register(*registry_);
+  latency_ = &prometheus::BuildHistogram()
+                  .Name("sechex_http_request_duration_seconds")
+                  .Help("Time from a parsed request to its response being written")
+                  .Register(*registry_);
+}
+
+RequestObserver Metrics::observer() {
+  return [this](const std::string& method, const std::string& route, unsigned status,
+                std::chrono::steady_clock::duration elapsed) {
+    requests_->Add({{"method", method}, {"route", route}, {"status", std::to_string(status)}})
+        .Increment();
+    static const prometheus::Histogram::BucketBoundaries kBuckets = {
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+    latency_->Add({{"route", route}}, kBuckets)
+        .Observe(std::chrono::duration<double>(elapsed).count());
+  };
+}
+
+void Metrics::on_scrape(std::function<void()> refresh) {
+  std::lock_guard lock(scrape_mu_);
+  refreshers_.push_back(std::move(refresh));
+}
+
+std::string Metrics::scrape() {
+  std::lock_guard lock(scrape_mu_);
+  for (auto& r : refreshers_) r();
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+void add_health_and_metrics_routes(Router& router, Metrics& metrics, std::function<bool()> ready) {
+  router.add("GET", "/healthz", [](const Request&) { return json_ok(R"({"status":"ok"})"); });
+  router.add("GET", "/readyz", [ready = std::move(ready)](const Request&) {
+    if (ready && !ready()) {
+      auto r = json_error(503, "not_ready", "projections are catching up with the log");
+      r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
+    return json_ok(R"({"status":"ready"})");
+  });
+  router.add("GET", "/metrics", [&metrics](const Request&) {
+    Response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics.scrape();
+    return r;
+  });
+}
+
+}  // namespace sechex::api

@@ -1,0 +1,130 @@
+// ledgerd as a process: starts on its embedded default, serves /healthz and /metrics, stops
+// cleanly on SIGTERM, and refuses unsafe or broken configurations with exit code 2.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "support/test_util.h"
+
+namespace sechex::api {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+struct Process {
+  pid_t pid = -1;
+  std::string err_path;
+};
+
+Process spawn(const std::vector<std::string>& args, const std::string& err_path) {
+  Process p;
+  p.err_path = err_path;
+  p.pid = ::fork();
+  if (p.pid == 0) {
+    const int fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(fd, STDERR_FILENO);
+    ::unsetenv("SECHEX_KEK");
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return p;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string get(std::uint16_t port, const std::string& target, unsigned* status) {
+  asio::io_context ioc;
+  beast::tcp_stream s(ioc);
+  s.connect({asio::ip::make_address("127.0.0.1"), port});
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  http::write(s, req);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  *status = res.result_int();
+  return res.body();
+}
+
+TEST(Ledgerd, ServesHealthAndMetricsAndStopsCleanlyOnSigterm) {
+  testing::TempDir dir;
+  auto p = spawn({SECHEX_LEDGERD, "--data-dir", dir.sub("data"), "--listen", "127.0.0.1:0"},
+                 dir.sub("err"));
+  std::uint16_t port = 0;
+  const std::regex serving("serving on 127\\.0\\.0\\.1:([0-9]+)");
+  for (int i = 0; i < 300 && port == 0; ++i) {
+    std::smatch m;
+    const auto err = slurp(p.err_path);
+    if (std::regex_search(err, m, serving))
+      port = static_cast<std::uint16_t>(std::stoi(m[1]));
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_NE(port, 0) << slurp(p.err_path);
+  unsigned status = 0;
+  EXPECT_NE(get(port, "/healthz", &status).find("\"status\":\"ok\""), std::string::npos);
+  EXPECT_EQ(status, 200u);
+  const auto metrics = get(port, "/metrics", &status);
+  EXPECT_EQ(status, 200u);
+  EXPECT_NE(metrics.find("sechex_ledger_partition_records{partition=\"7\"} 0"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("sechex_ledger_events_appended_total"), std::string::npos);
+  ::kill(p.pid, SIGTERM);
+  EXPECT_EQ(wait_exit(p.pid), 0) << slurp(p.err_path);
+  // It created the data directory with its keys on first start.
+  EXPECT_TRUE(std::filesystem::exists(dir.sub("data/keys/checkpoint-ed25519.pem")));
+  EXPECT_TRUE(std::filesystem::exists(dir.sub("data/log/CURRENT")));
+}
+
+TEST(Ledgerd, RefusesPlainHttpOnANonLoopbackAddress) {
+  testing::TempDir dir;
+  auto p = spawn({SECHEX_LEDGERD, "--data-dir", dir.sub("data"), "--listen", "0.0.0.0:0"},
+                 dir.sub("err"));
+  EXPECT_EQ(wait_exit(p.pid), 2);
+  EXPECT_NE(slurp(p.err_path).find("refusing plain HTTP"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir.sub("data"))) << "nothing may be written";
+}
+
+TEST(Ledgerd, BadFlagsAndABusyPortExitTwo) {
+  testing::TempDir dir;
+  auto p = spawn({SECHEX_LEDGERD, "--no-such-flag"}, dir.sub("err1"));
+  EXPECT_EQ(wait_exit(p.pid), 2);
+  p = spawn({SECHEX_LEDGERD, "--listen", "127.0.0.1:notaport"}, dir.sub("err2"));
+  EXPECT_EQ(wait_exit(p.pid), 2);
+
+  asio::io_context ioc;
+  asio::ip::tcp::acceptor taken(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+  const auto port = taken.local_endpoint().port();
+  p = spawn({SECHEX_LEDGERD, "--data-dir", dir.sub("data"), "--listen",
+             "127.0.0.1:" + std::to_string(port)},
+            dir.sub("err3"));
+  EXPECT_EQ(wait_exit(p.pid), 2);
+  EXPECT_NE(slurp(dir.sub("err3")).find("cannot listen"), std::string::npos)
+      << slurp(dir.sub("err3"));
+}
+
+}  // namespace
+}  // namespace sechex::api

@@ -1,0 +1,209 @@
+// The HTTP server over real TCP: envelope, limits, hostile bytes, request ids, keep-alive,
+// graceful stop and metrics (checked with promtool).
+#include "api/server.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdio>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "api/metrics.h"
+
+namespace sechex::api {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+class Client {
+ public:
+  explicit Client(std::uint16_t port) : stream_(ioc_) {
+    stream_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  }
+  http::response<http::string_body> send(
+      http::verb method, const std::string& target, const std::string& body = "",
+      const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    for (const auto& [k, v] : headers) req.set(k, v);
+    req.body() = body;
+    req.prepare_payload();
+    http::write(stream_, req);
+    return read();
+  }
+  http::response<http::string_body> read() {
+    http::response<http::string_body> res;
+    http::read(stream_, buffer_, res);
+    return res;
+  }
+  void write_raw(const std::string& bytes) { asio::write(stream_, asio::buffer(bytes)); }
+  // True when the server closed the connection.
+  bool closed() {
+    beast::error_code ec;
+    char c;
+    stream_.socket().read_some(asio::buffer(&c, 1), ec);
+    return ec == asio::error::eof || ec == asio::error::connection_reset;
+  }
+
+ private:
+  asio::io_context ioc_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+};
+
+struct ServerFixture : ::testing::Test {
+  void SetUp() override {
+    Router router;
+    add_health_and_metrics_routes(router, metrics, [] { return true; });
+    router.add("POST", "/echo",
+               [](const Request& r) { return json_ok(nlohmann::json(r.body).dump()); });
+    router.add("GET", "/slow", [this](const Request&) {
+      slow_started.set_value();
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));  // test-only blocking
+      return json_ok("\"done\"");
+    });
+    router.add("GET", "/boom",
+               [](const Request&) -> Response { throw std::runtime_error("handler bug"); });
+    ServerOptions o;
+    o.port = 0;
+    o.body_limit = 1024;
+    server = std::make_unique<HttpServer>(o, std::move(router), metrics.observer());
+    ASSERT_TRUE(server->start());
+  }
+  Metrics metrics;
+  std::promise<void> slow_started;
+  std::unique_ptr<HttpServer> server;
+};
+
+nlohmann::json body_json(const http::response<http::string_body>& r) {
+  return nlohmann::json::parse(r.body());
+}
+
+TEST_F(ServerFixture, HealthzAnswersWithTheEnvelope) {
+  Client c(server->port());
+  const auto r = c.send(http::verb::get, "/healthz");
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_EQ(r[http::field::content_type], "application/json");
+  const auto j = body_json(r);
+  EXPECT_EQ(j["data"]["status"], "ok");
+  EXPECT_TRUE(j["error"].is_null());
+}
+
+TEST_F(ServerFixture, UnknownPathIs404AndWrongMethodIs405WithAllow) {
+  Client c(server->port());
+  auto r = c.send(http::verb::get, "/nope");
+  EXPECT_EQ(r.result_int(), 404u);
+  EXPECT_EQ(body_json(r)["error"]["code"], "not_found");
+  EXPECT_TRUE(body_json(r)["data"].is_null());
+  r = c.send(http::verb::delete_, "/healthz");
+  EXPECT_EQ(r.result_int(), 405u);
+  EXPECT_EQ(r[http::field::allow], "GET");
+  EXPECT_EQ(body_json(r)["error"]["code"], "method_not_allowed");
+}
+
+TEST_F(ServerFixture, OversizedBodyIs413AndTheConnectionCloses) {
+  Client c(server->port());
+  const auto r = c.send(http::verb::post, "/echo", std::string(2048, 'a'));
+  EXPECT_EQ(r.result_int(), 413u);
+  EXPECT_EQ(body_json(r)["error"]["code"], "payload_too_large");
+  EXPECT_TRUE(c.closed());
+  Client again(server->port());
+  EXPECT_EQ(again.send(http::verb::post, "/echo", "small").result_int(), 200u);
+}
+
+TEST_F(ServerFixture, GarbageBytesGet400AndTheServerKeepsServing) {
+  {
+    Client c(server->port());
+    c.write_raw("\x16\x03\x01\x02\x00 this is not http\r\n\r\n");
+    const auto r = c.read();
+    EXPECT_EQ(r.result_int(), 400u);
+    EXPECT_EQ(body_json(r)["error"]["code"], "invalid_request");
+  }
+  {
+    Client c(server->port());
+    c.write_raw("GET /healthz HTTP/1.1\r\nHost: x\r\n" + std::string(10000, 'X') + ": y\r\n\r\n");
+    EXPECT_EQ(c.read().result_int(), 431u);
+  }
+  Client ok(server->port());
+  EXPECT_EQ(ok.send(http::verb::get, "/healthz").result_int(), 200u);
+}
+
+TEST_F(ServerFixture, RequestIdIsEchoedWhenSaneAndGeneratedOtherwise) {
+  Client c(server->port());
+  auto r = c.send(http::verb::get, "/healthz", "", {{"X-Request-Id", "abc-123.x_y"}});
+  EXPECT_EQ(r["X-Request-Id"], "abc-123.x_y");
+  r = c.send(http::verb::get, "/healthz", "", {{"X-Request-Id", "bad id\"<script>"}});
+  EXPECT_EQ(r["X-Request-Id"].size(), 32u);
+  EXPECT_NE(r["X-Request-Id"], "bad id\"<script>");
+  const std::string a(c.send(http::verb::get, "/healthz")["X-Request-Id"]);
+  const std::string b(c.send(http::verb::get, "/healthz")["X-Request-Id"]);
+  EXPECT_EQ(a.size(), 32u);
+  EXPECT_NE(a, b);
+}
+
+TEST_F(ServerFixture, KeepAliveServesSeveralRequestsOnOneConnection) {
+  Client c(server->port());
+  for (int i = 0; i < 5; ++i) {
+    const auto r = c.send(http::verb::post, "/echo", "n" + std::to_string(i));
+    ASSERT_EQ(r.result_int(), 200u);
+    EXPECT_EQ(body_json(r)["data"], "n" + std::to_string(i));
+  }
+}
+
+TEST_F(ServerFixture, HandlerExceptionBecomes500WithoutKillingTheServer) {
+  Client c(server->port());
+  const auto r = c.send(http::verb::get, "/boom");
+  EXPECT_EQ(r.result_int(), 500u);
+  EXPECT_EQ(body_json(r)["error"]["code"], "internal_error");
+  EXPECT_EQ(c.send(http::verb::get, "/healthz").result_int(), 200u);
+}
+
+TEST_F(ServerFixture, StopFinishesInFlightRequestsAndClosesIdleConnections) {
+  Client idle(server->port());
+  ASSERT_EQ(idle.send(http::verb::get, "/healthz").result_int(), 200u);  // now idle, kept alive
+  Client busy(server->port());
+  auto inflight =
+      std::async(std::launch::async, [&] { return busy.send(http::verb::get, "/slow"); });
+  slow_started.get_future().wait();
+  const auto t0 = std::chrono::steady_clock::now();
+  server->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  const auto r = inflight.get();
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_EQ(body_json(r)["data"], "done");
+  EXPECT_TRUE(idle.closed());
+}
+
+TEST_F(ServerFixture, MetricsCountRequestsByRouteAndPassPromtool) {
+  Client c(server->port());
+  c.send(http::verb::get, "/healthz");
+  c.send(http::verb::get, "/no/such/path/1");
+  c.send(http::verb::get, "/no/such/path/2");
+  const auto r = c.send(http::verb::get, "/metrics");
+  ASSERT_EQ(r.result_int(), 200u);
+  EXPECT_NE(r[http::field::content_type].find("text/plain; version=0.0.4"), std::string::npos);
+  const auto text = r.body();
+  EXPECT_NE(text.find("# TYPE sechex_http_requests_total counter"), std::string::npos);
+  EXPECT_NE(
+      text.find(R"(sechex_http_requests_total{method="GET",route="/healthz",status="200"} 1)"),
+      std::string::npos)
+      << text;
+  // Raw paths never become labels: both unknown paths share one series.
+  EXPECT_NE(text.find(R"(route="unmatched",status="404"} 2)"), std::string::npos) << text;
+  EXPECT_EQ(text.find("/no/such/path"), std::string::npos);
+
+  FILE* p = ::popen("promtool check metrics > /dev/null 2>&1", "w");
+  ASSERT_NE(p, nullptr);
+  std::fwrite(text.data(), 1, text.size(), p);
+  EXPECT_EQ(::pclose(p), 0) << "promtool rejected the exposition:\n" << text;
+}
+
+}  // namespace
+}  // namespace sechex::api
