@@ -33,6 +33,19 @@ bool sane_request_id(std::string_view id) {
   return true;
 }
 
+// Methods a client can send are unbounded tokens; metric labels must not be.
+std::string method_label(std::string_view m) {
+  for (const char* known : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
+    if (m == known) return known;
+  }
+  return "other";
+}
+
+bool safe_header_value(std::string_view v) {
+  return v.find_first_of("\r\n") == std::string_view::npos &&
+         v.find('\0') == std::string_view::npos;
+}
+
 std::string new_request_id() {
   unsigned char raw[16];
   if (RAND_bytes(raw, sizeof(raw)) != 1) return "unavailable";
@@ -91,7 +104,8 @@ struct HttpServer::Impl {
   Router router;
   RequestObserver observer;
   asio::io_context ioc;
-  std::optional<tcp::acceptor> acceptor;
+  std::optional<asio::basic_socket_acceptor<tcp, asio::strand<asio::io_context::executor_type>>>
+      acceptor;
   std::vector<std::thread> threads;
   std::atomic<bool> stopping{false};
   bool started = false;
@@ -153,13 +167,18 @@ struct HttpServer::Impl {
                               boost::system::error_code& ec) {
     http::response<http::string_body> res;
     res.version(version);
-    res.result(resp.status);
+    // Beast throws on statuses outside 100..999; a handler bug must not escape as an exception.
+    res.result(resp.status >= 100 && resp.status <= 999 ? resp.status : 500);
     res.set(http::field::server, "sechex-ledgerd");
     res.set(http::field::content_type, resp.content_type);
     res.set("X-Request-Id", request_id);
     res.set("X-Content-Type-Options", "nosniff");
     res.set(http::field::cache_control, "no-store");
-    for (const auto& [k, v] : resp.headers) res.set(k, v);
+    // insert, not set: a response may carry several Set-Cookie headers. Values with CR/LF are
+    // dropped so that a handler echoing input can never split the response.
+    for (const auto& [k, v] : resp.headers) {
+      if (safe_header_value(k) && safe_header_value(v)) res.insert(k, v);
+    }
     res.body() = resp.body;
     res.keep_alive(keep_alive);
     res.prepare_payload();
@@ -170,6 +189,35 @@ struct HttpServer::Impl {
   asio::awaitable<void> session(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
     const auto id = add_conn(&stream);
+    // The registry must never keep a pointer to a stream that is gone, whatever happens below.
+    struct Unregister {
+      Impl* self;
+      std::uint64_t id;
+      ~Unregister() { self->remove_conn(id); }
+    } unregister{this, id};
+    try {
+      co_await serve(stream, id);
+    } catch (const std::exception&) {
+      // Nothing sensible to tell a client whose connection broke mid-response: close it.
+    }
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  // Reads and discards what the client is still sending (bounded in bytes and time), so that
+  // closing after an early refusal does not reset the connection before the client reads it.
+  asio::awaitable<void> drain(beast::tcp_stream& stream) {
+    boost::system::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream.expires_after(std::chrono::seconds(2));
+    std::array<char, 16384> sink;
+    for (std::size_t total = 0; total < (1u << 20) && !ec;) {
+      total += co_await stream.async_read_some(asio::buffer(sink),
+                                               asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  asio::awaitable<void> serve(beast::tcp_stream& stream, std::uint64_t id) {
     std::string peer;
     {
       boost::system::error_code pec;
@@ -200,9 +248,14 @@ struct HttpServer::Impl {
           refusal = json_error(400, "invalid_request", "malformed HTTP request");
         }
         if (refusal) {
+          // The headers may have been parsed before the limit hit: keep the client's id.
+          const auto it = parser.get().find("X-Request-Id");
+          const std::string sent = it != parser.get().end() ? std::string(it->value()) : "";
+          const std::string request_id = sane_request_id(sent) ? sent : new_request_id();
           boost::system::error_code wec;
-          co_await write(stream, *refusal, new_request_id(), false, 11, wec);
-          if (observer) observer("?", "unparsed", refusal->status, {});
+          co_await write(stream, *refusal, request_id, false, 11, wec);
+          if (observer) observer("other", "unparsed", refusal->status, {});
+          if (!wec) co_await drain(stream);
         }
         break;
       }
@@ -229,13 +282,11 @@ struct HttpServer::Impl {
           msg.keep_alive() && !stopping && n + 1 < opts.max_requests_per_connection;
       co_await write(stream, resp, req.request_id, keep_alive, msg.version(), ec);
       if (observer) {
-        observer(req.method, route, resp.status, std::chrono::steady_clock::now() - started_at);
+        observer(method_label(req.method), route, resp.status,
+                 std::chrono::steady_clock::now() - started_at);
       }
       if (ec || !keep_alive) break;
     }
-    boost::system::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    remove_conn(id);
   }
 
   asio::awaitable<void> listen() {
@@ -245,7 +296,11 @@ struct HttpServer::Impl {
                                                     asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (!acceptor->is_open() || stopping) co_return;
-        continue;  // e.g. EMFILE: keep serving the connections we have
+        // e.g. EMFILE: keep serving the connections we have, and do not spin while it lasts.
+        asio::steady_timer backoff(co_await asio::this_coro::executor,
+                                   std::chrono::milliseconds(50));
+        co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
       }
       auto ex = socket.get_executor();
       asio::co_spawn(ex, session(std::move(socket)), asio::detached);
@@ -264,19 +319,18 @@ Result<void> HttpServer::start() {
   boost::system::error_code ec;
   const auto addr = asio::ip::make_address(s.opts.address, ec);
   if (ec) return std::make_error_code(std::errc::invalid_argument);
-  s.acceptor.emplace(s.ioc);
+  // The acceptor lives on its own strand: the accept loop and stop()'s close never race.
+  s.acceptor.emplace(asio::make_strand(s.ioc));
   const tcp::endpoint ep(addr, s.opts.port);
   s.acceptor->open(ep.protocol(), ec);
   if (!ec) s.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) s.acceptor->bind(ep, ec);
   if (!ec) s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    return ec == asio::error::address_in_use
-               ? std::make_error_code(std::errc::address_in_use)
-               : std::make_error_code(std::errc::address_not_available);
+    return std::error_code(ec.value(), std::system_category());
   }
   s.port = s.acceptor->local_endpoint().port();
-  asio::co_spawn(s.ioc, s.listen(), asio::detached);
+  asio::co_spawn(s.acceptor->get_executor(), s.listen(), asio::detached);
   s.started = true;
   for (unsigned i = 0; i < std::max(1u, s.opts.threads); ++i) {
     s.threads.emplace_back([&s] { s.ioc.run(); });
@@ -291,7 +345,7 @@ void HttpServer::stop() {
   if (!s.started || s.stopped) return;
   s.stopped = true;
   s.stopping = true;
-  asio::post(s.ioc, [&s] {
+  asio::post(s.acceptor->get_executor(), [&s] {
     boost::system::error_code ec;
     s.acceptor->close(ec);
   });

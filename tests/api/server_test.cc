@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "api/metrics.h"
@@ -71,6 +72,20 @@ struct ServerFixture : ::testing::Test {
     });
     router.add("GET", "/boom",
                [](const Request&) -> Response { throw std::runtime_error("handler bug"); });
+    router.add("GET", "/weird", [](const Request&) {
+      Response r = json_ok("1");
+      r.status = 4242;  // a handler bug: outside HTTP's range
+      return r;
+    });
+    router.add("GET", "/cookies", [](const Request& req) {
+      Response r = json_ok("1");
+      r.headers.emplace_back("Set-Cookie", "__Host-a=1; Secure; Path=/");
+      r.headers.emplace_back("Set-Cookie", "__Host-b=2; Secure; Path=/");
+      // An echoed header value carrying CR/LF must never split the response.
+      const auto* v = req.header("x-echo");
+      r.headers.emplace_back("X-Echo", v != nullptr ? *v + "\r\nInjected: yes" : "none");
+      return r;
+    });
     ServerOptions o;
     o.port = 0;
     o.body_limit = 1024;
@@ -121,7 +136,9 @@ TEST_F(ServerFixture, OversizedBodyIs413AndTheConnectionCloses) {
 TEST_F(ServerFixture, GarbageBytesGet400AndTheServerKeepsServing) {
   {
     Client c(server->port());
-    c.write_raw("\x16\x03\x01\x02\x00 this is not http\r\n\r\n");
+    // A TLS ClientHello-like prefix (with a NUL byte) where HTTP was expected.
+    const char hello[] = "\x16\x03\x01\x02\x00 this is not http\r\n\r\n";
+    c.write_raw(std::string(hello, sizeof(hello) - 1));
     const auto r = c.read();
     EXPECT_EQ(r.result_int(), 400u);
     EXPECT_EQ(body_json(r)["error"]["code"], "invalid_request");
@@ -146,6 +163,48 @@ TEST_F(ServerFixture, RequestIdIsEchoedWhenSaneAndGeneratedOtherwise) {
   const std::string b(c.send(http::verb::get, "/healthz")["X-Request-Id"]);
   EXPECT_EQ(a.size(), 32u);
   EXPECT_NE(a, b);
+}
+
+TEST_F(ServerFixture, OutOfRangeStatusBecomes500AndTheConnectionSurvives) {
+  Client c(server->port());
+  EXPECT_EQ(c.send(http::verb::get, "/weird").result_int(), 500u);
+  EXPECT_EQ(c.send(http::verb::get, "/healthz").result_int(), 200u);
+  server->stop();  // must not hang on a leaked connection entry
+}
+
+TEST_F(ServerFixture, SeveralSetCookieHeadersSurviveAndCrLfIsNeverEmitted) {
+  Client c(server->port());
+  const auto r = c.send(http::verb::get, "/cookies", "", {{"X-Echo", "v"}});
+  EXPECT_EQ(r.count(http::field::set_cookie), 2u);
+  EXPECT_EQ(r.count("Injected"), 0u);
+  EXPECT_EQ(r.count("X-Echo"), 0u);  // the unsafe header was dropped, not rewritten
+}
+
+TEST_F(ServerFixture, UnknownMethodsShareOneMetricsLabel) {
+  Client c(server->port());
+  for (const char* m : {"FOO", "BAR", "BAZ"}) {
+    c.write_raw(std::string(m) + " /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(c.read().result_int(), 405u);
+  }
+  const auto text = c.send(http::verb::get, "/metrics").body();
+  EXPECT_EQ(text.find("FOO"), std::string::npos);
+  EXPECT_NE(text.find(R"(method="other",route="/healthz",status="405"} 3)"), std::string::npos)
+      << text;
+}
+
+TEST_F(ServerFixture, LargeOversizedBodyStillGetsItsReadable413) {
+  Client c(server->port());
+  const std::string big(4 << 20, 'a');
+  http::request<http::string_body> req{http::verb::post, "/echo", 11};
+  req.set(http::field::host, "x");
+  req.body() = big;
+  req.prepare_payload();
+  // Send only the headers and part of the body, as a client streaming a large upload would.
+  std::ostringstream head;
+  head << req.base();
+  c.write_raw(head.str() + big.substr(0, 256 << 10));
+  const auto r = c.read();
+  EXPECT_EQ(r.result_int(), 413u);
 }
 
 TEST_F(ServerFixture, KeepAliveServesSeveralRequestsOnOneConnection) {

@@ -2,6 +2,7 @@
 // every event type the issue lists exists.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -138,6 +139,50 @@ TEST(JsonCodec, ReportsMalformedJsonWithAMessage) {
   EXPECT_FALSE(envelope_from_json("{\"subject\": ", &error));
   EXPECT_FALSE(error.empty());
   EXPECT_FALSE(envelope_from_json("{\"no_such_field\": 1}", &error));
+}
+
+}  // namespace
+}  // namespace sechex::schemas
+
+namespace sechex::schemas {
+namespace {
+
+std::vector<std::uint8_t> golden(const std::string& name) {
+  std::ifstream in(std::string(SECHEX_SOURCE_DIR) + "/tests/ledger/testdata/" + name);
+  std::string hex;
+  in >> hex;
+  ledger::Bytes bytes;
+  EXPECT_TRUE(ledger::from_hex(hex, bytes)) << name;
+  return bytes;
+}
+
+// Evolution rule: every build reads what schema version 1 wrote. The files were made with
+// `flatc -b` from these JSON documents (tests/ledger/testdata/README.md), not by our builder.
+TEST(GoldenV1Events, StillDecodeWithTheirOriginalContent) {
+  const auto reg = golden("v1_registered.hex");
+  ASSERT_EQ(check_envelope(reg.data(), reg.size()), CheckResult::ok);
+  const auto* e = envelope_of(reg.data());
+  EXPECT_EQ(e->subject()->str(), "user-golden");
+  EXPECT_EQ(e->time_micros(), 1'767'225'600'000'000);
+  EXPECT_EQ(e->event_id()->bytes()->Get(15), 16);
+  ASSERT_EQ(e->event_type(), schema::Event::UserRegistered);
+  EXPECT_EQ(e->event_as_UserRegistered()->consent_version()->str(), "2026-01");
+  EXPECT_EQ(e->event_as_UserRegistered()->email_sealed()->size(), 3u);
+  EXPECT_EQ(e->source()->ip_sealed()->Get(1), 170);
+
+  const auto pay = golden("v1_payment.hex");
+  ASSERT_EQ(check_envelope(pay.data(), pay.size()), CheckResult::ok);
+  const auto* p = envelope_of(pay.data())->event_as_PaymentCreated();
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->amount_minor(), 1999);
+  EXPECT_EQ(p->currency()->str(), "EUR");
+
+  const auto app = golden("v1_app.hex");
+  ASSERT_EQ(check_envelope(app.data(), app.size()), CheckResult::ok);
+  const auto* a = envelope_of(app.data())->event_as_ApplicationEvent();
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->type()->str(), "invoice.sent");
+  EXPECT_EQ(envelope_of(app.data())->actor()->str(), "app:billing");
 }
 
 }  // namespace

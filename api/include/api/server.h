@@ -8,7 +8,8 @@
 //
 // Thread-safety: handlers run on the io threads, possibly concurrently; they must be
 // thread-safe and must not block (no fsync, no Argon2, no disk-bound reads: those go to
-// bounded pools). The Router must not be changed after start().
+// bounded pools). The Router must not be changed after start(). start() and stop() are called
+// from one controlling thread (not concurrently with each other).
 //
 // Every response carries X-Request-Id: the request's own when it is a sane token
 // ([A-Za-z0-9._-], at most 128 characters), otherwise a fresh random one.
@@ -98,7 +99,8 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds and starts serving. Errors: address in use, bad address (std::errc values).
+  // Binds and starts serving. Errors: the bind/listen error (system category), or
+  // std::errc::invalid_argument for an unparsable address.
   Result<void> start();
   std::uint16_t port() const;
   void stop();
