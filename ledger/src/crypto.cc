@@ -1,18 +1,33 @@
 #include "ledger/crypto.h"
 
 #include <fcntl.h>
+#include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 namespace sechex::ledger::crypto {
 namespace {
+
+constexpr std::size_t kAesKeySize = 32;
+constexpr std::size_t kGcmTagSize = 16;
+// OpenSSL 3's GCM provider keeps the IV in a fixed 128-byte buffer and refuses longer ones;
+// checking here turns that into a clear caller error instead of a crypto_failure.
+constexpr std::size_t kGcmMaxNonceSize = 128;
+constexpr std::size_t kEd25519KeySize = 32;
+constexpr std::size_t kEd25519SigSize = 64;
 
 struct CipherCtxFree {
   void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
@@ -23,23 +38,118 @@ struct PkeyFree {
 struct MdCtxFree {
   void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
 };
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct FileClose {
+  void operator()(std::FILE* f) const { std::fclose(f); }
+};
 using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
 using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
 using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
+using Bio = std::unique_ptr<BIO, BioFree>;
+using File = std::unique_ptr<std::FILE, FileClose>;
 
-constexpr std::size_t kGcmTag = 16;
+// OpenSSL records failures on a per-thread queue. We translate them into Errc, so anything left
+// behind would only be misread later by an unrelated caller on the same thread (SSL_get_error in
+// the TLS server consults this queue). Popping to a mark leaves the caller's own entries alone.
+class ErrorQueueScope {
+ public:
+  ErrorQueueScope() { ERR_set_mark(); }
+  ~ErrorQueueScope() { ERR_pop_to_mark(); }
+  ErrorQueueScope(const ErrorQueueScope&) = delete;
+  ErrorQueueScope& operator=(const ErrorQueueScope&) = delete;
+};
 
+// Wipes a buffer that may hold plaintext or key material unless released: early returns on
+// failure paths must not leave half-decrypted data in freed heap memory.
+class WipeUnlessReleased {
+ public:
+  explicit WipeUnlessReleased(Bytes& b) : bytes_(b) {}
+  ~WipeUnlessReleased() {
+    if (armed_ && !bytes_.empty()) OPENSSL_cleanse(bytes_.data(), bytes_.size());
+  }
+  WipeUnlessReleased(const WipeUnlessReleased&) = delete;
+  WipeUnlessReleased& operator=(const WipeUnlessReleased&) = delete;
+  void release() { armed_ = false; }
+
+ private:
+  Bytes& bytes_;
+  bool armed_ = true;
+};
+
+// OpenSSL's length parameters are int; anything larger would be silently truncated.
+bool fits_int(std::size_t n) { return n <= static_cast<std::size_t>(INT_MAX); }
 int to_int(std::size_t n) { return static_cast<int>(n); }
 
+// A wrong hash would be written into the chain and signed, so SHA-256 failing (only possible when
+// OpenSSL itself is broken, e.g. out of memory or a missing provider) stops the process rather
+// than return a value that looks valid.
+[[noreturn]] void sha256_failed() {
+  std::fputs("sechex: SHA-256 failed inside OpenSSL; aborting\n", stderr);
+  std::abort();
+}
+
+// The implicit fetch behind EVP_sha256() costs a lock and a provider lookup on every init, which
+// is noticeable next to hashing a single record. Fetched once; lives until exit.
+const EVP_MD* sha256_md() {
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA2-256", nullptr);
+  if (md == nullptr) sha256_failed();
+  return md;
+}
+
+Pkey pkey_from_seed(ByteView seed) {
+  if (seed.size() != kEd25519KeySize) return nullptr;
+  return Pkey(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size()));
+}
+
 Result<Ed25519KeyPair> keypair_from_pkey(EVP_PKEY* pkey) {
-  Bytes seed(32), pub(32);
+  Bytes seed(kEd25519KeySize), pub(kEd25519KeySize);
+  WipeUnlessReleased wipe(seed);
   std::size_t seed_len = seed.size(), pub_len = pub.size();
-  if (EVP_PKEY_get_raw_private_key(pkey, seed.data(), &seed_len) != 1 || seed_len != 32 ||
-      EVP_PKEY_get_raw_public_key(pkey, pub.data(), &pub_len) != 1 || pub_len != 32) {
-    OPENSSL_cleanse(seed.data(), seed.size());
+  if (EVP_PKEY_get_raw_private_key(pkey, seed.data(), &seed_len) != 1 ||
+      seed_len != kEd25519KeySize || EVP_PKEY_get_raw_public_key(pkey, pub.data(), &pub_len) != 1 ||
+      pub_len != kEd25519KeySize) {
     return Errc::key_invalid;
   }
+  wipe.release();
   return Ed25519KeyPair{SecretBytes(std::move(seed)), std::move(pub)};
+}
+
+// Refuses to ask for a passphrase: the default callback would prompt on the terminal, which
+// hangs a daemon. Encrypted key files are reported as unusable instead.
+int no_passphrase(char*, int, int, void*) { return -1; }
+
+bool write_all(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+std::string parent_dir(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+constexpr char kBase64Alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int base64_value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
 }
 
 }  // namespace
@@ -49,6 +159,8 @@ SecretBytes::~SecretBytes() {
 }
 
 Result<Bytes> random_bytes(std::size_t n) {
+  if (!fits_int(n)) return Errc::invalid_argument;
+  ErrorQueueScope errors;
   Bytes out(n);
   if (n > 0 && RAND_bytes(out.data(), to_int(n)) != 1) return Errc::crypto_failure;
   return out;
@@ -57,30 +169,50 @@ Result<Bytes> random_bytes(std::size_t n) {
 Hash sha256(ByteView data) {
   Hash out{};
   unsigned int len = 0;
-  // EVP_Digest with the default provider's SHA-256; cannot fail for valid arguments.
-  EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr);
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, sha256_md(), nullptr) != 1 ||
+      len != out.size()) {
+    sha256_failed();
+  }
   return out;
 }
 
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr);
+  if (ctx_ == nullptr ||
+      EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), sha256_md(), nullptr) != 1) {
+    sha256_failed();
+  }
 }
+
 Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
 void Sha256::update(ByteView data) {
-  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size());
+  if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size()) != 1) {
+    sha256_failed();
+  }
 }
+
 Hash Sha256::finish() {
+  auto* ctx = static_cast<EVP_MD_CTX*>(ctx_);
   Hash out{};
   unsigned int len = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), out.data(), &len);
+  if (EVP_DigestFinal_ex(ctx, out.data(), &len) != 1 || len != out.size()) sha256_failed();
+  // Start over so that a later update() begins a new message instead of failing on a finalised
+  // context.
+  if (EVP_DigestInit_ex(ctx, sha256_md(), nullptr) != 1) sha256_failed();
   return out;
 }
 
 Result<Hash> hmac_sha256(ByteView key, ByteView data) {
+  if (!fits_int(key.size())) return Errc::invalid_argument;
+  ErrorQueueScope errors;
+  // An empty span may have a null data(), and to OpenSSL's HMAC init a null key means "keep the
+  // previous key" (of which there is none) rather than "the empty key".
+  static const unsigned char kEmptyKey = 0;
+  const unsigned char* key_ptr = key.empty() ? &kEmptyKey : key.data();
   Hash out{};
   unsigned int len = 0;
-  if (HMAC(EVP_sha256(), key.data(), to_int(key.size()), data.data(), data.size(), out.data(),
-           &len) == nullptr ||
+  if (HMAC(sha256_md(), key_ptr, to_int(key.size()), data.data(), data.size(), out.data(), &len) ==
+          nullptr ||
       len != out.size()) {
     return Errc::crypto_failure;
   }
@@ -93,11 +225,17 @@ bool constant_time_equal(ByteView a, ByteView b) {
 }
 
 Result<Bytes> aes_gcm_seal(ByteView key, ByteView nonce, ByteView aad, ByteView plaintext) {
-  if (key.size() != 32 || nonce.empty()) return Errc::invalid_argument;
+  // GCM is undefined for an empty IV (SP 800-38D requires at least one bit).
+  if (key.size() != kAesKeySize || nonce.empty() || nonce.size() > kGcmMaxNonceSize ||
+      !fits_int(aad.size()) || !fits_int(plaintext.size())) {
+    return Errc::invalid_argument;
+  }
+  ErrorQueueScope errors;
   CipherCtx ctx(EVP_CIPHER_CTX_new());
   if (!ctx) return Errc::crypto_failure;
-  Bytes out(plaintext.size() + kGcmTag);
-  int len = 0, total = 0;
+  Bytes out(plaintext.size() + kGcmTagSize);
+  int len = 0;
+  std::size_t total = 0;
   if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, to_int(nonce.size()), nullptr) != 1 ||
       EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), nonce.data()) != 1) {
@@ -112,27 +250,38 @@ Result<Bytes> aes_gcm_seal(ByteView key, ByteView nonce, ByteView aad, ByteView 
                           to_int(plaintext.size())) != 1) {
       return Errc::crypto_failure;
     }
-    total = len;
+    total = static_cast<std::size_t>(len);
   }
   if (EVP_EncryptFinal_ex(ctx.get(), out.data() + total, &len) != 1) return Errc::crypto_failure;
-  total += len;
-  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kGcmTag, out.data() + total) != 1) {
+  total += static_cast<std::size_t>(len);
+  if (total != plaintext.size() ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kGcmTagSize, out.data() + total) != 1) {
     return Errc::crypto_failure;
   }
-  out.resize(static_cast<std::size_t>(total) + kGcmTag);
   return out;
 }
 
 Result<Bytes> aes_gcm_open(ByteView key, ByteView nonce, ByteView aad,
                            ByteView ciphertext_and_tag) {
-  if (key.size() != 32 || nonce.empty()) return Errc::invalid_argument;
-  if (ciphertext_and_tag.size() < kGcmTag) return Errc::authentication_failed;
-  const auto ct = ciphertext_and_tag.first(ciphertext_and_tag.size() - kGcmTag);
-  Bytes tag(ciphertext_and_tag.end() - kGcmTag, ciphertext_and_tag.end());
+  if (key.size() != kAesKeySize || nonce.empty() || nonce.size() > kGcmMaxNonceSize ||
+      !fits_int(aad.size()) || !fits_int(ciphertext_and_tag.size())) {
+    return Errc::invalid_argument;
+  }
+  // Too short to even hold a tag: indistinguishable from a forged or truncated message.
+  if (ciphertext_and_tag.size() < kGcmTagSize) return Errc::authentication_failed;
+  const auto ct = ciphertext_and_tag.first(ciphertext_and_tag.size() - kGcmTagSize);
+  // The tag control takes a non-const pointer.
+  std::uint8_t tag[kGcmTagSize];
+  std::copy(ciphertext_and_tag.end() - kGcmTagSize, ciphertext_and_tag.end(), tag);
+
+  ErrorQueueScope errors;
   CipherCtx ctx(EVP_CIPHER_CTX_new());
   if (!ctx) return Errc::crypto_failure;
-  Bytes out(ct.size() + 16);
-  int len = 0, total = 0;
+  // One spare block so the final call always has a valid, non-null place to write.
+  Bytes out(ct.size() + kGcmTagSize);
+  WipeUnlessReleased wipe(out);
+  int len = 0;
+  std::size_t total = 0;
   if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, to_int(nonce.size()), nullptr) != 1 ||
       EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), nonce.data()) != 1) {
@@ -146,52 +295,55 @@ Result<Bytes> aes_gcm_open(ByteView key, ByteView nonce, ByteView aad,
     if (EVP_DecryptUpdate(ctx.get(), out.data(), &len, ct.data(), to_int(ct.size())) != 1) {
       return Errc::crypto_failure;
     }
-    total = len;
+    total = static_cast<std::size_t>(len);
   }
-  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kGcmTag, tag.data()) != 1) {
+  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kGcmTagSize, tag) != 1) {
     return Errc::crypto_failure;
   }
+  // The plaintext produced above is unauthenticated until this succeeds; `wipe` erases it.
   if (EVP_DecryptFinal_ex(ctx.get(), out.data() + total, &len) != 1) {
-    // Never hand out plaintext that failed authentication.
-    OPENSSL_cleanse(out.data(), out.size());
     return Errc::authentication_failed;
   }
-  total += len;
-  out.resize(static_cast<std::size_t>(total));
+  total += static_cast<std::size_t>(len);
+  if (total != ct.size()) return Errc::crypto_failure;
+  out.resize(total);
+  wipe.release();
   return out;
 }
 
 Result<Ed25519KeyPair> ed25519_generate() {
-  SECHEX_TRY(auto seed, random_bytes(32));
-  SecretBytes secret(std::move(seed));
+  SECHEX_TRY(auto seed, random_bytes(kEd25519KeySize));
+  const SecretBytes secret(std::move(seed));
   return ed25519_from_seed(secret.view());
 }
 
 Result<Ed25519KeyPair> ed25519_from_seed(ByteView seed) {
-  if (seed.size() != 32) return Errc::key_invalid;
-  Pkey pkey(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size()));
+  ErrorQueueScope errors;
+  const Pkey pkey = pkey_from_seed(seed);
   if (!pkey) return Errc::key_invalid;
   return keypair_from_pkey(pkey.get());
 }
 
 Result<Bytes> ed25519_sign(const Ed25519KeyPair& key, ByteView message) {
-  const auto seed = key.seed.view();
-  Pkey pkey(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size()));
+  ErrorQueueScope errors;
+  const Pkey pkey = pkey_from_seed(key.seed.view());
   if (!pkey) return Errc::key_invalid;
   MdCtx ctx(EVP_MD_CTX_new());
-  Bytes sig(64);
+  Bytes sig(kEd25519SigSize);
   std::size_t len = sig.size();
+  // Pure Ed25519: no digest is named, the message goes in whole.
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, pkey.get()) != 1 ||
       EVP_DigestSign(ctx.get(), sig.data(), &len, message.data(), message.size()) != 1 ||
-      len != 64) {
+      len != kEd25519SigSize) {
     return Errc::crypto_failure;
   }
   return sig;
 }
 
 bool ed25519_verify(ByteView public_key, ByteView message, ByteView signature) {
-  if (public_key.size() != 32 || signature.size() != 64) return false;
-  Pkey pkey(
+  if (public_key.size() != kEd25519KeySize || signature.size() != kEd25519SigSize) return false;
+  ErrorQueueScope errors;
+  const Pkey pkey(
       EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, public_key.data(), public_key.size()));
   if (!pkey) return false;
   MdCtx ctx(EVP_MD_CTX_new());
@@ -201,63 +353,116 @@ bool ed25519_verify(ByteView public_key, ByteView message, ByteView signature) {
 }
 
 Result<Ed25519KeyPair> ed25519_load_pem(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return Errc::key_missing;
-  Pkey pkey(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr));
-  std::fclose(f);
-  if (!pkey || EVP_PKEY_get_id(pkey.get()) != EVP_PKEY_ED25519) return Errc::key_invalid;
+  ErrorQueueScope errors;
+  // "e" = O_CLOEXEC: children spawned by the process must not inherit a key file descriptor.
+  const File f(std::fopen(path.c_str(), "rbe"));
+  if (!f) return errno == ENOENT || errno == ENOTDIR ? Errc::key_missing : Errc::io_error;
+  const Pkey pkey(PEM_read_PrivateKey(f.get(), nullptr, no_passphrase, nullptr));
+  if (!pkey || EVP_PKEY_is_a(pkey.get(), "ED25519") != 1) return Errc::key_invalid;
   return keypair_from_pkey(pkey.get());
 }
 
 Result<void> ed25519_save_pem(const Ed25519KeyPair& key, const std::string& path) {
-  const auto seed = key.seed.view();
-  Pkey pkey(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size()));
+  ErrorQueueScope errors;
+  const Pkey pkey = pkey_from_seed(key.seed.view());
   if (!pkey) return Errc::key_invalid;
-  // Created 0600 and exclusive: a key file is never world-readable, not even for a moment, and
-  // an existing key is never overwritten.
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return errno == EEXIST ? Errc::invalid_argument : Errc::io_error;
-  FILE* f = ::fdopen(fd, "wb");
-  if (f == nullptr) {
-    ::close(fd);
+
+  // Encode in secure memory (wiped when freed) before touching the file system.
+  const Bio mem(BIO_new(BIO_s_secmem()));
+  if (!mem ||
+      PEM_write_bio_PrivateKey(mem.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+    return Errc::crypto_failure;
+  }
+  char* pem = nullptr;
+  const long pem_len = BIO_get_mem_data(mem.get(), &pem);
+  if (pem == nullptr || pem_len <= 0) return Errc::crypto_failure;
+
+  // Written in full to a private temporary file, made durable, then linked into place: readers
+  // see either no key or the whole key, never a torn one; link() fails on an existing name, so a
+  // key is never silently replaced; mkostemp creates the file 0600 from the start.
+  std::string tmp = path + ".tmp-XXXXXX";
+  const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return Errc::io_error;
+  const bool written = ::fchmod(fd, 0600) == 0 &&
+                       write_all(fd, pem, static_cast<std::size_t>(pem_len)) && ::fsync(fd) == 0;
+  const bool closed = ::close(fd) == 0;
+  if (!written || !closed) {
+    ::unlink(tmp.c_str());
     return Errc::io_error;
   }
-  const bool ok = PEM_write_PrivateKey(f, pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) == 1 &&
-                  std::fflush(f) == 0 && ::fsync(fd) == 0;
-  std::fclose(f);
-  if (!ok) return Errc::io_error;
+  const int linked = ::link(tmp.c_str(), path.c_str());
+  const int link_errno = errno;
+  ::unlink(tmp.c_str());
+  if (linked != 0) return link_errno == EEXIST ? Errc::invalid_argument : Errc::io_error;
+
+  // The new directory entry must survive a crash too.
+  const int dir = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return Errc::io_error;
+  const bool synced = ::fsync(dir) == 0;
+  ::close(dir);
+  if (!synced) return Errc::io_error;
   return boost::outcome_v2::success();
 }
 
 std::string base64_encode(ByteView data) {
-  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data.data(),
-                                to_int(data.size()));
-  out.resize(static_cast<std::size_t>(n));
+  std::string out;
+  out.reserve((data.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= data.size(); i += 3) {
+    const std::uint32_t v = (std::uint32_t{data[i]} << 16) | (std::uint32_t{data[i + 1]} << 8) |
+                            std::uint32_t{data[i + 2]};
+    out.push_back(kBase64Alphabet[(v >> 18) & 63]);
+    out.push_back(kBase64Alphabet[(v >> 12) & 63]);
+    out.push_back(kBase64Alphabet[(v >> 6) & 63]);
+    out.push_back(kBase64Alphabet[v & 63]);
+  }
+  const std::size_t rest = data.size() - i;
+  if (rest == 1) {
+    const std::uint32_t v = std::uint32_t{data[i]} << 16;
+    out.push_back(kBase64Alphabet[(v >> 18) & 63]);
+    out.push_back(kBase64Alphabet[(v >> 12) & 63]);
+    out.append("==");
+  } else if (rest == 2) {
+    const std::uint32_t v = (std::uint32_t{data[i]} << 16) | (std::uint32_t{data[i + 1]} << 8);
+    out.push_back(kBase64Alphabet[(v >> 18) & 63]);
+    out.push_back(kBase64Alphabet[(v >> 12) & 63]);
+    out.push_back(kBase64Alphabet[(v >> 6) & 63]);
+    out.push_back('=');
+  }
   return out;
 }
 
 bool base64_decode(std::string_view text, Bytes& out) {
-  // EVP_DecodeBlock skips whitespace and ignores some malformations; check strictly first.
+  // Hand-written rather than EVP_DecodeBlock, which skips whitespace and cannot report how much
+  // padding it consumed. Only the canonical encoding is accepted (padding only at the end, unused
+  // bits zero), so every byte string has exactly one accepted spelling: signed notes and key
+  // files cannot be altered without changing their meaning.
   if (text.size() % 4 != 0) return false;
-  std::size_t pad = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    const bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                       c == '+' || c == '/';
-    if (c == '=') {
-      if (i < text.size() - 2) return false;
-      ++pad;
-    } else if (!alpha || pad > 0) {
-      return false;
+  Bytes result;
+  result.reserve(text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    const bool last = i + 4 == text.size();
+    std::size_t pad = 0;
+    if (last && text[i + 3] == '=') pad = text[i + 2] == '=' ? 2 : 1;
+    int v[4] = {0, 0, 0, 0};
+    for (std::size_t j = 0; j < 4 - pad; ++j) {
+      v[j] = base64_value(text[i + j]);
+      if (v[j] < 0) return false;
     }
-  }
-  Bytes result(text.size() / 4 * 3);
-  if (!text.empty()) {
-    const int n = EVP_DecodeBlock(
-        result.data(), reinterpret_cast<const unsigned char*>(text.data()), to_int(text.size()));
-    if (n < 0) return false;
-    result.resize(static_cast<std::size_t>(n) - pad);
+    const std::uint32_t n =
+        (static_cast<std::uint32_t>(v[0]) << 18) | (static_cast<std::uint32_t>(v[1]) << 12) |
+        (static_cast<std::uint32_t>(v[2]) << 6) | static_cast<std::uint32_t>(v[3]);
+    result.push_back(static_cast<std::uint8_t>(n >> 16));
+    if (pad == 2) {
+      if ((n & 0xffff) != 0) return false;
+    } else {
+      result.push_back(static_cast<std::uint8_t>(n >> 8));
+      if (pad == 1) {
+        if ((n & 0xff) != 0) return false;
+      } else {
+        result.push_back(static_cast<std::uint8_t>(n));
+      }
+    }
   }
   out = std::move(result);
   return true;

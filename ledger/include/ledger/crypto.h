@@ -57,11 +57,13 @@ Result<Hash> hmac_sha256(ByteView key, ByteView data);
 // Constant-time equality; false when sizes differ (the size itself is not secret).
 bool constant_time_equal(ByteView a, ByteView b);
 
-// AES-256-GCM. `key` must be 32 bytes. seal returns ciphertext || 16-byte tag.
-// Nonces: callers pass a fresh 12-byte random nonce per message (aes_gcm_seal_random does).
+// AES-256-GCM. seal returns ciphertext || 16-byte tag.
+// Nonces: callers pass a fresh 12-byte random nonce per message. Nonces of 1 to 128 bytes are
+// accepted (GCM allows longer ones, OpenSSL 3 does not); empty or longer nonces and other key
+// sizes give invalid_argument.
 Result<Bytes> aes_gcm_seal(ByteView key, ByteView nonce, ByteView aad, ByteView plaintext);
-// Accepts any nonce length (as GCM does) and a 16-byte tag at the end of `ciphertext_and_tag`;
-// fails with authentication_failed when the tag does not verify. Tag lengths other than 16 are
+// Expects the 16-byte tag at the end of `ciphertext_and_tag`; fails with authentication_failed
+// when the tag does not verify or the input is shorter than a tag. Tag lengths other than 16 are
 // refused: the ledger never truncates tags.
 Result<Bytes> aes_gcm_open(ByteView key, ByteView nonce, ByteView aad, ByteView ciphertext_and_tag);
 
