@@ -167,10 +167,18 @@ Result<Bytes> random_bytes(std::size_t n) {
 }
 
 Hash sha256(ByteView data) {
+  // One context per thread, re-initialised per call: EVP_Digest would allocate, cleanse and
+  // free a context on every call, which costs more than hashing a 300-byte record.
+  struct Ctx {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Ctx() { EVP_MD_CTX_free(ctx); }
+  };
+  thread_local Ctx tl;
   Hash out{};
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, sha256_md(), nullptr) != 1 ||
-      len != out.size()) {
+  if (tl.ctx == nullptr || EVP_DigestInit_ex2(tl.ctx, sha256_md(), nullptr) != 1 ||
+      EVP_DigestUpdate(tl.ctx, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(tl.ctx, out.data(), &len) != 1 || len != out.size()) {
     sha256_failed();
   }
   return out;

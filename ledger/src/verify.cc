@@ -6,6 +6,7 @@
 #include <cstring>
 #include <future>
 #include <map>
+#include <unordered_map>
 
 #include "endian.h"
 #include "schemas/events.h"
@@ -42,6 +43,14 @@ std::string classify_mismatch(const LogStore& log, Partition p, Seq s, const Has
 
 }  // namespace
 
+namespace {
+// Heterogeneous lookup: find a std::string_view without building a std::string.
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+}  // namespace
+
 bool is_cannot_run_reason(std::string_view reason) {
   return reason == "unsupported_schema_version" || reason == "unsupported_record_format" ||
          reason == "storage_error";
@@ -68,6 +77,7 @@ WalkResult walk_partition(const LogStore& log, Partition p, Seq from, const Hash
   Hash prev = prev_in;
   std::uint64_t expected = from.value;
   Bytes aligned;
+  std::unordered_map<std::string, Partition, StringHash, std::equal_to<>> home_of;
   for (it->Seek(encode_log_key(p, from)); it->Valid(); it->Next()) {
     const auto key = it->key();
     if (!key.starts_with(prefix)) break;
@@ -131,7 +141,13 @@ WalkResult walk_partition(const LogStore& log, Partition p, Seq from, const Hash
       case schemas::CheckResult::ok: {
         const auto* env = schemas::envelope_of(aligned.data());
         const auto sv = env->subject()->string_view();
-        const auto home = partition_for(sv, log.partition_count());
+        // Subjects repeat; remembering their partition saves a SHA-256 per record.
+        auto cached = home_of.find(sv);
+        if (cached == home_of.end()) {
+          if (home_of.size() > 65536) home_of.clear();
+          cached = home_of.emplace(std::string(sv), partition_for(sv, log.partition_count())).first;
+        }
+        const auto home = cached->second;
         if (home != p) {
           return fault(s, "event_in_wrong_partition",
                        "the event's subject belongs to partition " + std::to_string(home.value));
