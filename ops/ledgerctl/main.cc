@@ -273,10 +273,21 @@ int cmd_export(const Common& c, const std::vector<std::string>& args) {
   return kOk;
 }
 
+// [first, last) partitions selected by an optional --partition flag.
+std::pair<std::uint32_t, std::uint32_t> partition_range(const po::variables_map& vm,
+                                                        const LogStore& log) {
+  if (!vm.count("partition")) return {0, log.partition_count()};
+  const auto p = vm["partition"].as<std::uint32_t>();
+  if (p >= log.partition_count()) {
+    fail("--partition must be below " + std::to_string(log.partition_count()));
+  }
+  return {p, p + 1};
+}
+
 void print_summary(const Record& r) {
-  const auto* env = schemas::envelope_of(r.event.data());
   const bool ok =
       schemas::check_envelope(r.event.data(), r.event.size()) == schemas::CheckResult::ok;
+  const auto* env = ok ? schemas::envelope_of(r.event.data()) : nullptr;
   std::cout << r.position.partition.value << "/" << r.position.seq.value << " "
             << (ok ? format_rfc3339(env->time_micros()) : "-") << " "
             << (ok ? schemas::event_type_name(env->event_type()) : "(undecodable)") << " "
@@ -290,12 +301,7 @@ int cmd_tail(const Common& c, const std::vector<std::string>& args) {
       "follow,f", "keep printing new records until interrupted");
   const auto vm = parse(args, d);
   auto log = open_read_only(c);
-  std::uint32_t first = 0, last = log->partition_count();
-  if (vm.count("partition")) {
-    first = vm["partition"].as<std::uint32_t>();
-    if (first >= log->partition_count()) fail("--partition out of range");
-    last = first + 1;
-  }
+  const auto [first, last] = partition_range(vm, *log);
   const auto n = vm["lines"].as<std::uint64_t>();
   std::vector<Seq> next(log->partition_count());
   for (auto p = first; p < last; ++p) {
@@ -328,12 +334,7 @@ int cmd_checkpoints(const Common& c, const std::vector<std::string>& args) {
       "all", "every checkpoint, not only the latest");
   const auto vm = parse(args, d);
   auto log = open_read_only(c);
-  std::uint32_t first = 0, last = log->partition_count();
-  if (vm.count("partition")) {
-    first = vm["partition"].as<std::uint32_t>();
-    if (first >= log->partition_count()) fail("--partition out of range");
-    last = first + 1;
-  }
+  const auto [first, last] = partition_range(vm, *log);
   for (auto p = first; p < last; ++p) {
     auto notes = log->checkpoints(Partition{p});
     if (!notes) fail("cannot read checkpoints", notes.error());
