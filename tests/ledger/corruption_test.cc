@@ -1,3 +1,4 @@
+// Spec 000 FR-05 ("logs are immutable: append-only, signed"): tampering must be found.
 // A catalogue of corruptions in the style of RocksDB's db/log_test.cc: each failure mode is
 // made on disk the way an attacker with write access to the store would, and `verify` must
 // name the exact (partition, seq) and a reason of its own.

@@ -1,3 +1,4 @@
+// Spec 003 FR-027 / spec 004 FR-032 (audit logs retained): an acknowledged event is never lost.
 // Crash safety: a child process appends and prints each acknowledgement; we kill it with
 // SIGKILL at random moments. After every kill, reopening must find every acknowledged event
 // (at the acknowledged position, with the acknowledged content), the chain must verify, and

@@ -1,3 +1,4 @@
+// Spec 003 FR-026: every event carries subject, type, time and connection details (sealed).
 // The event schema: verification of hostile bytes, version refusal, the JSON codec and that
 // every event type the issue lists exists.
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // Sealing of personal data, the KEK, and crypto-shredding (ARCHITECTURE.md "Personal data is
-// sealed"; spec 004 GDPR deletion).
+// sealed"; spec 004 FR-036 right to deletion, secure storage; spec 000 NFR AES-256 at rest).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
