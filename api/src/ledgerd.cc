@@ -6,6 +6,7 @@
 // store, address).
 #include <signal.h>
 
+#include <atomic>
 #include <boost/program_options.hpp>
 #include <condition_variable>
 #include <iostream>
@@ -15,6 +16,7 @@
 #include "api/metrics.h"
 #include "api/server.h"
 #include "ledger/data_dir.h"
+#include "projections/store.h"
 
 namespace po = boost::program_options;
 using namespace sechex;
@@ -165,10 +167,26 @@ int main(int argc, char** argv) {
   auto keys = ledger::KeyStore::open(*log.value(), std::move(kek).value());
   if (!keys) return fail("key-encryption key does not match this ledger");
 
+  auto read_models = projections::ProjectionStore::open(
+      dir.projections_path(), log.value()->partition_count(), projections::default_projections());
+  if (!read_models) {
+    return fail(read_models.error() == ledger::Errc::store_locked
+                    ? "projections at " + dir.projections_path() + " are in use by another process"
+                    : "cannot open projections: " + read_models.error().message());
+  }
+
   api::Metrics metrics;
   LedgerMetrics ledger_metrics(metrics, *log.value());
+  auto& lag_gauge = prometheus::BuildGauge()
+                        .Name("sechex_projection_lag_records")
+                        .Help("Log records not yet applied to the projections")
+                        .Register(metrics.registry())
+                        .Add({});
+  metrics.on_scrape(
+      [&] { lag_gauge.Set(static_cast<double>(read_models.value()->lag(*log.value()))); });
+  std::atomic<bool> caught_up{false};
   api::Router router;
-  api::add_health_and_metrics_routes(router, metrics, [] { return true; });
+  api::add_health_and_metrics_routes(router, metrics, [&] { return caught_up.load(); });
   api::ServerOptions so;
   so.address = host;
   so.port = static_cast<std::uint16_t>(port);
@@ -187,6 +205,17 @@ int main(int argc, char** argv) {
   std::cerr << "ledgerd: serving on " << host << ":" << server.port() << " (ledger "
             << log.value()->ledger_id() << ", " << log.value()->partition_count()
             << " partitions, data in " << data_dir << ")\n";
+
+  // Catch up before /readyz says ready; /healthz answers meanwhile.
+  std::thread catch_up([&] {
+    const auto n = read_models.value()->catch_up(*log.value());
+    if (!n) {
+      std::cerr << "ledgerd: projection catch-up failed: " << n.error().message() << "\n";
+      return;
+    }
+    std::cerr << "ledgerd: projections caught up (" << n.value() << " records applied)\n";
+    caught_up = true;
+  });
 
   // Time-based checkpoints for partitions that went quiet.
   std::mutex mu;
@@ -207,6 +236,7 @@ int main(int argc, char** argv) {
   sigwait(&signals, &sig);
   std::cerr << "ledgerd: stopping (signal " << sig << ")\n";
   server.stop();
+  catch_up.join();
   {
     std::lock_guard lock(mu);
     stopping = true;

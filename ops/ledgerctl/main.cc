@@ -7,6 +7,7 @@
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "ledger/export.h"
 #include "ledger/time_format.h"
 #include "ledger/verify.h"
+#include "projections/store.h"
 #include "schemas/events.h"
 
 namespace po = boost::program_options;
@@ -395,6 +397,48 @@ int cmd_erase(const Common& c, const std::vector<std::string>& args) {
   return kOk;
 }
 
+int cmd_rebuild_projections(const Common& c, const std::vector<std::string>& args) {
+  po::options_description d("ledgerctl rebuild-projections");
+  const auto vm = parse(args, d);
+  (void)vm;
+  namespace fs = std::filesystem;
+  const auto live = c.dir.projections_path();
+  const auto fresh = live + ".rebuild";
+  auto log = open_read_only(c);
+  {
+    // Holding the live store's lock proves no ledgerd is using it while we swap it out.
+    auto current = projections::ProjectionStore::open(live, log->partition_count(),
+                                                      projections::default_projections());
+    if (!current && current.error() == Errc::store_locked) {
+      fail("the projections at " + live + " are in use (stop ledgerd first)");
+    }
+    std::error_code ec;
+    fs::remove_all(fresh, ec);
+    auto rebuilt = projections::ProjectionStore::open(fresh, log->partition_count(),
+                                                      projections::default_projections());
+    if (!rebuilt) fail("cannot create " + fresh, rebuilt.error());
+    const auto t0 = std::chrono::steady_clock::now();
+    auto n = rebuilt.value()->catch_up(*log, 4096);
+    if (!n) fail("rebuild failed", n.error());
+    auto digest = rebuilt.value()->digest();
+    if (!digest) fail("cannot digest the rebuilt projections", digest.error());
+    std::printf("rebuilt projections from %llu records in %.2f s; digest %s\n",
+                static_cast<unsigned long long>(n.value()),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                digest.value().c_str());
+  }
+  // Swap: the old state is removed only once the new one is complete on disk.
+  std::error_code ec;
+  const auto old = live + ".old";
+  fs::remove_all(old, ec);
+  if (fs::exists(live)) fs::rename(live, old, ec);
+  if (ec) fail("cannot move " + live + " aside: " + ec.message());
+  fs::rename(fresh, live, ec);
+  if (ec) fail("cannot move the rebuilt projections into place: " + ec.message());
+  fs::remove_all(old, ec);
+  return kOk;
+}
+
 int cmd_keys(const Common& c, const std::vector<std::string>& args) {
   if (args.empty() || args[0] != "rotate") fail("usage: ledgerctl keys rotate");
   auto r = rotate_signing_key(c.dir, c.key_name);
@@ -415,6 +459,8 @@ commands:
   demo          --events N: write realistic synthetic events of every type
   erase         --subject S: crypto-shred a subject (GDPR erasure)
   keys rotate   start signing checkpoints with a new key
+  rebuild-projections
+                rebuild every read model from the log (ledgerd stopped); prints a digest
 
 global options:
 )";
@@ -465,6 +511,7 @@ int main(int argc, char** argv) {
     if (command == "demo") return cmd_demo(c, rest);
     if (command == "erase") return cmd_erase(c, rest);
     if (command == "keys") return cmd_keys(c, rest);
+    if (command == "rebuild-projections") return cmd_rebuild_projections(c, rest);
     std::cerr << "ledgerctl: unknown command '" << command << "'\n\n" << kUsage << global;
     return kCannotRun;
   } catch (const Exit& e) {

@@ -92,6 +92,14 @@ TEST(Ledgerd, ServesHealthAndMetricsAndStopsCleanlyOnSigterm) {
   EXPECT_NE(metrics.find("sechex_ledger_partition_records{partition=\"7\"} 0"), std::string::npos)
       << metrics;
   EXPECT_NE(metrics.find("sechex_ledger_events_appended_total"), std::string::npos);
+  EXPECT_NE(metrics.find("sechex_projection_lag_records 0"), std::string::npos) << metrics;
+  // Ready once the projections caught up with the (empty) log.
+  for (int i = 0; i < 100; ++i) {
+    get(port, "/readyz", &status);
+    if (status == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(status, 200u);
   ::kill(p.pid, SIGTERM);
   EXPECT_EQ(wait_exit(p.pid), 0) << slurp(p.err_path);
   // It created the data directory with its keys on first start.

@@ -13,6 +13,7 @@
 #include "ledger/export.h"
 #include "ledger/time_format.h"
 #include "ledger/verify.h"
+#include "projections/store.h"
 #include "support/test_util.h"
 
 namespace sechex::ops {
@@ -298,6 +299,26 @@ TEST_F(Ledgerctl, EventFromANewerSchemaMakesVerifyAndExportExitTwo) {
   r = ctl({"export"});
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("newer schema version"), std::string::npos) << r.err;
+}
+
+TEST_F(Ledgerctl, RebuildProjectionsIsRepeatableAndRefusesWhileInUse) {
+  init_and_demo(500);
+  auto first = ctl({"rebuild-projections"});
+  ASSERT_EQ(first.code, 0) << first.err;
+  EXPECT_NE(first.out.find("from 500 records"), std::string::npos) << first.out;
+  const auto digest = first.out.substr(first.out.find("digest ") + 7, 64);
+  auto second = ctl({"rebuild-projections"});
+  ASSERT_EQ(second.code, 0) << second.err;
+  EXPECT_NE(second.out.find("digest " + digest), std::string::npos) << second.out;
+  {
+    // A running ledgerd holds the projections: the rebuild must not swap them underneath it.
+    auto held = projections::ProjectionStore::open(DataDir{dir_.path()}.projections_path(), 4,
+                                                   projections::default_projections());
+    ASSERT_TRUE(held);
+    const auto busy = ctl({"rebuild-projections"});
+    EXPECT_EQ(busy.code, 2);
+    EXPECT_NE(busy.err.find("in use"), std::string::npos) << busy.err;
+  }
 }
 
 TEST_F(Ledgerctl, TailAndCheckpointsPrintTheLatest) {

@@ -1,6 +1,7 @@
 // The data directory shared by `ledgerd` and `ledgerctl`:
 //
 //   <data-dir>/log/                          RocksDB database (see log_store.h)
+//   <data-dir>/projections/                  RocksDB database of read models (projections/)
 //   <data-dir>/keys/                         mode 0700
 //   <data-dir>/keys/checkpoint-ed25519.pem   checkpoint signing key (PKCS#8, mode 0600)
 //   <data-dir>/keys/checkpoint-verifiers.txt trusted verifier keys, one per line; rotation
@@ -21,6 +22,7 @@ namespace sechex::ledger {
 struct DataDir {
   std::string root = "./data";
   std::string log_path() const { return root + "/log"; }
+  std::string projections_path() const { return root + "/projections"; }
   std::string keys_dir() const { return root + "/keys"; }
   std::string signing_key() const { return keys_dir() + "/checkpoint-ed25519.pem"; }
   std::string verifier_keys() const { return keys_dir() + "/checkpoint-verifiers.txt"; }

@@ -1,0 +1,37 @@
+// Audit index: who did what when, pointing back into the log.
+//
+//   audit_by_subject  be32(len) || subject || be64(time + 2^63) || be32(partition) || be64(seq)
+//                     -> event type name
+//   audit_by_time     be64(time + 2^63) || be32(partition) || be64(seq)
+//                     -> event type name || "\0" || subject
+// Times are the events' own (microseconds, biased so that signed times sort as unsigned). The
+// (partition, seq) suffix makes keys unique and lets readers fetch the record and its hash.
+#pragma once
+
+#include "projections/projection.h"
+
+namespace sechex::projections {
+
+inline constexpr const char* kAuditBySubjectCf = "audit_by_subject";
+inline constexpr const char* kAuditByTimeCf = "audit_by_time";
+
+std::string audit_subject_prefix(std::string_view subject);
+std::string audit_time_key(std::int64_t time_micros);
+struct AuditKey {
+  std::string subject;  // empty for audit_by_time keys
+  std::int64_t time_micros = 0;
+  ledger::Position position;
+};
+std::optional<AuditKey> decode_audit_subject_key(std::string_view key);
+std::optional<AuditKey> decode_audit_time_key(std::string_view key);
+
+class AuditProjection final : public Projection {
+ public:
+  std::string name() const override { return "audit"; }
+  std::vector<std::string> column_families() const override {
+    return {kAuditBySubjectCf, kAuditByTimeCf};
+  }
+  Result<void> apply(const schema::Envelope& env, const ledger::Position& pos, Txn& txn) override;
+};
+
+}  // namespace sechex::projections

@@ -1,0 +1,74 @@
+#include "projections/audit.h"
+
+namespace sechex::projections {
+namespace {
+
+void put_be(std::string& out, std::uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+std::uint64_t get_be(std::string_view s, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<unsigned char>(s[i]);
+  return v;
+}
+constexpr std::uint64_t kBias = 1ULL << 63;
+
+std::string position_suffix(const ledger::Position& pos) {
+  std::string s;
+  put_be(s, pos.partition.value, 4);
+  put_be(s, pos.seq.value, 8);
+  return s;
+}
+
+}  // namespace
+
+std::string audit_subject_prefix(std::string_view subject) {
+  std::string k;
+  put_be(k, subject.size(), 4);
+  k.append(subject);
+  return k;
+}
+
+std::string audit_time_key(std::int64_t time_micros) {
+  std::string k;
+  put_be(k, static_cast<std::uint64_t>(time_micros) + kBias, 8);
+  return k;
+}
+
+std::optional<AuditKey> decode_audit_subject_key(std::string_view key) {
+  if (key.size() < 4) return std::nullopt;
+  const auto len = get_be(key, 4);
+  if (key.size() != 4 + len + 8 + 12) return std::nullopt;
+  AuditKey k;
+  k.subject = std::string(key.substr(4, len));
+  const auto rest = key.substr(4 + len);
+  k.time_micros = static_cast<std::int64_t>(get_be(rest, 8) - kBias);
+  k.position = {ledger::Partition{static_cast<std::uint32_t>(get_be(rest.substr(8), 4))},
+                ledger::Seq{get_be(rest.substr(12), 8)}};
+  return k;
+}
+
+std::optional<AuditKey> decode_audit_time_key(std::string_view key) {
+  if (key.size() != 8 + 12) return std::nullopt;
+  AuditKey k;
+  k.time_micros = static_cast<std::int64_t>(get_be(key, 8) - kBias);
+  k.position = {ledger::Partition{static_cast<std::uint32_t>(get_be(key.substr(8), 4))},
+                ledger::Seq{get_be(key.substr(12), 8)}};
+  return k;
+}
+
+Result<void> AuditProjection::apply(const schema::Envelope& env, const ledger::Position& pos,
+                                    Txn& txn) {
+  const auto subject = env.subject()->string_view();
+  const std::string type = schemas::event_type_name(env.event_type());
+  const auto when = audit_time_key(env.time_micros());
+  const auto suffix = position_suffix(pos);
+  txn.put(kAuditBySubjectCf, audit_subject_prefix(subject) + when + suffix, type);
+  std::string value = type;
+  value.push_back('\0');
+  value.append(subject);
+  txn.put(kAuditByTimeCf, when + suffix, value);
+  return boost::outcome_v2::success();
+}
+
+}  // namespace sechex::projections

@@ -1,0 +1,102 @@
+#include "projections/users.h"
+
+#include <nlohmann/json.hpp>
+
+#include "ledger/crypto.h"
+#include "ledger/time_format.h"
+
+namespace sechex::projections {
+namespace {
+
+std::string hex_of(const flatbuffers::Vector<std::uint8_t>* v) {
+  return v == nullptr ? "" : ledger::to_hex(ledger::ByteView(v->data(), v->size()));
+}
+std::string b64_of(const flatbuffers::Vector<std::uint8_t>* v) {
+  return v == nullptr ? "" : ledger::crypto::base64_encode(ledger::ByteView(v->data(), v->size()));
+}
+
+}  // namespace
+
+Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::Position&,
+                                    Txn& txn) {
+  const auto subject = env.subject()->str();
+  SECHEX_TRY(auto stored, txn.get(kUsersCf, subject));
+  nlohmann::json user = stored ? nlohmann::json::parse(*stored, nullptr, false) : nlohmann::json();
+  if (user.is_discarded()) return ledger::Errc::corruption;
+  const auto* id = env.event_id()->bytes();
+  const auto event_id = ledger::to_hex(ledger::ByteView(id->data(), id->size()));
+  bool changed = true;
+  switch (env.event_type()) {
+    case schema::Event::UserRegistered: {
+      const auto* e = env.event_as_UserRegistered();
+      user = nlohmann::json{
+          {"id", subject},
+          {"status", "pending_verification"},
+          {"email_hash", hex_of(e->email_hash())},
+          {"email_verified", false},
+          {"registered_at", format_rfc3339(env.time_micros())},
+          {"consent_version", e->consent_version() ? e->consent_version()->str() : ""},
+          {"roles", nlohmann::json::array()},
+          {"password_hash_sealed", b64_of(e->password_hash_sealed())},
+          {"password_event_id", event_id}};
+      if (e->email_hash() != nullptr && e->email_hash()->size() > 0) {
+        txn.put(kUsersByEmailCf,
+                std::string_view(reinterpret_cast<const char*>(e->email_hash()->data()),
+                                 e->email_hash()->size()),
+                subject);
+      }
+      break;
+    }
+    case schema::Event::EmailVerified:
+      if (user.is_null()) return boost::outcome_v2::success();
+      user["email_verified"] = true;
+      if (user["status"] == "pending_verification") user["status"] = "active";
+      break;
+    case schema::Event::RoleGranted: {
+      if (user.is_null()) return boost::outcome_v2::success();
+      const auto* e = env.event_as_RoleGranted();
+      const auto role = e->role() ? e->role()->str() : "";
+      auto roles = user.value("roles", nlohmann::json::array());
+      auto it = std::find(roles.begin(), roles.end(), role);
+      if (e->granted() && it == roles.end()) roles.push_back(role);
+      if (!e->granted() && it != roles.end()) roles.erase(it);
+      std::sort(roles.begin(), roles.end());
+      user["roles"] = roles;
+      break;
+    }
+    case schema::Event::PasswordChanged:
+      if (user.is_null()) return boost::outcome_v2::success();
+      user["password_hash_sealed"] = b64_of(env.event_as_PasswordChanged()->password_hash_sealed());
+      user["password_event_id"] = event_id;
+      break;
+    case schema::Event::PasswordReset:
+      if (user.is_null()) return boost::outcome_v2::success();
+      user["password_hash_sealed"] = b64_of(env.event_as_PasswordReset()->password_hash_sealed());
+      user["password_event_id"] = event_id;
+      break;
+    case schema::Event::ConsentRecorded:
+      if (user.is_null()) return boost::outcome_v2::success();
+      if (const auto* e = env.event_as_ConsentRecorded(); e->consent_version()) {
+        user["consent_version"] = e->granted() ? e->consent_version()->str() : "";
+      }
+      break;
+    case schema::Event::SubjectErased: {
+      if (user.is_null()) return boost::outcome_v2::success();
+      ledger::Bytes hash;
+      if (ledger::from_hex(user.value("email_hash", ""), hash) && !hash.empty()) {
+        txn.del(kUsersByEmailCf,
+                std::string_view(reinterpret_cast<const char*>(hash.data()), hash.size()));
+      }
+      user["status"] = "erased";
+      user["email_hash"] = "";
+      user["password_hash_sealed"] = "";
+      break;
+    }
+    default:
+      changed = false;
+  }
+  if (changed && !user.is_null()) txn.put(kUsersCf, subject, user.dump());
+  return boost::outcome_v2::success();
+}
+
+}  // namespace sechex::projections
