@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "api/access_log.h"
 #include "api/metrics.h"
 #include "api/server.h"
 #include "ledger/data_dir.h"
@@ -191,7 +192,10 @@ int main(int argc, char** argv) {
   so.address = host;
   so.port = static_cast<std::uint16_t>(port);
   so.threads = threads;
-  api::HttpServer server(so, std::move(router), metrics.observer());
+  api::HttpServer server(
+      so, std::move(router),
+      api::chain_observers(
+          {metrics.observer(), api::access_log(api::make_json_stderr_logger("access"))}));
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t signals;

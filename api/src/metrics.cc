@@ -16,14 +16,16 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
 }
 
 RequestObserver Metrics::observer() {
-  return [this](const std::string& method, const std::string& route, unsigned status,
-                std::chrono::steady_clock::duration elapsed) {
-    requests_->Add({{"method", method}, {"route", route}, {"status", std::to_string(status)}})
+  return [this](const RequestLog& log) {
+    requests_
+        ->Add({{"method", std::string(log.method)},
+               {"route", std::string(log.route)},
+               {"status", std::to_string(log.status)}})
         .Increment();
     static const prometheus::Histogram::BucketBoundaries kBuckets = {
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
-    latency_->Add({{"route", route}}, kBuckets)
-        .Observe(std::chrono::duration<double>(elapsed).count());
+    latency_->Add({{"route", std::string(log.route)}}, kBuckets)
+        .Observe(std::chrono::duration<double>(log.elapsed).count());
   };
 }
 

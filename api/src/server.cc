@@ -80,6 +80,14 @@ Response json_error(unsigned status, std::string_view code, std::string_view mes
   return r;
 }
 
+RequestObserver chain_observers(std::vector<RequestObserver> observers) {
+  return [observers = std::move(observers)](const RequestLog& log) {
+    for (const auto& o : observers) {
+      if (o) o(log);
+    }
+  };
+}
+
 void Router::add(std::string method, std::string path, Handler handler) {
   routes_[std::move(path)][std::move(method)] = std::move(handler);
 }
@@ -254,7 +262,10 @@ struct HttpServer::Impl {
           const std::string request_id = sane_request_id(sent) ? sent : new_request_id();
           boost::system::error_code wec;
           co_await write(stream, *refusal, request_id, false, 11, wec);
-          if (observer) observer("other", "unparsed", refusal->status, {});
+          if (observer) {
+            observer(RequestLog{
+                "other", "unparsed", refusal->status, {}, request_id, peer, refusal->body.size()});
+          }
           if (!wec) co_await drain(stream);
         }
         break;
@@ -282,8 +293,10 @@ struct HttpServer::Impl {
           msg.keep_alive() && !stopping && n + 1 < opts.max_requests_per_connection;
       co_await write(stream, resp, req.request_id, keep_alive, msg.version(), ec);
       if (observer) {
-        observer(method_label(req.method), route, resp.status,
-                 std::chrono::steady_clock::now() - started_at);
+        const auto label = method_label(req.method);
+        observer(RequestLog{label, route, resp.status,
+                            std::chrono::steady_clock::now() - started_at, req.request_id, peer,
+                            resp.body.size()});
       }
       if (ec || !keep_alive) break;
     }

@@ -102,6 +102,11 @@ TEST(Ledgerd, ServesHealthAndMetricsAndStopsCleanlyOnSigterm) {
   EXPECT_EQ(status, 200u);
   ::kill(p.pid, SIGTERM);
   EXPECT_EQ(wait_exit(p.pid), 0) << slurp(p.err_path);
+  // The access log is JSON lines on stderr.
+  EXPECT_NE(
+      slurp(p.err_path).find(R"("msg":"request","method":"GET","route":"/healthz","status":200)"),
+      std::string::npos)
+      << slurp(p.err_path);
   // It created the data directory with its keys on first start.
   EXPECT_TRUE(std::filesystem::exists(dir.sub("data/keys/checkpoint-ed25519.pem")));
   EXPECT_TRUE(std::filesystem::exists(dir.sub("data/log/CURRENT")));

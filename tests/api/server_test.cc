@@ -3,6 +3,7 @@
 #include "api/server.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -13,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "api/access_log.h"
 #include "api/metrics.h"
 
 namespace sechex::api {
@@ -262,6 +264,43 @@ TEST_F(ServerFixture, MetricsCountRequestsByRouteAndPassPromtool) {
   ASSERT_NE(p, nullptr);
   std::fwrite(text.data(), 1, text.size(), p);
   EXPECT_EQ(::pclose(p), 0) << "promtool rejected the exposition:\n" << text;
+}
+
+TEST(AccessLog, WritesOneJsonLinePerRequestWithoutRawPaths) {
+  std::ostringstream out;
+  auto logger = std::make_shared<spdlog::logger>(
+      "test-access", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  logger->set_pattern("%v");
+  ManualClock clock;
+  Metrics metrics;
+  Router router;
+  add_health_and_metrics_routes(router, metrics, [] { return true; });
+  ServerOptions o;
+  o.port = 0;
+  HttpServer server(o, std::move(router),
+                    chain_observers({metrics.observer(), access_log(logger, clock)}));
+  ASSERT_TRUE(server.start());
+  {
+    Client c(server.port());
+    c.send(http::verb::get, "/healthz", "", {{"X-Request-Id", "req-42"}});
+    c.send(http::verb::get, "/users/alice@example.com?token=secret");
+  }
+  server.stop();
+  logger->flush();
+  std::istringstream lines(out.str());
+  std::string line;
+  std::vector<nlohmann::json> entries;
+  while (std::getline(lines, line)) entries.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(entries.size(), 2u) << out.str();
+  EXPECT_EQ(entries[0]["route"], "/healthz");
+  EXPECT_EQ(entries[0]["status"], 200);
+  EXPECT_EQ(entries[0]["request_id"], "req-42");
+  EXPECT_EQ(entries[0]["peer"], "127.0.0.1");
+  EXPECT_EQ(entries[0]["ts"], "2026-01-01T00:00:00Z");
+  EXPECT_EQ(entries[1]["route"], "unmatched");
+  EXPECT_EQ(entries[1]["status"], 404);
+  EXPECT_EQ(out.str().find("alice@example.com"), std::string::npos);
+  EXPECT_EQ(out.str().find("secret"), std::string::npos);
 }
 
 }  // namespace

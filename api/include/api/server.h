@@ -75,10 +75,22 @@ class Router {
   std::map<std::string, std::map<std::string, Handler>> routes_;  // path -> method -> handler
 };
 
-// Observes every finished request (metrics, access logs). Called on io threads.
-using RequestObserver =
-    std::function<void(const std::string& method, const std::string& route, unsigned status,
-                       std::chrono::steady_clock::duration elapsed)>;
+// What an observer learns about each finished request. `method` is bounded (known verbs or
+// "other") and `route` is the matched pattern (or "unmatched"/"unparsed"), so both are safe as
+// metric labels; the raw path is deliberately absent.
+struct RequestLog {
+  std::string_view method;
+  std::string_view route;
+  unsigned status = 0;
+  std::chrono::steady_clock::duration elapsed{};
+  std::string_view request_id;
+  std::string_view peer;
+  std::size_t response_bytes = 0;
+};
+// Observes every finished request (metrics, access logs). Called on io threads; must not block.
+using RequestObserver = std::function<void(const RequestLog&)>;
+// Calls each non-empty observer in turn.
+RequestObserver chain_observers(std::vector<RequestObserver> observers);
 
 struct ServerOptions {
   std::string address = "127.0.0.1";

@@ -1,0 +1,26 @@
+// Access log: one JSON line per request through spdlog, for log shippers.
+//
+//   {"ts":"2026-11-22T23:08:42.123456Z","level":"info","msg":"request","method":"GET",
+//    "route":"/healthz","status":200,"duration_ms":0.41,"request_id":"...","peer":"127.0.0.1",
+//    "bytes":38}
+//
+// The raw path and query are never logged (they may carry identifiers or tokens); the route
+// pattern is. Request and response bodies are never logged.
+// Thread-safety: the returned observer is safe to call from any io thread (spdlog *_mt sink).
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <memory>
+
+#include "api/server.h"
+#include "ledger/clock.h"
+
+namespace sechex::api {
+
+// A logger that writes each message as-is (the message is already a JSON object) to stderr.
+std::shared_ptr<spdlog::logger> make_json_stderr_logger(const std::string& name);
+RequestObserver access_log(std::shared_ptr<spdlog::logger> logger,
+                           const Clock& clock = SystemClock::instance());
+
+}  // namespace sechex::api
