@@ -15,6 +15,7 @@
 
 #include "api/access_log.h"
 #include "api/metrics.h"
+#include "api/openapi.h"
 #include "api/server.h"
 #include "ledger/data_dir.h"
 #include "projections/store.h"
@@ -188,6 +189,7 @@ int main(int argc, char** argv) {
   std::atomic<bool> caught_up{false};
   api::Router router;
   api::add_health_and_metrics_routes(router, metrics, [&] { return caught_up.load(); });
+  api::add_openapi_route(router);
   api::ServerOptions so;
   so.address = host;
   so.port = static_cast<std::uint16_t>(port);
