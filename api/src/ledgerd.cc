@@ -9,6 +9,7 @@
 #include <atomic>
 #include <boost/program_options.hpp>
 #include <condition_variable>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <thread>
@@ -107,9 +108,33 @@ int main(int argc, char** argv) {
       "allow-insecure-http", "permit plain HTTP on a non-loopback address")(
       "key-name", po::value(&key_name)->default_value(ledger::kDefaultKeyName),
       "checkpoint key name");
+  std::string config_file;
+  desc.add_options()("config", po::value(&config_file),
+                     "INI-style file of the same options (name = value)");
   po::variables_map vm;
   try {
+    // Precedence: command line, then SECHEX_<OPTION> environment variables (SECHEX_DATA_DIR for
+    // --data-dir), then the config file. po::store keeps the first value it sees.
     po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::store(
+        po::parse_environment(
+            desc,
+            [&desc](const std::string& var) -> std::string {
+              if (var.rfind("SECHEX_", 0) != 0) return "";
+              std::string name = var.substr(7);
+              for (auto& c : name) {
+                c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+              }
+              // Only known options: SECHEX_KEK and friends are not flags.
+              return desc.find_nothrow(name, false) != nullptr && name != "config" ? name : "";
+            }),
+        vm);
+    if (vm.count("config")) {
+      const auto path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) return fail("cannot read config file " + path);
+      po::store(po::parse_config_file(in, desc), vm);
+    }
     po::notify(vm);
   } catch (const po::error& e) {
     return fail(std::string(e.what()) + " (see --help)");

@@ -121,6 +121,33 @@ TEST(Ledgerd, RefusesPlainHttpOnANonLoopbackAddress) {
   EXPECT_FALSE(std::filesystem::exists(dir.sub("data"))) << "nothing may be written";
 }
 
+TEST(Ledgerd, TakesOptionsFromEnvironmentAndConfigFileWithCommandLineFirst) {
+  testing::TempDir dir;
+  {
+    std::ofstream cfg(dir.sub("ledgerd.conf"));
+    cfg << "listen = 0.0.0.0:0\ndata-dir = " << dir.sub("from-file") << "\n";
+  }
+  // The config file's non-loopback address is refused: proof the file was read.
+  auto p = spawn({SECHEX_LEDGERD, "--config", dir.sub("ledgerd.conf")}, dir.sub("err1"));
+  EXPECT_EQ(wait_exit(p.pid), 2);
+  EXPECT_NE(slurp(dir.sub("err1")).find("refusing plain HTTP on non-loopback address 0.0.0.0"),
+            std::string::npos)
+      << slurp(dir.sub("err1"));
+  // The environment beats the file...
+  ::setenv("SECHEX_LISTEN", "127.0.0.2:notaport", 1);
+  p = spawn({SECHEX_LEDGERD, "--config", dir.sub("ledgerd.conf")}, dir.sub("err2"));
+  EXPECT_EQ(wait_exit(p.pid), 2);
+  EXPECT_NE(slurp(dir.sub("err2")).find("bad port"), std::string::npos) << slurp(dir.sub("err2"));
+  // ...and the command line beats both.
+  p = spawn({SECHEX_LEDGERD, "--config", dir.sub("ledgerd.conf"), "--listen", "10.0.0.1:0"},
+            dir.sub("err3"));
+  EXPECT_EQ(wait_exit(p.pid), 2);
+  EXPECT_NE(slurp(dir.sub("err3")).find("address 10.0.0.1"), std::string::npos)
+      << slurp(dir.sub("err3"));
+  ::unsetenv("SECHEX_LISTEN");
+  EXPECT_FALSE(std::filesystem::exists(dir.sub("from-file"))) << "nothing may be written";
+}
+
 TEST(Ledgerd, BadFlagsAndABusyPortExitTwo) {
   testing::TempDir dir;
   auto p = spawn({SECHEX_LEDGERD, "--no-such-flag"}, dir.sub("err1"));
