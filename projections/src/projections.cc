@@ -1,3 +1,4 @@
+#include "projections/access.h"
 #include "projections/audit.h"
 #include "projections/store.h"
 #include "projections/users.h"
@@ -8,6 +9,7 @@ std::vector<std::unique_ptr<Projection>> default_projections() {
   std::vector<std::unique_ptr<Projection>> out;
   out.push_back(std::make_unique<UsersProjection>());
   out.push_back(std::make_unique<AuditProjection>());
+  out.push_back(std::make_unique<AccessProjection>());
   return out;
 }
 

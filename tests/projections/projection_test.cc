@@ -6,6 +6,7 @@
 #include <random>
 
 #include "ledger/key_store.h"
+#include "projections/access.h"
 #include "projections/audit.h"
 #include "projections/store.h"
 #include "projections/users.h"
@@ -78,6 +79,24 @@ struct World {
         default:
           return b.finish(schema::CreateCheckIn(f, f.CreateString("s"))).value();
       }
+    });
+  }
+  ledger::Position lock(const std::string& id, std::int64_t until, bool admin) {
+    return emit(id, [&](ledger::EventBuilder& b) {
+      return b
+          .finish(schema::CreateAccountLocked(b.fbb(), b.fbb().CreateString("5 failures"), until,
+                                              admin))
+          .value();
+    });
+  }
+  ledger::Position unlock(const std::string& id) {
+    return emit(id, [&](ledger::EventBuilder& b) {
+      return b.finish(schema::CreateAccountUnlocked(b.fbb(), true)).value();
+    });
+  }
+  ledger::Position logout(const std::string& id, const std::string& session, bool all) {
+    return emit(id, [&](ledger::EventBuilder& b) {
+      return b.finish(schema::CreateLoggedOut(b.fbb(), b.fbb().CreateString(session), all)).value();
     });
   }
   ledger::Position role(const std::string& id, const std::string& name, bool granted) {
@@ -156,6 +175,37 @@ TEST(Projections, AuditIndexPointsBackToTheRecordAndItsHash) {
   EXPECT_EQ(p->scan(kAuditByTimeCf, "").value().size(), 3u);
 }
 
+// Spec 004 FR-012 (lockout) and FR-016 (logout revokes): the access read models.
+TEST(Projections, LockoutsAndRevocationsFollowTheirEvents) {
+  World w;
+  auto p = w.projections("proj");
+  w.register_user("u", "hu");
+  const auto locked_at = w.clock.now_micros();
+  w.lock("u", locked_at + 1'800'000'000, false);  // 30 minutes
+  w.lock("v", 0, true);                           // until an admin unlocks
+  ASSERT_TRUE(p->catch_up(*w.log));
+  const auto lu = p->get(kLockoutsCf, "u").value();
+  ASSERT_TRUE(lu);
+  EXPECT_TRUE(is_locked(*lu, locked_at + 60'000'000));
+  EXPECT_FALSE(is_locked(*lu, locked_at + 1'900'000'000)) << "a timed lock ends by itself";
+  EXPECT_TRUE(is_locked(*p->get(kLockoutsCf, "v").value(), locked_at + 365LL * 86'400'000'000));
+  w.unlock("v");
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_FALSE(p->get(kLockoutsCf, "v").value());
+
+  w.logout("u", "s-1", false);
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_TRUE(p->get(kRevokedSessionsCf, "s-1").value());
+  EXPECT_FALSE(p->get(kRevocationCutoffsCf, "u").value()) << "one session, not all";
+  w.logout("u", "s-2", true);
+  const auto cutoff_at = w.clock.now_micros();
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_EQ(decode_cutoff(*p->get(kRevocationCutoffsCf, "u").value()), cutoff_at);
+  w.simple("u", schema::Event::PasswordChanged);  // revokes other sessions: cutoff moves on
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_GT(decode_cutoff(*p->get(kRevocationCutoffsCf, "u").value()), cutoff_at);
+}
+
 TEST(Projections, ResumeFromStoredPositionsAfterReopen) {
   World w;
   for (int i = 0; i < 20; ++i) w.register_user("user" + std::to_string(i), "h" + std::to_string(i));
@@ -212,6 +262,16 @@ TEST(Projections, RebuildFromTheLogIsByteIdenticalToLiveApply) {
           break;
         case 6:
           if (rng() % 4 == 0) w.simple(id, schema::Event::SubjectErased);
+          break;
+        case 7:
+          w.lock(id, w.clock.now_micros() + 1'800'000'000, rng() % 5 == 0);
+          break;
+        case 8:
+          if (rng() % 2) {
+            w.unlock(id);
+          } else {
+            w.logout(id, "s" + std::to_string(step), rng() % 2 == 0);
+          }
           break;
         default:
           w.simple(id, schema::Event::CheckIn);

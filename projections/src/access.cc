@@ -1,0 +1,91 @@
+#include "projections/access.h"
+
+#include <nlohmann/json.hpp>
+
+#include "ledger/time_format.h"
+
+namespace sechex::projections {
+namespace {
+
+std::string be64(std::int64_t v) {
+  std::string s(8, '\0');
+  const auto u = static_cast<std::uint64_t>(v);
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(u >> (56 - 8 * i));
+  return s;
+}
+
+// Cutoffs only move forward: an older event replayed later cannot re-validate tokens.
+Result<void> raise_cutoff(Txn& txn, const std::string& user, std::int64_t at) {
+  SECHEX_TRY(auto current, txn.get(kRevocationCutoffsCf, user));
+  if (current && decode_cutoff(*current) >= at) return boost::outcome_v2::success();
+  txn.put(kRevocationCutoffsCf, user, be64(at));
+  return boost::outcome_v2::success();
+}
+
+}  // namespace
+
+std::int64_t decode_cutoff(std::string_view v) {
+  if (v.size() != 8) return 0;
+  std::uint64_t u = 0;
+  for (int i = 0; i < 8; ++i) u = (u << 8) | static_cast<unsigned char>(v[i]);
+  return static_cast<std::int64_t>(u);
+}
+
+bool is_locked(const std::string& lockout_json, std::int64_t now_micros) {
+  const auto j = nlohmann::json::parse(lockout_json, nullptr, false);
+  if (j.is_discarded()) return true;  // unreadable state fails closed
+  if (j.value("needs_admin_unlock", false)) return true;
+  const auto until = parse_rfc3339(j.value("locked_until", ""));
+  return until && now_micros < *until;
+}
+
+Result<void> AccessProjection::apply(const schema::Envelope& env, const ledger::Position&,
+                                     Txn& txn) {
+  const auto user = env.subject()->str();
+  const auto at = env.time_micros();
+  switch (env.event_type()) {
+    case schema::Event::AccountLocked: {
+      const auto* e = env.event_as_AccountLocked();
+      nlohmann::json lock{
+          {"locked_until", e->locked_until() > 0 ? format_rfc3339(e->locked_until()) : ""},
+          {"needs_admin_unlock", e->needs_admin_unlock()},
+          {"reason", e->reason() ? e->reason()->str() : ""},
+          {"since", format_rfc3339(at)}};
+      txn.put(kLockoutsCf, user, lock.dump());
+      break;
+    }
+    case schema::Event::AccountUnlocked:
+      txn.del(kLockoutsCf, user);
+      break;
+    case schema::Event::SessionRevoked:
+      if (const auto* e = env.event_as_SessionRevoked(); e->session_id()) {
+        txn.put(kRevokedSessionsCf, e->session_id()->str(), format_rfc3339(at));
+      }
+      break;
+    case schema::Event::RefreshTokenReuseDetected:
+      if (const auto* e = env.event_as_RefreshTokenReuseDetected(); e->session_id()) {
+        txn.put(kRevokedSessionsCf, e->session_id()->str(), format_rfc3339(at));
+      }
+      break;
+    case schema::Event::LoggedOut: {
+      const auto* e = env.event_as_LoggedOut();
+      if (e->session_id()) txn.put(kRevokedSessionsCf, e->session_id()->str(), format_rfc3339(at));
+      if (e->all_sessions()) SECHEX_TRYV(raise_cutoff(txn, user, at));
+      break;
+    }
+    case schema::Event::PasswordChanged:
+      if (env.event_as_PasswordChanged()->revoked_other_sessions()) {
+        SECHEX_TRYV(raise_cutoff(txn, user, at));
+      }
+      break;
+    case schema::Event::PasswordReset:
+    case schema::Event::SubjectErased:
+      SECHEX_TRYV(raise_cutoff(txn, user, at));
+      break;
+    default:
+      break;
+  }
+  return boost::outcome_v2::success();
+}
+
+}  // namespace sechex::projections
