@@ -1,5 +1,6 @@
 #include "projections/access.h"
 #include "projections/audit.h"
+#include "projections/payments.h"
 #include "projections/store.h"
 #include "projections/users.h"
 
@@ -10,6 +11,7 @@ std::vector<std::unique_ptr<Projection>> default_projections() {
   out.push_back(std::make_unique<UsersProjection>());
   out.push_back(std::make_unique<AuditProjection>());
   out.push_back(std::make_unique<AccessProjection>());
+  out.push_back(std::make_unique<PaymentsProjection>());
   return out;
 }
 

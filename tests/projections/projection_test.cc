@@ -8,6 +8,7 @@
 #include "ledger/key_store.h"
 #include "projections/access.h"
 #include "projections/audit.h"
+#include "projections/payments.h"
 #include "projections/store.h"
 #include "projections/users.h"
 #include "support/test_util.h"
@@ -97,6 +98,29 @@ struct World {
   ledger::Position logout(const std::string& id, const std::string& session, bool all) {
     return emit(id, [&](ledger::EventBuilder& b) {
       return b.finish(schema::CreateLoggedOut(b.fbb(), b.fbb().CreateString(session), all)).value();
+    });
+  }
+  ledger::Position pay(const std::string& id, const std::string& payment, std::int64_t cents) {
+    return emit(id, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      const auto desc = b.seal("description", "Order " + payment).value();
+      const std::string idem = "idem-" + payment;
+      const auto idem_hash =
+          f.CreateVector(reinterpret_cast<const std::uint8_t*>(idem.data()), idem.size());
+      return b
+          .finish(schema::CreatePaymentCreated(f, f.CreateString(payment), idem_hash, cents,
+                                               f.CreateString("EUR"), desc, f.CreateString("{}")))
+          .value();
+    });
+  }
+  ledger::Position pay_status(const std::string& id, const std::string& payment,
+                              const std::string& status) {
+    return emit(id, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b
+          .finish(schema::CreatePaymentStatusChanged(
+              f, f.CreateString(payment), f.CreateString(status), f.CreateString("evt-1")))
+          .value();
     });
   }
   ledger::Position role(const std::string& id, const std::string& name, bool granted) {
@@ -204,6 +228,30 @@ TEST(Projections, LockoutsAndRevocationsFollowTheirEvents) {
   w.simple("u", schema::Event::PasswordChanged);  // revokes other sessions: cutoff moves on
   ASSERT_TRUE(p->catch_up(*w.log));
   EXPECT_GT(decode_cutoff(*p->get(kRevocationCutoffsCf, "u").value()), cutoff_at);
+}
+
+// Spec 003 payment data isolation: every payment row is keyed under its owner.
+TEST(Projections, PaymentsAreKeptPerOwnerWithTheirIdempotencyKeys) {
+  World w;
+  auto p = w.projections("proj");
+  w.pay("alice", "pay-1", 1999);
+  w.pay("alice", "pay-2", 500);
+  w.pay("bob", "pay-3", 700);
+  w.pay_status("alice", "pay-1", "succeeded");
+  w.pay_status("bob", "pay-1", "refunded");  // not bob's: must change nothing
+  ASSERT_TRUE(p->catch_up(*w.log));
+  const auto alice = p->scan(kPaymentsCf, payment_owner_prefix("alice")).value();
+  ASSERT_EQ(alice.size(), 2u);
+  const auto first = nlohmann::json::parse(alice[0].second);
+  EXPECT_EQ(first["id"], "pay-1");
+  EXPECT_EQ(first["amount_minor"], 1999);
+  EXPECT_EQ(first["status"], "succeeded");
+  EXPECT_EQ(p->scan(kPaymentsCf, payment_owner_prefix("bob")).value().size(), 1u);
+  EXPECT_FALSE(p->get(kPaymentsCf, payment_owner_prefix("bob") + "pay-1").value());
+  EXPECT_EQ(p->get(kPaymentsByIdempotencyCf, payment_owner_prefix("alice") + "idem-pay-2").value(),
+            "pay-2");
+  EXPECT_FALSE(
+      p->get(kPaymentsByIdempotencyCf, payment_owner_prefix("bob") + "idem-pay-2").value());
 }
 
 TEST(Projections, ResumeFromStoredPositionsAfterReopen) {
