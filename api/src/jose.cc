@@ -156,8 +156,10 @@ bool verify_p1363_with(EVP_PKEY* pkey, ByteView message, ByteView signature) {
 bool verify_der_with(EVP_PKEY* pkey, ByteView message, ByteView signature) {
   if (pkey == nullptr || signature.empty() || signature.size() > kMaxDerSize) return false;
   ErrorQueueScope errors;
-  // d2i accepts some BER and ignores what follows the SEQUENCE; only the one canonical encoding
-  // is a signature here, so the parse must consume everything and re-encode to the same bytes.
+  // d2i accepts some BER and stops at the end of the SEQUENCE; only the one canonical encoding is
+  // a signature here, so the parse must consume everything and re-encode to the same bytes.
+  // OpenSSL 3's ECDSA_verify happens to check the same; doing it here keeps the guarantee (and
+  // the Wycheproof results) independent of the provider.
   const std::uint8_t* p = signature.data();
   const EcdsaSig ecdsa(d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(signature.size())));
   if (!ecdsa || p != signature.data() + signature.size()) return false;
@@ -569,8 +571,8 @@ Result<EcPublicKey> EcPublicKey::from_sec1(ByteView point) {
     return Errc::key_invalid;
   }
   auto pkey = share(raw);
-  // Off-curve and small-subgroup points must never reach the verifier (invalid-curve attacks);
-  // checked explicitly rather than trusting the import path to do it.
+  // Off-curve points must never reach the verifier (invalid-curve attacks). The import already
+  // refuses them in OpenSSL 3.0; the explicit check keeps that true whatever the provider does.
   const PkeyCtx check(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr));
   if (!check || EVP_PKEY_public_check(check.get()) != 1) return Errc::key_invalid;
   Coordinate x{}, y{};

@@ -29,7 +29,7 @@
 //     are non-empty strings and `roles` an array of strings. NumericDates must be integers.
 // Nothing here throws: failures are Result errors (std::bad_alloc aside).
 //
-// Key directory (KeyRing), one per deployment, mode 0700; ledgerd uses <data-dir>/keys/jwt:
+// Key directory (KeyRing), one per deployment, mode 0700 (suggested: <data-dir>/keys/jwt):
 //   jwt-es256-<kid>.pem   PKCS#8 PEM of one key, mode 0600, written once through a temporary file
 //                         and link(), never overwritten (same scheme as the checkpoint key).
 //   jwt-es256.keys        the index, replaced atomically (rename) on rotation:
@@ -50,9 +50,9 @@
 //     methods may be called concurrently.
 //   - KeyRing: all methods are safe to call concurrently. sign/verify work on a snapshot taken
 //     under a short mutex, so a rotate() in progress never blocks or tears a verification. A
-//     process sees rotations made by another process only after reload() (ledgerd calls it on a
-//     timer shorter than clock_skew); until then tokens signed with the other process's new key
-//     fail with unknown_kid, so in a multi-node deployment rotate on one node and reload all.
+//     process sees rotations made by another process only after reload(); until then tokens
+//     signed with the other process's new key fail with unknown_kid. Processes sharing a key
+//     directory should therefore call reload() periodically (more often than they rotate).
 //   - TokenIssuer and TokenVerifier keep a reference to their KeyRing and Clock, which must
 //     outlive them; their methods are safe to call concurrently.
 //   - VerifiedTokenCache: one mutex around a hash map; the critical section is a lookup and a
