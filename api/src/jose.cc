@@ -27,6 +27,7 @@
 
 #include "api/json_input.h"
 #include "ledger/crypto.h"
+#include "ledger/openssl_util.h"
 
 namespace sechex::api::jose {
 namespace {
@@ -55,48 +56,18 @@ constexpr char kIndexMagic[] = "sechex-jwt-keys/v1";
 // much larger than that was not written by us.
 constexpr std::size_t kMaxIndexSize = 64 * 1024;
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct PkeyCtxFree {
-  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-struct EcdsaSigFree {
-  void operator()(ECDSA_SIG* s) const { ECDSA_SIG_free(s); }
-};
-struct BnFree {
-  void operator()(BIGNUM* b) const { BN_free(b); }
-};
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct FileClose {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-using EcdsaSig = std::unique_ptr<ECDSA_SIG, EcdsaSigFree>;
-using Bn = std::unique_ptr<BIGNUM, BnFree>;
-using Bio = std::unique_ptr<BIO, BioFree>;
-using File = std::unique_ptr<std::FILE, FileClose>;
-
-// Failures are reported as error codes; entries left on OpenSSL's per-thread queue would be
-// misread later by an unrelated caller on the same thread (see ledger/src/crypto.cc).
-class ErrorQueueScope {
- public:
-  ErrorQueueScope() { ERR_set_mark(); }
-  ~ErrorQueueScope() { ERR_pop_to_mark(); }
-  ErrorQueueScope(const ErrorQueueScope&) = delete;
-  ErrorQueueScope& operator=(const ErrorQueueScope&) = delete;
-};
+using ledger::ossl::Bio;
+using ledger::ossl::Bn;
+using ledger::ossl::EcdsaSig;
+using ledger::ossl::ErrorQueueScope;
+using ledger::ossl::File;
+using ledger::ossl::MdCtx;
+using ledger::ossl::Pkey;
+using ledger::ossl::PkeyCtx;
 
 std::shared_ptr<evp_pkey_st> share(EVP_PKEY* pkey) {
   if (pkey == nullptr) return nullptr;
-  return std::shared_ptr<evp_pkey_st>(pkey, PkeyFree());
+  return std::shared_ptr<evp_pkey_st>(pkey, EVP_PKEY_free);
 }
 
 ByteView bytes_of(std::string_view s) {
@@ -177,52 +148,6 @@ bool verify_der_with(EVP_PKEY* pkey, ByteView message, ByteView signature) {
 // Refuses to ask for a passphrase: the default callback would prompt on the terminal, which
 // hangs a daemon.
 int no_passphrase(char*, int, int, void*) { return -1; }
-
-bool write_all(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-std::string parent_dir(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-Result<void> fsync_dir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Errc::io_error;
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced) return Errc::io_error;
-  return boost::outcome_v2::success();
-}
-
-// A private temporary file next to `path`, written in full and made durable; the caller links or
-// renames it into place and always removes `tmp`.
-Result<void> write_temp(const std::string& path, const char* data, std::size_t size,
-                        std::string& tmp) {
-  tmp = path + ".tmp-XXXXXX";
-  // mkostemp creates the file 0600 from the start, so the secret is never briefly readable.
-  const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
-  if (fd < 0) {
-    tmp.clear();
-    return Errc::io_error;
-  }
-  const bool written = ::fchmod(fd, 0600) == 0 && write_all(fd, data, size) && ::fsync(fd) == 0;
-  const bool closed = ::close(fd) == 0;
-  if (!written || !closed) return Errc::io_error;
-  return boost::outcome_v2::success();
-}
 
 // ---- error category ----
 
@@ -420,15 +345,9 @@ Result<void> write_index(const std::string& dir, const std::vector<IndexEntry>& 
   for (const auto& e : entries) {
     text += e.kid + " " + (e.retired_at ? std::to_string(*e.retired_at) : std::string("-")) + "\n";
   }
-  const std::string path = dir + "/" + kIndexFile;
-  std::string tmp;
-  const auto written = write_temp(path, text.data(), text.size(), tmp);
-  // rename() replaces the index in one step: readers see the old or the new list, never a mix.
-  if (!written || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    if (!tmp.empty()) ::unlink(tmp.c_str());
-    return Errc::io_error;
-  }
-  return fsync_dir(dir);
+  // Replaced in one step: readers see the old or the new list, never a mix.
+  return ledger::ossl::write_private_file(dir + "/" + kIndexFile, text,
+                                          ledger::ossl::Replace::atomically);
 }
 
 // flock() on the directory's lock file for as long as the object lives.
@@ -730,30 +649,7 @@ Result<SigningKey> SigningKey::load_pem(const std::string& path) {
 }
 
 Result<void> SigningKey::save_pem(const std::string& path) const {
-  ErrorQueueScope errors;
-  // Encoded in secure memory (wiped when freed) before touching the file system.
-  const Bio mem(BIO_new(BIO_s_secmem()));
-  if (!mem || PEM_write_bio_PrivateKey(mem.get(), pkey_.get(), nullptr, nullptr, 0, nullptr,
-                                       nullptr) != 1) {
-    return Errc::crypto_failure;
-  }
-  char* pem = nullptr;
-  const long pem_len = BIO_get_mem_data(mem.get(), &pem);
-  if (pem == nullptr || pem_len <= 0) return Errc::crypto_failure;
-
-  // Same scheme as crypto::ed25519_save_pem: readers see no key or the whole key, never a torn
-  // one; link() fails on an existing name, so a key is never silently replaced.
-  std::string tmp;
-  auto written = write_temp(path, pem, static_cast<std::size_t>(pem_len), tmp);
-  if (!written) {
-    if (!tmp.empty()) ::unlink(tmp.c_str());
-    return written.error();
-  }
-  const int linked = ::link(tmp.c_str(), path.c_str());
-  const int link_errno = errno;
-  ::unlink(tmp.c_str());
-  if (linked != 0) return link_errno == EEXIST ? Errc::invalid_argument : Errc::io_error;
-  return fsync_dir(parent_dir(path));
+  return ledger::ossl::save_private_key_pem(pkey_.get(), path);
 }
 
 Result<Bytes> SigningKey::sign_p1363(ByteView message) const {

@@ -18,6 +18,8 @@
 #include <cstdlib>
 #include <memory>
 
+#include "ledger/openssl_util.h"
+
 namespace sechex::ledger::crypto {
 namespace {
 
@@ -29,37 +31,12 @@ constexpr std::size_t kGcmMaxNonceSize = 128;
 constexpr std::size_t kEd25519KeySize = 32;
 constexpr std::size_t kEd25519SigSize = 64;
 
-struct CipherCtxFree {
-  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
-};
-struct PkeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct FileClose {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-using Bio = std::unique_ptr<BIO, BioFree>;
-using File = std::unique_ptr<std::FILE, FileClose>;
-
-// OpenSSL records failures on a per-thread queue. We translate them into Errc, so anything left
-// behind would only be misread later by an unrelated caller on the same thread (SSL_get_error in
-// the TLS server consults this queue). Popping to a mark leaves the caller's own entries alone.
-class ErrorQueueScope {
- public:
-  ErrorQueueScope() { ERR_set_mark(); }
-  ~ErrorQueueScope() { ERR_pop_to_mark(); }
-  ErrorQueueScope(const ErrorQueueScope&) = delete;
-  ErrorQueueScope& operator=(const ErrorQueueScope&) = delete;
-};
+using ossl::Bio;
+using ossl::CipherCtx;
+using ossl::ErrorQueueScope;
+using ossl::File;
+using ossl::MdCtx;
+using ossl::Pkey;
 
 // Wipes a buffer that may hold plaintext or key material unless released: early returns on
 // failure paths must not leave half-decrypted data in freed heap memory.
@@ -119,26 +96,6 @@ Result<Ed25519KeyPair> keypair_from_pkey(EVP_PKEY* pkey) {
 // Refuses to ask for a passphrase: the default callback would prompt on the terminal, which
 // hangs a daemon. Encrypted key files are reported as unusable instead.
 int no_passphrase(char*, int, int, void*) { return -1; }
-
-bool write_all(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-std::string parent_dir(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
 
 constexpr char kBase64Alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -374,42 +331,7 @@ Result<void> ed25519_save_pem(const Ed25519KeyPair& key, const std::string& path
   ErrorQueueScope errors;
   const Pkey pkey = pkey_from_seed(key.seed.view());
   if (!pkey) return Errc::key_invalid;
-
-  // Encode in secure memory (wiped when freed) before touching the file system.
-  const Bio mem(BIO_new(BIO_s_secmem()));
-  if (!mem ||
-      PEM_write_bio_PrivateKey(mem.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
-    return Errc::crypto_failure;
-  }
-  char* pem = nullptr;
-  const long pem_len = BIO_get_mem_data(mem.get(), &pem);
-  if (pem == nullptr || pem_len <= 0) return Errc::crypto_failure;
-
-  // Written in full to a private temporary file, made durable, then linked into place: readers
-  // see either no key or the whole key, never a torn one; link() fails on an existing name, so a
-  // key is never silently replaced; mkostemp creates the file 0600 from the start.
-  std::string tmp = path + ".tmp-XXXXXX";
-  const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
-  if (fd < 0) return Errc::io_error;
-  const bool written = ::fchmod(fd, 0600) == 0 &&
-                       write_all(fd, pem, static_cast<std::size_t>(pem_len)) && ::fsync(fd) == 0;
-  const bool closed = ::close(fd) == 0;
-  if (!written || !closed) {
-    ::unlink(tmp.c_str());
-    return Errc::io_error;
-  }
-  const int linked = ::link(tmp.c_str(), path.c_str());
-  const int link_errno = errno;
-  ::unlink(tmp.c_str());
-  if (linked != 0) return link_errno == EEXIST ? Errc::invalid_argument : Errc::io_error;
-
-  // The new directory entry must survive a crash too.
-  const int dir = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return Errc::io_error;
-  const bool synced = ::fsync(dir) == 0;
-  ::close(dir);
-  if (!synced) return Errc::io_error;
-  return boost::outcome_v2::success();
+  return ossl::save_private_key_pem(pkey.get(), path);
 }
 
 std::string base64_encode(ByteView data) {

@@ -11,6 +11,7 @@
 
 #include "endian.h"
 #include "ledger/event_builder.h"
+#include "ledger/openssl_util.h"
 
 namespace sechex::ledger {
 namespace {
@@ -99,14 +100,9 @@ Result<void> Kek::generate_file(const std::string& path) {
   SECHEX_TRY(auto raw, crypto::random_bytes(32));
   crypto::SecretBytes secret(std::move(raw));
   std::string text = crypto::base64_encode(secret.view()) + "\n";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return errno == EEXIST ? Errc::invalid_argument : Errc::io_error;
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
+  auto written = ossl::write_private_file(path, text, ossl::Replace::never);
   OPENSSL_cleanse_string(text);
-  if (!ok) return Errc::io_error;
-  return boost::outcome_v2::success();
+  return written;
 }
 
 Result<std::unique_ptr<KeyStore>> KeyStore::open(LogStore& log, Kek kek) {
