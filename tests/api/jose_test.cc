@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ledger/crypto.h"
+#include "support/temp_dir.h"
 
 namespace sechex::api::jose {
 namespace {
@@ -29,35 +30,9 @@ constexpr char kIssuer[] = "https://ledger.example";
 constexpr char kAudience[] = "sechex-api";
 constexpr std::int64_t kStart = 1'767'225'600;  // ManualClock's default, 2026-01-01, in seconds
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "sechex-jose-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty() && std::getenv("SECHEX_KEEP_TMP") == nullptr) {
-      std::filesystem::remove_all(path_, ec);
-    }
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  bool ok() const { return !path_.empty(); }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_file(const std::string& path, const std::string& content) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-}
+using sechex::testing::read_file;
+using sechex::testing::TempDir;
+using sechex::testing::write_file;
 
 std::string b64(std::string_view s) { return base64url_encode(s); }
 
@@ -88,7 +63,6 @@ std::string join(const std::vector<std::string>& parts) {
 class JoseTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(tmp_.ok());
     auto ring = KeyRing::load_or_create(dir(), clock_);
     ASSERT_TRUE(ring) << ring.error().message();
     ring_ = std::move(ring).value();

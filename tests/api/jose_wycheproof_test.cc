@@ -16,29 +16,14 @@
 #include <string>
 
 #include "api/jose.h"
+#include "support/wycheproof.h"
 
 namespace sechex::api::jose {
 namespace {
 
 using nlohmann::json;
-
-json load(const std::string& name) {
-  const auto path = std::string(SECHEX_SHARED_DIR) + "/testvectors/wycheproof/" + name;
-  std::ifstream in(path);
-  if (!in) {
-    ADD_FAILURE() << "cannot open " << path;
-    return json(json::value_t::discarded);
-  }
-  return json::parse(in, nullptr, /*allow_exceptions=*/false);
-}
-
-Bytes hex(const json& v) {
-  Bytes out;
-  if (!v.is_string() || !ledger::from_hex(v.get<std::string>(), out)) {
-    ADD_FAILURE() << "bad hex " << v;
-  }
-  return out;
-}
+const auto& load = sechex::testing::load_wycheproof;
+const auto& hex = sechex::testing::wycheproof_hex;
 
 std::string id(const json& t) {
   return "tcId " + std::to_string(t.value("tcId", -1)) + " (" + t.value("comment", "") + ")";

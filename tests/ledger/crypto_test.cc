@@ -18,6 +18,8 @@
 #include <string>
 #include <system_error>
 
+#include "support/temp_dir.h"
+
 namespace sechex::ledger::crypto {
 namespace {
 
@@ -30,34 +32,9 @@ Bytes h(std::string_view hex) {
 Bytes b(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
 // Self-contained so this test needs nothing but the crypto wrappers.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "sechex-crypto-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  bool ok() const { return !path_.empty(); }
-  const std::string& path() const { return path_; }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_file(const std::string& path, const std::string& content) {
-  std::ofstream(path, std::ios::binary) << content;
-}
+using sechex::testing::read_file;
+using sechex::testing::TempDir;
+using sechex::testing::write_file;
 
 // ---------------------------------------------------------------------------------------------
 // SHA-256
@@ -350,7 +327,6 @@ TEST(Ed25519, GeneratedKeysAreDistinctAndSignVerifiably) {
 
 TEST(Ed25519Pem, RoundTripsThroughAPrivatePkcs8File) {
   TempDir dir;
-  ASSERT_TRUE(dir.ok());
   const auto path = dir.sub("signing.pem");
   const auto key = ed25519_from_seed(h(kRfc8032[0].seed)).value();
   // Even with a permissive umask the file must come out owner-only.
@@ -377,7 +353,6 @@ TEST(Ed25519Pem, RoundTripsThroughAPrivatePkcs8File) {
 
 TEST(Ed25519Pem, SavedFileIsReadableByOpenSsl) {
   TempDir dir;
-  ASSERT_TRUE(dir.ok());
   const auto path = dir.sub("k.pem");
   const auto key = ed25519_generate().value();
   ASSERT_TRUE(ed25519_save_pem(key, path));
@@ -396,7 +371,6 @@ TEST(Ed25519Pem, SavedFileIsReadableByOpenSsl) {
 
 TEST(Ed25519Pem, SaveNeverReplacesAnExistingFile) {
   TempDir dir;
-  ASSERT_TRUE(dir.ok());
   const auto path = dir.sub("k.pem");
   const auto key = ed25519_generate().value();
   ASSERT_TRUE(ed25519_save_pem(key, path));
@@ -412,7 +386,6 @@ TEST(Ed25519Pem, SaveNeverReplacesAnExistingFile) {
 
 TEST(Ed25519Pem, SaveIntoAMissingDirectoryIsAnIoError) {
   TempDir dir;
-  ASSERT_TRUE(dir.ok());
   const auto r = ed25519_save_pem(ed25519_generate().value(), dir.sub("no/such/dir/k.pem"));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error(), Errc::io_error);
@@ -420,14 +393,12 @@ TEST(Ed25519Pem, SaveIntoAMissingDirectoryIsAnIoError) {
 
 TEST(Ed25519Pem, LoadReportsMissingFilesAsKeyMissing) {
   TempDir dir;
-  ASSERT_TRUE(dir.ok());
   EXPECT_EQ(ed25519_load_pem(dir.sub("missing.pem")).error(), Errc::key_missing);
   EXPECT_EQ(ed25519_load_pem(dir.sub("missing/dir.pem")).error(), Errc::key_missing);
 }
 
 TEST(Ed25519Pem, LoadRefusesGarbageAndOtherKeyTypes) {
   TempDir dir;
-  ASSERT_TRUE(dir.ok());
   write_file(dir.sub("empty.pem"), "");
   write_file(dir.sub("garbage.pem"),
              "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
@@ -447,7 +418,6 @@ TEST(Ed25519Pem, LoadRefusesGarbageAndOtherKeyTypes) {
 
 TEST(Ed25519Pem, LoadRefusesEncryptedKeysWithoutPromptingForAPassphrase) {
   TempDir dir;
-  ASSERT_TRUE(dir.ok());
   const auto key = ed25519_generate().value();
   EVP_PKEY* pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, key.seed.view().data(),
                                                 key.seed.size());
@@ -473,7 +443,6 @@ TEST(OpenSslErrors, FailuresLeaveNothingOnTheThreadErrorQueue) {
   // A stale entry would be picked up by the next OpenSSL user on this thread (e.g. SSL_get_error).
   ERR_clear_error();
   TempDir dir;
-  ASSERT_TRUE(dir.ok());
   write_file(dir.sub("garbage.pem"),
              "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
   EXPECT_FALSE(ed25519_load_pem(dir.sub("garbage.pem")));

@@ -2,6 +2,8 @@
 // ../shared/testvectors/wycheproof/. Every vector in scope is checked; out-of-scope groups (AES
 // key sizes and tag sizes the ledger never uses) are counted rather than silently dropped, and
 // the counts are pinned so a changed vector file cannot quietly shrink the coverage.
+#include "support/wycheproof.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -15,24 +17,10 @@ namespace sechex::ledger {
 namespace {
 
 using nlohmann::json;
+const auto& load = sechex::testing::load_wycheproof;
+const auto& hex = sechex::testing::wycheproof_hex;
 
 constexpr std::size_t kOpenSslMaxGcmIv = 128;  // bytes; see aes_gcm_seal in crypto.h
-
-json load(const std::string& name) {
-  const auto path = std::string(SECHEX_SHARED_DIR) + "/testvectors/wycheproof/" + name;
-  std::ifstream in(path);
-  if (!in) {
-    ADD_FAILURE() << "cannot open " << path;
-    return json(json::value_t::discarded);
-  }
-  return json::parse(in, nullptr, /*allow_exceptions=*/false);
-}
-
-Bytes hex(const json& v) {
-  Bytes out;
-  if (!v.is_string() || !from_hex(v.get<std::string>(), out)) ADD_FAILURE() << "bad hex " << v;
-  return out;
-}
 
 std::string id(const json& t) {
   return "tcId " + std::to_string(t.value("tcId", -1)) + " (" + t.value("comment", "") + ")";

@@ -12,31 +12,9 @@
 #include "ledger/checkpoint.h"
 #include "ledger/event_builder.h"
 #include "ledger/log_store.h"
+#include "support/temp_dir.h"
 
 namespace sechex::testing {
-
-// A directory under /tmp removed when the object dies (kept when SECHEX_KEEP_TMP is set).
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "sechex-test-XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    if (std::getenv("SECHEX_KEEP_TMP") == nullptr) {
-      std::error_code ec;
-      std::filesystem::remove_all(path_, ec);
-    }
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string sub(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // A minimal valid event for `subject` (no sealed fields), with `note` in its body so tests can
 // tell events apart.
