@@ -88,8 +88,8 @@ RequestObserver chain_observers(std::vector<RequestObserver> observers) {
   };
 }
 
-void Router::add(std::string method, std::string path, Handler handler) {
-  routes_[std::move(path)][std::move(method)] = std::move(handler);
+void Router::add(std::string method, std::string path, Handler handler, Exec exec) {
+  routes_[std::move(path)][std::move(method)] = Route{std::move(handler), exec};
 }
 
 Router::Match Router::match(const std::string& method, const std::string& path) const {
@@ -100,7 +100,8 @@ Router::Match Router::match(const std::string& method, const std::string& path) 
   m.route = path;
   const auto h = it->second.find(method);
   if (h != it->second.end()) {
-    m.handler = &h->second;
+    m.handler = &h->second.handler;
+    m.exec = h->second.exec;
     return m;
   }
   for (const auto& [allowed, unused] : it->second) m.allowed.push_back(allowed);
@@ -163,7 +164,18 @@ struct HttpServer::Impl {
       return r;
     }
     try {
-      return (*m.handler)(req);
+      auto resp = (*m.handler)(req);
+      // Interim: pool routes run inline and streamed bodies are collected before writing.
+      if (resp.next_chunk) {
+        for (;;) {
+          auto chunk = resp.next_chunk();
+          if (!chunk) return json_error(500, "internal_error", "internal error");
+          if (chunk.value().empty()) break;
+          resp.body += chunk.value();
+        }
+        resp.next_chunk = nullptr;
+      }
+      return resp;
     } catch (const std::exception&) {
       // A handler bug must not take the connection (or the process) down with it.
       return json_error(500, "internal_error", "internal error");

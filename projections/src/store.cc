@@ -233,12 +233,19 @@ Result<std::optional<std::string>> ProjectionStore::get(std::string_view cf,
 
 Result<std::vector<std::pair<std::string, std::string>>> ProjectionStore::scan(
     std::string_view cf, std::string_view prefix, std::size_t max) const {
+  return scan_from(cf, prefix, prefix, max);
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> ProjectionStore::scan_from(
+    std::string_view cf, std::string_view prefix, std::string_view start, std::size_t max) const {
   auto* h = impl_->cf(cf);
   if (h == nullptr) return ledger::Errc::invalid_argument;
   std::vector<std::pair<std::string, std::string>> out;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), h));
   const rocksdb::Slice pre(prefix.data(), prefix.size());
-  for (it->Seek(pre); it->Valid() && it->key().starts_with(pre) && out.size() < max; it->Next()) {
+  const std::string_view from = start < prefix ? prefix : start;
+  for (it->Seek(rocksdb::Slice(from.data(), from.size()));
+       it->Valid() && it->key().starts_with(pre) && out.size() < max; it->Next()) {
     out.emplace_back(it->key().ToString(), it->value().ToString());
   }
   if (!it->status().ok()) return map_status(it->status());

@@ -50,6 +50,11 @@ struct Response {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // A streamed body: when set, `body` is ignored, the response goes out with chunked transfer
+  // encoding, and the server calls next_chunk() (on the blocking pool, one call at a time) until
+  // it returns an empty string. An error ends the connection without the final chunk, so the
+  // client sees a truncated transfer rather than a short body that looks complete.
+  std::function<Result<std::string>()> next_chunk;
 };
 
 // {"data": <data>, "error": null}
@@ -60,19 +65,31 @@ Response json_error(unsigned status, std::string_view code, std::string_view mes
 
 using Handler = std::function<Response(const Request&)>;
 
+// Where a route's handler runs.
+enum class Exec {
+  io,    // on the connection's io thread: cheap, non-blocking work only
+  pool,  // on the bounded blocking pool (fsync-bound appends, disk reads); when its queue is
+         // full the server answers 503 `overloaded` with Retry-After without calling the handler
+};
+
 class Router {
  public:
   // `route` is the label used in metrics; exact path match.
-  void add(std::string method, std::string path, Handler handler);
+  void add(std::string method, std::string path, Handler handler, Exec exec = Exec::io);
   struct Match {
     const Handler* handler = nullptr;
+    Exec exec = Exec::io;
     std::string route;                 // the matched path, or "unmatched"
     std::vector<std::string> allowed;  // methods for the path, when the method did not match
   };
   Match match(const std::string& method, const std::string& path) const;
 
  private:
-  std::map<std::string, std::map<std::string, Handler>> routes_;  // path -> method -> handler
+  struct Route {
+    Handler handler;
+    Exec exec = Exec::io;
+  };
+  std::map<std::string, std::map<std::string, Route>> routes_;  // path -> method -> route
 };
 
 // What an observer learns about each finished request. `method` is bounded (known verbs or

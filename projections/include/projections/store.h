@@ -49,6 +49,11 @@ class ProjectionStore {
   Result<std::vector<std::pair<std::string, std::string>>> scan(std::string_view cf,
                                                                 std::string_view prefix,
                                                                 std::size_t max = SIZE_MAX) const;
+  // The same, starting at the first key >= `start` (cursor paging: pass the last key seen plus
+  // a zero byte). `start` sorting before `prefix` means "from the beginning of the prefix".
+  Result<std::vector<std::pair<std::string, std::string>>> scan_from(
+      std::string_view cf, std::string_view prefix, std::string_view start,
+      std::size_t max = SIZE_MAX) const;
   // SHA-256 (hex) over every projection column family (name, then each key and value,
   // length-prefixed), in name order. Positions are excluded: two stores with equal state agree
   // even if one applied in more, smaller batches.
