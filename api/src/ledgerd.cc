@@ -1,6 +1,7 @@
-// ledgerd: the Sechex ledger service. At this stage it opens (creating if needed) the
-// embedded RocksDB ledger, keeps signed checkpoints current, and serves /healthz, /readyz and
-// /metrics.
+// ledgerd: the Sechex ledger service. Opens (creating if needed) the embedded RocksDB ledger,
+// its projections and its token signing keys, keeps signed checkpoints current, and serves the
+// ledger API (ingest, audit, checkpoints, JWKS) besides /healthz, /readyz, /metrics and
+// /openapi.json.
 //
 // Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 when it cannot start (bad flags, keys,
 // store, address).
@@ -15,6 +16,10 @@
 #include <thread>
 
 #include "api/access_log.h"
+#include "api/auth.h"
+#include "api/commands.h"
+#include "api/jose.h"
+#include "api/ledger_api.h"
 #include "api/metrics.h"
 #include "api/openapi.h"
 #include "api/server.h"
@@ -108,6 +113,13 @@ int main(int argc, char** argv) {
       "allow-insecure-http", "permit plain HTTP on a non-loopback address")(
       "key-name", po::value(&key_name)->default_value(ledger::kDefaultKeyName),
       "checkpoint key name");
+  api::TokenSettings tokens;
+  std::int64_t skew_seconds = tokens.clock_skew.count();
+  desc.add_options()("token-issuer", po::value(&tokens.issuer)->default_value(tokens.issuer),
+                     "`iss` of access tokens (ledgerctl tokens issue must use the same)")(
+      "token-audience", po::value(&tokens.audience)->default_value(tokens.audience),
+      "`aud` of access tokens")("clock-skew", po::value(&skew_seconds)->default_value(skew_seconds),
+                                "seconds of clock skew forgiven on token nbf/iat");
   std::string config_file;
   desc.add_options()("config", po::value(&config_file),
                      "INI-style file of the same options (name = value)");
@@ -166,6 +178,9 @@ int main(int argc, char** argv) {
                 " (configure TLS or pass --allow-insecure-http)");
   }
 
+  if (skew_seconds < 0 || skew_seconds > 600) return fail("--clock-skew must be 0..600 seconds");
+  tokens.clock_skew = std::chrono::seconds(skew_seconds);
+
   const ledger::DataDir dir{data_dir};
   std::string created;
   if (auto r = ledger::init_data_dir(dir, partitions, key_name, &created); !r) {
@@ -202,6 +217,12 @@ int main(int argc, char** argv) {
                     : "cannot open projections: " + read_models.error().message());
   }
 
+  const auto& clock = SystemClock::instance();
+  auto ring =
+      api::jose::KeyRing::load_or_create(api::jwt_keys_dir(data_dir), clock, tokens.ring_options());
+  if (!ring) return fail("token signing keys: " + ring.error().message());
+  api::jose::TokenVerifier verifier(*ring.value(), clock, tokens.verifier_config());
+
   api::Metrics metrics;
   LedgerMetrics ledger_metrics(metrics, *log.value());
   auto& lag_gauge = prometheus::BuildGauge()
@@ -211,8 +232,35 @@ int main(int argc, char** argv) {
                         .Add({});
   metrics.on_scrape(
       [&] { lag_gauge.Set(static_cast<double>(read_models.value()->lag(*log.value()))); });
+  auto& auth_rejections = prometheus::BuildCounter()
+                              .Name("sechex_auth_rejected_total")
+                              .Help("Requests refused by authentication, by reason")
+                              .Register(metrics.registry());
+  api::Authenticator auth(verifier, *read_models.value(), [&](std::string_view reason) {
+    auth_rejections.Add({{"reason", std::string(reason)}}).Increment();
+  });
+  auto& ingest_events = prometheus::BuildCounter()
+                            .Name("sechex_ingest_events_total")
+                            .Help("Application events appended through POST /v1/events")
+                            .Register(metrics.registry())
+                            .Add({});
+  auto& append_latency =
+      prometheus::BuildHistogram()
+          .Name("sechex_command_append_seconds")
+          .Help("Time to decide, append durably and apply one partition's events")
+          .Register(metrics.registry())
+          .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                                           0.05, 0.1, 0.25, 1});
+  api::CommandPath commands(*log.value(), *read_models.value());
+  api::LedgerApi ledger_api(
+      commands, *keys.value(), auth, *ring.value(), clock,
+      {.on_append = [&](std::size_t n, std::chrono::steady_clock::duration d) {
+        ingest_events.Increment(static_cast<double>(n));
+        append_latency.Observe(std::chrono::duration<double>(d).count());
+      }});
   std::atomic<bool> caught_up{false};
   api::Router router;
+  ledger_api.add_routes(router);
   api::add_health_and_metrics_routes(router, metrics, [&] { return caught_up.load(); });
   api::add_openapi_route(router);
   api::ServerOptions so;
@@ -239,7 +287,7 @@ int main(int argc, char** argv) {
 
   // Catch up before /readyz says ready; /healthz answers meanwhile.
   std::thread catch_up([&] {
-    const auto n = read_models.value()->catch_up(*log.value());
+    const auto n = commands.sync_all();
     if (!n) {
       std::cerr << "ledgerd: projection catch-up failed: " << n.error().message() << "\n";
       return;
@@ -248,16 +296,23 @@ int main(int argc, char** argv) {
     caught_up = true;
   });
 
-  // Time-based checkpoints for partitions that went quiet.
+  // Time-based checkpoints for partitions that went quiet, and the token key ring re-read so
+  // rotations made by `ledgerctl keys rotate` are picked up.
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
   std::thread checkpointer([&] {
+    unsigned ticks = 0;
     std::unique_lock lock(mu);
     while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
       lock.unlock();
       if (auto r = log.value()->checkpoint_due(); !r) {
         std::cerr << "ledgerd: checkpointing failed: " << r.error().message() << "\n";
+      }
+      if (++ticks % 2 == 0) {
+        if (auto r = ring.value()->reload(); !r) {
+          std::cerr << "ledgerd: reloading token keys failed: " << r.error().message() << "\n";
+        }
       }
       lock.lock();
     }

@@ -585,6 +585,17 @@ Result<std::vector<std::string>> LogStore::checkpoints(Partition partition) cons
   return out;
 }
 
+Result<std::optional<std::string>> LogStore::latest_checkpoint(Partition partition) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->cfs[kCheckpoints]));
+  std::string prefix;
+  detail::put_be32(prefix, partition.value);
+  it->SeekForPrev(checkpoint_key(partition, UINT64_MAX));
+  if (!it->status().ok()) return map_status(it->status());
+  if (!it->Valid() || !it->key().starts_with(prefix)) return std::optional<std::string>{};
+  return std::optional<std::string>{it->value().ToString()};
+}
+
 Partition partition_for(std::string_view subject, std::uint32_t partitions) {
   const auto digest = crypto::sha256(
       ByteView(reinterpret_cast<const std::uint8_t*>(subject.data()), subject.size()));

@@ -12,6 +12,8 @@
 #include <iostream>
 #include <thread>
 
+#include "api/jose.h"
+#include "api/ledger_api.h"
 #include "demo.h"
 #include "ledger/data_dir.h"
 #include "ledger/export.h"
@@ -439,11 +441,88 @@ int cmd_rebuild_projections(const Common& c, const std::vector<std::string>& arg
   return kOk;
 }
 
+// ledgerd and ledgerctl must agree on the token settings; ledgerd reads the same
+// SECHEX_TOKEN_ISSUER / SECHEX_TOKEN_AUDIENCE variables.
+api::TokenSettings token_settings(const po::variables_map& vm) {
+  api::TokenSettings t;
+  if (const char* v = std::getenv("SECHEX_TOKEN_ISSUER"); v != nullptr && *v != '\0') t.issuer = v;
+  if (const char* v = std::getenv("SECHEX_TOKEN_AUDIENCE"); v != nullptr && *v != '\0') {
+    t.audience = v;
+  }
+  if (vm.count("issuer")) t.issuer = vm["issuer"].as<std::string>();
+  if (vm.count("audience")) t.audience = vm["audience"].as<std::string>();
+  return t;
+}
+
+std::unique_ptr<api::jose::KeyRing> open_key_ring(const Common& c, const api::TokenSettings& t) {
+  auto ring = api::jose::KeyRing::load_or_create(api::jwt_keys_dir(c.dir.root),
+                                                 SystemClock::instance(), t.ring_options());
+  if (!ring) fail("token signing keys in " + api::jwt_keys_dir(c.dir.root), ring.error());
+  return std::move(ring).value();
+}
+
 int cmd_keys(const Common& c, const std::vector<std::string>& args) {
-  if (args.empty() || args[0] != "rotate") fail("usage: ledgerctl keys rotate");
-  auto r = rotate_signing_key(c.dir, c.key_name);
-  if (!r) fail("rotation failed", r.error());
-  std::cout << "new checkpoint key: " << r.value() << "\n";
+  po::options_description d("ledgerctl keys rotate");
+  d.add_options()("kind", po::value<std::string>(), "checkpoint or jwt")(
+      "immediately", "jwt: drop the previous keys at once (key compromise)")(
+      "issuer", po::value<std::string>(), "token issuer")("audience", po::value<std::string>(),
+                                                          "token audience");
+  if (args.empty() || args[0] != "rotate")
+    fail("usage: ledgerctl keys rotate --kind checkpoint|jwt");
+  const auto vm = parse({args.begin() + 1, args.end()}, d);
+  const auto kind = vm.count("kind") ? vm["kind"].as<std::string>() : "";
+  if (kind == "checkpoint") {
+    auto r = rotate_signing_key(c.dir, c.key_name);
+    if (!r) fail("rotation failed", r.error());
+    std::cout << "new checkpoint key: " << r.value() << "\n";
+    return kOk;
+  }
+  if (kind != "jwt") fail("usage: ledgerctl keys rotate --kind checkpoint|jwt");
+  auto ring = open_key_ring(c, token_settings(vm));
+  const auto previous = ring->current_kid();
+  if (auto r = ring->rotate(vm.count("immediately") ? api::jose::Retire::immediately
+                                                    : api::jose::Retire::after_token_ttl);
+      !r) {
+    fail("token key rotation failed", r.error());
+  }
+  std::cout << "new token signing key: " << ring->current_kid() << "\n";
+  std::cerr << (vm.count("immediately")
+                    ? "previous keys were dropped: their tokens are refused from now on\n"
+                    : "key " + previous + " keeps verifying until its tokens have expired\n")
+            << "a running ledgerd picks the change up within 2 seconds\n";
+  return kOk;
+}
+
+int cmd_tokens(const Common& c, const std::vector<std::string>& args) {
+  po::options_description d("ledgerctl tokens issue");
+  d.add_options()("role", po::value<std::string>(), "admin or service")(
+      "ttl", po::value<std::int64_t>()->default_value(3600), "lifetime in seconds")(
+      "subject", po::value<std::string>()->default_value("operator"),
+      "the token's sub (recorded as the actor of what it does)")(
+      "issuer", po::value<std::string>(), "token issuer (default: ledgerd's)")(
+      "audience", po::value<std::string>(), "token audience (default: ledgerd's)");
+  if (args.empty() || args[0] != "issue") {
+    fail("usage: ledgerctl tokens issue --role admin|service --ttl SECONDS");
+  }
+  const auto vm = parse({args.begin() + 1, args.end()}, d);
+  const auto role = vm.count("role") ? vm["role"].as<std::string>() : "";
+  if (role != "admin" && role != "service") fail("--role must be admin or service");
+  const auto settings = token_settings(vm);
+  const auto ttl = vm["ttl"].as<std::int64_t>();
+  if (ttl <= 0 || ttl > settings.max_ttl.count()) {
+    fail("--ttl must be 1.." + std::to_string(settings.max_ttl.count()) + " seconds");
+  }
+  auto ring = open_key_ring(c, settings);
+  const api::jose::TokenIssuer issuer(*ring, SystemClock::instance(), settings.issuer_config());
+  const auto sid = crypto::random_bytes(16);
+  if (!sid) fail("no randomness", sid.error());
+  auto token = issuer.issue({vm["subject"].as<std::string>(), "cli-" + to_hex(sid.value()), {role}},
+                            std::chrono::seconds(ttl));
+  if (!token) fail("cannot issue the token", token.error());
+  std::cerr << "issued a token with role " << role << " for " << token.value().claims.sub
+            << " (key " << token.value().kid << ", expires "
+            << format_rfc3339(token.value().claims.exp * 1'000'000) << ")\n";
+  std::cout << token.value().token << "\n";
   return kOk;
 }
 
@@ -458,7 +537,10 @@ commands:
   checkpoints   [-p PARTITION] [--all]
   demo          --events N: write realistic synthetic events of every type
   erase         --subject S: crypto-shred a subject (GDPR erasure)
-  keys rotate   start signing checkpoints with a new key
+  keys rotate   --kind checkpoint (ledgerd stopped) | --kind jwt [--immediately]:
+                start signing checkpoints or access tokens with a new key
+  tokens issue  --role admin|service [--ttl SECONDS] [--subject NAME]: print a signed
+                access token (alone on stdout) for operators and applications
   rebuild-projections
                 rebuild every read model from the log (ledgerd stopped); prints a digest
 
@@ -511,6 +593,7 @@ int main(int argc, char** argv) {
     if (command == "demo") return cmd_demo(c, rest);
     if (command == "erase") return cmd_erase(c, rest);
     if (command == "keys") return cmd_keys(c, rest);
+    if (command == "tokens") return cmd_tokens(c, rest);
     if (command == "rebuild-projections") return cmd_rebuild_projections(c, rest);
     std::cerr << "ledgerctl: unknown command '" << command << "'\n\n" << kUsage << global;
     return kCannotRun;

@@ -13,6 +13,7 @@
 #include <regex>
 #include <thread>
 
+#include "support/process.h"
 #include "support/test_util.h"
 
 namespace sechex::api {
@@ -22,38 +23,9 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 
-struct Process {
-  pid_t pid = -1;
-  std::string err_path;
-};
-
-Process spawn(const std::vector<std::string>& args, const std::string& err_path) {
-  Process p;
-  p.err_path = err_path;
-  p.pid = ::fork();
-  if (p.pid == 0) {
-    const int fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(fd, STDERR_FILENO);
-    ::unsetenv("SECHEX_KEK");
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return p;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+using testing::slurp;
+using testing::spawn;
+using testing::wait_exit;
 
 std::string get(std::uint16_t port, const std::string& target, unsigned* status) {
   asio::io_context ioc;
@@ -73,16 +45,7 @@ TEST(Ledgerd, ServesHealthAndMetricsAndStopsCleanlyOnSigterm) {
   testing::TempDir dir;
   auto p = spawn({SECHEX_LEDGERD, "--data-dir", dir.sub("data"), "--listen", "127.0.0.1:0"},
                  dir.sub("err"));
-  std::uint16_t port = 0;
-  const std::regex serving("serving on 127\\.0\\.0\\.1:([0-9]+)");
-  for (int i = 0; i < 300 && port == 0; ++i) {
-    std::smatch m;
-    const auto err = slurp(p.err_path);
-    if (std::regex_search(err, m, serving))
-      port = static_cast<std::uint16_t>(std::stoi(m[1]));
-    else
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  const auto port = testing::wait_for_serving_port(p);
   ASSERT_NE(port, 0) << slurp(p.err_path);
   unsigned status = 0;
   EXPECT_NE(get(port, "/healthz", &status).find("\"status\":\"ok\""), std::string::npos);

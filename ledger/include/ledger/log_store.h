@@ -142,6 +142,8 @@ class LogStore {
 
   // All checkpoints of a partition, oldest first, as stored signed-note text.
   Result<std::vector<std::string>> checkpoints(Partition partition) const;
+  // The newest checkpoint of a partition (one seek, for the API), or nullopt when none yet.
+  Result<std::optional<std::string>> latest_checkpoint(Partition partition) const;
 
   LogStats stats() const;
 

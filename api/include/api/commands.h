@@ -1,0 +1,62 @@
+// The command path of ARCHITECTURE.md: for one partition at a time, bring the projections up to
+// the log's head, decide (a pure function of the projections, the command and the clock), append
+// the events it returns, and apply them to the projections before the next command of that
+// partition decides. "5 failures -> lock" therefore cannot be bypassed by parallel requests, and
+// the chain order is the decision order.
+//
+// Lifecycle: constructed over an open LogStore and ProjectionStore, which must outlive it.
+//
+// Thread-safety: all methods may be called concurrently. Each partition has one mutex, held from
+// the first projection read to the last apply of a command; commands of different partitions run
+// in parallel (their appends share group commits). Callers are blocking-pool threads, never io
+// threads: run() waits for an fsync.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "ledger/log_store.h"
+#include "ledger/result.h"
+#include "projections/store.h"
+
+namespace sechex::api {
+
+class CommandPath {
+ public:
+  CommandPath(ledger::LogStore& log, projections::ProjectionStore& projections);
+
+  // Decides with the partition held, appends what was decided and applies it. `decide` returns
+  // the envelopes to append (possibly none: a refusal that records nothing); its error is
+  // returned unchanged and nothing is appended. On success, the appended records with their
+  // positions and hashes. An append error means nothing of this command was stored.
+  //
+  // If applying after a successful append fails, the records are durable (and returned), the
+  // projections lag, and the next command of the partition (or sync()) applies them first.
+  using Decide = std::function<Result<std::vector<ledger::Bytes>>()>;
+  Result<std::vector<ledger::Record>> run(ledger::Partition partition, const Decide& decide);
+
+  // Applies whatever the log holds beyond the projections' position for one partition, or for
+  // all of them (start-up catch-up). Returns the number of records applied.
+  Result<std::uint64_t> sync(ledger::Partition partition);
+  Result<std::uint64_t> sync_all();
+
+  // Errors from applying after a durable append (see run()), for metrics and alerts.
+  std::uint64_t apply_failures() const;
+
+  ledger::Partition partition_for(std::string_view subject) const;
+  ledger::LogStore& log() { return log_; }
+  projections::ProjectionStore& projections() { return projections_; }
+
+ private:
+  Result<std::uint64_t> sync_locked(ledger::Partition partition);
+
+  ledger::LogStore& log_;
+  projections::ProjectionStore& projections_;
+  std::vector<std::unique_ptr<std::mutex>> locks_;
+  std::atomic<std::uint64_t> apply_failures_{0};
+};
+
+}  // namespace sechex::api

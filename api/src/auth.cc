@@ -1,0 +1,82 @@
+#include "api/auth.h"
+
+#include <algorithm>
+
+#include "projections/access.h"
+
+namespace sechex::api {
+
+bool Principal::has_role(std::string_view role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+Authenticator::Authenticator(const jose::TokenVerifier& verifier,
+                             const projections::ProjectionStore& store,
+                             std::function<void(std::string_view)> on_reject)
+    : verifier_(verifier), store_(store), on_reject_(std::move(on_reject)) {}
+
+Response Authenticator::reject(unsigned status, std::string_view code, std::string_view message,
+                               std::string_view reason) const {
+  if (on_reject_) on_reject_(reason);
+  auto r = json_error(status, code, message);
+  if (status == 401) {
+    // RFC 6750 §3: name the scheme; add error="invalid_token" when a token was presented.
+    r.headers.emplace_back("WWW-Authenticate",
+                           code == "invalid_token"
+                               ? R"(Bearer realm="sechex", error="invalid_token")"
+                               : R"(Bearer realm="sechex")");
+  }
+  return r;
+}
+
+std::variant<Principal, Response> Authenticator::authenticate(
+    const Request& request, std::initializer_list<std::string_view> any_of_roles) const {
+  const auto* header = request.header("authorization");
+  if (header == nullptr || header->empty()) {
+    return reject(401, "unauthorized", "authentication required", "missing_credentials");
+  }
+  // RFC 7235: the scheme is case-insensitive; exactly one space before the token.
+  constexpr std::string_view kScheme = "bearer ";
+  const std::string_view value(*header);
+  const bool bearer = value.size() > kScheme.size() &&
+                      std::equal(kScheme.begin(), kScheme.end(), value.begin(), [](char a, char b) {
+                        return a == static_cast<char>(std::tolower(static_cast<unsigned char>(b)));
+                      });
+  if (!bearer) return reject(401, "unauthorized", "use the Bearer scheme", "bad_scheme");
+  const auto token = value.substr(kScheme.size());
+
+  auto verified = verifier_.verify(token);
+  if (!verified) {
+    return reject(401, "invalid_token", "the access token is invalid or expired",
+                  jose::reason_code(verified.error()));
+  }
+  const auto& claims = verified.value().claims;
+
+  // Revocation is checked on every request, never cached: logout must take effect at once.
+  auto revoked = store_.get(projections::kRevokedSessionsCf, claims.sid);
+  auto cutoff = store_.get(projections::kRevocationCutoffsCf, claims.sub);
+  if (!revoked || !cutoff) {
+    // Failing closed: without the revocation state we cannot tell a revoked token from a good one.
+    if (on_reject_) on_reject_("revocation_unavailable");
+    return json_error(503, "unavailable", "cannot check the session right now");
+  }
+  if (revoked.value().has_value()) {
+    return reject(401, "invalid_token", "the access token is invalid or expired",
+                  "session_revoked");
+  }
+  if (cutoff.value().has_value() &&
+      claims.iat * 1'000'000 < projections::decode_cutoff(*cutoff.value())) {
+    return reject(401, "invalid_token", "the access token is invalid or expired",
+                  "sessions_cut_off");
+  }
+
+  Principal p{claims.sub, claims.sid, claims.roles, claims.iat};
+  if (any_of_roles.size() > 0 &&
+      std::none_of(any_of_roles.begin(), any_of_roles.end(),
+                   [&](std::string_view role) { return p.has_role(role); })) {
+    return reject(403, "forbidden", "this operation needs another role", "forbidden_role");
+  }
+  return p;
+}
+
+}  // namespace sechex::api

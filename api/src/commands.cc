@@ -1,0 +1,70 @@
+#include "api/commands.h"
+
+namespace sechex::api {
+
+namespace {
+constexpr std::size_t kApplyBatch = 1024;
+}
+
+CommandPath::CommandPath(ledger::LogStore& log, projections::ProjectionStore& projections)
+    : log_(log), projections_(projections) {
+  for (std::uint32_t p = 0; p < log.partition_count(); ++p) {
+    locks_.push_back(std::make_unique<std::mutex>());
+  }
+}
+
+ledger::Partition CommandPath::partition_for(std::string_view subject) const {
+  return ledger::partition_for(subject, log_.partition_count());
+}
+
+Result<std::uint64_t> CommandPath::sync_locked(ledger::Partition p) {
+  std::uint64_t applied = 0;
+  for (;;) {
+    const auto from = projections_.position(p);
+    SECHEX_TRY(auto records, log_.read_range(p, from, ledger::Seq{UINT64_MAX}, kApplyBatch));
+    if (records.empty()) return applied;
+    SECHEX_TRYV(projections_.apply(p, records));
+    applied += records.size();
+  }
+}
+
+Result<std::uint64_t> CommandPath::sync(ledger::Partition p) {
+  if (p.value >= locks_.size()) return ledger::Errc::invalid_argument;
+  std::lock_guard lock(*locks_[p.value]);
+  return sync_locked(p);
+}
+
+Result<std::uint64_t> CommandPath::sync_all() {
+  std::uint64_t applied = 0;
+  for (std::uint32_t i = 0; i < locks_.size(); ++i) {
+    SECHEX_TRY(const auto n, sync(ledger::Partition{i}));
+    applied += n;
+  }
+  return applied;
+}
+
+Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const Decide& decide) {
+  if (p.value >= locks_.size()) return ledger::Errc::invalid_argument;
+  std::lock_guard lock(*locks_[p.value]);
+  // Decide on current state: records appended earlier (e.g. before a failed apply, or while
+  // start-up catch-up is still running elsewhere) are applied first.
+  SECHEX_TRYV(sync_locked(p));
+  SECHEX_TRY(auto events, decide());
+  if (events.empty()) return std::vector<ledger::Record>{};
+  std::vector<ledger::ByteView> views;
+  views.reserve(events.size());
+  for (const auto& e : events) views.emplace_back(e);
+  SECHEX_TRY(const auto appended, log_.append(p, views));
+  SECHEX_TRY(auto records, log_.read_range(p, appended.first, ledger::Seq{appended.last.value + 1},
+                                           events.size()));
+  if (projections_.position(p) == appended.first) {
+    if (auto r = projections_.apply(p, records); !r) ++apply_failures_;
+  } else if (auto r = sync_locked(p); !r) {
+    ++apply_failures_;
+  }
+  return records;
+}
+
+std::uint64_t CommandPath::apply_failures() const { return apply_failures_.load(); }
+
+}  // namespace sechex::api

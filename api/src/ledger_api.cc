@@ -1,0 +1,492 @@
+#include "api/ledger_api.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+
+#include "api/json_input.h"
+#include "ledger/checkpoint.h"
+#include "ledger/event_builder.h"
+#include "ledger/export.h"
+#include "ledger/time_format.h"
+#include "projections/audit.h"
+#include "schemas/json_codec.h"
+
+namespace sechex::api {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::size_t kMaxSubject = 256;
+constexpr std::size_t kMaxType = 128;
+constexpr std::size_t kMaxFreeFormDepth = 2;  // API.md: free-form objects have depth <= 2
+// root {} > events [] > event {} > payload {} > one nested level
+constexpr std::size_t kIngestDepth = 3 + kMaxFreeFormDepth;
+constexpr std::size_t kDefaultLimit = 100;
+constexpr std::size_t kMaxLimit = 1000;
+constexpr std::size_t kExportPage = 500;
+
+Response invalid_event(std::size_t index, std::string_view field, std::string_view message) {
+  return json_error(400, "invalid_request", message,
+                    json{{"reason", "invalid_event"}, {"index", index}, {"field", field}}.dump());
+}
+
+Response invalid_parameter(std::string_view name, std::string_view message) {
+  return json_error(400, "invalid_request", message,
+                    json{{"reason", "invalid_parameter"}, {"parameter", name}}.dump());
+}
+
+bool printable_utf8_without_controls(std::string_view s) {
+  // json_input has already checked UTF-8; refuse control characters, which have no place in an
+  // identifier and make logs and CSV exports ambiguous.
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
+// Lower-case dotted name: segments of [a-z][a-z0-9_]*, separated by single dots.
+bool valid_type_name(std::string_view t) {
+  if (t.empty() || t.size() > kMaxType) return false;
+  bool segment_start = true;
+  for (const char c : t) {
+    if (c == '.') {
+      if (segment_start) return false;
+      segment_start = true;
+      continue;
+    }
+    const bool lower = c >= 'a' && c <= 'z';
+    const bool tail = lower || (c >= '0' && c <= '9') || c == '_';
+    if (segment_start ? !lower : !tail) return false;
+    segment_start = false;
+  }
+  return !segment_start;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::optional<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      const int hi = hex_value(s[i + 1]);
+      const int lo = hex_value(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+Result<ledger::Record> read_one(const ledger::LogStore& log, const ledger::Position& pos) {
+  SECHEX_TRY(auto records,
+             log.read_range(pos.partition, pos.seq, ledger::Seq{pos.seq.value + 1}, 1));
+  if (records.empty()) return ledger::Errc::not_found;
+  return std::move(records.front());
+}
+
+// record_to_json's names are those of `ledgerctl export`; the HTTP API spells fields in
+// camelCase.
+json api_entry(json rendered) {
+  static const std::pair<const char*, const char*> kRenames[] = {
+      {"request_id", "requestId"}, {"user_agent", "userAgent"}, {"event_id", "eventId"}};
+  for (const auto& [from, to] : kRenames) {
+    if (rendered.contains(from)) {
+      rendered[to] = std::move(rendered[from]);
+      rendered.erase(from);
+    }
+  }
+  return rendered;
+}
+
+struct AuditFilter {
+  std::optional<std::string> user;
+  std::optional<std::string> type;
+  std::int64_t from = INT64_MIN;
+  std::int64_t to = INT64_MAX;
+  std::string cf;      // index column family
+  std::string prefix;  // key prefix within it
+  std::string start;   // first key to examine
+};
+
+// Builds the filter from the query, or the 400 to answer.
+std::variant<AuditFilter, Response> audit_filter(const Request& req, std::size_t* limit) {
+  const auto q = parse_query(req.query);
+  if (!q) return invalid_parameter("query", "malformed or repeated query parameter");
+  AuditFilter f;
+  for (const auto& [k, v] : *q) {
+    if (k == "userId") {
+      if (v.empty() || v.size() > kMaxSubject) return invalid_parameter(k, "bad userId");
+      f.user = v;
+    } else if (k == "type") {
+      const auto& names = schemas::event_type_names();
+      if (std::find(names.begin(), names.end(), v) == names.end()) {
+        return invalid_parameter(k, "unknown event type");
+      }
+      f.type = v;
+    } else if (k == "from" || k == "to") {
+      const auto t = parse_rfc3339(v);
+      if (!t) return invalid_parameter(k, "expected an RFC 3339 time");
+      (k == "from" ? f.from : f.to) = *t;
+    } else if (k == "limit" && limit != nullptr) {
+      std::size_t n = 0;
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (ec != std::errc() || end != v.data() + v.size() || n < 1 || n > kMaxLimit) {
+        return invalid_parameter(k, "limit must be 1..1000");
+      }
+      *limit = n;
+    } else if (k == "cursor" && limit != nullptr) {
+      ledger::Bytes raw;
+      if (!jose::base64url_decode(v, raw) || raw.empty()) {
+        return invalid_parameter(k, "invalid cursor");
+      }
+      f.start.assign(raw.begin(), raw.end());
+      f.start.push_back('\0');  // resume after the last key examined
+    } else if (k == "format" && limit == nullptr) {
+      continue;  // the export's own parameter
+    } else {
+      return invalid_parameter(k, "unknown parameter");
+    }
+  }
+  if (f.from >= f.to) return invalid_parameter("from", "from must be before to");
+  if (f.user) {
+    f.cf = projections::kAuditBySubjectCf;
+    f.prefix = projections::audit_subject_prefix(*f.user);
+  } else {
+    f.cf = projections::kAuditByTimeCf;
+  }
+  const auto from_key =
+      f.from == INT64_MIN ? f.prefix : f.prefix + projections::audit_time_key(f.from);
+  if (f.start < from_key) f.start = from_key;
+  return f;
+}
+
+struct AuditPage {
+  std::vector<json> entries;            // as record_to_json renders them (the CSV columns' names)
+  std::optional<std::string> last_key;  // set when more may follow
+};
+
+// Examines up to `budget` index entries from f.start, returning at most `limit` matches.
+Result<AuditPage> audit_page(const projections::ProjectionStore& store, const ledger::LogStore& log,
+                             ledger::KeyStore& keys, const AuditFilter& f, std::size_t limit,
+                             std::size_t budget) {
+  AuditPage page;
+  SECHEX_TRY(const auto rows, store.scan_from(f.cf, f.prefix, f.start, budget));
+  for (const auto& [key, value] : rows) {
+    const auto k = f.user ? projections::decode_audit_subject_key(key)
+                          : projections::decode_audit_time_key(key);
+    if (!k) return ledger::Errc::corruption;
+    if (k->time_micros >= f.to) {  // time-ordered: nothing further matches
+      page.last_key.reset();
+      return page;
+    }
+    page.last_key = key;
+    const std::string_view type = std::string_view(value).substr(0, value.find('\0'));
+    if (f.type && type != *f.type) continue;
+    auto record = read_one(log, k->position);
+    if (!record) {
+      if (record.error() == ledger::Errc::not_found) continue;  // dropped by retention
+      return record.error();
+    }
+    SECHEX_TRY(auto rendered, ledger::record_to_json(record.value(), &keys));
+    page.entries.push_back(std::move(rendered));
+    if (page.entries.size() == limit) return page;
+  }
+  if (rows.size() < budget) page.last_key.reset();  // the index has nothing more
+  return page;
+}
+
+Response internal(std::string_view what) { return json_error(500, "internal_error", what); }
+
+}  // namespace
+
+std::optional<std::map<std::string, std::string>> parse_query(std::string_view query) {
+  std::map<std::string, std::string> out;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto part = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (part.empty()) continue;
+    const auto eq = part.find('=');
+    auto key = percent_decode(part.substr(0, eq));
+    auto value = percent_decode(eq == std::string_view::npos ? "" : part.substr(eq + 1));
+    if (!key || !value || key->empty()) return std::nullopt;
+    if (!out.emplace(std::move(*key), std::move(*value)).second) return std::nullopt;
+  }
+  return out;
+}
+
+std::variant<std::vector<IngestEvent>, Response> parse_ingest_batch(std::string_view body) {
+  JsonLimits limits;
+  limits.max_depth = kIngestDepth;
+  auto parsed = parse_json_input(body, limits);
+  if (!parsed.ok) {
+    return json_error(400, "invalid_request", parsed.detail,
+                      json{{"reason", parsed.reason}}.dump());
+  }
+  const auto& root = parsed.value;
+  if (!root.is_object() || root.size() != 1 || !root.contains("events")) {
+    return json_error(400, "invalid_request", R"(expected {"events": [...]})",
+                      json{{"reason", "invalid_event"}, {"field", "events"}}.dump());
+  }
+  const auto& events = root.at("events");
+  if (!events.is_array() || events.empty()) {
+    return json_error(400, "invalid_request", "events must be a non-empty array",
+                      json{{"reason", "invalid_event"}, {"field", "events"}}.dump());
+  }
+  std::vector<IngestEvent> out;
+  out.reserve(events.size());
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const auto& e = events[i];
+    if (!e.is_object()) return invalid_event(i, "", "each event must be an object");
+    IngestEvent ev;
+    for (const auto& [k, v] : e.items()) {
+      if (k == "subject") {
+        if (!v.is_string()) return invalid_event(i, k, "subject must be a string");
+        ev.subject = v.get<std::string>();
+        if (ev.subject.empty() || ev.subject.size() > kMaxSubject ||
+            !printable_utf8_without_controls(ev.subject)) {
+          return invalid_event(i, k, "subject must be 1..256 printable characters");
+        }
+      } else if (k == "type") {
+        if (!v.is_string() || !valid_type_name(v.get<std::string>())) {
+          return invalid_event(i, k, "type must be a lower-case dotted name like order.shipped");
+        }
+        ev.type = v.get<std::string>();
+      } else if (k == "payload" || k == "personal") {
+        if (!v.is_object()) return invalid_event(i, k, std::string(k) + " must be an object");
+        if (json_depth(v) > kMaxFreeFormDepth) {
+          return invalid_event(i, k, std::string(k) + " may nest at most 2 levels");
+        }
+        (k == "payload" ? ev.payload_json : ev.personal_json) = v.dump();
+      } else {
+        return invalid_event(i, k, "unknown field");
+      }
+    }
+    if (ev.subject.empty()) return invalid_event(i, "subject", "subject is required");
+    if (ev.type.empty()) return invalid_event(i, "type", "type is required");
+    out.push_back(std::move(ev));
+  }
+  return out;
+}
+
+LedgerApi::LedgerApi(CommandPath& commands, ledger::KeyStore& keys, const Authenticator& auth,
+                     const jose::KeyRing& ring, const Clock& clock, LedgerApiMetrics metrics)
+    : commands_(commands),
+      keys_(keys),
+      auth_(auth),
+      ring_(ring),
+      clock_(clock),
+      metrics_(std::move(metrics)) {}
+
+void LedgerApi::add_routes(Router& router) {
+  router.add(
+      "POST", "/v1/events", [this](const Request& r) { return ingest(r); }, Exec::pool);
+  router.add(
+      "GET", "/v1/admin/audit", [this](const Request& r) { return audit(r); }, Exec::pool);
+  router.add(
+      "GET", "/v1/admin/audit/export", [this](const Request& r) { return audit_export(r); },
+      Exec::pool);
+  router.add(
+      "GET", "/v1/admin/ledger/checkpoints", [this](const Request& r) { return checkpoints(r); },
+      Exec::pool);
+  router.add("GET", "/.well-known/jwks.json", [this](const Request& r) { return jwks(r); });
+}
+
+Response LedgerApi::ingest(const Request& req) {
+  auto who = auth_.authenticate(req, {"admin", "service"});
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto& principal = std::get<Principal>(who);
+  const auto* ct = req.header("content-type");
+  if (ct == nullptr || ct->rfind("application/json", 0) != 0) {
+    return json_error(415, "unsupported_media_type", "send application/json");
+  }
+  auto batch = parse_ingest_batch(req.body);
+  if (auto* refusal = std::get_if<Response>(&batch)) return std::move(*refusal);
+  const auto& events = std::get<std::vector<IngestEvent>>(batch);
+
+  // Refuse the whole batch before appending anything if a subject was erased.
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    auto erased = keys_.is_erased(events[i].subject);
+    if (!erased) return internal("cannot read the key store");
+    if (erased.value()) {
+      return json_error(409, "subject_erased", "this subject was erased; it takes no new events",
+                        json{{"index", i}}.dump());
+    }
+  }
+
+  std::map<std::uint32_t, std::vector<std::size_t>> by_partition;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    by_partition[commands_.partition_for(events[i].subject).value].push_back(i);
+  }
+  json answers = json::array();
+  for (std::size_t i = 0; i < events.size(); ++i) answers.push_back(nullptr);
+  json appended = json::array();
+  const auto now = clock_.now_micros();
+  for (const auto& [p, indexes] : by_partition) {
+    std::vector<std::string> ids;
+    const auto started = std::chrono::steady_clock::now();
+    auto records = commands_.run(ledger::Partition{p}, [&]() -> Result<std::vector<ledger::Bytes>> {
+      std::vector<ledger::Bytes> out;
+      for (const auto i : indexes) {
+        const auto& ev = events[i];
+        ledger::EventBuilder b(&keys_,
+                               {.subject = ev.subject,
+                                .actor = principal.subject,
+                                .request_id = req.request_id,
+                                .time_micros = now,
+                                .ip = req.peer.empty() ? std::nullopt : std::optional(req.peer),
+                                .user_agent = std::nullopt});
+        flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> sealed;
+        if (!ev.personal_json.empty()) {
+          SECHEX_TRY(sealed, b.seal("payload", ev.personal_json));
+        }
+        auto& fbb = b.fbb();
+        const auto body = schema::CreateApplicationEvent(
+            fbb, fbb.CreateString(principal.subject), fbb.CreateString(ev.type),
+            ev.payload_json.empty() ? 0 : fbb.CreateString(ev.payload_json), sealed);
+        ids.push_back(ledger::to_hex(b.event_id()));
+        SECHEX_TRY(auto bytes, b.finish(body));
+        out.push_back(std::move(bytes));
+      }
+      return out;
+    });
+    if (!records || records.value().size() != indexes.size()) {
+      auto r = json_error(503, "unavailable",
+                          appended.empty() ? "the ledger could not store the events"
+                                           : "the ledger stored only part of the batch",
+                          json{{"appended", appended}}.dump());
+      r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
+    if (metrics_.on_append) {
+      metrics_.on_append(indexes.size(), std::chrono::steady_clock::now() - started);
+    }
+    for (std::size_t j = 0; j < indexes.size(); ++j) {
+      const auto& rec = records.value()[j];
+      json a{{"index", indexes[j]},
+             {"eventId", ids[j]},
+             {"subject", events[indexes[j]].subject},
+             {"partition", rec.position.partition.value},
+             {"seq", rec.position.seq.value},
+             {"hash", ledger::to_hex(rec.hash)}};
+      appended.push_back(a);
+      answers[indexes[j]] = std::move(a);
+    }
+  }
+  return json_ok(json{{"events", answers}}.dump(), 201);
+}
+
+Response LedgerApi::audit(const Request& req) {
+  auto who = auth_.authenticate(req, {"admin"});
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  std::size_t limit = kDefaultLimit;
+  auto filter = audit_filter(req, &limit);
+  if (auto* refusal = std::get_if<Response>(&filter)) return std::move(*refusal);
+  auto page = audit_page(commands_.projections(), commands_.log(), keys_,
+                         std::get<AuditFilter>(filter), limit, kAuditScanBudget);
+  if (!page) return internal("cannot read the audit index");
+  json entries = json::array();
+  for (auto& e : page.value().entries) entries.push_back(api_entry(std::move(e)));
+  json data{{"entries", std::move(entries)}, {"nextCursor", nullptr}};
+  if (page.value().last_key) data["nextCursor"] = jose::base64url_encode(*page.value().last_key);
+  return json_ok(data.dump());
+}
+
+Response LedgerApi::audit_export(const Request& req) {
+  auto who = auth_.authenticate(req, {"admin"});
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto q = parse_query(req.query);
+  const std::string format = q && q->contains("format") ? q->at("format") : "json";
+  if (format != "json" && format != "csv") {
+    return invalid_parameter("format", "format must be csv or json");
+  }
+  auto filter = audit_filter(req, nullptr);
+  if (auto* refusal = std::get_if<Response>(&filter)) return std::move(*refusal);
+
+  // The generator owns its state; the server calls it one chunk at a time, so memory stays at
+  // one page whatever the export's size.
+  struct State {
+    AuditFilter filter;
+    bool csv = false;
+    bool started = false;
+    bool first_entry = true;
+    bool done = false;
+  };
+  auto st = std::make_shared<State>();
+  st->filter = std::get<AuditFilter>(std::move(filter));
+  st->csv = format == "csv";
+  Response r;
+  r.content_type = st->csv ? "text/csv; charset=utf-8" : "application/json";
+  r.headers.emplace_back("Content-Disposition", std::string("attachment; filename=\"audit.") +
+                                                    (st->csv ? "csv" : "json") + "\"");
+  r.next_chunk = [this, st]() -> Result<std::string> {
+    if (!st->started) {
+      st->started = true;
+      return st->csv ? ledger::csv_header() + "\r\n" : std::string("[");
+    }
+    std::string out;
+    // A page may match nothing (a rare type): keep going until there is something to send.
+    while (!st->done && out.empty()) {
+      SECHEX_TRY(auto page, audit_page(commands_.projections(), commands_.log(), keys_, st->filter,
+                                       kExportPage, kAuditScanBudget));
+      for (const auto& e : page.entries) {
+        if (st->csv) {
+          out += ledger::json_to_csv_row(e) + "\r\n";
+        } else {
+          out += st->first_entry ? "\n" : ",\n";
+          out += api_entry(e).dump();
+          st->first_entry = false;
+        }
+      }
+      if (page.last_key) {
+        st->filter.start = *page.last_key + std::string(1, '\0');
+      } else {
+        st->done = true;
+        if (!st->csv) out += "\n]\n";
+      }
+    }
+    return out;
+  };
+  return r;
+}
+
+Response LedgerApi::checkpoints(const Request& req) {
+  auto who = auth_.authenticate(req, {"admin"});
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto& log = commands_.log();
+  json list = json::array();
+  for (std::uint32_t p = 0; p < log.partition_count(); ++p) {
+    auto note = log.latest_checkpoint(ledger::Partition{p});
+    if (!note) return internal("cannot read checkpoints");
+    if (!note.value()) continue;
+    const auto body = ledger::parse_checkpoint_body(*note.value());
+    if (!body) return internal("a stored checkpoint does not parse");
+    list.push_back(json{{"partition", p},
+                        {"origin", body->origin},
+                        {"size", body->size},
+                        {"hash", ledger::to_hex(body->hash)},
+                        {"note", *note.value()}});
+  }
+  return json_ok(json{{"ledgerId", log.ledger_id()}, {"checkpoints", list}}.dump());
+}
+
+Response LedgerApi::jwks(const Request&) const {
+  Response r;
+  r.body = ring_.jwks_json();
+  return r;
+}
+
+}  // namespace sechex::api
