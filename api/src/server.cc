@@ -298,23 +298,28 @@ struct HttpServer::Impl {
   // Runs fn() on the blocking pool while the calling coroutine waits without holding its io
   // thread; resumes on the coroutine's own executor (the connection's strand). nullopt when the
   // pool refused the job (queue full or draining): fn never ran. fn must not throw.
+  //
+  // Everything in the co_await expression below is trivially destructible on purpose: GCC 12 can
+  // destroy the temporaries of a co_await full-expression twice (seen as a double release of an
+  // executor captured by the initiation lambda), so fn holds references only and the executor is
+  // taken from the handler rather than captured.
   template <class T, class Fn>
   asio::awaitable<std::optional<T>> on_pool(Fn fn) {
-    auto ex = co_await asio::this_coro::executor;
+    static_assert(std::is_trivially_destructible_v<Fn>);
     co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::optional<T>)>(
-        [this, ex](auto handler, Fn f) {
+        [this](auto handler, Fn f) {
           // std::function needs a copyable job; the awaitable handler is move-only.
           auto h = std::make_shared<decltype(handler)>(std::move(handler));
-          const bool queued = pool.try_submit([h, ex, f = std::move(f)]() mutable {
+          const bool queued = pool.try_submit([h, f]() mutable {
             std::optional<T> out(f());
-            const auto hex = asio::get_associated_executor(*h, ex);
-            asio::post(hex, [hh = std::move(*h), out = std::move(out)]() mutable {
+            const auto ex = asio::get_associated_executor(*h);
+            asio::post(ex, [hh = std::move(*h), out = std::move(out)]() mutable {
               std::move(hh)(std::move(out));
             });
           });
           if (!queued) {
-            const auto hex = asio::get_associated_executor(*h, ex);
-            asio::post(hex, [hh = std::move(*h)]() mutable { std::move(hh)(std::optional<T>()); });
+            const auto ex = asio::get_associated_executor(*h);
+            asio::post(ex, [hh = std::move(*h)]() mutable { std::move(hh)(std::optional<T>()); });
           }
         },
         asio::use_awaitable, std::move(fn));
@@ -401,14 +406,14 @@ struct HttpServer::Impl {
       lowest.expires_after(opts.write_timeout);
       if (chunk.empty()) {
         if (chunked) {
-          co_await asio::async_write(stream, http::make_chunk_last(),
-                                     asio::redirect_error(asio::use_awaitable, ec));
+          const auto last = http::make_chunk_last();
+          co_await asio::async_write(stream, last, asio::redirect_error(asio::use_awaitable, ec));
         }
         break;
       }
       if (chunked) {
-        co_await asio::async_write(stream, http::make_chunk(asio::buffer(chunk)),
-                                   asio::redirect_error(asio::use_awaitable, ec));
+        const auto framed = http::make_chunk(asio::buffer(chunk));
+        co_await asio::async_write(stream, framed, asio::redirect_error(asio::use_awaitable, ec));
       } else {
         co_await asio::async_write(stream, asio::buffer(chunk),
                                    asio::redirect_error(asio::use_awaitable, ec));
