@@ -201,25 +201,17 @@ Router::Match Router::match(const std::string& method, const std::string& path) 
 }
 
 struct HttpServer::Impl {
+  // Declaration order matters: the io_context's destructor destroys the frames of connections
+  // still pending, and those unregister themselves, so everything they touch is declared first.
   ServerOptions opts;
   Router router;
   RequestObserver observer;
-  asio::io_context ioc;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::optional<asio::basic_socket_acceptor<tcp, asio::strand<asio::io_context::executor_type>>>
-      acceptor;
   std::optional<ssl::context> tls;
-  BlockingPool pool;
-  std::vector<std::thread> threads;
   std::atomic<bool> stopping{false};
-  bool started = false;
-  bool stopped = false;
-  std::uint16_t port = 0;
-  std::string start_error;
 
   // Open connections, so stop() can close the idle ones instead of waiting for timeouts.
   enum class State {
-    idle,      // waiting for the first byte of a request
+    idle,      // waiting for the first byte of a request (or in the TLS handshake)
     reading,   // a request has started arriving
     handling,  // in a handler (possibly on the pool) or writing the response
   };
@@ -231,6 +223,17 @@ struct HttpServer::Impl {
   std::condition_variable drained;
   std::map<std::uint64_t, Conn> conns;
   std::uint64_t next_conn = 0;
+
+  BlockingPool pool;
+  asio::io_context ioc;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::optional<asio::basic_socket_acceptor<tcp, asio::strand<asio::io_context::executor_type>>>
+      acceptor;
+  std::vector<std::thread> threads;
+  bool started = false;
+  bool stopped = false;
+  std::uint16_t port = 0;
+  std::string start_error;
 
   Impl(ServerOptions o, Router r, RequestObserver obs)
       : opts(std::move(o)),

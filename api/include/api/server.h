@@ -123,7 +123,8 @@ struct RequestLog {
   // Why the server refused the request without a handler answering it: "" for a request that
   // reached its handler (whatever the status), otherwise one of "payload_too_large",
   // "headers_too_large", "malformed_http", "overloaded" (blocking pool queue full), "timeout"
-  // (the request did not arrive within read_timeout).
+  // (the request did not arrive within read_timeout: logged as status 408 with no bytes, since
+  // the connection is closed without an answer).
   std::string_view reject_reason;
 };
 // Observes every finished request (metrics, access logs). Called on io threads; must not block.
