@@ -13,6 +13,14 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                   .Name("sechex_http_request_duration_seconds")
                   .Help("Time from a parsed request to its response being written")
                   .Register(*registry_);
+  rejected_ = &prometheus::BuildCounter()
+                   .Name("sechex_http_rejected_total")
+                   .Help("HTTP requests refused before reaching a handler, by reason")
+                   .Register(*registry_);
+  for (const char* reason :
+       {"payload_too_large", "headers_too_large", "malformed_http", "overloaded", "timeout"}) {
+    rejected_->Add({{"reason", reason}});
+  }
 }
 
 RequestObserver Metrics::observer() {
@@ -26,6 +34,9 @@ RequestObserver Metrics::observer() {
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
     latency_->Add({{"route", std::string(log.route)}}, kBuckets)
         .Observe(std::chrono::duration<double>(log.elapsed).count());
+    if (!log.reject_reason.empty()) {
+      rejected_->Add({{"reason", std::string(log.reject_reason)}}).Increment();
+    }
   };
 }
 

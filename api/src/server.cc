@@ -1,19 +1,28 @@
 #include "api/server.h"
 
+#include <openssl/err.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 
 #include <boost/asio.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
+#include <type_traits>
 
 namespace sechex::api {
 namespace {
@@ -21,7 +30,9 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 bool sane_request_id(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;
@@ -56,6 +67,87 @@ std::string new_request_id() {
     out.push_back(kHex[b & 0xf]);
   }
   return out;
+}
+
+// The last OpenSSL error on this thread, in words (and the queue cleared).
+std::string openssl_error() {
+  char buf[256] = "unknown OpenSSL error";
+  unsigned long last = 0;
+  while (const unsigned long e = ERR_get_error()) last = e;
+  if (last != 0) ERR_error_string_n(last, buf, sizeof(buf));
+  return buf;
+}
+
+// A fixed set of threads running jobs from a bounded queue. A job is accepted while a thread is
+// idle or fewer than `queue_limit` jobs wait for one; drain() refuses new jobs, runs every job
+// already accepted and joins the threads.
+class BlockingPool {
+ public:
+  void start(unsigned threads, std::size_t queue_limit) {
+    limit_ = queue_limit;
+    for (unsigned i = 0; i < std::max(1u, threads); ++i) threads_.emplace_back([this] { run(); });
+  }
+  // Jobs must not throw.
+  bool try_submit(std::function<void()>&& job) {
+    std::lock_guard lock(mu_);
+    if (closing_ || queue_.size() >= limit_ + idle_) return false;
+    queue_.push_back(std::move(job));
+    cv_.notify_one();
+    return true;
+  }
+  bool closing() const {
+    std::lock_guard lock(mu_);
+    return closing_;
+  }
+  void drain() {
+    {
+      std::lock_guard lock(mu_);
+      closing_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      ++idle_;
+      cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
+      --idle_;
+      if (queue_.empty()) return;
+      auto job = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      job();
+      job = nullptr;  // whatever the job held goes before the lock is taken again
+      lock.lock();
+    }
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::vector<std::thread> threads_;
+  std::size_t limit_ = 0;
+  std::size_t idle_ = 0;
+  bool closing_ = false;
+};
+
+Response call_handler(const Handler& handler, const Request& req) noexcept {
+  try {
+    return handler(req);
+  } catch (const std::exception&) {
+    // A handler bug must not take the connection (or the process) down with it.
+    return json_error(500, "internal_error", "internal error");
+  }
+}
+
+Response overloaded() {
+  auto r = json_error(503, "overloaded", "the server is busy, retry shortly");
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
 }
 
 }  // namespace
@@ -109,27 +201,39 @@ Router::Match Router::match(const std::string& method, const std::string& path) 
 }
 
 struct HttpServer::Impl {
+  // Declaration order matters: the io_context's destructor destroys the frames of connections
+  // still pending, and those unregister themselves, so everything they touch is declared first.
   ServerOptions opts;
   Router router;
   RequestObserver observer;
-  asio::io_context ioc;
-  std::optional<asio::basic_socket_acceptor<tcp, asio::strand<asio::io_context::executor_type>>>
-      acceptor;
-  std::vector<std::thread> threads;
+  std::optional<ssl::context> tls;
   std::atomic<bool> stopping{false};
-  bool started = false;
-  bool stopped = false;
-  std::uint16_t port = 0;
 
   // Open connections, so stop() can close the idle ones instead of waiting for timeouts.
+  enum class State {
+    idle,      // waiting for the first byte of a request (or in the TLS handshake)
+    reading,   // a request has started arriving
+    handling,  // in a handler (possibly on the pool) or writing the response
+  };
   struct Conn {
     beast::tcp_stream* stream;
-    bool idle;
+    State state;
   };
   std::mutex mu;
   std::condition_variable drained;
   std::map<std::uint64_t, Conn> conns;
   std::uint64_t next_conn = 0;
+
+  BlockingPool pool;
+  asio::io_context ioc;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::optional<asio::basic_socket_acceptor<tcp, asio::strand<asio::io_context::executor_type>>>
+      acceptor;
+  std::vector<std::thread> threads;
+  bool started = false;
+  bool stopped = false;
+  std::uint16_t port = 0;
+  std::string start_error;
 
   Impl(ServerOptions o, Router r, RequestObserver obs)
       : opts(std::move(o)),
@@ -139,12 +243,12 @@ struct HttpServer::Impl {
 
   std::uint64_t add_conn(beast::tcp_stream* s) {
     std::lock_guard lock(mu);
-    conns[++next_conn] = Conn{s, true};
+    conns[++next_conn] = Conn{s, State::idle};
     return next_conn;
   }
-  void set_idle(std::uint64_t id, bool idle) {
+  void set_state(std::uint64_t id, State state) {
     std::lock_guard lock(mu);
-    conns[id].idle = idle;
+    conns[id].state = state;
   }
   void remove_conn(std::uint64_t id) {
     std::lock_guard lock(mu);
@@ -152,40 +256,81 @@ struct HttpServer::Impl {
     drained.notify_all();
   }
 
-  Response dispatch(const Request& req, std::string& route) {
-    const auto m = router.match(req.method, req.path);
-    route = m.route;
-    if (m.handler == nullptr) {
-      if (m.allowed.empty()) return json_error(404, "not_found", "no such endpoint");
-      std::string allow;
-      for (const auto& a : m.allowed) allow += (allow.empty() ? "" : ", ") + a;
-      auto r = json_error(405, "method_not_allowed", "method not allowed for this endpoint");
-      r.headers.emplace_back("Allow", allow);
-      return r;
+  Result<void> load_tls() {
+    const auto& cert = opts.tls_cert_file;
+    const auto& key = opts.tls_key_file;
+    if (cert.empty() && key.empty()) return boost::outcome_v2::success();
+    if (cert.empty() || key.empty()) {
+      start_error = "TLS needs both a certificate file and a key file";
+      return std::make_error_code(std::errc::invalid_argument);
     }
-    try {
-      auto resp = (*m.handler)(req);
-      // Interim: pool routes run inline and streamed bodies are collected before writing.
-      if (resp.next_chunk) {
-        for (;;) {
-          auto chunk = resp.next_chunk();
-          if (!chunk) return json_error(500, "internal_error", "internal error");
-          if (chunk.value().empty()) break;
-          resp.body += chunk.value();
-        }
-        resp.next_chunk = nullptr;
+    for (const auto& [what, path] : {std::pair{"certificate", cert}, std::pair{"key", key}}) {
+      std::ifstream in(path);
+      if (!in) {
+        start_error = std::string("cannot read the TLS ") + what + " file " + path + ": " +
+                      std::strerror(errno);
+        return ledger::Errc::key_missing;
       }
-      return resp;
-    } catch (const std::exception&) {
-      // A handler bug must not take the connection (or the process) down with it.
-      return json_error(500, "internal_error", "internal error");
     }
+    ERR_clear_error();
+    tls.emplace(ssl::context::tls_server);
+    SSL_CTX* ctx = tls->native_handle();
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
+      start_error = "cannot restrict TLS to version 1.3: " + openssl_error();
+      return ledger::Errc::crypto_failure;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
+      start_error = "the TLS certificate file " + cert +
+                    " does not hold a usable PEM certificate: " + openssl_error();
+      return ledger::Errc::key_invalid;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      start_error = "the TLS key file " + key + " does not hold a usable PEM private key " +
+                    "matching the certificate: " + openssl_error();
+      return ledger::Errc::key_invalid;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+      start_error = "the TLS private key in " + key + " does not match the certificate in " + cert +
+                    ": " + openssl_error();
+      return ledger::Errc::key_invalid;
+    }
+    return boost::outcome_v2::success();
   }
 
-  asio::awaitable<void> write(beast::tcp_stream& stream, const Response& resp,
-                              const std::string& request_id, bool keep_alive, unsigned version,
-                              boost::system::error_code& ec) {
-    http::response<http::string_body> res;
+  // Runs fn() on the blocking pool while the calling coroutine waits without holding its io
+  // thread; resumes on the coroutine's own executor (the connection's strand). nullopt when the
+  // pool refused the job (queue full or draining): fn never ran. fn must not throw.
+  //
+  // Everything in the co_await expression below is trivially destructible on purpose: GCC 12 can
+  // destroy the temporaries of a co_await full-expression twice (seen as a double release of an
+  // executor captured by the initiation lambda), so fn holds references only and the executor is
+  // taken from the handler rather than captured.
+  template <class T, class Fn>
+  asio::awaitable<std::optional<T>> on_pool(Fn fn) {
+    static_assert(std::is_trivially_destructible_v<Fn>);
+    co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::optional<T>)>(
+        [this](auto handler, Fn f) {
+          // std::function needs a copyable job; the awaitable handler is move-only.
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          const bool queued = pool.try_submit([h, f]() mutable {
+            std::optional<T> out(f());
+            const auto ex = asio::get_associated_executor(*h);
+            asio::post(ex, [hh = std::move(*h), out = std::move(out)]() mutable {
+              std::move(hh)(std::move(out));
+            });
+          });
+          if (!queued) {
+            const auto ex = asio::get_associated_executor(*h);
+            asio::post(ex, [hh = std::move(*h)]() mutable { std::move(hh)(std::optional<T>()); });
+          }
+        },
+        asio::use_awaitable, std::move(fn));
+  }
+
+  template <class Body>
+  void fill_header(http::response<Body>& res, const Response& resp, const std::string& request_id,
+                   bool keep_alive, unsigned version) {
     res.version(version);
     // Beast throws on statuses outside 100..999; a handler bug must not escape as an exception.
     res.result(resp.status >= 100 && resp.status <= 999 ? resp.status : 500);
@@ -199,16 +344,109 @@ struct HttpServer::Impl {
     for (const auto& [k, v] : resp.headers) {
       if (safe_header_value(k) && safe_header_value(v)) res.insert(k, v);
     }
-    res.body() = resp.body;
     res.keep_alive(keep_alive);
+  }
+
+  // Writes a response with a body in memory; returns the body size.
+  template <class Stream>
+  asio::awaitable<std::size_t> write(Stream& stream, const Response& resp,
+                                     const std::string& request_id, bool keep_alive,
+                                     unsigned version, boost::system::error_code& ec) {
+    http::response<http::string_body> res;
+    fill_header(res, resp, request_id, keep_alive, version);
+    res.body() = resp.body;
     res.prepare_payload();
-    stream.expires_after(opts.write_timeout);
+    beast::get_lowest_layer(stream).expires_after(opts.write_timeout);
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+    co_return resp.body.size();
+  }
+
+  // Writes a streamed response: the header, then each chunk as next_chunk() produces it (on the
+  // pool, one call at a time, never ahead of the socket), then the last chunk. Memory stays at
+  // one chunk however long the body. When next_chunk() fails, `ec` is set and the last chunk is
+  // never sent, so the client sees a truncated transfer. HTTP/1.0 clients get the body delimited
+  // by the connection's close instead of chunks. Returns the body bytes written.
+  template <class Stream>
+  asio::awaitable<std::size_t> write_streamed(Stream& stream, const Response& resp,
+                                              const std::string& request_id, bool keep_alive,
+                                              unsigned version, boost::system::error_code& ec) {
+    auto& lowest = beast::get_lowest_layer(stream);
+    const bool chunked = version >= 11;
+    http::response<http::empty_body> res;
+    fill_header(res, resp, request_id, keep_alive && chunked, version);
+    if (chunked) res.chunked(true);
+    http::response_serializer<http::empty_body> sr(res);
+    lowest.expires_after(opts.write_timeout);
+    co_await http::async_write_header(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
+    std::size_t total = 0;
+    auto waited = std::chrono::steady_clock::duration::zero();
+    while (!ec) {
+      auto next = co_await on_pool<Result<std::string>>([&resp]() -> Result<std::string> {
+        try {
+          return resp.next_chunk();
+        } catch (const std::exception&) {
+          return std::make_error_code(std::errc::io_error);
+        }
+      });
+      if (!next) {
+        // The pool is full: the header is out, so a 503 is no longer possible. Wait for room,
+        // as long as a write would be allowed to take, unless the pool is shutting down.
+        if (pool.closing() || waited >= opts.write_timeout) {
+          ec = asio::error::operation_aborted;
+          break;
+        }
+        asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(5));
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        waited += std::chrono::milliseconds(5);
+        continue;
+      }
+      waited = {};
+      if (!*next) {
+        ec = asio::error::connection_aborted;
+        break;
+      }
+      const std::string& chunk = next->value();
+      lowest.expires_after(opts.write_timeout);
+      if (chunk.empty()) {
+        if (chunked) {
+          const auto last = http::make_chunk_last();
+          co_await asio::async_write(stream, last, asio::redirect_error(asio::use_awaitable, ec));
+        }
+        break;
+      }
+      if (chunked) {
+        const auto framed = http::make_chunk(asio::buffer(chunk));
+        co_await asio::async_write(stream, framed, asio::redirect_error(asio::use_awaitable, ec));
+      } else {
+        co_await asio::async_write(stream, asio::buffer(chunk),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (!ec) total += chunk.size();
+    }
+    co_return total;
   }
 
   asio::awaitable<void> session(tcp::socket socket) {
-    beast::tcp_stream stream(std::move(socket));
-    const auto id = add_conn(&stream);
+    std::string peer;
+    {
+      boost::system::error_code pec;
+      const auto ep = socket.remote_endpoint(pec);
+      if (!pec) peer = ep.address().to_string();
+    }
+    if (tls) {
+      TlsStream stream(std::move(socket), *tls);
+      co_await session_on(stream, peer);
+    } else {
+      beast::tcp_stream stream(std::move(socket));
+      co_await session_on(stream, peer);
+    }
+  }
+
+  template <class Stream>
+  asio::awaitable<void> session_on(Stream& stream, const std::string& peer) {
+    constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+    auto& lowest = beast::get_lowest_layer(stream);
+    const auto id = add_conn(&lowest);
     // The registry must never keep a pointer to a stream that is gone, whatever happens below.
     struct Unregister {
       Impl* self;
@@ -216,56 +454,100 @@ struct HttpServer::Impl {
       ~Unregister() { self->remove_conn(id); }
     } unregister{this, id};
     try {
-      co_await serve(stream, id);
+      boost::system::error_code ec;
+      if constexpr (kTls) {
+        lowest.expires_after(opts.handshake_timeout);
+        co_await stream.async_handshake(ssl::stream_base::server,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return;
+      }
+      const bool clean = co_await serve(stream, id, peer);
+      if constexpr (kTls) {
+        if (clean) {
+          // close_notify, so the client can tell our close from a truncation.
+          lowest.expires_after(std::chrono::seconds(1));
+          co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+        }
+      }
     } catch (const std::exception&) {
       // Nothing sensible to tell a client whose connection broke mid-response: close it.
     }
     boost::system::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
   // Reads and discards what the client is still sending (bounded in bytes and time), so that
   // closing after an early refusal does not reset the connection before the client reads it.
-  asio::awaitable<void> drain(beast::tcp_stream& stream) {
+  template <class Stream>
+  asio::awaitable<void> drain(Stream& stream) {
+    auto& lowest = beast::get_lowest_layer(stream);
     boost::system::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream.expires_after(std::chrono::seconds(2));
+    lowest.socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest.expires_after(std::chrono::seconds(2));
     std::array<char, 16384> sink;
     for (std::size_t total = 0; total < (1u << 20) && !ec;) {
-      total += co_await stream.async_read_some(asio::buffer(sink),
+      total += co_await lowest.async_read_some(asio::buffer(sink),
                                                asio::redirect_error(asio::use_awaitable, ec));
     }
   }
 
-  asio::awaitable<void> serve(beast::tcp_stream& stream, std::uint64_t id) {
-    std::string peer;
-    {
-      boost::system::error_code pec;
-      const auto ep = stream.socket().remote_endpoint(pec);
-      if (!pec) peer = ep.address().to_string();
-    }
+  void log_rejection(const Response& r, std::string_view reason, const std::string& request_id,
+                     const std::string& peer, std::size_t bytes) {
+    if (!observer) return;
+    observer(RequestLog{"other", "unparsed", r.status, {}, request_id, peer, bytes, reason});
+  }
+
+  // Serves requests until the connection should close. Returns true when it ends in an orderly
+  // way (a TLS close_notify is worth sending), false after a transport error or timeout.
+  template <class Stream>
+  asio::awaitable<bool> serve(Stream& stream, std::uint64_t id, const std::string& peer) {
+    auto& lowest = beast::get_lowest_layer(stream);
     beast::flat_buffer buffer;
+    unsigned pipelined = 0;  // requests answered from bytes sent before the previous answer
     for (unsigned n = 0; n < opts.max_requests_per_connection; ++n) {
-      if (stopping && buffer.size() == 0) break;
+      boost::system::error_code ec;
+      if (buffer.size() == 0) {
+        if (stopping) co_return true;
+        // Between requests: only the idle timeout applies, until the first byte arrives.
+        set_state(id, State::idle);
+        lowest.expires_after(opts.idle_timeout);
+        const auto got = co_await stream.async_read_some(
+            buffer.prepare(16384), asio::redirect_error(asio::use_awaitable, ec));
+        buffer.commit(got);
+        if (ec) co_return false;  // idle timeout, EOF, reset, or stop() closing idle connections
+        pipelined = 1;
+      } else {
+        ++pipelined;
+      }
+      set_state(id, State::reading);
       http::request_parser<http::string_body> parser;
       parser.body_limit(opts.body_limit);
       parser.header_limit(opts.header_limit);
-      stream.expires_after(opts.read_timeout);
-      boost::system::error_code ec;
-      set_idle(id, buffer.size() == 0);
+      // One deadline for the whole request, however slowly its bytes trickle in.
+      lowest.expires_after(opts.read_timeout);
       co_await http::async_read(stream, buffer, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
-      set_idle(id, false);
+      set_state(id, State::handling);
       if (ec) {
-        // Answer what the client got wrong; anything else (EOF, timeout, reset) just closes.
+        // Answer what the client got wrong; anything else (EOF, reset) just closes.
         std::optional<Response> refusal;
+        std::string_view reason;
         if (ec == http::error::body_limit) {
           refusal = json_error(413, "payload_too_large", "request body exceeds the limit");
+          reason = "payload_too_large";
         } else if (ec == http::error::header_limit) {
           refusal = json_error(431, "invalid_request", "request headers too large");
+          reason = "headers_too_large";
+        } else if (ec == beast::error::timeout) {
+          // tcp_stream closed the socket when the deadline passed: nothing can be sent. Logged
+          // as 408, the status a client that could still listen would have got.
+          const auto r = json_error(408, "request_timeout", "request not received in time");
+          log_rejection(r, "timeout", new_request_id(), peer, 0);
+          co_return false;
         } else if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
                    ec != http::error::end_of_stream && ec != http::error::partial_message) {
           refusal = json_error(400, "invalid_request", "malformed HTTP request");
+          reason = "malformed_http";
         }
         if (refusal) {
           // The headers may have been parsed before the limit hit: keep the client's id.
@@ -273,14 +555,11 @@ struct HttpServer::Impl {
           const std::string sent = it != parser.get().end() ? std::string(it->value()) : "";
           const std::string request_id = sane_request_id(sent) ? sent : new_request_id();
           boost::system::error_code wec;
-          co_await write(stream, *refusal, request_id, false, 11, wec);
-          if (observer) {
-            observer(RequestLog{
-                "other", "unparsed", refusal->status, {}, request_id, peer, refusal->body.size()});
-          }
+          const auto bytes = co_await write(stream, *refusal, request_id, false, 11, wec);
+          log_rejection(*refusal, reason, request_id, peer, bytes);
           if (!wec) co_await drain(stream);
         }
-        break;
+        co_return false;
       }
       const auto started_at = std::chrono::steady_clock::now();
       auto& msg = parser.get();
@@ -299,19 +578,54 @@ struct HttpServer::Impl {
       req.peer = peer;
       const auto* rid = req.header("x-request-id");
       req.request_id = rid != nullptr && sane_request_id(*rid) ? *rid : new_request_id();
-      std::string route;
-      const auto resp = dispatch(req, route);
-      const bool keep_alive =
-          msg.keep_alive() && !stopping && n + 1 < opts.max_requests_per_connection;
-      co_await write(stream, resp, req.request_id, keep_alive, msg.version(), ec);
+
+      const auto m = router.match(req.method, req.path);
+      Response resp;
+      std::string_view reject;
+      if (m.handler == nullptr) {
+        if (m.allowed.empty()) {
+          resp = json_error(404, "not_found", "no such endpoint");
+        } else {
+          std::string allow;
+          for (const auto& a : m.allowed) allow += (allow.empty() ? "" : ", ") + a;
+          resp = json_error(405, "method_not_allowed", "method not allowed for this endpoint");
+          resp.headers.emplace_back("Allow", allow);
+        }
+      } else if (m.exec == Exec::pool) {
+        auto out = co_await on_pool<Response>(
+            [&handler = *m.handler, &req] { return call_handler(handler, req); });
+        if (out) {
+          resp = std::move(*out);
+        } else {
+          resp = overloaded();
+          reject = "overloaded";
+        }
+      } else {
+        resp = call_handler(*m.handler, req);
+      }
+
+      const bool pipeline_full =
+          opts.max_pipelined != 0 && pipelined >= opts.max_pipelined && buffer.size() != 0;
+      const bool keep_alive = msg.keep_alive() && !stopping && !pipeline_full &&
+                              n + 1 < opts.max_requests_per_connection;
+      const auto bytes =
+          resp.next_chunk
+              ? co_await write_streamed(stream, resp, req.request_id, keep_alive, msg.version(), ec)
+              : co_await write(stream, resp, req.request_id, keep_alive, msg.version(), ec);
       if (observer) {
         const auto label = method_label(req.method);
-        observer(RequestLog{label, route, resp.status,
+        observer(RequestLog{label, m.route, resp.status,
                             std::chrono::steady_clock::now() - started_at, req.request_id, peer,
-                            resp.body.size()});
+                            bytes, reject});
       }
-      if (ec || !keep_alive) break;
+      if (ec) co_return false;
+      if (!keep_alive || (resp.next_chunk && msg.version() < 11)) {
+        // Unanswered pipelined requests may be waiting: do not reset the answers sent.
+        if (buffer.size() != 0) co_await drain(stream);
+        co_return true;
+      }
     }
+    co_return true;
   }
 
   asio::awaitable<void> listen() {
@@ -331,6 +645,34 @@ struct HttpServer::Impl {
       asio::co_spawn(ex, session(std::move(socket)), asio::detached);
     }
   }
+
+  // Waits until no connection is left, or until `deadline`, meanwhile cancelling (on their own
+  // strands, after checking they still exist there) connections in a state that `cancel` names.
+  void wait_connections(std::chrono::steady_clock::time_point deadline, bool cancel_reading,
+                        bool only_handling) {
+    std::unique_lock lock(mu);
+    for (;;) {
+      bool waiting = false;
+      for (auto& [id, conn] : conns) {
+        if (conn.state == State::handling) waiting = true;
+        if (!only_handling) waiting = true;
+        const bool cancel =
+            conn.state == State::idle || (cancel_reading && conn.state == State::reading);
+        if (!cancel) continue;
+        asio::post(conn.stream->get_executor(), [this, cid = id, cancel_reading] {
+          std::lock_guard inner(mu);
+          const auto it = conns.find(cid);
+          if (it == conns.end()) return;
+          const auto st = it->second.state;
+          if (st == State::idle || (cancel_reading && st == State::reading)) {
+            it->second.stream->cancel();
+          }
+        });
+      }
+      if (!waiting || std::chrono::steady_clock::now() >= deadline) return;
+      drained.wait_for(lock, std::chrono::milliseconds(50));
+    }
+  }
 };
 
 HttpServer::HttpServer(ServerOptions options, Router router, RequestObserver observer)
@@ -341,9 +683,14 @@ HttpServer::~HttpServer() { stop(); }
 Result<void> HttpServer::start() {
   auto& s = *impl_;
   if (s.started) return ledger::Errc::invalid_argument;
+  s.start_error.clear();
   boost::system::error_code ec;
   const auto addr = asio::ip::make_address(s.opts.address, ec);
-  if (ec) return std::make_error_code(std::errc::invalid_argument);
+  if (ec) {
+    s.start_error = "not an IP address: " + s.opts.address;
+    return std::make_error_code(std::errc::invalid_argument);
+  }
+  if (auto r = s.load_tls(); !r) return r;
   // The acceptor lives on its own strand: the accept loop and stop()'s close never race.
   s.acceptor.emplace(asio::make_strand(s.ioc));
   const tcp::endpoint ep(addr, s.opts.port);
@@ -352,9 +699,13 @@ Result<void> HttpServer::start() {
   if (!ec) s.acceptor->bind(ep, ec);
   if (!ec) s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
+    s.start_error = "cannot listen: " + ec.message();
     return std::error_code(ec.value(), std::system_category());
   }
   s.port = s.acceptor->local_endpoint().port();
+  // Connections awaiting the pool have no pending io: keep run() from returning meanwhile.
+  s.work.emplace(s.ioc.get_executor());
+  s.pool.start(s.opts.pool_threads, s.opts.pool_queue);
   asio::co_spawn(s.acceptor->get_executor(), s.listen(), asio::detached);
   s.started = true;
   for (unsigned i = 0; i < std::max(1u, s.opts.threads); ++i) {
@@ -362,6 +713,8 @@ Result<void> HttpServer::start() {
   }
   return boost::outcome_v2::success();
 }
+
+const std::string& HttpServer::start_error() const { return impl_->start_error; }
 
 std::uint16_t HttpServer::port() const { return impl_->port; }
 
@@ -374,22 +727,14 @@ void HttpServer::stop() {
     boost::system::error_code ec;
     s.acceptor->close(ec);
   });
-  const auto deadline = std::chrono::steady_clock::now() + s.opts.stop_grace;
-  std::unique_lock lock(s.mu);
-  while (!s.conns.empty() && std::chrono::steady_clock::now() < deadline) {
-    // Idle keep-alive connections would otherwise sit until their read timeout. Cancel them on
-    // their own strand, after checking they still exist there.
-    for (auto& [id, conn] : s.conns) {
-      if (!conn.idle) continue;
-      asio::post(conn.stream->get_executor(), [&s, cid = id] {
-        std::lock_guard inner(s.mu);
-        const auto it = s.conns.find(cid);
-        if (it != s.conns.end() && it->second.idle) it->second.stream->cancel();
-      });
-    }
-    s.drained.wait_for(lock, std::chrono::milliseconds(50));
-  }
-  lock.unlock();
+  // 1. Requests in flight finish within the grace period; idle connections close at once.
+  s.wait_connections(std::chrono::steady_clock::now() + s.opts.stop_grace, false, false);
+  // 2. Every job the pool accepted runs to completion (new ones are refused)...
+  s.pool.drain();
+  // 3. ...and its response is written before the io threads go, even when the job outlived the
+  // grace period. Connections still reading a request are closed now.
+  s.wait_connections(std::chrono::steady_clock::now() + s.opts.write_timeout, true, true);
+  s.work.reset();
   s.ioc.stop();
   for (auto& t : s.threads) t.join();
   s.threads.clear();

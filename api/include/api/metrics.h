@@ -1,8 +1,10 @@
 // Prometheus metrics for ledgerd (prometheus-cpp core, text exposition at GET /metrics).
 //
 // HTTP metrics are labelled by route pattern, never by raw path, so label cardinality stays
-// bounded whatever clients send. Components that keep their own counters (the ledger) are
-// mirrored into the registry by `on_scrape` callbacks right before serialisation.
+// bounded whatever clients send. Requests the server refused before a handler answered them are
+// also counted by reason in sechex_http_rejected_total (every known reason is exported from the
+// start, at 0, so that rate() works from the first scrape). Components that keep their own counters
+// (the ledger) are mirrored into the registry by `on_scrape` callbacks right before serialisation.
 //
 // Thread-safety: all methods are thread-safe (prometheus-cpp metrics are atomic; callbacks
 // are guarded by a mutex and run one scrape at a time).
@@ -38,6 +40,7 @@ class Metrics {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Histogram>* latency_;
+  prometheus::Family<prometheus::Counter>* rejected_;
   std::mutex scrape_mu_;
   std::vector<std::function<void()>> refreshers_;
 };

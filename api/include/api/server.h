@@ -1,15 +1,32 @@
 // A small, hardened HTTP/1.1 server on Boost.Beast (C++20 coroutines, one coroutine per
-// connection), modelled on Beast's advanced_server example: body and header limits, read and
-// write timeouts, a cap on requests per connection, graceful stop.
+// connection), modelled on Beast's advanced_server example: body and header limits, an idle
+// timeout between requests and a read deadline for each request, a write timeout, a pipelining
+// limit, a cap on requests per connection, TLS 1.3, a bounded blocking pool and graceful stop.
 //
-// Lifecycle: construct with options and a Router, start() binds and spawns the io threads,
-// stop() stops accepting, lets requests in flight finish (idle keep-alive connections are
-// closed at once), and joins the threads. The destructor calls stop().
+// Lifecycle: construct with options and a Router, start() binds, loads the TLS credentials (when
+// configured) and spawns the io and pool threads. stop() stops accepting, closes idle keep-alive
+// connections at once, lets requests in flight finish (within stop_grace), then drains the
+// blocking pool: every job already accepted runs to completion and its response is written before
+// the io threads are joined, so an acknowledged command is never lost to a shutdown. The
+// destructor calls stop().
 //
-// Thread-safety: handlers run on the io threads, possibly concurrently; they must be
-// thread-safe and must not block (no fsync, no Argon2, no disk-bound reads: those go to
-// bounded pools). The Router must not be changed after start(). start() and stop() are called
-// from one controlling thread (not concurrently with each other).
+// Thread-safety: Exec::io handlers run on the io threads, possibly concurrently; they must be
+// thread-safe and must not block. Exec::pool handlers (and every next_chunk() call) run on the
+// blocking pool (pool_threads threads, at most pool_queue jobs waiting); the connection's
+// coroutine awaits them without holding an io thread. The Router must not be changed after
+// start(). start() and stop() are called from one controlling thread (not concurrently).
+//
+// Timeouts: a keep-alive connection waiting for its next request is closed after idle_timeout.
+// Once the first byte of a request has arrived, the whole request (headers and body) must arrive
+// within read_timeout, however slowly the client trickles it (slowloris): otherwise the server
+// answers 408 (best effort) and closes. Each response write must finish within write_timeout.
+//
+// Pipelining: a client may send requests before reading earlier answers. The server handles them
+// strictly in order, one at a time, and never reads ahead while a request is being handled
+// (Beast reads at most 64 KiB at a time into the connection's buffer). At most max_pipelined
+// consecutive requests are answered from bytes the client sent before reading the previous answer;
+// the last of them carries `Connection: close`, and the unanswered rest is discarded (a client
+// must be ready to retry them on a new connection, RFC 9112 section 9.3.2).
 //
 // Every response carries X-Request-Id: the request's own when it is a sane token
 // ([A-Za-z0-9._-], at most 128 characters), otherwise a fresh random one.
@@ -103,6 +120,12 @@ struct RequestLog {
   std::string_view request_id;
   std::string_view peer;
   std::size_t response_bytes = 0;
+  // Why the server refused the request without a handler answering it: "" for a request that
+  // reached its handler (whatever the status), otherwise one of "payload_too_large",
+  // "headers_too_large", "malformed_http", "overloaded" (blocking pool queue full), "timeout"
+  // (the request did not arrive within read_timeout: logged as status 408 with no bytes, since
+  // the connection is closed without an answer).
+  std::string_view reject_reason;
 };
 // Observes every finished request (metrics, access logs). Called on io threads; must not block.
 using RequestObserver = std::function<void(const RequestLog&)>;
@@ -112,13 +135,25 @@ RequestObserver chain_observers(std::vector<RequestObserver> observers);
 struct ServerOptions {
   std::string address = "127.0.0.1";
   std::uint16_t port = 8080;  // 0 = an ephemeral port (tests)
-  unsigned threads = 2;
+  unsigned threads = 2;       // io threads
   std::size_t body_limit = 64 * 1024;
   std::uint32_t header_limit = 8 * 1024;
-  std::chrono::seconds read_timeout{30};
-  std::chrono::seconds write_timeout{30};
+  // Timeouts are milliseconds so that tests can use short ones; assigning std::chrono::seconds
+  // works unchanged.
+  std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};   // whole request, 1st byte on
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(15)};   // between requests
+  std::chrono::milliseconds write_timeout{std::chrono::seconds(30)};  // each response write
+  std::chrono::milliseconds handshake_timeout{std::chrono::seconds(10)};  // TLS handshake
   unsigned max_requests_per_connection = 1000;
+  unsigned max_pipelined = 16;  // see "Pipelining" above; 0 = no limit
   std::chrono::seconds stop_grace{10};
+  // The blocking pool for Exec::pool handlers and streamed bodies. The work is fsync-bound, so
+  // more threads than cores let group commit batch appends.
+  unsigned pool_threads = 8;
+  std::size_t pool_queue = 1024;  // jobs waiting for a free pool thread; more answer 503
+  // TLS 1.3 (and nothing older) when both are set: PEM certificate chain and PEM private key.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class HttpServer {
@@ -128,9 +163,13 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds and starts serving. Errors: the bind/listen error (system category), or
-  // std::errc::invalid_argument for an unparsable address.
+  // Binds and starts serving. Errors: the bind/listen error (system category),
+  // std::errc::invalid_argument for an unparsable address or only one of the TLS files,
+  // ledger::Errc::key_missing for an unreadable certificate or key file, ledger::Errc::key_invalid
+  // for one that does not parse or a key that does not match the certificate. start_error()
+  // then says which, in words.
   Result<void> start();
+  const std::string& start_error() const;
   std::uint16_t port() const;
   void stop();
 

@@ -1,0 +1,538 @@
+// The HTTP server's transport behaviour over real sockets: the blocking pool (overload, drain on
+// stop), streamed bodies with bounded buffering, TLS 1.3 only, idle and read timeouts, the
+// pipelining limit, many concurrent connections, and rejected requests counted by reason.
+#include <gtest/gtest.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdio>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "api/metrics.h"
+#include "api/server.h"
+#include "support/temp_dir.h"
+
+namespace sechex::api {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A blocking HTTP client on a plain socket. Every read gives up after 10 s, so a server that
+// never answers fails the test instead of hanging it.
+class Client {
+ public:
+  explicit Client(std::uint16_t port, int rcvbuf = 0) : socket_(ioc_) {
+    socket_.open(tcp::v4());
+    if (rcvbuf > 0) socket_.set_option(asio::socket_base::receive_buffer_size(rcvbuf));
+    timeval tv{10, 0};
+    ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    socket_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  }
+  void write_raw(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+  void send(const std::string& target, const std::string& extra_headers = "") {
+    write_raw("GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra_headers + "\r\n");
+  }
+  http::response<http::string_body> read() {
+    http::response<http::string_body> res;
+    http::read(socket_, buffer_, res);
+    return res;
+  }
+  // True when the server closed the connection (rather than the 10 s read limit passing).
+  bool closed() {
+    beast::error_code ec;
+    char c;
+    socket_.read_some(asio::buffer(&c, 1), ec);
+    return ec == asio::error::eof || ec == asio::error::connection_reset;
+  }
+  tcp::socket& socket() { return socket_; }
+  beast::flat_buffer& buffer() { return buffer_; }
+
+ private:
+  asio::io_context ioc_;
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+};
+
+ServerOptions test_options() {
+  ServerOptions o;
+  o.port = 0;
+  return o;
+}
+
+std::unique_ptr<HttpServer> start(ServerOptions o, Router router, RequestObserver obs = {}) {
+  auto server = std::make_unique<HttpServer>(std::move(o), std::move(router), std::move(obs));
+  const auto r = server->start();
+  EXPECT_TRUE(r) << server->start_error();
+  return r ? std::move(server) : nullptr;
+}
+
+// A gate that pool handlers wait on, and a count of the calls that reached them.
+struct Gate {
+  std::promise<void> open_promise;
+  std::shared_future<void> open = open_promise.get_future().share();
+  std::atomic<int> calls{0};
+  std::atomic<int> waiting{0};
+  Handler handler() {
+    return [this](const Request&) {
+      ++calls;
+      ++waiting;
+      open.wait();
+      --waiting;
+      return json_ok("\"released\"");
+    };
+  }
+  void wait_for_waiters(int n) {
+    const auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (waiting < n && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(2));
+    ASSERT_GE(waiting.load(), n);
+  }
+};
+
+// The sechex_http_rejected_total sample for `reason`, once it equals `want` (the observer runs
+// after the response is written, so a client can read the answer before it is counted), or
+// whatever it is after 2 s.
+std::string rejected(Metrics& m, const std::string& reason, const std::string& want = "1") {
+  const std::string key = "sechex_http_rejected_total{reason=\"" + reason + "\"} ";
+  std::string got = "absent";
+  for (const auto deadline = Clock::now() + std::chrono::seconds(2); Clock::now() < deadline;) {
+    const auto text = m.scrape();
+    const auto at = text.find(key);
+    if (at != std::string::npos) {
+      got = text.substr(at + key.size(), text.find('\n', at) - at - key.size());
+    }
+    if (got == want) break;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return got;
+}
+
+// --- the blocking pool --------------------------------------------------------------------------
+
+TEST(ServerPool, PoolHandlerDoesNotHoldTheOnlyIoThread) {
+  Gate gate;
+  Router router;
+  router.add("GET", "/block", gate.handler(), Exec::pool);
+  router.add("GET", "/healthz", [](const Request&) { return json_ok("1"); });
+  auto o = test_options();
+  o.threads = 1;
+  auto server = start(o, std::move(router));
+  ASSERT_TRUE(server);
+  Client blocked(server->port());
+  blocked.send("/block");
+  gate.wait_for_waiters(1);
+  Client other(server->port());
+  other.send("/healthz");
+  EXPECT_EQ(other.read().result_int(), 200u);  // answered while the pool job is still blocked
+  gate.open_promise.set_value();
+  const auto r = blocked.read();
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_EQ(r.body(), R"({"data":"released","error":null})");
+}
+
+TEST(ServerPool, FullQueueAnswers503OverloadedWithRetryAfterWithoutCallingTheHandler) {
+  Gate gate;
+  Metrics metrics;
+  Router router;
+  router.add("GET", "/block", gate.handler(), Exec::pool);
+  auto o = test_options();
+  o.pool_threads = 1;
+  o.pool_queue = 1;
+  auto server = start(o, std::move(router), metrics.observer());
+  ASSERT_TRUE(server);
+  Client running(server->port());
+  running.send("/block");
+  gate.wait_for_waiters(1);
+  // One thread busy and one queue slot: of the next two requests one waits, one is refused.
+  Client b(server->port());
+  Client c(server->port());
+  b.send("/block");
+  c.send("/block");
+  auto refused_then_other = [&]() -> std::pair<http::response<http::string_body>, Client*> {
+    // The refusal comes at once; the queued request only after the gate opens.
+    for (;;) {
+      for (Client* cl : {&b, &c}) {
+        int avail = 0;
+        ::ioctl(cl->socket().native_handle(), FIONREAD, &avail);
+        if (avail > 0) return {cl->read(), cl == &b ? &c : &b};
+      }
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+  };
+  auto [refusal, queued] = refused_then_other();
+  EXPECT_EQ(refusal.result_int(), 503u);
+  EXPECT_EQ(refusal[http::field::retry_after], "1");
+  EXPECT_EQ(nlohmann::json::parse(refusal.body())["error"]["code"], "overloaded");
+  EXPECT_EQ(gate.calls.load(), 1);
+  gate.open_promise.set_value();
+  EXPECT_EQ(running.read().result_int(), 200u);
+  EXPECT_EQ(queued->read().result_int(), 200u);
+  EXPECT_EQ(gate.calls.load(), 2);  // the refused request never reached the handler
+  EXPECT_EQ(rejected(metrics, "overloaded"), "1");
+}
+
+TEST(ServerPool, StopWaitsForAPoolJobPastTheGraceAndWritesItsResponse) {
+  Gate gate;
+  Router router;
+  router.add("POST", "/command", gate.handler(), Exec::pool);
+  auto o = test_options();
+  o.stop_grace = std::chrono::seconds(0);  // the job outlives the grace period
+  auto server = start(o, std::move(router));
+  ASSERT_TRUE(server);
+  Client c(server->port());
+  c.write_raw("POST /command HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  gate.wait_for_waiters(1);
+  auto stopped = std::async(std::launch::async, [&] { server->stop(); });
+  EXPECT_EQ(stopped.wait_for(milliseconds(200)), std::future_status::timeout);
+  gate.open_promise.set_value();
+  stopped.get();
+  const auto r = c.read();  // acknowledged, not lost to the shutdown
+  EXPECT_EQ(r.result_int(), 200u);
+  EXPECT_FALSE(r.keep_alive());
+}
+
+// --- streamed bodies ----------------------------------------------------------------------------
+
+TEST(ServerStreaming, FiftyMegabytesArriveIntactWithTheGeneratorOnlyAFewChunksAhead) {
+  constexpr std::size_t kChunk = 64 << 10;
+  constexpr std::size_t kChunks = 800;  // 50 MiB
+  std::atomic<std::size_t> produced{0};
+  Router router;
+  router.add("GET", "/export", [&](const Request&) {
+    Response r;
+    r.content_type = "text/csv";
+    r.next_chunk = [&produced, i = std::size_t{0}]() mutable -> Result<std::string> {
+      if (i == kChunks) return std::string();
+      ++produced;
+      return std::string(kChunk, static_cast<char>('a' + i++ % 26));
+    };
+    return r;
+  });
+  auto server = start(test_options(), std::move(router));
+  ASSERT_TRUE(server);
+  Client c(server->port(), 64 << 10);
+  c.send("/export");
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 << 20);
+  http::read_header(c.socket(), c.buffer(), parser);
+  EXPECT_TRUE(parser.get().chunked());
+  // The client reads nothing more: the server must stop producing once the socket buffers fill.
+  std::size_t last = 0;
+  for (int stable = 0; stable < 10;) {
+    std::this_thread::sleep_for(milliseconds(20));
+    stable = produced == last ? stable + 1 : 0;
+    last = produced;
+  }
+  // Loopback socket buffers hold a few MiB at most (tcp_wmem max 4 MiB here); a server that
+  // buffered the export would have produced all 50.
+  EXPECT_LT(last * kChunk, std::size_t{12} << 20) << last << " chunks produced ahead";
+  http::read(c.socket(), c.buffer(), parser);
+  const auto& body = parser.get().body();
+  ASSERT_EQ(body.size(), kChunk * kChunks);
+  for (std::size_t i = 0; i < kChunks; ++i) {
+    const char want = static_cast<char>('a' + i % 26);
+    ASSERT_EQ(body.find_first_not_of(want, i * kChunk),
+              i + 1 == kChunks ? std::string::npos : (i + 1) * kChunk)
+        << "chunk " << i;
+  }
+  EXPECT_EQ(produced.load(), kChunks);
+}
+
+TEST(ServerStreaming, GeneratorErrorEndsTheConnectionWithoutTheLastChunk) {
+  Router router;
+  router.add("GET", "/export", [](const Request&) {
+    Response r;
+    r.next_chunk = [i = 0]() mutable -> Result<std::string> {
+      if (i++ < 2) return std::string("part;");
+      return ledger::Errc::io_error;
+    };
+    return r;
+  });
+  auto server = start(test_options(), std::move(router));
+  ASSERT_TRUE(server);
+  Client c(server->port());
+  c.send("/export");
+  http::response_parser<http::string_body> parser;
+  beast::error_code ec;
+  http::read(c.socket(), c.buffer(), parser, ec);
+  EXPECT_EQ(ec, http::error::partial_message);  // truncated, never a short "complete" body
+  EXPECT_EQ(parser.get().body(), "part;part;");
+}
+
+// --- TLS ----------------------------------------------------------------------------------------
+
+struct TlsFiles {
+  testing::TempDir dir;
+  std::string cert = dir.sub("cert.pem");
+  std::string key = dir.sub("key.pem");
+  std::string other_key = dir.sub("other-key.pem");
+  TlsFiles() {
+    for (const auto& [c, k] : {std::pair{cert, key}, std::pair{dir.sub("other.pem"), other_key}}) {
+      const auto cmd =
+          "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+          "-subj /CN=localhost -keyout " +
+          k + " -out " + c + " >/dev/null 2>&1";
+      if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl req failed");
+    }
+  }
+};
+
+// Runs a shell command, returning its exit status and output (stdout and stderr).
+std::pair<int, std::string> run(const std::string& cmd) {
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return {-1, ""};
+  std::string out;
+  char buf[4096];
+  while (const auto n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(ServerTls, RefusesTls12AndServesHealthzOverTls13) {
+  TlsFiles files;
+  Metrics metrics;
+  Router router;
+  add_health_and_metrics_routes(router, metrics, [] { return true; });
+  auto o = test_options();
+  o.tls_cert_file = files.cert;
+  o.tls_key_file = files.key;
+  auto server = start(o, std::move(router));
+  ASSERT_TRUE(server);
+  const auto connect =
+      "timeout 10 openssl s_client -connect 127.0.0.1:" + std::to_string(server->port()) +
+      " -servername localhost";
+  const auto [v12, out12] = run(connect + " -tls1_2 </dev/null");
+  EXPECT_NE(v12, 0) << out12;
+  const auto [v13, out13] =
+      run("printf 'GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' | " +
+          connect + " -tls1_3 -quiet");
+  EXPECT_EQ(v13, 0) << out13;
+  EXPECT_NE(out13.find("HTTP/1.1 200 OK"), std::string::npos) << out13;
+  EXPECT_NE(out13.find(R"({"data":{"status":"ok"},"error":null})"), std::string::npos) << out13;
+}
+
+TEST(ServerTls, StartFailsClearlyForAMissingKeyOrAKeyThatDoesNotMatch) {
+  TlsFiles files;
+  {
+    auto o = test_options();
+    o.tls_cert_file = files.cert;
+    o.tls_key_file = files.dir.sub("absent.pem");
+    HttpServer server(o, Router{});
+    const auto r = server.start();
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), ledger::Errc::key_missing);
+    EXPECT_NE(server.start_error().find("absent.pem"), std::string::npos) << server.start_error();
+  }
+  {
+    auto o = test_options();
+    o.tls_cert_file = files.cert;
+    o.tls_key_file = files.other_key;
+    HttpServer server(o, Router{});
+    const auto r = server.start();
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), ledger::Errc::key_invalid);
+    EXPECT_NE(server.start_error().find("match"), std::string::npos) << server.start_error();
+  }
+  {
+    auto o = test_options();
+    o.tls_cert_file = files.key;  // a key where the certificate belongs
+    o.tls_key_file = files.key;
+    HttpServer server(o, Router{});
+    const auto r = server.start();
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), ledger::Errc::key_invalid) << server.start_error();
+  }
+}
+
+TEST(ServerTls, SilentClientIsDroppedAfterTheHandshakeTimeout) {
+  TlsFiles files;
+  auto o = test_options();
+  o.tls_cert_file = files.cert;
+  o.tls_key_file = files.key;
+  o.handshake_timeout = milliseconds(300);
+  auto server = start(o, Router{});
+  ASSERT_TRUE(server);
+  Client c(server->port());
+  const auto t0 = Clock::now();
+  EXPECT_TRUE(c.closed());
+  EXPECT_GE(Clock::now() - t0, milliseconds(250));
+  EXPECT_LT(Clock::now() - t0, milliseconds(3000));
+}
+
+// --- timeouts and limits ------------------------------------------------------------------------
+
+TEST(ServerLimits, SlowHeaderClientIsCutOffAfterReadTimeoutWhileStillSending) {
+  Metrics metrics;
+  Router router;
+  router.add("GET", "/healthz", [](const Request&) { return json_ok("1"); });
+  auto o = test_options();
+  o.read_timeout = milliseconds(600);
+  o.idle_timeout = std::chrono::seconds(10);
+  auto server = start(o, std::move(router), metrics.observer());
+  ASSERT_TRUE(server);
+  Client c(server->port());
+  std::atomic<bool> done{false};
+  std::atomic<int> sent{0};
+  // One byte every 200 ms, never finishing the headers: each byte is well inside any per-read
+  // timeout, only a deadline for the whole request catches it.
+  std::thread trickle([&] {
+    const std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(100, 'p');
+    for (const char ch : req) {
+      if (done) return;
+      beast::error_code ec;
+      asio::write(c.socket(), asio::buffer(&ch, 1), ec);
+      if (ec) return;
+      ++sent;
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+  });
+  const auto t0 = Clock::now();
+  const bool closed = c.closed();
+  const auto elapsed = Clock::now() - t0;
+  done = true;
+  trickle.join();
+  EXPECT_TRUE(closed);
+  EXPECT_GE(elapsed, milliseconds(550));
+  EXPECT_LT(elapsed, milliseconds(2000));
+  EXPECT_GE(sent.load(), 3);  // it was still sending when cut off
+  EXPECT_EQ(rejected(metrics, "timeout"), "1");
+}
+
+TEST(ServerLimits, IdleKeepAliveConnectionIsClosedAfterIdleTimeout) {
+  Router router;
+  router.add("GET", "/healthz", [](const Request&) { return json_ok("1"); });
+  auto o = test_options();
+  o.idle_timeout = milliseconds(300);
+  o.read_timeout = std::chrono::seconds(10);
+  auto server = start(o, std::move(router));
+  ASSERT_TRUE(server);
+  Client c(server->port());
+  c.send("/healthz");
+  const auto r = c.read();
+  ASSERT_EQ(r.result_int(), 200u);
+  EXPECT_TRUE(r.keep_alive());
+  const auto t0 = Clock::now();
+  EXPECT_TRUE(c.closed());
+  EXPECT_GE(Clock::now() - t0, milliseconds(250));
+  EXPECT_LT(Clock::now() - t0, milliseconds(3000));  // not the 10 s read timeout
+}
+
+TEST(ServerLimits, PipelinedRequestsAreAnsweredInOrderUpToMaxPipelinedThenClosed) {
+  Router router;
+  router.add("GET", "/id", [](const Request& r) { return json_ok("\"" + r.request_id + "\""); });
+  auto server = start(test_options(), std::move(router));  // max_pipelined = 16
+  ASSERT_TRUE(server);
+  Client c(server->port());
+  std::string burst;
+  for (int i = 0; i < 20; ++i) {
+    burst += "GET /id HTTP/1.1\r\nHost: x\r\nX-Request-Id: p" + std::to_string(i) + "\r\n\r\n";
+  }
+  c.write_raw(burst);  // twenty requests before reading any answer
+  for (int i = 0; i < 16; ++i) {
+    const auto r = c.read();
+    ASSERT_EQ(r.result_int(), 200u) << i;
+    EXPECT_EQ(r["X-Request-Id"], "p" + std::to_string(i));
+    EXPECT_EQ(r.keep_alive(), i < 15) << i;
+  }
+  EXPECT_TRUE(c.closed());  // requests 17..20 are left for the client to retry
+}
+
+TEST(ServerLimits, ThousandConcurrentConnectionsEachGetTheirAnswer) {
+  constexpr int kConns = 1000;
+  rlimit lim{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &lim), 0);
+  const rlim_t need = 2 * kConns + 200;  // both ends live in this process
+  if (lim.rlim_cur < need) {
+    if (lim.rlim_max < need) {
+      GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << lim.rlim_max << " is below the " << need
+                   << " descriptors this test needs";
+    }
+    rlimit raised = lim;
+    raised.rlim_cur = need;
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &raised), 0);
+  }
+  Router router;
+  router.add("GET", "/n", [](const Request& r) { return json_ok("\"" + r.request_id + "\""); });
+  auto server = start(test_options(), std::move(router));
+  ASSERT_TRUE(server);
+  // Plain sockets on one io_context: a Client each would add an epoll instance per connection.
+  asio::io_context ioc;
+  std::vector<tcp::socket> sockets;
+  const tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), server->port());
+  for (int i = 0; i < kConns; ++i) {
+    sockets.emplace_back(ioc).connect(ep);
+    timeval tv{10, 0};
+    ::setsockopt(sockets.back().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  // All connections are open before any is answered: the server holds them all at once.
+  for (int i = 0; i < kConns; ++i) {
+    const auto req =
+        "GET /n HTTP/1.1\r\nHost: x\r\nX-Request-Id: c" + std::to_string(i) + "\r\n\r\n";
+    asio::write(sockets[i], asio::buffer(req));
+  }
+  int ok = 0;
+  for (int i = 0; i < kConns; ++i) {
+    beast::flat_buffer buf;
+    http::response<http::string_body> r;
+    beast::error_code ec;
+    http::read(sockets[i], buf, r, ec);
+    ok += !ec && r.result_int() == 200u && r["X-Request-Id"] == "c" + std::to_string(i);
+  }
+  EXPECT_EQ(ok, kConns);
+  sockets.clear();
+  server.reset();
+  ::setrlimit(RLIMIT_NOFILE, &lim);
+}
+
+TEST(ServerLimits, RejectionsAreCountedByReasonAndPassPromtool) {
+  Metrics metrics;
+  Router router;
+  add_health_and_metrics_routes(router, metrics, [] { return true; });
+  router.add("POST", "/echo", [](const Request& r) { return json_ok(r.body); });
+  auto o = test_options();
+  o.body_limit = 16;
+  auto server = start(o, std::move(router), metrics.observer());
+  ASSERT_TRUE(server);
+  {
+    Client c(server->port());
+    c.write_raw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" +
+                std::string(100, 'a'));
+    EXPECT_EQ(c.read().result_int(), 413u);
+  }
+  {
+    Client c(server->port());
+    c.write_raw("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(10000, 'b') +
+                "\r\n\r\n");
+    EXPECT_EQ(c.read().result_int(), 431u);
+  }
+  {
+    Client c(server->port());
+    c.write_raw("GET /healthz HTTP/1.1\r\nHost x\r\n\r\n");
+    EXPECT_EQ(c.read().result_int(), 400u);
+  }
+  for (const char* reason : {"payload_too_large", "headers_too_large", "malformed_http"}) {
+    EXPECT_EQ(rejected(metrics, reason), "1") << reason;
+  }
+  EXPECT_EQ(rejected(metrics, "overloaded", "0"), "0");  // exported before the first one
+  Client c(server->port());
+  c.send("/metrics");
+  const auto text = c.read().body();
+  FILE* p = ::popen("promtool check metrics > /dev/null 2>&1", "w");
+  ASSERT_NE(p, nullptr);
+  std::fwrite(text.data(), 1, text.size(), p);
+  EXPECT_EQ(::pclose(p), 0) << "promtool rejected the exposition:\n" << text;
+}
+
+}  // namespace
+}  // namespace sechex::api
