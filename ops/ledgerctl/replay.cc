@@ -50,7 +50,8 @@ Result<std::uint64_t> replay_partition(const ledger::LogStore& log, proj::Projec
 }
 
 json session_json(const std::string& id, const std::string& stored) {
-  const auto s = json::parse(stored);
+  auto s = json::parse(stored, nullptr, false);
+  if (!s.is_object()) s = json::object();  // only active sessions get here: parsed once already
   json out{{"session_id", id},
            {"user", s.value("user", "")},
            {"family", s.value("family", "")},
