@@ -20,6 +20,7 @@
 #include "ledger/time_format.h"
 #include "ledger/verify.h"
 #include "projections/store.h"
+#include "replay.h"
 #include "schemas/events.h"
 
 namespace po = boost::program_options;
@@ -543,6 +544,12 @@ commands:
                 access token (alone on stdout) for operators and applications
   rebuild-projections
                 rebuild every read model from the log (ledgerd stopped); prints a digest
+  replay        --at T [--subject S] [--scratch-dir D]: who had access at T, as JSON
+                (sessions valid, users locked, roles held). Replays each partition in seq
+                order up to, not including, its first record whose event time is after T
+                (a record decided after that one reflects a later state even if its own time
+                is earlier); with --subject only that subject's partition. Works while
+                ledgerd runs.
 
 global options:
 )";
@@ -595,6 +602,7 @@ int main(int argc, char** argv) {
     if (command == "keys") return cmd_keys(c, rest);
     if (command == "tokens") return cmd_tokens(c, rest);
     if (command == "rebuild-projections") return cmd_rebuild_projections(c, rest);
+    if (command == "replay") return ops::cmd_replay(rest, [&] { return open_read_only(c); });
     std::cerr << "ledgerctl: unknown command '" << command << "'\n\n" << kUsage << global;
     return kCannotRun;
   } catch (const Exit& e) {

@@ -39,6 +39,19 @@ bool is_locked(const std::string& lockout_json, std::int64_t now_micros) {
   return until && now_micros < *until;
 }
 
+bool lockout_expired(std::string_view lockout_json, std::int64_t now_micros) {
+  const auto j = nlohmann::json::parse(lockout_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return false;
+  if (j.value("needs_admin_unlock", true)) return false;
+  const auto until = parse_rfc3339(j.value("locked_until", ""));
+  return until && now_micros >= *until;
+}
+
+bool AccessProjection::expired(std::string_view cf, std::string_view, std::string_view value,
+                               std::int64_t now_micros) const {
+  return cf == kLockoutsCf && lockout_expired(value, now_micros);
+}
+
 Result<void> AccessProjection::apply(const schema::Envelope& env, const ledger::Position&,
                                      Txn& txn) {
   const auto user = env.subject()->str();

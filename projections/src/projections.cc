@@ -1,6 +1,9 @@
 #include "projections/access.h"
 #include "projections/audit.h"
 #include "projections/payments.h"
+#include "projections/rate_limits.h"
+#include "projections/replay_cache.h"
+#include "projections/sessions.h"
 #include "projections/store.h"
 #include "projections/users.h"
 
@@ -12,6 +15,9 @@ std::vector<std::unique_ptr<Projection>> default_projections() {
   out.push_back(std::make_unique<AuditProjection>());
   out.push_back(std::make_unique<AccessProjection>());
   out.push_back(std::make_unique<PaymentsProjection>());
+  out.push_back(std::make_unique<SessionsProjection>());
+  out.push_back(std::make_unique<RateLimitsProjection>());
+  out.push_back(std::make_unique<ReplayCacheProjection>());
   return out;
 }
 

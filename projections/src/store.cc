@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 
 #include "ledger/crypto.h"
 
@@ -47,6 +48,10 @@ struct ProjectionStore::Impl {
   std::uint32_t partitions = 0;
   mutable std::mutex mu;                 // guards `positions`
   std::vector<std::uint64_t> positions;  // next seq to apply, per partition
+  // Shared by apply() from first read to write, exclusive for one cleanup batch (store.h).
+  std::shared_mutex apply_mu;
+  // Expiring column families and the projection that judges their entries, in name order.
+  std::map<std::string, const Projection*, std::less<>> expiring;
 
   ~Impl() {
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
@@ -88,6 +93,21 @@ class BatchTxn final : public Txn {
     } else {
       bad_cf_ = true;
     }
+  }
+  Result<std::vector<std::pair<std::string, std::string>>> scan(std::string_view cf,
+                                                                std::string_view prefix) override {
+    auto* h = cf_(cf);
+    if (h == nullptr) return ledger::Errc::invalid_argument;
+    std::vector<std::pair<std::string, std::string>> out;
+    // The batch's own writes layered over the database: read-your-writes, deletes hidden.
+    std::unique_ptr<rocksdb::Iterator> it(
+        batch_.NewIteratorWithBase(h, db_->NewIterator(rocksdb::ReadOptions(), h)));
+    const rocksdb::Slice pre(prefix.data(), prefix.size());
+    for (it->Seek(pre); it->Valid() && it->key().starts_with(pre); it->Next()) {
+      out.emplace_back(it->key().ToString(), it->value().ToString());
+    }
+    if (!it->status().ok()) return map_status(it->status());
+    return out;
   }
   rocksdb::WriteBatchWithIndex& batch() { return batch_; }
   bool bad_cf() const { return bad_cf_; }
@@ -141,6 +161,12 @@ Result<std::unique_ptr<ProjectionStore>> ProjectionStore::open(
   if (!s.ok()) return map_status(s);
   impl->db.reset(raw);
   for (std::size_t i = 0; i < names.size(); ++i) impl->cfs[names[i]] = impl->handles[i];
+  for (const auto& p : impl->projections) {
+    for (const auto& c : p->expiring_column_families()) {
+      if (impl->cf(c) == nullptr) return make_error_code(ledger::Errc::invalid_argument);
+      impl->expiring[c] = p.get();
+    }
+  }
 
   impl->positions.assign(partitions, 0);
   for (std::uint32_t p = 0; p < partitions; ++p) {
@@ -166,6 +192,7 @@ ledger::Seq ProjectionStore::position(ledger::Partition p) const {
 Result<void> ProjectionStore::apply(ledger::Partition p, std::span<const ledger::Record> records) {
   if (p.value >= impl_->partitions) return ledger::Errc::invalid_argument;
   if (records.empty()) return boost::outcome_v2::success();
+  std::shared_lock apply_lock(impl_->apply_mu);
   auto next = position(p).value;
   if (records.front().position.seq.value != next) return ledger::Errc::invalid_argument;
   const std::function<rocksdb::ColumnFamilyHandle*(std::string_view)> cf =
@@ -252,7 +279,13 @@ Result<std::vector<std::pair<std::string, std::string>>> ProjectionStore::scan_f
   return out;
 }
 
-Result<std::string> ProjectionStore::digest() const {
+Result<std::string> ProjectionStore::digest() const { return digest_impl(std::nullopt); }
+
+Result<std::string> ProjectionStore::digest(std::int64_t now_micros) const {
+  return digest_impl(now_micros);
+}
+
+Result<std::string> ProjectionStore::digest_impl(std::optional<std::int64_t> now_micros) const {
   std::vector<std::string> names;
   for (const auto& p : impl_->projections) {
     for (const auto& c : p->column_families()) names.push_back(c);
@@ -268,13 +301,60 @@ Result<std::string> ProjectionStore::digest() const {
     feed(n);
     std::unique_ptr<rocksdb::Iterator> it(
         impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->cf(n)));
+    const auto owner = impl_->expiring.find(n);
+    const Projection* judge =
+        now_micros && owner != impl_->expiring.end() ? owner->second : nullptr;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (judge != nullptr &&
+          judge->expired(n, it->key().ToStringView(), it->value().ToStringView(), *now_micros)) {
+        continue;
+      }
       feed(it->key().ToStringView());
       feed(it->value().ToStringView());
     }
     if (!it->status().ok()) return map_status(it->status());
   }
   return ledger::to_hex(h.finish());
+}
+
+Result<std::uint64_t> ProjectionStore::cleanup(std::int64_t now_micros, std::uint64_t max_deletes) {
+  std::uint64_t deleted = 0;
+  for (const auto& [name, judge] : impl_->expiring) {
+    auto* h = impl_->cf(name);
+    // The scan runs without the lock (an iterator sees a consistent snapshot); each batch of
+    // candidates is re-read and re-judged under the exclusive lock before it is deleted.
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), h));
+    it->SeekToFirst();
+    while (deleted < max_deletes) {
+      std::vector<std::string> candidates;
+      for (; it->Valid() && candidates.size() < kCleanupBatch &&
+             deleted + candidates.size() < max_deletes;
+           it->Next()) {
+        if (judge->expired(name, it->key().ToStringView(), it->value().ToStringView(),
+                           now_micros)) {
+          candidates.push_back(it->key().ToString());
+        }
+      }
+      if (!it->status().ok()) return map_status(it->status());
+      if (candidates.empty()) break;
+      std::unique_lock lock(impl_->apply_mu);
+      rocksdb::WriteBatch batch;
+      std::uint64_t in_batch = 0;
+      for (const auto& key : candidates) {
+        std::string current;
+        const auto s = impl_->db->Get(rocksdb::ReadOptions(), h, key, &current);
+        if (s.IsNotFound()) continue;
+        if (!s.ok()) return map_status(s);
+        if (!judge->expired(name, key, current, now_micros)) continue;  // renewed meanwhile
+        batch.Delete(h, key);
+        ++in_batch;
+      }
+      const auto ws = impl_->db->Write(rocksdb::WriteOptions(), &batch);
+      if (!ws.ok()) return map_status(ws);
+      deleted += in_batch;
+    }
+  }
+  return deleted;
 }
 
 }  // namespace sechex::projections

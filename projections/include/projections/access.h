@@ -4,8 +4,9 @@
 //                        unlocks), "needs_admin_unlock", "reason", "since"}; deleted by
 //                        AccountUnlocked. A lock whose time has passed is simply not in force:
 //                        readers compare with their clock (is_locked), and the scheduled
-//                        cleanup deletes it later; the rebuild digest check therefore compares
-//                        stores cleaned at the same instant.
+//                        cleanup deletes it later (expired()); apply() never reads a lockout,
+//                        so the deletion cannot change any later result, and the rebuild check
+//                        compares live entries only (ProjectionStore::digest(now)).
 //   revoked_sessions     session id -> RFC 3339 time of revocation (SessionRevoked, LoggedOut,
 //                        RefreshTokenReuseDetected)
 //   revocation_cutoffs   user id -> be64 micros: tokens issued before this instant are invalid
@@ -28,10 +29,18 @@ class AccessProjection final : public Projection {
     return {kLockoutsCf, kRevokedSessionsCf, kRevocationCutoffsCf};
   }
   Result<void> apply(const schema::Envelope& env, const ledger::Position& pos, Txn& txn) override;
+  // Only timed lockouts expire. Revocations stay: a revoked session id must keep refusing its
+  // tokens, and cutoffs are one small entry per user.
+  std::vector<std::string> expiring_column_families() const override { return {kLockoutsCf}; }
+  bool expired(std::string_view cf, std::string_view key, std::string_view value,
+               std::int64_t now_micros) const override;
 };
 
 // Whether a stored lockout value is in force at `now_micros`.
 bool is_locked(const std::string& lockout_json, std::int64_t now_micros);
+// Whether a lockout is over for good at `now_micros`: timed and past (a lock waiting for an
+// admin never expires; unreadable values neither, so they keep failing closed).
+bool lockout_expired(std::string_view lockout_json, std::int64_t now_micros);
 // Decodes a revocation_cutoffs value (be64 micros); 0 when malformed.
 std::int64_t decode_cutoff(std::string_view value);
 

@@ -8,12 +8,34 @@
 //
 // Thread-safety: apply() for one partition must not run concurrently with apply() for the same
 // partition (ledgerd serialises commands per partition); different partitions may proceed in
-// parallel. Reads are safe at any time.
+// parallel. Reads are safe at any time. cleanup() may run on any thread at any time (ledgerd
+// calls it from a timer thread, never on the request path).
+//
+// Expiry and cleanup. Entries of expiring column families (Projection::expired) stay on disk
+// after they are over; readers compare them with their own clock, and cleanup(now) deletes them
+// in batches. Two guarantees keep this correct:
+//  - No lost or resurrected update: apply() holds a shared lock from its first read to its
+//    write; each cleanup batch takes the lock exclusively, re-reads its candidates and deletes
+//    only those still expired. So a delete never lands between an apply()'s read and its write,
+//    and a value apply() just renewed (a refreshed session) is re-checked and kept. Apply
+//    batches for different partitions still run in parallel with each other; cleanup pauses
+//    them only for one batch (kCleanupBatch keys) at a time.
+//  - Rebuild equivalence: apply() treats entries expired at the event's time as absent
+//    (projection.h), so deleting them changes no later result provided every event applied
+//    after cleanup(now) has a time >= now. Events carry their decision time and ledgerd applies
+//    them right after deciding, so ledgerd passes its clock minus a margin for clock skew and
+//    lag (kCleanupSafetyMargin). Then a cleaned live store and a store rebuilt from the log
+//    have equal digest(t) for every t >= now: digest(t) compares live entries only.
+// Cost of cleanup: one full iteration of every expiring column family per call (sequential
+// reads; tens of thousands of entries per second on one core), plus one point read and delete
+// per expired entry; memory is bounded by one batch.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -58,9 +80,23 @@ class ProjectionStore {
   // length-prefixed), in name order. Positions are excluded: two stores with equal state agree
   // even if one applied in more, smaller batches.
   Result<std::string> digest() const;
+  // The same over live entries only: entries of expiring column families that are expired at
+  // `now_micros` are skipped, so a store cleaned at any time <= now and an uncleaned rebuild
+  // agree. Positions are excluded as above.
+  Result<std::string> digest(std::int64_t now_micros) const;
+
+  // Deletes up to `max_deletes` entries that are expired at `now_micros`, `kCleanupBatch` per
+  // write; returns how many it deleted (fewer than max_deletes: nothing expired is left).
+  // `now_micros` must not be later than the time of any event applied afterwards (see above).
+  Result<std::uint64_t> cleanup(std::int64_t now_micros, std::uint64_t max_deletes = UINT64_MAX);
+  static constexpr std::size_t kCleanupBatch = 256;
+  // What ledgerd subtracts from its clock before calling cleanup(): covers events decided a
+  // little earlier but applied after the cleanup started, and modest clock skew between nodes.
+  static constexpr std::int64_t kCleanupSafetyMargin = 10LL * 60 * 1'000'000;  // 10 minutes
 
  private:
   ProjectionStore() = default;
+  Result<std::string> digest_impl(std::optional<std::int64_t> now_micros) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -1,0 +1,77 @@
+// Sliding-window rate-limit counters by email, IP and user, with expiry.
+//
+//   rate_limits   lp(scope) || lp(key) || be32(partition)
+//                 -> be64 event times (micros), ascending, concatenated
+//
+// One entry per partition: an IP or an email hash is shared by subjects of every partition,
+// and partitions are applied in parallel and in no fixed order relative to each other, so a
+// shared entry would lose concurrent updates and depend on that order (rebuilds would differ).
+// Each entry is written by its own partition only; readers add the partitions up.
+//
+// Keys never hold plaintext PII: email keys are the events' keyed email hashes, IP keys the
+// envelope's Source.ip_hash (events without it count for no IP), user keys the opaque user id
+// (the subject), RateLimited keys the event's key_hash. Each apply() appends the event's time,
+// drops times older than kRateWindowMaxMicros before it and keeps at most kRateMaxSamples
+// newest, so the value is a function of the events alone (deterministic, rebuild-identical).
+// A reader asks "how many in the last W at now" with count_in_window(); W may be anything up to
+// kRateWindowMaxMicros (the longest window API.md uses: OTP failures per hour) and counts
+// saturate at kRateMaxSamples (far above every limit API.md sets, 100/s per user included).
+// An entry expires kRateWindowMaxMicros after its newest time: by then it counts zero for every
+// window, and apply() would drop all of its times anyway, so cleanup deleting it earlier than a
+// rebuild would changes nothing (projection.h).
+//
+// Scopes (what counts, and under which key):
+//   login.failure.email  LoginFailed, by email_hash        login.failure.user  LoginFailed
+//   login.attempt.ip     LoginFailed and LoginSucceeded, by Source.ip_hash
+//   otp.request.user     OtpIssued                         otp.request.ip      OtpIssued
+//   otp.failure.user     OtpFailed
+//   reset.request.user   PasswordResetRequested            reset.request.ip    same, by IP
+//   verify.request.user  EmailVerificationIssued
+//   exclusive.user       ExclusiveActionValidated and ExclusiveRequestRejected
+//   limited.<scope>      RateLimited{scope}, by its key_hash (when and how often a limit fired)
+#pragma once
+
+#include "projections/projection.h"
+
+namespace sechex::projections {
+
+class ProjectionStore;
+
+inline constexpr const char* kRateLimitsCf = "rate_limits";
+inline constexpr std::int64_t kRateWindowMaxMicros = 3600LL * 1'000'000;
+inline constexpr std::size_t kRateMaxSamples = 256;
+
+inline constexpr const char* kScopeLoginFailureEmail = "login.failure.email";
+inline constexpr const char* kScopeLoginFailureUser = "login.failure.user";
+inline constexpr const char* kScopeLoginAttemptIp = "login.attempt.ip";
+inline constexpr const char* kScopeOtpRequestUser = "otp.request.user";
+inline constexpr const char* kScopeOtpRequestIp = "otp.request.ip";
+inline constexpr const char* kScopeOtpFailureUser = "otp.failure.user";
+inline constexpr const char* kScopeResetRequestUser = "reset.request.user";
+inline constexpr const char* kScopeResetRequestIp = "reset.request.ip";
+inline constexpr const char* kScopeVerifyRequestUser = "verify.request.user";
+inline constexpr const char* kScopeExclusiveUser = "exclusive.user";
+inline constexpr const char* kScopeLimitedPrefix = "limited.";
+
+class RateLimitsProjection final : public Projection {
+ public:
+  std::string name() const override { return "rate_limits"; }
+  std::vector<std::string> column_families() const override { return {kRateLimitsCf}; }
+  Result<void> apply(const schema::Envelope& env, const ledger::Position& pos, Txn& txn) override;
+  std::vector<std::string> expiring_column_families() const override { return {kRateLimitsCf}; }
+  bool expired(std::string_view cf, std::string_view key, std::string_view value,
+               std::int64_t now_micros) const override;
+};
+
+// The key prefix of one (scope, key) counter; its entries add the partition.
+std::string rate_key(std::string_view scope, std::string_view key);
+// Events in (now - window, now] recorded in one stored value; malformed values count zero.
+std::uint32_t count_in_window(std::string_view value, std::int64_t now_micros,
+                              std::int64_t window_micros);
+// The same, read from the store and added up over partitions. Errc::invalid_argument for a window
+// longer than the stored one.
+Result<std::uint32_t> rate_count(const ProjectionStore& store, std::string_view scope,
+                                 std::string_view key, std::int64_t now_micros,
+                                 std::int64_t window_micros);
+
+}  // namespace sechex::projections

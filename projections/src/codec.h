@@ -1,0 +1,35 @@
+// Byte encodings shared by the projections (internal header). Big-endian integers keep keys
+// sorting in numeric order; lp() length-prefixes a variable part so that one key component
+// can never run into the next ("ab"+"c" vs "a"+"bc").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace sechex::projections::codec {
+
+inline void put_be64(std::string& out, std::int64_t v) {
+  const auto u = static_cast<std::uint64_t>(v);
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(u >> (8 * i)));
+}
+inline std::string be64(std::int64_t v) {
+  std::string s;
+  put_be64(s, v);
+  return s;
+}
+// Precondition: s.size() >= 8.
+inline std::int64_t get_be64(std::string_view s) {
+  std::uint64_t u = 0;
+  for (int i = 0; i < 8; ++i) u = (u << 8) | static_cast<unsigned char>(s[i]);
+  return static_cast<std::int64_t>(u);
+}
+inline std::string lp(std::string_view x) {
+  std::string k(4, '\0');
+  const auto n = static_cast<std::uint32_t>(x.size());
+  for (int i = 0; i < 4; ++i) k[i] = static_cast<char>(n >> (24 - 8 * i));
+  k.append(x);
+  return k;
+}
+
+}  // namespace sechex::projections::codec
