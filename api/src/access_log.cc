@@ -28,6 +28,7 @@ RequestObserver access_log(std::shared_ptr<spdlog::logger> logger, const Clock& 
         {"request_id", r.request_id},
         {"peer", r.peer},
         {"bytes", r.response_bytes}};
+    if (!r.reject_reason.empty()) line["reject_reason"] = r.reject_reason;
     // Invalid UTF-8 cannot reach here (method/route are ours, ids are checked tokens), but a
     // log line must never throw: replace rather than fail.
     logger->info(line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));

@@ -101,13 +101,23 @@ int fail(const std::string& message) {
 int main(int argc, char** argv) {
   std::string listen, data_dir, tls_cert, tls_key, key_name;
   std::uint32_t partitions = 8;
-  unsigned threads = 2;
+  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  api::ServerOptions so;
+  unsigned idle_seconds = 15, read_seconds = 30;
   po::options_description desc("ledgerd options");
   desc.add_options()("help,h", "show help")(
       "listen", po::value(&listen)->default_value("127.0.0.1:8080"), "HOST:PORT")(
       "data-dir", po::value(&data_dir)->default_value("./data"), "data directory")(
       "partitions", po::value(&partitions)->default_value(8), "partitions for a new ledger")(
-      "threads", po::value(&threads)->default_value(2), "I/O threads")(
+      "threads", po::value(&threads)->default_value(threads), "I/O threads (default: cores)")(
+      "pool-threads", po::value(&so.pool_threads)->default_value(so.pool_threads),
+      "threads for blocking work (appends, disk reads)")(
+      "pool-queue", po::value(&so.pool_queue)->default_value(so.pool_queue),
+      "blocking jobs allowed to wait; beyond that requests answer 503 overloaded")(
+      "idle-timeout", po::value(&idle_seconds)->default_value(idle_seconds),
+      "seconds a keep-alive connection may sit idle between requests")(
+      "read-timeout", po::value(&read_seconds)->default_value(read_seconds),
+      "seconds a request may take to arrive, from its first byte")(
       "tls-cert", po::value(&tls_cert), "TLS certificate (PEM)")("tls-key", po::value(&tls_key),
                                                                  "TLS private key (PEM)")(
       "allow-insecure-http", "permit plain HTTP on a non-loopback address")(
@@ -168,12 +178,13 @@ int main(int argc, char** argv) {
     port = -1;
   }
   if (port < 0 || port > 65535) return fail("--listen: bad port");
-  if (!tls_cert.empty() || !tls_key.empty()) {
-    return fail(
-        "TLS termination is not available in this build yet; put ledgerd behind a TLS "
-        "proxy on loopback");
+  if (tls_cert.empty() != tls_key.empty()) {
+    return fail("--tls-cert and --tls-key go together");
   }
-  if (!is_loopback(host) && !vm.count("allow-insecure-http")) {
+  if (so.pool_threads == 0 || so.pool_queue == 0 || idle_seconds == 0 || read_seconds == 0) {
+    return fail("--pool-threads, --pool-queue and the timeouts must be positive");
+  }
+  if (tls_cert.empty() && !is_loopback(host) && !vm.count("allow-insecure-http")) {
     return fail("refusing plain HTTP on non-loopback address " + host +
                 " (configure TLS or pass --allow-insecure-http)");
   }
@@ -258,13 +269,21 @@ int main(int argc, char** argv) {
         ingest_events.Increment(static_cast<double>(n));
         append_latency.Observe(std::chrono::duration<double>(d).count());
       }});
+  auto& cleaned = prometheus::BuildCounter()
+                      .Name("sechex_projection_expired_deleted_total")
+                      .Help("Expired projection entries deleted by the scheduled cleanup")
+                      .Register(metrics.registry())
+                      .Add({});
   std::atomic<bool> caught_up{false};
   api::Router router;
   ledger_api.add_routes(router);
   api::add_health_and_metrics_routes(router, metrics, [&] { return caught_up.load(); });
   api::add_openapi_route(router);
-  api::ServerOptions so;
   so.address = host;
+  so.tls_cert_file = tls_cert;
+  so.tls_key_file = tls_key;
+  so.idle_timeout = std::chrono::seconds(idle_seconds);
+  so.read_timeout = std::chrono::seconds(read_seconds);
   so.port = static_cast<std::uint16_t>(port);
   so.threads = threads;
   api::HttpServer server(
@@ -279,9 +298,12 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  if (auto r = server.start(); !r)
-    return fail("cannot listen on " + listen + ": " + r.error().message());
-  std::cerr << "ledgerd: serving on " << host << ":" << server.port() << " (ledger "
+  if (auto r = server.start(); !r) {
+    return fail("cannot listen on " + listen + ": " +
+                (server.start_error().empty() ? r.error().message() : server.start_error()));
+  }
+  std::cerr << "ledgerd: serving on " << host << ":" << server.port()
+            << (tls_cert.empty() ? " (plain HTTP" : " (TLS 1.3") << ", ledger "
             << log.value()->ledger_id() << ", " << log.value()->partition_count()
             << " partitions, data in " << data_dir << ")\n";
 
@@ -308,6 +330,16 @@ int main(int argc, char** argv) {
       lock.unlock();
       if (auto r = log.value()->checkpoint_due(); !r) {
         std::cerr << "ledgerd: checkpointing failed: " << r.error().message() << "\n";
+      }
+      // Expired projection entries (sessions, windows, replay cache, timed lockouts) go on a
+      // schedule, never on the request path; the margin covers events decided just before.
+      if (ticks % 60 == 30 && caught_up) {
+        const auto upto = clock.now_micros() - projections::ProjectionStore::kCleanupSafetyMargin;
+        if (auto r = read_models.value()->cleanup(upto); !r) {
+          std::cerr << "ledgerd: projection cleanup failed: " << r.error().message() << "\n";
+        } else {
+          cleaned.Increment(static_cast<double>(r.value()));
+        }
       }
       if (++ticks % 2 == 0) {
         if (auto r = ring.value()->reload(); !r) {

@@ -206,5 +206,43 @@ TEST_F(LedgerdApi, SigtermDuringIngestLosesNoAcknowledgedEvent) {
   }
 }
 
+TEST_F(LedgerdApi, ServesTls13OnANonLoopbackAddressWhenGivenACertificate) {
+  const auto cert = dir_.sub("cert.pem"), key = dir_.sub("key.pem");
+  const auto made = run({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                         "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                         "/CN=localhost", "-keyout", key, "-out", cert});
+  ASSERT_EQ(made.code, 0) << made.err;
+  // TLS makes a non-loopback address acceptable without --allow-insecure-http.
+  proc_ = testing::spawn({SECHEX_LEDGERD, "--data-dir", data(), "--listen", "0.0.0.0:0",
+                          "--tls-cert", cert, "--tls-key", key},
+                         dir_.sub("err"));
+  port_ = testing::wait_for_serving_port(proc_);
+  ASSERT_NE(port_, 0) << slurp(proc_.err_path);
+  EXPECT_NE(slurp(proc_.err_path).find("(TLS 1.3"), std::string::npos);
+  const auto connect = "timeout 10 openssl s_client -connect 127.0.0.1:" + std::to_string(port_) +
+                       " -servername localhost";
+  const auto v12 = run({"/bin/sh", "-c", connect + " -tls1_2 </dev/null"});
+  EXPECT_NE(v12.code, 0) << v12.out;
+  const auto v13 =
+      run({"/bin/sh", "-c",
+           "printf 'GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' | " +
+               connect + " -tls1_3 -quiet"});
+  EXPECT_EQ(v13.code, 0) << v13.err;
+  EXPECT_NE(v13.out.find("HTTP/1.1 200 OK"), std::string::npos) << v13.out;
+}
+
+TEST_F(LedgerdApi, RefusesAHalfTlsConfigurationAndABadKey) {
+  auto p = testing::spawn({SECHEX_LEDGERD, "--data-dir", data(), "--listen", "127.0.0.1:0",
+                           "--tls-cert", dir_.sub("cert.pem")},
+                          dir_.sub("err1"));
+  EXPECT_EQ(testing::wait_exit(p.pid), 2);
+  EXPECT_NE(slurp(dir_.sub("err1")).find("go together"), std::string::npos);
+  p = testing::spawn({SECHEX_LEDGERD, "--data-dir", data(), "--listen", "127.0.0.1:0", "--tls-cert",
+                      dir_.sub("none.pem"), "--tls-key", dir_.sub("none.pem")},
+                     dir_.sub("err2"));
+  EXPECT_EQ(testing::wait_exit(p.pid), 2);
+  EXPECT_NE(slurp(dir_.sub("err2")).find("none.pem"), std::string::npos) << slurp(dir_.sub("err2"));
+}
+
 }  // namespace
 }  // namespace sechex::api
