@@ -24,6 +24,8 @@
 #include <thread>
 #include <type_traits>
 
+#include "api/i18n.h"
+
 namespace sechex::api {
 namespace {
 
@@ -604,6 +606,9 @@ struct HttpServer::Impl {
         resp = call_handler(*m.handler, req);
       }
 
+      if (const auto* lang = req.header("accept-language")) {
+        localise_error(resp, negotiate_language(*lang));
+      }
       const bool pipeline_full =
           opts.max_pipelined != 0 && pipelined >= opts.max_pipelined && buffer.size() != 0;
       const bool keep_alive = msg.keep_alive() && !stopping && !pipeline_full &&

@@ -125,6 +125,21 @@ TEST_F(ServerFixture, UnknownPathIs404AndWrongMethodIs405WithAllow) {
   EXPECT_EQ(body_json(r)["error"]["code"], "method_not_allowed");
 }
 
+TEST_F(ServerFixture, ErrorMessagesFollowAcceptLanguageWhileCodesStayTheSame) {
+  Client c(server->port());
+  auto zh = c.send(http::verb::get, "/nope", "", {{"Accept-Language", "zh-CN,zh;q=0.9,en;q=0.8"}});
+  EXPECT_EQ(zh.result_int(), 404u);
+  EXPECT_EQ(body_json(zh)["error"]["code"], "not_found");
+  EXPECT_EQ(body_json(zh)["error"]["message"], "未找到");
+  EXPECT_EQ(zh["Content-Language"], "zh-CN");
+  auto en = c.send(http::verb::get, "/nope", "", {{"Accept-Language", "en-US"}});
+  EXPECT_EQ(body_json(en)["error"]["message"], "no such endpoint");
+  EXPECT_EQ(en.count("Content-Language"), 0u);
+  // Successes are untouched.
+  auto ok = c.send(http::verb::get, "/healthz", "", {{"Accept-Language", "zh-CN"}});
+  EXPECT_EQ(body_json(ok)["data"]["status"], "ok");
+}
+
 TEST_F(ServerFixture, OversizedBodyIs413AndTheConnectionCloses) {
   Client c(server->port());
   const auto r = c.send(http::verb::post, "/echo", std::string(2048, 'a'));

@@ -1,10 +1,7 @@
 // ledgerctl end to end: the real binary on a real data directory. Covers the issue's "done
 // when" (demo then verify exits 0; an `ldb` rewrite of one record makes verify exit 1 naming
 // it) and the bad-input contract (clear message, exit 2, nothing written).
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -15,6 +12,7 @@
 #include "ledger/time_format.h"
 #include "ledger/verify.h"
 #include "projections/store.h"
+#include "support/process.h"
 #include "support/test_util.h"
 
 namespace sechex::ops {
@@ -23,49 +21,9 @@ namespace {
 using ledger::DataDir;
 using testing::TempDir;
 
-struct RunResult {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-// Runs `argv` with extra environment entries ("NAME=value"; "NAME=" removes NAME).
-RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
-  TempDir io;
-  const auto out_path = io.sub("out"), err_path = io.sub("err");
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(o, STDOUT_FILENO);
-    ::dup2(e, STDERR_FILENO);
-    for (const auto& kv : env) {
-      const auto eq = kv.find('=');
-      if (eq + 1 == kv.size()) {
-        ::unsetenv(kv.substr(0, eq).c_str());
-      } else {
-        ::setenv(kv.substr(0, eq).c_str(), kv.substr(eq + 1).c_str(), 1);
-      }
-    }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  RunResult r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
-  return r;
-}
+using testing::RunResult;
+using testing::run;
+using testing::slurp;
 
 class Ledgerctl : public ::testing::Test {
  protected:
