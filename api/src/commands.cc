@@ -6,7 +6,7 @@ namespace {
 constexpr std::size_t kApplyBatch = 1024;
 }
 
-CommandPath::CommandPath(ledger::LogStore& log, projections::ProjectionStore& projections)
+CommandPath::CommandPath(ledger::Log& log, projections::ProjectionStore& projections)
     : log_(log), projections_(projections) {
   for (std::uint32_t p = 0; p < log.partition_count(); ++p) {
     locks_.push_back(std::make_unique<std::mutex>());

@@ -90,7 +90,7 @@ std::optional<std::string> percent_decode(std::string_view s) {
   return out;
 }
 
-Result<ledger::Record> read_one(const ledger::LogStore& log, const ledger::Position& pos) {
+Result<ledger::Record> read_one(const ledger::Log& log, const ledger::Position& pos) {
   SECHEX_TRY(auto records,
              log.read_range(pos.partition, pos.seq, ledger::Seq{pos.seq.value + 1}, 1));
   if (records.empty()) return ledger::Errc::not_found;
@@ -178,33 +178,45 @@ struct AuditPage {
   std::optional<std::string> last_key;  // set when more may follow
 };
 
-// Examines up to `budget` index entries from f.start, returning at most `limit` matches.
-Result<AuditPage> audit_page(const projections::ProjectionStore& store, const ledger::LogStore& log,
+// Examines up to `budget` index entries from f.start, returning at most `limit` matches. The
+// index is walked in place: a page costs what it returns plus what the type filter skips.
+Result<AuditPage> audit_page(const projections::ProjectionStore& store, const ledger::Log& log,
                              ledger::KeyStore& keys, const AuditFilter& f, std::size_t limit,
                              std::size_t budget) {
   AuditPage page;
-  SECHEX_TRY(const auto rows, store.scan_from(f.cf, f.prefix, f.start, budget));
-  for (const auto& [key, value] : rows) {
-    const auto k = f.user ? projections::decode_audit_subject_key(key)
-                          : projections::decode_audit_time_key(key);
-    if (!k) return ledger::Errc::corruption;
-    if (k->time_micros >= f.to) {  // time-ordered: nothing further matches
-      page.last_key.reset();
-      return page;
-    }
-    page.last_key = key;
-    const std::string_view type = std::string_view(value).substr(0, value.find('\0'));
-    if (f.type && type != *f.type) continue;
-    auto record = read_one(log, k->position);
+  std::vector<std::pair<std::string, ledger::Position>> matches;
+  std::size_t examined = 0;
+  bool more = false, corrupt = false;
+  SECHEX_TRYV(
+      store.for_each(f.cf, f.prefix, f.start, [&](std::string_view key, std::string_view value) {
+        if (examined == budget || matches.size() == limit) {
+          more = true;  // an entry exists beyond what this page looked at
+          return false;
+        }
+        const auto k = f.user ? projections::decode_audit_subject_key(key)
+                              : projections::decode_audit_time_key(key);
+        if (!k) {
+          corrupt = true;
+          return false;
+        }
+        if (k->time_micros >= f.to) return false;  // time-ordered: nothing further matches
+        ++examined;
+        page.last_key = std::string(key);
+        const std::string_view type = value.substr(0, value.find('\0'));
+        if (!f.type || type == *f.type) matches.emplace_back(std::string(key), k->position);
+        return true;
+      }));
+  if (corrupt) return ledger::Errc::corruption;
+  if (!more) page.last_key.reset();
+  for (const auto& [key, position] : matches) {
+    auto record = read_one(log, position);
     if (!record) {
       if (record.error() == ledger::Errc::not_found) continue;  // dropped by retention
       return record.error();
     }
     SECHEX_TRY(auto rendered, ledger::record_to_json(record.value(), &keys));
     page.entries.push_back(std::move(rendered));
-    if (page.entries.size() == limit) return page;
   }
-  if (rows.size() < budget) page.last_key.reset();  // the index has nothing more
   return page;
 }
 

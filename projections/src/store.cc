@@ -221,7 +221,7 @@ Result<void> ProjectionStore::apply(ledger::Partition p, std::span<const ledger:
   return boost::outcome_v2::success();
 }
 
-Result<std::uint64_t> ProjectionStore::catch_up(const ledger::LogStore& log, std::size_t batch) {
+Result<std::uint64_t> ProjectionStore::catch_up(const ledger::Log& log, std::size_t batch) {
   std::uint64_t applied = 0;
   for (std::uint32_t i = 0; i < std::min(impl_->partitions, log.partition_count()); ++i) {
     const ledger::Partition p{i};
@@ -236,7 +236,7 @@ Result<std::uint64_t> ProjectionStore::catch_up(const ledger::LogStore& log, std
   return applied;
 }
 
-std::uint64_t ProjectionStore::lag(const ledger::LogStore& log) const {
+std::uint64_t ProjectionStore::lag(const ledger::Log& log) const {
   std::uint64_t lag = 0;
   for (std::uint32_t i = 0; i < std::min(impl_->partitions, log.partition_count()); ++i) {
     const auto head = log.head(ledger::Partition{i}).next.value;
@@ -265,18 +265,32 @@ Result<std::vector<std::pair<std::string, std::string>>> ProjectionStore::scan(
 
 Result<std::vector<std::pair<std::string, std::string>>> ProjectionStore::scan_from(
     std::string_view cf, std::string_view prefix, std::string_view start, std::size_t max) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (max == 0) return out;
+  SECHEX_TRYV(for_each(cf, prefix, start, [&](std::string_view k, std::string_view v) {
+    out.emplace_back(k, v);
+    return out.size() < max;
+  }));
+  return out;
+}
+
+Result<void> ProjectionStore::for_each(
+    std::string_view cf, std::string_view prefix, std::string_view start,
+    const std::function<bool(std::string_view key, std::string_view value)>& visit) const {
   auto* h = impl_->cf(cf);
   if (h == nullptr) return ledger::Errc::invalid_argument;
-  std::vector<std::pair<std::string, std::string>> out;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), h));
   const rocksdb::Slice pre(prefix.data(), prefix.size());
   const std::string_view from = start < prefix ? prefix : start;
   for (it->Seek(rocksdb::Slice(from.data(), from.size()));
-       it->Valid() && it->key().starts_with(pre) && out.size() < max; it->Next()) {
-    out.emplace_back(it->key().ToString(), it->value().ToString());
+       it->Valid() && it->key().starts_with(pre); it->Next()) {
+    if (!visit(std::string_view(it->key().data(), it->key().size()),
+               std::string_view(it->value().data(), it->value().size()))) {
+      break;
+    }
   }
   if (!it->status().ok()) return map_status(it->status());
-  return out;
+  return boost::outcome_v2::success();
 }
 
 Result<std::string> ProjectionStore::digest() const { return digest_impl(std::nullopt); }

@@ -18,7 +18,7 @@
 #include <mutex>
 #include <vector>
 
-#include "ledger/log_store.h"
+#include "ledger/log.h"
 #include "ledger/result.h"
 #include "projections/store.h"
 
@@ -26,7 +26,7 @@ namespace sechex::api {
 
 class CommandPath {
  public:
-  CommandPath(ledger::LogStore& log, projections::ProjectionStore& projections);
+  CommandPath(ledger::Log& log, projections::ProjectionStore& projections);
 
   // Decides with the partition held, appends what was decided and applies it. `decide` returns
   // the envelopes to append (possibly none: a refusal that records nothing); its error is
@@ -47,13 +47,13 @@ class CommandPath {
   std::uint64_t apply_failures() const;
 
   ledger::Partition partition_for(std::string_view subject) const;
-  ledger::LogStore& log() { return log_; }
+  ledger::Log& log() { return log_; }
   projections::ProjectionStore& projections() { return projections_; }
 
  private:
   Result<std::uint64_t> sync_locked(ledger::Partition partition);
 
-  ledger::LogStore& log_;
+  ledger::Log& log_;
   projections::ProjectionStore& projections_;
   std::vector<std::unique_ptr<std::mutex>> locks_;
   std::atomic<std::uint64_t> apply_failures_{0};

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "ledger/clock.h"
+#include "ledger/log.h"
 #include "ledger/record.h"
 #include "ledger/result.h"
 #include "ledger/types.h"
@@ -75,26 +76,7 @@ struct Fault {
   std::string detail;  // human-readable explanation
 };
 
-struct Head {
-  Seq next;     // number of records in the partition (= seq of the next append)
-  Hash hash{};  // hash of the last record, or the anchor (zeros) when empty
-};
-
-struct AppendResult {
-  Seq first;
-  Seq last;
-  Hash head{};
-};
-
-// Counters for metrics; read with relaxed loads.
-struct LogStats {
-  std::uint64_t appends = 0;
-  std::uint64_t events = 0;
-  std::uint64_t commit_groups = 0;
-  std::uint64_t checkpoints = 0;
-};
-
-class LogStore {
+class LogStore final : public Log {
  public:
   static Result<std::unique_ptr<LogStore>> open(const LogOptions& options,
                                                 Fault* fault_out = nullptr);
@@ -102,32 +84,32 @@ class LogStore {
   LogStore(const LogStore&) = delete;
   LogStore& operator=(const LogStore&) = delete;
 
-  std::uint32_t partition_count() const;
-  const std::string& ledger_id() const;
+  std::uint32_t partition_count() const override;
+  const std::string& ledger_id() const override;
   bool read_only() const;
 
-  // Appends `events` (each a FlatBuffers Envelope, checked against the schema) to one partition
-  // in order. Returns once durable. Errc::invalid_argument for an empty batch, an unknown
-  // partition or an event that fails schema verification (nothing is written then).
-  //
-  // `key_writes` are written to the `keys` column family in the same WriteBatch, so that
-  // recording an erasure and destroying the data key happen atomically (KeyStore::erase).
+  // Log::append. (Plain `append` of Log, and this overload for the key store.)
+  Result<AppendResult> append(Partition partition, std::span<const ByteView> events) override {
+    return append(partition, events, {});
+  }
+  // The same, with `key_writes` written to the `keys` column family in the same WriteBatch, so
+  // that recording an erasure and destroying the data key happen atomically (KeyStore::erase).
   struct KeyWrite {
     std::string subject;
     std::string value;
   };
   Result<AppendResult> append(Partition partition, std::span<const ByteView> events,
-                              std::span<const KeyWrite> key_writes = {});
+                              std::span<const KeyWrite> key_writes);
 
   // Writes a signed checkpoint for every partition whose newest record is not yet covered and
   // whose previous checkpoint is older than the policy's time interval (or `force`).
-  Result<std::size_t> checkpoint_due(bool force = false);
+  Result<std::size_t> checkpoint_due(bool force = false) override;
 
-  Head head(Partition partition) const;
+  Head head(Partition partition) const override;
 
   // Up to `max` records with seq in [from, to); fewer at the end of the partition.
   Result<std::vector<Record>> read_range(Partition partition, Seq from, Seq to,
-                                         std::size_t max = SIZE_MAX) const;
+                                         std::size_t max = SIZE_MAX) const override;
   // Records whose envelope time lies in [from_micros, to_micros), in seq order.
   Result<std::vector<Record>> read_by_time(Partition partition, std::int64_t from_micros,
                                            std::int64_t to_micros) const;
@@ -135,7 +117,7 @@ class LogStore {
   // returns up to `max` of them. In read-only mode it polls the primary for new writes.
   Result<std::vector<Record>> wait_for(Partition partition, Seq from,
                                        std::chrono::milliseconds timeout,
-                                       std::size_t max = 1024) const;
+                                       std::size_t max = 1024) const override;
 
   // Read-only mode: pull in writes the primary made since open. No-op in read-write mode.
   Result<void> catch_up();
@@ -143,9 +125,9 @@ class LogStore {
   // All checkpoints of a partition, oldest first, as stored signed-note text.
   Result<std::vector<std::string>> checkpoints(Partition partition) const;
   // The newest checkpoint of a partition (one seek, for the API), or nullopt when none yet.
-  Result<std::optional<std::string>> latest_checkpoint(Partition partition) const;
+  Result<std::optional<std::string>> latest_checkpoint(Partition partition) const override;
 
-  LogStats stats() const;
+  LogStats stats() const override;
 
   // For components that keep their own column families in the same database (key store,
   // verifier, tests). Not for application code.
@@ -161,9 +143,5 @@ class LogStore {
   explicit LogStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// The partition a subject's events go to: first 4 bytes of SHA-256(subject), big-endian,
-// mod partitions. Stable across builds and languages.
-Partition partition_for(std::string_view subject, std::uint32_t partitions);
 
 }  // namespace sechex::ledger

@@ -31,6 +31,7 @@
 // per expired entry; memory is bounded by one batch.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,7 +41,7 @@
 #include <string>
 #include <vector>
 
-#include "ledger/log_store.h"
+#include "ledger/log.h"
 #include "projections/projection.h"
 
 namespace rocksdb {
@@ -62,9 +63,9 @@ class ProjectionStore {
   // one write. Errc::invalid_argument when the records do not start at the position.
   Result<void> apply(ledger::Partition p, std::span<const ledger::Record> records);
   // Applies everything the log has beyond the stored positions, `batch` records per write.
-  Result<std::uint64_t> catch_up(const ledger::LogStore& log, std::size_t batch = 1024);
+  Result<std::uint64_t> catch_up(const ledger::Log& log, std::size_t batch = 1024);
   // Records the log has that the projections have not applied yet (for /readyz and metrics).
-  std::uint64_t lag(const ledger::LogStore& log) const;
+  std::uint64_t lag(const ledger::Log& log) const;
 
   Result<std::optional<std::string>> get(std::string_view cf, std::string_view key) const;
   // Keys and values of one column family with keys starting with `prefix`, in key order.
@@ -76,6 +77,11 @@ class ProjectionStore {
   Result<std::vector<std::pair<std::string, std::string>>> scan_from(
       std::string_view cf, std::string_view prefix, std::string_view start,
       std::size_t max = SIZE_MAX) const;
+  // Visits keys >= `start` with `prefix` in order, without copying, until `visit` returns false
+  // or the prefix ends. The views are valid only during the call.
+  Result<void> for_each(
+      std::string_view cf, std::string_view prefix, std::string_view start,
+      const std::function<bool(std::string_view key, std::string_view value)>& visit) const;
   // SHA-256 (hex) over every projection column family (name, then each key and value,
   // length-prefixed), in name order. Positions are excluded: two stores with equal state agree
   // even if one applied in more, smaller batches.

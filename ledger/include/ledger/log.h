@@ -1,0 +1,81 @@
+// Log: what the ledger's users (the command path, projections, the API, ledgerctl) need from a
+// hash-chained, append-only log, whatever holds it: LogStore (embedded RocksDB, the default) or
+// the Kafka log (one machine is not enough).
+//
+// Every implementation keeps the same guarantees: per partition, records seq = 0, 1, 2, ... with
+// no gaps, each hash linking to the previous one (record.h); append() returns only after its
+// records are durable, and a failed append stored none of them; readers never see a record that
+// was not acknowledged (or that is not about to be).
+//
+// Thread-safety: all methods may be called concurrently.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ledger/record.h"
+#include "ledger/result.h"
+#include "ledger/types.h"
+
+namespace sechex::ledger {
+
+struct Head {
+  Seq next;     // number of records in the partition (= seq of the next append)
+  Hash hash{};  // hash of the last record, or the anchor (zeros) when empty
+};
+
+struct AppendResult {
+  Seq first;
+  Seq last;
+  Hash head{};
+};
+
+// Counters for metrics; read with relaxed loads.
+struct LogStats {
+  std::uint64_t appends = 0;
+  std::uint64_t events = 0;
+  std::uint64_t commit_groups = 0;
+  std::uint64_t checkpoints = 0;
+};
+
+// The partition a subject's events go to: first 4 bytes of SHA-256(subject), big-endian,
+// mod partitions. Stable across builds and languages.
+Partition partition_for(std::string_view subject, std::uint32_t partitions);
+
+class Log {
+ public:
+  virtual ~Log() = default;
+
+  virtual std::uint32_t partition_count() const = 0;
+  virtual const std::string& ledger_id() const = 0;
+
+  // Appends `events` (each a FlatBuffers Envelope, checked against the schema) to one partition
+  // in order; returns once durable. Errc::invalid_argument for an empty batch, an unknown
+  // partition or an event that fails schema verification (nothing is written then).
+  virtual Result<AppendResult> append(Partition partition, std::span<const ByteView> events) = 0;
+
+  virtual Head head(Partition partition) const = 0;
+
+  // Up to `max` records with seq in [from, to); fewer at the end of the partition.
+  virtual Result<std::vector<Record>> read_range(Partition partition, Seq from, Seq to,
+                                                 std::size_t max = SIZE_MAX) const = 0;
+  // Tail: waits until the partition has records at or after `from` (or `timeout`), then
+  // returns up to `max` of them.
+  virtual Result<std::vector<Record>> wait_for(Partition partition, Seq from,
+                                               std::chrono::milliseconds timeout,
+                                               std::size_t max = 1024) const = 0;
+
+  // Writes a signed checkpoint for every partition that is due (or all with `force`).
+  virtual Result<std::size_t> checkpoint_due(bool force = false) = 0;
+  // The newest checkpoint of a partition as signed-note text, or nullopt when none yet.
+  virtual Result<std::optional<std::string>> latest_checkpoint(Partition partition) const = 0;
+
+  virtual LogStats stats() const = 0;
+};
+
+}  // namespace sechex::ledger
