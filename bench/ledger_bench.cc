@@ -65,7 +65,7 @@ void BM_RawRocksSyncWrite(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
 }
-BENCHMARK(BM_RawRocksSyncWrite)->Arg(1)->Arg(64)->Arg(512)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_RawRocksSyncWrite)->Arg(1)->Arg(64)->Arg(100)->Arg(512)->UseRealTime()->MinTime(2.0);
 
 // Our durable append: schema check, chain hashing, head update, synced write.
 void BM_LedgerAppend(benchmark::State& state) {
@@ -79,7 +79,7 @@ void BM_LedgerAppend(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
 }
-BENCHMARK(BM_LedgerAppend)->Arg(1)->Arg(64)->Arg(512)->UseRealTime()->MinTime(2.0);
+BENCHMARK(BM_LedgerAppend)->Arg(1)->Arg(64)->Arg(100)->Arg(512)->UseRealTime()->MinTime(2.0);
 
 double percentile(std::vector<double>& v, double q) {
   std::sort(v.begin(), v.end());

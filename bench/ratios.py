@@ -1,10 +1,11 @@
-"""Turns ledger_bench JSON output into the table in bench/README.md: each figure next to its
-same-run reference, so machine noise cancels out."""
+"""Turns ledger_bench JSON output (and, when given, http_bench.py's JSON) into the table in
+bench/README.md: each figure next to its same-run reference, so machine noise cancels out.
+Usage: ratios.py RESULTS_JSON [HTTP_JSON]"""
 import json
 import sys
 
 
-def main(path):
+def main(path, http_path=None):
     with open(path) as f:
         data = json.load(f)
     by_name = {b["name"]: b for b in data["benchmarks"] if b.get("run_type") != "aggregate"}
@@ -18,7 +19,7 @@ def main(path):
           f"date {ctx.get('date')}")
     print("| measure | ours | reference (same run) | ratio |")
     print("| --- | --- | --- | --- |")
-    for batch in (1, 64, 512):
+    for batch in (1, 64, 100, 512):
         ours = rate(f"BM_LedgerAppend/{batch}/min_time:2.000/real_time")
         raw = rate(f"BM_RawRocksSyncWrite/{batch}/min_time:2.000/real_time")
         if ours and raw:
@@ -37,6 +38,52 @@ def main(path):
         print(f"| verify (2 threads), ~300-byte events | {ver:,.0f} events/s | raw SHA-256 of "
               f"300 bytes {sha:,.0f}/s on one core | {ver / sha:.2f}x one-core hashing |")
 
+    raw_tok = rate("BM_RawEs256Verify/min_time:1.000")
+    for name, label in (("BM_VerifyAccessTokenUncached/min_time:1.000",
+                         "token validation, uncached (verify_access_token)"),
+                        ("BM_TokenVerifierCached/min_time:1.000",
+                         "token validation, cache hit (TokenVerifier)")):
+        ours = rate(name)
+        if ours and raw_tok:
+            print(f"| {label} | {1e6 / ours:.1f} us | raw OpenSSL ES256 verify "
+                  f"{1e6 / raw_tok:.1f} us | time {raw_tok / ours:.2f}x raw |")
+    if http_path:
+        http_rows(http_path, rate("BM_RawRocksSyncWrite/100/min_time:2.000/real_time"))
+
+
+def http_rows(path, raw_rocks_100):
+    with open(path) as f:
+        h = json.load(f)
+    ref = h["raw_healthz"]
+    load = f"{h['connections']} conns, wrk {h['wrk_threads']} threads, {h['seconds']} s"
+
+    def row(label, r):
+        print(f"| {label} ({load}) | {r['ok_rps']:,.0f} req/s, p99 {r['p99_us'] / 1000:.2f} ms"
+              f"{errors(r)} | bare Beast GET {ref['rps']:,.0f} req/s, p99 "
+              f"{ref['p99_us'] / 1000:.2f} ms | {r['ok_rps'] / ref['rps']:.2f}x reference req/s |")
+
+    def errors(r):
+        bad = r["errors_status"] + r["errors_connect"] + r["errors_read"] + r["errors_timeout"]
+        return f", {bad} errors" if bad else ""
+
+    row("GET /healthz", h["healthz"])
+    row("GET /v1/admin/audit?limit=1, admin bearer", h["audit"])
+    ing = h["ingest"]
+    ref_txt = (f"raw RocksDB sync write, batch {h['batch']}, one writer {raw_rocks_100:,.0f} events/s"
+               if raw_rocks_100 else "n/a")
+    ratio = f"{ing['events_per_s'] / raw_rocks_100:.2f}x raw events/s" if raw_rocks_100 else ""
+    print(f"| POST /v1/events, batches of {h['batch']} ({load}) | {ing['events_per_s']:,.0f} "
+          f"events/s ({ing['ok_rps']:,.0f} req/s, p99 {ing['p99_us'] / 1000:.1f} ms{errors(ing)})"
+          f" | {ref_txt} | {ratio} |")
+    for key, label, refkey in (("idle", "ledgerd", "raw_idle"),):
+        i, r = h[key], h[refkey]
+        print(f"| RSS, {i['connections']:,} idle keep-alive connections ({i['still_open']:,} "
+              f"still open) | {label} {i['rss_before_kb'] / 1024:.1f} -> "
+              f"{i['rss_after_kb'] / 1024:.1f} MB, {i['per_conn_bytes']:,.0f} B/conn | bare Beast"
+              f" {r['rss_before_kb'] / 1024:.1f} -> {r['rss_after_kb'] / 1024:.1f} MB, "
+              f"{r['per_conn_bytes']:,.0f} B/conn | {i['per_conn_bytes'] / r['per_conn_bytes']:.2f}x"
+              f" reference per connection |")
+
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
