@@ -350,12 +350,28 @@ Result<void> write_index(const std::string& dir, const std::vector<IndexEntry>& 
                                           ledger::ossl::Replace::atomically);
 }
 
-// flock() on the directory's lock file for as long as the object lives.
+// Whoever can write to the key directory decides which keys sign and verify: they could plant a
+// key of their own under a new index, or a symlink or FIFO where a key file is expected. So the
+// directory must belong to us and be closed to writes by group and others (load_or_create makes
+// it 0700; an existing one is not silently "fixed", the operator has to look at it).
+Result<void> check_dir(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return Errc::io_error;
+  if (st.st_uid != ::geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return Errc::key_invalid;
+  }
+  return boost::outcome_v2::success();
+}
+
+// flock() on the directory's lock file for as long as the object lives. Checks the directory
+// first: every reader and writer of the directory takes this lock.
 class DirLock {
  public:
   static Result<DirLock> acquire(const std::string& dir, bool exclusive) {
+    SECHEX_TRYV(check_dir(dir));
     const std::string path = dir + "/" + kLockFile;
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    // O_NOFOLLOW: O_CREAT through a planted symlink would create a file wherever it points.
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) return Errc::io_error;
     int rc = 0;
     do {
@@ -971,9 +987,13 @@ void VerifiedTokenCache::insert(std::string_view token, const VerifiedToken& ver
   if (capacity_ == 0) return;
   const Hash key = crypto::sha256(bytes_of(token));
   const std::int64_t exp = verified.claims.exp;
-  const std::int64_t expires = exp >= std::numeric_limits<std::int64_t>::max() / kMicrosPerSecond
-                                   ? std::numeric_limits<std::int64_t>::max()
-                                   : exp * kMicrosPerSecond;
+  // Saturating both ways: exp is whatever the (verified) token said, and a public caller may pass
+  // any value; exp * 10^6 must not overflow for a date before 1677 either.
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  const std::int64_t expires = exp >= kMax / kMicrosPerSecond   ? kMax
+                               : exp <= kMin / kMicrosPerSecond ? kMin
+                                                                : exp * kMicrosPerSecond;
   Entry entry{verified, expires, generation};
   const std::lock_guard lock(mu_);
   const auto [it, inserted] = entries_.try_emplace(key, std::move(entry));

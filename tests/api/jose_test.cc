@@ -727,6 +727,30 @@ TEST_F(JoseTest, DamagedKeyDirectoryIsReportedNotRepaired) {
   EXPECT_EQ(KeyRing::load_or_create(dir(), clock_).error(), ledger::Errc::key_invalid);
 }
 
+TEST_F(JoseTest, KeyDirectoryWritableByOthersIsRefused) {
+  // Whoever can write there can plant a key and an index naming it: refused, not repaired.
+  for (const ::mode_t mode : {0770, 0707, 01777}) {
+    ASSERT_EQ(::chmod(dir().c_str(), mode), 0);
+    auto r = KeyRing::load_or_create(dir(), clock_);
+    ASSERT_FALSE(r) << std::oct << mode;
+    EXPECT_EQ(r.error(), ledger::Errc::key_invalid) << std::oct << mode;
+    EXPECT_EQ(ring_->reload().error(), ledger::Errc::key_invalid);
+    EXPECT_EQ(ring_->rotate().error(), ledger::Errc::key_invalid);
+  }
+  // Readable is fine (the key files themselves are 0600).
+  ASSERT_EQ(::chmod(dir().c_str(), 0750), 0);
+  EXPECT_TRUE(KeyRing::load_or_create(dir(), clock_));
+  EXPECT_TRUE(ring_->reload());
+
+  // A lock file replaced by a symlink is not followed (O_CREAT would create its target).
+  const std::string lock = dir() + "/jwt-es256.lock";
+  const std::string target = tmp_.sub("elsewhere");
+  ASSERT_EQ(::unlink(lock.c_str()), 0);
+  ASSERT_EQ(::symlink(target.c_str(), lock.c_str()), 0);
+  EXPECT_EQ(ring_->reload().error(), ledger::Errc::io_error);
+  EXPECT_FALSE(std::filesystem::exists(target));
+}
+
 TEST_F(JoseTest, JwksListsPublicKeysOnlyCurrentFirst) {
   const std::string first = ring_->current_kid();
   ASSERT_TRUE(ring_->rotate());
@@ -913,6 +937,19 @@ TEST(VerifiedTokenCache, NeverOutlivesExpOrAGenerationAndStaysBounded) {
   t.claims.exp = std::numeric_limits<std::int64_t>::max();
   cache.insert("far", t, 7);
   EXPECT_TRUE(cache.find("far", std::numeric_limits<std::int64_t>::max() - 1, 7));
+}
+
+TEST(VerifiedTokenCache, ExpBeforeTheMicrosecondRangeDoesNotOverflow) {
+  // exp * 10^6 overflowed (UB) for exp below -9223372036854; such an entry is simply never used.
+  VerifiedTokenCache cache(2);
+  VerifiedToken t;
+  for (const std::int64_t exp :
+       {std::numeric_limits<std::int64_t>::min(), std::int64_t{-10'000'000'000'000}}) {
+    t.claims.exp = exp;
+    cache.insert("past", t, 1);
+    EXPECT_FALSE(cache.find("past", std::numeric_limits<std::int64_t>::min(), 1)) << exp;
+    EXPECT_FALSE(cache.find("past", 0, 1)) << exp;
+  }
 }
 
 TEST_F(JoseTest, CachedTokensStillExpireOnTime) {

@@ -29,7 +29,9 @@
 //     are non-empty strings and `roles` an array of strings. NumericDates must be integers.
 // Nothing here throws: failures are Result errors (std::bad_alloc aside).
 //
-// Key directory (KeyRing), one per deployment, mode 0700 (suggested: <data-dir>/keys/jwt):
+// Key directory (KeyRing), one per deployment, mode 0700 (suggested: <data-dir>/keys/jwt); a
+// directory not owned by the effective user or writable by group or others is refused
+// (Errc::key_invalid), since whoever can write there chooses the keys:
 //   jwt-es256-<kid>.pem   PKCS#8 PEM of one key, mode 0600, written once through a temporary file
 //                         and link(), never overwritten (same scheme as the checkpoint key).
 //   jwt-es256.keys        the index, replaced atomically (rename) on rotation:
