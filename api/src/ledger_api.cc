@@ -307,13 +307,13 @@ void LedgerApi::add_routes(Router& router) {
   router.add(
       "POST", "/v1/events", [this](const Request& r) { return ingest(r); }, Exec::pool);
   router.add(
-      "GET", "/v1/admin/audit", [this](const Request& r) { return audit(r); }, Exec::pool);
+      "GET", "/v1/admin/audit", [this](const Request& r) { return audit(r); }, Exec::read);
   router.add(
       "GET", "/v1/admin/audit/export", [this](const Request& r) { return audit_export(r); },
-      Exec::pool);
+      Exec::read);
   router.add(
       "GET", "/v1/admin/ledger/checkpoints", [this](const Request& r) { return checkpoints(r); },
-      Exec::pool);
+      Exec::read);
   router.add("GET", "/.well-known/jwks.json", [this](const Request& r) { return jwks(r); });
 }
 

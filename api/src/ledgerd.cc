@@ -112,6 +112,8 @@ int main(int argc, char** argv) {
       "threads", po::value(&threads)->default_value(threads), "I/O threads (default: cores)")(
       "pool-threads", po::value(&so.pool_threads)->default_value(so.pool_threads),
       "threads for blocking work (appends, disk reads)")(
+      "read-pool-threads", po::value(&so.read_pool_threads)->default_value(0),
+      "threads for disk reads (0: as many as cores)")(
       "pool-queue", po::value(&so.pool_queue)->default_value(so.pool_queue),
       "blocking jobs allowed to wait; beyond that requests answer 503 overloaded")(
       "idle-timeout", po::value(&idle_seconds)->default_value(idle_seconds),

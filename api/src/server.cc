@@ -227,6 +227,7 @@ struct HttpServer::Impl {
   std::uint64_t next_conn = 0;
 
   BlockingPool pool;
+  BlockingPool read_pool;
   asio::io_context ioc;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::optional<asio::basic_socket_acceptor<tcp, asio::strand<asio::io_context::executor_type>>>
@@ -309,13 +310,14 @@ struct HttpServer::Impl {
   // executor captured by the initiation lambda), so fn holds references only and the executor is
   // taken from the handler rather than captured.
   template <class T, class Fn>
-  asio::awaitable<std::optional<T>> on_pool(Fn fn) {
+  asio::awaitable<std::optional<T>> on_pool(Fn fn, BlockingPool* target = nullptr) {
     static_assert(std::is_trivially_destructible_v<Fn>);
+    BlockingPool& p = target != nullptr ? *target : pool;
     co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::optional<T>)>(
-        [this](auto handler, Fn f) {
+        [&p](auto handler, Fn f) {
           // std::function needs a copyable job; the awaitable handler is move-only.
           auto h = std::make_shared<decltype(handler)>(std::move(handler));
-          const bool queued = pool.try_submit([h, f]() mutable {
+          const bool queued = p.try_submit([h, f]() mutable {
             std::optional<T> out(f());
             const auto ex = asio::get_associated_executor(*h);
             asio::post(ex, [hh = std::move(*h), out = std::move(out)]() mutable {
@@ -593,9 +595,10 @@ struct HttpServer::Impl {
           resp = json_error(405, "method_not_allowed", "method not allowed for this endpoint");
           resp.headers.emplace_back("Allow", allow);
         }
-      } else if (m.exec == Exec::pool) {
+      } else if (m.exec != Exec::io) {
         auto out = co_await on_pool<Response>(
-            [&handler = *m.handler, &req] { return call_handler(handler, req); });
+            [&handler = *m.handler, &req] { return call_handler(handler, req); },
+            m.exec == Exec::read ? &read_pool : &pool);
         if (out) {
           resp = std::move(*out);
         } else {
@@ -711,6 +714,10 @@ Result<void> HttpServer::start() {
   // Connections awaiting the pool have no pending io: keep run() from returning meanwhile.
   s.work.emplace(s.ioc.get_executor());
   s.pool.start(s.opts.pool_threads, s.opts.pool_queue);
+  s.read_pool.start(s.opts.read_pool_threads != 0
+                        ? s.opts.read_pool_threads
+                        : std::max(1u, std::thread::hardware_concurrency()),
+                    s.opts.pool_queue);
   asio::co_spawn(s.acceptor->get_executor(), s.listen(), asio::detached);
   s.started = true;
   for (unsigned i = 0; i < std::max(1u, s.opts.threads); ++i) {
@@ -736,6 +743,7 @@ void HttpServer::stop() {
   s.wait_connections(std::chrono::steady_clock::now() + s.opts.stop_grace, false, false);
   // 2. Every job the pool accepted runs to completion (new ones are refused)...
   s.pool.drain();
+  s.read_pool.drain();
   // 3. ...and its response is written before the io threads go, even when the job outlived the
   // grace period. Connections still reading a request are closed now.
   s.wait_connections(std::chrono::steady_clock::now() + s.opts.write_timeout, true, true);

@@ -141,6 +141,28 @@ TEST(ServerPool, PoolHandlerDoesNotHoldTheOnlyIoThread) {
   EXPECT_EQ(r.body(), R"({"data":"released","error":null})");
 }
 
+TEST(ServerPool, ReadPoolServesReadsWhileEveryWritePoolThreadIsBlocked) {
+  Gate gate;
+  Router router;
+  router.add("GET", "/block", gate.handler(), Exec::pool);
+  router.add(
+      "GET", "/read", [](const Request&) { return json_ok("\"read\""); }, Exec::read);
+  auto o = test_options();
+  o.pool_threads = 1;
+  o.read_pool_threads = 1;
+  auto server = start(o, std::move(router));
+  ASSERT_TRUE(server);
+  Client blocked(server->port());
+  blocked.send("/block");
+  gate.wait_for_waiters(1);
+  Client reader(server->port());
+  reader.send("/read");
+  const auto r = reader.read();  // would hang if reads queued behind the blocked write job
+  EXPECT_EQ(r.body(), R"({"data":"read","error":null})");
+  gate.open_promise.set_value();
+  EXPECT_EQ(blocked.read().result_int(), 200u);
+}
+
 TEST(ServerPool, FullQueueAnswers503OverloadedWithRetryAfterWithoutCallingTheHandler) {
   Gate gate;
   Metrics metrics;

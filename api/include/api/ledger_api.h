@@ -27,7 +27,8 @@
 // kAuditScanBudget index entries; a filtered query can therefore return fewer than `limit`
 // entries together with a nextCursor, and null nextCursor means the end.
 //
-// Thread-safety: the handlers are thread-safe and blocking (registered as Exec::pool).
+// Thread-safety: the handlers are thread-safe and blocking (ingest on Exec::pool, reads on
+// Exec::read).
 #pragma once
 
 #include <cstdint>

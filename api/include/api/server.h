@@ -85,8 +85,10 @@ using Handler = std::function<Response(const Request&)>;
 // Where a route's handler runs.
 enum class Exec {
   io,    // on the connection's io thread: cheap, non-blocking work only
-  pool,  // on the bounded blocking pool (fsync-bound appends, disk reads); when its queue is
-         // full the server answers 503 `overloaded` with Retry-After without calling the handler
+  pool,  // on the bounded blocking pool (fsync-bound appends); when its queue is full the
+         // server answers 503 `overloaded` with Retry-After without calling the handler
+  read,  // on the bounded read pool (disk reads that never wait for an fsync), sized to the
+         // cores: more threads than cores only add context switches to CPU-bound reads
 };
 
 class Router {
@@ -150,7 +152,8 @@ struct ServerOptions {
   // The blocking pool for Exec::pool handlers and streamed bodies. The work is fsync-bound, so
   // more threads than cores let group commit batch appends.
   unsigned pool_threads = 8;
-  std::size_t pool_queue = 1024;  // jobs waiting for a free pool thread; more answer 503
+  std::size_t pool_queue = 1024;   // jobs waiting for a free pool thread; more answer 503
+  unsigned read_pool_threads = 0;  // Exec::read; 0 = the number of cores (queue: pool_queue)
   // TLS 1.3 (and nothing older) when both are set: PEM certificate chain and PEM private key.
   std::string tls_cert_file;
   std::string tls_key_file;
