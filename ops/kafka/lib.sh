@@ -38,10 +38,13 @@ kafka_run_class() {
     -cp "$kafka_libs/*" "$cls" "$@"
 }
 
-# Is $1 a live process started for run dir $2 (guards against a reused PID)?
+# Is $1 a live Kafka node of run dir $2 (guards against a reused PID)?
 kafka_pid_is_ours() {
   local pid="$1" dir="$2"
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir/"
+  local cmd
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmd" == *" kafka.Kafka $dir/node-"* ]]
 }
 
 # Prints N free TCP ports on 127.0.0.1, below the kernel's ephemeral range so that outgoing
@@ -104,7 +107,14 @@ kafka_launch_node() {
   setsid java "${_opts[@]}" -Dkafka.logs.dir="$nd/logs" \
     -Dlog4j.configuration="file:$kafka_here/log4j-broker.properties" \
     -cp "$libs/*" kafka.Kafka "$nd/server.properties" </dev/null >>"$nd/logs/stdout.log" 2>&1 &
-  echo $! >"$nd/pid"
+  local pid=$! i
+  echo "$pid" >"$nd/pid"
+  # Until the forked shell has exec'd java, the PID does not look like ours yet.
+  for ((i = 0; i < 100; i++)); do
+    kafka_pid_is_ours "$pid" "$dir" && return 0
+    [ -d "/proc/$pid" ] || return 0 # died at once: kafka_wait_ready tells
+    sleep 0.05
+  done
 }
 
 kafka_node_pid() { cat "$1/node-$2/pid" 2>/dev/null || true; }
