@@ -5,7 +5,7 @@ kafka_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 kafka_root="$(cd "$kafka_here/../.." && pwd)"
 
 # Where the broker's jars are collected: outside the tracked tree, shared by every clone.
-kafka_cache="${SECHEX_KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sechex/kafka}"
+kafka_cache="${SECHEX_KAFKA_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/sechex/kafka}"
 kafka_libs="$kafka_cache/libs"
 # Where start/stop/kill-broker/restart-broker keep a running cluster when --dir is not given.
 kafka_default_dir="${SECHEX_KAFKA_DIR:-${TMPDIR:-/tmp}/sechex-kafka-$(id -u)}"
