@@ -1,7 +1,9 @@
 #include "api/access_log.h"
 
+#include <spdlog/async.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "ledger/time_format.h"
@@ -9,8 +11,11 @@
 namespace sechex::api {
 
 std::shared_ptr<spdlog::logger> make_json_stderr_logger(const std::string& name) {
-  auto logger =
-      std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  static std::once_flag pool_once;
+  std::call_once(pool_once, [] { spdlog::init_thread_pool(8192, 1); });
+  auto logger = std::make_shared<spdlog::async_logger>(
+      name, std::make_shared<spdlog::sinks::stderr_sink_mt>(), spdlog::thread_pool(),
+      spdlog::async_overflow_policy::overrun_oldest);
   logger->set_pattern("%v");
   return logger;
 }

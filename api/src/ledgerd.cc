@@ -6,6 +6,7 @@
 // Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 when it cannot start (bad flags, keys,
 // store, address).
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <boost/program_options.hpp>
@@ -364,5 +365,6 @@ int main(int argc, char** argv) {
   cv.notify_all();
   checkpointer.join();
   (void)log.value()->checkpoint_due(/*force=*/true);
+  spdlog::shutdown();  // flushes the queued access-log lines
   return 0;
 }

@@ -23,17 +23,34 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   }
 }
 
+Metrics::Handles Metrics::handles(std::string_view method, std::string_view route,
+                                  unsigned status) {
+  std::string key;
+  key.reserve(method.size() + route.size() + 8);
+  key.append(method).push_back('\0');
+  key.append(route).push_back('\0');
+  key.append(std::to_string(status));
+  {
+    std::shared_lock lock(handles_mu_);
+    const auto it = handles_.find(key);
+    if (it != handles_.end()) return it->second;
+  }
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+  // Labels are bounded (known methods, route patterns, status codes), so the map is too.
+  const Handles h{&requests_->Add({{"method", std::string(method)},
+                                   {"route", std::string(route)},
+                                   {"status", std::to_string(status)}}),
+                  &latency_->Add({{"route", std::string(route)}}, kBuckets)};
+  std::unique_lock lock(handles_mu_);
+  return handles_.emplace(std::move(key), h).first->second;
+}
+
 RequestObserver Metrics::observer() {
   return [this](const RequestLog& log) {
-    requests_
-        ->Add({{"method", std::string(log.method)},
-               {"route", std::string(log.route)},
-               {"status", std::to_string(log.status)}})
-        .Increment();
-    static const prometheus::Histogram::BucketBoundaries kBuckets = {
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
-    latency_->Add({{"route", std::string(log.route)}}, kBuckets)
-        .Observe(std::chrono::duration<double>(log.elapsed).count());
+    const auto h = handles(log.method, log.route, log.status);
+    h.requests->Increment();
+    h.latency->Observe(std::chrono::duration<double>(log.elapsed).count());
     if (!log.reject_reason.empty()) {
       rejected_->Add({{"reason", std::string(log.reject_reason)}}).Increment();
     }

@@ -19,7 +19,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "api/server.h"
@@ -41,6 +44,15 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Histogram>* latency_;
   prometheus::Family<prometheus::Counter>* rejected_;
+  // Family::Add hashes a label map under the family's mutex: too slow for every request, so the
+  // handles of each (method, route, status) are looked up once and kept here.
+  struct Handles {
+    prometheus::Counter* requests;
+    prometheus::Histogram* latency;
+  };
+  Handles handles(std::string_view method, std::string_view route, unsigned status);
+  std::shared_mutex handles_mu_;
+  std::unordered_map<std::string, Handles> handles_;
   std::mutex scrape_mu_;
   std::vector<std::function<void()>> refreshers_;
 };
