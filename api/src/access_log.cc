@@ -1,8 +1,10 @@
 #include "api/access_log.h"
 
-#include <spdlog/async.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -10,13 +12,45 @@
 
 namespace sechex::api {
 
+namespace {
+
+// Appends lines to a buffer and writes it to stderr in large chunks: when 64 KiB are pending and
+// on flush() (spdlog::flush_every and shutdown). No syscall and no thread wakeup per request.
+class BufferedStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  ~BufferedStderrSink() override { flush_(); }  // nothing can log to a sink being destroyed
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    buffer_.append(msg.payload.data(), msg.payload.size());
+    buffer_.push_back('\n');
+    if (buffer_.size() >= kChunk) flush_();
+  }
+  void flush_() override {
+    std::size_t done = 0;
+    while (done < buffer_.size()) {
+      const auto n = ::write(STDERR_FILENO, buffer_.data() + done, buffer_.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // nowhere to write: drop rather than spin
+      done += static_cast<std::size_t>(n);
+    }
+    buffer_.clear();
+  }
+
+ private:
+  static constexpr std::size_t kChunk = 64 * 1024;
+  std::string buffer_;
+};
+
+}  // namespace
+
 std::shared_ptr<spdlog::logger> make_json_stderr_logger(const std::string& name) {
-  static std::once_flag pool_once;
-  std::call_once(pool_once, [] { spdlog::init_thread_pool(8192, 1); });
-  auto logger = std::make_shared<spdlog::async_logger>(
-      name, std::make_shared<spdlog::sinks::stderr_sink_mt>(), spdlog::thread_pool(),
-      spdlog::async_overflow_policy::overrun_oldest);
+  auto logger = std::make_shared<spdlog::logger>(name, std::make_shared<BufferedStderrSink>());
   logger->set_pattern("%v");
+  // flush_every() flushes registered loggers from its own thread once a second.
+  if (spdlog::get(name) == nullptr) spdlog::register_logger(logger);
+  static std::once_flag every;
+  std::call_once(every, [] { spdlog::flush_every(std::chrono::seconds(1)); });
   return logger;
 }
 

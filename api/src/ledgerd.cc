@@ -365,6 +365,8 @@ int main(int argc, char** argv) {
   cv.notify_all();
   checkpointer.join();
   (void)log.value()->checkpoint_due(/*force=*/true);
-  spdlog::shutdown();  // flushes the queued access-log lines
+  // Buffered access-log lines go out before exit (shutdown() alone drops loggers unflushed).
+  spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+  spdlog::shutdown();
   return 0;
 }

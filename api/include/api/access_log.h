@@ -7,10 +7,9 @@
 // The raw path and query are never logged (they may carry identifiers or tokens); the route
 // pattern is. Request and response bodies are never logged.
 // Thread-safety: the returned observer is safe to call from any io thread (spdlog *_mt sink).
-// Writing a line is I/O, which has no place on an io thread: make_json_stderr_logger() returns
-// an asynchronous logger (one background thread, a bounded queue of 8192 lines). When the queue
-// is full the oldest line is dropped rather than stalling requests; the ledger itself, not this
-// log, is the audit trail. Call spdlog::shutdown() before exit to flush what is queued.
+// A write(2) per line would put a syscall on every request, and an async logger a thread wakeup:
+// make_json_stderr_logger() buffers lines and writes them in 64 KiB chunks, at least once a
+// second (spdlog::flush_every) and when flushed; flush the logger before exit.
 #pragma once
 
 #include <spdlog/logger.h>
@@ -22,7 +21,7 @@
 
 namespace sechex::api {
 
-// An asynchronous logger that writes each message as-is (already a JSON object) to stderr.
+// A logger that writes each message as-is (already a JSON object) to stderr, buffered.
 std::shared_ptr<spdlog::logger> make_json_stderr_logger(const std::string& name);
 RequestObserver access_log(std::shared_ptr<spdlog::logger> logger,
                            const Clock& clock = SystemClock::instance());
