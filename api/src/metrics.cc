@@ -38,10 +38,12 @@ Metrics::Handles Metrics::handles(std::string_view method, std::string_view rout
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
       0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
   // Labels are bounded (known methods, route patterns, status codes), so the map is too.
-  const Handles h{&requests_->Add({{"method", std::string(method)},
-                                   {"route", std::string(route)},
-                                   {"status", std::to_string(status)}}),
-                  &latency_->Add({{"route", std::string(route)}}, kBuckets)};
+  const Handles h{
+      &requests_->Add({{"method", std::string(method)},
+                       {"route", std::string(route)},
+                       {"status", std::to_string(status)}}),
+      &latency_->Add({{"route", std::string(route)}, {"status", std::to_string(status)}},
+                     kBuckets)};
   std::unique_lock lock(handles_mu_);
   return handles_.emplace(std::move(key), h).first->second;
 }

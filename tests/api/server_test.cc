@@ -207,6 +207,11 @@ TEST_F(ServerFixture, UnknownMethodsShareOneMetricsLabel) {
   EXPECT_EQ(text.find("FOO"), std::string::npos);
   EXPECT_NE(text.find(R"(method="other",route="/healthz",status="405"} 3)"), std::string::npos)
       << text;
+  // Latency is labelled by route and status too.
+  EXPECT_NE(
+      text.find(R"(sechex_http_request_duration_seconds_count{route="/healthz",status="405"} 3)"),
+      std::string::npos)
+      << text;
 }
 
 TEST_F(ServerFixture, LargeOversizedBodyStillGetsItsReadable413) {
