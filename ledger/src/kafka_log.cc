@@ -854,7 +854,13 @@ Result<void> KafkaLog::Impl::commit_batch(Writer& w, Partition p, const std::vec
   std::error_code err;
   const auto outcome = run_transaction(w, p, msgs, err);
   if (outcome == Outcome::fenced) return Errc::writer_failed;
-  if (outcome == Outcome::aborted) return err ? err : Errc::io_error;
+  if (outcome == Outcome::aborted) {
+    // The head is unchanged. A fresh producer for the next append: after some abortable
+    // errors (a failed idempotent produce) librdkafka's producer state may keep failing
+    // (OUT_OF_ORDER_SEQUENCE_NUMBER); init_transactions() + tail recovery start clean.
+    drop_writer(w, p);
+    return err ? err : Errc::io_error;
+  }
   if (outcome == Outcome::unknown) {
     // Fatal error or commit in doubt: a new producer (init_transactions completes or aborts
     // the open transaction) and the tail it recovers tell whether our records made it.

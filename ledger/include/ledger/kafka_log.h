@@ -29,7 +29,9 @@
 // init_transactions() it reads the committed tail with a read_committed consumer to recover
 // (next seq, head hash). append() is serialised per partition: begin, produce all records,
 // commit; the in-memory head moves only after the commit succeeded.
-//   - abortable error: abort_transaction(), Errc::io_error, head unchanged.
+//   - abortable error: abort_transaction(), the mapped error (mostly Errc::io_error), head
+//     unchanged; the producer is recreated (and the tail re-recovered) on the next append,
+//     since some aborted idempotent states keep failing otherwise.
 //   - fenced (another writer took the transactional.id): Errc::writer_failed, and every later
 //     append and checkpoint of that partition fails with it too: the chain never forks.
 //   - fatal (not fenced) or an outcome that is unknown (commit timed out): the producer is
