@@ -867,16 +867,19 @@ Result<void> KafkaLog::Impl::commit_batch(Writer& w, Partition p, const std::vec
     drop_writer(w, p);
     const auto old_next = w.next;
     if (auto r = ensure_writer(w, p); !r) {
-      note("partition " + std::to_string(p.value) + ": outcome of the append is unknown");
+      note("kafka log: partition " + std::to_string(p.value) +
+           ": outcome of the append is unknown (the cluster is unreachable); the next append "
+           "recovers the tail first");
       return err ? err : r.error();
     }
     if (!(w.next == new_next && w.head == new_head)) {
       if (w.next != old_next) {
-        note("partition " + std::to_string(p.value) + ": recovered head moved unexpectedly");
+        note("kafka log: partition " + std::to_string(p.value) +
+             ": recovered head moved unexpectedly");
       }
       return err ? err : Errc::io_error;
     }
-    note("partition " + std::to_string(p.value) + ": the append committed after all");
+    note("kafka log: partition " + std::to_string(p.value) + ": the append committed after all");
     // ensure_writer reloaded checkpoint state from Kafka.
   } else {
     w.next = new_next;
