@@ -398,6 +398,39 @@ TEST(KafkaLog, BrokerKilledWithShortTimeoutsFailedAppendsAreNotDuplicated) {
   kill_broker_during_appends(2s, 4s, 10s, 60);
 }
 
+// Many batched appends and reads through the sparse index; prints rough timings (ASan build,
+// broker on the same 2 cores: not a benchmark, see bench/ for that).
+TEST(KafkaLog, BatchedAppendsAndIndexedReads) {
+  REQUIRE_BROKER();
+  auto log = open_log(options(unique("t-batch"), unique("x") + "-"));
+  ASSERT_TRUE(log);
+  const Partition p{1};
+  const auto subject = subject_in(1, 2);
+  constexpr int kBatches = 20, kPerBatch = 100;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int b = 0; b < kBatches; ++b) {
+    std::vector<Bytes> batch;
+    for (int i = 0; i < kPerBatch; ++i) {
+      batch.push_back(make_event(subject, std::to_string(b) + "." + std::to_string(i)));
+    }
+    ASSERT_TRUE(append_events(*log, p, batch)) << log->last_error();
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  const auto records = read_checked(*log, p);
+  const auto t2 = std::chrono::steady_clock::now();
+  ASSERT_EQ(records.size(), std::size_t{kBatches * kPerBatch});
+  // A read in the middle starts from the index, not from offset 0.
+  auto mid = log->read_range(p, Seq{1234}, Seq{1240});
+  const auto t3 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(mid);
+  ASSERT_EQ(mid.value().size(), 6u);
+  EXPECT_EQ(mid.value()[0].hash, records[1234].hash);
+  auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  std::cerr << kBatches << " appends of " << kPerBatch << " events: " << ms(t1 - t0)
+            << " ms; read all " << records.size() << ": " << ms(t2 - t1)
+            << " ms; read 6 from the middle: " << ms(t3 - t2) << " ms\n";
+}
+
 TEST(KafkaLog, SignedCheckpointsInTheSameTransaction) {
   REQUIRE_BROKER();
   const auto signer = testing::make_signer();
