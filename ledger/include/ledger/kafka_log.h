@@ -1,0 +1,151 @@
+// KafkaLog: the hash-chained log on an Apache Kafka cluster (ARCHITECTURE.md, "Kafka mode"),
+// through librdkafka. Same guarantees as LogStore (log.h): per partition, seq = 0, 1, 2, ...
+// with no gaps, each hash linking to the previous one; append() returns only once its
+// transaction has committed; a failed append is not visible to read_committed readers.
+//
+// Topics (created by open() when missing and `create_if_missing`):
+//   <topic>               P partitions (ledger partition p = Kafka partition p), cleanup.policy
+//                         delete, retention.ms -1 (the ledger prunes itself; see retention in
+//                         ARCHITECTURE.md). One Kafka record per ledger record:
+//                           key     = the envelope's subject
+//                           value   = the record bytes of record.h (format, partition, seq,
+//                                     hash, event), so a dump of the topic verifies on its own
+//                           headers = "seq" (be64) and "hash" (32 bytes), equal to the value's
+//                         The chain's seq is the ledger's own, never the Kafka offset:
+//                         transaction markers and aborted records leave gaps in offsets.
+//   <topic>.meta          1 partition, never compacted or expired. The first record with key
+//                         "ledger" is authoritative (value "sechex-ledger/v1\nledger_id=<32
+//                         hex>\npartitions=<P>\n"); the first open() writes it. Two concurrent
+//                         first opens may both write one: everybody takes the lowest offset.
+//   <topic>.checkpoints   1 partition, compacted, key = be32(partition), value = the C2SP
+//                         signed note (checkpoint.h). Written in the same Kafka transaction as
+//                         the records it covers, so it never covers an uncommitted record.
+//                         Only the newest checkpoint per partition is kept (compaction).
+//
+// Writers: one transactional producer per partition, transactional.id =
+// "<transactional_id_prefix>ledger-<p>", idempotent, acks=all, message.timeout.ms <
+// transaction.timeout.ms. It is created on the partition's first append (never by open() or
+// by readers: creating it fences any other writer of the partition). After
+// init_transactions() it reads the committed tail with a read_committed consumer to recover
+// (next seq, head hash). append() is serialised per partition: begin, produce all records,
+// commit; the in-memory head moves only after the commit succeeded.
+//   - abortable error: abort_transaction(), the mapped error (mostly Errc::io_error), head
+//     unchanged; the producer is recreated (and the tail re-recovered) on the next append,
+//     since some aborted idempotent states keep failing otherwise.
+//   - fenced (another writer took the transactional.id): Errc::writer_failed, and every later
+//     append and checkpoint of that partition fails with it too: the chain never forks.
+//   - fatal (not fenced) or an outcome that is unknown (commit timed out): the producer is
+//     destroyed, a new one is created and the tail re-recovered; if the tail then ends with
+//     exactly the records of this append, it is acknowledged, otherwise Errc::io_error (and
+//     the records are not there). If recovery itself fails (cluster unreachable) the outcome
+//     is unknown to the caller: Errc::io_error, and the next append recovers first.
+//
+// Readers: read_range() / wait_for() / head() use short-lived read_committed consumers with
+// explicit partition assignment (no consumer group offsets). seq -> offset comes from a
+// sparse in-memory index (one entry per ~256 seqs, filled by appends and reads); a seq below
+// the index's first entry is found by scanning from the partition's start, so the first
+// random read of an old seq in a fresh process costs a scan of the partition up to it.
+// head() is the writer's state when this process writes the partition, else recovered from
+// the tail on each call (one consumer round trip).
+//
+// Errors: librdkafka errors map to Errc (errc_from_kafka); the Kafka error text of the last
+// failure is kept in last_error() and passed to KafkaLogOptions::log.
+//
+// Thread-safety: all methods may be called concurrently.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ledger/clock.h"
+#include "ledger/log.h"
+#include "ledger/log_store.h"  // CheckpointPolicy
+#include "ledger/result.h"
+#include "ledger/types.h"
+
+namespace sechex::ledger {
+
+class CheckpointSigner;
+
+struct KafkaLogOptions {
+  std::string brokers;  // bootstrap.servers, e.g. "127.0.0.1:9092,127.0.0.1:9093"
+  std::string topic = "ledger.events";
+  // Used only when creating the topic; an existing topic's partition count is used as is (and
+  // must equal the count recorded in <topic>.meta).
+  std::uint32_t partitions = 8;
+  std::int16_t replication_factor = -1;  // -1: the broker's default.replication.factor
+  bool create_if_missing = true;         // else a missing topic is Errc::store_missing
+  // A read-only log never creates producers (ledgerctl next to a running ledgerd): append()
+  // and checkpoint_due() fail with Errc::invalid_argument / return 0.
+  bool read_only = false;
+  std::string transactional_id_prefix;  // transactional.id = prefix + "ledger-" + partition
+  CheckpointPolicy checkpoints;
+  const CheckpointSigner* signer = nullptr;  // may be null: no checkpoints. Must outlive the log.
+  const Clock* clock = &SystemClock::instance();
+  // Bound on each blocking Kafka call: metadata, admin, init/commit/abort, idle reads.
+  std::chrono::milliseconds request_timeout{30'000};
+  std::chrono::milliseconds transaction_timeout{60'000};  // transaction.timeout.ms
+  std::chrono::milliseconds message_timeout{30'000};      // must be < transaction_timeout
+  // Extra librdkafka settings for every client (security.protocol, sasl.*, debug, ...).
+  std::vector<std::pair<std::string, std::string>> client_config;
+  // Called with a line of text for every Kafka error the log handles (may be empty).
+  std::function<void(const std::string&)> log;
+};
+
+// Maps a librdkafka error code (rd_kafka_resp_err_t, as int) to the ledger's code:
+// fencing -> writer_failed, __DESTROY -> closed, unknown topic/partition -> store_missing,
+// invalid arguments/config -> invalid_argument, bad messages -> corruption, unsupported
+// versions -> unsupported_version, everything else (transport, timeouts, leaders, ...) ->
+// io_error. 0 maps to Errc::ok.
+Errc errc_from_kafka(int rd_kafka_resp_err);
+// True for the codes that mean another writer owns the transactional.id.
+bool kafka_error_is_fencing(int rd_kafka_resp_err);
+
+class KafkaLog final : public Log {
+ public:
+  static Result<std::unique_ptr<KafkaLog>> open(const KafkaLogOptions& options);
+  ~KafkaLog() override;
+  KafkaLog(const KafkaLog&) = delete;
+  KafkaLog& operator=(const KafkaLog&) = delete;
+
+  std::uint32_t partition_count() const override;
+  const std::string& ledger_id() const override;
+  const std::string& topic() const;
+
+  Result<AppendResult> append(Partition partition, std::span<const ByteView> events) override;
+  // The writer's head if this process writes `partition`, else the committed tail (zeros and
+  // 0 when it cannot be read: see last_error()).
+  Head head(Partition partition) const override;
+  Result<std::vector<Record>> read_range(Partition partition, Seq from, Seq to,
+                                         std::size_t max = SIZE_MAX) const override;
+  Result<std::vector<Record>> wait_for(Partition partition, Seq from,
+                                       std::chrono::milliseconds timeout,
+                                       std::size_t max = 1024) const override;
+  // Only partitions this process writes (whose producer exists and is not fenced): creating
+  // a producer for another partition would fence its owner.
+  Result<std::size_t> checkpoint_due(bool force = false) override;
+  Result<std::optional<std::string>> latest_checkpoint(Partition partition) const override;
+  LogStats stats() const override;
+
+  // The committed tail of `partition` read from Kafka now (ignores the writer's state).
+  Result<Head> recover_head(Partition partition) const;
+  // True once `partition`'s writer was fenced by another one; appends to it fail for good.
+  bool fenced(Partition partition) const;
+  // Text of the last Kafka error handled (for logs), or empty.
+  std::string last_error() const;
+
+  struct Impl;
+
+ private:
+  explicit KafkaLog(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sechex::ledger

@@ -1,0 +1,1108 @@
+#include "ledger/kafka_log.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "endian.h"
+#include "ledger/checkpoint.h"
+#include "ledger/crypto.h"
+#include "schemas/events.h"
+
+namespace sechex::ledger {
+namespace {
+
+using Millis = std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr std::uint32_t kMaxPartitions = 4096;
+constexpr std::string_view kMetaFormat = "sechex-ledger/v1";
+constexpr std::string_view kMetaKey = "ledger";
+// The sparse seq -> offset index keeps about one entry per this many seqs.
+constexpr std::uint64_t kIndexStride = 256;
+// Tail recovery reads this many offsets before the end first, then 16 times more each round.
+constexpr std::int64_t kTailWindow = 32;
+
+struct KafkaDeleter {
+  void operator()(rd_kafka_t* rk) const {
+    // Readers never join a group: nothing to leave, so skip the consumer close handshake.
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  }
+};
+using KafkaPtr = std::unique_ptr<rd_kafka_t, KafkaDeleter>;
+
+int to_ms(Millis d) { return static_cast<int>(std::clamp<std::int64_t>(d.count(), 0, INT32_MAX)); }
+
+int remaining_ms(SteadyClock::time_point deadline) {
+  return to_ms(std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()));
+}
+
+std::string be32_key(std::uint32_t v) {
+  std::string k;
+  detail::put_be32(k, v);
+  return k;
+}
+
+// An error from librdkafka's rd_kafka_error_t API, taken apart (and destroyed).
+struct KafkaError {
+  rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
+  bool fatal = false;
+  bool retriable = false;
+  bool abortable = false;
+  std::string text;
+  explicit operator bool() const { return code != RD_KAFKA_RESP_ERR_NO_ERROR; }
+};
+
+KafkaError take(rd_kafka_t* rk, rd_kafka_error_t* e) {
+  KafkaError out;
+  if (e == nullptr) return out;
+  out.code = rd_kafka_error_code(e);
+  out.fatal = rd_kafka_error_is_fatal(e) != 0;
+  out.retriable = rd_kafka_error_is_retriable(e) != 0;
+  out.abortable = rd_kafka_error_txn_requires_abort(e) != 0;
+  out.text = rd_kafka_error_string(e);
+  rd_kafka_error_destroy(e);
+  if (out.fatal && rk != nullptr) {
+    // The error object may carry __FATAL; the underlying cause tells fencing apart.
+    char buf[512];
+    const auto underlying = rd_kafka_fatal_error(rk, buf, sizeof(buf));
+    if (underlying != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      out.code = underlying;
+      out.text = buf;
+    }
+  }
+  return out;
+}
+
+KafkaError from_code(rd_kafka_t* rk, rd_kafka_resp_err_t code) {
+  KafkaError out;
+  out.code = code;
+  out.text = rd_kafka_err2str(code);
+  if (code == RD_KAFKA_RESP_ERR__FATAL && rk != nullptr) {
+    char buf[512];
+    out.fatal = true;
+    const auto underlying = rd_kafka_fatal_error(rk, buf, sizeof(buf));
+    if (underlying != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      out.code = underlying;
+      out.text = buf;
+    }
+  }
+  return out;
+}
+
+// Errors a reader waits out (librdkafka reconnects and retries by itself).
+bool transient_consumer_error(rd_kafka_resp_err_t e) {
+  switch (e) {
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH:
+    case RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A ledger record read back from Kafka.
+struct Decoded {
+  Record record;
+  std::int64_t offset = 0;
+};
+
+}  // namespace
+
+bool kafka_error_is_fencing(int code) {
+  switch (static_cast<rd_kafka_resp_err_t>(code)) {
+    case RD_KAFKA_RESP_ERR__FENCED:
+    case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
+    case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Errc errc_from_kafka(int code) {
+  const auto e = static_cast<rd_kafka_resp_err_t>(code);
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) return Errc::ok;
+  if (kafka_error_is_fencing(code)) return Errc::writer_failed;
+  switch (e) {
+    case RD_KAFKA_RESP_ERR__DESTROY:
+      return Errc::closed;
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+      return Errc::store_missing;
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR__INVALID_TYPE:
+    case RD_KAFKA_RESP_ERR_INVALID_CONFIG:
+    case RD_KAFKA_RESP_ERR_INVALID_PARTITIONS:
+    case RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_TRANSACTION_TIMEOUT:
+      return Errc::invalid_argument;
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+      return Errc::corruption;
+    case RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+      return Errc::unsupported_version;
+    default:
+      return Errc::io_error;
+  }
+}
+
+struct KafkaLog::Impl {
+  KafkaLogOptions opts;
+  std::string ledger_id;
+  std::uint32_t partitions = 0;
+  std::string meta_topic, cp_topic;
+
+  // One chaining writer per partition. `mu` serialises append and checkpoint on it.
+  struct Writer {
+    std::mutex mu;
+    KafkaPtr producer;
+    bool ready = false;   // producer initialised and tail recovered
+    bool fenced = false;  // for good
+    Seq next;
+    Hash head{};
+    std::uint64_t checkpoint_size = 0;
+    std::int64_t checkpoint_micros = 0;
+    // Delivery reports of the current transaction: offset of message i, or -1.
+    std::vector<std::int64_t> delivered;
+    rd_kafka_resp_err_t delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+  };
+  std::vector<std::unique_ptr<Writer>> writers;
+
+  // Heads of the partitions this process writes, for head() without waiting for `Writer::mu`.
+  mutable std::mutex state_mu;
+  std::vector<std::optional<Head>> published;
+  std::vector<bool> fenced_flags;
+
+  mutable std::mutex index_mu;
+  mutable std::vector<std::map<std::uint64_t, std::int64_t>> index;
+
+  mutable std::mutex cp_mu;
+  mutable std::int64_t cp_next_offset = RD_KAFKA_OFFSET_BEGINNING;
+  mutable std::map<std::uint32_t, std::string> cp_latest;
+
+  mutable std::mutex err_mu;
+  mutable std::string last_error;
+
+  std::atomic<std::uint64_t> stat_appends{0}, stat_events{0}, stat_groups{0}, stat_checkpoints{0};
+
+  void note(const std::string& what) const {
+    {
+      std::lock_guard lock(err_mu);
+      last_error = what;
+    }
+    if (opts.log) opts.log(what);
+  }
+  std::error_code fail(const std::string& what, const KafkaError& e) const {
+    note("kafka log: " + what + ": " + e.text + " (" + rd_kafka_err2name(e.code) + ")");
+    return errc_from_kafka(e.code);
+  }
+  std::error_code fail(const std::string& what, std::error_code code) const {
+    note("kafka log: " + what);
+    return code;
+  }
+  std::error_code fail(const std::string& what, Errc code) const {
+    return fail(what, make_error_code(code));
+  }
+
+  Result<rd_kafka_conf_t*> base_conf(const std::string& client_id) const;
+  Result<KafkaPtr> new_consumer() const;
+  Result<KafkaPtr> new_plain_producer() const;
+  Result<void> ensure_topics(rd_kafka_t* admin);
+  Result<int> topic_partitions(rd_kafka_t* rk, const std::string& topic) const;
+  Result<void> load_meta(rd_kafka_t* admin);
+
+  using OnMessage = std::function<Result<bool>(const rd_kafka_message_t&)>;
+  // Reads committed messages of topic/partition from `offset`; calls `on` for each until it
+  // returns false or the end (EOF: the last stable offset) is reached; fails when nothing
+  // arrives for request_timeout or at `deadline`. With `stop_at_eof`, it asks at each EOF
+  // whether to stop; if not, it waits for more until `deadline` (then succeeds).
+  Result<void> scan(const std::string& topic, std::int32_t partition, std::int64_t offset,
+                    const OnMessage& on, SteadyClock::time_point deadline,
+                    const std::function<bool()>& stop_at_eof = {}) const;
+  Result<Decoded> decode(const rd_kafka_message_t& m, Partition p) const;
+  Result<Head> recover_tail(Partition p) const;
+  Result<void> refresh_checkpoints() const;
+
+  void index_add(Partition p, std::uint64_t seq, std::int64_t offset) const;
+  std::int64_t index_floor(Partition p, std::uint64_t seq) const;
+
+  Result<void> ensure_writer(Writer& w, Partition p);
+  void drop_writer(Writer& w, Partition p);
+  void mark_fenced(Writer& w, Partition p, const KafkaError& e);
+  void publish(Partition p, const Writer& w);
+
+  struct Message {
+    std::string topic;
+    std::int32_t partition;
+    std::string key;
+    std::string value;
+    std::optional<std::uint64_t> seq;
+    std::optional<Hash> hash;
+  };
+  enum class Outcome { committed, aborted, fenced, unknown };
+  Outcome run_transaction(Writer& w, Partition p, const std::vector<Message>& msgs,
+                          std::error_code& err);
+  // Writes `msgs` (records from w.next on, then an optional checkpoint) in one transaction;
+  // on success moves the writer's head to (new_next, new_head).
+  Result<void> commit_batch(Writer& w, Partition p, const std::vector<Message>& msgs, Seq new_next,
+                            const Hash& new_head, bool has_checkpoint);
+};
+
+namespace {
+
+extern "C" void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+  auto* w = static_cast<KafkaLog::Impl::Writer*>(opaque);
+  if (w == nullptr) return;
+  const auto i = reinterpret_cast<std::uintptr_t>(m->_private);
+  if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    w->delivery_error = m->err;
+    return;
+  }
+  if (i < w->delivered.size()) w->delivered[i] = m->offset;
+}
+
+}  // namespace
+
+Result<rd_kafka_conf_t*> KafkaLog::Impl::base_conf(const std::string& client_id) const {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  char err[512];
+  auto set = [&](const std::string& k, const std::string& v) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      note("kafka log: config " + k + "=" + v + ": " + err);
+      return false;
+    }
+    return true;
+  };
+  bool ok = set("bootstrap.servers", opts.brokers) && set("client.id", client_id) &&
+            set("reconnect.backoff.ms", "50") && set("reconnect.backoff.max.ms", "1000") &&
+            set("socket.timeout.ms", std::to_string(std::max(10'000, to_ms(opts.request_timeout))));
+  for (const auto& [k, v] : opts.client_config) ok = ok && set(k, v);
+  if (!ok) {
+    rd_kafka_conf_destroy(conf);
+    return Errc::invalid_argument;
+  }
+  return conf;
+}
+
+Result<KafkaPtr> KafkaLog::Impl::new_consumer() const {
+  SECHEX_TRY(auto* conf, base_conf("sechex-ledger-reader"));
+  char err[512];
+  for (const auto& [k, v] : std::initializer_list<std::pair<const char*, const char*>>{
+           // Required by the assign() API; no subscription, no offsets committed.
+           {"group.id", "sechex-ledger-reader"},
+           {"isolation.level", "read_committed"},
+           {"enable.partition.eof", "true"},
+           {"enable.auto.commit", "false"},
+           {"enable.auto.offset.store", "false"},
+           {"auto.offset.reset", "earliest"},
+           {"fetch.wait.max.ms", "20"},
+       }) {
+    if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return fail(std::string("consumer config: ") + err, Errc::invalid_argument);
+    }
+  }
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return fail(std::string("creating consumer: ") + err, Errc::invalid_argument);
+  }
+  rd_kafka_poll_set_consumer(rk);
+  return KafkaPtr(rk);
+}
+
+Result<KafkaPtr> KafkaLog::Impl::new_plain_producer() const {
+  SECHEX_TRY(auto* conf, base_conf("sechex-ledger-admin"));
+  char err[512];
+  if (rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) != RD_KAFKA_CONF_OK ||
+      rd_kafka_conf_set(conf, "acks", "all", err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    return fail(std::string("producer config: ") + err, Errc::invalid_argument);
+  }
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return fail(std::string("creating producer: ") + err, Errc::invalid_argument);
+  }
+  return KafkaPtr(rk);
+}
+
+Result<int> KafkaLog::Impl::topic_partitions(rd_kafka_t* rk, const std::string& topic) const {
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  if (rkt == nullptr) return fail("topic handle for " + topic, Errc::invalid_argument);
+  const rd_kafka_metadata_t* md = nullptr;
+  const auto err = rd_kafka_metadata(rk, 0, rkt, &md, to_ms(opts.request_timeout));
+  rd_kafka_topic_destroy(rkt);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return fail("metadata for " + topic, from_code(rk, err));
+  }
+  int count = -1;
+  rd_kafka_resp_err_t terr = RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    if (topic == md->topics[i].topic) {
+      terr = md->topics[i].err;
+      count = md->topics[i].partition_cnt;
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  if (terr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) return 0;  // missing
+  if (terr != RD_KAFKA_RESP_ERR_NO_ERROR) return fail("metadata for " + topic, from_code(rk, terr));
+  return count;
+}
+
+Result<void> KafkaLog::Impl::ensure_topics(rd_kafka_t* admin) {
+  SECHEX_TRY(const int existing, topic_partitions(admin, opts.topic));
+  SECHEX_TRY(const int meta_existing, topic_partitions(admin, meta_topic));
+  SECHEX_TRY(const int cp_existing, topic_partitions(admin, cp_topic));
+  if (existing > 0 && meta_existing > 0 && cp_existing > 0) {
+    partitions = static_cast<std::uint32_t>(existing);
+    return boost::outcome_v2::success();
+  }
+  if (!opts.create_if_missing || opts.read_only) {
+    return fail("topic " +
+                    (existing == 0        ? opts.topic
+                     : meta_existing == 0 ? meta_topic
+                                          : cp_topic) +
+                    " does not exist",
+                Errc::store_missing);
+  }
+  if (existing == 0 && (opts.partitions == 0 || opts.partitions > kMaxPartitions)) {
+    return fail("bad partition count", Errc::invalid_argument);
+  }
+  struct Spec {
+    std::string name;
+    int partitions;
+    std::vector<std::pair<const char*, const char*>> config;
+  };
+  std::vector<Spec> specs;
+  if (existing == 0) {
+    specs.push_back({opts.topic,
+                     static_cast<int>(opts.partitions),
+                     {{"cleanup.policy", "delete"}, {"retention.ms", "-1"}}});
+  }
+  if (meta_existing == 0) {
+    specs.push_back({meta_topic, 1, {{"cleanup.policy", "delete"}, {"retention.ms", "-1"}}});
+  }
+  if (cp_existing == 0) specs.push_back({cp_topic, 1, {{"cleanup.policy", "compact"}}});
+
+  std::vector<rd_kafka_NewTopic_t*> nts;
+  char err[512];
+  auto destroy_all = [&] {
+    for (auto* nt : nts) rd_kafka_NewTopic_destroy(nt);
+  };
+  for (const auto& s : specs) {
+    auto* nt = rd_kafka_NewTopic_new(s.name.c_str(), s.partitions, opts.replication_factor, err,
+                                     sizeof(err));
+    if (nt == nullptr) {
+      destroy_all();
+      return fail("new topic " + s.name + ": " + err, Errc::invalid_argument);
+    }
+    nts.push_back(nt);
+    for (const auto& [k, v] : s.config) rd_kafka_NewTopic_set_config(nt, k, v);
+  }
+  rd_kafka_queue_t* q = rd_kafka_queue_new(admin);
+  rd_kafka_AdminOptions_t* ao = rd_kafka_AdminOptions_new(admin, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_operation_timeout(ao, to_ms(opts.request_timeout), err, sizeof(err));
+  rd_kafka_AdminOptions_set_request_timeout(ao, to_ms(opts.request_timeout), err, sizeof(err));
+  rd_kafka_CreateTopics(admin, nts.data(), nts.size(), ao, q);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, to_ms(opts.request_timeout) + 5000);
+  std::error_code result;
+  if (ev == nullptr) {
+    result = fail("creating topics timed out", Errc::io_error);
+  } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    KafkaError e;
+    e.code = rd_kafka_event_error(ev);
+    e.text = rd_kafka_event_error_string(ev);
+    result = fail("creating topics", e);
+  } else {
+    size_t n = 0;
+    const auto** res =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+    for (size_t i = 0; i < n && !result; ++i) {
+      const auto code = rd_kafka_topic_result_error(res[i]);
+      if (code == RD_KAFKA_RESP_ERR_NO_ERROR || code == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        continue;
+      }
+      KafkaError e;
+      e.code = code;
+      const char* msg = rd_kafka_topic_result_error_string(res[i]);
+      e.text = msg != nullptr ? msg : rd_kafka_err2str(code);
+      result = fail(std::string("creating topic ") + rd_kafka_topic_result_name(res[i]), e);
+    }
+  }
+  if (ev != nullptr) rd_kafka_event_destroy(ev);
+  rd_kafka_AdminOptions_destroy(ao);
+  rd_kafka_queue_destroy(q);
+  destroy_all();
+  if (result) return result;
+
+  // Metadata trails topic creation a little: wait until every topic is visible.
+  const auto deadline = SteadyClock::now() + opts.request_timeout;
+  for (;;) {
+    SECHEX_TRY(const int n, topic_partitions(admin, opts.topic));
+    SECHEX_TRY(const int m, topic_partitions(admin, meta_topic));
+    SECHEX_TRY(const int c, topic_partitions(admin, cp_topic));
+    if (n > 0 && m > 0 && c > 0) {
+      partitions = static_cast<std::uint32_t>(n);
+      return boost::outcome_v2::success();
+    }
+    if (SteadyClock::now() > deadline) {
+      return fail("created topics did not appear in metadata", Errc::io_error);
+    }
+    std::this_thread::sleep_for(Millis(100));
+  }
+}
+
+Result<void> KafkaLog::Impl::scan(const std::string& topic, std::int32_t partition,
+                                  std::int64_t offset, const OnMessage& on,
+                                  SteadyClock::time_point deadline,
+                                  const std::function<bool()>& stop_at_eof) const {
+  const bool wait_past_eof = static_cast<bool>(stop_at_eof);
+  SECHEX_TRY(auto consumer, new_consumer());
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = offset;
+  const auto aerr = rd_kafka_assign(consumer.get(), list);
+  rd_kafka_topic_partition_list_destroy(list);
+  if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR) return fail("assign " + topic, from_code(nullptr, aerr));
+
+  auto idle_deadline = SteadyClock::now() + opts.request_timeout;
+  for (;;) {
+    const auto until = wait_past_eof ? deadline : std::min(deadline, idle_deadline);
+    const int wait = remaining_ms(until);
+    if (wait <= 0) {
+      if (wait_past_eof) return boost::outcome_v2::success();
+      return fail("reading " + topic + " timed out", Errc::io_error);
+    }
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), std::min(wait, 200));
+    if (m == nullptr) continue;
+    std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> guard(
+        m, rd_kafka_message_destroy);
+    idle_deadline = SteadyClock::now() + opts.request_timeout;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      if (!wait_past_eof || stop_at_eof()) return boost::outcome_v2::success();
+      continue;
+    }
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      KafkaError e = from_code(nullptr, m->err);
+      e.text = rd_kafka_message_errstr(m);
+      if (transient_consumer_error(m->err)) {
+        note("kafka log: reading " + topic + " (retrying): " + e.text);
+        continue;
+      }
+      return fail("reading " + topic, e);
+    }
+    if (m->rkt == nullptr || m->partition != partition) continue;
+    SECHEX_TRY(const bool more, on(*m));
+    if (!more) return boost::outcome_v2::success();
+  }
+}
+
+Result<Decoded> KafkaLog::Impl::decode(const rd_kafka_message_t& m, Partition p) const {
+  const auto where = opts.topic + "[" + std::to_string(p.value) + "]@" + std::to_string(m.offset);
+  rd_kafka_headers_t* hdrs = nullptr;
+  const void* seq_v = nullptr;
+  const void* hash_v = nullptr;
+  size_t seq_n = 0, hash_n = 0;
+  if (rd_kafka_message_headers(&m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      rd_kafka_header_get_last(hdrs, "seq", &seq_v, &seq_n) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      rd_kafka_header_get_last(hdrs, "hash", &hash_v, &hash_n) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      seq_n != 8 || hash_n != 32) {
+    return fail(where + ": record without seq/hash headers", Errc::corruption);
+  }
+  auto view = decode_record(std::string_view(static_cast<const char*>(m.payload), m.len));
+  if (!view) return fail(where + ": undecodable record", view.error());
+  const auto& v = view.value();
+  Decoded d;
+  d.offset = m.offset;
+  d.record.position = {p, Seq{detail::get_be64(seq_v)}};
+  std::memcpy(d.record.hash.data(), hash_v, 32);
+  if (v.partition != p || v.seq != d.record.position.seq || v.hash != d.record.hash) {
+    return fail(where + ": headers disagree with the record", Errc::corruption);
+  }
+  d.record.event.assign(v.event.begin(), v.event.end());
+  return d;
+}
+
+void KafkaLog::Impl::index_add(Partition p, std::uint64_t seq, std::int64_t offset) const {
+  std::lock_guard lock(index_mu);
+  auto& m = index[p.value];
+  auto it = m.upper_bound(seq);
+  if (it != m.begin() && seq - std::prev(it)->first < kIndexStride) return;
+  m.emplace(seq, offset);
+}
+
+std::int64_t KafkaLog::Impl::index_floor(Partition p, std::uint64_t seq) const {
+  std::lock_guard lock(index_mu);
+  const auto& m = index[p.value];
+  auto it = m.upper_bound(seq);
+  if (it == m.begin()) return RD_KAFKA_OFFSET_BEGINNING;
+  return std::prev(it)->second;
+}
+
+Result<Head> KafkaLog::Impl::recover_tail(Partition p) const {
+  std::int64_t lo = 0, hi = 0;
+  {
+    SECHEX_TRY(auto c, new_consumer());
+    // A read_committed consumer asks for the last stable offset.
+    const auto err = rd_kafka_query_watermark_offsets(c.get(), opts.topic.c_str(),
+                                                      static_cast<std::int32_t>(p.value), &lo, &hi,
+                                                      to_ms(opts.request_timeout));
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return fail("watermarks", from_code(nullptr, err));
+  }
+  const auto deadline = SteadyClock::now() + opts.request_timeout * 4;
+  for (std::int64_t window = kTailWindow;; window *= 16) {
+    if (hi <= lo) return Head{};
+    const auto start = std::max(lo, hi - window);
+    std::optional<Decoded> prev, last;
+    SECHEX_TRYV(scan(
+        opts.topic, static_cast<std::int32_t>(p.value), start,
+        [&](const rd_kafka_message_t& m) -> Result<bool> {
+          SECHEX_TRY(auto d, decode(m, p));
+          if (last && d.record.position.seq.value != last->record.position.seq.value + 1) {
+            return fail("tail of partition " + std::to_string(p.value) + ": seq " +
+                            std::to_string(d.record.position.seq.value) + " follows " +
+                            std::to_string(last->record.position.seq.value),
+                        Errc::chain_broken);
+          }
+          index_add(p, d.record.position.seq.value, d.offset);
+          prev = std::move(last);
+          last = std::move(d);
+          return true;
+        },
+        deadline));
+    if (last) {
+      const auto& r = last->record;
+      if (prev && chain_hash(p, r.position.seq, prev->record.hash, r.event) != r.hash) {
+        return fail("tail of partition " + std::to_string(p.value) + ": seq " +
+                        std::to_string(r.position.seq.value) + " does not link",
+                    Errc::chain_broken);
+      }
+      if (!prev && r.position.seq.value == 0 && chain_hash(p, Seq{0}, Hash{}, r.event) != r.hash) {
+        return fail("partition " + std::to_string(p.value) + ": seq 0 does not link",
+                    Errc::chain_broken);
+      }
+      return Head{Seq{r.position.seq.value + 1}, r.hash};
+    }
+    if (start == lo) return Head{};  // only aborted records or markers
+  }
+}
+
+Result<void> KafkaLog::Impl::refresh_checkpoints() const {
+  std::lock_guard lock(cp_mu);
+  std::int64_t next = cp_next_offset;
+  std::map<std::uint32_t, std::string> found;
+  SECHEX_TRYV(scan(
+      cp_topic, 0, cp_next_offset,
+      [&](const rd_kafka_message_t& m) -> Result<bool> {
+        next = m.offset + 1;
+        if (m.key_len != 4 || m.payload == nullptr) return true;
+        found[detail::get_be32(m.key)] = std::string(static_cast<const char*>(m.payload), m.len);
+        return true;
+      },
+      SteadyClock::now() + opts.request_timeout));
+  for (auto& [k, v] : found) cp_latest[k] = std::move(v);
+  cp_next_offset = next;
+  return boost::outcome_v2::success();
+}
+
+Result<void> KafkaLog::Impl::load_meta(rd_kafka_t* admin) {
+  auto read_first = [&]() -> Result<std::optional<std::string>> {
+    std::optional<std::string> value;
+    SECHEX_TRYV(scan(
+        meta_topic, 0, RD_KAFKA_OFFSET_BEGINNING,
+        [&](const rd_kafka_message_t& m) -> Result<bool> {
+          if (std::string_view(static_cast<const char*>(m.key), m.key_len) != kMetaKey) {
+            return true;
+          }
+          value = std::string(static_cast<const char*>(m.payload), m.len);
+          return false;
+        },
+        SteadyClock::now() + opts.request_timeout));
+    return value;
+  };
+  SECHEX_TRY(auto value, read_first());
+  if (!value) {
+    if (opts.read_only || !opts.create_if_missing) {
+      return fail("no ledger record in " + meta_topic, Errc::store_missing);
+    }
+    SECHEX_TRY(auto id, crypto::random_bytes(16));
+    const std::string v = std::string(kMetaFormat) + "\nledger_id=" + to_hex(id) +
+                          "\npartitions=" + std::to_string(partitions) + "\n";
+    const auto err =
+        rd_kafka_producev(admin, RD_KAFKA_V_TOPIC(meta_topic.c_str()), RD_KAFKA_V_PARTITION(0),
+                          RD_KAFKA_V_KEY(kMetaKey.data(), kMetaKey.size()),
+                          RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return fail("writing ledger id", from_code(admin, err));
+    rd_kafka_flush(admin, to_ms(opts.request_timeout));
+    SECHEX_TRY(value, read_first());
+    if (!value) return fail("ledger id record did not appear in " + meta_topic, Errc::io_error);
+  }
+  // "sechex-ledger/v1\nledger_id=<hex>\npartitions=<P>\n"
+  const auto& s = *value;
+  auto field = [&](std::string_view name) -> std::string {
+    const auto k = "\n" + std::string(name) + "=";
+    const auto at = s.find(k);
+    if (at == std::string::npos) return {};
+    const auto from = at + k.size();
+    return s.substr(from, s.find('\n', from) - from);
+  };
+  if (!s.starts_with(std::string(kMetaFormat) + "\n")) {
+    return fail(meta_topic + ": unknown format", Errc::unsupported_version);
+  }
+  ledger_id = field("ledger_id");
+  const auto parts = field("partitions");
+  if (ledger_id.empty() || parts != std::to_string(partitions)) {
+    return fail(meta_topic + " records " + parts + " partitions but " + opts.topic + " has " +
+                    std::to_string(partitions) + " (subjects would move partitions)",
+                Errc::corruption);
+  }
+  return boost::outcome_v2::success();
+}
+
+void KafkaLog::Impl::publish(Partition p, const Writer& w) {
+  std::lock_guard lock(state_mu);
+  published[p.value] = Head{w.next, w.head};
+}
+
+void KafkaLog::Impl::drop_writer(Writer& w, Partition p) {
+  w.producer.reset();
+  w.ready = false;
+  std::lock_guard lock(state_mu);
+  published[p.value].reset();
+}
+
+void KafkaLog::Impl::mark_fenced(Writer& w, Partition p, const KafkaError& e) {
+  fail("partition " + std::to_string(p.value) +
+           ": this writer was fenced by another writer with transactional.id " +
+           opts.transactional_id_prefix + "ledger-" + std::to_string(p.value) +
+           "; it refuses further appends",
+       e);
+  drop_writer(w, p);
+  w.fenced = true;
+  std::lock_guard lock(state_mu);
+  fenced_flags[p.value] = true;
+}
+
+Result<void> KafkaLog::Impl::ensure_writer(Writer& w, Partition p) {
+  if (w.fenced) return Errc::writer_failed;
+  if (w.ready) return boost::outcome_v2::success();
+  const auto tid = opts.transactional_id_prefix + "ledger-" + std::to_string(p.value);
+  SECHEX_TRY(auto* conf, base_conf("sechex-ledger-" + std::to_string(p.value)));
+  char err[512];
+  for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+           {"transactional.id", tid},
+           {"enable.idempotence", "true"},
+           {"acks", "all"},
+           {"transaction.timeout.ms", std::to_string(opts.transaction_timeout.count())},
+           {"message.timeout.ms", std::to_string(opts.message_timeout.count())},
+           {"linger.ms", "1"},
+       }) {
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+      rd_kafka_conf_destroy(conf);
+      return fail("producer config " + k + ": " + err, Errc::invalid_argument);
+    }
+  }
+  rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+  rd_kafka_conf_set_opaque(conf, &w);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    return fail(std::string("creating producer: ") + err, Errc::invalid_argument);
+  }
+  KafkaPtr producer(rk);
+  // init_transactions() fences any earlier producer of this transactional.id and completes or
+  // aborts its open transaction, so the tail read after it is final.
+  const auto deadline = SteadyClock::now() + opts.request_timeout;
+  for (;;) {
+    auto e = take(rk, rd_kafka_init_transactions(rk, std::max(1, remaining_ms(deadline))));
+    if (!e) break;
+    if (e.retriable && SteadyClock::now() < deadline) continue;
+    return fail("init_transactions for " + tid, e);
+  }
+  SECHEX_TRY(const auto tail, recover_tail(p));
+  SECHEX_TRYV(refresh_checkpoints());
+  std::uint64_t cp_size = 0;
+  {
+    std::lock_guard lock(cp_mu);
+    if (auto it = cp_latest.find(p.value); it != cp_latest.end()) {
+      if (auto cp = parse_checkpoint_body(it->second)) cp_size = cp->size;
+    }
+  }
+  if (cp_size > tail.next.value) {
+    return fail("partition " + std::to_string(p.value) + ": a checkpoint covers " +
+                    std::to_string(cp_size) + " records but the log has " +
+                    std::to_string(tail.next.value),
+                Errc::chain_broken);
+  }
+  w.producer = std::move(producer);
+  w.next = tail.next;
+  w.head = tail.hash;
+  w.checkpoint_size = cp_size;
+  w.checkpoint_micros = opts.clock->now_micros();
+  w.ready = true;
+  publish(p, w);
+  return boost::outcome_v2::success();
+}
+
+KafkaLog::Impl::Outcome KafkaLog::Impl::run_transaction(Writer& w, Partition p,
+                                                        const std::vector<Message>& msgs,
+                                                        std::error_code& err) {
+  rd_kafka_t* rk = w.producer.get();
+  const auto where = "partition " + std::to_string(p.value);
+  auto classify = [&](const std::string& what, const KafkaError& e) {
+    if (kafka_error_is_fencing(e.code)) {
+      mark_fenced(w, p, e);
+      err = Errc::writer_failed;
+      return Outcome::fenced;
+    }
+    err = fail(where + ": " + what, e);
+    return Outcome::unknown;
+  };
+  auto abort = [&](const std::string& what, const KafkaError& cause) {
+    err = fail(where + ": " + what + " (aborting the transaction)", cause);
+    if (err == Errc::ok) err = Errc::io_error;
+    auto e = take(rk, rd_kafka_abort_transaction(rk, to_ms(opts.request_timeout)));
+    if (!e) return Outcome::aborted;
+    const auto keep = err;
+    const auto o = classify("abort_transaction", e);
+    if (o == Outcome::unknown) err = keep;
+    return o;
+  };
+
+  w.delivered.assign(msgs.size(), -1);
+  w.delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (auto e = take(rk, rd_kafka_begin_transaction(rk))) return classify("begin_transaction", e);
+
+  const auto deadline = SteadyClock::now() + opts.request_timeout;
+  for (std::size_t i = 0; i < msgs.size(); ++i) {
+    const auto& m = msgs[i];
+    std::string seq_be;
+    if (m.seq) detail::put_be64(seq_be, *m.seq);
+    for (;;) {
+      rd_kafka_resp_err_t perr;
+      if (m.seq && m.hash) {
+        perr = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_PARTITION(m.partition),
+            RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
+            RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADER("seq", seq_be.data(), 8),
+            RD_KAFKA_V_HEADER("hash", m.hash->data(), 32),
+            RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(i))),
+            RD_KAFKA_V_END);
+      } else {
+        perr = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_PARTITION(m.partition),
+            RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
+            RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(i))),
+            RD_KAFKA_V_END);
+      }
+      if (perr == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (perr == RD_KAFKA_RESP_ERR__QUEUE_FULL && SteadyClock::now() < deadline) {
+        rd_kafka_poll(rk, 10);
+        continue;
+      }
+      const auto e = from_code(rk, perr);
+      if (e.fatal) return classify("produce", e);
+      return abort("produce", e);
+    }
+  }
+
+  for (;;) {
+    auto e = take(rk, rd_kafka_commit_transaction(rk, std::max(1, remaining_ms(deadline))));
+    if (!e) break;
+    if (e.fatal) return classify("commit_transaction", e);
+    if (e.abortable) return abort("commit_transaction", e);
+    if (e.retriable && SteadyClock::now() < deadline) continue;
+    // Still committing after the deadline: the outcome is not known here.
+    err = fail(where + ": commit_transaction", e);
+    return Outcome::unknown;
+  }
+  if (w.delivery_error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    // commit_transaction() fails when a message failed; this is only a safety net.
+    err = fail(where + ": a message of a committed transaction was not delivered",
+               from_code(rk, w.delivery_error));
+    return Outcome::unknown;
+  }
+  return Outcome::committed;
+}
+
+Result<void> KafkaLog::Impl::commit_batch(Writer& w, Partition p, const std::vector<Message>& msgs,
+                                          Seq new_next, const Hash& new_head, bool has_checkpoint) {
+  std::error_code err;
+  const auto outcome = run_transaction(w, p, msgs, err);
+  if (outcome == Outcome::fenced) return Errc::writer_failed;
+  if (outcome == Outcome::aborted) {
+    // The head is unchanged. A fresh producer for the next append: after some abortable
+    // errors (a failed idempotent produce) librdkafka's producer state may keep failing
+    // (OUT_OF_ORDER_SEQUENCE_NUMBER); init_transactions() + tail recovery start clean.
+    drop_writer(w, p);
+    return err ? err : Errc::io_error;
+  }
+  if (outcome == Outcome::unknown) {
+    // Fatal error or commit in doubt: a new producer (init_transactions completes or aborts
+    // the open transaction) and the tail it recovers tell whether our records made it.
+    drop_writer(w, p);
+    const auto old_next = w.next;
+    if (auto r = ensure_writer(w, p); !r) {
+      note("kafka log: partition " + std::to_string(p.value) +
+           ": outcome of the append is unknown (the cluster is unreachable); the next append "
+           "recovers the tail first");
+      return err ? err : r.error();
+    }
+    if (!(w.next == new_next && w.head == new_head)) {
+      if (w.next != old_next) {
+        note("kafka log: partition " + std::to_string(p.value) +
+             ": recovered head moved unexpectedly");
+      }
+      return err ? err : Errc::io_error;
+    }
+    note("kafka log: partition " + std::to_string(p.value) + ": the append committed after all");
+    // ensure_writer reloaded checkpoint state from Kafka.
+  } else {
+    w.next = new_next;
+    w.head = new_head;
+    if (has_checkpoint) {
+      w.checkpoint_size = new_next.value;
+      w.checkpoint_micros = opts.clock->now_micros();
+      std::lock_guard lock(cp_mu);
+      cp_latest[p.value] = msgs.back().value;
+    }
+  }
+  // Index the batch's first record (delivery reports carry its offset).
+  const auto first = new_next.value - std::count_if(msgs.begin(), msgs.end(),
+                                                    [](const Message& m) { return m.seq; });
+  if (!w.delivered.empty() && w.delivered[0] >= 0 && msgs.front().seq) {
+    index_add(p, first, w.delivered[0]);
+  }
+  publish(p, w);
+  stat_groups.fetch_add(1, std::memory_order_relaxed);
+  if (has_checkpoint) stat_checkpoints.fetch_add(1, std::memory_order_relaxed);
+  return boost::outcome_v2::success();
+}
+
+KafkaLog::KafkaLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+KafkaLog::~KafkaLog() {
+  for (auto& w : impl_->writers) {
+    std::lock_guard lock(w->mu);
+    w->producer.reset();
+  }
+}
+
+Result<std::unique_ptr<KafkaLog>> KafkaLog::open(const KafkaLogOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->opts = options;
+  if (options.brokers.empty() || options.topic.empty() || options.clock == nullptr ||
+      options.message_timeout >= options.transaction_timeout ||
+      options.request_timeout.count() <= 0) {
+    return Errc::invalid_argument;
+  }
+  impl->meta_topic = options.topic + ".meta";
+  impl->cp_topic = options.topic + ".checkpoints";
+  SECHEX_TRY(auto admin, impl->new_plain_producer());
+  SECHEX_TRYV(impl->ensure_topics(admin.get()));
+  if (impl->partitions == 0 || impl->partitions > kMaxPartitions) {
+    return impl->fail("topic " + options.topic + " has an unusable partition count",
+                      Errc::corruption);
+  }
+  SECHEX_TRYV(impl->load_meta(admin.get()));
+  admin.reset();
+  impl->writers.reserve(impl->partitions);
+  for (std::uint32_t i = 0; i < impl->partitions; ++i) {
+    impl->writers.push_back(std::make_unique<Impl::Writer>());
+  }
+  impl->published.resize(impl->partitions);
+  impl->fenced_flags.assign(impl->partitions, false);
+  impl->index.resize(impl->partitions);
+  return std::unique_ptr<KafkaLog>(new KafkaLog(std::move(impl)));
+}
+
+std::uint32_t KafkaLog::partition_count() const { return impl_->partitions; }
+const std::string& KafkaLog::ledger_id() const { return impl_->ledger_id; }
+const std::string& KafkaLog::topic() const { return impl_->opts.topic; }
+
+LogStats KafkaLog::stats() const {
+  return {impl_->stat_appends.load(std::memory_order_relaxed),
+          impl_->stat_events.load(std::memory_order_relaxed),
+          impl_->stat_groups.load(std::memory_order_relaxed),
+          impl_->stat_checkpoints.load(std::memory_order_relaxed)};
+}
+
+bool KafkaLog::fenced(Partition partition) const {
+  std::lock_guard lock(impl_->state_mu);
+  return partition.value < impl_->fenced_flags.size() && impl_->fenced_flags[partition.value];
+}
+
+std::string KafkaLog::last_error() const {
+  std::lock_guard lock(impl_->err_mu);
+  return impl_->last_error;
+}
+
+Result<AppendResult> KafkaLog::append(Partition partition, std::span<const ByteView> events) {
+  if (impl_->opts.read_only) return Errc::invalid_argument;
+  if (events.empty() || partition.value >= impl_->partitions) return Errc::invalid_argument;
+  for (const auto& e : events) {
+    if (schemas::check_envelope(e.data(), e.size()) != schemas::CheckResult::ok) {
+      return Errc::invalid_argument;
+    }
+  }
+  auto& w = *impl_->writers[partition.value];
+  std::lock_guard lock(w.mu);
+  if (w.fenced) {
+    impl_->note("kafka log: partition " + std::to_string(partition.value) +
+                " was fenced by another writer; refusing to append");
+    return Errc::writer_failed;
+  }
+  SECHEX_TRYV(impl_->ensure_writer(w, partition));
+
+  const auto kp = static_cast<std::int32_t>(partition.value);
+  std::vector<Impl::Message> msgs;
+  msgs.reserve(events.size() + 1);
+  AppendResult result;
+  result.first = w.next;
+  Seq next = w.next;
+  Hash head = w.head;
+  for (const auto& e : events) {
+    head = chain_hash(partition, next, head, e);
+    const auto* subject = schemas::envelope_of(e.data())->subject();
+    msgs.push_back({impl_->opts.topic, kp, subject != nullptr ? subject->str() : std::string(),
+                    encode_record(partition, next, head, e), next.value, head});
+    next = Seq{next.value + 1};
+  }
+  result.last = Seq{next.value - 1};
+  result.head = head;
+
+  bool has_checkpoint = false;
+  if (impl_->opts.signer != nullptr) {
+    const auto& pol = impl_->opts.checkpoints;
+    const auto now = impl_->opts.clock->now_micros();
+    const bool by_count =
+        pol.every_records > 0 && next.value - w.checkpoint_size >= pol.every_records;
+    const bool by_time = pol.every.count() > 0 && now - w.checkpoint_micros >= pol.every.count();
+    if (by_count || by_time) {
+      SECHEX_TRY(auto note,
+                 impl_->opts.signer->sign(
+                     {checkpoint_origin(impl_->ledger_id, partition), next.value, head}));
+      msgs.push_back({impl_->cp_topic, 0, be32_key(partition.value), std::move(note), {}, {}});
+      has_checkpoint = true;
+    }
+  }
+  SECHEX_TRYV(impl_->commit_batch(w, partition, msgs, next, head, has_checkpoint));
+  impl_->stat_appends.fetch_add(1, std::memory_order_relaxed);
+  impl_->stat_events.fetch_add(events.size(), std::memory_order_relaxed);
+  return result;
+}
+
+Result<std::size_t> KafkaLog::checkpoint_due(bool force) {
+  if (impl_->opts.read_only || impl_->opts.signer == nullptr) return std::size_t{0};
+  std::size_t written = 0;
+  for (std::uint32_t i = 0; i < impl_->partitions; ++i) {
+    const Partition p{i};
+    auto& w = *impl_->writers[i];
+    std::lock_guard lock(w.mu);
+    if (!w.ready || w.fenced || w.next.value == w.checkpoint_size) continue;
+    const auto& pol = impl_->opts.checkpoints;
+    const auto now = impl_->opts.clock->now_micros();
+    const bool by_count =
+        pol.every_records > 0 && w.next.value - w.checkpoint_size >= pol.every_records;
+    const bool by_time = pol.every.count() > 0 && now - w.checkpoint_micros >= pol.every.count();
+    if (!(by_count || by_time || force)) continue;
+    SECHEX_TRY(auto note, impl_->opts.signer->sign(
+                              {checkpoint_origin(impl_->ledger_id, p), w.next.value, w.head}));
+    std::vector<Impl::Message> msgs;
+    msgs.push_back({impl_->cp_topic, 0, be32_key(i), std::move(note), {}, {}});
+    SECHEX_TRYV(impl_->commit_batch(w, p, msgs, w.next, w.head, true));
+    ++written;
+  }
+  return written;
+}
+
+Result<std::optional<std::string>> KafkaLog::latest_checkpoint(Partition partition) const {
+  if (partition.value >= impl_->partitions) return Errc::invalid_argument;
+  SECHEX_TRYV(impl_->refresh_checkpoints());
+  std::lock_guard lock(impl_->cp_mu);
+  auto it = impl_->cp_latest.find(partition.value);
+  if (it == impl_->cp_latest.end()) return std::optional<std::string>{};
+  return std::optional<std::string>{it->second};
+}
+
+Result<Head> KafkaLog::recover_head(Partition partition) const {
+  if (partition.value >= impl_->partitions) return Errc::invalid_argument;
+  return impl_->recover_tail(partition);
+}
+
+Head KafkaLog::head(Partition partition) const {
+  if (partition.value >= impl_->partitions) return {};
+  {
+    std::lock_guard lock(impl_->state_mu);
+    if (impl_->published[partition.value]) return *impl_->published[partition.value];
+  }
+  auto h = impl_->recover_tail(partition);
+  return h ? h.value() : Head{};
+}
+
+Result<std::vector<Record>> KafkaLog::read_range(Partition partition, Seq from, Seq to,
+                                                 std::size_t max) const {
+  std::vector<Record> out;
+  if (partition.value >= impl_->partitions || from >= to || max == 0) return out;
+  const auto start = impl_->index_floor(partition, from.value);
+  SECHEX_TRYV(impl_->scan(
+      impl_->opts.topic, static_cast<std::int32_t>(partition.value), start,
+      [&](const rd_kafka_message_t& m) -> Result<bool> {
+        SECHEX_TRY(auto d, impl_->decode(m, partition));
+        const auto seq = d.record.position.seq;
+        impl_->index_add(partition, seq.value, d.offset);
+        if (seq < from) return true;
+        if (seq >= to) return false;
+        out.push_back(std::move(d.record));
+        return out.size() < max;
+      },
+      SteadyClock::time_point::max()));
+  return out;
+}
+
+Result<std::vector<Record>> KafkaLog::wait_for(Partition partition, Seq from,
+                                               std::chrono::milliseconds timeout,
+                                               std::size_t max) const {
+  std::vector<Record> out;
+  if (partition.value >= impl_->partitions || max == 0) return out;
+  const auto start = impl_->index_floor(partition, from.value);
+  const auto deadline = SteadyClock::now() + timeout;
+  SECHEX_TRYV(impl_->scan(
+      impl_->opts.topic, static_cast<std::int32_t>(partition.value), start,
+      [&](const rd_kafka_message_t& m) -> Result<bool> {
+        SECHEX_TRY(auto d, impl_->decode(m, partition));
+        const auto seq = d.record.position.seq;
+        impl_->index_add(partition, seq.value, d.offset);
+        if (seq < from) return true;
+        out.push_back(std::move(d.record));
+        return out.size() < max;
+      },
+      deadline, [&] { return !out.empty(); }));
+  return out;
+}
+
+}  // namespace sechex::ledger

@@ -1,0 +1,475 @@
+// KafkaLog against a real Kafka broker (ctest label `kafka`). Run with
+//   ops/kafka/with-broker --brokers 1 -- build/debug/tests/ledger/kafka_log_test
+// Without SECHEX_KAFKA_BROKERS every test is skipped; without SECHEX_KAFKA_DIR (a cluster not
+// started by ops/kafka) the broker kill test is skipped.
+#include "ledger/kafka_log.h"
+
+#include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "ledger/crypto.h"
+#include "support/process.h"
+#include "support/test_util.h"
+
+namespace sechex::ledger {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::make_event;
+using testing::subject_in;
+
+const char* brokers() { return std::getenv("SECHEX_KAFKA_BROKERS"); }
+
+#define REQUIRE_BROKER()                                                                 \
+  if (brokers() == nullptr)                                                              \
+  GTEST_SKIP() << "SECHEX_KAFKA_BROKERS is unset: run under ops/kafka/with-broker (see " \
+                  "ops/kafka/README.md), e.g. ops/kafka/with-broker -- ctest -L kafka"
+
+std::string unique(const std::string& name) {
+  auto id = crypto::random_bytes(4);
+  return name + "-" + to_hex(id.value());
+}
+
+KafkaLogOptions options(const std::string& topic, const std::string& prefix) {
+  KafkaLogOptions o;
+  o.brokers = brokers();
+  o.topic = topic;
+  o.partitions = 2;
+  o.transactional_id_prefix = prefix;
+  o.request_timeout = 20s;
+  o.transaction_timeout = 30s;
+  o.message_timeout = 20s;
+  return o;
+}
+
+std::unique_ptr<KafkaLog> open_log(const KafkaLogOptions& o) {
+  auto log = KafkaLog::open(o);
+  EXPECT_TRUE(log) << log.error().message();
+  return log ? std::move(log).value() : nullptr;
+}
+
+Result<AppendResult> append_events(KafkaLog& log, Partition p, const std::vector<Bytes>& events) {
+  std::vector<ByteView> views(events.begin(), events.end());
+  return log.append(p, views);
+}
+
+std::string note_of(const Record& r) {
+  const auto* env = schemas::envelope_of(r.event.data());
+  return env->request_id()->str();  // make_event puts "req-<note>" here
+}
+
+// Reads the whole partition and checks seq 0.. contiguous and every hash linking.
+std::vector<Record> read_checked(const KafkaLog& log, Partition p) {
+  auto records = log.read_range(p, Seq{0}, Seq{UINT64_MAX});
+  EXPECT_TRUE(records) << records.error().message() << " " << log.last_error();
+  if (!records) return {};
+  Hash prev{};
+  for (std::size_t i = 0; i < records.value().size(); ++i) {
+    const auto& r = records.value()[i];
+    EXPECT_EQ(r.position.partition, p);
+    EXPECT_EQ(r.position.seq.value, i) << "seqs must be contiguous";
+    EXPECT_EQ(r.hash, chain_hash(p, Seq{i}, prev, r.event)) << "seq " << i << " does not link";
+    prev = r.hash;
+  }
+  return std::move(records).value();
+}
+
+TEST(KafkaLog, AppendThenReadBackLinks) {
+  REQUIRE_BROKER();
+  const auto topic = unique("t-append");
+  const auto o = options(topic, unique("x") + "-");
+  auto log = open_log(o);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(log->partition_count(), 2u);
+  EXPECT_EQ(log->ledger_id().size(), 32u);
+  const auto subject = subject_in(1, 2);
+  const Partition p{1};
+  EXPECT_EQ(log->head(p).next.value, 0u);
+
+  std::vector<Bytes> batch;
+  for (int i = 0; i < 5; ++i) batch.push_back(make_event(subject, "b" + std::to_string(i)));
+  auto r = append_events(*log, p, batch);
+  ASSERT_TRUE(r) << r.error().message() << " " << log->last_error();
+  EXPECT_EQ(r.value().first.value, 0u);
+  EXPECT_EQ(r.value().last.value, 4u);
+  auto r2 = append_events(*log, p, {make_event(subject, "single")});
+  ASSERT_TRUE(r2) << log->last_error();
+  EXPECT_EQ(r2.value().first.value, 5u);
+
+  const auto records = read_checked(*log, p);
+  ASSERT_EQ(records.size(), 6u);
+  EXPECT_EQ(note_of(records[5]), "req-single");
+  EXPECT_EQ(records.back().hash, r2.value().head);
+  EXPECT_EQ(log->head(p).next.value, 6u);
+  EXPECT_EQ(log->head(p).hash, r2.value().head);
+  // Partial ranges and `max`.
+  auto mid = log->read_range(p, Seq{2}, Seq{4});
+  ASSERT_TRUE(mid);
+  ASSERT_EQ(mid.value().size(), 2u);
+  EXPECT_EQ(mid.value()[0].position.seq.value, 2u);
+  auto capped = log->read_range(p, Seq{1}, Seq{100}, 3);
+  ASSERT_TRUE(capped);
+  EXPECT_EQ(capped.value().size(), 3u);
+  // The other partition is untouched.
+  EXPECT_TRUE(log->read_range(Partition{0}, Seq{0}, Seq{10}).value().empty());
+  // Bad batches write nothing.
+  EXPECT_EQ(log->append(p, {}).error(), Errc::invalid_argument);
+  const std::string garbage = "not a flatbuffer";
+  const ByteView bad = as_bytes(garbage);
+  EXPECT_EQ(log->append(p, std::span<const ByteView>(&bad, 1)).error(), Errc::invalid_argument);
+  EXPECT_EQ(log->append(Partition{7}, std::span<const ByteView>(&bad, 1)).error(),
+            Errc::invalid_argument);
+  EXPECT_EQ(log->stats().appends, 2u);
+  EXPECT_EQ(log->stats().events, 6u);
+
+  // A reader process (read-only, no producer) sees the same head and records.
+  auto ro = o;
+  ro.read_only = true;
+  ro.create_if_missing = false;
+  auto reader = open_log(ro);
+  ASSERT_TRUE(reader);
+  EXPECT_EQ(reader->ledger_id(), log->ledger_id());
+  EXPECT_EQ(reader->head(p).next.value, 6u);
+  EXPECT_EQ(reader->head(p).hash, r2.value().head);
+  EXPECT_EQ(append_events(*reader, p, batch).error(), Errc::invalid_argument);
+  // wait_for returns what is there, and wakes up for a later append.
+  auto tail = reader->wait_for(p, Seq{4}, 5s);
+  ASSERT_TRUE(tail);
+  EXPECT_EQ(tail.value().size(), 2u);
+  std::thread later([&] {
+    std::this_thread::sleep_for(300ms);
+    EXPECT_TRUE(append_events(*log, p, {make_event(subject, "later")}));
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto woke = reader->wait_for(p, Seq{6}, 15s);
+  later.join();
+  ASSERT_TRUE(woke);
+  ASSERT_EQ(woke.value().size(), 1u);
+  EXPECT_EQ(woke.value()[0].position.seq.value, 6u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  auto none = reader->wait_for(p, Seq{7}, 200ms);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none.value().empty());
+
+  // A missing topic is not created by a read-only open.
+  auto missing = options(unique("t-missing"), "m-");
+  missing.create_if_missing = false;
+  auto m = KafkaLog::open(missing);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error(), Errc::store_missing);
+}
+
+TEST(KafkaLog, ReopenContinuesTheChain) {
+  REQUIRE_BROKER();
+  const auto o = options(unique("t-reopen"), unique("x") + "-");
+  const Partition p{0};
+  const auto subject = subject_in(0, 2);
+  Hash head{};
+  std::string id;
+  {
+    auto log = open_log(o);
+    ASSERT_TRUE(log);
+    id = log->ledger_id();
+    for (int i = 0; i < 3; ++i) {
+      auto r = append_events(*log, p, {make_event(subject, "a" + std::to_string(i))});
+      ASSERT_TRUE(r) << log->last_error();
+      head = r.value().head;
+    }
+  }
+  auto log = open_log(o);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(log->ledger_id(), id);
+  EXPECT_EQ(log->head(p).next.value, 3u);
+  EXPECT_EQ(log->head(p).hash, head);
+  auto r = append_events(*log, p, {make_event(subject, "b0"), make_event(subject, "b1")});
+  ASSERT_TRUE(r) << log->last_error();
+  EXPECT_EQ(r.value().first.value, 3u);
+  const auto records = read_checked(*log, p);
+  ASSERT_EQ(records.size(), 5u);
+  EXPECT_EQ(records[2].hash, head);
+}
+
+TEST(KafkaLog, SecondWriterFencesTheFirstAndTheChainDoesNotFork) {
+  REQUIRE_BROKER();
+  const auto o = options(unique("t-fence"), unique("x") + "-");
+  const Partition p{1};
+  const auto subject = subject_in(1, 2);
+  auto a = open_log(o);
+  auto b = open_log(o);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(append_events(*a, p, {make_event(subject, "a0")})) << a->last_error();
+  ASSERT_TRUE(append_events(*a, p, {make_event(subject, "a1")})) << a->last_error();
+  // b's first append creates its producer: init_transactions fences a.
+  auto rb = append_events(*b, p, {make_event(subject, "b0")});
+  ASSERT_TRUE(rb) << b->last_error();
+  EXPECT_EQ(rb.value().first.value, 2u);
+  auto ra = append_events(*a, p, {make_event(subject, "a2")});
+  ASSERT_FALSE(ra);
+  EXPECT_EQ(ra.error(), Errc::writer_failed);
+  EXPECT_TRUE(a->fenced(p));
+  EXPECT_NE(a->last_error().find("fenced"), std::string::npos) << a->last_error();
+  // It stays refused, even with the other partition still usable for it.
+  EXPECT_EQ(append_events(*a, p, {make_event(subject, "a3")}).error(), Errc::writer_failed);
+  ASSERT_TRUE(append_events(*b, p, {make_event(subject, "b1")})) << b->last_error();
+
+  const auto records = read_checked(*b, p);
+  ASSERT_EQ(records.size(), 4u);
+  std::vector<std::string> notes;
+  for (const auto& r : records) notes.push_back(note_of(r));
+  EXPECT_EQ(notes, (std::vector<std::string>{"req-a0", "req-a1", "req-b0", "req-b1"}));
+}
+
+// Child mode: holds a transaction open on partition 0 of $SECHEX_KAFKA_CHILD_TOPIC with
+// records that continue the chain (seq, hash), writes "ready" to $SECHEX_KAFKA_CHILD_READY,
+// then waits to be killed.
+TEST(KafkaLogChild, HoldOpenTransaction) {
+  const char* topic = std::getenv("SECHEX_KAFKA_CHILD_TOPIC");
+  if (topic == nullptr || brokers() == nullptr) GTEST_SKIP() << "only run as a child process";
+  const Partition p{0};
+  Seq next{std::stoull(std::getenv("SECHEX_KAFKA_CHILD_NEXT"))};
+  Bytes head_bytes;
+  ASSERT_TRUE(from_hex(std::getenv("SECHEX_KAFKA_CHILD_HEAD"), head_bytes));
+  Hash head{};
+  std::copy(head_bytes.begin(), head_bytes.end(), head.begin());
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  const std::string tid = std::string(std::getenv("SECHEX_KAFKA_CHILD_PREFIX")) + "ledger-0";
+  ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", brokers(), err, sizeof(err)), 0);
+  ASSERT_EQ(rd_kafka_conf_set(conf, "transactional.id", tid.c_str(), err, sizeof(err)), 0);
+  ASSERT_EQ(rd_kafka_conf_set(conf, "transaction.timeout.ms", "60000", err, sizeof(err)), 0);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  ASSERT_NE(rk, nullptr) << err;
+  ASSERT_EQ(rd_kafka_init_transactions(rk, 30000), nullptr);
+  ASSERT_EQ(rd_kafka_begin_transaction(rk), nullptr);
+  for (int i = 0; i < 3; ++i) {
+    const auto ev = make_event("child", "uncommitted" + std::to_string(i));
+    head = chain_hash(p, next, head, ev);
+    const auto value = encode_record(p, next, head, ev);
+    std::string seq;
+    for (int s = 56; s >= 0; s -= 8) seq.push_back(static_cast<char>(next.value >> s));
+    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_HEADER("seq", seq.data(), 8),
+                                RD_KAFKA_V_HEADER("hash", head.data(), 32), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    next = Seq{next.value + 1};
+  }
+  ASSERT_EQ(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);  // on the broker, uncommitted
+  std::ofstream(std::getenv("SECHEX_KAFKA_CHILD_READY")) << "ready\n";
+  for (;;) std::this_thread::sleep_for(1s);
+}
+
+TEST(KafkaLog, UncommittedTransactionOfAKilledWriterNeverBecomesVisible) {
+  REQUIRE_BROKER();
+  const auto topic = unique("t-uncommitted");
+  const auto prefix = unique("x") + "-";
+  const auto o = options(topic, prefix);
+  const Partition p{0};
+  const auto subject = subject_in(0, 2);
+  Head before;
+  {
+    auto log = open_log(o);
+    ASSERT_TRUE(log);
+    auto r = append_events(*log, p, {make_event(subject, "c0"), make_event(subject, "c1")});
+    ASSERT_TRUE(r) << log->last_error();
+    before = log->head(p);
+  }
+  testing::TempDir dir;
+  const auto ready = dir.sub("ready");
+  auto child = testing::spawn(
+      {"/proc/self/exe", "--gtest_filter=KafkaLogChild.*"}, dir.sub("child.err"),
+      {"SECHEX_KAFKA_CHILD_TOPIC=" + topic, "SECHEX_KAFKA_CHILD_PREFIX=" + prefix,
+       "SECHEX_KAFKA_CHILD_NEXT=" + std::to_string(before.next.value),
+       "SECHEX_KAFKA_CHILD_HEAD=" + to_hex(before.hash), "SECHEX_KAFKA_CHILD_READY=" + ready});
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!std::filesystem::exists(ready) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(std::filesystem::exists(ready)) << testing::slurp(dir.sub("child.err"));
+
+  auto log = open_log(o);
+  ASSERT_TRUE(log);
+  // While the transaction is open, readers see the committed tail only.
+  auto seen = log->recover_head(p);
+  ASSERT_TRUE(seen) << log->last_error();
+  EXPECT_EQ(seen.value().next.value, before.next.value);
+  EXPECT_EQ(seen.value().hash, before.hash);
+  ::kill(child.pid, SIGKILL);
+  EXPECT_EQ(testing::wait_exit(child.pid), 128 + SIGKILL);
+
+  // The next writer (same transactional.id) aborts the open transaction and continues.
+  auto r = append_events(*log, p, {make_event(subject, "c2")});
+  ASSERT_TRUE(r) << log->last_error();
+  EXPECT_EQ(r.value().first.value, before.next.value);
+  const auto records = read_checked(*log, p);
+  ASSERT_EQ(records.size(), 3u);
+  for (const auto& rec : records) {
+    EXPECT_EQ(note_of(rec).find("uncommitted"), std::string::npos);
+  }
+  EXPECT_EQ(note_of(records[2]), "req-c2");
+}
+
+// kill -9 the single broker during appends and restart it. With long timeouts the appends
+// wait the restart out; with short ones some fail (commit timed out: the outcome is unknown
+// to the writer, which recreates its producer and re-recovers the tail). Either way every
+// acknowledged event is present exactly once, nothing is present twice, the chain links.
+void kill_broker_during_appends(std::chrono::milliseconds request_timeout,
+                                std::chrono::milliseconds message_timeout,
+                                std::chrono::milliseconds transaction_timeout,
+                                std::size_t min_acked) {
+  auto o = options(unique("t-kill"), unique("x") + "-");
+  o.request_timeout = request_timeout;
+  o.message_timeout = message_timeout;
+  o.transaction_timeout = transaction_timeout;
+  auto log = open_log(o);
+  ASSERT_TRUE(log);
+  const Partition p{0};
+  const auto subject = subject_in(0, 2);
+  constexpr int kAppends = 120;
+  std::map<std::string, std::uint64_t> acked;  // note -> seq
+  std::atomic<int> done{0};
+  std::vector<std::string> failures;
+  std::thread appender([&] {
+    for (int i = 0; i < kAppends; ++i) {
+      const auto note = "k" + std::to_string(i);
+      auto r = append_events(*log, p, {make_event(subject, note)});
+      if (r) {
+        acked["req-" + note] = r.value().first.value;
+      } else {
+        failures.push_back(r.error().message() + ": " + log->last_error());
+      }
+      done = i + 1;
+    }
+  });
+  while (done < 20) std::this_thread::sleep_for(10ms);
+  const std::string kafka = std::string(SECHEX_SOURCE_DIR) + "/ops/kafka/";
+  auto killed = testing::run({kafka + "kill-broker", "1"});
+  EXPECT_EQ(killed.code, 0) << killed.err;
+  const int at_kill = done;
+  std::this_thread::sleep_for(1s);
+  auto restarted = testing::run({kafka + "restart-broker", "1"});
+  EXPECT_EQ(restarted.code, 0) << restarted.err;
+  appender.join();
+  std::cerr << "killed at append " << at_kill << "; " << acked.size() << " acknowledged, "
+            << failures.size() << " failed\n";
+  for (const auto& f : failures) std::cerr << "  failed: " << f << "\n";
+  EXPECT_GE(acked.size(), min_acked);
+
+  const auto records = read_checked(*log, p);
+  std::map<std::string, int> count;
+  for (const auto& r : records) ++count[note_of(r)];
+  for (const auto& [note, seq] : acked) {
+    EXPECT_EQ(count[note], 1) << note << " acknowledged at seq " << seq;
+    ASSERT_LT(seq, records.size());
+    EXPECT_EQ(note_of(records[seq]), note);
+  }
+  for (const auto& [note, n] : count) EXPECT_EQ(n, 1) << note << " present " << n << " times";
+  // And the writer goes on after the restart.
+  auto r = append_events(*log, p, {make_event(subject, "after")});
+  ASSERT_TRUE(r) << log->last_error();
+  EXPECT_EQ(r.value().first.value, records.size());
+}
+
+bool single_node_cluster_of_ours() {
+  const char* dir = std::getenv("SECHEX_KAFKA_DIR");
+  const char* nodes = std::getenv("SECHEX_KAFKA_NODES");
+  return dir != nullptr && nodes != nullptr && std::string(nodes) == "1";
+}
+
+TEST(KafkaLog, BrokerKilledDuringAppendsLosesNothingAcknowledged) {
+  REQUIRE_BROKER();
+  if (!single_node_cluster_of_ours()) {
+    GTEST_SKIP() << "needs a single-node cluster started by ops/kafka/with-broker --brokers 1";
+  }
+  kill_broker_during_appends(30s, 45s, 60s, 120);
+}
+
+TEST(KafkaLog, BrokerKilledWithShortTimeoutsFailedAppendsAreNotDuplicated) {
+  REQUIRE_BROKER();
+  if (!single_node_cluster_of_ours()) {
+    GTEST_SKIP() << "needs a single-node cluster started by ops/kafka/with-broker --brokers 1";
+  }
+  kill_broker_during_appends(2s, 4s, 10s, 60);
+}
+
+// Many batched appends and reads through the sparse index; prints rough timings (ASan build,
+// broker on the same 2 cores: not a benchmark, see bench/ for that).
+TEST(KafkaLog, BatchedAppendsAndIndexedReads) {
+  REQUIRE_BROKER();
+  auto log = open_log(options(unique("t-batch"), unique("x") + "-"));
+  ASSERT_TRUE(log);
+  const Partition p{1};
+  const auto subject = subject_in(1, 2);
+  constexpr int kBatches = 20, kPerBatch = 100;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int b = 0; b < kBatches; ++b) {
+    std::vector<Bytes> batch;
+    for (int i = 0; i < kPerBatch; ++i) {
+      batch.push_back(make_event(subject, std::to_string(b) + "." + std::to_string(i)));
+    }
+    ASSERT_TRUE(append_events(*log, p, batch)) << log->last_error();
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  const auto records = read_checked(*log, p);
+  const auto t2 = std::chrono::steady_clock::now();
+  ASSERT_EQ(records.size(), std::size_t{kBatches * kPerBatch});
+  // A read in the middle starts from the index, not from offset 0.
+  auto mid = log->read_range(p, Seq{1234}, Seq{1240});
+  const auto t3 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(mid);
+  ASSERT_EQ(mid.value().size(), 6u);
+  EXPECT_EQ(mid.value()[0].hash, records[1234].hash);
+  auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  std::cerr << kBatches << " appends of " << kPerBatch << " events: " << ms(t1 - t0)
+            << " ms; read all " << records.size() << ": " << ms(t2 - t1)
+            << " ms; read 6 from the middle: " << ms(t3 - t2) << " ms\n";
+}
+
+TEST(KafkaLog, SignedCheckpointsInTheSameTransaction) {
+  REQUIRE_BROKER();
+  const auto signer = testing::make_signer();
+  auto o = options(unique("t-cp"), unique("x") + "-");
+  o.signer = &signer;
+  o.checkpoints.every_records = 3;
+  o.checkpoints.every = std::chrono::microseconds(0);
+  const Partition p{0};
+  const auto subject = subject_in(0, 2);
+  auto log = open_log(o);
+  ASSERT_TRUE(log);
+  EXPECT_FALSE(log->latest_checkpoint(p).value());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(append_events(*log, p, {make_event(subject, "e" + std::to_string(i))}))
+        << log->last_error();
+  }
+  auto cp = log->latest_checkpoint(p);
+  ASSERT_TRUE(cp && cp.value()) << log->last_error();
+  TrustedKeys keys;
+  ASSERT_TRUE(keys.add(signer.verifier_key()));
+  auto check = keys.verify(*cp.value());
+  ASSERT_EQ(check.status, TrustedKeys::Status::ok);
+  EXPECT_EQ(check.checkpoint.size, 3u);
+  EXPECT_EQ(check.checkpoint.origin, checkpoint_origin(log->ledger_id(), p));
+  const auto records = read_checked(*log, p);
+  EXPECT_EQ(check.checkpoint.hash, records[2].hash);
+  // Forced: covers the 4th record.
+  auto n = log->checkpoint_due(true);
+  ASSERT_TRUE(n) << log->last_error();
+  EXPECT_EQ(n.value(), 1u);
+  auto ro = o;
+  ro.read_only = true;
+  auto reader = open_log(ro);
+  ASSERT_TRUE(reader);
+  auto cp2 = reader->latest_checkpoint(p);
+  ASSERT_TRUE(cp2 && cp2.value());
+  EXPECT_EQ(keys.verify(*cp2.value()).checkpoint.size, 4u);
+  EXPECT_EQ(log->stats().checkpoints, 2u);
+}
+
+}  // namespace
+}  // namespace sechex::ledger
