@@ -353,3 +353,147 @@ VerifyReport verify_log(const LogStore& log, const VerifyOptions& options) {
 }
 
 }  // namespace sechex::ledger
+
+namespace sechex::ledger {
+namespace {
+
+struct ChainWalk {
+  PartitionSummary summary;
+  std::optional<Fault> fault;
+  bool cannot_run = false;
+};
+
+ChainWalk walk_chain(const Log& log, Partition p, const VerifyOptions& opts) {
+  ChainWalk out;
+  out.summary.partition = p;
+  auto fail = [&](Seq s, std::string reason, std::string detail) {
+    out.cannot_run = is_cannot_run_reason(reason);
+    out.fault = Fault{{p, s}, std::move(reason), std::move(detail)};
+    return out;
+  };
+  // The latest checkpoint first, so the walk can remember the hash at its size.
+  auto note = log.latest_checkpoint(p);
+  if (!note) return fail(Seq{0}, "storage_error", note.error().message());
+  std::optional<Checkpoint> cp;
+  if (note.value()) {
+    ++out.summary.checkpoints;
+    if (opts.trusted != nullptr) {
+      const auto check = opts.trusted->verify(*note.value());
+      using S = TrustedKeys::Status;
+      if (check.status == S::malformed) {
+        return fail(Seq{0}, "checkpoint_malformed", "not a well-formed signed note");
+      }
+      if (check.status == S::unknown_key) {
+        return fail(Seq{0}, "checkpoint_unknown_key",
+                    "the latest checkpoint is signed by an untrusted key '" + check.key_name + "'");
+      }
+      if (check.status == S::bad_signature) {
+        return fail(Seq{0}, "checkpoint_bad_signature",
+                    "the latest checkpoint has a signature that does not verify");
+      }
+      cp = check.checkpoint;
+    } else {
+      cp = parse_checkpoint_body(*note.value());
+      if (!cp) return fail(Seq{0}, "checkpoint_malformed", "not a well-formed signed note");
+    }
+    const auto origin = checkpoint_origin(log.ledger_id(), p);
+    if (cp->origin != origin) {
+      return fail(Seq{0}, "checkpoint_wrong_origin",
+                  "checkpoint names '" + cp->origin + "', expected '" + origin + "'");
+    }
+  }
+
+  Hash prev{};
+  std::uint64_t expected = 0;
+  std::optional<Hash> hash_at_checkpoint;
+  Bytes aligned;
+  constexpr std::size_t kBatch = 4096;
+  for (;;) {
+    auto batch = log.read_range(p, Seq{expected}, Seq{UINT64_MAX}, kBatch);
+    if (!batch) return fail(Seq{expected}, "storage_error", batch.error().message());
+    for (const auto& rec : batch.value()) {
+      const Seq s{expected};
+      if (rec.position.seq != s) {
+        return fail(s, "missing_record",
+                    "record " + pos_text(p, s) + " is missing; the next record is seq " +
+                        std::to_string(rec.position.seq.value));
+      }
+      const auto computed = chain_hash(p, s, prev, rec.event);
+      if (computed != rec.hash) {
+        return fail(s, "hash_mismatch",
+                    "the stored hash does not match the event and its predecessor");
+      }
+      aligned.assign(rec.event.begin(), rec.event.end());
+      switch (schemas::check_envelope(aligned.data(), aligned.size())) {
+        case schemas::CheckResult::ok: {
+          const auto home =
+              partition_for(schemas::envelope_of(aligned.data())->subject()->string_view(),
+                            log.partition_count());
+          if (home != p) {
+            return fail(s, "event_in_wrong_partition",
+                        "the event's subject belongs to partition " + std::to_string(home.value));
+          }
+          break;
+        }
+        case schemas::CheckResult::newer_version:
+          return fail(s, "unsupported_schema_version",
+                      "event written by a newer schema version; upgrade ledgerctl");
+        case schemas::CheckResult::unknown_event_type:
+          break;
+        case schemas::CheckResult::malformed:
+          return fail(s, "event_malformed",
+                      "the event hashes correctly but is not a valid Envelope");
+      }
+      prev = computed;
+      ++expected;
+      if (cp && expected == cp->size) hash_at_checkpoint = computed;
+    }
+    if (batch.value().size() < kBatch) break;
+  }
+  out.summary.records = expected;
+  out.summary.head = prev;
+  const auto head = log.head(p);
+  if (head.next.value > expected) {
+    return fail(Seq{expected}, "truncated",
+                "the log reports " + std::to_string(head.next.value) + " records but " +
+                    std::to_string(expected) + " could be read");
+  }
+  if (head.next.value == expected && head.hash != prev) {
+    return fail(Seq{expected == 0 ? 0 : expected - 1}, "head_mismatch",
+                "the log's head disagrees with the last record's hash");
+  }
+  if (cp) {
+    if (cp->size > expected) {
+      return fail(Seq{expected}, "truncated",
+                  "a signed checkpoint covers " + std::to_string(cp->size) +
+                      " records but the log has " + std::to_string(expected));
+    }
+    if (!hash_at_checkpoint || *hash_at_checkpoint != cp->hash) {
+      return fail(Seq{cp->size == 0 ? 0 : cp->size - 1}, "checkpoint_mismatch",
+                  "the signed checkpoint's hash differs from the chain at size " +
+                      std::to_string(cp->size));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+VerifyReport verify_chain(const Log& log, const VerifyOptions& options) {
+  VerifyReport report;
+  report.signatures_checked = options.trusted != nullptr;
+  for (std::uint32_t i = 0; i < log.partition_count(); ++i) {
+    const auto walk = walk_chain(log, Partition{i}, options);
+    report.partitions.push_back(walk.summary);
+    report.records += walk.summary.records;
+    report.checkpoints += walk.summary.checkpoints;
+    if (walk.fault && !report.fault) {
+      report.fault = walk.fault;
+      report.outcome =
+          walk.cannot_run ? VerifyReport::Outcome::cannot_run : VerifyReport::Outcome::tampered;
+    }
+  }
+  return report;
+}
+
+}  // namespace sechex::ledger

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "ledger/crypto.h"
+#include "ledger/verify.h"
 #include "support/process.h"
 #include "support/test_util.h"
 
@@ -469,6 +470,22 @@ TEST(KafkaLog, SignedCheckpointsInTheSameTransaction) {
   ASSERT_TRUE(cp2 && cp2.value());
   EXPECT_EQ(keys.verify(*cp2.value()).checkpoint.size, 4u);
   EXPECT_EQ(log->stats().checkpoints, 2u);
+
+  // The whole chain verifies through the Log interface from a separate reader, the way
+  // `ledgerctl verify --log kafka` does; a verifier that trusts another key says so.
+  VerifyOptions vo;
+  vo.trusted = &keys;
+  const auto report = verify_chain(*reader, vo);
+  EXPECT_EQ(report.outcome, VerifyReport::Outcome::verified)
+      << (report.fault ? report.fault->reason + ": " + report.fault->detail : "");
+  EXPECT_EQ(report.records, 4u);
+  EXPECT_EQ(report.checkpoints, 1u);
+  TrustedKeys strangers;
+  ASSERT_TRUE(strangers.add(testing::make_signer("stranger").verifier_key()));
+  vo.trusted = &strangers;
+  const auto refused = verify_chain(*reader, vo);
+  ASSERT_TRUE(refused.fault);
+  EXPECT_EQ(refused.fault->reason, "checkpoint_unknown_key");
 }
 
 }  // namespace
