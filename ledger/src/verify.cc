@@ -51,6 +51,39 @@ struct StringHash {
 };
 }  // namespace
 
+namespace {
+// The envelope checks every walk applies: a valid Envelope of a schema this build reads, whose
+// subject belongs to `p`. nullopt when fine, else (reason, detail). `home` maps a subject to its
+// partition (callers cache it); `aligned` is scratch space (FlatBuffers needs alignment).
+std::optional<std::pair<std::string, std::string>> check_event(
+    ByteView event, Partition p, Bytes& aligned,
+    const std::function<Partition(std::string_view)>& home) {
+  aligned.assign(event.begin(), event.end());
+  switch (schemas::check_envelope(aligned.data(), aligned.size())) {
+    case schemas::CheckResult::ok: {
+      const auto h = home(schemas::envelope_of(aligned.data())->subject()->string_view());
+      if (h != p) {
+        return std::pair<std::string, std::string>{
+            "event_in_wrong_partition",
+            "the event's subject belongs to partition " + std::to_string(h.value)};
+      }
+      return std::nullopt;
+    }
+    case schemas::CheckResult::newer_version:
+      return std::pair<std::string, std::string>{
+          "unsupported_schema_version",
+          "event written by a newer schema version; upgrade ledgerctl"};
+    case schemas::CheckResult::unknown_event_type:
+      // Written by a newer schema that added an event type: still a verifiable record.
+      return std::nullopt;
+    case schemas::CheckResult::malformed:
+      break;
+  }
+  return std::pair<std::string, std::string>{
+      "event_malformed", "the event hashes correctly but is not a valid Envelope"};
+}
+}  // namespace
+
 bool is_cannot_run_reason(std::string_view reason) {
   return reason == "unsupported_schema_version" || reason == "unsupported_record_format" ||
          reason == "storage_error";
@@ -135,35 +168,16 @@ WalkResult walk_partition(const LogStore& log, Partition p, Seq from, const Hash
               : "the stored hash does not match the event and its predecessor";
       return fault(s, std::move(reason), std::move(detail));
     }
-    // FlatBuffers reads need an aligned buffer; RocksDB slices have arbitrary alignment.
-    aligned.assign(rec.event.begin(), rec.event.end());
-    switch (schemas::check_envelope(aligned.data(), aligned.size())) {
-      case schemas::CheckResult::ok: {
-        const auto* env = schemas::envelope_of(aligned.data());
-        const auto sv = env->subject()->string_view();
-        // Subjects repeat; remembering their partition saves a SHA-256 per record.
-        auto cached = home_of.find(sv);
-        if (cached == home_of.end()) {
-          if (home_of.size() > 65536) home_of.clear();
-          cached = home_of.emplace(std::string(sv), partition_for(sv, log.partition_count())).first;
-        }
-        const auto home = cached->second;
-        if (home != p) {
-          return fault(s, "event_in_wrong_partition",
-                       "the event's subject belongs to partition " + std::to_string(home.value));
-        }
-        break;
+    // Subjects repeat; remembering their partition saves a SHA-256 per record.
+    const auto bad = check_event(rec.event, p, aligned, [&](std::string_view sv) {
+      auto cached = home_of.find(sv);
+      if (cached == home_of.end()) {
+        if (home_of.size() > 65536) home_of.clear();
+        cached = home_of.emplace(std::string(sv), partition_for(sv, log.partition_count())).first;
       }
-      case schemas::CheckResult::newer_version:
-        return fault(s, "unsupported_schema_version",
-                     "event written by a newer schema version; upgrade ledgerctl");
-      case schemas::CheckResult::unknown_event_type:
-        // Written by a newer schema that added an event type: still a verifiable record.
-        break;
-      case schemas::CheckResult::malformed:
-        return fault(s, "event_malformed",
-                     "the event hashes correctly but is not a valid Envelope");
-    }
+      return cached->second;
+    });
+    if (bad) return fault(s, bad->first, bad->second);
     if (on_hash) on_hash(s, computed);
     prev = computed;
     ++expected;
@@ -423,27 +437,10 @@ ChainWalk walk_chain(const Log& log, Partition p, const VerifyOptions& opts) {
         return fail(s, "hash_mismatch",
                     "the stored hash does not match the event and its predecessor");
       }
-      aligned.assign(rec.event.begin(), rec.event.end());
-      switch (schemas::check_envelope(aligned.data(), aligned.size())) {
-        case schemas::CheckResult::ok: {
-          const auto home =
-              partition_for(schemas::envelope_of(aligned.data())->subject()->string_view(),
-                            log.partition_count());
-          if (home != p) {
-            return fail(s, "event_in_wrong_partition",
-                        "the event's subject belongs to partition " + std::to_string(home.value));
-          }
-          break;
-        }
-        case schemas::CheckResult::newer_version:
-          return fail(s, "unsupported_schema_version",
-                      "event written by a newer schema version; upgrade ledgerctl");
-        case schemas::CheckResult::unknown_event_type:
-          break;
-        case schemas::CheckResult::malformed:
-          return fail(s, "event_malformed",
-                      "the event hashes correctly but is not a valid Envelope");
-      }
+      const auto bad = check_event(rec.event, p, aligned, [&](std::string_view sv) {
+        return partition_for(sv, log.partition_count());
+      });
+      if (bad) return fail(s, bad->first, bad->second);
       prev = computed;
       ++expected;
       if (cp && expected == cp->size) hash_at_checkpoint = computed;
