@@ -82,10 +82,18 @@ Result<nlohmann::json> record_to_json(const Record& record, KeyStore* keys) {
     case schemas::CheckResult::malformed:
       return make_error_code(Errc::corruption);
   }
-  const auto text = schemas::envelope_to_json(record.event.data(), record.event.size());
-  if (!text) return make_error_code(Errc::corruption);
-  auto env = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (env.is_discarded()) return make_error_code(Errc::corruption);
+  // Straight from the buffer through the schema; the text round trip only as a fallback for a
+  // field type the direct walk does not render.
+  auto parts = schemas::envelope_parts_to_json(record.event.data());
+  nlohmann::json env;
+  if (parts) {
+    env = std::move(*parts);
+  } else {
+    const auto text = schemas::envelope_to_json(record.event.data(), record.event.size());
+    if (!text) return make_error_code(Errc::corruption);
+    env = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (env.is_discarded()) return make_error_code(Errc::corruption);
+  }
   const auto* fb = schemas::envelope_of(record.event.data());
   const auto* id = fb->event_id()->bytes();
   OpenContext ctx{keys, fb->subject()->str(), Bytes(id->begin(), id->end())};

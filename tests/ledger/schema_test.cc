@@ -186,5 +186,47 @@ TEST(GoldenV1Events, StillDecodeWithTheirOriginalContent) {
   EXPECT_EQ(envelope_of(app.data())->actor()->str(), "app:billing");
 }
 
+// The direct walk that renders audit entries must give exactly what the FlatBuffers text
+// generator gives, for every event type and every field type in use.
+TEST(EnvelopeParts, DirectRenderingEqualsTheTextGeneratorForEveryEventType) {
+  int n = 0;
+  for (const auto& type : event_type_names()) {
+    nlohmann::ordered_json event = nlohmann::ordered_json::object();
+    for (const auto& f : event_fields(type)) {
+      if (f.type == "string") {
+        event[f.name] = "v\u00e9\"" + f.name;
+      } else if (f.type == "bool") {
+        event[f.name] = true;
+      } else if (f.type == "ubyte_vector") {
+        event[f.name] = {0, 7, 255};
+      } else if (f.type.rfind("enum:", 0) == 0) {
+        event[f.name] = 1;
+      } else {
+        event[f.name] = 7;
+      }
+    }
+    nlohmann::ordered_json env;
+    env["event_id"] = {{"bytes", std::vector<int>(16, 3)}};
+    env["time_micros"] = 1;
+    env["subject"] = "s";
+    env["source"] = {{"ip_sealed", {1, 2}}, {"user_agent_sealed", {3}}};
+    env["event_type"] = type;
+    env["event"] = event;
+    std::string error;
+    const auto bytes = envelope_from_json(env.dump(), &error);
+    ASSERT_TRUE(bytes) << type << ": " << error;
+    const auto text = envelope_to_json(bytes->data(), bytes->size());
+    ASSERT_TRUE(text);
+    const auto expected = nlohmann::json::parse(*text);
+    const auto parts = envelope_parts_to_json(bytes->data());
+    ASSERT_TRUE(parts) << type;
+    EXPECT_EQ((*parts)["event"], expected["event"]) << type;
+    EXPECT_EQ((*parts)["source"], expected["source"]) << type;
+    ++n;
+  }
+  EXPECT_EQ(n, static_cast<int>(event_type_names().size()));
+  EXPECT_GT(n, 40);
+}
+
 }  // namespace
 }  // namespace sechex::schemas

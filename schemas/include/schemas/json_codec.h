@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +20,13 @@ namespace sechex::schemas {
 // Envelope bytes -> compact JSON. nullopt when the bytes cannot be rendered (call
 // check_envelope first: this function trusts the buffer).
 std::optional<std::string> envelope_to_json(const std::uint8_t* data, std::size_t size);
+
+// The envelope's `source` and `event` tables as JSON objects ({"source": {...}, "event": {...}},
+// either absent when the envelope has none), in the same shape envelope_to_json gives them but
+// built directly from the buffer through the schema (no text round trip: this is the hot path of
+// audit reads). nullopt for a field type the walker does not render (the caller then falls back
+// to envelope_to_json). Trusts the buffer like envelope_to_json.
+std::optional<nlohmann::json> envelope_parts_to_json(const std::uint8_t* data);
 
 // JSON -> envelope bytes (with the `SXL1` identifier). On failure returns nullopt and puts the
 // parser's message in `*error`.
