@@ -68,6 +68,26 @@ TEST(LogStore, AppendAssignsGaplessSeqsAndChainsHashes) {
   EXPECT_EQ(r2.value().head, prev);
 }
 
+TEST(LogStore, SingleRecordReadsMatchRangeReadsAndMissAbsentSeqs) {
+  TempDir dir;
+  auto log = open_rw(dir.path());
+  const std::string subject = "carol";
+  const auto p = partition_for(subject, 4);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(append_one(*log, make_event(subject, std::to_string(i)), subject));
+  const auto all = log->read_range(p, Seq{0}, Seq{3}).value();
+  for (std::uint64_t s = 0; s < 3; ++s) {
+    const auto one = log->read_range(p, Seq{s}, Seq{s + 1}).value();  // the point-lookup path
+    ASSERT_EQ(one.size(), 1u);
+    EXPECT_EQ(one[0].position, all[s].position);
+    EXPECT_EQ(one[0].hash, all[s].hash);
+    EXPECT_EQ(one[0].event, all[s].event);
+  }
+  EXPECT_TRUE(log->read_range(p, Seq{3}, Seq{4}).value().empty());
+  EXPECT_TRUE(log->read_range(Partition{99}, Seq{0}, Seq{1}).value().empty());
+  EXPECT_TRUE(log->read_range(p, Seq{0}, Seq{1}, 0).value().empty());
+}
+
 TEST(LogStore, RejectsBadBatchesAndWritesNothing) {
   TempDir dir;
   auto log = open_rw(dir.path());
