@@ -91,6 +91,26 @@ def idle(build, port, pid):
     return r
 
 
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def wait_quiet(pid, timeout=60.0):
+    """Waits until the process uses under 5% of a CPU for a second (RocksDB flushes and
+    compactions after the ingest run would otherwise eat into the next measurement); returns
+    the seconds waited."""
+    hz = os.sysconf("SC_CLK_TCK")
+    start = time.time()
+    while time.time() - start < timeout:
+        before = cpu_ticks(pid)
+        time.sleep(1.0)
+        if (cpu_ticks(pid) - before) / hz < 0.05:
+            break
+    return round(time.time() - start, 1)
+
+
 def ingest_body(path):
     events = [{"subject": f"bench-subject-{i}", "type": "order.created",
                "payload": {"order": f"o-{i:05d}", "amount": 1000 + i, "currency": "EUR",
@@ -137,6 +157,8 @@ def main(build, out_path, seconds=10):
             ingest_body(body)
             results["ingest"] = wrk(f"http://127.0.0.1:{port}/v1/events", seconds, token, body)
             results["ingest"]["events_per_s"] = results["ingest"]["ok_rps"] * BATCH
+            results["quiet_wait_s"] = wait_quiet(ledgerd.pid)
+            print(f"  waited {results['quiet_wait_s']} s for background work to settle", flush=True)
             results["audit"] = wrk(f"http://127.0.0.1:{port}/v1/admin/audit?limit=1", seconds,
                                    token)
             with open(f"/proc/{ledgerd.pid}/status") as f:
