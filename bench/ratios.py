@@ -38,6 +38,19 @@ def main(path, http_path=None):
         print(f"| verify (2 threads), ~300-byte events | {ver:,.0f} events/s | raw SHA-256 of "
               f"300 bytes {sha:,.0f}/s on one core | {ver / sha:.2f}x one-core hashing |")
 
+    kafka = by_name.get("BM_KafkaAppend8Partitions/min_time:5.000/real_time")
+    emb = rate("BM_EmbeddedAppend8Partitions/min_time:5.000/real_time")
+    if kafka and emb and "items_per_second" in kafka:
+        print(f"| Kafka log append, 8 partition writers x 512 events (transactional, acks=all, "
+              f"idempotent) | {kafka['items_per_second']:,.0f} events/s, one transaction p50 "
+              f"{kafka['p50_us'] / 1000:.1f} ms, p99 {kafka['p99_us'] / 1000:.1f} ms | embedded log, "
+              f"same load {emb:,.0f} events/s | {kafka['items_per_second'] / emb:.2f}x embedded |")
+    kc = rate("BM_KafkaCatchUp/iterations:2/real_time")
+    ec = rate("BM_EmbeddedCatchUp/iterations:2/real_time")
+    if kc and ec:
+        print(f"| projection catch-up, 8 x 5,000 events | from Kafka {kc:,.0f} events/s | from the "
+              f"embedded log {ec:,.0f} events/s | {kc / ec:.2f}x embedded |")
+
     raw_tok = rate("BM_RawEs256Verify/min_time:1.000")
     for name, label in (("BM_VerifyAccessTokenUncached/min_time:1.000",
                          "token validation, uncached (verify_access_token)"),
