@@ -21,8 +21,8 @@ namespace {
 using ledger::DataDir;
 using testing::TempDir;
 
-using testing::RunResult;
 using testing::run;
+using testing::RunResult;
 using testing::slurp;
 
 class Ledgerctl : public ::testing::Test {
