@@ -131,6 +131,54 @@ TEST_F(LedgerdApi, AdminTokenFromLedgerctlPostsEventsAndReadsThemBackWithHashes)
             std::string::npos);
 }
 
+TEST_F(LedgerdApi, EachClassOfHostileIngestBodyGetsItsReasonAndTheServerStaysHealthy) {
+  start();
+  const auto issued = ctl({"tokens", "issue", "--role", "service"});
+  ASSERT_EQ(issued.code, 0) << issued.err;
+  const auto token = issued.out.substr(0, issued.out.size() - 1);
+  std::string deep = R"({"events":[{"subject":"a","type":"x.y","payload":)";
+  for (int i = 0; i < 200; ++i) deep += R"({"a":)";
+  deep += "1";
+  for (int i = 0; i < 200; ++i) deep += "}";
+  deep += "}]}";
+  std::string many = R"({"events":[)";
+  for (int i = 0; i < 101; ++i)
+    many += std::string(i ? "," : "") + R"({"subject":"a","type":"x.y"})";
+  many += "]}";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"events":[{"subject":"a","type":"x.y"})", "malformed_json"},
+      {R"({"events":[{"subject":"a","subject":"b","type":"x.y"}]})", "duplicate_key"},
+      {deep, "too_deep"},
+      {R"({"events":[{"subject":")" + std::string(5000, 's') + R"(","type":"x.y"}]})",
+       "string_too_long"},
+      {many, "array_too_long"},
+      {R"({"events":[{"subject":"a","type":"x.y","payload":{"__proto__":{"admin":true}}}]})",
+       "forbidden_key"},
+      {R"({"events":[{"subject":"a","type":"x.y","constructor":1}]})", "forbidden_key"},
+      {R"({"events":[{"subject":"a","type":"DROP TABLE"}]})", "invalid_event"},
+  };
+  for (const auto& [body, reason] : cases) {
+    const auto r = call(port_, http::verb::post, "/v1/events", token, body);
+    ASSERT_EQ(r.status, 400u) << reason << ": " << r.body;
+    const auto err = json::parse(r.body)["error"];
+    EXPECT_EQ(err["code"], "invalid_request");
+    EXPECT_EQ(err["details"]["reason"], reason) << r.body;
+  }
+  // Over the body limit: 413 before any parsing.
+  const auto big = call(port_, http::verb::post, "/v1/events", token,
+                        R"({"events":[{"subject":"a","type":"x.y","payload":{"p":")" +
+                            std::string(70 * 1024, 'x') + R"("}}]})");
+  EXPECT_EQ(big.status, 413u);
+  // Nothing was appended, and the server still answers.
+  EXPECT_EQ(call(port_, http::verb::get, "/healthz").status, 200u);
+  EXPECT_NE(call(port_, http::verb::get, "/metrics").body.find("sechex_ingest_events_total 0"),
+            std::string::npos);
+  EXPECT_EQ(call(port_, http::verb::post, "/v1/events", token,
+                 R"({"events":[{"subject":"a","type":"x.y"}]})")
+                .status,
+            201u);
+}
+
 TEST_F(LedgerdApi, TokenKeyRotationByLedgerctlKeepsOldTokensAndIsPickedUpByLedgerd) {
   start();
   const auto before = ctl({"tokens", "issue", "--role", "service"});
