@@ -1,6 +1,6 @@
 #include "api/access_log.h"
 
-#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/sink.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -14,32 +14,56 @@ namespace sechex::api {
 
 namespace {
 
-// Appends lines to a buffer and writes it to stderr in large chunks: when 64 KiB are pending and
-// on flush() (spdlog::flush_every and shutdown). No syscall and no thread wakeup per request.
-class BufferedStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
+// Request threads only append to a buffer under a short lock; the writing is done by whoever
+// flushes (spdlog's flush_every thread, and ledgerd at exit), outside that lock, so an io thread
+// never performs or waits for I/O, even when stderr is a pipe nobody drains. Pending lines are
+// capped: beyond kMaxPending they are counted and dropped, and the count is logged.
+class BufferedStderrSink final : public spdlog::sinks::sink {
  public:
-  ~BufferedStderrSink() override { flush_(); }  // nothing can log to a sink being destroyed
+  ~BufferedStderrSink() override { flush(); }
 
- protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override {
-    buffer_.append(msg.payload.data(), msg.payload.size());
-    buffer_.push_back('\n');
-    if (buffer_.size() >= kChunk) flush_();
+  void log(const spdlog::details::log_msg& msg) override {
+    std::lock_guard lock(mu_);
+    if (pending_.size() + msg.payload.size() + 1 > kMaxPending) {
+      ++dropped_;
+      return;
+    }
+    pending_.append(msg.payload.data(), msg.payload.size());
+    pending_.push_back('\n');
   }
-  void flush_() override {
+
+  void flush() override {
+    std::lock_guard writing(write_mu_);  // one writer at a time keeps lines in order
+    std::string out;
+    std::uint64_t dropped = 0;
+    {
+      std::lock_guard lock(mu_);
+      out.swap(pending_);
+      std::swap(dropped, dropped_);
+    }
+    if (dropped != 0) {
+      out += R"({"level":"warn","msg":"access log lines dropped","dropped":)" +
+             std::to_string(dropped) + "}\n";
+    }
     std::size_t done = 0;
-    while (done < buffer_.size()) {
-      const auto n = ::write(STDERR_FILENO, buffer_.data() + done, buffer_.size() - done);
+    while (done < out.size()) {
+      const auto n = ::write(STDERR_FILENO, out.data() + done, out.size() - done);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;  // nowhere to write: drop rather than spin
       done += static_cast<std::size_t>(n);
     }
-    buffer_.clear();
   }
 
+  // Lines are written as given (each is already a JSON object).
+  void set_pattern(const std::string&) override {}
+  void set_formatter(std::unique_ptr<spdlog::formatter>) override {}
+
  private:
-  static constexpr std::size_t kChunk = 64 * 1024;
-  std::string buffer_;
+  static constexpr std::size_t kMaxPending = 16 << 20;
+  std::mutex mu_;
+  std::mutex write_mu_;
+  std::string pending_;
+  std::uint64_t dropped_ = 0;
 };
 
 }  // namespace
@@ -47,7 +71,7 @@ class BufferedStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
 std::shared_ptr<spdlog::logger> make_json_stderr_logger(const std::string& name) {
   auto logger = std::make_shared<spdlog::logger>(name, std::make_shared<BufferedStderrSink>());
   logger->set_pattern("%v");
-  // flush_every() flushes registered loggers from its own thread once a second.
+  // flush_every() flushes registered loggers from its own thread: that thread does the writing.
   if (spdlog::get(name) == nullptr) spdlog::register_logger(logger);
   static std::once_flag every;
   std::call_once(every, [] { spdlog::flush_every(std::chrono::seconds(1)); });

@@ -8,8 +8,9 @@
 // pattern is. Request and response bodies are never logged.
 // Thread-safety: the returned observer is safe to call from any io thread (spdlog *_mt sink).
 // A write(2) per line would put a syscall on every request, and an async logger a thread wakeup:
-// make_json_stderr_logger() buffers lines and writes them in 64 KiB chunks, at least once a
-// second (spdlog::flush_every) and when flushed; flush the logger before exit.
+// make_json_stderr_logger() only appends lines to a buffer; spdlog's flush thread writes them
+// once a second (and a flush before exit writes the rest), so io threads never do or wait for
+// I/O. Over 16 MiB pending (stderr not drained), lines are dropped and the count is logged.
 #pragma once
 
 #include <spdlog/logger.h>
