@@ -7,6 +7,7 @@
 #include <future>
 #include <map>
 #include <unordered_map>
+#include <variant>
 
 #include "endian.h"
 #include "schemas/events.h"
@@ -82,6 +83,41 @@ std::optional<std::pair<std::string, std::string>> check_event(
   return std::pair<std::string, std::string>{
       "event_malformed", "the event hashes correctly but is not a valid Envelope"};
 }
+// A stored checkpoint note: signature (when keys are given), well-formedness and origin. The
+// checkpoint, or (reason, detail). `what` names it in details ("checkpoint for size 10").
+std::variant<Checkpoint, std::pair<std::string, std::string>> check_note(const std::string& note,
+                                                                         const TrustedKeys* trusted,
+                                                                         const std::string& origin,
+                                                                         const std::string& what) {
+  using Refusal = std::pair<std::string, std::string>;
+  Checkpoint cp;
+  if (trusted != nullptr) {
+    const auto check = trusted->verify(note);
+    using S = TrustedKeys::Status;
+    if (check.status == S::malformed) {
+      return Refusal{"checkpoint_malformed", "not a well-formed signed note"};
+    }
+    if (check.status == S::unknown_key) {
+      return Refusal{"checkpoint_unknown_key",
+                     what + " is signed by an untrusted key '" + check.key_name + "'"};
+    }
+    if (check.status == S::bad_signature) {
+      return Refusal{"checkpoint_bad_signature",
+                     what + " has a signature that does not verify (forged or altered)"};
+    }
+    cp = check.checkpoint;
+  } else {
+    auto parsed = parse_checkpoint_body(note);
+    if (!parsed) return Refusal{"checkpoint_malformed", "not a well-formed signed note"};
+    cp = *parsed;
+  }
+  if (cp.origin != origin) {
+    return Refusal{"checkpoint_wrong_origin",
+                   "checkpoint names '" + cp.origin + "', expected '" + origin + "'"};
+  }
+  return cp;
+}
+
 }  // namespace
 
 bool is_cannot_run_reason(std::string_view reason) {
@@ -260,43 +296,13 @@ PartitionOutcome verify_partition(const LogStore& log, Partition p, const Verify
   for (const auto& [size, note] : by_size) {
     const Seq at{size == 0 ? 0 : size - 1};
     ++out.summary.checkpoints;
-    Checkpoint cp;
-    if (opts.trusted != nullptr) {
-      const auto check = opts.trusted->verify(note);
-      using S = TrustedKeys::Status;
-      if (check.status == S::malformed) {
-        faults.push_back({{p, at}, "checkpoint_malformed", "not a well-formed signed note"});
-        continue;
-      }
-      if (check.status == S::unknown_key) {
-        faults.push_back({{p, at},
-                          "checkpoint_unknown_key",
-                          "checkpoint for size " + std::to_string(size) +
-                              " is signed by an untrusted key '" + check.key_name + "'"});
-        continue;
-      }
-      if (check.status == S::bad_signature) {
-        faults.push_back({{p, at},
-                          "checkpoint_bad_signature",
-                          "checkpoint for size " + std::to_string(size) +
-                              " has a signature that does not verify (forged or altered)"});
-        continue;
-      }
-      cp = check.checkpoint;
-    } else {
-      auto parsed = parse_checkpoint_body(note);
-      if (!parsed) {
-        faults.push_back({{p, at}, "checkpoint_malformed", "not a well-formed signed note"});
-        continue;
-      }
-      cp = *parsed;
-    }
-    if (cp.origin != origin) {
-      faults.push_back({{p, at},
-                        "checkpoint_wrong_origin",
-                        "checkpoint names '" + cp.origin + "', expected '" + origin + "'"});
+    auto checked =
+        check_note(note, opts.trusted, origin, "checkpoint for size " + std::to_string(size));
+    if (auto* refusal = std::get_if<std::pair<std::string, std::string>>(&checked)) {
+      faults.push_back({{p, at}, refusal->first, refusal->second});
       continue;
     }
+    const auto& cp = std::get<Checkpoint>(checked);
     if (cp.size != size || size == 0) {
       faults.push_back({{p, at}, "checkpoint_malformed", "checkpoint size disagrees with its key"});
       continue;
@@ -391,30 +397,12 @@ ChainWalk walk_chain(const Log& log, Partition p, const VerifyOptions& opts) {
   std::optional<Checkpoint> cp;
   if (note.value()) {
     ++out.summary.checkpoints;
-    if (opts.trusted != nullptr) {
-      const auto check = opts.trusted->verify(*note.value());
-      using S = TrustedKeys::Status;
-      if (check.status == S::malformed) {
-        return fail(Seq{0}, "checkpoint_malformed", "not a well-formed signed note");
-      }
-      if (check.status == S::unknown_key) {
-        return fail(Seq{0}, "checkpoint_unknown_key",
-                    "the latest checkpoint is signed by an untrusted key '" + check.key_name + "'");
-      }
-      if (check.status == S::bad_signature) {
-        return fail(Seq{0}, "checkpoint_bad_signature",
-                    "the latest checkpoint has a signature that does not verify");
-      }
-      cp = check.checkpoint;
-    } else {
-      cp = parse_checkpoint_body(*note.value());
-      if (!cp) return fail(Seq{0}, "checkpoint_malformed", "not a well-formed signed note");
+    auto checked = check_note(*note.value(), opts.trusted, checkpoint_origin(log.ledger_id(), p),
+                              "the latest checkpoint");
+    if (auto* refusal = std::get_if<std::pair<std::string, std::string>>(&checked)) {
+      return fail(Seq{0}, refusal->first, refusal->second);
     }
-    const auto origin = checkpoint_origin(log.ledger_id(), p);
-    if (cp->origin != origin) {
-      return fail(Seq{0}, "checkpoint_wrong_origin",
-                  "checkpoint names '" + cp->origin + "', expected '" + origin + "'");
-    }
+    cp = std::get<Checkpoint>(checked);
   }
 
   Hash prev{};
