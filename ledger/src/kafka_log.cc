@@ -224,7 +224,13 @@ struct KafkaLog::Impl {
     return fail(what, make_error_code(code));
   }
 
-  Result<rd_kafka_conf_t*> base_conf(const std::string& client_id) const;
+  using Settings = std::vector<std::pair<std::string, std::string>>;
+  // The settings every client shares, then `extra`; Errc::invalid_argument (noted) if librdkafka
+  // refuses one.
+  Result<rd_kafka_conf_t*> base_conf(const std::string& client_id,
+                                     const Settings& extra = {}) const;
+  // rd_kafka_new, which takes `conf` over on success and leaves it to us on failure.
+  Result<KafkaPtr> new_client(rd_kafka_type_t type, rd_kafka_conf_t* conf) const;
   Result<KafkaPtr> new_consumer() const;
   Result<KafkaPtr> new_plain_producer() const;
   Result<void> ensure_topics(rd_kafka_t* admin);
@@ -283,7 +289,8 @@ extern "C" void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaq
 
 }  // namespace
 
-Result<rd_kafka_conf_t*> KafkaLog::Impl::base_conf(const std::string& client_id) const {
+Result<rd_kafka_conf_t*> KafkaLog::Impl::base_conf(const std::string& client_id,
+                                                   const Settings& extra) const {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
   auto set = [&](const std::string& k, const std::string& v) {
@@ -296,6 +303,7 @@ Result<rd_kafka_conf_t*> KafkaLog::Impl::base_conf(const std::string& client_id)
   bool ok = set("bootstrap.servers", opts.brokers) && set("client.id", client_id) &&
             set("reconnect.backoff.ms", "50") && set("reconnect.backoff.max.ms", "1000") &&
             set("socket.timeout.ms", std::to_string(std::max(10'000, to_ms(opts.request_timeout))));
+  for (const auto& [k, v] : extra) ok = ok && set(k, v);
   for (const auto& [k, v] : opts.client_config) ok = ok && set(k, v);
   if (!ok) {
     rd_kafka_conf_destroy(conf);
@@ -304,47 +312,37 @@ Result<rd_kafka_conf_t*> KafkaLog::Impl::base_conf(const std::string& client_id)
   return conf;
 }
 
-Result<KafkaPtr> KafkaLog::Impl::new_consumer() const {
-  SECHEX_TRY(auto* conf, base_conf("sechex-ledger-reader"));
+Result<KafkaPtr> KafkaLog::Impl::new_client(rd_kafka_type_t type, rd_kafka_conf_t* conf) const {
   char err[512];
-  for (const auto& [k, v] : std::initializer_list<std::pair<const char*, const char*>>{
-           // Required by the assign() API; no subscription, no offsets committed.
-           {"group.id", "sechex-ledger-reader"},
-           {"isolation.level", "read_committed"},
-           {"enable.partition.eof", "true"},
-           {"enable.auto.commit", "false"},
-           {"enable.auto.offset.store", "false"},
-           {"auto.offset.reset", "earliest"},
-           {"fetch.wait.max.ms", "20"},
-       }) {
-    if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return fail(std::string("consumer config: ") + err, Errc::invalid_argument);
-    }
-  }
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  rd_kafka_t* rk = rd_kafka_new(type, conf, err, sizeof(err));
   if (rk == nullptr) {
     rd_kafka_conf_destroy(conf);
-    return fail(std::string("creating consumer: ") + err, Errc::invalid_argument);
+    return fail(std::string("creating a Kafka client: ") + err, Errc::invalid_argument);
   }
-  rd_kafka_poll_set_consumer(rk);
   return KafkaPtr(rk);
 }
 
+Result<KafkaPtr> KafkaLog::Impl::new_consumer() const {
+  SECHEX_TRY(auto* conf, base_conf("sechex-ledger-reader",
+                                   {
+                                       // Required by assign(); no subscription, no commits.
+                                       {"group.id", "sechex-ledger-reader"},
+                                       {"isolation.level", "read_committed"},
+                                       {"enable.partition.eof", "true"},
+                                       {"enable.auto.commit", "false"},
+                                       {"enable.auto.offset.store", "false"},
+                                       {"auto.offset.reset", "earliest"},
+                                       {"fetch.wait.max.ms", "20"},
+                                   }));
+  SECHEX_TRY(auto consumer, new_client(RD_KAFKA_CONSUMER, conf));
+  rd_kafka_poll_set_consumer(consumer.get());
+  return consumer;
+}
+
 Result<KafkaPtr> KafkaLog::Impl::new_plain_producer() const {
-  SECHEX_TRY(auto* conf, base_conf("sechex-ledger-admin"));
-  char err[512];
-  if (rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) != RD_KAFKA_CONF_OK ||
-      rd_kafka_conf_set(conf, "acks", "all", err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-    rd_kafka_conf_destroy(conf);
-    return fail(std::string("producer config: ") + err, Errc::invalid_argument);
-  }
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);
-    return fail(std::string("creating producer: ") + err, Errc::invalid_argument);
-  }
-  return KafkaPtr(rk);
+  SECHEX_TRY(auto* conf,
+             base_conf("sechex-ledger-admin", {{"enable.idempotence", "true"}, {"acks", "all"}}));
+  return new_client(RD_KAFKA_PRODUCER, conf);
 }
 
 Result<int> KafkaLog::Impl::topic_partitions(rd_kafka_t* rk, const std::string& topic) const {
@@ -708,29 +706,21 @@ Result<void> KafkaLog::Impl::ensure_writer(Writer& w, Partition p) {
   if (w.fenced) return Errc::writer_failed;
   if (w.ready) return boost::outcome_v2::success();
   const auto tid = opts.transactional_id_prefix + "ledger-" + std::to_string(p.value);
-  SECHEX_TRY(auto* conf, base_conf("sechex-ledger-" + std::to_string(p.value)));
-  char err[512];
-  for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
-           {"transactional.id", tid},
-           {"enable.idempotence", "true"},
-           {"acks", "all"},
-           {"transaction.timeout.ms", std::to_string(opts.transaction_timeout.count())},
-           {"message.timeout.ms", std::to_string(opts.message_timeout.count())},
-           {"linger.ms", "1"},
-       }) {
-    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
-      return fail("producer config " + k + ": " + err, Errc::invalid_argument);
-    }
-  }
+  SECHEX_TRY(
+      auto* conf,
+      base_conf("sechex-ledger-" + std::to_string(p.value),
+                {
+                    {"transactional.id", tid},
+                    {"enable.idempotence", "true"},
+                    {"acks", "all"},
+                    {"transaction.timeout.ms", std::to_string(opts.transaction_timeout.count())},
+                    {"message.timeout.ms", std::to_string(opts.message_timeout.count())},
+                    {"linger.ms", "1"},
+                }));
   rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
   rd_kafka_conf_set_opaque(conf, &w);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-  if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);
-    return fail(std::string("creating producer: ") + err, Errc::invalid_argument);
-  }
-  KafkaPtr producer(rk);
+  SECHEX_TRY(auto producer, new_client(RD_KAFKA_PRODUCER, conf));
+  rd_kafka_t* rk = producer.get();
   // init_transactions() fences any earlier producer of this transactional.id and completes or
   // aborts its open transaction, so the tail read after it is final.
   const auto deadline = SteadyClock::now() + opts.request_timeout;

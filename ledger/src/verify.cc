@@ -335,10 +335,13 @@ PartitionOutcome verify_partition(const LogStore& log, Partition p, const Verify
 
 }  // namespace
 
-VerifyReport verify_log(const LogStore& log, const VerifyOptions& options) {
+namespace {
+// Runs `verify_one` over every partition on `options.threads` workers (partitions are
+// independent chains) and folds the outcomes into one report.
+VerifyReport verify_partitions(std::uint32_t n, const VerifyOptions& options,
+                               const std::function<PartitionOutcome(Partition)>& verify_one) {
   VerifyReport report;
   report.signatures_checked = options.trusted != nullptr;
-  const auto n = log.partition_count();
   std::vector<PartitionOutcome> results(n);
   const unsigned threads = std::max(1u, std::min<unsigned>(options.threads, n));
   std::vector<std::future<void>> workers;
@@ -346,7 +349,7 @@ VerifyReport verify_log(const LogStore& log, const VerifyOptions& options) {
   for (unsigned t = 0; t < threads; ++t) {
     workers.push_back(std::async(std::launch::async, [&] {
       for (auto i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
-        results[i] = verify_partition(log, Partition{i}, options);
+        results[i] = verify_one(Partition{i});
       }
     }));
   }
@@ -371,20 +374,17 @@ VerifyReport verify_log(const LogStore& log, const VerifyOptions& options) {
   }
   return report;
 }
+}  // namespace
 
-}  // namespace sechex::ledger
+VerifyReport verify_log(const LogStore& log, const VerifyOptions& options) {
+  return verify_partitions(log.partition_count(), options,
+                           [&](Partition p) { return verify_partition(log, p, options); });
+}
 
-namespace sechex::ledger {
 namespace {
 
-struct ChainWalk {
-  PartitionSummary summary;
-  std::optional<Fault> fault;
-  bool cannot_run = false;
-};
-
-ChainWalk walk_chain(const Log& log, Partition p, const VerifyOptions& opts) {
-  ChainWalk out;
+PartitionOutcome walk_chain(const Log& log, Partition p, const VerifyOptions& opts) {
+  PartitionOutcome out;
   out.summary.partition = p;
   auto fail = [&](Seq s, std::string reason, std::string detail) {
     out.cannot_run = is_cannot_run_reason(reason);
@@ -465,20 +465,8 @@ ChainWalk walk_chain(const Log& log, Partition p, const VerifyOptions& opts) {
 }  // namespace
 
 VerifyReport verify_chain(const Log& log, const VerifyOptions& options) {
-  VerifyReport report;
-  report.signatures_checked = options.trusted != nullptr;
-  for (std::uint32_t i = 0; i < log.partition_count(); ++i) {
-    const auto walk = walk_chain(log, Partition{i}, options);
-    report.partitions.push_back(walk.summary);
-    report.records += walk.summary.records;
-    report.checkpoints += walk.summary.checkpoints;
-    if (walk.fault && !report.fault) {
-      report.fault = walk.fault;
-      report.outcome =
-          walk.cannot_run ? VerifyReport::Outcome::cannot_run : VerifyReport::Outcome::tampered;
-    }
-  }
-  return report;
+  return verify_partitions(log.partition_count(), options,
+                           [&](Partition p) { return walk_chain(log, p, options); });
 }
 
 }  // namespace sechex::ledger
