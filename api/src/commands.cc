@@ -54,9 +54,14 @@ Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const 
   std::vector<ledger::ByteView> views;
   views.reserve(events.size());
   for (const auto& e : events) views.emplace_back(e);
-  SECHEX_TRY(const auto appended, log_.append(p, views));
-  SECHEX_TRY(auto records, log_.read_range(p, appended.first, ledger::Seq{appended.last.value + 1},
-                                           events.size()));
+  SECHEX_TRY(auto appended, log_.append(p, views));
+  // The records as stored, from what the append computed: no read-back.
+  std::vector<ledger::Record> records;
+  records.reserve(events.size());
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    records.push_back(ledger::Record{
+        {p, ledger::Seq{appended.first.value + i}}, appended.hashes.at(i), std::move(events[i])});
+  }
   if (projections_.position(p) == appended.first) {
     if (auto r = projections_.apply(p, records); !r) ++apply_failures_;
   } else if (auto r = sync_locked(p); !r) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <unordered_set>
 
 #include "api/json_input.h"
 #include "ledger/checkpoint.h"
@@ -330,7 +331,9 @@ Response LedgerApi::ingest(const Request& req) {
   const auto& events = std::get<std::vector<IngestEvent>>(batch);
 
   // Refuse the whole batch before appending anything if a subject was erased.
+  std::unordered_set<std::string_view> checked;  // one key-store lookup per subject
   for (std::size_t i = 0; i < events.size(); ++i) {
+    if (!checked.insert(events[i].subject).second) continue;
     auto erased = keys_.is_erased(events[i].subject);
     if (!erased) return internal("cannot read the key store");
     if (erased.value()) {

@@ -977,6 +977,7 @@ Result<AppendResult> KafkaLog::append(Partition partition, std::span<const ByteV
   Hash head = w.head;
   for (const auto& e : events) {
     head = chain_hash(partition, next, head, e);
+    result.hashes.push_back(head);
     const auto* subject = schemas::envelope_of(e.data())->subject();
     msgs.push_back({impl_->opts.topic, kp, subject != nullptr ? subject->str() : std::string(),
                     encode_record(partition, next, head, e), next.value, head});

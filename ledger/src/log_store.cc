@@ -447,6 +447,7 @@ Result<void> LogStore::Impl::commit(std::vector<Writer*>& group) {
       const auto h = chain_hash(w->partition, st.next, st.head, e);
       const auto key = encode_log_key(w->partition, st.next);
       batch.Put(cfs[kLog], key, encode_record(w->partition, st.next, h, e));
+      w->result.hashes.push_back(h);
       st.head = h;
       st.next = Seq{st.next.value + 1};
       ++event_count;

@@ -98,6 +98,8 @@ TEST(KafkaLog, AppendThenReadBackLinks) {
   ASSERT_TRUE(r) << r.error().message() << " " << log->last_error();
   EXPECT_EQ(r.value().first.value, 0u);
   EXPECT_EQ(r.value().last.value, 4u);
+  ASSERT_EQ(r.value().hashes.size(), 5u);
+  EXPECT_EQ(r.value().hashes.back(), r.value().head);
   auto r2 = append_events(*log, p, {make_event(subject, "single")});
   ASSERT_TRUE(r2) << log->last_error();
   EXPECT_EQ(r2.value().first.value, 5u);

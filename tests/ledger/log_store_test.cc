@@ -56,6 +56,10 @@ TEST(LogStore, AppendAssignsGaplessSeqsAndChainsHashes) {
   auto records = log->read_range(p, Seq{0}, Seq{100});
   ASSERT_TRUE(records);
   ASSERT_EQ(records.value().size(), 6u);
+  // The append reports each record's hash, as stored.
+  ASSERT_EQ(r.value().hashes.size(), 5u);
+  for (std::size_t i = 0; i < 5; ++i) EXPECT_EQ(r.value().hashes[i], records.value()[i].hash);
+  EXPECT_EQ(r2.value().hashes, std::vector<Hash>{records.value()[5].hash});
   Hash prev{};
   for (std::size_t i = 0; i < records.value().size(); ++i) {
     const auto& rec = records.value()[i];

@@ -33,6 +33,7 @@ struct AppendResult {
   Seq first;
   Seq last;
   Hash head{};
+  std::vector<Hash> hashes;  // of each appended record, seq first..last
 };
 
 // Counters for metrics; read with relaxed loads.
