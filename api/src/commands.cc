@@ -21,6 +21,9 @@ Result<std::uint64_t> CommandPath::sync_locked(ledger::Partition p) {
   std::uint64_t applied = 0;
   for (;;) {
     const auto from = projections_.position(p);
+    // Usually the projections are at the head already (this process wrote the last records):
+    // no read of the log. For a partition this process writes, head() is in memory.
+    if (log_.head(p).next == from) return applied;
     SECHEX_TRY(auto records, log_.read_range(p, from, ledger::Seq{UINT64_MAX}, kApplyBatch));
     if (records.empty()) return applied;
     SECHEX_TRYV(projections_.apply(p, records));
@@ -46,6 +49,9 @@ Result<std::uint64_t> CommandPath::sync_all() {
 Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const Decide& decide) {
   if (p.value >= locks_.size()) return ledger::Errc::invalid_argument;
   std::lock_guard lock(*locks_[p.value]);
+  // Become the partition's only writer before reading state: with Kafka, another node's
+  // appends after our read would make the decision stale.
+  SECHEX_TRYV(log_.claim(p));
   // Decide on current state: records appended earlier (e.g. before a failed apply, or while
   // start-up catch-up is still running elsewhere) are applied first.
   SECHEX_TRYV(sync_locked(p));

@@ -170,7 +170,7 @@ struct KafkaLog::Impl {
   KafkaLogOptions opts;
   std::string ledger_id;
   std::uint32_t partitions = 0;
-  std::string meta_topic, cp_topic;
+  std::string meta_topic, cp_topic, keys_topic;
 
   // One chaining writer per partition. `mu` serialises append and checkpoint on it.
   struct Writer {
@@ -203,6 +203,7 @@ struct KafkaLog::Impl {
   mutable std::mutex err_mu;
   mutable std::string last_error;
 
+  std::atomic<std::uint64_t> writer_generation{0};
   std::atomic<std::uint64_t> stat_appends{0}, stat_events{0}, stat_groups{0}, stat_checkpoints{0};
 
   void note(const std::string& what) const {
@@ -236,6 +237,8 @@ struct KafkaLog::Impl {
   Result<void> ensure_topics(rd_kafka_t* admin);
   Result<int> topic_partitions(rd_kafka_t* rk, const std::string& topic) const;
   Result<void> load_meta(rd_kafka_t* admin);
+  Result<std::optional<std::string>> meta_first(rd_kafka_t* admin, std::string_view key,
+                                                const std::string* value_if_absent);
 
   using OnMessage = std::function<Result<bool>(const rd_kafka_message_t&)>;
   // Reads committed messages of topic/partition from `offset`; calls `on` for each until it
@@ -264,6 +267,7 @@ struct KafkaLog::Impl {
     std::string value;
     std::optional<std::uint64_t> seq;
     std::optional<Hash> hash;
+    bool tombstone = false;  // null value (compaction deletes the key)
   };
   enum class Outcome { committed, aborted, fenced, unknown };
   Outcome run_transaction(Writer& w, Partition p, const std::vector<Message>& msgs,
@@ -372,7 +376,8 @@ Result<void> KafkaLog::Impl::ensure_topics(rd_kafka_t* admin) {
   SECHEX_TRY(const int existing, topic_partitions(admin, opts.topic));
   SECHEX_TRY(const int meta_existing, topic_partitions(admin, meta_topic));
   SECHEX_TRY(const int cp_existing, topic_partitions(admin, cp_topic));
-  if (existing > 0 && meta_existing > 0 && cp_existing > 0) {
+  SECHEX_TRY(const int keys_existing, topic_partitions(admin, keys_topic));
+  if (existing > 0 && meta_existing > 0 && cp_existing > 0 && keys_existing > 0) {
     partitions = static_cast<std::uint32_t>(existing);
     return boost::outcome_v2::success();
   }
@@ -380,7 +385,8 @@ Result<void> KafkaLog::Impl::ensure_topics(rd_kafka_t* admin) {
     return fail("topic " +
                     (existing == 0        ? opts.topic
                      : meta_existing == 0 ? meta_topic
-                                          : cp_topic) +
+                     : cp_existing == 0   ? cp_topic
+                                          : keys_topic) +
                     " does not exist",
                 Errc::store_missing);
   }
@@ -402,6 +408,18 @@ Result<void> KafkaLog::Impl::ensure_topics(rd_kafka_t* admin) {
     specs.push_back({meta_topic, 1, {{"cleanup.policy", "delete"}, {"retention.ms", "-1"}}});
   }
   if (cp_existing == 0) specs.push_back({cp_topic, 1, {{"cleanup.policy", "compact"}}});
+  if (keys_existing == 0) {
+    // Compaction is what finally removes a shredded key's old value from the broker's disks:
+    // bound how long a tombstoned key may linger (1 day) and roll segments hourly so the
+    // cleaner can reach it.
+    specs.push_back({keys_topic,
+                     1,
+                     {{"cleanup.policy", "compact"},
+                      {"min.compaction.lag.ms", "0"},
+                      {"max.compaction.lag.ms", "86400000"},
+                      {"segment.ms", "3600000"},
+                      {"delete.retention.ms", "86400000"}}});
+  }
 
   std::vector<rd_kafka_NewTopic_t*> nts;
   char err[512];
@@ -460,7 +478,8 @@ Result<void> KafkaLog::Impl::ensure_topics(rd_kafka_t* admin) {
     SECHEX_TRY(const int n, topic_partitions(admin, opts.topic));
     SECHEX_TRY(const int m, topic_partitions(admin, meta_topic));
     SECHEX_TRY(const int c, topic_partitions(admin, cp_topic));
-    if (n > 0 && m > 0 && c > 0) {
+    SECHEX_TRY(const int k, topic_partitions(admin, keys_topic));
+    if (n > 0 && m > 0 && c > 0 && k > 0) {
       partitions = static_cast<std::uint32_t>(n);
       return boost::outcome_v2::success();
     }
@@ -623,15 +642,15 @@ Result<void> KafkaLog::Impl::refresh_checkpoints() const {
   return boost::outcome_v2::success();
 }
 
-Result<void> KafkaLog::Impl::load_meta(rd_kafka_t* admin) {
+Result<std::optional<std::string>> KafkaLog::Impl::meta_first(rd_kafka_t* admin,
+                                                              std::string_view key,
+                                                              const std::string* value_if_absent) {
   auto read_first = [&]() -> Result<std::optional<std::string>> {
     std::optional<std::string> value;
     SECHEX_TRYV(scan(
         meta_topic, 0, RD_KAFKA_OFFSET_BEGINNING,
         [&](const rd_kafka_message_t& m) -> Result<bool> {
-          if (std::string_view(static_cast<const char*>(m.key), m.key_len) != kMetaKey) {
-            return true;
-          }
+          if (std::string_view(static_cast<const char*>(m.key), m.key_len) != key) return true;
           value = std::string(static_cast<const char*>(m.payload), m.len);
           return false;
         },
@@ -639,23 +658,37 @@ Result<void> KafkaLog::Impl::load_meta(rd_kafka_t* admin) {
     return value;
   };
   SECHEX_TRY(auto value, read_first());
-  if (!value) {
-    if (opts.read_only || !opts.create_if_missing) {
-      return fail("no ledger record in " + meta_topic, Errc::store_missing);
-    }
-    SECHEX_TRY(auto id, crypto::random_bytes(16));
-    const std::string v = std::string(kMetaFormat) + "\nledger_id=" + to_hex(id) +
-                          "\npartitions=" + std::to_string(partitions) + "\n";
-    const auto err =
-        rd_kafka_producev(admin, RD_KAFKA_V_TOPIC(meta_topic.c_str()), RD_KAFKA_V_PARTITION(0),
-                          RD_KAFKA_V_KEY(kMetaKey.data(), kMetaKey.size()),
-                          RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return fail("writing ledger id", from_code(admin, err));
-    rd_kafka_flush(admin, to_ms(opts.request_timeout));
-    SECHEX_TRY(value, read_first());
-    if (!value) return fail("ledger id record did not appear in " + meta_topic, Errc::io_error);
+  if (value || value_if_absent == nullptr || opts.read_only) return value;
+  const auto& v = *value_if_absent;
+  const auto err =
+      rd_kafka_producev(admin, RD_KAFKA_V_TOPIC(meta_topic.c_str()), RD_KAFKA_V_PARTITION(0),
+                        RD_KAFKA_V_KEY(key.data(), key.size()),
+                        RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return fail("writing " + std::string(key) + " to " + meta_topic, from_code(admin, err));
   }
+  const auto ferr = rd_kafka_flush(admin, to_ms(opts.request_timeout));
+  if (ferr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return fail("writing " + std::string(key) + " to " + meta_topic, from_code(admin, ferr));
+  }
+  // Whoever wrote first wins, us or a concurrent first open.
+  SECHEX_TRY(value, read_first());
+  if (!value) {
+    return fail(std::string(key) + " record did not appear in " + meta_topic, Errc::io_error);
+  }
+  return value;
+}
+
+Result<void> KafkaLog::Impl::load_meta(rd_kafka_t* admin) {
+  std::optional<std::string> fresh;
+  if (!opts.read_only && opts.create_if_missing) {
+    SECHEX_TRY(auto id, crypto::random_bytes(16));
+    fresh = std::string(kMetaFormat) + "\nledger_id=" + to_hex(id) +
+            "\npartitions=" + std::to_string(partitions) + "\n";
+  }
+  SECHEX_TRY(auto value, meta_first(admin, kMetaKey, fresh ? &*fresh : nullptr));
+  if (!value) return fail("no ledger record in " + meta_topic, Errc::store_missing);
   // "sechex-ledger/v1\nledger_id=<hex>\npartitions=<P>\n"
   const auto& s = *value;
   auto field = [&](std::string_view name) -> std::string {
@@ -752,6 +785,7 @@ Result<void> KafkaLog::Impl::ensure_writer(Writer& w, Partition p) {
   w.checkpoint_micros = opts.clock->now_micros();
   w.ready = true;
   publish(p, w);
+  writer_generation.fetch_add(1, std::memory_order_acq_rel);
   return boost::outcome_v2::success();
 }
 
@@ -804,7 +838,8 @@ KafkaLog::Impl::Outcome KafkaLog::Impl::run_transaction(Writer& w, Partition p,
         perr = rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_PARTITION(m.partition),
             RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
-            RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
+            RD_KAFKA_V_VALUE(m.tombstone ? nullptr : const_cast<char*>(m.value.data()),
+                             m.tombstone ? 0 : m.value.size()),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(i))),
             RD_KAFKA_V_END);
@@ -862,7 +897,11 @@ Result<void> KafkaLog::Impl::commit_batch(Writer& w, Partition p, const std::vec
            "recovers the tail first");
       return err ? err : r.error();
     }
-    if (!(w.next == new_next && w.head == new_head)) {
+    // The tail proves records committed, but nothing proves a transaction without any (keys
+    // or a checkpoint alone) did: report it failed; retrying such a write is harmless.
+    const bool has_records =
+        std::any_of(msgs.begin(), msgs.end(), [](const Message& m) { return m.seq.has_value(); });
+    if (!has_records || !(w.next == new_next && w.head == new_head)) {
       if (w.next != old_next) {
         note("kafka log: partition " + std::to_string(p.value) +
              ": recovered head moved unexpectedly");
@@ -912,6 +951,7 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::open(const KafkaLogOptions& options)
   }
   impl->meta_topic = options.topic + ".meta";
   impl->cp_topic = options.topic + ".checkpoints";
+  impl->keys_topic = options.topic + ".keys";
   SECHEX_TRY(auto admin, impl->new_plain_producer());
   SECHEX_TRYV(impl->ensure_topics(admin.get()));
   if (impl->partitions == 0 || impl->partitions > kMaxPartitions) {
@@ -933,6 +973,7 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::open(const KafkaLogOptions& options)
 std::uint32_t KafkaLog::partition_count() const { return impl_->partitions; }
 const std::string& KafkaLog::ledger_id() const { return impl_->ledger_id; }
 const std::string& KafkaLog::topic() const { return impl_->opts.topic; }
+bool KafkaLog::read_only() const { return impl_->opts.read_only; }
 
 LogStats KafkaLog::stats() const {
   return {impl_->stat_appends.load(std::memory_order_relaxed),
@@ -952,6 +993,12 @@ std::string KafkaLog::last_error() const {
 }
 
 Result<AppendResult> KafkaLog::append(Partition partition, std::span<const ByteView> events) {
+  return append_with_keys(partition, events, {});
+}
+
+Result<AppendResult> KafkaLog::append_with_keys(Partition partition,
+                                                std::span<const ByteView> events,
+                                                std::span<const KeyRecord> keys) {
   if (impl_->opts.read_only) return Errc::invalid_argument;
   if (events.empty() || partition.value >= impl_->partitions) return Errc::invalid_argument;
   for (const auto& e : events) {
@@ -985,6 +1032,10 @@ Result<AppendResult> KafkaLog::append(Partition partition, std::span<const ByteV
   }
   result.last = Seq{next.value - 1};
   result.head = head;
+  for (const auto& k : keys) {
+    msgs.push_back(
+        {impl_->keys_topic, 0, k.key, k.value.value_or(std::string()), {}, {}, !k.value});
+  }
 
   bool has_checkpoint = false;
   if (impl_->opts.signer != nullptr) {
@@ -1005,6 +1056,47 @@ Result<AppendResult> KafkaLog::append(Partition partition, std::span<const ByteV
   impl_->stat_appends.fetch_add(1, std::memory_order_relaxed);
   impl_->stat_events.fetch_add(events.size(), std::memory_order_relaxed);
   return result;
+}
+
+Result<void> KafkaLog::write_keys(Partition partition, std::span<const KeyRecord> keys) {
+  if (impl_->opts.read_only || keys.empty() || partition.value >= impl_->partitions) {
+    return Errc::invalid_argument;
+  }
+  auto& w = *impl_->writers[partition.value];
+  std::lock_guard lock(w.mu);
+  if (w.fenced) return Errc::writer_failed;
+  SECHEX_TRYV(impl_->ensure_writer(w, partition));
+  std::vector<Impl::Message> msgs;
+  for (const auto& k : keys) {
+    msgs.push_back(
+        {impl_->keys_topic, 0, k.key, k.value.value_or(std::string()), {}, {}, !k.value});
+  }
+  return impl_->commit_batch(w, partition, msgs, w.next, w.head, false);
+}
+
+Result<std::int64_t> KafkaLog::read_keys(std::int64_t offset, const OnKeyRecord& on) const {
+  std::int64_t next = offset;
+  SECHEX_TRYV(impl_->scan(
+      impl_->keys_topic, 0, offset <= 0 ? RD_KAFKA_OFFSET_BEGINNING : offset,
+      [&](const rd_kafka_message_t& m) -> Result<bool> {
+        next = m.offset + 1;
+        const std::string_view key(static_cast<const char*>(m.key), m.key_len);
+        if (m.payload == nullptr) {
+          on(key, nullptr);
+        } else {
+          const std::string value(static_cast<const char*>(m.payload), m.len);
+          on(key, &value);
+        }
+        return true;
+      },
+      SteadyClock::now() + impl_->opts.request_timeout));
+  return next;
+}
+
+Result<std::optional<std::string>> KafkaLog::meta_first(std::string_view key,
+                                                        const std::string* value_if_absent) {
+  SECHEX_TRY(auto admin, impl_->new_plain_producer());
+  return impl_->meta_first(admin.get(), key, value_if_absent);
 }
 
 Result<std::size_t> KafkaLog::checkpoint_due(bool force) {
@@ -1038,6 +1130,25 @@ Result<std::optional<std::string>> KafkaLog::latest_checkpoint(Partition partiti
   auto it = impl_->cp_latest.find(partition.value);
   if (it == impl_->cp_latest.end()) return std::optional<std::string>{};
   return std::optional<std::string>{it->second};
+}
+
+Result<void> KafkaLog::claim(Partition partition) {
+  if (impl_->opts.read_only || partition.value >= impl_->partitions) {
+    return Errc::invalid_argument;
+  }
+  auto& w = *impl_->writers[partition.value];
+  std::lock_guard lock(w.mu);
+  return impl_->ensure_writer(w, partition);
+}
+
+bool KafkaLog::writes(Partition partition) const {
+  std::lock_guard lock(impl_->state_mu);
+  return partition.value < impl_->partitions && impl_->published[partition.value].has_value() &&
+         !impl_->fenced_flags[partition.value];
+}
+
+std::uint64_t KafkaLog::writer_generation() const {
+  return impl_->writer_generation.load(std::memory_order_acquire);
 }
 
 Result<Head> KafkaLog::recover_head(Partition partition) const {

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 
@@ -105,64 +106,151 @@ Result<void> Kek::generate_file(const std::string& path) {
   return written;
 }
 
-Result<std::unique_ptr<KeyStore>> KeyStore::open(LogStore& log, Kek kek) {
-  constexpr std::string_view kCheckAad = "sechex-kek-check/v1";
-  const Bytes zeros(32, 0);
-  std::string check;
-  const auto s = log.raw_db()->Get(rocksdb::ReadOptions(), log.cf_meta(), "kek_check", &check);
-  if (s.ok()) {
-    auto opened = unwrap(kek.bytes(), as_bytes(std::string(kCheckAad)), view_of(check));
-    if (!opened || opened.value() != zeros) return Errc::key_invalid;
-  } else if (s.IsNotFound()) {
-    if (!log.read_only()) {
-      SECHEX_TRY(auto blob, wrap(kek.bytes(), as_bytes(std::string(kCheckAad)), zeros));
-      rocksdb::WriteOptions wo;
-      wo.sync = true;
-      const auto ps = log.raw_db()->Put(
-          wo, log.cf_meta(), "kek_check",
-          rocksdb::Slice(reinterpret_cast<const char*>(blob.data()), blob.size()));
-      if (!ps.ok()) return Errc::io_error;
-    }
-  } else {
-    return Errc::io_error;
+namespace {
+
+constexpr std::string_view kCheckAad = "sechex-kek-check/v1";
+
+// Embedded mode: keys in the LogStore's `keys` column family, the KEK check in its meta.
+class LogStoreKeys final : public KeyBackend {
+ public:
+  explicit LogStoreKeys(LogStore& log) : log_(log) {}
+
+  bool read_only() const override { return log_.read_only(); }
+  std::uint32_t partition_count() const override { return log_.partition_count(); }
+
+  Result<Stored> get(std::string_view subject) override {
+    std::string stored;
+    const auto s =
+        log_.raw_db()->Get(rocksdb::ReadOptions(), log_.cf_keys(), std::string(subject), &stored);
+    if (s.IsNotFound()) return Stored{};
+    if (!s.ok()) return Errc::io_error;
+    if (stored == kErasedMarker) return Stored{State::erased, {}};
+    return Stored{State::present, std::move(stored)};
   }
-  return std::unique_ptr<KeyStore>(new KeyStore(log, std::move(kek)));
+
+  Result<void> put(std::string_view subject, std::string_view wrapped) override {
+    if (log_.read_only()) return Errc::invalid_argument;
+    // Durable before any event sealed under it can be appended.
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    const auto s =
+        log_.raw_db()->Put(wo, log_.cf_keys(), rocksdb::Slice(subject.data(), subject.size()),
+                           rocksdb::Slice(wrapped.data(), wrapped.size()));
+    if (!s.ok()) return Errc::io_error;
+    return boost::outcome_v2::success();
+  }
+
+  Result<AppendResult> erase(std::string_view subject, ByteView erased_event) override {
+    if (log_.read_only()) return Errc::invalid_argument;
+    const LogStore::KeyWrite kw{std::string(subject), kErasedMarker};
+    SECHEX_TRY(auto appended, log_.append(partition_for(subject, log_.partition_count()),
+                                          std::span<const ByteView>(&erased_event, 1),
+                                          std::span<const LogStore::KeyWrite>(&kw, 1)));
+    epoch_.fetch_add(1, std::memory_order_relaxed);
+    // The marker shadows the wrapped key, but the old value survives in SST files until they
+    // are compacted; compact the key's range now so the key material is really gone.
+    const std::string k(subject);
+    rocksdb::Slice begin(k);
+    std::string end_key = k;
+    end_key.push_back('\0');
+    rocksdb::Slice end(end_key);
+    rocksdb::CompactRangeOptions cro;
+    cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    log_.raw_db()->Flush(rocksdb::FlushOptions(), log_.cf_keys());
+    log_.raw_db()->CompactRange(cro, log_.cf_keys(), &begin, &end);
+    return appended;
+  }
+
+  Result<std::optional<std::string>> kek_check(std::string_view candidate) override {
+    std::string check;
+    const auto s = log_.raw_db()->Get(rocksdb::ReadOptions(), log_.cf_meta(), "kek_check", &check);
+    if (s.ok()) return std::optional<std::string>(std::move(check));
+    if (!s.IsNotFound()) return Errc::io_error;
+    if (log_.read_only()) return std::optional<std::string>{};
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    const auto ps = log_.raw_db()->Put(wo, log_.cf_meta(), "kek_check",
+                                       rocksdb::Slice(candidate.data(), candidate.size()));
+    if (!ps.ok()) return Errc::io_error;
+    return std::optional<std::string>(std::string(candidate));
+  }
+
+  std::uint64_t erasure_epoch() override { return epoch_.load(std::memory_order_relaxed); }
+
+ private:
+  LogStore& log_;
+  std::atomic<std::uint64_t> epoch_{0};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<KeyStore>> KeyStore::open(LogStore& log, Kek kek) {
+  return open(std::make_unique<LogStoreKeys>(log), std::move(kek));
+}
+
+Result<std::unique_ptr<KeyStore>> KeyStore::open(std::unique_ptr<KeyBackend> backend, Kek kek) {
+  if (!backend || backend->partition_count() == 0) return Errc::invalid_argument;
+  const Bytes zeros(32, 0);
+  const std::string aad_text(kCheckAad);
+  const auto aad = as_bytes(aad_text);
+  SECHEX_TRY(auto candidate, wrap(kek.bytes(), aad, zeros));
+  SECHEX_TRY(auto check, backend->kek_check(std::string(candidate.begin(), candidate.end())));
+  if (check) {
+    auto opened = unwrap(kek.bytes(), aad, view_of(*check));
+    if (!opened || opened.value() != zeros) return Errc::key_invalid;
+  }
+  return std::unique_ptr<KeyStore>(new KeyStore(std::move(backend), std::move(kek)));
+}
+
+KeyStore::KeyStore(std::unique_ptr<KeyBackend> backend, Kek kek)
+    : backend_(std::move(backend)), kek_(std::move(kek)) {
+  create_mu_.resize(backend_->partition_count());
+  for (auto& m : create_mu_) m = std::make_unique<std::mutex>();
+  cache_epoch_ = backend_->erasure_epoch();
+}
+
+std::mutex& KeyStore::create_lock_for(std::string_view subject) {
+  return *create_mu_[partition_for(subject, backend_->partition_count()).value];
 }
 
 Result<crypto::SecretBytes> KeyStore::data_key(std::string_view subject, bool create) {
   const std::string key(subject);
+  const auto epoch = backend_->erasure_epoch();
   {
     std::shared_lock lock(cache_mu_);
-    if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+    if (cache_epoch_ == epoch) {
+      if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+    }
   }
-  std::unique_lock create_lock(create_mu_, std::defer_lock);
+  std::unique_lock create_lock(create_lock_for(subject), std::defer_lock);
   if (create) create_lock.lock();
-  std::string stored;
-  const auto s = log_.raw_db()->Get(rocksdb::ReadOptions(), log_.cf_keys(), key, &stored);
+  SECHEX_TRY(auto stored, backend_->get(subject));
   crypto::SecretBytes dek;
-  if (s.ok()) {
-    if (stored == kErasedMarker) return Errc::erased;
-    auto opened = unwrap(kek_.bytes(), dek_aad(subject), view_of(stored));
-    if (!opened) return Errc::key_invalid;
-    dek = crypto::SecretBytes(std::move(opened).value());
-  } else if (s.IsNotFound()) {
-    if (!create) return Errc::not_found;
-    SECHEX_TRY(auto raw, crypto::random_bytes(32));
-    dek = crypto::SecretBytes(std::move(raw));
-    SECHEX_TRY(auto blob, wrap(kek_.bytes(), dek_aad(subject), dek.view()));
-    // Durable before any event sealed under it can be appended.
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    const auto ps =
-        log_.raw_db()->Put(wo, log_.cf_keys(), key,
-                           rocksdb::Slice(reinterpret_cast<const char*>(blob.data()), blob.size()));
-    if (!ps.ok()) return Errc::io_error;
-  } else {
-    return Errc::io_error;
+  switch (stored.state) {
+    case KeyBackend::State::erased:
+      return Errc::erased;
+    case KeyBackend::State::present: {
+      auto opened = unwrap(kek_.bytes(), dek_aad(subject), view_of(stored.wrapped));
+      if (!opened) return Errc::key_invalid;
+      dek = crypto::SecretBytes(std::move(opened).value());
+      break;
+    }
+    case KeyBackend::State::absent: {
+      if (!create) return Errc::not_found;
+      SECHEX_TRY(auto raw, crypto::random_bytes(32));
+      dek = crypto::SecretBytes(std::move(raw));
+      SECHEX_TRY(auto blob, wrap(kek_.bytes(), dek_aad(subject), dek.view()));
+      SECHEX_TRYV(backend_->put(subject, std::string(blob.begin(), blob.end())));
+      break;
+    }
   }
   std::unique_lock lock(cache_mu_);
-  // A bounded cache: dropping it wholesale is simple and the keys are one Get away.
-  if (cache_.size() > 100'000) cache_.clear();
+  // An erasure seen since the cache was filled may have destroyed a cached key: start over.
+  // A bounded cache: dropping it wholesale is simple and the keys are one lookup away.
+  if (cache_epoch_ != epoch || cache_.size() > 100'000) {
+    cache_.clear();
+    cache_epoch_ = epoch;
+  }
   cache_.emplace(key, dek);
   return dek;
 }
@@ -170,7 +258,7 @@ Result<crypto::SecretBytes> KeyStore::data_key(std::string_view subject, bool cr
 Result<Bytes> KeyStore::seal(std::string_view subject, ByteView event_id, std::string_view field,
                              ByteView plaintext) {
   if (event_id.size() != 16) return Errc::invalid_argument;
-  SECHEX_TRY(auto dek, data_key(subject, /*create=*/!log_.read_only()));
+  SECHEX_TRY(auto dek, data_key(subject, /*create=*/!backend_->read_only()));
   return wrap(dek.view(), seal_aad(subject, field, event_id), plaintext);
 }
 
@@ -181,42 +269,21 @@ Result<Bytes> KeyStore::open_field(std::string_view subject, ByteView event_id,
 }
 
 Result<bool> KeyStore::is_erased(std::string_view subject) {
-  std::string stored;
-  const auto s =
-      log_.raw_db()->Get(rocksdb::ReadOptions(), log_.cf_keys(), std::string(subject), &stored);
-  if (s.IsNotFound()) return false;
-  if (!s.ok()) return Errc::io_error;
-  return stored == kErasedMarker;
+  SECHEX_TRY(auto stored, backend_->get(subject));
+  return stored.state == KeyBackend::State::erased;
 }
 
 Result<AppendResult> KeyStore::erase(std::string_view subject, std::string_view actor,
                                      std::string_view reason, std::int64_t time_micros) {
-  if (log_.read_only() || subject.empty()) return Errc::invalid_argument;
-  std::lock_guard create_lock(create_mu_);
+  if (backend_->read_only() || subject.empty()) return Errc::invalid_argument;
+  std::lock_guard create_lock(create_lock_for(subject));
   EventBuilder b(nullptr,
                  EventMeta{std::string(subject), std::string(actor), {}, time_micros, {}, {}});
   const auto body = schema::CreateSubjectErased(b.fbb(), b.fbb().CreateString(reason));
   SECHEX_TRY(auto bytes, b.finish(body));
-  const ByteView ev(bytes);
-  const LogStore::KeyWrite kw{std::string(subject), kErasedMarker};
-  SECHEX_TRY(auto appended, log_.append(partition_for(subject, log_.partition_count()),
-                                        std::span<const ByteView>(&ev, 1),
-                                        std::span<const LogStore::KeyWrite>(&kw, 1)));
-  {
-    std::unique_lock lock(cache_mu_);
-    cache_.erase(std::string(subject));
-  }
-  // The marker shadows the wrapped key, but the old value survives in SST files until they
-  // are compacted; compact the key's range now so the key material is really gone.
-  const std::string k(subject);
-  rocksdb::Slice begin(k);
-  std::string end_key = k;
-  end_key.push_back('\0');
-  rocksdb::Slice end(end_key);
-  rocksdb::CompactRangeOptions cro;
-  cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-  log_.raw_db()->Flush(rocksdb::FlushOptions(), log_.cf_keys());
-  log_.raw_db()->CompactRange(cro, log_.cf_keys(), &begin, &end);
+  SECHEX_TRY(auto appended, backend_->erase(subject, ByteView(bytes)));
+  std::unique_lock lock(cache_mu_);
+  cache_.erase(std::string(subject));
   return appended;
 }
 

@@ -21,6 +21,10 @@
 //                         signed note (checkpoint.h). Written in the same Kafka transaction as
 //                         the records it covers, so it never covers an uncommitted record.
 //                         Only the newest checkpoint per partition is kept (compaction).
+//   <topic>.keys          1 partition, compacted (max.compaction.lag.ms 1 day): wrapped data
+//                         keys and erasure markers (kafka_keys.h). Written only in transactions
+//                         of the subject's partition writer, so only that partition's owner
+//                         writes them and an erasure commits with its SubjectErased record.
 //
 // Writers: one transactional producer per partition, transactional.id =
 // "<transactional_id_prefix>ledger-<p>", idempotent, acks=all, message.timeout.ms <
@@ -61,6 +65,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -118,6 +123,7 @@ class KafkaLog final : public Log {
   std::uint32_t partition_count() const override;
   const std::string& ledger_id() const override;
   const std::string& topic() const;
+  bool read_only() const;
 
   Result<AppendResult> append(Partition partition, std::span<const ByteView> events) override;
   // The writer's head if this process writes `partition`, else the committed tail (zeros and
@@ -133,6 +139,36 @@ class KafkaLog final : public Log {
   Result<std::size_t> checkpoint_due(bool force = false) override;
   Result<std::optional<std::string>> latest_checkpoint(Partition partition) const override;
   LogStats stats() const override;
+
+  // Records of the keys topic (kafka_keys.h). `value` nullopt is a tombstone.
+  struct KeyRecord {
+    std::string key;
+    std::optional<std::string> value;
+  };
+  // append() with `keys` written to the keys topic in the same transaction: all or nothing.
+  Result<AppendResult> append_with_keys(Partition partition, std::span<const ByteView> events,
+                                        std::span<const KeyRecord> keys);
+  // Writes `keys` in a transaction of `partition`'s writer, creating the writer if needed (so,
+  // like append, only the partition's owner may call it).
+  Result<void> write_keys(Partition partition, std::span<const KeyRecord> keys);
+  // Calls `on` for each committed record of the keys topic from `offset` (0 = the start) to
+  // its current end; returns the offset to continue from next time.
+  using OnKeyRecord = std::function<void(std::string_view key, const std::string* value)>;
+  Result<std::int64_t> read_keys(std::int64_t offset, const OnKeyRecord& on) const;
+  // The first value stored under `key` in <topic>.meta; when there is none it stores
+  // `value_if_absent` (unless null or read-only) and returns whatever is first after that
+  // (another process may have won the race). nullopt: none stored and none written.
+  Result<std::optional<std::string>> meta_first(std::string_view key,
+                                                const std::string* value_if_absent);
+
+  // Log::claim: creates the partition's writer now (init_transactions fences any other writer
+  // and settles its open transaction), so state read after it is final until we write.
+  Result<void> claim(Partition partition) override;
+  // True while this process is `partition`'s ready, unfenced writer.
+  bool writes(Partition partition) const;
+  // Moves each time a writer becomes ready (after fencing whoever wrote before): state cached
+  // from the cluster before that may miss the previous writer's last transactions.
+  std::uint64_t writer_generation() const;
 
   // The committed tail of `partition` read from Kafka now (ignores the writer's state).
   Result<Head> recover_head(Partition partition) const;

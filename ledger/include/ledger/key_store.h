@@ -10,24 +10,34 @@
 //                  where lp(x) = be32(len(x)) || x; binding the subject, field name and event
 //                  id stops a ciphertext being moved to another subject, field or event.
 //   wrapped DEK    0x01 || nonce (12) || AES-256-GCM_KEK(DEK) || tag,
-//                  AAD = "sechex-dek/v1" || subject      (column family `keys`, key = subject)
-//   erased marker  0x00 || "erased"                      (replaces the wrapped DEK)
-//   KEK check      meta "kek_check": a wrapped all-zero key under AAD "sechex-kek-check/v1",
-//                  so a wrong KEK is refused at open instead of failing on every field.
+//                  AAD = "sechex-dek/v1" || subject
+//   KEK check      a wrapped all-zero key under AAD "sechex-kek-check/v1", stored once per
+//                  ledger, so a wrong KEK is refused at open instead of failing on every field.
+//
+// Where the wrapped keys live is the KeyBackend's business:
+//   embedded (LogStore)  column family `keys`, key = subject, value = wrapped DEK or the erased
+//                        marker 0x00 "erased"; meta "kek_check". Erasure replaces the DEK with
+//                        the marker in the same WriteBatch as the SubjectErased record, then
+//                        compacts the key's range so the DEK leaves the SST files.
+//   Kafka (kafka_keys.h) a compacted topic; erasure writes a tombstone for the DEK and an erased
+//                        marker in the same transaction as SubjectErased.
 //
 // The KEK comes from a file (base64 of 32 bytes, one line, mode 0600 or stricter) or from the
 // environment variable SECHEX_KEK (same encoding).
 //
-// Lifecycle: open() after the LogStore; the KeyStore must not outlive it.
+// Lifecycle: open() after the log; the KeyStore must not outlive it.
 // Thread-safety: all methods are safe to call concurrently.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "ledger/crypto.h"
 #include "ledger/log_store.h"
@@ -52,9 +62,43 @@ class Kek {
   crypto::SecretBytes key_;
 };
 
+// Storage of wrapped data keys, erasure markers and the KEK check. Implementations: the
+// embedded one over a LogStore (KeyStore::open(LogStore&, ...)) and KafkaKeys.
+// Thread-safety: all methods may be called concurrently.
+class KeyBackend {
+ public:
+  virtual ~KeyBackend() = default;
+
+  enum class State { absent, present, erased };
+  struct Stored {
+    State state = State::absent;
+    std::string wrapped;  // the wrapped DEK when present
+  };
+
+  // A reader never creates keys, erases or writes the KEK check.
+  virtual bool read_only() const = 0;
+  virtual std::uint32_t partition_count() const = 0;
+  // What is stored for `subject` now (a backend shared by several processes reads through to
+  // the shared store before answering `absent`).
+  virtual Result<Stored> get(std::string_view subject) = 0;
+  // Durably stores a new wrapped DEK. Callers serialise creation per subject.
+  virtual Result<void> put(std::string_view subject, std::string_view wrapped) = 0;
+  // Appends `erased_event` (a SubjectErased envelope) to the subject's partition and destroys
+  // its DEK in the same atomic write.
+  virtual Result<AppendResult> erase(std::string_view subject, ByteView erased_event) = 0;
+  // The stored KEK check, storing `candidate` first when there is none yet (and not read-only).
+  // Returns nullopt only when there is none and this backend may not write it.
+  virtual Result<std::optional<std::string>> kek_check(std::string_view candidate) = 0;
+  // Bumped whenever an erasure becomes known to this process (own or another's): caches of
+  // unwrapped keys are dropped when it moves. A shared backend may refresh its view first.
+  virtual std::uint64_t erasure_epoch() = 0;
+};
+
 class KeyStore {
  public:
+  // Keys in the LogStore's own RocksDB (embedded mode).
   static Result<std::unique_ptr<KeyStore>> open(LogStore& log, Kek kek);
+  static Result<std::unique_ptr<KeyStore>> open(std::unique_ptr<KeyBackend> backend, Kek kek);
 
   // Seals `plaintext` for `subject`, creating (and durably storing) the subject's data key on
   // first use. Errc::erased when the subject was erased.
@@ -66,20 +110,23 @@ class KeyStore {
                            ByteView sealed);
   Result<bool> is_erased(std::string_view subject);
 
-  // Crypto-shredding: appends a SubjectErased event for `subject` and replaces its data key
-  // with the erased marker in the same durable write, then compacts the key range so the old
-  // key does not linger in SST files.
+  // Crypto-shredding: appends a SubjectErased event for `subject` and destroys its data key
+  // in the same durable write (KeyBackend::erase).
   Result<AppendResult> erase(std::string_view subject, std::string_view actor,
                              std::string_view reason, std::int64_t time_micros);
 
  private:
-  KeyStore(LogStore& log, Kek kek) : log_(log), kek_(std::move(kek)) {}
+  KeyStore(std::unique_ptr<KeyBackend> backend, Kek kek);
   Result<crypto::SecretBytes> data_key(std::string_view subject, bool create);
+  std::mutex& create_lock_for(std::string_view subject);
 
-  LogStore& log_;
+  std::unique_ptr<KeyBackend> backend_;
   Kek kek_;
-  std::mutex create_mu_;  // serialises key creation and erasure
+  // Serialise key creation and erasure per partition (so one subject never gets two keys),
+  // while subjects of different partitions proceed in parallel.
+  std::vector<std::unique_ptr<std::mutex>> create_mu_;
   std::shared_mutex cache_mu_;
+  std::uint64_t cache_epoch_ = 0;  // backend's erasure_epoch() the cache was filled under
   std::unordered_map<std::string, crypto::SecretBytes> cache_;
 };
 

@@ -60,6 +60,13 @@ class Log {
   // partition or an event that fails schema verification (nothing is written then).
   virtual Result<AppendResult> append(Partition partition, std::span<const ByteView> events) = 0;
 
+  // Makes this process the partition's writer before a command reads state to decide, so that
+  // no other writer can append behind its back (Kafka: fencing). No-op for the embedded log.
+  virtual Result<void> claim(Partition partition) {
+    (void)partition;
+    return boost::outcome_v2::success();
+  }
+
   virtual Head head(Partition partition) const = 0;
 
   // Up to `max` records with seq in [from, to); fewer at the end of the partition.
