@@ -7,7 +7,11 @@ constexpr std::size_t kApplyBatch = 1024;
 }
 
 CommandPath::CommandPath(ledger::Log& log, projections::ProjectionStore& projections)
-    : log_(log), projections_(projections) {
+    : CommandPath(log, projections, PartitionOwnership::all(log.partition_count())) {}
+
+CommandPath::CommandPath(ledger::Log& log, projections::ProjectionStore& projections,
+                         PartitionOwnership ownership)
+    : log_(log), projections_(projections), ownership_(std::move(ownership)) {
   for (std::uint32_t p = 0; p < log.partition_count(); ++p) {
     locks_.push_back(std::make_unique<std::mutex>());
   }
@@ -45,6 +49,9 @@ Result<std::uint64_t> CommandPath::sync_all() {
 
 Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const Decide& decide) {
   if (p.value >= locks_.size()) return ledger::Errc::invalid_argument;
+  // The second line of defence behind the routes' own checks: appending would create this
+  // node's writer for the partition and fence its owner's.
+  if (!ownership_.owns(p)) return OwnershipErrc::not_owner;
   std::lock_guard lock(*locks_[p.value]);
   // Decide on current state: records appended earlier (e.g. before a failed apply, or while
   // start-up catch-up is still running elsewhere) are applied first.
