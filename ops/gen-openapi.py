@@ -3,7 +3,8 @@
 
 Usage: ops/gen-openapi.py [path/to/API.md] > api/openapi.json
 Each table row "| METHOD /path · METHOD /path | notes | errors |" becomes an operation whose
-description is the row's text. tests/api/openapi_test.cc checks the committed file against
+description is the row's text, plus the responses API.md's tables leave out (421 for commands
+routed by partition, see PARTITIONED_COMMANDS). tests/api/openapi_test.cc checks the committed file against
 API.md, so a contract change without regenerating fails the suite.
 """
 import json
@@ -11,6 +12,17 @@ import re
 import sys
 
 METHODS = {"GET", "POST", "PUT", "DELETE", "PATCH"}
+
+# Commands that append to a partition: on a multi-node deployment (ARCHITECTURE.md, "Kafka mode")
+# a node that does not own the partition answers 421. API.md leaves deployment topology out of
+# its tables, so the response is added here (api/include/api/ownership.h).
+MISDIRECTED = {
+    "description": "Misdirected: another node owns the partition of (some of) the events; "
+                   "nothing was appended. error.code is `misdirected`; details.partition and "
+                   "details.owner (the owner's URL, or null when unknown) name the first such "
+                   "event, details.events lists each as {index, partition, owner}.",
+}
+PARTITIONED_COMMANDS = {("POST", "/v1/events")}
 
 
 def operations(api_md):
@@ -51,6 +63,8 @@ def main():
         op = {"summary": f"{method} {p}", "tags": [section], "description": text,
               "responses": {"default": {"description": "See the description; errors use the "
                                                        "{data, error} envelope."}}}
+        if (method, p) in PARTITIONED_COMMANDS:
+            op["responses"]["421"] = MISDIRECTED
         if params:
             op["parameters"] = params
         paths.setdefault(p, {})[method.lower()] = op

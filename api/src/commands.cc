@@ -7,7 +7,11 @@ constexpr std::size_t kApplyBatch = 1024;
 }
 
 CommandPath::CommandPath(ledger::Log& log, projections::ProjectionStore& projections)
-    : log_(log), projections_(projections) {
+    : CommandPath(log, projections, PartitionOwnership::all(log.partition_count())) {}
+
+CommandPath::CommandPath(ledger::Log& log, projections::ProjectionStore& projections,
+                         PartitionOwnership ownership)
+    : log_(log), projections_(projections), ownership_(std::move(ownership)) {
   for (std::uint32_t p = 0; p < log.partition_count(); ++p) {
     locks_.push_back(std::make_unique<std::mutex>());
   }
@@ -48,6 +52,9 @@ Result<std::uint64_t> CommandPath::sync_all() {
 
 Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const Decide& decide) {
   if (p.value >= locks_.size()) return ledger::Errc::invalid_argument;
+  // The second line of defence behind the routes' own checks: appending would create this
+  // node's writer for the partition and fence its owner's.
+  if (!ownership_.owns(p)) return OwnershipErrc::not_owner;
   std::lock_guard lock(*locks_[p.value]);
   // Become the partition's only writer before reading state: with Kafka, another node's
   // appends after our read would make the decision stale.

@@ -75,6 +75,7 @@ constexpr Entry kZhCn[] = {
     {"code_expired", "验证码已过期"},
     {"reauth_required", "需要重新验证身份"},
     {"replay_detected", "检测到重放请求"},
+    {"misdirected", "此节点不负责这些事件所属的分区，请发送到该分区的所属节点"},
 };
 
 }  // namespace

@@ -223,6 +223,31 @@ Result<AuditPage> audit_page(const projections::ProjectionStore& store, const le
 
 Response internal(std::string_view what) { return json_error(500, "internal_error", what); }
 
+json owner_json(const PartitionOwnership& ownership, ledger::Partition p) {
+  auto url = ownership.owner_of(p);
+  return url ? json(std::move(*url)) : json(nullptr);
+}
+
+// 421 for the events of `partitions` (event index -> partition) this node does not own, or
+// nullopt when it owns them all.
+std::optional<Response> misdirected(const PartitionOwnership& ownership,
+                                    const std::vector<ledger::Partition>& partitions) {
+  json refused = json::array();
+  for (std::size_t i = 0; i < partitions.size(); ++i) {
+    if (ownership.owns(partitions[i])) continue;
+    refused.push_back(json{{"index", i},
+                           {"partition", partitions[i].value},
+                           {"owner", owner_json(ownership, partitions[i])}});
+  }
+  if (refused.empty()) return std::nullopt;
+  const auto& first = refused.front();
+  return json_error(
+      421, "misdirected",
+      "this node does not own the partition of these events; send them to the partition's owner",
+      json{{"partition", first["partition"]}, {"owner", first["owner"]}, {"events", refused}}
+          .dump());
+}
+
 }  // namespace
 
 std::optional<std::map<std::string, std::string>> parse_query(std::string_view query) {
@@ -329,6 +354,16 @@ Response LedgerApi::ingest(const Request& req) {
   auto batch = parse_ingest_batch(req.body);
   if (auto* refusal = std::get_if<Response>(&batch)) return std::move(*refusal);
   const auto& events = std::get<std::vector<IngestEvent>>(batch);
+  std::vector<ledger::Partition> partitions;
+  partitions.reserve(events.size());
+  for (const auto& e : events) partitions.push_back(commands_.partition_for(e.subject));
+
+  // Another node writes some of these partitions (ownership.h): refuse the whole batch before
+  // anything is appended, so no part of it is stored here and the client resends it by owner.
+  if (auto refusal = misdirected(commands_.ownership(), partitions)) {
+    if (metrics_.on_misdirected) metrics_.on_misdirected();
+    return std::move(*refusal);
+  }
 
   // Refuse the whole batch before appending anything if a subject was erased.
   std::unordered_set<std::string_view> checked;  // one key-store lookup per subject
@@ -343,9 +378,7 @@ Response LedgerApi::ingest(const Request& req) {
   }
 
   std::map<std::uint32_t, std::vector<std::size_t>> by_partition;
-  for (std::size_t i = 0; i < events.size(); ++i) {
-    by_partition[commands_.partition_for(events[i].subject).value].push_back(i);
-  }
+  for (std::size_t i = 0; i < events.size(); ++i) by_partition[partitions[i].value].push_back(i);
   json answers = json::array();
   for (std::size_t i = 0; i < events.size(); ++i) answers.push_back(nullptr);
   json appended = json::array();

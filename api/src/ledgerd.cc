@@ -23,6 +23,7 @@
 #include "api/ledger_api.h"
 #include "api/metrics.h"
 #include "api/openapi.h"
+#include "api/ownership.h"
 #include "api/server.h"
 #include "ledger/data_dir.h"
 #include "projections/store.h"
@@ -133,6 +134,15 @@ int main(int argc, char** argv) {
       "token-audience", po::value(&tokens.audience)->default_value(tokens.audience),
       "`aud` of access tokens")("clock-skew", po::value(&skew_seconds)->default_value(skew_seconds),
                                 "seconds of clock skew forgiven on token nbf/iat");
+  // Multi-node deployments (api/ownership.h): commands only for the partitions this node owns.
+  std::vector<std::string> partition_owners;
+  desc.add_options()(
+      "owns-partitions", po::value<std::string>(),
+      "partitions this node runs commands for: all (default), none, or a LIST like 0-3,6; "
+      "commands for the others answer 421 misdirected")(
+      "partition-owner", po::value(&partition_owners),
+      "LIST=URL, repeatable: the node serving partitions this one does not own, named in 421 "
+      "answers (e.g. 4-7=http://10.0.0.2:8080)");
   std::string config_file;
   desc.add_options()("config", po::value(&config_file),
                      "INI-style file of the same options (name = value)");
@@ -194,6 +204,14 @@ int main(int argc, char** argv) {
 
   if (skew_seconds < 0 || skew_seconds > 600) return fail("--clock-skew must be 0..600 seconds");
   tokens.clock_skew = std::chrono::seconds(skew_seconds);
+  std::string ownership_error;
+  // Syntax now, before anything is written; partition numbers once the log says how many.
+  auto ownership_flags = api::OwnershipFlags::parse(
+      vm.count("owns-partitions")
+          ? std::optional<std::string_view>(vm["owns-partitions"].as<std::string>())
+          : std::nullopt,
+      partition_owners, &ownership_error);
+  if (!ownership_flags) return fail(ownership_error);
 
   const ledger::DataDir dir{data_dir};
   std::string created;
@@ -220,6 +238,9 @@ int main(int argc, char** argv) {
     }
     return fail("cannot open the ledger: " + log.error().message());
   }
+  auto ownership = api::PartitionOwnership::resolve(log.value()->partition_count(),
+                                                    ownership_flags.value(), &ownership_error);
+  if (!ownership) return fail(ownership_error);
   auto keys = ledger::KeyStore::open(*log.value(), std::move(kek).value());
   if (!keys) return fail("key-encryption key does not match this ledger");
 
@@ -265,13 +286,14 @@ int main(int argc, char** argv) {
           .Register(metrics.registry())
           .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
                                                            0.05, 0.1, 0.25, 1});
-  api::CommandPath commands(*log.value(), *read_models.value());
-  api::LedgerApi ledger_api(
-      commands, *keys.value(), auth, *ring.value(), clock,
-      {.on_append = [&](std::size_t n, std::chrono::steady_clock::duration d) {
-        ingest_events.Increment(static_cast<double>(n));
-        append_latency.Observe(std::chrono::duration<double>(d).count());
-      }});
+  api::CommandPath commands(*log.value(), *read_models.value(), ownership.value());
+  api::LedgerApi ledger_api(commands, *keys.value(), auth, *ring.value(), clock,
+                            {.on_append =
+                                 [&](std::size_t n, std::chrono::steady_clock::duration d) {
+                                   ingest_events.Increment(static_cast<double>(n));
+                                   append_latency.Observe(std::chrono::duration<double>(d).count());
+                                 },
+                             .on_misdirected = [&] { metrics.count_rejected("misdirected"); }});
   auto& cleaned = prometheus::BuildCounter()
                       .Name("sechex_projection_expired_deleted_total")
                       .Help("Expired projection entries deleted by the scheduled cleanup")
@@ -305,6 +327,11 @@ int main(int argc, char** argv) {
     return fail("cannot listen on " + listen + ": " +
                 (server.start_error().empty() ? r.error().message() : server.start_error()));
   }
+  // Before the serving line, which tells tests and scripts that start-up is done.
+  if (!commands.ownership().owns_all()) {
+    std::cerr << "ledgerd: runs commands for partitions " << commands.ownership().describe()
+              << " only; the others answer 421 misdirected\n";
+  }
   std::cerr << "ledgerd: serving on " << host << ":" << server.port()
             << (tls_cert.empty() ? " (plain HTTP" : " (TLS 1.3") << ", ledger "
             << log.value()->ledger_id() << ", " << log.value()->partition_count()
@@ -322,7 +349,10 @@ int main(int argc, char** argv) {
   });
 
   // Time-based checkpoints for partitions that went quiet, and the token key ring re-read so
-  // rotations made by `ledgerctl keys rotate` are picked up.
+  // rotations made by `ledgerctl keys rotate` are picked up. Checkpoints never touch a partition
+  // another node owns: a Kafka log signs only for partitions whose writer this process created,
+  // and only appends create writers, which CommandPath refuses for non-owned partitions. The
+  // embedded log has no other writer to fence and checkpoints every partition.
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;

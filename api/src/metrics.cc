@@ -15,10 +15,12 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                   .Register(*registry_);
   rejected_ = &prometheus::BuildCounter()
                    .Name("sechex_http_rejected_total")
-                   .Help("HTTP requests refused before reaching a handler, by reason")
+                   .Help(
+                       "HTTP requests refused before reaching a handler, or sent to a node "
+                       "that does not own their partition (misdirected), by reason")
                    .Register(*registry_);
-  for (const char* reason :
-       {"payload_too_large", "headers_too_large", "malformed_http", "overloaded", "timeout"}) {
+  for (const char* reason : {"payload_too_large", "headers_too_large", "malformed_http",
+                             "overloaded", "timeout", "misdirected"}) {
     rejected_->Add({{"reason", reason}});
   }
 }
@@ -57,6 +59,10 @@ RequestObserver Metrics::observer() {
       rejected_->Add({{"reason", std::string(log.reject_reason)}}).Increment();
     }
   };
+}
+
+void Metrics::count_rejected(std::string_view reason) {
+  rejected_->Add({{"reason", std::string(reason)}}).Increment();
 }
 
 void Metrics::on_scrape(std::function<void()> refresh) {

@@ -108,5 +108,36 @@ TEST_F(CommandPathTest, RecordsAppendedBehindItsBackAreAppliedBeforeTheNextDecis
   EXPECT_EQ(store_->lag(*log_), 0u);
 }
 
+TEST_F(CommandPathTest, RefusesAPartitionThisNodeDoesNotOwnWithoutDecidingOrAppending) {
+  // Partition 1 belongs to another node: appending would fence its writer.
+  CommandPath node(*log_, *store_,
+                   PartitionOwnership::resolve(2, OwnershipFlags::parse("0", {}).value()).value());
+  const auto theirs = testing::subject_in(1, 2);
+  bool decided = false;
+  auto refused = node.run(node.partition_for(theirs), [&]() -> Result<std::vector<ledger::Bytes>> {
+    decided = true;
+    return std::vector<ledger::Bytes>{testing::make_event(theirs)};
+  });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), OwnershipErrc::not_owner);
+  EXPECT_FALSE(decided);
+  EXPECT_EQ(log_->head(ledger::Partition{1}).next.value, 0u);
+
+  // Its own partition still takes commands, and every partition is still projected.
+  const auto mine = testing::subject_in(0, 2);
+  ASSERT_TRUE(node.run(node.partition_for(mine), [&]() -> Result<std::vector<ledger::Bytes>> {
+    return std::vector<ledger::Bytes>{testing::make_event(mine)};
+  }));
+  EXPECT_EQ(log_->head(ledger::Partition{0}).next.value, 1u);
+  testing::append_n(*log_, theirs, 2);  // as the owner's appends arrive through the log
+  EXPECT_EQ(node.sync_all().value(), 2u);
+  EXPECT_EQ(seen(theirs), 2u);
+}
+
+TEST_F(CommandPathTest, OwnsEveryPartitionByDefault) {
+  EXPECT_TRUE(commands_->ownership().owns_all());
+  EXPECT_EQ(commands_->ownership().partition_count(), 2u);
+}
+
 }  // namespace
 }  // namespace sechex::api

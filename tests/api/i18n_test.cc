@@ -60,5 +60,15 @@ TEST(Localise, LeavesSuccessesUnknownCodesAndEnglishAlone) {
   EXPECT_TRUE(en.headers.empty());
 }
 
+TEST(Localise, MisdirectedHasAChineseMessageAndKeepsItsDetails) {
+  auto r = json_error(421, "misdirected", "this node does not own the partition of these events",
+                      R"({"partition":2,"owner":"http://10.0.0.2:8080"})");
+  localise_error(r, "zh-CN");
+  const auto body = nlohmann::json::parse(r.body);
+  EXPECT_EQ(body["error"]["message"], localized_message("misdirected", "zh-CN"));
+  EXPECT_FALSE(localized_message("misdirected", "zh-CN").empty());
+  EXPECT_EQ(body["error"]["details"]["owner"], "http://10.0.0.2:8080");
+}
+
 }  // namespace
 }  // namespace sechex::api

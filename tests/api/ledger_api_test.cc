@@ -257,6 +257,101 @@ TEST_F(LedgerApiTest, IngestNeedsJsonContentType) {
   EXPECT_EQ(api_->ingest(req).status, 415u);
 }
 
+// ---- ownership (multi-node) ----
+
+// A node of a 4-partition ledger that owns partitions 0 and 1; 2 is served by node B, and nobody
+// told it who serves 3.
+class MisdirectedIngestTest : public LedgerApiTest {
+ protected:
+  MisdirectedIngestTest() {
+    const std::vector<std::string> owners = {"2=http://10.0.0.2:8080"};
+    node_commands_ = std::make_unique<CommandPath>(
+        *log_, *store_,
+        PartitionOwnership::resolve(4, OwnershipFlags::parse("0-1", owners).value()).value());
+    node_ = std::make_unique<LedgerApi>(
+        *node_commands_, *keys_, *auth_, *ring_, clock_,
+        LedgerApiMetrics{.on_append = {}, .on_misdirected = [this] { ++refused_; }});
+  }
+
+  Response post(const std::vector<std::string>& subjects) {
+    json events = json::array();
+    for (const auto& s : subjects) events.push_back({{"subject", s}, {"type", "order.created"}});
+    return node_->ingest(
+        request("POST", "/v1/events", token("service"), json{{"events", events}}.dump()));
+  }
+
+  std::uint64_t records() const {
+    std::uint64_t n = 0;
+    for (std::uint32_t p = 0; p < 4; ++p) n += log_->head(ledger::Partition{p}).next.value;
+    return n;
+  }
+
+  std::unique_ptr<CommandPath> node_commands_;
+  std::unique_ptr<LedgerApi> node_;
+  int refused_ = 0;
+};
+
+TEST_F(MisdirectedIngestTest, AnEventForAPartitionAnotherNodeOwnsAnswers421NamingTheOwner) {
+  const auto r = post({testing::subject_in(2, 4)});
+  ASSERT_EQ(r.status, 421u) << r.body;
+  const auto err = error_of(r);
+  EXPECT_EQ(err["code"], "misdirected");
+  EXPECT_EQ(err["details"]["partition"], 2);
+  EXPECT_EQ(err["details"]["owner"], "http://10.0.0.2:8080");
+  EXPECT_EQ(err["details"]["events"],
+            json::parse(R"([{"index":0,"partition":2,"owner":"http://10.0.0.2:8080"}])"));
+  EXPECT_TRUE(json::parse(r.body)["data"].is_null());
+  EXPECT_EQ(records(), 0u);
+  EXPECT_EQ(refused_, 1);
+}
+
+TEST_F(MisdirectedIngestTest, APartitionWithoutAKnownOwnerAnswers421WithANullOwner) {
+  const auto r = post({testing::subject_in(3, 4)});
+  ASSERT_EQ(r.status, 421u) << r.body;
+  EXPECT_EQ(error_of(r)["details"]["partition"], 3);
+  EXPECT_TRUE(error_of(r)["details"]["owner"].is_null());
+  EXPECT_EQ(records(), 0u);
+}
+
+TEST_F(MisdirectedIngestTest, OwnedPartitionsStillTakeEvents) {
+  const auto r = post({testing::subject_in(0, 4), testing::subject_in(1, 4)});
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(data_of(r)["events"][0]["partition"], 0);
+  EXPECT_EQ(data_of(r)["events"][1]["partition"], 1);
+  EXPECT_EQ(records(), 2u);
+  EXPECT_EQ(refused_, 0);
+}
+
+TEST_F(MisdirectedIngestTest, ABatchMixingOwnedAndForeignPartitionsAppendsNothing) {
+  // The owned event comes first: a partial append would already have stored it.
+  const auto r =
+      post({testing::subject_in(0, 4), testing::subject_in(3, 4), testing::subject_in(2, 4)});
+  ASSERT_EQ(r.status, 421u) << r.body;
+  const auto details = error_of(r)["details"];
+  EXPECT_EQ(details["partition"], 3);  // the first misdirected event's
+  EXPECT_TRUE(details["owner"].is_null());
+  ASSERT_EQ(details["events"].size(), 2u);
+  EXPECT_EQ(details["events"][0], json::parse(R"({"index":1,"partition":3,"owner":null})"));
+  EXPECT_EQ(details["events"][1],
+            json::parse(R"({"index":2,"partition":2,"owner":"http://10.0.0.2:8080"})"));
+  EXPECT_EQ(records(), 0u);
+  EXPECT_EQ(store_->lag(*log_), 0u);
+}
+
+TEST_F(MisdirectedIngestTest, OwnershipIsCheckedAfterAuthenticationAndValidation) {
+  // Unauthenticated and malformed requests learn nothing about the cluster's layout.
+  auto anonymous = request(
+      "POST", "/v1/events", "",
+      json{{"events", {{{"subject", testing::subject_in(2, 4)}, {"type", "order.created"}}}}}
+          .dump());
+  EXPECT_EQ(node_->ingest(anonymous).status, 401u);
+  const auto bad = node_->ingest(
+      request("POST", "/v1/events", token("service"),
+              R"({"events":[{"subject":")" + testing::subject_in(2, 4) + R"(","type":"Bad"}]})"));
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_EQ(refused_, 0);
+}
+
 // ---- authentication ----
 
 TEST_F(LedgerApiTest, MissingOrNonBearerCredentialsAnswer401WithAChallenge) {

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "ledger/log.h"
 #include "support/process.h"
 
 namespace sechex::api {
@@ -61,10 +62,11 @@ Reply call(std::uint16_t port, http::verb verb, const std::string& target,
 
 class LedgerdApi : public ::testing::Test {
  protected:
-  void start() {
-    proc_ = testing::spawn(
-        {SECHEX_LEDGERD, "--data-dir", data(), "--listen", "127.0.0.1:0", "--partitions", "4"},
-        dir_.sub("err"));
+  void start(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {SECHEX_LEDGERD, "--data-dir",   data(), "--listen",
+                                     "127.0.0.1:0",  "--partitions", "4"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    proc_ = testing::spawn(args, dir_.sub("err"));
     port_ = testing::wait_for_serving_port(proc_);
     ASSERT_NE(port_, 0) << slurp(proc_.err_path);
   }
@@ -75,6 +77,11 @@ class LedgerdApi : public ::testing::Test {
     }
   }
   std::string data() const { return dir_.sub("data"); }
+  std::string token(const std::string& role) {
+    const auto issued = ctl({"tokens", "issue", "--role", role});
+    EXPECT_EQ(issued.code, 0) << issued.err;
+    return issued.out.empty() ? "" : issued.out.substr(0, issued.out.size() - 1);
+  }
   testing::RunResult ctl(std::vector<std::string> args) {
     args.insert(args.begin(), {SECHEX_LEDGERCTL, "--data-dir", data()});
     return run(args, {"SECHEX_KEK="});
@@ -291,6 +298,81 @@ TEST_F(LedgerdApi, RefusesAHalfTlsConfigurationAndABadKey) {
                      dir_.sub("err2"));
   EXPECT_EQ(testing::wait_exit(p.pid), 2);
   EXPECT_NE(slurp(dir_.sub("err2")).find("none.pem"), std::string::npos) << slurp(dir_.sub("err2"));
+}
+
+// A subject whose events land in `partition` of 4.
+std::string subject_in(std::uint32_t partition) {
+  for (int i = 0;; ++i) {
+    auto s = "order-" + std::to_string(i);
+    if (ledger::partition_for(s, 4).value == partition) return s;
+  }
+}
+
+TEST_F(LedgerdApi, NodeRunsCommandsOnlyForItsOwnPartitionsAndNamesTheOwnerOfTheOthers) {
+  // Owners from the config file (repeatable there too), the owned list from the command line.
+  {
+    std::ofstream cfg(dir_.sub("ledgerd.conf"));
+    cfg << "partition-owner = 2=http://10.0.0.2:8080\n"
+        << "partition-owner = 3=http://10.0.0.3:8080\n";
+  }
+  start({"--owns-partitions", "0-1", "--config", dir_.sub("ledgerd.conf")});
+  EXPECT_NE(slurp(proc_.err_path).find("runs commands for partitions 0-1 only"), std::string::npos)
+      << slurp(proc_.err_path);
+  const auto token = this->token("service");
+  const auto body = [](const std::string& subject) {
+    return json{{"events", {{{"subject", subject}, {"type", "order.created"}}}}}.dump();
+  };
+
+  const auto owned = call(port_, http::verb::post, "/v1/events", token, body(subject_in(1)));
+  ASSERT_EQ(owned.status, 201u) << owned.body;
+  EXPECT_EQ(json::parse(owned.body)["data"]["events"][0]["partition"], 1);
+
+  const auto foreign = call(port_, http::verb::post, "/v1/events", token, body(subject_in(3)));
+  ASSERT_EQ(foreign.status, 421u) << foreign.body;
+  const auto err = json::parse(foreign.body)["error"];
+  EXPECT_EQ(err["code"], "misdirected");
+  EXPECT_EQ(err["details"]["partition"], 3);
+  EXPECT_EQ(err["details"]["owner"], "http://10.0.0.3:8080");
+
+  const auto metrics = call(port_, http::verb::get, "/metrics").body;
+  EXPECT_NE(metrics.find(R"(sechex_http_rejected_total{reason="misdirected"} 1)"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("sechex_ingest_events_total 1"), std::string::npos);
+  EXPECT_NE(metrics.find(R"(sechex_ledger_partition_records{partition="3"} 0)"), std::string::npos);
+}
+
+TEST_F(LedgerdApi, BadOwnershipFlagsExitTwoSayingWhatIsWrong) {
+  struct Case {
+    std::vector<std::string> flags;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{"--owns-partitions", "0-"}, "--owns-partitions '0-': '0-' is not a partition number"},
+      {{"--owns-partitions", "3-1"}, "ends before it starts"},
+      {{"--owns-partitions", "0-1", "--partition-owner", "2-3"}, "expected LIST=URL"},
+      {{"--owns-partitions", "0-1", "--partition-owner", "2-3=10.0.0.2:8080"},
+       "must start with http:// or https://"},
+      {{"--owns-partitions", "0-9"}, "names partition 9, but the log has 4 partitions (0-3)"},
+      {{"--owns-partitions", "0-2", "--partition-owner", "2-3=http://b"},
+       "partition 2 is owned by this node"},
+      {{"--partition-owner", "2-3=http://b"}, "the default"},
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto err = dir_.sub("bad" + std::to_string(i));
+    std::vector<std::string> args = {SECHEX_LEDGERD, "--data-dir",   data(), "--listen",
+                                     "127.0.0.1:0",  "--partitions", "4"};
+    args.insert(args.end(), cases[i].flags.begin(), cases[i].flags.end());
+    auto p = testing::spawn(args, err);
+    EXPECT_EQ(testing::wait_exit(p.pid), 2) << cases[i].says;
+    EXPECT_NE(slurp(err).find(cases[i].says), std::string::npos) << slurp(err);
+  }
+  // Syntax is checked before anything is written (the range checks need the log's count).
+  auto p = testing::spawn({SECHEX_LEDGERD, "--data-dir", dir_.sub("untouched"), "--listen",
+                           "127.0.0.1:0", "--owns-partitions", "zero"},
+                          dir_.sub("bad-syntax"));
+  EXPECT_EQ(testing::wait_exit(p.pid), 2);
+  EXPECT_FALSE(std::filesystem::exists(dir_.sub("untouched"))) << "nothing may be written";
 }
 
 }  // namespace

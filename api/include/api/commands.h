@@ -4,7 +4,13 @@
 // partition decides. "5 failures -> lock" therefore cannot be bypassed by parallel requests, and
 // the chain order is the decision order.
 //
-// Lifecycle: constructed over an open LogStore and ProjectionStore, which must outlive it.
+// Ownership (ownership.h): run() refuses a partition this node does not own with
+// OwnershipErrc::not_owner before deciding, so no route can append to (and so create a writer
+// for) a partition another node writes, even one that forgot to check. Reads and sync() are not
+// restricted: every node projects every partition.
+//
+// Lifecycle: constructed over an open Log and ProjectionStore, which must outlive it; the
+// ownership is fixed at construction.
 //
 // Thread-safety: all methods may be called concurrently. Each partition has one mutex, held from
 // the first projection read to the last apply of a command; commands of different partitions run
@@ -18,6 +24,7 @@
 #include <mutex>
 #include <vector>
 
+#include "api/ownership.h"
 #include "ledger/log.h"
 #include "ledger/result.h"
 #include "projections/store.h"
@@ -26,12 +33,18 @@ namespace sechex::api {
 
 class CommandPath {
  public:
+  // Owns every partition of `log`.
   CommandPath(ledger::Log& log, projections::ProjectionStore& projections);
+  // `ownership` must be resolved against log.partition_count(); partitions beyond its count are
+  // treated as not owned.
+  CommandPath(ledger::Log& log, projections::ProjectionStore& projections,
+              PartitionOwnership ownership);
 
   // Decides with the partition held, appends what was decided and applies it. `decide` returns
   // the envelopes to append (possibly none: a refusal that records nothing); its error is
   // returned unchanged and nothing is appended. On success, the appended records with their
   // positions and hashes. An append error means nothing of this command was stored.
+  // OwnershipErrc::not_owner (without calling `decide`) for a partition this node does not own.
   //
   // If applying after a successful append fails, the records are durable (and returned), the
   // projections lag, and the next command of the partition (or sync()) applies them first.
@@ -47,6 +60,7 @@ class CommandPath {
   std::uint64_t apply_failures() const;
 
   ledger::Partition partition_for(std::string_view subject) const;
+  const PartitionOwnership& ownership() const { return ownership_; }
   ledger::Log& log() { return log_; }
   projections::ProjectionStore& projections() { return projections_; }
 
@@ -55,6 +69,7 @@ class CommandPath {
 
   ledger::Log& log_;
   projections::ProjectionStore& projections_;
+  const PartitionOwnership ownership_;
   std::vector<std::unique_ptr<std::mutex>> locks_;
   std::atomic<std::uint64_t> apply_failures_{0};
 };

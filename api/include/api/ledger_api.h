@@ -20,6 +20,11 @@
 // is 503 with details.appended listing what was stored, so a client can resend only the rest.
 // Answer: 201 {"events": [{"index", "eventId", "subject", "partition", "seq", "hash"}]} in
 // request order.
+// Ownership (ownership.h): when any event's partition is not owned by this node, nothing is
+// appended and the answer is 421 `misdirected` with details {"partition", "owner"} of the first
+// such event and "events": [{"index", "partition", "owner"}] for each; "owner" is the URL that
+// serves the partition, or null when this node was not told. The client resends there (a batch
+// spanning several owners must be split by partition).
 //
 // Audit query: userId, type, from, to (RFC 3339, [from, to)), limit (1..1000, default 100),
 // cursor (opaque, from nextCursor). Entries come in time order (per user when userId is given),
@@ -87,6 +92,8 @@ std::optional<std::map<std::string, std::string>> parse_query(std::string_view q
 
 struct LedgerApiMetrics {
   std::function<void(std::size_t events, std::chrono::steady_clock::duration)> on_append;
+  // A command refused with 421 because this node does not own a partition it needs.
+  std::function<void()> on_misdirected;
 };
 
 class LedgerApi {

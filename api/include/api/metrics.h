@@ -2,9 +2,11 @@
 //
 // HTTP metrics are labelled by route pattern, never by raw path, so label cardinality stays
 // bounded whatever clients send. Requests the server refused before a handler answered them are
-// also counted by reason in sechex_http_rejected_total (every known reason is exported from the
-// start, at 0, so that rate() works from the first scrape). Components that keep their own counters
-// (the ledger) are mirrored into the registry by `on_scrape` callbacks right before serialisation.
+// also counted by reason in sechex_http_rejected_total, and so are requests a handler refused
+// because they were sent to the wrong node ("misdirected": another node owns the partition) (every
+// known reason is exported from the start, at 0, so that rate() works from the first scrape).
+// Components that keep their own counters (the ledger) are mirrored into the registry by
+// `on_scrape` callbacks right before serialisation.
 //
 // Thread-safety: all methods are thread-safe (prometheus-cpp metrics are atomic; callbacks
 // are guarded by a mutex and run one scrape at a time).
@@ -36,6 +38,9 @@ class Metrics {
   // Records one finished request; hand this to HttpServer.
   RequestObserver observer();
   void on_scrape(std::function<void()> refresh);
+  // Counts a request a handler refused for a routing reason ("misdirected") in
+  // sechex_http_rejected_total.
+  void count_rejected(std::string_view reason);
   // Runs the refresh callbacks, then serialises every family in the text format.
   std::string scrape();
 
