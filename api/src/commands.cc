@@ -21,13 +21,13 @@ ledger::Partition CommandPath::partition_for(std::string_view subject) const {
   return ledger::partition_for(subject, log_.partition_count());
 }
 
-Result<std::uint64_t> CommandPath::sync_locked(ledger::Partition p) {
+Result<std::uint64_t> CommandPath::sync_locked(ledger::Partition p, bool claimed) {
   std::uint64_t applied = 0;
   for (;;) {
     const auto from = projections_.position(p);
     // Usually the projections are at the head already (this process wrote the last records):
-    // no read of the log. For a partition this process writes, head() is in memory.
-    if (log_.head(p).next == from) return applied;
+    // no read of the log. Once claimed, head() is this process's own state, in memory.
+    if (claimed && log_.head(p).next == from) return applied;
     SECHEX_TRY(auto records, log_.read_range(p, from, ledger::Seq{UINT64_MAX}, kApplyBatch));
     if (records.empty()) return applied;
     SECHEX_TRYV(projections_.apply(p, records));
@@ -38,7 +38,7 @@ Result<std::uint64_t> CommandPath::sync_locked(ledger::Partition p) {
 Result<std::uint64_t> CommandPath::sync(ledger::Partition p) {
   if (p.value >= locks_.size()) return ledger::Errc::invalid_argument;
   std::lock_guard lock(*locks_[p.value]);
-  return sync_locked(p);
+  return sync_locked(p, /*claimed=*/false);
 }
 
 Result<std::uint64_t> CommandPath::sync_all() {
@@ -61,7 +61,7 @@ Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const 
   SECHEX_TRYV(log_.claim(p));
   // Decide on current state: records appended earlier (e.g. before a failed apply, or while
   // start-up catch-up is still running elsewhere) are applied first.
-  SECHEX_TRYV(sync_locked(p));
+  SECHEX_TRYV(sync_locked(p, /*claimed=*/true));
   SECHEX_TRY(auto events, decide());
   if (events.empty()) return std::vector<ledger::Record>{};
   std::vector<ledger::ByteView> views;
@@ -77,7 +77,7 @@ Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const 
   }
   if (projections_.position(p) == appended.first) {
     if (auto r = projections_.apply(p, records); !r) ++apply_failures_;
-  } else if (auto r = sync_locked(p); !r) {
+  } else if (auto r = sync_locked(p, /*claimed=*/true); !r) {
     ++apply_failures_;
   }
   return records;

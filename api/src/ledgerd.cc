@@ -1,7 +1,7 @@
-// ledgerd: the Sechex ledger service. Opens (creating if needed) the embedded RocksDB ledger,
-// its projections and its token signing keys, keeps signed checkpoints current, and serves the
-// ledger API (ingest, audit, checkpoints, JWKS) besides /healthz, /readyz, /metrics and
-// /openapi.json.
+// ledgerd: the Sechex ledger service. Opens (creating if needed) the ledger (embedded RocksDB by
+// default, or a Kafka cluster with --log kafka), its projections and its token signing keys, keeps
+// signed checkpoints current, and serves the ledger API (ingest, audit, checkpoints, JWKS) besides
+// /healthz, /readyz, /metrics and /openapi.json.
 //
 // Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 when it cannot start (bad flags, keys,
 // store, address).
@@ -26,6 +26,8 @@
 #include "api/ownership.h"
 #include "api/server.h"
 #include "ledger/data_dir.h"
+#include "ledger/kafka_keys.h"
+#include "ledger/kafka_log.h"
 #include "projections/store.h"
 
 namespace po = boost::program_options;
@@ -40,7 +42,10 @@ bool is_loopback(const std::string& host) {
 // Mirrors the ledger's own counters into Prometheus counters (which only go up).
 class LedgerMetrics {
  public:
-  LedgerMetrics(api::Metrics& m, const ledger::LogStore& log) : log_(log) {
+  // `records_of(p)`: the chain length to show for partition p.
+  LedgerMetrics(api::Metrics& m, const ledger::Log& log,
+                std::function<std::uint64_t(ledger::Partition)> records_of)
+      : log_(log), records_of_(std::move(records_of)) {
     auto& reg = m.registry();
     events_ = &prometheus::BuildCounter()
                    .Name("sechex_ledger_events_appended_total")
@@ -81,10 +86,11 @@ class LedgerMetrics {
     checkpoints_->Increment(static_cast<double>(s.checkpoints - last_.checkpoints));
     last_ = s;
     for (std::uint32_t p = 0; p < records_.size(); ++p) {
-      records_[p]->Set(static_cast<double>(log_.head(ledger::Partition{p}).next.value));
+      records_[p]->Set(static_cast<double>(records_of_(ledger::Partition{p})));
     }
   }
-  const ledger::LogStore& log_;
+  const ledger::Log& log_;
+  std::function<std::uint64_t(ledger::Partition)> records_of_;
   prometheus::Counter* events_;
   prometheus::Counter* appends_;
   prometheus::Counter* groups_;
@@ -143,6 +149,22 @@ int main(int argc, char** argv) {
       "partition-owner", po::value(&partition_owners),
       "LIST=URL, repeatable: the node serving partitions this one does not own, named in 421 "
       "answers (e.g. 4-7=http://10.0.0.2:8080)");
+  // Kafka mode (ARCHITECTURE.md "Kafka mode"; README "Running against a Kafka cluster").
+  std::string log_kind = "embedded", kafka_brokers, topic = "ledger.events", txn_prefix;
+  std::vector<std::string> kafka_config;
+  int replication_factor = -1;
+  desc.add_options()("log", po::value(&log_kind)->default_value(log_kind),
+                     "where the log lives: embedded (RocksDB in --data-dir) or kafka")(
+      "kafka-brokers", po::value(&kafka_brokers), "HOST:PORT[,...] (bootstrap) with --log kafka")(
+      "topic", po::value(&topic)->default_value(topic), "Kafka topic of the ledger")(
+      "kafka-config", po::value(&kafka_config),
+      "KEY=VALUE, repeatable: a librdkafka setting for every client (security.protocol, "
+      "sasl.*, ssl.*)")("kafka-replication-factor",
+                        po::value(&replication_factor)->default_value(replication_factor),
+                        "replication of topics this node creates (-1: the broker default)")(
+      "kafka-transactional-id-prefix", po::value(&txn_prefix),
+      "writers use transactional.id PREFIX + ledger-<partition>; default: empty for topic "
+      "ledger.events, else \"<topic>.\" so ledgers sharing a cluster never fence each other");
   std::string config_file;
   desc.add_options()("config", po::value(&config_file),
                      "INI-style file of the same options (name = value)");
@@ -203,6 +225,22 @@ int main(int argc, char** argv) {
   }
 
   if (skew_seconds < 0 || skew_seconds > 600) return fail("--clock-skew must be 0..600 seconds");
+  if (log_kind != "embedded" && log_kind != "kafka") return fail("--log must be embedded or kafka");
+  const bool kafka_mode = log_kind == "kafka";
+  if (kafka_mode && kafka_brokers.empty()) return fail("--log kafka needs --kafka-brokers");
+  if (!kafka_mode && !kafka_brokers.empty()) return fail("--kafka-brokers needs --log kafka");
+  if (replication_factor == 0 || replication_factor < -1 || replication_factor > 32767) {
+    return fail("--kafka-replication-factor must be -1 or 1..32767");
+  }
+  std::vector<std::pair<std::string, std::string>> kafka_settings;
+  for (const auto& kv : kafka_config) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return fail("--kafka-config wants KEY=VALUE");
+    kafka_settings.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  if (!vm.count("kafka-transactional-id-prefix") && topic != "ledger.events") {
+    txn_prefix = topic + ".";
+  }
   tokens.clock_skew = std::chrono::seconds(skew_seconds);
   std::string ownership_error;
   // Syntax now, before anything is written; partition numbers once the log says how many.
@@ -215,7 +253,9 @@ int main(int argc, char** argv) {
 
   const ledger::DataDir dir{data_dir};
   std::string created;
-  if (auto r = ledger::init_data_dir(dir, partitions, key_name, &created); !r) {
+  if (auto r = ledger::init_data_dir(dir, partitions, key_name, &created,
+                                     /*embedded_log=*/!kafka_mode);
+      !r) {
     return fail("cannot initialise " + data_dir + ": " + r.error().message());
   }
   if (!created.empty()) std::cerr << created;
@@ -224,28 +264,61 @@ int main(int argc, char** argv) {
     return fail("checkpoint signing key " + dir.signing_key() + ": " + signer.error().message());
   auto kek = ledger::load_kek(dir);
   if (!kek) return fail("key-encryption key: " + kek.error().message());
-  ledger::LogOptions lo;
-  lo.path = dir.log_path();
-  lo.signer = &signer.value();
-  ledger::Fault fault;
-  auto log = ledger::LogStore::open(lo, &fault);
-  if (!log) {
-    if (log.error() == ledger::Errc::chain_broken) {
-      return fail("refusing to start: chain broken at partition " +
-                  std::to_string(fault.position.partition.value) + " seq " +
-                  std::to_string(fault.position.seq.value) + ": " + fault.reason + " (" +
-                  fault.detail + ")");
+  std::unique_ptr<ledger::Log> log_holder;
+  ledger::KafkaLog* kafka = nullptr;
+  std::unique_ptr<ledger::KeyStore> keys;
+  if (kafka_mode) {
+    ledger::KafkaLogOptions ko;
+    ko.brokers = kafka_brokers;
+    ko.topic = topic;
+    ko.partitions = partitions;
+    ko.replication_factor = static_cast<std::int16_t>(replication_factor);
+    ko.transactional_id_prefix = txn_prefix;
+    ko.signer = &signer.value();
+    ko.client_config = kafka_settings;
+    ko.log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; };
+    auto opened = ledger::KafkaLog::open(ko);
+    if (!opened) {
+      return fail("cannot open the Kafka log " + topic + " at " + kafka_brokers + ": " +
+                  opened.error().message());
     }
-    return fail("cannot open the ledger: " + log.error().message());
+    kafka = opened.value().get();
+    auto k =
+        ledger::KeyStore::open(std::make_unique<ledger::KafkaKeys>(*kafka), std::move(kek).value());
+    if (!k) {
+      return fail(k.error() == ledger::Errc::key_invalid
+                      ? "key-encryption key does not match this ledger"
+                      : "cannot read the data keys in Kafka: " + kafka->last_error());
+    }
+    keys = std::move(k).value();
+    log_holder = std::move(opened).value();
+  } else {
+    ledger::LogOptions lo;
+    lo.path = dir.log_path();
+    lo.signer = &signer.value();
+    ledger::Fault fault;
+    auto opened = ledger::LogStore::open(lo, &fault);
+    if (!opened) {
+      if (opened.error() == ledger::Errc::chain_broken) {
+        return fail("refusing to start: chain broken at partition " +
+                    std::to_string(fault.position.partition.value) + " seq " +
+                    std::to_string(fault.position.seq.value) + ": " + fault.reason + " (" +
+                    fault.detail + ")");
+      }
+      return fail("cannot open the ledger: " + opened.error().message());
+    }
+    auto k = ledger::KeyStore::open(*opened.value(), std::move(kek).value());
+    if (!k) return fail("key-encryption key does not match this ledger");
+    keys = std::move(k).value();
+    log_holder = std::move(opened).value();
   }
-  auto ownership = api::PartitionOwnership::resolve(log.value()->partition_count(),
-                                                    ownership_flags.value(), &ownership_error);
+  ledger::Log& log = *log_holder;
+  auto ownership = api::PartitionOwnership::resolve(log.partition_count(), ownership_flags.value(),
+                                                    &ownership_error);
   if (!ownership) return fail(ownership_error);
-  auto keys = ledger::KeyStore::open(*log.value(), std::move(kek).value());
-  if (!keys) return fail("key-encryption key does not match this ledger");
 
   auto read_models = projections::ProjectionStore::open(
-      dir.projections_path(), log.value()->partition_count(), projections::default_projections());
+      dir.projections_path(), log.partition_count(), projections::default_projections());
   if (!read_models) {
     return fail(read_models.error() == ledger::Errc::store_locked
                     ? "projections at " + dir.projections_path() + " are in use by another process"
@@ -259,14 +332,18 @@ int main(int argc, char** argv) {
   api::jose::TokenVerifier verifier(*ring.value(), clock, tokens.verifier_config());
 
   api::Metrics metrics;
-  LedgerMetrics ledger_metrics(metrics, *log.value());
+  // A Kafka partition this node does not write has no local head; its projected length is
+  // what this node knows without a round trip to the cluster per scrape.
+  LedgerMetrics ledger_metrics(metrics, log, [&](ledger::Partition p) -> std::uint64_t {
+    if (kafka != nullptr && !kafka->writes(p)) return read_models.value()->position(p).value;
+    return log.head(p).next.value;
+  });
   auto& lag_gauge = prometheus::BuildGauge()
                         .Name("sechex_projection_lag_records")
                         .Help("Log records not yet applied to the projections")
                         .Register(metrics.registry())
                         .Add({});
-  metrics.on_scrape(
-      [&] { lag_gauge.Set(static_cast<double>(read_models.value()->lag(*log.value()))); });
+  metrics.on_scrape([&] { lag_gauge.Set(static_cast<double>(read_models.value()->lag(log))); });
   auto& auth_rejections = prometheus::BuildCounter()
                               .Name("sechex_auth_rejected_total")
                               .Help("Requests refused by authentication, by reason")
@@ -286,8 +363,8 @@ int main(int argc, char** argv) {
           .Register(metrics.registry())
           .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
                                                            0.05, 0.1, 0.25, 1});
-  api::CommandPath commands(*log.value(), *read_models.value(), ownership.value());
-  api::LedgerApi ledger_api(commands, *keys.value(), auth, *ring.value(), clock,
+  api::CommandPath commands(log, *read_models.value(), ownership.value());
+  api::LedgerApi ledger_api(commands, *keys, auth, *ring.value(), clock,
                             {.on_append =
                                  [&](std::size_t n, std::chrono::steady_clock::duration d) {
                                    ingest_events.Increment(static_cast<double>(n));
@@ -333,9 +410,8 @@ int main(int argc, char** argv) {
               << " only; the others answer 421 misdirected\n";
   }
   std::cerr << "ledgerd: serving on " << host << ":" << server.port()
-            << (tls_cert.empty() ? " (plain HTTP" : " (TLS 1.3") << ", ledger "
-            << log.value()->ledger_id() << ", " << log.value()->partition_count()
-            << " partitions, data in " << data_dir << ")\n";
+            << (tls_cert.empty() ? " (plain HTTP" : " (TLS 1.3") << ", ledger " << log.ledger_id()
+            << ", " << log.partition_count() << " partitions, data in " << data_dir << ")\n";
 
   // Catch up before /readyz says ready; /healthz answers meanwhile.
   std::thread catch_up([&] {
@@ -361,7 +437,7 @@ int main(int argc, char** argv) {
     std::unique_lock lock(mu);
     while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
       lock.unlock();
-      if (auto r = log.value()->checkpoint_due(); !r) {
+      if (auto r = log.checkpoint_due(); !r) {
         std::cerr << "ledgerd: checkpointing failed: " << r.error().message() << "\n";
       }
       // Expired projection entries (sessions, windows, replay cache, timed lockouts) go on a
@@ -383,6 +459,28 @@ int main(int argc, char** argv) {
     }
   });
 
+  // Kafka mode: other nodes append to the partitions this one does not write; follow them so
+  // reads (audit, auth's revocation checks) stay within about a second of the cluster.
+  std::thread follower;
+  if (kafka != nullptr) {
+    follower = std::thread([&] {
+      std::unique_lock lock(mu);
+      while (!cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping; })) {
+        if (!caught_up) continue;
+        lock.unlock();
+        for (std::uint32_t i = 0; i < log.partition_count(); ++i) {
+          const ledger::Partition p{i};
+          if (kafka->writes(p)) continue;  // the command path keeps it current
+          if (auto r = commands.sync(p); !r) {
+            std::cerr << "ledgerd: following partition " << i << " failed: " << r.error().message()
+                      << "\n";
+          }
+        }
+        lock.lock();
+      }
+    });
+  }
+
   int sig = 0;
   sigwait(&signals, &sig);
   std::cerr << "ledgerd: stopping (signal " << sig << ")\n";
@@ -394,7 +492,8 @@ int main(int argc, char** argv) {
   }
   cv.notify_all();
   checkpointer.join();
-  (void)log.value()->checkpoint_due(/*force=*/true);
+  if (follower.joinable()) follower.join();
+  (void)log.checkpoint_due(/*force=*/true);
   // Buffered access-log lines go out before exit (shutdown() alone drops loggers unflushed).
   spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
   spdlog::shutdown();

@@ -23,7 +23,7 @@ Result<void> append_line(const std::string& path, const std::string& line) {
 }  // namespace
 
 Result<void> init_data_dir(const DataDir& dir, std::uint32_t partitions,
-                           const std::string& key_name, std::string* log) {
+                           const std::string& key_name, std::string* log, bool embedded_log) {
   auto say = [&](const std::string& s) {
     if (log != nullptr) *log += s + "\n";
   };
@@ -46,7 +46,7 @@ Result<void> init_data_dir(const DataDir& dir, std::uint32_t partitions,
         " (back it up: without it sealed data "
         "is unreadable)");
   }
-  if (!fs::exists(fs::path(dir.log_path()) / "CURRENT")) {
+  if (embedded_log && !fs::exists(fs::path(dir.log_path()) / "CURRENT")) {
     LogOptions o;
     o.path = dir.log_path();
     o.create_if_missing = true;

@@ -65,7 +65,8 @@ class CommandPath {
   projections::ProjectionStore& projections() { return projections_; }
 
  private:
-  Result<std::uint64_t> sync_locked(ledger::Partition partition);
+  // `claimed`: log_.claim(partition) succeeded, so head() is cheap and final.
+  Result<std::uint64_t> sync_locked(ledger::Partition partition, bool claimed);
 
   ledger::Log& log_;
   projections::ProjectionStore& projections_;
