@@ -51,6 +51,12 @@ Result<std::uint64_t> CommandPath::sync_all() {
 }
 
 Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const Decide& decide) {
+  return run(p, decide,
+             [&](std::span<const ledger::ByteView> views) { return log_.append(p, views); });
+}
+
+Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const Decide& decide,
+                                                     const Append& append) {
   if (p.value >= locks_.size()) return ledger::Errc::invalid_argument;
   // The second line of defence behind the routes' own checks: appending would create this
   // node's writer for the partition and fence its owner's.
@@ -67,7 +73,7 @@ Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const 
   std::vector<ledger::ByteView> views;
   views.reserve(events.size());
   for (const auto& e : events) views.emplace_back(e);
-  SECHEX_TRY(auto appended, log_.append(p, views));
+  SECHEX_TRY(auto appended, append(views));
   // The records as stored, from what the append computed: no read-back.
   std::vector<ledger::Record> records;
   records.reserve(events.size());

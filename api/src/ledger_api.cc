@@ -266,6 +266,49 @@ std::optional<std::map<std::string, std::string>> parse_query(std::string_view q
   return out;
 }
 
+Result<ledger::Bytes> build_application_event(ledger::KeyStore& keys, const IngestEvent& ev,
+                                              const std::string& application,
+                                              const std::string& request_id,
+                                              std::int64_t time_micros,
+                                              std::optional<std::string> peer,
+                                              std::string* event_id_hex) {
+  ledger::EventBuilder b(&keys, {.subject = ev.subject,
+                                 .actor = application,
+                                 .request_id = request_id,
+                                 .time_micros = time_micros,
+                                 .ip = std::move(peer),
+                                 .user_agent = std::nullopt});
+  flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> sealed;
+  if (!ev.personal_json.empty()) {
+    SECHEX_TRY(sealed, b.seal("payload", ev.personal_json));
+  }
+  auto& fbb = b.fbb();
+  const auto body = schema::CreateApplicationEvent(
+      fbb, fbb.CreateString(application), fbb.CreateString(ev.type),
+      ev.payload_json.empty() ? 0 : fbb.CreateString(ev.payload_json), sealed);
+  if (event_id_hex != nullptr) *event_id_hex = ledger::to_hex(b.event_id());
+  return b.finish(body);
+}
+
+std::variant<IngestEvent, std::string> parse_ingest_event(std::string_view json_object) {
+  // One validator for both doors: the record is checked exactly as one event of a POST body.
+  std::string body = R"({"events":[)";
+  body.append(json_object);
+  body += "]}";
+  auto parsed = parse_ingest_batch(body);
+  if (auto* refusal = std::get_if<Response>(&parsed)) {
+    const auto j = json::parse(refusal->body, nullptr, false);
+    if (j.is_object() && j.contains("error") && j["error"].contains("message")) {
+      return j["error"]["message"].get<std::string>();
+    }
+    return std::string("invalid event");
+  }
+  auto& events = std::get<std::vector<IngestEvent>>(parsed);
+  // `{...},{...}` would smuggle two events into one record.
+  if (events.size() != 1) return std::string("a record holds exactly one event object");
+  return std::move(events.front());
+}
+
 std::variant<std::vector<IngestEvent>, Response> parse_ingest_batch(std::string_view body) {
   JsonLimits limits;
   limits.max_depth = kIngestDepth;
@@ -389,24 +432,11 @@ Response LedgerApi::ingest(const Request& req) {
     auto records = commands_.run(ledger::Partition{p}, [&]() -> Result<std::vector<ledger::Bytes>> {
       std::vector<ledger::Bytes> out;
       for (const auto i : indexes) {
-        const auto& ev = events[i];
-        ledger::EventBuilder b(&keys_,
-                               {.subject = ev.subject,
-                                .actor = principal.subject,
-                                .request_id = req.request_id,
-                                .time_micros = now,
-                                .ip = req.peer.empty() ? std::nullopt : std::optional(req.peer),
-                                .user_agent = std::nullopt});
-        flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> sealed;
-        if (!ev.personal_json.empty()) {
-          SECHEX_TRY(sealed, b.seal("payload", ev.personal_json));
-        }
-        auto& fbb = b.fbb();
-        const auto body = schema::CreateApplicationEvent(
-            fbb, fbb.CreateString(principal.subject), fbb.CreateString(ev.type),
-            ev.payload_json.empty() ? 0 : fbb.CreateString(ev.payload_json), sealed);
-        ids.push_back(ledger::to_hex(b.event_id()));
-        SECHEX_TRY(auto bytes, b.finish(body));
+        std::string id;
+        SECHEX_TRY(auto bytes, build_application_event(
+                                   keys_, events[i], principal.subject, req.request_id, now,
+                                   req.peer.empty() ? std::nullopt : std::optional(req.peer), &id));
+        ids.push_back(std::move(id));
         out.push_back(std::move(bytes));
       }
       return out;

@@ -19,6 +19,7 @@
 #include "api/access_log.h"
 #include "api/auth.h"
 #include "api/commands.h"
+#include "api/ingest_worker.h"
 #include "api/jose.h"
 #include "api/ledger_api.h"
 #include "api/metrics.h"
@@ -152,6 +153,8 @@ int main(int argc, char** argv) {
   // Kafka mode (ARCHITECTURE.md "Kafka mode"; README "Running against a Kafka cluster").
   std::string log_kind = "embedded", kafka_brokers, topic = "ledger.events", txn_prefix;
   std::vector<std::string> kafka_config;
+  std::string ingest_topic;
+  bool no_ingest = false;
   int replication_factor = -1;
   desc.add_options()("log", po::value(&log_kind)->default_value(log_kind),
                      "where the log lives: embedded (RocksDB in --data-dir) or kafka")(
@@ -162,6 +165,10 @@ int main(int argc, char** argv) {
       "sasl.*, ssl.*)")("kafka-replication-factor",
                         po::value(&replication_factor)->default_value(replication_factor),
                         "replication of topics this node creates (-1: the broker default)")(
+      "kafka-ingest-topic", po::value(&ingest_topic),
+      "topic applications may produce raw events to, chained exactly once (default "
+      "ledger.ingest for topic ledger.events, else <topic>.ingest)")(
+      "no-kafka-ingest", po::bool_switch(&no_ingest), "do not consume the ingest topic")(
       "kafka-transactional-id-prefix", po::value(&txn_prefix),
       "writers use transactional.id PREFIX + ledger-<partition>; default: empty for topic "
       "ledger.events, else \"<topic>.\" so ledgers sharing a cluster never fence each other");
@@ -240,6 +247,9 @@ int main(int argc, char** argv) {
   }
   if (!vm.count("kafka-transactional-id-prefix") && topic != "ledger.events") {
     txn_prefix = topic + ".";
+  }
+  if (ingest_topic.empty()) {
+    ingest_topic = topic == "ledger.events" ? "ledger.ingest" : topic + ".ingest";
   }
   tokens.clock_skew = std::chrono::seconds(skew_seconds);
   std::string ownership_error;
@@ -413,7 +423,9 @@ int main(int argc, char** argv) {
             << (tls_cert.empty() ? " (plain HTTP" : " (TLS 1.3") << ", ledger " << log.ledger_id()
             << ", " << log.partition_count() << " partitions, data in " << data_dir << ")\n";
 
-  // Catch up before /readyz says ready; /healthz answers meanwhile.
+  // Catch up before /readyz says ready; /healthz answers meanwhile. Then, in Kafka mode, start
+  // chaining the ingest topic's records (on current projections, like any command).
+  std::unique_ptr<api::IngestWorker> ingest_worker;
   std::thread catch_up([&] {
     const auto n = commands.sync_all();
     if (!n) {
@@ -421,6 +433,21 @@ int main(int argc, char** argv) {
       return;
     }
     std::cerr << "ledgerd: projections caught up (" << n.value() << " records applied)\n";
+    if (kafka != nullptr && !no_ingest) {
+      auto w = api::IngestWorker::start(
+          *kafka, commands, *keys, clock,
+          {.topic = ingest_topic,
+           .group_id = txn_prefix + "ledger-ingest",
+           .max_batch = 512,
+           .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; }});
+      if (!w) {
+        std::cerr << "ledgerd: cannot consume " << ingest_topic << ": " << w.error().message()
+                  << " " << kafka->last_error() << "\n";
+        return;  // not ready: an operator must look
+      }
+      ingest_worker = std::move(w).value();
+      std::cerr << "ledgerd: chaining records of " << ingest_topic << " exactly once\n";
+    }
     caught_up = true;
   });
 
@@ -486,6 +513,7 @@ int main(int argc, char** argv) {
   std::cerr << "ledgerd: stopping (signal " << sig << ")\n";
   server.stop();
   catch_up.join();
+  if (ingest_worker) ingest_worker->stop();
   {
     std::lock_guard lock(mu);
     stopping = true;

@@ -235,6 +235,13 @@ struct KafkaLog::Impl {
   Result<KafkaPtr> new_consumer() const;
   Result<KafkaPtr> new_plain_producer() const;
   Result<void> ensure_topics(rd_kafka_t* admin);
+  struct TopicSpec {
+    std::string name;
+    int partitions;
+    std::vector<std::pair<const char*, const char*>> config;
+  };
+  // CreateTopics; topics that already exist are fine.
+  Result<void> create_topics(rd_kafka_t* admin, const std::vector<TopicSpec>& specs) const;
   Result<int> topic_partitions(rd_kafka_t* rk, const std::string& topic) const;
   Result<void> load_meta(rd_kafka_t* admin);
   Result<std::optional<std::string>> meta_first(rd_kafka_t* admin, std::string_view key,
@@ -268,14 +275,17 @@ struct KafkaLog::Impl {
     std::optional<std::uint64_t> seq;
     std::optional<Hash> hash;
     bool tombstone = false;  // null value (compaction deletes the key)
+    std::vector<std::pair<std::string, std::string>> headers;
   };
   enum class Outcome { committed, aborted, fenced, unknown };
+  // `consumed`: input offsets committed with the transaction (exactly-once consumption).
   Outcome run_transaction(Writer& w, Partition p, const std::vector<Message>& msgs,
-                          std::error_code& err);
+                          const ConsumedOffsets* consumed, std::error_code& err);
   // Writes `msgs` (records from w.next on, then an optional checkpoint) in one transaction;
   // on success moves the writer's head to (new_next, new_head).
   Result<void> commit_batch(Writer& w, Partition p, const std::vector<Message>& msgs, Seq new_next,
-                            const Hash& new_head, bool has_checkpoint);
+                            const Hash& new_head, bool has_checkpoint,
+                            const ConsumedOffsets* consumed = nullptr);
 };
 
 namespace {
@@ -372,55 +382,8 @@ Result<int> KafkaLog::Impl::topic_partitions(rd_kafka_t* rk, const std::string& 
   return count;
 }
 
-Result<void> KafkaLog::Impl::ensure_topics(rd_kafka_t* admin) {
-  SECHEX_TRY(const int existing, topic_partitions(admin, opts.topic));
-  SECHEX_TRY(const int meta_existing, topic_partitions(admin, meta_topic));
-  SECHEX_TRY(const int cp_existing, topic_partitions(admin, cp_topic));
-  SECHEX_TRY(const int keys_existing, topic_partitions(admin, keys_topic));
-  if (existing > 0 && meta_existing > 0 && cp_existing > 0 && keys_existing > 0) {
-    partitions = static_cast<std::uint32_t>(existing);
-    return boost::outcome_v2::success();
-  }
-  if (!opts.create_if_missing || opts.read_only) {
-    return fail("topic " +
-                    (existing == 0        ? opts.topic
-                     : meta_existing == 0 ? meta_topic
-                     : cp_existing == 0   ? cp_topic
-                                          : keys_topic) +
-                    " does not exist",
-                Errc::store_missing);
-  }
-  if (existing == 0 && (opts.partitions == 0 || opts.partitions > kMaxPartitions)) {
-    return fail("bad partition count", Errc::invalid_argument);
-  }
-  struct Spec {
-    std::string name;
-    int partitions;
-    std::vector<std::pair<const char*, const char*>> config;
-  };
-  std::vector<Spec> specs;
-  if (existing == 0) {
-    specs.push_back({opts.topic,
-                     static_cast<int>(opts.partitions),
-                     {{"cleanup.policy", "delete"}, {"retention.ms", "-1"}}});
-  }
-  if (meta_existing == 0) {
-    specs.push_back({meta_topic, 1, {{"cleanup.policy", "delete"}, {"retention.ms", "-1"}}});
-  }
-  if (cp_existing == 0) specs.push_back({cp_topic, 1, {{"cleanup.policy", "compact"}}});
-  if (keys_existing == 0) {
-    // Compaction is what finally removes a shredded key's old value from the broker's disks:
-    // bound how long a tombstoned key may linger (1 day) and roll segments hourly so the
-    // cleaner can reach it.
-    specs.push_back({keys_topic,
-                     1,
-                     {{"cleanup.policy", "compact"},
-                      {"min.compaction.lag.ms", "0"},
-                      {"max.compaction.lag.ms", "86400000"},
-                      {"segment.ms", "3600000"},
-                      {"delete.retention.ms", "86400000"}}});
-  }
-
+Result<void> KafkaLog::Impl::create_topics(rd_kafka_t* admin,
+                                           const std::vector<TopicSpec>& specs) const {
   std::vector<rd_kafka_NewTopic_t*> nts;
   char err[512];
   auto destroy_all = [&] {
@@ -471,6 +434,54 @@ Result<void> KafkaLog::Impl::ensure_topics(rd_kafka_t* admin) {
   rd_kafka_queue_destroy(q);
   destroy_all();
   if (result) return result;
+  return boost::outcome_v2::success();
+}
+
+Result<void> KafkaLog::Impl::ensure_topics(rd_kafka_t* admin) {
+  SECHEX_TRY(const int existing, topic_partitions(admin, opts.topic));
+  SECHEX_TRY(const int meta_existing, topic_partitions(admin, meta_topic));
+  SECHEX_TRY(const int cp_existing, topic_partitions(admin, cp_topic));
+  SECHEX_TRY(const int keys_existing, topic_partitions(admin, keys_topic));
+  if (existing > 0 && meta_existing > 0 && cp_existing > 0 && keys_existing > 0) {
+    partitions = static_cast<std::uint32_t>(existing);
+    return boost::outcome_v2::success();
+  }
+  if (!opts.create_if_missing || opts.read_only) {
+    return fail("topic " +
+                    (existing == 0        ? opts.topic
+                     : meta_existing == 0 ? meta_topic
+                     : cp_existing == 0   ? cp_topic
+                                          : keys_topic) +
+                    " does not exist",
+                Errc::store_missing);
+  }
+  if (existing == 0 && (opts.partitions == 0 || opts.partitions > kMaxPartitions)) {
+    return fail("bad partition count", Errc::invalid_argument);
+  }
+  std::vector<TopicSpec> specs;
+  if (existing == 0) {
+    specs.push_back({opts.topic,
+                     static_cast<int>(opts.partitions),
+                     {{"cleanup.policy", "delete"}, {"retention.ms", "-1"}}});
+  }
+  if (meta_existing == 0) {
+    specs.push_back({meta_topic, 1, {{"cleanup.policy", "delete"}, {"retention.ms", "-1"}}});
+  }
+  if (cp_existing == 0) specs.push_back({cp_topic, 1, {{"cleanup.policy", "compact"}}});
+  if (keys_existing == 0) {
+    // Compaction is what finally removes a shredded key's old value from the broker's disks:
+    // bound how long a tombstoned key may linger (1 day) and roll segments hourly so the
+    // cleaner can reach it.
+    specs.push_back({keys_topic,
+                     1,
+                     {{"cleanup.policy", "compact"},
+                      {"min.compaction.lag.ms", "0"},
+                      {"max.compaction.lag.ms", "86400000"},
+                      {"segment.ms", "3600000"},
+                      {"delete.retention.ms", "86400000"}}});
+  }
+
+  SECHEX_TRYV(create_topics(admin, specs));
 
   // Metadata trails topic creation a little: wait until every topic is visible.
   const auto deadline = SteadyClock::now() + opts.request_timeout;
@@ -791,6 +802,7 @@ Result<void> KafkaLog::Impl::ensure_writer(Writer& w, Partition p) {
 
 KafkaLog::Impl::Outcome KafkaLog::Impl::run_transaction(Writer& w, Partition p,
                                                         const std::vector<Message>& msgs,
+                                                        const ConsumedOffsets* consumed,
                                                         std::error_code& err) {
   rd_kafka_t* rk = w.producer.get();
   const auto where = "partition " + std::to_string(p.value);
@@ -824,26 +836,25 @@ KafkaLog::Impl::Outcome KafkaLog::Impl::run_transaction(Writer& w, Partition p,
     std::string seq_be;
     if (m.seq) detail::put_be64(seq_be, *m.seq);
     for (;;) {
-      rd_kafka_resp_err_t perr;
+      // producev takes the headers over on success only.
+      rd_kafka_headers_t* hdrs = rd_kafka_headers_new(m.headers.size() + 2);
       if (m.seq && m.hash) {
-        perr = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_PARTITION(m.partition),
-            RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
-            RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADER("seq", seq_be.data(), 8),
-            RD_KAFKA_V_HEADER("hash", m.hash->data(), 32),
-            RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(i))),
-            RD_KAFKA_V_END);
-      } else {
-        perr = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_PARTITION(m.partition),
-            RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
-            RD_KAFKA_V_VALUE(m.tombstone ? nullptr : const_cast<char*>(m.value.data()),
-                             m.tombstone ? 0 : m.value.size()),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(i))),
-            RD_KAFKA_V_END);
+        rd_kafka_header_add(hdrs, "seq", -1, seq_be.data(), 8);
+        rd_kafka_header_add(hdrs, "hash", -1, m.hash->data(), 32);
       }
+      for (const auto& [k, v] : m.headers) {
+        rd_kafka_header_add(hdrs, k.data(), static_cast<ssize_t>(k.size()), v.data(),
+                            static_cast<ssize_t>(v.size()));
+      }
+      const rd_kafka_resp_err_t perr = rd_kafka_producev(
+          rk, RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_PARTITION(m.partition),
+          RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
+          RD_KAFKA_V_VALUE(m.tombstone ? nullptr : const_cast<char*>(m.value.data()),
+                           m.tombstone ? 0 : m.value.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(i))),
+          RD_KAFKA_V_END);
+      if (perr != RD_KAFKA_RESP_ERR_NO_ERROR) rd_kafka_headers_destroy(hdrs);
       if (perr == RD_KAFKA_RESP_ERR_NO_ERROR) break;
       if (perr == RD_KAFKA_RESP_ERR__QUEUE_FULL && SteadyClock::now() < deadline) {
         rd_kafka_poll(rk, 10);
@@ -855,6 +866,18 @@ KafkaLog::Impl::Outcome KafkaLog::Impl::run_transaction(Writer& w, Partition p,
     }
   }
 
+  if (consumed != nullptr) {
+    rd_kafka_topic_partition_list_t* offsets = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(offsets, consumed->topic.c_str(), consumed->partition)
+        ->offset = consumed->next_offset;
+    auto e = take(rk, rd_kafka_send_offsets_to_transaction(rk, offsets, consumed->group_metadata,
+                                                           std::max(1, remaining_ms(deadline))));
+    rd_kafka_topic_partition_list_destroy(offsets);
+    if (e) {
+      if (e.fatal) return classify("send_offsets_to_transaction", e);
+      return abort("send_offsets_to_transaction", e);
+    }
+  }
   for (;;) {
     auto e = take(rk, rd_kafka_commit_transaction(rk, std::max(1, remaining_ms(deadline))));
     if (!e) break;
@@ -875,9 +898,10 @@ KafkaLog::Impl::Outcome KafkaLog::Impl::run_transaction(Writer& w, Partition p,
 }
 
 Result<void> KafkaLog::Impl::commit_batch(Writer& w, Partition p, const std::vector<Message>& msgs,
-                                          Seq new_next, const Hash& new_head, bool has_checkpoint) {
+                                          Seq new_next, const Hash& new_head, bool has_checkpoint,
+                                          const ConsumedOffsets* consumed) {
   std::error_code err;
-  const auto outcome = run_transaction(w, p, msgs, err);
+  const auto outcome = run_transaction(w, p, msgs, consumed, err);
   if (outcome == Outcome::fenced) return Errc::writer_failed;
   if (outcome == Outcome::aborted) {
     // The head is unchanged. A fresh producer for the next append: after some abortable
@@ -923,7 +947,7 @@ Result<void> KafkaLog::Impl::commit_batch(Writer& w, Partition p, const std::vec
   // Index the batch's first record (delivery reports carry its offset).
   const auto first = new_next.value - std::count_if(msgs.begin(), msgs.end(),
                                                     [](const Message& m) { return m.seq; });
-  if (!w.delivered.empty() && w.delivered[0] >= 0 && msgs.front().seq) {
+  if (!msgs.empty() && !w.delivered.empty() && w.delivered[0] >= 0 && msgs.front().seq) {
     index_add(p, first, w.delivered[0]);
   }
   publish(p, w);
@@ -1026,15 +1050,21 @@ Result<AppendResult> KafkaLog::append_with_keys(Partition partition,
     head = chain_hash(partition, next, head, e);
     result.hashes.push_back(head);
     const auto* subject = schemas::envelope_of(e.data())->subject();
-    msgs.push_back({impl_->opts.topic, kp, subject != nullptr ? subject->str() : std::string(),
-                    encode_record(partition, next, head, e), next.value, head});
+    msgs.push_back({impl_->opts.topic,
+                    kp,
+                    subject != nullptr ? subject->str() : std::string(),
+                    encode_record(partition, next, head, e),
+                    next.value,
+                    head,
+                    false,
+                    {}});
     next = Seq{next.value + 1};
   }
   result.last = Seq{next.value - 1};
   result.head = head;
   for (const auto& k : keys) {
     msgs.push_back(
-        {impl_->keys_topic, 0, k.key, k.value.value_or(std::string()), {}, {}, !k.value});
+        {impl_->keys_topic, 0, k.key, k.value.value_or(std::string()), {}, {}, !k.value, {}});
   }
 
   bool has_checkpoint = false;
@@ -1048,7 +1078,8 @@ Result<AppendResult> KafkaLog::append_with_keys(Partition partition,
       SECHEX_TRY(auto note,
                  impl_->opts.signer->sign(
                      {checkpoint_origin(impl_->ledger_id, partition), next.value, head}));
-      msgs.push_back({impl_->cp_topic, 0, be32_key(partition.value), std::move(note), {}, {}});
+      msgs.push_back(
+          {impl_->cp_topic, 0, be32_key(partition.value), std::move(note), {}, {}, false, {}});
       has_checkpoint = true;
     }
   }
@@ -1056,6 +1087,83 @@ Result<AppendResult> KafkaLog::append_with_keys(Partition partition,
   impl_->stat_appends.fetch_add(1, std::memory_order_relaxed);
   impl_->stat_events.fetch_add(events.size(), std::memory_order_relaxed);
   return result;
+}
+
+Result<AppendResult> KafkaLog::append_consumed(Partition partition,
+                                               std::span<const ByteView> events,
+                                               std::span<const SideRecord> side,
+                                               const ConsumedOffsets& consumed) {
+  if (impl_->opts.read_only || partition.value >= impl_->partitions ||
+      consumed.group_metadata == nullptr) {
+    return Errc::invalid_argument;
+  }
+  for (const auto& e : events) {
+    if (schemas::check_envelope(e.data(), e.size()) != schemas::CheckResult::ok) {
+      return Errc::invalid_argument;
+    }
+  }
+  auto& w = *impl_->writers[partition.value];
+  std::lock_guard lock(w.mu);
+  if (w.fenced) return Errc::writer_failed;
+  SECHEX_TRYV(impl_->ensure_writer(w, partition));
+  const auto kp = static_cast<std::int32_t>(partition.value);
+  std::vector<Impl::Message> msgs;
+  msgs.reserve(events.size() + side.size());
+  AppendResult result;
+  result.first = w.next;
+  Seq next = w.next;
+  Hash head = w.head;
+  for (const auto& e : events) {
+    head = chain_hash(partition, next, head, e);
+    result.hashes.push_back(head);
+    const auto* subject = schemas::envelope_of(e.data())->subject();
+    msgs.push_back({impl_->opts.topic,
+                    kp,
+                    subject != nullptr ? subject->str() : std::string(),
+                    encode_record(partition, next, head, e),
+                    next.value,
+                    head,
+                    false,
+                    {}});
+    next = Seq{next.value + 1};
+  }
+  result.last = Seq{next.value - 1};  // first - 1 when no events
+  result.head = head;
+  for (const auto& r : side) {
+    msgs.push_back({r.topic, r.partition, r.key, r.value, {}, {}, false, r.headers});
+  }
+  SECHEX_TRYV(impl_->commit_batch(w, partition, msgs, next, head, false, &consumed));
+  impl_->stat_appends.fetch_add(events.empty() ? 0 : 1, std::memory_order_relaxed);
+  impl_->stat_events.fetch_add(events.size(), std::memory_order_relaxed);
+  return result;
+}
+
+Result<rd_kafka_conf_s*> KafkaLog::client_conf(
+    const std::string& client_id,
+    const std::vector<std::pair<std::string, std::string>>& extra) const {
+  return impl_->base_conf(client_id, extra);
+}
+
+Result<int> KafkaLog::ensure_topic(const std::string& topic, int partitions,
+                                   const std::vector<std::pair<std::string, std::string>>& config) {
+  SECHEX_TRY(auto admin, impl_->new_plain_producer());
+  SECHEX_TRY(int existing, impl_->topic_partitions(admin.get(), topic));
+  if (existing > 0) return existing;
+  if (impl_->opts.read_only || !impl_->opts.create_if_missing) {
+    return impl_->fail("topic " + topic + " does not exist", Errc::store_missing);
+  }
+  Impl::TopicSpec spec{topic, partitions, {}};
+  for (const auto& [k, v] : config) spec.config.emplace_back(k.c_str(), v.c_str());
+  SECHEX_TRYV(impl_->create_topics(admin.get(), {spec}));
+  const auto deadline = SteadyClock::now() + impl_->opts.request_timeout;
+  for (;;) {
+    SECHEX_TRY(existing, impl_->topic_partitions(admin.get(), topic));
+    if (existing > 0) return existing;
+    if (SteadyClock::now() > deadline) {
+      return impl_->fail("created topic " + topic + " did not appear in metadata", Errc::io_error);
+    }
+    std::this_thread::sleep_for(Millis(100));
+  }
 }
 
 Result<void> KafkaLog::write_keys(Partition partition, std::span<const KeyRecord> keys) {
@@ -1069,7 +1177,7 @@ Result<void> KafkaLog::write_keys(Partition partition, std::span<const KeyRecord
   std::vector<Impl::Message> msgs;
   for (const auto& k : keys) {
     msgs.push_back(
-        {impl_->keys_topic, 0, k.key, k.value.value_or(std::string()), {}, {}, !k.value});
+        {impl_->keys_topic, 0, k.key, k.value.value_or(std::string()), {}, {}, !k.value, {}});
   }
   return impl_->commit_batch(w, partition, msgs, w.next, w.head, false);
 }
@@ -1116,7 +1224,7 @@ Result<std::size_t> KafkaLog::checkpoint_due(bool force) {
     SECHEX_TRY(auto note, impl_->opts.signer->sign(
                               {checkpoint_origin(impl_->ledger_id, p), w.next.value, w.head}));
     std::vector<Impl::Message> msgs;
-    msgs.push_back({impl_->cp_topic, 0, be32_key(i), std::move(note), {}, {}});
+    msgs.push_back({impl_->cp_topic, 0, be32_key(i), std::move(note), {}, {}, false, {}});
     SECHEX_TRYV(impl_->commit_batch(w, p, msgs, w.next, w.head, true));
     ++written;
   }

@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <vector>
 
 #include "api/ownership.h"
@@ -50,6 +51,13 @@ class CommandPath {
   // projections lag, and the next command of the partition (or sync()) applies them first.
   using Decide = std::function<Result<std::vector<ledger::Bytes>>()>;
   Result<std::vector<ledger::Record>> run(ledger::Partition partition, const Decide& decide);
+  // The same with the append done by `append` instead of Log::append (e.g. KafkaLog's
+  // append_consumed, which commits input offsets with the records). It must append exactly the
+  // given events to `partition`, atomically.
+  using Append =
+      std::function<Result<ledger::AppendResult>(std::span<const ledger::ByteView> events)>;
+  Result<std::vector<ledger::Record>> run(ledger::Partition partition, const Decide& decide,
+                                          const Append& append);
 
   // Applies whatever the log holds beyond the projections' position for one partition, or for
   // all of them (start-up catch-up). Returns the number of records applied.

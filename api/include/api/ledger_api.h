@@ -37,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -85,6 +86,18 @@ struct IngestEvent {
 // Parses and schema-checks an ingest body. On failure, the 400 response: details.reason is one
 // of API.md's input reasons, or "invalid_event" with details.index and details.field.
 std::variant<std::vector<IngestEvent>, Response> parse_ingest_batch(std::string_view body);
+// One event object (a record of the Kafka ingest topic), with the same checks; the reason on
+// failure.
+std::variant<IngestEvent, std::string> parse_ingest_event(std::string_view json_object);
+
+// The ApplicationEvent envelope of `ev` sent by `application`, its `personal` part sealed under
+// the subject's key (created on first use). `event_id_hex` receives the event id.
+Result<ledger::Bytes> build_application_event(ledger::KeyStore& keys, const IngestEvent& ev,
+                                              const std::string& application,
+                                              const std::string& request_id,
+                                              std::int64_t time_micros,
+                                              std::optional<std::string> peer,
+                                              std::string* event_id_hex);
 
 // Decoded query string: percent-escapes and '+' decoded. nullopt for a malformed escape or a
 // repeated parameter (ambiguous filters are refused, not guessed).

@@ -75,9 +75,23 @@
 #include "ledger/result.h"
 #include "ledger/types.h"
 
+// librdkafka types, declared here so users of this header need not include rdkafka.h.
+struct rd_kafka_conf_s;
+struct rd_kafka_consumer_group_metadata_s;
+
 namespace sechex::ledger {
 
 class CheckpointSigner;
+
+// Offsets of an input topic partition consumed by a transaction: committed for `group` in the
+// same transaction as what it produced (send_offsets_to_transaction), so input is processed
+// exactly once.
+struct ConsumedOffsets {
+  const rd_kafka_consumer_group_metadata_s* group_metadata = nullptr;
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t next_offset = 0;  // the first offset not yet processed
+};
 
 struct KafkaLogOptions {
   std::string brokers;  // bootstrap.servers, e.g. "127.0.0.1:9092,127.0.0.1:9093"
@@ -169,6 +183,33 @@ class KafkaLog final : public Log {
   // Moves each time a writer becomes ready (after fencing whoever wrote before): state cached
   // from the cluster before that may miss the previous writer's last transactions.
   std::uint64_t writer_generation() const;
+
+  // Exactly-once processing of an input topic (kafka_ingest.h). A record produced alongside:
+  struct SideRecord {
+    std::string topic;
+    std::int32_t partition = 0;
+    std::string key;
+    std::string value;
+    std::vector<std::pair<std::string, std::string>> headers;
+  };
+  // One transaction of `partition`'s writer: `events` chained (may be empty; then the result
+  // has no hashes and first = last + 1 = the head's next seq), `side` records produced, and
+  // `consumed` committed. All or nothing. On an error other than fencing, the caller must
+  // rewind its input to the group's committed offset: the transaction may or may not have
+  // committed.
+  Result<AppendResult> append_consumed(Partition partition, std::span<const ByteView> events,
+                                       std::span<const SideRecord> side,
+                                       const ConsumedOffsets& consumed);
+  // A librdkafka configuration with this log's shared settings (brokers, client_config) plus
+  // `extra`, for clients built elsewhere (kafka_ingest.cc). The caller owns it (rd_kafka_new
+  // or rd_kafka_conf_destroy).
+  Result<rd_kafka_conf_s*> client_conf(
+      const std::string& client_id,
+      const std::vector<std::pair<std::string, std::string>>& extra) const;
+  // Creates `topic` with `partitions` partitions (replication as configured) unless it exists;
+  // returns its partition count.
+  Result<int> ensure_topic(const std::string& topic, int partitions,
+                           const std::vector<std::pair<std::string, std::string>>& config);
 
   // The committed tail of `partition` read from Kafka now (ignores the writer's state).
   Result<Head> recover_head(Partition partition) const;
