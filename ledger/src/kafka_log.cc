@@ -1315,4 +1315,8 @@ Result<std::vector<Record>> KafkaLog::wait_for(Partition partition, Seq from,
   return out;
 }
 
+std::string default_transactional_id_prefix(const std::string& topic) {
+  return topic == "ledger.events" ? std::string() : topic + ".";
+}
+
 }  // namespace sechex::ledger

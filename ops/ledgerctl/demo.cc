@@ -55,8 +55,8 @@ json bytes_json(const Bytes& b) {
 
 }  // namespace
 
-Result<std::uint64_t> run_demo(ledger::LogStore& log, ledger::KeyStore& keys,
-                               const DemoOptions& opts, std::ostream& progress) {
+Result<std::uint64_t> run_demo(ledger::Log& log, ledger::KeyStore& keys, const DemoOptions& opts,
+                               std::ostream& progress) {
   std::mt19937_64 rng(opts.seed != 0 ? opts.seed : std::random_device{}());
   const auto& types = schemas::event_type_names();
   const std::uint32_t subjects =

@@ -5,7 +5,7 @@
 #include <iosfwd>
 
 #include "ledger/key_store.h"
-#include "ledger/log_store.h"
+#include "ledger/log.h"
 
 namespace sechex::ops {
 
@@ -17,8 +17,9 @@ struct DemoOptions {
 };
 
 // Writes `events` events covering every event type, spread over many subjects (and so over
-// every partition). Returns the number written.
-Result<std::uint64_t> run_demo(ledger::LogStore& log, ledger::KeyStore& keys,
-                               const DemoOptions& opts, std::ostream& progress);
+// every partition), sealing their personal data with `keys` (which must belong to `log`).
+// Returns the number written; on failure, batches appended before it stay written.
+Result<std::uint64_t> run_demo(ledger::Log& log, ledger::KeyStore& keys, const DemoOptions& opts,
+                               std::ostream& progress);
 
 }  // namespace sechex::ops

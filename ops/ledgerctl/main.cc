@@ -4,6 +4,11 @@
 // 2 the command could not run (bad flags, missing or wrong keys, missing or locked store,
 // data written by a newer version). Read-only commands open the store as a RocksDB secondary
 // instance and work while ledgerd is running on the same data directory.
+//
+// With --log kafka the log is a Kafka topic (kafka_log.h) and the data keys live in its
+// <topic>.keys topic (kafka_keys.h); the KEK and the checkpoint keys still come from the data
+// directory. Readers are read-only KafkaLogs, which never create producers and so never fence
+// a running ledgerd; `demo` writes as the partitions' transactional writer and does fence it.
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +22,7 @@
 #include "demo.h"
 #include "ledger/data_dir.h"
 #include "ledger/export.h"
+#include "ledger/kafka_keys.h"
 #include "ledger/kafka_log.h"
 #include "ledger/time_format.h"
 #include "ledger/verify.h"
@@ -39,6 +45,7 @@ struct Common {
   std::string log_kind = "embedded";  // or "kafka"
   std::string kafka_brokers;
   std::string topic = "ledger.events";
+  std::optional<std::string> transactional_id_prefix;  // else default_transactional_id_prefix
   std::string kek_file;
   std::string trusted_keys;
   std::string signing_key;
@@ -79,11 +86,17 @@ std::unique_ptr<LogStore> open_read_only(const Common& c) {
   return std::move(store).value();
 }
 
-std::unique_ptr<KafkaLog> open_kafka_read_only(const Common& c) {
-  if (c.kafka_brokers.empty()) fail("--log kafka needs --kafka-brokers HOST:PORT");
+bool kafka_mode(const Common& c) { return c.log_kind == "kafka"; }
+
+KafkaLogOptions kafka_options(const Common& c) {
   KafkaLogOptions o;
   o.brokers = c.kafka_brokers;
   o.topic = c.topic;
+  return o;
+}
+
+std::unique_ptr<KafkaLog> open_kafka_read_only(const Common& c) {
+  auto o = kafka_options(c);
   o.read_only = true;
   o.create_if_missing = false;
   auto log = KafkaLog::open(o);
@@ -94,6 +107,20 @@ std::unique_ptr<KafkaLog> open_kafka_read_only(const Common& c) {
          log.error());
   }
   return std::move(log).value();
+}
+
+// The log of a read-only command: the embedded store as a secondary instance or a read-only
+// Kafka log; both work beside a running ledgerd.
+std::unique_ptr<Log> open_log_read_only(const Common& c) {
+  if (kafka_mode(c)) return open_kafka_read_only(c);
+  return open_read_only(c);
+}
+
+// Ends the command for a failed read of `log`, with Kafka's own words when it has them.
+[[noreturn]] void fail_read(const Log& log, const std::string& what, std::error_code ec) {
+  const auto* kafka = dynamic_cast<const KafkaLog*>(&log);
+  const auto detail = kafka != nullptr ? kafka->last_error() : std::string();
+  fail(detail.empty() ? what : what + " (kafka: " + detail + ")", ec);
 }
 
 Kek load_kek_or_fail(const Common& c) {
@@ -107,13 +134,34 @@ Kek load_kek_or_fail(const Common& c) {
        " is unusable (must be base64 of 32 bytes and readable only by its owner)");
 }
 
-std::unique_ptr<KeyStore> open_keys_or_fail(LogStore& log, const Common& c) {
-  auto keys = KeyStore::open(log, load_kek_or_fail(c));
+// The data keys of `log` for a reader: the embedded store's own, or a read-only copy of the
+// Kafka keys topic (which never writes, not even the KEK check of a ledger that has none yet).
+std::unique_ptr<KeyStore> open_keys_or_fail(Log& log, const Common& c) {
+  auto kek = load_kek_or_fail(c);
+  auto* kafka = dynamic_cast<KafkaLog*>(&log);
+  auto keys =
+      kafka != nullptr
+          ? KeyStore::open(std::make_unique<KafkaKeys>(*kafka, /*read_only=*/true), std::move(kek))
+          : KeyStore::open(dynamic_cast<LogStore&>(log), std::move(kek));
   if (!keys && keys.error() == Errc::key_invalid) {
     fail("the key-encryption key does not match this ledger (wrong KEK file or SECHEX_KEK)");
   }
+  if (!keys && kafka != nullptr) {
+    fail_read(log, "cannot read the data keys in Kafka topic " + c.topic + ".keys", keys.error());
+  }
   if (!keys) fail("cannot open the key store", keys.error());
   return std::move(keys).value();
+}
+
+std::unique_ptr<CheckpointSigner> load_signer_or_fail(const Common& c) {
+  const auto key_path = c.signing_key.empty() ? c.dir.signing_key() : c.signing_key;
+  auto signer = CheckpointSigner::load(key_path, c.key_name);
+  if (!signer) {
+    fail(signer.error() == Errc::key_missing
+             ? "checkpoint signing key not found at " + key_path
+             : "checkpoint signing key at " + key_path + " is not an Ed25519 PEM private key");
+  }
+  return std::make_unique<CheckpointSigner>(std::move(signer).value());
 }
 
 struct Writer {
@@ -123,14 +171,7 @@ struct Writer {
 
 Writer open_read_write(const Common& c) {
   Writer w;
-  const auto key_path = c.signing_key.empty() ? c.dir.signing_key() : c.signing_key;
-  auto signer = CheckpointSigner::load(key_path, c.key_name);
-  if (!signer) {
-    fail(signer.error() == Errc::key_missing
-             ? "checkpoint signing key not found at " + key_path
-             : "checkpoint signing key at " + key_path + " is not an Ed25519 PEM private key");
-  }
-  w.signer = std::make_unique<CheckpointSigner>(std::move(signer).value());
+  w.signer = load_signer_or_fail(c);
   LogOptions o;
   o.path = c.dir.log_path();
   o.signer = w.signer.get();
@@ -143,6 +184,29 @@ Writer open_read_write(const Common& c) {
                               " (" + fault.detail + ")"};
   }
   if (!log) fail(describe_open_error(log.error(), c.dir));
+  w.log = std::move(log).value();
+  return w;
+}
+
+struct KafkaWriter {
+  std::unique_ptr<CheckpointSigner> signer;  // declared first: must outlive the log
+  std::unique_ptr<KafkaLog> log;
+};
+
+// The Kafka log opened for writing, creating its topics (with `partitions` partitions) when
+// missing. Opening creates no producer; each partition's first append does, and that fences
+// whoever wrote the partition under the same transactional id before (a running ledgerd).
+KafkaWriter open_kafka_writer(const Common& c, std::uint32_t partitions) {
+  KafkaWriter w;
+  w.signer = load_signer_or_fail(c);
+  auto o = kafka_options(c);
+  o.partitions = partitions;
+  o.create_if_missing = true;
+  o.transactional_id_prefix =
+      c.transactional_id_prefix.value_or(default_transactional_id_prefix(c.topic));
+  o.signer = w.signer.get();
+  auto log = KafkaLog::open(o);
+  if (!log) fail("cannot open the Kafka log " + c.topic + " at " + c.kafka_brokers, log.error());
   w.log = std::move(log).value();
   return w;
 }
@@ -174,13 +238,17 @@ int cmd_init(const Common& c, const std::vector<std::string>& args) {
   const auto parts = vm["partitions"].as<std::uint32_t>();
   if (parts == 0 || parts > 4096) fail("--partitions must be between 1 and 4096");
   std::string log;
-  const auto r = init_data_dir(c.dir, parts, c.key_name, &log);
+  // A Kafka ledger's topics are created by whoever writes first (ledgerd, demo), not here.
+  const auto r = init_data_dir(c.dir, parts, c.key_name, &log, /*embedded_log=*/!kafka_mode(c));
   std::cout << log;
   if (!r) {
     if (r.error() == Errc::store_locked) fail(describe_open_error(r.error(), c.dir));
     fail("init failed", r.error());
   }
-  if (log.empty()) std::cout << "data directory " << c.dir.root << " is already initialised\n";
+  if (log.empty()) {
+    std::cout << "data directory " << c.dir.root
+              << (kafka_mode(c) ? " already has its keys\n" : " is already initialised\n");
+  }
   return kOk;
 }
 
@@ -189,12 +257,7 @@ int cmd_verify(const Common& c, const std::vector<std::string>& args) {
   d.add_options()("threads", po::value<unsigned>()->default_value(2), "verification threads")(
       "quiet,q", "print only the verdict");
   const auto vm = parse(args, d);
-  std::unique_ptr<Log> log;  // "no ledger here" is the more useful first complaint
-  if (c.log_kind == "kafka") {
-    log = open_kafka_read_only(c);
-  } else {
-    log = open_read_only(c);
-  }
+  auto log = open_log_read_only(c);  // "no ledger here" is the more useful first complaint
   const auto keys_path = c.trusted_keys.empty() ? c.dir.verifier_keys() : c.trusted_keys;
   auto trusted = TrustedKeys::load_file(keys_path);
   if (!trusted) {
@@ -243,7 +306,7 @@ int cmd_export(const Common& c, const std::vector<std::string>& args) {
   const auto from = parse_time_flag(vm, "from").value_or(INT64_MIN);
   const auto to = parse_time_flag(vm, "to").value_or(INT64_MAX);
   if (from >= to) fail("--from must be before --to");
-  auto log = open_read_only(c);
+  auto log = open_log_read_only(c);
   auto keys = open_keys_or_fail(*log, c);
 
   std::ofstream file;
@@ -269,7 +332,7 @@ int cmd_export(const Common& c, const std::vector<std::string>& args) {
     Seq next{0};
     for (;;) {
       auto batch = log->read_range(Partition{p}, next, Seq{UINT64_MAX}, 4096);
-      if (!batch) fail("cannot read partition " + std::to_string(p), batch.error());
+      if (!batch) fail_read(*log, "cannot read partition " + std::to_string(p), batch.error());
       if (batch.value().empty()) break;
       next = Seq{batch.value().back().position.seq.value + 1};
       for (const auto& rec : batch.value()) {
@@ -308,7 +371,7 @@ int cmd_export(const Common& c, const std::vector<std::string>& args) {
 
 // [first, last) partitions selected by an optional --partition flag.
 std::pair<std::uint32_t, std::uint32_t> partition_range(const po::variables_map& vm,
-                                                        const LogStore& log) {
+                                                        const Log& log) {
   if (!vm.count("partition")) return {0, log.partition_count()};
   const auto p = vm["partition"].as<std::uint32_t>();
   if (p >= log.partition_count()) {
@@ -327,21 +390,31 @@ void print_summary(const Record& r) {
             << (ok ? env->subject()->str() : "-") << " " << to_hex(r.hash).substr(0, 16) << "\n";
 }
 
+// Log::head cannot fail (a Kafka log reports an unreadable tail as an empty partition), so the
+// Kafka tail is read with recover_head to tell "empty" from "unreachable".
+Head head_or_fail(const Log& log, Partition p) {
+  const auto* kafka = dynamic_cast<const KafkaLog*>(&log);
+  if (kafka == nullptr) return log.head(p);
+  auto h = kafka->recover_head(p);
+  if (!h) fail_read(log, "cannot read the tail of partition " + std::to_string(p.value), h.error());
+  return h.value();
+}
+
 int cmd_tail(const Common& c, const std::vector<std::string>& args) {
   po::options_description d("ledgerctl tail");
   d.add_options()("partition,p", po::value<std::uint32_t>(), "only this partition")(
       "lines,n", po::value<std::uint64_t>()->default_value(10), "records per partition")(
       "follow,f", "keep printing new records until interrupted");
   const auto vm = parse(args, d);
-  auto log = open_read_only(c);
+  auto log = open_log_read_only(c);
   const auto [first, last] = partition_range(vm, *log);
   const auto n = vm["lines"].as<std::uint64_t>();
   std::vector<Seq> next(log->partition_count());
   for (auto p = first; p < last; ++p) {
-    const auto h = log->head(Partition{p});
+    const auto h = head_or_fail(*log, Partition{p});
     const Seq from{h.next.value > n ? h.next.value - n : 0};
     auto recs = log->read_range(Partition{p}, from, h.next);
-    if (!recs) fail("cannot read", recs.error());
+    if (!recs) fail_read(*log, "cannot read", recs.error());
     for (const auto& r : recs.value()) print_summary(r);
     next[p] = h.next;
   }
@@ -350,7 +423,7 @@ int cmd_tail(const Common& c, const std::vector<std::string>& args) {
     for (auto p = first; p < last; ++p) {
       auto recs = log->wait_for(Partition{p}, next[p],
                                 std::chrono::milliseconds(last - first == 1 ? 1000 : 50));
-      if (!recs) fail("cannot read", recs.error());
+      if (!recs) fail_read(*log, "cannot read", recs.error());
       for (const auto& r : recs.value()) {
         print_summary(r);
         next[p] = Seq{r.position.seq.value + 1};
@@ -364,20 +437,64 @@ int cmd_tail(const Common& c, const std::vector<std::string>& args) {
 int cmd_checkpoints(const Common& c, const std::vector<std::string>& args) {
   po::options_description d("ledgerctl checkpoints");
   d.add_options()("partition,p", po::value<std::uint32_t>(), "only this partition")(
-      "all", "every checkpoint, not only the latest");
+      "all", "every checkpoint, not only the latest (embedded log only)");
   const auto vm = parse(args, d);
-  auto log = open_read_only(c);
+  auto log = open_log_read_only(c);
   const auto [first, last] = partition_range(vm, *log);
-  for (auto p = first; p < last; ++p) {
-    auto notes = log->checkpoints(Partition{p});
-    if (!notes) fail("cannot read checkpoints", notes.error());
-    if (notes.value().empty()) continue;
-    if (vm.count("all")) {
-      for (const auto& n : notes.value()) std::cout << n << "\n";
-    } else {
-      std::cout << notes.value().back() << "\n";
-    }
+  const auto* embedded = dynamic_cast<const LogStore*>(log.get());
+  if (vm.count("all") && embedded == nullptr) {
+    fail(
+        "--all needs the embedded log: Kafka keeps only the latest checkpoint of each partition "
+        "(its checkpoints topic is compacted)");
   }
+  for (auto p = first; p < last; ++p) {
+    if (vm.count("all")) {
+      auto notes = embedded->checkpoints(Partition{p});
+      if (!notes) fail("cannot read checkpoints", notes.error());
+      for (const auto& n : notes.value()) std::cout << n << "\n";
+      continue;
+    }
+    auto note = log->latest_checkpoint(Partition{p});
+    if (!note) fail_read(*log, "cannot read checkpoints", note.error());
+    if (note.value()) std::cout << *note.value() << "\n";
+  }
+  return kOk;
+}
+
+// `demo --log kafka`: like ledgerd in Kafka mode, creates the data directory's missing keys (but
+// no embedded ledger) and the topics, then appends as each partition's writer.
+int demo_kafka(const Common& c, const po::variables_map& vm, const ops::DemoOptions& o) {
+  const auto parts = vm.count("partitions") ? vm["partitions"].as<std::uint32_t>() : 8u;
+  if (parts == 0 || parts > 4096) fail("--partitions must be between 1 and 4096");
+  // Keys named on the command line are the operator's to manage: create only the defaults.
+  if (c.signing_key.empty() && c.kek_file.empty()) {
+    std::string created;
+    const auto r = init_data_dir(c.dir, parts, c.key_name, &created, /*embedded_log=*/false);
+    std::cerr << created;
+    if (!r) fail("cannot create the keys in " + c.dir.keys_dir(), r.error());
+  }
+  auto kek = load_kek_or_fail(c);  // before any append: bad keys write nothing
+  auto w = open_kafka_writer(c, parts);
+  auto keys = KeyStore::open(std::make_unique<KafkaKeys>(*w.log), std::move(kek));
+  if (!keys && keys.error() == Errc::key_invalid) {
+    fail("the key-encryption key does not match this ledger (wrong KEK file or SECHEX_KEK)");
+  }
+  if (!keys) fail_read(*w.log, "cannot open the data keys in Kafka", keys.error());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto n = ops::run_demo(*w.log, *keys.value(), o, std::cerr);
+  if (!n) {
+    fail_read(*w.log,
+              n.error() == Errc::writer_failed
+                  ? "demo stopped: another writer (a running ledgerd?) took over a partition"
+                  : "demo failed",
+              n.error());
+  }
+  auto cps = w.log->checkpoint_due(/*force=*/true);
+  if (!cps) fail_read(*w.log, "checkpointing failed", cps.error());
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("wrote %llu events to Kafka topic %s (%u partitions) in %.2f s (%.0f events/s)\n",
+              static_cast<unsigned long long>(n.value()), c.topic.c_str(), w.log->partition_count(),
+              secs, n.value() / secs);
   return kOk;
 }
 
@@ -386,7 +503,9 @@ int cmd_demo(const Common& c, const std::vector<std::string>& args) {
   d.add_options()("events", po::value<std::uint64_t>()->default_value(1000), "events to write")(
       "subjects", po::value<std::uint32_t>()->default_value(0), "distinct subjects (0 = auto)")(
       "batch", po::value<std::uint32_t>()->default_value(256), "events per append")(
-      "seed", po::value<std::uint64_t>()->default_value(0), "random seed (0 = random)");
+      "seed", po::value<std::uint64_t>()->default_value(0), "random seed (0 = random)")(
+      "partitions", po::value<std::uint32_t>(),
+      "--log kafka: partitions of the topic if demo creates it (default 8)");
   const auto vm = parse(args, d);
   ops::DemoOptions o;
   o.events = vm["events"].as<std::uint64_t>();
@@ -394,6 +513,12 @@ int cmd_demo(const Common& c, const std::vector<std::string>& args) {
   o.batch = vm["batch"].as<std::uint32_t>();
   o.seed = vm["seed"].as<std::uint64_t>();
   if (o.batch == 0) fail("--batch must be at least 1");
+  if (kafka_mode(c)) return demo_kafka(c, vm, o);
+  if (vm.count("partitions")) {
+    fail(
+        "--partitions is for --log kafka (an embedded ledger has the partitions given to "
+        "`ledgerctl init --partitions`)");
+  }
   auto kek = load_kek_or_fail(c);  // before opening for writing: bad keys write nothing
   auto w = open_read_write(c);
   auto keys = KeyStore::open(*w.log, std::move(kek));
@@ -555,23 +680,31 @@ int cmd_tokens(const Common& c, const std::vector<std::string>& args) {
   return kOk;
 }
 
-const char* const kUsage = R"(usage: ledgerctl [--data-dir DIR] COMMAND [options]
+const char* const kUsage =
+    R"(usage: ledgerctl [--data-dir DIR] [--log kafka --kafka-brokers B [--topic T]] COMMAND [options]
 
 commands:
   init          create the data directory, keys and ledger if missing
+                (--log kafka: the keys only; the topics are created by their first writer)
   verify        re-walk every hash link and check every checkpoint signature
                 (exit 0 verified, 1 tampered, 2 could not run)
   export        --format jsonl|csv [--subject S] [--from T] [--to T] [-o FILE]
   tail          [-p PARTITION] [-n N] [-f]
-  checkpoints   [-p PARTITION] [--all]
+  checkpoints   [-p PARTITION] [--all]: the latest signed checkpoint of each partition; --all
+                every one (embedded log only: Kafka keeps only the latest)
   demo          --events N: write realistic synthetic events of every type
-  erase         --subject S: crypto-shred a subject (GDPR erasure)
+                (--log kafka [--partitions P]: creates the topics when missing, with P
+                partitions (default 8), and the data directory's missing keys; appends as
+                the partitions' writer, which fences a running ledgerd's writers: use it on a
+                fresh topic or with ledgerd stopped)
+  erase         --subject S: crypto-shred a subject (GDPR erasure; embedded log only)
   keys rotate   --kind checkpoint (ledgerd stopped) | --kind jwt [--immediately]:
                 start signing checkpoints or access tokens with a new key
   tokens issue  --role admin|service [--ttl SECONDS] [--subject NAME]: print a signed
                 access token (alone on stdout) for operators and applications
   rebuild-projections
-                rebuild every read model from the log (ledgerd stopped); prints a digest
+                rebuild every read model from the log (ledgerd stopped; embedded log only);
+                prints a digest
   replay        --at T [--subject S] [--scratch-dir D]: who had access at T, as JSON
                 (sessions valid, users locked, roles held). Replays each partition in seq
                 order up to, not including, its first record whose event time is after T
@@ -579,7 +712,11 @@ commands:
                 is earlier); with --subject only that subject's partition. Works while
                 ledgerd runs.
 
-global options:
+With --log kafka the ledger is the Kafka topic T (default ledger.events) and its data keys are
+in T.keys; the key-encryption key (--kek-file, SECHEX_KEK or <data-dir>/keys/kek) and the
+checkpoint keys still come from the data directory. Every command but demo only reads the
+cluster (no producers, committed records only) and works beside a running ledgerd.
+
 )";
 
 }  // namespace
@@ -595,12 +732,17 @@ int main(int argc, char** argv) {
       "signing-key", po::value<std::string>(&c.signing_key), "checkpoint signing key PEM")(
       "key-name", po::value<std::string>(&c.key_name)->default_value(kDefaultKeyName),
       "checkpoint key name")("log", po::value<std::string>(&c.log_kind)->default_value("embedded"),
-                             "embedded (RocksDB in --data-dir) or kafka (verify only so far)")(
+                             "embedded (RocksDB in --data-dir) or kafka (the topic --topic at "
+                             "--kafka-brokers; every command but erase and rebuild-projections)")(
       "kafka-brokers", po::value<std::string>(&c.kafka_brokers),
       "HOST:PORT[,...] with --log kafka")(
       "topic", po::value<std::string>(&c.topic)->default_value("ledger.events"),
-      "Kafka topic of the ledger")("command", po::value<std::string>(), "command")(
-      "args", po::value<std::vector<std::string>>(), "command arguments");
+      "Kafka topic of the ledger")(
+      "kafka-transactional-id-prefix", po::value<std::string>(),
+      "demo --log kafka writes with transactional.id PREFIX + ledger-<partition>; default, as "
+      "ledgerd's: empty for topic ledger.events, else \"<topic>.\"")(
+      "command", po::value<std::string>(), "command")("args", po::value<std::vector<std::string>>(),
+                                                      "command arguments");
   po::positional_options_description pos;
   pos.add("command", 1).add("args", -1);
   try {
@@ -615,15 +757,15 @@ int main(int argc, char** argv) {
             .run();
     po::store(parsed, vm);
     po::notify(vm);
+    if (vm.count("kafka-transactional-id-prefix")) {
+      c.transactional_id_prefix = vm["kafka-transactional-id-prefix"].as<std::string>();
+    }
     if (!vm.count("command")) {
       std::cerr << kUsage << global;
       return vm.count("help") ? kOk : kCannotRun;
     }
     const auto command = vm["command"].as<std::string>();
     if (c.log_kind != "embedded" && c.log_kind != "kafka") fail("--log must be embedded or kafka");
-    if (c.log_kind == "kafka" && command != "verify") {
-      fail("with --log kafka only `verify` is available so far");
-    }
     auto rest = po::collect_unrecognized(parsed.options, po::include_positional);
     rest.erase(rest.begin());  // the command itself
     if (vm.count("help")) rest.push_back("--help");
@@ -631,6 +773,15 @@ int main(int argc, char** argv) {
         std::find(rest.begin(), rest.end(), "-h") != rest.end()) {
       std::cerr << kUsage << global;
       return kOk;
+    }
+    if (!kafka_mode(c) && (!c.kafka_brokers.empty() || c.transactional_id_prefix)) {
+      fail("--kafka-brokers and --kafka-transactional-id-prefix need --log kafka");
+    }
+    if (kafka_mode(c) && c.kafka_brokers.empty()) {
+      fail("--log kafka needs --kafka-brokers HOST:PORT");
+    }
+    if (kafka_mode(c) && (command == "erase" || command == "rebuild-projections")) {
+      fail("`" + command + "` works on the embedded log only so far");
     }
     if (command == "init") return cmd_init(c, rest);
     if (command == "verify") return cmd_verify(c, rest);
@@ -642,7 +793,7 @@ int main(int argc, char** argv) {
     if (command == "keys") return cmd_keys(c, rest);
     if (command == "tokens") return cmd_tokens(c, rest);
     if (command == "rebuild-projections") return cmd_rebuild_projections(c, rest);
-    if (command == "replay") return ops::cmd_replay(rest, [&] { return open_read_only(c); });
+    if (command == "replay") return ops::cmd_replay(rest, [&] { return open_log_read_only(c); });
     std::cerr << "ledgerctl: unknown command '" << command << "'\n\n" << kUsage << global;
     return kCannotRun;
   } catch (const Exit& e) {

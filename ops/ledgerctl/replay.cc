@@ -21,7 +21,7 @@ namespace proj = sechex::projections;
 using nlohmann::json;
 
 // Applies partition `p` up to its cut at `at`; returns the number of records applied.
-Result<std::uint64_t> replay_partition(const ledger::LogStore& log, proj::ProjectionStore& store,
+Result<std::uint64_t> replay_partition(const ledger::Log& log, proj::ProjectionStore& store,
                                        ledger::Partition p, std::int64_t at) {
   std::uint64_t applied = 0;
   ledger::Seq next{0};
@@ -66,7 +66,7 @@ json session_json(const std::string& id, const std::string& stored) {
 
 }  // namespace
 
-Result<nlohmann::json> replay_at(const ledger::LogStore& log, const ReplayOptions& opts) {
+Result<nlohmann::json> replay_at(const ledger::Log& log, const ReplayOptions& opts) {
   SECHEX_TRY(auto store, proj::ProjectionStore::open(opts.scratch_dir, log.partition_count(),
                                                      proj::default_projections()));
   std::uint32_t first = 0, last = log.partition_count();
@@ -121,7 +121,7 @@ Result<nlohmann::json> replay_at(const ledger::LogStore& log, const ReplayOption
 }
 
 int cmd_replay(const std::vector<std::string>& args,
-               const std::function<std::unique_ptr<ledger::LogStore>()>& open_log) {
+               const std::function<std::unique_ptr<ledger::Log>()>& open_log) {
   po::options_description d("ledgerctl replay");
   d.add_options()("at", po::value<std::string>()->required(), "RFC 3339 instant")(
       "subject", po::value<std::string>(), "only this user")(

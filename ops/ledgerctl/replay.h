@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "ledger/log_store.h"
+#include "ledger/log.h"
 
 namespace sechex::ops {
 
@@ -29,12 +29,13 @@ struct ReplayOptions {
 // The state at `at_micros` as JSON: {"at", "subject", "records_applied", "sessions": [...],
 // "locked": [...], "roles": [...]}, each list in key order. Errc::unsupported_version for a
 // record written by a newer schema, Errc::corruption for an undecodable one.
-Result<nlohmann::json> replay_at(const ledger::LogStore& log, const ReplayOptions& opts);
+Result<nlohmann::json> replay_at(const ledger::Log& log, const ReplayOptions& opts);
 
-// The command: parses `args`, opens the log with `open_log` (read-only; works while ledgerd
-// runs), prints the JSON on stdout. Throws std::runtime_error with a message on bad input
+// The command: parses `args`, opens the log with `open_log` (read-only: the embedded store as a
+// secondary instance or a read-only Kafka log, so it works while ledgerd runs), prints the JSON
+// on stdout. Throws std::runtime_error with a message on bad input
 // (ledgerctl exits 2).
 int cmd_replay(const std::vector<std::string>& args,
-               const std::function<std::unique_ptr<ledger::LogStore>()>& open_log);
+               const std::function<std::unique_ptr<ledger::Log>()>& open_log);
 
 }  // namespace sechex::ops

@@ -118,6 +118,12 @@ struct KafkaLogOptions {
   std::function<void(const std::string&)> log;
 };
 
+// The transactional id prefix every writer of `topic` uses unless told otherwise: "" for the
+// default topic "ledger.events", else "<topic>.", so that ledgers sharing a cluster never fence
+// each other while ledgerd and ledgerctl writing the same topic always do (one chain, one
+// writer). One function so that the programs cannot disagree.
+std::string default_transactional_id_prefix(const std::string& topic);
+
 // Maps a librdkafka error code (rd_kafka_resp_err_t, as int) to the ledger's code:
 // fencing -> writer_failed, __DESTROY -> closed, unknown topic/partition -> store_missing,
 // invalid arguments/config -> invalid_argument, bad messages -> corruption, unsupported
