@@ -245,8 +245,8 @@ int main(int argc, char** argv) {
     if (eq == std::string::npos || eq == 0) return fail("--kafka-config wants KEY=VALUE");
     kafka_settings.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
   }
-  if (!vm.count("kafka-transactional-id-prefix") && topic != "ledger.events") {
-    txn_prefix = topic + ".";
+  if (!vm.count("kafka-transactional-id-prefix")) {
+    txn_prefix = ledger::default_transactional_id_prefix(topic);
   }
   if (ingest_topic.empty()) {
     ingest_topic = topic == "ledger.events" ? "ledger.ingest" : topic + ".ingest";

@@ -32,12 +32,12 @@ std::vector<Ack> run_and_kill(const std::string& dir, const std::string& key, in
                               std::chrono::milliseconds run_for) {
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe");
+  const std::string t = std::to_string(threads);  // no malloc between fork and exec
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(fds[1], STDOUT_FILENO);
     ::close(fds[0]);
     ::close(fds[1]);
-    const std::string t = std::to_string(threads);
     ::execl(SECHEX_CRASH_CHILD, SECHEX_CRASH_CHILD, dir.c_str(), key.c_str(), t.c_str(),
             static_cast<char*>(nullptr));
     ::_exit(127);

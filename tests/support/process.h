@@ -25,21 +25,39 @@ inline std::string slurp(const std::string& path) {
 }
 
 namespace detail {
-// In the child: apply "NAME=value" entries ("NAME=" removes NAME), then exec.
-[[noreturn]] inline void exec_child(const std::vector<std::string>& argv,
-                                    const std::vector<std::string>& env) {
+// Everything the child needs, built before fork(): between fork() and exec() in a process with
+// other threads only async-signal-safe calls are allowed. A malloc there can deadlock on an
+// allocator lock another thread held at fork time (seen with ASan while RocksDB threads ran).
+struct ExecPlan {
+  std::vector<std::string> strings;  // owns what argv/envp point to
+  std::vector<char*> argv, envp;
+};
+
+// `env` entries "NAME=value" set NAME, "NAME=" removes it, on top of this process's environment.
+inline ExecPlan plan_exec(const std::vector<std::string>& argv,
+                          const std::vector<std::string>& env) {
+  ExecPlan p;
+  auto name_of = [](const std::string& kv) { return kv.substr(0, kv.find('=')); };
+  std::vector<std::string> vars;
+  for (char** e = environ; *e != nullptr; ++e) vars.emplace_back(*e);
   for (const auto& kv : env) {
-    const auto eq = kv.find('=');
-    if (eq + 1 == kv.size()) {
-      ::unsetenv(kv.substr(0, eq).c_str());
-    } else {
-      ::setenv(kv.substr(0, eq).c_str(), kv.substr(eq + 1).c_str(), 1);
-    }
+    const auto name = name_of(kv);
+    std::erase_if(vars, [&](const std::string& v) { return name_of(v) == name; });
+    if (kv.size() > name.size() + 1) vars.push_back(kv);
   }
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  ::execv(args[0], args.data());
+  p.strings = argv;
+  p.strings.insert(p.strings.end(), vars.begin(), vars.end());
+  for (std::size_t i = 0; i < p.strings.size(); ++i) {
+    (i < argv.size() ? p.argv : p.envp).push_back(p.strings[i].data());
+  }
+  p.argv.push_back(nullptr);
+  p.envp.push_back(nullptr);
+  return p;
+}
+
+// In the child, after the fd plumbing: async-signal-safe only.
+[[noreturn]] inline void exec_child(const ExecPlan& p) {
+  ::execve(p.argv[0], p.argv.data(), p.envp.data());
   ::_exit(127);
 }
 }  // namespace detail
@@ -62,13 +80,14 @@ inline RunResult run(const std::vector<std::string>& argv,
                      const std::vector<std::string>& env = {}) {
   TempDir io;
   const auto out_path = io.sub("out"), err_path = io.sub("err");
+  const auto plan = detail::plan_exec(argv, env);
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     const int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(o, STDOUT_FILENO);
     ::dup2(e, STDERR_FILENO);
-    detail::exec_child(argv, env);
+    detail::exec_child(plan);
   }
   RunResult r;
   r.code = wait_exit(pid);
@@ -87,11 +106,12 @@ inline Process spawn(const std::vector<std::string>& args, const std::string& er
                      const std::vector<std::string>& env = {"SECHEX_KEK="}) {
   Process p;
   p.err_path = err_path;
+  const auto plan = detail::plan_exec(args, env);
   p.pid = ::fork();
   if (p.pid == 0) {
     const int fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(fd, STDERR_FILENO);
-    detail::exec_child(args, env);
+    detail::exec_child(plan);
   }
   return p;
 }
