@@ -277,6 +277,10 @@ struct KafkaLog::Impl {
     bool tombstone = false;  // null value (compaction deletes the key)
     std::vector<std::pair<std::string, std::string>> headers;
   };
+  // Chains `events` after the writer's head into `msgs` (one record message each); the result
+  // has first = w.next and last = first + n - 1 (first - 1 when there are none).
+  AppendResult chain(const Writer& w, Partition p, std::span<const ByteView> events,
+                     std::vector<Message>& msgs) const;
   enum class Outcome { committed, aborted, fenced, unknown };
   // `consumed`: input offsets committed with the transaction (exactly-once consumption).
   Outcome run_transaction(Writer& w, Partition p, const std::vector<Message>& msgs,
@@ -800,6 +804,31 @@ Result<void> KafkaLog::Impl::ensure_writer(Writer& w, Partition p) {
   return boost::outcome_v2::success();
 }
 
+AppendResult KafkaLog::Impl::chain(const Writer& w, Partition p, std::span<const ByteView> events,
+                                   std::vector<Message>& msgs) const {
+  AppendResult result;
+  result.first = w.next;
+  Seq next = w.next;
+  Hash head = w.head;
+  for (const auto& e : events) {
+    head = chain_hash(p, next, head, e);
+    result.hashes.push_back(head);
+    const auto* subject = schemas::envelope_of(e.data())->subject();
+    msgs.push_back({opts.topic,
+                    static_cast<std::int32_t>(p.value),
+                    subject != nullptr ? subject->str() : std::string(),
+                    encode_record(p, next, head, e),
+                    next.value,
+                    head,
+                    false,
+                    {}});
+    next = Seq{next.value + 1};
+  }
+  result.last = Seq{next.value - 1};
+  result.head = head;
+  return result;
+}
+
 KafkaLog::Impl::Outcome KafkaLog::Impl::run_transaction(Writer& w, Partition p,
                                                         const std::vector<Message>& msgs,
                                                         const ConsumedOffsets* consumed,
@@ -1039,29 +1068,11 @@ Result<AppendResult> KafkaLog::append_with_keys(Partition partition,
   }
   SECHEX_TRYV(impl_->ensure_writer(w, partition));
 
-  const auto kp = static_cast<std::int32_t>(partition.value);
   std::vector<Impl::Message> msgs;
-  msgs.reserve(events.size() + 1);
-  AppendResult result;
-  result.first = w.next;
-  Seq next = w.next;
-  Hash head = w.head;
-  for (const auto& e : events) {
-    head = chain_hash(partition, next, head, e);
-    result.hashes.push_back(head);
-    const auto* subject = schemas::envelope_of(e.data())->subject();
-    msgs.push_back({impl_->opts.topic,
-                    kp,
-                    subject != nullptr ? subject->str() : std::string(),
-                    encode_record(partition, next, head, e),
-                    next.value,
-                    head,
-                    false,
-                    {}});
-    next = Seq{next.value + 1};
-  }
-  result.last = Seq{next.value - 1};
-  result.head = head;
+  msgs.reserve(events.size() + keys.size() + 1);
+  auto result = impl_->chain(w, partition, events, msgs);
+  const Seq next{result.last.value + 1};
+  const Hash head = result.head;
   for (const auto& k : keys) {
     msgs.push_back(
         {impl_->keys_topic, 0, k.key, k.value.value_or(std::string()), {}, {}, !k.value, {}});
@@ -1106,29 +1117,11 @@ Result<AppendResult> KafkaLog::append_consumed(Partition partition,
   std::lock_guard lock(w.mu);
   if (w.fenced) return Errc::writer_failed;
   SECHEX_TRYV(impl_->ensure_writer(w, partition));
-  const auto kp = static_cast<std::int32_t>(partition.value);
   std::vector<Impl::Message> msgs;
   msgs.reserve(events.size() + side.size());
-  AppendResult result;
-  result.first = w.next;
-  Seq next = w.next;
-  Hash head = w.head;
-  for (const auto& e : events) {
-    head = chain_hash(partition, next, head, e);
-    result.hashes.push_back(head);
-    const auto* subject = schemas::envelope_of(e.data())->subject();
-    msgs.push_back({impl_->opts.topic,
-                    kp,
-                    subject != nullptr ? subject->str() : std::string(),
-                    encode_record(partition, next, head, e),
-                    next.value,
-                    head,
-                    false,
-                    {}});
-    next = Seq{next.value + 1};
-  }
-  result.last = Seq{next.value - 1};  // first - 1 when no events
-  result.head = head;
+  auto result = impl_->chain(w, partition, events, msgs);
+  const Seq next{result.last.value + 1};
+  const Hash head = result.head;
   for (const auto& r : side) {
     msgs.push_back({r.topic, r.partition, r.key, r.value, {}, {}, false, r.headers});
   }
