@@ -27,6 +27,11 @@ constexpr std::string_view kMetaKey = "ledger";
 constexpr std::uint64_t kIndexStride = 256;
 // Tail recovery reads this many offsets before the end first, then 16 times more each round.
 constexpr std::int64_t kTailWindow = 32;
+// A reader this many seqs or fewer behind a read's `from` reads on to it rather than seeking.
+constexpr std::uint64_t kSkipRatherThanSeek = 4096;
+// A read waiting for records it knows are there polls in slices this long: markers and
+// aborted records move the consumer's position without a message that would end the poll.
+constexpr int kReadSliceMs = 10;
 
 struct KafkaDeleter {
   void operator()(rd_kafka_t* rk) const {
@@ -115,6 +120,20 @@ bool transient_consumer_error(rd_kafka_resp_err_t e) {
   }
 }
 
+// The consumer's position in topic/partition (past the last record or marker it delivered),
+// or RD_KAFKA_OFFSET_INVALID (after a seek, before anything was delivered).
+std::int64_t consumer_position(rd_kafka_t* rk, const std::string& topic, std::int32_t partition) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition);
+  std::int64_t offset = RD_KAFKA_OFFSET_INVALID;
+  if (rd_kafka_position(rk, list) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+      list->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    offset = list->elems[0].offset;
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  return offset;
+}
+
 // A ledger record read back from Kafka.
 struct Decoded {
   Record record;
@@ -196,6 +215,29 @@ struct KafkaLog::Impl {
   mutable std::mutex index_mu;
   mutable std::vector<std::map<std::uint64_t, std::int64_t>> index;
 
+  // One long-lived reader per partition for read_range() and wait_for(); `mu` serialises the
+  // calls on one partition (different partitions read in parallel).
+  struct Reader {
+    std::mutex mu;
+    KafkaPtr consumer;  // null until the first read, and after a fatal error
+    bool paused = false;
+    bool positioned = false;  // else the next read seeks
+    // Every record the consumer has still to deliver has seq >= next; offsets below `offset`
+    // (records, markers, aborted records) are behind it.
+    std::uint64_t next = 0;
+    std::int64_t offset = 0;
+    // The highest last stable offset seen; it never moves back, so below it there is
+    // something (records or markers) still to deliver.
+    std::int64_t end = -1;
+    // Polled at or past a read's `to`: the next read delivers it first.
+    std::optional<Decoded> pending;
+  };
+  std::vector<std::unique_ptr<Reader>> readers;
+  // Asks for last stable offsets. It never fetches: a query on a reader's own connection would
+  // wait behind the reader's long-polling fetch.
+  mutable std::mutex offsets_mu;
+  mutable KafkaPtr offsets_client;
+
   mutable std::mutex cp_mu;
   mutable std::int64_t cp_next_offset = RD_KAFKA_OFFSET_BEGINNING;
   mutable std::map<std::uint32_t, std::string> cp_latest;
@@ -233,6 +275,7 @@ struct KafkaLog::Impl {
   // rd_kafka_new, which takes `conf` over on success and leaves it to us on failure.
   Result<KafkaPtr> new_client(rd_kafka_type_t type, rd_kafka_conf_t* conf) const;
   Result<KafkaPtr> new_consumer() const;
+  Result<KafkaPtr> new_reader() const;
   Result<KafkaPtr> new_plain_producer() const;
   Result<void> ensure_topics(rd_kafka_t* admin);
   struct TopicSpec {
@@ -260,7 +303,26 @@ struct KafkaLog::Impl {
   Result<void> refresh_checkpoints() const;
 
   void index_add(Partition p, std::uint64_t seq, std::int64_t offset) const;
-  std::int64_t index_floor(Partition p, std::uint64_t seq) const;
+  struct IndexEntry {
+    std::uint64_t seq = 0;
+    std::int64_t offset = RD_KAFKA_OFFSET_BEGINNING;
+  };
+  // The entry with the highest seq <= `seq`; {0, beginning} when there is none.
+  IndexEntry index_floor(Partition p, std::uint64_t seq) const;
+
+  struct Watermarks {
+    std::int64_t low = 0;
+    std::int64_t stable = 0;  // the last stable offset: read_committed readers stop there
+  };
+  Result<Watermarks> watermarks(Partition p) const;
+  // Puts partition p's reader where a read from `from` starts: creates, resumes, seeks. True
+  // when it asked the broker for the partition's watermarks (so `r.end` is fresh).
+  Result<bool> reader_start(Reader& r, Partition p, Seq from) const;
+  void reader_drop(Reader& r) const;
+  void reader_pause(Reader& r, Partition p) const;
+  // read_range() (no `wait_until`) and wait_for() (until `wait_until`).
+  Result<std::vector<Record>> read(Partition p, Seq from, Seq to, std::size_t max,
+                                   std::optional<SteadyClock::time_point> wait_until) const;
 
   Result<void> ensure_writer(Writer& w, Partition p);
   void drop_writer(Writer& w, Partition p);
@@ -350,6 +412,26 @@ Result<KafkaPtr> KafkaLog::Impl::new_consumer() const {
                                        {"enable.auto.commit", "false"},
                                        {"enable.auto.offset.store", "false"},
                                        {"auto.offset.reset", "earliest"},
+                                       {"fetch.wait.max.ms", "20"},
+                                   }));
+  SECHEX_TRY(auto consumer, new_client(RD_KAFKA_CONSUMER, conf));
+  rd_kafka_poll_set_consumer(consumer.get());
+  return consumer;
+}
+
+Result<KafkaPtr> KafkaLog::Impl::new_reader() const {
+  SECHEX_TRY(auto* conf, base_conf("sechex-ledger-reader",
+                                   {
+                                       {"group.id", "sechex-ledger-reader"},
+                                       {"isolation.level", "read_committed"},
+                                       {"enable.partition.eof", "true"},
+                                       {"enable.auto.commit", "false"},
+                                       {"enable.auto.offset.store", "false"},
+                                       {"auto.offset.reset", "earliest"},
+                                       // A long poll returns as soon as records commit; this
+                                       // bounds how long a seek waits behind one at the end
+                                       // (one fetch per connection at a time). Idle readers
+                                       // are paused, so it costs fetches only while waiting.
                                        {"fetch.wait.max.ms", "20"},
                                    }));
   SECHEX_TRY(auto consumer, new_client(RD_KAFKA_CONSUMER, conf));
@@ -512,6 +594,10 @@ Result<void> KafkaLog::Impl::scan(const std::string& topic, std::int32_t partiti
   const bool wait_past_eof = static_cast<bool>(stop_at_eof);
   SECHEX_TRY(auto consumer, new_consumer());
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  // librdkafka resolves the logical "beginning" with an offset lookup that costs a new client
+  // about half a second; offset 0 is the beginning unless records were deleted, and then
+  // auto.offset.reset (earliest) takes the slow way.
+  if (offset == RD_KAFKA_OFFSET_BEGINNING) offset = 0;
   rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = offset;
   const auto aerr = rd_kafka_assign(consumer.get(), list);
   rd_kafka_topic_partition_list_destroy(list);
@@ -549,6 +635,220 @@ Result<void> KafkaLog::Impl::scan(const std::string& topic, std::int32_t partiti
   }
 }
 
+void KafkaLog::Impl::reader_drop(Reader& r) const {
+  r.consumer.reset();
+  r.paused = false;
+  r.positioned = false;
+  r.pending.reset();
+}
+
+void KafkaLog::Impl::reader_pause(Reader& r, Partition p) const {
+  if (r.paused || !r.consumer) return;
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, opts.topic.c_str(), static_cast<std::int32_t>(p.value));
+  // Not fatal when it fails: the reader just keeps fetching.
+  r.paused = rd_kafka_pause_partitions(r.consumer.get(), list) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+             list->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
+Result<bool> KafkaLog::Impl::reader_start(Reader& r, Partition p, Seq from) const {
+  const auto kp = static_cast<std::int32_t>(p.value);
+  const auto where = opts.topic + "[" + std::to_string(p.value) + "]";
+  auto with_list = [&](std::int64_t offset, auto&& fn) {
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, opts.topic.c_str(), kp)->offset = offset;
+    auto result = fn(list);
+    rd_kafka_topic_partition_list_destroy(list);
+    return result;
+  };
+  // Waits until the fetcher moved, so nothing fetched before is delivered after it. False (and
+  // the reader dropped: a fresh consumer assigned at the offset leaves no doubt) on failure.
+  auto seek = [&](std::int64_t offset) {
+    const auto e = with_list(offset, [&](auto* list) {
+      auto out = take(r.consumer.get(), rd_kafka_seek_partitions(r.consumer.get(), list,
+                                                                 to_ms(opts.request_timeout)));
+      if (!out && list->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        out = from_code(r.consumer.get(), list->elems[0].err);
+      }
+      return out;
+    });
+    if (!e) return true;
+    note("kafka log: seeking the reader of " + where + " (recreating it): " + e.text);
+    reader_drop(r);
+    return false;
+  };
+  const bool resumed = r.consumer && r.paused;
+  if (resumed) {
+    const auto err = with_list(RD_KAFKA_OFFSET_INVALID, [&](auto* list) {
+      const auto e = rd_kafka_resume_partitions(r.consumer.get(), list);
+      return e != RD_KAFKA_RESP_ERR_NO_ERROR ? e : list->elems[0].err;
+    });
+    r.paused = false;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      note("kafka log: resuming the reader of " + where +
+           " (recreating it): " + rd_kafka_err2str(err));
+      reader_drop(r);
+    }
+  }
+  const auto floor = index_floor(p, from.value);
+  // Every record from `from` on is still ahead of the consumer: skipping up to `from` (records
+  // it has mostly prefetched) beats a seek, which waits for a fetch round trip, unless the
+  // index knows a start far past the consumer.
+  if (r.consumer && r.positioned && from.value >= r.next &&
+      (from.value - r.next < kSkipRatherThanSeek || floor.seq <= r.next)) {
+    if (r.pending && r.pending->record.position.seq < from) r.pending.reset();
+    // librdkafka (2.0) fetches for a resumed partition only when its broker thread next wakes
+    // up, up to a second later; a seek to where the reader is starts the fetch now.
+    if (!resumed || seek(r.offset)) return false;
+  }
+  r.pending.reset();
+  r.positioned = false;
+  // librdkafka resolves the logical "beginning" with an offset lookup that costs a new
+  // consumer about half a second: the low watermark is one round trip.
+  std::int64_t start = floor.offset;
+  bool asked = false;
+  if (start == RD_KAFKA_OFFSET_BEGINNING) {
+    SECHEX_TRY(const auto marks, watermarks(p));
+    start = marks.low;
+    r.end = std::max(r.end, marks.stable);
+    asked = true;
+  }
+  if (r.consumer) seek(start);
+  if (!r.consumer) {
+    SECHEX_TRY(auto consumer, new_reader());
+    const auto err =
+        with_list(start, [&](auto* list) { return rd_kafka_assign(consumer.get(), list); });
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return fail("assign " + where, from_code(nullptr, err));
+    r.consumer = std::move(consumer);
+  }
+  r.positioned = true;
+  r.next = floor.seq;
+  r.offset = start;
+  return asked;
+}
+
+Result<std::vector<Record>> KafkaLog::Impl::read(
+    Partition p, Seq from, Seq to, std::size_t max,
+    std::optional<SteadyClock::time_point> wait_until) const {
+  std::vector<Record> out;
+  auto& r = *readers[p.value];
+  std::lock_guard lock(r.mu);
+  SECHEX_TRY(bool asked_end, reader_start(r, p, from));
+  rd_kafka_t* c = r.consumer.get();
+  const auto kp = static_cast<std::int32_t>(p.value);
+  const auto where = opts.topic + "[" + std::to_string(p.value) + "]";
+  // This process's own committed appends: the coordinator writes the commit markers after
+  // commit_transaction() returned, so the last stable offset may not cover them yet.
+  std::uint64_t owed_until = 0;
+  if (!wait_until) {
+    std::lock_guard state(state_mu);
+    if (published[p.value]) owed_until = std::min(to.value, published[p.value]->next.value);
+  }
+  auto idle_deadline = SteadyClock::now() + opts.request_timeout;
+
+  // Each returns true when the read is complete.
+  auto deliver = [&](Decoded&& d) {
+    const auto seq = d.record.position.seq.value;
+    r.offset = std::max(r.offset, d.offset + 1);
+    r.next = seq + 1;
+    if (seq < from.value) return false;
+    if (seq >= to.value) {
+      r.next = seq;
+      r.pending = std::move(d);
+      return true;
+    }
+    out.push_back(std::move(d.record));
+    return out.size() >= max;
+  };
+  auto on_message = [&](rd_kafka_message_t* raw) -> Result<bool> {
+    std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> m(raw,
+                                                                         rd_kafka_message_destroy);
+    idle_deadline = SteadyClock::now() + opts.request_timeout;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      // Only once per end reached, so never waited for; but it does tell where the end is.
+      if (m->partition == kp) {
+        r.offset = std::max(r.offset, m->offset);
+        r.end = std::max(r.end, m->offset);
+      }
+      return false;
+    }
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      KafkaError e = from_code(c, m->err);
+      if (!e.fatal && transient_consumer_error(m->err)) {
+        note("kafka log: reading " + where + " (retrying): " + rd_kafka_message_errstr(m.get()));
+        return false;
+      }
+      if (!e.fatal) e.text = rd_kafka_message_errstr(m.get());
+      if (e.fatal) {
+        reader_drop(r);  // recreated by the next read
+      } else {
+        r.positioned = false;
+      }
+      return fail("reading " + where, e);
+    }
+    if (m->rkt == nullptr || m->partition != kp) return false;
+    auto d = decode(*m, p);
+    if (!d) {
+      r.positioned = false;
+      return d.error();
+    }
+    index_add(p, d.value().record.position.seq.value, d.value().offset);
+    return deliver(std::move(d).value());
+  };
+  // A reader at the end of its partition (`idle`), or past the range it was asked for, would
+  // only keep fetching until the next read: paused, it costs the broker nothing (and the next
+  // read one fetch round trip). A batch reader stopped by `max` keeps prefetching.
+  auto finish = [&](bool idle) {
+    if (idle || r.next >= to.value) reader_pause(r, p);
+    return std::move(out);
+  };
+
+  if (r.pending) {
+    auto d = std::move(*r.pending);
+    r.pending.reset();
+    if (deliver(std::move(d))) return finish(false);
+  }
+  for (;;) {
+    while (rd_kafka_message_t* m = rd_kafka_consumer_poll(c, 0)) {
+      SECHEX_TRY(const bool complete, on_message(m));
+      if (complete) return finish(false);
+    }
+    // Nothing queued. The polls also served the markers, which moved the position.
+    if (const auto pos = consumer_position(c, opts.topic, kp); pos > r.offset) {
+      r.offset = pos;
+      idle_deadline = SteadyClock::now() + opts.request_timeout;
+    }
+    int wait = 0;
+    if (wait_until) {
+      wait = remaining_ms(*wait_until);
+      if (!out.empty() || wait <= 0) return finish(out.empty());
+    } else {
+      const bool owed = std::max(r.next, from.value) < owed_until;
+      // At the end as far as this reader knows: only the broker can tell whether records
+      // committed since (an EOF is not repeated for a consumer already at the end).
+      if (!owed && r.offset >= r.end && !asked_end) {
+        SECHEX_TRY(const auto marks, watermarks(p));
+        r.end = std::max(r.end, marks.stable);
+        asked_end = true;
+      }
+      if (!owed && r.offset >= r.end) return finish(true);
+      wait = remaining_ms(idle_deadline);
+      if (wait <= 0) {
+        r.positioned = false;
+        return fail("reading " + where + " timed out at offset " + std::to_string(r.offset) +
+                        (owed ? " (records this process committed are missing)" : ""),
+                    Errc::io_error);
+      }
+      wait = std::min(wait, kReadSliceMs);
+    }
+    if (rd_kafka_message_t* m = rd_kafka_consumer_poll(c, wait)) {
+      SECHEX_TRY(const bool complete, on_message(m));
+      if (complete) return finish(false);
+    }
+  }
+}
+
 Result<Decoded> KafkaLog::Impl::decode(const rd_kafka_message_t& m, Partition p) const {
   const auto where = opts.topic + "[" + std::to_string(p.value) + "]@" + std::to_string(m.offset);
   rd_kafka_headers_t* hdrs = nullptr;
@@ -583,24 +883,43 @@ void KafkaLog::Impl::index_add(Partition p, std::uint64_t seq, std::int64_t offs
   m.emplace(seq, offset);
 }
 
-std::int64_t KafkaLog::Impl::index_floor(Partition p, std::uint64_t seq) const {
+KafkaLog::Impl::IndexEntry KafkaLog::Impl::index_floor(Partition p, std::uint64_t seq) const {
   std::lock_guard lock(index_mu);
   const auto& m = index[p.value];
   auto it = m.upper_bound(seq);
-  if (it == m.begin()) return RD_KAFKA_OFFSET_BEGINNING;
-  return std::prev(it)->second;
+  if (it == m.begin()) return {};
+  return {std::prev(it)->first, std::prev(it)->second};
+}
+
+Result<KafkaLog::Impl::Watermarks> KafkaLog::Impl::watermarks(Partition p) const {
+  rd_kafka_t* rk = nullptr;
+  {
+    std::lock_guard lock(offsets_mu);
+    if (!offsets_client) {
+      SECHEX_TRY(offsets_client, new_consumer());  // read_committed: asks for the LSO
+    }
+    rk = offsets_client.get();
+  }
+  const auto deadline = SteadyClock::now() + opts.request_timeout;
+  for (;;) {
+    Watermarks w;
+    const auto err =
+        rd_kafka_query_watermark_offsets(rk, opts.topic.c_str(), static_cast<std::int32_t>(p.value),
+                                         &w.low, &w.stable, std::max(1, remaining_ms(deadline)));
+    // It is never polled otherwise: drop the error events it queued (all brokers down, ...).
+    while (auto* m = rd_kafka_consumer_poll(rk, 0)) rd_kafka_message_destroy(m);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return w;
+    if (!transient_consumer_error(err) || SteadyClock::now() >= deadline) {
+      return fail("watermarks of partition " + std::to_string(p.value), from_code(rk, err));
+    }
+    note(std::string("kafka log: watermarks (retrying): ") + rd_kafka_err2str(err));
+    std::this_thread::sleep_for(Millis(50));
+  }
 }
 
 Result<Head> KafkaLog::Impl::recover_tail(Partition p) const {
-  std::int64_t lo = 0, hi = 0;
-  {
-    SECHEX_TRY(auto c, new_consumer());
-    // A read_committed consumer asks for the last stable offset.
-    const auto err = rd_kafka_query_watermark_offsets(c.get(), opts.topic.c_str(),
-                                                      static_cast<std::int32_t>(p.value), &lo, &hi,
-                                                      to_ms(opts.request_timeout));
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return fail("watermarks", from_code(nullptr, err));
-  }
+  SECHEX_TRY(const auto marks, watermarks(p));
+  const std::int64_t lo = marks.low, hi = marks.stable;
   const auto deadline = SteadyClock::now() + opts.request_timeout * 4;
   for (std::int64_t window = kTailWindow;; window *= 16) {
     if (hi <= lo) return Head{};
@@ -992,6 +1311,13 @@ KafkaLog::~KafkaLog() {
     std::lock_guard lock(w->mu);
     w->producer.reset();
   }
+  // rd_kafka_destroy joins each client's threads.
+  for (auto& r : impl_->readers) {
+    std::lock_guard lock(r->mu);
+    impl_->reader_drop(*r);
+  }
+  std::lock_guard lock(impl_->offsets_mu);
+  impl_->offsets_client.reset();
 }
 
 Result<std::unique_ptr<KafkaLog>> KafkaLog::open(const KafkaLogOptions& options) {
@@ -1020,6 +1346,10 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::open(const KafkaLogOptions& options)
   impl->published.resize(impl->partitions);
   impl->fenced_flags.assign(impl->partitions, false);
   impl->index.resize(impl->partitions);
+  impl->readers.reserve(impl->partitions);
+  for (std::uint32_t i = 0; i < impl->partitions; ++i) {
+    impl->readers.push_back(std::make_unique<Impl::Reader>());
+  }
   return std::unique_ptr<KafkaLog>(new KafkaLog(std::move(impl)));
 }
 
@@ -1269,43 +1599,20 @@ Head KafkaLog::head(Partition partition) const {
 
 Result<std::vector<Record>> KafkaLog::read_range(Partition partition, Seq from, Seq to,
                                                  std::size_t max) const {
-  std::vector<Record> out;
-  if (partition.value >= impl_->partitions || from >= to || max == 0) return out;
-  const auto start = impl_->index_floor(partition, from.value);
-  SECHEX_TRYV(impl_->scan(
-      impl_->opts.topic, static_cast<std::int32_t>(partition.value), start,
-      [&](const rd_kafka_message_t& m) -> Result<bool> {
-        SECHEX_TRY(auto d, impl_->decode(m, partition));
-        const auto seq = d.record.position.seq;
-        impl_->index_add(partition, seq.value, d.offset);
-        if (seq < from) return true;
-        if (seq >= to) return false;
-        out.push_back(std::move(d.record));
-        return out.size() < max;
-      },
-      SteadyClock::time_point::max()));
-  return out;
+  if (partition.value >= impl_->partitions || from >= to || max == 0) return std::vector<Record>{};
+  return impl_->read(partition, from, to, max, std::nullopt);
 }
 
 Result<std::vector<Record>> KafkaLog::wait_for(Partition partition, Seq from,
                                                std::chrono::milliseconds timeout,
                                                std::size_t max) const {
-  std::vector<Record> out;
-  if (partition.value >= impl_->partitions || max == 0) return out;
-  const auto start = impl_->index_floor(partition, from.value);
-  const auto deadline = SteadyClock::now() + timeout;
-  SECHEX_TRYV(impl_->scan(
-      impl_->opts.topic, static_cast<std::int32_t>(partition.value), start,
-      [&](const rd_kafka_message_t& m) -> Result<bool> {
-        SECHEX_TRY(auto d, impl_->decode(m, partition));
-        const auto seq = d.record.position.seq;
-        impl_->index_add(partition, seq.value, d.offset);
-        if (seq < from) return true;
-        out.push_back(std::move(d.record));
-        return out.size() < max;
-      },
-      deadline, [&] { return !out.empty(); }));
-  return out;
+  if (partition.value >= impl_->partitions || max == 0) return std::vector<Record>{};
+  const auto now = SteadyClock::now();
+  const auto until =
+      timeout >= std::chrono::duration_cast<Millis>(SteadyClock::time_point::max() - now)
+          ? SteadyClock::time_point::max()
+          : now + timeout;
+  return impl_->read(partition, from, Seq{UINT64_MAX}, max, until);
 }
 
 std::string default_transactional_id_prefix(const std::string& topic) {

@@ -490,5 +490,397 @@ TEST(KafkaLog, SignedCheckpointsInTheSameTransaction) {
   EXPECT_EQ(refused.fault->reason, "checkpoint_unknown_key");
 }
 
+// --- Long-lived readers (one consumer per partition, kept between reads) ---
+
+using Clock = std::chrono::steady_clock;
+
+// Appends `batches` batches of `per_batch` events; returns every record's hash by seq.
+std::vector<Hash> append_batches(KafkaLog& log, Partition p, int batches, int per_batch) {
+  std::vector<Hash> hashes;
+  const auto subject = subject_in(p.value, 2);
+  for (int b = 0; b < batches; ++b) {
+    std::vector<Bytes> batch;
+    for (int i = 0; i < per_batch; ++i) {
+      batch.push_back(make_event(subject, std::to_string(b) + "." + std::to_string(i)));
+    }
+    auto r = append_events(log, p, batch);
+    EXPECT_TRUE(r) << log.last_error();
+    if (!r) return hashes;
+    hashes.insert(hashes.end(), r.value().hashes.begin(), r.value().hashes.end());
+  }
+  return hashes;
+}
+
+// read_range must return exactly seqs [from, from + n) with the hashes appended.
+void expect_range(const KafkaLog& log, Partition p, std::uint64_t from, std::uint64_t to,
+                  std::size_t max, const std::vector<Hash>& hashes, std::size_t n) {
+  auto got = log.read_range(p, Seq{from}, Seq{to}, max);
+  ASSERT_TRUE(got) << got.error().message() << " " << log.last_error();
+  ASSERT_EQ(got.value().size(), n) << "read_range(" << from << ", " << to << ", " << max << ")";
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(got.value()[i].position.seq.value, from + i);
+    ASSERT_EQ(got.value()[i].hash, hashes[from + i]) << "seq " << from + i;
+  }
+}
+
+// Catch-up style: many small reads, each from where the previous one ended, by `max` and by
+// `to` (the record at `to` is polled but must come back on the next read), then reads that
+// seek back and forth on the same reader.
+TEST(KafkaLog, SmallSequentialReadsReturnEveryRecordOnceInOrderAndSeeksGoBack) {
+  REQUIRE_BROKER();
+  const auto o = options(unique("t-seq"), unique("x") + "-");
+  auto log = open_log(o);
+  ASSERT_TRUE(log);
+  const Partition p{0};
+  const auto hashes = append_batches(*log, p, 20, 500);
+  ASSERT_EQ(hashes.size(), 10'000u);
+  auto ro = o;
+  ro.read_only = true;
+  ro.create_if_missing = false;
+  auto reader = open_log(ro);  // no index from appends, no writer head: all from its reader
+  ASSERT_TRUE(reader);
+
+  for (const KafkaLog* l : {reader.get(), log.get()}) {
+    std::uint64_t next = 0;
+    int calls = 0;
+    Clock::duration spent[2] = {};
+    for (;; ++calls) {
+      // Alternately capped by `max` and by `to`.
+      const bool by_to = calls % 2 == 1;
+      const auto t0 = Clock::now();
+      auto batch = by_to ? l->read_range(p, Seq{next}, Seq{next + 61})
+                         : l->read_range(p, Seq{next}, Seq{UINT64_MAX}, 97);
+      spent[by_to] += Clock::now() - t0;
+      ASSERT_TRUE(batch) << batch.error().message() << " " << l->last_error();
+      if (batch.value().empty()) break;
+      for (const auto& r : batch.value()) {
+        ASSERT_EQ(r.position.seq.value, next) << "after " << calls << " reads";
+        ASSERT_EQ(r.hash, hashes[next]);
+        ++next;
+      }
+    }
+    EXPECT_EQ(next, hashes.size());
+    auto ms = [](auto d) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    };
+    std::cerr << (l == log.get() ? "writer" : "reader") << ": " << calls << " reads of " << next
+              << " records: " << ms(spent[0]) << " ms in reads capped by max, " << ms(spent[1])
+              << " ms in reads capped by to\n";
+  }
+
+  // Back and forth on the reader, now at the end of the partition.
+  expect_range(*reader, p, 5000, 5003, SIZE_MAX, hashes, 3);        // back
+  expect_range(*reader, p, 5003, 5010, SIZE_MAX, hashes, 7);        // on from there
+  expect_range(*reader, p, 17, 20, SIZE_MAX, hashes, 3);            // further back
+  expect_range(*reader, p, 9998, UINT64_MAX, SIZE_MAX, hashes, 2);  // forward, via the index
+  expect_range(*reader, p, 0, 1, SIZE_MAX, hashes, 1);
+  expect_range(*reader, p, 1, UINT64_MAX, 2, hashes, 2);
+  expect_range(*reader, p, 9000, UINT64_MAX, SIZE_MAX, hashes, 1000);
+  expect_range(*reader, p, 3, 4, 1, hashes, 1);
+  auto tail = reader->wait_for(p, Seq{9999}, 5s);
+  ASSERT_TRUE(tail) << reader->last_error();
+  ASSERT_EQ(tail.value().size(), 1u);
+  EXPECT_EQ(tail.value()[0].hash, hashes[9999]);
+  expect_range(*reader, p, 10'000, UINT64_MAX, SIZE_MAX, hashes, 0);
+  expect_range(*reader, p, 20'000, UINT64_MAX, SIZE_MAX, hashes, 0);  // past the end
+  expect_range(*reader, p, 4, 6, SIZE_MAX, hashes, 2);
+}
+
+// A record whose append() returned is in the next read_range() of the same log, and a read at
+// the end returns at once (the consumer got its EOF long ago and gets no other).
+TEST(KafkaLog, ReadRangeSeesOwnAppendsAndReturnsPromptlyAtTheEnd) {
+  REQUIRE_BROKER();
+  const auto o = options(unique("t-ryw"), unique("x") + "-");
+  auto log = open_log(o);
+  ASSERT_TRUE(log);
+  const Partition p{1};
+  const auto subject = subject_in(1, 2);
+  const auto bound = o.request_timeout / 2;
+  auto slowest = Clock::duration::zero();
+  auto total = Clock::duration::zero();
+  int reads = 0;
+  auto timed = [&](auto&& read) {
+    const auto t0 = Clock::now();
+    auto r = read();
+    const auto took = Clock::now() - t0;
+    slowest = std::max(slowest, took);
+    total += took;
+    ++reads;
+    EXPECT_LT(took, bound);
+    return r;
+  };
+  std::uint64_t next = 0;
+  std::vector<Hash> hashes;
+  for (int i = 0; i < 30; ++i) {
+    std::vector<Bytes> batch;
+    for (int k = 0; k <= i % 3; ++k) {
+      batch.push_back(make_event(subject, "ryw" + std::to_string(i) + "." + std::to_string(k)));
+    }
+    auto r = append_events(*log, p, batch);
+    ASSERT_TRUE(r) << log->last_error();
+    hashes.insert(hashes.end(), r.value().hashes.begin(), r.value().hashes.end());
+    auto got = timed([&] { return log->read_range(p, Seq{next}, Seq{UINT64_MAX}); });
+    ASSERT_TRUE(got) << log->last_error();
+    ASSERT_EQ(got.value().size(), batch.size()) << "append " << i;
+    for (const auto& rec : got.value()) {
+      ASSERT_EQ(rec.position.seq.value, next);
+      ASSERT_EQ(rec.hash, hashes[next]);
+      ++next;
+    }
+    auto none = timed([&] { return log->read_range(p, Seq{next}, Seq{UINT64_MAX}); });
+    ASSERT_TRUE(none) << log->last_error();
+    EXPECT_TRUE(none.value().empty());
+  }
+
+  // Another log (no writer head to go by) at the end of the partition: repeated reads return
+  // at once, and it sees what the writer committed since, once the broker's last stable offset
+  // covers it (recover_head() reads that offset too).
+  auto ro = o;
+  ro.read_only = true;
+  auto reader = open_log(ro);
+  ASSERT_TRUE(reader);
+  expect_range(*reader, p, 0, UINT64_MAX, SIZE_MAX, hashes, next);
+  for (int i = 0; i < 5; ++i) {
+    auto none = timed([&] { return reader->read_range(p, Seq{next}, Seq{UINT64_MAX}); });
+    ASSERT_TRUE(none) << reader->last_error();
+    EXPECT_TRUE(none.value().empty());
+  }
+  for (int round = 0; round < 5; ++round) {
+    auto r = append_events(*log, p, {make_event(subject, "more" + std::to_string(round))});
+    ASSERT_TRUE(r) << log->last_error();
+    hashes.push_back(r.value().head);
+    const auto deadline = Clock::now() + 10s;
+    while (reader->recover_head(p).value().next.value <= next && Clock::now() < deadline) {
+      std::this_thread::sleep_for(5ms);
+    }
+    timed([&] {
+      expect_range(*reader, p, next, UINT64_MAX, SIZE_MAX, hashes, 1);
+      return 0;
+    });
+    ++next;
+  }
+  std::cerr << reads << " reads, slowest "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count()
+            << " ms, mean "
+            << std::chrono::duration_cast<std::chrono::microseconds>(total).count() / reads
+            << " us\n";
+}
+
+// wait_for on a reader already at the end (its EOF long delivered): it wakes up for records
+// appended while it waits, and returns empty after its timeout when nothing comes.
+TEST(KafkaLog, WaitForOnAReaderAtTheEndWakesUpAndTimesOut) {
+  REQUIRE_BROKER();
+  const auto o = options(unique("t-wait"), unique("x") + "-");
+  auto log = open_log(o);
+  ASSERT_TRUE(log);
+  const Partition p{0};
+  const auto subject = subject_in(0, 2);
+  ASSERT_TRUE(append_events(*log, p, {make_event(subject, "w0"), make_event(subject, "w1")}))
+      << log->last_error();
+  auto ro = o;
+  ro.read_only = true;
+  auto reader = open_log(ro);
+  ASSERT_TRUE(reader);
+  // Collects records from `from` until `n` came or 15 s passed.
+  auto collect = [&](std::uint64_t from, std::size_t n) {
+    std::vector<Record> out;
+    const auto deadline = Clock::now() + 15s;
+    while (out.size() < n && Clock::now() < deadline) {
+      auto got = reader->wait_for(p, Seq{from + out.size()}, 15s);
+      EXPECT_TRUE(got) << reader->last_error();
+      if (!got) break;
+      for (auto& r : got.value()) out.push_back(std::move(r));
+    }
+    return out;
+  };
+  auto first = collect(0, 2);
+  ASSERT_EQ(first.size(), 2u);
+  std::uint64_t next = 2;
+  for (int round = 0; round < 4; ++round) {
+    const auto t0 = Clock::now();
+    auto none = reader->wait_for(p, Seq{next}, 300ms);
+    const auto took = Clock::now() - t0;
+    ASSERT_TRUE(none) << reader->last_error();
+    EXPECT_TRUE(none.value().empty());
+    EXPECT_GE(took, 290ms);
+    EXPECT_LT(took, 10s);
+
+    std::thread later([&] {
+      std::this_thread::sleep_for(200ms);
+      EXPECT_TRUE(append_events(*log, p,
+                                {make_event(subject, "a" + std::to_string(round)),
+                                 make_event(subject, "b" + std::to_string(round))}))
+          << log->last_error();
+    });
+    const auto t1 = Clock::now();
+    auto woke = collect(next, 2);
+    later.join();
+    EXPECT_LT(Clock::now() - t1, 10s);
+    ASSERT_EQ(woke.size(), 2u);
+    EXPECT_EQ(woke[0].position.seq.value, next);
+    EXPECT_EQ(note_of(woke[0]), "req-a" + std::to_string(round));
+    EXPECT_EQ(note_of(woke[1]), "req-b" + std::to_string(round));
+    next += 2;
+  }
+}
+
+// Produces `n` records continuing the chain at (next, head) on partition 0 in a transaction
+// of another transactional.id, then aborts it.
+void produce_aborted(const std::string& topic, const std::string& tid, Seq next, Hash head, int n) {
+  const Partition p{0};
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", brokers(), err, sizeof(err)), 0);
+  ASSERT_EQ(rd_kafka_conf_set(conf, "transactional.id", tid.c_str(), err, sizeof(err)), 0);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  ASSERT_NE(rk, nullptr) << err;
+  ASSERT_EQ(rd_kafka_init_transactions(rk, 30000), nullptr);
+  ASSERT_EQ(rd_kafka_begin_transaction(rk), nullptr);
+  for (int i = 0; i < n; ++i) {
+    const auto ev = make_event("aborted", "aborted" + std::to_string(i));
+    head = chain_hash(p, next, head, ev);
+    const auto value = encode_record(p, next, head, ev);
+    std::string seq;
+    for (int s = 56; s >= 0; s -= 8) seq.push_back(static_cast<char>(next.value >> s));
+    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(0),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_HEADER("seq", seq.data(), 8),
+                                RD_KAFKA_V_HEADER("hash", head.data(), 32), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    next = Seq{next.value + 1};
+  }
+  ASSERT_EQ(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(rd_kafka_abort_transaction(rk, 30000), nullptr);
+  rd_kafka_destroy(rk);
+}
+
+// A long-lived reader never delivers records of a transaction left open by a killed writer
+// (nor waits for it), nor of aborted ones, and reads on correctly after them.
+TEST(KafkaLog, LongLivedReaderSkipsOpenAndAbortedTransactions) {
+  REQUIRE_BROKER();
+  const auto topic = unique("t-readers-txn");
+  const auto prefix = unique("x") + "-";
+  const auto o = options(topic, prefix);
+  const Partition p{0};
+  const auto subject = subject_in(0, 2);
+  Head before;
+  {
+    auto log = open_log(o);
+    ASSERT_TRUE(log);
+    ASSERT_TRUE(append_events(*log, p, {make_event(subject, "c0"), make_event(subject, "c1")}))
+        << log->last_error();
+    before = log->head(p);
+  }
+  auto ro = o;
+  ro.read_only = true;
+  auto reader = open_log(ro);
+  ASSERT_TRUE(reader);
+  ASSERT_EQ(reader->read_range(p, Seq{0}, Seq{UINT64_MAX}).value().size(), 2u);
+
+  testing::TempDir dir;
+  const auto ready = dir.sub("ready");
+  auto child = testing::spawn(
+      {"/proc/self/exe", "--gtest_filter=KafkaLogChild.*"}, dir.sub("child.err"),
+      {"SECHEX_KAFKA_CHILD_TOPIC=" + topic, "SECHEX_KAFKA_CHILD_PREFIX=" + prefix,
+       "SECHEX_KAFKA_CHILD_NEXT=" + std::to_string(before.next.value),
+       "SECHEX_KAFKA_CHILD_HEAD=" + to_hex(before.hash), "SECHEX_KAFKA_CHILD_READY=" + ready});
+  const auto deadline = Clock::now() + 60s;
+  while (!std::filesystem::exists(ready) && Clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(std::filesystem::exists(ready)) << testing::slurp(dir.sub("child.err"));
+
+  // The open transaction holds the last stable offset below its records: nothing to read, and
+  // the read returns at once.
+  const auto t0 = Clock::now();
+  auto open_tail = reader->read_range(p, Seq{2}, Seq{UINT64_MAX});
+  EXPECT_LT(Clock::now() - t0, o.request_timeout / 2);
+  ASSERT_TRUE(open_tail) << reader->last_error();
+  EXPECT_TRUE(open_tail.value().empty());
+  auto waited = reader->wait_for(p, Seq{2}, 300ms);
+  ASSERT_TRUE(waited) << reader->last_error();
+  EXPECT_TRUE(waited.value().empty());
+  ::kill(child.pid, SIGKILL);
+  EXPECT_EQ(testing::wait_exit(child.pid), 128 + SIGKILL);
+
+  // The next writer aborts the open transaction and continues the chain at seq 2.
+  auto log = open_log(o);
+  ASSERT_TRUE(log);
+  auto c2 = append_events(*log, p, {make_event(subject, "c2")});
+  ASSERT_TRUE(c2) << log->last_error();
+  ASSERT_EQ(c2.value().first.value, 2u);
+  auto woke = reader->wait_for(p, Seq{2}, 15s);
+  ASSERT_TRUE(woke) << reader->last_error();
+  ASSERT_EQ(woke.value().size(), 1u);
+  EXPECT_EQ(note_of(woke.value()[0]), "req-c2");
+  EXPECT_EQ(woke.value()[0].hash, c2.value().head);
+
+  // An aborted transaction at the tail: a read at the end sees nothing and returns at once.
+  produce_aborted(topic, unique("rogue"), Seq{3}, c2.value().head, 4);
+  for (const KafkaLog* l : {reader.get(), log.get()}) {
+    const auto t1 = Clock::now();
+    auto none = l->read_range(p, Seq{3}, Seq{UINT64_MAX});
+    EXPECT_LT(Clock::now() - t1, o.request_timeout / 2);
+    ASSERT_TRUE(none) << l->last_error();
+    EXPECT_TRUE(none.value().empty());
+  }
+  auto c3 = append_events(*log, p, {make_event(subject, "c3")});
+  ASSERT_TRUE(c3) << log->last_error();
+  ASSERT_EQ(c3.value().first.value, 3u);
+  for (const KafkaLog* l : {reader.get(), log.get()}) {
+    const auto deadline2 = Clock::now() + 10s;
+    std::vector<Record> got;
+    while (got.empty() && Clock::now() < deadline2) {
+      got = l->read_range(p, Seq{3}, Seq{UINT64_MAX}).value();
+    }
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(note_of(got[0]), "req-c3");
+    // And from the start, by seeking back.
+    const auto records = read_checked(*l, p);
+    ASSERT_EQ(records.size(), 4u);
+    for (const auto& rec : records) {
+      EXPECT_EQ(note_of(rec).find("uncommitted"), std::string::npos);
+      EXPECT_EQ(note_of(rec).find("aborted"), std::string::npos);
+    }
+  }
+}
+
+// Reads of different partitions in parallel, and of one partition from several threads (each
+// read moving the shared reader somewhere else), all return what was appended.
+TEST(KafkaLog, ConcurrentReadsOfOneAndOfSeveralPartitions) {
+  REQUIRE_BROKER();
+  const auto o = options(unique("t-par"), unique("x") + "-");
+  auto log = open_log(o);
+  ASSERT_TRUE(log);
+  std::vector<std::vector<Hash>> hashes;
+  for (std::uint32_t i = 0; i < 2; ++i)
+    hashes.push_back(append_batches(*log, Partition{i}, 4, 500));
+  auto ro = o;
+  ro.read_only = true;
+  auto reader = open_log(ro);
+  ASSERT_TRUE(reader);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const Partition p{static_cast<std::uint32_t>(t % 2)};
+      const std::size_t step = 50 + 37 * static_cast<std::size_t>(t);
+      std::uint64_t next = static_cast<std::uint64_t>(t) * 100;
+      while (next < hashes[p.value].size()) {
+        auto got = reader->read_range(p, Seq{next}, Seq{UINT64_MAX}, step);
+        ASSERT_TRUE(got) << reader->last_error();
+        ASSERT_FALSE(got.value().empty()) << "partition " << p.value << " from " << next;
+        for (const auto& r : got.value()) {
+          ASSERT_EQ(r.position.seq.value, next);
+          ASSERT_EQ(r.hash, hashes[p.value][next]);
+          ++next;
+        }
+      }
+      EXPECT_TRUE(reader->read_range(p, Seq{next}, Seq{UINT64_MAX}).value().empty());
+    });
+  }
+  for (auto& t : threads) t.join();
+}
+
 }  // namespace
 }  // namespace sechex::ledger

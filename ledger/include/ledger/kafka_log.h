@@ -44,13 +44,39 @@
 //     the records are not there). If recovery itself fails (cluster unreachable) the outcome
 //     is unknown to the caller: Errc::io_error, and the next append recovers first.
 //
-// Readers: read_range() / wait_for() / head() use short-lived read_committed consumers with
-// explicit partition assignment (no consumer group offsets). seq -> offset comes from a
-// sparse in-memory index (one entry per ~256 seqs, filled by appends and reads); a seq below
-// the index's first entry is found by scanning from the partition's start, so the first
-// random read of an old seq in a fresh process costs a scan of the partition up to it.
+// Readers: read_range() and wait_for() keep one read_committed consumer per partition,
+// created by its first read, explicitly assigned (no consumer group offsets), with the seq and
+// Kafka offset it is at. Projection catch-up and tails read on from where the previous read
+// ended: they continue from the consumer's prefetched records instead of paying a consumer
+// start and a fetch round trip per batch. A read further on skips up to its `from` (a seek
+// would cost a fetch round trip), unless the seq -> offset index knows a start thousands of
+// seqs past the consumer; a read further back seeks. The index is sparse and in memory (one
+// entry per ~256 seqs, filled by appends and reads); a seq below its first entry is found by
+// scanning from the partition's start, so the first random read of an old seq in a fresh
+// process costs a scan of the partition up to it.
+//   - The end of a partition: librdkafka reports an EOF once per end reached, never again to a
+//     consumer already there, so a read never waits for one. With nothing queued, read_range()
+//     compares the consumer's position (past markers too) with the last stable offset, asked
+//     of the broker through a separate client that never fetches (on the reader's connection
+//     the question would queue behind its long poll): one round trip per read that reaches the
+//     end, and every record committed when the read began is returned. Records of this log's
+//     own appends are waited for even when the last stable offset does not cover them yet (the
+//     coordinator writes the commit markers after commit_transaction() returned), so a read
+//     after an append returned sees it.
+//   - wait_for() returns as soon as it has a record at or after `from`, else at `timeout`.
+//   - A reader left at the end of its partition or past the `to` it was asked for is paused
+//     until its next read: an idle reader would otherwise long-poll the broker forever, and a
+//     point read would prefetch up to librdkafka's queued.max.messages.kbytes it never uses.
+//     The next read resumes it with a fetch round trip.
+//   - Errors: transient ones are waited out (up to request_timeout without progress); a
+//     consumer that hit a fatal error is destroyed and the next read creates a new one; after
+//     any other error the next read seeks.
+// Reads of one partition are serialised on its reader; partitions are read in parallel. The
+// readers' clients live until ~KafkaLog, which destroys them (joining their threads); no other
+// threads are involved.
 // head() is the writer's state when this process writes the partition, else recovered from
-// the tail on each call (one consumer round trip).
+// the tail on each call (a watermark query and a short-lived consumer, like a writer's
+// recovery, which must be exact and so never relies on a reader's state).
 //
 // Errors: librdkafka errors map to Errc (errc_from_kafka); the Kafka error text of the last
 // failure is kept in last_error() and passed to KafkaLogOptions::log.
