@@ -1,0 +1,50 @@
+// A blocking HTTP/1.1 client for tests that drive a running ledgerd (Boost.Beast).
+#pragma once
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace sechex::testing {
+
+struct HttpReply {
+  unsigned status = 0;  // 0: no answer (connection refused or reset, or `timeout` passed)
+  std::string body;
+};
+
+// One request on a fresh connection to 127.0.0.1:`port`.
+inline HttpReply http_call(std::uint16_t port, boost::beast::http::verb verb,
+                           const std::string& target, const std::string& token = "",
+                           const std::string& body = "",
+                           std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  namespace asio = boost::asio;
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  HttpReply out;
+  try {
+    asio::io_context ioc;
+    beast::tcp_stream s(ioc);
+    s.expires_after(timeout);
+    s.connect({asio::ip::make_address("127.0.0.1"), port});
+    http::request<http::string_body> req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    req.body() = body;
+    req.prepare_payload();
+    http::write(s, req);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    http::read(s, buf, res);
+    out.status = res.result_int();
+    out.body = res.body();
+  } catch (const std::exception&) {
+    out.status = 0;
+  }
+  return out;
+}
+
+}  // namespace sechex::testing
