@@ -11,6 +11,7 @@
 #include <atomic>
 #include <boost/program_options.hpp>
 #include <condition_variable>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -489,16 +490,35 @@ int main(int argc, char** argv) {
   // Kafka mode: other nodes append to the partitions this one does not write; follow them so
   // reads (audit, auth's revocation checks) stay within about a second of the cluster.
   std::thread follower;
+  bool follower_done = false;  // guarded by mu
   if (kafka != nullptr) {
     follower = std::thread([&] {
+      struct Done {
+        std::mutex& m;
+        std::condition_variable& c;
+        bool& done;
+        ~Done() {
+          {
+            std::lock_guard l(m);
+            done = true;
+          }
+          c.notify_all();
+        }
+      } mark_done{mu, cv, follower_done};
       std::unique_lock lock(mu);
       while (!cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping; })) {
         if (!caught_up) continue;
         lock.unlock();
         for (std::uint32_t i = 0; i < log.partition_count(); ++i) {
+          {
+            std::lock_guard stop_lock(mu);
+            if (stopping) break;
+          }
           const ledger::Partition p{i};
           if (kafka->writes(p)) continue;  // the command path keeps it current
-          if (auto r = commands.sync(p); !r) {
+          auto r = commands.sync(p);
+          if (!r && r.error() == ledger::Errc::closed) break;  // shutting down
+          if (!r) {
             std::cerr << "ledgerd: following partition " << i << " failed: " << r.error().message()
                       << "\n";
           }
@@ -512,6 +532,9 @@ int main(int argc, char** argv) {
   sigwait(&signals, &sig);
   std::cerr << "ledgerd: stopping (signal " << sig << ")\n";
   server.stop();
+  // Reads that wait on an unreachable cluster (catch-up, the follower) end now, not after
+  // their timeouts: a shutdown must fit in a supervisor's grace period.
+  if (kafka != nullptr) kafka->interrupt();
   catch_up.join();
   if (ingest_worker) ingest_worker->stop();
   {
@@ -520,7 +543,21 @@ int main(int argc, char** argv) {
   }
   cv.notify_all();
   checkpointer.join();
-  if (follower.joinable()) follower.join();
+  if (follower.joinable()) {
+    // A Kafka call that ignores its timeout while no broker answers must not hold the stop
+    // past a supervisor's grace period. Nothing is pending then (the server, ingest and
+    // checkpoints have stopped) and the projections commit atomically, so leaving is safe.
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, std::chrono::seconds(5), [&] { return follower_done; })) {
+      std::cerr << "ledgerd: a read of the Kafka cluster did not end within 5 s of stopping; "
+                   "exiting without waiting for it\n";
+      spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+      std::cerr.flush();
+      std::_Exit(0);
+    }
+    lock.unlock();
+    follower.join();
+  }
   (void)log.checkpoint_due(/*force=*/true);
   // Buffered access-log lines go out before exit (shutdown() alone drops loggers unflushed).
   spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });

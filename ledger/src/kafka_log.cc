@@ -246,6 +246,11 @@ struct KafkaLog::Impl {
   mutable std::string last_error;
 
   std::atomic<std::uint64_t> writer_generation{0};
+  // Set by interrupt(): blocking reads give up (Errc::closed) at their next slice.
+  std::atomic<bool> interrupted{false};
+  std::error_code closed(const std::string& what) const {
+    return fail(what + ": interrupted (shutting down)", Errc::closed);
+  }
   std::atomic<std::uint64_t> stat_appends{0}, stat_events{0}, stat_groups{0}, stat_checkpoints{0};
 
   void note(const std::string& what) const {
@@ -605,6 +610,7 @@ Result<void> KafkaLog::Impl::scan(const std::string& topic, std::int32_t partiti
 
   auto idle_deadline = SteadyClock::now() + opts.request_timeout;
   for (;;) {
+    if (interrupted.load(std::memory_order_relaxed)) return closed("reading " + topic);
     const auto until = wait_past_eof ? deadline : std::min(deadline, idle_deadline);
     const int wait = remaining_ms(until);
     if (wait <= 0) {
@@ -810,6 +816,10 @@ Result<std::vector<Record>> KafkaLog::Impl::read(
     if (deliver(std::move(d))) return finish(false);
   }
   for (;;) {
+    if (interrupted.load(std::memory_order_relaxed)) {
+      r.positioned = false;
+      return closed("reading " + where);
+    }
     while (rd_kafka_message_t* m = rd_kafka_consumer_poll(c, 0)) {
       SECHEX_TRY(const bool complete, on_message(m));
       if (complete) return finish(false);
@@ -902,16 +912,20 @@ Result<KafkaLog::Impl::Watermarks> KafkaLog::Impl::watermarks(Partition p) const
   }
   const auto deadline = SteadyClock::now() + opts.request_timeout;
   for (;;) {
+    if (interrupted.load(std::memory_order_relaxed)) return closed("watermarks");
     Watermarks w;
-    const auto err =
-        rd_kafka_query_watermark_offsets(rk, opts.topic.c_str(), static_cast<std::int32_t>(p.value),
-                                         &w.low, &w.stable, std::max(1, remaining_ms(deadline)));
+    // In slices of at most a second, so that interrupt() is noticed while the cluster is down.
+    const auto err = rd_kafka_query_watermark_offsets(
+        rk, opts.topic.c_str(), static_cast<std::int32_t>(p.value), &w.low, &w.stable,
+        std::clamp(remaining_ms(deadline), 1, 1000));
     // It is never polled otherwise: drop the error events it queued (all brokers down, ...).
     while (auto* m = rd_kafka_consumer_poll(rk, 0)) rd_kafka_message_destroy(m);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return w;
-    if (!transient_consumer_error(err) || SteadyClock::now() >= deadline) {
+    const bool slice_timed_out = err == RD_KAFKA_RESP_ERR__TIMED_OUT;
+    if ((!transient_consumer_error(err) && !slice_timed_out) || SteadyClock::now() >= deadline) {
       return fail("watermarks of partition " + std::to_string(p.value), from_code(rk, err));
     }
+    if (slice_timed_out) continue;
     note(std::string("kafka log: watermarks (retrying): ") + rd_kafka_err2str(err));
     std::this_thread::sleep_for(Millis(50));
   }
@@ -1571,6 +1585,8 @@ Result<void> KafkaLog::claim(Partition partition) {
   std::lock_guard lock(w.mu);
   return impl_->ensure_writer(w, partition);
 }
+
+void KafkaLog::interrupt() { impl_->interrupted.store(true, std::memory_order_relaxed); }
 
 bool KafkaLog::writes(Partition partition) const {
   std::lock_guard lock(impl_->state_mu);

@@ -40,6 +40,9 @@ inline ExecPlan plan_exec(const std::vector<std::string>& argv,
   auto name_of = [](const std::string& kv) { return kv.substr(0, kv.find('=')); };
   std::vector<std::string> vars;
   for (char** e = environ; *e != nullptr; ++e) vars.emplace_back(*e);
+  // ops/kafka/with-broker exports SECHEX_KAFKA_BROKERS for the test binaries; ledgerd would
+  // read it as --kafka-brokers (SECHEX_<FLAG>). Children get brokers only on their command line.
+  std::erase_if(vars, [&](const std::string& v) { return name_of(v) == "SECHEX_KAFKA_BROKERS"; });
   for (const auto& kv : env) {
     const auto name = name_of(kv);
     std::erase_if(vars, [&](const std::string& v) { return name_of(v) == name; });

@@ -210,6 +210,10 @@ class KafkaLog final : public Log {
   // Log::claim: creates the partition's writer now (init_transactions fences any other writer
   // and settles its open transaction), so state read after it is final until we write.
   Result<void> claim(Partition partition) override;
+  // For shutdown: from now on, blocking reads (read_range, wait_for, head of a partition this
+  // process does not write, the key topic) give up within about a second with Errc::closed,
+  // also while the cluster is unreachable. Appends are not affected.
+  void interrupt();
   // True while this process is `partition`'s ready, unfenced writer.
   bool writes(Partition partition) const;
   // Moves each time a writer becomes ready (after fencing whoever wrote before): state cached
