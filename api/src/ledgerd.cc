@@ -242,9 +242,9 @@ int main(int argc, char** argv) {
   }
   std::vector<std::pair<std::string, std::string>> kafka_settings;
   for (const auto& kv : kafka_config) {
-    const auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) return fail("--kafka-config wants KEY=VALUE");
-    kafka_settings.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    auto setting = ledger::parse_kafka_setting(kv);
+    if (!setting) return fail("--kafka-config wants KEY=VALUE, not " + kv);
+    kafka_settings.push_back(std::move(*setting));
   }
   if (!vm.count("kafka-transactional-id-prefix")) {
     txn_prefix = ledger::default_transactional_id_prefix(topic);

@@ -1635,4 +1635,10 @@ std::string default_transactional_id_prefix(const std::string& topic) {
   return topic == "ledger.events" ? std::string() : topic + ".";
 }
 
+std::optional<std::pair<std::string, std::string>> parse_kafka_setting(std::string_view kv) {
+  const auto eq = kv.find('=');
+  if (eq == std::string_view::npos || eq == 0) return std::nullopt;
+  return std::pair<std::string, std::string>(kv.substr(0, eq), kv.substr(eq + 1));
+}
+
 }  // namespace sechex::ledger

@@ -46,6 +46,7 @@ struct Common {
   std::string kafka_brokers;
   std::string topic = "ledger.events";
   std::optional<std::string> transactional_id_prefix;  // else default_transactional_id_prefix
+  std::vector<std::string> kafka_config;               // KEY=VALUE librdkafka settings
   std::string kek_file;
   std::string trusted_keys;
   std::string signing_key;
@@ -92,6 +93,11 @@ KafkaLogOptions kafka_options(const Common& c) {
   KafkaLogOptions o;
   o.brokers = c.kafka_brokers;
   o.topic = c.topic;
+  for (const auto& kv : c.kafka_config) {
+    auto setting = parse_kafka_setting(kv);
+    if (!setting) fail("--kafka-config wants KEY=VALUE, not " + kv);
+    o.client_config.push_back(std::move(*setting));
+  }
   return o;
 }
 
@@ -738,6 +744,8 @@ int main(int argc, char** argv) {
       "HOST:PORT[,...] with --log kafka")(
       "topic", po::value<std::string>(&c.topic)->default_value("ledger.events"),
       "Kafka topic of the ledger")(
+      "kafka-config", po::value<std::vector<std::string>>(&c.kafka_config),
+      "KEY=VALUE, repeatable: a librdkafka setting (security.protocol, sasl.*, ssl.*), as ledgerd")(
       "kafka-transactional-id-prefix", po::value<std::string>(),
       "demo --log kafka writes with transactional.id PREFIX + ledger-<partition>; default, as "
       "ledgerd's: empty for topic ledger.events, else \"<topic>.\"")(
@@ -774,8 +782,9 @@ int main(int argc, char** argv) {
       std::cerr << kUsage << global;
       return kOk;
     }
-    if (!kafka_mode(c) && (!c.kafka_brokers.empty() || c.transactional_id_prefix)) {
-      fail("--kafka-brokers and --kafka-transactional-id-prefix need --log kafka");
+    if (!kafka_mode(c) &&
+        (!c.kafka_brokers.empty() || c.transactional_id_prefix || !c.kafka_config.empty())) {
+      fail("--kafka-brokers, --kafka-config and --kafka-transactional-id-prefix need --log kafka");
     }
     if (kafka_mode(c) && c.kafka_brokers.empty()) {
       fail("--log kafka needs --kafka-brokers HOST:PORT");

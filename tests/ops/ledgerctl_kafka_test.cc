@@ -464,6 +464,17 @@ TEST(LedgerctlKafkaFlags, CommandsAndFlagsThatDoNotFitTheLogExitTwo) {
     EXPECT_EQ(r.code, 2) << argv[3];
     EXPECT_NE(r.err.find("ledgerctl: "), std::string::npos) << r.err;
   }
+  // --kafka-config reaches librdkafka, which refuses an unknown setting before connecting;
+  // a malformed one never gets that far.
+  for (const auto& [setting, says] :
+       {std::pair<std::string, std::string>{"no-equals-sign", "KEY=VALUE"},
+        {"not.a.librdkafka.setting=1", "cannot open the Kafka log"}}) {
+    auto argv = kafka;
+    argv.insert(argv.end(), {"--kafka-config", setting, "verify"});
+    const auto r = testing::run(argv, {"SECHEX_KEK="});
+    EXPECT_EQ(r.code, 2) << setting;
+    EXPECT_NE(r.err.find(says), std::string::npos) << setting << ": " << r.err;
+  }
   EXPECT_FALSE(std::filesystem::exists(dir.sub("log"))) << "nothing was written";
   EXPECT_FALSE(std::filesystem::exists(dir.sub("keys"))) << "nothing was written";
 }

@@ -149,6 +149,9 @@ struct KafkaLogOptions {
 // each other while ledgerd and ledgerctl writing the same topic always do (one chain, one
 // writer). One function so that the programs cannot disagree.
 std::string default_transactional_id_prefix(const std::string& topic);
+// "KEY=VALUE" of a --kafka-config flag (ledgerd and ledgerctl), or nullopt when malformed (no
+// '=' or an empty key). librdkafka itself checks the key and value when the client is made.
+std::optional<std::pair<std::string, std::string>> parse_kafka_setting(std::string_view kv);
 
 // Maps a librdkafka error code (rd_kafka_resp_err_t, as int) to the ledger's code:
 // fencing -> writer_failed, __DESTROY -> closed, unknown topic/partition -> store_missing,
