@@ -424,25 +424,11 @@ Result<KafkaPtr> KafkaLog::Impl::new_consumer() const {
   return consumer;
 }
 
-Result<KafkaPtr> KafkaLog::Impl::new_reader() const {
-  SECHEX_TRY(auto* conf, base_conf("sechex-ledger-reader",
-                                   {
-                                       {"group.id", "sechex-ledger-reader"},
-                                       {"isolation.level", "read_committed"},
-                                       {"enable.partition.eof", "true"},
-                                       {"enable.auto.commit", "false"},
-                                       {"enable.auto.offset.store", "false"},
-                                       {"auto.offset.reset", "earliest"},
-                                       // A long poll returns as soon as records commit; this
-                                       // bounds how long a seek waits behind one at the end
-                                       // (one fetch per connection at a time). Idle readers
-                                       // are paused, so it costs fetches only while waiting.
-                                       {"fetch.wait.max.ms", "20"},
-                                   }));
-  SECHEX_TRY(auto consumer, new_client(RD_KAFKA_CONSUMER, conf));
-  rd_kafka_poll_set_consumer(consumer.get());
-  return consumer;
-}
+// The same settings as a scan's consumer. Its fetch.wait.max.ms (20 ms) matters more here: a
+// long poll returns as soon as records commit, and it bounds how long a seek waits behind one
+// at the end (one fetch per connection at a time). Idle readers are paused, so it costs
+// fetches only while waiting.
+Result<KafkaPtr> KafkaLog::Impl::new_reader() const { return new_consumer(); }
 
 Result<KafkaPtr> KafkaLog::Impl::new_plain_producer() const {
   SECHEX_TRY(auto* conf,

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "ledger/log.h"
+#include "support/http.h"
 #include "support/process.h"
 
 namespace sechex::api {
@@ -28,36 +29,11 @@ using json = nlohmann::json;
 using testing::run;
 using testing::slurp;
 
-struct Reply {
-  unsigned status = 0;
-  std::string body;
-};
+using Reply = testing::HttpReply;
 
-// One request on a fresh connection; status 0 when the connection failed.
 Reply call(std::uint16_t port, http::verb verb, const std::string& target,
            const std::string& token = "", const std::string& body = "") {
-  Reply out;
-  try {
-    asio::io_context ioc;
-    beast::tcp_stream s(ioc);
-    s.expires_after(std::chrono::seconds(10));
-    s.connect({asio::ip::make_address("127.0.0.1"), port});
-    http::request<http::string_body> req{verb, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
-    if (!body.empty()) req.set(http::field::content_type, "application/json");
-    req.body() = body;
-    req.prepare_payload();
-    http::write(s, req);
-    beast::flat_buffer buf;
-    http::response<http::string_body> res;
-    http::read(s, buf, res);
-    out.status = res.result_int();
-    out.body = res.body();
-  } catch (const std::exception&) {
-    out.status = 0;
-  }
-  return out;
+  return testing::http_call(port, verb, target, token, body);
 }
 
 class LedgerdApi : public ::testing::Test {
