@@ -290,24 +290,46 @@ Result<ledger::Bytes> build_application_event(ledger::KeyStore& keys, const Inge
   return b.finish(body);
 }
 
-std::variant<IngestEvent, std::string> parse_ingest_event(std::string_view json_object) {
-  // One validator for both doors: the record is checked exactly as one event of a POST body.
-  std::string body = R"({"events":[)";
-  body.append(json_object);
-  body += "]}";
-  auto parsed = parse_ingest_batch(body);
-  if (auto* refusal = std::get_if<Response>(&parsed)) {
-    const auto j = json::parse(refusal->body, nullptr, false);
-    if (j.is_object() && j.contains("error") && j["error"].contains("message")) {
-      return j["error"]["message"].get<std::string>();
+namespace {
+
+struct EventRefusal {
+  std::string field;
+  std::string message;
+};
+
+// The checks of one event object, shared by POST /v1/events and the Kafka ingest topic.
+std::variant<IngestEvent, EventRefusal> validate_event(const json& e) {
+  if (!e.is_object()) return EventRefusal{"", "each event must be an object"};
+  IngestEvent ev;
+  for (const auto& [k, v] : e.items()) {
+    if (k == "subject") {
+      if (!v.is_string()) return EventRefusal{k, "subject must be a string"};
+      ev.subject = v.get<std::string>();
+      if (ev.subject.empty() || ev.subject.size() > kMaxSubject ||
+          !printable_utf8_without_controls(ev.subject)) {
+        return EventRefusal{k, "subject must be 1..256 printable characters"};
+      }
+    } else if (k == "type") {
+      if (!v.is_string() || !valid_type_name(v.get<std::string>())) {
+        return EventRefusal{k, "type must be a lower-case dotted name like order.shipped"};
+      }
+      ev.type = v.get<std::string>();
+    } else if (k == "payload" || k == "personal") {
+      if (!v.is_object()) return EventRefusal{k, k + " must be an object"};
+      if (json_depth(v) > kMaxFreeFormDepth) {
+        return EventRefusal{k, k + " may nest at most 2 levels"};
+      }
+      (k == "payload" ? ev.payload_json : ev.personal_json) = v.dump();
+    } else {
+      return EventRefusal{k, "unknown field"};
     }
-    return std::string("invalid event");
   }
-  auto& events = std::get<std::vector<IngestEvent>>(parsed);
-  // `{...},{...}` would smuggle two events into one record.
-  if (events.size() != 1) return std::string("a record holds exactly one event object");
-  return std::move(events.front());
+  if (ev.subject.empty()) return EventRefusal{"subject", "subject is required"};
+  if (ev.type.empty()) return EventRefusal{"type", "type is required"};
+  return ev;
 }
+
+}  // namespace
 
 std::variant<std::vector<IngestEvent>, Response> parse_ingest_batch(std::string_view body) {
   JsonLimits limits;
@@ -330,37 +352,25 @@ std::variant<std::vector<IngestEvent>, Response> parse_ingest_batch(std::string_
   std::vector<IngestEvent> out;
   out.reserve(events.size());
   for (std::size_t i = 0; i < events.size(); ++i) {
-    const auto& e = events[i];
-    if (!e.is_object()) return invalid_event(i, "", "each event must be an object");
-    IngestEvent ev;
-    for (const auto& [k, v] : e.items()) {
-      if (k == "subject") {
-        if (!v.is_string()) return invalid_event(i, k, "subject must be a string");
-        ev.subject = v.get<std::string>();
-        if (ev.subject.empty() || ev.subject.size() > kMaxSubject ||
-            !printable_utf8_without_controls(ev.subject)) {
-          return invalid_event(i, k, "subject must be 1..256 printable characters");
-        }
-      } else if (k == "type") {
-        if (!v.is_string() || !valid_type_name(v.get<std::string>())) {
-          return invalid_event(i, k, "type must be a lower-case dotted name like order.shipped");
-        }
-        ev.type = v.get<std::string>();
-      } else if (k == "payload" || k == "personal") {
-        if (!v.is_object()) return invalid_event(i, k, std::string(k) + " must be an object");
-        if (json_depth(v) > kMaxFreeFormDepth) {
-          return invalid_event(i, k, std::string(k) + " may nest at most 2 levels");
-        }
-        (k == "payload" ? ev.payload_json : ev.personal_json) = v.dump();
-      } else {
-        return invalid_event(i, k, "unknown field");
-      }
+    auto checked = validate_event(events[i]);
+    if (auto* refusal = std::get_if<EventRefusal>(&checked)) {
+      return invalid_event(i, refusal->field, refusal->message);
     }
-    if (ev.subject.empty()) return invalid_event(i, "subject", "subject is required");
-    if (ev.type.empty()) return invalid_event(i, "type", "type is required");
-    out.push_back(std::move(ev));
+    out.push_back(std::get<IngestEvent>(std::move(checked)));
   }
   return out;
+}
+
+std::variant<IngestEvent, std::string> parse_ingest_event(std::string_view json_object) {
+  JsonLimits limits;
+  limits.max_depth = kIngestDepth - 2;  // the object sits two levels lower in a POST body
+  auto parsed = parse_json_input(json_object, limits);
+  if (!parsed.ok) return parsed.detail;
+  auto checked = validate_event(parsed.value);
+  if (auto* refusal = std::get_if<EventRefusal>(&checked)) {
+    return refusal->field.empty() ? refusal->message : refusal->field + ": " + refusal->message;
+  }
+  return std::get<IngestEvent>(std::move(checked));
 }
 
 LedgerApi::LedgerApi(CommandPath& commands, ledger::KeyStore& keys, const Authenticator& auth,

@@ -277,6 +277,7 @@ int main(int argc, char** argv) {
   if (!kek) return fail("key-encryption key: " + kek.error().message());
   std::unique_ptr<ledger::Log> log_holder;
   ledger::KafkaLog* kafka = nullptr;
+  ledger::KafkaKeys* kafka_keys = nullptr;  // owned by `keys`
   std::unique_ptr<ledger::KeyStore> keys;
   if (kafka_mode) {
     ledger::KafkaLogOptions ko;
@@ -294,8 +295,9 @@ int main(int argc, char** argv) {
                   opened.error().message());
     }
     kafka = opened.value().get();
-    auto k =
-        ledger::KeyStore::open(std::make_unique<ledger::KafkaKeys>(*kafka), std::move(kek).value());
+    auto backend = std::make_unique<ledger::KafkaKeys>(*kafka);
+    kafka_keys = backend.get();
+    auto k = ledger::KeyStore::open(std::move(backend), std::move(kek).value());
     if (!k) {
       return fail(k.error() == ledger::Errc::key_invalid
                       ? "key-encryption key does not match this ledger"
@@ -509,6 +511,10 @@ int main(int argc, char** argv) {
       while (!cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping; })) {
         if (!caught_up) continue;
         lock.unlock();
+        // Erasures made by other nodes reach this node's key cache (off the request path).
+        if (auto r = kafka_keys->refresh_if_stale(); !r && r.error() != ledger::Errc::closed) {
+          std::cerr << "ledgerd: reading the data keys failed: " << r.error().message() << "\n";
+        }
         for (std::uint32_t i = 0; i < log.partition_count(); ++i) {
           {
             std::lock_guard stop_lock(mu);

@@ -83,16 +83,15 @@ Result<KeyBackend::Stored> KafkaKeys::get(std::string_view subject_view) {
   return known ? *known : Stored{};
 }
 
-std::uint64_t KafkaKeys::erasure_epoch() {
+Result<void> KafkaKeys::refresh_if_stale() {
   const auto now = std::chrono::steady_clock::now();
-  bool stale;
   {
     std::shared_lock lock(mu_);
-    stale = !refreshed_once_ || now - refreshed_at_ >= max_staleness_;
+    if (refreshed_once_ && now - refreshed_at_ < max_staleness_) {
+      return boost::outcome_v2::success();
+    }
   }
-  // On failure the old epoch stands; the next lookup that needs the cluster reports the error.
-  if (stale) (void)refresh(now - max_staleness_);
-  return epoch_.load(std::memory_order_acquire);
+  return refresh(now - max_staleness_);
 }
 
 Result<void> KafkaKeys::put(std::string_view subject, std::string_view wrapped) {

@@ -361,6 +361,12 @@ struct KafkaLog::Impl {
 
 namespace {
 
+bool envelopes_ok(std::span<const ByteView> events) {
+  return std::all_of(events.begin(), events.end(), [](const ByteView& e) {
+    return schemas::check_envelope(e.data(), e.size()) == schemas::CheckResult::ok;
+  });
+}
+
 extern "C" void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   auto* w = static_cast<KafkaLog::Impl::Writer*>(opaque);
   if (w == nullptr) return;
@@ -1384,11 +1390,7 @@ Result<AppendResult> KafkaLog::append_with_keys(Partition partition,
                                                 std::span<const KeyRecord> keys) {
   if (impl_->opts.read_only) return Errc::invalid_argument;
   if (events.empty() || partition.value >= impl_->partitions) return Errc::invalid_argument;
-  for (const auto& e : events) {
-    if (schemas::check_envelope(e.data(), e.size()) != schemas::CheckResult::ok) {
-      return Errc::invalid_argument;
-    }
-  }
+  if (!envelopes_ok(events)) return Errc::invalid_argument;
   auto& w = *impl_->writers[partition.value];
   std::lock_guard lock(w.mu);
   if (w.fenced) {
@@ -1438,11 +1440,7 @@ Result<AppendResult> KafkaLog::append_consumed(Partition partition,
       consumed.group_metadata == nullptr) {
     return Errc::invalid_argument;
   }
-  for (const auto& e : events) {
-    if (schemas::check_envelope(e.data(), e.size()) != schemas::CheckResult::ok) {
-      return Errc::invalid_argument;
-    }
-  }
+  if (!envelopes_ok(events)) return Errc::invalid_argument;
   auto& w = *impl_->writers[partition.value];
   std::lock_guard lock(w.mu);
   if (w.fenced) return Errc::writer_failed;

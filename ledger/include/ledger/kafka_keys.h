@@ -52,9 +52,12 @@ class KafkaKeys final : public KeyBackend {
   Result<void> put(std::string_view subject, std::string_view wrapped) override;
   Result<AppendResult> erase(std::string_view subject, ByteView erased_event) override;
   Result<std::optional<std::string>> kek_check(std::string_view candidate) override;
-  // Refreshes a copy older than max_staleness first, so that a process which only reads (and
-  // caches unwrapped keys) notices another node's erasure within that bound.
-  std::uint64_t erasure_epoch() override;
+  // No I/O: request threads call it on every key lookup. See refresh_if_stale().
+  std::uint64_t erasure_epoch() override { return epoch_.load(std::memory_order_acquire); }
+  // Brings a copy older than max_staleness up to date. A long-running process calls it
+  // periodically off the request path (ledgerd's follower thread), so that keys it caches
+  // unwrapped are dropped within about that bound after another node erases their subject.
+  Result<void> refresh_if_stale();
 
  private:
   std::optional<Stored> lookup(const std::string& subject) const;

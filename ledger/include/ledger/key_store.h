@@ -90,7 +90,7 @@ class KeyBackend {
   // Returns nullopt only when there is none and this backend may not write it.
   virtual Result<std::optional<std::string>> kek_check(std::string_view candidate) = 0;
   // Bumped whenever an erasure becomes known to this process (own or another's): caches of
-  // unwrapped keys are dropped when it moves. A shared backend may refresh its view first.
+  // unwrapped keys are dropped when it moves. Cheap: called on every lookup.
   virtual std::uint64_t erasure_epoch() = 0;
 };
 
