@@ -41,6 +41,20 @@ Result<std::uint64_t> CommandPath::sync(ledger::Partition p) {
   return sync_locked(p, /*claimed=*/false);
 }
 
+Result<std::uint64_t> CommandPath::follow(ledger::Partition p) {
+  if (p.value >= locks_.size()) return ledger::Errc::invalid_argument;
+  std::uint64_t applied = 0;
+  for (;;) {
+    const auto from = projections_.position(p);
+    SECHEX_TRY(auto records, log_.read_range(p, from, ledger::Seq{UINT64_MAX}, kApplyBatch));
+    if (records.empty()) return applied;
+    std::lock_guard lock(*locks_[p.value]);
+    if (projections_.position(p) != from) continue;
+    SECHEX_TRYV(projections_.apply(p, records));
+    applied += records.size();
+  }
+}
+
 Result<std::uint64_t> CommandPath::sync_all() {
   std::uint64_t applied = 0;
   for (std::uint32_t i = 0; i < locks_.size(); ++i) {

@@ -522,7 +522,7 @@ int main(int argc, char** argv) {
           }
           const ledger::Partition p{i};
           if (kafka->writes(p)) continue;  // the command path keeps it current
-          auto r = commands.sync(p);
+          auto r = commands.follow(p);
           if (!r && r.error() == ledger::Errc::closed) break;  // shutting down
           if (!r) {
             std::cerr << "ledgerd: following partition " << i << " failed: " << r.error().message()

@@ -120,6 +120,13 @@ bool transient_consumer_error(rd_kafka_resp_err_t e) {
   }
 }
 
+// The broker asked is not (or no longer) the partition's leader.
+bool leader_moved(rd_kafka_resp_err_t e) {
+  return e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+         e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+         e == RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH || e == RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH;
+}
+
 // The consumer's position in topic/partition (past the last record or marker it delivered),
 // or RD_KAFKA_OFFSET_INVALID (after a seek, before anything was delivered).
 std::int64_t consumer_position(rd_kafka_t* rk, const std::string& topic, std::int32_t partition) {
@@ -234,9 +241,11 @@ struct KafkaLog::Impl {
   };
   std::vector<std::unique_ptr<Reader>> readers;
   // Asks for last stable offsets. It never fetches: a query on a reader's own connection would
-  // wait behind the reader's long-polling fetch.
+  // wait behind the reader's long-polling fetch. Shared: a query in flight keeps the client it
+  // started with while another thread replaces it (renew_offsets_client).
   mutable std::mutex offsets_mu;
-  mutable KafkaPtr offsets_client;
+  mutable std::shared_ptr<rd_kafka_t> offsets_client;
+  mutable SteadyClock::time_point offsets_client_born{};
 
   mutable std::mutex cp_mu;
   mutable std::int64_t cp_next_offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -320,6 +329,11 @@ struct KafkaLog::Impl {
     std::int64_t stable = 0;  // the last stable offset: read_committed readers stop there
   };
   Result<Watermarks> watermarks(Partition p) const;
+  // The offsets client, created on first use; `stale` (the client that just answered "not the
+  // leader") is replaced by a fresh one, at most once a second, because librdkafka can keep
+  // asking a broker that lost the partition's leadership for as long as its cached metadata
+  // says so (seen for 30 s after a broker restart).
+  Result<std::shared_ptr<rd_kafka_t>> offsets_client_for(const rd_kafka_t* stale) const;
   // Puts partition p's reader where a read from `from` starts: creates, resumes, seeks. True
   // when it asked the broker for the partition's watermarks (so `r.end` is fresh).
   Result<bool> reader_start(Reader& r, Partition p, Seq from) const;
@@ -893,18 +907,27 @@ KafkaLog::Impl::IndexEntry KafkaLog::Impl::index_floor(Partition p, std::uint64_
   return {std::prev(it)->first, std::prev(it)->second};
 }
 
-Result<KafkaLog::Impl::Watermarks> KafkaLog::Impl::watermarks(Partition p) const {
-  rd_kafka_t* rk = nullptr;
-  {
-    std::lock_guard lock(offsets_mu);
-    if (!offsets_client) {
-      SECHEX_TRY(offsets_client, new_consumer());  // read_committed: asks for the LSO
-    }
-    rk = offsets_client.get();
+Result<std::shared_ptr<rd_kafka_t>> KafkaLog::Impl::offsets_client_for(
+    const rd_kafka_t* stale) const {
+  std::lock_guard lock(offsets_mu);
+  const auto now = SteadyClock::now();
+  const bool renew = stale != nullptr && offsets_client.get() == stale &&
+                     now - offsets_client_born >= std::chrono::seconds(1);
+  if (!offsets_client || renew) {
+    SECHEX_TRY(auto fresh, new_consumer());  // read_committed: asks for the LSO
+    if (renew) note("kafka log: watermarks: asking a fresh client (leader moved)");
+    offsets_client = std::shared_ptr<rd_kafka_t>(fresh.release(), KafkaDeleter{});
+    offsets_client_born = now;
   }
+  return offsets_client;
+}
+
+Result<KafkaLog::Impl::Watermarks> KafkaLog::Impl::watermarks(Partition p) const {
+  SECHEX_TRY(auto client, offsets_client_for(nullptr));
   const auto deadline = SteadyClock::now() + opts.request_timeout;
   for (;;) {
     if (interrupted.load(std::memory_order_relaxed)) return closed("watermarks");
+    rd_kafka_t* rk = client.get();
     Watermarks w;
     // In slices of at most a second, so that interrupt() is noticed while the cluster is down.
     const auto err = rd_kafka_query_watermark_offsets(
@@ -919,6 +942,9 @@ Result<KafkaLog::Impl::Watermarks> KafkaLog::Impl::watermarks(Partition p) const
     }
     if (slice_timed_out) continue;
     note(std::string("kafka log: watermarks (retrying): ") + rd_kafka_err2str(err));
+    if (leader_moved(err)) {
+      SECHEX_TRY(client, offsets_client_for(rk));
+    }
     std::this_thread::sleep_for(Millis(50));
   }
 }

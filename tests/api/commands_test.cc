@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <future>
 #include <thread>
 
 #include "projections/audit.h"
@@ -132,6 +134,105 @@ TEST_F(CommandPathTest, RefusesAPartitionThisNodeDoesNotOwnWithoutDecidingOrAppe
   testing::append_n(*log_, theirs, 2);  // as the owner's appends arrive through the log
   EXPECT_EQ(node.sync_all().value(), 2u);
   EXPECT_EQ(seen(theirs), 2u);
+}
+
+// A log whose reads from one chosen thread wait until released: a follower's read stuck on a
+// moving Kafka leader.
+class GatedLog : public ledger::Log {
+ public:
+  explicit GatedLog(ledger::Log& inner) : inner_(inner) {}
+  void gate(std::thread::id reader) {
+    std::lock_guard l(mu_);
+    gated_ = reader;
+  }
+  void wait_until_gated_read_started() {
+    std::unique_lock l(mu_);
+    cv_.wait(l, [&] { return waiting_; });
+  }
+  void release() {
+    std::lock_guard l(mu_);
+    gated_ = {};
+    cv_.notify_all();
+  }
+
+  std::uint32_t partition_count() const override { return inner_.partition_count(); }
+  const std::string& ledger_id() const override { return inner_.ledger_id(); }
+  Result<ledger::AppendResult> append(ledger::Partition p,
+                                      std::span<const ledger::ByteView> events) override {
+    return inner_.append(p, events);
+  }
+  ledger::Head head(ledger::Partition p) const override { return inner_.head(p); }
+  Result<std::vector<ledger::Record>> read_range(ledger::Partition p, ledger::Seq from,
+                                                 ledger::Seq to, std::size_t max) const override {
+    {
+      std::unique_lock l(mu_);
+      if (gated_ == std::this_thread::get_id()) {
+        waiting_ = true;
+        cv_.notify_all();
+        cv_.wait(l, [&] { return gated_ != std::this_thread::get_id(); });
+      }
+    }
+    return inner_.read_range(p, from, to, max);
+  }
+  Result<std::vector<ledger::Record>> wait_for(ledger::Partition p, ledger::Seq from,
+                                               std::chrono::milliseconds timeout,
+                                               std::size_t max) const override {
+    return inner_.wait_for(p, from, timeout, max);
+  }
+  Result<std::size_t> checkpoint_due(bool force) override { return inner_.checkpoint_due(force); }
+  Result<std::optional<std::string>> latest_checkpoint(ledger::Partition p) const override {
+    return inner_.latest_checkpoint(p);
+  }
+  ledger::LogStats stats() const override { return inner_.stats(); }
+
+ private:
+  ledger::Log& inner_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::thread::id gated_;
+  mutable bool waiting_ = false;
+};
+
+// Found by the three-broker test: a follower read that waits on a moving leader held the
+// partition, so the node's own commands of that partition waited (and timed out) behind it.
+TEST_F(CommandPathTest, AFollowerReadingSlowlyDoesNotHoldUpCommandsAndAppliesNothingTwice) {
+  const std::string subject = "erin";
+  testing::append_n(*log_, subject, 3);  // another node's appends, not yet projected
+  GatedLog gated(*log_);
+  CommandPath node(gated, *store_);
+  const auto p = node.partition_for(subject);
+
+  std::promise<Result<std::uint64_t>> followed;
+  std::promise<void> go;
+  std::thread follower([&, started = go.get_future()] {
+    started.wait();
+    followed.set_value(node.follow(p));
+  });
+  gated.gate(follower.get_id());
+  go.set_value();
+  gated.wait_until_gated_read_started();
+
+  // The command finishes while the follower's read is still waiting.
+  auto command = std::async(std::launch::async, [&] {
+    return node.run(p, [&]() -> Result<std::vector<ledger::Bytes>> {
+      return std::vector<ledger::Bytes>{
+          testing::make_event(subject, std::to_string(seen(subject)))};
+    });
+  });
+  const bool finished = command.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  gated.release();
+  follower.join();
+  ASSERT_TRUE(finished) << "the command waited for the follower's read";
+  auto ran = command.get();
+  ASSERT_TRUE(ran) << ran.error().message();
+  EXPECT_EQ(note_of(ran.value().front()), "3");  // it decided on all three earlier events
+
+  // The follower's read is stale (from seq 0); it re-reads and applies nothing twice.
+  auto f = followed.get_future().get();
+  ASSERT_TRUE(f) << f.error().message();
+  EXPECT_EQ(f.value(), 0u);
+  EXPECT_EQ(seen(subject), 4u);
+  EXPECT_EQ(store_->lag(*log_), 0u);
 }
 
 TEST_F(CommandPathTest, OwnsEveryPartitionByDefault) {

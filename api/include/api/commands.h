@@ -63,6 +63,11 @@ class CommandPath {
   // all of them (start-up catch-up). Returns the number of records applied.
   Result<std::uint64_t> sync(ledger::Partition partition);
   Result<std::uint64_t> sync_all();
+  // The same for a follower of a partition another node writes: it reads the log without
+  // holding the partition, so a slow read (a Kafka leader moving) never stalls this node's
+  // commands, and applies under the partition only if no command moved the projections
+  // meanwhile (it then reads again from the new position).
+  Result<std::uint64_t> follow(ledger::Partition partition);
 
   // Errors from applying after a durable append (see run()), for metrics and alerts.
   std::uint64_t apply_failures() const;
