@@ -46,6 +46,12 @@ Result<void> init_data_dir(const DataDir& dir, std::uint32_t partitions,
         " (back it up: without it sealed data "
         "is unreadable)");
   }
+  const char* lookup_env = std::getenv("SECHEX_LOOKUP_KEY");
+  if ((lookup_env == nullptr || *lookup_env == '\0') && !fs::exists(dir.lookup_key_file())) {
+    SECHEX_TRYV(Kek::generate_file(dir.lookup_key_file()));
+    say("created lookup-hash key " + dir.lookup_key_file() +
+        " (back it up and give every node the same one: without it no email can be found)");
+  }
   if (embedded_log && !fs::exists(fs::path(dir.log_path()) / "CURRENT")) {
     LogOptions o;
     o.path = dir.log_path();
@@ -64,6 +70,12 @@ Result<Kek> load_kek(const DataDir& dir, const std::string& kek_file) {
   const char* env = std::getenv("SECHEX_KEK");
   if (env != nullptr && *env != '\0') return Kek::from_env("SECHEX_KEK");
   return Kek::from_file(kek_file.empty() ? dir.kek_file() : kek_file);
+}
+
+Result<Kek> load_lookup_key(const DataDir& dir) {
+  const char* env = std::getenv("SECHEX_LOOKUP_KEY");
+  if (env != nullptr && *env != '\0') return Kek::from_env("SECHEX_LOOKUP_KEY");
+  return Kek::from_file(dir.lookup_key_file());
 }
 
 Result<std::string> rotate_signing_key(const DataDir& dir, const std::string& key_name) {

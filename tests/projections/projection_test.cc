@@ -12,6 +12,7 @@
 #include "ledger/time_format.h"
 #include "projections/access.h"
 #include "projections/audit.h"
+#include "projections/identity.h"
 #include "projections/payments.h"
 #include "projections/rate_limits.h"
 #include "projections/replay_cache.h"
@@ -234,6 +235,76 @@ struct World {
     return emit(id, [&](ledger::EventBuilder& b) {
       return b.finish(schema::CreateRoleGranted(b.fbb(), b.fbb().CreateString(name), granted))
           .value();
+    });
+  }
+  ledger::Position issue_token(const std::string& id, bool reset, const std::string& hash,
+                               std::int64_t expires_at) {
+    return raw(id, [&](auto& f) {
+      if (reset) {
+        return std::pair(schema::Event::PasswordResetRequested,
+                         schema::CreatePasswordResetRequested(f, vec(f, hash), expires_at).Union());
+      }
+      return std::pair(schema::Event::EmailVerificationIssued,
+                       schema::CreateEmailVerificationIssued(f, vec(f, hash), expires_at).Union());
+    });
+  }
+  ledger::Position use_token(const std::string& id, bool reset, const std::string& hash) {
+    return raw(id, [&](auto& f) {
+      if (reset) {
+        return std::pair(schema::Event::PasswordReset,
+                         schema::CreatePasswordReset(f, vec(f, hash)).Union());
+      }
+      return std::pair(schema::Event::EmailVerified,
+                       schema::CreateEmailVerified(f, vec(f, hash)).Union());
+    });
+  }
+  ledger::Position otp(const std::string& id, const std::string& hash, std::int64_t expires_at,
+                       bool reauth = false) {
+    return raw(id, [&](auto& f) {
+      return std::pair(
+          schema::Event::OtpIssued,
+          schema::CreateOtpIssued(f, vec(f, hash), expires_at,
+                                  reauth ? schema::OtpPurpose::Reauth : schema::OtpPurpose::Login)
+              .Union());
+    });
+  }
+  ledger::Position otp_verified(const std::string& id, bool reauth = false) {
+    return raw(id, [&](auto& f) {
+      return std::pair(schema::Event::OtpVerified,
+                       schema::CreateOtpVerified(
+                           f, reauth ? schema::OtpPurpose::Reauth : schema::OtpPurpose::Login)
+                           .Union());
+    });
+  }
+  ledger::Position failures(const std::string& id, std::uint32_t consecutive) {
+    return raw(id, [&](auto& f) {
+      return std::pair(schema::Event::LoginFailed,
+                       schema::CreateLoginFailed(f, vec(f, "eh" + id),
+                                                 f.CreateString("bad_password"), consecutive)
+                           .Union());
+    });
+  }
+  ledger::Position login_ok(const std::string& id) {
+    return raw(id, [&](auto& f) {
+      return std::pair(schema::Event::LoginSucceeded,
+                       schema::CreateLoginSucceeded(f, f.CreateString("s")).Union());
+    });
+  }
+  ledger::Position reauth(const std::string& id, const std::string& reauth_id,
+                          std::int64_t expires_at) {
+    return raw(id, [&](auto& f) {
+      return std::pair(schema::Event::ReauthGranted,
+                       schema::CreateReauthGranted(f, f.CreateString(reauth_id), expires_at,
+                                                   f.CreateString("otp"))
+                           .Union());
+    });
+  }
+  ledger::Position policy(const std::string& level) {
+    return raw("system", [&](auto& f) {
+      return std::pair(
+          schema::Event::PolicyChanged,
+          schema::CreatePolicyChanged(f, f.CreateString("password"), f.CreateString(level))
+              .Union());
     });
   }
 };
@@ -605,6 +676,75 @@ TEST(Projections, ApplyRefusesGapsAndReplays) {
   EXPECT_EQ(p->position(a.partition).value, 2u);
 }
 
+// 004 FR-007, FR-025, FR-028 (single-use, time-limited links), 002 (one live OTP per user),
+// 004 FR-012 (consecutive failures), 002 step-up grants, 004 FR-004 (admin-set policy level).
+TEST(Projections, IdentityStateFollowsTokensCodesFailuresGrantsAndPolicy) {
+  World w;
+  auto p = w.projections("p");
+  const auto t0 = w.clock.now_micros();
+  w.register_user("ann", "eh-ann");
+  w.issue_token("ann", false, "verify-1", t0 + kDay);
+  w.issue_token("ann", false, "verify-2", t0 + kDay);  // a resend: only the newest link works
+  w.issue_token("ann", true, "reset-1", t0 + kHour);
+  w.otp("ann", "code-1", t0 + 5 * kMinute);
+  w.otp("ann", "code-2", t0 + 5 * kMinute);  // replaces code-1
+  w.otp("ann", "step-1", t0 + 5 * kMinute, /*reauth=*/true);
+  w.failures("ann", 1);
+  w.failures("ann", 2);
+  w.failures("anon:abcd", 1);  // an unknown email's failure has no user to count against
+  w.reauth("ann", "grant-1", t0 + 5 * kMinute);
+  ASSERT_TRUE(p->catch_up(*w.log));
+
+  using TokenState = OneTimeToken::State;
+  EXPECT_EQ(one_time_token(*p, "verify-1").value()->state, TokenState::superseded);
+  const auto v2 = one_time_token(*p, "verify-2").value();
+  ASSERT_TRUE(v2);
+  EXPECT_EQ(v2->state, TokenState::live);
+  EXPECT_EQ(v2->user, "ann");
+  EXPECT_EQ(v2->purpose, kPurposeVerifyEmail);
+  EXPECT_EQ(v2->expires_at, t0 + kDay);
+  EXPECT_EQ(one_time_token(*p, "reset-1").value()->purpose, kPurposePasswordReset);
+  EXPECT_FALSE(one_time_token(*p, "never-issued").value());
+  EXPECT_EQ(otp_code(*p, "ann", "login").value()->code_hash, "code-2");
+  EXPECT_EQ(otp_code(*p, "ann", "reauth").value()->code_hash, "step-1");
+  EXPECT_EQ(login_failures(*p, "ann").value(), 2u);
+  EXPECT_EQ(login_failures(*p, "anon:abcd").value(), 0u);
+  EXPECT_EQ(reauth_grant_user(*p, "grant-1", w.clock.now_micros()).value(), "ann");
+  EXPECT_FALSE(reauth_grant_user(*p, "grant-1", t0 + 5 * kMinute).value()) << "expired";
+  EXPECT_EQ(password_policy_level(*p).value(), "basic");
+
+  w.use_token("ann", false, "verify-2");
+  w.use_token("ann", true, "reset-1");  // a reset also clears the failure count
+  w.otp_verified("ann");
+  w.policy("high");
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_EQ(one_time_token(*p, "verify-2").value()->state, TokenState::used);
+  EXPECT_EQ(one_time_token(*p, "reset-1").value()->state, TokenState::used);
+  EXPECT_FALSE(otp_code(*p, "ann", "login").value());
+  EXPECT_TRUE(otp_code(*p, "ann", "reauth").value()) << "purposes are separate";
+  EXPECT_EQ(login_failures(*p, "ann").value(), 0u);
+  EXPECT_EQ(password_policy_level(*p).value(), "high");
+
+  w.failures("ann", 1);
+  w.login_ok("ann");
+  w.issue_token("ann", false, "verify-3", w.clock.now_micros() + kDay);
+  w.otp("ann", "code-3", w.clock.now_micros() + 5 * kMinute);
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_EQ(login_failures(*p, "ann").value(), 0u) << "a success ends the run of failures";
+  w.simple("ann", schema::Event::SubjectErased);
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_FALSE(one_time_token(*p, "verify-3").value()) << "an erased user's link opens nothing";
+  EXPECT_FALSE(otp_code(*p, "ann", "login").value());
+  EXPECT_FALSE(otp_code(*p, "ann", "reauth").value());
+
+  // A used token stays a week past its expiry (410, not 400), then cleanup removes it.
+  const auto t = w.clock.now_micros();
+  EXPECT_TRUE(one_time_token(*p, "verify-2").value());
+  ASSERT_TRUE(p->cleanup(t0 + kDay + kSpentTokenKeepMicros + 1));
+  EXPECT_FALSE(one_time_token(*p, "verify-2").value());
+  EXPECT_GT(t0 + kDay + kSpentTokenKeepMicros, t);
+}
+
 TEST(Projections, RebuildFromTheLogIsByteIdenticalToLiveApply) {
   World w;
   auto live = w.projections("live");
@@ -677,7 +817,28 @@ TEST(Projections, RebuildFromTheLogIsByteIdenticalToLiveApply) {
           w.login_failed(id, "eh" + id, "ip-" + std::to_string(rng() % 3));
           break;
         case 12:
-          w.otp_failed(id);
+          switch (rng() % 6) {
+            case 0:
+              w.otp_failed(id);
+              break;
+            case 1:
+              w.issue_token(id, rng() % 2 == 0, "tok-" + std::to_string(step),
+                            w.clock.now_micros() + (rng() % 2 ? kHour : kDay));
+              break;
+            case 2:
+              w.use_token(id, rng() % 2 == 0, "tok-" + std::to_string(step - 1 - rng() % 8));
+              break;
+            case 3:
+              w.otp(id, "code-" + std::to_string(step), w.clock.now_micros() + 5 * kMinute,
+                    rng() % 2 == 0);
+              break;
+            case 4:
+              w.reauth(id, "grant-" + std::to_string(step), w.clock.now_micros() + 5 * kMinute);
+              break;
+            default:
+              w.failures(id, 1 + rng() % 5);
+              break;
+          }
           break;
         case 13:
           w.dpop(id, "jti-" + std::to_string(rng() % 20), rng() % 3 != 0);
@@ -717,7 +878,8 @@ TEST(Projections, RebuildFromTheLogIsByteIdenticalToLiveApply) {
   const auto t = w.clock.now_micros();
   // Every projection got state from the workload, so the digests cover all of them.
   for (const auto* cf : {kUsersCf, kAuditByTimeCf, kLockoutsCf, kPaymentsCf, kSessionsCf,
-                         kRefreshTokensCf, kRateLimitsCf, kReplayJtiCf}) {
+                         kRefreshTokensCf, kRateLimitsCf, kReplayJtiCf, kOneTimeTokensCf,
+                         kOtpCodesCf, kLoginFailuresCf, kReauthGrantsCf}) {
     EXPECT_FALSE(rebuilt->scan(cf, "", 1).value().empty()) << cf;
   }
   // Live entries agree at every later instant, although only the live store was cleaned.

@@ -8,6 +8,11 @@
 //                                            appends, so old checkpoints stay verifiable
 //   <data-dir>/keys/kek                      key-encryption key (base64, mode 0600), unless
 //                                            SECHEX_KEK is set in the environment
+//   <data-dir>/keys/lookup-key               key of the keyed lookup hashes (email, IP, one-time
+//                                            codes and tokens: HMAC-SHA-256), same format as the
+//                                            KEK, unless SECHEX_LOOKUP_KEY is set. Every node of
+//                                            one ledger needs the same one (like the KEK): with
+//                                            another, known emails look unknown.
 #pragma once
 
 #include <cstdint>
@@ -27,12 +32,13 @@ struct DataDir {
   std::string signing_key() const { return keys_dir() + "/checkpoint-ed25519.pem"; }
   std::string verifier_keys() const { return keys_dir() + "/checkpoint-verifiers.txt"; }
   std::string kek_file() const { return keys_dir() + "/kek"; }
+  std::string lookup_key_file() const { return keys_dir() + "/lookup-key"; }
 };
 
 inline constexpr const char* kDefaultKeyName = "sechex-ledger";
 
 // Creates whatever is missing: directories, the signing key (and its verifier line), the KEK
-// file (unless SECHEX_KEK is set) and, with `embedded_log`, the embedded ledger with `partitions`
+// file (unless SECHEX_KEK is set), the lookup key file (unless SECHEX_LOOKUP_KEY is set) and, with `embedded_log`, the embedded ledger with `partitions`
 // partitions (a Kafka ledger is created by KafkaLog::open instead). Never replaces an existing
 // key. `log` receives one human-readable line per thing created.
 Result<void> init_data_dir(const DataDir& dir, std::uint32_t partitions,
@@ -40,6 +46,9 @@ Result<void> init_data_dir(const DataDir& dir, std::uint32_t partitions,
 
 // SECHEX_KEK from the environment when set, else `kek_file` (default dir.kek_file()).
 Result<Kek> load_kek(const DataDir& dir, const std::string& kek_file = {});
+// The lookup-hash key: SECHEX_LOOKUP_KEY when set, else dir.lookup_key_file(). A 32-byte secret
+// with the KEK's file rules (base64, mode 0600), hence the same type; it never wraps keys.
+Result<Kek> load_lookup_key(const DataDir& dir);
 
 // Rotates the checkpoint signing key: the old PEM is kept as
 // checkpoint-ed25519.<keyid>.retired.pem, the new key's verifier line is appended to the
