@@ -1,0 +1,158 @@
+// The identity rules as pure decide functions (ARCHITECTURE.md: (state, command, now) -> what
+// to record and answer). Handlers read the state from the projections on the subject's
+// partition, call these, and turn the decision into events and a response; nothing here reads a
+// clock, a store or a random source, so every window is unit-tested with plain numbers.
+//
+// Numbers (Limits) come from the specs and API.md; where two specs differ they apply to
+// different flows (specs/README.md): login lockout 5 failures / 30 min (004 FR-012), login
+// attempts 5 per IP per 15 min (004 FR-011), OTP validations 5 per 15 min per email and > 10
+// failures per hour lock until an admin unlocks (002).
+//
+// Enumeration resistance (004 FR-010): an unknown email gets the same answers as a known one
+// with a wrong password, including remainingAttempts and, after 5 failures, 423 with
+// lockedUntil (counted per email hash over the lock window, since there is no account to lock).
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sechex::api::identity {
+
+inline constexpr std::int64_t kSecondMicros = 1'000'000;
+inline constexpr std::int64_t kMinuteMicros = 60 * kSecondMicros;
+inline constexpr std::int64_t kHourMicros = 60 * kMinuteMicros;
+inline constexpr std::int64_t kDayMicros = 24 * kHourMicros;
+
+struct Limits {
+  std::uint32_t login_failures_to_lock = 5;                  // 004 FR-012
+  std::int64_t login_lock_micros = 30 * kMinuteMicros;       // 004 FR-012
+  std::uint32_t login_attempts_per_ip = 5;                   // 004 FR-011
+  std::int64_t login_ip_window_micros = 15 * kMinuteMicros;  // 004 FR-011
+  std::int64_t verify_token_micros = 24 * kHourMicros;       // 004 FR-007, scenario 13
+  std::int64_t reset_token_micros = kHourMicros;             // 004 FR-025
+  std::int64_t otp_micros = 5 * kMinuteMicros;               // 002 OTP expiration
+  std::uint32_t otp_validations_per_window = 5;              // 002 per-email rate limit
+  std::int64_t otp_validation_window_micros = 15 * kMinuteMicros;
+  std::uint32_t otp_failures_to_lock = 10;  // 002: more than 10 in 1 h
+  std::int64_t otp_failure_window_micros = kHourMicros;
+  std::int64_t reauth_micros = 5 * kMinuteMicros;         // 002 step-up
+  std::int64_t access_token_micros = kHourMicros;         // 004 FR-009
+  std::int64_t idle_micros = kDayMicros;                  // 002 idle timeout, API.md
+  std::int64_t remember_me_idle_micros = 7 * kDayMicros;  // API.md rememberMe
+  std::int64_t refresh_token_micros = 7 * kDayMicros;     // 004 FR-009
+  std::uint32_t verify_resends_per_hour = 5;              // bounds mail sent per account
+};
+
+// Seconds a client waits for an instant `until`, rounded up, at least 1.
+std::int64_t retry_after_seconds(std::int64_t until_micros, std::int64_t now_micros);
+
+// ---- Login (004 FR-010..FR-012) ----
+struct LoginAccount {
+  std::string status;  // users projection: "pending_verification" | "active" | "erased" | ...
+  bool email_verified = false;
+  std::uint32_t consecutive_failures = 0;
+  // A lockout in force: its end (micros), or INT64_MAX for one only an admin lifts.
+  std::optional<std::int64_t> locked_until;
+};
+struct LoginState {
+  // Attempts (successes and failures) from the client's IP within login_ip_window_micros, and
+  // when the oldest of them leaves the window (for Retry-After); 0 when unknown.
+  std::uint32_t ip_attempts = 0;
+  std::int64_t ip_window_frees_at = 0;
+  // nullopt: no account has this email.
+  std::optional<LoginAccount> account;
+  // Unknown email only: failures for this email hash within login_lock_micros, and the time of
+  // the oldest of them.
+  std::uint32_t unknown_email_failures = 0;
+  std::int64_t unknown_email_first_failure = 0;
+  // Whether the password matched the stored hash (false for an unknown email: a dummy hash
+  // was verified instead, so the time taken is the same).
+  bool password_ok = false;
+};
+enum class LoginOutcome {
+  ok,                   // start a session
+  invalid_credentials,  // 401, same for every reason
+  email_not_verified,   // 403, only after the right password (it reveals nothing then)
+  locked,               // 423 with lockedUntil
+  rate_limited,         // 429 with Retry-After (the IP limit)
+};
+struct LoginDecision {
+  LoginOutcome outcome = LoginOutcome::invalid_credentials;
+  // Record LoginFailed with this reason and consecutive count ("" = record nothing of the
+  // kind; ok records LoginSucceeded instead).
+  std::string failure_reason;
+  std::uint32_t consecutive_failures = 0;
+  // Record AccountLocked until this instant (0 = no new lock).
+  std::int64_t lock_until = 0;
+  std::int64_t locked_until = 0;  // for the 423 answer
+  // For the 401 answer: attempts left before the lock (API.md details.remainingAttempts).
+  std::uint32_t remaining_attempts = 0;
+  std::int64_t retry_after_seconds = 0;
+};
+LoginDecision decide_login(const LoginState& state, const Limits& limits, std::int64_t now);
+
+// ---- Single-use links: email verification (24 h) and password reset (1 h) ----
+struct LinkToken {
+  bool known = false;
+  bool live = false;  // not used and not superseded by a newer link
+  std::int64_t expires_at = 0;
+};
+enum class LinkOutcome {
+  ok,
+  invalid,  // 400 token_invalid: unknown, already used, or replaced by a newer link
+  expired,  // 410 token_expired
+};
+LinkOutcome decide_link(const LinkToken& token, std::int64_t now);
+
+// ---- Refresh-token rotation with reuse detection (004 FR-020, API.md) ----
+enum class RefreshTokenState { unknown, current, rotated, revoked };
+struct RefreshState {
+  RefreshTokenState token = RefreshTokenState::unknown;
+  bool session_active = false;  // not ended, not idle- or absolutely expired at `now`
+  bool account_usable = false;  // exists, not erased, not locked
+};
+enum class RefreshOutcome {
+  rotate,          // TokenRefreshed: a new pair
+  invalid,         // 401 invalid_token, nothing recorded
+  reuse_detected,  // 401 invalid_token and RefreshTokenReuseDetected: the family is revoked
+};
+RefreshOutcome decide_refresh(const RefreshState& state);
+
+// ---- Email OTP (002) ----
+struct OtpState {
+  // The account is locked (in force at `now`); INT64_MAX = until an admin unlocks.
+  std::optional<std::int64_t> locked_until;
+  // Validations (successes and failures) for this email within the validation window, and
+  // when the oldest leaves it.
+  std::uint32_t validations = 0;
+  std::int64_t validations_free_at = 0;
+  // Failures for this email within the failure window (before this attempt).
+  std::uint32_t failures = 0;
+  bool code_exists = false;  // a live code was issued and not yet used
+  std::int64_t code_expires_at = 0;
+  bool code_matches = false;  // constant-time comparison of keyed hashes, done by the caller
+};
+enum class OtpOutcome {
+  ok,            // OtpVerified: the code is consumed
+  invalid_code,  // 401
+  expired,       // 410 code_expired
+  rate_limited,  // 429 with Retry-After
+  locked,        // 423 account_locked (needs an admin when locked_until is INT64_MAX)
+};
+struct OtpDecision {
+  OtpOutcome outcome = OtpOutcome::invalid_code;
+  bool record_failure = false;  // OtpFailed with failures_in_window
+  std::uint32_t failures_in_window = 0;
+  bool lock_for_admin = false;  // AccountLocked{needs_admin_unlock} + alert + mail
+  std::int64_t retry_after_seconds = 0;
+};
+OtpDecision decide_otp(const OtpState& state, const Limits& limits, std::int64_t now);
+
+// The session's new idle expiry after activity at `now` (002 "extend the session validity").
+std::int64_t idle_expiry(bool remember_me, const Limits& limits, std::int64_t now);
+
+}  // namespace sechex::api::identity

@@ -1,0 +1,215 @@
+// The identity rules as pure functions with an injected clock: every window the specs set
+// (15 min, 30 min, 1 h, 24 h, 7 d, 5 min) is tested on both sides of its edge.
+#include "api/identity_decide.h"
+
+#include <gtest/gtest.h>
+
+#include <climits>
+
+namespace sechex::api::identity {
+namespace {
+
+constexpr std::int64_t kNow = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
+const Limits kLimits;
+
+LoginState known(std::uint32_t failures, bool password_ok, bool verified = true) {
+  LoginState s;
+  s.account = LoginAccount{"active", verified, failures, std::nullopt};
+  s.password_ok = password_ok;
+  return s;
+}
+
+// 004 FR-012 and acceptance scenario 6: five consecutive failures lock for 30 minutes, and
+// remainingAttempts counts down before that.
+TEST(DecideLogin, FiveConsecutiveFailuresLockForThirtyMinutesFR012) {
+  for (std::uint32_t before = 0; before < 4; ++before) {
+    const auto d = decide_login(known(before, false), kLimits, kNow);
+    EXPECT_EQ(d.outcome, LoginOutcome::invalid_credentials) << before;
+    EXPECT_EQ(d.failure_reason, "wrong_password");
+    EXPECT_EQ(d.consecutive_failures, before + 1);
+    EXPECT_EQ(d.remaining_attempts, 4 - before);
+    EXPECT_EQ(d.lock_until, 0);
+  }
+  const auto fifth = decide_login(known(4, false), kLimits, kNow);
+  EXPECT_EQ(fifth.outcome, LoginOutcome::locked);
+  EXPECT_EQ(fifth.lock_until, kNow + 30 * kMinuteMicros);
+  EXPECT_EQ(fifth.locked_until, fifth.lock_until);
+  EXPECT_EQ(fifth.retry_after_seconds, 1800);
+
+  // While locked even the right password is refused, with the lock's end.
+  auto locked = known(5, true);
+  locked.account->locked_until = kNow + 30 * kMinuteMicros;
+  const auto during = decide_login(locked, kLimits, kNow + 30 * kMinuteMicros - 1);
+  EXPECT_EQ(during.outcome, LoginOutcome::locked);
+  EXPECT_EQ(during.locked_until, kNow + 30 * kMinuteMicros);
+  EXPECT_EQ(during.lock_until, 0) << "a refusal while locked does not extend the lock";
+  EXPECT_EQ(during.retry_after_seconds, 1);
+}
+
+TEST(DecideLogin, AfterTheLockRunsOutTheUserStartsAfresh) {
+  // The lockout projection no longer reports the lock (its time passed); the count is still 5.
+  const auto wrong = decide_login(known(5, false), kLimits, kNow + 31 * kMinuteMicros);
+  EXPECT_EQ(wrong.outcome, LoginOutcome::invalid_credentials);
+  EXPECT_EQ(wrong.consecutive_failures, 1u);
+  EXPECT_EQ(wrong.remaining_attempts, 4u);
+  EXPECT_EQ(decide_login(known(5, true), kLimits, kNow).outcome, LoginOutcome::ok);
+}
+
+TEST(DecideLogin, AnAdminLockHasNoEndAndNoRetryAfter) {
+  auto s = known(0, true);
+  s.account->locked_until = INT64_MAX;
+  const auto d = decide_login(s, kLimits, kNow + 365 * kDayMicros);
+  EXPECT_EQ(d.outcome, LoginOutcome::locked);
+  EXPECT_EQ(d.locked_until, INT64_MAX);
+  EXPECT_EQ(d.retry_after_seconds, 0);
+}
+
+// 004 FR-011: at most 5 attempts per IP per 15 minutes, successes included.
+TEST(DecideLogin, TheSixthAttemptFromOneIpWithinFifteenMinutesIsRateLimitedFR011) {
+  auto s = known(0, true);
+  s.ip_attempts = 4;
+  EXPECT_EQ(decide_login(s, kLimits, kNow).outcome, LoginOutcome::ok);
+  s.ip_attempts = 5;
+  s.ip_window_frees_at = kNow + 15 * kMinuteMicros - 10 * kSecondMicros;
+  const auto d = decide_login(s, kLimits, kNow);
+  EXPECT_EQ(d.outcome, LoginOutcome::rate_limited);
+  EXPECT_EQ(d.retry_after_seconds, 15 * 60 - 10);
+  EXPECT_TRUE(d.failure_reason.empty()) << "a refused attempt tests no password";
+  // Unknown window edge: the whole window.
+  s.ip_window_frees_at = 0;
+  EXPECT_EQ(decide_login(s, kLimits, kNow).retry_after_seconds, 15 * 60);
+}
+
+// 004 FR-010: unknown email, wrong password and a disabled account answer alike, down to
+// remainingAttempts and the lock after five tries.
+TEST(DecideLogin, UnknownEmailWrongPasswordAndDisabledAccountAnswerAlikeFR010) {
+  LoginState unknown;
+  auto disabled = known(0, true);
+  disabled.account->status = "disabled";
+  for (std::uint32_t n = 0; n < 4; ++n) {
+    unknown.unknown_email_failures = n;
+    disabled.account->consecutive_failures = n;
+    const auto a = decide_login(unknown, kLimits, kNow);
+    const auto b = decide_login(known(n, false), kLimits, kNow);
+    const auto c = decide_login(disabled, kLimits, kNow);
+    for (const auto* d : {&a, &b, &c}) {
+      EXPECT_EQ(d->outcome, LoginOutcome::invalid_credentials);
+      EXPECT_EQ(d->remaining_attempts, 4 - n);
+    }
+    EXPECT_EQ(a.failure_reason, "unknown_email");
+    EXPECT_EQ(c.failure_reason, "account_disabled");
+  }
+  unknown.unknown_email_failures = 4;
+  const auto fifth = decide_login(unknown, kLimits, kNow);
+  EXPECT_EQ(fifth.outcome, LoginOutcome::locked);
+  EXPECT_EQ(fifth.locked_until, kNow + 30 * kMinuteMicros);
+  EXPECT_EQ(fifth.lock_until, 0) << "no account to lock";
+  unknown.unknown_email_failures = 5;
+  unknown.unknown_email_first_failure = kNow - 10 * kMinuteMicros;
+  const auto later = decide_login(unknown, kLimits, kNow);
+  EXPECT_EQ(later.outcome, LoginOutcome::locked);
+  EXPECT_EQ(later.locked_until, kNow + 20 * kMinuteMicros);
+}
+
+TEST(DecideLogin, UnverifiedEmailIsToldOnlyAfterTheRightPassword) {
+  EXPECT_EQ(decide_login(known(0, true, false), kLimits, kNow).outcome,
+            LoginOutcome::email_not_verified);
+  EXPECT_EQ(decide_login(known(0, false, false), kLimits, kNow).outcome,
+            LoginOutcome::invalid_credentials);
+  const auto d = decide_login(known(2, true, false), kLimits, kNow);
+  EXPECT_EQ(d.consecutive_failures, 2u) << "not a failure towards the lock";
+}
+
+// 004 FR-007/scenario 13 (24 h) and FR-025/FR-028 (1 h, single use): the handler stores each
+// link's own expiry; the edge is exclusive.
+TEST(DecideLink, VerificationLinksLastTwentyFourHoursAndResetLinksOneHourOnceEach) {
+  const LinkToken verify{true, true, kNow + kLimits.verify_token_micros};
+  EXPECT_EQ(decide_link(verify, kNow + 24 * kHourMicros - 1), LinkOutcome::ok);
+  EXPECT_EQ(decide_link(verify, kNow + 24 * kHourMicros), LinkOutcome::expired);
+  const LinkToken reset{true, true, kNow + kLimits.reset_token_micros};
+  EXPECT_EQ(decide_link(reset, kNow + kHourMicros - 1), LinkOutcome::ok);
+  EXPECT_EQ(decide_link(reset, kNow + kHourMicros), LinkOutcome::expired);
+  EXPECT_EQ(decide_link({true, false, kNow + kHourMicros}, kNow), LinkOutcome::invalid)
+      << "used or superseded";
+  EXPECT_EQ(decide_link({}, kNow), LinkOutcome::invalid);
+}
+
+// 004 FR-020 and API.md: reusing a rotated refresh token revokes its family.
+TEST(DecideRefresh, ARotatedTokenPresentedAgainIsReuseAndOnlyACurrentOneRotates) {
+  EXPECT_EQ(decide_refresh({RefreshTokenState::current, true, true}), RefreshOutcome::rotate);
+  EXPECT_EQ(decide_refresh({RefreshTokenState::rotated, true, true}),
+            RefreshOutcome::reuse_detected);
+  EXPECT_EQ(decide_refresh({RefreshTokenState::rotated, false, false}),
+            RefreshOutcome::reuse_detected);
+  EXPECT_EQ(decide_refresh({RefreshTokenState::revoked, true, true}), RefreshOutcome::invalid);
+  EXPECT_EQ(decide_refresh({RefreshTokenState::unknown, true, true}), RefreshOutcome::invalid);
+  EXPECT_EQ(decide_refresh({RefreshTokenState::current, false, true}), RefreshOutcome::invalid)
+      << "idle-expired or logged-out session";
+  EXPECT_EQ(decide_refresh({RefreshTokenState::current, true, false}), RefreshOutcome::invalid)
+      << "locked or erased account";
+}
+
+// 002 idle timeout (24 h) and API.md rememberMe (7 d).
+TEST(DecideSession, ActivityExtendsTheIdleExpiryByTwentyFourHoursOrSevenDays) {
+  EXPECT_EQ(idle_expiry(false, kLimits, kNow), kNow + 24 * kHourMicros);
+  EXPECT_EQ(idle_expiry(true, kLimits, kNow), kNow + 7 * kDayMicros);
+}
+
+OtpState live_code(bool matches, std::uint32_t failures = 0, std::uint32_t validations = 0) {
+  OtpState s;
+  s.code_exists = true;
+  s.code_expires_at = kNow + kLimits.otp_micros;
+  s.code_matches = matches;
+  s.failures = failures;
+  s.validations = validations;
+  return s;
+}
+
+// 002 "OTP expiration": 5 minutes.
+TEST(DecideOtp, ACodeIsValidForFiveMinutes) {
+  EXPECT_EQ(decide_otp(live_code(true), kLimits, kNow + 5 * kMinuteMicros - 1).outcome,
+            OtpOutcome::ok);
+  const auto late = decide_otp(live_code(true), kLimits, kNow + 5 * kMinuteMicros);
+  EXPECT_EQ(late.outcome, OtpOutcome::expired);
+  EXPECT_TRUE(late.record_failure);
+  OtpState none;
+  EXPECT_EQ(decide_otp(none, kLimits, kNow).outcome, OtpOutcome::invalid_code);
+}
+
+// 002 "Per-email validation rate limit": more than 5 within 15 minutes -> 429 + Retry-After.
+TEST(DecideOtp, TheSixthValidationWithinFifteenMinutesIsRateLimited) {
+  EXPECT_EQ(decide_otp(live_code(true, 0, 4), kLimits, kNow).outcome, OtpOutcome::ok);
+  auto s = live_code(true, 0, 5);
+  s.validations_free_at = kNow + 14 * kMinuteMicros;
+  const auto d = decide_otp(s, kLimits, kNow);
+  EXPECT_EQ(d.outcome, OtpOutcome::rate_limited);
+  EXPECT_EQ(d.retry_after_seconds, 14 * 60);
+  EXPECT_FALSE(d.record_failure);
+}
+
+// 002 "Account lockout after repeated failures": more than 10 failures in 1 hour lock until an
+// admin unlocks.
+TEST(DecideOtp, TheEleventhFailureWithinAnHourLocksUntilAnAdminUnlocks) {
+  const auto tenth = decide_otp(live_code(false, 9), kLimits, kNow);
+  EXPECT_EQ(tenth.outcome, OtpOutcome::invalid_code);
+  EXPECT_EQ(tenth.failures_in_window, 10u);
+  EXPECT_FALSE(tenth.lock_for_admin);
+  const auto eleventh = decide_otp(live_code(false, 10), kLimits, kNow);
+  EXPECT_EQ(eleventh.outcome, OtpOutcome::locked);
+  EXPECT_TRUE(eleventh.lock_for_admin);
+  auto locked = live_code(true);
+  locked.locked_until = INT64_MAX;
+  const auto after = decide_otp(locked, kLimits, kNow + 2 * kHourMicros);
+  EXPECT_EQ(after.outcome, OtpOutcome::locked) << "the 1 h window passing does not unlock";
+  EXPECT_EQ(after.retry_after_seconds, 0);
+}
+
+TEST(RetryAfter, RoundsUpToWholeSecondsAndIsNeverZero) {
+  EXPECT_EQ(retry_after_seconds(kNow + 1, kNow), 1);
+  EXPECT_EQ(retry_after_seconds(kNow + kSecondMicros, kNow), 1);
+  EXPECT_EQ(retry_after_seconds(kNow + kSecondMicros + 1, kNow), 2);
+  EXPECT_EQ(retry_after_seconds(kNow - 5, kNow), 1);
+}
+
+}  // namespace
+}  // namespace sechex::api::identity
