@@ -277,7 +277,8 @@ Result<ledger::Bytes> build_application_event(ledger::KeyStore& keys, const Inge
                                  .request_id = request_id,
                                  .time_micros = time_micros,
                                  .ip = std::move(peer),
-                                 .user_agent = std::nullopt});
+                                 .user_agent = std::nullopt,
+                                 .ip_hash = std::nullopt});
   flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> sealed;
   if (!ev.personal_json.empty()) {
     SECHEX_TRY(sealed, b.seal("payload", ev.personal_json));

@@ -309,15 +309,19 @@ Result<Bytes> EventBuilder::finish_raw(schema::Event type, flatbuffers::Offset<v
   if (!id_ok_) return Errc::crypto_failure;
   if (meta_.subject.empty()) return Errc::invalid_argument;
   flatbuffers::Offset<schema::Source> source;
-  if (meta_.ip || meta_.user_agent) {
-    flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> ip, ua;
+  if (meta_.ip || meta_.user_agent || meta_.ip_hash) {
+    flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> ip, ua, ip_hash;
     if (meta_.ip) {
       SECHEX_TRY(ip, seal("ip", *meta_.ip));
     }
     if (meta_.user_agent) {
       SECHEX_TRY(ua, seal("user_agent", *meta_.user_agent));
     }
-    source = schema::CreateSource(fbb_, ip, ua);
+    if (meta_.ip_hash) {
+      ip_hash = fbb_.CreateVector(reinterpret_cast<const std::uint8_t*>(meta_.ip_hash->data()),
+                                  meta_.ip_hash->size());
+    }
+    source = schema::CreateSource(fbb_, ip, ua, ip_hash);
   }
   const auto subject = fbb_.CreateString(meta_.subject);
   const auto actor = fbb_.CreateString(meta_.actor);

@@ -25,6 +25,8 @@ struct EventMeta {
   std::int64_t time_micros = 0;
   std::optional<std::string> ip;          // sealed
   std::optional<std::string> user_agent;  // sealed
+  // Source.ip_hash: the keyed hash of the client IP (raw bytes), for per-IP rate limits.
+  std::optional<std::string> ip_hash = std::nullopt;
 };
 
 class EventBuilder {
