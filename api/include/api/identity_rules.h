@@ -200,7 +200,7 @@ struct PasswordCheck {
 //   control_characters  U+0000..U+001F, U+007F or U+0080..U+009F (NUL, tab, newline, …): they
 //                       cannot be typed reliably and are mangled by forms and terminals
 //   invalid_utf8        not valid UTF-8 (overlongs, surrogates, > U+10FFFF, truncated sequences)
-//   common_password     case-insensitively equal to one of the ~100 most common passwords
+//   common_password     case-insensitively equal to one of the ~120 most common passwords
 //                       embedded in identity_rules.cc, whatever the policy
 //
 // Strength (a heuristic in the spirit of zxcvbn, much cruder; it never decides acceptance):
