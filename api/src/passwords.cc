@@ -102,7 +102,9 @@ Result<std::string> hash_now(const Argon2Params& p, std::string_view password) {
 }
 
 // `phc` has passed parse_argon2id_phc, so it holds no NUL and c_str() is the whole string.
-// argon2id_verify takes the password with its length, so NULs in it are hashed like any byte.
+// argon2id_verify takes the password with its length, so NULs in it are hashed like any byte:
+// Debian's 0~20171227 decode_string leaves ctx.pwd/pwdlen as argon2_verify set them (the 2015
+// decoder zeroed pwdlen); HashesEveryByteOfAPasswordWithNuls would catch a library that did.
 Result<bool> verify_now(const std::string& phc, std::string_view password) {
   const int rc = argon2id_verify(phc.c_str(), bytes_of(password), password.size());
   switch (rc) {
