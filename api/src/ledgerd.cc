@@ -20,6 +20,7 @@
 #include "api/access_log.h"
 #include "api/auth.h"
 #include "api/commands.h"
+#include "api/identity_api.h"
 #include "api/ingest_worker.h"
 #include "api/jose.h"
 #include "api/ledger_api.h"
@@ -142,6 +143,24 @@ int main(int argc, char** argv) {
       "token-audience", po::value(&tokens.audience)->default_value(tokens.audience),
       "`aud` of access tokens")("clock-skew", po::value(&skew_seconds)->default_value(skew_seconds),
                                 "seconds of clock skew forgiven on token nbf/iat");
+  // Identity (api/identity_api.h): clients behind proxies, and the Argon2id pool.
+  std::vector<std::string> trusted_proxies;
+  api::PasswordHasher::Options password_options;
+  desc.add_options()("trusted-proxy", po::value(&trusted_proxies),
+                     "CIDR, repeatable: proxies whose X-Forwarded-For names the client")(
+      "password-memory-kib",
+      po::value(&password_options.params.m_cost_kib)
+          ->default_value(password_options.params.m_cost_kib),
+      "Argon2id memory per hash (OWASP minimum 19456); hashes made with other parameters are "
+      "rehashed at the next login")(
+      "password-passes",
+      po::value(&password_options.params.t_cost)->default_value(password_options.params.t_cost),
+      "Argon2id passes (OWASP minimum 2)")("password-threads",
+                                           po::value(&password_options.threads)->default_value(0),
+                                           "threads hashing passwords (0: as many as cores)")(
+      "password-queue",
+      po::value(&password_options.max_queue)->default_value(password_options.max_queue),
+      "password checks allowed to wait; beyond that logins answer 503 overloaded");
   // Multi-node deployments (api/ownership.h): commands only for the partitions this node owns.
   std::vector<std::string> partition_owners;
   desc.add_options()(
@@ -389,9 +408,31 @@ int main(int argc, char** argv) {
                       .Help("Expired projection entries deleted by the scheduled cleanup")
                       .Register(metrics.registry())
                       .Add({});
+  auto proxies = api::TrustedProxies::parse(trusted_proxies);
+  if (!proxies) return fail("--trusted-proxy: not an address or CIDR range");
+  auto lookup_key = ledger::load_lookup_key(dir);
+  if (!lookup_key) return fail("lookup-hash key: " + lookup_key.error().message());
+  const api::LookupHasher lookup(lookup_key.value());
+  auto hasher = api::PasswordHasher::create(password_options);
+  if (!hasher) return fail("password hashing: " + hasher.error().message());
+  api::jose::TokenIssuer issuer(*ring.value(), clock, tokens.issuer_config());
+  api::IdentityConfig identity_config;
+  identity_config.proxies = std::move(*proxies);
+  api::IdentityApi identity_api({.commands = commands,
+                                 .keys = *keys,
+                                 .auth = auth,
+                                 .issuer = issuer,
+                                 .hasher = *hasher.value(),
+                                 .lookup = lookup,
+                                 .disposable = api::identity::DisposableDomains::builtin(),
+                                 .clock = clock,
+                                 .queue_mail = {},
+                                 .mail_queued = {}},
+                                std::move(identity_config));
   std::atomic<bool> caught_up{false};
   api::Router router;
   ledger_api.add_routes(router);
+  identity_api.add_routes(router);
   api::add_health_and_metrics_routes(router, metrics, [&] { return caught_up.load(); });
   api::add_openapi_route(router);
   so.address = host;

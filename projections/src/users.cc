@@ -38,7 +38,9 @@ Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::P
           {"consent_version", e->consent_version() ? e->consent_version()->str() : ""},
           {"roles", nlohmann::json::array()},
           {"password_hash_sealed", b64_of(e->password_hash_sealed())},
-          {"password_event_id", event_id}};
+          {"password_event_id", event_id},
+          {"email_sealed", b64_of(e->email_sealed())},
+          {"email_event_id", event_id}};
       if (e->email_hash() != nullptr && e->email_hash()->size() > 0) {
         txn.put(kUsersByEmailCf,
                 std::string_view(reinterpret_cast<const char*>(e->email_hash()->data()),
@@ -90,6 +92,7 @@ Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::P
       user["status"] = "erased";
       user["email_hash"] = "";
       user["password_hash_sealed"] = "";
+      user["email_sealed"] = "";
       break;
     }
     default:

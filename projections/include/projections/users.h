@@ -2,12 +2,14 @@
 //
 //   users            user id -> JSON {"id","status","email_hash","email_verified",
 //                    "registered_at","consent_version","roles":[...],
-//                    "password_hash_sealed","password_event_id"}   (nlohmann, keys sorted)
+//                    "password_hash_sealed","password_event_id",
+//                    "email_sealed","email_event_id"}   (nlohmann, keys sorted)
 //   users_by_email   email hash (HMAC of the normalised address, from the event) -> user id
 //
 // status: "pending_verification" -> "active" (EmailVerified) -> "erased" (SubjectErased, which
 // also drops the email index entry). The sealed password hash is kept with the id of the event
-// that sealed it, because that id is part of the seal's AAD.
+// that sealed it, because that id is part of the seal's AAD; the sealed address likewise (the
+// API mails and shows it; erasure makes it unreadable).
 #pragma once
 
 #include "projections/projection.h"

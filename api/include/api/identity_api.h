@@ -1,0 +1,106 @@
+// The identity routes of API.md ("Identity"), specs 002, 003 and 004:
+//
+//   POST /v1/auth/register              {email, password, consent:true} -> 201
+//   POST /v1/auth/verify-email          {token}
+//   POST /v1/auth/verify-email/resend   {email} -> 202 whatever the address
+//   POST /v1/auth/login                 {email, password, rememberMe?} -> token pair
+//   POST /v1/auth/refresh               {refreshToken} -> new pair (rotation, reuse detection)
+//   POST /v1/auth/logout | logout-all   (Bearer)
+//   GET  /v1/auth/password/policy       the level in force and its rules
+//   PUT  /v1/admin/policy/password      (admin) {level: "basic" | "high"}
+//   GET  /v1/me · GET /v1/me/sessions   (Bearer)
+//
+// Every command runs on the command path (commands.h) of its subject's partition: the state is
+// read, identity_decide.h decides, and the events are appended and applied before the next
+// command of that partition decides, so "5 failures -> lock" holds under any concurrency.
+// Argon2id work happens before the partition is taken (passwords.h pool), so a login holds its
+// partition for a few projection reads only; the decision re-checks that the password it
+// verified is still the account's.
+//
+// Subjects and partitions:
+//   - a user's events go to partition_for(user id); a new user's id is drawn until it falls in
+//     the partition of its email hash, so registrations of one address serialise on one
+//     partition and "duplicate -> 409" cannot race (expected 8 draws for 8 partitions);
+//   - events about an email no account has (a failed login) use "anon:" + hex(email hash);
+//   - policy changes use the subject "policy".
+//
+// Secrets: passwords reach only the hasher; verification and refresh tokens and OTP codes are
+// stored as keyed lookup hashes (lookup_hash.h); mails carry them (sealed in MailQueued), logs
+// never do.
+//
+// Mail: each command that sends mail appends its MailQueued event in the same append as the
+// event that caused it, through `queue_mail` (mail.h's build_mail_queued in ledgerd); the
+// delivery worker sends it.
+//
+// Thread-safety: handlers are thread-safe and blocking (commands on Exec::pool, reads on
+// Exec::read).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "api/auth.h"
+#include "api/client_ip.h"
+#include "api/commands.h"
+#include "api/identity_decide.h"
+#include "api/identity_rules.h"
+#include "api/jose.h"
+#include "api/lookup_hash.h"
+#include "api/passwords.h"
+#include "api/server.h"
+#include "ledger/clock.h"
+#include "ledger/event_builder.h"
+#include "ledger/key_store.h"
+
+namespace sechex::api {
+
+// Builds the MailQueued event of one mail: kind ("verify_email", "password_reset", ...), the
+// recipient, the secret the mail carries (token or code; may be empty) and the locale.
+using QueueMail = std::function<Result<ledger::Bytes>(
+    const ledger::EventMeta& meta, std::string_view kind, std::string_view to,
+    std::string_view secret, std::string_view locale)>;
+
+struct IdentityConfig {
+  identity::Limits limits;
+  std::string consent_version = "2026-01";
+  TrustedProxies proxies;
+};
+
+struct IdentityDeps {
+  CommandPath& commands;
+  ledger::KeyStore& keys;
+  const Authenticator& auth;
+  const jose::TokenIssuer& issuer;
+  PasswordHasher& hasher;
+  const LookupHasher& lookup;
+  const identity::DisposableDomains& disposable;
+  const Clock& clock;
+  QueueMail queue_mail;               // may be empty: no mail is queued (tests of the rules alone)
+  std::function<void()> mail_queued;  // wakes the delivery worker; may be empty
+};
+
+class IdentityApi {
+ public:
+  IdentityApi(IdentityDeps deps, IdentityConfig config);
+
+  void add_routes(Router& router);
+
+  Response register_user(const Request& req);
+  Response verify_email(const Request& req);
+  Response resend_verification(const Request& req);
+  Response login(const Request& req);
+  Response refresh(const Request& req);
+  Response logout(const Request& req, bool all);
+  Response password_policy(const Request& req);
+  Response set_password_policy(const Request& req);
+  Response me(const Request& req);
+  Response my_sessions(const Request& req);
+
+ private:
+  struct Impl;
+  IdentityDeps d_;
+  IdentityConfig config_;
+};
+
+}  // namespace sechex::api

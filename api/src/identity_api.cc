@@ -1,0 +1,803 @@
+#include "api/identity_api.h"
+
+#include <nlohmann/json.hpp>
+
+#include "api/json_input.h"
+#include "ledger/crypto.h"
+#include "ledger/time_format.h"
+#include "projections/access.h"
+#include "projections/identity.h"
+#include "projections/rate_limits.h"
+#include "projections/sessions.h"
+#include "projections/users.h"
+
+namespace sechex::api {
+namespace {
+
+using json = nlohmann::json;
+using Events = std::vector<ledger::Bytes>;
+using FbBytes = flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>>;
+
+constexpr const char* kPolicySubject = "policy";
+constexpr JsonLimits kBodyLimits{2, 4096, 100};
+
+ledger::ByteView view_of(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+std::string hex_of(std::string_view s) { return ledger::to_hex(view_of(s)); }
+FbBytes bytes(flatbuffers::FlatBufferBuilder& f, std::string_view s) {
+  return f.CreateVector(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+}
+
+Response bad_request(std::string_view reason, std::string_view message) {
+  return json_error(400, "invalid_request", message, json{{"reason", reason}}.dump());
+}
+
+// The JSON object of a request body, or the 4xx to send instead.
+std::variant<json, Response> read_body(const Request& req) {
+  const auto* ct = req.header("content-type");
+  if (ct == nullptr || ct->rfind("application/json", 0) != 0) {
+    return json_error(415, "unsupported_media_type", "send application/json");
+  }
+  auto parsed = parse_json_input(req.body, kBodyLimits);
+  if (!parsed.ok) {
+    return json_error(400, "invalid_request", "the request body is not acceptable JSON",
+                      json{{"reason", parsed.reason}}.dump());
+  }
+  if (!parsed.value.is_object()) return bad_request("not_an_object", "send a JSON object");
+  return std::move(parsed.value);
+}
+
+// A required string field, or nullopt (the caller answers 400 missing_field).
+std::optional<std::string> string_field(const json& body, const char* name) {
+  const auto it = body.find(name);
+  if (it == body.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+Response missing(const char* field) {
+  return json_error(400, "invalid_request", std::string("`") + field + "` is required",
+                    json{{"reason", "missing_field"}, {"field", field}}.dump());
+}
+
+Response retry_later(unsigned status, std::string_view code, std::string_view message,
+                     std::int64_t seconds, json details = json::object()) {
+  auto r = json_error(status, code, message, details.dump());
+  if (seconds > 0) r.headers.emplace_back("Retry-After", std::to_string(seconds));
+  return r;
+}
+
+// The answer to a command that could not run.
+Response command_failed(const std::error_code& ec, const PartitionOwnership& ownership,
+                        ledger::Partition p) {
+  if (ec == OwnershipErrc::not_owner) {
+    auto owner = ownership.owner_of(p);
+    return json_error(
+        421, "misdirected", "this node does not own the account's partition; send it to the owner",
+        json{{"partition", p.value}, {"owner", owner ? json(*owner) : json(nullptr)}}.dump());
+  }
+  if (ec == PasswordErrc::overloaded) {
+    return retry_later(503, "overloaded", "too many password checks at once; retry shortly", 1);
+  }
+  return retry_later(503, "unavailable", "the ledger could not record this; retry shortly", 1);
+}
+
+std::optional<json> stored_json(const projections::ProjectionStore& store, std::string_view cf,
+                                std::string_view key) {
+  auto v = store.get(cf, key);
+  if (!v || !v.value()) return std::nullopt;
+  auto j = json::parse(*v.value(), nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  return j;
+}
+
+// A lockout in force at `now`: its end, INT64_MAX when only an admin lifts it.
+std::optional<std::int64_t> lock_in_force(const projections::ProjectionStore& store,
+                                          std::string_view user, std::int64_t now) {
+  auto v = store.get(projections::kLockoutsCf, user);
+  if (!v || !v.value()) return std::nullopt;
+  if (!projections::is_locked(*v.value(), now)) return std::nullopt;
+  const auto j = json::parse(*v.value(), nullptr, false);
+  if (!j.is_object() || j.value("needs_admin_unlock", false)) return INT64_MAX;
+  return parse_rfc3339(j.value("locked_until", "")).value_or(INT64_MAX);
+}
+
+std::string policy_level(const projections::ProjectionStore& store) {
+  auto level = projections::password_policy_level(store);
+  return level ? level.value() : std::string("basic");
+}
+
+json policy_json(const identity::PasswordPolicy& p) {
+  return {{"level", identity::to_string(p.level)}, {"minLength", p.min_length},
+          {"requireUpper", p.require_upper},       {"requireLower", p.require_lower},
+          {"requireDigit", p.require_digit},       {"requireSpecial", p.require_special}};
+}
+
+identity::PasswordPolicy current_policy(const projections::ProjectionStore& store) {
+  return identity::PasswordPolicy::for_level(
+      identity::parse_level(policy_level(store)).value_or(identity::PasswordLevel::basic));
+}
+
+}  // namespace
+
+// What every handler needs besides its own logic: who is asking, from where, on which
+// partition, and how to build and run its events.
+struct IdentityApi::Impl {
+  IdentityApi& api;
+  const Request& req;
+  std::int64_t now;
+  std::string ip;       // canonical client IP
+  std::string ip_hash;  // keyed
+
+  Impl(IdentityApi& a, const Request& r)
+      : api(a),
+        req(r),
+        now(a.d_.clock.now_micros()),
+        ip(a.config_.proxies.client_ip(r.peer, r.header("x-forwarded-for"))),
+        ip_hash(a.d_.lookup.ip(ip)) {}
+
+  projections::ProjectionStore& store() { return api.d_.commands.projections(); }
+
+  // Personal data (IP, user agent) is sealed only under a real account's key: an "anon:"
+  // subject per unknown email would let anyone mint data keys at will.
+  ledger::EventMeta meta(const std::string& subject, const std::string& actor) const {
+    ledger::EventMeta m;
+    m.subject = subject;
+    m.actor = actor;
+    m.request_id = req.request_id;
+    m.time_micros = now;
+    m.ip_hash = ip_hash;
+    if (!subject.starts_with(projections::kAnonymousSubjectPrefix) && subject != kPolicySubject) {
+      m.ip = ip;
+      if (const auto* ua = req.header("user-agent")) m.user_agent = ua->substr(0, 512);
+    }
+    return m;
+  }
+
+  template <typename Build>
+  Result<ledger::Bytes> event(const std::string& subject, const std::string& actor, Build&& build) {
+    ledger::EventBuilder b(&api.d_.keys, meta(subject, actor));
+    return build(b);
+  }
+
+  Result<void> queue_mail(Events& out, const std::string& user, std::string_view kind,
+                          std::string_view to, std::string_view secret) {
+    if (!api.d_.queue_mail) return boost::outcome_v2::success();
+    const auto* al = req.header("accept-language");
+    const auto locale = al != nullptr && al->find("zh") != std::string::npos ? "zh-CN" : "en";
+    SECHEX_TRY(auto mail, api.d_.queue_mail(meta(user, "system"), kind, to, secret, locale));
+    out.push_back(std::move(mail));
+    return boost::outcome_v2::success();
+  }
+
+  // The sealed value of a users-projection field pair ("password_hash_sealed" with
+  // "password_event_id", "email_sealed" with "email_event_id").
+  Result<std::string> open_user_field(const std::string& user, const json& record,
+                                      const char* sealed_key, const char* event_key,
+                                      std::string_view field) {
+    ledger::Bytes sealed, event_id;
+    if (!ledger::crypto::base64_decode(record.value(sealed_key, ""), sealed) || sealed.empty() ||
+        !ledger::from_hex(record.value(event_key, ""), event_id)) {
+      return ledger::Errc::corruption;
+    }
+    SECHEX_TRY(auto plain, api.d_.keys.open_field(user, event_id, field, sealed));
+    return std::string(plain.begin(), plain.end());
+  }
+
+  Result<std::vector<ledger::Record>> run(ledger::Partition p, const CommandPath::Decide& decide) {
+    return api.d_.commands.run(p, decide);
+  }
+  ledger::Partition partition_of(std::string_view subject) const {
+    return api.d_.commands.partition_for(subject);
+  }
+
+  // Issues the access token of a session; the refresh token is the caller's.
+  Result<jose::IssuedToken> access_token(const std::string& user, const std::string& session) {
+    jose::TokenSubject s{user, session, {}};
+    if (auto rec = stored_json(store(), projections::kUsersCf, user)) {
+      for (const auto& r : rec->value("roles", json::array())) {
+        if (r.is_string()) s.roles.push_back(r.get<std::string>());
+      }
+    }
+    return api.d_.issuer.issue(
+        s, std::chrono::seconds(api.config_.limits.access_token_micros / identity::kSecondMicros));
+  }
+
+  Response token_pair(const std::string& user, const std::string& session,
+                      const std::string& refresh_token, unsigned status = 200) {
+    auto access = access_token(user, session);
+    if (!access) return json_error(500, "internal_error", "cannot issue the access token");
+    return json_ok(
+        json{{"accessToken", access.value().token},
+             {"refreshToken", refresh_token},
+             {"tokenType", "Bearer"},
+             {"expiresIn", api.config_.limits.access_token_micros / identity::kSecondMicros}}
+            .dump(),
+        status);
+  }
+};
+
+IdentityApi::IdentityApi(IdentityDeps deps, IdentityConfig config)
+    : d_(std::move(deps)), config_(std::move(config)) {}
+
+void IdentityApi::add_routes(Router& router) {
+  auto post = [&](const char* path, Response (IdentityApi::*h)(const Request&)) {
+    router.add(
+        "POST", path, [this, h](const Request& r) { return (this->*h)(r); }, Exec::pool);
+  };
+  post("/v1/auth/register", &IdentityApi::register_user);
+  post("/v1/auth/verify-email", &IdentityApi::verify_email);
+  post("/v1/auth/verify-email/resend", &IdentityApi::resend_verification);
+  post("/v1/auth/login", &IdentityApi::login);
+  post("/v1/auth/refresh", &IdentityApi::refresh);
+  router.add(
+      "POST", "/v1/auth/logout", [this](const Request& r) { return logout(r, false); }, Exec::pool);
+  router.add(
+      "POST", "/v1/auth/logout-all", [this](const Request& r) { return logout(r, true); },
+      Exec::pool);
+  router.add(
+      "GET", "/v1/auth/password/policy", [this](const Request& r) { return password_policy(r); },
+      Exec::read);
+  router.add(
+      "PUT", "/v1/admin/policy/password",
+      [this](const Request& r) { return set_password_policy(r); }, Exec::pool);
+  router.add(
+      "GET", "/v1/me", [this](const Request& r) { return me(r); }, Exec::read);
+  router.add(
+      "GET", "/v1/me/sessions", [this](const Request& r) { return my_sessions(r); }, Exec::read);
+}
+
+// ---- Register (004 FR-001..FR-007, 003 email validation) ----
+Response IdentityApi::register_user(const Request& req) {
+  Impl x(*this, req);
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto& body = std::get<json>(parsed);
+  const auto email = string_field(body, "email");
+  if (!email) return missing("email");
+  const auto password = string_field(body, "password");
+  if (!password) return missing("password");
+  const auto consent = body.find("consent");
+  if (consent == body.end() || !consent->is_boolean() || !consent->get<bool>()) {
+    return json_error(400, "consent_required",
+                      "registration needs consent to the processing of your data (consent: true)",
+                      json{{"field", "consent"}}.dump());
+  }
+  auto checked = identity::check_email(*email, d_.disposable);
+  if (!checked) {
+    return json_error(400, "invalid_email", "the email address is not valid",
+                      json{{"reason", identity::email_reason(checked.error())}}.dump());
+  }
+  const auto& address = checked.value().address;
+  const auto policy = current_policy(x.store());
+  const std::string_view local = std::string_view(address).substr(0, address.find('@'));
+  const std::string_view context[] = {local};
+  const auto strength = identity::check_password(*password, policy, context);
+  if (!strength.ok()) {
+    return json_error(400, "weak_password", "the password does not meet the password policy",
+                      json{{"unmet", strength.unmet},
+                           {"strength", strength.strength},
+                           {"strengthLabel", strength.strength_label},
+                           {"policy", policy_json(policy)}}
+                          .dump());
+  }
+  const auto email_hash = d_.lookup.email(address);
+  const auto p = x.partition_of(hex_of(email_hash));
+  if (!d_.commands.ownership().owns(p)) {
+    return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
+  }
+  auto phc = d_.hasher.hash(*password);
+  if (!phc) return command_failed(phc.error(), d_.commands.ownership(), p);
+  // An id in the email's partition: one partition decides every registration of the address.
+  std::string user;
+  for (int i = 0; i < 10000 && user.empty(); ++i) {
+    auto id = identity::random_token(16);
+    if (!id) return json_error(500, "internal_error", "no randomness");
+    if (x.partition_of("u_" + id.value()) == p) user = "u_" + id.value();
+  }
+  if (user.empty()) return json_error(500, "internal_error", "cannot place the account");
+  auto token = identity::random_token(32);
+  if (!token) return json_error(500, "internal_error", "no randomness");
+  const auto token_hash = d_.lookup.token(projections::kPurposeVerifyEmail, token.value());
+  const auto disposable = checked.value().disposable;
+
+  bool taken = false;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    SECHEX_TRY(auto existing, x.store().get(projections::kUsersByEmailCf, email_hash));
+    if (existing) {
+      taken = true;
+      return Events{};
+    }
+    Events out;
+    SECHEX_TRY(
+        auto registered, x.event(user, user, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+          SECHEX_TRY(auto sealed_email, b.seal("email", address));
+          SECHEX_TRY(auto sealed_password, b.seal("password_hash", phc.value()));
+          auto& f = b.fbb();
+          return b.finish(
+              schema::CreateUserRegistered(f, sealed_email, bytes(f, email_hash), sealed_password,
+                                           f.CreateString(config_.consent_version), disposable));
+        }));
+    out.push_back(std::move(registered));
+    SECHEX_TRY(auto consented, x.event(user, user, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateConsentRecorded(f, f.CreateString(config_.consent_version),
+                                                    true, f.CreateString("account")));
+    }));
+    out.push_back(std::move(consented));
+    SECHEX_TRY(auto issued, x.event(user, "system", [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateEmailVerificationIssued(
+          f, bytes(f, token_hash), x.now + config_.limits.verify_token_micros));
+    }));
+    out.push_back(std::move(issued));
+    SECHEX_TRYV(x.queue_mail(out, user, "verify_email", address, token.value()));
+    return out;
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  if (taken) {
+    return json_error(409, "email_taken", "an account with this email already exists");
+  }
+  if (d_.mail_queued) d_.mail_queued();
+  json warnings = json::array();
+  if (disposable) warnings.push_back("disposable_email");
+  return json_ok(json{{"userId", user},
+                      {"status", "pending_verification"},
+                      {"warnings", warnings},
+                      {"passwordStrength", strength.strength_label}}
+                     .dump(),
+                 201);
+}
+
+// ---- Verify email (004 FR-006, FR-007, scenarios 13-15) ----
+Response IdentityApi::verify_email(const Request& req) {
+  Impl x(*this, req);
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto token = string_field(std::get<json>(parsed), "token");
+  if (!token) return missing("token");
+  const auto hash = d_.lookup.token(projections::kPurposeVerifyEmail, *token);
+  const auto invalid = [] {
+    return json_error(400, "token_invalid",
+                      "this verification link is not valid (already used, or replaced by a newer "
+                      "one); request a new one",
+                      json{{"resendUrl", "/v1/auth/verify-email/resend"}}.dump());
+  };
+  auto found = projections::one_time_token(x.store(), hash);
+  if (!found) return retry_later(503, "unavailable", "cannot read the token", 1);
+  if (!found.value() || found.value()->purpose != projections::kPurposeVerifyEmail) {
+    return invalid();
+  }
+  const auto user = found.value()->user;
+  const auto p = x.partition_of(user);
+  auto outcome = identity::LinkOutcome::invalid;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    SECHEX_TRY(auto t, projections::one_time_token(x.store(), hash));
+    identity::LinkToken link;
+    if (t) {
+      link = {true, t->state == projections::OneTimeToken::State::live, t->expires_at};
+    }
+    outcome = identity::decide_link(link, x.now);
+    if (outcome != identity::LinkOutcome::ok) return Events{};
+    SECHEX_TRY(auto verified, x.event(user, user, [&](ledger::EventBuilder& b) {
+      return b.finish(schema::CreateEmailVerified(b.fbb(), bytes(b.fbb(), hash)));
+    }));
+    Events out;
+    out.push_back(std::move(verified));
+    return out;
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  switch (outcome) {
+    case identity::LinkOutcome::ok:
+      return json_ok(json{{"status", "verified"}}.dump());
+    case identity::LinkOutcome::expired:
+      return json_error(410, "token_expired",
+                        "this verification link has expired; request a new one",
+                        json{{"resendUrl", "/v1/auth/verify-email/resend"}}.dump());
+    case identity::LinkOutcome::invalid:
+      break;
+  }
+  return invalid();
+}
+
+// ---- Resend the verification mail: 202 whatever the address (no enumeration) ----
+Response IdentityApi::resend_verification(const Request& req) {
+  Impl x(*this, req);
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto email = string_field(std::get<json>(parsed), "email");
+  if (!email) return missing("email");
+  const auto accepted = [] { return json_ok(json{{"status", "accepted"}}.dump(), 202); };
+  auto checked = identity::check_email(*email, identity::DisposableDomains());
+  if (!checked) return accepted();
+  const auto& address = checked.value().address;
+  auto user_id = x.store().get(projections::kUsersByEmailCf, d_.lookup.email(address));
+  if (!user_id || !user_id.value()) return accepted();
+  const auto user = *user_id.value();
+  const auto p = x.partition_of(user);
+  auto token = identity::random_token(32);
+  if (!token) return json_error(500, "internal_error", "no randomness");
+  const auto token_hash = d_.lookup.token(projections::kPurposeVerifyEmail, token.value());
+  bool queued = false;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    const auto rec = stored_json(x.store(), projections::kUsersCf, user);
+    if (!rec || rec->value("email_verified", true)) return Events{};
+    // At most a few mails an hour per account, silently: the answer must not differ.
+    SECHEX_TRY(auto sent, projections::rate_count(x.store(), projections::kScopeVerifyRequestUser,
+                                                  user, x.now, identity::kHourMicros));
+    if (sent >= config_.limits.verify_resends_per_hour) return Events{};
+    Events out;
+    SECHEX_TRY(auto issued, x.event(user, "system", [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateEmailVerificationIssued(
+          f, bytes(f, token_hash), x.now + config_.limits.verify_token_micros));
+    }));
+    out.push_back(std::move(issued));
+    SECHEX_TRY(auto to, x.open_user_field(user, *rec, "email_sealed", "email_event_id", "email"));
+    SECHEX_TRYV(x.queue_mail(out, user, "verify_email", to, token.value()));
+    queued = true;
+    return out;
+  });
+  if (!ran && ran.error() == OwnershipErrc::not_owner) {
+    return command_failed(ran.error(), d_.commands.ownership(), p);
+  }
+  if (queued && d_.mail_queued) d_.mail_queued();
+  return accepted();
+}
+
+// ---- Login (004 FR-008..FR-012, API.md) ----
+Response IdentityApi::login(const Request& req) {
+  Impl x(*this, req);
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto& body = std::get<json>(parsed);
+  const auto email = string_field(body, "email");
+  if (!email) return missing("email");
+  const auto password = string_field(body, "password");
+  if (!password) return missing("password");
+  const auto remember = body.find("rememberMe");
+  const bool remember_me =
+      remember != body.end() && remember->is_boolean() && remember->get<bool>();
+
+  // An address that is not even valid is looked up like any other, so it is answered like an
+  // unknown one.
+  auto checked = identity::check_email(*email, identity::DisposableDomains());
+  const auto address = checked ? checked.value().address : *email;
+  const auto email_hash = d_.lookup.email(address);
+  std::optional<std::string> user;
+  if (auto id = x.store().get(projections::kUsersByEmailCf, email_hash); id && id.value()) {
+    user = *id.value();
+  }
+  const auto subject =
+      user ? *user : std::string(projections::kAnonymousSubjectPrefix) + hex_of(email_hash);
+  const auto p = x.partition_of(subject);
+  if (!d_.commands.ownership().owns(p)) {
+    return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
+  }
+
+  // The expensive part, before the partition is taken. An unknown email costs the same.
+  bool password_ok = false;
+  std::string verified_event;  // the password the check was against
+  std::optional<std::string> rehashed;
+  std::optional<json> record;
+  if (user) record = stored_json(x.store(), projections::kUsersCf, *user);
+  if (record && !record->value("password_hash_sealed", "").empty()) {
+    auto phc = x.open_user_field(*user, *record, "password_hash_sealed", "password_event_id",
+                                 "password_hash");
+    if (!phc) return retry_later(503, "unavailable", "cannot read the account", 1);
+    auto ok = d_.hasher.verify(phc.value(), *password);
+    if (!ok) {
+      if (ok.error() == PasswordErrc::too_long) {
+        password_ok = false;
+      } else if (ok.error() == PasswordErrc::malformed_hash) {
+        return json_error(500, "internal_error", "the stored password hash is unusable");
+      } else {
+        return command_failed(ok.error(), d_.commands.ownership(), p);
+      }
+    } else {
+      password_ok = ok.value();
+    }
+    verified_event = record->value("password_event_id", "");
+    if (password_ok && d_.hasher.needs_rehash(phc.value())) {
+      if (auto h = d_.hasher.hash(*password)) rehashed = std::move(h).value();
+    }
+  } else {
+    auto dummy = d_.hasher.verify_dummy(*password);
+    if (!dummy && dummy.error() != PasswordErrc::too_long) {
+      return command_failed(dummy.error(), d_.commands.ownership(), p);
+    }
+  }
+
+  auto session = identity::random_token(16);
+  auto family = identity::random_token(16);
+  auto refresh_token = identity::random_token(32);
+  if (!session || !family || !refresh_token) {
+    return json_error(500, "internal_error", "no randomness");
+  }
+  const auto refresh_hash = d_.lookup.token("refresh", refresh_token.value());
+  identity::LoginDecision decision;
+  bool stale = false;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    auto& store = x.store();
+    identity::LoginState s;
+    SECHEX_TRY(s.ip_attempts,
+               projections::rate_count(store, projections::kScopeLoginAttemptIp, x.ip_hash, x.now,
+                                       config_.limits.login_ip_window_micros));
+    if (user) {
+      const auto rec = stored_json(store, projections::kUsersCf, *user);
+      if (rec) {
+        if (rec->value("password_event_id", "") != verified_event) {
+          stale = true;  // the password changed while we were checking the old one
+          return Events{};
+        }
+        identity::LoginAccount a;
+        a.status = rec->value("status", "");
+        a.email_verified = rec->value("email_verified", false);
+        SECHEX_TRY(a.consecutive_failures, projections::login_failures(store, *user));
+        a.locked_until = lock_in_force(store, *user, x.now);
+        s.account = a;
+      }
+    } else {
+      SECHEX_TRY(s.unknown_email_failures,
+                 projections::rate_count(store, projections::kScopeLoginFailureEmail, email_hash,
+                                         x.now, config_.limits.login_lock_micros));
+    }
+    s.password_ok = password_ok;
+    decision = identity::decide_login(s, config_.limits, x.now);
+    Events out;
+    if (decision.outcome == identity::LoginOutcome::rate_limited) {
+      SECHEX_TRY(auto limited, x.event(subject, subject, [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateRateLimited(
+            f, f.CreateString(projections::kScopeLoginAttemptIp), bytes(f, x.ip_hash),
+            static_cast<std::uint32_t>(decision.retry_after_seconds)));
+      }));
+      out.push_back(std::move(limited));
+      return out;
+    }
+    if (!decision.failure_reason.empty()) {
+      SECHEX_TRY(auto failed, x.event(subject, subject, [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateLoginFailed(f, bytes(f, email_hash),
+                                                  f.CreateString(decision.failure_reason),
+                                                  decision.consecutive_failures));
+      }));
+      out.push_back(std::move(failed));
+    }
+    if (decision.lock_until != 0) {
+      SECHEX_TRY(auto locked, x.event(subject, "system", [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateAccountLocked(f, f.CreateString("consecutive_login_failures"),
+                                                    decision.lock_until, false));
+      }));
+      out.push_back(std::move(locked));
+    }
+    if (decision.outcome != identity::LoginOutcome::ok) return out;
+    SECHEX_TRY(auto succeeded, x.event(subject, subject, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateLoginSucceeded(f, f.CreateString(session.value()),
+                                                   schema::LoginMethod::Password));
+    }));
+    out.push_back(std::move(succeeded));
+    SECHEX_TRY(auto started,
+               x.event(subject, subject, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+                 FbBytes device;
+                 if (const auto* ua = req.header("user-agent")) {
+                   SECHEX_TRY(device, b.seal("device", ua->substr(0, 512)));
+                 }
+                 auto& f = b.fbb();
+                 return b.finish(schema::CreateSessionStarted(
+                     f, f.CreateString(session.value()), f.CreateString(family.value()),
+                     bytes(f, refresh_hash), remember_me,
+                     identity::idle_expiry(remember_me, config_.limits, x.now), 0, device));
+               }));
+    out.push_back(std::move(started));
+    if (rehashed) {
+      // Parameters changed since this hash was made: store the current kind, keep sessions.
+      SECHEX_TRY(auto changed,
+                 x.event(subject, "system", [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+                   SECHEX_TRY(auto sealed, b.seal("password_hash", *rehashed));
+                   return b.finish(schema::CreatePasswordChanged(b.fbb(), sealed, false));
+                 }));
+      out.push_back(std::move(changed));
+    }
+    return out;
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  if (stale) return retry_later(503, "unavailable", "the password changed meanwhile; retry", 1);
+
+  switch (decision.outcome) {
+    case identity::LoginOutcome::ok:
+      return x.token_pair(subject, session.value(), refresh_token.value());
+    case identity::LoginOutcome::rate_limited:
+      return retry_later(429, "rate_limited", "too many login attempts from this address",
+                         decision.retry_after_seconds,
+                         json{{"retryAfter", decision.retry_after_seconds}});
+    case identity::LoginOutcome::locked: {
+      json details = json::object();
+      details["lockedUntil"] = decision.locked_until == INT64_MAX
+                                   ? json(nullptr)
+                                   : json(format_rfc3339(decision.locked_until));
+      if (decision.retry_after_seconds > 0) details["retryAfter"] = decision.retry_after_seconds;
+      return retry_later(423, "account_locked",
+                         decision.locked_until == INT64_MAX
+                             ? "this account is locked; contact support to unlock it"
+                             : "too many failed attempts; this account is locked for a while",
+                         decision.retry_after_seconds, details);
+    }
+    case identity::LoginOutcome::email_not_verified:
+      return json_error(403, "email_not_verified", "verify your email address before logging in",
+                        json{{"resendUrl", "/v1/auth/verify-email/resend"}}.dump());
+    case identity::LoginOutcome::invalid_credentials:
+      break;
+  }
+  return json_error(401, "invalid_credentials", "the email or password is incorrect",
+                    json{{"remainingAttempts", decision.remaining_attempts}}.dump());
+}
+
+// ---- Refresh: rotation with reuse detection (004 FR-018, FR-020) ----
+Response IdentityApi::refresh(const Request& req) {
+  Impl x(*this, req);
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto presented = string_field(std::get<json>(parsed), "refreshToken");
+  if (!presented) return missing("refreshToken");
+  const auto invalid = [] {
+    auto r = json_error(401, "invalid_token", "the refresh token is not valid; log in again");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+    return r;
+  };
+  const auto hash = d_.lookup.token("refresh", *presented);
+  auto first = projections::refresh_token_status(x.store(), hash, x.now);
+  if (!first) return retry_later(503, "unavailable", "cannot read the session", 1);
+  if (first.value().state == projections::RefreshTokenStatus::State::unknown) return invalid();
+  const auto user = first.value().user;
+  const auto p = x.partition_of(user);
+  auto next = identity::random_token(32);
+  if (!next) return json_error(500, "internal_error", "no randomness");
+  const auto next_hash = d_.lookup.token("refresh", next.value());
+  auto outcome = identity::RefreshOutcome::invalid;
+  std::string session;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    auto& store = x.store();
+    SECHEX_TRY(auto st, projections::refresh_token_status(store, hash, x.now));
+    using S = projections::RefreshTokenStatus::State;
+    identity::RefreshState rs;
+    rs.token = st.state == S::current   ? identity::RefreshTokenState::current
+               : st.state == S::rotated ? identity::RefreshTokenState::rotated
+               : st.state == S::revoked ? identity::RefreshTokenState::revoked
+                                        : identity::RefreshTokenState::unknown;
+    session = st.session_id;
+    const auto stored_session = store.get(projections::kSessionsCf, st.session_id);
+    bool remember_me = false;
+    if (stored_session && stored_session.value()) {
+      rs.session_active = projections::is_session_active(*stored_session.value(), x.now);
+      remember_me =
+          json::parse(*stored_session.value(), nullptr, false).value("remember_me", false);
+    }
+    const auto rec = stored_json(store, projections::kUsersCf, user);
+    rs.account_usable =
+        rec && (rec->value("status", "") == "active") && !lock_in_force(store, user, x.now);
+    outcome = identity::decide_refresh(rs);
+    Events out;
+    if (outcome == identity::RefreshOutcome::reuse_detected) {
+      SECHEX_TRY(auto reuse, x.event(user, user, [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateRefreshTokenReuseDetected(
+            f, f.CreateString(st.session_id), f.CreateString(st.family_id), bytes(f, hash)));
+      }));
+      out.push_back(std::move(reuse));
+    } else if (outcome == identity::RefreshOutcome::rotate) {
+      SECHEX_TRY(auto rotated, x.event(user, user, [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateTokenRefreshed(
+            f, f.CreateString(st.session_id), f.CreateString(st.family_id), bytes(f, hash),
+            bytes(f, next_hash), identity::idle_expiry(remember_me, config_.limits, x.now)));
+      }));
+      out.push_back(std::move(rotated));
+    }
+    return out;
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  if (outcome != identity::RefreshOutcome::rotate) return invalid();
+  return x.token_pair(user, session, next.value());
+}
+
+// ---- Logout (004 FR-016, scenario 9) ----
+Response IdentityApi::logout(const Request& req, bool all) {
+  Impl x(*this, req);
+  auto who = d_.auth.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto& principal = std::get<Principal>(who);
+  const auto p = x.partition_of(principal.subject);
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    SECHEX_TRY(
+        auto out, x.event(principal.subject, principal.subject, [&](ledger::EventBuilder& b) {
+          auto& f = b.fbb();
+          return b.finish(schema::CreateLoggedOut(f, f.CreateString(principal.session), all));
+        }));
+    Events events;
+    events.push_back(std::move(out));
+    return events;
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  return json_ok(json{{"status", all ? "logged_out_everywhere" : "logged_out"}}.dump());
+}
+
+// ---- Password policy (004 FR-003, FR-004, FR-041) ----
+Response IdentityApi::password_policy(const Request& req) {
+  Impl x(*this, req);
+  return json_ok(policy_json(current_policy(x.store())).dump());
+}
+
+Response IdentityApi::set_password_policy(const Request& req) {
+  Impl x(*this, req);
+  auto who = d_.auth.authenticate(req, {"admin"});
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto& admin = std::get<Principal>(who);
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto level_text = string_field(std::get<json>(parsed), "level");
+  if (!level_text) return missing("level");
+  const auto level = identity::parse_level(*level_text);
+  if (!level) return bad_request("invalid_level", "level must be \"basic\" or \"high\"");
+  const auto p = x.partition_of(kPolicySubject);
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    SECHEX_TRY(auto changed,
+               x.event(kPolicySubject, "admin:" + admin.subject, [&](ledger::EventBuilder& b) {
+                 auto& f = b.fbb();
+                 return b.finish(schema::CreatePolicyChanged(
+                     f, f.CreateString("password"),
+                     f.CreateString(std::string(identity::to_string(*level)))));
+               }));
+    Events out;
+    out.push_back(std::move(changed));
+    return out;
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  return json_ok(policy_json(identity::PasswordPolicy::for_level(*level)).dump());
+}
+
+// ---- The caller's own profile and sessions (GDPR access starts here) ----
+Response IdentityApi::me(const Request& req) {
+  Impl x(*this, req);
+  auto who = d_.auth.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto& principal = std::get<Principal>(who);
+  const auto rec = stored_json(x.store(), projections::kUsersCf, principal.subject);
+  if (!rec) return json_error(404, "not_found", "no account for this token");
+  auto address =
+      x.open_user_field(principal.subject, *rec, "email_sealed", "email_event_id", "email");
+  return json_ok(json{{"userId", principal.subject},
+                      {"email", address ? json(address.value()) : json(nullptr)},
+                      {"emailVerified", rec->value("email_verified", false)},
+                      {"status", rec->value("status", "")},
+                      {"roles", rec->value("roles", json::array())},
+                      {"registeredAt", rec->value("registered_at", "")},
+                      {"consent", {{"version", rec->value("consent_version", "")}}}}
+                     .dump());
+}
+
+Response IdentityApi::my_sessions(const Request& req) {
+  Impl x(*this, req);
+  auto who = d_.auth.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto& principal = std::get<Principal>(who);
+  auto sessions = projections::active_sessions(x.store(), principal.subject, x.now);
+  if (!sessions) return retry_later(503, "unavailable", "cannot read the sessions", 1);
+  json out = json::array();
+  for (const auto& [id, value] : sessions.value()) {
+    const auto s = json::parse(value, nullptr, false);
+    if (!s.is_object()) continue;
+    out.push_back(
+        json{{"sessionId", id},
+             {"current", id == principal.session},
+             {"createdAt", format_rfc3339(s.value("created_at", std::int64_t{0}))},
+             {"lastSeen", format_rfc3339(s.value("last_seen", std::int64_t{0}))},
+             {"idleExpiresAt", format_rfc3339(s.value("idle_expires_at", std::int64_t{0}))},
+             {"rememberMe", s.value("remember_me", false)}});
+  }
+  return json_ok(json{{"sessions", out}}.dump());
+}
+
+}  // namespace sechex::api
