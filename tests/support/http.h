@@ -4,22 +4,43 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace sechex::testing {
 
 struct HttpReply {
   unsigned status = 0;  // 0: no answer (connection refused or reset, or `timeout` passed)
   std::string body;
+  std::map<std::string, std::string> headers;  // names lower-cased
 };
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// One request on a fresh connection to 127.0.0.1:`port`, with extra request headers; the
+// reply's headers are kept (names lower-cased).
+inline HttpReply http_call_with(std::uint16_t port, boost::beast::http::verb verb,
+                                const std::string& target, const Headers& headers,
+                                const std::string& token = "", const std::string& body = "",
+                                std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 // One request on a fresh connection to 127.0.0.1:`port`.
 inline HttpReply http_call(std::uint16_t port, boost::beast::http::verb verb,
                            const std::string& target, const std::string& token = "",
                            const std::string& body = "",
                            std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  return http_call_with(port, verb, target, {}, token, body, timeout);
+}
+
+inline HttpReply http_call_with(std::uint16_t port, boost::beast::http::verb verb,
+                                const std::string& target, const Headers& headers,
+                                const std::string& token, const std::string& body,
+                                std::chrono::milliseconds timeout) {
   namespace asio = boost::asio;
   namespace beast = boost::beast;
   namespace http = beast::http;
@@ -33,6 +54,7 @@ inline HttpReply http_call(std::uint16_t port, boost::beast::http::verb verb,
     req.set(http::field::host, "127.0.0.1");
     if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
     if (!body.empty()) req.set(http::field::content_type, "application/json");
+    for (const auto& [name, value] : headers) req.set(name, value);
     req.body() = body;
     req.prepare_payload();
     http::write(s, req);
@@ -41,6 +63,11 @@ inline HttpReply http_call(std::uint16_t port, boost::beast::http::verb verb,
     http::read(s, buf, res);
     out.status = res.result_int();
     out.body = res.body();
+    for (const auto& field : res) {
+      std::string name(field.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers[name] = std::string(field.value());
+    }
   } catch (const std::exception&) {
     out.status = 0;
   }

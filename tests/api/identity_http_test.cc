@@ -1,0 +1,427 @@
+// Black-box tests of the identity routes (API.md "Identity") against a running ledgerd: each
+// acceptance scenario of spec 004 (and the rules 003 and 002 add) by ID, through HTTP only,
+// with the verification link read from the mail ledgerd wrote to its outbox.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "support/http.h"
+#include "support/process.h"
+
+namespace sechex::api {
+namespace {
+
+namespace http = boost::beast::http;
+using json = nlohmann::json;
+using testing::slurp;
+using namespace std::chrono_literals;
+
+class Identity : public ::testing::Test {
+ protected:
+  void start(const std::vector<std::string>& extra = {}) {
+    // Proxies on loopback: each test request names its client in X-Forwarded-For, so per-IP
+    // limits are tested only where a test means to.
+    std::vector<std::string> args = {SECHEX_LEDGERD, "--data-dir",   data(), "--listen",
+                                     "127.0.0.1:0",  "--partitions", "4",    "--trusted-proxy",
+                                     "127.0.0.1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    proc_ = testing::spawn(args, dir_.sub("err"));
+    port_ = testing::wait_for_serving_port(proc_);
+    ASSERT_NE(port_, 0) << slurp(proc_.err_path);
+  }
+  void TearDown() override { stop(); }
+  int stop() {
+    if (proc_.pid <= 0) return -1;
+    ::kill(proc_.pid, SIGTERM);
+    const auto code = testing::wait_exit(proc_.pid);
+    proc_.pid = -1;
+    return code;
+  }
+  std::string data() const { return dir_.sub("data"); }
+  std::string log() const { return slurp(proc_.err_path); }
+
+  // Every call comes from a new client IP unless `ip` is given.
+  testing::HttpReply call(http::verb verb, const std::string& target, const json& body = nullptr,
+                          const std::string& token = "", std::string ip = "") {
+    if (ip.empty()) ip = "198.51.100." + std::to_string(1 + next_ip_++ % 250);
+    return testing::http_call_with(port_, verb, target, {{"X-Forwarded-For", ip}}, token,
+                                   body.is_null() ? "" : body.dump(), 30s);
+  }
+  testing::HttpReply post(const std::string& target, const json& body, std::string ip = "") {
+    return call(http::verb::post, target, body, "", std::move(ip));
+  }
+  static json data_of(const testing::HttpReply& r) { return json::parse(r.body)["data"]; }
+  static json error_of(const testing::HttpReply& r) { return json::parse(r.body)["error"]; }
+
+  testing::RunResult ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), {SECHEX_LEDGERCTL, "--data-dir", data()});
+    return testing::run(args, {"SECHEX_KEK="});
+  }
+  std::string admin_token() {
+    const auto issued = ctl({"tokens", "issue", "--role", "admin"});
+    EXPECT_EQ(issued.code, 0) << issued.err;
+    return issued.out.empty() ? "" : issued.out.substr(0, issued.out.size() - 1);
+  }
+
+  // The newest mail to `to` in the outbox (ledgerd's default without SMTP), waiting for it.
+  std::string mail_to(const std::string& to, std::size_t nth = 1) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    const auto outbox = std::filesystem::path(data()) / "outbox";
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::vector<std::pair<std::filesystem::file_time_type, std::string>> mails;
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(outbox, ec)) {
+        if (e.path().extension() != ".eml") continue;
+        auto text = slurp(e.path().string());
+        if (text.find("To: " + to) != std::string::npos ||
+            text.find("<" + to + ">") != std::string::npos) {
+          mails.emplace_back(e.last_write_time(), std::move(text));
+        }
+      }
+      if (mails.size() >= nth) {
+        std::sort(mails.begin(), mails.end());
+        return mails.back().second;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    return "";
+  }
+  static std::string token_in(const std::string& mail) {
+    std::smatch m;
+    return std::regex_search(mail, m, std::regex(R"(\?token=([A-Za-z0-9_-]+))")) ? m[1].str() : "";
+  }
+
+  // A registered, verified account: its user id ("" after a failure, which is reported).
+  std::string verified(const std::string& email, const std::string& password) {
+    const auto reg =
+        post("/v1/auth/register", {{"email", email}, {"password", password}, {"consent", true}});
+    EXPECT_EQ(reg.status, 201u) << reg.body;
+    if (reg.status != 201u) return "";
+    const auto token = token_in(mail_to(email));
+    EXPECT_FALSE(token.empty()) << "no verification mail for " << email << "\n" << log();
+    const auto v = post("/v1/auth/verify-email", {{"token", token}});
+    EXPECT_EQ(v.status, 200u) << v.body;
+    return v.status == 200u ? data_of(reg)["userId"].get<std::string>() : "";
+  }
+  testing::HttpReply login(const std::string& email, const std::string& password,
+                           std::string ip = "") {
+    return post("/v1/auth/login", {{"email", email}, {"password", password}}, std::move(ip));
+  }
+
+  std::vector<json> audit(const std::string& admin, const std::string& user,
+                          const std::string& type) {
+    const auto r =
+        call(http::verb::get, "/v1/admin/audit?userId=" + user + "&type=" + type + "&limit=1000",
+             nullptr, admin);
+    EXPECT_EQ(r.status, 200u) << r.body;
+    std::vector<json> out;
+    if (r.status != 200u) return out;
+    const auto entries = data_of(r)["entries"];
+    for (const auto& e : entries) out.push_back(e);
+    return out;
+  }
+
+  testing::TempDir dir_;
+  testing::Process proc_;
+  std::uint16_t port_ = 0;
+  std::atomic<int> next_ip_{1};
+};
+
+// 004 scenarios 1, 4, 7, 13, 14 (FR-001, FR-006, FR-007, FR-009): register, the account waits
+// for its email, the mailed link verifies it once, and login gives a working token pair.
+TEST_F(Identity, RegisterVerifyByMailedLinkAndLogInFR001FR006FR007FR009) {
+  start();
+  const auto reg =
+      post("/v1/auth/register",
+           {{"email", "  Ann.Lee@Example.COM "}, {"password", "Tr0ub4dor&3x"}, {"consent", true}});
+  ASSERT_EQ(reg.status, 201u) << reg.body;
+  const auto user = data_of(reg)["userId"].get<std::string>();
+  EXPECT_EQ(data_of(reg)["status"], "pending_verification");
+  EXPECT_TRUE(data_of(reg)["warnings"].empty());
+
+  // Scenario 15 / FR-006: not before the email is verified (and only with the right password).
+  const auto early = login("ann.lee@example.com", "Tr0ub4dor&3x");
+  EXPECT_EQ(early.status, 403u) << early.body;
+  EXPECT_EQ(error_of(early)["code"], "email_not_verified");
+  EXPECT_EQ(login("ann.lee@example.com", "wrong-Passw0rd").status, 401u);
+
+  const auto mail = mail_to("ann.lee@example.com");
+  ASSERT_FALSE(mail.empty()) << log();
+  const auto token = token_in(mail);
+  ASSERT_EQ(token.size(), 43u) << mail;
+  EXPECT_EQ(post("/v1/auth/verify-email", {{"token", token + "x"}}).status, 400u);
+  const auto v = post("/v1/auth/verify-email", {{"token", token}});
+  ASSERT_EQ(v.status, 200u) << v.body;
+  EXPECT_EQ(data_of(v)["status"], "verified");
+  const auto again = post("/v1/auth/verify-email", {{"token", token}});
+  EXPECT_EQ(again.status, 400u) << "single use";
+  EXPECT_EQ(error_of(again)["code"], "token_invalid");
+
+  const auto in = login("ANN.LEE@example.com", "Tr0ub4dor&3x");
+  ASSERT_EQ(in.status, 200u) << in.body;
+  const auto pair = data_of(in);
+  EXPECT_EQ(pair["tokenType"], "Bearer");
+  EXPECT_EQ(pair["expiresIn"], 3600);
+  const auto me = call(http::verb::get, "/v1/me", nullptr, pair["accessToken"]);
+  ASSERT_EQ(me.status, 200u) << me.body;
+  EXPECT_EQ(data_of(me)["userId"], user);
+  EXPECT_EQ(data_of(me)["email"], "ann.lee@example.com");
+  EXPECT_EQ(data_of(me)["emailVerified"], true);
+  const auto sessions = call(http::verb::get, "/v1/me/sessions", nullptr, pair["accessToken"]);
+  ASSERT_EQ(sessions.status, 200u);
+  ASSERT_EQ(data_of(sessions)["sessions"].size(), 1u);
+  EXPECT_EQ(data_of(sessions)["sessions"][0]["current"], true);
+}
+
+// 004 scenarios 2, 3 (FR-002, FR-003, FR-005), 003 email validation and disposable warning.
+TEST_F(Identity, RegistrationRefusesBadEmailsWeakPasswordsAndDuplicatesAndWarnsOnDisposable) {
+  start();
+  auto reg = [&](const std::string& email, const std::string& password, json consent = true) {
+    return post("/v1/auth/register",
+                {{"email", email}, {"password", password}, {"consent", consent}});
+  };
+  const auto bad = reg("a..b@example.com", "Tr0ub4dor&3x");
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_EQ(error_of(bad)["code"], "invalid_email");
+  EXPECT_EQ(error_of(bad)["details"]["reason"], "consecutive_dots");
+  EXPECT_EQ(error_of(reg("no-at-sign", "Tr0ub4dor&3x"))["details"]["reason"], "missing_at");
+  const auto weak = reg("weak@example.com", "short1");
+  EXPECT_EQ(weak.status, 400u);
+  EXPECT_EQ(error_of(weak)["code"], "weak_password");
+  const auto unmet = error_of(weak)["details"]["unmet"];
+  EXPECT_NE(std::find(unmet.begin(), unmet.end(), "min_length"), unmet.end()) << weak.body;
+  EXPECT_NE(std::find(unmet.begin(), unmet.end(), "upper"), unmet.end()) << weak.body;
+  EXPECT_EQ(reg("noconsent@example.com", "Tr0ub4dor&3x", false).status, 400u);
+
+  ASSERT_EQ(reg("dup@example.com", "Tr0ub4dor&3x").status, 201u);
+  const auto dup = reg("DUP@example.com", "An0ther-Pass");
+  EXPECT_EQ(dup.status, 409u);
+  EXPECT_EQ(error_of(dup)["code"], "email_taken");
+
+  const auto disposable = reg("someone@mailinator.com", "Tr0ub4dor&3x");
+  ASSERT_EQ(disposable.status, 201u) << "a warning, not a refusal";
+  EXPECT_EQ(data_of(disposable)["warnings"], json::array({"disposable_email"}));
+}
+
+// Concurrent registrations of one address: exactly one account (the email's partition decides).
+TEST_F(Identity, ParallelRegistrationsOfOneAddressCreateExactlyOneAccountFR005) {
+  start();
+  std::vector<std::thread> threads;
+  std::atomic<int> created{0}, taken{0};
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      const auto r =
+          post("/v1/auth/register",
+               {{"email", "race@example.com"}, {"password", "Tr0ub4dor&3x"}, {"consent", true}});
+      (r.status == 201 ? created : taken) += r.status == 201 || r.status == 409 ? 1 : 0;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(created.load(), 1);
+  EXPECT_EQ(taken.load(), 7);
+}
+
+// 004 scenario 6, FR-012: five consecutive failures lock for 30 minutes; remainingAttempts
+// counts down before that; even the right password is refused while locked.
+TEST_F(Identity, FiveWrongPasswordsLockTheAccountWithLockedUntilFR012) {
+  start();
+  ASSERT_FALSE(verified("lock@example.com", "Tr0ub4dor&3x").empty());
+  for (int i = 4; i >= 1; --i) {
+    const auto r = login("lock@example.com", "Wr0ng-password");
+    ASSERT_EQ(r.status, 401u) << r.body;
+    EXPECT_EQ(error_of(r)["code"], "invalid_credentials");
+    EXPECT_EQ(error_of(r)["details"]["remainingAttempts"], i);
+  }
+  const auto fifth = login("lock@example.com", "Wr0ng-password");
+  ASSERT_EQ(fifth.status, 423u) << fifth.body;
+  EXPECT_EQ(error_of(fifth)["code"], "account_locked");
+  EXPECT_TRUE(error_of(fifth)["details"]["lockedUntil"].is_string());
+  EXPECT_TRUE(fifth.headers.count("retry-after"));
+  const auto right = login("lock@example.com", "Tr0ub4dor&3x");
+  EXPECT_EQ(right.status, 423u) << right.body;
+}
+
+// The issue's concurrency rule: 50 parallel wrong-password requests for one account are
+// evaluated as exactly 5 failures, then refused (the partition's command path serialises them).
+TEST_F(Identity, FiftyParallelWrongPasswordsCountAsExactlyFiveFailuresThenLockFR012) {
+  start();
+  const auto user = verified("burst@example.com", "Tr0ub4dor&3x");
+  ASSERT_FALSE(user.empty());
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::map<unsigned, int> statuses;
+  for (int i = 0; i < 50; ++i) {
+    threads.emplace_back([&, i] {
+      const auto r =
+          login("burst@example.com", "Wr0ng-password", "203.0.113." + std::to_string(i + 1));
+      std::lock_guard l(mu);
+      ++statuses[r.status];
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(statuses[401], 4) << "four failures answer 401 with remainingAttempts";
+  EXPECT_EQ(statuses[423], 46) << "the fifth locks; the other 45 are refused as locked";
+  const auto admin = admin_token();
+  std::size_t wrong = 0, locked_refusals = 0;
+  for (const auto& e : audit(admin, user, "LoginFailed")) {
+    const auto reason = e["event"].value("reason", "");
+    wrong += reason == "wrong_password";
+    locked_refusals += reason == "locked";
+  }
+  EXPECT_EQ(wrong, 5u);
+  EXPECT_EQ(locked_refusals, 45u);
+  EXPECT_EQ(audit(admin, user, "AccountLocked").size(), 1u);
+}
+
+// 004 FR-011: at most 5 attempts per IP per 15 minutes, whatever the accounts.
+TEST_F(Identity, TheSixthLoginAttemptFromOneIpIsRateLimitedWithRetryAfterFR011) {
+  start();
+  for (int i = 0; i < 5; ++i) {
+    const auto r =
+        login("user" + std::to_string(i) + "@example.com", "Wr0ng-password", "192.0.2.9");
+    EXPECT_EQ(r.status, 401u) << r.body;
+  }
+  const auto sixth = login("other@example.com", "Wr0ng-password", "192.0.2.9");
+  ASSERT_EQ(sixth.status, 429u) << sixth.body;
+  EXPECT_EQ(error_of(sixth)["code"], "rate_limited");
+  ASSERT_TRUE(sixth.headers.count("retry-after"));
+  const auto wait = std::stoi(sixth.headers.at("retry-after"));
+  EXPECT_GT(wait, 0);
+  EXPECT_LE(wait, 15 * 60);
+  EXPECT_EQ(login("other@example.com", "Wr0ng-password", "192.0.2.10").status, 401u)
+      << "another IP is not limited";
+}
+
+// 004 FR-010 and edge cases: unknown email, wrong password and invalid address answer with the
+// same status and body, and take the same time (a dummy Argon2id hash for unknown users).
+TEST_F(Identity, UnknownEmailAndWrongPasswordAreIndistinguishableInStatusBodyAndTimeFR010) {
+  start();
+  ASSERT_FALSE(verified("known@example.com", "Tr0ub4dor&3x").empty());
+  auto timed = [&](const std::string& email) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = login(email, "Wr0ng-password");
+    return std::pair(r, std::chrono::steady_clock::now() - t0);
+  };
+  // Warm up both paths once (first-use costs are not what this measures).
+  timed("warm-unknown@example.com");
+  std::vector<double> known, unknown;
+  for (int i = 0; i < 4; ++i) {
+    // Interleaved, and each account gets only 4 tries so neither locks.
+    auto [a, ta] = timed("known@example.com");
+    auto [b, tb] = timed("nobody" + std::to_string(i % 2) + "@example.com");
+    ASSERT_EQ(a.status, 401u) << a.body;
+    ASSERT_EQ(b.status, a.status);
+    EXPECT_EQ(error_of(a)["code"], error_of(b)["code"]);
+    EXPECT_EQ(error_of(a)["message"], error_of(b)["message"]);
+    known.push_back(std::chrono::duration<double>(ta).count());
+    unknown.push_back(std::chrono::duration<double>(tb).count());
+  }
+  std::sort(known.begin(), known.end());
+  std::sort(unknown.begin(), unknown.end());
+  const double mk = (known[1] + known[2]) / 2, mu = (unknown[1] + unknown[2]) / 2;
+  EXPECT_LT(std::abs(mk - mu), 0.2 * std::max(mk, mu))
+      << "median known " << mk << " s, unknown " << mu << " s";
+}
+
+// 004 FR-018, FR-020 and API.md: refresh rotates; presenting a rotated token again revokes the
+// whole family, including the newest token.
+TEST_F(Identity, RefreshRotatesAndReusingARotatedTokenRevokesTheFamilyFR020) {
+  start();
+  ASSERT_FALSE(verified("rot@example.com", "Tr0ub4dor&3x").empty());
+  const auto in = login("rot@example.com", "Tr0ub4dor&3x");
+  ASSERT_EQ(in.status, 200u) << in.body;
+  const auto first = data_of(in)["refreshToken"].get<std::string>();
+  const auto r1 = post("/v1/auth/refresh", {{"refreshToken", first}});
+  ASSERT_EQ(r1.status, 200u) << r1.body;
+  const auto second = data_of(r1)["refreshToken"].get<std::string>();
+  EXPECT_NE(second, first);
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, data_of(r1)["accessToken"]).status, 200u);
+
+  const auto reuse = post("/v1/auth/refresh", {{"refreshToken", first}});
+  EXPECT_EQ(reuse.status, 401u);
+  EXPECT_EQ(error_of(reuse)["code"], "invalid_token");
+  EXPECT_EQ(post("/v1/auth/refresh", {{"refreshToken", second}}).status, 401u)
+      << "the family is revoked";
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, data_of(r1)["accessToken"]).status, 401u)
+      << "and so is its session's access token";
+  EXPECT_EQ(post("/v1/auth/refresh", {{"refreshToken", "forged"}}).status, 401u);
+}
+
+// 004 scenario 9, FR-016: after logout the session's tokens are refused at once; logout-all
+// ends every session.
+TEST_F(Identity, LogoutRevokesTheSessionAtOnceAndLogoutAllEndsEveryOneFR016) {
+  start();
+  ASSERT_FALSE(verified("out@example.com", "Tr0ub4dor&3x").empty());
+  const auto a = data_of(login("out@example.com", "Tr0ub4dor&3x"));
+  const auto b = data_of(login("out@example.com", "Tr0ub4dor&3x"));
+  const auto c = data_of(login("out@example.com", "Tr0ub4dor&3x"));
+  const auto out = call(http::verb::post, "/v1/auth/logout", nullptr, a["accessToken"]);
+  ASSERT_EQ(out.status, 200u) << out.body;
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, a["accessToken"]).status, 401u);
+  EXPECT_EQ(post("/v1/auth/refresh", {{"refreshToken", a["refreshToken"]}}).status, 401u);
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, b["accessToken"]).status, 200u)
+      << "FR-017: other sessions live on";
+  ASSERT_EQ(call(http::verb::post, "/v1/auth/logout-all", nullptr, b["accessToken"]).status, 200u);
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, c["accessToken"]).status, 401u);
+  EXPECT_EQ(post("/v1/auth/refresh", {{"refreshToken", c["refreshToken"]}}).status, 401u);
+}
+
+// 004 FR-003, FR-004, FR-041: an admin raises the policy to High (an audited PolicyChanged);
+// registration then needs 12 characters and a special one.
+TEST_F(Identity, AnAdminSetsThePasswordPolicyToHighAndRegistrationFollowsFR004) {
+  start();
+  EXPECT_EQ(data_of(call(http::verb::get, "/v1/auth/password/policy"))["level"], "basic");
+  const auto admin = admin_token();
+  const auto anon = call(http::verb::put, "/v1/admin/policy/password", {{"level", "high"}});
+  EXPECT_EQ(anon.status, 401u);
+  const auto set = call(http::verb::put, "/v1/admin/policy/password", {{"level", "high"}}, admin);
+  ASSERT_EQ(set.status, 200u) << set.body;
+  const auto policy = data_of(call(http::verb::get, "/v1/auth/password/policy"));
+  EXPECT_EQ(policy["level"], "high");
+  EXPECT_EQ(policy["minLength"], 12);
+  EXPECT_EQ(policy["requireSpecial"], true);
+  const auto weak =
+      post("/v1/auth/register",
+           {{"email", "high@example.com"}, {"password", "Basic0kPass"}, {"consent", true}});
+  EXPECT_EQ(weak.status, 400u);
+  const auto unmet = error_of(weak)["details"]["unmet"];
+  EXPECT_EQ(unmet, json::array({"min_length", "special"})) << weak.body;
+  EXPECT_EQ(audit(admin, "policy", "PolicyChanged").size(), 1u);
+  EXPECT_EQ(
+      call(http::verb::put, "/v1/admin/policy/password", {{"level", "extreme"}}, admin).status,
+      400u);
+}
+
+// FR-031 and the issue's "every flow's events present in the audit API with a verifying chain".
+TEST_F(Identity, EveryFlowIsInTheAuditTrailAndTheChainVerifiesFR031) {
+  start();
+  const auto user = verified("trail@example.com", "Tr0ub4dor&3x");
+  ASSERT_FALSE(user.empty());
+  EXPECT_EQ(login("trail@example.com", "Wr0ng-password").status, 401u);
+  const auto in = data_of(login("trail@example.com", "Tr0ub4dor&3x"));
+  ASSERT_EQ(post("/v1/auth/refresh", {{"refreshToken", in["refreshToken"]}}).status, 200u);
+  ASSERT_EQ(call(http::verb::post, "/v1/auth/logout", nullptr, in["accessToken"]).status, 200u);
+  const auto admin = admin_token();
+  for (const auto* type :
+       {"UserRegistered", "ConsentRecorded", "EmailVerificationIssued", "EmailVerified",
+        "LoginFailed", "LoginSucceeded", "SessionStarted", "TokenRefreshed", "LoggedOut"}) {
+    EXPECT_FALSE(audit(admin, user, type).empty()) << type;
+  }
+  // No secret in the trail: the password and the refresh token appear nowhere in an export.
+  ASSERT_EQ(stop(), 0);
+  const auto exported = ctl({"export", "--format", "jsonl"});
+  ASSERT_EQ(exported.code, 0) << exported.err;
+  EXPECT_EQ(exported.out.find("Tr0ub4dor&3x"), std::string::npos);
+  EXPECT_EQ(exported.out.find(in["refreshToken"].get<std::string>()), std::string::npos);
+  EXPECT_EQ(ctl({"verify"}).code, 0);
+}
+
+}  // namespace
+}  // namespace sechex::api
