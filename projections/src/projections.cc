@@ -1,5 +1,6 @@
 #include "projections/access.h"
 #include "projections/audit.h"
+#include "projections/outbox.h"
 #include "projections/payments.h"
 #include "projections/rate_limits.h"
 #include "projections/replay_cache.h"
@@ -18,6 +19,7 @@ std::vector<std::unique_ptr<Projection>> default_projections() {
   out.push_back(std::make_unique<SessionsProjection>());
   out.push_back(std::make_unique<RateLimitsProjection>());
   out.push_back(std::make_unique<ReplayCacheProjection>());
+  out.push_back(std::make_unique<OutboxProjection>());
   return out;
 }
 
