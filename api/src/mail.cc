@@ -29,14 +29,6 @@ bool is_printable_ascii(char c) { return c > 0x20 && c < 0x7f; }
 bool kind_needs_secret(std::string_view kind) {
   return kind == kMailVerifyEmail || kind == kMailPasswordReset || kind == kMailOtpCode;
 }
-bool is_known_kind(std::string_view kind) {
-  for (const char* k : {kMailVerifyEmail, kMailPasswordReset, kMailPasswordResetDone, kMailOtpCode,
-                        kMailOtpLockout, kMailAccountLocked}) {
-    if (kind == k) return true;
-  }
-  return false;
-}
-
 bool is_address(std::string_view a) {
   if (a.size() < 3 || a.size() > 254) return false;
   constexpr std::string_view kForbidden = "<>\"(),;\\[]";
@@ -127,67 +119,64 @@ struct Template {
   const char* subject;
   const char* body;  // "{link}" or "{code}" stand for the secret
 };
+struct KindTemplates {
+  const char* kind;
+  Template en;
+  Template zh;
+};
 
 // The templates, by kind, in en and zh-CN. Short and plain: no tracking, no HTML.
-Template template_of(std::string_view kind, bool zh) {
-  if (kind == kMailVerifyEmail) {
-    return zh ? Template{"请验证您的邮箱地址",
-                         "您好，\n\n请打开以下链接，验证您在 Sechex Ledger "
-                         "的邮箱地址：\n\n{link}\n\n"
-                         "如果您没有注册，请忽略此邮件。\n"}
-              : Template{"Confirm your email address",
-                         "Hello,\n\nPlease confirm your email address for Sechex Ledger by opening "
-                         "this link:\n\n{link}\n\nIf you did not sign up, ignore this mail.\n"};
+constexpr KindTemplates kTemplates[] = {
+    {kMailVerifyEmail,
+     {"Confirm your email address",
+      "Hello,\n\nPlease confirm your email address for Sechex Ledger by opening this link:\n\n"
+      "{link}\n\nIf you did not sign up, ignore this mail.\n"},
+     {"请验证您的邮箱地址",
+      "您好，\n\n请打开以下链接，验证您在 Sechex Ledger 的邮箱地址：\n\n{link}\n\n"
+      "如果您没有注册，请忽略此邮件。\n"}},
+    {kMailPasswordReset,
+     {"Reset your password",
+      "Hello,\n\nWe received a request to reset your Sechex Ledger password. Open this link to "
+      "choose a new one:\n\n{link}\n\nThe link expires soon. If you did not ask for this, ignore "
+      "this mail; your password stays as it is.\n"},
+     {"重置您的密码",
+      "您好，\n\n我们收到了重置您 Sechex Ledger 密码的请求。请打开以下链接设置新密码：\n\n"
+      "{link}\n\n链接很快会失效。如果这不是您本人的操作，请忽略此邮件，您的密码不会改变。\n"}},
+    {kMailPasswordResetDone,
+     {"Your password was reset",
+      "Hello,\n\nThe password of your Sechex Ledger account was just reset and every session was "
+      "signed out.\n\nIf this was not you, reset your password now.\n"},
+     {"您的密码已重置",
+      "您好，\n\n您的 Sechex Ledger 密码刚刚被重置，所有会话均已退出。\n\n"
+      "如果这不是您本人的操作，请立即重置密码。\n"}},
+    {kMailOtpCode,
+     {"Your sign-in code",
+      "Hello,\n\nYour Sechex Ledger code is:\n\n{code}\n\nIt is valid for 5 minutes. Never "
+      "share it with anyone.\n"},
+     {"您的验证码",
+      "您好，\n\n您的 Sechex Ledger 验证码是：\n\n{code}\n\n验证码 5 分钟内有效。"
+      "请勿将其告诉任何人。\n"}},
+    {kMailOtpLockout,
+     {"Too many wrong codes",
+      "Hello,\n\nA wrong code was entered for your Sechex Ledger account too many times, so "
+      "sign-in by code is paused.\n\nIf this was not you, reset your password.\n"},
+     {"验证码错误次数过多",
+      "您好，\n\n您的账户验证码输入错误次数过多，验证码登录已暂时停用。\n\n"
+      "如果这不是您本人的操作，请重置密码。\n"}},
+    {kMailAccountLocked,
+     {"Your account was locked",
+      "Hello,\n\nYour Sechex Ledger account was locked after repeated failed sign-ins.\n\nIf "
+      "this was not you, reset your password.\n"},
+     {"您的账户已被锁定",
+      "您好，\n\n由于多次登录失败，您的 Sechex Ledger 账户已被锁定。\n\n"
+      "如果这不是您本人的操作，请重置密码。\n"}},
+};
+
+const KindTemplates* templates_of(std::string_view kind) {
+  for (const auto& t : kTemplates) {
+    if (kind == t.kind) return &t;
   }
-  if (kind == kMailPasswordReset) {
-    return zh ? Template{"重置您的密码",
-                         "您好，\n\n我们收到了重置您 Sechex Ledger 密码的请求。请打开以下链接设置新"
-                         "密码：\n\n{link}"
-                         "\n\n链接很快会失效。如果这不是您本人的操作，请忽略此邮件，"
-                         "您的密码不会改变。\n"}
-              : Template{
-                    "Reset your password",
-                    "Hello,\n\nWe received a request to reset your Sechex Ledger password. Open "
-                    "this link to choose a new one:\n\n{link}\n\nThe link expires soon. If "
-                    "you did not ask for this, ignore this mail; your password stays as it "
-                    "is.\n"};
-  }
-  if (kind == kMailPasswordResetDone) {
-    return zh ? Template{"您的密码已重置",
-                         "您好，\n\n您的 Sechex Ledger "
-                         "密码刚刚被重置，所有会话均已退出。\n\n如果这不"
-                         "是您本人的操作，请立即重置密码。\n"}
-              : Template{"Your password was reset",
-                         "Hello,\n\nThe password of your Sechex Ledger account was just reset and "
-                         "every session was signed out.\n\nIf this was not you, reset your "
-                         "password now.\n"};
-  }
-  if (kind == kMailOtpCode) {
-    return zh ? Template{"您的验证码",
-                         "您好，\n\n您的 Sechex Ledger 验证码是：\n\n{code}\n\n验证码 5 "
-                         "分钟内有效。"
-                         "请勿将其告诉任何人。\n"}
-              : Template{"Your sign-in code",
-                         "Hello,\n\nYour Sechex Ledger code is:\n\n{code}\n\nIt is valid for 5 "
-                         "minutes. Never share it with anyone.\n"};
-  }
-  if (kind == kMailOtpLockout) {
-    return zh ? Template{"验证码错误次数过多",
-                         "您好，\n\n您的账户验证码输入错误次数过多，验证码登录已暂时停用。\n\n如果"
-                         "这"
-                         "不是您本人的操作，请重置密码。\n"}
-              : Template{"Too many wrong codes",
-                         "Hello,\n\nA wrong code was entered for your Sechex Ledger account too "
-                         "many times, so sign-in by code is paused.\n\nIf this was not you, reset "
-                         "your password.\n"};
-  }
-  // account_locked
-  return zh ? Template{"您的账户已被锁定",
-                       "您好，\n\n由于多次登录失败，您的 Sechex Ledger 账户已被锁定。\n\n如果这不是"
-                       "您本人的操作，请重置密码。\n"}
-            : Template{"Your account was locked",
-                       "Hello,\n\nYour Sechex Ledger account was locked after repeated failed "
-                       "sign-ins.\n\nIf this was not you, reset your password.\n"};
+  return nullptr;
 }
 
 void replace_all(std::string& s, std::string_view what, std::string_view with) {
@@ -215,7 +204,7 @@ std::string mail_locale(std::string_view locale) {
 }
 
 Result<void> check_mail_request(const MailRequest& request) {
-  if (!is_known_kind(request.kind) || !is_address(request.to)) {
+  if (templates_of(request.kind) == nullptr || !is_address(request.to)) {
     return make_error_code(ledger::Errc::invalid_argument);
   }
   const auto& s = request.secret;
@@ -255,7 +244,8 @@ Result<RenderedMail> render_mail(const MailContent& content, std::string_view fr
                                  std::string_view public_url, std::int64_t date_micros) {
   SECHEX_TRYV(check_mail_request(
       {.kind = content.kind, .to = content.to, .secret = content.secret, .locale = "en"}));
-  const auto t = template_of(content.kind, mail_locale(content.locale) == "zh-CN");
+  const auto* all = templates_of(content.kind);
+  const auto& t = mail_locale(content.locale) == "zh-CN" ? all->zh : all->en;
   std::string base(public_url);
   while (!base.empty() && base.back() == '/') base.pop_back();
   std::string body = t.body;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "mail_support.h"
 
@@ -285,24 +286,22 @@ TEST(MailRender, HeaderInjectionIsRefused) {
                  .body = "text\n",
                  .date_micros = kNow};
   ASSERT_TRUE(render_eml(m));
-  auto bad = m;
-  bad.to = "alice@example.com\r\nBcc: evil@example.net";
-  EXPECT_EQ(render_eml(bad).error(), ledger::Errc::invalid_argument);
-  bad = m;
-  bad.to = "alice@example.com\nBcc: evil@example.net";
-  EXPECT_FALSE(render_eml(bad));
-  bad = m;
-  bad.subject = "Hello\r\nBcc: evil@example.net";
-  EXPECT_FALSE(render_eml(bad));
-  bad = m;
-  bad.from = "Sechex <no-reply@localhost>\rBcc: evil@example.net";
-  EXPECT_FALSE(render_eml(bad));
-  bad = m;
-  bad.message_id = "../../etc/passwd";
-  EXPECT_FALSE(render_eml(bad));
-  bad = m;
-  bad.body = std::string(999, 'x');
-  EXPECT_FALSE(render_eml(bad)) << "a body line over 998 bytes (RFC 5322 2.1.1)";
+  const std::vector<std::pair<std::string, std::function<void(RenderedMail&)>>> attacks = {
+      {"CRLF in To", [](auto& b) { b.to = "alice@example.com\r\nBcc: evil@example.net"; }},
+      {"LF in To", [](auto& b) { b.to = "alice@example.com\nBcc: evil@example.net"; }},
+      {"CRLF in Subject", [](auto& b) { b.subject = "Hello\r\nBcc: evil@example.net"; }},
+      {"CR in From", [](auto& b) { b.from = "Sechex <no-reply@localhost>\rBcc: evil@x.net"; }},
+      {"a path as message id", [](auto& b) { b.message_id = "../../etc/passwd"; }},
+      {"a body line over 998 bytes (RFC 5322 2.1.1)",
+       [](auto& b) { b.body = std::string(999, 'x'); }},
+  };
+  for (const auto& [what, change] : attacks) {
+    auto bad = m;
+    change(bad);
+    const auto r = render_eml(bad);
+    ASSERT_FALSE(r) << what;
+    EXPECT_EQ(r.error(), ledger::Errc::invalid_argument) << what;
+  }
   // render_mail refuses the same address before anything is rendered.
   EXPECT_FALSE(render_mail({.message_id = kId,
                             .kind = kMailAccountLocked,

@@ -196,7 +196,8 @@ struct MailWorkerHooks {
 // projections caught up (ledgerd: right after catch-up); stop() (or destruction) before the
 // command path, key store and log go. stop() returns within about one poll interval plus the
 // time to abort one SMTP transfer (the transfer is cancelled through libcurl's progress
-// callback; it never waits out the full timeout).
+// callback; it never waits out the full timeout). A stopped worker stays stopped: start() after
+// stop() does nothing, and run_once() returns without delivering.
 //
 // Thread-safety: notify() and stop() may be called from any thread at any time. run_once()
 // delivers what is due now on the caller's thread (tests call it without start()); it is
