@@ -25,16 +25,9 @@ inline constexpr std::uint32_t kMailPartitions = 2;
 struct MailWorld {
   explicit MailWorld(const Clock* use_clock = nullptr)
       : clock(use_clock != nullptr ? *use_clock : manual) {
-    ledger::LogOptions lo;
-    lo.path = dir.sub("log");
-    lo.partitions = kMailPartitions;
-    lo.create_if_missing = true;
-    log = ledger::LogStore::open(lo).value();
-    keys =
-        ledger::KeyStore::open(
-            *log,
-            ledger::Kek::from_base64(ledger::crypto::base64_encode(ledger::Bytes(32, 9))).value())
-            .value();
+    auto ledger = sechex::testing::open_test_ledger(dir.sub("log"), kMailPartitions);
+    log = std::move(ledger.log);
+    keys = std::move(ledger.keys);
     store = projections::ProjectionStore::open(dir.sub("projections"), kMailPartitions,
                                                projections::default_projections())
                 .value();

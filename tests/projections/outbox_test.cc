@@ -25,15 +25,9 @@ constexpr std::int64_t kDay = 24 * 3600 * kSecond;
 class OutboxTest : public ::testing::Test {
  protected:
   OutboxTest() {
-    ledger::LogOptions o;
-    o.path = dir_.sub("log");
-    o.create_if_missing = true;
-    o.partitions = kPartitions;
-    log_ = ledger::LogStore::open(o).value();
-    keys_ =
-        ledger::KeyStore::open(
-            *log_, ledger::Kek::from_base64(ledger::crypto::base64_encode(Bytes(32, 7))).value())
-            .value();
+    auto ledger = testing::open_test_ledger(dir_.sub("log"), kPartitions);
+    log_ = std::move(ledger.log);
+    keys_ = std::move(ledger.keys);
     store_ = open_store("live");
   }
 
