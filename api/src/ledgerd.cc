@@ -7,6 +7,7 @@
 // store, address).
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <boost/program_options.hpp>
@@ -24,6 +25,7 @@
 #include "api/ingest_worker.h"
 #include "api/jose.h"
 #include "api/ledger_api.h"
+#include "api/mail.h"
 #include "api/metrics.h"
 #include "api/openapi.h"
 #include "api/ownership.h"
@@ -101,6 +103,36 @@ class LedgerMetrics {
   std::vector<prometheus::Gauge*> records_;
   ledger::LogStats last_{};
 };
+
+// Completes the mail settings from the flags; returns why they are unusable ("" when fine).
+std::string configure_mail(api::MailerConfig& mail, const std::string& password_file,
+                           bool allow_plaintext, const std::string& data_dir) {
+  if (!mail.smtp_url.empty() && mail.smtp_url.rfind("smtp://", 0) != 0 &&
+      mail.smtp_url.rfind("smtps://", 0) != 0) {
+    return "--smtp-url must start with smtp:// or smtps://";
+  }
+  if (mail.username.empty() != password_file.empty()) {
+    return "--smtp-user and --smtp-password-file go together";
+  }
+  if (!password_file.empty()) {
+    struct stat st {};
+    if (::stat(password_file.c_str(), &st) != 0) return "cannot read " + password_file;
+    if ((st.st_mode & 077) != 0) {
+      return password_file + " is readable by group or others (chmod 600 it)";
+    }
+    std::ifstream in(password_file);
+    if (!in || !std::getline(in, mail.password) || mail.password.empty()) {
+      return "cannot read a password from " + password_file;
+    }
+    if (!mail.password.empty() && mail.password.back() == '\r') mail.password.pop_back();
+  }
+  if (mail.public_url.rfind("http://", 0) != 0 && mail.public_url.rfind("https://", 0) != 0) {
+    return "--public-url must start with http:// or https://";
+  }
+  mail.require_tls = !allow_plaintext && !api::is_loopback_smtp_url(mail.smtp_url);
+  mail.outbox_dir = data_dir + "/outbox";
+  return "";
+}
 
 int fail(const std::string& message) {
   std::cerr << "ledgerd: " << message << "\n";
@@ -192,6 +224,19 @@ int main(int argc, char** argv) {
       "kafka-transactional-id-prefix", po::value(&txn_prefix),
       "writers use transactional.id PREFIX + ledger-<partition>; default: empty for topic "
       "ledger.events, else \"<topic>.\" so ledgers sharing a cluster never fence each other");
+  // Email (api/mail.h): SMTP through libcurl, or .eml files in <data-dir>/outbox by default.
+  api::MailerConfig mail;
+  std::string smtp_password_file;
+  desc.add_options()("smtp-url", po::value(&mail.smtp_url),
+                     "smtp://HOST:PORT (STARTTLS required unless loopback) or smtps://HOST:PORT; "
+                     "default: mails are written as .eml files to <data-dir>/outbox")(
+      "smtp-from", po::value(&mail.from)->default_value(mail.from), "From of every mail")(
+      "smtp-user", po::value(&mail.username), "SMTP AUTH user (with --smtp-password-file)")(
+      "smtp-password-file", po::value(&smtp_password_file),
+      "file holding the SMTP password on its first line (mode 0600 or stricter)")(
+      "smtp-allow-plaintext", "permit smtp:// without STARTTLS to a non-loopback server")(
+      "public-url", po::value(&mail.public_url)->default_value(mail.public_url),
+      "base URL of the links in mails (verify-email, reset-password)");
   std::string config_file;
   desc.add_options()("config", po::value(&config_file),
                      "INI-style file of the same options (name = value)");
@@ -272,6 +317,11 @@ int main(int argc, char** argv) {
     ingest_topic = topic == "ledger.events" ? "ledger.ingest" : topic + ".ingest";
   }
   tokens.clock_skew = std::chrono::seconds(skew_seconds);
+  if (auto why =
+          configure_mail(mail, smtp_password_file, vm.count("smtp-allow-plaintext") > 0, data_dir);
+      !why.empty()) {
+    return fail(why);
+  }
   std::string ownership_error;
   // Syntax now, before anything is written; partition numbers once the log says how many.
   auto ownership_flags = api::OwnershipFlags::parse(
@@ -403,6 +453,25 @@ int main(int argc, char** argv) {
                                    append_latency.Observe(std::chrono::duration<double>(d).count());
                                  },
                              .on_misdirected = [&] { metrics.count_rejected("misdirected"); }});
+  // Mail delivery (api/mail.h); started once the projections caught up, stopped before the log.
+  auto& mail_sent = prometheus::BuildCounter()
+                        .Name("sechex_mail_sent_total")
+                        .Help("Mails handed to their transport, by transport (smtp, file)")
+                        .Register(metrics.registry());
+  for (const char* t : {"smtp", "file"}) mail_sent.Add({{"transport", t}});
+  auto& mail_failures = prometheus::BuildCounter()
+                            .Name("sechex_mail_delivery_failures_total")
+                            .Help("Mails given up after their last attempt (admin alert)")
+                            .Register(metrics.registry())
+                            .Add({});
+  api::MailWorker mail_worker(
+      commands, *keys, mail, clock,
+      {.on_sent =
+           [&](std::string_view t) {
+             mail_sent.Add({{"transport", std::string(t)}}).Increment();
+           },
+       .on_final_failure = [&](std::string_view) { mail_failures.Increment(); },
+       .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; }});
   auto& cleaned = prometheus::BuildCounter()
                       .Name("sechex_projection_expired_deleted_total")
                       .Help("Expired projection entries deleted by the scheduled cleanup")
@@ -477,6 +546,7 @@ int main(int argc, char** argv) {
       return;
     }
     std::cerr << "ledgerd: projections caught up (" << n.value() << " records applied)\n";
+    mail_worker.start();
     if (kafka != nullptr && !no_ingest) {
       auto w = api::IngestWorker::start(
           *kafka, commands, *keys, clock,
@@ -583,6 +653,7 @@ int main(int argc, char** argv) {
   // their timeouts: a shutdown must fit in a supervisor's grace period.
   if (kafka != nullptr) kafka->interrupt();
   catch_up.join();
+  mail_worker.stop();  // before the log closes; an SMTP transfer in flight is aborted
   if (ingest_worker) ingest_worker->stop();
   {
     std::lock_guard lock(mu);

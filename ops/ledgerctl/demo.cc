@@ -1,5 +1,6 @@
 #include "demo.h"
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <random>
@@ -30,6 +31,8 @@ std::string pii_for(const std::string& field, std::uint32_t subject, std::mt1993
   }
   if (field == "description") return "Order #" + std::to_string(rng() % 100000);
   if (field == "device" || field == "device_model") return "Pixel 9 Pro";
+  if (field == "to") return "user" + std::to_string(subject) + "@example.com";
+  if (field == "secret") return std::to_string(10'000'000 + rng() % 90'000'000);  // an OTP code
   return "demo " + field;
 }
 
@@ -40,6 +43,16 @@ json string_for(const std::string& field, std::uint64_t n, std::mt19937_64& rng)
   if (field == "status") return kStatuses[rng() % 4];
   if (field == "provider") return "example-oidc";
   if (field == "role") return rng() % 2 ? "premium" : "admin";
+  // Mail events (MailQueued and its outcomes) look like the mail worker's.
+  if (field == "message_id") {
+    char hex[33];
+    std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(n),
+                  static_cast<unsigned long long>(rng()));
+    return std::string(hex);
+  }
+  if (field == "kind") return rng() % 2 ? "otp_code" : "account_locked";
+  if (field == "locale") return rng() % 2 ? "en" : "zh-CN";
+  if (field == "transport") return rng() % 2 ? "smtp" : "file";
   if (field.size() > 5 && field.substr(field.size() - 5) == "_json") return "{\"demo\":true}";
   if (field.size() > 3 && field.substr(field.size() - 3) == "_id") {
     return field.substr(0, field.size() - 3) + "-" + std::to_string(n);

@@ -1,6 +1,7 @@
 #include "projections/access.h"
 #include "projections/audit.h"
 #include "projections/identity.h"
+#include "projections/outbox.h"
 #include "projections/payments.h"
 #include "projections/rate_limits.h"
 #include "projections/replay_cache.h"
@@ -20,6 +21,7 @@ std::vector<std::unique_ptr<Projection>> default_projections() {
   out.push_back(std::make_unique<RateLimitsProjection>());
   out.push_back(std::make_unique<ReplayCacheProjection>());
   out.push_back(std::make_unique<IdentityProjection>());
+  out.push_back(std::make_unique<OutboxProjection>());
   return out;
 }
 

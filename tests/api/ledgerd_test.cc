@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -56,6 +57,9 @@ TEST(Ledgerd, ServesHealthAndMetricsAndStopsCleanlyOnSigterm) {
       << metrics;
   EXPECT_NE(metrics.find("sechex_ledger_events_appended_total"), std::string::npos);
   EXPECT_NE(metrics.find("sechex_projection_lag_records 0"), std::string::npos) << metrics;
+  // Spec 003 FR-039: the mail alert counter exists from the start, so alerts can rate() it.
+  EXPECT_NE(metrics.find("sechex_mail_delivery_failures_total 0"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("sechex_mail_sent_total{transport=\"file\"} 0"), std::string::npos);
   // Ready once the projections caught up with the (empty) log.
   for (int i = 0; i < 100; ++i) {
     get(port, "/readyz", &status);
@@ -127,6 +131,34 @@ TEST(Ledgerd, BadFlagsAndABusyPortExitTwo) {
   EXPECT_EQ(wait_exit(p.pid), 2);
   EXPECT_NE(slurp(dir.sub("err3")).find("cannot listen"), std::string::npos)
       << slurp(dir.sub("err3"));
+}
+
+TEST(Ledgerd, RefusesUnusableSmtpSettingsBeforeWritingAnything) {
+  testing::TempDir dir;
+  const auto data = dir.sub("data");
+  {
+    std::ofstream(dir.sub("open-password")) << "hunter2\n";
+    ::chmod(dir.sub("open-password").c_str(), 0644);
+  }
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--smtp-url", "http://mail.example.com"}, "smtp:// or smtps://"},
+      {{"--smtp-user", "ops"}, "go together"},
+      {{"--smtp-user", "ops", "--smtp-password-file", dir.sub("open-password")},
+       "readable by group or others"},
+      {{"--smtp-user", "ops", "--smtp-password-file", dir.sub("missing")}, "cannot read"},
+      {{"--public-url", "javascript:alert(1)"}, "--public-url"},
+  };
+  int n = 0;
+  for (const auto& [flags, why] : cases) {
+    std::vector<std::string> args = {SECHEX_LEDGERD, "--data-dir", data, "--listen", "127.0.0.1:0"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const auto err = dir.sub("err" + std::to_string(++n));
+    auto p = spawn(args, err);
+    EXPECT_EQ(wait_exit(p.pid), 2) << why;
+    EXPECT_NE(slurp(err).find(why), std::string::npos) << slurp(err);
+    EXPECT_EQ(slurp(err).find("hunter2"), std::string::npos);
+  }
+  EXPECT_FALSE(std::filesystem::exists(data)) << "nothing may be written";
 }
 
 }  // namespace

@@ -56,7 +56,10 @@ TEST(Schema, HasEveryEventTypeTheLedgerNeeds) {
                                              "ConsentRecorded",
                                              "SubjectErased",
                                              "KeyRotated",
-                                             "ApplicationEvent"};
+                                             "ApplicationEvent",
+                                             "MailQueued",
+                                             "MailDelivered",
+                                             "MailDeliveryFailed"};
   const auto& names = event_type_names();
   for (const auto& r : required) {
     EXPECT_NE(std::find(names.begin(), names.end(), r), names.end()) << r;

@@ -45,14 +45,9 @@ struct World {
   std::unique_ptr<ledger::KeyStore> keys;
   ManualClock clock;
   World() {
-    ledger::LogOptions o;
-    o.path = dir.sub("log");
-    o.create_if_missing = true;
-    o.partitions = kPartitions;
-    log = ledger::LogStore::open(o).value();
-    keys = ledger::KeyStore::open(
-               *log, ledger::Kek::from_base64(ledger::crypto::base64_encode(Bytes(32, 5))).value())
-               .value();
+    auto ledger = testing::open_test_ledger(dir.sub("log"), kPartitions);
+    log = std::move(ledger.log);
+    keys = std::move(ledger.keys);
   }
   std::unique_ptr<ProjectionStore> projections(const std::string& name) {
     return ProjectionStore::open(dir.sub(name), kPartitions, default_projections()).value();

@@ -35,6 +35,27 @@ inline std::string subject_in(std::uint32_t partition, std::uint32_t partitions,
   }
 }
 
+// An embedded ledger at `path` with its key store (a fixed test KEK), for tests that append
+// events with sealed fields. The key store must not outlive the log: destroy `keys` first.
+struct TestLedger {
+  std::unique_ptr<ledger::LogStore> log;
+  std::unique_ptr<ledger::KeyStore> keys;
+};
+inline TestLedger open_test_ledger(const std::string& path, std::uint32_t partitions) {
+  ledger::LogOptions o;
+  o.path = path;
+  o.create_if_missing = true;
+  o.partitions = partitions;
+  TestLedger t;
+  t.log = ledger::LogStore::open(o).value();
+  t.keys =
+      ledger::KeyStore::open(
+          *t.log,
+          ledger::Kek::from_base64(ledger::crypto::base64_encode(ledger::Bytes(32, 5))).value())
+          .value();
+  return t;
+}
+
 inline ledger::CheckpointSigner make_signer(const std::string& name = "test-key") {
   auto key = ledger::crypto::ed25519_generate();
   if (!key) throw std::runtime_error("keygen failed");
