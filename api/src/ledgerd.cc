@@ -487,17 +487,25 @@ int main(int argc, char** argv) {
   api::jose::TokenIssuer issuer(*ring.value(), clock, tokens.issuer_config());
   api::IdentityConfig identity_config;
   identity_config.proxies = std::move(*proxies);
-  api::IdentityApi identity_api({.commands = commands,
-                                 .keys = *keys,
-                                 .auth = auth,
-                                 .issuer = issuer,
-                                 .hasher = *hasher.value(),
-                                 .lookup = lookup,
-                                 .disposable = api::identity::DisposableDomains::builtin(),
-                                 .clock = clock,
-                                 .queue_mail = {},
-                                 .mail_queued = {}},
-                                std::move(identity_config));
+  api::IdentityApi identity_api(
+      {.commands = commands,
+       .keys = *keys,
+       .auth = auth,
+       .issuer = issuer,
+       .hasher = *hasher.value(),
+       .lookup = lookup,
+       .disposable = api::identity::DisposableDomains::builtin(),
+       .clock = clock,
+       .queue_mail =
+           [&](const ledger::EventMeta& meta, std::string_view kind, std::string_view to,
+               std::string_view secret, std::string_view locale) {
+             return api::build_mail_queued(
+                 *keys, meta,
+                 {std::string(kind), std::string(to), std::string(secret), std::string(locale)},
+                 nullptr);
+           },
+       .mail_queued = [&] { mail_worker.notify(); }},
+      std::move(identity_config));
   std::atomic<bool> caught_up{false};
   api::Router router;
   ledger_api.add_routes(router);
