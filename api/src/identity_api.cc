@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/json_input.h"
+#include "identity_support.h"
 #include "ledger/crypto.h"
 #include "ledger/time_format.h"
 #include "projections/access.h"
@@ -12,210 +13,8 @@
 #include "projections/users.h"
 
 namespace sechex::api {
-namespace {
 
-using json = nlohmann::json;
-using Events = std::vector<ledger::Bytes>;
-using FbBytes = flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>>;
-
-constexpr const char* kPolicySubject = "policy";
-constexpr JsonLimits kBodyLimits{2, 4096, 100};
-
-ledger::ByteView view_of(std::string_view s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
-std::string hex_of(std::string_view s) { return ledger::to_hex(view_of(s)); }
-FbBytes bytes(flatbuffers::FlatBufferBuilder& f, std::string_view s) {
-  return f.CreateVector(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
-}
-
-Response bad_request(std::string_view reason, std::string_view message) {
-  return json_error(400, "invalid_request", message, json{{"reason", reason}}.dump());
-}
-
-// The JSON object of a request body, or the 4xx to send instead.
-std::variant<json, Response> read_body(const Request& req) {
-  const auto* ct = req.header("content-type");
-  if (ct == nullptr || ct->rfind("application/json", 0) != 0) {
-    return json_error(415, "unsupported_media_type", "send application/json");
-  }
-  auto parsed = parse_json_input(req.body, kBodyLimits);
-  if (!parsed.ok) {
-    return json_error(400, "invalid_request", "the request body is not acceptable JSON",
-                      json{{"reason", parsed.reason}}.dump());
-  }
-  if (!parsed.value.is_object()) return bad_request("not_an_object", "send a JSON object");
-  return std::move(parsed.value);
-}
-
-// A required string field, or nullopt (the caller answers 400 missing_field).
-std::optional<std::string> string_field(const json& body, const char* name) {
-  const auto it = body.find(name);
-  if (it == body.end() || !it->is_string()) return std::nullopt;
-  return it->get<std::string>();
-}
-
-Response missing(const char* field) {
-  return json_error(400, "invalid_request", std::string("`") + field + "` is required",
-                    json{{"reason", "missing_field"}, {"field", field}}.dump());
-}
-
-Response retry_later(unsigned status, std::string_view code, std::string_view message,
-                     std::int64_t seconds, json details = json::object()) {
-  auto r = json_error(status, code, message, details.dump());
-  if (seconds > 0) r.headers.emplace_back("Retry-After", std::to_string(seconds));
-  return r;
-}
-
-// The answer to a command that could not run.
-Response command_failed(const std::error_code& ec, const PartitionOwnership& ownership,
-                        ledger::Partition p) {
-  if (ec == OwnershipErrc::not_owner) {
-    auto owner = ownership.owner_of(p);
-    return json_error(
-        421, "misdirected", "this node does not own the account's partition; send it to the owner",
-        json{{"partition", p.value}, {"owner", owner ? json(*owner) : json(nullptr)}}.dump());
-  }
-  if (ec == PasswordErrc::overloaded) {
-    return retry_later(503, "overloaded", "too many password checks at once; retry shortly", 1);
-  }
-  return retry_later(503, "unavailable", "the ledger could not record this; retry shortly", 1);
-}
-
-std::optional<json> stored_json(const projections::ProjectionStore& store, std::string_view cf,
-                                std::string_view key) {
-  auto v = store.get(cf, key);
-  if (!v || !v.value()) return std::nullopt;
-  auto j = json::parse(*v.value(), nullptr, false);
-  if (!j.is_object()) return std::nullopt;
-  return j;
-}
-
-// A lockout in force at `now`: its end, INT64_MAX when only an admin lifts it.
-std::optional<std::int64_t> lock_in_force(const projections::ProjectionStore& store,
-                                          std::string_view user, std::int64_t now) {
-  auto v = store.get(projections::kLockoutsCf, user);
-  if (!v || !v.value()) return std::nullopt;
-  if (!projections::is_locked(*v.value(), now)) return std::nullopt;
-  const auto j = json::parse(*v.value(), nullptr, false);
-  if (!j.is_object() || j.value("needs_admin_unlock", false)) return INT64_MAX;
-  return parse_rfc3339(j.value("locked_until", "")).value_or(INT64_MAX);
-}
-
-std::string policy_level(const projections::ProjectionStore& store) {
-  auto level = projections::password_policy_level(store);
-  return level ? level.value() : std::string("basic");
-}
-
-json policy_json(const identity::PasswordPolicy& p) {
-  return {{"level", identity::to_string(p.level)}, {"minLength", p.min_length},
-          {"requireUpper", p.require_upper},       {"requireLower", p.require_lower},
-          {"requireDigit", p.require_digit},       {"requireSpecial", p.require_special}};
-}
-
-identity::PasswordPolicy current_policy(const projections::ProjectionStore& store) {
-  return identity::PasswordPolicy::for_level(
-      identity::parse_level(policy_level(store)).value_or(identity::PasswordLevel::basic));
-}
-
-}  // namespace
-
-// What every handler needs besides its own logic: who is asking, from where, on which
-// partition, and how to build and run its events.
-struct IdentityApi::Impl {
-  IdentityApi& api;
-  const Request& req;
-  std::int64_t now;
-  std::string ip;       // canonical client IP
-  std::string ip_hash;  // keyed
-
-  Impl(IdentityApi& a, const Request& r)
-      : api(a),
-        req(r),
-        now(a.d_.clock.now_micros()),
-        ip(a.config_.proxies.client_ip(r.peer, r.header("x-forwarded-for"))),
-        ip_hash(a.d_.lookup.ip(ip)) {}
-
-  projections::ProjectionStore& store() { return api.d_.commands.projections(); }
-
-  // Personal data (IP, user agent) is sealed only under a real account's key: an "anon:"
-  // subject per unknown email would let anyone mint data keys at will.
-  ledger::EventMeta meta(const std::string& subject, const std::string& actor) const {
-    ledger::EventMeta m;
-    m.subject = subject;
-    m.actor = actor;
-    m.request_id = req.request_id;
-    m.time_micros = now;
-    m.ip_hash = ip_hash;
-    if (!subject.starts_with(projections::kAnonymousSubjectPrefix) && subject != kPolicySubject) {
-      m.ip = ip;
-      if (const auto* ua = req.header("user-agent")) m.user_agent = ua->substr(0, 512);
-    }
-    return m;
-  }
-
-  template <typename Build>
-  Result<ledger::Bytes> event(const std::string& subject, const std::string& actor, Build&& build) {
-    ledger::EventBuilder b(&api.d_.keys, meta(subject, actor));
-    return build(b);
-  }
-
-  Result<void> queue_mail(Events& out, const std::string& user, std::string_view kind,
-                          std::string_view to, std::string_view secret) {
-    if (!api.d_.queue_mail) return boost::outcome_v2::success();
-    const auto* al = req.header("accept-language");
-    const auto locale = al != nullptr && al->find("zh") != std::string::npos ? "zh-CN" : "en";
-    SECHEX_TRY(auto mail, api.d_.queue_mail(meta(user, "system"), kind, to, secret, locale));
-    out.push_back(std::move(mail));
-    return boost::outcome_v2::success();
-  }
-
-  // The sealed value of a users-projection field pair ("password_hash_sealed" with
-  // "password_event_id", "email_sealed" with "email_event_id").
-  Result<std::string> open_user_field(const std::string& user, const json& record,
-                                      const char* sealed_key, const char* event_key,
-                                      std::string_view field) {
-    ledger::Bytes sealed, event_id;
-    if (!ledger::crypto::base64_decode(record.value(sealed_key, ""), sealed) || sealed.empty() ||
-        !ledger::from_hex(record.value(event_key, ""), event_id)) {
-      return ledger::Errc::corruption;
-    }
-    SECHEX_TRY(auto plain, api.d_.keys.open_field(user, event_id, field, sealed));
-    return std::string(plain.begin(), plain.end());
-  }
-
-  Result<std::vector<ledger::Record>> run(ledger::Partition p, const CommandPath::Decide& decide) {
-    return api.d_.commands.run(p, decide);
-  }
-  ledger::Partition partition_of(std::string_view subject) const {
-    return api.d_.commands.partition_for(subject);
-  }
-
-  // Issues the access token of a session; the refresh token is the caller's.
-  Result<jose::IssuedToken> access_token(const std::string& user, const std::string& session) {
-    jose::TokenSubject s{user, session, {}};
-    if (auto rec = stored_json(store(), projections::kUsersCf, user)) {
-      for (const auto& r : rec->value("roles", json::array())) {
-        if (r.is_string()) s.roles.push_back(r.get<std::string>());
-      }
-    }
-    return api.d_.issuer.issue(
-        s, std::chrono::seconds(api.config_.limits.access_token_micros / identity::kSecondMicros));
-  }
-
-  Response token_pair(const std::string& user, const std::string& session,
-                      const std::string& refresh_token, unsigned status = 200) {
-    auto access = access_token(user, session);
-    if (!access) return json_error(500, "internal_error", "cannot issue the access token");
-    return json_ok(
-        json{{"accessToken", access.value().token},
-             {"refreshToken", refresh_token},
-             {"tokenType", "Bearer"},
-             {"expiresIn", api.config_.limits.access_token_micros / identity::kSecondMicros}}
-            .dump(),
-        status);
-  }
-};
+using namespace identity_support;
 
 IdentityApi::IdentityApi(IdentityDeps deps, IdentityConfig config)
     : d_(std::move(deps)), config_(std::move(config)) {}
@@ -249,7 +48,7 @@ void IdentityApi::add_routes(Router& router) {
 
 // ---- Register (004 FR-001..FR-007, 003 email validation) ----
 Response IdentityApi::register_user(const Request& req) {
-  Impl x(*this, req);
+  RequestContext x(d_, config_, req);
   auto parsed = read_body(req);
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
   const auto& body = std::get<json>(parsed);
@@ -351,7 +150,7 @@ Response IdentityApi::register_user(const Request& req) {
 
 // ---- Verify email (004 FR-006, FR-007, scenarios 13-15) ----
 Response IdentityApi::verify_email(const Request& req) {
-  Impl x(*this, req);
+  RequestContext x(d_, config_, req);
   auto parsed = read_body(req);
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
   const auto token = string_field(std::get<json>(parsed), "token");
@@ -402,7 +201,7 @@ Response IdentityApi::verify_email(const Request& req) {
 
 // ---- Resend the verification mail: 202 whatever the address (no enumeration) ----
 Response IdentityApi::resend_verification(const Request& req) {
-  Impl x(*this, req);
+  RequestContext x(d_, config_, req);
   auto parsed = read_body(req);
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
   const auto email = string_field(std::get<json>(parsed), "email");
@@ -447,7 +246,7 @@ Response IdentityApi::resend_verification(const Request& req) {
 
 // ---- Login (004 FR-008..FR-012, API.md) ----
 Response IdentityApi::login(const Request& req) {
-  Impl x(*this, req);
+  RequestContext x(d_, config_, req);
   auto parsed = read_body(req);
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
   const auto& body = std::get<json>(parsed);
@@ -637,7 +436,7 @@ Response IdentityApi::login(const Request& req) {
 
 // ---- Refresh: rotation with reuse detection (004 FR-018, FR-020) ----
 Response IdentityApi::refresh(const Request& req) {
-  Impl x(*this, req);
+  RequestContext x(d_, config_, req);
   auto parsed = read_body(req);
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
   const auto presented = string_field(std::get<json>(parsed), "refreshToken");
@@ -705,7 +504,7 @@ Response IdentityApi::refresh(const Request& req) {
 
 // ---- Logout (004 FR-016, scenario 9) ----
 Response IdentityApi::logout(const Request& req, bool all) {
-  Impl x(*this, req);
+  RequestContext x(d_, config_, req);
   auto who = d_.auth.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   const auto& principal = std::get<Principal>(who);
@@ -726,12 +525,12 @@ Response IdentityApi::logout(const Request& req, bool all) {
 
 // ---- Password policy (004 FR-003, FR-004, FR-041) ----
 Response IdentityApi::password_policy(const Request& req) {
-  Impl x(*this, req);
+  RequestContext x(d_, config_, req);
   return json_ok(policy_json(current_policy(x.store())).dump());
 }
 
 Response IdentityApi::set_password_policy(const Request& req) {
-  Impl x(*this, req);
+  RequestContext x(d_, config_, req);
   auto who = d_.auth.authenticate(req, {"admin"});
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   const auto& admin = std::get<Principal>(who);
@@ -760,7 +559,7 @@ Response IdentityApi::set_password_policy(const Request& req) {
 
 // ---- The caller's own profile and sessions (GDPR access starts here) ----
 Response IdentityApi::me(const Request& req) {
-  Impl x(*this, req);
+  RequestContext x(d_, config_, req);
   auto who = d_.auth.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   const auto& principal = std::get<Principal>(who);
@@ -779,7 +578,7 @@ Response IdentityApi::me(const Request& req) {
 }
 
 Response IdentityApi::my_sessions(const Request& req) {
-  Impl x(*this, req);
+  RequestContext x(d_, config_, req);
   auto who = d_.auth.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   const auto& principal = std::get<Principal>(who);

@@ -98,7 +98,6 @@ class IdentityApi {
   Response my_sessions(const Request& req);
 
  private:
-  struct Impl;
   IdentityDeps d_;
   IdentityConfig config_;
 };
