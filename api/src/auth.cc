@@ -1,8 +1,10 @@
 #include "api/auth.h"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "projections/access.h"
+#include "projections/sessions.h"
 
 namespace sechex::api {
 
@@ -27,6 +29,17 @@ Response Authenticator::reject(unsigned status, std::string_view code, std::stri
                                : R"(Bearer realm="sechex")");
   }
   return r;
+}
+
+// `iat` has whole seconds, so a token of a session started in the same second as a cutoff
+// (a password change answers with a fresh session) looks older than the cutoff. Its session's
+// own start, in microseconds, tells the two apart.
+bool Authenticator::session_began_after(const std::string& sid, std::int64_t cutoff) const {
+  if (sid.empty()) return false;
+  auto stored = store_.get(projections::kSessionsCf, sid);
+  if (!stored || !stored.value()) return false;
+  const auto s = nlohmann::json::parse(*stored.value(), nullptr, false);
+  return s.is_object() && s.value("created_at", std::int64_t{0}) >= cutoff;
 }
 
 std::variant<Principal, Response> Authenticator::authenticate(
@@ -65,7 +78,8 @@ std::variant<Principal, Response> Authenticator::authenticate(
                   "session_revoked");
   }
   if (cutoff.value().has_value() &&
-      claims.iat * 1'000'000 < projections::decode_cutoff(*cutoff.value())) {
+      claims.iat * 1'000'000 < projections::decode_cutoff(*cutoff.value()) &&
+      !session_began_after(claims.sid, projections::decode_cutoff(*cutoff.value()))) {
     return reject(401, "invalid_token", "the access token is invalid or expired",
                   "sessions_cut_off");
   }

@@ -103,6 +103,20 @@ Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const 
   return records;
 }
 
+Result<void> CommandPath::run_locked(ledger::Partition p,
+                                     const std::function<Result<void>()>& action) {
+  if (p.value >= locks_.size()) return ledger::Errc::invalid_argument;
+  if (!ownership_.owns(p)) return OwnershipErrc::not_owner;
+  std::lock_guard lock(*locks_[p.value]);
+  SECHEX_TRYV(log_.claim(p));
+  SECHEX_TRYV(sync_locked(p, /*claimed=*/true));
+  SECHEX_TRYV(action());
+  // The action's records are durable whatever happens next; a failed apply is caught up by the
+  // partition's next command, as in run().
+  if (auto r = sync_locked(p, /*claimed=*/true); !r) ++apply_failures_;
+  return boost::outcome_v2::success();
+}
+
 std::uint64_t CommandPath::apply_failures() const { return apply_failures_.load(); }
 
 }  // namespace sechex::api

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "api/access_log.h"
+#include "api/account_api.h"
 #include "api/auth.h"
 #include "api/commands.h"
 #include "api/identity_api.h"
@@ -487,29 +488,31 @@ int main(int argc, char** argv) {
   api::jose::TokenIssuer issuer(*ring.value(), clock, tokens.issuer_config());
   api::IdentityConfig identity_config;
   identity_config.proxies = std::move(*proxies);
-  api::IdentityApi identity_api(
-      {.commands = commands,
-       .keys = *keys,
-       .auth = auth,
-       .issuer = issuer,
-       .hasher = *hasher.value(),
-       .lookup = lookup,
-       .disposable = api::identity::DisposableDomains::builtin(),
-       .clock = clock,
-       .queue_mail =
-           [&](const ledger::EventMeta& meta, std::string_view kind, std::string_view to,
-               std::string_view secret, std::string_view locale) {
-             return api::build_mail_queued(
-                 *keys, meta,
-                 {std::string(kind), std::string(to), std::string(secret), std::string(locale)},
-                 nullptr);
-           },
-       .mail_queued = [&] { mail_worker.notify(); }},
-      std::move(identity_config));
+  const api::IdentityDeps identity_deps{
+      .commands = commands,
+      .keys = *keys,
+      .auth = auth,
+      .issuer = issuer,
+      .hasher = *hasher.value(),
+      .lookup = lookup,
+      .disposable = api::identity::DisposableDomains::builtin(),
+      .clock = clock,
+      .queue_mail =
+          [&](const ledger::EventMeta& meta, std::string_view kind, std::string_view to,
+              std::string_view secret, std::string_view locale) {
+            return api::build_mail_queued(
+                *keys, meta,
+                {std::string(kind), std::string(to), std::string(secret), std::string(locale)},
+                nullptr);
+          },
+      .mail_queued = [&] { mail_worker.notify(); }};
+  api::IdentityApi identity_api(identity_deps, identity_config);
+  api::AccountApi account_api(identity_deps, identity_config);
   std::atomic<bool> caught_up{false};
   api::Router router;
   ledger_api.add_routes(router);
   identity_api.add_routes(router);
+  account_api.add_routes(router);
   api::add_health_and_metrics_routes(router, metrics, [&] { return caught_up.load(); });
   api::add_openapi_route(router);
   so.address = host;

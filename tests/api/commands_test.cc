@@ -235,6 +235,33 @@ TEST_F(CommandPathTest, AFollowerReadingSlowlyDoesNotHoldUpCommandsAndAppliesNot
   EXPECT_EQ(store_->lag(*log_), 0u);
 }
 
+TEST_F(CommandPathTest, RunLockedAppliesWhatTheActionAppendedBeforeTheNextDecision) {
+  const auto p = commands_->partition_for("frank");
+  testing::append_n(*log_, "frank", 2);  // behind its back: applied before the action runs
+  std::size_t seen_by_action = 99;
+  ASSERT_TRUE(commands_->run_locked(p, [&]() -> Result<void> {
+    seen_by_action = seen("frank");
+    testing::append_n(*log_, "frank", 3);  // as KeyStore::erase appends
+    return boost::outcome_v2::success();
+  }));
+  EXPECT_EQ(seen_by_action, 2u);
+  EXPECT_EQ(seen("frank"), 5u);
+  EXPECT_EQ(store_->lag(*log_), 0u);
+  CommandPath other(
+      *log_, *store_,
+      PartitionOwnership::resolve(2, OwnershipFlags::parse("none", {}).value()).value());
+  bool ran = false;
+  EXPECT_EQ(other
+                .run_locked(p,
+                            [&]() -> Result<void> {
+                              ran = true;
+                              return boost::outcome_v2::success();
+                            })
+                .error(),
+            OwnershipErrc::not_owner);
+  EXPECT_FALSE(ran);
+}
+
 TEST_F(CommandPathTest, OwnsEveryPartitionByDefault) {
   EXPECT_TRUE(commands_->ownership().owns_all());
   EXPECT_EQ(commands_->ownership().partition_count(), 2u);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "support/http.h"
@@ -92,6 +93,32 @@ class Identity : public ::testing::Test {
       std::this_thread::sleep_for(50ms);
     }
     return "";
+  }
+  // The first mail to `to` that contains `needle`, waiting for it ("" after 20 s).
+  std::string mail_with(const std::string& to, const std::string& needle) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    const auto outbox = std::filesystem::path(data()) / "outbox";
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(outbox, ec)) {
+        if (e.path().extension() != ".eml") continue;
+        auto text = slurp(e.path().string());
+        if (text.find(to) != std::string::npos && text.find(needle) != std::string::npos) {
+          return text;
+        }
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    return "";
+  }
+  std::size_t mails_to(const std::string& to) {
+    std::size_t n = 0;
+    std::error_code ec;
+    for (const auto& e :
+         std::filesystem::directory_iterator(std::filesystem::path(data()) / "outbox", ec)) {
+      n += slurp(e.path().string()).find(to) != std::string::npos;
+    }
+    return n;
   }
   static std::string token_in(const std::string& mail) {
     std::smatch m;
@@ -429,6 +456,120 @@ TEST_F(Identity, EveryFlowIsInTheAuditTrailAndTheChainVerifiesFR031) {
   EXPECT_EQ(exported.out.find("Tr0ub4dor&3x"), std::string::npos);
   EXPECT_EQ(exported.out.find(in["refreshToken"].get<std::string>()), std::string::npos);
   EXPECT_EQ(ctl({"verify"}).code, 0);
+}
+
+// 004 FR-021..FR-023, FR-027: a change needs the current password, follows the policy, and
+// ends every other session; the caller continues with a fresh pair.
+TEST_F(Identity, PasswordChangeNeedsTheCurrentPasswordAndRevokesOtherSessionsFR021FR027) {
+  start();
+  ASSERT_FALSE(verified("chg@example.com", "Tr0ub4dor&3x").empty());
+  const auto a = data_of(login("chg@example.com", "Tr0ub4dor&3x"));
+  const auto b = data_of(login("chg@example.com", "Tr0ub4dor&3x"));
+  auto change = [&](const json& pair, const std::string& current, const std::string& next) {
+    return call(http::verb::post, "/v1/auth/password/change",
+                {{"currentPassword", current}, {"newPassword", next}}, pair["accessToken"]);
+  };
+  const auto wrong = change(a, "Wr0ng-password", "N3w-Passw0rd!");
+  EXPECT_EQ(wrong.status, 401u) << wrong.body;
+  EXPECT_EQ(error_of(wrong)["details"]["remainingAttempts"], 4) << "counts like a failed login";
+  const auto weak = change(a, "Tr0ub4dor&3x", "weak");
+  EXPECT_EQ(weak.status, 400u);
+  EXPECT_EQ(error_of(weak)["code"], "weak_password");
+  const auto done = change(a, "Tr0ub4dor&3x", "N3w-Passw0rd!");
+  ASSERT_EQ(done.status, 200u) << done.body;
+  const auto fresh = data_of(done);
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, fresh["accessToken"]).status, 200u)
+      << "the caller's fresh session works at once";
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, a["accessToken"]).status, 401u);
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, b["accessToken"]).status, 401u)
+      << "FR-027: every other session's tokens are invalid";
+  EXPECT_EQ(post("/v1/auth/refresh", {{"refreshToken", b["refreshToken"]}}).status, 401u);
+  EXPECT_EQ(login("chg@example.com", "Tr0ub4dor&3x").status, 401u);
+  EXPECT_EQ(login("chg@example.com", "N3w-Passw0rd!").status, 200u);
+}
+
+// 004 scenarios 10-12, FR-024..FR-028, FR-040: forgot answers 202 for any address; the reset
+// link goes only to a verified address, works once, revokes every session and is confirmed by
+// mail.
+TEST_F(Identity, ForgotAndResetByMailedOneTimeLinkRevokeEverySessionFR025FR027FR028) {
+  start();
+  ASSERT_FALSE(verified("reset@example.com", "Tr0ub4dor&3x").empty());
+  ASSERT_EQ(
+      post("/v1/auth/register",
+           {{"email", "unverified@example.com"}, {"password", "Tr0ub4dor&3x"}, {"consent", true}})
+          .status,
+      201u);
+  const auto session = data_of(login("reset@example.com", "Tr0ub4dor&3x"));
+  for (const auto* email : {"nobody@example.com", "unverified@example.com", "reset@example.com"}) {
+    const auto r = post("/v1/auth/password/forgot", {{"email", email}});
+    EXPECT_EQ(r.status, 202u) << email << " " << r.body;
+  }
+  const auto mail = mail_with("reset@example.com", "reset-password?token=");
+  ASSERT_FALSE(mail.empty()) << log();
+  const auto token = token_in(mail);
+  ASSERT_FALSE(token.empty()) << mail;
+  // FR-026: no link to the unverified address. Its request came first, so a mail for it would
+  // have been due before the one just read: only its verification mail is there.
+  EXPECT_EQ(mails_to("unverified@example.com"), 1u);
+
+  const auto weak = post("/v1/auth/password/reset", {{"token", token}, {"newPassword", "weak"}});
+  EXPECT_EQ(weak.status, 400u);
+  EXPECT_EQ(error_of(weak)["code"], "weak_password");
+  const auto done =
+      post("/v1/auth/password/reset", {{"token", token}, {"newPassword", "R3set-Passw0rd!"}});
+  ASSERT_EQ(done.status, 200u) << done.body;
+  EXPECT_EQ(data_of(done)["status"], "password_reset");
+  const auto again =
+      post("/v1/auth/password/reset", {{"token", token}, {"newPassword", "An0ther-Passw0rd!"}});
+  EXPECT_EQ(again.status, 400u) << "FR-028: one use";
+  EXPECT_EQ(error_of(again)["code"], "token_invalid");
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, session["accessToken"]).status, 401u)
+      << "scenario 12: existing tokens are invalidated";
+  EXPECT_EQ(post("/v1/auth/refresh", {{"refreshToken", session["refreshToken"]}}).status, 401u);
+  EXPECT_EQ(login("reset@example.com", "R3set-Passw0rd!").status, 200u);
+  EXPECT_FALSE(mail_with("reset@example.com", "Your password was reset").empty())
+      << "FR-040: a confirmation mail";
+}
+
+// 004 FR-036 (GDPR access): the caller's profile, sessions and own events, sealed fields opened.
+TEST_F(Identity, ExportGivesTheCallerTheirProfileSessionsAndOwnEventsFR036) {
+  start();
+  const auto user = verified("gdpr@example.com", "Tr0ub4dor&3x");
+  ASSERT_FALSE(user.empty());
+  const auto other = verified("someone-else@example.com", "Tr0ub4dor&3x");
+  const auto pair = data_of(login("gdpr@example.com", "Tr0ub4dor&3x"));
+  const auto r = call(http::verb::get, "/v1/me/export", nullptr, pair["accessToken"]);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  const auto d = data_of(r);
+  EXPECT_EQ(d["profile"]["email"], "gdpr@example.com");
+  EXPECT_EQ(d["sessions"].size(), 1u);
+  std::set<std::string> types;
+  for (const auto& e : d["events"]) {
+    EXPECT_EQ(e["subject"], user) << "only the caller's own events";
+    types.insert(e["type"].get<std::string>());
+  }
+  for (const auto* t : {"UserRegistered", "EmailVerified", "LoginSucceeded", "SessionStarted"}) {
+    EXPECT_TRUE(types.count(t)) << t;
+  }
+  EXPECT_NE(r.body.find("gdpr@example.com"), std::string::npos);
+  EXPECT_EQ(r.body.find("someone-else@example.com"), std::string::npos);
+  EXPECT_EQ(r.body.find("Tr0ub4dor&3x"), std::string::npos);
+  EXPECT_EQ(call(http::verb::get, "/v1/me/export").status, 401u);
+}
+
+// 002 "Account deletion requires re-auth": without a re-authentication token, 403.
+TEST_F(Identity, DeletingTheAccountWithoutReauthenticationIsRefused) {
+  start();
+  ASSERT_FALSE(verified("keep@example.com", "Tr0ub4dor&3x").empty());
+  const auto pair = data_of(login("keep@example.com", "Tr0ub4dor&3x"));
+  const auto r = call(http::verb::delete_, "/v1/me", nullptr, pair["accessToken"]);
+  EXPECT_EQ(r.status, 403u) << r.body;
+  EXPECT_EQ(error_of(r)["code"], "reauth_required");
+  const auto forged =
+      testing::http_call_with(port_, http::verb::delete_, "/v1/me", {{"X-Reauth-Token", "forged"}},
+                              pair["accessToken"].get<std::string>());
+  EXPECT_EQ(forged.status, 403u);
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, pair["accessToken"]).status, 200u);
 }
 
 }  // namespace

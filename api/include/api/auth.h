@@ -4,7 +4,8 @@
 // token that jose::TokenVerifier accepts (signature, kid, typ, iss, aud, exp/nbf/iat; verified
 // tokens are cached) AND whose session is still in force according to the revocation projection,
 // which is read on every request (never cached): the token's `sid` is not in revoked_sessions and
-// its `iat` is not before the user's revocation cutoff (logout-all, password change, erasure).
+// its `iat` is not before the user's revocation cutoff (logout-all, password change, erasure)
+// unless its session began after the cutoff (a session started in the cutoff's own second).
 //
 // Answers (bodies in the API envelope):
 //   401 `unauthorized`   no credentials, or not the Bearer scheme; WWW-Authenticate: Bearer
@@ -52,6 +53,7 @@ class Authenticator {
       const Request& request, std::initializer_list<std::string_view> any_of_roles = {}) const;
 
  private:
+  bool session_began_after(const std::string& sid, std::int64_t cutoff_micros) const;
   Response reject(unsigned status, std::string_view code, std::string_view message,
                   std::string_view reason) const;
 

@@ -59,6 +59,12 @@ class CommandPath {
   Result<std::vector<ledger::Record>> run(ledger::Partition partition, const Decide& decide,
                                           const Append& append);
 
+  // For an append made by other means than an event list (KeyStore::erase writes SubjectErased
+  // with the key's destruction in one durable write): holds the partition, claims it, applies
+  // what the log holds, runs `action`, then applies what it appended before the partition's
+  // next command decides. OwnershipErrc::not_owner as for run().
+  Result<void> run_locked(ledger::Partition partition, const std::function<Result<void>()>& action);
+
   // Applies whatever the log holds beyond the projections' position for one partition, or for
   // all of them (start-up catch-up). Returns the number of records applied.
   Result<std::uint64_t> sync(ledger::Partition partition);

@@ -1,0 +1,389 @@
+#include "api/account_api.h"
+
+#include "identity_support.h"
+#include "ledger/export.h"
+#include "projections/audit.h"
+
+namespace sechex::api {
+
+using namespace identity_support;
+
+namespace {
+
+constexpr std::size_t kMaxExportedEvents = 10000;
+
+// The seconds a password reset may be asked for per IP (the IP limit reveals nothing about an
+// account) and per account (silently: the answer must not differ).
+constexpr std::uint32_t kResetRequestsPerIp = 5;
+constexpr std::uint32_t kResetRequestsPerUser = 3;
+
+Response weak_password(const identity::PasswordCheck& check, const identity::PasswordPolicy& p) {
+  return json_error(400, "weak_password", "the password does not meet the password policy",
+                    json{{"unmet", check.unmet},
+                         {"strength", check.strength},
+                         {"strengthLabel", check.strength_label},
+                         {"policy", policy_json(p)}}
+                        .dump());
+}
+
+// The session a fresh token pair belongs to.
+struct NewSession {
+  std::string id, family, refresh_token, refresh_hash;
+};
+std::optional<NewSession> new_session(const LookupHasher& lookup) {
+  auto id = identity::random_token(16), family = identity::random_token(16),
+       refresh = identity::random_token(32);
+  if (!id || !family || !refresh) return std::nullopt;
+  return NewSession{id.value(), family.value(), refresh.value(),
+                    lookup.token("refresh", refresh.value())};
+}
+
+}  // namespace
+
+AccountApi::AccountApi(IdentityDeps deps, IdentityConfig config)
+    : d_(std::move(deps)), config_(std::move(config)) {}
+
+void AccountApi::add_routes(Router& router) {
+  router.add(
+      "POST", "/v1/auth/password/change", [this](const Request& r) { return change_password(r); },
+      Exec::pool);
+  router.add(
+      "POST", "/v1/auth/password/forgot", [this](const Request& r) { return forgot_password(r); },
+      Exec::pool);
+  router.add(
+      "POST", "/v1/auth/password/reset", [this](const Request& r) { return reset_password(r); },
+      Exec::pool);
+  router.add(
+      "GET", "/v1/me/export", [this](const Request& r) { return export_me(r); }, Exec::read);
+  router.add(
+      "DELETE", "/v1/me", [this](const Request& r) { return erase_me(r); }, Exec::pool);
+}
+
+// ---- Change (004 FR-021..FR-023, FR-027) ----
+Response AccountApi::change_password(const Request& req) {
+  RequestContext x(d_, config_, req);
+  auto who = d_.auth.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto user = std::get<Principal>(who).subject;
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto& body = std::get<json>(parsed);
+  const auto current = string_field(body, "currentPassword");
+  if (!current) return missing("currentPassword");
+  const auto next = string_field(body, "newPassword");
+  if (!next) return missing("newPassword");
+  const auto record = stored_json(x.store(), projections::kUsersCf, user);
+  if (!record) return json_error(404, "not_found", "no account for this token");
+  const auto p = x.partition_of(user);
+  if (!d_.commands.ownership().owns(p)) {
+    return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
+  }
+  auto phc = x.open_user_field(user, *record, "password_hash_sealed", "password_event_id",
+                               "password_hash");
+  if (!phc) return retry_later(503, "unavailable", "cannot read the account", 1);
+  auto ok = d_.hasher.verify(phc.value(), *current);
+  if (!ok && ok.error() != PasswordErrc::too_long) {
+    return command_failed(ok.error(), d_.commands.ownership(), p);
+  }
+  const bool current_ok = ok && ok.value();
+  const auto policy = current_policy(x.store());
+  std::optional<std::string> new_phc;
+  if (current_ok) {
+    auto address = x.open_user_field(user, *record, "email_sealed", "email_event_id", "email");
+    const std::string local =
+        address ? address.value().substr(0, address.value().find('@')) : std::string();
+    const std::string_view context[] = {local};
+    const auto check = identity::check_password(*next, policy, context);
+    if (!check.ok()) return weak_password(check, policy);
+    auto hashed = d_.hasher.hash(*next);
+    if (!hashed) return command_failed(hashed.error(), d_.commands.ownership(), p);
+    new_phc = std::move(hashed).value();
+  }
+  const auto session = new_session(d_.lookup);
+  if (!session) return json_error(500, "internal_error", "no randomness");
+  const auto verified_event = record->value("password_event_id", "");
+  identity::LoginDecision decision;
+  bool stale = false;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    const auto rec = stored_json(x.store(), projections::kUsersCf, user);
+    if (!rec || rec->value("password_event_id", "") != verified_event) {
+      stale = true;
+      return Events{};
+    }
+    identity::LoginState s;  // no IP limit: the caller holds a session already
+    identity::LoginAccount a;
+    a.status = rec->value("status", "");
+    a.email_verified = true;
+    SECHEX_TRY(a.consecutive_failures, projections::login_failures(x.store(), user));
+    a.locked_until = lock_in_force(x.store(), user, x.now);
+    s.account = a;
+    s.password_ok = current_ok;
+    decision = identity::decide_login(s, config_.limits, x.now);
+    Events out;
+    if (!decision.failure_reason.empty()) {
+      SECHEX_TRY(auto failed, x.event(user, user, [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateLoginFailed(
+            f, 0, f.CreateString(decision.failure_reason + "_on_password_change"),
+            decision.consecutive_failures));
+      }));
+      out.push_back(std::move(failed));
+    }
+    if (decision.lock_until != 0) {
+      SECHEX_TRY(auto locked, x.event(user, "system", [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateAccountLocked(f, f.CreateString("consecutive_login_failures"),
+                                                    decision.lock_until, false));
+      }));
+      out.push_back(std::move(locked));
+    }
+    if (decision.outcome != identity::LoginOutcome::ok) return out;
+    SECHEX_TRY(auto changed,
+               x.event(user, user, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+                 SECHEX_TRY(auto sealed, b.seal("password_hash", *new_phc));
+                 return b.finish(schema::CreatePasswordChanged(b.fbb(), sealed, true));
+               }));
+    out.push_back(std::move(changed));
+    // Every session ends (the cutoff); the caller continues in a fresh one.
+    SECHEX_TRY(auto started, x.event(user, user, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateSessionStarted(
+          f, f.CreateString(session->id), f.CreateString(session->family),
+          bytes(f, session->refresh_hash), false,
+          identity::idle_expiry(false, config_.limits, x.now), 0));
+    }));
+    out.push_back(std::move(started));
+    return out;
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  if (stale) return retry_later(503, "unavailable", "the password changed meanwhile; retry", 1);
+  switch (decision.outcome) {
+    case identity::LoginOutcome::ok:
+      return x.token_pair(user, session->id, session->refresh_token);
+    case identity::LoginOutcome::locked: {
+      json details = json::object();
+      details["lockedUntil"] = decision.locked_until == INT64_MAX
+                                   ? json(nullptr)
+                                   : json(format_rfc3339(decision.locked_until));
+      return retry_later(423, "account_locked", "too many failed attempts; the account is locked",
+                         decision.retry_after_seconds, details);
+    }
+    default:
+      break;
+  }
+  return json_error(401, "invalid_credentials", "the current password is incorrect",
+                    json{{"remainingAttempts", decision.remaining_attempts}}.dump());
+}
+
+// ---- Forgot: 202 whatever the address (004 FR-024, FR-026) ----
+Response AccountApi::forgot_password(const Request& req) {
+  RequestContext x(d_, config_, req);
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto email = string_field(std::get<json>(parsed), "email");
+  if (!email) return missing("email");
+  const auto accepted = [] { return json_ok(json{{"status", "accepted"}}.dump(), 202); };
+  auto from_ip = projections::rate_count(x.store(), projections::kScopeResetRequestIp, x.ip_hash,
+                                         x.now, 15 * identity::kMinuteMicros);
+  if (from_ip && from_ip.value() >= kResetRequestsPerIp) {
+    return retry_later(429, "rate_limited", "too many reset requests from this address", 900,
+                       json{{"retryAfter", 900}});
+  }
+  auto checked = identity::check_email(*email, identity::DisposableDomains());
+  if (!checked) return accepted();
+  auto id = x.store().get(projections::kUsersByEmailCf, d_.lookup.email(checked.value().address));
+  if (!id || !id.value()) return accepted();
+  const auto user = *id.value();
+  const auto p = x.partition_of(user);
+  auto token = identity::random_token(32);
+  if (!token) return json_error(500, "internal_error", "no randomness");
+  const auto token_hash = d_.lookup.token(projections::kPurposePasswordReset, token.value());
+  bool queued = false;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    const auto rec = stored_json(x.store(), projections::kUsersCf, user);
+    // FR-026: only to verified addresses, and never for an erased account.
+    if (!rec || !rec->value("email_verified", false) || rec->value("status", "") != "active") {
+      return Events{};
+    }
+    SECHEX_TRY(auto asked, projections::rate_count(x.store(), projections::kScopeResetRequestUser,
+                                                   user, x.now, identity::kHourMicros));
+    if (asked >= kResetRequestsPerUser) return Events{};
+    Events out;
+    SECHEX_TRY(auto requested, x.event(user, user, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreatePasswordResetRequested(
+          f, bytes(f, token_hash), x.now + config_.limits.reset_token_micros));
+    }));
+    out.push_back(std::move(requested));
+    SECHEX_TRY(auto to, x.open_user_field(user, *rec, "email_sealed", "email_event_id", "email"));
+    SECHEX_TRYV(x.queue_mail(out, user, "password_reset", to, token.value()));
+    queued = true;
+    return out;
+  });
+  if (!ran && ran.error() == OwnershipErrc::not_owner) {
+    return command_failed(ran.error(), d_.commands.ownership(), p);
+  }
+  if (queued && d_.mail_queued) d_.mail_queued();
+  return accepted();
+}
+
+// ---- Reset (004 FR-025, FR-027, FR-028, FR-040; scenarios 10-12) ----
+Response AccountApi::reset_password(const Request& req) {
+  RequestContext x(d_, config_, req);
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto& body = std::get<json>(parsed);
+  const auto token = string_field(body, "token");
+  if (!token) return missing("token");
+  const auto next = string_field(body, "newPassword");
+  if (!next) return missing("newPassword");
+  const auto hash = d_.lookup.token(projections::kPurposePasswordReset, *token);
+  const auto invalid = [] {
+    return json_error(400, "token_invalid",
+                      "this reset link is not valid (already used, or replaced by a newer one); "
+                      "request a new one");
+  };
+  const auto expired = [] {
+    return json_error(410, "token_expired", "this reset link has expired; request a new one");
+  };
+  auto found = projections::one_time_token(x.store(), hash);
+  if (!found) return retry_later(503, "unavailable", "cannot read the token", 1);
+  if (!found.value() || found.value()->purpose != projections::kPurposePasswordReset) {
+    return invalid();
+  }
+  const auto user = found.value()->user;
+  // Answer an expired or spent link before spending a hash on the new password.
+  const auto early =
+      identity::decide_link({true, found.value()->state == projections::OneTimeToken::State::live,
+                             found.value()->expires_at},
+                            x.now);
+  if (early == identity::LinkOutcome::expired) return expired();
+  if (early == identity::LinkOutcome::invalid) return invalid();
+  const auto record = stored_json(x.store(), projections::kUsersCf, user);
+  if (!record) return invalid();
+  const auto policy = current_policy(x.store());
+  auto address = x.open_user_field(user, *record, "email_sealed", "email_event_id", "email");
+  if (!address) return invalid();  // erased meanwhile
+  const std::string local = address.value().substr(0, address.value().find('@'));
+  const std::string_view context[] = {local};
+  const auto check = identity::check_password(*next, policy, context);
+  if (!check.ok()) return weak_password(check, policy);
+  const auto p = x.partition_of(user);
+  if (!d_.commands.ownership().owns(p)) {
+    return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
+  }
+  auto phc = d_.hasher.hash(*next);
+  if (!phc) return command_failed(phc.error(), d_.commands.ownership(), p);
+  auto outcome = identity::LinkOutcome::invalid;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    SECHEX_TRY(auto t, projections::one_time_token(x.store(), hash));
+    identity::LinkToken link;
+    if (t) link = {true, t->state == projections::OneTimeToken::State::live, t->expires_at};
+    outcome = identity::decide_link(link, x.now);
+    if (outcome != identity::LinkOutcome::ok) return Events{};
+    Events out;
+    SECHEX_TRY(
+        auto reset, x.event(user, user, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+          SECHEX_TRY(auto sealed, b.seal("password_hash", phc.value()));
+          return b.finish(schema::CreatePasswordReset(b.fbb(), bytes(b.fbb(), hash), sealed));
+        }));
+    out.push_back(std::move(reset));
+    SECHEX_TRYV(x.queue_mail(out, user, "password_reset_done", address.value(), ""));
+    return out;
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  switch (outcome) {
+    case identity::LinkOutcome::ok:
+      if (d_.mail_queued) d_.mail_queued();
+      return json_ok(json{{"status", "password_reset"}}.dump());
+    case identity::LinkOutcome::expired:
+      return expired();
+    case identity::LinkOutcome::invalid:
+      break;
+  }
+  return invalid();
+}
+
+// ---- GDPR access (004 FR-036) ----
+Response AccountApi::export_me(const Request& req) {
+  RequestContext x(d_, config_, req);
+  auto who = d_.auth.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto user = std::get<Principal>(who).subject;
+  const auto record = stored_json(x.store(), projections::kUsersCf, user);
+  if (!record) return json_error(404, "not_found", "no account for this token");
+  auto address = x.open_user_field(user, *record, "email_sealed", "email_event_id", "email");
+  json profile{{"userId", user},
+               {"email", address ? json(address.value()) : json(nullptr)},
+               {"emailVerified", record->value("email_verified", false)},
+               {"status", record->value("status", "")},
+               {"roles", record->value("roles", json::array())},
+               {"registeredAt", record->value("registered_at", "")},
+               {"consent", {{"version", record->value("consent_version", "")}}}};
+  json sessions = json::array();
+  if (auto active = projections::active_sessions(x.store(), user, x.now)) {
+    for (const auto& [id, value] : active.value()) {
+      auto s = json::parse(value, nullptr, false);
+      if (s.is_object()) sessions.push_back(json{{"sessionId", id}, {"session", s}});
+    }
+  }
+  // The caller's own events, through the per-subject audit index, with sealed fields opened.
+  json events = json::array();
+  bool truncated = false;
+  std::vector<ledger::Position> positions;
+  auto walked = x.store().for_each(
+      projections::kAuditBySubjectCf, projections::audit_subject_prefix(user),
+      projections::audit_subject_prefix(user), [&](std::string_view key, std::string_view) {
+        if (positions.size() == kMaxExportedEvents) {
+          truncated = true;
+          return false;
+        }
+        if (auto k = projections::decode_audit_subject_key(key)) positions.push_back(k->position);
+        return true;
+      });
+  if (!walked) return retry_later(503, "unavailable", "cannot read the audit index", 1);
+  auto& log = d_.commands.log();
+  for (const auto& pos : positions) {
+    auto records = log.read_range(pos.partition, pos.seq, ledger::Seq{pos.seq.value + 1}, 1);
+    if (!records || records.value().empty()) continue;  // dropped by retention
+    auto rendered = ledger::record_to_json(records.value().front(), &d_.keys);
+    if (rendered) events.push_back(std::move(rendered).value());
+  }
+  return json_ok(json{{"profile", profile},
+                      {"sessions", sessions},
+                      {"events", events},
+                      {"truncated", truncated},
+                      {"exportedAt", format_rfc3339(x.now)}}
+                     .dump());
+}
+
+// ---- GDPR erasure with step-up (002 "Account deletion requires re-auth", 004 FR-036) ----
+Response AccountApi::erase_me(const Request& req) {
+  RequestContext x(d_, config_, req);
+  auto who = d_.auth.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto user = std::get<Principal>(who).subject;
+  const auto reauth_required = [] {
+    return json_error(403, "reauth_required",
+                      "deleting the account needs a re-authentication within the last 5 minutes",
+                      json{{"reauthUrl", "/v1/auth/reauth"}}.dump());
+  };
+  const auto* presented = req.header("x-reauth-token");
+  if (presented == nullptr || presented->empty()) return reauth_required();
+  auto granted = projections::reauth_grant_user(
+      x.store(), hex_of(d_.lookup.token("reauth", *presented)), x.now);
+  if (!granted) return retry_later(503, "unavailable", "cannot check the re-authentication", 1);
+  if (!granted.value() || *granted.value() != user) return reauth_required();
+  const auto p = x.partition_of(user);
+  auto ran = d_.commands.run_locked(p, [&]() -> Result<void> {
+    SECHEX_TRY(auto erased, d_.keys.is_erased(user));
+    if (erased) return boost::outcome_v2::success();
+    SECHEX_TRY(auto appended, d_.keys.erase(user, user, "gdpr_erasure_request", x.now));
+    (void)appended;
+    return boost::outcome_v2::success();
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  return json_ok(json{{"status", "erased"}}.dump());
+}
+
+}  // namespace sechex::api
