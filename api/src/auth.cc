@@ -42,21 +42,33 @@ bool Authenticator::session_began_after(const std::string& sid, std::int64_t cut
   return s.is_object() && s.value("created_at", std::int64_t{0}) >= cutoff;
 }
 
+void Authenticator::enable_cookies(CookieAuth cookies) { cookies_ = std::move(cookies); }
+
 std::variant<Principal, Response> Authenticator::authenticate(
     const Request& request, std::initializer_list<std::string_view> any_of_roles) const {
   const auto* header = request.header("authorization");
-  if (header == nullptr || header->empty()) {
+  std::optional<std::string> from_cookie;
+  if ((header == nullptr || header->empty()) && cookies_.tokens != nullptr) {
+    from_cookie = cookie(request, kAccessCookie);
+  }
+  if ((header == nullptr || header->empty()) && !from_cookie) {
     return reject(401, "unauthorized", "authentication required", "missing_credentials");
   }
-  // RFC 7235: the scheme is case-insensitive; exactly one space before the token.
-  constexpr std::string_view kScheme = "bearer ";
-  const std::string_view value(*header);
-  const bool bearer = value.size() > kScheme.size() &&
-                      std::equal(kScheme.begin(), kScheme.end(), value.begin(), [](char a, char b) {
-                        return a == static_cast<char>(std::tolower(static_cast<unsigned char>(b)));
-                      });
-  if (!bearer) return reject(401, "unauthorized", "use the Bearer scheme", "bad_scheme");
-  const auto token = value.substr(kScheme.size());
+  std::string_view token;
+  if (from_cookie) {
+    token = *from_cookie;
+  } else {
+    // RFC 7235: the scheme is case-insensitive; exactly one space before the token.
+    constexpr std::string_view kScheme = "bearer ";
+    const std::string_view value(*header);
+    const bool bearer =
+        value.size() > kScheme.size() &&
+        std::equal(kScheme.begin(), kScheme.end(), value.begin(), [](char a, char b) {
+          return a == static_cast<char>(std::tolower(static_cast<unsigned char>(b)));
+        });
+    if (!bearer) return reject(401, "unauthorized", "use the Bearer scheme", "bad_scheme");
+    token = value.substr(kScheme.size());
+  }
 
   auto verified = verifier_.verify(token);
   if (!verified) {
@@ -84,7 +96,20 @@ std::variant<Principal, Response> Authenticator::authenticate(
                   "sessions_cut_off");
   }
 
-  Principal p{claims.sub, claims.sid, claims.roles, claims.iat};
+  Principal p{claims.sub, claims.sid, claims.roles, claims.iat, from_cookie.has_value()};
+  // A browser attaches cookies to any site's request: state changes need proof of this site.
+  if (p.via_cookie && is_state_changing(request.method)) {
+    const auto refusal = csrf_refusal(request, claims.sid, *cookies_.tokens,
+                                      cookies_.clock->now_micros(), cookies_.public_origin);
+    if (!refusal.empty()) {
+      if (on_reject_) on_reject_(refusal);
+      if (cookies_.on_csrf_rejected) cookies_.on_csrf_rejected(p, request, refusal);
+      return json_error(403, "csrf_rejected",
+                        "this request needs a CSRF token from GET /v1/auth/csrf and must come "
+                        "from this site",
+                        nlohmann::json{{"reason", refusal}}.dump());
+    }
+  }
   if (any_of_roles.size() > 0 &&
       std::none_of(any_of_roles.begin(), any_of_roles.end(),
                    [&](std::string_view role) { return p.has_role(role); })) {

@@ -76,6 +76,8 @@ constexpr Entry kZhCn[] = {
     {"reauth_required", "需要重新验证身份"},
     {"replay_detected", "检测到重放请求"},
     {"misdirected", "此节点不负责这些事件所属的分区，请发送到该分区的所属节点"},
+    {"consent_required", "注册需要您同意数据处理"},
+    {"csrf_rejected", "请求缺少有效的 CSRF 令牌或来自其他站点"},
 };
 
 }  // namespace

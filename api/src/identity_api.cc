@@ -44,6 +44,8 @@ void IdentityApi::add_routes(Router& router) {
       "GET", "/v1/me", [this](const Request& r) { return me(r); }, Exec::read);
   router.add(
       "GET", "/v1/me/sessions", [this](const Request& r) { return my_sessions(r); }, Exec::read);
+  router.add(
+      "GET", "/v1/auth/csrf", [this](const Request& r) { return csrf_token(r); }, Exec::read);
 }
 
 // ---- Register (004 FR-001..FR-007, 003 email validation) ----
@@ -254,6 +256,10 @@ Response IdentityApi::login(const Request& req) {
   if (!email) return missing("email");
   const auto password = string_field(body, "password");
   if (!password) return missing("password");
+  // Login CSRF: a foreign page must not sign the browser into the attacker's account.
+  if (auto site = cross_site_refusal(req, config_.public_origin); !site.empty()) {
+    return json_error(403, "csrf_rejected", "log in from this site", json{{"reason", site}}.dump());
+  }
   const auto remember = body.find("rememberMe");
   const bool remember_me =
       remember != body.end() && remember->is_boolean() && remember->get<bool>();
@@ -439,7 +445,9 @@ Response IdentityApi::refresh(const Request& req) {
   RequestContext x(d_, config_, req);
   auto parsed = read_body(req);
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto presented = string_field(std::get<json>(parsed), "refreshToken");
+  auto presented = string_field(std::get<json>(parsed), "refreshToken");
+  const bool by_cookie = !presented && d_.csrf != nullptr;
+  if (by_cookie) presented = cookie(req, kRefreshCookie);
   if (!presented) return missing("refreshToken");
   const auto invalid = [] {
     auto r = json_error(401, "invalid_token", "the refresh token is not valid; log in again");
@@ -450,6 +458,15 @@ Response IdentityApi::refresh(const Request& req) {
   auto first = projections::refresh_token_status(x.store(), hash, x.now);
   if (!first) return retry_later(503, "unavailable", "cannot read the session", 1);
   if (first.value().state == projections::RefreshTokenStatus::State::unknown) return invalid();
+  if (by_cookie) {
+    // A cookie the browser attached on its own proves nothing: the page must show it is ours.
+    const auto refusal =
+        csrf_refusal(req, first.value().session_id, *d_.csrf, x.now, config_.public_origin);
+    if (!refusal.empty()) {
+      return json_error(403, "csrf_rejected", "refreshing by cookie needs this site's CSRF token",
+                        json{{"reason", refusal}}.dump());
+    }
+  }
   const auto user = first.value().user;
   const auto p = x.partition_of(user);
   auto next = identity::random_token(32);
@@ -520,7 +537,10 @@ Response IdentityApi::logout(const Request& req, bool all) {
     return events;
   });
   if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
-  return json_ok(json{{"status", all ? "logged_out_everywhere" : "logged_out"}}.dump());
+  auto r = json_ok(json{{"status", all ? "logged_out_everywhere" : "logged_out"}}.dump());
+  r.headers.emplace_back("Set-Cookie", cleared_cookie(kAccessCookie));
+  r.headers.emplace_back("Set-Cookie", cleared_cookie(kRefreshCookie));
+  return r;
 }
 
 // ---- Password policy (004 FR-003, FR-004, FR-041) ----
@@ -597,6 +617,20 @@ Response IdentityApi::my_sessions(const Request& req) {
              {"rememberMe", s.value("remember_me", false)}});
   }
   return json_ok(json{{"sessions", out}}.dump());
+}
+
+// ---- CSRF token of the caller's session (csrf.h) ----
+Response IdentityApi::csrf_token(const Request& req) {
+  RequestContext x(d_, config_, req);
+  if (d_.csrf == nullptr) return json_error(404, "not_found", "browser sessions are not enabled");
+  auto who = d_.auth.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto& principal = std::get<Principal>(who);
+  auto r = json_ok(json{{"csrfToken", d_.csrf->issue(principal.session, x.now)},
+                        {"expiresIn", kCsrfTokenMicros / identity::kSecondMicros}}
+                       .dump());
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
 }
 
 }  // namespace sechex::api

@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "api/csrf.h"
 #include "api/identity_api.h"
 #include "api/json_input.h"
 #include "ledger/crypto.h"
@@ -218,12 +219,20 @@ class RequestContext {
                       const std::string& refresh_token, unsigned status = 200) {
     auto access = access_token(user, session);
     if (!access) return json_error(500, "internal_error", "cannot issue the access token");
-    return json_ok(json{{"accessToken", access.value().token},
-                        {"refreshToken", refresh_token},
-                        {"tokenType", "Bearer"},
-                        {"expiresIn", config.limits.access_token_micros / identity::kSecondMicros}}
-                       .dump(),
-                   status);
+    const auto ttl = config.limits.access_token_micros / identity::kSecondMicros;
+    auto r = json_ok(json{{"accessToken", access.value().token},
+                          {"refreshToken", refresh_token},
+                          {"tokenType", "Bearer"},
+                          {"expiresIn", ttl}}
+                         .dump(),
+                     status);
+    // The same pair as __Host- cookies for browsers (csrf.h); API clients ignore them.
+    r.headers.emplace_back("Set-Cookie", access_cookie(access.value().token, ttl));
+    r.headers.emplace_back(
+        "Set-Cookie", refresh_cookie(refresh_token,
+                                     config.limits.refresh_token_micros / identity::kSecondMicros));
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
   }
 };
 

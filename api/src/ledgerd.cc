@@ -32,6 +32,7 @@
 #include "api/ownership.h"
 #include "api/server.h"
 #include "ledger/data_dir.h"
+#include "ledger/event_builder.h"
 #include "ledger/kafka_keys.h"
 #include "ledger/kafka_log.h"
 #include "projections/store.h"
@@ -488,6 +489,34 @@ int main(int argc, char** argv) {
   api::jose::TokenIssuer issuer(*ring.value(), clock, tokens.issuer_config());
   api::IdentityConfig identity_config;
   identity_config.proxies = std::move(*proxies);
+  identity_config.public_origin = mail.public_url;
+  // Browser sessions: cookies and CSRF tokens (api/csrf.h). A refusal is itself audited.
+  const api::CsrfTokens csrf(lookup);
+  auth.enable_cookies(
+      {.tokens = &csrf,
+       .clock = &clock,
+       .public_origin = mail.public_url,
+       .on_csrf_rejected = [&](const api::Principal& who, const api::Request& req,
+                               std::string_view reason) {
+         auto recorded = commands.run(
+             commands.partition_for(who.subject), [&]() -> Result<std::vector<ledger::Bytes>> {
+               ledger::EventBuilder b(keys.get(), {.subject = who.subject,
+                                                   .actor = who.subject,
+                                                   .request_id = req.request_id,
+                                                   .time_micros = clock.now_micros(),
+                                                   .ip = std::nullopt,
+                                                   .user_agent = std::nullopt});
+               auto& f = b.fbb();
+               SECHEX_TRY(auto event,
+                          b.finish(schema::CreateCsrfRejected(
+                              f, f.CreateString(req.path), f.CreateString(std::string(reason)))));
+               return std::vector<ledger::Bytes>{std::move(event)};
+             });
+         if (!recorded) {
+           std::cerr << "ledgerd: recording a CSRF refusal failed: " << recorded.error().message()
+                     << "\n";
+         }
+       }});
   const api::IdentityDeps identity_deps{
       .commands = commands,
       .keys = *keys,
@@ -505,7 +534,8 @@ int main(int argc, char** argv) {
                 {std::string(kind), std::string(to), std::string(secret), std::string(locale)},
                 nullptr);
           },
-      .mail_queued = [&] { mail_worker.notify(); }};
+      .mail_queued = [&] { mail_worker.notify(); },
+      .csrf = &csrf};
   api::IdentityApi identity_api(identity_deps, identity_config);
   api::AccountApi account_api(identity_deps, identity_config);
   std::atomic<bool> caught_up{false};

@@ -572,5 +572,58 @@ TEST_F(Identity, DeletingTheAccountWithoutReauthenticationIsRefused) {
   EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, pair["accessToken"]).status, 200u);
 }
 
+// API.md "Browser sessions", 003 CSRF, 004 FR-033/FR-035: login sets __Host- cookies; a cookie
+// authenticates reads; a state change by cookie needs the session's CSRF token and this site,
+// and each refusal is 403 csrf_rejected and an audited CsrfRejected event. Bearer requests need
+// no CSRF token.
+TEST_F(Identity, CookieSessionsNeedTheSessionsCsrfTokenForStateChangesFR033FR035) {
+  start();
+  const auto user = verified("browser@example.com", "Tr0ub4dor&3x");
+  ASSERT_FALSE(user.empty());
+  const auto in = login("browser@example.com", "Tr0ub4dor&3x");
+  ASSERT_EQ(in.status, 200u);
+  // The reply holds two Set-Cookie headers; the client keeps the last of each name, so read
+  // the pair from the body and check the attributes on the one kept.
+  ASSERT_TRUE(in.headers.count("set-cookie"));
+  const auto set = in.headers.at("set-cookie");
+  EXPECT_NE(set.find("__Host-"), std::string::npos) << set;
+  EXPECT_NE(set.find("; Secure; HttpOnly; SameSite=Lax"), std::string::npos) << set;
+  const auto pair = data_of(in);
+  const std::string jar = "__Host-access=" + pair["accessToken"].get<std::string>() +
+                          "; __Host-refresh=" + pair["refreshToken"].get<std::string>();
+  auto as_browser = [&](http::verb verb, const std::string& target, testing::Headers extra) {
+    extra.emplace_back("Cookie", jar);
+    extra.emplace_back("X-Forwarded-For", "198.51.100.200");
+    return testing::http_call_with(port_, verb, target, extra, "", "", 30s);
+  };
+  EXPECT_EQ(as_browser(http::verb::get, "/v1/me", {}).status, 200u) << "reads by cookie";
+  const auto no_token = as_browser(http::verb::post, "/v1/auth/logout", {});
+  EXPECT_EQ(no_token.status, 403u) << no_token.body;
+  EXPECT_EQ(error_of(no_token)["code"], "csrf_rejected");
+  EXPECT_EQ(error_of(no_token)["details"]["reason"], "missing_csrf_token");
+  const auto csrf = as_browser(http::verb::get, "/v1/auth/csrf", {});
+  ASSERT_EQ(csrf.status, 200u) << csrf.body;
+  const auto token = data_of(csrf)["csrfToken"].get<std::string>();
+  const auto cross = as_browser(http::verb::post, "/v1/auth/logout",
+                                {{"X-CSRF-Token", token}, {"Sec-Fetch-Site", "cross-site"}});
+  EXPECT_EQ(cross.status, 403u);
+  EXPECT_EQ(error_of(cross)["details"]["reason"], "cross_site");
+  const auto forged = as_browser(http::verb::post, "/v1/auth/logout", {{"X-CSRF-Token", "x"}});
+  EXPECT_EQ(error_of(forged)["details"]["reason"], "invalid_csrf_token");
+  // A cross-site login is refused too (login CSRF).
+  const auto foreign_login = testing::http_call_with(
+      port_, http::verb::post, "/v1/auth/login", {{"Origin", "https://evil.example"}}, "",
+      json{{"email", "browser@example.com"}, {"password", "Tr0ub4dor&3x"}}.dump());
+  EXPECT_EQ(foreign_login.status, 403u) << foreign_login.body;
+
+  const auto out = as_browser(http::verb::post, "/v1/auth/logout",
+                              {{"X-CSRF-Token", token}, {"Sec-Fetch-Site", "same-origin"}});
+  ASSERT_EQ(out.status, 200u) << out.body;
+  EXPECT_NE(out.headers.at("set-cookie").find("Max-Age=0"), std::string::npos)
+      << "logout clears the cookies";
+  EXPECT_EQ(as_browser(http::verb::get, "/v1/me", {}).status, 401u);
+  EXPECT_EQ(audit(admin_token(), user, "CsrfRejected").size(), 3u);
+}
+
 }  // namespace
 }  // namespace sechex::api

@@ -24,8 +24,10 @@
 #include <variant>
 #include <vector>
 
+#include "api/csrf.h"
 #include "api/jose.h"
 #include "api/server.h"
+#include "ledger/clock.h"
 #include "projections/store.h"
 
 namespace sechex::api {
@@ -35,6 +37,7 @@ struct Principal {
   std::string session;
   std::vector<std::string> roles;
   std::int64_t issued_at = 0;  // seconds since the epoch (the token's iat)
+  bool via_cookie = false;     // authenticated by the __Host-access cookie (csrf.h)
 
   bool has_role(std::string_view role) const;
 };
@@ -46,6 +49,18 @@ class Authenticator {
   // sessions_cut_off, revocation_unavailable, forbidden_role).
   Authenticator(const jose::TokenVerifier& verifier, const projections::ProjectionStore& store,
                 std::function<void(std::string_view)> on_reject = {});
+
+  // Browser sessions (csrf.h): without an Authorization header the `__Host-access` cookie is
+  // accepted, and a state-changing request so authenticated must pass the CSRF check, else
+  // 403 `csrf_rejected` (reported to on_csrf_rejected, which records the audit event). Call
+  // before serving; off by default.
+  struct CookieAuth {
+    const CsrfTokens* tokens = nullptr;
+    const Clock* clock = nullptr;
+    std::string public_origin;
+    std::function<void(const Principal&, const Request&, std::string_view reason)> on_csrf_rejected;
+  };
+  void enable_cookies(CookieAuth cookies);
 
   // The principal, or the response to send instead. With `any_of_roles` empty, any
   // authenticated principal passes.
@@ -60,6 +75,7 @@ class Authenticator {
   const jose::TokenVerifier& verifier_;
   const projections::ProjectionStore& store_;
   std::function<void(std::string_view)> on_reject_;
+  CookieAuth cookies_;
 };
 
 }  // namespace sechex::api

@@ -9,6 +9,11 @@
 //   GET  /v1/auth/password/policy       the level in force and its rules
 //   PUT  /v1/admin/policy/password      (admin) {level: "basic" | "high"}
 //   GET  /v1/me · GET /v1/me/sessions   (Bearer)
+//   GET  /v1/auth/csrf                  (session) the CSRF token of the caller's session
+//
+// Browser sessions (csrf.h): every token pair is also set as __Host- cookies; refresh reads the
+// refresh cookie when the body names no token (then the CSRF check applies), logout clears
+// them, and login refuses a cross-site browser request.
 //
 // Every command runs on the command path (commands.h) of its subject's partition: the state is
 // read, identity_decide.h decides, and the events are appended and applied before the next
@@ -43,6 +48,7 @@
 #include "api/auth.h"
 #include "api/client_ip.h"
 #include "api/commands.h"
+#include "api/csrf.h"
 #include "api/identity_decide.h"
 #include "api/identity_rules.h"
 #include "api/jose.h"
@@ -63,6 +69,7 @@ using QueueMail = std::function<Result<ledger::Bytes>(
 
 struct IdentityConfig {
   identity::Limits limits;
+  std::string public_origin;  // the site browsers use (csrf.h), e.g. "https://id.example.com"
   std::string consent_version = "2026-01";
   TrustedProxies proxies;
 };
@@ -78,6 +85,8 @@ struct IdentityDeps {
   const Clock& clock;
   QueueMail queue_mail;               // may be empty: no mail is queued (tests of the rules alone)
   std::function<void()> mail_queued;  // wakes the delivery worker; may be empty
+  // Browser sessions: refresh by cookie needs the CSRF check (null: cookies are not accepted).
+  const CsrfTokens* csrf = nullptr;
 };
 
 class IdentityApi {
@@ -96,6 +105,7 @@ class IdentityApi {
   Response set_password_policy(const Request& req);
   Response me(const Request& req);
   Response my_sessions(const Request& req);
+  Response csrf_token(const Request& req);
 
  private:
   IdentityDeps d_;

@@ -1,0 +1,117 @@
+#include "api/csrf.h"
+
+#include "api/jose.h"
+#include "ledger/crypto.h"
+
+namespace sechex::api {
+namespace {
+
+std::string be64(std::int64_t v) {
+  std::string s(8, '\0');
+  const auto u = static_cast<std::uint64_t>(v);
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(u >> (56 - 8 * i));
+  return s;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// "https://host:port" -> "host:port"; "" when it is not an http(s) origin.
+std::string_view authority_of(std::string_view origin) {
+  for (std::string_view scheme : {"https://", "http://"}) {
+    if (origin.starts_with(scheme)) {
+      auto rest = origin.substr(scheme.size());
+      return rest.substr(0, rest.find('/'));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string CsrfTokens::mac(std::string_view session_id, std::int64_t expiry) const {
+  return lookup_.token("csrf", std::string(session_id) + '\0' + be64(expiry));
+}
+
+std::string CsrfTokens::issue(std::string_view session_id, std::int64_t now_micros) const {
+  const auto expiry = now_micros + kCsrfTokenMicros;
+  return jose::base64url_encode(std::string_view(be64(expiry) + mac(session_id, expiry)));
+}
+
+bool CsrfTokens::valid(std::string_view token, std::string_view session_id,
+                       std::int64_t now_micros) const {
+  if (token.size() > 128 || session_id.empty()) return false;
+  ledger::Bytes b;
+  if (!jose::base64url_decode(token, b) || b.size() != 40) return false;
+  std::uint64_t u = 0;
+  for (int i = 0; i < 8; ++i) u = (u << 8) | b[i];
+  const auto expiry = static_cast<std::int64_t>(u);
+  if (expiry <= now_micros) return false;
+  const auto expected = mac(session_id, expiry);
+  return ledger::crypto::constant_time_equal(
+      ledger::ByteView(b.data() + 8, 32),
+      ledger::ByteView(reinterpret_cast<const std::uint8_t*>(expected.data()), expected.size()));
+}
+
+std::string cross_site_refusal(const Request& req, std::string_view public_origin) {
+  // Fetch metadata, when the browser sends it, is the most direct answer.
+  if (const auto* site = req.header("sec-fetch-site")) {
+    return *site == "same-origin" || *site == "none" ? "" : "cross_site";
+  }
+  const auto* origin = req.header("origin");
+  if (origin == nullptr) return "";  // not a browser's cross-origin request (they send Origin)
+  const auto authority = authority_of(*origin);
+  const auto* host = req.header("host");
+  if (!authority.empty() && host != nullptr && authority == trim(*host)) return "";
+  if (!authority.empty() && authority == authority_of(public_origin)) return "";
+  return "cross_site";
+}
+
+std::string csrf_refusal(const Request& req, std::string_view session_id, const CsrfTokens& tokens,
+                         std::int64_t now_micros, std::string_view public_origin) {
+  if (auto site = cross_site_refusal(req, public_origin); !site.empty()) return site;
+  const auto* token = req.header("x-csrf-token");
+  if (token == nullptr || token->empty()) return "missing_csrf_token";
+  if (!tokens.valid(*token, session_id, now_micros)) return "invalid_csrf_token";
+  return "";
+}
+
+bool is_state_changing(std::string_view method) {
+  return method != "GET" && method != "HEAD" && method != "OPTIONS";
+}
+
+std::optional<std::string> cookie(const Request& req, std::string_view name) {
+  const auto* header = req.header("cookie");
+  if (header == nullptr) return std::nullopt;
+  std::string_view rest(*header);
+  while (!rest.empty()) {
+    const auto semi = rest.find(';');
+    const auto pair = trim(rest.substr(0, semi));
+    rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
+    const auto eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
+      return std::string(pair.substr(eq + 1));
+    }
+  }
+  return std::nullopt;
+}
+
+namespace {
+std::string set_cookie(std::string_view name, std::string_view value, std::int64_t max_age) {
+  return std::string(name) + "=" + std::string(value) +
+         "; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=" + std::to_string(max_age);
+}
+}  // namespace
+
+std::string access_cookie(std::string_view token, std::int64_t max_age_seconds) {
+  return set_cookie(kAccessCookie, token, max_age_seconds);
+}
+std::string refresh_cookie(std::string_view token, std::int64_t max_age_seconds) {
+  return set_cookie(kRefreshCookie, token, max_age_seconds);
+}
+std::string cleared_cookie(std::string_view name) { return set_cookie(name, "", 0); }
+
+}  // namespace sechex::api

@@ -1,0 +1,92 @@
+// CSRF for browser sessions (003 CSRF tokens, 004 FR-033, API.md "Browser sessions"): tokens
+// bound to one session and expiring, fetch-metadata and Origin checks, __Host- cookies.
+#include "api/csrf.h"
+
+#include <gtest/gtest.h>
+
+#include "ledger/crypto.h"
+
+namespace sechex::api {
+namespace {
+
+constexpr std::int64_t kNow = 1'767'225'600'000'000;
+
+ledger::Kek key(std::uint8_t fill) {
+  return ledger::Kek::from_base64(ledger::crypto::base64_encode(ledger::Bytes(32, fill))).value();
+}
+
+Request post_from(std::map<std::string, std::string> headers) {
+  Request r;
+  r.method = "POST";
+  r.path = "/v1/auth/logout";
+  r.headers = std::move(headers);
+  return r;
+}
+
+TEST(CsrfTokens, ATokenIsBoundToItsSessionAndExpiresAfterTwoHours) {
+  const LookupHasher lookup(key(1));
+  const CsrfTokens tokens(lookup);
+  const auto t = tokens.issue("session-a", kNow);
+  EXPECT_TRUE(tokens.valid(t, "session-a", kNow));
+  EXPECT_TRUE(tokens.valid(t, "session-a", kNow + kCsrfTokenMicros - 1));
+  EXPECT_FALSE(tokens.valid(t, "session-a", kNow + kCsrfTokenMicros));
+  EXPECT_FALSE(tokens.valid(t, "session-b", kNow)) << "bound to the session";
+  const LookupHasher other_key(key(2));
+  EXPECT_FALSE(CsrfTokens(other_key).valid(t, "session-a", kNow)) << "keyed";
+  // Altered expiry (a forger extending the token) or tag, garbage, empty: all refused.
+  std::string altered = t;
+  altered[3] = altered[3] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(tokens.valid(altered, "session-a", kNow));
+  altered = t;
+  altered.back() = altered.back() == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(tokens.valid(altered, "session-a", kNow));
+  for (const auto* bad : {"", "!!!", "AAAA", "a.b.c"}) EXPECT_FALSE(tokens.valid(bad, "s", kNow));
+  EXPECT_FALSE(tokens.valid(std::string(10000, 'A'), "session-a", kNow));
+  EXPECT_FALSE(tokens.valid(t, "", kNow));
+}
+
+TEST(Csrf, StateChangesNeedThisSitesTokenAndOrigin) {
+  const LookupHasher lookup(key(1));
+  const CsrfTokens tokens(lookup);
+  const auto t = tokens.issue("s1", kNow);
+  const std::string site = "https://id.example.com";
+  EXPECT_EQ(csrf_refusal(post_from({{"x-csrf-token", t}}), "s1", tokens, kNow, site), "");
+  EXPECT_EQ(csrf_refusal(post_from({}), "s1", tokens, kNow, site), "missing_csrf_token");
+  EXPECT_EQ(csrf_refusal(post_from({{"x-csrf-token", t}}), "s2", tokens, kNow, site),
+            "invalid_csrf_token");
+  // Fetch metadata decides when present; even a valid token does not excuse a cross-site call.
+  EXPECT_EQ(csrf_refusal(post_from({{"x-csrf-token", t}, {"sec-fetch-site", "cross-site"}}), "s1",
+                         tokens, kNow, site),
+            "cross_site");
+  EXPECT_EQ(csrf_refusal(post_from({{"x-csrf-token", t}, {"sec-fetch-site", "same-site"}}), "s1",
+                         tokens, kNow, site),
+            "cross_site");
+  EXPECT_EQ(csrf_refusal(post_from({{"x-csrf-token", t}, {"sec-fetch-site", "same-origin"}}), "s1",
+                         tokens, kNow, site),
+            "");
+  // Without fetch metadata, Origin must be this host or the public origin.
+  EXPECT_EQ(cross_site_refusal(post_from({{"origin", "https://evil.example"}}), site),
+            "cross_site");
+  EXPECT_EQ(cross_site_refusal(post_from({{"origin", "https://id.example.com"}}), site), "");
+  EXPECT_EQ(cross_site_refusal(
+                post_from({{"origin", "http://127.0.0.1:8080"}, {"host", "127.0.0.1:8080"}}), ""),
+            "");
+  EXPECT_EQ(cross_site_refusal(post_from({{"origin", "null"}}), site), "cross_site");
+  EXPECT_EQ(cross_site_refusal(post_from({}), site), "") << "no Origin: not a browser";
+}
+
+TEST(Csrf, CookiesAreHostPrefixedSecureHttpOnlyAndLax) {
+  const auto c = access_cookie("tok", 3600);
+  EXPECT_EQ(c, "__Host-access=tok; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=3600");
+  EXPECT_EQ(cleared_cookie(kRefreshCookie).find("Max-Age=0") != std::string::npos, true);
+  Request r;
+  r.headers["cookie"] = "a=1; __Host-access=abc.def.ghi ;b=2";
+  EXPECT_EQ(cookie(r, kAccessCookie), "abc.def.ghi");
+  EXPECT_FALSE(cookie(r, kRefreshCookie));
+  EXPECT_TRUE(is_state_changing("POST"));
+  EXPECT_TRUE(is_state_changing("DELETE"));
+  EXPECT_FALSE(is_state_changing("GET"));
+}
+
+}  // namespace
+}  // namespace sechex::api
