@@ -43,6 +43,9 @@ bool Authenticator::session_began_after(const std::string& sid, std::int64_t cut
 }
 
 void Authenticator::enable_cookies(CookieAuth cookies) { cookies_ = std::move(cookies); }
+void Authenticator::on_authenticated(std::function<void(const Principal&)> hook) {
+  on_authenticated_ = std::move(hook);
+}
 
 std::variant<Principal, Response> Authenticator::authenticate(
     const Request& request, std::initializer_list<std::string_view> any_of_roles) const {
@@ -115,6 +118,7 @@ std::variant<Principal, Response> Authenticator::authenticate(
                    [&](std::string_view role) { return p.has_role(role); })) {
     return reject(403, "forbidden", "this operation needs another role", "forbidden_role");
   }
+  if (on_authenticated_) on_authenticated_(p);
   return p;
 }
 

@@ -31,6 +31,7 @@
 #include "api/openapi.h"
 #include "api/ownership.h"
 #include "api/server.h"
+#include "api/session_activity.h"
 #include "ledger/data_dir.h"
 #include "ledger/event_builder.h"
 #include "ledger/kafka_keys.h"
@@ -536,6 +537,9 @@ int main(int argc, char** argv) {
           },
       .mail_queued = [&] { mail_worker.notify(); },
       .csrf = &csrf};
+  // 002 "Active session tracking": activity extends a session, recorded at most once a minute.
+  api::SessionActivity activity(commands, *keys, clock, identity_config.limits);
+  auth.on_authenticated([&](const api::Principal& who) { activity.seen(who); });
   api::IdentityApi identity_api(identity_deps, identity_config);
   api::AccountApi account_api(identity_deps, identity_config);
   std::atomic<bool> caught_up{false};
@@ -588,6 +592,7 @@ int main(int argc, char** argv) {
     }
     std::cerr << "ledgerd: projections caught up (" << n.value() << " records applied)\n";
     mail_worker.start();
+    activity.start();
     if (kafka != nullptr && !no_ingest) {
       auto w = api::IngestWorker::start(
           *kafka, commands, *keys, clock,
@@ -694,6 +699,7 @@ int main(int argc, char** argv) {
   // their timeouts: a shutdown must fit in a supervisor's grace period.
   if (kafka != nullptr) kafka->interrupt();
   catch_up.join();
+  activity.stop();
   mail_worker.stop();  // before the log closes; an SMTP transfer in flight is aborted
   if (ingest_worker) ingest_worker->stop();
   {

@@ -203,6 +203,18 @@ Result<void> SessionsProjection::apply(const schema::Envelope& env, const ledger
       store_session(txn, id, *s);
       break;
     }
+    case schema::Event::SessionSeen: {
+      const auto* e = env.event_as_SessionSeen();
+      const auto id = str_of(e->session_id());
+      SECHEX_TRY(auto s, live_session(txn, id, user, at));
+      if (!s || (*s)["state"] != "active") break;
+      (*s)["last_seen"] = at;
+      // Activity never shortens a session (a late event cannot undo a refresh's extension).
+      const auto idle = s->value("idle_expires_at", std::int64_t{0});
+      if (e->idle_expires_at() > idle) (*s)["idle_expires_at"] = e->idle_expires_at();
+      store_session(txn, id, *s);
+      break;
+    }
     case schema::Event::RefreshTokenReuseDetected:
       SECHEX_TRYV(revoke_family(txn, *env.event_as_RefreshTokenReuseDetected(), user, at));
       break;

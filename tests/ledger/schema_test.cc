@@ -59,7 +59,8 @@ TEST(Schema, HasEveryEventTypeTheLedgerNeeds) {
                                              "ApplicationEvent",
                                              "MailQueued",
                                              "MailDelivered",
-                                             "MailDeliveryFailed"};
+                                             "MailDeliveryFailed",
+                                             "SessionSeen"};
   const auto& names = event_type_names();
   for (const auto& r : required) {
     EXPECT_NE(std::find(names.begin(), names.end(), r), names.end()) << r;

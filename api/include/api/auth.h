@@ -61,6 +61,9 @@ class Authenticator {
     std::function<void(const Principal&, const Request&, std::string_view reason)> on_csrf_rejected;
   };
   void enable_cookies(CookieAuth cookies);
+  // Told of every successful authentication (session activity, session_activity.h); must be
+  // cheap and never block. Call before serving.
+  void on_authenticated(std::function<void(const Principal&)> hook);
 
   // The principal, or the response to send instead. With `any_of_roles` empty, any
   // authenticated principal passes.
@@ -76,6 +79,7 @@ class Authenticator {
   const projections::ProjectionStore& store_;
   std::function<void(std::string_view)> on_reject_;
   CookieAuth cookies_;
+  std::function<void(const Principal&)> on_authenticated_;
 };
 
 }  // namespace sechex::api

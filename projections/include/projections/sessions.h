@@ -15,9 +15,10 @@
 //
 // Events: SessionStarted creates a session and its first token; TokenRefreshed marks the
 // previous token rotated, adds the new one and moves last_seen and the idle expiry;
-// RefreshTokenReuseDetected revokes every token of the family and every session they belong
-// to; SessionRevoked and LoggedOut end one session, LoggedOut{all_sessions}, PasswordReset and
-// SubjectErased end all of the user's sessions, and so does PasswordChanged with
+// SessionSeen (authenticated activity, at most once a minute per session) moves last_seen and
+// extends the idle expiry; RefreshTokenReuseDetected revokes every token of the family and every
+// session they belong to; SessionRevoked and LoggedOut end one session, LoggedOut{all_sessions},
+// PasswordReset and SubjectErased end all of the user's sessions, and so does PasswordChanged with
 // revoked_other_sessions (the event does not name the caller's session, and the access
 // projection's cutoff already invalidates every token issued before it; the API starts a fresh
 // session for the caller).

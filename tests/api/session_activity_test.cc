@@ -1,0 +1,111 @@
+// 002 "Active session tracking" / "Session activity window" and API.md ("lastSeen written at
+// most once a minute per session, not on every request"): activity extends the idle expiry.
+#include "api/session_activity.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "ledger/event_builder.h"
+#include "projections/sessions.h"
+#include "support/test_util.h"
+
+namespace sechex::api {
+namespace {
+
+using identity::kDayMicros;
+using identity::kSecondMicros;
+
+class SessionActivityTest : public ::testing::Test {
+ protected:
+  SessionActivityTest()
+      : ledger_(testing::open_test_ledger(dir_.sub("log"), 2)),
+        store_(
+            projections::ProjectionStore::open(dir_.sub("p"), 2, projections::default_projections())
+                .value()),
+        commands_(*ledger_.log, *store_),
+        activity_(commands_, *ledger_.keys, clock_, identity::Limits{}) {}
+
+  void start_session(const std::string& user, const std::string& sid, bool remember_me) {
+    ASSERT_TRUE(
+        commands_.run(commands_.partition_for(user), [&]() -> Result<std::vector<ledger::Bytes>> {
+          ledger::EventBuilder b(nullptr, {.subject = user,
+                                           .actor = user,
+                                           .request_id = "r",
+                                           .time_micros = clock_.now_micros(),
+                                           .ip = std::nullopt,
+                                           .user_agent = std::nullopt});
+          auto& f = b.fbb();
+          SECHEX_TRY(auto e,
+                     b.finish(schema::CreateSessionStarted(
+                         f, f.CreateString(sid), f.CreateString("fam-" + sid), 0, remember_me,
+                         clock_.now_micros() + (remember_me ? 7 : 1) * kDayMicros, 0)));
+          return std::vector<ledger::Bytes>{std::move(e)};
+        }));
+  }
+  nlohmann::json session(const std::string& sid) {
+    return nlohmann::json::parse(store_->get(projections::kSessionsCf, sid).value().value());
+  }
+
+  testing::TempDir dir_;
+  ManualClock clock_;
+  testing::TestLedger ledger_;
+  std::unique_ptr<projections::ProjectionStore> store_;
+  CommandPath commands_;
+  SessionActivity activity_;
+};
+
+TEST_F(SessionActivityTest, ActivityIsRecordedAtMostOnceAMinuteAndExtendsTheIdleExpiry) {
+  start_session("ann", "s1", false);
+  const auto started = clock_.now_micros();
+  const Principal ann{"ann", "s1", {}, 0};
+  clock_.advance_micros(10 * kSecondMicros);
+  activity_.seen(ann);
+  clock_.advance_micros(30 * kSecondMicros);
+  activity_.seen(ann);  // within the minute: not recorded again
+  EXPECT_EQ(activity_.drain(), 1u);
+  auto s = session("s1");
+  EXPECT_EQ(s["last_seen"], started + 10 * kSecondMicros);
+  EXPECT_EQ(s["idle_expires_at"], started + 10 * kSecondMicros + kDayMicros);
+
+  clock_.advance_micros(31 * kSecondMicros);  // 61 s after the recorded activity
+  activity_.seen(ann);
+  EXPECT_EQ(activity_.drain(), 1u);
+  EXPECT_EQ(session("s1")["idle_expires_at"], clock_.now_micros() + kDayMicros);
+}
+
+TEST_F(SessionActivityTest, RememberMeSessionsAreExtendedBySevenDays) {
+  start_session("bob", "s2", true);
+  clock_.advance_micros(5 * kSecondMicros);
+  activity_.seen({"bob", "s2", {}, 0});
+  EXPECT_EQ(activity_.drain(), 1u);
+  EXPECT_EQ(session("s2")["idle_expires_at"], clock_.now_micros() + 7 * kDayMicros);
+}
+
+TEST_F(SessionActivityTest, TokensWithoutALiveSessionOfTheirUserRecordNothing) {
+  start_session("cat", "s3", false);
+  activity_.seen({"operator", "not-a-session", {"admin"}, 0});  // a ledgerctl token
+  activity_.seen({"mallory", "s3", {}, 0});                     // someone else's session id
+  EXPECT_EQ(activity_.drain(), 0u);
+  // An idle-expired session is not revived by a late request.
+  clock_.advance_micros(kDayMicros + kSecondMicros);
+  activity_.seen({"cat", "s3", {}, 0});
+  EXPECT_EQ(activity_.drain(), 0u);
+  EXPECT_FALSE(projections::is_session_active(
+      store_->get(projections::kSessionsCf, "s3").value().value_or(""), clock_.now_micros()));
+}
+
+TEST_F(SessionActivityTest, TheWorkerThreadRecordsAndStopsPromptly) {
+  start_session("dan", "s4", false);
+  activity_.start();
+  clock_.advance_micros(2 * kSecondMicros);
+  activity_.seen({"dan", "s4", {}, 0});
+  for (int i = 0; i < 500 && session("s4")["last_seen"] != clock_.now_micros(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(session("s4")["last_seen"], clock_.now_micros());
+  activity_.stop();
+}
+
+}  // namespace
+}  // namespace sechex::api
