@@ -62,7 +62,7 @@ end
 -- GET /v1/me does not, so that its wrk threads run no Lua per response.
 statuses = {}
 first_refusal = ""
-exhausted = 0  -- refresh requests sent without a token (after a refusal lost one)
+exhausted = 0  -- refresh requests sent with the thread's pool empty
 local function count(status, body)
   statuses[status] = (statuses[status] or 0) + 1
   if status ~= 200 and first_refusal == "" then first_refusal = body:sub(1, 300) end
@@ -77,8 +77,8 @@ elseif mode == "refresh" then
       local token = body:match('"refreshToken"%s*:%s*"([^"]+)"')
       if token then
         table.insert(items, token)
-      else
-        if first_refusal == "" then first_refusal = "200 without a token: " .. body:sub(1, 300) end
+      elseif first_refusal == "" then
+        first_refusal = "200 without a token: " .. body:sub(1, 300)
       end
     end
   end
