@@ -64,21 +64,29 @@ def wait_ready(port, timeout=60.0):
     raise RuntimeError("ledgerd never became ready")
 
 
-def wrk(url, seconds, token=None, body_file=None):
-    cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
-           "-s", os.path.join(ROOT, "bench", "wrk_report.lua")]
+def wrk(url, seconds, token=None, body_file=None, script="wrk_report.lua", env=None,
+        connections=CONNECTIONS):
+    """One wrk run with a bench/ Lua script that prints the BENCH_JSON line (wrk_report.lua, or
+    wrk_identity.lua with its settings in `env`)."""
+    cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--latency",
+           "-s", os.path.join(ROOT, "bench", script)]
     if token:
         cmd += ["-H", f"Authorization: Bearer {token}"]
     cmd.append(url)
-    env = dict(os.environ, WRK_BODY_FILE=body_file or "")
+    env = dict(os.environ, WRK_BODY_FILE=body_file or "", **(env or {}))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     line = next(l for l in out.splitlines() if l.startswith("BENCH_JSON "))
     r = json.loads(line[len("BENCH_JSON "):])
+    status = next((l for l in out.splitlines() if l.startswith("BENCH_STATUS ")), None)
+    if status:  # wrk_identity.lua: responses by status, the first refusal's body
+        r.update(json.loads(status[len("BENCH_STATUS "):]))
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     r["ok_rps"] = (r["requests"] - r["errors_status"]) / (r["duration_us"] / 1e6)
     print(f"  wrk {url}: {r['rps']:,.0f} req/s, p99 {r['p99_us'] / 1000:.2f} ms, "
           f"status errors {r['errors_status']}, socket errors "
-          f"{r['errors_connect'] + r['errors_read'] + r['errors_write'] + r['errors_timeout']}",
+          f"{r['errors_connect'] + r['errors_read'] + r['errors_write'] + r['errors_timeout']}"
+          + (f", statuses {r['statuses']}" if "statuses" in r else "")
+          + (f", first refusal {r['first_refusal']}" if r.get("first_refusal") else ""),
           flush=True)
     return r
 

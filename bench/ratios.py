@@ -1,11 +1,11 @@
 """Turns ledger_bench JSON output (and, when given, http_bench.py's JSON) into the table in
 bench/README.md: each figure next to its same-run reference, so machine noise cancels out.
-Usage: ratios.py RESULTS_JSON [HTTP_JSON]"""
+Usage: ratios.py RESULTS_JSON [HTTP_JSON] [--identity IDENTITY_JSON]"""
 import json
 import sys
 
 
-def main(path, http_path=None):
+def main(path, http_path=None, identity_path=None):
     with open(path) as f:
         data = json.load(f)
     by_name = {b["name"]: b for b in data["benchmarks"] if b.get("run_type") != "aggregate"}
@@ -62,6 +62,8 @@ def main(path, http_path=None):
                   f"{1e6 / raw_tok:.1f} us | time {raw_tok / ours:.2f}x raw |")
     if http_path:
         http_rows(http_path, rate("BM_RawRocksSyncWrite/100/min_time:2.000/real_time"))
+    if identity_path:
+        identity_rows(identity_path)
 
 
 def http_rows(path, raw_rocks_100):
@@ -98,5 +100,46 @@ def http_rows(path, raw_rocks_100):
               f" reference per connection |")
 
 
+def identity_rows(path):
+    """identity_bench.py: logins against raw Argon2id on two threads measured around them;
+    refresh and /v1/me against the bare Beast server of the same run."""
+    with open(path) as f:
+        h = json.load(f)
+    ref = h["raw_healthz"]
+    cores = h["nproc"]
+    lg, argon = h["login"], h["raw_argon2_2t"]
+
+    def errors(r):
+        bad = r["errors_status"] + r["errors_connect"] + r["errors_read"] + r["errors_timeout"]
+        return f", {bad} errors" if bad else ""
+
+    print(f"| POST /v1/auth/login, successful logins, {h['setup']['accounts']} accounts "
+          f"round-robin ({h['login_connections']} conns, wrk {h['wrk_threads']} threads, "
+          f"{h['seconds']} s) | {lg['logins_per_s']:.1f} logins/s ({lg['logins_per_s'] / cores:.1f}"
+          f" per core), p99 {lg['p99_us'] / 1000:.0f} ms{errors(lg)}; ledgerd CPU "
+          f"{lg['ledgerd_cpu_ms_per_login']:.1f} ms per login | raw Argon2id, same parameters, "
+          f"2 threads {argon['mean']:.1f} hashes/s (before {argon['before']:.1f}, after "
+          f"{argon['after']:.1f}); {argon['cpu_ms_per_hash']:.1f} CPU ms per hash | "
+          f"{lg['logins_per_s'] / argon['mean']:.2f}x raw hashes/s; CPU "
+          f"{lg['ledgerd_cpu_ms_per_login'] / argon['cpu_ms_per_hash']:.2f}x raw per hash |")
+    load = f"{h['connections']} conns, wrk {h['wrk_threads']} threads, {h['seconds']} s"
+    for key, label in (("refresh", "POST /v1/auth/refresh, each token once (rotation)"),
+                       ("me", "GET /v1/me, Bearer access token")):
+        r = h[key]
+        print(f"| {label} ({load}) | {r['ok_rps']:,.0f} req/s ({r['ok_rps'] / cores:,.0f} per "
+              f"core), p99 {r['p99_us'] / 1000:.2f} ms{errors(r)} | bare Beast GET "
+              f"{ref['rps']:,.0f} req/s, p99 {ref['p99_us'] / 1000:.2f} ms | "
+              f"{r['ok_rps'] / ref['rps']:.3f}x reference req/s |")
+    print("| OTP verify | TODO: OTP routes not merged yet | | |")
+    print(f"load average: start {', '.join(f'{x:.1f}' for x in h['loadavg_start'])}; end "
+          f"{', '.join(f'{x:.1f}' for x in h['loadavg_end'])}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
+    args = sys.argv[1:]
+    identity = None
+    if "--identity" in args:
+        i = args.index("--identity")
+        identity = args[i + 1]
+        del args[i:i + 2]
+    main(args[0], args[1] if len(args) > 1 else None, identity)
