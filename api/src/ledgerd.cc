@@ -41,6 +41,16 @@
 namespace po = boost::program_options;
 using namespace sechex;
 
+// jemalloc (release builds link it; see api/CMakeLists.txt) reads this at start-up. By default
+// it hands allocations of 8 MiB and more straight back to the kernel when freed, and libargon2
+// allocates its 19 MiB block per hash: every login then faulted ~4,900 fresh pages in (1.37x
+// the CPU of a raw hash, bench/README.md "Identity"). With no oversize arena the block is reused
+// (libargon2 wipes it before freeing). Unused by glibc malloc (sanitizer builds).
+extern "C" {
+extern const char* malloc_conf;
+const char* malloc_conf = "oversize_threshold:0";
+}
+
 namespace {
 
 bool is_loopback(const std::string& host) {
