@@ -5,6 +5,7 @@
 #include "projections/payments.h"
 #include "projections/rate_limits.h"
 #include "projections/replay_cache.h"
+#include "projections/secrets.h"
 #include "projections/sessions.h"
 #include "projections/store.h"
 #include "projections/users.h"
@@ -22,6 +23,7 @@ std::vector<std::unique_ptr<Projection>> default_projections() {
   out.push_back(std::make_unique<ReplayCacheProjection>());
   out.push_back(std::make_unique<IdentityProjection>());
   out.push_back(std::make_unique<OutboxProjection>());
+  out.push_back(std::make_unique<SecretsProjection>());
   return out;
 }
 
