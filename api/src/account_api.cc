@@ -1,5 +1,6 @@
 #include "api/account_api.h"
 
+#include "api/otp_api.h"
 #include "identity_support.h"
 #include "ledger/export.h"
 #include "projections/audit.h"
@@ -24,18 +25,6 @@ Response weak_password(const identity::PasswordCheck& check, const identity::Pas
                          {"strengthLabel", check.strength_label},
                          {"policy", policy_json(p)}}
                         .dump());
-}
-
-// The session a fresh token pair belongs to.
-struct NewSession {
-  std::string id, family, refresh_token, refresh_hash;
-};
-std::optional<NewSession> new_session(const LookupHasher& lookup) {
-  auto id = identity::random_token(16), family = identity::random_token(16),
-       refresh = identity::random_token(32);
-  if (!id || !family || !refresh) return std::nullopt;
-  return NewSession{id.value(), family.value(), refresh.value(),
-                    lookup.token("refresh", refresh.value())};
 }
 
 }  // namespace
@@ -148,7 +137,7 @@ Response AccountApi::change_password(const Request& req) {
     SECHEX_TRY(auto started, x.event(user, user, [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateSessionStarted(
-          f, f.CreateString(session->id), f.CreateString(session->family),
+          f, f.CreateString(session->session), f.CreateString(session->family),
           bytes(f, session->refresh_hash), false,
           identity::idle_expiry(false, config_.limits, x.now), 0));
     }));
@@ -159,7 +148,7 @@ Response AccountApi::change_password(const Request& req) {
   if (stale) return retry_later(503, "unavailable", "the password changed meanwhile; retry", 1);
   switch (decision.outcome) {
     case identity::LoginOutcome::ok:
-      return x.token_pair(user, session->id, session->refresh_token);
+      return x.token_pair(user, session->session, session->refresh_token);
     case identity::LoginOutcome::locked: {
       json details = json::object();
       details["lockedUntil"] = decision.locked_until == INT64_MAX
@@ -370,10 +359,7 @@ Response AccountApi::erase_me(const Request& req) {
   };
   const auto* presented = req.header("x-reauth-token");
   if (presented == nullptr || presented->empty()) return reauth_required();
-  auto granted = projections::reauth_grant_user(
-      x.store(), hex_of(d_.lookup.token("reauth", *presented)), x.now);
-  if (!granted) return retry_later(503, "unavailable", "cannot check the re-authentication", 1);
-  if (!granted.value() || *granted.value() != user) return reauth_required();
+  if (reauth_user(x.store(), d_.lookup, *presented, x.now) != user) return reauth_required();
   const auto p = x.partition_of(user);
   auto ran = d_.commands.run_locked(p, [&]() -> Result<void> {
     SECHEX_TRY(auto erased, d_.keys.is_erased(user));

@@ -313,13 +313,8 @@ Response IdentityApi::login(const Request& req) {
     }
   }
 
-  auto session = identity::random_token(16);
-  auto family = identity::random_token(16);
-  auto refresh_token = identity::random_token(32);
-  if (!session || !family || !refresh_token) {
-    return json_error(500, "internal_error", "no randomness");
-  }
-  const auto refresh_hash = d_.lookup.token("refresh", refresh_token.value());
+  const auto fresh = new_session(d_.lookup);
+  if (!fresh) return json_error(500, "internal_error", "no randomness");
   identity::LoginDecision decision;
   bool stale = false;
   auto ran = x.run(p, [&]() -> Result<Events> {
@@ -378,25 +373,7 @@ Response IdentityApi::login(const Request& req) {
       out.push_back(std::move(locked));
     }
     if (decision.outcome != identity::LoginOutcome::ok) return out;
-    SECHEX_TRY(auto succeeded, x.event(subject, subject, [&](ledger::EventBuilder& b) {
-      auto& f = b.fbb();
-      return b.finish(schema::CreateLoginSucceeded(f, f.CreateString(session.value()),
-                                                   schema::LoginMethod::Password));
-    }));
-    out.push_back(std::move(succeeded));
-    SECHEX_TRY(auto started,
-               x.event(subject, subject, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
-                 FbBytes device;
-                 if (const auto* ua = req.header("user-agent")) {
-                   SECHEX_TRY(device, b.seal("device", ua->substr(0, 512)));
-                 }
-                 auto& f = b.fbb();
-                 return b.finish(schema::CreateSessionStarted(
-                     f, f.CreateString(session.value()), f.CreateString(family.value()),
-                     bytes(f, refresh_hash), remember_me,
-                     identity::idle_expiry(remember_me, config_.limits, x.now), 0, device));
-               }));
-    out.push_back(std::move(started));
+    SECHEX_TRYV(start_session(x, subject, *fresh, remember_me, schema::LoginMethod::Password, out));
     if (rehashed) {
       // Parameters changed since this hash was made: store the current kind, keep sessions.
       SECHEX_TRY(auto changed,
@@ -413,7 +390,7 @@ Response IdentityApi::login(const Request& req) {
 
   switch (decision.outcome) {
     case identity::LoginOutcome::ok:
-      return x.token_pair(subject, session.value(), refresh_token.value());
+      return x.token_pair(subject, fresh->session, fresh->refresh_token);
     case identity::LoginOutcome::rate_limited:
       return retry_later(429, "rate_limited", "too many login attempts from this address",
                          decision.retry_after_seconds,

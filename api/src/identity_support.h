@@ -236,4 +236,47 @@ class RequestContext {
   }
 };
 
+// A new session's secrets: its ids and refresh token (only the token's keyed hash is recorded).
+struct NewSession {
+  std::string session;
+  std::string family;
+  std::string refresh_token;
+  std::string refresh_hash;
+};
+inline std::optional<NewSession> new_session(const LookupHasher& lookup) {
+  auto session = identity::random_token(16);
+  auto family = identity::random_token(16);
+  auto refresh_token = identity::random_token(32);
+  if (!session || !family || !refresh_token) return std::nullopt;
+  NewSession s{session.value(), family.value(), refresh_token.value(), {}};
+  s.refresh_hash = lookup.token("refresh", s.refresh_token);
+  return s;
+}
+
+// LoginSucceeded{method} and SessionStarted of a new session, appended to `out`: the success
+// events of IdentityApi::login, shared with sign-in by code (otp_api.cc).
+inline Result<void> start_session(RequestContext& x, const std::string& subject,
+                                  const NewSession& s, bool remember_me, schema::LoginMethod method,
+                                  Events& out) {
+  SECHEX_TRY(auto succeeded, x.event(subject, subject, [&](ledger::EventBuilder& b) {
+    auto& f = b.fbb();
+    return b.finish(schema::CreateLoginSucceeded(f, f.CreateString(s.session), method));
+  }));
+  out.push_back(std::move(succeeded));
+  SECHEX_TRY(
+      auto started,
+      x.event(subject, subject, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+        FbBytes device;
+        if (const auto* ua = x.req.header("user-agent")) {
+          SECHEX_TRY(device, b.seal("device", ua->substr(0, 512)));
+        }
+        auto& f = b.fbb();
+        return b.finish(schema::CreateSessionStarted(
+            f, f.CreateString(s.session), f.CreateString(s.family), bytes(f, s.refresh_hash),
+            remember_me, identity::idle_expiry(remember_me, x.config.limits, x.now), 0, device));
+      }));
+  out.push_back(std::move(started));
+  return boost::outcome_v2::success();
+}
+
 }  // namespace sechex::api::identity_support

@@ -29,6 +29,7 @@
 #include "api/mail.h"
 #include "api/metrics.h"
 #include "api/openapi.h"
+#include "api/otp_api.h"
 #include "api/ownership.h"
 #include "api/server.h"
 #include "api/session_activity.h"
@@ -191,8 +192,14 @@ int main(int argc, char** argv) {
   // Identity (api/identity_api.h): clients behind proxies, and the Argon2id pool.
   std::vector<std::string> trusted_proxies;
   api::PasswordHasher::Options password_options;
+  api::identity::Limits identity_limits;
   desc.add_options()("trusted-proxy", po::value(&trusted_proxies),
                      "CIDR, repeatable: proxies whose X-Forwarded-For names the client")(
+      "otp-validations-per-window",
+      po::value(&identity_limits.otp_validations_per_window)
+          ->default_value(identity_limits.otp_validations_per_window),
+      "OTP validations allowed per address per 15 minutes (spec 002: 5); the lockout after "
+      "more than 10 failures in an hour applies whatever this is")(
       "password-memory-kib",
       po::value(&password_options.params.m_cost_kib)
           ->default_value(password_options.params.m_cost_kib),
@@ -500,6 +507,7 @@ int main(int argc, char** argv) {
   api::jose::TokenIssuer issuer(*ring.value(), clock, tokens.issuer_config());
   api::IdentityConfig identity_config;
   identity_config.proxies = std::move(*proxies);
+  identity_config.limits = identity_limits;
   identity_config.public_origin = mail.public_url;
   // Browser sessions: cookies and CSRF tokens (api/csrf.h). A refusal is itself audited.
   const api::CsrfTokens csrf(lookup);
@@ -552,11 +560,31 @@ int main(int argc, char** argv) {
   auth.on_authenticated([&](const api::Principal& who) { activity.seen(who); });
   api::IdentityApi identity_api(identity_deps, identity_config);
   api::AccountApi account_api(identity_deps, identity_config);
+  // Security alerts (spec 002: an account locked after too many wrong codes) are audit events
+  // (AccountLocked), this counter and one log line naming the user id only.
+  auto& security_alerts = prometheus::BuildCounter()
+                              .Name("sechex_security_alerts_total")
+                              .Help("Security alerts raised, by kind")
+                              .Register(metrics.registry());
+  auto& otp_lockout_alerts = security_alerts.Add({{"kind", "otp_lockout"}});
+  api::OtpApi otp_api(
+      identity_deps, identity_config, {},
+      {.on_lockout =
+           [&](std::string_view user) {
+             otp_lockout_alerts.Increment();
+             std::cerr << "ledgerd: security alert otp_lockout: account " << user
+                       << " locked after too many wrong codes; an admin must unlock it\n";
+           },
+       .on_rate_limited =
+           [](std::string_view subject) {
+             std::cerr << "ledgerd: otp validation rate limit hit for " << subject << "\n";
+           }});
   std::atomic<bool> caught_up{false};
   api::Router router;
   ledger_api.add_routes(router);
   identity_api.add_routes(router);
   account_api.add_routes(router);
+  otp_api.add_routes(router);
   api::add_health_and_metrics_routes(router, metrics, [&] { return caught_up.load(); });
   api::add_openapi_route(router);
   so.address = host;

@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -182,23 +183,92 @@ RequestObserver chain_observers(std::vector<RequestObserver> observers) {
   };
 }
 
-void Router::add(std::string method, std::string path, Handler handler, Exec exec) {
-  routes_[std::move(path)][std::move(method)] = Route{std::move(handler), exec};
+namespace {
+
+std::vector<std::string_view> segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    const auto slash = path.find('/', start);
+    const auto end = slash == std::string_view::npos ? path.size() : slash;
+    out.push_back(path.substr(start, end - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return out;
 }
 
-Router::Match Router::match(const std::string& method, const std::string& path) const {
+bool is_param(std::string_view segment) {
+  return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+// Whether `pattern` matches `path`: the parameters, and per segment 1 for a literal, 0 for a
+// parameter (the larger score is the more specific route).
+bool match_pattern(std::string_view pattern, std::string_view path,
+                   std::map<std::string, std::string>& params, std::vector<int>& score) {
+  const auto want = segments(pattern);
+  const auto have = segments(path);
+  if (want.size() != have.size()) return false;
+  params.clear();
+  score.clear();
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (is_param(want[i])) {
+      if (have[i].empty() || have[i].find('%') != std::string_view::npos) return false;
+      params.emplace(std::string(want[i].substr(1, want[i].size() - 2)), std::string(have[i]));
+      score.push_back(0);
+    } else {
+      if (want[i] != have[i]) return false;
+      score.push_back(1);
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void Router::add(std::string method, std::string path, Handler handler, Exec exec) {
+  const auto segs = segments(path);
+  const bool pattern = std::any_of(segs.begin(), segs.end(), is_param);
+  (pattern ? patterns_ : routes_)[std::move(path)][std::move(method)] =
+      Route{std::move(handler), exec};
+}
+
+Router::Match Router::found(const std::string& method, const std::string& route,
+                            const Methods& methods) const {
   Match m;
-  m.route = "unmatched";
-  const auto it = routes_.find(path);
-  if (it == routes_.end()) return m;
-  m.route = path;
-  const auto h = it->second.find(method);
-  if (h != it->second.end()) {
+  m.route = route;
+  const auto h = methods.find(method);
+  if (h != methods.end()) {
     m.handler = &h->second.handler;
     m.exec = h->second.exec;
     return m;
   }
-  for (const auto& [allowed, unused] : it->second) m.allowed.push_back(allowed);
+  for (const auto& [allowed, unused] : methods) m.allowed.push_back(allowed);
+  return m;
+}
+
+Router::Match Router::match(const std::string& method, const std::string& path) const {
+  if (const auto it = routes_.find(path); it != routes_.end()) {
+    return found(method, it->first, it->second);
+  }
+  const std::pair<const std::string, Methods>* best = nullptr;
+  std::map<std::string, std::string> best_params, params;
+  std::vector<int> best_score, score;
+  for (const auto& entry : patterns_) {
+    if (!match_pattern(entry.first, path, params, score)) continue;
+    if (best == nullptr || score > best_score) {
+      best = &entry;
+      best_params = params;
+      best_score = score;
+    }
+  }
+  if (best == nullptr) {
+    Match m;
+    m.route = "unmatched";
+    return m;
+  }
+  auto m = found(method, best->first, best->second);
+  m.params = std::move(best_params);
   return m;
 }
 
@@ -583,7 +653,8 @@ struct HttpServer::Impl {
       const auto* rid = req.header("x-request-id");
       req.request_id = rid != nullptr && sane_request_id(*rid) ? *rid : new_request_id();
 
-      const auto m = router.match(req.method, req.path);
+      auto m = router.match(req.method, req.path);
+      req.params = std::move(m.params);
       Response resp;
       std::string_view reject;
       if (m.handler == nullptr) {

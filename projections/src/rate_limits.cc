@@ -20,11 +20,17 @@ std::vector<std::int64_t> decode(std::string_view value) {
   return out;
 }
 
+std::string partition_key(std::string_view scope, std::string_view key,
+                          const ledger::Position& pos) {
+  auto k = rate_key(scope, key);
+  for (int i = 3; i >= 0; --i) k.push_back(static_cast<char>(pos.partition.value >> (8 * i)));
+  return k;
+}
+
 Result<void> record(Txn& txn, std::string_view scope, std::string_view key, std::int64_t at,
                     const ledger::Position& pos) {
   if (key.empty()) return boost::outcome_v2::success();  // nothing to count under
-  auto k = rate_key(scope, key);
-  for (int i = 3; i >= 0; --i) k.push_back(static_cast<char>(pos.partition.value >> (8 * i)));
+  const auto k = partition_key(scope, key, pos);
   SECHEX_TRY(auto stored, txn.get(kRateLimitsCf, k));
   auto times = stored ? decode(*stored) : std::vector<std::int64_t>();
   // Times at or before at - window count for no window a reader may ask about at `at` or later.
@@ -95,6 +101,14 @@ Result<void> RateLimitsProjection::apply(const schema::Envelope& env, const ledg
       break;
     case schema::Event::OtpFailed:
       SECHEX_TRYV(record(txn, kScopeOtpFailureUser, user, at, pos));
+      SECHEX_TRYV(record(txn, kScopeOtpValidationUser, user, at, pos));
+      break;
+    case schema::Event::OtpVerified:
+      SECHEX_TRYV(record(txn, kScopeOtpValidationUser, user, at, pos));
+      break;
+    case schema::Event::AccountUnlocked:
+      // A user's events are all on its partition, so this one entry is all of its failures.
+      if (!user.empty()) txn.del(kRateLimitsCf, partition_key(kScopeOtpFailureUser, user, pos));
       break;
     case schema::Event::PasswordResetRequested:
       SECHEX_TRYV(record(txn, kScopeResetRequestUser, user, at, pos));

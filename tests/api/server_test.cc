@@ -323,5 +323,68 @@ TEST(AccessLog, WritesOneJsonLinePerRequestWithoutRawPaths) {
   EXPECT_EQ(out.str().find("secret"), std::string::npos);
 }
 
+// Path parameters: `{name}` matches one non-empty segment, exact paths win, the more literal
+// pattern wins, '%' escapes are refused, and metrics keep the pattern (bounded labels).
+TEST(Router, PathParametersMatchOneSegmentAndExactPathsWin) {
+  Router router;
+  const auto answer = [](std::string what) {
+    return [what](const Request&) { return json_ok(nlohmann::json(what).dump()); };
+  };
+  router.add("POST", "/v1/admin/users/{id}/unlock", answer("unlock"));
+  router.add("POST", "/v1/admin/users/me/unlock", answer("exact"));
+  router.add("GET", "/a/{x}/c", answer("param-first"));
+  router.add("GET", "/a/b/{y}", answer("literal-first"));
+
+  auto m = router.match("POST", "/v1/admin/users/u_123/unlock");
+  ASSERT_NE(m.handler, nullptr);
+  EXPECT_EQ(m.route, "/v1/admin/users/{id}/unlock");
+  EXPECT_EQ(m.params, (std::map<std::string, std::string>{{"id", "u_123"}}));
+  EXPECT_EQ((*m.handler)(Request{}).body, json_ok("\"unlock\"").body);
+
+  m = router.match("POST", "/v1/admin/users/me/unlock");
+  ASSERT_NE(m.handler, nullptr);
+  EXPECT_EQ(m.route, "/v1/admin/users/me/unlock");
+  EXPECT_TRUE(m.params.empty());
+
+  m = router.match("GET", "/a/b/c");
+  ASSERT_NE(m.handler, nullptr);
+  EXPECT_EQ(m.route, "/a/b/{y}");
+  EXPECT_EQ(m.params.at("y"), "c");
+
+  for (const char* path :
+       {"/v1/admin/users//unlock", "/v1/admin/users/a/b/unlock", "/v1/admin/users/u%2F1/unlock",
+        "/v1/admin/users/u_1/unlock/", "/v1/admin/users/u_1"}) {
+    m = router.match("POST", path);
+    EXPECT_EQ(m.handler, nullptr) << path;
+    EXPECT_EQ(m.route, "unmatched") << path;
+    EXPECT_TRUE(m.allowed.empty()) << path;
+  }
+  m = router.match("GET", "/v1/admin/users/u_1/unlock");
+  EXPECT_EQ(m.handler, nullptr);
+  EXPECT_EQ(m.route, "/v1/admin/users/{id}/unlock");
+  EXPECT_EQ(m.allowed, std::vector<std::string>{"POST"});
+}
+
+TEST(Router, ServerPassesParametersAndLabelsMetricsWithThePattern) {
+  Metrics metrics;
+  Router router;
+  add_health_and_metrics_routes(router, metrics, [] { return true; });
+  router.add("POST", "/v1/users/{id}/unlock",
+             [](const Request& r) { return json_ok(nlohmann::json(r.params.at("id")).dump()); });
+  ServerOptions o;
+  o.port = 0;
+  HttpServer server(o, std::move(router), metrics.observer());
+  ASSERT_TRUE(server.start());
+  Client c(server.port());
+  const auto ok = c.send(http::verb::post, "/v1/users/u_secret42/unlock");
+  EXPECT_EQ(ok.result_int(), 200);
+  EXPECT_EQ(nlohmann::json::parse(ok.body())["data"], "u_secret42");
+  EXPECT_EQ(c.send(http::verb::post, "/v1/users/u%41/unlock").result_int(), 404);
+  EXPECT_EQ(c.send(http::verb::get, "/v1/users/u_1/unlock").result_int(), 405);
+  const auto text = c.send(http::verb::get, "/metrics").body();
+  EXPECT_NE(text.find(R"(route="/v1/users/{id}/unlock")"), std::string::npos) << text;
+  EXPECT_EQ(text.find("u_secret42"), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace sechex::api

@@ -555,6 +555,40 @@ TEST(Projections, RateLimitCountersSlideByEmailIpAndUserAcrossPartitions) {
   }
 }
 
+// 002 "Per-email validation rate limit": otp.validation.user counts every validation, failed
+// or successful; "Account lockout after repeated failures": an admin unlock empties the failure
+// count, so the account does not lock again at the next wrong code.
+TEST(Projections, OtpValidationsCountFailuresAndSuccessesAndUnlockResetsOtpFailures) {
+  World w;
+  auto p = w.projections("proj");
+  const auto a = testing::subject_in(0, kPartitions), b = testing::subject_in(1, kPartitions);
+  for (int i = 0; i < 3; ++i) w.otp_failed(a);
+  w.otp_verified(a);
+  w.otp_verified(a, true);
+  w.otp_failed(b);
+  ASSERT_TRUE(p->catch_up(*w.log));
+  auto now = w.clock.now_micros();
+  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, a, now, 15 * kMinute).value(), 5u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, now, kHour).value(), 3u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, b, now, 15 * kMinute).value(), 1u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, a, now + 15 * kMinute + kMinute, 15 * kMinute)
+                .value(),
+            0u)
+      << "the window slides";
+
+  w.unlock(a);
+  ASSERT_TRUE(p->catch_up(*w.log));
+  now = w.clock.now_micros();
+  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, now, kHour).value(), 0u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, a, now, 15 * kMinute).value(), 5u)
+      << "an unlock does not lift the validation rate limit";
+  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, b, now, kHour).value(), 1u)
+      << "only the unlocked user's count";
+  w.otp_failed(a);
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, w.clock.now_micros(), kHour).value(), 1u);
+}
+
 TEST(Projections, RateLimitCountsSaturateAtTheSampleCap) {
   World w;
   auto p = w.projections("proj");

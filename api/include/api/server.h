@@ -55,6 +55,8 @@ struct Request {
   std::string body;
   std::string request_id;
   std::string peer;  // socket peer address
+  // Values of the matched route's `{name}` segments, raw (undecoded: ids are opaque).
+  std::map<std::string, std::string> params;
 
   const std::string* header(const std::string& lower_name) const {
     const auto it = headers.find(lower_name);
@@ -91,15 +93,21 @@ enum class Exec {
          // cores: more threads than cores only add context switches to CPU-bound reads
 };
 
+// Routes are exact paths or patterns with parameter segments: `/v1/admin/users/{id}/unlock`.
+// A `{name}` segment matches one non-empty path segment (no '/') holding no '%' (escapes are
+// refused rather than guessed at: the path answers 404). An exact path wins over any pattern;
+// among patterns, the one with a literal segment where another has a parameter wins, leftmost
+// difference first (`/a/b/{x}` beats `/a/{y}/c` for `/a/b/c`).
 class Router {
  public:
-  // `route` is the label used in metrics; exact path match.
+  // `path` is also the label used in metrics (the pattern, never the request's path).
   void add(std::string method, std::string path, Handler handler, Exec exec = Exec::io);
   struct Match {
     const Handler* handler = nullptr;
     Exec exec = Exec::io;
-    std::string route;                 // the matched path, or "unmatched"
+    std::string route;                 // the matched path or pattern, or "unmatched"
     std::vector<std::string> allowed;  // methods for the path, when the method did not match
+    std::map<std::string, std::string> params;  // `{name}` -> the raw segment
   };
   Match match(const std::string& method, const std::string& path) const;
 
@@ -108,7 +116,10 @@ class Router {
     Handler handler;
     Exec exec = Exec::io;
   };
-  std::map<std::string, std::map<std::string, Route>> routes_;  // path -> method -> route
+  using Methods = std::map<std::string, Route>;
+  Match found(const std::string& method, const std::string& route, const Methods& methods) const;
+  std::map<std::string, Methods> routes_;    // exact path -> method -> route
+  std::map<std::string, Methods> patterns_;  // pattern with `{name}` segments -> method -> route
 };
 
 // What an observer learns about each finished request. `method` is bounded (known verbs or

@@ -24,7 +24,10 @@
 //   login.failure.email  LoginFailed, by email_hash        login.failure.user  LoginFailed
 //   login.attempt.ip     LoginFailed and LoginSucceeded, by Source.ip_hash
 //   otp.request.user     OtpIssued                         otp.request.ip      OtpIssued
-//   otp.failure.user     OtpFailed
+//   otp.failure.user     OtpFailed (emptied by AccountUnlocked: an admin's unlock starts the
+//                        lockout count afresh, or the next wrong code would lock again at once)
+//   otp.validation.user  OtpFailed and OtpVerified (002: validations per email; the subject is
+//                        the account, or "anon:"+hex(email hash) for an unknown address)
 //   reset.request.user   PasswordResetRequested            reset.request.ip    same, by IP
 //   verify.request.user  EmailVerificationIssued
 //   exclusive.user       ExclusiveActionValidated and ExclusiveRequestRejected
@@ -47,6 +50,7 @@ inline constexpr const char* kScopeLoginAttemptIp = "login.attempt.ip";
 inline constexpr const char* kScopeOtpRequestUser = "otp.request.user";
 inline constexpr const char* kScopeOtpRequestIp = "otp.request.ip";
 inline constexpr const char* kScopeOtpFailureUser = "otp.failure.user";
+inline constexpr const char* kScopeOtpValidationUser = "otp.validation.user";
 inline constexpr const char* kScopeResetRequestUser = "reset.request.user";
 inline constexpr const char* kScopeResetRequestIp = "reset.request.ip";
 inline constexpr const char* kScopeVerifyRequestUser = "verify.request.user";

@@ -1,0 +1,439 @@
+#include "api/otp_api.h"
+
+#include <nlohmann/json.hpp>
+
+#include "api/mail.h"
+#include "identity_support.h"
+#include "ledger/crypto.h"
+#include "ledger/time_format.h"
+#include "projections/identity.h"
+#include "projections/rate_limits.h"
+#include "projections/users.h"
+
+namespace sechex::api {
+
+using namespace identity_support;
+
+namespace {
+
+constexpr const char* kPurposeLogin = "login";
+constexpr const char* kPurposeReauth = "reauth";
+
+schema::OtpPurpose purpose_of(std::string_view purpose) {
+  return purpose == kPurposeReauth ? schema::OtpPurpose::Reauth : schema::OtpPurpose::Login;
+}
+
+Response accepted() { return json_ok(json{{"status", "accepted"}}.dump(), 202); }
+
+// The subject of an address: its account, or "anon:" + hex(email hash) when none has it.
+struct Subject {
+  std::string email_hash;
+  std::optional<std::string> user;
+  std::string id;
+};
+Subject subject_of(RequestContext& x, std::string_view email) {
+  // An address that is not even valid is looked up like any other (answered like an unknown one).
+  auto checked = identity::check_email(email, identity::DisposableDomains());
+  Subject s;
+  s.email_hash = x.deps.lookup.email(checked ? checked.value().address : std::string(email));
+  if (auto id = x.store().get(projections::kUsersByEmailCf, s.email_hash); id && id.value()) {
+    s.user = *id.value();
+  }
+  s.id =
+      s.user ? *s.user : std::string(projections::kAnonymousSubjectPrefix) + hex_of(s.email_hash);
+  return s;
+}
+
+bool usable_account(const std::optional<json>& rec) {
+  return rec && rec->value("status", "") == "active" && rec->value("email_verified", false);
+}
+
+// Inside a command on `subject`'s partition: reads the OTP state, decides (decide_otp) and
+// appends what a refused or failed validation records. On ok nothing is appended: the caller
+// adds OtpVerified and what the code grants.
+Result<identity::OtpDecision> check_code(RequestContext& x, const Subject& subject,
+                                         std::string_view purpose, std::string_view code,
+                                         Events& out) {
+  auto& store = x.store();
+  const auto& limits = x.config.limits;
+  identity::OtpState s;
+  SECHEX_TRY(s.validations,
+             projections::rate_count(store, projections::kScopeOtpValidationUser, subject.id, x.now,
+                                     limits.otp_validation_window_micros));
+  SECHEX_TRY(s.failures,
+             projections::rate_count(store, projections::kScopeOtpFailureUser, subject.id, x.now,
+                                     limits.otp_failure_window_micros));
+  std::optional<json> rec;
+  if (subject.user) {
+    s.locked_until = lock_in_force(store, *subject.user, x.now);
+    rec = stored_json(store, projections::kUsersCf, *subject.user);
+    if (usable_account(rec)) {
+      SECHEX_TRY(auto stored, projections::otp_code(store, *subject.user, purpose));
+      if (stored) {
+        const auto presented = x.deps.lookup.otp(*subject.user, purpose, code);
+        s.code_exists = true;
+        s.code_expires_at = stored->expires_at;
+        s.code_matches =
+            ledger::crypto::constant_time_equal(view_of(presented), view_of(stored->code_hash));
+      }
+    }
+  }
+  const auto d = identity::decide_otp(s, limits, x.now);
+  if (d.outcome == identity::OtpOutcome::rate_limited) {
+    SECHEX_TRY(auto limited, x.event(subject.id, subject.id, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateRateLimited(
+          f, f.CreateString(projections::kScopeOtpValidationUser), bytes(f, subject.email_hash),
+          static_cast<std::uint32_t>(d.retry_after_seconds)));
+    }));
+    out.push_back(std::move(limited));
+  }
+  if (d.record_failure) {
+    SECHEX_TRY(auto failed, x.event(subject.id, subject.id, [&](ledger::EventBuilder& b) {
+      return b.finish(schema::CreateOtpFailed(b.fbb(), d.failures_in_window));
+    }));
+    out.push_back(std::move(failed));
+  }
+  // An unknown address has no account to lock: it answers 423 like one (decide_otp counts its
+  // failures under the anon subject) without recording a lock nobody could lift.
+  if (d.lock_for_admin && subject.user) {
+    SECHEX_TRY(auto locked, x.event(*subject.user, "system", [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateAccountLocked(f, f.CreateString("otp_failures"), 0, true));
+    }));
+    out.push_back(std::move(locked));
+    if (rec) {
+      SECHEX_TRY(auto to,
+                 x.open_user_field(*subject.user, *rec, "email_sealed", "email_event_id", "email"));
+      SECHEX_TRYV(x.queue_mail(out, *subject.user, kMailOtpLockout, to, ""));
+    }
+  }
+  return d;
+}
+
+// The answer to a validation that did not succeed.
+Response refused(const identity::OtpDecision& d) {
+  switch (d.outcome) {
+    case identity::OtpOutcome::expired:
+      return json_error(410, "code_expired", "the code has expired; request a new one");
+    case identity::OtpOutcome::rate_limited:
+      return retry_later(429, "rate_limited", "too many code attempts; wait before trying again",
+                         d.retry_after_seconds, json{{"retryAfter", d.retry_after_seconds}});
+    case identity::OtpOutcome::locked: {
+      json details{{"lockedUntil", nullptr}, {"needsAdminUnlock", true}};
+      if (d.retry_after_seconds > 0) {
+        details["needsAdminUnlock"] = false;
+        details["retryAfter"] = d.retry_after_seconds;
+      }
+      return retry_later(423, "account_locked",
+                         d.retry_after_seconds > 0
+                             ? "this account is locked for a while"
+                             : "this account is locked; contact support to unlock it",
+                         d.retry_after_seconds, details);
+    }
+    case identity::OtpOutcome::ok:
+    case identity::OtpOutcome::invalid_code:
+      break;
+  }
+  return json_error(401, "invalid_code", "the code is not valid");
+}
+
+Result<ledger::Bytes> otp_verified(RequestContext& x, const std::string& user,
+                                   std::string_view purpose) {
+  return x.event(user, user, [&](ledger::EventBuilder& b) {
+    return b.finish(schema::CreateOtpVerified(b.fbb(), purpose_of(purpose)));
+  });
+}
+
+}  // namespace
+
+OtpApi::OtpApi(IdentityDeps deps, IdentityConfig config, OtpConfig otp, OtpHooks hooks)
+    : d_(std::move(deps)),
+      config_(std::move(config)),
+      otp_(std::move(otp)),
+      hooks_(std::move(hooks)) {}
+
+void OtpApi::add_routes(Router& router) {
+  auto post = [&](const char* path, Response (OtpApi::*h)(const Request&)) {
+    router.add(
+        "POST", path, [this, h](const Request& r) { return (this->*h)(r); }, Exec::pool);
+  };
+  post("/v1/auth/otp/request", &OtpApi::request_code);
+  post("/v1/auth/otp/verify", &OtpApi::verify_code);
+  post("/v1/auth/reauth", &OtpApi::reauth);
+  post("/v1/admin/users/{id}/unlock", &OtpApi::unlock_user);
+}
+
+// ---- Request a code (002 "OTP code generation"): 202 whatever happens ----
+Response OtpApi::request_code(const Request& req) {
+  RequestContext x(d_, config_, req);
+  std::string user;
+  std::string purpose = kPurposeLogin;
+  if (req.header("authorization") != nullptr) {
+    // Step-up: a Reauth code to the caller's own address.
+    auto who = d_.auth.authenticate(req);
+    if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+    user = std::get<Principal>(who).subject;
+    purpose = kPurposeReauth;
+  } else {
+    auto parsed = read_body(req);
+    if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+    const auto email = string_field(std::get<json>(parsed), "email");
+    if (!email) return missing("email");
+    const auto subject = subject_of(x, *email);
+    if (!subject.user) return accepted();
+    user = *subject.user;
+  }
+  const auto p = x.partition_of(user);
+  auto code = identity::generate_otp_code();
+  if (!code) return json_error(500, "internal_error", "no randomness");
+  const auto code_hash = d_.lookup.otp(user, purpose, code.value());
+  bool queued = false;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    auto& store = x.store();
+    const auto rec = stored_json(store, projections::kUsersCf, user);
+    if (!usable_account(rec)) return Events{};
+    // Mail bounds, silently: the answer must not differ (see otp_api.h).
+    SECHEX_TRY(auto by_user, projections::rate_count(store, projections::kScopeOtpRequestUser, user,
+                                                     x.now, otp_.otp_request_window_micros));
+    SECHEX_TRY(auto by_ip,
+               projections::rate_count(store, projections::kScopeOtpRequestIp, x.ip_hash, x.now,
+                                       otp_.otp_request_window_micros));
+    if (by_user >= otp_.otp_requests_per_user || by_ip >= otp_.otp_requests_per_ip) {
+      return Events{};
+    }
+    Events out;
+    SECHEX_TRY(auto issued, x.event(user, "system", [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateOtpIssued(
+          f, bytes(f, code_hash), x.now + config_.limits.otp_micros, purpose_of(purpose)));
+    }));
+    out.push_back(std::move(issued));
+    SECHEX_TRY(auto to, x.open_user_field(user, *rec, "email_sealed", "email_event_id", "email"));
+    SECHEX_TRYV(x.queue_mail(out, user, kMailOtpCode, to, code.value()));
+    queued = true;
+    return out;
+  });
+  if (!ran && ran.error() == OwnershipErrc::not_owner) {
+    return command_failed(ran.error(), d_.commands.ownership(), p);
+  }
+  if (queued && d_.mail_queued) d_.mail_queued();
+  return accepted();
+}
+
+// ---- Sign in with a code (002 OTP expiration, rate limiting, lockout) ----
+Response OtpApi::verify_code(const Request& req) {
+  RequestContext x(d_, config_, req);
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto& body = std::get<json>(parsed);
+  const auto email = string_field(body, "email");
+  if (!email) return missing("email");
+  const auto code = string_field(body, "code");
+  if (!code) return missing("code");
+  const auto remember = body.find("rememberMe");
+  const bool remember_me =
+      remember != body.end() && remember->is_boolean() && remember->get<bool>();
+  const auto subject = subject_of(x, *email);
+  const auto p = x.partition_of(subject.id);
+  if (!d_.commands.ownership().owns(p)) {
+    return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
+  }
+  const auto session = new_session(d_.lookup);
+  if (!session) return json_error(500, "internal_error", "no randomness");
+  identity::OtpDecision decision;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    Events out;
+    SECHEX_TRY(decision, check_code(x, subject, kPurposeLogin, *code, out));
+    if (decision.outcome != identity::OtpOutcome::ok) return out;
+    SECHEX_TRY(auto verified, otp_verified(x, subject.id, kPurposeLogin));
+    out.push_back(std::move(verified));
+    SECHEX_TRYV(start_session(x, subject.id, *session, remember_me, schema::LoginMethod::Otp, out));
+    return out;
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  after_decision(decision, subject.id, subject.user.has_value());
+  if (decision.outcome != identity::OtpOutcome::ok) return refused(decision);
+  return x.token_pair(subject.id, session->session, session->refresh_token);
+}
+
+void OtpApi::after_decision(const identity::OtpDecision& d, std::string_view subject,
+                            bool known_user) {
+  if (d.lock_for_admin && known_user) {
+    if (d_.mail_queued) d_.mail_queued();
+    if (hooks_.on_lockout) hooks_.on_lockout(subject);
+  }
+  if (d.outcome == identity::OtpOutcome::rate_limited && hooks_.on_rate_limited) {
+    hooks_.on_rate_limited(subject);
+  }
+}
+
+// ---- Step-up re-authentication (002 "Sensitive Operation Re-authentication") ----
+Response OtpApi::reauth(const Request& req) {
+  RequestContext x(d_, config_, req);
+  auto who = d_.auth.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto user = std::get<Principal>(who).subject;
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto& body = std::get<json>(parsed);
+  const auto code = string_field(body, "code");
+  const auto password = string_field(body, "password");
+  if (code.has_value() == password.has_value()) {
+    return bad_request("code_or_password", "send either `code` or `password`");
+  }
+  const auto p = x.partition_of(user);
+  if (!d_.commands.ownership().owns(p)) {
+    return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
+  }
+  const auto record = stored_json(x.store(), projections::kUsersCf, user);
+  if (!record) return json_error(401, "invalid_token", "no account for this token");
+  auto address = x.open_user_field(user, *record, "email_sealed", "email_event_id", "email");
+  if (!address) return retry_later(503, "unavailable", "cannot read the account", 1);
+  const Subject subject{d_.lookup.email(address.value()), user, user};
+
+  // The password check, before the partition is taken (like login).
+  bool password_ok = false;
+  std::string verified_event;
+  if (password) {
+    auto phc = x.open_user_field(user, *record, "password_hash_sealed", "password_event_id",
+                                 "password_hash");
+    if (!phc) return retry_later(503, "unavailable", "cannot read the account", 1);
+    auto ok = d_.hasher.verify(phc.value(), *password);
+    if (!ok && ok.error() == PasswordErrc::malformed_hash) {
+      return json_error(500, "internal_error", "the stored password hash is unusable");
+    }
+    if (!ok && ok.error() != PasswordErrc::too_long) {
+      return command_failed(ok.error(), d_.commands.ownership(), p);
+    }
+    password_ok = ok && ok.value();
+    verified_event = record->value("password_event_id", "");
+  }
+
+  auto token = identity::random_token(32);
+  if (!token) return json_error(500, "internal_error", "no randomness");
+  const auto reauth_id = hex_of(d_.lookup.token("reauth", token.value()));
+  identity::OtpDecision otp_decision;
+  identity::LoginDecision login_decision;
+  bool granted = false, stale = false;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    auto& store = x.store();
+    Events out;
+    if (code) {
+      SECHEX_TRY(otp_decision, check_code(x, subject, kPurposeReauth, *code, out));
+      if (otp_decision.outcome != identity::OtpOutcome::ok) return out;
+      SECHEX_TRY(auto verified, otp_verified(x, user, kPurposeReauth));
+      out.push_back(std::move(verified));
+    } else {
+      const auto rec = stored_json(store, projections::kUsersCf, user);
+      if (!rec || rec->value("password_event_id", "") != verified_event) {
+        stale = true;
+        return out;
+      }
+      // The login rules without the per-IP attempt limit: the caller holds a session.
+      identity::LoginState s;
+      identity::LoginAccount a;
+      a.status = rec->value("status", "");
+      a.email_verified = rec->value("email_verified", false);
+      SECHEX_TRY(a.consecutive_failures, projections::login_failures(store, user));
+      a.locked_until = lock_in_force(store, user, x.now);
+      s.account = a;
+      s.password_ok = password_ok;
+      login_decision = identity::decide_login(s, config_.limits, x.now);
+      if (!login_decision.failure_reason.empty() &&
+          login_decision.outcome != identity::LoginOutcome::email_not_verified) {
+        SECHEX_TRY(auto failed, x.event(user, user, [&](ledger::EventBuilder& b) {
+          auto& f = b.fbb();
+          return b.finish(
+              schema::CreateLoginFailed(f, bytes(f, subject.email_hash),
+                                        f.CreateString("reauth_" + login_decision.failure_reason),
+                                        login_decision.consecutive_failures));
+        }));
+        out.push_back(std::move(failed));
+      }
+      if (login_decision.lock_until != 0) {
+        SECHEX_TRY(auto locked, x.event(user, "system", [&](ledger::EventBuilder& b) {
+          auto& f = b.fbb();
+          return b.finish(schema::CreateAccountLocked(
+              f, f.CreateString("consecutive_login_failures"), login_decision.lock_until, false));
+        }));
+        out.push_back(std::move(locked));
+      }
+      if (login_decision.outcome != identity::LoginOutcome::ok) return out;
+    }
+    SECHEX_TRY(auto grant, x.event(user, user, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateReauthGranted(f, f.CreateString(reauth_id),
+                                                  x.now + config_.limits.reauth_micros,
+                                                  f.CreateString(code ? "otp" : "password")));
+    }));
+    out.push_back(std::move(grant));
+    granted = true;
+    return out;
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  if (stale) return retry_later(503, "unavailable", "the password changed meanwhile; retry", 1);
+  if (code) after_decision(otp_decision, user, true);
+  if (granted) {
+    return json_ok(json{{"reauthToken", token.value()},
+                        {"expiresIn", config_.limits.reauth_micros / identity::kSecondMicros}}
+                       .dump());
+  }
+  if (code) return refused(otp_decision);
+  if (login_decision.outcome == identity::LoginOutcome::locked) {
+    identity::OtpDecision locked;
+    locked.outcome = identity::OtpOutcome::locked;
+    if (login_decision.locked_until != INT64_MAX) {
+      locked.retry_after_seconds = login_decision.retry_after_seconds;
+    }
+    return refused(locked);
+  }
+  return json_error(401, "invalid_credentials", "the password is incorrect",
+                    json{{"remainingAttempts", login_decision.remaining_attempts}}.dump());
+}
+
+// ---- Admin unlock (002 "require manual support intervention to unlock") ----
+Response OtpApi::unlock_user(const Request& req) {
+  RequestContext x(d_, config_, req);
+  auto who = d_.auth.authenticate(req, {"admin"});
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto& admin = std::get<Principal>(who);
+  std::string reason = "admin_unlock";
+  if (!req.body.empty()) {
+    auto parsed = read_body(req);
+    if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+    if (auto given = string_field(std::get<json>(parsed), "reason")) reason = *given;
+  }
+  const auto it = req.params.find("id");
+  const auto user = it == req.params.end() ? std::string() : it->second;
+  const auto not_found = [] { return json_error(404, "not_found", "no such user"); };
+  if (user.empty() || !stored_json(x.store(), projections::kUsersCf, user)) return not_found();
+  const auto p = x.partition_of(user);
+  bool exists = true;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    exists = stored_json(x.store(), projections::kUsersCf, user).has_value();
+    if (!exists) return Events{};
+    SECHEX_TRY(auto unlocked, x.event(user, "admin:" + admin.subject, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateAccountUnlocked(f, true, f.CreateString(reason)));
+    }));
+    Events out;
+    out.push_back(std::move(unlocked));
+    return out;
+  });
+  if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
+  if (!exists) return not_found();
+  return json_ok(json{{"status", "unlocked"}, {"userId", user}}.dump());
+}
+
+std::optional<std::string> reauth_user(const projections::ProjectionStore& store,
+                                       const LookupHasher& lookup, std::string_view reauth_token,
+                                       std::int64_t now) {
+  if (reauth_token.empty()) return std::nullopt;
+  auto user =
+      projections::reauth_grant_user(store, hex_of(lookup.token("reauth", reauth_token)), now);
+  if (!user) return std::nullopt;
+  return user.value();
+}
+
+}  // namespace sechex::api

@@ -1,0 +1,431 @@
+// Black-box tests of sign-in by email code, step-up re-authentication and the admin unlock
+// (API.md "Identity", spec 002) against a running ledgerd, through HTTP only, with the codes
+// read from the mails ledgerd wrote to its outbox. Scenario names are spec 002's.
+//
+// Not covered here: "OTP expiration" (a code 5 minutes old answers 410 code_expired). ledgerd
+// has no way to move its clock, deliberately, and a test cannot wait 5 minutes; the edge is
+// unit-tested on decide_otp in identity_decide_test.cc.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "support/http.h"
+#include "support/process.h"
+
+namespace sechex::api {
+namespace {
+
+namespace http = boost::beast::http;
+using json = nlohmann::json;
+using testing::slurp;
+using namespace std::chrono_literals;
+
+constexpr const char* kPassword = "Tr0ub4dor&3x";
+
+// The fixture of identity_http_test.cc, trimmed to what these tests use.
+class Otp : public ::testing::Test {
+ protected:
+  void start(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {SECHEX_LEDGERD, "--data-dir",   data(), "--listen",
+                                     "127.0.0.1:0",  "--partitions", "4",    "--trusted-proxy",
+                                     "127.0.0.1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    proc_ = testing::spawn(args, dir_.sub("err"));
+    port_ = testing::wait_for_serving_port(proc_);
+    ASSERT_NE(port_, 0) << slurp(proc_.err_path);
+  }
+  void TearDown() override { stop(); }
+  int stop() {
+    if (proc_.pid <= 0) return -1;
+    ::kill(proc_.pid, SIGTERM);
+    const auto code = testing::wait_exit(proc_.pid);
+    proc_.pid = -1;
+    return code;
+  }
+  std::string data() const { return dir_.sub("data"); }
+  std::string log() const { return slurp(proc_.err_path); }
+
+  // Every call comes from a new client IP unless `ip` is given.
+  testing::HttpReply call(http::verb verb, const std::string& target, const json& body = nullptr,
+                          const std::string& token = "", std::string ip = "") {
+    if (ip.empty()) ip = "198.51.100." + std::to_string(1 + next_ip_++ % 250);
+    return testing::http_call_with(port_, verb, target, {{"X-Forwarded-For", ip}}, token,
+                                   body.is_null() ? "" : body.dump(), 30s);
+  }
+  testing::HttpReply post(const std::string& target, const json& body,
+                          const std::string& token = "") {
+    return call(http::verb::post, target, body, token);
+  }
+  static json data_of(const testing::HttpReply& r) { return json::parse(r.body)["data"]; }
+  static json error_of(const testing::HttpReply& r) { return json::parse(r.body)["error"]; }
+  static std::string header(const testing::HttpReply& r, const std::string& name) {
+    const auto it = r.headers.find(name);
+    return it == r.headers.end() ? "" : it->second;
+  }
+
+  testing::RunResult ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), {SECHEX_LEDGERCTL, "--data-dir", data()});
+    return testing::run(args, {"SECHEX_KEK="});
+  }
+  std::string admin_token() {
+    const auto issued = ctl({"tokens", "issue", "--role", "admin"});
+    EXPECT_EQ(issued.code, 0) << issued.err;
+    return issued.out.empty() ? "" : issued.out.substr(0, issued.out.size() - 1);
+  }
+
+  // The mails to `to` in the outbox, oldest first, once there are at least `n`.
+  std::vector<std::string> mails_to(const std::string& to, std::size_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    const auto outbox = std::filesystem::path(data()) / "outbox";
+    std::vector<std::pair<std::filesystem::file_time_type, std::string>> mails;
+    while (std::chrono::steady_clock::now() < deadline) {
+      mails.clear();
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(outbox, ec)) {
+        if (e.path().extension() != ".eml") continue;
+        auto text = slurp(e.path().string());
+        if (text.find("<" + to + ">") != std::string::npos ||
+            text.find("To: " + to) != std::string::npos) {
+          mails.emplace_back(e.last_write_time(), std::move(text));
+        }
+      }
+      if (mails.size() >= n) break;
+      std::this_thread::sleep_for(50ms);
+    }
+    std::sort(mails.begin(), mails.end());
+    std::vector<std::string> out;
+    for (auto& m : mails) out.push_back(std::move(m.second));
+    return out;
+  }
+  std::size_t mail_count(const std::string& to) { return mails_to(to, 0).size(); }
+  static std::string token_in(const std::string& mail) {
+    std::smatch m;
+    return std::regex_search(mail, m, std::regex(R"(\?token=([A-Za-z0-9_-]+))")) ? m[1].str() : "";
+  }
+  // API.md: the 8-digit code on a line of its own.
+  static std::string code_in(const std::string& mail) {
+    std::istringstream lines(mail);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (std::regex_match(line, std::regex("[0-9]{8}"))) return line;
+    }
+    return "";
+  }
+  // The code of the `nth` mail to `to` (1 = the first ever sent to it).
+  std::string nth_code(const std::string& to, std::size_t nth) {
+    const auto mails = mails_to(to, nth);
+    EXPECT_GE(mails.size(), nth) << log();
+    return mails.size() >= nth ? code_in(mails[nth - 1]) : "";
+  }
+
+  // A registered, verified account (its verification mail is mail 1): its user id.
+  std::string verified(const std::string& email) {
+    const auto reg =
+        post("/v1/auth/register", {{"email", email}, {"password", kPassword}, {"consent", true}});
+    EXPECT_EQ(reg.status, 201u) << reg.body;
+    if (reg.status != 201u) return "";
+    const auto mails = mails_to(email, 1);
+    EXPECT_FALSE(mails.empty()) << log();
+    if (mails.empty()) return "";
+    const auto v = post("/v1/auth/verify-email", {{"token", token_in(mails[0])}});
+    EXPECT_EQ(v.status, 200u) << v.body;
+    return v.status == 200u ? data_of(reg)["userId"].get<std::string>() : "";
+  }
+  testing::HttpReply login(const std::string& email, const std::string& password) {
+    return post("/v1/auth/login", {{"email", email}, {"password", password}});
+  }
+  std::string access_token(const std::string& email) {
+    const auto in = login(email, kPassword);
+    EXPECT_EQ(in.status, 200u) << in.body;
+    return in.status == 200u ? data_of(in)["accessToken"].get<std::string>() : "";
+  }
+  testing::HttpReply request_code(const std::string& email) {
+    return post("/v1/auth/otp/request", {{"email", email}});
+  }
+  testing::HttpReply verify(const std::string& email, const std::string& code) {
+    return post("/v1/auth/otp/verify", {{"email", email}, {"code", code}});
+  }
+  std::size_t audit_count(const std::string& admin, const std::string& user,
+                          const std::string& type) {
+    const auto r =
+        call(http::verb::get, "/v1/admin/audit?userId=" + user + "&type=" + type + "&limit=1000",
+             nullptr, admin);
+    EXPECT_EQ(r.status, 200u) << r.body;
+    return r.status == 200u ? data_of(r)["entries"].size() : 0;
+  }
+  static std::string wrong(const std::string& code) {
+    return code == "00000000" ? "00000001" : "00000000";
+  }
+
+  testing::TempDir dir_;
+  testing::Process proc_;
+  std::uint16_t port_ = 0;
+  std::atomic<int> next_ip_{1};
+};
+
+// 002 "Strong OTP Generation" / "OTP code generation": 8 digits on a line of their own, mailed
+// to the account, and they sign in once (a token pair like login). An unknown address hears the
+// same 202 and gets nothing.
+TEST_F(Otp, MailedEightDigitCodeSignsInOnceOTPCodeGeneration) {
+  start();
+  const auto user = verified("otp.ann@example.com");
+  ASSERT_FALSE(user.empty());
+  const auto r = request_code("OTP.Ann@example.com");
+  ASSERT_EQ(r.status, 202u) << r.body;
+  const auto code = nth_code("otp.ann@example.com", 2);
+  ASSERT_EQ(code.size(), 8u) << log();
+  EXPECT_EQ(r.body.find(code), std::string::npos);
+
+  const auto unknown = request_code("nobody@example.com");
+  EXPECT_EQ(unknown.status, 202u);
+  EXPECT_EQ(unknown.body, r.body) << "no enumeration";
+
+  const auto in = verify("otp.ann@example.com", code);
+  ASSERT_EQ(in.status, 200u) << in.body;
+  const auto pair = data_of(in);
+  EXPECT_EQ(pair["tokenType"], "Bearer");
+  EXPECT_EQ(pair["expiresIn"], 3600);
+  EXPECT_FALSE(pair["refreshToken"].get<std::string>().empty());
+  const auto me = call(http::verb::get, "/v1/me", nullptr, pair["accessToken"]);
+  ASSERT_EQ(me.status, 200u) << me.body;
+  EXPECT_EQ(data_of(me)["userId"], user);
+
+  const auto again = verify("otp.ann@example.com", code);
+  EXPECT_EQ(again.status, 401u) << "single use";
+  EXPECT_EQ(error_of(again)["code"], "invalid_code");
+  const auto anon = verify("nobody@example.com", code);
+  EXPECT_EQ(anon.status, 401u);
+  EXPECT_EQ(error_of(anon)["code"], "invalid_code") << "an unknown address answers alike";
+  EXPECT_EQ(mail_count("nobody@example.com"), 0u);
+
+  const auto admin = admin_token();
+  EXPECT_EQ(audit_count(admin, user, "OtpIssued"), 1u);
+  EXPECT_EQ(audit_count(admin, user, "OtpVerified"), 1u);
+  EXPECT_EQ(audit_count(admin, user, "LoginSucceeded"), 1u);
+  EXPECT_EQ(audit_count(admin, user, "OtpFailed"), 1u);
+}
+
+// A new code replaces the previous one: the old code is refused.
+TEST_F(Otp, ASecondRequestReplacesTheFirstCode) {
+  start();
+  ASSERT_FALSE(verified("otp.bo@example.com").empty());
+  ASSERT_EQ(request_code("otp.bo@example.com").status, 202u);
+  const auto first = nth_code("otp.bo@example.com", 2);
+  ASSERT_EQ(request_code("otp.bo@example.com").status, 202u);
+  const auto second = nth_code("otp.bo@example.com", 3);
+  ASSERT_EQ(first.size(), 8u);
+  ASSERT_EQ(second.size(), 8u);
+  if (first != second) {  // 1 in 10^8 they are equal
+    const auto old = verify("otp.bo@example.com", first);
+    EXPECT_EQ(old.status, 401u) << old.body;
+    EXPECT_EQ(error_of(old)["code"], "invalid_code");
+  }
+  EXPECT_EQ(verify("otp.bo@example.com", second).status, 200u);
+}
+
+// Requests are bounded per account, silently: the 6th within 15 minutes still answers 202 but
+// sends nothing, and the last mailed code keeps working.
+TEST_F(Otp, RequestsBeyondTheMailBoundAnswer202AndSendNothing) {
+  start();
+  ASSERT_FALSE(verified("otp.cy@example.com").empty());
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(request_code("otp.cy@example.com").status, 202u);
+  const auto fifth = nth_code("otp.cy@example.com", 6);
+  ASSERT_EQ(fifth.size(), 8u);
+  const auto sixth = request_code("otp.cy@example.com");
+  EXPECT_EQ(sixth.status, 202u);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(mail_count("otp.cy@example.com"), 6u) << "1 verification mail + 5 codes";
+  EXPECT_EQ(verify("otp.cy@example.com", fifth).status, 200u) << "not replaced";
+}
+
+// 002 "Per-email validation rate limit": more than 5 validations within 15 minutes -> 429 with
+// Retry-After (even with the right code), logged; an unknown address is limited alike.
+TEST_F(Otp, SixthValidationWithinFifteenMinutesIs429PerEmailValidationRateLimit) {
+  start();
+  const auto user = verified("otp.di@example.com");
+  ASSERT_FALSE(user.empty());
+  ASSERT_EQ(request_code("otp.di@example.com").status, 202u);
+  const auto code = nth_code("otp.di@example.com", 2);
+  ASSERT_EQ(code.size(), 8u);
+  for (const auto* email : {"otp.di@example.com", "nobody.di@example.com"}) {
+    for (int i = 0; i < 5; ++i) {
+      const auto r = verify(email, wrong(code));
+      EXPECT_EQ(r.status, 401u) << email << " " << i << " " << r.body;
+    }
+    const auto limited = verify(email, code);
+    EXPECT_EQ(limited.status, 429u) << email << " " << limited.body;
+    EXPECT_EQ(error_of(limited)["code"], "rate_limited");
+    ASSERT_FALSE(header(limited, "retry-after").empty()) << email;
+    const auto retry = std::stoi(header(limited, "retry-after"));
+    EXPECT_GT(retry, 0);
+    EXPECT_LE(retry, 15 * 60);
+    EXPECT_EQ(error_of(limited)["details"]["retryAfter"], retry);
+  }
+  EXPECT_NE(log().find("otp validation rate limit hit for " + user), std::string::npos) << log();
+  EXPECT_EQ(audit_count(admin_token(), user, "RateLimited"), 1u);
+}
+
+// 002 "Account lockout after repeated failures": more than 10 failures in an hour lock the
+// account until an admin unlocks it, raise a security alert (audit event, metric, log line)
+// and mail the owner. The validation limit is raised so 11 failures fit in one test.
+TEST_F(Otp, MoreThanTenFailuresLockUntilAdminUnlockAccountLockoutAfterRepeatedFailures) {
+  start({"--otp-validations-per-window", "100"});
+  const auto email = std::string("otp.ed@example.com");
+  const auto user = verified(email);
+  ASSERT_FALSE(user.empty());
+  const auto owner_token = access_token(email);
+  ASSERT_EQ(request_code(email).status, 202u);
+  const auto code = nth_code(email, 2);
+  ASSERT_EQ(code.size(), 8u);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(verify(email, wrong(code)).status, 401u) << i;
+  const auto locked = verify(email, wrong(code));
+  ASSERT_EQ(locked.status, 423u) << locked.body;
+  EXPECT_EQ(error_of(locked)["code"], "account_locked");
+  EXPECT_EQ(error_of(locked)["details"]["needsAdminUnlock"], true);
+  EXPECT_EQ(verify(email, code).status, 423u) << "even the right code";
+  EXPECT_EQ(login(email, kPassword).status, 423u) << "the whole account is locked";
+
+  // The alert: metric, one log line naming the account by id only, and the owner's mail.
+  const auto metrics = call(http::verb::get, "/metrics");
+  EXPECT_NE(metrics.body.find(R"(sechex_security_alerts_total{kind="otp_lockout"} 1)"),
+            std::string::npos)
+      << metrics.body;
+  EXPECT_NE(log().find("security alert otp_lockout: account " + user), std::string::npos) << log();
+  EXPECT_EQ(log().find(email), std::string::npos);
+  const auto mails = mails_to(email, 3);
+  ASSERT_EQ(mails.size(), 3u);
+  EXPECT_NE(mails[2].find("too many times"), std::string::npos) << mails[2];
+  EXPECT_EQ(code_in(mails[2]), "");
+
+  // Unlocking takes an admin: no token 401, a user's token 403, an unknown id 404.
+  const auto path = "/v1/admin/users/" + user + "/unlock";
+  EXPECT_EQ(post(path, {{"reason", "support ticket 1"}}).status, 401u);
+  EXPECT_EQ(post(path, {{"reason", "support ticket 1"}}, owner_token).status, 403u);
+  const auto admin = admin_token();
+  const auto unknown = post("/v1/admin/users/u_nosuchuser/unlock", json::object(), admin);
+  EXPECT_EQ(unknown.status, 404u) << unknown.body;
+  EXPECT_EQ(post("/v1/admin/users/u%41/unlock", json::object(), admin).status, 404u);
+  const auto unlocked = post(path, {{"reason", "support ticket 1"}}, admin);
+  ASSERT_EQ(unlocked.status, 200u) << unlocked.body;
+  EXPECT_EQ(data_of(unlocked)["status"], "unlocked");
+  EXPECT_EQ(audit_count(admin, user, "AccountLocked"), 1u);
+  EXPECT_EQ(audit_count(admin, user, "AccountUnlocked"), 1u);
+
+  // 002 "Rate limit reset" by the admin: login works, and one wrong code does not re-lock.
+  EXPECT_EQ(login(email, kPassword).status, 200u);
+  EXPECT_EQ(verify(email, wrong(code)).status, 401u);
+  ASSERT_EQ(request_code(email).status, 202u);
+  EXPECT_EQ(verify(email, nth_code(email, 4)).status, 200u);
+}
+
+// The code appears nowhere but in its mail: not in responses, logs or the exported ledger
+// (outside the mail's own sealed secret, see below).
+TEST_F(Otp, TheCodeNeverAppearsInLogsResponsesOrTheExport) {
+  start();
+  const auto user = verified("otp.fay@example.com");
+  ASSERT_FALSE(user.empty());
+  const auto r = request_code("otp.fay@example.com");
+  const auto code = nth_code("otp.fay@example.com", 2);
+  ASSERT_EQ(code.size(), 8u);
+  const auto in = verify("otp.fay@example.com", code);
+  ASSERT_EQ(in.status, 200u);
+  EXPECT_EQ(r.body.find(code), std::string::npos);
+  EXPECT_EQ(in.body.find(code), std::string::npos);
+  const auto token = data_of(in)["accessToken"].get<std::string>();
+  ASSERT_EQ(post("/v1/auth/otp/request", json::object(), token).status, 202u);
+  const auto reauth_code = nth_code("otp.fay@example.com", 3);
+  ASSERT_EQ(reauth_code.size(), 8u);
+  ASSERT_EQ(post("/v1/auth/reauth", {{"code", reauth_code}}, token).status, 200u);
+  ASSERT_EQ(stop(), 0);
+  const auto err = log();
+  EXPECT_EQ(err.find(code), std::string::npos);
+  EXPECT_EQ(err.find(reauth_code), std::string::npos);
+  const auto exported = ctl({"export", "--format", "jsonl"});
+  ASSERT_EQ(exported.code, 0) << exported.err;
+  EXPECT_NE(exported.out.find("OtpIssued"), std::string::npos);
+  // KNOWN GAP (not this route's): ledgerctl export opens every sealed field, MailQueued's
+  // `secret` included, so the code shows there (as do verification and reset tokens). Every
+  // other place must be free of it; the MailQueued secret is checked to be the only one.
+  std::istringstream lines(exported.out);
+  std::string line, rest;
+  int in_mail = 0;
+  while (std::getline(lines, line)) {
+    auto j = json::parse(line);
+    if (j["type"] == "MailQueued" && j["event"].contains("secret")) {
+      const auto secret = j["event"]["secret"].get<std::string>();
+      in_mail += secret == code || secret == reauth_code;
+      j["event"].erase("secret");
+    }
+    rest += j.dump() + "\n";
+  }
+  EXPECT_EQ(in_mail, 2);
+  EXPECT_EQ(rest.find(code), std::string::npos);
+  EXPECT_EQ(rest.find(reauth_code), std::string::npos);
+  EXPECT_EQ(ctl({"verify"}).code, 0);
+}
+
+// 002 "Sensitive Operation Re-authentication": a Reauth code (requested with the Bearer token,
+// mailed to the caller) or the password gives a 5-minute reauth token; codes of one purpose do
+// not serve the other.
+TEST_F(Otp, ReauthWithCodeOrPasswordGivesAFiveMinuteTokenServerShareRevealRequiresReauth) {
+  start();
+  const auto email = std::string("otp.gus@example.com");
+  const auto user = verified(email);
+  ASSERT_FALSE(user.empty());
+  const auto token = access_token(email);
+  EXPECT_EQ(post("/v1/auth/reauth", {{"password", kPassword}}).status, 401u) << "needs a token";
+  EXPECT_EQ(post("/v1/auth/reauth", {{"password", kPassword}, {"code", "12345678"}}, token).status,
+            400u);
+
+  ASSERT_EQ(post("/v1/auth/otp/request", json::object(), token).status, 202u);
+  const auto code = nth_code(email, 2);
+  ASSERT_EQ(code.size(), 8u);
+  EXPECT_EQ(verify(email, code).status, 401u) << "a Reauth code does not sign in";
+  const auto by_code = post("/v1/auth/reauth", {{"code", code}}, token);
+  ASSERT_EQ(by_code.status, 200u) << by_code.body;
+  EXPECT_EQ(data_of(by_code)["expiresIn"], 300);
+  EXPECT_EQ(data_of(by_code)["reauthToken"].get<std::string>().size(), 43u);
+  EXPECT_EQ(post("/v1/auth/reauth", {{"code", code}}, token).status, 401u) << "single use";
+
+  ASSERT_EQ(request_code(email).status, 202u);
+  const auto login_code = nth_code(email, 3);
+  EXPECT_EQ(post("/v1/auth/reauth", {{"code", login_code}}, token).status, 401u)
+      << "a Login code does not step up";
+
+  const auto by_password = post("/v1/auth/reauth", {{"password", kPassword}}, token);
+  ASSERT_EQ(by_password.status, 200u) << by_password.body;
+  EXPECT_EQ(data_of(by_password)["expiresIn"], 300);
+  EXPECT_NE(data_of(by_password)["reauthToken"], data_of(by_code)["reauthToken"]);
+  EXPECT_EQ(audit_count(admin_token(), user, "ReauthGranted"), 2u);
+}
+
+// A wrong password on reauth counts toward the login lock (5 -> 423), so step-up cannot be used
+// to guess the password.
+TEST_F(Otp, WrongPasswordOnReauthCountsTowardTheLoginLock) {
+  start();
+  const auto email = std::string("otp.hal@example.com");
+  ASSERT_FALSE(verified(email).empty());
+  const auto token = access_token(email);
+  for (int i = 0; i < 4; ++i) {
+    const auto r = post("/v1/auth/reauth", {{"password", "Wr0ng-password"}}, token);
+    ASSERT_EQ(r.status, 401u) << r.body;
+    EXPECT_EQ(error_of(r)["details"]["remainingAttempts"], 4 - i);
+  }
+  const auto fifth = post("/v1/auth/reauth", {{"password", "Wr0ng-password"}}, token);
+  EXPECT_EQ(fifth.status, 423u) << fifth.body;
+  EXPECT_EQ(error_of(fifth)["code"], "account_locked");
+  EXPECT_EQ(login(email, kPassword).status, 423u);
+  EXPECT_EQ(post("/v1/auth/reauth", {{"password", kPassword}}, token).status, 423u);
+}
+
+}  // namespace
+}  // namespace sechex::api
