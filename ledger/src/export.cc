@@ -17,6 +17,10 @@ struct OpenContext {
 };
 
 // Replaces every `<name>_sealed` byte array under `node` with `<name>`: the opened text.
+bool is_credential_field(std::string_view field) {
+  return field == "secret" || field == "password_hash" || field == "server_share";
+}
+
 void open_sealed(nlohmann::json& node, OpenContext& ctx) {
   if (!node.is_object()) return;
   std::vector<std::pair<std::string, nlohmann::json>> replaced;
@@ -37,7 +41,11 @@ void open_sealed(nlohmann::json& node, OpenContext& ctx) {
     Bytes sealed;
     for (const auto& b : *it) sealed.push_back(b.get<std::uint8_t>());
     nlohmann::json value;
-    if (ctx.keys == nullptr) {
+    if (is_credential_field(field)) {
+      // Opened only by the code that needs it (mail delivery, login, step-up): a compliance
+      // export must not hand out live codes, reset links, password hashes or secret shares.
+      value = kRedactedValue;
+    } else if (ctx.keys == nullptr) {
       value = "[sealed]";
     } else if (auto opened = ctx.keys->open_field(ctx.subject, ctx.event_id, field, sealed)) {
       value = std::string(opened.value().begin(), opened.value().end());

@@ -61,6 +61,29 @@ TEST(Sealing, PiiIsNotStoredInPlaintextAndOpensWithTheSubjectsKey) {
   EXPECT_FALSE(j["event"].contains("email_sealed"));
 }
 
+// Exports (ledgerctl, audit, GDPR) open personal data but never credentials: a mailed code or
+// reset token, a password hash, a secret's server share.
+TEST(Sealing, ExportsRedactSealedCredentialsButOpenPersonalData) {
+  Fixture f;
+  EventBuilder b(f.keys.get(),
+                 {"u-1", "u-1", "r1", 1'767'225'600'000'000, std::nullopt, std::nullopt});
+  const auto to = b.seal("to", "alice@example.com").value();
+  const auto secret = b.seal("secret", "12345678").value();
+  auto& fbb = b.fbb();
+  const auto bytes =
+      b.finish(schema::CreateMailQueued(fbb, fbb.CreateString("m1"), fbb.CreateString("otp_code"),
+                                        to, secret, fbb.CreateString("en")))
+          .value();
+  const ByteView v(bytes);
+  const auto p = partition_for("u-1", 4);
+  const auto r = f.log->append(p, std::span<const ByteView>(&v, 1)).value();
+  const auto rec = f.log->read_range(p, r.first, Seq{r.first.value + 1}).value().at(0);
+  const auto j = record_to_json(rec, f.keys.get()).value();
+  EXPECT_EQ(j["event"]["to"], "alice@example.com");
+  EXPECT_EQ(j["event"]["secret"], kRedactedValue);
+  EXPECT_EQ(j.dump().find("12345678"), std::string::npos);
+}
+
 TEST(Sealing, CiphertextIsBoundToSubjectFieldAndEvent) {
   Fixture f;
   Bytes id(16, 7), other_id(16, 8);

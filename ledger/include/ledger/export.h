@@ -16,6 +16,10 @@
 namespace sechex::ledger {
 
 inline constexpr const char* kErasedValue = "[erased]";
+// Sealed credentials are never opened for display: `secret` (the code or link token a mail
+// carries), `password_hash` (Argon2id PHC strings) and `server_share` (a secret's server share)
+// render as this.
+inline constexpr const char* kRedactedValue = "[redacted]";
 
 // Fails with Errc::unsupported_version for an event of a newer schema and Errc::corruption for
 // bytes that are not an Envelope. `keys` may be null (sealed fields are then shown as
