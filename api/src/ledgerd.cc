@@ -31,6 +31,7 @@
 #include "api/openapi.h"
 #include "api/otp_api.h"
 #include "api/ownership.h"
+#include "api/secrets_api.h"
 #include "api/server.h"
 #include "api/session_activity.h"
 #include "ledger/data_dir.h"
@@ -560,6 +561,7 @@ int main(int argc, char** argv) {
   auth.on_authenticated([&](const api::Principal& who) { activity.seen(who); });
   api::IdentityApi identity_api(identity_deps, identity_config);
   api::AccountApi account_api(identity_deps, identity_config);
+  api::SecretsApi secrets_api(identity_deps, identity_config);
   // Security alerts (spec 002: an account locked after too many wrong codes) are audit events
   // (AccountLocked), this counter and one log line naming the user id only.
   auto& security_alerts = prometheus::BuildCounter()
@@ -584,6 +586,7 @@ int main(int argc, char** argv) {
   ledger_api.add_routes(router);
   identity_api.add_routes(router);
   account_api.add_routes(router);
+  secrets_api.add_routes(router);
   otp_api.add_routes(router);
   api::add_health_and_metrics_routes(router, metrics, [&] { return caught_up.load(); });
   api::add_openapi_route(router);

@@ -625,5 +625,89 @@ TEST_F(Identity, CookieSessionsNeedTheSessionsCsrfTokenForStateChangesFR033FR035
   EXPECT_EQ(audit(admin_token(), user, "CsrfRejected").size(), 3u);
 }
 
+// 002 "Email Verification Enforcement": secrets and check-ins refuse an unverified user with
+// 403 email_not_verified and a resend link. (Login already refuses unverified users, so the
+// token here is an operator-issued one naming the pending user.)
+TEST_F(Identity, SecretsAndCheckInsRefuseAnUnverifiedUserWithAResendLink) {
+  start();
+  const auto reg =
+      post("/v1/auth/register",
+           {{"email", "pending@example.com"}, {"password", "Tr0ub4dor&3x"}, {"consent", true}});
+  ASSERT_EQ(reg.status, 201u);
+  const auto user = data_of(reg)["userId"].get<std::string>();
+  const auto issued = ctl({"tokens", "issue", "--role", "service", "--subject", user});
+  ASSERT_EQ(issued.code, 0) << issued.err;
+  const auto token = issued.out.substr(0, issued.out.size() - 1);
+  for (const auto* target : {"/v1/secrets", "/v1/secrets/sec_x/check-in"}) {
+    const auto r = call(http::verb::post, target, json::object(), token);
+    EXPECT_EQ(r.status, 403u) << target << " " << r.body;
+    EXPECT_EQ(error_of(r)["code"], "email_not_verified");
+    EXPECT_EQ(error_of(r)["details"]["resendUrl"], "/v1/auth/verify-email/resend");
+  }
+}
+
+// The issue's "done when", end to end: a verified user keeps a secret, checks in, reveals the
+// server share only after a step-up (002), then erases the account (GDPR, crypto-shredding):
+// its sessions end, it can no longer log in, its personal data reads as erased, and the chain
+// still verifies.
+TEST_F(Identity, SecretStepUpRevealAndErasureEndToEndKeepTheChainVerifiable) {
+  start();
+  const auto user = verified("whole@example.com", "Tr0ub4dor&3x");
+  ASSERT_FALSE(user.empty());
+  ASSERT_FALSE(verified("other@example.com", "Tr0ub4dor&3x").empty());
+  const auto pair = data_of(login("whole@example.com", "Tr0ub4dor&3x"));
+  const auto other = data_of(login("other@example.com", "Tr0ub4dor&3x"));
+  const std::string access = pair["accessToken"];
+  const auto created = call(http::verb::post, "/v1/secrets", json::object(), access);
+  ASSERT_EQ(created.status, 201u) << created.body;
+  const auto id = data_of(created)["secretId"].get<std::string>();
+  EXPECT_EQ(
+      call(http::verb::post, "/v1/secrets/" + id + "/check-in", json::object(), access).status,
+      200u);
+  EXPECT_EQ(call(http::verb::post, "/v1/secrets/" + id + "/check-in", json::object(),
+                 other["accessToken"])
+                .status,
+            404u)
+      << "another user's secret does not exist for them";
+  const auto reveal = [&](const std::string& reauth) {
+    return testing::http_call_with(port_, http::verb::post, "/v1/secrets/" + id + "/reveal-share",
+                                   {{"X-Reauth-Token", reauth}}, access, "{}", 30s);
+  };
+  const auto without = reveal("");
+  EXPECT_EQ(without.status, 403u);
+  EXPECT_EQ(error_of(without)["code"], "reauth_required");
+
+  const auto step_up =
+      call(http::verb::post, "/v1/auth/reauth", {{"password", "Tr0ub4dor&3x"}}, access);
+  ASSERT_EQ(step_up.status, 200u) << step_up.body;
+  const std::string reauth = data_of(step_up)["reauthToken"];
+  EXPECT_EQ(data_of(step_up)["expiresIn"], 300);
+  const auto shown = reveal(reauth);
+  ASSERT_EQ(shown.status, 200u) << shown.body;
+  EXPECT_EQ(data_of(shown)["serverShare"].get<std::string>().size(), 43u);
+  // Someone else's step-up does not open this user's doors.
+  const auto their_step_up = call(http::verb::post, "/v1/auth/reauth",
+                                  {{"password", "Tr0ub4dor&3x"}}, other["accessToken"]);
+  ASSERT_EQ(their_step_up.status, 200u);
+  EXPECT_EQ(reveal(data_of(their_step_up)["reauthToken"]).status, 403u);
+
+  const auto erase = testing::http_call_with(port_, http::verb::delete_, "/v1/me",
+                                             {{"X-Reauth-Token", reauth}}, access, "", 30s);
+  ASSERT_EQ(erase.status, 200u) << erase.body;
+  EXPECT_EQ(data_of(erase)["status"], "erased");
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, access).status, 401u) << "sessions ended";
+  const auto again = login("whole@example.com", "Tr0ub4dor&3x");
+  EXPECT_EQ(again.status, 401u) << again.body;
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, other["accessToken"]).status, 200u);
+
+  ASSERT_EQ(stop(), 0);
+  EXPECT_EQ(ctl({"verify"}).code, 0) << "the chain verifies after the erasure";
+  const auto exported = ctl({"export", "--format", "jsonl", "--subject", user});
+  ASSERT_EQ(exported.code, 0) << exported.err;
+  EXPECT_EQ(exported.out.find("whole@example.com"), std::string::npos);
+  EXPECT_NE(exported.out.find("[erased]"), std::string::npos);
+  EXPECT_NE(exported.out.find("SubjectErased"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace sechex::api

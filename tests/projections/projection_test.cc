@@ -16,6 +16,7 @@
 #include "projections/payments.h"
 #include "projections/rate_limits.h"
 #include "projections/replay_cache.h"
+#include "projections/secrets.h"
 #include "projections/sessions.h"
 #include "projections/store.h"
 #include "projections/users.h"
@@ -772,6 +773,44 @@ TEST(Projections, IdentityStateFollowsTokensCodesFailuresGrantsAndPolicy) {
   ASSERT_TRUE(p->cleanup(t0 + kDay + kSpentTokenKeepMicros + 1));
   EXPECT_FALSE(one_time_token(*p, "verify-2").value());
   EXPECT_GT(t0 + kDay + kSpentTokenKeepMicros, t);
+}
+
+// API.md "Protected resources": a secret belongs to its creator; only the owner's events move
+// it; erasing the owner removes it.
+TEST(Projections, SecretsFollowTheirOwnersEventsOnly) {
+  World w;
+  auto p = w.projections("p");
+  const auto created = w.emit("ann", [&](ledger::EventBuilder& b) {
+    const auto share = b.seal("server_share", "share-bytes").value();
+    return b.finish(schema::CreateSecretCreated(b.fbb(), b.fbb().CreateString("sec_1"), share))
+        .value();
+  });
+  (void)created;
+  auto check_in = [&](const std::string& who) {
+    return w.emit(who, [&](ledger::EventBuilder& b) {
+      return b.finish(schema::CreateCheckIn(b.fbb(), b.fbb().CreateString("sec_1"))).value();
+    });
+  };
+  check_in("mallory");
+  ASSERT_TRUE(p->catch_up(*w.log));
+  auto s = secret(*p, "sec_1").value();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->owner, "ann");
+  EXPECT_EQ(s->last_check_in, s->created_at) << "another subject's check-in changes nothing";
+  ledger::Bytes event_id;
+  ASSERT_TRUE(ledger::from_hex(s->event_id_hex, event_id));
+  const auto opened = w.keys->open_field(
+      "ann", event_id, "server_share",
+      ledger::ByteView(reinterpret_cast<const std::uint8_t*>(s->server_share_sealed.data()),
+                       s->server_share_sealed.size()));
+  ASSERT_TRUE(opened);
+  EXPECT_EQ(std::string(opened.value().begin(), opened.value().end()), "share-bytes");
+  check_in("ann");
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_GT(secret(*p, "sec_1").value()->last_check_in, s->created_at);
+  w.simple("ann", schema::Event::SubjectErased);
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_FALSE(secret(*p, "sec_1").value());
 }
 
 TEST(Projections, RebuildFromTheLogIsByteIdenticalToLiveApply) {
