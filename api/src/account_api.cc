@@ -203,17 +203,12 @@ Response AccountApi::forgot_password(const Request& req) {
       return b.finish(schema::CreatePasswordResetRequested(
           f, bytes(f, token_hash), x.now + config_.limits.reset_token_micros));
     }));
-    out.push_back(std::move(requested));
-    SECHEX_TRY(auto to, x.open_user_field(user, *rec, "email_sealed", "email_event_id", "email"));
-    SECHEX_TRYV(x.queue_mail(out, user, "password_reset", to, token.value()));
+    SECHEX_TRYV(
+        record_and_mail(x, out, user, *rec, std::move(requested), "password_reset", token.value()));
     queued = true;
     return out;
   });
-  if (!ran && ran.error() == OwnershipErrc::not_owner) {
-    return command_failed(ran.error(), d_.commands.ownership(), p);
-  }
-  if (queued && d_.mail_queued) d_.mail_queued();
-  return accepted();
+  return accepted_after(ran, queued, d_, p);
 }
 
 // ---- Reset (004 FR-025, FR-027, FR-028, FR-040; scenarios 10-12) ----

@@ -233,17 +233,12 @@ Response IdentityApi::resend_verification(const Request& req) {
       return b.finish(schema::CreateEmailVerificationIssued(
           f, bytes(f, token_hash), x.now + config_.limits.verify_token_micros));
     }));
-    out.push_back(std::move(issued));
-    SECHEX_TRY(auto to, x.open_user_field(user, *rec, "email_sealed", "email_event_id", "email"));
-    SECHEX_TRYV(x.queue_mail(out, user, "verify_email", to, token.value()));
+    SECHEX_TRYV(
+        record_and_mail(x, out, user, *rec, std::move(issued), "verify_email", token.value()));
     queued = true;
     return out;
   });
-  if (!ran && ran.error() == OwnershipErrc::not_owner) {
-    return command_failed(ran.error(), d_.commands.ownership(), p);
-  }
-  if (queued && d_.mail_queued) d_.mail_queued();
-  return accepted();
+  return accepted_after(ran, queued, d_, p);
 }
 
 // ---- Login (004 FR-008..FR-012, API.md) ----

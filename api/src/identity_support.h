@@ -279,4 +279,27 @@ inline Result<void> start_session(RequestContext& x, const std::string& subject,
   return boost::outcome_v2::success();
 }
 
+// For the routes that mail a one-time secret to an account's own address and answer 202
+// whatever happened (verification resend, password forgot, OTP request): appends the event
+// that records the secret's hash and the MailQueued carrying it, to the address sealed in the
+// users projection's `record`.
+inline Result<void> record_and_mail(RequestContext& x, Events& out, const std::string& user,
+                                    const json& record, ledger::Bytes issued, std::string_view kind,
+                                    std::string_view secret) {
+  out.push_back(std::move(issued));
+  SECHEX_TRY(auto to, x.open_user_field(user, record, "email_sealed", "email_event_id", "email"));
+  return x.queue_mail(out, user, kind, to, secret);
+}
+
+// The 202 of such a route: only a misdirected command is told (the owner must do it); any other
+// failure, like "nothing to send", must look the same from outside.
+inline Response accepted_after(const Result<std::vector<ledger::Record>>& ran, bool queued,
+                               const IdentityDeps& deps, ledger::Partition p) {
+  if (!ran && ran.error() == OwnershipErrc::not_owner) {
+    return command_failed(ran.error(), deps.commands.ownership(), p);
+  }
+  if (queued && deps.mail_queued) deps.mail_queued();
+  return json_ok(json{{"status", "accepted"}}.dump(), 202);
+}
+
 }  // namespace sechex::api::identity_support

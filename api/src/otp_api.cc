@@ -208,17 +208,11 @@ Response OtpApi::request_code(const Request& req) {
       return b.finish(schema::CreateOtpIssued(
           f, bytes(f, code_hash), x.now + config_.limits.otp_micros, purpose_of(purpose)));
     }));
-    out.push_back(std::move(issued));
-    SECHEX_TRY(auto to, x.open_user_field(user, *rec, "email_sealed", "email_event_id", "email"));
-    SECHEX_TRYV(x.queue_mail(out, user, kMailOtpCode, to, code.value()));
+    SECHEX_TRYV(record_and_mail(x, out, user, *rec, std::move(issued), kMailOtpCode, code.value()));
     queued = true;
     return out;
   });
-  if (!ran && ran.error() == OwnershipErrc::not_owner) {
-    return command_failed(ran.error(), d_.commands.ownership(), p);
-  }
-  if (queued && d_.mail_queued) d_.mail_queued();
-  return accepted();
+  return accepted_after(ran, queued, d_, p);
 }
 
 // ---- Sign in with a code (002 OTP expiration, rate limiting, lockout) ----

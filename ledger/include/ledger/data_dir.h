@@ -38,9 +38,10 @@ struct DataDir {
 inline constexpr const char* kDefaultKeyName = "sechex-ledger";
 
 // Creates whatever is missing: directories, the signing key (and its verifier line), the KEK
-// file (unless SECHEX_KEK is set), the lookup key file (unless SECHEX_LOOKUP_KEY is set) and, with `embedded_log`, the embedded ledger with `partitions`
-// partitions (a Kafka ledger is created by KafkaLog::open instead). Never replaces an existing
-// key. `log` receives one human-readable line per thing created.
+// file (unless SECHEX_KEK is set), the lookup key file (unless SECHEX_LOOKUP_KEY is set) and, with
+// `embedded_log`, the embedded ledger with `partitions` partitions (a Kafka ledger is created by
+// KafkaLog::open instead). Never replaces an existing key. `log` receives one human-readable line
+// per thing created.
 Result<void> init_data_dir(const DataDir& dir, std::uint32_t partitions,
                            const std::string& key_name, std::string* log, bool embedded_log = true);
 
