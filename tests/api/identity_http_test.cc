@@ -15,6 +15,7 @@
 
 #include "support/http.h"
 #include "support/process.h"
+#include "support/smtp_server.h"
 
 namespace sechex::api {
 namespace {
@@ -33,7 +34,8 @@ class Identity : public ::testing::Test {
                                      "127.0.0.1:0",  "--partitions", "4",    "--trusted-proxy",
                                      "127.0.0.1"};
     args.insert(args.end(), extra.begin(), extra.end());
-    proc_ = testing::spawn(args, dir_.sub("err"));
+    // A fresh log per start: a restarted ledgerd must not be found by the old "serving" line.
+    proc_ = testing::spawn(args, dir_.sub("err" + std::to_string(starts_++)));
     port_ = testing::wait_for_serving_port(proc_);
     ASSERT_NE(port_, 0) << slurp(proc_.err_path);
   }
@@ -159,6 +161,7 @@ class Identity : public ::testing::Test {
   testing::Process proc_;
   std::uint16_t port_ = 0;
   std::atomic<int> next_ip_{1};
+  int starts_ = 0;
 };
 
 // 004 scenarios 1, 4, 7, 13, 14 (FR-001, FR-006, FR-007, FR-009): register, the account waits
@@ -707,6 +710,71 @@ TEST_F(Identity, SecretStepUpRevealAndErasureEndToEndKeepTheChainVerifiable) {
   EXPECT_EQ(exported.out.find("whole@example.com"), std::string::npos);
   EXPECT_NE(exported.out.find("[erased]"), std::string::npos);
   EXPECT_NE(exported.out.find("SubjectErased"), std::string::npos);
+}
+
+// The email path on a real SMTP server (aiosmtpd via ops/smtp): ledgerd with
+// --smtp-url delivers the verification mail, whose link verifies the account; the mail is
+// an RFC 5322 message with its Message-ID and the link on it.
+TEST_F(Identity, TheVerificationMailArrivesThroughARealSmtpServerAndItsLinkWorks) {
+  testing::SmtpServer smtp(dir_.sub("smtp"));
+  ASSERT_EQ(smtp.start_error(), "");
+  start({"--smtp-url", smtp.url(), "--smtp-from", "Sechex <no-reply@example.com>", "--public-url",
+         "https://id.example.com"});
+  const auto reg =
+      post("/v1/auth/register",
+           {{"email", "smtp-user@example.com"}, {"password", "Tr0ub4dor&3x"}, {"consent", true}});
+  ASSERT_EQ(reg.status, 201u) << reg.body;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (smtp.count() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(smtp.count(), 1u) << log();
+  const auto mail = smtp.message(1);
+  EXPECT_EQ(smtp.envelope(1)["rcpt_tos"], json::array({"smtp-user@example.com"}));
+  EXPECT_NE(mail.find("Message-ID: <"), std::string::npos) << mail;
+  EXPECT_NE(mail.find("https://id.example.com/verify-email?token="), std::string::npos) << mail;
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(data()) / "outbox") &&
+               !std::filesystem::is_empty(std::filesystem::path(data()) / "outbox"))
+      << "with SMTP configured nothing is written to the outbox folder";
+  const auto v = post("/v1/auth/verify-email", {{"token", token_in(mail)}});
+  EXPECT_EQ(v.status, 200u) << v.body;
+  EXPECT_EQ(login("smtp-user@example.com", "Tr0ub4dor&3x").status, 200u);
+}
+
+// API.md: `message` follows Accept-Language (en, zh-CN); `code` never changes.
+TEST_F(Identity, ErrorMessagesFollowAcceptLanguageWhileCodesStay) {
+  start();
+  const auto zh = testing::http_call_with(
+      port_, http::verb::post, "/v1/auth/login",
+      {{"Accept-Language", "zh-CN,zh;q=0.9,en;q=0.5"}, {"X-Forwarded-For", "198.51.100.77"}}, "",
+      json{{"email", "nobody@example.com"}, {"password", "Wr0ng-password"}}.dump(), 30s);
+  EXPECT_EQ(zh.status, 401u);
+  EXPECT_EQ(error_of(zh)["code"], "invalid_credentials");
+  EXPECT_EQ(error_of(zh)["message"], "邮箱或密码错误");
+  const auto en = login("nobody@example.com", "Wr0ng-password");
+  EXPECT_EQ(error_of(en)["code"], "invalid_credentials");
+  EXPECT_EQ(error_of(en)["message"], "the email or password is incorrect");
+}
+
+// Argon2id parameters raised by the operator: the next successful login stores a hash with the
+// new ones (PasswordChanged without revoking sessions), and the password keeps working.
+TEST_F(Identity, ALoginRehashesAPasswordMadeWithOlderParameters) {
+  start({"--password-memory-kib", "8192", "--password-passes", "1"});
+  const auto user = verified("rehash@example.com", "Tr0ub4dor&3x");
+  ASSERT_FALSE(user.empty());
+  ASSERT_EQ(stop(), 0);
+  start();  // the defaults: 19456 KiB, 2 passes
+  const auto first = login("rehash@example.com", "Tr0ub4dor&3x");
+  ASSERT_EQ(first.status, 200u) << first.body;
+  const auto admin = admin_token();
+  const auto changed = audit(admin, user, "PasswordChanged");
+  ASSERT_EQ(changed.size(), 1u);
+  EXPECT_FALSE(changed[0]["event"].value("revoked_other_sessions", false));
+  EXPECT_EQ(changed[0]["event"].value("password_hash", ""), "[redacted]");
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, data_of(first)["accessToken"]).status, 200u)
+      << "the session that caused the rehash stays valid";
+  EXPECT_EQ(login("rehash@example.com", "Tr0ub4dor&3x").status, 200u);
+  EXPECT_EQ(audit(admin, user, "PasswordChanged").size(), 1u) << "rehashed once";
 }
 
 }  // namespace
