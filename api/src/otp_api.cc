@@ -169,7 +169,10 @@ Response OtpApi::request_code(const Request& req) {
   RequestContext x(d_, config_, req);
   std::string user;
   std::string purpose = kPurposeLogin;
-  if (req.header("authorization") != nullptr) {
+  // A signed-in caller (Bearer, or the browser's session cookie) asks for a step-up code.
+  const bool signed_in = req.header("authorization") != nullptr ||
+                         (d_.csrf != nullptr && cookie(req, kAccessCookie).has_value());
+  if (signed_in) {
     // Step-up: a Reauth code to the caller's own address.
     auto who = d_.auth.authenticate(req);
     if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);

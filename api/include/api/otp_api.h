@@ -3,7 +3,8 @@
 //
 //   POST /v1/auth/otp/request   {email} -> 202 whatever the address (no enumeration).
 //       Without Authorization: a Login code for a known, verified, active account, mailed to
-//       its address. WITH a valid Bearer token: a Reauth code for POST /v1/auth/reauth, mailed
+//       its address. WITH a valid Bearer token (or a browser's session cookie, then with the CSRF
+//       check): a Reauth code for POST /v1/auth/reauth, mailed
 //       to the caller's own address (the body, and any email in it, is ignored); a bad token
 //       answers 401. A new code replaces the previous one of its purpose.
 //       Mail bounds, both SILENT (still 202, nothing issued or sent): at most
