@@ -66,7 +66,14 @@ Result<std::unique_ptr<IngestWorker>> IngestWorker::start(ledger::KafkaLog& log,
   ko.max_batch = w->opts_.max_batch;
   ko.log = w->opts_.log;
   for (std::uint32_t p = 0; p < log.partition_count(); ++p) {
-    if (commands.ownership().owns(ledger::Partition{p})) ko.partitions.push_back({p});
+    if (!commands.ownership().owns(ledger::Partition{p})) continue;
+    // Fence the partition's previous writer BEFORE reading the group's committed offsets: a
+    // predecessor still committing a transaction (records + offsets) after our read would make
+    // us start from offsets it has just consumed, and chain them a second time. Once fenced,
+    // its transaction is aborted or complete, and read_committed offset fetches are stable.
+    // (Found by the takeover test failing once in CI: 16 records chained twice.)
+    SECHEX_TRYV(log.claim(ledger::Partition{p}));
+    ko.partitions.push_back({p});
   }
   auto* raw = w.get();
   SECHEX_TRY(w->ingest_, ledger::KafkaIngest::start(
