@@ -18,15 +18,6 @@ constexpr std::size_t kMaxExportedEvents = 10000;
 constexpr std::uint32_t kResetRequestsPerIp = 5;
 constexpr std::uint32_t kResetRequestsPerUser = 3;
 
-Response weak_password(const identity::PasswordCheck& check, const identity::PasswordPolicy& p) {
-  return json_error(400, "weak_password", "the password does not meet the password policy",
-                    json{{"unmet", check.unmet},
-                         {"strength", check.strength},
-                         {"strengthLabel", check.strength_label},
-                         {"policy", policy_json(p)}}
-                        .dump());
-}
-
 }  // namespace
 
 AccountApi::AccountApi(IdentityDeps deps, IdentityConfig config)
@@ -75,15 +66,13 @@ Response AccountApi::change_password(const Request& req) {
     return command_failed(ok.error(), d_.commands.ownership(), p);
   }
   const bool current_ok = ok && ok.value();
-  const auto policy = current_policy(x.store());
   std::optional<std::string> new_phc;
   if (current_ok) {
     auto address = x.open_user_field(user, *record, "email_sealed", "email_event_id", "email");
-    const std::string local =
-        address ? address.value().substr(0, address.value().find('@')) : std::string();
-    const std::string_view context[] = {local};
-    const auto check = identity::check_password(*next, policy, context);
-    if (!check.ok()) return weak_password(check, policy);
+    if (auto refusal =
+            refuse_weak_password(x.store(), *next, address ? address.value() : std::string())) {
+      return std::move(*refusal);
+    }
     auto hashed = d_.hasher.hash(*next);
     if (!hashed) return command_failed(hashed.error(), d_.commands.ownership(), p);
     new_phc = std::move(hashed).value();
@@ -245,13 +234,11 @@ Response AccountApi::reset_password(const Request& req) {
   if (early == identity::LinkOutcome::invalid) return invalid();
   const auto record = stored_json(x.store(), projections::kUsersCf, user);
   if (!record) return invalid();
-  const auto policy = current_policy(x.store());
   auto address = x.open_user_field(user, *record, "email_sealed", "email_event_id", "email");
   if (!address) return invalid();  // erased meanwhile
-  const std::string local = address.value().substr(0, address.value().find('@'));
-  const std::string_view context[] = {local};
-  const auto check = identity::check_password(*next, policy, context);
-  if (!check.ok()) return weak_password(check, policy);
+  if (auto refusal = refuse_weak_password(x.store(), *next, address.value())) {
+    return std::move(*refusal);
+  }
   const auto p = x.partition_of(user);
   if (!d_.commands.ownership().owns(p)) {
     return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
@@ -296,14 +283,7 @@ Response AccountApi::export_me(const Request& req) {
   const auto user = std::get<Principal>(who).subject;
   const auto record = stored_json(x.store(), projections::kUsersCf, user);
   if (!record) return json_error(404, "not_found", "no account for this token");
-  auto address = x.open_user_field(user, *record, "email_sealed", "email_event_id", "email");
-  json profile{{"userId", user},
-               {"email", address ? json(address.value()) : json(nullptr)},
-               {"emailVerified", record->value("email_verified", false)},
-               {"status", record->value("status", "")},
-               {"roles", record->value("roles", json::array())},
-               {"registeredAt", record->value("registered_at", "")},
-               {"consent", {{"version", record->value("consent_version", "")}}}};
+  const auto profile = profile_json(x, user, *record);
   json sessions = json::array();
   if (auto active = projections::active_sessions(x.store(), user, x.now)) {
     for (const auto& [id, value] : active.value()) {

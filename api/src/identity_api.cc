@@ -70,18 +70,8 @@ Response IdentityApi::register_user(const Request& req) {
                       json{{"reason", identity::email_reason(checked.error())}}.dump());
   }
   const auto& address = checked.value().address;
-  const auto policy = current_policy(x.store());
-  const std::string_view local = std::string_view(address).substr(0, address.find('@'));
-  const std::string_view context[] = {local};
-  const auto strength = identity::check_password(*password, policy, context);
-  if (!strength.ok()) {
-    return json_error(400, "weak_password", "the password does not meet the password policy",
-                      json{{"unmet", strength.unmet},
-                           {"strength", strength.strength},
-                           {"strengthLabel", strength.strength_label},
-                           {"policy", policy_json(policy)}}
-                          .dump());
-  }
+  if (auto refusal = refuse_weak_password(x.store(), *password, address))
+    return std::move(*refusal);
   const auto email_hash = d_.lookup.email(address);
   const auto p = x.partition_of(hex_of(email_hash));
   if (!d_.commands.ownership().owns(p)) {
@@ -142,12 +132,9 @@ Response IdentityApi::register_user(const Request& req) {
   if (d_.mail_queued) d_.mail_queued();
   json warnings = json::array();
   if (disposable) warnings.push_back("disposable_email");
-  return json_ok(json{{"userId", user},
-                      {"status", "pending_verification"},
-                      {"warnings", warnings},
-                      {"passwordStrength", strength.strength_label}}
-                     .dump(),
-                 201);
+  return json_ok(
+      json{{"userId", user}, {"status", "pending_verification"}, {"warnings", warnings}}.dump(),
+      201);
 }
 
 // ---- Verify email (004 FR-006, FR-007, scenarios 13-15) ----
@@ -557,16 +544,7 @@ Response IdentityApi::me(const Request& req) {
   const auto& principal = std::get<Principal>(who);
   const auto rec = stored_json(x.store(), projections::kUsersCf, principal.subject);
   if (!rec) return json_error(404, "not_found", "no account for this token");
-  auto address =
-      x.open_user_field(principal.subject, *rec, "email_sealed", "email_event_id", "email");
-  return json_ok(json{{"userId", principal.subject},
-                      {"email", address ? json(address.value()) : json(nullptr)},
-                      {"emailVerified", rec->value("email_verified", false)},
-                      {"status", rec->value("status", "")},
-                      {"roles", rec->value("roles", json::array())},
-                      {"registeredAt", rec->value("registered_at", "")},
-                      {"consent", {{"version", rec->value("consent_version", "")}}}}
-                     .dump());
+  return json_ok(profile_json(x, principal.subject, *rec).dump());
 }
 
 Response IdentityApi::my_sessions(const Request& req) {

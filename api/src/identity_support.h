@@ -302,4 +302,34 @@ inline Response accepted_after(const Result<std::vector<ledger::Record>>& ran, b
   return json_ok(json{{"status", "accepted"}}.dump(), 202);
 }
 
+// The 400 `weak_password` answer when `password` misses the policy in force (the address's
+// local part counts against its strength), or nullopt when it is acceptable. Register, change
+// and reset all check new passwords this way.
+inline std::optional<Response> refuse_weak_password(const projections::ProjectionStore& store,
+                                                    std::string_view password,
+                                                    std::string_view address) {
+  const auto policy = current_policy(store);
+  const std::string_view context[] = {address.substr(0, address.find('@'))};
+  const auto check = identity::check_password(password, policy, context);
+  if (check.ok()) return std::nullopt;
+  return json_error(400, "weak_password", "the password does not meet the password policy",
+                    json{{"unmet", check.unmet},
+                         {"strength", check.strength},
+                         {"strengthLabel", check.strength_label},
+                         {"policy", policy_json(policy)}}
+                        .dump());
+}
+
+// The caller's profile as GET /v1/me and the GDPR export show it.
+inline json profile_json(RequestContext& x, const std::string& user, const json& record) {
+  auto address = x.open_user_field(user, record, "email_sealed", "email_event_id", "email");
+  return json{{"userId", user},
+              {"email", address ? json(address.value()) : json(nullptr)},
+              {"emailVerified", record.value("email_verified", false)},
+              {"status", record.value("status", "")},
+              {"roles", record.value("roles", json::array())},
+              {"registeredAt", record.value("registered_at", "")},
+              {"consent", {{"version", record.value("consent_version", "")}}}};
+}
+
 }  // namespace sechex::api::identity_support

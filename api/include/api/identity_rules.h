@@ -70,6 +70,7 @@
 #include <system_error>
 #include <vector>
 
+#include "api/passwords.h"
 #include "ledger/result.h"
 
 namespace sechex::api::identity {
@@ -150,11 +151,9 @@ std::string_view to_string(PasswordLevel level) noexcept;
 // Exact, lowercase spelling only.
 std::optional<PasswordLevel> parse_level(std::string_view text) noexcept;
 
-// Longest password accepted, in bytes: it bounds the Argon2id input and the CPU an
-// unauthenticated request can spend (long inputs are cheap to send and hashing them is not).
-// Far above any password manager's output; counted in bytes, not code points, because bytes are
-// what gets hashed.
-inline constexpr std::size_t kMaxPasswordBytes = 1024;
+// Longest password accepted: the hasher's own bound (passwords.h), so the policy refuses
+// exactly what hashing would.
+using api::kMaxPasswordBytes;
 
 struct PasswordPolicy {
   PasswordLevel level = PasswordLevel::basic;
