@@ -15,13 +15,15 @@ constexpr std::size_t kMaxExportedEvents = 10000;
 
 // The seconds a password reset may be asked for per IP (the IP limit reveals nothing about an
 // account) and per account (silently: the answer must not differ).
-constexpr std::uint32_t kResetRequestsPerIp = 5;
 constexpr std::uint32_t kResetRequestsPerUser = 3;
 
 }  // namespace
 
 AccountApi::AccountApi(IdentityDeps deps, IdentityConfig config)
-    : d_(std::move(deps)), config_(std::move(config)) {}
+    : d_(std::move(deps)),
+      config_(std::move(config)),
+      forgot_limiter_(config_.limits.mail_requests_per_ip,
+                      config_.limits.mail_request_ip_window_micros) {}
 
 void AccountApi::add_routes(Router& router) {
   router.add(
@@ -161,11 +163,8 @@ Response AccountApi::forgot_password(const Request& req) {
   const auto email = string_field(std::get<json>(parsed), "email");
   if (!email) return missing("email");
   const auto accepted = [] { return json_ok(json{{"status", "accepted"}}.dump(), 202); };
-  auto from_ip = projections::rate_count(x.store(), projections::kScopeResetRequestIp, x.ip_hash,
-                                         x.now, 15 * identity::kMinuteMicros);
-  if (from_ip && from_ip.value() >= kResetRequestsPerIp) {
-    return retry_later(429, "rate_limited", "too many reset requests from this address", 900,
-                       json{{"retryAfter", 900}});
+  if (auto busy = refuse_busy_client(x, forgot_limiter_, projections::kScopeResetRequestIp)) {
+    return std::move(*busy);
   }
   auto checked = identity::check_email(*email, identity::DisposableDomains());
   if (!checked) return accepted();

@@ -17,7 +17,10 @@ namespace sechex::api {
 using namespace identity_support;
 
 IdentityApi::IdentityApi(IdentityDeps deps, IdentityConfig config)
-    : d_(std::move(deps)), config_(std::move(config)) {}
+    : d_(std::move(deps)),
+      config_(std::move(config)),
+      resend_limiter_(config_.limits.mail_requests_per_ip,
+                      config_.limits.mail_request_ip_window_micros) {}
 
 void IdentityApi::add_routes(Router& router) {
   auto post = [&](const char* path, Response (IdentityApi::*h)(const Request&)) {
@@ -196,6 +199,9 @@ Response IdentityApi::resend_verification(const Request& req) {
   const auto email = string_field(std::get<json>(parsed), "email");
   if (!email) return missing("email");
   const auto accepted = [] { return json_ok(json{{"status", "accepted"}}.dump(), 202); };
+  if (auto busy = refuse_busy_client(x, resend_limiter_, projections::kScopeVerifyRequestIp)) {
+    return std::move(*busy);
+  }
   auto checked = identity::check_email(*email, identity::DisposableDomains());
   if (!checked) return accepted();
   const auto& address = checked.value().address;
@@ -302,9 +308,12 @@ Response IdentityApi::login(const Request& req) {
   auto ran = x.run(p, [&]() -> Result<Events> {
     auto& store = x.store();
     identity::LoginState s;
-    SECHEX_TRY(s.ip_attempts,
-               projections::rate_count(store, projections::kScopeLoginAttemptIp, x.ip_hash, x.now,
-                                       config_.limits.login_ip_window_micros));
+    SECHEX_TRY(const auto ip,
+               projections::rate_window(store, projections::kScopeLoginAttemptIp, x.ip_hash, x.now,
+                                        config_.limits.login_ip_window_micros,
+                                        config_.limits.login_attempts_per_ip));
+    s.ip_attempts = ip.count;
+    s.ip_window_frees_at = ip.below_limit_at;
     if (user) {
       const auto rec = stored_json(store, projections::kUsersCf, *user);
       if (rec) {
@@ -320,9 +329,12 @@ Response IdentityApi::login(const Request& req) {
         s.account = a;
       }
     } else {
-      SECHEX_TRY(s.unknown_email_failures,
-                 projections::rate_count(store, projections::kScopeLoginFailureEmail, email_hash,
-                                         x.now, config_.limits.login_lock_micros));
+      SECHEX_TRY(const auto failed,
+                 projections::rate_window(store, projections::kScopeLoginFailureEmail, email_hash,
+                                          x.now, config_.limits.login_lock_micros,
+                                          config_.limits.login_failures_to_lock));
+      s.unknown_email_failures = failed.count;
+      s.unknown_email_unlocks_at = failed.below_limit_at;
     }
     s.password_ok = password_ok;
     decision = identity::decide_login(s, config_.limits, x.now);

@@ -30,7 +30,7 @@ LoginDecision decide_login(const LoginState& state, const Limits& limits, std::i
       d.outcome = LoginOutcome::locked;
       d.failure_reason = "locked";
       d.consecutive_failures = state.unknown_email_failures;
-      d.locked_until = state.unknown_email_first_failure + limits.login_lock_micros;
+      d.locked_until = state.unknown_email_unlocks_at;
       if (d.locked_until <= now) d.locked_until = now + limits.login_lock_micros;
       d.retry_after_seconds = retry_after_seconds(d.locked_until, now);
       return d;

@@ -302,6 +302,33 @@ inline Response accepted_after(const Result<std::vector<ledger::Record>>& ran, b
   return json_ok(json{{"status", "accepted"}}.dump(), 202);
 }
 
+// The 429 for a client past `limiter` on a route that must answer alike for every address
+// (request_limiter.h), or nullopt to go on. The first refusal of a burst is recorded as
+// RateLimited{scope, ip hash} under "anon:ip:" + hex(ip hash), best effort: a node that does not
+// own that partition, or a failed append, still refuses.
+inline std::optional<Response> refuse_busy_client(RequestContext& x, RequestLimiter& limiter,
+                                                  const char* scope) {
+  const auto v = limiter.check(x.ip_hash, x.now);
+  if (v.allowed) return std::nullopt;
+  const auto seconds = identity::retry_after_seconds(v.retry_at_micros, x.now);
+  if (v.first_refusal) {
+    const auto subject =
+        std::string(projections::kAnonymousSubjectPrefix) + "ip:" + hex_of(x.ip_hash);
+    (void)x.run(x.partition_of(subject), [&]() -> Result<Events> {
+      SECHEX_TRY(auto limited, x.event(subject, subject, [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateRateLimited(f, f.CreateString(scope), bytes(f, x.ip_hash),
+                                                  static_cast<std::uint32_t>(seconds)));
+      }));
+      Events out;
+      out.push_back(std::move(limited));
+      return out;
+    });
+  }
+  return retry_later(429, "rate_limited", "too many requests from this address; retry later",
+                     seconds, json{{"retryAfter", seconds}});
+}
+
 // The 400 `weak_password` answer when `password` misses the policy in force (the address's
 // local part counts against its strength), or nullopt when it is acceptable. Register, change
 // and reset all check new passwords this way.

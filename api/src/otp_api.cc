@@ -57,9 +57,12 @@ Result<identity::OtpDecision> check_code(RequestContext& x, const Subject& subje
   auto& store = x.store();
   const auto& limits = x.config.limits;
   identity::OtpState s;
-  SECHEX_TRY(s.validations,
-             projections::rate_count(store, projections::kScopeOtpValidationUser, subject.id, x.now,
-                                     limits.otp_validation_window_micros));
+  SECHEX_TRY(const auto validations,
+             projections::rate_window(store, projections::kScopeOtpValidationUser, subject.id,
+                                      x.now, limits.otp_validation_window_micros,
+                                      limits.otp_validations_per_window));
+  s.validations = validations.count;
+  s.validations_free_at = validations.below_limit_at;
   SECHEX_TRY(s.failures,
              projections::rate_count(store, projections::kScopeOtpFailureUser, subject.id, x.now,
                                      limits.otp_failure_window_micros));
@@ -151,7 +154,8 @@ OtpApi::OtpApi(IdentityDeps deps, IdentityConfig config, OtpConfig otp, OtpHooks
     : d_(std::move(deps)),
       config_(std::move(config)),
       otp_(std::move(otp)),
-      hooks_(std::move(hooks)) {}
+      hooks_(std::move(hooks)),
+      request_limiter_(otp_.otp_requests_per_ip, otp_.otp_request_window_micros) {}
 
 void OtpApi::add_routes(Router& router) {
   auto post = [&](const char* path, Response (OtpApi::*h)(const Request&)) {
@@ -183,6 +187,9 @@ Response OtpApi::request_code(const Request& req) {
     if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
     const auto email = string_field(std::get<json>(parsed), "email");
     if (!email) return missing("email");
+    if (auto busy = refuse_busy_client(x, request_limiter_, projections::kScopeOtpRequestIp)) {
+      return std::move(*busy);
+    }
     const auto subject = subject_of(x, *email);
     if (!subject.user) return accepted();
     user = *subject.user;
@@ -196,15 +203,10 @@ Response OtpApi::request_code(const Request& req) {
     auto& store = x.store();
     const auto rec = stored_json(store, projections::kUsersCf, user);
     if (!usable_account(rec)) return Events{};
-    // Mail bounds, silently: the answer must not differ (see otp_api.h).
+    // The account's mail bound, silently: the answer must not differ (see otp_api.h).
     SECHEX_TRY(auto by_user, projections::rate_count(store, projections::kScopeOtpRequestUser, user,
                                                      x.now, otp_.otp_request_window_micros));
-    SECHEX_TRY(auto by_ip,
-               projections::rate_count(store, projections::kScopeOtpRequestIp, x.ip_hash, x.now,
-                                       otp_.otp_request_window_micros));
-    if (by_user >= otp_.otp_requests_per_user || by_ip >= otp_.otp_requests_per_ip) {
-      return Events{};
-    }
+    if (by_user >= otp_.otp_requests_per_user) return Events{};
     Events out;
     SECHEX_TRY(auto issued, x.event(user, "system", [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();

@@ -52,25 +52,35 @@ std::string rate_key(std::string_view scope, std::string_view key) {
   return codec::lp(scope) + codec::lp(key);
 }
 
-std::uint32_t count_in_window(std::string_view value, std::int64_t now_micros,
-                              std::int64_t window_micros) {
-  std::uint32_t n = 0;
-  for (const auto t : decode(value)) {
-    if (t > now_micros - window_micros && t <= now_micros) ++n;
-  }
-  return n;
-}
-
 Result<std::uint32_t> rate_count(const ProjectionStore& store, std::string_view scope,
                                  std::string_view key, std::int64_t now_micros,
                                  std::int64_t window_micros) {
+  SECHEX_TRY(auto w, rate_window(store, scope, key, now_micros, window_micros, 0));
+  return w.count;
+}
+
+Result<RateWindow> rate_window(const ProjectionStore& store, std::string_view scope,
+                               std::string_view key, std::int64_t now_micros,
+                               std::int64_t window_micros, std::uint32_t limit) {
   if (window_micros <= 0 || window_micros > kRateWindowMaxMicros) {
     return make_error_code(ledger::Errc::invalid_argument);
   }
   SECHEX_TRY(auto rows, store.scan(kRateLimitsCf, rate_key(scope, key)));
-  std::uint32_t n = 0;
-  for (const auto& [k, v] : rows) n += count_in_window(v, now_micros, window_micros);
-  return n;
+  std::vector<std::int64_t> in_window;
+  for (const auto& [k, v] : rows) {
+    for (const auto t : decode(v)) {
+      if (t > now_micros - window_micros && t <= now_micros) in_window.push_back(t);
+    }
+  }
+  RateWindow w;
+  w.count = static_cast<std::uint32_t>(in_window.size());
+  if (limit > 0 && w.count >= limit) {
+    // Partitions' entries interleave in time: merge them before picking the k-th oldest.
+    const auto k = static_cast<std::ptrdiff_t>(w.count - limit);
+    std::nth_element(in_window.begin(), in_window.begin() + k, in_window.end());
+    w.below_limit_at = in_window[static_cast<std::size_t>(k)] + window_micros;
+  }
+  return w;
 }
 
 bool RateLimitsProjection::expired(std::string_view cf, std::string_view, std::string_view value,
@@ -97,7 +107,6 @@ Result<void> RateLimitsProjection::apply(const schema::Envelope& env, const ledg
       break;
     case schema::Event::OtpIssued:
       SECHEX_TRYV(record(txn, kScopeOtpRequestUser, user, at, pos));
-      SECHEX_TRYV(record(txn, kScopeOtpRequestIp, ip, at, pos));
       break;
     case schema::Event::OtpFailed:
       SECHEX_TRYV(record(txn, kScopeOtpFailureUser, user, at, pos));
@@ -112,7 +121,6 @@ Result<void> RateLimitsProjection::apply(const schema::Envelope& env, const ledg
       break;
     case schema::Event::PasswordResetRequested:
       SECHEX_TRYV(record(txn, kScopeResetRequestUser, user, at, pos));
-      SECHEX_TRYV(record(txn, kScopeResetRequestIp, ip, at, pos));
       break;
     case schema::Event::EmailVerificationIssued:
       SECHEX_TRYV(record(txn, kScopeVerifyRequestUser, user, at, pos));

@@ -105,10 +105,13 @@ TEST(DecideLogin, UnknownEmailWrongPasswordAndDisabledAccountAnswerAlikeFR010) {
   EXPECT_EQ(fifth.locked_until, kNow + 30 * kMinuteMicros);
   EXPECT_EQ(fifth.lock_until, 0) << "no account to lock";
   unknown.unknown_email_failures = 5;
-  unknown.unknown_email_first_failure = kNow - 10 * kMinuteMicros;
+  unknown.unknown_email_unlocks_at = kNow + 20 * kMinuteMicros;
   const auto later = decide_login(unknown, kLimits, kNow);
   EXPECT_EQ(later.outcome, LoginOutcome::locked);
   EXPECT_EQ(later.locked_until, kNow + 20 * kMinuteMicros);
+  unknown.unknown_email_unlocks_at = 0;
+  EXPECT_EQ(decide_login(unknown, kLimits, kNow).locked_until, kNow + 30 * kMinuteMicros)
+      << "unknown end: the whole lock";
 }
 
 TEST(DecideLogin, UnverifiedEmailIsToldOnlyAfterTheRightPassword) {

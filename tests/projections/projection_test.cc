@@ -548,6 +548,20 @@ TEST(Projections, RateLimitCountersSlideByEmailIpAndUserAcrossPartitions) {
   EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, now, 2 * kHour).error(),
             ledger::Errc::invalid_argument)
       << "windows longer than what is kept would undercount";
+  // Retry-After of a reached limit: when the limit-th newest time leaves the window, merged
+  // over the partitions (a's three, then b's two).
+  const auto at_limit = [&](std::uint32_t limit) {
+    return rate_window(*p, kScopeLoginAttemptIp, "ip-1", now, window, limit).value();
+  };
+  EXPECT_EQ(at_limit(6).below_limit_at, 0) << "a limit not reached frees nothing";
+  EXPECT_EQ(at_limit(6).count, 5u);
+  EXPECT_EQ(at_limit(3).below_limit_at, third + window)
+      << "below 3 once a's third (the third newest) leaves";
+  EXPECT_EQ(
+      rate_count(*p, kScopeLoginAttemptIp, "ip-1", at_limit(3).below_limit_at, window).value(), 2u);
+  EXPECT_EQ(at_limit(5).below_limit_at, third - 2'000'000 + window) << "the oldest, a's first";
+  EXPECT_EQ(at_limit(1).below_limit_at, third + 2'000'000 + window)
+      << "limit 1: when the newest (b's second) leaves";
   // Keys are the keyed hashes from the events, never the subject's plaintext data.
   const auto rows = p->scan(kRateLimitsCf, "").value();
   ASSERT_FALSE(rows.empty());

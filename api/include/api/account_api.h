@@ -37,6 +37,7 @@ class AccountApi {
  private:
   IdentityDeps d_;
   IdentityConfig config_;
+  RequestLimiter forgot_limiter_;
 };
 
 }  // namespace sechex::api

@@ -54,6 +54,7 @@
 #include "api/jose.h"
 #include "api/lookup_hash.h"
 #include "api/passwords.h"
+#include "api/request_limiter.h"
 #include "api/server.h"
 #include "ledger/clock.h"
 #include "ledger/event_builder.h"
@@ -110,6 +111,7 @@ class IdentityApi {
  private:
   IdentityDeps d_;
   IdentityConfig config_;
+  RequestLimiter resend_limiter_;
 };
 
 }  // namespace sechex::api

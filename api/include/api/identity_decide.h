@@ -45,6 +45,10 @@ struct Limits {
   std::int64_t remember_me_idle_micros = 7 * kDayMicros;  // API.md rememberMe
   std::int64_t refresh_token_micros = 7 * kDayMicros;     // 004 FR-009
   std::uint32_t verify_resends_per_hour = 5;              // bounds mail sent per account
+  // Password forgot and verification resend, per client IP, whatever the address
+  // (request_limiter.h): 429 beyond.
+  std::uint32_t mail_requests_per_ip = 5;
+  std::int64_t mail_request_ip_window_micros = 15 * kMinuteMicros;
 };
 
 // Seconds a client waits for an instant `until`, rounded up, at least 1.
@@ -60,15 +64,16 @@ struct LoginAccount {
 };
 struct LoginState {
   // Attempts (successes and failures) from the client's IP within login_ip_window_micros, and
-  // when the oldest of them leaves the window (for Retry-After); 0 when unknown.
+  // when they fall below the limit again (projections::rate_window, for Retry-After); 0 when
+  // unknown (the whole window is assumed).
   std::uint32_t ip_attempts = 0;
   std::int64_t ip_window_frees_at = 0;
   // nullopt: no account has this email.
   std::optional<LoginAccount> account;
-  // Unknown email only: failures for this email hash within login_lock_micros, and the time of
-  // the oldest of them.
+  // Unknown email only: failures for this email hash within login_lock_micros, and when they
+  // fall below login_failures_to_lock again (the stand-in lock's end; 0 when unknown).
   std::uint32_t unknown_email_failures = 0;
-  std::int64_t unknown_email_first_failure = 0;
+  std::int64_t unknown_email_unlocks_at = 0;
   // Whether the password matched the stored hash (false for an unknown email: a dummy hash
   // was verified instead, so the time taken is the same).
   bool password_ok = false;
@@ -127,7 +132,7 @@ struct OtpState {
   // The account is locked (in force at `now`); INT64_MAX = until an admin unlocks.
   std::optional<std::int64_t> locked_until;
   // Validations (successes and failures) for this email within the validation window, and
-  // when the oldest leaves it.
+  // when they fall below the limit again (0 when unknown: the whole window).
   std::uint32_t validations = 0;
   std::int64_t validations_free_at = 0;
   // Failures for this email within the failure window (before this attempt).

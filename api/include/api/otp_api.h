@@ -7,11 +7,11 @@
 //       check): a Reauth code for POST /v1/auth/reauth, mailed
 //       to the caller's own address (the body, and any email in it, is ignored); a bad token
 //       answers 401. A new code replaces the previous one of its purpose.
-//       Mail bounds, both SILENT (still 202, nothing issued or sent): at most
-//       otp_requests_per_user codes per account and otp_requests_per_ip codes per client IP
-//       per otp_request_window_micros. No 429 here: the per-IP count can only count codes
-//       actually issued (an unknown address leaves no event), so a 429 from it would tell a
-//       known address from an unknown one.
+//       At most otp_requests_per_user codes per account per otp_request_window_micros, SILENT
+//       (still 202, nothing issued or sent): a 429 would tell a known address. Without a token,
+//       at most otp_requests_per_ip requests per client IP per window, whatever the address,
+//       counted in memory (request_limiter.h), then 429 rate_limited with Retry-After: that
+//       count includes unknown addresses, so its 429 tells nothing about any.
 //   POST /v1/auth/otp/verify    {email, code} -> token pair, like POST /v1/auth/login
 //       (OtpVerified + LoginSucceeded{method Otp} + SessionStarted). 401 invalid_code (also
 //       for an unknown address, recorded as OtpFailed under "anon:" + hex(email hash)),
@@ -82,6 +82,7 @@ class OtpApi {
   IdentityConfig config_;
   OtpConfig otp_;
   OtpHooks hooks_;
+  RequestLimiter request_limiter_;
 };
 
 // The user a live reauth token (header X-Reauth-Token) was granted to, or nullopt (unknown,

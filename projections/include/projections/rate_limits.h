@@ -13,9 +13,9 @@
 // (the subject), RateLimited keys the event's key_hash. Each apply() appends the event's time,
 // drops times older than kRateWindowMaxMicros before it and keeps at most kRateMaxSamples
 // newest, so the value is a function of the events alone (deterministic, rebuild-identical).
-// A reader asks "how many in the last W at now" with count_in_window(); W may be anything up to
-// kRateWindowMaxMicros (the longest window API.md uses: OTP failures per hour) and counts
-// saturate at kRateMaxSamples (far above every limit API.md sets, 100/s per user included).
+// A reader asks "how many in the last W at now" with rate_count() or rate_window(); W may be
+// anything up to kRateWindowMaxMicros (the longest window API.md uses: OTP failures per hour) and
+// counts saturate at kRateMaxSamples (far above every limit API.md sets, 100/s per user included).
 // An entry expires kRateWindowMaxMicros after its newest time: by then it counts zero for every
 // window, and apply() would drop all of its times anyway, so cleanup deleting it earlier than a
 // rebuild would changes nothing (projection.h).
@@ -23,15 +23,19 @@
 // Scopes (what counts, and under which key):
 //   login.failure.email  LoginFailed, by email_hash        login.failure.user  LoginFailed
 //   login.attempt.ip     LoginFailed and LoginSucceeded, by Source.ip_hash
-//   otp.request.user     OtpIssued                         otp.request.ip      OtpIssued
+//   otp.request.user     OtpIssued
 //   otp.failure.user     OtpFailed (emptied by AccountUnlocked: an admin's unlock starts the
 //                        lockout count afresh, or the next wrong code would lock again at once)
 //   otp.validation.user  OtpFailed and OtpVerified (002: validations per email; the subject is
 //                        the account, or "anon:"+hex(email hash) for an unknown address)
-//   reset.request.user   PasswordResetRequested            reset.request.ip    same, by IP
+//   reset.request.user   PasswordResetRequested
 //   verify.request.user  EmailVerificationIssued
 //   exclusive.user       ExclusiveActionValidated and ExclusiveRequestRejected
 //   limited.<scope>      RateLimited{scope}, by its key_hash (when and how often a limit fired)
+// The per-IP limits of the routes that answer 202 for any address (forgot, resend, OTP request)
+// are not counted here: those routes record events for known addresses only, so such counts
+// would tell addresses apart (api/request_limiter.h counts every request instead). Their scope
+// names below still name their RateLimited events.
 #pragma once
 
 #include "projections/projection.h"
@@ -48,12 +52,13 @@ inline constexpr const char* kScopeLoginFailureEmail = "login.failure.email";
 inline constexpr const char* kScopeLoginFailureUser = "login.failure.user";
 inline constexpr const char* kScopeLoginAttemptIp = "login.attempt.ip";
 inline constexpr const char* kScopeOtpRequestUser = "otp.request.user";
-inline constexpr const char* kScopeOtpRequestIp = "otp.request.ip";
+inline constexpr const char* kScopeOtpRequestIp = "otp.request.ip";  // RateLimited only
 inline constexpr const char* kScopeOtpFailureUser = "otp.failure.user";
 inline constexpr const char* kScopeOtpValidationUser = "otp.validation.user";
 inline constexpr const char* kScopeResetRequestUser = "reset.request.user";
-inline constexpr const char* kScopeResetRequestIp = "reset.request.ip";
+inline constexpr const char* kScopeResetRequestIp = "reset.request.ip";  // RateLimited only
 inline constexpr const char* kScopeVerifyRequestUser = "verify.request.user";
+inline constexpr const char* kScopeVerifyRequestIp = "verify.request.ip";  // RateLimited only
 inline constexpr const char* kScopeExclusiveUser = "exclusive.user";
 inline constexpr const char* kScopeLimitedPrefix = "limited.";
 
@@ -69,13 +74,20 @@ class RateLimitsProjection final : public Projection {
 
 // The key prefix of one (scope, key) counter; its entries add the partition.
 std::string rate_key(std::string_view scope, std::string_view key);
-// Events in (now - window, now] recorded in one stored value; malformed values count zero.
-std::uint32_t count_in_window(std::string_view value, std::int64_t now_micros,
-                              std::int64_t window_micros);
-// The same, read from the store and added up over partitions. Errc::invalid_argument for a window
-// longer than the stored one.
+// Events in (now - window, now], read from the store and added up over partitions.
+// Errc::invalid_argument for a window longer than the stored one.
 Result<std::uint32_t> rate_count(const ProjectionStore& store, std::string_view scope,
                                  std::string_view key, std::int64_t now_micros,
                                  std::int64_t window_micros);
+// The count, and for a limit it has reached, when it falls below that limit again if nothing
+// more is recorded: the instant the limit-th newest time leaves the window. That
+// is the exact Retry-After of a sliding-window limit, rather than the whole window.
+struct RateWindow {
+  std::uint32_t count = 0;
+  std::int64_t below_limit_at = 0;  // 0 when count < limit
+};
+Result<RateWindow> rate_window(const ProjectionStore& store, std::string_view scope,
+                               std::string_view key, std::int64_t now_micros,
+                               std::int64_t window_micros, std::uint32_t limit);
 
 }  // namespace sechex::projections

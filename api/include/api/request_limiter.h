@@ -1,0 +1,65 @@
+// Per-client request limits for the routes that answer 202 whatever the email (password forgot,
+// verification resend, OTP request).
+//
+// Those routes record an event only when they mail a known account, so a limit counted from
+// the projections would count known addresses only, and its 429 would tell a known address
+// from an unknown one. This limiter counts every well-formed request of a client instead,
+// whatever it names, so its 429 says nothing about any address. The per-account mail caps stay
+// in the projections (silent, still 202).
+//
+// A sliding window of `limit` requests per `window` per key (the client IP's keyed hash).
+// Refused requests are not counted: a client that waits Retry-After gets in. Counts live in
+// memory only, per process: a restart forgets them, and each Kafka node counts its own
+// clients. At most `max_keys` clients are tracked; beyond that, keys whose window has passed
+// are dropped first, then arbitrary ones (a client with that many addresses is past any
+// per-address limit anyway).
+//
+// Thread-safety: check() may be called from any thread (one mutex; the work under it is a map
+// lookup and a few integers).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace sechex::api {
+
+class RequestLimiter {
+ public:
+  struct Verdict {
+    bool allowed = true;
+    // Refused: when the oldest counted request leaves the window (the earliest retry), and
+    // whether this is the first refusal since the client was last allowed (audit it once per
+    // burst rather than per request).
+    std::int64_t retry_at_micros = 0;
+    bool first_refusal = false;
+  };
+
+  // A limit of 0 is taken as 1.
+  RequestLimiter(std::uint32_t limit, std::int64_t window_micros, std::size_t max_keys = 100'000);
+
+  // Counts the request when allowed.
+  Verdict check(std::string_view key, std::int64_t now_micros);
+
+  std::uint32_t limit() const { return limit_; }
+  std::int64_t window_micros() const { return window_; }
+
+ private:
+  struct Entry {
+    std::deque<std::int64_t> times;  // allowed requests in the window, ascending
+    bool refused = false;            // refused since the last allowed request
+  };
+  void make_room(std::int64_t now_micros);
+
+  const std::uint32_t limit_;
+  const std::int64_t window_;
+  const std::size_t max_keys_;
+  std::mutex mu_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+}  // namespace sechex::api
