@@ -102,7 +102,9 @@ def http_rows(path, raw_rocks_100):
 
 def identity_rows(path):
     """identity_bench.py: logins against raw Argon2id on two threads measured around them;
-    refresh and /v1/me against the bare Beast server of the same run."""
+    refresh, /v1/me and OTP verify against the bare Beast server of the same run (OTP verify
+    also against the refresh rate of the run: comparable work, a durable append and a token
+    pair)."""
     with open(path) as f:
         h = json.load(f)
     ref = h["raw_healthz"]
@@ -130,7 +132,26 @@ def identity_rows(path):
               f"core), p99 {r['p99_us'] / 1000:.2f} ms{errors(r)} | bare Beast GET "
               f"{ref['rps']:,.0f} req/s, p99 {ref['p99_us'] / 1000:.2f} ms | "
               f"{r['ok_rps'] / ref['rps']:.3f}x reference req/s |")
-    print("| OTP verify | TODO: OTP routes not merged yet | | |")
+    otp = h.get("otp_verify")
+    if not otp or "skipped" in otp:
+        print(f"| OTP verify | not measured: {otp['skipped'] if otp else 'not in this JSON'} | | |")
+    else:
+        rf, rounds = h["refresh"], otp["rounds"]
+        bad = sum(r["errors"] + r["errors_connect"] + r["errors_read"] + r["errors_timeout"]
+                  for r in rounds)
+        rates = ", ".join(f"{r['ok_per_s']:,.0f}" for r in rounds)
+        p99s = ", ".join(f"{r['p99_us'] / 1000:.1f}" for r in rounds)
+        cpu = sorted(r["ledgerd_cpu_ms_per_verify"] for r in rounds)[len(rounds) // 2]
+        print(f"| POST /v1/auth/otp/verify, successful, each fresh code once ({otp['accounts']:,}"
+              f" accounts x {len(rounds)} rounds, {rounds[0]['lines']:,} codes a round; "
+              f"{h['connections']} conns, wrk {h['wrk_threads']} threads) | "
+              f"{otp['median_ok_per_s']:,.0f} verifies/s ({otp['median_ok_per_s'] / cores:,.0f}"
+              f" per core; rounds {rates}), p99 {otp['median_p99_us'] / 1000:.2f} ms (rounds "
+              f"{p99s}), {bad} errors; ledgerd CPU {cpu:.2f} ms per verify | bare Beast GET "
+              f"{ref['rps']:,.0f} req/s, p99 {ref['p99_us'] / 1000:.2f} ms; refresh, same run "
+              f"{rf['ok_rps']:,.0f} req/s, p99 {rf['p99_us'] / 1000:.2f} ms | "
+              f"{otp['median_ok_per_s'] / ref['rps']:.3f}x reference req/s; "
+              f"{otp['median_ok_per_s'] / rf['ok_rps']:.2f}x refresh |")
     print(f"load average: start {', '.join(f'{x:.1f}' for x in h['loadavg_start'])}; end "
           f"{', '.join(f'{x:.1f}' for x in h['loadavg_end'])}")
 
