@@ -194,6 +194,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> trusted_proxies;
   api::PasswordHasher::Options password_options;
   api::identity::Limits identity_limits;
+  std::int64_t session_idle_seconds = identity_limits.idle_micros / api::identity::kSecondMicros;
+  std::int64_t remember_me_idle_seconds =
+      identity_limits.remember_me_idle_micros / api::identity::kSecondMicros;
   desc.add_options()("trusted-proxy", po::value(&trusted_proxies),
                      "CIDR, repeatable: proxies whose X-Forwarded-For names the client")(
       "otp-validations-per-window",
@@ -201,6 +204,11 @@ int main(int argc, char** argv) {
           ->default_value(identity_limits.otp_validations_per_window),
       "OTP validations allowed per address per 15 minutes (spec 002: 5); the lockout after "
       "more than 10 failures in an hour applies whatever this is")(
+      "session-idle", po::value(&session_idle_seconds)->default_value(session_idle_seconds),
+      "seconds without an authenticated request after which a session ends (spec 002: 24 h)")(
+      "session-idle-remember-me",
+      po::value(&remember_me_idle_seconds)->default_value(remember_me_idle_seconds),
+      "the same for sessions started with rememberMe (API.md: 7 d); at least --session-idle")(
       "password-memory-kib",
       po::value(&password_options.params.m_cost_kib)
           ->default_value(password_options.params.m_cost_kib),
@@ -318,6 +326,22 @@ int main(int argc, char** argv) {
   }
 
   if (skew_seconds < 0 || skew_seconds > 600) return fail("--clock-skew must be 0..600 seconds");
+  // Session idle windows (spec 002 "Session Idle Timeout"); a year bounds them far from overflow.
+  constexpr std::int64_t kMaxIdleSeconds = 366LL * 24 * 3600;
+  if (session_idle_seconds <= 0 || session_idle_seconds > kMaxIdleSeconds) {
+    return fail("--session-idle must be 1.." + std::to_string(kMaxIdleSeconds) + " seconds");
+  }
+  if (remember_me_idle_seconds <= 0 || remember_me_idle_seconds > kMaxIdleSeconds) {
+    return fail("--session-idle-remember-me must be 1.." + std::to_string(kMaxIdleSeconds) +
+                " seconds");
+  }
+  if (remember_me_idle_seconds < session_idle_seconds) {
+    return fail("--session-idle-remember-me (" + std::to_string(remember_me_idle_seconds) +
+                " s) must be at least --session-idle (" + std::to_string(session_idle_seconds) +
+                " s)");
+  }
+  identity_limits.idle_micros = session_idle_seconds * api::identity::kSecondMicros;
+  identity_limits.remember_me_idle_micros = remember_me_idle_seconds * api::identity::kSecondMicros;
   if (log_kind != "embedded" && log_kind != "kafka") return fail("--log must be embedded or kafka");
   const bool kafka_mode = log_kind == "kafka";
   if (kafka_mode && kafka_brokers.empty()) return fail("--log kafka needs --kafka-brokers");
@@ -556,7 +580,8 @@ int main(int argc, char** argv) {
           },
       .mail_queued = [&] { mail_worker.notify(); },
       .csrf = &csrf};
-  // 002 "Active session tracking": activity extends a session, recorded at most once a minute.
+  // 002 "Active session tracking": activity extends a session, recorded at most once a minute
+  // (or a quarter of --session-idle when that is shorter, session_activity.h).
   api::SessionActivity activity(commands, *keys, clock, identity_config.limits);
   auth.on_authenticated([&](const api::Principal& who) { activity.seen(who); });
   api::IdentityApi identity_api(identity_deps, identity_config);

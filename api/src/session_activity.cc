@@ -1,5 +1,6 @@
 #include "api/session_activity.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "ledger/event_builder.h"
@@ -13,7 +14,13 @@ SessionActivity::SessionActivity(CommandPath& commands, ledger::KeyStore& keys, 
       keys_(keys),
       clock_(clock),
       limits_(limits),
-      interval_(interval_micros) {}
+      interval_(effective_interval(limits, interval_micros)) {}
+
+std::int64_t SessionActivity::effective_interval(const identity::Limits& limits,
+                                                 std::int64_t interval_micros) {
+  const auto idle = std::min(limits.idle_micros, limits.remember_me_idle_micros);
+  return std::max<std::int64_t>(1, std::min(interval_micros, idle / 4));
+}
 
 SessionActivity::~SessionActivity() { stop(); }
 

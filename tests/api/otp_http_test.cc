@@ -7,169 +7,32 @@
 // unit-tested on decide_otp in identity_decide_test.cc.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <atomic>
 #include <boost/beast/http.hpp>
 #include <chrono>
-#include <filesystem>
 #include <nlohmann/json.hpp>
-#include <regex>
-#include <sstream>
 #include <thread>
 
-#include "support/http.h"
-#include "support/process.h"
+#include "support/ledgerd_fixture.h"
 
 namespace sechex::api {
 namespace {
 
 namespace http = boost::beast::http;
 using json = nlohmann::json;
-using testing::slurp;
 using namespace std::chrono_literals;
 
-constexpr const char* kPassword = "Tr0ub4dor&3x";
-
-// The fixture of identity_http_test.cc, trimmed to what these tests use.
-class Otp : public ::testing::Test {
+// The shared fixture (support/ledgerd_fixture.h) and the OTP routes.
+class Otp : public testing::LedgerdHttpTest {
  protected:
-  void start(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> args = {SECHEX_LEDGERD, "--data-dir",   data(), "--listen",
-                                     "127.0.0.1:0",  "--partitions", "4",    "--trusted-proxy",
-                                     "127.0.0.1"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    proc_ = testing::spawn(args, dir_.sub("err"));
-    port_ = testing::wait_for_serving_port(proc_);
-    ASSERT_NE(port_, 0) << slurp(proc_.err_path);
-  }
-  void TearDown() override { stop(); }
-  int stop() {
-    if (proc_.pid <= 0) return -1;
-    ::kill(proc_.pid, SIGTERM);
-    const auto code = testing::wait_exit(proc_.pid);
-    proc_.pid = -1;
-    return code;
-  }
-  std::string data() const { return dir_.sub("data"); }
-  std::string log() const { return slurp(proc_.err_path); }
-
-  // Every call comes from a new client IP unless `ip` is given.
-  testing::HttpReply call(http::verb verb, const std::string& target, const json& body = nullptr,
-                          const std::string& token = "", std::string ip = "") {
-    if (ip.empty()) ip = "198.51.100." + std::to_string(1 + next_ip_++ % 250);
-    return testing::http_call_with(port_, verb, target, {{"X-Forwarded-For", ip}}, token,
-                                   body.is_null() ? "" : body.dump(), 30s);
-  }
-  testing::HttpReply post(const std::string& target, const json& body,
-                          const std::string& token = "") {
-    return call(http::verb::post, target, body, token);
-  }
-  static json data_of(const testing::HttpReply& r) { return json::parse(r.body)["data"]; }
-  static json error_of(const testing::HttpReply& r) { return json::parse(r.body)["error"]; }
-  static std::string header(const testing::HttpReply& r, const std::string& name) {
-    const auto it = r.headers.find(name);
-    return it == r.headers.end() ? "" : it->second;
-  }
-
-  testing::RunResult ctl(std::vector<std::string> args) {
-    args.insert(args.begin(), {SECHEX_LEDGERCTL, "--data-dir", data()});
-    return testing::run(args, {"SECHEX_KEK="});
-  }
-  std::string admin_token() {
-    const auto issued = ctl({"tokens", "issue", "--role", "admin"});
-    EXPECT_EQ(issued.code, 0) << issued.err;
-    return issued.out.empty() ? "" : issued.out.substr(0, issued.out.size() - 1);
-  }
-
-  // The mails to `to` in the outbox, oldest first, once there are at least `n`.
-  std::vector<std::string> mails_to(const std::string& to, std::size_t n) {
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    const auto outbox = std::filesystem::path(data()) / "outbox";
-    std::vector<std::pair<std::filesystem::file_time_type, std::string>> mails;
-    while (std::chrono::steady_clock::now() < deadline) {
-      mails.clear();
-      std::error_code ec;
-      for (const auto& e : std::filesystem::directory_iterator(outbox, ec)) {
-        if (e.path().extension() != ".eml") continue;
-        auto text = slurp(e.path().string());
-        if (text.find("<" + to + ">") != std::string::npos ||
-            text.find("To: " + to) != std::string::npos) {
-          mails.emplace_back(e.last_write_time(), std::move(text));
-        }
-      }
-      if (mails.size() >= n) break;
-      std::this_thread::sleep_for(50ms);
-    }
-    std::sort(mails.begin(), mails.end());
-    std::vector<std::string> out;
-    for (auto& m : mails) out.push_back(std::move(m.second));
-    return out;
-  }
-  std::size_t mail_count(const std::string& to) { return mails_to(to, 0).size(); }
-  static std::string token_in(const std::string& mail) {
-    std::smatch m;
-    return std::regex_search(mail, m, std::regex(R"(\?token=([A-Za-z0-9_-]+))")) ? m[1].str() : "";
-  }
-  // API.md: the 8-digit code on a line of its own.
-  static std::string code_in(const std::string& mail) {
-    std::istringstream lines(mail);
-    std::string line;
-    while (std::getline(lines, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (std::regex_match(line, std::regex("[0-9]{8}"))) return line;
-    }
-    return "";
-  }
-  // The code of the `nth` mail to `to` (1 = the first ever sent to it).
-  std::string nth_code(const std::string& to, std::size_t nth) {
-    const auto mails = mails_to(to, nth);
-    EXPECT_GE(mails.size(), nth) << log();
-    return mails.size() >= nth ? code_in(mails[nth - 1]) : "";
-  }
-
-  // A registered, verified account (its verification mail is mail 1): its user id.
-  std::string verified(const std::string& email) {
-    const auto reg =
-        post("/v1/auth/register", {{"email", email}, {"password", kPassword}, {"consent", true}});
-    EXPECT_EQ(reg.status, 201u) << reg.body;
-    if (reg.status != 201u) return "";
-    const auto mails = mails_to(email, 1);
-    EXPECT_FALSE(mails.empty()) << log();
-    if (mails.empty()) return "";
-    const auto v = post("/v1/auth/verify-email", {{"token", token_in(mails[0])}});
-    EXPECT_EQ(v.status, 200u) << v.body;
-    return v.status == 200u ? data_of(reg)["userId"].get<std::string>() : "";
-  }
-  testing::HttpReply login(const std::string& email, const std::string& password) {
-    return post("/v1/auth/login", {{"email", email}, {"password", password}});
-  }
-  std::string access_token(const std::string& email) {
-    const auto in = login(email, kPassword);
-    EXPECT_EQ(in.status, 200u) << in.body;
-    return in.status == 200u ? data_of(in)["accessToken"].get<std::string>() : "";
-  }
   testing::HttpReply request_code(const std::string& email) {
     return post("/v1/auth/otp/request", {{"email", email}});
   }
   testing::HttpReply verify(const std::string& email, const std::string& code) {
     return post("/v1/auth/otp/verify", {{"email", email}, {"code", code}});
   }
-  std::size_t audit_count(const std::string& admin, const std::string& user,
-                          const std::string& type) {
-    const auto r =
-        call(http::verb::get, "/v1/admin/audit?userId=" + user + "&type=" + type + "&limit=1000",
-             nullptr, admin);
-    EXPECT_EQ(r.status, 200u) << r.body;
-    return r.status == 200u ? data_of(r)["entries"].size() : 0;
-  }
   static std::string wrong(const std::string& code) {
     return code == "00000000" ? "00000001" : "00000000";
   }
-
-  testing::TempDir dir_;
-  testing::Process proc_;
-  std::uint16_t port_ = 0;
-  std::atomic<int> next_ip_{1};
 };
 
 // 002 "Strong OTP Generation" / "OTP code generation": 8 digits on a line of their own, mailed

@@ -1,5 +1,6 @@
 // 002 "Active session tracking" / "Session activity window" and API.md ("lastSeen written at
-// most once a minute per session, not on every request"): activity extends the idle expiry.
+// most once a minute per session, not on every request"): activity extends the idle expiry; a
+// short idle window (ledgerd --session-idle) shortens the throttle to a quarter of it.
 #include "api/session_activity.h"
 
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@ namespace sechex::api {
 namespace {
 
 using identity::kDayMicros;
+using identity::kMinuteMicros;
 using identity::kSecondMicros;
 
 class SessionActivityTest : public ::testing::Test {
@@ -26,7 +28,10 @@ class SessionActivityTest : public ::testing::Test {
         commands_(*ledger_.log, *store_),
         activity_(commands_, *ledger_.keys, clock_, identity::Limits{}) {}
 
-  void start_session(const std::string& user, const std::string& sid, bool remember_me) {
+  // `idle_micros` 0: the default windows (1 d, 7 d with rememberMe).
+  void start_session(const std::string& user, const std::string& sid, bool remember_me,
+                     std::int64_t idle_micros = 0) {
+    if (idle_micros == 0) idle_micros = (remember_me ? 7 : 1) * kDayMicros;
     ASSERT_TRUE(
         commands_.run(commands_.partition_for(user), [&]() -> Result<std::vector<ledger::Bytes>> {
           ledger::EventBuilder b(nullptr, {.subject = user,
@@ -36,10 +41,9 @@ class SessionActivityTest : public ::testing::Test {
                                            .ip = std::nullopt,
                                            .user_agent = std::nullopt});
           auto& f = b.fbb();
-          SECHEX_TRY(auto e,
-                     b.finish(schema::CreateSessionStarted(
-                         f, f.CreateString(sid), f.CreateString("fam-" + sid), 0, remember_me,
-                         clock_.now_micros() + (remember_me ? 7 : 1) * kDayMicros, 0)));
+          SECHEX_TRY(auto e, b.finish(schema::CreateSessionStarted(
+                                 f, f.CreateString(sid), f.CreateString("fam-" + sid), 0,
+                                 remember_me, clock_.now_micros() + idle_micros, 0)));
           return std::vector<ledger::Bytes>{std::move(e)};
         }));
   }
@@ -105,6 +109,54 @@ TEST_F(SessionActivityTest, TheWorkerThreadRecordsAndStopsPromptly) {
   }
   EXPECT_EQ(session("s4")["last_seen"], clock_.now_micros());
   activity_.stop();
+}
+
+TEST_F(SessionActivityTest, TheThrottleIsAQuarterOfAShortIdleWindowAndAMinuteOtherwise) {
+  identity::Limits limits;
+  EXPECT_EQ(SessionActivity::effective_interval(limits, kMinuteMicros), kMinuteMicros);
+  EXPECT_EQ(activity_.interval_micros(), kMinuteMicros);
+  limits.idle_micros = 4 * kSecondMicros;
+  limits.remember_me_idle_micros = 20 * kSecondMicros;
+  EXPECT_EQ(SessionActivity::effective_interval(limits, kMinuteMicros), kSecondMicros)
+      << "the shorter window decides";
+  limits.idle_micros = 10 * kMinuteMicros;
+  limits.remember_me_idle_micros = kDayMicros;
+  EXPECT_EQ(SessionActivity::effective_interval(limits, kMinuteMicros), kMinuteMicros);
+  limits.idle_micros = 2;
+  EXPECT_EQ(SessionActivity::effective_interval(limits, kMinuteMicros), 1) << "never zero";
+}
+
+// 002 "Session activity window" with a 4 s idle window: a request every 1.5 s is recorded each
+// time (a minute's throttle would record only the first, and the session would lapse 4 s after
+// it while in use), so the session stays valid; 4 s without a request end it for good.
+TEST_F(SessionActivityTest, AShortIdleWindowKeepsAnActiveSessionAliveAndEndsAnIdleOne) {
+  identity::Limits limits;
+  limits.idle_micros = 4 * kSecondMicros;
+  limits.remember_me_idle_micros = 8 * kSecondMicros;
+  SessionActivity activity(commands_, *ledger_.keys, clock_, limits);
+  ASSERT_EQ(activity.interval_micros(), kSecondMicros);
+  start_session("eve", "s5", false, limits.idle_micros);
+  const Principal eve{"eve", "s5", {}, 0};
+  auto active = [&] {
+    return projections::is_session_active(
+        store_->get(projections::kSessionsCf, "s5").value().value_or(""), clock_.now_micros());
+  };
+  for (int i = 0; i < 6; ++i) {  // 9 s of use, more than twice the window
+    clock_.advance_micros(1'500'000);
+    ASSERT_TRUE(active()) << i;
+    activity.seen(eve);
+    EXPECT_EQ(activity.drain(), 1u) << i;
+    EXPECT_EQ(session("s5")["idle_expires_at"], clock_.now_micros() + limits.idle_micros) << i;
+  }
+  clock_.advance_micros(500'000);
+  activity.seen(eve);  // within the interval: not recorded again
+  EXPECT_EQ(activity.drain(), 0u);
+  EXPECT_TRUE(active());
+  clock_.advance_micros(3'500'000);  // 4 s after the last recorded request
+  EXPECT_FALSE(active());
+  activity.seen(eve);
+  EXPECT_EQ(activity.drain(), 0u) << "an idle-expired session is not revived";
+  EXPECT_FALSE(active());
 }
 
 }  // namespace

@@ -17,7 +17,8 @@ namespace sechex::testing {
 struct HttpReply {
   unsigned status = 0;  // 0: no answer (connection refused or reset, or `timeout` passed)
   std::string body;
-  std::map<std::string, std::string> headers;  // names lower-cased
+  std::map<std::string, std::string> headers;  // names lower-cased; the last of a repeated one
+  std::vector<std::string> set_cookies;        // every Set-Cookie value, in order
 };
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -67,6 +68,7 @@ inline HttpReply http_call_with(std::uint16_t port, boost::beast::http::verb ver
       std::string name(field.name_string());
       for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       out.headers[name] = std::string(field.value());
+      if (name == "set-cookie") out.set_cookies.emplace_back(field.value());
     }
   } catch (const std::exception&) {
     out.status = 0;

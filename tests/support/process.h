@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,6 +59,17 @@ inline ExecPlan plan_exec(const std::vector<std::string>& argv,
   return p;
 }
 
+// In the child, right after fork(): SIGKILL when the test binary dies (a crash, an abort, a
+// timeout's kill), so no ledgerd outlives it as an orphan holding ports and temp dirs. `parent`
+// is the test's pid taken before fork(): if it died before prctl() took effect, the child has
+// been reparented already and must go now. prctl() and getppid() are async-signal-safe.
+// Linux delivers the signal when the *thread* that forked exits, so a child spawned from a
+// short-lived std::thread dies with that thread: spawn background processes from the thread that
+// owns them (the test body or fixture).
+inline void die_with_parent(pid_t parent) {
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(127);
+}
+
 // In the child, after the fd plumbing: async-signal-safe only.
 [[noreturn]] inline void exec_child(const ExecPlan& p) {
   ::execve(p.argv[0], p.argv.data(), p.envp.data());
@@ -84,8 +96,10 @@ inline RunResult run(const std::vector<std::string>& argv,
   TempDir io;
   const auto out_path = io.sub("out"), err_path = io.sub("err");
   const auto plan = detail::plan_exec(argv, env);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid == 0) {
+    detail::die_with_parent(parent);
     const int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     const int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(o, STDOUT_FILENO);
@@ -99,23 +113,29 @@ inline RunResult run(const std::vector<std::string>& argv,
   return r;
 }
 
-// A background process with stderr going to `err_path`.
+// A background process with stderr going to `err_path`; killed (SIGKILL) if the test binary
+// dies first (detail::die_with_parent).
 struct Process {
   pid_t pid = -1;
   std::string err_path;
 };
 
+// `err_path` is truncated before spawn() returns (opened here, not in the child), so a reader
+// such as wait_for_serving_port never sees what an earlier process left in the same file.
 inline Process spawn(const std::vector<std::string>& args, const std::string& err_path,
                      const std::vector<std::string>& env = {"SECHEX_KEK="}) {
   Process p;
   p.err_path = err_path;
   const auto plan = detail::plan_exec(args, env);
+  const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  const pid_t parent = ::getpid();
   p.pid = ::fork();
   if (p.pid == 0) {
-    const int fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(fd, STDERR_FILENO);
+    detail::die_with_parent(parent);
+    ::dup2(err, STDERR_FILENO);  // the copy does not inherit O_CLOEXEC
     detail::exec_child(plan);
   }
+  if (err >= 0) ::close(err);
   return p;
 }
 
