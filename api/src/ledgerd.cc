@@ -439,6 +439,20 @@ int main(int argc, char** argv) {
     keys = std::move(k).value();
     log_holder = std::move(opened).value();
   }
+  // Checked against the ledger (both modes) before anything hashes with it: a different key
+  // would make every known email, code and token look unknown, silently.
+  auto lookup_key = ledger::load_lookup_key(dir);
+  if (!lookup_key) return fail("lookup-hash key: " + lookup_key.error().message());
+  if (auto r = keys->check_lookup_key(lookup_key.value()); !r) {
+    return fail(r.error() == ledger::Errc::key_invalid
+                    ? "refusing to start: " + ledger::lookup_key_source(dir) +
+                          " is not the lookup-hash key this ledger was first started with, so "
+                          "known emails would look unknown; copy keys/lookup-key from the data "
+                          "directory of the node that first started this ledger (or from its "
+                          "backup), or set SECHEX_LOOKUP_KEY to its contents, and start again"
+                    : "cannot check the lookup-hash key: " + r.error().message() +
+                          (kafka != nullptr ? " " + kafka->last_error() : std::string()));
+  }
   ledger::Log& log = *log_holder;
   auto ownership = api::PartitionOwnership::resolve(log.partition_count(), ownership_flags.value(),
                                                     &ownership_error);
@@ -524,8 +538,6 @@ int main(int argc, char** argv) {
                       .Add({});
   auto proxies = api::TrustedProxies::parse(trusted_proxies);
   if (!proxies) return fail("--trusted-proxy: not an address or CIDR range");
-  auto lookup_key = ledger::load_lookup_key(dir);
-  if (!lookup_key) return fail("lookup-hash key: " + lookup_key.error().message());
   const api::LookupHasher lookup(lookup_key.value());
   auto hasher = api::PasswordHasher::create(password_options);
   if (!hasher) return fail("password hashing: " + hasher.error().message());

@@ -72,10 +72,21 @@ Result<Kek> load_kek(const DataDir& dir, const std::string& kek_file) {
   return Kek::from_file(kek_file.empty() ? dir.kek_file() : kek_file);
 }
 
-Result<Kek> load_lookup_key(const DataDir& dir) {
+namespace {
+bool lookup_key_from_env() {
   const char* env = std::getenv("SECHEX_LOOKUP_KEY");
-  if (env != nullptr && *env != '\0') return Kek::from_env("SECHEX_LOOKUP_KEY");
+  return env != nullptr && *env != '\0';
+}
+}  // namespace
+
+Result<Kek> load_lookup_key(const DataDir& dir) {
+  if (lookup_key_from_env()) return Kek::from_env("SECHEX_LOOKUP_KEY");
   return Kek::from_file(dir.lookup_key_file());
+}
+
+std::string lookup_key_source(const DataDir& dir) {
+  return lookup_key_from_env() ? "SECHEX_LOOKUP_KEY"
+                               : "the lookup-hash key file " + dir.lookup_key_file();
 }
 
 Result<std::string> rotate_signing_key(const DataDir& dir, const std::string& key_name) {

@@ -8,7 +8,6 @@ namespace {
 constexpr std::string_view kDekPrefix = "dek/";
 constexpr std::string_view kErasedPrefix = "erased/";
 constexpr std::string_view kErasedValue = "erased";
-constexpr std::string_view kKekCheckKey = "kek_check";
 
 }  // namespace
 
@@ -119,9 +118,10 @@ Result<AppendResult> KafkaKeys::erase(std::string_view subject, ByteView erased_
   return appended;
 }
 
-Result<std::optional<std::string>> KafkaKeys::kek_check(std::string_view candidate) {
+Result<std::optional<std::string>> KafkaKeys::meta_check(std::string_view name,
+                                                         std::string_view candidate) {
   const std::string c(candidate);
-  return log_.meta_first(kKekCheckKey, read_only_ ? nullptr : &c);
+  return log_.meta_first(name, read_only_ ? nullptr : &c);
 }
 
 }  // namespace sechex::ledger

@@ -109,6 +109,9 @@ Result<void> Kek::generate_file(const std::string& path) {
 namespace {
 
 constexpr std::string_view kCheckAad = "sechex-kek-check/v1";
+constexpr std::string_view kKekCheckName = "kek_check";
+constexpr std::string_view kLookupCheckName = "lookup_key_check";
+constexpr std::string_view kLookupCheckLabel = "sechex lookup-key check v1";
 
 // Embedded mode: keys in the LogStore's `keys` column family, the KEK check in its meta.
 class LogStoreKeys final : public KeyBackend {
@@ -161,15 +164,19 @@ class LogStoreKeys final : public KeyBackend {
     return appended;
   }
 
-  Result<std::optional<std::string>> kek_check(std::string_view candidate) override {
+  Result<std::optional<std::string>> meta_check(std::string_view name,
+                                                std::string_view candidate) override {
+    const rocksdb::Slice key(name.data(), name.size());
+    // Get-then-Put is not atomic, but the store lock admits one writing process, and the
+    // callers (open, ledgerd start-up) store a check at most once per process.
     std::string check;
-    const auto s = log_.raw_db()->Get(rocksdb::ReadOptions(), log_.cf_meta(), "kek_check", &check);
+    const auto s = log_.raw_db()->Get(rocksdb::ReadOptions(), log_.cf_meta(), key, &check);
     if (s.ok()) return std::optional<std::string>(std::move(check));
     if (!s.IsNotFound()) return Errc::io_error;
     if (log_.read_only()) return std::optional<std::string>{};
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    const auto ps = log_.raw_db()->Put(wo, log_.cf_meta(), "kek_check",
+    const auto ps = log_.raw_db()->Put(wo, log_.cf_meta(), key,
                                        rocksdb::Slice(candidate.data(), candidate.size()));
     if (!ps.ok()) return Errc::io_error;
     return std::optional<std::string>(std::string(candidate));
@@ -194,7 +201,8 @@ Result<std::unique_ptr<KeyStore>> KeyStore::open(std::unique_ptr<KeyBackend> bac
   const std::string aad_text(kCheckAad);
   const auto aad = as_bytes(aad_text);
   SECHEX_TRY(auto candidate, wrap(kek.bytes(), aad, zeros));
-  SECHEX_TRY(auto check, backend->kek_check(std::string(candidate.begin(), candidate.end())));
+  SECHEX_TRY(auto check,
+             backend->meta_check(kKekCheckName, std::string(candidate.begin(), candidate.end())));
   if (check) {
     auto opened = unwrap(kek.bytes(), aad, view_of(*check));
     if (!opened || opened.value() != zeros) return Errc::key_invalid;
@@ -271,6 +279,18 @@ Result<Bytes> KeyStore::open_field(std::string_view subject, ByteView event_id,
 Result<bool> KeyStore::is_erased(std::string_view subject) {
   SECHEX_TRY(auto stored, backend_->get(subject));
   return stored.state == KeyBackend::State::erased;
+}
+
+Result<void> KeyStore::check_lookup_key(const Kek& lookup_key) {
+  const std::string label(kLookupCheckLabel);
+  SECHEX_TRY(const auto mine, crypto::hmac_sha256(lookup_key.bytes(), as_bytes(label)));
+  const std::string candidate(mine.begin(), mine.end());
+  SECHEX_TRY(const auto stored, backend_->meta_check(kLookupCheckName, candidate));
+  // Constant time: the stored value is not secret, but comparing MACs this way costs nothing.
+  if (stored && !crypto::constant_time_equal(view_of(*stored), as_bytes(candidate))) {
+    return Errc::key_invalid;
+  }
+  return boost::outcome_v2::success();
 }
 
 Result<AppendResult> KeyStore::erase(std::string_view subject, std::string_view actor,

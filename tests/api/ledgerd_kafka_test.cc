@@ -147,6 +147,7 @@ class Ledgerd {
                                      std::to_string(kPartitions)};
     args.insert(args.end(), extra.begin(), extra.end());
     err_ = root_ + "/ledgerd-" + std::to_string(++starts_) + ".err";
+    exit_code_.reset();
     pid_ = spawn(args, err_);
     const std::regex serving("serving on [0-9.]+:([0-9]+)");
     const auto deadline = Clock::now() + 60s;
@@ -211,6 +212,8 @@ class Ledgerd {
     return out;
   }
   std::uint16_t port() const { return port_; }
+  // How a start() that returned false ended: the exit code when ledgerd exited by itself.
+  std::optional<int> exit_code() const { return exit_code_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
  private:
@@ -218,6 +221,7 @@ class Ledgerd {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) != pid_) return false;
     pid_ = -1;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     return true;
   }
   int stop(int sig) {
@@ -233,6 +237,7 @@ class Ledgerd {
   pid_t pid_ = -1;
   int starts_ = 0;
   std::uint16_t port_ = 0;
+  std::optional<int> exit_code_;
 };
 
 // The personal data app_event() seals for `mark`, as ledgerd shows it once opened.
@@ -1016,6 +1021,39 @@ TEST_F(LedgerdKafka, AccountLifecycleWithGdprErasureOnKafkaKeepsTheChainVerifiab
   const auto verified = ledgerctl_verify(node.data(), brokers(), topic);
   EXPECT_EQ(verified.code, 0) << verified.out << verified.err;
   step("export shows the erasure; the chain verifies");
+}
+
+// A second node whose lookup-hash key (here SECHEX_LOOKUP_KEY) is not the first node's would
+// find no known email in the shared projections' terms: it refuses to start instead, saying
+// what to do; with the first node's key it starts.
+TEST_F(LedgerdKafka, ASecondNodeWithAnotherLookupKeyRefusesToStart) {
+  const auto topic = unique("e2e-lookup-key");
+  Ledgerd a(dir_.sub("a")), b(dir_.sub("b"));
+  ASSERT_TRUE(a.start(brokers(), topic)) << a.log();  // stores the lookup-key check
+  EXPECT_EQ(a.terminate(), 0) << a.log();
+  // B has A's KEK and signing key (copied), and a lookup key of its own from the environment.
+  fs::create_directories(b.data());
+  fs::copy(ledger::DataDir{a.data()}.keys_dir(), ledger::DataDir{b.data()}.keys_dir(),
+           fs::copy_options::recursive);
+  const auto a_key = slurp(ledger::DataDir{a.data()}.lookup_key_file());
+  struct EnvGuard {
+    ~EnvGuard() { ::unsetenv("SECHEX_LOOKUP_KEY"); }
+  } unset_at_end;
+  const auto other = ledger::crypto::base64_encode(ledger::crypto::random_bytes(32).value());
+  ::setenv("SECHEX_LOOKUP_KEY", other.c_str(), 1);
+  ASSERT_FALSE(b.start(brokers(), topic)) << "started with another lookup key\n" << b.log();
+  EXPECT_EQ(b.exit_code(), 2) << b.log();
+  EXPECT_NE(b.log().find("refusing to start: SECHEX_LOOKUP_KEY is not the lookup-hash key this "
+                         "ledger was first started with"),
+            std::string::npos)
+      << b.log();
+  EXPECT_NE(b.log().find("copy keys/lookup-key from the data directory of the node that first"),
+            std::string::npos)
+      << b.log();
+  // The first node's key, through the same variable: B starts.
+  ::setenv("SECHEX_LOOKUP_KEY", a_key.substr(0, a_key.find('\n')).c_str(), 1);
+  ASSERT_TRUE(b.start(brokers(), topic)) << b.log();
+  EXPECT_EQ(b.terminate(), 0) << b.log();
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // ledgerd as a process: starts on its embedded default, serves /healthz and /metrics, stops
-// cleanly on SIGTERM, and refuses unsafe or broken configurations with exit code 2.
+// cleanly on SIGTERM, and refuses unsafe or broken configurations with exit code 2 (among them
+// a lookup-hash key other than the one the ledger was first started with).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <regex>
 #include <thread>
 
+#include "ledger/key_store.h"
 #include "support/process.h"
 #include "support/test_util.h"
 
@@ -159,6 +161,47 @@ TEST(Ledgerd, RefusesUnusableSmtpSettingsBeforeWritingAnything) {
     EXPECT_EQ(slurp(err).find("hunter2"), std::string::npos);
   }
   EXPECT_FALSE(std::filesystem::exists(data)) << "nothing may be written";
+}
+
+TEST(Ledgerd, RefusesToStartWithAnotherLookupKeyThanTheLedgersFirst) {
+  testing::TempDir dir;
+  const auto data = dir.sub("data");
+  const auto key_file = data + "/keys/lookup-key";
+  // The environment must not supply the key: this test is about the file.
+  const std::vector<std::string> env = {"SECHEX_KEK=", "SECHEX_LOOKUP_KEY="};
+  const std::vector<std::string> args = {SECHEX_LEDGERD, "--data-dir", data, "--listen",
+                                         "127.0.0.1:0"};
+  auto start_and_stop = [&](const std::string& err) {
+    auto p = spawn(args, err, env);
+    ASSERT_NE(testing::wait_for_serving_port(p), 0) << slurp(err);
+    ::kill(p.pid, SIGTERM);
+    EXPECT_EQ(wait_exit(p.pid), 0) << slurp(err);
+  };
+  start_and_stop(dir.sub("err1"));  // creates the key and stores its check
+  const auto original = slurp(key_file);
+  ASSERT_FALSE(original.empty());
+
+  // A lost key file regenerated: valid, but not the ledger's.
+  std::filesystem::remove(key_file);
+  ASSERT_TRUE(ledger::Kek::generate_file(key_file));
+  ASSERT_NE(slurp(key_file), original);
+  auto p = spawn(args, dir.sub("err2"), env);
+  EXPECT_EQ(wait_exit(p.pid), 2);
+  const auto err = slurp(dir.sub("err2"));
+  EXPECT_NE(err.find("refusing to start: the lookup-hash key file " + key_file +
+                     " is not the lookup-hash key this ledger was first started with"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find("copy keys/lookup-key from the data directory of the node that first"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(err.find("serving on"), std::string::npos) << err;
+
+  // The original key back: it starts again.
+  std::filesystem::remove(key_file);
+  testing::write_file(key_file, original);
+  ::chmod(key_file.c_str(), 0600);
+  start_and_stop(dir.sub("err3"));
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The key store on Kafka (KafkaKeys, ARCHITECTURE.md "Kafka mode": data keys in a compacted
 // topic; spec 004 FR-036 right to deletion) against a real broker (ctest label `kafka`):
 // keys shared between nodes, erasure atomic with its SubjectErased record and seen by other
-// nodes, the KEK check, and a new writer seeing its predecessor's keys.
+// nodes, the KEK and lookup-key checks, and a new writer seeing its predecessor's keys.
 #include "ledger/kafka_keys.h"
 
 #include <gtest/gtest.h>
@@ -168,6 +168,58 @@ TEST(KafkaKeys, AWrongKekIsRefusedAtOpen) {
   auto wrong = KeyStore::open(std::make_unique<KafkaKeys>(*log), test_kek('z'));
   ASSERT_FALSE(wrong);
   EXPECT_EQ(wrong.error(), Errc::key_invalid);
+}
+
+// The lookup-hash key's check (KeyStore::check_lookup_key): the first "lookup_key_check" record
+// of <topic>.meta, shared by every node.
+TEST(KafkaKeys, TheLookupKeyCheckIsStoredOnceAndAnotherNodesDifferentKeyIsRefused) {
+  REQUIRE_BROKER();
+  const auto topic = unique("keys");
+  auto a = Node::open(topic);
+  ASSERT_TRUE(a.keys);
+  EXPECT_FALSE(a.log->meta_first("lookup_key_check", nullptr).value())
+      << "KeyStore::open alone stores no lookup check";
+  ASSERT_TRUE(a.keys->check_lookup_key(test_kek('l')));
+  const auto first = a.log->meta_first("lookup_key_check", nullptr).value();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->size(), 32u);
+  const std::string raw(32, 'l');
+  EXPECT_EQ(first->find(raw), std::string::npos) << "the check must not be the key";
+  EXPECT_TRUE(a.keys->check_lookup_key(test_kek('l'))) << "same key again";
+
+  // Another node (another process, another data dir) with the same key passes...
+  auto b = Node::open(topic);
+  ASSERT_TRUE(b.keys);
+  EXPECT_TRUE(b.keys->check_lookup_key(test_kek('l')));
+  // ...one with a different key is refused, and its key never replaces the first check.
+  auto c = Node::open(topic);
+  ASSERT_TRUE(c.keys);
+  const auto refused = c.keys->check_lookup_key(test_kek('m'));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), Errc::key_invalid);
+  EXPECT_EQ(c.log->meta_first("lookup_key_check", nullptr).value(), first);
+  EXPECT_TRUE(Node::open(topic).keys->check_lookup_key(test_kek('l')));
+}
+
+TEST(KafkaKeys, AReaderWritesNoLookupKeyCheckButComparesWithAStoredOne) {
+  REQUIRE_BROKER();
+  const auto topic = unique("keys");
+  auto a = Node::open(topic);  // the ledger and its KEK check, no lookup check yet
+  ASSERT_TRUE(a.keys);
+  {
+    auto reader = Node::open(topic, /*read_only=*/true);
+    ASSERT_TRUE(reader.keys);
+    EXPECT_TRUE(reader.keys->check_lookup_key(test_kek('m'))) << "nothing to compare with";
+  }
+  EXPECT_FALSE(a.log->meta_first("lookup_key_check", nullptr).value()) << "the reader wrote one";
+  // The first writer to check stores it, so the reader's key was not the ledger's.
+  ASSERT_TRUE(a.keys->check_lookup_key(test_kek('l')));
+  auto reader = Node::open(topic, /*read_only=*/true);
+  ASSERT_TRUE(reader.keys);
+  EXPECT_TRUE(reader.keys->check_lookup_key(test_kek('l')));
+  const auto refused = reader.keys->check_lookup_key(test_kek('m'));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), Errc::key_invalid);
 }
 
 TEST(KafkaKeys, ANewWriterOfAPartitionUsesItsPredecessorsKeyInsteadOfMakingASecond) {

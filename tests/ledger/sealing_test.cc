@@ -1,9 +1,11 @@
-// Sealing of personal data, the KEK, and crypto-shredding (ARCHITECTURE.md "Personal data is
-// sealed"; spec 004 FR-036 right to deletion, secure storage; spec 000 NFR AES-256 at rest).
+// Sealing of personal data, the KEK, the lookup-key check, and crypto-shredding (ARCHITECTURE.md
+// "Personal data is sealed"; spec 004 FR-036 right to deletion, secure storage; spec 000 NFR
+// AES-256 at rest).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <fstream>
+#include <optional>
 
 #include "ledger/event_builder.h"
 #include "ledger/export.h"
@@ -15,6 +17,11 @@ namespace sechex::ledger {
 namespace {
 
 using testing::TempDir;
+
+template <typename Container>
+std::string to_string(const Container& c) {
+  return std::string(c.begin(), c.end());
+}
 
 Kek test_kek(char fill = 'k') {
   const std::string raw(32, fill);
@@ -158,6 +165,109 @@ TEST(Kek, WrongKekIsRefusedAtOpen) {
   Fixture f;
   f.register_user("u-1", "a@example.com");
   EXPECT_EQ(KeyStore::open(*f.log, test_kek('z')).error(), Errc::key_invalid);
+}
+
+// The lookup-hash key's check (KeyStore::check_lookup_key), embedded: meta "lookup_key_check".
+std::unique_ptr<LogStore> open_log(const TempDir& dir, bool read_only = false) {
+  LogOptions o;
+  o.path = dir.sub("log");
+  o.create_if_missing = !read_only;
+  o.partitions = 2;
+  if (read_only) o.mode = LogOptions::Mode::read_only;
+  return LogStore::open(o).value();
+}
+
+std::optional<std::string> stored_lookup_check(const LogStore& log) {
+  std::string v;
+  const auto s = log.raw_db()->Get(rocksdb::ReadOptions(), log.cf_meta(), "lookup_key_check", &v);
+  if (s.IsNotFound()) return std::nullopt;
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return v;
+}
+
+TEST(LookupKey, FirstStartStoresACheckThatRevealsNothingAndTheSameKeyPassesAfterReopen) {
+  TempDir dir;
+  const auto key = test_kek('l');
+  {
+    auto log = open_log(dir);
+    auto keys = KeyStore::open(*log, test_kek()).value();
+    EXPECT_FALSE(stored_lookup_check(*log)) << "KeyStore::open alone stores no lookup check";
+    ASSERT_TRUE(keys->check_lookup_key(key));
+    const auto check = stored_lookup_check(*log);
+    ASSERT_TRUE(check);
+    // HMAC-SHA-256(key, label): 32 bytes, neither the key nor a plain hash of it.
+    const std::string label = "sechex lookup-key check v1";
+    EXPECT_EQ(*check, to_string(crypto::hmac_sha256(key.bytes(), as_bytes(label)).value()));
+    const std::string raw(key.bytes().begin(), key.bytes().end());
+    EXPECT_EQ(check->find(raw), std::string::npos);
+    EXPECT_NE(*check, to_string(crypto::sha256(key.bytes())));
+    EXPECT_TRUE(keys->check_lookup_key(key)) << "the same key again, same process";
+  }
+  auto log = open_log(dir);
+  auto keys = KeyStore::open(*log, test_kek()).value();
+  EXPECT_TRUE(keys->check_lookup_key(test_kek('l')));
+}
+
+TEST(LookupKey, AnotherKeyIsRefusedAndDoesNotReplaceTheFirst) {
+  TempDir dir;
+  std::optional<std::string> first;
+  {
+    auto log = open_log(dir);
+    auto keys = KeyStore::open(*log, test_kek()).value();
+    ASSERT_TRUE(keys->check_lookup_key(test_kek('l')));
+    first = stored_lookup_check(*log);
+    const auto other = keys->check_lookup_key(test_kek('m'));
+    ASSERT_FALSE(other);
+    EXPECT_EQ(other.error(), Errc::key_invalid);
+  }
+  // A new process (lost key file regenerated) is refused too; the first check stays.
+  auto log = open_log(dir);
+  auto keys = KeyStore::open(*log, test_kek()).value();
+  const auto other = keys->check_lookup_key(test_kek('m'));
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error(), Errc::key_invalid);
+  EXPECT_EQ(stored_lookup_check(*log), first);
+  EXPECT_TRUE(keys->check_lookup_key(test_kek('l')));
+}
+
+TEST(LookupKey, AReaderWritesNoCheckButComparesWithAStoredOne) {
+  TempDir dir;
+  {
+    auto log = open_log(dir);
+    ASSERT_TRUE(KeyStore::open(*log, test_kek()));  // a ledger from before the lookup check
+  }
+  {
+    auto log = open_log(dir, /*read_only=*/true);
+    auto keys = KeyStore::open(*log, test_kek()).value();
+    EXPECT_TRUE(keys->check_lookup_key(test_kek('l'))) << "nothing stored: nothing to compare";
+    EXPECT_FALSE(stored_lookup_check(*log));
+  }
+  {
+    auto log = open_log(dir);
+    EXPECT_FALSE(stored_lookup_check(*log)) << "the reader wrote nothing";
+    auto keys = KeyStore::open(*log, test_kek()).value();
+    ASSERT_TRUE(keys->check_lookup_key(test_kek('l')));  // first writer stores it now
+  }
+  auto log = open_log(dir, /*read_only=*/true);
+  auto keys = KeyStore::open(*log, test_kek()).value();
+  EXPECT_TRUE(keys->check_lookup_key(test_kek('l')));
+  const auto other = keys->check_lookup_key(test_kek('m'));
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error(), Errc::key_invalid);
+}
+
+TEST(LookupKey, ItsCheckAndTheKekCheckAreIndependent) {
+  // Same 32 bytes as KEK and lookup key: both checks pass; a wrong KEK is still refused.
+  TempDir dir;
+  {
+    auto log = open_log(dir);
+    auto keys = KeyStore::open(*log, test_kek('k')).value();
+    ASSERT_TRUE(keys->check_lookup_key(test_kek('k')));
+  }
+  auto log = open_log(dir);
+  EXPECT_EQ(KeyStore::open(*log, test_kek('l')).error(), Errc::key_invalid);
+  auto keys = KeyStore::open(*log, test_kek('k')).value();
+  EXPECT_TRUE(keys->check_lookup_key(test_kek('k')));
 }
 
 TEST(Kek, FileMustBeBase64Of32BytesAndPrivate) {

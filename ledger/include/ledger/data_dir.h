@@ -12,7 +12,9 @@
 //                                            codes and tokens: HMAC-SHA-256), same format as the
 //                                            KEK, unless SECHEX_LOOKUP_KEY is set. Every node of
 //                                            one ledger needs the same one (like the KEK): with
-//                                            another, known emails look unknown.
+//                                            another, known emails look unknown. So the ledger
+//                                            stores a check of the first one and ledgerd refuses
+//                                            another (KeyStore::check_lookup_key).
 #pragma once
 
 #include <cstdint>
@@ -50,6 +52,9 @@ Result<Kek> load_kek(const DataDir& dir, const std::string& kek_file = {});
 // The lookup-hash key: SECHEX_LOOKUP_KEY when set, else dir.lookup_key_file(). A 32-byte secret
 // with the KEK's file rules (base64, mode 0600), hence the same type; it never wraps keys.
 Result<Kek> load_lookup_key(const DataDir& dir);
+// Where load_lookup_key reads the key from, for messages: "SECHEX_LOOKUP_KEY" or
+// "the lookup-hash key file <path>".
+std::string lookup_key_source(const DataDir& dir);
 
 // Rotates the checkpoint signing key: the old PEM is kept as
 // checkpoint-ed25519.<keyid>.retired.pem, the new key's verifier line is appended to the

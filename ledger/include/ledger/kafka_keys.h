@@ -7,7 +7,9 @@
 //                           from the brokers (within max.compaction.lag.ms, 1 day).
 //   key "erased/<subject>"  value "erased": survives compaction, so "erased" is never confused
 //                           with "never had a key" once the tombstone itself is cleaned away.
-// The KEK check is the first "kek_check" record of <topic>.meta.
+// The meta checks (key_store.h: the KEK check, the lookup-key check) are the first record of
+// their name ("kek_check", "lookup_key_check") in <topic>.meta (KafkaLog::meta_first): the
+// first node to start stores it, every later one, on any machine, compares with it.
 //
 // Writes go through the transactional writer of the subject's partition: a new key is its own
 // small transaction, an erasure is one transaction with its SubjectErased record. So only the
@@ -51,7 +53,8 @@ class KafkaKeys final : public KeyBackend {
   Result<Stored> get(std::string_view subject) override;
   Result<void> put(std::string_view subject, std::string_view wrapped) override;
   Result<AppendResult> erase(std::string_view subject, ByteView erased_event) override;
-  Result<std::optional<std::string>> kek_check(std::string_view candidate) override;
+  Result<std::optional<std::string>> meta_check(std::string_view name,
+                                                std::string_view candidate) override;
   // No I/O: request threads call it on every key lookup. See refresh_if_stale().
   std::uint64_t erasure_epoch() override { return epoch_.load(std::memory_order_acquire); }
   // Brings a copy older than max_staleness up to date. A long-running process calls it

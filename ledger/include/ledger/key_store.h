@@ -13,14 +13,24 @@
 //                  AAD = "sechex-dek/v1" || subject
 //   KEK check      a wrapped all-zero key under AAD "sechex-kek-check/v1", stored once per
 //                  ledger, so a wrong KEK is refused at open instead of failing on every field.
+//   lookup-key     HMAC-SHA-256(lookup key, "sechex lookup-key check v1"), stored once per
+//   check          ledger (check_lookup_key), so a node with another lookup key (data_dir.h) is
+//                  refused at start instead of silently finding no known email. HMAC is a PRF:
+//                  the value reveals nothing about the key, and the label has no NUL, so it
+//                  never equals a lookup hash ("<kind>\0..." in api/lookup_hash.h).
+//
+// Both checks are meta checks (KeyBackend::meta_check): the first value stored under the name
+// wins for the life of the ledger; read-only opens compare against it but never store one.
 //
 // Where the wrapped keys live is the KeyBackend's business:
 //   embedded (LogStore)  column family `keys`, key = subject, value = wrapped DEK or the erased
-//                        marker 0x00 "erased"; meta "kek_check". Erasure replaces the DEK with
+//                        marker 0x00 "erased"; meta "kek_check" and "lookup_key_check"
+//                        in the log's meta column family. Erasure replaces the DEK with
 //                        the marker in the same WriteBatch as the SubjectErased record, then
 //                        compacts the key's range so the DEK leaves the SST files.
 //   Kafka (kafka_keys.h) a compacted topic; erasure writes a tombstone for the DEK and an erased
-//                        marker in the same transaction as SubjectErased.
+//                        marker in the same transaction as SubjectErased. The meta checks are
+//                        the first record of their name in <topic>.meta.
 //
 // The KEK comes from a file (base64 of 32 bytes, one line, mode 0600 or stricter) or from the
 // environment variable SECHEX_KEK (same encoding).
@@ -62,7 +72,7 @@ class Kek {
   crypto::SecretBytes key_;
 };
 
-// Storage of wrapped data keys, erasure markers and the KEK check. Implementations: the
+// Storage of wrapped data keys, erasure markers and the meta checks. Implementations: the
 // embedded one over a LogStore (KeyStore::open(LogStore&, ...)) and KafkaKeys.
 // Thread-safety: all methods may be called concurrently.
 class KeyBackend {
@@ -75,7 +85,7 @@ class KeyBackend {
     std::string wrapped;  // the wrapped DEK when present
   };
 
-  // A reader never creates keys, erases or writes the KEK check.
+  // A reader never creates keys, erases or writes a meta check.
   virtual bool read_only() const = 0;
   virtual std::uint32_t partition_count() const = 0;
   // What is stored for `subject` now (a backend shared by several processes reads through to
@@ -86,9 +96,12 @@ class KeyBackend {
   // Appends `erased_event` (a SubjectErased envelope) to the subject's partition and destroys
   // its DEK in the same atomic write.
   virtual Result<AppendResult> erase(std::string_view subject, ByteView erased_event) = 0;
-  // The stored KEK check, storing `candidate` first when there is none yet (and not read-only).
-  // Returns nullopt only when there is none and this backend may not write it.
-  virtual Result<std::optional<std::string>> kek_check(std::string_view candidate) = 0;
+  // The check value stored under meta `name` ("kek_check", "lookup_key_check"), storing
+  // `candidate` first when there is none yet (and not read-only). The first value stored wins:
+  // when several processes race, all get the winner's. Returns nullopt only when there is none
+  // and this backend may not write it. The caller compares (constant time for secrets).
+  virtual Result<std::optional<std::string>> meta_check(std::string_view name,
+                                                        std::string_view candidate) = 0;
   // Bumped whenever an erasure becomes known to this process (own or another's): caches of
   // unwrapped keys are dropped when it moves. Cheap: called on every lookup.
   virtual std::uint64_t erasure_epoch() = 0;
@@ -109,6 +122,12 @@ class KeyStore {
   Result<Bytes> open_field(std::string_view subject, ByteView event_id, std::string_view field,
                            ByteView sealed);
   Result<bool> is_erased(std::string_view subject);
+
+  // Checks the lookup-hash key (data_dir.h load_lookup_key) against the one this ledger was
+  // first started with, storing its check value when there is none yet (not when read-only: a
+  // reader with no stored check succeeds). Errc::key_invalid when a different key was stored
+  // first: every lookup hash this key makes would miss the projections' entries.
+  Result<void> check_lookup_key(const Kek& lookup_key);
 
   // Crypto-shredding: appends a SubjectErased event for `subject` and destroys its data key
   // in the same durable write (KeyBackend::erase).
