@@ -13,9 +13,9 @@ bool Principal::has_role(std::string_view role) const {
 }
 
 Authenticator::Authenticator(const jose::TokenVerifier& verifier,
-                             const projections::ProjectionStore& store,
+                             const projections::ProjectionStore& store, const Clock& clock,
                              std::function<void(std::string_view)> on_reject)
-    : verifier_(verifier), store_(store), on_reject_(std::move(on_reject)) {}
+    : verifier_(verifier), store_(store), clock_(clock), on_reject_(std::move(on_reject)) {}
 
 Response Authenticator::reject(unsigned status, std::string_view code, std::string_view message,
                                std::string_view reason) const {
@@ -34,15 +34,19 @@ Response Authenticator::reject(unsigned status, std::string_view code, std::stri
 // `iat` has whole seconds, so a token of a session started in the same second as a cutoff
 // (a password change answers with a fresh session) looks older than the cutoff. Its session's
 // own start, in microseconds, tells the two apart.
-bool Authenticator::session_began_after(const std::string& sid, std::int64_t cutoff) const {
-  if (sid.empty()) return false;
-  auto stored = store_.get(projections::kSessionsCf, sid);
-  if (!stored || !stored.value()) return false;
-  const auto s = nlohmann::json::parse(*stored.value(), nullptr, false);
+bool Authenticator::session_began_after(const std::optional<std::string>& session,
+                                        std::int64_t cutoff) {
+  if (!session) return false;
+  const auto s = nlohmann::json::parse(*session, nullptr, false);
   return s.is_object() && s.value("created_at", std::int64_t{0}) >= cutoff;
 }
 
 void Authenticator::enable_cookies(CookieAuth cookies) { cookies_ = std::move(cookies); }
+void Authenticator::csrf_rejected(const Principal& who, const Request& request,
+                                  std::string_view reason) const {
+  if (on_reject_) on_reject_(reason);
+  if (cookies_.on_csrf_rejected) cookies_.on_csrf_rejected(who, request, reason);
+}
 void Authenticator::on_authenticated(std::function<void(const Principal&)> hook) {
   on_authenticated_ = std::move(hook);
 }
@@ -83,7 +87,9 @@ std::variant<Principal, Response> Authenticator::authenticate(
   // Revocation is checked on every request, never cached: logout must take effect at once.
   auto revoked = store_.get(projections::kRevokedSessionsCf, claims.sid);
   auto cutoff = store_.get(projections::kRevocationCutoffsCf, claims.sub);
-  if (!revoked || !cutoff) {
+  auto session = claims.sid.empty() ? Result<std::optional<std::string>>(std::nullopt)
+                                    : store_.get(projections::kSessionsCf, claims.sid);
+  if (!revoked || !cutoff || !session) {
     // Failing closed: without the revocation state we cannot tell a revoked token from a good one.
     if (on_reject_) on_reject_("revocation_unavailable");
     return json_error(503, "unavailable", "cannot check the session right now");
@@ -94,9 +100,13 @@ std::variant<Principal, Response> Authenticator::authenticate(
   }
   if (cutoff.value().has_value() &&
       claims.iat * 1'000'000 < projections::decode_cutoff(*cutoff.value()) &&
-      !session_began_after(claims.sid, projections::decode_cutoff(*cutoff.value()))) {
+      !session_began_after(session.value(), projections::decode_cutoff(*cutoff.value()))) {
     return reject(401, "invalid_token", "the access token is invalid or expired",
                   "sessions_cut_off");
+  }
+  if (session.value() && !projections::is_session_active(*session.value(), clock_.now_micros())) {
+    return reject(401, "invalid_token", "the access token is invalid or expired",
+                  "session_expired");
   }
 
   Principal p{claims.sub, claims.sid, claims.roles, claims.iat, from_cookie.has_value()};

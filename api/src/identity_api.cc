@@ -414,7 +414,10 @@ Response IdentityApi::login(const Request& req) {
 // ---- Refresh: rotation with reuse detection (004 FR-018, FR-020) ----
 Response IdentityApi::refresh(const Request& req) {
   RequestContext x(d_, config_, req);
-  auto parsed = read_body(req);
+  // A browser refreshing by cookie may send no body at all.
+  auto parsed = req.body.empty() && d_.csrf != nullptr
+                    ? std::variant<json, Response>(json::object())
+                    : read_body(req);
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
   auto presented = string_field(std::get<json>(parsed), "refreshToken");
   const bool by_cookie = !presented && d_.csrf != nullptr;
@@ -434,6 +437,8 @@ Response IdentityApi::refresh(const Request& req) {
     const auto refusal =
         csrf_refusal(req, first.value().session_id, *d_.csrf, x.now, config_.public_origin);
     if (!refusal.empty()) {
+      d_.auth.csrf_rejected(Principal{first.value().user, first.value().session_id, {}, 0, true},
+                            req, refusal);
       return json_error(403, "csrf_rejected", "refreshing by cookie needs this site's CSRF token",
                         json{{"reason", refusal}}.dump());
     }
@@ -586,9 +591,24 @@ Response IdentityApi::csrf_token(const Request& req) {
   RequestContext x(d_, config_, req);
   if (d_.csrf == nullptr) return json_error(404, "not_found", "browser sessions are not enabled");
   auto who = d_.auth.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto& principal = std::get<Principal>(who);
-  auto r = json_ok(json{{"csrfToken", d_.csrf->issue(principal.session, x.now)},
+  std::string session;
+  if (const auto* principal = std::get_if<Principal>(&who)) {
+    session = principal->session;
+  } else if (const auto refresh = cookie(req, kRefreshCookie)) {
+    // The access cookie (1 h) may be gone while the refresh cookie (7 d) lives, and refreshing
+    // by cookie needs this token: a current refresh token of a live session also gets one. A
+    // cross-site page can send this GET but cannot read the answer.
+    auto st =
+        projections::refresh_token_status(x.store(), d_.lookup.token("refresh", *refresh), x.now);
+    if (st && st.value().state == projections::RefreshTokenStatus::State::current) {
+      auto stored = x.store().get(projections::kSessionsCf, st.value().session_id);
+      if (stored && stored.value() && projections::is_session_active(*stored.value(), x.now)) {
+        session = st.value().session_id;
+      }
+    }
+  }
+  if (session.empty()) return std::move(std::get<Response>(who));
+  auto r = json_ok(json{{"csrfToken", d_.csrf->issue(session, x.now)},
                         {"expiresIn", kCsrfTokenMicros / identity::kSecondMicros}}
                        .dump());
   r.headers.emplace_back("Cache-Control", "no-store");

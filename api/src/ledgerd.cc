@@ -489,7 +489,7 @@ int main(int argc, char** argv) {
                               .Name("sechex_auth_rejected_total")
                               .Help("Requests refused by authentication, by reason")
                               .Register(metrics.registry());
-  api::Authenticator auth(verifier, *read_models.value(), [&](std::string_view reason) {
+  api::Authenticator auth(verifier, *read_models.value(), clock, [&](std::string_view reason) {
     auth_rejections.Add({{"reason", std::string(reason)}}).Increment();
   });
   auto& ingest_events = prometheus::BuildCounter()

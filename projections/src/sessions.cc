@@ -142,7 +142,7 @@ bool SessionsProjection::expired(std::string_view cf, std::string_view, std::str
                                  std::int64_t now_micros) const {
   if (cf == kSessionsCf) {
     const auto ends = session_ends_at(value);
-    return ends != INT64_MIN && now_micros >= ends;
+    return ends != INT64_MIN && now_micros - kEndedSessionKeptMicros >= ends;
   }
   if (cf == kRefreshTokensCf) {
     const auto t = json::parse(value, nullptr, false);

@@ -45,7 +45,7 @@ class LedgerApiTest : public ::testing::Test {
         jose::KeyRing::load_or_create(dir_.sub("jwt"), clock_, settings_.ring_options()).value();
     verifier_ = std::make_unique<jose::TokenVerifier>(*ring_, clock_, settings_.verifier_config());
     auth_ = std::make_unique<Authenticator>(
-        *verifier_, *store_, [this](std::string_view r) { rejects_.emplace_back(r); });
+        *verifier_, *store_, clock_, [this](std::string_view r) { rejects_.emplace_back(r); });
     commands_ = std::make_unique<CommandPath>(*log_, *store_);
     api_ = std::make_unique<LedgerApi>(*commands_, *keys_, *auth_, *ring_, clock_);
   }
@@ -424,6 +424,32 @@ TEST_F(LedgerApiTest, ARevokedSessionStopsItsTokenAtOnceEvenWhenCached) {
   EXPECT_EQ(r.status, 401u);
   EXPECT_EQ(rejects_.back(), "session_revoked");
   EXPECT_EQ(api_->audit(request("GET", "/v1/admin/audit", other)).status, 200u);
+}
+
+// 002 "Idle session expiration": a session past its idle expiry stops its access tokens,
+// although they have not expired; a token whose session the projection never saw (an operator
+// token) is not affected.
+TEST_F(LedgerApiTest, AnIdleExpiredSessionStopsItsTokenBeforeTheTokenExpires) {
+  const auto idle_ends = clock_.now_micros() + 10LL * 60 * 1'000'000;
+  append_event(
+      "carol",
+      [&](auto& fbb) {
+        const std::uint8_t hash[] = {1, 2, 3};
+        return schema::CreateSessionStarted(
+                   fbb, fbb.CreateString("sess-idle"), fbb.CreateString("fam-idle"),
+                   fbb.CreateVector(hash, sizeof hash), false, idle_ends, 0)
+            .Union();
+      },
+      schema::Event::SessionStarted);
+  const auto t = token("admin", "carol", "sess-idle");
+  const auto operator_token = token("admin", "carol", "cli-not-a-session");
+  ASSERT_EQ(api_->audit(request("GET", "/v1/admin/audit", t)).status, 200u);
+  clock_.advance_micros(idle_ends - clock_.now_micros() - 1);
+  EXPECT_EQ(api_->audit(request("GET", "/v1/admin/audit", t)).status, 200u) << "still idle";
+  clock_.advance_micros(1);
+  EXPECT_EQ(api_->audit(request("GET", "/v1/admin/audit", t)).status, 401u);
+  EXPECT_EQ(rejects_.back(), "session_expired");
+  EXPECT_EQ(api_->audit(request("GET", "/v1/admin/audit", operator_token)).status, 200u);
 }
 
 TEST_F(LedgerApiTest, LogoutAllCutsOffEveryTokenIssuedBeforeIt) {

@@ -658,6 +658,14 @@ TEST(Projections, CleanupDeletesExpiredEntriesAndKeepsLiveOnes) {
   EXPECT_TRUE(p->get(kLockoutsCf, "admin").value()) << "an admin lock never expires";
   EXPECT_EQ(count(kRateLimitsCf), 0u);
   EXPECT_EQ(count(kSessionsCf), 1u);
+  // An ended session's row outlives its end by the longest access token's life, so that the
+  // Authenticator still finds it, and refuses the token, until the token has expired anyway.
+  const auto row = p->get(kSessionsCf, "s1").value();
+  ASSERT_TRUE(row);
+  const auto ends = session_ends_at(*row);
+  const SessionsProjection sessions;
+  EXPECT_FALSE(sessions.expired(kSessionsCf, "s1", *row, ends + kEndedSessionKeptMicros - 1));
+  EXPECT_TRUE(sessions.expired(kSessionsCf, "s1", *row, ends + kEndedSessionKeptMicros));
 
   // A bounded run deletes at most max_deletes and leaves the rest for the next one.
   EXPECT_EQ(p->cleanup(t0 + 8 * kDay, 3).value(), 3u);

@@ -2,10 +2,15 @@
 //
 // A request is authenticated when its `Authorization: Bearer <token>` header carries an access
 // token that jose::TokenVerifier accepts (signature, kid, typ, iss, aud, exp/nbf/iat; verified
-// tokens are cached) AND whose session is still in force according to the revocation projection,
-// which is read on every request (never cached): the token's `sid` is not in revoked_sessions and
-// its `iat` is not before the user's revocation cutoff (logout-all, password change, erasure)
-// unless its session began after the cutoff (a session started in the cutoff's own second).
+// tokens are cached) AND whose session is still in force according to the projections, which
+// are read on every request (never cached): the token's `sid` is not in revoked_sessions; its
+// `iat` is not before the user's revocation cutoff (logout-all, password change, erasure)
+// unless its session began after the cutoff (a session started in the cutoff's own second);
+// and when the sessions projection has the session, it is active at `clock` now (002: an
+// idle-expired session needs a new login even though its last access token has not expired).
+// Tokens without a session row (operator tokens from `ledgerctl tokens issue`) pass that last
+// check; session rows are kept an hour past their end (sessions.h) so that an ended session's
+// tokens never lose theirs.
 //
 // Answers (bodies in the API envelope):
 //   401 `unauthorized`   no credentials, or not the Bearer scheme; WWW-Authenticate: Bearer
@@ -46,9 +51,10 @@ class Authenticator {
  public:
   // `on_reject(reason)` sees a stable snake_case reason for every refusal (missing_credentials,
   // bad_scheme, the jose reason code such as bad_signature or expired, session_revoked,
-  // sessions_cut_off, revocation_unavailable, forbidden_role).
+  // sessions_cut_off, session_expired, revocation_unavailable, forbidden_role). `clock` must
+  // outlive the Authenticator.
   Authenticator(const jose::TokenVerifier& verifier, const projections::ProjectionStore& store,
-                std::function<void(std::string_view)> on_reject = {});
+                const Clock& clock, std::function<void(std::string_view)> on_reject = {});
 
   // Browser sessions (csrf.h): without an Authorization header the `__Host-access` cookie is
   // accepted, and a state-changing request so authenticated must pass the CSRF check, else
@@ -61,6 +67,9 @@ class Authenticator {
     std::function<void(const Principal&, const Request&, std::string_view reason)> on_csrf_rejected;
   };
   void enable_cookies(CookieAuth cookies);
+  // Reports a CSRF refusal decided outside authenticate() (refresh by cookie) the way
+  // authenticate() reports its own: the rejection callback and CookieAuth::on_csrf_rejected.
+  void csrf_rejected(const Principal& who, const Request& request, std::string_view reason) const;
   // Told of every successful authentication (session activity, session_activity.h); must be
   // cheap and never block. Call before serving.
   void on_authenticated(std::function<void(const Principal&)> hook);
@@ -71,12 +80,14 @@ class Authenticator {
       const Request& request, std::initializer_list<std::string_view> any_of_roles = {}) const;
 
  private:
-  bool session_began_after(const std::string& sid, std::int64_t cutoff_micros) const;
+  static bool session_began_after(const std::optional<std::string>& session,
+                                  std::int64_t cutoff_micros);
   Response reject(unsigned status, std::string_view code, std::string_view message,
                   std::string_view reason) const;
 
   const jose::TokenVerifier& verifier_;
   const projections::ProjectionStore& store_;
+  const Clock& clock_;
   std::function<void(std::string_view)> on_reject_;
   CookieAuth cookies_;
   std::function<void(const Principal&)> on_authenticated_;

@@ -2,18 +2,22 @@
 //
 //   POST /v1/auth/register              {email, password, consent:true} -> 201
 //   POST /v1/auth/verify-email          {token}
-//   POST /v1/auth/verify-email/resend   {email} -> 202 whatever the address
+//   POST /v1/auth/verify-email/resend   {email} -> 202 whatever the address; 429 past the
+//                                       per-client limit (request_limiter.h)
 //   POST /v1/auth/login                 {email, password, rememberMe?} -> token pair
 //   POST /v1/auth/refresh               {refreshToken} -> new pair (rotation, reuse detection)
 //   POST /v1/auth/logout | logout-all   (Bearer)
 //   GET  /v1/auth/password/policy       the level in force and its rules
 //   PUT  /v1/admin/policy/password      (admin) {level: "basic" | "high"}
 //   GET  /v1/me · GET /v1/me/sessions   (Bearer)
-//   GET  /v1/auth/csrf                  (session) the CSRF token of the caller's session
+//   GET  /v1/auth/csrf                  (session) the CSRF token of the caller's session: by
+//                                       Bearer, access cookie, or a current refresh cookie of
+//                                       a live session (the access cookie may have expired)
 //
 // Browser sessions (csrf.h): every token pair is also set as __Host- cookies; refresh reads the
-// refresh cookie when the body names no token (then the CSRF check applies), logout clears
-// them, and login refuses a cross-site browser request.
+// refresh cookie when the body (which may be empty) names no token, and then the CSRF check
+// applies (a refusal is audited as CsrfRejected); logout clears them, and login refuses a
+// cross-site browser request.
 //
 // Every command runs on the command path (commands.h) of its subject's partition: the state is
 // read, identity_decide.h decides, and the events are appended and applied before the next

@@ -28,7 +28,10 @@
 // until its natural end of life, so /v1/me/sessions and replays can tell "revoked" from
 // "expired"; a rotated or revoked token stays until its own expiry so that its reuse is still
 // recognised. Every entry carries its end of life, and expired()/cleanup delete it afterwards;
-// apply() ignores entries already over at the event's time (projection.h).
+// apply() ignores entries already over at the event's time (projection.h). A session row is
+// deleted only kEndedSessionKeptMicros after its end: the Authenticator refuses access tokens
+// of a session whose row says it is over, and an access token (1 h) issued before the end must
+// still find that row (with an idle window shorter than the token, --session-idle).
 #pragma once
 
 #include "projections/projection.h"
@@ -38,6 +41,8 @@ namespace sechex::projections {
 class ProjectionStore;
 
 inline constexpr const char* kSessionsCf = "sessions";
+// At least the longest access-token lifetime (identity::Limits::access_token_micros, 1 h).
+inline constexpr std::int64_t kEndedSessionKeptMicros = 3600LL * 1'000'000;
 inline constexpr const char* kSessionsByUserCf = "sessions_by_user";
 inline constexpr const char* kRefreshTokensCf = "refresh_tokens";
 inline constexpr const char* kRefreshFamiliesCf = "refresh_families";
