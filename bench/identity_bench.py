@@ -85,25 +85,6 @@ def email(i):
     return f"bench-{i:04d}@example.com"
 
 
-def verify_tokens(outbox, wanted, timeout=120.0):
-    """email -> verification token, from the .eml files the mail worker writes."""
-    found = {}
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for name in os.listdir(outbox) if os.path.isdir(outbox) else []:
-            if not name.endswith(".eml"):
-                continue
-            with open(os.path.join(outbox, name), errors="replace") as f:
-                text = f.read().replace("=\r\n", "").replace("=\n", "")  # QP soft breaks
-            to, tok = TO_RE.search(text), TOKEN_RE.search(text)
-            if to and tok:
-                found[to.group(1).lower()] = tok.group(1)
-        if wanted <= found.keys():
-            return found
-        time.sleep(0.2)
-    raise RuntimeError(f"only {len(found)} of {len(wanted)} verification mails arrived")
-
-
 def otp_email(i):
     return f"otp-{i:05d}@example.com"
 
@@ -209,7 +190,8 @@ def setup_accounts(port, data):
     if any(s != 201 for s in statuses):
         raise RuntimeError(f"registration statuses: {sorted(set(statuses))}")
     registered = time.time() - t0
-    tokens = verify_tokens(os.path.join(data, "outbox"), {email(i) for i in range(ACCOUNTS)})
+    tokens = new_mails(os.path.join(data, "outbox"), set(), TOKEN_RE,
+                       {email(i) for i in range(ACCOUNTS)}, "verification", timeout=120.0)
     statuses = parallel(lambda e: call(port, "POST", "/v1/auth/verify-email",
                                        {"token": tokens[e]})[0], sorted(tokens))
     if any(s != 200 for s in statuses):
