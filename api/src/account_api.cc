@@ -94,7 +94,7 @@ Response AccountApi::change_password(const Request& req) {
     identity::LoginAccount a;
     a.status = rec->value("status", "");
     a.email_verified = true;
-    SECHEX_TRY(a.consecutive_failures, projections::login_failures(x.store(), user));
+    SECHEX_TRY(a.consecutive_failures, projections::login_failures(x.store(), user, x.now));
     a.locked_until = lock_in_force(x.store(), user, x.now);
     s.account = a;
     s.password_ok = current_ok;
@@ -162,14 +162,14 @@ Response AccountApi::forgot_password(const Request& req) {
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
   const auto email = string_field(std::get<json>(parsed), "email");
   if (!email) return missing("email");
-  const auto accepted = [] { return json_ok(json{{"status", "accepted"}}.dump(), 202); };
   if (auto busy = refuse_busy_client(x, forgot_limiter_, projections::kScopeResetRequestIp)) {
     return std::move(*busy);
   }
   auto checked = identity::check_email(*email, identity::DisposableDomains());
-  if (!checked) return accepted();
-  auto id = x.store().get(projections::kUsersByEmailCf, d_.lookup.email(checked.value().address));
-  if (!id || !id.value()) return accepted();
+  const auto email_hash = d_.lookup.email(checked ? checked.value().address : *email);
+  if (!checked) return accepted_unknown(x, email_hash);
+  auto id = x.store().get(projections::kUsersByEmailCf, email_hash);
+  if (!id || !id.value()) return accepted_unknown(x, email_hash);
   const auto user = *id.value();
   const auto p = x.partition_of(user);
   auto token = identity::random_token(32);

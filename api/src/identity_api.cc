@@ -16,6 +16,10 @@ namespace sechex::api {
 
 using namespace identity_support;
 
+// The Authenticator refuses an ended session's tokens by its row, and a token without a row
+// passes (operator tokens): rows must outlive every access token of their session.
+static_assert(identity::Limits{}.access_token_micros <= projections::kEndedSessionKeptMicros);
+
 IdentityApi::IdentityApi(IdentityDeps deps, IdentityConfig config)
     : d_(std::move(deps)),
       config_(std::move(config)),
@@ -198,15 +202,14 @@ Response IdentityApi::resend_verification(const Request& req) {
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
   const auto email = string_field(std::get<json>(parsed), "email");
   if (!email) return missing("email");
-  const auto accepted = [] { return json_ok(json{{"status", "accepted"}}.dump(), 202); };
   if (auto busy = refuse_busy_client(x, resend_limiter_, projections::kScopeVerifyRequestIp)) {
     return std::move(*busy);
   }
   auto checked = identity::check_email(*email, identity::DisposableDomains());
-  if (!checked) return accepted();
-  const auto& address = checked.value().address;
-  auto user_id = x.store().get(projections::kUsersByEmailCf, d_.lookup.email(address));
-  if (!user_id || !user_id.value()) return accepted();
+  const auto email_hash = d_.lookup.email(checked ? checked.value().address : *email);
+  if (!checked) return accepted_unknown(x, email_hash);
+  auto user_id = x.store().get(projections::kUsersByEmailCf, email_hash);
+  if (!user_id || !user_id.value()) return accepted_unknown(x, email_hash);
   const auto user = *user_id.value();
   const auto p = x.partition_of(user);
   auto token = identity::random_token(32);
@@ -324,17 +327,13 @@ Response IdentityApi::login(const Request& req) {
         identity::LoginAccount a;
         a.status = rec->value("status", "");
         a.email_verified = rec->value("email_verified", false);
-        SECHEX_TRY(a.consecutive_failures, projections::login_failures(store, *user));
+        SECHEX_TRY(a.consecutive_failures, projections::login_failures(store, *user, x.now));
         a.locked_until = lock_in_force(store, *user, x.now);
         s.account = a;
       }
     } else {
-      SECHEX_TRY(const auto failed,
-                 projections::rate_window(store, projections::kScopeLoginFailureEmail, email_hash,
-                                          x.now, config_.limits.login_lock_micros,
-                                          config_.limits.login_failures_to_lock));
-      s.unknown_email_failures = failed.count;
-      s.unknown_email_unlocks_at = failed.below_limit_at;
+      SECHEX_TRY(s.unknown_email_failures, projections::login_failures(store, subject, x.now));
+      s.unknown_email_locked_until = lock_in_force(store, subject, x.now);
     }
     s.password_ok = password_ok;
     decision = identity::decide_login(s, config_.limits, x.now);

@@ -23,33 +23,13 @@ LoginDecision decide_login(const LoginState& state, const Limits& limits, std::i
     return d;
   }
 
-  if (!state.account) {
-    // No account to lock: the failures of this email hash within the lock window stand in for
-    // the consecutive count, so the answers match a real account's.
-    if (state.unknown_email_failures >= limit) {
-      d.outcome = LoginOutcome::locked;
-      d.failure_reason = "locked";
-      d.consecutive_failures = state.unknown_email_failures;
-      d.locked_until = state.unknown_email_unlocks_at;
-      if (d.locked_until <= now) d.locked_until = now + limits.login_lock_micros;
-      d.retry_after_seconds = retry_after_seconds(d.locked_until, now);
-      return d;
-    }
-    const auto failures = state.unknown_email_failures + 1;
-    d.failure_reason = "unknown_email";
-    d.consecutive_failures = failures;
-    if (failures >= limit) {
-      d.outcome = LoginOutcome::locked;
-      d.locked_until = now + limits.login_lock_micros;
-      d.retry_after_seconds = retry_after_seconds(d.locked_until, now);
-    } else {
-      d.outcome = LoginOutcome::invalid_credentials;
-      d.remaining_attempts = limit - failures;
-    }
-    return d;
-  }
-
-  const auto& account = *state.account;
+  // An unknown address is a stand-in account that never matches, with its own failures and
+  // lock (recorded under its anon subject), so it answers and locks like a real one.
+  LoginAccount unknown;
+  unknown.status = "unknown";
+  unknown.consecutive_failures = state.unknown_email_failures;
+  unknown.locked_until = state.unknown_email_locked_until;
+  const auto& account = state.account ? *state.account : unknown;
   if (account.locked_until && *account.locked_until > now) {
     d.outcome = LoginOutcome::locked;
     d.failure_reason = "locked";
@@ -66,7 +46,9 @@ LoginDecision decide_login(const LoginState& state, const Limits& limits, std::i
   if (!state.password_ok || !usable) {
     // A disabled account answers exactly like a wrong password (004 edge cases).
     const auto failures = before + 1;
-    d.failure_reason = usable ? "wrong_password" : "account_disabled";
+    d.failure_reason = !state.account ? "unknown_email"
+                       : usable       ? "wrong_password"
+                                      : "account_disabled";
     d.consecutive_failures = failures;
     if (failures >= limit) {
       d.outcome = LoginOutcome::locked;

@@ -308,16 +308,18 @@ inline Response accepted_after(const Result<std::vector<ledger::Record>>& ran, b
 // own that partition, or a failed append, still refuses.
 inline std::optional<Response> refuse_busy_client(RequestContext& x, RequestLimiter& limiter,
                                                   const char* scope) {
-  const auto v = limiter.check(x.ip_hash, x.now);
+  // IPv6 clients by their /64 (request_limiter.h); the key is a keyed hash like every stored IP.
+  const auto key =
+      x.ip.find(':') == std::string::npos ? x.ip_hash : x.deps.lookup.ip(client_key(x.ip));
+  const auto v = limiter.check(key, x.now);
   if (v.allowed) return std::nullopt;
   const auto seconds = identity::retry_after_seconds(v.retry_at_micros, x.now);
   if (v.first_refusal) {
-    const auto subject =
-        std::string(projections::kAnonymousSubjectPrefix) + "ip:" + hex_of(x.ip_hash);
+    const auto subject = std::string(projections::kAnonymousSubjectPrefix) + "ip:" + hex_of(key);
     (void)x.run(x.partition_of(subject), [&]() -> Result<Events> {
       SECHEX_TRY(auto limited, x.event(subject, subject, [&](ledger::EventBuilder& b) {
         auto& f = b.fbb();
-        return b.finish(schema::CreateRateLimited(f, f.CreateString(scope), bytes(f, x.ip_hash),
+        return b.finish(schema::CreateRateLimited(f, f.CreateString(scope), bytes(f, key),
                                                   static_cast<std::uint32_t>(seconds)));
       }));
       Events out;
@@ -327,6 +329,18 @@ inline std::optional<Response> refuse_busy_client(RequestContext& x, RequestLimi
   }
   return retry_later(429, "rate_limited", "too many requests from this address; retry later",
                      seconds, json{{"retryAfter", seconds}});
+}
+
+// The 202 of such a route for an address no account has. A known address is answered 421
+// (misdirected, naming the owner) by every node but its partition's owner (Kafka mode); an
+// unknown one is too, on the partition of its anon subject, or the 421 alone would tell a
+// known address from an unknown one. Embedded, every partition is owned: always 202.
+inline Response accepted_unknown(RequestContext& x, std::string_view email_hash) {
+  const auto& ownership = x.deps.commands.ownership();
+  const auto p =
+      x.partition_of(std::string(projections::kAnonymousSubjectPrefix) + hex_of(email_hash));
+  if (!ownership.owns(p)) return command_failed(OwnershipErrc::not_owner, ownership, p);
+  return json_ok(json{{"status", "accepted"}}.dump(), 202);
 }
 
 // The 400 `weak_password` answer when `password` misses the policy in force (the address's

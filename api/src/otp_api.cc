@@ -23,8 +23,6 @@ schema::OtpPurpose purpose_of(std::string_view purpose) {
   return purpose == kPurposeReauth ? schema::OtpPurpose::Reauth : schema::OtpPurpose::Login;
 }
 
-Response accepted() { return json_ok(json{{"status", "accepted"}}.dump(), 202); }
-
 // The subject of an address: its account, or "anon:" + hex(email hash) when none has it.
 struct Subject {
   std::string email_hash;
@@ -191,7 +189,7 @@ Response OtpApi::request_code(const Request& req) {
       return std::move(*busy);
     }
     const auto subject = subject_of(x, *email);
-    if (!subject.user) return accepted();
+    if (!subject.user) return accepted_unknown(x, subject.email_hash);
     user = *subject.user;
   }
   const auto p = x.partition_of(user);
@@ -334,7 +332,7 @@ Response OtpApi::reauth(const Request& req) {
       identity::LoginAccount a;
       a.status = rec->value("status", "");
       a.email_verified = rec->value("email_verified", false);
-      SECHEX_TRY(a.consecutive_failures, projections::login_failures(store, user));
+      SECHEX_TRY(a.consecutive_failures, projections::login_failures(store, user, x.now));
       a.locked_until = lock_in_force(store, user, x.now);
       s.account = a;
       s.password_ok = password_ok;

@@ -1,5 +1,10 @@
 #include "api/request_limiter.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <array>
+
 namespace sechex::api {
 
 RequestLimiter::RequestLimiter(std::uint32_t limit, std::int64_t window_micros,
@@ -8,11 +13,22 @@ RequestLimiter::RequestLimiter(std::uint32_t limit, std::int64_t window_micros,
       window_(window_micros),
       max_keys_(max_keys == 0 ? 1 : max_keys) {}
 
+std::string client_key(std::string_view ip) {
+  std::array<unsigned char, 16> addr{};
+  const std::string text(ip);
+  if (inet_pton(AF_INET6, text.c_str(), addr.data()) != 1) return text;
+  std::fill(addr.begin() + 8, addr.end(), 0);
+  std::array<char, INET6_ADDRSTRLEN> out{};
+  if (inet_ntop(AF_INET6, addr.data(), out.data(), out.size()) == nullptr) return text;
+  return std::string(out.data()) + "/64";
+}
+
 void RequestLimiter::make_room(std::int64_t now_micros) {
   std::erase_if(entries_, [&](const auto& kv) {
     return kv.second.times.empty() || kv.second.times.back() <= now_micros - window_;
   });
-  while (entries_.size() >= max_keys_) entries_.erase(entries_.begin());
+  const auto target = max_keys_ - std::max<std::size_t>(1, max_keys_ / 10);
+  while (entries_.size() > target) entries_.erase(entries_.begin());
 }
 
 RequestLimiter::Verdict RequestLimiter::check(std::string_view key, std::int64_t now_micros) {
@@ -23,7 +39,7 @@ RequestLimiter::Verdict RequestLimiter::check(std::string_view key, std::int64_t
     it = entries_.emplace(std::string(key), Entry{}).first;
   }
   auto& e = it->second;
-  while (!e.times.empty() && e.times.front() <= now_micros - window_) e.times.pop_front();
+  std::erase_if(e.times, [&](std::int64_t t) { return t <= now_micros - window_; });
   Verdict v;
   if (e.times.size() >= limit_) {
     v.allowed = false;

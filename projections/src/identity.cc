@@ -56,6 +56,9 @@ std::string encode_token(const OneTimeToken& t) {
 
 // The value's own end of life, INT64_MAX when unreadable (never cleaned: projection.h).
 std::int64_t end_of_life(std::string_view cf, std::string_view value) {
+  // login_failures: only an unknown email's entry (count || end) has an end.
+  if (cf == kLoginFailuresCf)
+    return value.size() == 12 ? codec::get_be64(value.substr(4)) : INT64_MAX;
   const auto j = nlohmann::json::parse(value, nullptr, false);
   if (!j.is_object() || !j.contains("expires_at") || !j["expires_at"].is_number_integer()) {
     return INT64_MAX;
@@ -146,10 +149,14 @@ Result<void> IdentityProjection::apply(const schema::Envelope& env, const ledger
       txn.del(kOtpCodesCf,
               lp(user) + std::string(otp_purpose(env.event_as_OtpVerified()->purpose())));
       return boost::outcome_v2::success();
-    case schema::Event::LoginFailed:
-      if (user.starts_with(kAnonymousSubjectPrefix)) return boost::outcome_v2::success();
-      txn.put(kLoginFailuresCf, user, be32(env.event_as_LoginFailed()->consecutive_failures()));
+    case schema::Event::LoginFailed: {
+      auto value = be32(env.event_as_LoginFailed()->consecutive_failures());
+      if (user.starts_with(kAnonymousSubjectPrefix)) {
+        codec::put_be64(value, now + kAnonFailuresKeptMicros);
+      }
+      txn.put(kLoginFailuresCf, user, value);
       return boost::outcome_v2::success();
+    }
     case schema::Event::LoginSucceeded:
     case schema::Event::AccountUnlocked:
       txn.del(kLoginFailuresCf, user);
@@ -214,12 +221,16 @@ Result<std::optional<OtpCode>> otp_code(const ProjectionStore& store, std::strin
       OtpCode{std::string(hash.begin(), hash.end()), j.value("expires_at", std::int64_t{0})});
 }
 
-Result<std::uint32_t> login_failures(const ProjectionStore& store, std::string_view user) {
+Result<std::uint32_t> login_failures(const ProjectionStore& store, std::string_view user,
+                                     std::int64_t now_micros) {
   SECHEX_TRY(auto stored, store.get(kLoginFailuresCf, user));
   if (!stored) return 0u;
-  if (stored->size() != 4) return ledger::Errc::corruption;
+  if (stored->size() != 4 && stored->size() != 12) return ledger::Errc::corruption;
+  if (end_of_life(kLoginFailuresCf, *stored) <= now_micros) return 0u;
   std::uint32_t n = 0;
-  for (const char c : *stored) n = (n << 8) | static_cast<unsigned char>(c);
+  for (const char c : std::string_view(*stored).substr(0, 4)) {
+    n = (n << 8) | static_cast<unsigned char>(c);
+  }
   return n;
 }
 

@@ -99,19 +99,33 @@ TEST(DecideLogin, UnknownEmailWrongPasswordAndDisabledAccountAnswerAlikeFR010) {
     EXPECT_EQ(a.failure_reason, "unknown_email");
     EXPECT_EQ(c.failure_reason, "account_disabled");
   }
+  // The fifth locks both for 30 minutes, and the lock is recorded for the unknown address too
+  // (under its anon subject), so it ends, and starts afresh, exactly like an account's.
   unknown.unknown_email_failures = 4;
   const auto fifth = decide_login(unknown, kLimits, kNow);
-  EXPECT_EQ(fifth.outcome, LoginOutcome::locked);
-  EXPECT_EQ(fifth.locked_until, kNow + 30 * kMinuteMicros);
-  EXPECT_EQ(fifth.lock_until, 0) << "no account to lock";
+  const auto fifth_known = decide_login(known(4, false), kLimits, kNow);
+  for (const auto* d : {&fifth, &fifth_known}) {
+    EXPECT_EQ(d->outcome, LoginOutcome::locked);
+    EXPECT_EQ(d->locked_until, kNow + 30 * kMinuteMicros);
+    EXPECT_EQ(d->lock_until, kNow + 30 * kMinuteMicros);
+  }
   unknown.unknown_email_failures = 5;
-  unknown.unknown_email_unlocks_at = kNow + 20 * kMinuteMicros;
-  const auto later = decide_login(unknown, kLimits, kNow);
-  EXPECT_EQ(later.outcome, LoginOutcome::locked);
-  EXPECT_EQ(later.locked_until, kNow + 20 * kMinuteMicros);
-  unknown.unknown_email_unlocks_at = 0;
-  EXPECT_EQ(decide_login(unknown, kLimits, kNow).locked_until, kNow + 30 * kMinuteMicros)
-      << "unknown end: the whole lock";
+  unknown.unknown_email_locked_until = kNow + 20 * kMinuteMicros;
+  auto locked_known = known(5, false);
+  locked_known.account->locked_until = kNow + 20 * kMinuteMicros;
+  for (const auto& s : {unknown, locked_known}) {
+    const auto d = decide_login(s, kLimits, kNow);
+    EXPECT_EQ(d.outcome, LoginOutcome::locked);
+    EXPECT_EQ(d.locked_until, kNow + 20 * kMinuteMicros);
+    EXPECT_EQ(d.lock_until, 0) << "no new lock while one is in force";
+    const auto after = decide_login(s, kLimits, kNow + 20 * kMinuteMicros);
+    EXPECT_EQ(after.outcome, LoginOutcome::invalid_credentials) << "the lock ran out";
+    EXPECT_EQ(after.remaining_attempts, 4u) << "and the count starts afresh";
+  }
+  // Failures spread over any time still add up for both (consecutive, not windowed).
+  unknown.unknown_email_locked_until.reset();
+  unknown.unknown_email_failures = 4;
+  EXPECT_EQ(decide_login(unknown, kLimits, kNow + 7 * kDayMicros).outcome, LoginOutcome::locked);
 }
 
 TEST(DecideLogin, UnverifiedEmailIsToldOnlyAfterTheRightPassword) {

@@ -720,15 +720,17 @@ TEST_F(LedgerdKafka, TwoNodesEachOwningHalfThePartitionsConvergeOnTheProjections
   const auto port_b = free_port();
   ASSERT_NE(port_b, 0);
   const auto url_b = "http://127.0.0.1:" + std::to_string(port_b);
-  ASSERT_TRUE(
-      a.start(brokers(), topic, {"--owns-partitions", "0-1", "--partition-owner", "2-3=" + url_b}))
+  ASSERT_TRUE(a.start(brokers(), topic,
+                      {"--owns-partitions", "0-1", "--partition-owner", "2-3=" + url_b,
+                       "--trusted-proxy", "127.0.0.1"}))
       << a.log();
   // One KEK, one checkpoint signing key and one token key ring for the two nodes.
   fs::create_directories(b.data());
   fs::copy(ledger::DataDir{a.data()}.keys_dir(), ledger::DataDir{b.data()}.keys_dir(),
            fs::copy_options::recursive);
   ASSERT_TRUE(b.start(brokers(), topic,
-                      {"--owns-partitions", "2-3", "--partition-owner", "0-1=" + a.url()},
+                      {"--owns-partitions", "2-3", "--partition-owner", "0-1=" + a.url(),
+                       "--trusted-proxy", "127.0.0.1"},
                       "127.0.0.1:" + std::to_string(port_b)))
       << b.log();
   const auto token = a.token();
@@ -742,6 +744,30 @@ TEST_F(LedgerdKafka, TwoNodesEachOwningHalfThePartitionsConvergeOnTheProjections
   const auto to_b = post(b.port(), token, json::array({app_event(subject_in(1), "misdirected-b")}));
   ASSERT_EQ(to_b.status, 421u) << to_b.body;
   EXPECT_EQ(json::parse(to_b.body)["error"]["details"]["owner"], a.url());
+
+  // 004 FR-024: a known address's forgot is misdirected (421) by the node that does not own its
+  // partition, so an unknown one must be too, by its anon subject's partition; else the 421
+  // alone would tell them apart. Of 12 unknown addresses, some land on each node's partitions.
+  int misdirected = 0, accepted = 0;
+  for (int i = 0; i < 12; ++i) {
+    const auto body = json{{"email", "nobody" + std::to_string(i) + "@example.com"}}.dump();
+    const testing::Headers from = {{"X-Forwarded-For", "198.51.100." + std::to_string(10 + i)}};
+    const auto r = testing::http_call_with(a.port(), http::verb::post, "/v1/auth/password/forgot",
+                                           from, "", body, 30s);
+    if (r.status == 421u) {
+      ++misdirected;
+      EXPECT_EQ(json::parse(r.body)["error"]["details"]["owner"], url_b) << r.body;
+      const auto at_owner = testing::http_call_with(
+          port_b, http::verb::post, "/v1/auth/password/forgot", from, "", body, 30s);
+      EXPECT_EQ(at_owner.status, 202u) << at_owner.body;
+    } else {
+      EXPECT_EQ(r.status, 202u) << r.body;
+      ++accepted;
+    }
+  }
+  EXPECT_GT(misdirected, 0) << "an unknown address is misdirected like a known one";
+  EXPECT_GT(accepted, 0);
+  step("forgot for unknown addresses is misdirected like for known ones");
 
   // Mixed workload, both nodes at once: 24 subjects, batches of 1-3 events of one node's
   // partitions, each sent to that partition's owner.

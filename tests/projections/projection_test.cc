@@ -743,7 +743,7 @@ TEST(Projections, IdentityStateFollowsTokensCodesFailuresGrantsAndPolicy) {
   w.otp("ann", "step-1", t0 + 5 * kMinute, /*reauth=*/true);
   w.failures("ann", 1);
   w.failures("ann", 2);
-  w.failures("anon:abcd", 1);  // an unknown email's failure has no user to count against
+  w.failures("anon:abcd", 1);  // an unknown email counts like an account, for a day
   w.reauth("ann", "grant-1", t0 + 5 * kMinute);
   ASSERT_TRUE(p->catch_up(*w.log));
 
@@ -759,8 +759,20 @@ TEST(Projections, IdentityStateFollowsTokensCodesFailuresGrantsAndPolicy) {
   EXPECT_FALSE(one_time_token(*p, "never-issued").value());
   EXPECT_EQ(otp_code(*p, "ann", "login").value()->code_hash, "code-2");
   EXPECT_EQ(otp_code(*p, "ann", "reauth").value()->code_hash, "step-1");
-  EXPECT_EQ(login_failures(*p, "ann").value(), 2u);
-  EXPECT_EQ(login_failures(*p, "anon:abcd").value(), 0u);
+  const auto now = w.clock.now_micros();
+  EXPECT_EQ(login_failures(*p, "ann", now).value(), 2u);
+  EXPECT_EQ(login_failures(*p, "ann", now + 365 * kDay).value(), 2u) << "an account's never ends";
+  EXPECT_EQ(login_failures(*p, "anon:abcd", now).value(), 1u);
+  EXPECT_EQ(login_failures(*p, "anon:abcd", now + kDay - kMinute).value(), 1u);
+  EXPECT_EQ(login_failures(*p, "anon:abcd", now + kDay).value(), 0u)
+      << "an unknown email's count ends a day after its last failure";
+  const IdentityProjection identity;
+  const auto anon_row = p->get(kLoginFailuresCf, "anon:abcd").value();
+  const auto ann_row = p->get(kLoginFailuresCf, "ann").value();
+  ASSERT_TRUE(anon_row && ann_row);
+  EXPECT_TRUE(identity.expired(kLoginFailuresCf, "anon:abcd", *anon_row, now + kDay))
+      << "cleanup drops it then";
+  EXPECT_FALSE(identity.expired(kLoginFailuresCf, "ann", *ann_row, now + 365 * kDay));
   EXPECT_EQ(reauth_grant_user(*p, "grant-1", w.clock.now_micros()).value(), "ann");
   EXPECT_FALSE(reauth_grant_user(*p, "grant-1", t0 + 5 * kMinute).value()) << "expired";
   EXPECT_EQ(password_policy_level(*p).value(), "basic");
@@ -774,7 +786,7 @@ TEST(Projections, IdentityStateFollowsTokensCodesFailuresGrantsAndPolicy) {
   EXPECT_EQ(one_time_token(*p, "reset-1").value()->state, TokenState::used);
   EXPECT_FALSE(otp_code(*p, "ann", "login").value());
   EXPECT_TRUE(otp_code(*p, "ann", "reauth").value()) << "purposes are separate";
-  EXPECT_EQ(login_failures(*p, "ann").value(), 0u);
+  EXPECT_EQ(login_failures(*p, "ann", w.clock.now_micros()).value(), 0u);
   EXPECT_EQ(password_policy_level(*p).value(), "high");
 
   w.failures("ann", 1);
@@ -782,7 +794,8 @@ TEST(Projections, IdentityStateFollowsTokensCodesFailuresGrantsAndPolicy) {
   w.issue_token("ann", false, "verify-3", w.clock.now_micros() + kDay);
   w.otp("ann", "code-3", w.clock.now_micros() + 5 * kMinute);
   ASSERT_TRUE(p->catch_up(*w.log));
-  EXPECT_EQ(login_failures(*p, "ann").value(), 0u) << "a success ends the run of failures";
+  EXPECT_EQ(login_failures(*p, "ann", w.clock.now_micros()).value(), 0u)
+      << "a success ends the run of failures";
   w.simple("ann", schema::Event::SubjectErased);
   ASSERT_TRUE(p->catch_up(*w.log));
   EXPECT_FALSE(one_time_token(*p, "verify-3").value()) << "an erased user's link opens nothing";

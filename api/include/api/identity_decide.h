@@ -70,10 +70,12 @@ struct LoginState {
   std::int64_t ip_window_frees_at = 0;
   // nullopt: no account has this email.
   std::optional<LoginAccount> account;
-  // Unknown email only: failures for this email hash within login_lock_micros, and when they
-  // fall below login_failures_to_lock again (the stand-in lock's end; 0 when unknown).
+  // Unknown email only: the consecutive failures and the lock in force recorded under its
+  // "anon:" subject. An unknown address is decided exactly like an account whose password
+  // never matches (same counts, same lock and lockedUntil), so that no sequence of answers
+  // tells it from a real one (004 FR-010).
   std::uint32_t unknown_email_failures = 0;
-  std::int64_t unknown_email_unlocks_at = 0;
+  std::optional<std::int64_t> unknown_email_locked_until;
   // Whether the password matched the stored hash (false for an unknown email: a dummy hash
   // was verified instead, so the time taken is the same).
   bool password_ok = false;

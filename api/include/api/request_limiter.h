@@ -10,9 +10,11 @@
 // A sliding window of `limit` requests per `window` per key (the client IP's keyed hash).
 // Refused requests are not counted: a client that waits Retry-After gets in. Counts live in
 // memory only, per process: a restart forgets them, and each Kafka node counts its own
-// clients. At most `max_keys` clients are tracked; beyond that, keys whose window has passed
-// are dropped first, then arbitrary ones (a client with that many addresses is past any
-// per-address limit anyway).
+// clients. At most `max_keys` clients are tracked; when full, keys whose window has passed are
+// dropped, then arbitrary ones until a tenth is free, so a flood of new keys costs one scan per
+// max_keys / 10 of them rather than one each (a client with that many addresses is past any
+// per-address limit anyway). Callers key IPv6 clients by their /64 (client_key()), since one
+// subscriber commonly holds a whole /64.
 //
 // Thread-safety: check() may be called from any thread (one mutex; the work under it is a map
 // lookup and a few integers).
@@ -20,13 +22,17 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace sechex::api {
+
+// The limiter key of a client address as client_ip.h canonicalises it: an IPv6 address's /64
+// prefix, anything else as it is.
+std::string client_key(std::string_view ip);
 
 class RequestLimiter {
  public:
@@ -50,8 +56,8 @@ class RequestLimiter {
 
  private:
   struct Entry {
-    std::deque<std::int64_t> times;  // allowed requests in the window, ascending
-    bool refused = false;            // refused since the last allowed request
+    std::vector<std::int64_t> times;  // allowed requests in the window, ascending, <= limit
+    bool refused = false;             // refused since the last allowed request
   };
   void make_room(std::int64_t now_micros);
 

@@ -13,15 +13,20 @@
 //                     it, OtpVerified consumes it
 //   login_failures    user id -> be32 consecutive password failures, set from LoginFailed's
 //                     own count (the decision counted), removed by LoginSucceeded,
-//                     AccountUnlocked, PasswordReset and SubjectErased
+//                     AccountUnlocked, PasswordReset and SubjectErased. For an unknown email
+//                     (subject "anon:<hash>") the same count || be64 end of life: the address
+//                     is decided like an account (lock at 5, lockout under its anon subject in
+//                     the access projection) so that its answers match a real account's, and
+//                     the entry is dropped kAnonFailuresKeptMicros after its last failure
+//                     (a real account's count has no end; attackers can make anon entries at
+//                     will, so theirs must have one)
 //   reauth_grants     reauth id (hex of the reauth token's keyed hash) -> JSON {"user",
 //                     "expires_at"}
 //   settings          "password_policy" -> "basic" | "high" (PolicyChanged{policy:"password"})
 // where lp(x) = be32(len(x)) || x. Hashes are the keyed lookup hashes the API computes; no
 // token, code or address is ever stored.
 //
-// Events without a user subject (LoginFailed for an unknown email uses subject "anon:<hash>")
-// change nothing here.
+// Events under an "anon:<hash>" subject change login_failures only.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +46,8 @@ inline constexpr const char* kOtpCodesCf = "otp_codes";
 inline constexpr const char* kLoginFailuresCf = "login_failures";
 inline constexpr const char* kReauthGrantsCf = "reauth_grants";
 inline constexpr const char* kSettingsCf = "settings";
+// How long an unknown email's failure count outlives its last failure (login_failures).
+inline constexpr std::int64_t kAnonFailuresKeptMicros = 24LL * 3600 * 1'000'000;
 
 inline constexpr const char* kPurposeVerifyEmail = "verify_email";
 inline constexpr const char* kPurposePasswordReset = "password_reset";
@@ -57,7 +64,7 @@ class IdentityProjection final : public Projection {
   }
   Result<void> apply(const schema::Envelope& env, const ledger::Position& pos, Txn& txn) override;
   std::vector<std::string> expiring_column_families() const override {
-    return {kOneTimeTokensCf, kOtpCodesCf, kReauthGrantsCf};
+    return {kOneTimeTokensCf, kOtpCodesCf, kReauthGrantsCf, kLoginFailuresCf};
   }
   bool expired(std::string_view cf, std::string_view key, std::string_view value,
                std::int64_t now_micros) const override;
@@ -82,7 +89,9 @@ Result<std::optional<OtpCode>> otp_code(const ProjectionStore& store, std::strin
                                         std::string_view purpose);
 
 // Consecutive password failures since the last success or unlock.
-Result<std::uint32_t> login_failures(const ProjectionStore& store, std::string_view user);
+// Consecutive failures at `now_micros` (an anon entry past its end of life counts 0).
+Result<std::uint32_t> login_failures(const ProjectionStore& store, std::string_view user,
+                                     std::int64_t now_micros);
 
 // The user a live reauth grant belongs to, or nullopt (unknown or expired at `now_micros`).
 Result<std::optional<std::string>> reauth_grant_user(const ProjectionStore& store,
