@@ -65,8 +65,9 @@ Result<identity::OtpDecision> check_code(RequestContext& x, const Subject& subje
              projections::rate_count(store, projections::kScopeOtpFailureUser, subject.id, x.now,
                                      limits.otp_failure_window_micros));
   std::optional<json> rec;
+  // An unknown address's lock is recorded under its anon subject, like an account's.
+  s.locked_until = lock_in_force(store, subject.id, x.now);
   if (subject.user) {
-    s.locked_until = lock_in_force(store, *subject.user, x.now);
     rec = stored_json(store, projections::kUsersCf, *subject.user);
     if (usable_account(rec)) {
       SECHEX_TRY(auto stored, projections::otp_code(store, *subject.user, purpose));
@@ -95,15 +96,16 @@ Result<identity::OtpDecision> check_code(RequestContext& x, const Subject& subje
     }));
     out.push_back(std::move(failed));
   }
-  // An unknown address has no account to lock: it answers 423 like one (decide_otp counts its
-  // failures under the anon subject) without recording a lock nobody could lift.
-  if (d.lock_for_admin && subject.user) {
-    SECHEX_TRY(auto locked, x.event(*subject.user, "system", [&](ledger::EventBuilder& b) {
+  // An unknown address is locked too, under its anon subject, so that it answers 423 for as
+  // long as an account would; nobody can unlock it, so that lock ends by itself after a day
+  // (access.h), and no mail or alert goes out for it.
+  if (d.lock_for_admin) {
+    SECHEX_TRY(auto locked, x.event(subject.id, "system", [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateAccountLocked(f, f.CreateString("otp_failures"), 0, true));
     }));
     out.push_back(std::move(locked));
-    if (rec) {
+    if (subject.user && rec) {
       SECHEX_TRY(auto to,
                  x.open_user_field(*subject.user, *rec, "email_sealed", "email_event_id", "email"));
       SECHEX_TRYV(x.queue_mail(out, *subject.user, kMailOtpLockout, to, ""));

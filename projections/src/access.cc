@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ledger/time_format.h"
+#include "projections/identity.h"
 
 namespace sechex::projections {
 namespace {
@@ -34,7 +35,10 @@ std::int64_t decode_cutoff(std::string_view v) {
 bool is_locked(const std::string& lockout_json, std::int64_t now_micros) {
   const auto j = nlohmann::json::parse(lockout_json, nullptr, false);
   if (j.is_discarded()) return true;  // unreadable state fails closed
-  if (j.value("needs_admin_unlock", false)) return true;
+  if (j.value("needs_admin_unlock", false)) {
+    const auto kept = parse_rfc3339(j.value("kept_until", ""));
+    return !kept || now_micros < *kept;
+  }
   const auto until = parse_rfc3339(j.value("locked_until", ""));
   return until && now_micros < *until;
 }
@@ -42,7 +46,10 @@ bool is_locked(const std::string& lockout_json, std::int64_t now_micros) {
 bool lockout_expired(std::string_view lockout_json, std::int64_t now_micros) {
   const auto j = nlohmann::json::parse(lockout_json, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return false;
-  if (j.value("needs_admin_unlock", true)) return false;
+  if (j.value("needs_admin_unlock", true)) {
+    const auto kept = parse_rfc3339(j.value("kept_until", ""));
+    return kept && now_micros >= *kept;
+  }
   const auto until = parse_rfc3339(j.value("locked_until", ""));
   return until && now_micros >= *until;
 }
@@ -64,6 +71,9 @@ Result<void> AccessProjection::apply(const schema::Envelope& env, const ledger::
           {"needs_admin_unlock", e->needs_admin_unlock()},
           {"reason", e->reason() ? e->reason()->str() : ""},
           {"since", format_rfc3339(at)}};
+      if (e->needs_admin_unlock() && user.starts_with(kAnonymousSubjectPrefix)) {
+        lock["kept_until"] = format_rfc3339(at + kAnonAdminLockKeptMicros);
+      }
       txn.put(kLockoutsCf, user, lock.dump());
       break;
     }

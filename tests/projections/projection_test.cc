@@ -381,12 +381,24 @@ TEST(Projections, LockoutsAndRevocationsFollowTheirEvents) {
   const auto locked_at = w.clock.now_micros();
   w.lock("u", locked_at + 1'800'000'000, false);  // 30 minutes
   w.lock("v", 0, true);                           // until an admin unlocks
+  w.lock("anon:beef", 0, true);                   // an unknown email's stand-in admin lock
+  const auto anon_at = w.clock.now_micros();
   ASSERT_TRUE(p->catch_up(*w.log));
   const auto lu = p->get(kLockoutsCf, "u").value();
   ASSERT_TRUE(lu);
   EXPECT_TRUE(is_locked(*lu, locked_at + 60'000'000));
   EXPECT_FALSE(is_locked(*lu, locked_at + 1'900'000'000)) << "a timed lock ends by itself";
   EXPECT_TRUE(is_locked(*p->get(kLockoutsCf, "v").value(), locked_at + 365LL * 86'400'000'000));
+  const auto anon = p->get(kLockoutsCf, "anon:beef").value();
+  ASSERT_TRUE(anon);
+  const AccessProjection access;
+  EXPECT_TRUE(is_locked(*anon, anon_at + kAnonAdminLockKeptMicros - 1'000'000))
+      << "an unknown email's admin lock holds like an account's";
+  EXPECT_FALSE(is_locked(*anon, anon_at + kAnonAdminLockKeptMicros))
+      << "but nobody can unlock it, so it ends by itself after a day";
+  EXPECT_TRUE(access.expired(kLockoutsCf, "anon:beef", *anon, anon_at + kAnonAdminLockKeptMicros));
+  EXPECT_FALSE(access.expired(kLockoutsCf, "v", *p->get(kLockoutsCf, "v").value(),
+                              locked_at + 365LL * 86'400'000'000));
   w.unlock("v");
   ASSERT_TRUE(p->catch_up(*w.log));
   EXPECT_FALSE(p->get(kLockoutsCf, "v").value());

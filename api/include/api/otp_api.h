@@ -20,7 +20,9 @@
 //       account_locked once more than otp_failures_to_lock failures fall in an hour:
 //       AccountLocked{needs_admin_unlock} + MailQueued(otp_lockout) to the owner + the
 //       on_lockout hook (ledgerd: sechex_security_alerts_total{kind="otp_lockout"} and one log
-//       line naming the user id only).
+//       line naming the user id only). An unknown address is locked alike under its anon
+//       subject (no mail, no alert; the lock ends by itself after a day, access.h), so its
+//       answers match an account's.
 //   POST /v1/auth/reauth        (Bearer) {code} | {password} -> {reauthToken, expiresIn: 300}.
 //       {code}: a Reauth-purpose code (see above), under the same limits as verify.
 //       {password}: checked with the PasswordHasher before the partition is taken; a wrong one

@@ -6,7 +6,11 @@
 //                        readers compare with their clock (is_locked), and the scheduled
 //                        cleanup deletes it later (expired()); apply() never reads a lockout,
 //                        so the deletion cannot change any later result, and the rebuild check
-//                        compares live entries only (ProjectionStore::digest(now)).
+//                        compares live entries only (ProjectionStore::digest(now)). An admin
+//                        lock of an "anon:" subject (an unknown email, locked so that it
+//                        answers like an account) also has "kept_until", since +
+//                        kAnonAdminLockKeptMicros: nobody could unlock it, and anyone can make
+//                        one, so it must end by itself.
 //   revoked_sessions     session id -> RFC 3339 time of revocation (SessionRevoked, LoggedOut,
 //                        RefreshTokenReuseDetected)
 //   revocation_cutoffs   user id -> be64 micros: tokens issued before this instant are invalid
@@ -19,6 +23,7 @@
 namespace sechex::projections {
 
 inline constexpr const char* kLockoutsCf = "lockouts";
+inline constexpr std::int64_t kAnonAdminLockKeptMicros = 24LL * 3600 * 1'000'000;
 inline constexpr const char* kRevokedSessionsCf = "revoked_sessions";
 inline constexpr const char* kRevocationCutoffsCf = "revocation_cutoffs";
 
