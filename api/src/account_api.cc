@@ -171,32 +171,22 @@ Response AccountApi::forgot_password(const Request& req) {
   auto id = x.store().get(projections::kUsersByEmailCf, email_hash);
   if (!id || !id.value()) return accepted_unknown(x, email_hash);
   const auto user = *id.value();
-  const auto p = x.partition_of(user);
   auto token = identity::random_token(32);
   if (!token) return json_error(500, "internal_error", "no randomness");
   const auto token_hash = d_.lookup.token(projections::kPurposePasswordReset, token.value());
-  bool queued = false;
-  auto ran = x.run(p, [&]() -> Result<Events> {
-    const auto rec = stored_json(x.store(), projections::kUsersCf, user);
-    // FR-026: only to verified addresses, and never for an erased account.
-    if (!rec || !rec->value("email_verified", false) || rec->value("status", "") != "active") {
-      return Events{};
-    }
-    SECHEX_TRY(auto asked, projections::rate_count(x.store(), projections::kScopeResetRequestUser,
-                                                   user, x.now, identity::kHourMicros));
-    if (asked >= kResetRequestsPerUser) return Events{};
-    Events out;
-    SECHEX_TRY(auto requested, x.event(user, user, [&](ledger::EventBuilder& b) {
-      auto& f = b.fbb();
-      return b.finish(schema::CreatePasswordResetRequested(
-          f, bytes(f, token_hash), x.now + config_.limits.reset_token_micros));
-    }));
-    SECHEX_TRYV(
-        record_and_mail(x, out, user, *rec, std::move(requested), "password_reset", token.value()));
-    queued = true;
-    return out;
-  });
-  return accepted_after(ran, queued, d_, p);
+  return mail_secret(
+      x, user,
+      {"password_reset", token.value(), user, projections::kScopeResetRequestUser,
+       identity::kHourMicros, kResetRequestsPerUser},
+      // FR-026: only to verified addresses, and never for an erased account.
+      [](const json& rec) {
+        return rec.value("email_verified", false) && rec.value("status", "") == "active";
+      },
+      [&](ledger::EventBuilder& b) {
+        auto& fb = b.fbb();
+        return b.finish(schema::CreatePasswordResetRequested(
+            fb, bytes(fb, token_hash), x.now + config_.limits.reset_token_micros));
+      });
 }
 
 // ---- Reset (004 FR-025, FR-027, FR-028, FR-040; scenarios 10-12) ----

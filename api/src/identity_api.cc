@@ -210,31 +210,19 @@ Response IdentityApi::resend_verification(const Request& req) {
   if (!checked) return accepted_unknown(x, email_hash);
   auto user_id = x.store().get(projections::kUsersByEmailCf, email_hash);
   if (!user_id || !user_id.value()) return accepted_unknown(x, email_hash);
-  const auto user = *user_id.value();
-  const auto p = x.partition_of(user);
   auto token = identity::random_token(32);
   if (!token) return json_error(500, "internal_error", "no randomness");
   const auto token_hash = d_.lookup.token(projections::kPurposeVerifyEmail, token.value());
-  bool queued = false;
-  auto ran = x.run(p, [&]() -> Result<Events> {
-    const auto rec = stored_json(x.store(), projections::kUsersCf, user);
-    if (!rec || rec->value("email_verified", true)) return Events{};
-    // At most a few mails an hour per account, silently: the answer must not differ.
-    SECHEX_TRY(auto sent, projections::rate_count(x.store(), projections::kScopeVerifyRequestUser,
-                                                  user, x.now, identity::kHourMicros));
-    if (sent >= config_.limits.verify_resends_per_hour) return Events{};
-    Events out;
-    SECHEX_TRY(auto issued, x.event(user, "system", [&](ledger::EventBuilder& b) {
-      auto& f = b.fbb();
-      return b.finish(schema::CreateEmailVerificationIssued(
-          f, bytes(f, token_hash), x.now + config_.limits.verify_token_micros));
-    }));
-    SECHEX_TRYV(
-        record_and_mail(x, out, user, *rec, std::move(issued), "verify_email", token.value()));
-    queued = true;
-    return out;
-  });
-  return accepted_after(ran, queued, d_, p);
+  return mail_secret(
+      x, *user_id.value(),
+      {"verify_email", token.value(), "system", projections::kScopeVerifyRequestUser,
+       identity::kHourMicros, config_.limits.verify_resends_per_hour},
+      [](const json& rec) { return !rec.value("email_verified", true); },
+      [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateEmailVerificationIssued(
+            f, bytes(f, token_hash), x.now + config_.limits.verify_token_micros));
+      });
 }
 
 // ---- Login (004 FR-008..FR-012, API.md) ----

@@ -279,18 +279,6 @@ inline Result<void> start_session(RequestContext& x, const std::string& subject,
   return boost::outcome_v2::success();
 }
 
-// For the routes that mail a one-time secret to an account's own address and answer 202
-// whatever happened (verification resend, password forgot, OTP request): appends the event
-// that records the secret's hash and the MailQueued carrying it, to the address sealed in the
-// users projection's `record`.
-inline Result<void> record_and_mail(RequestContext& x, Events& out, const std::string& user,
-                                    const json& record, ledger::Bytes issued, std::string_view kind,
-                                    std::string_view secret) {
-  out.push_back(std::move(issued));
-  SECHEX_TRY(auto to, x.open_user_field(user, record, "email_sealed", "email_event_id", "email"));
-  return x.queue_mail(out, user, kind, to, secret);
-}
-
 // The 202 of such a route: only a misdirected command is told (the owner must do it); any other
 // failure, like "nothing to send", must look the same from outside.
 inline Response accepted_after(const Result<std::vector<ledger::Record>>& ran, bool queued,
@@ -300,6 +288,42 @@ inline Response accepted_after(const Result<std::vector<ledger::Record>>& ran, b
   }
   if (queued && deps.mail_queued) deps.mail_queued();
   return json_ok(json{{"status", "accepted"}}.dump(), 202);
+}
+
+// What the routes that mail a one-time secret to an account's own address share once they know
+// the account (verification resend, password forgot, OTP request). On the account's partition:
+// nothing unless `eligible(record)`; nothing beyond `cap` such mails per `cap_window_micros`
+// (counted in `cap_scope`; silent, since the answer must not differ); else the event `issue`
+// builds (recording the secret's hash) and the MailQueued of `kind` carrying `secret` to the
+// address sealed in the users record, in one append. Answers like accepted_after().
+struct SecretMail {
+  std::string_view kind;
+  std::string_view secret;
+  std::string actor;  // of the recording event: the user asking, or "system"
+  const char* cap_scope;
+  std::int64_t cap_window_micros;
+  std::uint32_t cap;
+};
+template <typename Eligible, typename Issue>
+Response mail_secret(RequestContext& x, const std::string& user, const SecretMail& m,
+                     Eligible&& eligible, Issue&& issue) {
+  const auto p = x.partition_of(user);
+  bool queued = false;
+  auto ran = x.run(p, [&]() -> Result<Events> {
+    const auto rec = stored_json(x.store(), projections::kUsersCf, user);
+    if (!rec || !eligible(*rec)) return Events{};
+    SECHEX_TRY(auto sent,
+               projections::rate_count(x.store(), m.cap_scope, user, x.now, m.cap_window_micros));
+    if (sent >= m.cap) return Events{};
+    Events out;
+    SECHEX_TRY(auto issued, x.event(user, m.actor, issue));
+    out.push_back(std::move(issued));
+    SECHEX_TRY(auto to, x.open_user_field(user, *rec, "email_sealed", "email_event_id", "email"));
+    SECHEX_TRYV(x.queue_mail(out, user, m.kind, to, m.secret));
+    queued = true;
+    return out;
+  });
+  return accepted_after(ran, queued, x.deps, p);
 }
 
 // The 429 for a client past `limiter` on a route that must answer alike for every address

@@ -194,30 +194,19 @@ Response OtpApi::request_code(const Request& req) {
     if (!subject.user) return accepted_unknown(x, subject.email_hash);
     user = *subject.user;
   }
-  const auto p = x.partition_of(user);
   auto code = identity::generate_otp_code();
   if (!code) return json_error(500, "internal_error", "no randomness");
   const auto code_hash = d_.lookup.otp(user, purpose, code.value());
-  bool queued = false;
-  auto ran = x.run(p, [&]() -> Result<Events> {
-    auto& store = x.store();
-    const auto rec = stored_json(store, projections::kUsersCf, user);
-    if (!usable_account(rec)) return Events{};
-    // The account's mail bound, silently: the answer must not differ (see otp_api.h).
-    SECHEX_TRY(auto by_user, projections::rate_count(store, projections::kScopeOtpRequestUser, user,
-                                                     x.now, otp_.otp_request_window_micros));
-    if (by_user >= otp_.otp_requests_per_user) return Events{};
-    Events out;
-    SECHEX_TRY(auto issued, x.event(user, "system", [&](ledger::EventBuilder& b) {
-      auto& f = b.fbb();
-      return b.finish(schema::CreateOtpIssued(
-          f, bytes(f, code_hash), x.now + config_.limits.otp_micros, purpose_of(purpose)));
-    }));
-    SECHEX_TRYV(record_and_mail(x, out, user, *rec, std::move(issued), kMailOtpCode, code.value()));
-    queued = true;
-    return out;
-  });
-  return accepted_after(ran, queued, d_, p);
+  return mail_secret(
+      x, user,
+      {kMailOtpCode, code.value(), "system", projections::kScopeOtpRequestUser,
+       otp_.otp_request_window_micros, otp_.otp_requests_per_user},
+      [](const json& rec) { return usable_account(rec); },
+      [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateOtpIssued(
+            f, bytes(f, code_hash), x.now + config_.limits.otp_micros, purpose_of(purpose)));
+      });
 }
 
 // ---- Sign in with a code (002 OTP expiration, rate limiting, lockout) ----
