@@ -248,6 +248,16 @@ Response AccountApi::reset_password(const Request& req) {
           return b.finish(schema::CreatePasswordReset(b.fbb(), bytes(b.fbb(), hash), sealed));
         }));
     out.push_back(std::move(reset));
+    // The owner has just proved control of the address: a lockout from wrong passwords ends
+    // with the reset, the way to recover without waiting it out. An admin lock stays.
+    const auto lock = lock_in_force(x.store(), user, x.now);
+    if (lock && *lock != INT64_MAX) {
+      SECHEX_TRY(auto unlocked, x.event(user, user, [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateAccountUnlocked(f, false, f.CreateString("password_reset")));
+      }));
+      out.push_back(std::move(unlocked));
+    }
     SECHEX_TRYV(x.queue_mail(out, user, "password_reset_done", address.value(), ""));
     return out;
   });

@@ -410,6 +410,28 @@ TEST_F(Identity, MailSendingRoutesLimitEachClientWhateverTheAddressFR024) {
   EXPECT_EQ(by_ip, std::size(routes));
 }
 
+// 004 FR-012 with FR-025: locked out after 5 wrong passwords, the owner recovers at once by
+// resetting the password through the mailed link (AccountUnlocked{reason password_reset} in the
+// chain) instead of waiting 30 minutes; the old password stays refused.
+TEST_F(Identity, APasswordResetEndsALockoutFromWrongPasswordsFR012FR025) {
+  start();
+  const auto user = verified("recover@example.com");
+  ASSERT_FALSE(user.empty());
+  for (int i = 0; i < 5; ++i) login("recover@example.com", "Wr0ng-password");
+  ASSERT_EQ(login("recover@example.com", kPassword).status, 423u) << "locked";
+  ASSERT_EQ(post("/v1/auth/password/forgot", {{"email", "recover@example.com"}}).status, 202u);
+  const auto token = token_in(mail_with("recover@example.com", "reset-password?token="));
+  ASSERT_FALSE(token.empty()) << log();
+  ASSERT_EQ(
+      post("/v1/auth/password/reset", {{"token", token}, {"newPassword", "R3cover-Passw0rd!"}})
+          .status,
+      200u);
+  EXPECT_EQ(login("recover@example.com", "R3cover-Passw0rd!").status, 200u) << "unlocked";
+  EXPECT_EQ(login("recover@example.com", kPassword).status, 401u);
+  const auto unlocked = audit(admin_token(), user, "AccountUnlocked");
+  ASSERT_EQ(unlocked.size(), 1u);
+}
+
 // 004 scenarios 10-12, FR-024..FR-028, FR-040: forgot answers 202 for any address; the reset
 // link goes only to a verified address, works once, revokes every session and is confirmed by
 // mail.
