@@ -34,10 +34,11 @@ Response Authenticator::reject(unsigned status, std::string_view code, std::stri
 // `iat` has whole seconds, so a token of a session started in the same second as a cutoff
 // (a password change answers with a fresh session) looks older than the cutoff. Its session's
 // own start, in microseconds, tells the two apart.
-bool Authenticator::session_began_after(const std::optional<std::string>& session,
-                                        std::int64_t cutoff) {
-  if (!session) return false;
-  const auto s = nlohmann::json::parse(*session, nullptr, false);
+bool Authenticator::session_began_after(const std::string& sid, std::int64_t cutoff) const {
+  if (sid.empty()) return false;
+  auto stored = store_.get(projections::kSessionsCf, sid);
+  if (!stored || !stored.value()) return false;
+  const auto s = nlohmann::json::parse(*stored.value(), nullptr, false);
   return s.is_object() && s.value("created_at", std::int64_t{0}) >= cutoff;
 }
 
@@ -87,9 +88,9 @@ std::variant<Principal, Response> Authenticator::authenticate(
   // Revocation is checked on every request, never cached: logout must take effect at once.
   auto revoked = store_.get(projections::kRevokedSessionsCf, claims.sid);
   auto cutoff = store_.get(projections::kRevocationCutoffsCf, claims.sub);
-  auto session = claims.sid.empty() ? Result<std::optional<std::string>>(std::nullopt)
-                                    : store_.get(projections::kSessionsCf, claims.sid);
-  if (!revoked || !cutoff || !session) {
+  auto session_end = claims.sid.empty() ? Result<std::optional<std::int64_t>>(std::nullopt)
+                                        : projections::session_end(store_, claims.sub, claims.sid);
+  if (!revoked || !cutoff || !session_end) {
     // Failing closed: without the revocation state we cannot tell a revoked token from a good one.
     if (on_reject_) on_reject_("revocation_unavailable");
     return json_error(503, "unavailable", "cannot check the session right now");
@@ -100,11 +101,12 @@ std::variant<Principal, Response> Authenticator::authenticate(
   }
   if (cutoff.value().has_value() &&
       claims.iat * 1'000'000 < projections::decode_cutoff(*cutoff.value()) &&
-      !session_began_after(session.value(), projections::decode_cutoff(*cutoff.value()))) {
+      !session_began_after(claims.sid, projections::decode_cutoff(*cutoff.value()))) {
     return reject(401, "invalid_token", "the access token is invalid or expired",
                   "sessions_cut_off");
   }
-  if (session.value() && !projections::is_session_active(*session.value(), clock_.now_micros())) {
+  // Ended sessions are in revoked_sessions or behind a cutoff; this catches the idle expiry.
+  if (session_end.value() && clock_.now_micros() >= *session_end.value()) {
     return reject(401, "invalid_token", "the access token is invalid or expired",
                   "session_expired");
   }

@@ -2,24 +2,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codec.h"
 #include "ledger/time_format.h"
 #include "projections/identity.h"
 
 namespace sechex::projections {
 namespace {
 
-std::string be64(std::int64_t v) {
-  std::string s(8, '\0');
-  const auto u = static_cast<std::uint64_t>(v);
-  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(u >> (56 - 8 * i));
-  return s;
-}
-
 // Cutoffs only move forward: an older event replayed later cannot re-validate tokens.
 Result<void> raise_cutoff(Txn& txn, const std::string& user, std::int64_t at) {
   SECHEX_TRY(auto current, txn.get(kRevocationCutoffsCf, user));
   if (current && decode_cutoff(*current) >= at) return boost::outcome_v2::success();
-  txn.put(kRevocationCutoffsCf, user, be64(at));
+  txn.put(kRevocationCutoffsCf, user, codec::be64(at));
   return boost::outcome_v2::success();
 }
 

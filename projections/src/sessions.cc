@@ -126,6 +126,15 @@ Result<void> revoke_family(Txn& txn, const schema::RefreshTokenReuseDetected& e,
 
 std::string sessions_user_prefix(std::string_view user) { return codec::lp(user); }
 
+Result<std::optional<std::int64_t>> session_end(const ProjectionStore& store, std::string_view user,
+                                                std::string_view session) {
+  SECHEX_TRY(auto v,
+             store.get(kSessionsByUserCf, sessions_user_prefix(user) + std::string(session)));
+  if (!v) return std::optional<std::int64_t>();
+  if (v->size() != 8) return make_error_code(ledger::Errc::corruption);
+  return std::optional<std::int64_t>(codec::get_be64(*v));
+}
+
 std::int64_t session_ends_at(std::string_view session_json) {
   const auto s = json::parse(session_json, nullptr, false);
   if (s.is_discarded() || !s.is_object()) return INT64_MIN;
@@ -149,7 +158,10 @@ bool SessionsProjection::expired(std::string_view cf, std::string_view, std::str
     if (t.is_discarded() || !t.is_object() || !t.contains("expires_at")) return false;
     return now_micros >= t.value("expires_at", std::int64_t{0});
   }
-  if (cf == kSessionsByUserCf || cf == kRefreshFamiliesCf) {
+  if (cf == kSessionsByUserCf) {
+    return value.size() == 8 && now_micros - kEndedSessionKeptMicros >= codec::get_be64(value);
+  }
+  if (cf == kRefreshFamiliesCf) {
     return value.size() == 8 && now_micros >= codec::get_be64(value);
   }
   return false;

@@ -80,8 +80,7 @@ class Authenticator {
       const Request& request, std::initializer_list<std::string_view> any_of_roles = {}) const;
 
  private:
-  static bool session_began_after(const std::optional<std::string>& session,
-                                  std::int64_t cutoff_micros);
+  bool session_began_after(const std::string& sid, std::int64_t cutoff_micros) const;
   Response reject(unsigned status, std::string_view code, std::string_view message,
                   std::string_view reason) const;
 

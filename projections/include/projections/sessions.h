@@ -29,9 +29,10 @@
 // "expired"; a rotated or revoked token stays until its own expiry so that its reuse is still
 // recognised. Every entry carries its end of life, and expired()/cleanup delete it afterwards;
 // apply() ignores entries already over at the event's time (projection.h). A session row is
-// deleted only kEndedSessionKeptMicros after its end: the Authenticator refuses access tokens
-// of a session whose row says it is over, and an access token (1 h) issued before the end must
-// still find that row (with an idle window shorter than the token, --session-idle).
+// deleted (with its sessions_by_user entry) only kEndedSessionKeptMicros after its end: the
+// Authenticator refuses access tokens of a session whose row says it is over, and an access token
+// (1 h) issued before the end must still find that row (with an idle window shorter than the token,
+// --session-idle).
 #pragma once
 
 #include "projections/projection.h"
@@ -65,6 +66,11 @@ class SessionsProjection final : public Projection {
 
 // Key prefix of one user's entries in sessions_by_user (append the session id for one entry).
 std::string sessions_user_prefix(std::string_view user);
+
+// The end of `session` of `user` as sessions_by_user keeps it (its ends_at(), no JSON to parse:
+// the Authenticator reads it on every request), or nullopt when there is no such entry.
+Result<std::optional<std::int64_t>> session_end(const ProjectionStore& store, std::string_view user,
+                                                std::string_view session);
 
 // When a stored session value stops being usable whatever its state: the earlier of its idle
 // and absolute expiry; INT64_MIN when unreadable.
