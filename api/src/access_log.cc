@@ -92,6 +92,12 @@ RequestObserver access_log(std::shared_ptr<spdlog::logger> logger, const Clock& 
         {"peer", r.peer},
         {"bytes", r.response_bytes}};
     if (!r.reject_reason.empty()) line["reject_reason"] = r.reject_reason;
+    if (!r.handler_exception.empty()) {
+      // A handler bug: worth an error line of its own level (the class only, never what()).
+      line["level"] = "error";
+      line["msg"] = "handler threw";
+      line["exception"] = r.handler_exception;
+    }
     // Invalid UTF-8 cannot reach here (method/route are ours, ids are checked tokens), but a
     // log line must never throw: replace rather than fail.
     logger->info(line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));

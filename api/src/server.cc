@@ -1,5 +1,6 @@
 #include "api/server.h"
 
+#include <cxxabi.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
@@ -138,13 +139,110 @@ class BlockingPool {
   bool closing_ = false;
 };
 
-Response call_handler(const Handler& handler, const Request& req) noexcept {
+// The demangled class of the exception in flight, for logs: a class says what failed (a JSON
+// type error, a bad_alloc) without what() quoting the input that made it fail.
+std::string current_exception_class() {
+  const auto* type = abi::__cxa_current_exception_type();
+  if (type == nullptr) return "unknown";
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(type->name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? name.get() : type->name();
+}
+
+// `thrown` is set to the exception's class when the handler threw.
+Response call_handler(const Handler& handler, const Request& req, std::string& thrown) noexcept {
   try {
     return handler(req);
-  } catch (const std::exception&) {
+  } catch (...) {
     // A handler bug must not take the connection (or the process) down with it.
+    try {
+      thrown = current_exception_class();
+    } catch (...) {
+      thrown = "unknown";
+    }
     return json_error(500, "internal_error", "internal error");
   }
+}
+
+// Without the optional whitespace (RFC 9110 OWS) at either end.
+std::string_view trim_ows(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// RFC 9112 section 3.2 / RFC 3986: host [":" port], where host is an IP literal in brackets or a
+// reg-name / IPv4 address (unreserved, pct-encoded and sub-delims characters).
+bool valid_host(std::string_view h) {
+  if (!h.empty() && h.front() == '[') {
+    const auto close = h.find(']');
+    if (close == std::string_view::npos) return false;
+    for (const char c : h.substr(1, close - 1)) {
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+    }
+    h.remove_prefix(close + 1);
+    if (h.empty()) return true;
+    if (h.front() != ':') return false;
+  } else {
+    const auto colon = h.find(':');
+    for (const char c : h.substr(0, colon)) {
+      const bool ok = std::isalnum(static_cast<unsigned char>(c)) ||
+                      std::string_view("-._~%!$&'()*+,;=").find(c) != std::string_view::npos;
+      if (!ok) return false;
+    }
+    if (colon == std::string_view::npos) return true;
+    h.remove_prefix(colon);
+  }
+  h.remove_prefix(1);  // ':'
+  return h.size() <= 5 && std::all_of(h.begin(), h.end(), [](char c) {
+           return std::isdigit(static_cast<unsigned char>(c));
+         });
+}
+
+// Why a request's header makes its framing or target unsafe to act on (RFC 9112 sections 3.2,
+// 6.1, 6.3; see server.h "Message framing"), with the status to answer; nullopt when it is fine.
+struct FramingRefusal {
+  unsigned status;
+  std::string_view detail;
+};
+std::optional<FramingRefusal> framing_refusal(const http::request_header<>& h) {
+  const auto hosts = h.count(http::field::host);
+  if (hosts > 1) return FramingRefusal{400, "more than one Host header field"};
+  if (hosts == 0 && h.version() >= 11) return FramingRefusal{400, "no Host header field"};
+  const auto sv = [](beast::string_view v) { return std::string_view(v.data(), v.size()); };
+  if (hosts == 1 && !valid_host(trim_ows(sv(h[http::field::host])))) {
+    return FramingRefusal{400, "the Host header field is not a valid authority"};
+  }
+  if (h.count(http::field::transfer_encoding) == 0) return std::nullopt;
+  if (h.version() < 11) return FramingRefusal{400, "Transfer-Encoding in an HTTP/1.0 request"};
+  if (h.count(http::field::content_length) != 0) {
+    return FramingRefusal{400, "both Transfer-Encoding and Content-Length"};
+  }
+  std::vector<std::string_view> codings;
+  const auto range = h.equal_range(http::field::transfer_encoding);
+  for (auto it = range.first; it != range.second; ++it) {
+    auto v = sv(it->value());
+    while (true) {
+      const auto comma = v.find(',');
+      const auto coding = trim_ows(v.substr(0, comma));
+      if (!coding.empty()) codings.push_back(coding);
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  if (codings.empty() || !iequals(codings.back(), "chunked")) {
+    return FramingRefusal{400, "the last transfer coding is not chunked"};
+  }
+  if (codings.size() > 1) return FramingRefusal{501, "only the chunked transfer coding is served"};
+  return std::nullopt;
 }
 
 Response overloaded() {
@@ -237,13 +335,18 @@ Router::Match Router::found(const std::string& method, const std::string& route,
                             const Methods& methods) const {
   Match m;
   m.route = route;
-  const auto h = methods.find(method);
+  auto h = methods.find(method);
+  // RFC 9110 section 9.1: HEAD works wherever GET does (the server drops the body).
+  if (h == methods.end() && method == "HEAD") h = methods.find("GET");
   if (h != methods.end()) {
     m.handler = &h->second.handler;
     m.exec = h->second.exec;
     return m;
   }
-  for (const auto& [allowed, unused] : methods) m.allowed.push_back(allowed);
+  for (const auto& [allowed, unused] : methods) {
+    m.allowed.push_back(allowed);
+    if (allowed == "GET" && !methods.contains("HEAD")) m.allowed.emplace_back("HEAD");
+  }
   return m;
 }
 
@@ -421,16 +524,31 @@ struct HttpServer::Impl {
     res.keep_alive(keep_alive);
   }
 
-  // Writes a response with a body in memory; returns the body size.
+  // Writes a response with a body in memory; returns the body bytes written. The answer to a
+  // HEAD request (`head_only`) has the header GET's would have, Content-Length included, and no
+  // body; a streamed response's is the header alone.
   template <class Stream>
   asio::awaitable<std::size_t> write(Stream& stream, const Response& resp,
                                      const std::string& request_id, bool keep_alive,
-                                     unsigned version, boost::system::error_code& ec) {
+                                     unsigned version, bool head_only,
+                                     boost::system::error_code& ec) {
+    beast::get_lowest_layer(stream).expires_after(opts.write_timeout);
+    if (head_only) {
+      http::response<http::empty_body> res;
+      fill_header(res, resp, request_id, keep_alive, version);
+      if (resp.next_chunk) {
+        if (version >= 11) res.chunked(true);
+      } else {
+        res.content_length(resp.body.size());
+      }
+      http::response_serializer<http::empty_body> sr(res);
+      co_await http::async_write_header(stream, sr, asio::redirect_error(asio::use_awaitable, ec));
+      co_return 0;
+    }
     http::response<http::string_body> res;
     fill_header(res, resp, request_id, keep_alive, version);
     res.body() = resp.body;
     res.prepare_payload();
-    beast::get_lowest_layer(stream).expires_after(opts.write_timeout);
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     co_return resp.body.size();
   }
@@ -568,7 +686,7 @@ struct HttpServer::Impl {
   void log_rejection(const Response& r, std::string_view reason, const std::string& request_id,
                      const std::string& peer, std::size_t bytes) {
     if (!observer) return;
-    observer(RequestLog{"other", "unparsed", r.status, {}, request_id, peer, bytes, reason});
+    observer(RequestLog{"other", "unparsed", r.status, {}, request_id, peer, bytes, reason, {}});
   }
 
   // Serves requests until the connection should close. Returns true when it ends in an orderly
@@ -597,10 +715,32 @@ struct HttpServer::Impl {
       http::request_parser<http::string_body> parser;
       parser.body_limit(opts.body_limit);
       parser.header_limit(opts.header_limit);
-      // One deadline for the whole request, however slowly its bytes trickle in.
+      // One deadline for the whole request, however slowly its bytes trickle in. The header
+      // first: its framing decides where this request's body ends and the next one begins.
       lowest.expires_after(opts.read_timeout);
-      co_await http::async_read(stream, buffer, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
+      co_await http::async_read_header(stream, buffer, parser,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec) {
+        if (const auto bad = framing_refusal(parser.get())) {
+          set_state(id, State::handling);
+          // Nothing after this header can be trusted to start a request: answer, then close.
+          const auto refusal =
+              json_error(bad->status, bad->status == 501 ? "not_implemented" : "invalid_request",
+                         bad->detail, nlohmann::json{{"reason", "message_framing"}}.dump());
+          const auto it = parser.get().find("X-Request-Id");
+          const std::string sent = it != parser.get().end() ? std::string(it->value()) : "";
+          const std::string request_id = sane_request_id(sent) ? sent : new_request_id();
+          boost::system::error_code wec;
+          const auto bytes = co_await write(stream, refusal, request_id, false, 11, false, wec);
+          log_rejection(refusal, "malformed_http", request_id, peer, bytes);
+          if (!wec) co_await drain(stream);
+          co_return false;
+        }
+        if (!parser.is_done()) {
+          co_await http::async_read(stream, buffer, parser,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+        }
+      }
       set_state(id, State::handling);
       if (ec) {
         // Answer what the client got wrong; anything else (EOF, reset) just closes.
@@ -618,6 +758,13 @@ struct HttpServer::Impl {
           const auto r = json_error(408, "request_timeout", "request not received in time");
           log_rejection(r, "timeout", new_request_id(), peer, 0);
           co_return false;
+        } else if (ec == http::error::bad_transfer_encoding ||
+                   ec == http::error::bad_content_length) {
+          // Beast's own framing checks (a second Transfer-Encoding after chunked, Content-Length
+          // beside it, conflicting lengths): the same answer as framing_refusal()'s.
+          refusal = json_error(400, "invalid_request", "ambiguous message framing",
+                               nlohmann::json{{"reason", "message_framing"}}.dump());
+          reason = "malformed_http";
         } else if (ec.category() == http::make_error_code(http::error::bad_method).category() &&
                    ec != http::error::end_of_stream && ec != http::error::partial_message) {
           refusal = json_error(400, "invalid_request", "malformed HTTP request");
@@ -629,7 +776,7 @@ struct HttpServer::Impl {
           const std::string sent = it != parser.get().end() ? std::string(it->value()) : "";
           const std::string request_id = sane_request_id(sent) ? sent : new_request_id();
           boost::system::error_code wec;
-          const auto bytes = co_await write(stream, *refusal, request_id, false, 11, wec);
+          const auto bytes = co_await write(stream, *refusal, request_id, false, 11, false, wec);
           log_rejection(*refusal, reason, request_id, peer, bytes);
           if (!wec) co_await drain(stream);
         }
@@ -650,6 +797,7 @@ struct HttpServer::Impl {
       }
       req.body = std::move(msg.body());
       req.peer = peer;
+      req.scheme = tls ? "https" : "http";
       const auto* rid = req.header("x-request-id");
       req.request_id = rid != nullptr && sane_request_id(*rid) ? *rid : new_request_id();
 
@@ -657,6 +805,7 @@ struct HttpServer::Impl {
       req.params = std::move(m.params);
       Response resp;
       std::string_view reject;
+      std::string thrown;
       if (m.handler == nullptr) {
         if (m.allowed.empty()) {
           resp = json_error(404, "not_found", "no such endpoint");
@@ -668,7 +817,7 @@ struct HttpServer::Impl {
         }
       } else if (m.exec != Exec::io) {
         auto out = co_await on_pool<Response>(
-            [&handler = *m.handler, &req] { return call_handler(handler, req); },
+            [&handler = *m.handler, &req, &thrown] { return call_handler(handler, req, thrown); },
             m.exec == Exec::read ? &read_pool : &pool);
         if (out) {
           resp = std::move(*out);
@@ -677,7 +826,7 @@ struct HttpServer::Impl {
           reject = "overloaded";
         }
       } else {
-        resp = call_handler(*m.handler, req);
+        resp = call_handler(*m.handler, req, thrown);
       }
 
       if (const auto* lang = req.header("accept-language")) {
@@ -687,18 +836,19 @@ struct HttpServer::Impl {
           opts.max_pipelined != 0 && pipelined >= opts.max_pipelined && buffer.size() != 0;
       const bool keep_alive = msg.keep_alive() && !stopping && !pipeline_full &&
                               n + 1 < opts.max_requests_per_connection;
+      const bool head = req.method == "HEAD";
       const auto bytes =
-          resp.next_chunk
+          resp.next_chunk && !head
               ? co_await write_streamed(stream, resp, req.request_id, keep_alive, msg.version(), ec)
-              : co_await write(stream, resp, req.request_id, keep_alive, msg.version(), ec);
+              : co_await write(stream, resp, req.request_id, keep_alive, msg.version(), head, ec);
       if (observer) {
         const auto label = method_label(req.method);
         observer(RequestLog{label, m.route, resp.status,
                             std::chrono::steady_clock::now() - started_at, req.request_id, peer,
-                            bytes, reject});
+                            bytes, reject, thrown});
       }
       if (ec) co_return false;
-      if (!keep_alive || (resp.next_chunk && msg.version() < 11)) {
+      if (!keep_alive || (resp.next_chunk && !head && msg.version() < 11)) {
         // Unanswered pipelined requests may be waiting: do not reset the answers sent.
         if (buffer.size() != 0) co_await drain(stream);
         co_return true;

@@ -7,6 +7,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "support/process.h"
 
 namespace sechex::api {
@@ -60,6 +62,40 @@ TEST(AccessLogSink, AnUndrainedStderrDropsAndCountsLinesInsteadOfGrowing) {
   EXPECT_GT(dropped, 0);
   EXPECT_EQ(written + dropped, kLines);
   EXPECT_LE(text.size(), (16u << 20) + 200);
+}
+
+TEST(AccessLog, AHandlerThatThrewIsAnErrorLineNamingTheExceptionClass) {
+  testing::TempDir dir;
+  const auto path = dir.sub("err");
+  CapturedStderr capture(path);
+  auto logger = make_json_stderr_logger("access-test-throw");
+  spdlog::drop("access-test-throw");
+  const auto observe = access_log(logger);
+  RequestLog ok{"GET", "/v1/me", 200, {}, "rid-1", "127.0.0.1", 10, {}, {}};
+  RequestLog threw{"POST",
+                   "/v1/auth/login",
+                   500,
+                   {},
+                   "rid-2",
+                   "127.0.0.1",
+                   60,
+                   {},
+                   "nlohmann::json_abi_v3_11_2::detail::type_error"};
+  observe(ok);
+  observe(threw);
+  logger->flush();
+  const auto text = testing::slurp(path);
+  const auto second = text.find('\n');
+  ASSERT_NE(second, std::string::npos);
+  const auto first_line = nlohmann::json::parse(text.substr(0, second));
+  const auto error_line = nlohmann::json::parse(text.substr(second + 1));
+  EXPECT_EQ(first_line["level"], "info");
+  EXPECT_FALSE(first_line.contains("exception"));
+  EXPECT_EQ(error_line["level"], "error");
+  EXPECT_EQ(error_line["msg"], "handler threw");
+  EXPECT_EQ(error_line["request_id"], "rid-2");
+  EXPECT_EQ(error_line["route"], "/v1/auth/login");
+  EXPECT_EQ(error_line["exception"], "nlohmann::json_abi_v3_11_2::detail::type_error");
 }
 
 }  // namespace

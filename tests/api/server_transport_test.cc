@@ -556,5 +556,202 @@ TEST(ServerLimits, RejectionsAreCountedByReasonAndPassPromtool) {
   EXPECT_EQ(::pclose(p), 0) << "promtool rejected the exposition:\n" << text;
 }
 
+// ---- Message framing (RFC 9112 sections 3.2, 6.1, 6.3): request smuggling ----
+
+// A server with POST /echo and GET /secret, counting the calls that reach /secret.
+struct FramingServer {
+  std::atomic<int> secret_calls{0};
+  std::atomic<int> echo_calls{0};
+  std::unique_ptr<HttpServer> server;
+  FramingServer() {
+    Router router;
+    router.add("POST", "/echo", [this](const Request& r) {
+      ++echo_calls;
+      return json_ok(nlohmann::json(r.body).dump());
+    });
+    router.add("GET", "/secret", [this](const Request&) {
+      ++secret_calls;
+      return json_ok("\"secret\"");
+    });
+    server = start(test_options(), std::move(router));
+  }
+};
+
+// Sends `head` + "\r\n" + a complete second request hidden where the first one's body would be;
+// expects one answer of `status`, then the connection closed, and neither handler called.
+void expect_refused_and_closed(FramingServer& fs, const std::string& head, unsigned status) {
+  Client c(fs.server->port());
+  c.write_raw(head + "\r\n" + "GET /secret HTTP/1.1\r\nHost: x\r\n\r\n");
+  const auto res = c.read();
+  EXPECT_EQ(res.result_int(), status) << head;
+  EXPECT_EQ(nlohmann::json::parse(res.body())["error"]["details"]["reason"], "message_framing")
+      << head;
+  EXPECT_FALSE(res.keep_alive()) << head;
+  EXPECT_TRUE(c.closed()) << head;
+  EXPECT_EQ(fs.secret_calls.load(), 0) << "the smuggled request was served: " << head;
+  EXPECT_EQ(fs.echo_calls.load(), 0) << head;
+}
+
+TEST(ServerFraming, TransferEncodingNotEndingInChunkedIsRefusedAndNothingBehindItIsServed) {
+  FramingServer fs;
+  ASSERT_TRUE(fs.server);
+  for (const char* coding : {"gzip", "xchunked", "chunked, identity", "chunkedx", "identity"}) {
+    expect_refused_and_closed(
+        fs, std::string("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ") + coding + "\r\n",
+        400);
+  }
+  // Split over two field lines, the last coding is still what counts.
+  expect_refused_and_closed(
+      fs,
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
+      400);
+}
+
+TEST(ServerFraming, TransferEncodingWithContentLengthIsRefusedWhateverTheHeaderOrder) {
+  FramingServer fs;
+  ASSERT_TRUE(fs.server);
+  for (const char* coding : {"gzip", "chunked"}) {
+    const std::string te = std::string("Transfer-Encoding: ") + coding + "\r\n";
+    const std::string cl = "Content-Length: 36\r\n";
+    expect_refused_and_closed(fs, "POST /echo HTTP/1.1\r\nHost: x\r\n" + te + cl, 400);
+    expect_refused_and_closed(fs, "POST /echo HTTP/1.1\r\nHost: x\r\n" + cl + te, 400);
+  }
+}
+
+TEST(ServerFraming, UnimplementedCodingsBeforeChunkedAnswer501AndTransferEncodingInHttp10Is400) {
+  FramingServer fs;
+  ASSERT_TRUE(fs.server);
+  expect_refused_and_closed(
+      fs, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n", 501);
+  expect_refused_and_closed(fs, "POST /echo HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n",
+                            400);
+}
+
+TEST(ServerFraming, ChunkedAloneStillWorksAndKeepsTheConnection) {
+  FramingServer fs;
+  ASSERT_TRUE(fs.server);
+  Client c(fs.server->port());
+  c.write_raw(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n");
+  const auto res = c.read();
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(nlohmann::json::parse(res.body())["data"], "hello");
+  c.send("/secret");
+  EXPECT_EQ(c.read().result_int(), 200u);
+  EXPECT_EQ(fs.secret_calls.load(), 1);
+}
+
+TEST(ServerFraming, MissingDuplicateOrInvalidHostIsRefused) {
+  FramingServer fs;
+  ASSERT_TRUE(fs.server);
+  for (const char* head :
+       {"GET /secret HTTP/1.1\r\n", "GET /secret HTTP/1.1\r\nHost: a\r\nHost: b\r\n",
+        "GET /secret HTTP/1.1\r\nHost: a\r\nhost: a\r\n", "GET /secret HTTP/1.1\r\nHost: a/b\r\n",
+        "GET /secret HTTP/1.1\r\nHost: a@b\r\n", "GET /secret HTTP/1.1\r\nHost: a:80x\r\n",
+        "GET /secret HTTP/1.1\r\nHost: [::1\r\n"}) {
+    Client c(fs.server->port());
+    c.write_raw(std::string(head) + "\r\n");
+    const auto res = c.read();
+    EXPECT_EQ(res.result_int(), 400u) << head;
+    EXPECT_TRUE(c.closed()) << head;
+  }
+  EXPECT_EQ(fs.secret_calls.load(), 0);
+  // Valid authorities, and HTTP/1.0 without Host (it has none to send).
+  for (const char* head :
+       {"GET /secret HTTP/1.1\r\nHost: id.example.com:8443\r\n",
+        "GET /secret HTTP/1.1\r\nHost: [::1]:80\r\n", "GET /secret HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+        "GET /secret HTTP/1.1\r\nHost: \r\n", "GET /secret HTTP/1.0\r\n"}) {
+    Client c(fs.server->port());
+    c.write_raw(std::string(head) + "\r\n");
+    EXPECT_EQ(c.read().result_int(), 200u) << head;
+  }
+  EXPECT_EQ(fs.secret_calls.load(), 5);
+}
+
+// ---- HEAD (RFC 9110 section 9.3.2) ----
+
+TEST(ServerHead, HeadIsAnsweredWhereverGetIsWithItsHeaderAndNoBody) {
+  std::atomic<int> chunks{0};
+  Router router;
+  router.add("GET", "/doc", [](const Request&) { return json_ok("\"0123456789\""); });
+  router.add("GET", "/stream", [&chunks](const Request&) {
+    Response r;
+    r.next_chunk = [&chunks]() -> Result<std::string> {
+      return ++chunks == 1 ? std::string("part") : std::string();
+    };
+    return r;
+  });
+  router.add("POST", "/only-post", [](const Request&) { return json_ok("1"); });
+  auto server = start(test_options(), std::move(router));
+  ASSERT_TRUE(server);
+  Client c(server->port());
+  // HEAD, then GET on the same connection: a body after the HEAD answer would be read as the
+  // start of the GET answer and fail the parse below.
+  c.write_raw("HEAD /doc HTTP/1.1\r\nHost: x\r\n\r\nGET /doc HTTP/1.1\r\nHost: x\r\n\r\n");
+  http::response_parser<http::string_body> head_parser;
+  head_parser.skip(true);  // a HEAD answer has no body whatever its Content-Length says
+  http::read(c.socket(), c.buffer(), head_parser);
+  const auto& head = head_parser.get();
+  const auto get = c.read();
+  EXPECT_EQ(head.result_int(), 200u);
+  EXPECT_EQ(get.result_int(), 200u);
+  EXPECT_EQ(head[http::field::content_length], std::to_string(get.body().size()));
+  EXPECT_EQ(head[http::field::content_type], get[http::field::content_type]);
+  EXPECT_TRUE(head.body().empty());
+
+  // A streamed body is not produced for HEAD at all.
+  c.write_raw("HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  http::response_parser<http::string_body> stream_head;
+  stream_head.skip(true);
+  http::read(c.socket(), c.buffer(), stream_head);
+  EXPECT_EQ(stream_head.get().result_int(), 200u);
+  EXPECT_EQ(chunks.load(), 0);
+
+  // Allow lists HEAD beside GET; HEAD where there is no GET is 405.
+  c.write_raw("DELETE /doc HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(c.read()[http::field::allow], "GET, HEAD");
+  c.write_raw("HEAD /only-post HTTP/1.1\r\nHost: x\r\n\r\n");
+  http::response_parser<http::string_body> refused;
+  refused.skip(true);
+  http::read(c.socket(), c.buffer(), refused);
+  EXPECT_EQ(refused.get().result_int(), 405u);
+}
+
+// ---- A handler that throws ----
+
+TEST(ServerErrors, AHandlerThatThrowsAnswers500AndTheObserverNamesTheExceptionClassOnly) {
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> seen;  // route, exception class
+  Router router;
+  router.add("GET", "/boom", [](const Request&) -> Response {
+    throw std::invalid_argument("secret-input-do-not-log");
+  });
+  router.add(
+      "GET", "/boom-pool", [](const Request&) -> Response { throw 42; }, Exec::pool);
+  router.add("GET", "/fine", [](const Request&) { return json_ok("1"); });
+  auto server = start(test_options(), std::move(router), [&](const RequestLog& log) {
+    std::lock_guard lock(mu);
+    seen.emplace_back(std::string(log.route), std::string(log.handler_exception));
+  });
+  ASSERT_TRUE(server);
+  Client c(server->port());
+  for (const char* path : {"/boom", "/boom-pool", "/fine"}) {
+    c.send(path);
+    const auto res = c.read();
+    EXPECT_EQ(res.result_int(), std::string(path) == "/fine" ? 200u : 500u) << path;
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(2);
+  while (Clock::now() < deadline) {
+    std::lock_guard lock(mu);
+    if (seen.size() == 3) break;
+  }
+  std::lock_guard lock(mu);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0], (std::pair<std::string, std::string>{"/boom", "std::invalid_argument"}));
+  EXPECT_EQ(seen[1], (std::pair<std::string, std::string>{"/boom-pool", "int"}));
+  EXPECT_EQ(seen[2], (std::pair<std::string, std::string>{"/fine", ""}));
+}
+
 }  // namespace
 }  // namespace sechex::api

@@ -4,6 +4,8 @@
 //    "route":"/healthz","status":200,"duration_ms":0.41,"request_id":"...","peer":"127.0.0.1",
 //    "bytes":38}
 //
+// A request whose handler threw (answered 500) is logged at level "error" with msg "handler
+// threw" and "exception": the exception's class, never its message (which may quote input).
 // The raw path and query are never logged (they may carry identifiers or tokens); the route
 // pattern is. Request and response bodies are never logged.
 // Thread-safety: the returned observer is safe to call from any io thread (spdlog *_mt sink).

@@ -30,6 +30,23 @@
 //
 // Every response carries X-Request-Id: the request's own when it is a sane token
 // ([A-Za-z0-9._-], at most 128 characters), otherwise a fresh random one.
+//
+// Message framing (RFC 9112 section 6): a request's body length must be unambiguous before its
+// body is read, or a proxy in front of us and this server could split the byte stream into
+// different requests (request smuggling). So, once the header has arrived and before any body
+// byte is read, the server answers 400 and closes the connection when the request carries
+// Transfer-Encoding in HTTP/1.0, Transfer-Encoding together with Content-Length, or codings
+// whose last one is not `chunked`; and 501 (then closes) for codings it does not implement before
+// a final `chunked` (`gzip, chunked`). The only Transfer-Encoding accepted is `chunked` alone. A
+// request with two Host fields, an HTTP/1.1 request without one, or a Host that is not a valid
+// authority answers 400 and closes (RFC 9112 section 3.2).
+//
+// HEAD (RFC 9110 section 9.3.2) is answered wherever GET is: the GET handler runs and the
+// response goes out with its header fields (Content-Length the size of the body GET would send)
+// and no body; a streamed body is not produced at all.
+//
+// A handler that throws answers 500 `internal_error`; RequestLog::handler_exception names the
+// exception's class for the logs (never its message, which may quote input).
 #pragma once
 
 #include <atomic>
@@ -54,7 +71,8 @@ struct Request {
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;
   std::string request_id;
-  std::string peer;  // socket peer address
+  std::string peer;             // socket peer address
+  std::string scheme = "http";  // of this listener: "https" when it serves TLS
   // Values of the matched route's `{name}` segments, raw (undecoded: ids are opaque).
   std::map<std::string, std::string> params;
 
@@ -139,6 +157,8 @@ struct RequestLog {
   // (the request did not arrive within read_timeout: logged as status 408 with no bytes, since
   // the connection is closed without an answer).
   std::string_view reject_reason;
+  // The class of the exception a handler threw (it was answered 500), "" when none did.
+  std::string_view handler_exception;
 };
 // Observes every finished request (metrics, access logs). Called on io threads; must not block.
 using RequestObserver = std::function<void(const RequestLog&)>;
