@@ -3,6 +3,7 @@
 #include "api/otp_api.h"
 #include "identity_support.h"
 #include "ledger/export.h"
+#include "ledger/utf8.h"
 #include "projections/audit.h"
 
 namespace sechex::api {
@@ -309,15 +310,14 @@ Response AccountApi::export_me(const Request& req) {
   for (const auto& pos : positions) {
     auto records = log.read_range(pos.partition, pos.seq, ledger::Seq{pos.seq.value + 1}, 1);
     if (!records || records.value().empty()) continue;  // dropped by retention
-    auto rendered = ledger::record_to_json(records.value().front(), &d_.keys);
-    if (rendered) events.push_back(std::move(rendered).value());
+    // One unrenderable record is marked in its place (export.h), never dropped in silence.
+    events.push_back(ledger::render_record(records.value().front(), &d_.keys));
   }
-  return json_ok(json{{"profile", profile},
-                      {"sessions", sessions},
-                      {"events", events},
-                      {"truncated", truncated},
-                      {"exportedAt", format_rfc3339(x.now)}}
-                     .dump());
+  return json_ok(ledger::json_text(json{{"profile", profile},
+                                        {"sessions", sessions},
+                                        {"events", events},
+                                        {"truncated", truncated},
+                                        {"exportedAt", format_rfc3339(x.now)}}));
 }
 
 // ---- GDPR erasure with step-up (002 "Account deletion requires re-auth", 004 FR-036) ----

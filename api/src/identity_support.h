@@ -17,6 +17,7 @@
 #include "api/json_input.h"
 #include "ledger/crypto.h"
 #include "ledger/time_format.h"
+#include "ledger/utf8.h"
 #include "projections/access.h"
 #include "projections/identity.h"
 #include "projections/rate_limits.h"
@@ -161,7 +162,8 @@ class RequestContext {
     m.ip_hash = ip_hash;
     if (!subject.starts_with(projections::kAnonymousSubjectPrefix) && subject != kPolicySubject) {
       m.ip = ip;
-      if (const auto* ua = req.header("user-agent")) m.user_agent = ua->substr(0, 512);
+      // EventBuilder keeps it to well-formed UTF-8 within kMaxUserAgentBytes.
+      if (const auto* ua = req.header("user-agent")) m.user_agent = *ua;
     }
     return m;
   }
@@ -268,7 +270,7 @@ inline Result<void> start_session(RequestContext& x, const std::string& subject,
       x.event(subject, subject, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
         FbBytes device;
         if (const auto* ua = x.req.header("user-agent")) {
-          SECHEX_TRY(device, b.seal("device", ua->substr(0, 512)));
+          SECHEX_TRY(device, b.seal("device", ledger::to_utf8(*ua, ledger::kMaxUserAgentBytes)));
         }
         auto& f = b.fbb();
         return b.finish(schema::CreateSessionStarted(

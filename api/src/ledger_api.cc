@@ -10,6 +10,7 @@
 #include "ledger/event_builder.h"
 #include "ledger/export.h"
 #include "ledger/time_format.h"
+#include "ledger/utf8.h"
 #include "projections/audit.h"
 #include "schemas/json_codec.h"
 
@@ -101,8 +102,10 @@ Result<ledger::Record> read_one(const ledger::Log& log, const ledger::Position& 
 // record_to_json's names are those of `ledgerctl export`; the HTTP API spells fields in
 // camelCase.
 json api_entry(json rendered) {
-  static const std::pair<const char*, const char*> kRenames[] = {
-      {"request_id", "requestId"}, {"user_agent", "userAgent"}, {"event_id", "eventId"}};
+  static const std::pair<const char*, const char*> kRenames[] = {{"request_id", "requestId"},
+                                                                 {"user_agent", "userAgent"},
+                                                                 {"event_id", "eventId"},
+                                                                 {"invalid_utf8", "invalidUtf8"}};
   for (const auto& [from, to] : kRenames) {
     if (rendered.contains(from)) {
       rendered[to] = std::move(rendered[from]);
@@ -215,8 +218,8 @@ Result<AuditPage> audit_page(const projections::ProjectionStore& store, const le
       if (record.error() == ledger::Errc::not_found) continue;  // dropped by retention
       return record.error();
     }
-    SECHEX_TRY(auto rendered, ledger::record_to_json(record.value(), &keys));
-    page.entries.push_back(std::move(rendered));
+    // A record that cannot be rendered is marked in its entry, not fatal to the page.
+    page.entries.push_back(ledger::render_record(record.value(), &keys));
   }
   return page;
 }
@@ -272,8 +275,10 @@ Result<ledger::Bytes> build_application_event(ledger::KeyStore& keys, const Inge
                                               std::int64_t time_micros,
                                               std::optional<std::string> peer,
                                               std::string* event_id_hex) {
+  // The application may come from a Kafka record header: any bytes (utf8.h).
+  const auto app = ledger::to_utf8(application, kMaxSubject);
   ledger::EventBuilder b(&keys, {.subject = ev.subject,
-                                 .actor = application,
+                                 .actor = app,
                                  .request_id = request_id,
                                  .time_micros = time_micros,
                                  .ip = std::move(peer),
@@ -285,7 +290,7 @@ Result<ledger::Bytes> build_application_event(ledger::KeyStore& keys, const Inge
   }
   auto& fbb = b.fbb();
   const auto body = schema::CreateApplicationEvent(
-      fbb, fbb.CreateString(application), fbb.CreateString(ev.type),
+      fbb, fbb.CreateString(app), fbb.CreateString(ev.type),
       ev.payload_json.empty() ? 0 : fbb.CreateString(ev.payload_json), sealed);
   if (event_id_hex != nullptr) *event_id_hex = ledger::to_hex(b.event_id());
   return b.finish(body);
@@ -491,7 +496,7 @@ Response LedgerApi::audit(const Request& req) {
   for (auto& e : page.value().entries) entries.push_back(api_entry(std::move(e)));
   json data{{"entries", std::move(entries)}, {"nextCursor", nullptr}};
   if (page.value().last_key) data["nextCursor"] = jose::base64url_encode(*page.value().last_key);
-  return json_ok(data.dump());
+  return json_ok(ledger::json_text(data));
 }
 
 Response LedgerApi::audit_export(const Request& req) {
@@ -536,7 +541,7 @@ Response LedgerApi::audit_export(const Request& req) {
           out += ledger::json_to_csv_row(e) + "\r\n";
         } else {
           out += st->first_entry ? "\n" : ",\n";
-          out += api_entry(e).dump();
+          out += ledger::json_text(api_entry(e));
           st->first_entry = false;
         }
       }

@@ -38,6 +38,7 @@
 #include "ledger/event_builder.h"
 #include "ledger/kafka_keys.h"
 #include "ledger/kafka_log.h"
+#include "ledger/utf8.h"
 #include "projections/store.h"
 
 namespace po = boost::program_options;
@@ -54,6 +55,10 @@ const char* malloc_conf = "oversize_threshold:0";
 }
 
 namespace {
+
+// A request path as recorded in an event (CsrfRejected): any bytes a client sent, kept to
+// well-formed UTF-8 of this many bytes (ledger/utf8.h).
+constexpr std::size_t kMaxRecordedPath = 2048;
 
 bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
@@ -565,7 +570,8 @@ int main(int argc, char** argv) {
                auto& f = b.fbb();
                SECHEX_TRY(auto event,
                           b.finish(schema::CreateCsrfRejected(
-                              f, f.CreateString(req.path), f.CreateString(std::string(reason)))));
+                              f, f.CreateString(ledger::to_utf8(req.path, kMaxRecordedPath)),
+                              f.CreateString(std::string(reason)))));
                return std::vector<ledger::Bytes>{std::move(event)};
              });
          if (!recorded) {

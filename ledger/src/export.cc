@@ -1,6 +1,7 @@
 #include "ledger/export.h"
 
 #include "ledger/time_format.h"
+#include "ledger/utf8.h"
 #include "schemas/events.h"
 #include "schemas/json_codec.h"
 
@@ -121,7 +122,29 @@ Result<nlohmann::json> record_to_json(const Record& record, KeyStore* keys) {
   out["event"] = env.contains("event") ? env["event"] : nlohmann::json::object();
   out["schema_version"] = fb->schema_version();
   out["erased"] = ctx.erased;
+  if (auto repaired = repair_utf8(out); !repaired.empty()) out["invalid_utf8"] = repaired;
   return out;
+}
+
+nlohmann::json render_record(const Record& record, KeyStore* keys) {
+  auto rendered = record_to_json(record, keys);
+  if (rendered) return std::move(rendered).value();
+  return nlohmann::json{
+      {"partition", record.position.partition.value},
+      {"seq", record.position.seq.value},
+      {"hash", to_hex(record.hash)},
+      {"event_id", ""},
+      {"time", ""},
+      {"type", ""},
+      {"subject", ""},
+      {"actor", ""},
+      {"request_id", ""},
+      {"source", nlohmann::json::object()},
+      {"event", nlohmann::json::object()},
+      {"schema_version", 0},
+      {"erased", false},
+      {"unrenderable",
+       rendered.error() == Errc::unsupported_version ? "newer_schema" : "not_an_event"}};
 }
 
 std::string csv_header() {
@@ -137,7 +160,7 @@ std::string json_to_csv_row(const nlohmann::json& r) {
   auto str = [&](const nlohmann::json& v) -> std::string {
     if (v.is_string()) return v.get<std::string>();
     if (v.is_null()) return "";
-    return v.dump();
+    return json_text(v);
   };
   const auto& src = r.at("source");
   const std::vector<std::string> cells = {
@@ -153,7 +176,7 @@ std::string json_to_csv_row(const nlohmann::json& r) {
       r.at("erased").get<bool>() ? "true" : "false",
       str(r.at("event_id")),
       str(r.at("hash")),
-      r.at("event").dump()};
+      json_text(r.at("event"))};
   std::string line;
   for (std::size_t i = 0; i < cells.size(); ++i) {
     if (i > 0) line += ',';

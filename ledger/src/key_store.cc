@@ -13,6 +13,7 @@
 #include "endian.h"
 #include "ledger/event_builder.h"
 #include "ledger/openssl_util.h"
+#include "ledger/utf8.h"
 
 namespace sechex::ledger {
 namespace {
@@ -327,7 +328,8 @@ Result<flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>>> EventBuilder::sea
 
 Result<Bytes> EventBuilder::finish_raw(schema::Event type, flatbuffers::Offset<void> body) {
   if (!id_ok_) return Errc::crypto_failure;
-  if (meta_.subject.empty()) return Errc::invalid_argument;
+  // The subject names the data key and the partition: refused rather than repaired.
+  if (meta_.subject.empty() || !is_utf8(meta_.subject)) return Errc::invalid_argument;
   flatbuffers::Offset<schema::Source> source;
   if (meta_.ip || meta_.user_agent || meta_.ip_hash) {
     flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> ip, ua, ip_hash;
@@ -335,7 +337,7 @@ Result<Bytes> EventBuilder::finish_raw(schema::Event type, flatbuffers::Offset<v
       SECHEX_TRY(ip, seal("ip", *meta_.ip));
     }
     if (meta_.user_agent) {
-      SECHEX_TRY(ua, seal("user_agent", *meta_.user_agent));
+      SECHEX_TRY(ua, seal("user_agent", to_utf8(*meta_.user_agent, kMaxUserAgentBytes)));
     }
     if (meta_.ip_hash) {
       ip_hash = fbb_.CreateVector(reinterpret_cast<const std::uint8_t*>(meta_.ip_hash->data()),
@@ -344,8 +346,8 @@ Result<Bytes> EventBuilder::finish_raw(schema::Event type, flatbuffers::Offset<v
     source = schema::CreateSource(fbb_, ip, ua, ip_hash);
   }
   const auto subject = fbb_.CreateString(meta_.subject);
-  const auto actor = fbb_.CreateString(meta_.actor);
-  const auto request_id = fbb_.CreateString(meta_.request_id);
+  const auto actor = fbb_.CreateString(to_utf8(meta_.actor));
+  const auto request_id = fbb_.CreateString(to_utf8(meta_.request_id));
   const schema::EventId id(flatbuffers::span<const std::uint8_t, 16>(event_id_.data(), 16));
   schema::EnvelopeBuilder env(fbb_);
   env.add_schema_version(schemas::kSchemaVersion);

@@ -25,6 +25,7 @@
 #include "ledger/kafka_keys.h"
 #include "ledger/kafka_log.h"
 #include "ledger/time_format.h"
+#include "ledger/utf8.h"
 #include "ledger/verify.h"
 #include "projections/store.h"
 #include "replay.h"
@@ -355,7 +356,7 @@ int cmd_export(const Common& c, const std::vector<std::string>& args) {
         const auto t = parse_rfc3339(j["time"].get<std::string>()).value_or(0);
         if (t < from || t >= to) continue;
         if (format == "jsonl") {
-          *out << j.dump() << "\n";
+          *out << json_text(j) << "\n";
         } else {
           *out << json_to_csv_row(j) << "\n";
         }

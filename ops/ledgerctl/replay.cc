@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "ledger/time_format.h"
+#include "ledger/utf8.h"
 #include "projections/access.h"
 #include "projections/sessions.h"
 #include "projections/store.h"
@@ -168,7 +169,7 @@ int cmd_replay(const std::vector<std::string>& args,
         "replay failed: " + result.error().message() +
         (result.error() == ledger::Errc::corruption ? " (run `ledgerctl verify`)" : ""));
   }
-  std::cout << result.value().dump(2) << "\n";
+  std::cout << ledger::json_text(result.value(), 2) << "\n";
   return 0;
 }
 

@@ -4,6 +4,7 @@
 
 #include "codec.h"
 #include "ledger/time_format.h"
+#include "ledger/utf8.h"
 #include "projections/identity.h"
 
 namespace sechex::projections {
@@ -68,7 +69,7 @@ Result<void> AccessProjection::apply(const schema::Envelope& env, const ledger::
       if (e->needs_admin_unlock() && user.starts_with(kAnonymousSubjectPrefix)) {
         lock["kept_until"] = format_rfc3339(at + kAnonAdminLockKeptMicros);
       }
-      txn.put(kLockoutsCf, user, lock.dump());
+      txn.put(kLockoutsCf, user, ledger::json_text(lock));
       break;
     }
     case schema::Event::AccountUnlocked:

@@ -4,6 +4,7 @@
 
 #include "codec.h"
 #include "ledger/crypto.h"
+#include "ledger/utf8.h"
 #include "projections/store.h"
 
 namespace sechex::projections {
@@ -47,11 +48,10 @@ std::optional<OneTimeToken> decode_token(std::string_view value) {
 }
 
 std::string encode_token(const OneTimeToken& t) {
-  return nlohmann::json{{"user", t.user},
-                        {"purpose", t.purpose},
-                        {"expires_at", t.expires_at},
-                        {"state", state_name(t.state)}}
-      .dump();
+  return ledger::json_text(nlohmann::json{{"user", t.user},
+                                          {"purpose", t.purpose},
+                                          {"expires_at", t.expires_at},
+                                          {"state", state_name(t.state)}});
 }
 
 // The value's own end of life, INT64_MAX when unreadable (never cleaned: projection.h).
@@ -138,11 +138,10 @@ Result<void> IdentityProjection::apply(const schema::Envelope& env, const ledger
       const auto hash = bytes_of(e->code_hash());
       txn.put(
           kOtpCodesCf, lp(user) + std::string(otp_purpose(e->purpose())),
-          nlohmann::json{
+          ledger::json_text(nlohmann::json{
               {"code_hash", ledger::to_hex(ledger::ByteView(
                                 reinterpret_cast<const std::uint8_t*>(hash.data()), hash.size()))},
-              {"expires_at", e->expires_at()}}
-              .dump());
+              {"expires_at", e->expires_at()}}));
       return boost::outcome_v2::success();
     }
     case schema::Event::OtpVerified:
@@ -167,7 +166,7 @@ Result<void> IdentityProjection::apply(const schema::Envelope& env, const ledger
         return boost::outcome_v2::success();
       }
       txn.put(kReauthGrantsCf, e->reauth_id()->str(),
-              nlohmann::json{{"user", user}, {"expires_at", e->expires_at()}}.dump());
+              ledger::json_text(nlohmann::json{{"user", user}, {"expires_at", e->expires_at()}}));
       return boost::outcome_v2::success();
     }
     case schema::Event::PolicyChanged: {

@@ -4,6 +4,7 @@
 
 #include "codec.h"
 #include "ledger/crypto.h"
+#include "ledger/utf8.h"
 #include "projections/store.h"
 
 namespace sechex::projections {
@@ -95,7 +96,7 @@ Result<void> queue(Txn& txn, const schema::Envelope& env, const schema::MailQueu
                    {"last_error", ""},
                    {"queued_at", at},
                    {"done_at", 0}};
-  txn.put(kOutboxCf, id, entry.dump());
+  txn.put(kOutboxCf, id, ledger::json_text(entry));
   txn.put(kOutboxDueCf, due_key(at, id), "");
   return boost::outcome_v2::success();
 }
@@ -112,7 +113,7 @@ Result<void> outcome(Txn& txn, const schema::Envelope& env, const std::string& i
   if ((*e)["state"] == kPending) {
     txn.put(kOutboxDueCf, due_key(e->value("next_attempt_at", std::int64_t{0}), id), "");
   }
-  txn.put(kOutboxCf, id, e->dump());
+  txn.put(kOutboxCf, id, ledger::json_text(*e));
   return boost::outcome_v2::success();
 }
 

@@ -4,6 +4,7 @@
 
 #include "ledger/crypto.h"
 #include "ledger/time_format.h"
+#include "ledger/utf8.h"
 
 namespace sechex::projections {
 
@@ -35,7 +36,7 @@ Result<void> PaymentsProjection::apply(const schema::Envelope& env, const ledger
         {"description_sealed",
          desc ? ledger::crypto::base64_encode(ledger::ByteView(desc->data(), desc->size())) : ""},
         {"description_event_id", ledger::to_hex(ledger::ByteView(id->data(), id->size()))}};
-    txn.put(kPaymentsCf, owner + e->payment_id()->str(), p.dump());
+    txn.put(kPaymentsCf, owner + e->payment_id()->str(), ledger::json_text(p));
     if (const auto* idem = e->idempotency_key_hash(); idem != nullptr && idem->size() > 0) {
       txn.put(kPaymentsByIdempotencyCf,
               owner + std::string(reinterpret_cast<const char*>(idem->data()), idem->size()),
@@ -51,7 +52,7 @@ Result<void> PaymentsProjection::apply(const schema::Envelope& env, const ledger
     if (p.is_discarded()) return ledger::Errc::corruption;
     p["status"] = e->status() ? e->status()->str() : "";
     p["updated_at"] = when;
-    txn.put(kPaymentsCf, key, p.dump());
+    txn.put(kPaymentsCf, key, ledger::json_text(p));
   }
   return boost::outcome_v2::success();
 }

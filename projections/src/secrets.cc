@@ -4,6 +4,7 @@
 
 #include "codec.h"
 #include "ledger/crypto.h"
+#include "ledger/utf8.h"
 #include "projections/store.h"
 
 namespace sechex::projections {
@@ -40,16 +41,16 @@ Result<void> SecretsProjection::apply(const schema::Envelope& env, const ledger:
       const auto* share = e->server_share_sealed();
       const auto* eid = env.event_id()->bytes();
       txn.put(kSecretsCf, id,
-              json{{"owner", owner},
-                   {"created_at", at},
-                   {"last_check_in", at},
-                   {"revealed_at", 0},
-                   {"server_share_sealed", share == nullptr
-                                               ? ""
-                                               : ledger::crypto::base64_encode(ledger::ByteView(
-                                                     share->data(), share->size()))},
-                   {"event_id", ledger::to_hex(ledger::ByteView(eid->data(), eid->size()))}}
-                  .dump());
+              ledger::json_text(
+                  json{{"owner", owner},
+                       {"created_at", at},
+                       {"last_check_in", at},
+                       {"revealed_at", 0},
+                       {"server_share_sealed", share == nullptr
+                                                   ? ""
+                                                   : ledger::crypto::base64_encode(ledger::ByteView(
+                                                         share->data(), share->size()))},
+                       {"event_id", ledger::to_hex(ledger::ByteView(eid->data(), eid->size()))}}));
       txn.put(kSecretsByOwnerCf, codec::lp(owner) + id, "");
       break;
     }
@@ -61,7 +62,7 @@ Result<void> SecretsProjection::apply(const schema::Envelope& env, const ledger:
       SECHEX_TRY(auto s, owned(txn, id, owner));
       if (!s) break;
       (*s)[check_in ? "last_check_in" : "revealed_at"] = at;
-      txn.put(kSecretsCf, id, s->dump());
+      txn.put(kSecretsCf, id, ledger::json_text(*s));
       break;
     }
     case schema::Event::SubjectErased: {

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "codec.h"
+#include "ledger/utf8.h"
 #include "projections/store.h"
 
 namespace sechex::projections {
@@ -52,7 +53,7 @@ Result<std::optional<json>> live_token(Txn& txn, const std::string& hash, const 
 }
 
 void store_session(Txn& txn, const std::string& id, const json& s) {
-  txn.put(kSessionsCf, id, s.dump());
+  txn.put(kSessionsCf, id, ledger::json_text(s));
   txn.put(kSessionsByUserCf, sessions_user_prefix(s.value("user", "")) + id,
           codec::be64(ends_at(s)));
 }
@@ -63,7 +64,7 @@ void add_token(Txn& txn, const std::string& hash, const std::string& family,
   const auto expires = at + kRefreshTokenMicros;
   json t{{"family", family},   {"session", session}, {"user", user},
          {"state", "current"}, {"issued_at", at},    {"expires_at", expires}};
-  txn.put(kRefreshTokensCf, hash, t.dump());
+  txn.put(kRefreshTokensCf, hash, ledger::json_text(t));
   if (!family.empty()) txn.put(kRefreshFamiliesCf, codec::lp(family) + hash, codec::be64(expires));
 }
 
@@ -114,7 +115,7 @@ Result<void> revoke_family(Txn& txn, const schema::RefreshTokenReuseDetected& e,
     sessions.insert(t->value("session", ""));
     if ((*t)["state"] == "revoked") continue;
     (*t)["state"] = "revoked";
-    txn.put(kRefreshTokensCf, h, t->dump());
+    txn.put(kRefreshTokensCf, h, ledger::json_text(*t));
   }
   for (const auto& id : sessions) {
     SECHEX_TRYV(end_session(txn, id, user, at, "revoked", "refresh_token_reuse"));
@@ -202,7 +203,7 @@ Result<void> SessionsProjection::apply(const schema::Envelope& env, const ledger
       SECHEX_TRY(auto prev, live_token(txn, previous, user, at));
       if (prev && (*prev)["state"] == "current") {
         (*prev)["state"] = "rotated";
-        txn.put(kRefreshTokensCf, previous, prev->dump());
+        txn.put(kRefreshTokensCf, previous, ledger::json_text(*prev));
       }
       const auto family =
           e->family_id() != nullptr ? e->family_id()->str() : s->value("family", "");

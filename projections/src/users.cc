@@ -4,6 +4,7 @@
 
 #include "ledger/crypto.h"
 #include "ledger/time_format.h"
+#include "ledger/utf8.h"
 
 namespace sechex::projections {
 namespace {
@@ -98,7 +99,7 @@ Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::P
     default:
       changed = false;
   }
-  if (changed && !user.is_null()) txn.put(kUsersCf, subject, user.dump());
+  if (changed && !user.is_null()) txn.put(kUsersCf, subject, ledger::json_text(user));
   return boost::outcome_v2::success();
 }
 

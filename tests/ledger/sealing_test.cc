@@ -91,6 +91,66 @@ TEST(Sealing, ExportsRedactSealedCredentialsButOpenPersonalData) {
   EXPECT_EQ(j.dump().find("12345678"), std::string::npos);
 }
 
+// Issue 12: a client chooses its User-Agent bytes. The builder stores text fields as well-formed
+// UTF-8 (ill-formed bytes as U+FFFD, the agent cut at 512 bytes on a character boundary), and
+// refuses a subject that is not UTF-8 rather than change whose key it names.
+TEST(Sealing, TheBuilderStoresHeaderTextAsValidUtf8AndRefusesABadSubject) {
+  Fixture f;
+  std::string long_agent;
+  for (int i = 0; i < 300; ++i) long_agent += "\xC3\xA9";  // 600 bytes, é after é
+  EventBuilder b(f.keys.get(), {"u-1", "actor\xFF", "r\xC0\x80", 1'767'225'600'000'000,
+                                std::nullopt, "a" + long_agent});
+  const auto bytes = b.finish(schema::CreateAccountUnlocked(b.fbb(), true)).value();
+  const ByteView v(bytes);
+  const auto p = partition_for("u-1", f.log->partition_count());
+  const auto r = f.log->append(p, std::span<const ByteView>(&v, 1)).value();
+  const auto rec = f.log->read_range(p, r.first, Seq{r.first.value + 1}).value().at(0);
+  const auto j = record_to_json(rec, f.keys.get()).value();
+  EXPECT_EQ(j["actor"], "actor\xEF\xBF\xBD");
+  EXPECT_EQ(j["request_id"], "r\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(j["source"]["user_agent"], "a" + long_agent.substr(0, 510));  // 511 bytes, whole
+  EXPECT_FALSE(j.contains("invalid_utf8"));  // nothing left to repair at render time
+
+  EventBuilder bad(f.keys.get(), {"u-\xFF", "a", "r", 1, std::nullopt, std::nullopt});
+  const auto refused = bad.finish(schema::CreateAccountUnlocked(bad.fbb(), true));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), Errc::invalid_argument);
+}
+
+// Records written before that (or by another producer) may hold any bytes, in the clear or
+// sealed: they render with U+FFFD in place and `invalid_utf8` naming the repaired strings, and
+// a record that is no event at all is marked by render_record instead of failing its reader.
+TEST(Sealing, StoredTextThatIsNotUtf8RendersMarkedInsteadOfFailing) {
+  Fixture f;
+  EventBuilder b(f.keys.get(),
+                 {"u-1", "u-1", "r1", 1'767'225'600'000'000, std::nullopt, std::nullopt});
+  // What the pre-fix server stored: a header's bytes, sealed as they came, and a string.
+  auto& fbb = b.fbb();
+  const auto device = b.seal("device", "\xED\xA0\x80 agent").value();
+  const auto bytes =
+      b.finish(schema::CreateSessionStarted(fbb, fbb.CreateString("s\xFF"), fbb.CreateString("fam"),
+                                            0, false, 0, 0, device))
+          .value();
+  const ByteView v(bytes);
+  const auto p = partition_for("u-1", f.log->partition_count());
+  const auto r = f.log->append(p, std::span<const ByteView>(&v, 1)).value();
+  const auto rec = f.log->read_range(p, r.first, Seq{r.first.value + 1}).value().at(0);
+  const auto j = record_to_json(rec, f.keys.get()).value();
+  EXPECT_NO_THROW((void)j.dump());
+  EXPECT_EQ(j["event"]["session_id"], "s\xEF\xBF\xBD");
+  EXPECT_EQ(j["event"]["device"], "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD agent");
+  EXPECT_EQ(j["invalid_utf8"], (nlohmann::json{"/event/device", "/event/session_id"}));
+  EXPECT_NO_THROW((void)json_to_csv_row(j));
+
+  Record junk = rec;
+  junk.event = {0xFF, 0x00, 0x12};
+  const auto marked = render_record(junk, f.keys.get());
+  EXPECT_EQ(marked["unrenderable"], "not_an_event");
+  EXPECT_EQ(marked["seq"], rec.position.seq.value);
+  EXPECT_EQ(marked["hash"], to_hex(rec.hash));
+  EXPECT_NO_THROW((void)json_to_csv_row(marked));
+}
+
 TEST(Sealing, CiphertextIsBoundToSubjectFieldAndEvent) {
   Fixture f;
   Bytes id(16, 7), other_id(16, 8);

@@ -18,6 +18,13 @@
 
 namespace sechex::ledger {
 
+// Longest user agent recorded, in bytes (cut at a character boundary).
+inline constexpr std::size_t kMaxUserAgentBytes = 512;
+
+// Text fields may come from a client (a header): finish() stores actor, request_id and
+// user_agent as well-formed UTF-8 (ill-formed bytes replaced by U+FFFD, utf8.h), the user agent
+// cut to kMaxUserAgentBytes, so no record can carry text its renderers cannot show. A subject
+// that is not valid UTF-8 is refused (Errc::invalid_argument): it names the data key.
 struct EventMeta {
   std::string subject;
   std::string actor;

@@ -24,7 +24,17 @@ inline constexpr const char* kRedactedValue = "[redacted]";
 // Fails with Errc::unsupported_version for an event of a newer schema and Errc::corruption for
 // bytes that are not an Envelope. `keys` may be null (sealed fields are then shown as
 // "[sealed]").
+//
+// Every string of the result is well-formed UTF-8, whatever bytes the record holds (records
+// written before text was validated at entry may hold any): ill-formed bytes are shown as U+FFFD
+// and `invalid_utf8` lists the JSON Pointers of the strings so repaired (absent when none was).
 Result<nlohmann::json> record_to_json(const Record& record, KeyStore* keys);
+
+// For readers of many records (audit pages, exports): record_to_json, or for a record it cannot
+// render the same shape with what the log itself vouches for (partition, seq, hash) and
+// `unrenderable` saying why ("newer_schema" or "not_an_event"), so one bad record is marked in
+// the answer instead of failing all of it.
+nlohmann::json render_record(const Record& record, KeyStore* keys);
 
 inline const std::vector<std::string>& csv_columns() {
   static const std::vector<std::string> cols = {
