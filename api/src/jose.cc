@@ -100,6 +100,21 @@ bool digest_verify(EVP_PKEY* pkey, ByteView message, const std::uint8_t* der, st
          EVP_DigestVerify(ctx.get(), der, size, message.data(), message.size()) == 1;
 }
 
+// The order n of P-256 (SEC 2 section 2.4.2) and floor(n / 2), big-endian.
+constexpr std::array<std::uint8_t, 32> kP256Order = {
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+constexpr std::array<std::uint8_t, 32> kP256HalfOrder = {
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8};
+
+// Whether the s half of a 64-byte r||s signature is at most n/2 (public values: no need for a
+// constant-time comparison).
+bool is_low_s(ByteView sig) {
+  return !std::lexicographical_compare(kP256HalfOrder.begin(), kP256HalfOrder.end(),
+                                       sig.begin() + kCoordSize, sig.begin() + 2 * kCoordSize);
+}
+
 // DER of (r, s) built from two 32-byte big-endian halves; false if OpenSSL cannot encode it.
 bool p1363_to_der(ByteView sig, std::array<std::uint8_t, kMaxDerSize>& der, std::size_t& size) {
   Bn r(BN_bin2bn(sig.data(), static_cast<int>(kCoordSize), nullptr));
@@ -151,7 +166,7 @@ int no_passphrase(char*, int, int, void*) { return -1; }
 
 // ---- error category ----
 
-constexpr std::array<std::string_view, 19> kReasonCodes = {
+constexpr std::array<std::string_view, 20> kReasonCodes = {
     "ok",
     "malformed",
     "too_large",
@@ -171,8 +186,9 @@ constexpr std::array<std::string_view, 19> kReasonCodes = {
     "not_yet_valid",
     "wrong_audience",
     "wrong_issuer",
+    "high_s_signature",
 };
-static_assert(kReasonCodes.size() == static_cast<std::size_t>(JoseErrc::wrong_issuer) + 1);
+static_assert(kReasonCodes.size() == static_cast<std::size_t>(JoseErrc::high_s_signature) + 1);
 
 class JoseCategory final : public std::error_category {
  public:
@@ -217,6 +233,8 @@ class JoseCategory final : public std::error_category {
         return "token is for another audience";
       case JoseErrc::wrong_issuer:
         return "token is from another issuer";
+      case JoseErrc::high_s_signature:
+        return "token signature is not in its canonical low-S form";
     }
     return "unknown token error";
   }
@@ -688,6 +706,15 @@ Result<Bytes> SigningKey::sign_p1363(ByteView message) const {
       BN_bn2binpad(s, out.data() + kCoordSize, static_cast<int>(kCoordSize)) < 0) {
     return Errc::crypto_failure;
   }
+  if (!is_low_s(out)) {
+    // The canonical form (JwsPolicy::require_low_s): s' = n - s verifies the same message.
+    const Bn n(BN_bin2bn(kP256Order.data(), static_cast<int>(kP256Order.size()), nullptr));
+    Bn low(BN_new());
+    if (!n || !low || BN_sub(low.get(), n.get(), s) != 1 ||
+        BN_bn2binpad(low.get(), out.data() + kCoordSize, static_cast<int>(kCoordSize)) < 0) {
+      return Errc::crypto_failure;
+    }
+  }
   return out;
 }
 
@@ -758,6 +785,7 @@ Result<VerifiedJws> jws_verify_es256(std::string_view compact, const PublicKeys&
   if (!base64url_decode(sig_b64, sig)) return JoseErrc::bad_base64;
   // RFC 7518 §3.4: exactly 64 bytes; shorter or padded encodings of r and s are not ES256.
   if (sig.size() != kP1363Size) return JoseErrc::bad_signature;
+  if (policy.require_low_s && !is_low_s(sig)) return JoseErrc::high_s_signature;
   if (!key->verify_p1363(bytes_of(compact.substr(0, dot2)), sig)) return JoseErrc::bad_signature;
   return VerifiedJws{std::move(header), string_of(payload), std::move(kid)};
 }
@@ -877,6 +905,7 @@ Result<IssuedToken> TokenIssuer::issue(const TokenSubject& claims, std::chrono::
   c.jti = base64url_encode(jti);
   c.sid = claims.sid;
   c.roles = claims.roles;
+  c.operator_token = claims.operator_token;
 
   nlohmann::ordered_json header;
   header["alg"] = "ES256";
@@ -891,6 +920,7 @@ Result<IssuedToken> TokenIssuer::issue(const TokenSubject& claims, std::chrono::
   payload["jti"] = c.jti;
   payload["sid"] = c.sid;
   payload["roles"] = c.roles;
+  if (c.operator_token) payload["operator"] = true;
   std::string header_text, payload_text;
   try {
     header_text = header.dump();
@@ -909,6 +939,7 @@ Result<VerifiedToken> verify_access_token(std::string_view token, const PublicKe
   policy.max_size = config.max_token_size;
   policy.require_kid = true;
   policy.typ = config.typ;
+  policy.require_low_s = true;
   SECHEX_TRY(auto jws, jws_verify_es256(token, keys, policy));
   // Parsed only after the signature verified: unauthenticated bytes never reach the parser
   // beyond the (small) header.
@@ -955,6 +986,10 @@ Result<VerifiedToken> verify_access_token(std::string_view token, const PublicKe
   for (const auto& r : *roles) {
     if (!r.is_string()) return JoseErrc::bad_claim;
     c.roles.push_back(r.get<std::string>());
+  }
+  if (const auto op = payload.find("operator"); op != payload.end()) {
+    if (!op->is_boolean()) return JoseErrc::bad_claim;
+    c.operator_token = op->get<bool>();
   }
   return VerifiedToken{std::move(c), std::move(jws.kid)};
 }

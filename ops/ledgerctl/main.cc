@@ -677,8 +677,10 @@ int cmd_tokens(const Common& c, const std::vector<std::string>& args) {
   const api::jose::TokenIssuer issuer(*ring, SystemClock::instance(), settings.issuer_config());
   const auto sid = crypto::random_bytes(16);
   if (!sid) fail("no randomness", sid.error());
-  auto token = issuer.issue({vm["subject"].as<std::string>(), "cli-" + to_hex(sid.value()), {role}},
-                            std::chrono::seconds(ttl));
+  // Its own session id, and marked as an operator's: never accepted as a user (api/auth.h).
+  auto token =
+      issuer.issue({vm["subject"].as<std::string>(), "cli-" + to_hex(sid.value()), {role}, true},
+                   std::chrono::seconds(ttl));
   if (!token) fail("cannot issue the token", token.error());
   std::cerr << "issued a token with role " << role << " for " << token.value().claims.sub
             << " (key " << token.value().kid << ", expires "

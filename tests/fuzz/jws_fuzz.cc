@@ -6,6 +6,7 @@
 //
 // The key is RFC 7515 appendix A.3's (public, so the seeds in corpus/jws can be re-signed with
 // tests/fuzz/make_jws_seeds.py); its kid is the RFC 7638 thumbprint.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -105,6 +106,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(kNowSeconds < c.exp);
     check(c.iat <= kNowSeconds + kSkew && (!c.nbf || *c.nbf <= kNowSeconds + kSkew));
     check(!c.sub.empty() && !c.sid.empty() && !c.jti.empty());
+    // One valid text per token: its signature's s is the low one (s <= n/2, jose.h).
+    jose::Bytes sig;
+    check(jose::base64url_decode(input.substr(input.rfind('.') + 1), sig) && sig.size() == 64);
+    static constexpr std::uint8_t kHalfOrder[32] = {0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00,
+                                                    0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                                    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42,
+                                                    0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8};
+    check(!std::lexicographical_compare(kHalfOrder, kHalfOrder + 32, sig.begin() + 32, sig.end()));
     jose::VerifiedTokenCache cache(2);
     cache.insert(input, token.value(), 1);
     check(cache.find(input, kNowMicros, 1).has_value());

@@ -44,12 +44,24 @@ A3 = (
 )
 
 
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
 def sign(header, payload):
     header = header if isinstance(header, str) else json.dumps(header, separators=(",", ":"))
     payload = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
     signing_input = b64(header) + "." + b64(payload)
     r, s = decode_dss_signature(KEY.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    s = min(s, P256_ORDER - s)  # the low-S form, as ledgerd's issuer signs (api/jose.h)
     return signing_input + "." + b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+def high_s_twin(token):
+    """The malleated twin (r, n - s) of a low-S token: verifies, but access tokens refuse it."""
+    signing_input, sig = token.rsplit(".", 1)
+    raw = unb64(sig)
+    s = P256_ORDER - int.from_bytes(raw[32:], "big")
+    return signing_input + "." + b64(raw[:32] + s.to_bytes(32, "big"))
 
 
 def header(**extra):
@@ -83,6 +95,7 @@ def main():
     hs_input = b64('{"alg":"HS256","kid":"%s","typ":"at+jwt"}' % KID) + "." + b64(json.dumps(claims()))
     seeds = {
         "valid": valid,
+        "high-s-twin": high_s_twin(valid),
         "valid-aud-array-nbf": sign(header(), claims(aud=["other", "sechex-api"], nbf=NOW + 60)),
         "valid-nokid-typ-jwt": sign({"alg": "ES256", "typ": "JWT"}, {"any": "payload"}),
         "rfc7515-a3": A3,

@@ -21,12 +21,14 @@
 //   - `crit` is refused (no extension is understood), and so are `jku`, `x5u`, `jwk`, `x5c`: the
 //     key always comes from the ring, never from the token;
 //   - `kid` is present and names a key of the ring; `typ` equals the expected value exactly;
-//   - the signature is 64 bytes and verifies (OpenSSL EVP, no early-exit comparison of secrets);
+//   - the signature is 64 bytes, in low-S form (s <= n/2, which the issuer always produces) and
+//     verifies (OpenSSL EVP, no early-exit comparison of secrets);
 //   - claims: `exp` required, the token is refused from second `exp` on (no leeway: the skew only
 //     forgives clocks that run behind the issuer's, never a token's expiry); `nbf` (optional) and
 //     `iat` (required) may be at most `clock_skew` in the future; `iss` equals the configured
 //     issuer, `aud` equals (or, as an array, contains) the configured audience; `sub`, `sid`, `jti`
-//     are non-empty strings and `roles` an array of strings. NumericDates must be integers.
+//     are non-empty strings and `roles` an array of strings; `operator`, when present, a
+//     boolean. NumericDates must be integers.
 // Nothing here throws: failures are Result errors (std::bad_alloc aside).
 //
 // Key directory (KeyRing), one per deployment, mode 0700 (suggested: <data-dir>/keys/jwt); a
@@ -114,6 +116,7 @@ enum class JoseErrc {
   not_yet_valid,          // nbf or iat is further in the future than the allowed skew
   wrong_audience,
   wrong_issuer,
+  high_s_signature,  // s > n/2: the malleated twin of a canonical signature (JwsPolicy)
 };
 
 const std::error_category& jose_category() noexcept;
@@ -207,6 +210,12 @@ struct JwsPolicy {
   // exactly one); for foreign JWS such as RFC 7515's examples, never for access tokens.
   bool require_kid = true;
   std::optional<std::string> typ;  // when set, the header's `typ` must equal it
+  // ECDSA signatures are malleable: when (r, s) verifies, so does (r, n - s), a second text of
+  // the same token. Our signer always emits the low-S form (s <= n/2); with this set the high-S
+  // twin is refused, so a token has exactly one valid text and nothing keyed by the text (the
+  // verified-token cache) can be fooled by a twin. Off for foreign JWS (RFC and Wycheproof
+  // vectors, later DPoP proofs, whose replay set is keyed by jkt and jti, never by the text).
+  bool require_low_s = false;
 };
 
 struct VerifiedJws {
@@ -287,6 +296,9 @@ struct AccessClaims {
   std::string jti;
   std::string sid;
   std::vector<std::string> roles;
+  // Claim "operator": true on tokens `ledgerctl tokens issue` makes for operators and
+  // applications (absent on users' tokens). Such a token is never accepted as a user.
+  bool operator_token = false;
 };
 
 struct VerifiedToken {
@@ -299,6 +311,7 @@ struct TokenSubject {
   std::string sub;
   std::string sid;
   std::vector<std::string> roles;
+  bool operator_token = false;  // AccessClaims::operator_token
 };
 
 struct IssuedToken {
