@@ -52,8 +52,16 @@ void Authenticator::on_authenticated(std::function<void(const Principal&)> hook)
   on_authenticated_ = std::move(hook);
 }
 
-std::variant<Principal, Response> Authenticator::authenticate(
-    const Request& request, std::initializer_list<std::string_view> any_of_roles) const {
+std::variant<Principal, Response> Authenticator::authenticate(const Request& request) const {
+  const auto access = access_of(request.method, request.route);
+  if (!access) {
+    return reject(403, "forbidden", "this operation is not open to anyone", "route_without_rule");
+  }
+  return authenticate(request, *access == Access::anyone ? Access::user : *access);
+}
+
+std::variant<Principal, Response> Authenticator::authenticate(const Request& request,
+                                                              Access access) const {
   const auto* header = request.header("authorization");
   std::optional<std::string> from_cookie;
   if ((header == nullptr || header->empty()) && cookies_.tokens != nullptr) {
@@ -85,9 +93,12 @@ std::variant<Principal, Response> Authenticator::authenticate(
   }
   const auto& claims = verified.value().claims;
 
-  // Revocation is checked on every request, never cached: logout must take effect at once.
+  // Revocation is checked on every request, never cached: logout must take effect at once. An
+  // operator token is its own session, revoked by sid alone: a cutoff of its shared sub is not
+  // its own.
   auto revoked = store_.get(projections::kRevokedSessionsCf, claims.sid);
-  auto cutoff = store_.get(projections::kRevocationCutoffsCf, claims.sub);
+  auto cutoff = claims.operator_token ? Result<std::optional<std::string>>(std::nullopt)
+                                      : store_.get(projections::kRevocationCutoffsCf, claims.sub);
   auto session_end = claims.sid.empty() ? Result<std::optional<std::int64_t>>(std::nullopt)
                                         : projections::session_end(store_, claims.sub, claims.sid);
   if (!revoked || !cutoff || !session_end) {
@@ -111,7 +122,11 @@ std::variant<Principal, Response> Authenticator::authenticate(
                   "session_expired");
   }
 
-  Principal p{claims.sub, claims.sid, claims.roles, claims.iat, from_cookie.has_value()};
+  Principal p{claims.sub,           claims.sid, claims.roles, claims.iat, from_cookie.has_value(),
+              claims.operator_token};
+  if (access == Access::user && p.operator_token) {
+    return reject(403, "forbidden", "operator tokens cannot act as a user", "operator_token");
+  }
   // A browser attaches cookies to any site's request: state changes need proof of this site.
   if (p.via_cookie && is_state_changing(request.method)) {
     const auto refusal = csrf_refusal(request, claims.sid, *cookies_.tokens,
@@ -125,9 +140,10 @@ std::variant<Principal, Response> Authenticator::authenticate(
                         nlohmann::json{{"reason", refusal}}.dump());
     }
   }
-  if (any_of_roles.size() > 0 &&
-      std::none_of(any_of_roles.begin(), any_of_roles.end(),
-                   [&](std::string_view role) { return p.has_role(role); })) {
+  const bool role_ok = access == Access::admin    ? p.has_role("admin")
+                       : access == Access::ingest ? p.has_role("admin") || p.has_role("service")
+                                                  : true;
+  if (!role_ok) {
     return reject(403, "forbidden", "this operation needs another role", "forbidden_role");
   }
   if (on_authenticated_) on_authenticated_(p);

@@ -514,7 +514,7 @@ Response IdentityApi::password_policy(const Request& req) {
 
 Response IdentityApi::set_password_policy(const Request& req) {
   RequestContext x(d_, config_, req);
-  auto who = d_.auth.authenticate(req, {"admin"});
+  auto who = d_.auth.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   const auto& admin = std::get<Principal>(who);
   auto parsed = read_body(req);

@@ -403,7 +403,7 @@ void LedgerApi::add_routes(Router& router) {
 }
 
 Response LedgerApi::ingest(const Request& req) {
-  auto who = auth_.authenticate(req, {"admin", "service"});
+  auto who = auth_.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   const auto& principal = std::get<Principal>(who);
   const auto* ct = req.header("content-type");
@@ -484,7 +484,7 @@ Response LedgerApi::ingest(const Request& req) {
 }
 
 Response LedgerApi::audit(const Request& req) {
-  auto who = auth_.authenticate(req, {"admin"});
+  auto who = auth_.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   std::size_t limit = kDefaultLimit;
   auto filter = audit_filter(req, &limit);
@@ -500,7 +500,7 @@ Response LedgerApi::audit(const Request& req) {
 }
 
 Response LedgerApi::audit_export(const Request& req) {
-  auto who = auth_.authenticate(req, {"admin"});
+  auto who = auth_.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   const auto q = parse_query(req.query);
   const std::string format = q && q->contains("format") ? q->at("format") : "json";
@@ -558,7 +558,7 @@ Response LedgerApi::audit_export(const Request& req) {
 }
 
 Response LedgerApi::checkpoints(const Request& req) {
-  auto who = auth_.authenticate(req, {"admin"});
+  auto who = auth_.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   const auto& log = commands_.log();
   json list = json::array();

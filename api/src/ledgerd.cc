@@ -1,7 +1,7 @@
 // ledgerd: the Sechex ledger service. Opens (creating if needed) the ledger (embedded RocksDB by
 // default, or a Kafka cluster with --log kafka), its projections and its token signing keys, keeps
 // signed checkpoints current, and serves the ledger API (ingest, audit, checkpoints, JWKS) besides
-// /healthz, /readyz, /metrics and /openapi.json.
+// /healthz, /readyz and /openapi.json; /metrics on a listener of its own (--metrics-listen).
 //
 // Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 when it cannot start (bad flags, keys,
 // store, address).
@@ -16,6 +16,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "api/access_log.h"
@@ -31,6 +32,7 @@
 #include "api/openapi.h"
 #include "api/otp_api.h"
 #include "api/ownership.h"
+#include "api/route_access.h"
 #include "api/secrets_api.h"
 #include "api/server.h"
 #include "api/session_activity.h"
@@ -159,10 +161,28 @@ int fail(const std::string& message) {
   return 2;
 }
 
+// "HOST:PORT" (HOST may be a bracketed IPv6 address) into its parts; what is wrong, or "".
+std::string split_listen(const std::string& listen, std::string& host, int& port) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return "must be HOST:PORT";
+  host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  try {
+    std::size_t used = 0;
+    port = std::stoi(listen.substr(colon + 1), &used);
+    if (used != listen.size() - colon - 1) return "bad port";
+  } catch (const std::exception&) {
+    return "bad port";
+  }
+  return port >= 0 && port <= 65535 ? "" : "bad port";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string listen, data_dir, tls_cert, tls_key, key_name;
+  std::string listen, metrics_listen, data_dir, tls_cert, tls_key, key_name;
   std::uint32_t partitions = 8;
   unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   api::ServerOptions so;
@@ -170,6 +190,9 @@ int main(int argc, char** argv) {
   po::options_description desc("ledgerd options");
   desc.add_options()("help,h", "show help")(
       "listen", po::value(&listen)->default_value("127.0.0.1:8080"), "HOST:PORT")(
+      "metrics-listen", po::value(&metrics_listen)->default_value("127.0.0.1:9464"),
+      "HOST:PORT of the listener serving /metrics (and /healthz, /readyz) apart from the API, "
+      "or `none`; TLS and --allow-insecure-http apply as to --listen")(
       "data-dir", po::value(&data_dir)->default_value("./data"), "data directory")(
       "partitions", po::value(&partitions)->default_value(8), "partitions for a new ledger")(
       "threads", po::value(&threads)->default_value(threads), "I/O threads (default: cores)")(
@@ -306,28 +329,28 @@ int main(int argc, char** argv) {
     std::cout << desc;
     return 0;
   }
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return fail("--listen must be HOST:PORT");
-  std::string host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
+  std::string host, metrics_host;
+  int port = 0, metrics_port = 0;
+  if (const auto why = split_listen(listen, host, port); !why.empty()) {
+    return fail("--listen " + why);
   }
-  int port = 0;
-  try {
-    port = std::stoi(listen.substr(colon + 1));
-  } catch (const std::exception&) {
-    port = -1;
+  const bool metrics_listener = metrics_listen != "none";
+  if (metrics_listener) {
+    if (const auto why = split_listen(metrics_listen, metrics_host, metrics_port); !why.empty()) {
+      return fail("--metrics-listen " + why + " (or none)");
+    }
   }
-  if (port < 0 || port > 65535) return fail("--listen: bad port");
   if (tls_cert.empty() != tls_key.empty()) {
     return fail("--tls-cert and --tls-key go together");
   }
   if (so.pool_threads == 0 || so.pool_queue == 0 || idle_seconds == 0 || read_seconds == 0) {
     return fail("--pool-threads, --pool-queue and the timeouts must be positive");
   }
-  if (tls_cert.empty() && !is_loopback(host) && !vm.count("allow-insecure-http")) {
-    return fail("refusing plain HTTP on non-loopback address " + host +
-                " (configure TLS or pass --allow-insecure-http)");
+  for (const auto& h : {host, metrics_listener ? metrics_host : std::string("127.0.0.1")}) {
+    if (tls_cert.empty() && !is_loopback(h) && !vm.count("allow-insecure-http")) {
+      return fail("refusing plain HTTP on non-loopback address " + h +
+                  " (configure TLS or pass --allow-insecure-http)");
+    }
   }
 
   if (skew_seconds < 0 || skew_seconds > 600) return fail("--clock-skew must be 0..600 seconds");
@@ -631,8 +654,14 @@ int main(int argc, char** argv) {
   account_api.add_routes(router);
   secrets_api.add_routes(router);
   otp_api.add_routes(router);
-  api::add_health_and_metrics_routes(router, metrics, [&] { return caught_up.load(); });
+  api::add_health_routes(router, [&] { return caught_up.load(); });
   api::add_openapi_route(router);
+  // Every served route has its rule in the one table (route_access.h), and every rule a route.
+  if (const auto mismatches = api::route_table_mismatches(router); !mismatches.empty()) {
+    std::string all;
+    for (const auto& m : mismatches) all += "\n  " + m;
+    return fail("the route table (api/src/route_access.cc) does not match the routes:" + all);
+  }
   so.address = host;
   so.tls_cert_file = tls_cert;
   so.tls_key_file = tls_key;
@@ -640,10 +669,23 @@ int main(int argc, char** argv) {
   so.read_timeout = std::chrono::seconds(read_seconds);
   so.port = static_cast<std::uint16_t>(port);
   so.threads = threads;
+  const auto access_logger = api::make_json_stderr_logger("access");
   api::HttpServer server(
       so, std::move(router),
-      api::chain_observers(
-          {metrics.observer(), api::access_log(api::make_json_stderr_logger("access"))}));
+      api::chain_observers({metrics.observer(), api::access_log(access_logger)}));
+  // Metrics apart from the API (metrics.h): scrapers reach it, API clients do not.
+  std::optional<api::HttpServer> metrics_server;
+  if (metrics_listener) {
+    api::Router metrics_router;
+    api::add_health_and_metrics_routes(metrics_router, metrics, [&] { return caught_up.load(); });
+    auto mo = so;
+    mo.address = metrics_host;
+    mo.port = static_cast<std::uint16_t>(metrics_port);
+    mo.threads = 1;
+    mo.pool_threads = 1;
+    mo.read_pool_threads = 1;
+    metrics_server.emplace(mo, std::move(metrics_router), api::access_log(access_logger));
+  }
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t signals;
@@ -655,6 +697,14 @@ int main(int argc, char** argv) {
   if (auto r = server.start(); !r) {
     return fail("cannot listen on " + listen + ": " +
                 (server.start_error().empty() ? r.error().message() : server.start_error()));
+  }
+  if (metrics_server) {
+    if (auto r = metrics_server->start(); !r) {
+      return fail("cannot listen on --metrics-listen " + metrics_listen + ": " +
+                  (metrics_server->start_error().empty() ? r.error().message()
+                                                         : metrics_server->start_error()));
+    }
+    std::cerr << "ledgerd: metrics on " << metrics_host << ":" << metrics_server->port() << "\n";
   }
   // Before the serving line, which tells tests and scripts that start-up is done.
   if (!commands.ownership().owns_all()) {
@@ -779,6 +829,7 @@ int main(int argc, char** argv) {
   sigwait(&signals, &sig);
   std::cerr << "ledgerd: stopping (signal " << sig << ")\n";
   server.stop();
+  if (metrics_server) metrics_server->stop();
   // Reads that wait on an unreachable cluster (catch-up, the follower) end now, not after
   // their timeouts: a shutdown must fit in a supervisor's grace period.
   if (kafka != nullptr) kafka->interrupt();

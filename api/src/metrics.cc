@@ -76,7 +76,7 @@ std::string Metrics::scrape() {
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 
-void add_health_and_metrics_routes(Router& router, Metrics& metrics, std::function<bool()> ready) {
+void add_health_routes(Router& router, std::function<bool()> ready) {
   router.add("GET", "/healthz", [](const Request&) { return json_ok(R"({"status":"ok"})"); });
   router.add("GET", "/readyz", [ready = std::move(ready)](const Request&) {
     if (ready && !ready()) {
@@ -86,12 +86,20 @@ void add_health_and_metrics_routes(Router& router, Metrics& metrics, std::functi
     }
     return json_ok(R"({"status":"ready"})");
   });
+}
+
+void add_metrics_route(Router& router, Metrics& metrics) {
   router.add("GET", "/metrics", [&metrics](const Request&) {
     Response r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = metrics.scrape();
     return r;
   });
+}
+
+void add_health_and_metrics_routes(Router& router, Metrics& metrics, std::function<bool()> ready) {
+  add_health_routes(router, std::move(ready));
+  add_metrics_route(router, metrics);
 }
 
 }  // namespace sechex::api

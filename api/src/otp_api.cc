@@ -383,7 +383,7 @@ Response OtpApi::reauth(const Request& req) {
 // ---- Admin unlock (002 "require manual support intervention to unlock") ----
 Response OtpApi::unlock_user(const Request& req) {
   RequestContext x(d_, config_, req);
-  auto who = d_.auth.authenticate(req, {"admin"});
+  auto who = d_.auth.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   const auto& admin = std::get<Principal>(who);
   std::string reason = "admin_unlock";

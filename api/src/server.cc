@@ -350,6 +350,17 @@ Router::Match Router::found(const std::string& method, const std::string& route,
   return m;
 }
 
+std::vector<std::pair<std::string, std::string>> Router::routes() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto* table : {&routes_, &patterns_}) {
+    for (const auto& [path, methods] : *table) {
+      for (const auto& [method, unused] : methods) out.emplace_back(method, path);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 Router::Match Router::match(const std::string& method, const std::string& path) const {
   if (const auto it = routes_.find(path); it != routes_.end()) {
     return found(method, it->first, it->second);
@@ -803,6 +814,7 @@ struct HttpServer::Impl {
 
       auto m = router.match(req.method, req.path);
       req.params = std::move(m.params);
+      req.route = m.route;
       Response resp;
       std::string_view reject;
       std::string thrown;

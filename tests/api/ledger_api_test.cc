@@ -7,6 +7,7 @@
 
 #include <set>
 
+#include "api/route_access.h"
 #include "ledger/crypto.h"
 #include "ledger/event_builder.h"
 #include "ledger/export.h"
@@ -50,11 +51,12 @@ class LedgerApiTest : public ::testing::Test {
     api_ = std::make_unique<LedgerApi>(*commands_, *keys_, *auth_, *ring_, clock_);
   }
 
+  // A user's token by default; `operator_token` for one as `ledgerctl tokens issue` makes.
   std::string token(const std::string& role, const std::string& sub = "app-1",
                     const std::string& sid = "s-1",
-                    std::chrono::seconds ttl = std::chrono::hours(1)) {
+                    std::chrono::seconds ttl = std::chrono::hours(1), bool operator_token = false) {
     const jose::TokenIssuer issuer(*ring_, clock_, settings_.issuer_config());
-    return issuer.issue({sub, sid, {role}}, ttl).value().token;
+    return issuer.issue({sub, sid, {role}, operator_token}, ttl).value().token;
   }
 
   Request request(const std::string& method, const std::string& target, const std::string& tok,
@@ -63,6 +65,7 @@ class LedgerApiTest : public ::testing::Test {
     r.method = method;
     const auto q = target.find('?');
     r.path = target.substr(0, q);
+    r.route = r.path;  // these routes have no `{name}` segments: the router's match is the path
     if (q != std::string::npos) r.query = target.substr(q + 1);
     if (!tok.empty()) r.headers["authorization"] = "Bearer " + tok;
     r.headers["content-type"] = "application/json";
@@ -442,7 +445,8 @@ TEST_F(LedgerApiTest, AnIdleExpiredSessionStopsItsTokenBeforeTheTokenExpires) {
       },
       schema::Event::SessionStarted);
   const auto t = token("admin", "carol", "sess-idle");
-  const auto operator_token = token("admin", "carol", "cli-not-a-session");
+  const auto operator_token =
+      token("admin", "carol", "cli-not-a-session", std::chrono::hours(1), true);
   ASSERT_EQ(api_->audit(request("GET", "/v1/admin/audit", t)).status, 200u);
   clock_.advance_micros(idle_ends - clock_.now_micros() - 1);
   EXPECT_EQ(api_->audit(request("GET", "/v1/admin/audit", t)).status, 200u) << "still idle";
@@ -473,6 +477,80 @@ TEST_F(LedgerApiTest, LogoutAllCutsOffEveryTokenIssuedBeforeIt) {
             200u);
   EXPECT_EQ(api_->audit(request("GET", "/v1/admin/audit", token("admin", "carol", "s"))).status,
             200u);
+}
+
+// Issue 12: a service token ended every operator's sessions through logout-all, since all
+// operator tokens share `sub` "operator". Operator tokens are refused on user routes, and each
+// is its own session: a cutoff of the shared sub does not end them, their sid alone does.
+TEST_F(LedgerApiTest, OperatorTokensAreNeverUsersAndAreRevokedOnlyByTheirOwnSession) {
+  const auto service = token("service", "operator", "cli-1", std::chrono::hours(1), true);
+  const auto admin = token("admin", "operator", "cli-2", std::chrono::hours(1), true);
+  for (const auto& [method, route] :
+       std::vector<std::pair<std::string, std::string>>{{"POST", "/v1/auth/logout-all"},
+                                                        {"POST", "/v1/auth/logout"},
+                                                        {"GET", "/v1/me"},
+                                                        {"GET", "/v1/me/export"},
+                                                        {"DELETE", "/v1/me"},
+                                                        {"POST", "/v1/auth/reauth"}}) {
+    for (const auto& t : {service, admin}) {
+      auto r = request(method, route, t);
+      const auto who = auth_->authenticate(r);
+      ASSERT_TRUE(std::holds_alternative<Response>(who)) << method << " " << route;
+      EXPECT_EQ(std::get<Response>(who).status, 403u) << method << " " << route;
+      EXPECT_EQ(rejects_.back(), "operator_token");
+    }
+  }
+  // A user's token is a user there, whatever its roles.
+  EXPECT_TRUE(std::holds_alternative<Principal>(
+      auth_->authenticate(request("GET", "/v1/me", token("admin", "dave", "sess-d")))));
+
+  // A logout-all recorded for the shared sub (as the attack left it) ends no operator token...
+  clock_.advance_micros(2'000'000);
+  append_event(
+      "operator",
+      [](auto& fbb) {
+        return schema::CreateLoggedOut(fbb, fbb.CreateString("cli-1"), true).Union();
+      },
+      schema::Event::LoggedOut);
+  EXPECT_EQ(api_->audit(request("GET", "/v1/admin/audit", admin)).status, 200u);
+  // ...but the one whose own session it named is revoked.
+  EXPECT_EQ(api_->audit(request("GET", "/v1/admin/audit", service)).status, 401u);
+  EXPECT_EQ(rejects_.back(), "session_revoked");
+}
+
+TEST_F(LedgerApiTest, EachRouteAdmitsWhatItsRuleInTheRouteTableSays) {
+  const auto user = token("premium", "erin", "sess-e");
+  const auto user_admin = token("admin", "frank", "sess-f");
+  const auto service = token("service", "operator", "cli-3", std::chrono::hours(1), true);
+  const auto op_admin = token("admin", "operator", "cli-4", std::chrono::hours(1), true);
+  auto status = [&](const std::string& method, const std::string& route, const std::string& t) {
+    const auto who = auth_->authenticate(request(method, route, t));
+    return std::holds_alternative<Principal>(who) ? 200u : std::get<Response>(who).status;
+  };
+  for (const auto& rule : route_rules()) {
+    const std::string m(rule.method), r(rule.route);
+    switch (rule.access) {
+      case Access::anyone:
+      case Access::user:
+        EXPECT_EQ(status(m, r, user), 200u) << m << " " << r;
+        EXPECT_EQ(status(m, r, op_admin), 403u) << m << " " << r;
+        break;
+      case Access::admin:
+        EXPECT_EQ(status(m, r, user), 403u) << m << " " << r;
+        EXPECT_EQ(status(m, r, service), 403u) << m << " " << r;
+        EXPECT_EQ(status(m, r, op_admin), 200u) << m << " " << r;
+        EXPECT_EQ(status(m, r, user_admin), 200u) << m << " " << r;
+        break;
+      case Access::ingest:
+        EXPECT_EQ(status(m, r, user), 403u) << m << " " << r;
+        EXPECT_EQ(status(m, r, service), 200u) << m << " " << r;
+        EXPECT_EQ(status(m, r, op_admin), 200u) << m << " " << r;
+        break;
+    }
+  }
+  // A route the table does not know is closed to everyone.
+  EXPECT_EQ(status("GET", "/v1/undeclared", op_admin), 403u);
+  EXPECT_EQ(rejects_.back(), "route_without_rule");
 }
 
 // ---- audit ----

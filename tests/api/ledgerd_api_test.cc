@@ -45,6 +45,8 @@ class LedgerdApi : public ::testing::Test {
     proc_ = testing::spawn(args, dir_.sub("err"));
     port_ = testing::wait_for_serving_port(proc_);
     ASSERT_NE(port_, 0) << slurp(proc_.err_path);
+    metrics_port_ = testing::wait_for_serving_port(proc_, std::chrono::seconds(1), "metrics on");
+    ASSERT_NE(metrics_port_, 0) << slurp(proc_.err_path);
   }
   void TearDown() override {
     if (proc_.pid > 0) {
@@ -66,6 +68,7 @@ class LedgerdApi : public ::testing::Test {
   testing::TempDir dir_;
   testing::Process proc_;
   std::uint16_t port_ = 0;
+  std::uint16_t metrics_port_ = 0;
 };
 
 TEST_F(LedgerdApi, AdminTokenFromLedgerctlPostsEventsAndReadsThemBackWithHashes) {
@@ -100,7 +103,7 @@ TEST_F(LedgerdApi, AdminTokenFromLedgerctlPostsEventsAndReadsThemBackWithHashes)
   ASSERT_EQ(exported.code, 0) << exported.err;
   for (const auto& h : answered) EXPECT_NE(exported.out.find(h), std::string::npos);
 
-  const auto metrics = call(port_, http::verb::get, "/metrics");
+  const auto metrics = call(metrics_port_, http::verb::get, "/metrics");
   EXPECT_NE(metrics.body.find("sechex_ingest_events_total 2"), std::string::npos);
   EXPECT_NE(metrics.body.find("sechex_command_append_seconds_count 2"), std::string::npos);
   EXPECT_NE(metrics.body.find(R"(route="/v1/events",status="201")"), std::string::npos);
@@ -109,7 +112,7 @@ TEST_F(LedgerdApi, AdminTokenFromLedgerctlPostsEventsAndReadsThemBackWithHashes)
   const auto jwks = json::parse(call(port_, http::verb::get, "/.well-known/jwks.json").body);
   EXPECT_EQ(jwks["keys"].size(), 1u);
   EXPECT_EQ(call(port_, http::verb::get, "/v1/admin/audit").status, 401u);
-  EXPECT_NE(call(port_, http::verb::get, "/metrics")
+  EXPECT_NE(call(metrics_port_, http::verb::get, "/metrics")
                 .body.find(R"(sechex_auth_rejected_total{reason="missing_credentials"} 1)"),
             std::string::npos);
 }
@@ -154,8 +157,9 @@ TEST_F(LedgerdApi, EachClassOfHostileIngestBodyGetsItsReasonAndTheServerStaysHea
   EXPECT_EQ(big.status, 413u);
   // Nothing was appended, and the server still answers.
   EXPECT_EQ(call(port_, http::verb::get, "/healthz").status, 200u);
-  EXPECT_NE(call(port_, http::verb::get, "/metrics").body.find("sechex_ingest_events_total 0"),
-            std::string::npos);
+  EXPECT_NE(
+      call(metrics_port_, http::verb::get, "/metrics").body.find("sechex_ingest_events_total 0"),
+      std::string::npos);
   EXPECT_EQ(call(port_, http::verb::post, "/v1/events", token,
                  R"({"events":[{"subject":"a","type":"x.y"}]})")
                 .status,
@@ -310,7 +314,7 @@ TEST_F(LedgerdApi, NodeRunsCommandsOnlyForItsOwnPartitionsAndNamesTheOwnerOfTheO
   EXPECT_EQ(err["details"]["partition"], 3);
   EXPECT_EQ(err["details"]["owner"], "http://10.0.0.3:8080");
 
-  const auto metrics = call(port_, http::verb::get, "/metrics").body;
+  const auto metrics = call(metrics_port_, http::verb::get, "/metrics").body;
   EXPECT_NE(metrics.find(R"(sechex_http_rejected_total{reason="misdirected"} 1)"),
             std::string::npos)
       << metrics;

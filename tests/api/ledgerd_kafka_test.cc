@@ -157,6 +157,11 @@ class Ledgerd {
       const auto err = slurp(err_);
       if (std::regex_search(err, m, serving)) {
         port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
+        // Printed before the serving line (ledgerd.cc).
+        std::smatch mm;
+        if (std::regex_search(err, mm, std::regex("metrics on [0-9.]+:([0-9]+)"))) {
+          metrics_port_ = static_cast<std::uint16_t>(std::stoi(mm[1]));
+        }
       } else if (exited() || Clock::now() > deadline) {
         return false;
       } else {
@@ -212,6 +217,7 @@ class Ledgerd {
     return out;
   }
   std::uint16_t port() const { return port_; }
+  std::uint16_t metrics_port() const { return metrics_port_; }
   // How a start() that returned false ended: the exit code when ledgerd exited by itself.
   std::optional<int> exit_code() const { return exit_code_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
@@ -237,6 +243,7 @@ class Ledgerd {
   pid_t pid_ = -1;
   int starts_ = 0;
   std::uint16_t port_ = 0;
+  std::uint16_t metrics_port_ = 0;
   std::optional<int> exit_code_;
 };
 
@@ -811,13 +818,13 @@ TEST_F(LedgerdKafka, TwoNodesEachOwningHalfThePartitionsConvergeOnTheProjections
     return metric(text, "sechex_projection_lag_records") == 0.0;
   };
   const auto deadline = Clock::now() + 20s;
-  while (!(converged(a.port()) && converged(b.port())) && Clock::now() < deadline) {
+  while (!(converged(a.metrics_port()) && converged(b.metrics_port())) && Clock::now() < deadline) {
     std::this_thread::sleep_for(100ms);
   }
-  ASSERT_TRUE(converged(a.port()) && converged(b.port()))
+  ASSERT_TRUE(converged(a.metrics_port()) && converged(b.metrics_port()))
       << "A:\n"
-      << testing::http_call(a.port(), http::verb::get, "/metrics").body << "\nB:\n"
-      << testing::http_call(b.port(), http::verb::get, "/metrics").body;
+      << testing::http_call(a.metrics_port(), http::verb::get, "/metrics").body << "\nB:\n"
+      << testing::http_call(b.metrics_port(), http::verb::get, "/metrics").body;
   step("both nodes applied every partition");
 
   // Each node lists every event of the other's subjects with their personal data opened: the

@@ -1,6 +1,6 @@
-// ledgerd as a process: starts on its embedded default, serves /healthz and /metrics, stops
-// cleanly on SIGTERM, and refuses unsafe or broken configurations with exit code 2 (among them
-// a lookup-hash key other than the one the ledger was first started with).
+// ledgerd as a process: starts on its embedded default, serves /healthz, and /metrics on a
+// listener of its own, stops cleanly on SIGTERM, and refuses unsafe or broken configurations with
+// exit code 2 (among them a lookup-hash key other than the one the ledger was first started with).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -44,16 +44,25 @@ std::string get(std::uint16_t port, const std::string& target, unsigned* status)
   return res.body();
 }
 
-TEST(Ledgerd, ServesHealthAndMetricsAndStopsCleanlyOnSigterm) {
+// /metrics is served on its own listener (--metrics-listen), never beside the API: its
+// counters say why each forged token failed, which the API's 401 does not (issue 12).
+TEST(Ledgerd, ServesHealthAndMetricsOnItsOwnListenerAndStopsCleanlyOnSigterm) {
   testing::TempDir dir;
   auto p = spawn({SECHEX_LEDGERD, "--data-dir", dir.sub("data"), "--listen", "127.0.0.1:0"},
                  dir.sub("err"));
   const auto port = testing::wait_for_serving_port(p);
   ASSERT_NE(port, 0) << slurp(p.err_path);
+  const auto metrics_port =
+      testing::wait_for_serving_port(p, std::chrono::seconds(1), "metrics on");
+  ASSERT_NE(metrics_port, 0) << slurp(p.err_path);
+  ASSERT_NE(metrics_port, port);
   unsigned status = 0;
   EXPECT_NE(get(port, "/healthz", &status).find("\"status\":\"ok\""), std::string::npos);
   EXPECT_EQ(status, 200u);
-  const auto metrics = get(port, "/metrics", &status);
+  (void)get(port, "/metrics", &status);
+  EXPECT_EQ(status, 404u) << "metrics must not be served beside the API";
+  EXPECT_NE(get(metrics_port, "/healthz", &status).find("\"status\":\"ok\""), std::string::npos);
+  const auto metrics = get(metrics_port, "/metrics", &status);
   EXPECT_EQ(status, 200u);
   EXPECT_NE(metrics.find("sechex_ledger_partition_records{partition=\"7\"} 0"), std::string::npos)
       << metrics;
@@ -88,6 +97,30 @@ TEST(Ledgerd, RefusesPlainHttpOnANonLoopbackAddress) {
   EXPECT_EQ(wait_exit(p.pid), 2);
   EXPECT_NE(slurp(p.err_path).find("refusing plain HTTP"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir.sub("data"))) << "nothing may be written";
+}
+
+TEST(Ledgerd, MetricsListenerFollowsTheSameTransportRulesAndCanBeTurnedOff) {
+  testing::TempDir dir;
+  auto p = spawn({SECHEX_LEDGERD, "--data-dir", dir.sub("data"), "--listen", "127.0.0.1:0",
+                  "--metrics-listen", "0.0.0.0:0"},
+                 dir.sub("err1"));
+  EXPECT_EQ(wait_exit(p.pid), 2);
+  EXPECT_NE(slurp(dir.sub("err1")).find("refusing plain HTTP on non-loopback address 0.0.0.0"),
+            std::string::npos)
+      << slurp(dir.sub("err1"));
+  p = spawn({SECHEX_LEDGERD, "--data-dir", dir.sub("data"), "--listen", "127.0.0.1:0",
+             "--metrics-listen", "127.0.0.1"},
+            dir.sub("err2"));
+  EXPECT_EQ(wait_exit(p.pid), 2);
+  EXPECT_NE(slurp(dir.sub("err2")).find("--metrics-listen must be HOST:PORT (or none)"),
+            std::string::npos);
+  p = spawn({SECHEX_LEDGERD, "--data-dir", dir.sub("data"), "--listen", "127.0.0.1:0",
+             "--metrics-listen", "none"},
+            dir.sub("err3"));
+  ASSERT_NE(testing::wait_for_serving_port(p), 0) << slurp(dir.sub("err3"));
+  EXPECT_EQ(slurp(dir.sub("err3")).find("metrics on"), std::string::npos);
+  ::kill(p.pid, SIGTERM);
+  EXPECT_EQ(wait_exit(p.pid), 0);
 }
 
 TEST(Ledgerd, TakesOptionsFromEnvironmentAndConfigFileWithCommandLineFirst) {

@@ -158,10 +158,10 @@ TEST_F(Otp, MoreThanTenFailuresLockUntilAdminUnlockAccountLockoutAfterRepeatedFa
   EXPECT_EQ(login(email, kPassword).status, 423u) << "the whole account is locked";
 
   // The alert: metric, one log line naming the account by id only, and the owner's mail.
-  const auto metrics = call(http::verb::get, "/metrics");
-  EXPECT_NE(metrics.body.find(R"(sechex_security_alerts_total{kind="otp_lockout"} 1)"),
+  const auto metrics = this->metrics();
+  EXPECT_NE(metrics.find(R"(sechex_security_alerts_total{kind="otp_lockout"} 1)"),
             std::string::npos)
-      << metrics.body;
+      << metrics;
   EXPECT_NE(log().find("security alert otp_lockout: account " + user), std::string::npos) << log();
   EXPECT_EQ(log().find(email), std::string::npos);
   const auto mails = mails_to(email, 3);

@@ -57,6 +57,8 @@ class LedgerdHttpTest : public ::testing::Test {
     proc_ = spawn(args, dir_.sub("err" + std::to_string(starts_++)));
     port_ = wait_for_serving_port(proc_);
     ASSERT_NE(port_, 0) << slurp(proc_.err_path);
+    metrics_port_ = wait_for_serving_port(proc_, std::chrono::seconds(1), "metrics on");
+    ASSERT_NE(metrics_port_, 0) << slurp(proc_.err_path);
   }
   void TearDown() override { stop(); }
   // SIGTERM and wait: the exit code (-1 when nothing runs).
@@ -81,6 +83,10 @@ class LedgerdHttpTest : public ::testing::Test {
   HttpReply post(const std::string& target, const json& body, const std::string& token = "",
                  std::string ip = "") {
     return call(boost::beast::http::verb::post, target, body, token, std::move(ip));
+  }
+  // The Prometheus text of ledgerd's metrics listener.
+  std::string metrics() {
+    return http_call(metrics_port_, boost::beast::http::verb::get, "/metrics").body;
   }
   static json data_of(const HttpReply& r) { return json::parse(r.body)["data"]; }
   static json error_of(const HttpReply& r) { return json::parse(r.body)["error"]; }
@@ -218,6 +224,7 @@ class LedgerdHttpTest : public ::testing::Test {
   TempDir dir_;
   Process proc_;
   std::uint16_t port_ = 0;
+  std::uint16_t metrics_port_ = 0;
   std::atomic<int> next_ip_{1};
   int starts_ = 0;
 };

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iterator>
@@ -44,6 +45,13 @@ inline ExecPlan plan_exec(const std::vector<std::string>& argv,
   // ops/kafka/with-broker exports SECHEX_KAFKA_BROKERS for the test binaries; ledgerd would
   // read it as --kafka-brokers (SECHEX_<FLAG>). Children get brokers only on their command line.
   std::erase_if(vars, [&](const std::string& v) { return name_of(v) == "SECHEX_KAFKA_BROKERS"; });
+  // ledgerd's metrics listener has a fixed default port (127.0.0.1:9464): tests run several
+  // ledgerds at once, so theirs take an ephemeral one (wait_for_metrics_port) unless a test
+  // sets it itself.
+  if (std::none_of(vars.begin(), vars.end(),
+                   [&](const std::string& v) { return name_of(v) == "SECHEX_METRICS_LISTEN"; })) {
+    vars.emplace_back("SECHEX_METRICS_LISTEN=127.0.0.1:0");
+  }
   for (const auto& kv : env) {
     const auto name = name_of(kv);
     std::erase_if(vars, [&](const std::string& v) { return name_of(v) == name; });
@@ -139,10 +147,12 @@ inline Process spawn(const std::vector<std::string>& args, const std::string& er
   return p;
 }
 
-// The port ledgerd reports in "serving on 127.0.0.1:PORT", or 0 after `timeout`.
+// The port ledgerd reports in "serving on 127.0.0.1:PORT" (or `what` instead of "serving on",
+// e.g. "metrics on"), or 0 after `timeout`.
 inline std::uint16_t wait_for_serving_port(
-    const Process& p, std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
-  const std::regex serving("serving on [0-9.]+:([0-9]+)");
+    const Process& p, std::chrono::milliseconds timeout = std::chrono::seconds(15),
+    const std::string& what = "serving on") {
+  const std::regex serving(what + " [0-9.]+:([0-9]+)");
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     std::smatch m;

@@ -1,5 +1,12 @@
 // Bearer-token authentication and role checks for API routes.
 //
+// Who may call a route is declared in one table (route_access.h): authenticate(request) reads
+// the rule of the matched route. Operator tokens (`ledgerctl tokens issue`, claim "operator")
+// are refused on `user` routes (403 `forbidden`, reason operator_token) whatever their role, so
+// a service token can neither end sessions nor read a profile. Each operator token is its own
+// session: it is revoked by its `sid` alone, never by a cutoff of its `sub` (which operator
+// tokens share, e.g. "operator"), so ending one never ends the others.
+//
 // A request is authenticated when its `Authorization: Bearer <token>` header carries an access
 // token that jose::TokenVerifier accepts (signature, kid, typ, iss, aud, exp/nbf/iat; verified
 // tokens are cached) AND whose session is still in force according to the projections, which
@@ -16,14 +23,15 @@
 //   401 `unauthorized`   no credentials, or not the Bearer scheme; WWW-Authenticate: Bearer
 //   401 `invalid_token`  the token is refused or its session was revoked; the reason goes to the
 //                        rejection callback (logs, metrics), never to the client
-//   403 `forbidden`      authenticated, but none of the roles the route needs
+//   403 `forbidden`      authenticated, but not as the route's rule needs (a role is missing,
+//                        or an operator token on a user route); also for a route the table
+//                        has no rule for (fail closed)
 //
 // Thread-safety: authenticate() may be called concurrently. It reads RocksDB, so it belongs on
 // the blocking pool (Exec::pool routes).
 #pragma once
 
 #include <functional>
-#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -31,6 +39,7 @@
 
 #include "api/csrf.h"
 #include "api/jose.h"
+#include "api/route_access.h"
 #include "api/server.h"
 #include "ledger/clock.h"
 #include "projections/store.h"
@@ -41,8 +50,9 @@ struct Principal {
   std::string subject;
   std::string session;
   std::vector<std::string> roles;
-  std::int64_t issued_at = 0;  // seconds since the epoch (the token's iat)
-  bool via_cookie = false;     // authenticated by the __Host-access cookie (csrf.h)
+  std::int64_t issued_at = 0;   // seconds since the epoch (the token's iat)
+  bool via_cookie = false;      // authenticated by the __Host-access cookie (csrf.h)
+  bool operator_token = false;  // issued by ledgerctl for an operator or application
 
   bool has_role(std::string_view role) const;
 };
@@ -51,8 +61,8 @@ class Authenticator {
  public:
   // `on_reject(reason)` sees a stable snake_case reason for every refusal (missing_credentials,
   // bad_scheme, the jose reason code such as bad_signature or expired, session_revoked,
-  // sessions_cut_off, session_expired, revocation_unavailable, forbidden_role). `clock` must
-  // outlive the Authenticator.
+  // sessions_cut_off, session_expired, revocation_unavailable, forbidden_role, operator_token,
+  // route_without_rule). `clock` must outlive the Authenticator.
   Authenticator(const jose::TokenVerifier& verifier, const projections::ProjectionStore& store,
                 const Clock& clock, std::function<void(std::string_view)> on_reject = {});
 
@@ -74,10 +84,11 @@ class Authenticator {
   // cheap and never block. Call before serving.
   void on_authenticated(std::function<void(const Principal&)> hook);
 
-  // The principal, or the response to send instead. With `any_of_roles` empty, any
-  // authenticated principal passes.
-  std::variant<Principal, Response> authenticate(
-      const Request& request, std::initializer_list<std::string_view> any_of_roles = {}) const;
+  // The principal the rule of the request's route admits (route_access.h; an `anyone` route's
+  // handler that looks at its caller gets `user`), or the response to send instead.
+  std::variant<Principal, Response> authenticate(const Request& request) const;
+  // The same under an explicit rule.
+  std::variant<Principal, Response> authenticate(const Request& request, Access access) const;
 
  private:
   bool session_began_after(const std::string& sid, std::int64_t cutoff_micros) const;

@@ -62,7 +62,13 @@ class Metrics {
   std::vector<std::function<void()>> refreshers_;
 };
 
-// GET /healthz (liveness), GET /readyz (`ready()`), GET /metrics.
+// GET /healthz (liveness) and GET /readyz (`ready()`).
+void add_health_routes(Router& router, std::function<bool()> ready);
+// GET /metrics. ledgerd serves it on a listener of its own (--metrics-listen, loopback by
+// default), not beside the API: its counters tell, e.g., why each forged token failed, which
+// the API's 401 deliberately does not.
+void add_metrics_route(Router& router, Metrics& metrics);
+// Both, on one router (tests, tools).
 void add_health_and_metrics_routes(Router& router, Metrics& metrics, std::function<bool()> ready);
 
 }  // namespace sechex::api

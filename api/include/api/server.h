@@ -75,6 +75,7 @@ struct Request {
   std::string scheme = "http";  // of this listener: "https" when it serves TLS
   // Values of the matched route's `{name}` segments, raw (undecoded: ids are opaque).
   std::map<std::string, std::string> params;
+  std::string route;  // the matched route's path or pattern (route_access.h reads its rule)
 
   const std::string* header(const std::string& lower_name) const {
     const auto it = headers.find(lower_name);
@@ -128,6 +129,8 @@ class Router {
     std::map<std::string, std::string> params;  // `{name}` -> the raw segment
   };
   Match match(const std::string& method, const std::string& path) const;
+  // Every (method, path or pattern) registered, sorted.
+  std::vector<std::pair<std::string, std::string>> routes() const;
 
  private:
   struct Route {
