@@ -166,28 +166,26 @@ Response AccountApi::forgot_password(const Request& req) {
   if (auto busy = refuse_busy_client(x, forgot_limiter_, projections::kScopeResetRequestIp)) {
     return std::move(*busy);
   }
-  auto checked = identity::check_email(*email, identity::DisposableDomains());
-  const auto email_hash = d_.lookup.email(checked ? checked.value().address : *email);
-  if (!checked) return accepted_unknown(x, email_hash);
-  auto id = x.store().get(projections::kUsersByEmailCf, email_hash);
-  if (!id || !id.value()) return accepted_unknown(x, email_hash);
-  const auto user = *id.value();
-  auto token = identity::random_token(32);
-  if (!token) return json_error(500, "internal_error", "no randomness");
-  const auto token_hash = d_.lookup.token(projections::kPurposePasswordReset, token.value());
-  return mail_secret(
-      x, user,
-      {"password_reset", token.value(), user, projections::kScopeResetRequestUser,
-       identity::kHourMicros, kResetRequestsPerUser},
-      // FR-026: only to verified addresses, and never for an erased account.
-      [](const json& rec) {
-        return rec.value("email_verified", false) && rec.value("status", "") == "active";
-      },
-      [&](ledger::EventBuilder& b) {
-        auto& fb = b.fbb();
-        return b.finish(schema::CreatePasswordResetRequested(
-            fb, bytes(fb, token_hash), x.now + config_.limits.reset_token_micros));
-      });
+  const auto subject = address_subject(x, *email);
+  return accept_then(x, x.partition_of(subject.id), [this, user = subject.user](auto& later) {
+    if (!user) return;  // nobody to mail
+    auto token = identity::random_token(32);
+    if (!token) return;
+    const auto token_hash = d_.lookup.token(projections::kPurposePasswordReset, token.value());
+    mail_secret(
+        later, *user,
+        {"password_reset", token.value(), *user, projections::kScopeResetRequestUser,
+         identity::kHourMicros, kResetRequestsPerUser},
+        // FR-026: only to verified addresses, and never for an erased account.
+        [](const json& rec) {
+          return rec.value("email_verified", false) && rec.value("status", "") == "active";
+        },
+        [&](ledger::EventBuilder& b) {
+          auto& fb = b.fbb();
+          return b.finish(schema::CreatePasswordResetRequested(
+              fb, bytes(fb, token_hash), later.now + config_.limits.reset_token_micros));
+        });
+  });
 }
 
 // ---- Reset (004 FR-025, FR-027, FR-028, FR-040; scenarios 10-12) ----
@@ -325,7 +323,8 @@ Response AccountApi::erase_me(const Request& req) {
   RequestContext x(d_, config_, req);
   auto who = d_.auth.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto user = std::get<Principal>(who).subject;
+  const auto& caller = std::get<Principal>(who);
+  const auto user = caller.subject;
   const auto reauth_required = [] {
     return json_error(403, "reauth_required",
                       "deleting the account needs a re-authentication within the last 5 minutes",
@@ -333,7 +332,7 @@ Response AccountApi::erase_me(const Request& req) {
   };
   const auto* presented = req.header("x-reauth-token");
   if (presented == nullptr || presented->empty()) return reauth_required();
-  if (reauth_user(x.store(), d_.lookup, *presented, x.now) != user) return reauth_required();
+  if (!reauth_granted(x.store(), d_.lookup, caller, *presented, x.now)) return reauth_required();
   const auto p = x.partition_of(user);
   auto ran = d_.commands.run_locked(p, [&]() -> Result<void> {
     SECHEX_TRY(auto erased, d_.keys.is_erased(user));

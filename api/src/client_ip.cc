@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 
@@ -105,6 +107,16 @@ std::string TrustedProxies::client_ip(std::string_view peer,
     if (!contains(*ip)) return *ip;
   }
   return peer_ip;
+}
+
+std::string client_key(std::string_view ip) {
+  std::array<unsigned char, 16> addr{};
+  const std::string text(ip);
+  if (inet_pton(AF_INET6, text.c_str(), addr.data()) != 1) return text;
+  std::fill(addr.begin() + 8, addr.end(), 0);
+  std::array<char, INET6_ADDRSTRLEN> out{};
+  if (inet_ntop(AF_INET6, addr.data(), out.data(), out.size()) == nullptr) return text;
+  return std::string(out.data()) + "/64";
 }
 
 }  // namespace sechex::api

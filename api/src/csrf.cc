@@ -19,15 +19,19 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// "https://host:port" -> "host:port"; "" when it is not an http(s) origin.
-std::string_view authority_of(std::string_view origin) {
-  for (std::string_view scheme : {"https://", "http://"}) {
-    if (origin.starts_with(scheme)) {
-      auto rest = origin.substr(scheme.size());
-      return rest.substr(0, rest.find('/'));
-    }
-  }
-  return {};
+// "https://Host:port/path" -> "https://host:port": the scheme and authority, lower-cased (an
+// origin is compared as a whole: http://site and https://site are different sites); "" when it
+// is not an http(s) URL.
+std::string origin_of(std::string_view url) {
+  const auto sep = url.find("://");
+  if (sep == std::string_view::npos) return {};
+  auto authority = url.substr(sep + 3);
+  authority = authority.substr(0, authority.find('/'));
+  if (authority.empty()) return {};
+  std::string out(url.substr(0, sep + 3));
+  out.append(authority);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out.starts_with("https://") || out.starts_with("http://") ? out : std::string();
 }
 
 }  // namespace
@@ -63,10 +67,14 @@ std::string cross_site_refusal(const Request& req, std::string_view public_origi
   }
   const auto* origin = req.header("origin");
   if (origin == nullptr) return "";  // not a browser's cross-origin request (they send Origin)
-  const auto authority = authority_of(*origin);
+  const auto sent = origin_of(trim(*origin));
+  if (sent.empty()) return "cross_site";  // "null", or not http(s)
+  // This listener's own origin: its scheme and the Host the browser addressed.
   const auto* host = req.header("host");
-  if (!authority.empty() && host != nullptr && authority == trim(*host)) return "";
-  if (!authority.empty() && authority == authority_of(public_origin)) return "";
+  if (host != nullptr && sent == origin_of(req.scheme + "://" + std::string(trim(*host)))) {
+    return "";
+  }
+  if (sent == origin_of(public_origin)) return "";
   return "cross_site";
 }
 

@@ -205,24 +205,23 @@ Response IdentityApi::resend_verification(const Request& req) {
   if (auto busy = refuse_busy_client(x, resend_limiter_, projections::kScopeVerifyRequestIp)) {
     return std::move(*busy);
   }
-  auto checked = identity::check_email(*email, identity::DisposableDomains());
-  const auto email_hash = d_.lookup.email(checked ? checked.value().address : *email);
-  if (!checked) return accepted_unknown(x, email_hash);
-  auto user_id = x.store().get(projections::kUsersByEmailCf, email_hash);
-  if (!user_id || !user_id.value()) return accepted_unknown(x, email_hash);
-  auto token = identity::random_token(32);
-  if (!token) return json_error(500, "internal_error", "no randomness");
-  const auto token_hash = d_.lookup.token(projections::kPurposeVerifyEmail, token.value());
-  return mail_secret(
-      x, *user_id.value(),
-      {"verify_email", token.value(), "system", projections::kScopeVerifyRequestUser,
-       identity::kHourMicros, config_.limits.verify_resends_per_hour},
-      [](const json& rec) { return !rec.value("email_verified", true); },
-      [&](ledger::EventBuilder& b) {
-        auto& f = b.fbb();
-        return b.finish(schema::CreateEmailVerificationIssued(
-            f, bytes(f, token_hash), x.now + config_.limits.verify_token_micros));
-      });
+  const auto subject = address_subject(x, *email);
+  return accept_then(x, x.partition_of(subject.id), [this, user = subject.user](auto& later) {
+    if (!user) return;  // nobody to mail
+    auto token = identity::random_token(32);
+    if (!token) return;
+    const auto token_hash = d_.lookup.token(projections::kPurposeVerifyEmail, token.value());
+    mail_secret(
+        later, *user,
+        {"verify_email", token.value(), "system", projections::kScopeVerifyRequestUser,
+         identity::kHourMicros, config_.limits.verify_resends_per_hour},
+        [](const json& rec) { return !rec.value("email_verified", true); },
+        [&](ledger::EventBuilder& b) {
+          auto& f = b.fbb();
+          return b.finish(schema::CreateEmailVerificationIssued(
+              f, bytes(f, token_hash), later.now + config_.limits.verify_token_micros));
+        });
+  });
 }
 
 // ---- Login (004 FR-008..FR-012, API.md) ----

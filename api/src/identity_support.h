@@ -139,15 +139,18 @@ class RequestContext {
   const Request& req;
   std::int64_t now;
   std::string ip;       // canonical client IP
-  std::string ip_hash;  // keyed
+  std::string ip_hash;  // keyed hash of client_key(ip): what per-client limits count by
 
-  RequestContext(IdentityDeps& d, const IdentityConfig& c, const Request& r)
+  // `at`: the time the request is decided at; now by default (work done after answering, see
+  // accept_then(), keeps its request's time).
+  RequestContext(IdentityDeps& d, const IdentityConfig& c, const Request& r,
+                 std::optional<std::int64_t> at = std::nullopt)
       : deps(d),
         config(c),
         req(r),
-        now(d.clock.now_micros()),
+        now(at ? *at : d.clock.now_micros()),
         ip(c.proxies.client_ip(r.peer, r.header("x-forwarded-for"))),
-        ip_hash(d.lookup.ip(ip)) {}
+        ip_hash(d.lookup.ip(client_key(ip))) {}
 
   projections::ProjectionStore& store() { return deps.commands.projections(); }
 
@@ -281,23 +284,14 @@ inline Result<void> start_session(RequestContext& x, const std::string& subject,
   return boost::outcome_v2::success();
 }
 
-// The 202 of such a route: only a misdirected command is told (the owner must do it); any other
-// failure, like "nothing to send", must look the same from outside.
-inline Response accepted_after(const Result<std::vector<ledger::Record>>& ran, bool queued,
-                               const IdentityDeps& deps, ledger::Partition p) {
-  if (!ran && ran.error() == OwnershipErrc::not_owner) {
-    return command_failed(ran.error(), deps.commands.ownership(), p);
-  }
-  if (queued && deps.mail_queued) deps.mail_queued();
-  return json_ok(json{{"status", "accepted"}}.dump(), 202);
-}
-
 // What the routes that mail a one-time secret to an account's own address share once they know
-// the account (verification resend, password forgot, OTP request). On the account's partition:
-// nothing unless `eligible(record)`; nothing beyond `cap` such mails per `cap_window_micros`
-// (counted in `cap_scope`; silent, since the answer must not differ); else the event `issue`
-// builds (recording the secret's hash) and the MailQueued of `kind` carrying `secret` to the
-// address sealed in the users record, in one append. Answers like accepted_after().
+// the account (verification resend, password forgot, OTP request); run after the answer, by
+// accept_then(). On the account's partition: nothing unless `eligible(record)`; nothing beyond
+// `cap` such mails per `cap_window_micros` (counted in `cap_scope`; silent, since the answer
+// must not differ); else the event `issue` builds (recording the secret's hash) and the
+// MailQueued of `kind` carrying `secret` to the address sealed in the users record, in one
+// append. What fails is not told to anyone: the client had its 202 already, as it would have
+// for an unknown address.
 struct SecretMail {
   std::string_view kind;
   std::string_view secret;
@@ -307,11 +301,10 @@ struct SecretMail {
   std::uint32_t cap;
 };
 template <typename Eligible, typename Issue>
-Response mail_secret(RequestContext& x, const std::string& user, const SecretMail& m,
-                     Eligible&& eligible, Issue&& issue) {
-  const auto p = x.partition_of(user);
+void mail_secret(RequestContext& x, const std::string& user, const SecretMail& m,
+                 Eligible&& eligible, Issue&& issue) {
   bool queued = false;
-  auto ran = x.run(p, [&]() -> Result<Events> {
+  (void)x.run(x.partition_of(user), [&]() -> Result<Events> {
     const auto rec = stored_json(x.store(), projections::kUsersCf, user);
     if (!rec || !eligible(*rec)) return Events{};
     SECHEX_TRY(auto sent,
@@ -325,7 +318,50 @@ Response mail_secret(RequestContext& x, const std::string& user, const SecretMai
     queued = true;
     return out;
   });
-  return accepted_after(ran, queued, x.deps, p);
+  if (queued && x.deps.mail_queued) x.deps.mail_queued();
+}
+
+// An email address as the routes that take one see it: the keyed hash of its normalised form
+// (an address that is not even valid is hashed as given, so it is answered like an unknown
+// one), the account it names, and the subject its events go to: the account, or "anon:" +
+// hex(hash) when there is none.
+struct AddressSubject {
+  std::string email_hash;
+  std::optional<std::string> user;
+  std::string id;
+};
+inline AddressSubject address_subject(RequestContext& x, std::string_view email) {
+  auto checked = identity::check_email(email, identity::DisposableDomains());
+  AddressSubject s;
+  s.email_hash = x.deps.lookup.email(checked ? checked.value().address : std::string(email));
+  if (auto id = x.store().get(projections::kUsersByEmailCf, s.email_hash); id && id.value()) {
+    s.user = *id.value();
+  }
+  s.id =
+      s.user ? *s.user : std::string(projections::kAnonymousSubjectPrefix) + hex_of(s.email_hash);
+  return s;
+}
+
+// The answer of the routes that must answer alike whatever the address (verification resend,
+// password forgot, OTP request), given before their work so that its time tells nothing either
+// (issue 12: mailing a known address took twice as long as ignoring an unknown one, which gave
+// it away). `p` is the partition of the address's subject: a node that does not own it answers
+// 421 naming the owner, known and unknown addresses alike (Kafka mode; embedded, every
+// partition is owned). Otherwise `work(later)` is queued on deps.deferred, for known and unknown
+// addresses alike, with a RequestContext of a copy of this request at this request's time, and
+// the answer is 202; a full queue answers 503 `overloaded`, whatever the address.
+template <typename Work>
+Response accept_then(RequestContext& x, ledger::Partition p, Work&& work) {
+  const auto& ownership = x.deps.commands.ownership();
+  if (!ownership.owns(p)) return command_failed(OwnershipErrc::not_owner, ownership, p);
+  auto copy = std::make_shared<const Request>(x.req);
+  const bool queued = x.deps.deferred.submit([&deps = x.deps, &config = x.config, copy, now = x.now,
+                                              work = std::forward<Work>(work)]() mutable {
+    RequestContext later(deps, config, *copy, now);
+    work(later);
+  });
+  if (!queued) return retry_later(503, "overloaded", "too many requests at once; retry shortly", 1);
+  return json_ok(json{{"status", "accepted"}}.dump(), 202);
 }
 
 // The 429 for a client past `limiter` on a route that must answer alike for every address
@@ -334,9 +370,7 @@ Response mail_secret(RequestContext& x, const std::string& user, const SecretMai
 // own that partition, or a failed append, still refuses.
 inline std::optional<Response> refuse_busy_client(RequestContext& x, RequestLimiter& limiter,
                                                   const char* scope) {
-  // IPv6 clients by their /64 (request_limiter.h); the key is a keyed hash like every stored IP.
-  const auto key =
-      x.ip.find(':') == std::string::npos ? x.ip_hash : x.deps.lookup.ip(client_key(x.ip));
+  const auto& key = x.ip_hash;  // client_key(), keyed like every stored IP
   const auto v = limiter.check(key, x.now);
   if (v.allowed) return std::nullopt;
   const auto seconds = identity::retry_after_seconds(v.retry_at_micros, x.now);
@@ -355,18 +389,6 @@ inline std::optional<Response> refuse_busy_client(RequestContext& x, RequestLimi
   }
   return retry_later(429, "rate_limited", "too many requests from this address; retry later",
                      seconds, json{{"retryAfter", seconds}});
-}
-
-// The 202 of such a route for an address no account has. A known address is answered 421
-// (misdirected, naming the owner) by every node but its partition's owner (Kafka mode); an
-// unknown one is too, on the partition of its anon subject, or the 421 alone would tell a
-// known address from an unknown one. Embedded, every partition is owned: always 202.
-inline Response accepted_unknown(RequestContext& x, std::string_view email_hash) {
-  const auto& ownership = x.deps.commands.ownership();
-  const auto p =
-      x.partition_of(std::string(projections::kAnonymousSubjectPrefix) + hex_of(email_hash));
-  if (!ownership.owns(p)) return command_failed(OwnershipErrc::not_owner, ownership, p);
-  return json_ok(json{{"status", "accepted"}}.dump(), 202);
 }
 
 // The 400 `weak_password` answer when `password` misses the policy in force (the address's

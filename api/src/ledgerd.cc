@@ -602,6 +602,9 @@ int main(int argc, char** argv) {
                      << "\n";
          }
        }});
+  // The routes that answer 202 whatever the address do their work after answering
+  // (identity_support.h accept_then); a full queue answers 503. Stopped before the log closes.
+  api::WorkQueue deferred(1024);
   const api::IdentityDeps identity_deps{
       .commands = commands,
       .keys = *keys,
@@ -611,6 +614,7 @@ int main(int argc, char** argv) {
       .lookup = lookup,
       .disposable = api::identity::DisposableDomains::builtin(),
       .clock = clock,
+      .deferred = deferred,
       .queue_mail =
           [&](const ledger::EventMeta& meta, std::string_view kind, std::string_view to,
               std::string_view secret, std::string_view locale) {
@@ -834,6 +838,7 @@ int main(int argc, char** argv) {
   // their timeouts: a shutdown must fit in a supervisor's grace period.
   if (kafka != nullptr) kafka->interrupt();
   catch_up.join();
+  deferred.stop();  // what was answered 202 is done before the log closes
   activity.stop();
   mail_worker.stop();  // before the log closes; an SMTP transfer in flight is aborted
   if (ingest_worker) ingest_worker->stop();

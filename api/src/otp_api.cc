@@ -24,24 +24,6 @@ schema::OtpPurpose purpose_of(std::string_view purpose) {
 }
 
 // The subject of an address: its account, or "anon:" + hex(email hash) when none has it.
-struct Subject {
-  std::string email_hash;
-  std::optional<std::string> user;
-  std::string id;
-};
-Subject subject_of(RequestContext& x, std::string_view email) {
-  // An address that is not even valid is looked up like any other (answered like an unknown one).
-  auto checked = identity::check_email(email, identity::DisposableDomains());
-  Subject s;
-  s.email_hash = x.deps.lookup.email(checked ? checked.value().address : std::string(email));
-  if (auto id = x.store().get(projections::kUsersByEmailCf, s.email_hash); id && id.value()) {
-    s.user = *id.value();
-  }
-  s.id =
-      s.user ? *s.user : std::string(projections::kAnonymousSubjectPrefix) + hex_of(s.email_hash);
-  return s;
-}
-
 bool usable_account(const std::optional<json>& rec) {
   return rec && rec->value("status", "") == "active" && rec->value("email_verified", false);
 }
@@ -49,7 +31,7 @@ bool usable_account(const std::optional<json>& rec) {
 // Inside a command on `subject`'s partition: reads the OTP state, decides (decide_otp) and
 // appends what a refused or failed validation records. On ok nothing is appended: the caller
 // adds OtpVerified and what the code grants.
-Result<identity::OtpDecision> check_code(RequestContext& x, const Subject& subject,
+Result<identity::OtpDecision> check_code(RequestContext& x, const AddressSubject& subject,
                                          std::string_view purpose, std::string_view code,
                                          Events& out) {
   auto& store = x.store();
@@ -171,16 +153,17 @@ void OtpApi::add_routes(Router& router) {
 // ---- Request a code (002 "OTP code generation"): 202 whatever happens ----
 Response OtpApi::request_code(const Request& req) {
   RequestContext x(d_, config_, req);
-  std::string user;
+  std::optional<std::string> user;
+  std::string subject;  // whose partition decides
   std::string purpose = kPurposeLogin;
   // A signed-in caller (Bearer, or the browser's session cookie) asks for a step-up code.
   const bool signed_in = req.header("authorization") != nullptr ||
                          (d_.csrf != nullptr && cookie(req, kAccessCookie).has_value());
   if (signed_in) {
     // Step-up: a Reauth code to the caller's own address.
-    auto who = d_.auth.authenticate(req);
+    auto who = d_.auth.authenticate(req, Access::user);
     if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-    user = std::get<Principal>(who).subject;
+    user = subject = std::get<Principal>(who).subject;
     purpose = kPurposeReauth;
   } else {
     auto parsed = read_body(req);
@@ -190,23 +173,26 @@ Response OtpApi::request_code(const Request& req) {
     if (auto busy = refuse_busy_client(x, request_limiter_, projections::kScopeOtpRequestIp)) {
       return std::move(*busy);
     }
-    const auto subject = subject_of(x, *email);
-    if (!subject.user) return accepted_unknown(x, subject.email_hash);
-    user = *subject.user;
+    const auto address = address_subject(x, *email);
+    user = address.user;
+    subject = address.id;
   }
-  auto code = identity::generate_otp_code();
-  if (!code) return json_error(500, "internal_error", "no randomness");
-  const auto code_hash = d_.lookup.otp(user, purpose, code.value());
-  return mail_secret(
-      x, user,
-      {kMailOtpCode, code.value(), "system", projections::kScopeOtpRequestUser,
-       otp_.otp_request_window_micros, otp_.otp_requests_per_user},
-      [](const json& rec) { return usable_account(rec); },
-      [&](ledger::EventBuilder& b) {
-        auto& f = b.fbb();
-        return b.finish(schema::CreateOtpIssued(
-            f, bytes(f, code_hash), x.now + config_.limits.otp_micros, purpose_of(purpose)));
-      });
+  return accept_then(x, x.partition_of(subject), [this, user, purpose](auto& later) {
+    if (!user) return;  // nobody to mail
+    auto code = identity::generate_otp_code();
+    if (!code) return;
+    const auto code_hash = d_.lookup.otp(*user, purpose, code.value());
+    mail_secret(
+        later, *user,
+        {kMailOtpCode, code.value(), "system", projections::kScopeOtpRequestUser,
+         otp_.otp_request_window_micros, otp_.otp_requests_per_user},
+        [](const json& rec) { return usable_account(rec); },
+        [&](ledger::EventBuilder& b) {
+          auto& f = b.fbb();
+          return b.finish(schema::CreateOtpIssued(
+              f, bytes(f, code_hash), later.now + config_.limits.otp_micros, purpose_of(purpose)));
+        });
+  });
 }
 
 // ---- Sign in with a code (002 OTP expiration, rate limiting, lockout) ----
@@ -222,7 +208,7 @@ Response OtpApi::verify_code(const Request& req) {
   const auto remember = body.find("rememberMe");
   const bool remember_me =
       remember != body.end() && remember->is_boolean() && remember->get<bool>();
-  const auto subject = subject_of(x, *email);
+  const auto subject = address_subject(x, *email);
   const auto p = x.partition_of(subject.id);
   if (!d_.commands.ownership().owns(p)) {
     return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
@@ -261,7 +247,8 @@ Response OtpApi::reauth(const Request& req) {
   RequestContext x(d_, config_, req);
   auto who = d_.auth.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto user = std::get<Principal>(who).subject;
+  const auto& caller = std::get<Principal>(who);
+  const auto user = caller.subject;
   auto parsed = read_body(req);
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
   const auto& body = std::get<json>(parsed);
@@ -278,7 +265,7 @@ Response OtpApi::reauth(const Request& req) {
   if (!record) return json_error(401, "invalid_token", "no account for this token");
   auto address = x.open_user_field(user, *record, "email_sealed", "email_event_id", "email");
   if (!address) return retry_later(503, "unavailable", "cannot read the account", 1);
-  const Subject subject{d_.lookup.email(address.value()), user, user};
+  const AddressSubject subject{d_.lookup.email(address.value()), user, user};
 
   // The password check, before the partition is taken (like login).
   bool password_ok = false;
@@ -300,7 +287,7 @@ Response OtpApi::reauth(const Request& req) {
 
   auto token = identity::random_token(32);
   if (!token) return json_error(500, "internal_error", "no randomness");
-  const auto reauth_id = hex_of(d_.lookup.token("reauth", token.value()));
+  const auto grant_id = reauth_id(d_.lookup, caller.session, token.value());
   identity::OtpDecision otp_decision;
   identity::LoginDecision login_decision;
   bool granted = false, stale = false;
@@ -351,7 +338,7 @@ Response OtpApi::reauth(const Request& req) {
     }
     SECHEX_TRY(auto grant, x.event(user, user, [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
-      return b.finish(schema::CreateReauthGranted(f, f.CreateString(reauth_id),
+      return b.finish(schema::CreateReauthGranted(f, f.CreateString(grant_id),
                                                   x.now + config_.limits.reauth_micros,
                                                   f.CreateString(code ? "otp" : "password")));
     }));
@@ -414,14 +401,20 @@ Response OtpApi::unlock_user(const Request& req) {
   return json_ok(json{{"status", "unlocked"}, {"userId", user}}.dump());
 }
 
-std::optional<std::string> reauth_user(const projections::ProjectionStore& store,
-                                       const LookupHasher& lookup, std::string_view reauth_token,
-                                       std::int64_t now) {
-  if (reauth_token.empty()) return std::nullopt;
+std::string reauth_id(const LookupHasher& lookup, std::string_view session,
+                      std::string_view reauth_token) {
+  std::string input(session);
+  input.push_back('\0');  // session ids never hold NUL: (session, token) reads back one way
+  input.append(reauth_token);
+  return hex_of(lookup.token("reauth", input));
+}
+
+bool reauth_granted(const projections::ProjectionStore& store, const LookupHasher& lookup,
+                    const Principal& caller, std::string_view reauth_token, std::int64_t now) {
+  if (reauth_token.empty() || caller.session.empty()) return false;
   auto user =
-      projections::reauth_grant_user(store, hex_of(lookup.token("reauth", reauth_token)), now);
-  if (!user) return std::nullopt;
-  return user.value();
+      projections::reauth_grant_user(store, reauth_id(lookup, caller.session, reauth_token), now);
+  return user && user.value() && *user.value() == caller.subject;
 }
 
 }  // namespace sechex::api

@@ -1,9 +1,6 @@
 #include "api/request_limiter.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
-#include <array>
 
 namespace sechex::api {
 
@@ -12,16 +9,6 @@ RequestLimiter::RequestLimiter(std::uint32_t limit, std::int64_t window_micros,
     : limit_(limit == 0 ? 1 : limit),
       window_(window_micros),
       max_keys_(max_keys == 0 ? 1 : max_keys) {}
-
-std::string client_key(std::string_view ip) {
-  std::array<unsigned char, 16> addr{};
-  const std::string text(ip);
-  if (inet_pton(AF_INET6, text.c_str(), addr.data()) != 1) return text;
-  std::fill(addr.begin() + 8, addr.end(), 0);
-  std::array<char, INET6_ADDRSTRLEN> out{};
-  if (inet_ntop(AF_INET6, addr.data(), out.data(), out.size()) == nullptr) return text;
-  return std::string(out.data()) + "/64";
-}
 
 void RequestLimiter::make_room(std::int64_t now_micros) {
   std::erase_if(entries_, [&](const auto& kv) {

@@ -20,15 +20,15 @@ Response not_verified() {
 Response no_such_secret() { return json_error(404, "not_found", "no such secret"); }
 
 // The caller, when authenticated with a verified email; otherwise the answer to send.
-std::variant<std::string, Response> verified_caller(const IdentityDeps& d,
-                                                    projections::ProjectionStore& store,
-                                                    const Request& req) {
+std::variant<Principal, Response> verified_caller(const IdentityDeps& d,
+                                                  projections::ProjectionStore& store,
+                                                  const Request& req) {
   auto who = d.auth.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto user = std::get<Principal>(who).subject;
-  const auto record = stored_json(store, projections::kUsersCf, user);
+  auto& caller = std::get<Principal>(who);
+  const auto record = stored_json(store, projections::kUsersCf, caller.subject);
   if (!record || !record->value("email_verified", false)) return not_verified();
-  return user;
+  return std::move(caller);
 }
 
 }  // namespace
@@ -52,7 +52,7 @@ Response SecretsApi::create(const Request& req) {
   RequestContext x(d_, config_, req);
   auto caller = verified_caller(d_, x.store(), req);
   if (auto* refusal = std::get_if<Response>(&caller)) return std::move(*refusal);
-  const auto user = std::get<std::string>(caller);
+  const auto user = std::get<Principal>(caller).subject;
   auto id = identity::random_token(16);
   auto share = identity::random_token(32);
   if (!id || !share) return json_error(500, "internal_error", "no randomness");
@@ -78,7 +78,7 @@ Response SecretsApi::check_in(const Request& req) {
   RequestContext x(d_, config_, req);
   auto caller = verified_caller(d_, x.store(), req);
   if (auto* refusal = std::get_if<Response>(&caller)) return std::move(*refusal);
-  const auto user = std::get<std::string>(caller);
+  const auto user = std::get<Principal>(caller).subject;
   const auto& secret_id = req.params.at("id");
   const auto p = x.partition_of(user);
   bool found = false;
@@ -103,16 +103,17 @@ Response SecretsApi::reveal_share(const Request& req) {
   RequestContext x(d_, config_, req);
   auto caller = verified_caller(d_, x.store(), req);
   if (auto* refusal = std::get_if<Response>(&caller)) return std::move(*refusal);
-  const auto user = std::get<std::string>(caller);
+  const auto user = std::get<Principal>(caller).subject;
   const auto& secret_id = req.params.at("id");
   const auto* presented = req.header("x-reauth-token");
-  if (presented == nullptr || reauth_user(x.store(), d_.lookup, *presented, x.now) != user) {
+  if (presented == nullptr ||
+      !reauth_granted(x.store(), d_.lookup, std::get<Principal>(caller), *presented, x.now)) {
     return json_error(403, "reauth_required",
                       "revealing the server share needs a re-authentication within the last 5 "
                       "minutes",
                       json{{"reauthUrl", "/v1/auth/reauth"}}.dump());
   }
-  const auto grant = hex_of(d_.lookup.token("reauth", *presented));
+  const auto grant = reauth_id(d_.lookup, std::get<Principal>(caller).session, *presented);
   const auto p = x.partition_of(user);
   std::optional<projections::Secret> found;
   auto ran = x.run(p, [&]() -> Result<Events> {

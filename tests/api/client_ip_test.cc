@@ -61,5 +61,14 @@ TEST(LookupHash, KindsUsersAndKeysAreSeparated) {
   EXPECT_NE(a.token("refresh", "ab"), a.token("refreshab", ""));
 }
 
+// One key for every per-client limit (login attempts, the mail routes): IPv6 by its /64.
+TEST(ClientKey, IpV6ClientsAreKeyedByTheirSlash64) {
+  EXPECT_EQ(client_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+  EXPECT_EQ(client_key("2001:db8:1:2::1"), client_key("2001:db8:1:2:ffff::9"));
+  EXPECT_NE(client_key("2001:db8:1:2::1"), client_key("2001:db8:1:3::1"));
+  EXPECT_EQ(client_key("192.0.2.7"), "192.0.2.7") << "IPv4 as it is";
+  EXPECT_EQ(client_key("not an address"), "not an address");
+}
+
 }  // namespace
 }  // namespace sechex::api

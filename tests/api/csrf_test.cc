@@ -75,6 +75,28 @@ TEST(Csrf, StateChangesNeedThisSitesTokenAndOrigin) {
   EXPECT_EQ(cross_site_refusal(post_from({}), site), "") << "no Origin: not a browser";
 }
 
+// Issue 12: only host and port were compared, so a page on plain http://id.example.com (which a
+// network attacker can serve) passed for https://id.example.com. The scheme is part of the
+// origin: of the public URL, and of this listener (Request::scheme) for the Host comparison.
+TEST(Csrf, TheOriginsSchemeMustMatchNotJustItsHostAndPort) {
+  const std::string site = "https://id.example.com";
+  EXPECT_EQ(cross_site_refusal(post_from({{"origin", "http://id.example.com"}}), site),
+            "cross_site");
+  EXPECT_EQ(cross_site_refusal(post_from({{"origin", "HTTPS://ID.example.com"}}), site), "")
+      << "scheme and host compare case-insensitively";
+  auto tls = post_from({{"origin", "http://id.example.com:8443"}, {"host", "id.example.com:8443"}});
+  tls.scheme = "https";
+  EXPECT_EQ(cross_site_refusal(tls, ""), "cross_site") << "an http page against a TLS listener";
+  tls.headers["origin"] = "https://id.example.com:8443";
+  EXPECT_EQ(cross_site_refusal(tls, ""), "");
+  auto plain = post_from({{"origin", "https://127.0.0.1:8080"}, {"host", "127.0.0.1:8080"}});
+  EXPECT_EQ(cross_site_refusal(plain, ""), "cross_site") << "this listener is plain http";
+  EXPECT_EQ(cross_site_refusal(post_from({{"origin", "https://id.example.com.evil"}}), site),
+            "cross_site");
+  EXPECT_EQ(cross_site_refusal(post_from({{"origin", "ftp://id.example.com"}}), site),
+            "cross_site");
+}
+
 TEST(Csrf, CookiesAreHostPrefixedSecureHttpOnlyAndLax) {
   const auto c = access_cookie("tok", 3600);
   EXPECT_EQ(c, "__Host-access=tok; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=3600");

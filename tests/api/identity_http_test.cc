@@ -13,6 +13,9 @@
 #include <set>
 #include <thread>
 
+#include "api/jose.h"
+#include "api/ledger_api.h"
+#include "ledger/clock.h"
 #include "support/ledgerd_fixture.h"
 #include "support/smtp_server.h"
 
@@ -570,8 +573,9 @@ TEST_F(Identity, CookieSessionsNeedTheSessionsCsrfTokenForStateChangesFR033FR035
 }
 
 // 002 "Email Verification Enforcement": secrets and check-ins refuse an unverified user with
-// 403 email_not_verified and a resend link. (Login already refuses unverified users, so the
-// token here is an operator-issued one naming the pending user.)
+// 403 email_not_verified and a resend link. Login refuses unverified users, and an operator
+// token is never a user (issue 12), so the test signs the pending user's token itself with the
+// data directory's own key ring, as ledgerd would for a session.
 TEST_F(Identity, SecretsAndCheckInsRefuseAnUnverifiedUserWithAResendLink) {
   start();
   const auto reg =
@@ -579,9 +583,22 @@ TEST_F(Identity, SecretsAndCheckInsRefuseAnUnverifiedUserWithAResendLink) {
            {{"email", "pending@example.com"}, {"password", "Tr0ub4dor&3x"}, {"consent", true}});
   ASSERT_EQ(reg.status, 201u);
   const auto user = data_of(reg)["userId"].get<std::string>();
-  const auto issued = ctl({"tokens", "issue", "--role", "service", "--subject", user});
-  ASSERT_EQ(issued.code, 0) << issued.err;
-  const auto token = issued.out.substr(0, issued.out.size() - 1);
+  const api::TokenSettings settings;
+  auto ring = api::jose::KeyRing::load_or_create(api::jwt_keys_dir(data()),
+                                                 SystemClock::instance(), settings.ring_options());
+  ASSERT_TRUE(ring) << ring.error().message();
+  const api::jose::TokenIssuer issuer(*ring.value(), SystemClock::instance(),
+                                      settings.issuer_config());
+  const auto issued = issuer.issue({user, "sess-pending", {}}, std::chrono::seconds(600));
+  ASSERT_TRUE(issued);
+  const auto token = issued.value().token;
+  // An operator's token naming the user is not the user.
+  const auto op = ctl({"tokens", "issue", "--role", "service", "--subject", user});
+  ASSERT_EQ(op.code, 0) << op.err;
+  const auto as_operator = call(http::verb::post, "/v1/secrets", json::object(),
+                                op.out.substr(0, op.out.size() - 1));
+  EXPECT_EQ(as_operator.status, 403u) << as_operator.body;
+  EXPECT_EQ(error_of(as_operator)["code"], "forbidden");
   for (const auto* target : {"/v1/secrets", "/v1/secrets/sec_x/check-in"}) {
     const auto r = call(http::verb::post, target, json::object(), token);
     EXPECT_EQ(r.status, 403u) << target << " " << r.body;

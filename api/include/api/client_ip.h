@@ -37,4 +37,10 @@ class TrustedProxies {
 // Canonical text of an IPv4 or IPv6 address (IPv4-mapped IPv6 becomes IPv4), or nullopt.
 std::optional<std::string> canonical_ip(std::string_view text);
 
+// The one key every per-client limit counts by (login attempts per IP, the mail routes' request
+// limits), for an address as client_ip() returns it: an IPv4 address as it is, an IPv6 address
+// by its /64 prefix ("2001:db8:1:2::/64"), since one subscriber commonly holds a whole /64 and
+// could otherwise rotate through 2^64 addresses past any per-address limit (004 FR-011).
+std::string client_key(std::string_view ip);
+
 }  // namespace sechex::api

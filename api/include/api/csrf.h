@@ -1,8 +1,10 @@
 // CSRF protection for browser sessions (API.md "Browser sessions", spec 003 CSRF tokens, 004
 // FR-033): a request authenticated by the `__Host-access` cookie that changes state must carry
 // `X-CSRF-Token` (from GET /v1/auth/csrf, bound to the session, expiring) AND come from this
-// site (Sec-Fetch-Site same-origin/none, or an Origin equal to the request's Host or the public
-// URL). Bearer requests need neither: a browser never attaches that header on its own.
+// site (Sec-Fetch-Site same-origin/none, or an Origin equal, scheme included, to this listener's
+// own origin (its scheme and the request's Host) or to the public URL's). Behind a proxy that
+// ends TLS, set --public-url to the https origin browsers use. Bearer requests need neither: a
+// browser never attaches that header on its own.
 //
 // Token format (stateless, so any node can check it):
 //   base64url( be64(expiry micros) || HMAC-SHA-256(lookup key, "token" | "csrf" | sid | expiry) )

@@ -60,6 +60,7 @@
 #include "api/passwords.h"
 #include "api/request_limiter.h"
 #include "api/server.h"
+#include "api/work_queue.h"
 #include "ledger/clock.h"
 #include "ledger/event_builder.h"
 #include "ledger/key_store.h"
@@ -88,6 +89,9 @@ struct IdentityDeps {
   const LookupHasher& lookup;
   const identity::DisposableDomains& disposable;
   const Clock& clock;
+  // Work the routes that answer 202 whatever the address do after answering (identity_support.h
+  // accept_then); stopped before these deps go.
+  WorkQueue& deferred;
   QueueMail queue_mail;               // may be empty: no mail is queued (tests of the rules alone)
   std::function<void()> mail_queued;  // wakes the delivery worker; may be empty
   // Browser sessions: refresh by cookie needs the CSRF check (null: cookies are not accepted).

@@ -87,10 +87,16 @@ class OtpApi {
   RequestLimiter request_limiter_;
 };
 
-// The user a live reauth token (header X-Reauth-Token) was granted to, or nullopt (unknown,
-// expired at `now` (micros), or unreadable). Callers must still check that it is the caller.
-std::optional<std::string> reauth_user(const projections::ProjectionStore& store,
-                                       const LookupHasher& lookup, std::string_view reauth_token,
-                                       std::int64_t now);
+// The id a reauth grant is recorded under (ReauthGranted.reauth_id): the keyed hash of the
+// session it was granted in and the token. The session is part of it, so a step-up obtained in
+// one session is worth nothing in another of the same user (issue 12); the token itself is
+// never stored.
+std::string reauth_id(const LookupHasher& lookup, std::string_view session,
+                      std::string_view reauth_token);
+
+// Whether `reauth_token` (header X-Reauth-Token) is a live step-up of `caller`'s own session:
+// granted to this user in this session and not expired at `now` (micros).
+bool reauth_granted(const projections::ProjectionStore& store, const LookupHasher& lookup,
+                    const Principal& caller, std::string_view reauth_token, std::int64_t now);
 
 }  // namespace sechex::api

@@ -13,8 +13,7 @@
 // clients. At most `max_keys` clients are tracked; when full, keys whose window has passed are
 // dropped, then arbitrary ones until a tenth is free, so a flood of new keys costs one scan per
 // max_keys / 10 of them rather than one each (a client with that many addresses is past any
-// per-address limit anyway). Callers key IPv6 clients by their /64 (client_key()), since one
-// subscriber commonly holds a whole /64.
+// per-address limit anyway). Callers key clients by client_key() (client_ip.h): IPv6 by /64.
 //
 // Thread-safety: check() may be called from any thread (one mutex; the work under it is a map
 // lookup and a few integers).
@@ -29,10 +28,6 @@
 #include <vector>
 
 namespace sechex::api {
-
-// The limiter key of a client address as client_ip.h canonicalises it: an IPv6 address's /64
-// prefix, anything else as it is.
-std::string client_key(std::string_view ip);
 
 class RequestLimiter {
  public:

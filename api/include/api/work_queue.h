@@ -1,0 +1,52 @@
+// A bounded queue of jobs run in order by one background thread: work a request hands off so
+// that it can answer first (the 202 routes of identity_support.h answer before they look at
+// the account, so that their time says nothing about whether the address exists).
+//
+// Lifecycle: the thread starts with the constructor. stop() refuses new jobs, runs every job
+// already accepted, and joins; the destructor calls it. Whatever jobs reference must outlive
+// stop(): call it before tearing those down.
+//
+// Thread-safety: submit(), stop() and drain() may be called from any thread. Jobs run one at a
+// time; they must not throw (an exception is caught and counted, the queue goes on) and should
+// not block for long, since the queue waits behind them.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace sechex::api {
+
+class WorkQueue {
+ public:
+  // At most `max_queued` jobs wait; `threaded` false runs no thread (tests call drain()).
+  explicit WorkQueue(std::size_t max_queued, bool threaded = true);
+  ~WorkQueue();
+  WorkQueue(const WorkQueue&) = delete;
+  WorkQueue& operator=(const WorkQueue&) = delete;
+
+  // False when the queue is full or stopping: the job will never run.
+  bool submit(std::function<void()> job);
+  void stop();
+  // Runs the jobs queued now on the caller's thread; returns how many ran.
+  std::size_t drain();
+  std::uint64_t failed_jobs() const;
+
+ private:
+  void run();
+  bool run_one(std::unique_lock<std::mutex>& lock);
+
+  const std::size_t max_queued_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::uint64_t failed_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace sechex::api

@@ -1,0 +1,69 @@
+#include "api/work_queue.h"
+
+namespace sechex::api {
+
+WorkQueue::WorkQueue(std::size_t max_queued, bool threaded) : max_queued_(max_queued) {
+  if (threaded) thread_ = std::thread([this] { run(); });
+}
+
+WorkQueue::~WorkQueue() { stop(); }
+
+bool WorkQueue::submit(std::function<void()> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || queue_.size() >= max_queued_) return false;
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+  return true;
+}
+
+void WorkQueue::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  drain();  // without a thread, or accepted while the thread was leaving: none is dropped
+}
+
+std::size_t WorkQueue::drain() {
+  std::unique_lock lock(mu_);
+  std::size_t n = 0;
+  while (run_one(lock)) ++n;
+  return n;
+}
+
+std::uint64_t WorkQueue::failed_jobs() const {
+  std::lock_guard lock(mu_);
+  return failed_;
+}
+
+bool WorkQueue::run_one(std::unique_lock<std::mutex>& lock) {
+  if (queue_.empty()) return false;
+  auto job = std::move(queue_.front());
+  queue_.pop_front();
+  lock.unlock();
+  bool ok = true;
+  try {
+    job();
+  } catch (...) {
+    ok = false;
+  }
+  job = nullptr;  // whatever the job held goes before the lock is taken again
+  lock.lock();
+  if (!ok) ++failed_;
+  return true;
+}
+
+void WorkQueue::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and nothing left
+    run_one(lock);
+  }
+}
+
+}  // namespace sechex::api
