@@ -347,21 +347,26 @@ inline AddressSubject address_subject(RequestContext& x, std::string_view email)
 // (issue 12: mailing a known address took twice as long as ignoring an unknown one, which gave
 // it away). `p` is the partition of the address's subject: a node that does not own it answers
 // 421 naming the owner, known and unknown addresses alike (Kafka mode; embedded, every
-// partition is owned). Otherwise `work(later)` is queued on deps.deferred, for known and unknown
-// addresses alike, with a RequestContext of a copy of this request at this request's time, and
-// the answer is 202; a full queue answers 503 `overloaded`, whatever the address.
+// partition is owned). Otherwise the answer is 202 and `work(later)` is queued on
+// deps.deferred once that answer has been written (Response::after_write: the work never
+// competes with its own answer for the CPU), with a RequestContext of a copy of this request
+// at this request's time. A full queue answers 503 `overloaded`, whatever the address.
 template <typename Work>
 Response accept_then(RequestContext& x, ledger::Partition p, Work&& work) {
   const auto& ownership = x.deps.commands.ownership();
   if (!ownership.owns(p)) return command_failed(OwnershipErrc::not_owner, ownership, p);
-  auto copy = std::make_shared<const Request>(x.req);
-  const bool queued = x.deps.deferred.submit([&deps = x.deps, &config = x.config, copy, now = x.now,
-                                              work = std::forward<Work>(work)]() mutable {
-    RequestContext later(deps, config, *copy, now);
-    work(later);
-  });
-  if (!queued) return retry_later(503, "overloaded", "too many requests at once; retry shortly", 1);
-  return json_ok(json{{"status", "accepted"}}.dump(), 202);
+  auto ticket = x.deps.deferred.reserve();
+  if (!ticket) return retry_later(503, "overloaded", "too many requests at once; retry shortly", 1);
+  auto r = json_ok(json{{"status", "accepted"}}.dump(), 202);
+  r.after_write = [ticket = std::make_shared<WorkQueue::Ticket>(std::move(*ticket)), &deps = x.deps,
+                   &config = x.config, copy = std::make_shared<const Request>(x.req), now = x.now,
+                   work = std::forward<Work>(work)]() mutable {
+    ticket->submit([&deps, &config, copy, now, work = std::move(work)]() mutable {
+      RequestContext later(deps, config, *copy, now);
+      work(later);
+    });
+  };
+  return r;
 }
 
 // The 429 for a client past `limiter` on a route that must answer alike for every address

@@ -853,6 +853,7 @@ struct HttpServer::Impl {
           resp.next_chunk && !head
               ? co_await write_streamed(stream, resp, req.request_id, keep_alive, msg.version(), ec)
               : co_await write(stream, resp, req.request_id, keep_alive, msg.version(), head, ec);
+      if (resp.after_write) resp.after_write();
       if (observer) {
         const auto label = method_label(req.method);
         observer(RequestLog{label, m.route, resp.status,

@@ -11,10 +11,36 @@ WorkQueue::~WorkQueue() { stop(); }
 bool WorkQueue::submit(std::function<void()> job) {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || queue_.size() >= max_queued_) return false;
+    if (stopping_ || queue_.size() + reserved_ >= max_queued_) return false;
     queue_.push_back(std::move(job));
   }
   cv_.notify_one();
+  return true;
+}
+
+std::optional<WorkQueue::Ticket> WorkQueue::reserve() {
+  std::lock_guard lock(mu_);
+  if (stopping_ || queue_.size() + reserved_ >= max_queued_) return std::nullopt;
+  ++reserved_;
+  return Ticket(this);
+}
+
+WorkQueue::Ticket::~Ticket() {
+  if (queue_ == nullptr) return;
+  std::lock_guard lock(queue_->mu_);
+  --queue_->reserved_;
+}
+
+bool WorkQueue::Ticket::submit(std::function<void()> job) {
+  if (queue_ == nullptr) return false;
+  auto* q = std::exchange(queue_, nullptr);
+  {
+    std::lock_guard lock(q->mu_);
+    --q->reserved_;
+    if (q->stopping_) return false;
+    q->queue_.push_back(std::move(job));
+  }
+  q->cv_.notify_one();
   return true;
 }
 

@@ -753,5 +753,38 @@ TEST(ServerErrors, AHandlerThatThrowsAnswers500AndTheObserverNamesTheExceptionCl
   EXPECT_EQ(seen[2], (std::pair<std::string, std::string>{"/fine", ""}));
 }
 
+// Response::after_write: the work a 202 hands off starts only once its answer is out.
+TEST(ServerAfterWrite, RunsOnceAfterTheAnswerIsWrittenForIoAndPoolHandlers) {
+  std::atomic<int> calls{0};
+  std::promise<void> released;
+  auto release = released.get_future().share();
+  Router router;
+  for (const auto& [path, exec] : {std::pair{"/io", Exec::io}, std::pair{"/pool", Exec::pool}}) {
+    router.add(
+        "POST", path,
+        [&calls, release](const Request&) {
+          auto r = json_ok("\"accepted\"", 202);
+          r.after_write = [&calls, release] {
+            ++calls;
+            release.wait();  // the answer must already be with the client
+          };
+          return r;
+        },
+        exec);
+  }
+  auto server = start(test_options(), std::move(router));
+  ASSERT_TRUE(server);
+  Client io(server->port());
+  io.write_raw("POST /io HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(io.read().result_int(), 202u);
+  Client pool(server->port());
+  pool.write_raw("POST /pool HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(pool.read().result_int(), 202u);
+  released.set_value();
+  const auto deadline = Clock::now() + std::chrono::seconds(2);
+  while (calls.load() < 2 && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(2));
+  EXPECT_EQ(calls.load(), 2);
+}
+
 }  // namespace
 }  // namespace sechex::api

@@ -93,6 +93,10 @@ struct Response {
   // it returns an empty string. An error ends the connection without the final chunk, so the
   // client sees a truncated transfer rather than a short body that looks complete.
   std::function<Result<std::string>()> next_chunk;
+  // Called once the response has been written (or its write failed), on the connection's io
+  // thread: it must not block. For work that must not share the answer's time (a 202 that
+  // answers before doing anything, identity_support.h accept_then).
+  std::function<void()> after_write;
 };
 
 // {"data": <data>, "error": null}

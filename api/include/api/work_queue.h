@@ -17,7 +17,9 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <utility>
 
 namespace sechex::api {
 
@@ -31,6 +33,26 @@ class WorkQueue {
 
   // False when the queue is full or stopping: the job will never run.
   bool submit(std::function<void()> job);
+
+  // A place in the queue held for a job that is not ready to go yet (it waits for an answer to
+  // be written): it counts against the bound from reserve() on, so a caller that got one can
+  // promise the work will be queued. Move-only; dropping an unused ticket frees the place.
+  class Ticket {
+   public:
+    Ticket(Ticket&& other) noexcept : queue_(std::exchange(other.queue_, nullptr)) {}
+    Ticket& operator=(Ticket&&) = delete;
+    ~Ticket();
+    // Queues `job` in the held place. False (the job will never run) only when the queue
+    // stopped meanwhile.
+    bool submit(std::function<void()> job);
+
+   private:
+    friend class WorkQueue;
+    explicit Ticket(WorkQueue* q) : queue_(q) {}
+    WorkQueue* queue_;
+  };
+  // nullopt when the queue is full or stopping.
+  std::optional<Ticket> reserve();
   void stop();
   // Runs the jobs queued now on the caller's thread; returns how many ran.
   std::size_t drain();
@@ -44,6 +66,7 @@ class WorkQueue {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
+  std::size_t reserved_ = 0;  // places held by live tickets
   bool stopping_ = false;
   std::uint64_t failed_ = 0;
   std::thread thread_;

@@ -1,0 +1,77 @@
+// api/work_queue.h: jobs run in order, the bound counts held places (tickets) too, stop() runs
+// everything accepted, and a throwing job neither stops the queue nor escapes.
+#include "api/work_queue.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <vector>
+
+namespace sechex::api {
+namespace {
+
+TEST(WorkQueue, JobsRunInOrderAndTheBoundIsKept) {
+  WorkQueue q(3, /*threaded=*/false);
+  std::vector<int> ran;
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(q.submit([&ran, i] { ran.push_back(i); }));
+  EXPECT_FALSE(q.submit([] {})) << "full";
+  EXPECT_EQ(q.drain(), 3u);
+  EXPECT_EQ(ran, (std::vector<int>{0, 1, 2}));
+  EXPECT_TRUE(q.submit([] {})) << "room again";
+}
+
+TEST(WorkQueue, ATicketHoldsItsPlaceUntilItsJobIsSubmittedOrDropped) {
+  WorkQueue q(2, /*threaded=*/false);
+  auto held = q.reserve();
+  ASSERT_TRUE(held);
+  EXPECT_TRUE(q.submit([] {}));
+  EXPECT_FALSE(q.submit([] {})) << "the ticket counts against the bound";
+  EXPECT_FALSE(q.reserve());
+  bool ran = false;
+  EXPECT_TRUE(held->submit([&ran] { ran = true; }));
+  EXPECT_FALSE(held->submit([] {})) << "one job per ticket";
+  EXPECT_EQ(q.drain(), 2u);
+  EXPECT_TRUE(ran);
+  {
+    auto dropped = q.reserve();
+    ASSERT_TRUE(dropped);
+    EXPECT_TRUE(q.submit([] {}));
+    EXPECT_FALSE(q.submit([] {}));
+  }  // an unused ticket frees its place
+  EXPECT_TRUE(q.submit([] {}));
+}
+
+TEST(WorkQueue, StopRunsEveryAcceptedJobAndThenRefusesNewOnes) {
+  std::atomic<int> ran{0};
+  std::promise<void> gate;
+  auto open = gate.get_future().share();
+  WorkQueue q(100);
+  EXPECT_TRUE(q.submit([open, &ran] {
+    open.wait();
+    ++ran;
+  }));
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(q.submit([&ran] { ++ran; }));
+  auto held = q.reserve();
+  ASSERT_TRUE(held);
+  std::thread stopper([&q] { q.stop(); });
+  gate.set_value();
+  stopper.join();
+  EXPECT_EQ(ran.load(), 11);
+  EXPECT_FALSE(q.submit([] {}));
+  EXPECT_FALSE(held->submit([] {})) << "a ticket cannot queue into a stopped queue";
+  EXPECT_FALSE(q.reserve());
+}
+
+TEST(WorkQueue, AThrowingJobIsCountedAndTheNextOneStillRuns) {
+  WorkQueue q(10, /*threaded=*/false);
+  bool after = false;
+  q.submit([] { throw std::runtime_error("job bug"); });
+  q.submit([&after] { after = true; });
+  EXPECT_EQ(q.drain(), 2u);
+  EXPECT_TRUE(after);
+  EXPECT_EQ(q.failed_jobs(), 1u);
+}
+
+}  // namespace
+}  // namespace sechex::api
