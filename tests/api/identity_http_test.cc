@@ -584,8 +584,8 @@ TEST_F(Identity, SecretsAndCheckInsRefuseAnUnverifiedUserWithAResendLink) {
   ASSERT_EQ(reg.status, 201u);
   const auto user = data_of(reg)["userId"].get<std::string>();
   const api::TokenSettings settings;
-  auto ring = api::jose::KeyRing::load_or_create(api::jwt_keys_dir(data()),
-                                                 SystemClock::instance(), settings.ring_options());
+  auto ring = api::jose::KeyRing::load_or_create(api::jwt_keys_dir(data()), SystemClock::instance(),
+                                                 settings.ring_options());
   ASSERT_TRUE(ring) << ring.error().message();
   const api::jose::TokenIssuer issuer(*ring.value(), SystemClock::instance(),
                                       settings.issuer_config());
@@ -595,8 +595,8 @@ TEST_F(Identity, SecretsAndCheckInsRefuseAnUnverifiedUserWithAResendLink) {
   // An operator's token naming the user is not the user.
   const auto op = ctl({"tokens", "issue", "--role", "service", "--subject", user});
   ASSERT_EQ(op.code, 0) << op.err;
-  const auto as_operator = call(http::verb::post, "/v1/secrets", json::object(),
-                                op.out.substr(0, op.out.size() - 1));
+  const auto as_operator =
+      call(http::verb::post, "/v1/secrets", json::object(), op.out.substr(0, op.out.size() - 1));
   EXPECT_EQ(as_operator.status, 403u) << as_operator.body;
   EXPECT_EQ(error_of(as_operator)["code"], "forbidden");
   for (const auto* target : {"/v1/secrets", "/v1/secrets/sec_x/check-in"}) {
