@@ -166,8 +166,7 @@ Response AccountApi::forgot_password(const Request& req) {
   if (auto busy = refuse_busy_client(x, forgot_limiter_, projections::kScopeResetRequestIp)) {
     return std::move(*busy);
   }
-  const auto subject = address_subject(x, *email);
-  return accept_then(x, x.partition_of(subject.id), [this, user = subject.user](auto& later) {
+  return accept_for_address(x, *email, [this](auto& later, const auto& user) {
     if (!user) return;  // nobody to mail
     auto token = identity::random_token(32);
     if (!token) return;

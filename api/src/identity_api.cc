@@ -205,8 +205,7 @@ Response IdentityApi::resend_verification(const Request& req) {
   if (auto busy = refuse_busy_client(x, resend_limiter_, projections::kScopeVerifyRequestIp)) {
     return std::move(*busy);
   }
-  const auto subject = address_subject(x, *email);
-  return accept_then(x, x.partition_of(subject.id), [this, user = subject.user](auto& later) {
+  return accept_for_address(x, *email, [this](auto& later, const auto& user) {
     if (!user) return;  // nobody to mail
     auto token = identity::random_token(32);
     if (!token) return;

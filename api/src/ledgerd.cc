@@ -603,8 +603,9 @@ int main(int argc, char** argv) {
          }
        }});
   // The routes that answer 202 whatever the address do their work after answering
-  // (identity_support.h accept_then); a full queue answers 503. Stopped before the log closes.
-  api::WorkQueue deferred(1024);
+  // (identity_support.h accept_then): fsync-bound appends, so as many threads as the blocking
+  // pool for group commit. Stopped before the log closes.
+  api::WorkQueue deferred(1024, so.pool_threads);
   const api::IdentityDeps identity_deps{
       .commands = commands,
       .keys = *keys,
@@ -624,7 +625,8 @@ int main(int argc, char** argv) {
                 nullptr);
           },
       .mail_queued = [&] { mail_worker.notify(); },
-      .csrf = &csrf};
+      .csrf = &csrf,
+      .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; }};
   // 002 "Active session tracking": activity extends a session, recorded at most once a minute
   // (or a quarter of --session-idle when that is shorter, session_activity.h).
   api::SessionActivity activity(commands, *keys, clock, identity_config.limits);
@@ -652,6 +654,12 @@ int main(int argc, char** argv) {
              std::cerr << "ledgerd: otp validation rate limit hit for " << subject << "\n";
            }});
   std::atomic<bool> caught_up{false};
+  // Queued 202 work references the APIs above: on any way out of main it is finished (or
+  // dropped) before they go. The servers, declared below, go first and may still queue some.
+  struct StopBeforeTheApis {
+    api::WorkQueue& queue;
+    ~StopBeforeTheApis() { queue.stop(); }
+  } stop_deferred{deferred};
   api::Router router;
   ledger_api.add_routes(router);
   identity_api.add_routes(router);
@@ -659,7 +667,8 @@ int main(int argc, char** argv) {
   secrets_api.add_routes(router);
   otp_api.add_routes(router);
   api::add_health_routes(router, [&] { return caught_up.load(); });
-  api::add_openapi_route(router);
+  // Last: the document marks what this router does not serve (/metrics is on its own listener).
+  api::add_openapi_route(router, {{"GET", "/metrics"}});
   // Every served route has its rule in the one table (route_access.h), and every rule a route.
   if (const auto mismatches = api::route_table_mismatches(router); !mismatches.empty()) {
     std::string all;
@@ -834,11 +843,12 @@ int main(int argc, char** argv) {
   std::cerr << "ledgerd: stopping (signal " << sig << ")\n";
   server.stop();
   if (metrics_server) metrics_server->stop();
+  // What was answered 202 is done before the log closes, and before Kafka reads are cut short.
+  deferred.stop();
   // Reads that wait on an unreachable cluster (catch-up, the follower) end now, not after
   // their timeouts: a shutdown must fit in a supervisor's grace period.
   if (kafka != nullptr) kafka->interrupt();
   catch_up.join();
-  deferred.stop();  // what was answered 202 is done before the log closes
   activity.stop();
   mail_worker.stop();  // before the log closes; an SMTP transfer in flight is aborted
   if (ingest_worker) ingest_worker->stop();

@@ -153,31 +153,9 @@ void OtpApi::add_routes(Router& router) {
 // ---- Request a code (002 "OTP code generation"): 202 whatever happens ----
 Response OtpApi::request_code(const Request& req) {
   RequestContext x(d_, config_, req);
-  std::optional<std::string> user;
-  std::string subject;  // whose partition decides
-  std::string purpose = kPurposeLogin;
-  // A signed-in caller (Bearer, or the browser's session cookie) asks for a step-up code.
-  const bool signed_in = req.header("authorization") != nullptr ||
-                         (d_.csrf != nullptr && cookie(req, kAccessCookie).has_value());
-  if (signed_in) {
-    // Step-up: a Reauth code to the caller's own address.
-    auto who = d_.auth.authenticate(req, Access::user);
-    if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-    user = subject = std::get<Principal>(who).subject;
-    purpose = kPurposeReauth;
-  } else {
-    auto parsed = read_body(req);
-    if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-    const auto email = string_field(std::get<json>(parsed), "email");
-    if (!email) return missing("email");
-    if (auto busy = refuse_busy_client(x, request_limiter_, projections::kScopeOtpRequestIp)) {
-      return std::move(*busy);
-    }
-    const auto address = address_subject(x, *email);
-    user = address.user;
-    subject = address.id;
-  }
-  return accept_then(x, x.partition_of(subject), [this, user, purpose](auto& later) {
+  // The code and its mail, once the account is known (after the answer: accept_then).
+  auto mail_code = [this](RequestContext& later, const std::optional<std::string>& user,
+                          const std::string& purpose) {
     if (!user) return;  // nobody to mail
     auto code = identity::generate_otp_code();
     if (!code) return;
@@ -192,6 +170,28 @@ Response OtpApi::request_code(const Request& req) {
           return b.finish(schema::CreateOtpIssued(
               f, bytes(f, code_hash), later.now + config_.limits.otp_micros, purpose_of(purpose)));
         });
+  };
+  // A signed-in caller (Bearer, or the browser's session cookie) asks for a step-up code to its
+  // own address.
+  const bool signed_in = req.header("authorization") != nullptr ||
+                         (d_.csrf != nullptr && cookie(req, kAccessCookie).has_value());
+  if (signed_in) {
+    auto who = d_.auth.authenticate(req, Access::user);
+    if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+    const auto user = std::get<Principal>(who).subject;
+    return accept_then(x, x.partition_of(user), [user, mail_code](RequestContext& later) {
+      mail_code(later, user, kPurposeReauth);
+    });
+  }
+  auto parsed = read_body(req);
+  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
+  const auto email = string_field(std::get<json>(parsed), "email");
+  if (!email) return missing("email");
+  if (auto busy = refuse_busy_client(x, request_limiter_, projections::kScopeOtpRequestIp)) {
+    return std::move(*busy);
+  }
+  return accept_for_address(x, *email, [mail_code](auto& later, const auto& user) {
+    mail_code(later, user, kPurposeLogin);
   });
 }
 

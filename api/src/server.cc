@@ -207,6 +207,25 @@ bool valid_host(std::string_view h) {
          });
 }
 
+// Where the header that starts the buffer ends (just past its empty line), 0 when it has not
+// all arrived.
+std::size_t end_of_header(const beast::flat_buffer& buffer) {
+  const std::string_view data(static_cast<const char*>(buffer.data().data()), buffer.size());
+  const auto at = data.find("\r\n\r\n");
+  return at == std::string_view::npos ? 0 : at + 4;
+}
+
+// Whether a line of the header (its first `size` bytes in `buffer`) continues the one above
+// (obs-fold: starts with a space or a tab), which RFC 9112 section 5.2 lets a server refuse.
+bool has_obs_fold(const beast::flat_buffer& buffer, std::size_t size) {
+  const std::string_view header(static_cast<const char*>(buffer.data().data()), size);
+  for (auto at = header.find('\n'); at != std::string_view::npos && at + 1 < header.size();
+       at = header.find('\n', at + 1)) {
+    if (header[at + 1] == ' ' || header[at + 1] == '\t') return true;
+  }
+  return false;
+}
+
 // Why a request's header makes its framing or target unsafe to act on (RFC 9112 sections 3.2,
 // 6.1, 6.3; see server.h "Message framing"), with the status to answer; nullopt when it is fine.
 struct FramingRefusal {
@@ -220,6 +239,12 @@ std::optional<FramingRefusal> framing_refusal(const http::request_header<>& h) {
   const auto sv = [](beast::string_view v) { return std::string_view(v.data(), v.size()); };
   if (hosts == 1 && !valid_host(trim_ows(sv(h[http::field::host])))) {
     return FramingRefusal{400, "the Host header field is not a valid authority"};
+  }
+  const auto lengths = h.count(http::field::content_length);
+  if (lengths > 1 ||
+      (lengths == 1 && sv(h[http::field::content_length]).find(',') != std::string_view::npos)) {
+    // RFC 9112 section 6.3 lets a recipient fold equal values into one; refusing is safer.
+    return FramingRefusal{400, "more than one Content-Length"};
   }
   if (h.count(http::field::transfer_encoding) == 0) return std::nullopt;
   if (h.version() < 11) return FramingRefusal{400, "Transfer-Encoding in an HTTP/1.0 request"};
@@ -587,7 +612,8 @@ struct HttpServer::Impl {
       auto next = co_await on_pool<Result<std::string>>([&resp]() -> Result<std::string> {
         try {
           return resp.next_chunk();
-        } catch (const std::exception&) {
+        } catch (...) {
+          // Nothing can be answered any more: the transfer ends truncated.
           return std::make_error_code(std::errc::io_error);
         }
       });
@@ -694,6 +720,27 @@ struct HttpServer::Impl {
     }
   }
 
+  // Answers a request whose framing cannot be trusted and closes: nothing after it can be taken
+  // for the start of a request. `header`, when parsed, gives the client's request id.
+  template <class Stream>
+  asio::awaitable<void> refuse_framing(Stream& stream, const std::string& peer, FramingRefusal bad,
+                                       const http::request_header<>* header) {
+    const auto refusal =
+        json_error(bad.status, bad.status == 501 ? "not_implemented" : "invalid_request",
+                   bad.detail, nlohmann::json{{"reason", "message_framing"}}.dump());
+    std::string sent;
+    if (header != nullptr) {
+      if (const auto it = header->find("X-Request-Id"); it != header->end()) {
+        sent = std::string(it->value());
+      }
+    }
+    const std::string request_id = sane_request_id(sent) ? sent : new_request_id();
+    boost::system::error_code wec;
+    const auto bytes = co_await write(stream, refusal, request_id, false, 11, false, wec);
+    log_rejection(refusal, "malformed_http", request_id, peer, bytes);
+    if (!wec) co_await drain(stream);
+  }
+
   void log_rejection(const Response& r, std::string_view reason, const std::string& request_id,
                      const std::string& peer, std::size_t bytes) {
     if (!observer) return;
@@ -727,29 +774,44 @@ struct HttpServer::Impl {
       parser.body_limit(opts.body_limit);
       parser.header_limit(opts.header_limit);
       // One deadline for the whole request, however slowly its bytes trickle in. The header
-      // first: its framing decides where this request's body ends and the next one begins.
+      // first, whole and raw: its framing decides where this request's body ends and the next
+      // one begins, and a folded line (obs-fold) is judged before the parser joins it to the
+      // line above, where a proxy in front might have read it as a field of its own.
       lowest.expires_after(opts.read_timeout);
-      co_await http::async_read_header(stream, buffer, parser,
-                                       asio::redirect_error(asio::use_awaitable, ec));
+      std::size_t header_end = 0;
+      while ((header_end = end_of_header(buffer)) == 0 && buffer.size() <= opts.header_limit) {
+        const auto got = co_await stream.async_read_some(
+            buffer.prepare(16384), asio::redirect_error(asio::use_awaitable, ec));
+        buffer.commit(got);
+        if (ec) break;
+      }
+      if (!ec && header_end != 0 && has_obs_fold(buffer, header_end)) {
+        set_state(id, State::handling);
+        co_await refuse_framing(stream, peer, {400, "a folded header line (obs-fold)"}, nullptr);
+        co_return false;
+      }
+      if (!ec) {
+        co_await http::async_read_header(stream, buffer, parser,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+      }
       if (!ec) {
         if (const auto bad = framing_refusal(parser.get())) {
           set_state(id, State::handling);
-          // Nothing after this header can be trusted to start a request: answer, then close.
-          const auto refusal =
-              json_error(bad->status, bad->status == 501 ? "not_implemented" : "invalid_request",
-                         bad->detail, nlohmann::json{{"reason", "message_framing"}}.dump());
-          const auto it = parser.get().find("X-Request-Id");
-          const std::string sent = it != parser.get().end() ? std::string(it->value()) : "";
-          const std::string request_id = sane_request_id(sent) ? sent : new_request_id();
-          boost::system::error_code wec;
-          const auto bytes = co_await write(stream, refusal, request_id, false, 11, false, wec);
-          log_rejection(refusal, "malformed_http", request_id, peer, bytes);
-          if (!wec) co_await drain(stream);
+          co_await refuse_framing(stream, peer, *bad, &parser.get());
           co_return false;
         }
+        const auto fields = std::distance(parser.get().begin(), parser.get().end());
         if (!parser.is_done()) {
           co_await http::async_read(stream, buffer, parser,
                                     asio::redirect_error(asio::use_awaitable, ec));
+        }
+        // A chunked body's trailer fields land among the header fields, after every check
+        // above (a trailing Host or X-Forwarded-For would override the checked one).
+        if (!ec && std::distance(parser.get().begin(), parser.get().end()) != fields) {
+          set_state(id, State::handling);
+          co_await refuse_framing(stream, peer, {400, "trailer fields are not accepted"},
+                                  &parser.get());
+          co_return false;
         }
       }
       set_state(id, State::handling);

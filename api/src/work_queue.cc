@@ -2,8 +2,8 @@
 
 namespace sechex::api {
 
-WorkQueue::WorkQueue(std::size_t max_queued, bool threaded) : max_queued_(max_queued) {
-  if (threaded) thread_ = std::thread([this] { run(); });
+WorkQueue::WorkQueue(std::size_t max_queued, unsigned threads) : max_queued_(max_queued) {
+  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
 }
 
 WorkQueue::~WorkQueue() { stop(); }
@@ -11,24 +11,28 @@ WorkQueue::~WorkQueue() { stop(); }
 bool WorkQueue::submit(std::function<void()> job) {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || queue_.size() + reserved_ >= max_queued_) return false;
+    if (stopping_ || full()) return false;
     queue_.push_back(std::move(job));
   }
   cv_.notify_one();
   return true;
 }
 
-std::optional<WorkQueue::Ticket> WorkQueue::reserve() {
-  std::lock_guard lock(mu_);
-  if (stopping_ || queue_.size() + reserved_ >= max_queued_) return std::nullopt;
+std::optional<WorkQueue::Ticket> WorkQueue::reserve(std::chrono::milliseconds wait) {
+  std::unique_lock lock(mu_);
+  space_.wait_for(lock, wait, [this] { return stopping_ || !full(); });
+  if (stopping_ || full()) return std::nullopt;
   ++reserved_;
   return Ticket(this);
 }
 
 WorkQueue::Ticket::~Ticket() {
   if (queue_ == nullptr) return;
-  std::lock_guard lock(queue_->mu_);
-  --queue_->reserved_;
+  {
+    std::lock_guard lock(queue_->mu_);
+    --queue_->reserved_;
+  }
+  queue_->space_.notify_one();
 }
 
 bool WorkQueue::Ticket::submit(std::function<void()> job) {
@@ -37,7 +41,10 @@ bool WorkQueue::Ticket::submit(std::function<void()> job) {
   {
     std::lock_guard lock(q->mu_);
     --q->reserved_;
-    if (q->stopping_) return false;
+    if (q->stopping_) {
+      q->space_.notify_one();
+      return false;
+    }
     q->queue_.push_back(std::move(job));
   }
   q->cv_.notify_one();
@@ -50,8 +57,10 @@ void WorkQueue::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-  drain();  // without a thread, or accepted while the thread was leaving: none is dropped
+  space_.notify_all();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  drain();  // without threads, or accepted while they were leaving: none is dropped
 }
 
 std::size_t WorkQueue::drain() {
@@ -71,6 +80,7 @@ bool WorkQueue::run_one(std::unique_lock<std::mutex>& lock) {
   auto job = std::move(queue_.front());
   queue_.pop_front();
   lock.unlock();
+  space_.notify_one();
   bool ok = true;
   try {
     job();

@@ -714,6 +714,32 @@ TEST_F(Identity, ErrorMessagesFollowAcceptLanguageWhileCodesStay) {
   EXPECT_EQ(error_of(en)["message"], "the email or password is incorrect");
 }
 
+// Mails are in the language the error messages are negotiated in (i18n.h, q-values included).
+// It was picked by finding "zh" anywhere in Accept-Language, so `en, zh;q=0` (Chinese refused)
+// got a Chinese mail while its errors came in English (issue 13).
+TEST_F(Identity, TheMailLanguageIsNegotiatedLikeTheErrorMessages) {
+  start();
+  auto register_with = [&](const std::string& email, const std::string& languages) {
+    const auto r = testing::http_call_with(
+        port_, http::verb::post, "/v1/auth/register",
+        {{"Accept-Language", languages}, {"X-Forwarded-For", "198.51.100.78"}}, "",
+        json{{"email", email}, {"password", kPassword}, {"consent", true}}.dump(), 30s);
+    EXPECT_EQ(r.status, 201u) << r.body;
+    return mail_to(email);
+  };
+  for (const auto& [email, languages] : std::vector<std::pair<std::string, std::string>>{
+           {"refuses-zh@example.com", "en, zh;q=0"},
+           {"prefers-en@example.com", "zh-CN;q=0.5, en"},
+           {"ties@example.com", "zh-CN, en"}}) {
+    const auto mail = register_with(email, languages);
+    EXPECT_NE(mail.find("Please confirm your email address"), std::string::npos)
+        << languages << "\n"
+        << mail;
+  }
+  const auto zh = register_with("prefers-zh@example.com", "zh-CN,zh;q=0.9,en;q=0.5");
+  EXPECT_NE(zh.find("请打开以下链接"), std::string::npos) << zh;
+}
+
 // Argon2id parameters raised by the operator: the next successful login stores a hash with the
 // new ones (PasswordChanged without revoking sessions), and the password keeps working.
 TEST_F(Identity, ALoginRehashesAPasswordMadeWithOlderParameters) {

@@ -117,6 +117,35 @@ TEST_F(LedgerdApi, AdminTokenFromLedgerctlPostsEventsAndReadsThemBackWithHashes)
             std::string::npos);
 }
 
+// GET /openapi.json and the router agree (issue 13): every operation the document does not
+// mark `x-sechex-served: false` is answered by a handler (whatever its status, never the
+// router's own 404/405), and every marked one is not. /metrics lives on its own listener.
+TEST_F(LedgerdApi, TheServedOpenApiDocumentMarksExactlyWhatTheRouterDoesNotServe) {
+  start();
+  const auto doc = json::parse(call(port_, http::verb::get, "/openapi.json").body);
+  std::size_t served = 0, not_served = 0;
+  for (const auto& [path, ops] : doc["paths"].items()) {
+    std::string target = std::regex_replace(path, std::regex("\\{[a-z]+\\}"), "x");
+    for (const auto& [method, op] : ops.items()) {
+      const bool marked = op.value("x-sechex-served", true) == false;
+      const auto verb = http::string_to_verb(std::string(method == "get"      ? "GET"
+                                                         : method == "post"   ? "POST"
+                                                         : method == "put"    ? "PUT"
+                                                         : method == "delete" ? "DELETE"
+                                                                              : "PATCH"));
+      const auto port = path == "/metrics" ? metrics_port_ : port_;
+      const auto r = call(port, verb, target);
+      const bool routed =
+          !(r.status == 405u ||
+            (r.status == 404u && r.body.find("no such endpoint") != std::string::npos));
+      EXPECT_EQ(routed, !marked) << method << " " << path << ": " << r.status << " " << r.body;
+      ++(marked ? not_served : served);
+    }
+  }
+  EXPECT_GE(served, 30u);
+  EXPECT_GE(not_served, 10u);
+}
+
 TEST_F(LedgerdApi, EachClassOfHostileIngestBodyGetsItsReasonAndTheServerStaysHealthy) {
   start();
   const auto issued = ctl({"tokens", "issue", "--role", "service"});

@@ -627,6 +627,46 @@ TEST(ServerFraming, UnimplementedCodingsBeforeChunkedAnswer501AndTransferEncodin
                             400);
 }
 
+// A folded line (obs-fold) is joined by the parser to the line above; a proxy in front may take
+// it for a field of its own (here a Transfer-Encoding the server would never see).
+TEST(ServerFraming, FoldedHeaderLinesAreRefused) {
+  FramingServer fs;
+  ASSERT_TRUE(fs.server);
+  expect_refused_and_closed(fs,
+                            "POST /echo HTTP/1.1\r\nHost: x\r\nX-Pad: a\r\n Transfer-Encoding: "
+                            "chunked\r\nContent-Length: 0\r\n",
+                            400);
+  expect_refused_and_closed(
+      fs, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n\tchunked\r\n", 400);
+}
+
+// Content-Length must be one decimal number, once (RFC 9112 section 6.3 allows folding equal
+// values; a server that refuses cannot disagree with anyone about them).
+TEST(ServerFraming, RepeatedContentLengthIsRefusedEvenWithEqualValues) {
+  FramingServer fs;
+  ASSERT_TRUE(fs.server);
+  expect_refused_and_closed(fs, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0, 0\r\n", 400);
+  expect_refused_and_closed(
+      fs, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n", 400);
+}
+
+// Trailer fields of a chunked body would land among the checked header fields (a trailing Host
+// or X-Forwarded-For overriding the real one): refused.
+TEST(ServerFraming, TrailerFieldsAreRefused) {
+  FramingServer fs;
+  ASSERT_TRUE(fs.server);
+  Client c(fs.server->port());
+  c.write_raw(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\n\r\nGET /secret HTTP/1.1\r\nHost: x\r\n\r\n");
+  const auto res = c.read();
+  EXPECT_EQ(res.result_int(), 400u);
+  EXPECT_EQ(nlohmann::json::parse(res.body())["error"]["details"]["reason"], "message_framing");
+  EXPECT_TRUE(c.closed());
+  EXPECT_EQ(fs.echo_calls.load(), 0);
+  EXPECT_EQ(fs.secret_calls.load(), 0);
+}
+
 TEST(ServerFraming, ChunkedAloneStillWorksAndKeepsTheConnection) {
   FramingServer fs;
   ASSERT_TRUE(fs.server);
@@ -772,7 +812,10 @@ TEST(ServerAfterWrite, RunsOnceAfterTheAnswerIsWrittenForIoAndPoolHandlers) {
         },
         exec);
   }
-  auto server = start(test_options(), std::move(router));
+  // Two io threads: each after_write below blocks one (allowed here only to prove the order).
+  auto o = test_options();
+  o.threads = 2;
+  auto server = start(o, std::move(router));
   ASSERT_TRUE(server);
   Client io(server->port());
   io.write_raw("POST /io HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");

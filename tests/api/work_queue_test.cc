@@ -5,14 +5,16 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <future>
+#include <thread>
 #include <vector>
 
 namespace sechex::api {
 namespace {
 
 TEST(WorkQueue, JobsRunInOrderAndTheBoundIsKept) {
-  WorkQueue q(3, /*threaded=*/false);
+  WorkQueue q(3, /*threads=*/0);
   std::vector<int> ran;
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(q.submit([&ran, i] { ran.push_back(i); }));
   EXPECT_FALSE(q.submit([] {})) << "full";
@@ -22,7 +24,7 @@ TEST(WorkQueue, JobsRunInOrderAndTheBoundIsKept) {
 }
 
 TEST(WorkQueue, ATicketHoldsItsPlaceUntilItsJobIsSubmittedOrDropped) {
-  WorkQueue q(2, /*threaded=*/false);
+  WorkQueue q(2, /*threads=*/0);
   auto held = q.reserve();
   ASSERT_TRUE(held);
   EXPECT_TRUE(q.submit([] {}));
@@ -46,7 +48,7 @@ TEST(WorkQueue, StopRunsEveryAcceptedJobAndThenRefusesNewOnes) {
   std::atomic<int> ran{0};
   std::promise<void> gate;
   auto open = gate.get_future().share();
-  WorkQueue q(100);
+  WorkQueue q(100, 1);
   EXPECT_TRUE(q.submit([open, &ran] {
     open.wait();
     ++ran;
@@ -63,8 +65,21 @@ TEST(WorkQueue, StopRunsEveryAcceptedJobAndThenRefusesNewOnes) {
   EXPECT_FALSE(q.reserve());
 }
 
+TEST(WorkQueue, ReserveWaitsForAPlaceUpToItsDeadline) {
+  WorkQueue q(1, /*threads=*/0);
+  ASSERT_TRUE(q.submit([] {}));
+  EXPECT_FALSE(q.reserve(std::chrono::milliseconds(20))) << "full, and nothing frees a place";
+  std::thread drainer([&q] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    q.drain();
+  });
+  auto ticket = q.reserve(std::chrono::seconds(10));
+  drainer.join();
+  EXPECT_TRUE(ticket) << "the drain freed the place";
+}
+
 TEST(WorkQueue, AThrowingJobIsCountedAndTheNextOneStillRuns) {
-  WorkQueue q(10, /*threaded=*/false);
+  WorkQueue q(10, /*threads=*/0);
   bool after = false;
   q.submit([] { throw std::runtime_error("job bug"); });
   q.submit([&after] { after = true; });

@@ -46,8 +46,8 @@ inline ExecPlan plan_exec(const std::vector<std::string>& argv,
   // read it as --kafka-brokers (SECHEX_<FLAG>). Children get brokers only on their command line.
   std::erase_if(vars, [&](const std::string& v) { return name_of(v) == "SECHEX_KAFKA_BROKERS"; });
   // ledgerd's metrics listener has a fixed default port (127.0.0.1:9464): tests run several
-  // ledgerds at once, so theirs take an ephemeral one (wait_for_metrics_port) unless a test
-  // sets it itself.
+  // ledgerds at once, so theirs take an ephemeral one, read from its "metrics on" line
+  // (wait_for_serving_port), unless a test sets the variable itself.
   if (std::none_of(vars.begin(), vars.end(),
                    [&](const std::string& v) { return name_of(v) == "SECHEX_METRICS_LISTEN"; })) {
     vars.emplace_back("SECHEX_METRICS_LISTEN=127.0.0.1:0");

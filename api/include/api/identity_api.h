@@ -96,6 +96,9 @@ struct IdentityDeps {
   std::function<void()> mail_queued;  // wakes the delivery worker; may be empty
   // Browser sessions: refresh by cookie needs the CSRF check (null: cookies are not accepted).
   const CsrfTokens* csrf = nullptr;
+  // One line per failure nobody else hears of (work done after its 202); may be empty. Never
+  // given an address, a code or a token.
+  std::function<void(const std::string&)> log;
 };
 
 class IdentityApi {

@@ -1,16 +1,20 @@
-// A bounded queue of jobs run in order by one background thread: work a request hands off so
+// A bounded queue of jobs run by a fixed set of background threads: work a request hands off so
 // that it can answer first (the 202 routes of identity_support.h answer before they look at
 // the account, so that their time says nothing about whether the address exists).
 //
-// Lifecycle: the thread starts with the constructor. stop() refuses new jobs, runs every job
+// Jobs start in the order they were queued; with more than one thread they may finish in any
+// order (the jobs here are fsync-bound appends, and several threads let group commit batch
+// them).
+//
+// Lifecycle: the threads start with the constructor. stop() refuses new jobs, runs every job
 // already accepted, and joins; the destructor calls it. Whatever jobs reference must outlive
 // stop(): call it before tearing those down.
 //
-// Thread-safety: submit(), stop() and drain() may be called from any thread. Jobs run one at a
-// time; they must not throw (an exception is caught and counted, the queue goes on) and should
-// not block for long, since the queue waits behind them.
+// Thread-safety: every method may be called from any thread. Jobs must not throw (an exception
+// is caught and counted, the queue goes on) and should not block for long.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -20,13 +24,14 @@
 #include <optional>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace sechex::api {
 
 class WorkQueue {
  public:
-  // At most `max_queued` jobs wait; `threaded` false runs no thread (tests call drain()).
-  explicit WorkQueue(std::size_t max_queued, bool threaded = true);
+  // At most `max_queued` jobs wait (tickets included); `threads` 0 runs none (tests: drain()).
+  WorkQueue(std::size_t max_queued, unsigned threads);
   ~WorkQueue();
   WorkQueue(const WorkQueue&) = delete;
   WorkQueue& operator=(const WorkQueue&) = delete;
@@ -51,8 +56,11 @@ class WorkQueue {
     explicit Ticket(WorkQueue* q) : queue_(q) {}
     WorkQueue* queue_;
   };
-  // nullopt when the queue is full or stopping.
-  std::optional<Ticket> reserve();
+  // A ticket, waiting up to `wait` for a place when the queue is full (the caller's own thread
+  // blocks: call it from a blocking pool, never an io thread); nullopt when none came free in
+  // time or the queue is stopping.
+  std::optional<Ticket> reserve(std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+
   void stop();
   // Runs the jobs queued now on the caller's thread; returns how many ran.
   std::size_t drain();
@@ -61,15 +69,17 @@ class WorkQueue {
  private:
   void run();
   bool run_one(std::unique_lock<std::mutex>& lock);
+  bool full() const { return queue_.size() + reserved_ >= max_queued_; }
 
   const std::size_t max_queued_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;     // a job was queued, or stopping
+  std::condition_variable space_;  // a place came free
   std::deque<std::function<void()>> queue_;
   std::size_t reserved_ = 0;  // places held by live tickets
   bool stopping_ = false;
   std::uint64_t failed_ = 0;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace sechex::api
