@@ -55,14 +55,13 @@ Response AccountApi::change_password(const Request& req) {
   if (!current) return missing("currentPassword");
   const auto next = string_field(body, "newPassword");
   if (!next) return missing("newPassword");
-  const auto record = stored_json(x.store(), projections::kUsersCf, user);
+  const auto record = account_of(x.store(), user);
   if (!record) return json_error(404, "not_found", "no account for this token");
   const auto p = x.partition_of(user);
   if (!d_.commands.ownership().owns(p)) {
     return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
   }
-  auto phc = x.open_user_field(user, *record, "password_hash_sealed", "password_event_id",
-                               "password_hash");
+  auto phc = x.open_sealed(user, record->password_hash, "password_hash");
   if (!phc) return retry_later(503, "unavailable", "cannot read the account", 1);
   auto ok = d_.hasher.verify(phc.value(), *current);
   if (!ok && ok.error() != PasswordErrc::too_long) {
@@ -71,7 +70,7 @@ Response AccountApi::change_password(const Request& req) {
   const bool current_ok = ok && ok.value();
   std::optional<std::string> new_phc;
   if (current_ok) {
-    auto address = x.open_user_field(user, *record, "email_sealed", "email_event_id", "email");
+    auto address = x.open_sealed(user, record->email, "email");
     if (auto refusal =
             refuse_weak_password(x.store(), *next, address ? address.value() : std::string())) {
       return std::move(*refusal);
@@ -82,21 +81,21 @@ Response AccountApi::change_password(const Request& req) {
   }
   const auto session = new_session(d_.lookup);
   if (!session) return json_error(500, "internal_error", "no randomness");
-  const auto verified_event = record->value("password_event_id", "");
+  const auto verified_event = record->password_hash.event_id;
   identity::LoginDecision decision;
   bool stale = false;
   auto ran = x.run(p, [&]() -> Result<Events> {
-    const auto rec = stored_json(x.store(), projections::kUsersCf, user);
-    if (!rec || rec->value("password_event_id", "") != verified_event) {
+    const auto rec = account_of(x.store(), user);
+    if (!rec || rec->password_hash.event_id != verified_event) {
       stale = true;
       return Events{};
     }
     identity::LoginState s;  // no IP limit: the caller holds a session already
     identity::LoginAccount a;
-    a.status = rec->value("status", "");
+    a.status = rec->status;
     a.email_verified = true;
     SECHEX_TRY(a.consecutive_failures, projections::login_failures(x.store(), user, x.now));
-    a.locked_until = lock_in_force(x.store(), user, x.now);
+    a.locked_until = locked_until(x.store(), user, x.now);
     s.account = a;
     s.password_ok = current_ok;
     decision = identity::decide_login(s, config_.limits, x.now);
@@ -176,9 +175,7 @@ Response AccountApi::forgot_password(const Request& req) {
         {"password_reset", token.value(), *user, projections::kScopeResetRequestUser,
          identity::kHourMicros, kResetRequestsPerUser},
         // FR-026: only to verified addresses, and never for an erased account.
-        [](const json& rec) {
-          return rec.value("email_verified", false) && rec.value("status", "") == "active";
-        },
+        [](const projections::UserRow& rec) { return rec.email_verified && rec.active(); },
         [&](ledger::EventBuilder& b) {
           auto& fb = b.fbb();
           return b.finish(schema::CreatePasswordResetRequested(
@@ -219,9 +216,9 @@ Response AccountApi::reset_password(const Request& req) {
                             x.now);
   if (early == identity::LinkOutcome::expired) return expired();
   if (early == identity::LinkOutcome::invalid) return invalid();
-  const auto record = stored_json(x.store(), projections::kUsersCf, user);
+  const auto record = account_of(x.store(), user);
   if (!record) return invalid();
-  auto address = x.open_user_field(user, *record, "email_sealed", "email_event_id", "email");
+  auto address = x.open_sealed(user, record->email, "email");
   if (!address) return invalid();  // erased meanwhile
   if (auto refusal = refuse_weak_password(x.store(), *next, address.value())) {
     return std::move(*refusal);
@@ -248,7 +245,7 @@ Response AccountApi::reset_password(const Request& req) {
     out.push_back(std::move(reset));
     // The owner has just proved control of the address: a lockout from wrong passwords ends
     // with the reset, the way to recover without waiting it out. An admin lock stays.
-    const auto lock = lock_in_force(x.store(), user, x.now);
+    const auto lock = locked_until(x.store(), user, x.now);
     if (lock && *lock != INT64_MAX) {
       SECHEX_TRY(auto unlocked, x.event(user, user, [&](ledger::EventBuilder& b) {
         auto& f = b.fbb();
@@ -278,28 +275,28 @@ Response AccountApi::export_me(const Request& req) {
   auto who = d_.auth.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   const auto user = std::get<Principal>(who).subject;
-  const auto record = stored_json(x.store(), projections::kUsersCf, user);
+  const auto record = account_of(x.store(), user);
   if (!record) return json_error(404, "not_found", "no account for this token");
   const auto profile = profile_json(x, user, *record);
   json sessions = json::array();
   if (auto active = projections::active_sessions(x.store(), user, x.now)) {
-    for (const auto& [id, value] : active.value()) {
-      auto s = json::parse(value, nullptr, false);
-      if (s.is_object()) sessions.push_back(json{{"sessionId", id}, {"session", s}});
+    for (const auto& [id, s] : active.value()) {
+      sessions.push_back(json{{"sessionId", id}, {"session", session_json(s)}});
     }
   }
   // The caller's own events, through the per-subject audit index, with sealed fields opened.
   json events = json::array();
   bool truncated = false;
   std::vector<ledger::Position> positions;
-  auto walked = x.store().for_each(
-      projections::kAuditBySubjectCf, projections::audit_subject_prefix(user),
-      projections::audit_subject_prefix(user), [&](std::string_view key, std::string_view) {
+  projections::AuditScan mine;
+  mine.subject = user;
+  auto walked =
+      projections::for_each_audit_entry(x.store(), mine, [&](const projections::AuditEntry& entry) {
         if (positions.size() == kMaxExportedEvents) {
           truncated = true;
           return false;
         }
-        if (auto k = projections::decode_audit_subject_key(key)) positions.push_back(k->position);
+        positions.push_back(entry.position);
         return true;
       });
   if (!walked) return retry_later(503, "unavailable", "cannot read the audit index", 1);

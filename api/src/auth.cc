@@ -36,10 +36,8 @@ Response Authenticator::reject(unsigned status, std::string_view code, std::stri
 // own start, in microseconds, tells the two apart.
 bool Authenticator::session_began_after(const std::string& sid, std::int64_t cutoff) const {
   if (sid.empty()) return false;
-  auto stored = store_.get(projections::kSessionsCf, sid);
-  if (!stored || !stored.value()) return false;
-  const auto s = nlohmann::json::parse(*stored.value(), nullptr, false);
-  return s.is_object() && s.value("created_at", std::int64_t{0}) >= cutoff;
+  auto row = projections::session_row(store_, sid);
+  return row && row.value() && row.value()->created_at >= cutoff;
 }
 
 void Authenticator::enable_cookies(CookieAuth cookies) { cookies_ = std::move(cookies); }
@@ -96,9 +94,9 @@ std::variant<Principal, Response> Authenticator::authenticate(const Request& req
   // Revocation is checked on every request, never cached: logout must take effect at once. An
   // operator token is its own session, revoked by sid alone: a cutoff of its shared sub is not
   // its own.
-  auto revoked = store_.get(projections::kRevokedSessionsCf, claims.sid);
-  auto cutoff = claims.operator_token ? Result<std::optional<std::string>>(std::nullopt)
-                                      : store_.get(projections::kRevocationCutoffsCf, claims.sub);
+  auto revoked = projections::session_revoked(store_, claims.sid);
+  auto cutoff = claims.operator_token ? Result<std::optional<std::int64_t>>(std::nullopt)
+                                      : projections::revocation_cutoff(store_, claims.sub);
   auto session_end = claims.sid.empty() ? Result<std::optional<std::int64_t>>(std::nullopt)
                                         : projections::session_end(store_, claims.sub, claims.sid);
   if (!revoked || !cutoff || !session_end) {
@@ -106,13 +104,12 @@ std::variant<Principal, Response> Authenticator::authenticate(const Request& req
     if (on_reject_) on_reject_("revocation_unavailable");
     return json_error(503, "unavailable", "cannot check the session right now");
   }
-  if (revoked.value().has_value()) {
+  if (revoked.value()) {
     return reject(401, "invalid_token", "the access token is invalid or expired",
                   "session_revoked");
   }
-  if (cutoff.value().has_value() &&
-      claims.iat * 1'000'000 < projections::decode_cutoff(*cutoff.value()) &&
-      !session_began_after(claims.sid, projections::decode_cutoff(*cutoff.value()))) {
+  if (cutoff.value() && claims.iat * 1'000'000 < *cutoff.value() &&
+      !session_began_after(claims.sid, *cutoff.value())) {
     return reject(401, "invalid_token", "the access token is invalid or expired",
                   "sessions_cut_off");
   }

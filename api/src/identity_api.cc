@@ -101,7 +101,7 @@ Response IdentityApi::register_user(const Request& req) {
 
   bool taken = false;
   auto ran = x.run(p, [&]() -> Result<Events> {
-    SECHEX_TRY(auto existing, x.store().get(projections::kUsersByEmailCf, email_hash));
+    SECHEX_TRY(auto existing, projections::user_by_email(x.store(), email_hash));
     if (existing) {
       taken = true;
       return Events{};
@@ -214,7 +214,7 @@ Response IdentityApi::resend_verification(const Request& req) {
         later, *user,
         {"verify_email", token.value(), "system", projections::kScopeVerifyRequestUser,
          identity::kHourMicros, config_.limits.verify_resends_per_hour},
-        [](const json& rec) { return !rec.value("email_verified", true); },
+        [](const projections::UserRow& rec) { return !rec.email_verified; },
         [&](ledger::EventBuilder& b) {
           auto& f = b.fbb();
           return b.finish(schema::CreateEmailVerificationIssued(
@@ -243,15 +243,10 @@ Response IdentityApi::login(const Request& req) {
 
   // An address that is not even valid is looked up like any other, so it is answered like an
   // unknown one.
-  auto checked = identity::check_email(*email, identity::DisposableDomains());
-  const auto address = checked ? checked.value().address : *email;
-  const auto email_hash = d_.lookup.email(address);
-  std::optional<std::string> user;
-  if (auto id = x.store().get(projections::kUsersByEmailCf, email_hash); id && id.value()) {
-    user = *id.value();
-  }
-  const auto subject =
-      user ? *user : std::string(projections::kAnonymousSubjectPrefix) + hex_of(email_hash);
+  const auto address_subject_of = address_subject(x, *email);
+  const auto& email_hash = address_subject_of.email_hash;
+  const auto& user = address_subject_of.user;
+  const auto& subject = address_subject_of.id;
   const auto p = x.partition_of(subject);
   if (!d_.commands.ownership().owns(p)) {
     return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
@@ -259,13 +254,12 @@ Response IdentityApi::login(const Request& req) {
 
   // The expensive part, before the partition is taken. An unknown email costs the same.
   bool password_ok = false;
-  std::string verified_event;  // the password the check was against
+  ledger::Bytes verified_event;  // the password the check was against
   std::optional<std::string> rehashed;
-  std::optional<json> record;
-  if (user) record = stored_json(x.store(), projections::kUsersCf, *user);
-  if (record && !record->value("password_hash_sealed", "").empty()) {
-    auto phc = x.open_user_field(*user, *record, "password_hash_sealed", "password_event_id",
-                                 "password_hash");
+  std::optional<projections::UserRow> record;
+  if (user) record = account_of(x.store(), *user);
+  if (record && !record->password_hash.empty()) {
+    auto phc = x.open_sealed(*user, record->password_hash, "password_hash");
     if (!phc) return retry_later(503, "unavailable", "cannot read the account", 1);
     auto ok = d_.hasher.verify(phc.value(), *password);
     if (!ok) {
@@ -279,7 +273,7 @@ Response IdentityApi::login(const Request& req) {
     } else {
       password_ok = ok.value();
     }
-    verified_event = record->value("password_event_id", "");
+    verified_event = record->password_hash.event_id;
     if (password_ok && d_.hasher.needs_rehash(phc.value())) {
       if (auto h = d_.hasher.hash(*password)) rehashed = std::move(h).value();
     }
@@ -304,22 +298,22 @@ Response IdentityApi::login(const Request& req) {
     s.ip_attempts = ip.count;
     s.ip_window_frees_at = ip.below_limit_at;
     if (user) {
-      const auto rec = stored_json(store, projections::kUsersCf, *user);
+      const auto rec = account_of(store, *user);
       if (rec) {
-        if (rec->value("password_event_id", "") != verified_event) {
+        if (rec->password_hash.event_id != verified_event) {
           stale = true;  // the password changed while we were checking the old one
           return Events{};
         }
         identity::LoginAccount a;
-        a.status = rec->value("status", "");
-        a.email_verified = rec->value("email_verified", false);
+        a.status = rec->status;
+        a.email_verified = rec->email_verified;
         SECHEX_TRY(a.consecutive_failures, projections::login_failures(store, *user, x.now));
-        a.locked_until = lock_in_force(store, *user, x.now);
+        a.locked_until = locked_until(store, *user, x.now);
         s.account = a;
       }
     } else {
       SECHEX_TRY(s.unknown_email_failures, projections::login_failures(store, subject, x.now));
-      s.unknown_email_locked_until = lock_in_force(store, subject, x.now);
+      s.unknown_email_locked_until = locked_until(store, subject, x.now);
     }
     s.password_ok = password_ok;
     decision = identity::decide_login(s, config_.limits, x.now);
@@ -445,16 +439,11 @@ Response IdentityApi::refresh(const Request& req) {
                : st.state == S::revoked ? identity::RefreshTokenState::revoked
                                         : identity::RefreshTokenState::unknown;
     session = st.session_id;
-    const auto stored_session = store.get(projections::kSessionsCf, st.session_id);
-    bool remember_me = false;
-    if (stored_session && stored_session.value()) {
-      rs.session_active = projections::is_session_active(*stored_session.value(), x.now);
-      remember_me =
-          json::parse(*stored_session.value(), nullptr, false).value("remember_me", false);
-    }
-    const auto rec = stored_json(store, projections::kUsersCf, user);
-    rs.account_usable =
-        rec && (rec->value("status", "") == "active") && !lock_in_force(store, user, x.now);
+    SECHEX_TRY(const auto row, projections::session_row(store, st.session_id));
+    rs.session_active = row && row->active_at(x.now);
+    const bool remember_me = row && row->remember_me;
+    const auto rec = account_of(store, user);
+    rs.account_usable = rec && rec->active() && !locked_until(store, user, x.now);
     outcome = identity::decide_refresh(rs);
     Events out;
     if (outcome == identity::RefreshOutcome::reuse_detected) {
@@ -544,7 +533,7 @@ Response IdentityApi::me(const Request& req) {
   auto who = d_.auth.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   const auto& principal = std::get<Principal>(who);
-  const auto rec = stored_json(x.store(), projections::kUsersCf, principal.subject);
+  const auto rec = account_of(x.store(), principal.subject);
   if (!rec) return json_error(404, "not_found", "no account for this token");
   return json_ok(profile_json(x, principal.subject, *rec).dump());
 }
@@ -557,16 +546,13 @@ Response IdentityApi::my_sessions(const Request& req) {
   auto sessions = projections::active_sessions(x.store(), principal.subject, x.now);
   if (!sessions) return retry_later(503, "unavailable", "cannot read the sessions", 1);
   json out = json::array();
-  for (const auto& [id, value] : sessions.value()) {
-    const auto s = json::parse(value, nullptr, false);
-    if (!s.is_object()) continue;
-    out.push_back(
-        json{{"sessionId", id},
-             {"current", id == principal.session},
-             {"createdAt", format_rfc3339(s.value("created_at", std::int64_t{0}))},
-             {"lastSeen", format_rfc3339(s.value("last_seen", std::int64_t{0}))},
-             {"idleExpiresAt", format_rfc3339(s.value("idle_expires_at", std::int64_t{0}))},
-             {"rememberMe", s.value("remember_me", false)}});
+  for (const auto& [id, s] : sessions.value()) {
+    out.push_back(json{{"sessionId", id},
+                       {"current", id == principal.session},
+                       {"createdAt", format_rfc3339(s.created_at)},
+                       {"lastSeen", format_rfc3339(s.last_seen)},
+                       {"idleExpiresAt", format_rfc3339(s.idle_expires_at)},
+                       {"rememberMe", s.remember_me}});
   }
   return json_ok(json{{"sessions", out}}.dump());
 }
@@ -586,10 +572,8 @@ Response IdentityApi::csrf_token(const Request& req) {
     auto st =
         projections::refresh_token_status(x.store(), d_.lookup.token("refresh", *refresh), x.now);
     if (st && st.value().state == projections::RefreshTokenStatus::State::current) {
-      auto stored = x.store().get(projections::kSessionsCf, st.value().session_id);
-      if (stored && stored.value() && projections::is_session_active(*stored.value(), x.now)) {
-        session = st.value().session_id;
-      }
+      auto row = projections::session_row(x.store(), st.value().session_id);
+      if (row && row.value() && row.value()->active_at(x.now)) session = st.value().session_id;
     }
   }
   if (session.empty()) return std::move(std::get<Response>(who));

@@ -95,24 +95,22 @@ inline Response command_failed(const std::error_code& ec, const PartitionOwnersh
   return retry_later(503, "unavailable", "the ledger could not record this; retry shortly", 1);
 }
 
-inline std::optional<json> stored_json(const projections::ProjectionStore& store,
-                                       std::string_view cf, std::string_view key) {
-  auto v = store.get(cf, key);
-  if (!v || !v.value()) return std::nullopt;
-  auto j = json::parse(*v.value(), nullptr, false);
-  if (!j.is_object()) return std::nullopt;
-  return j;
+// The account `user`, nullopt when there is none or its row cannot be read (answered as an
+// unknown account). Commands that must tell the two apart call projections::user_row.
+inline std::optional<projections::UserRow> account_of(const projections::ProjectionStore& store,
+                                                      std::string_view user) {
+  auto row = projections::user_row(store, user);
+  if (!row) return std::nullopt;
+  return std::move(row).value();
 }
 
-// A lockout in force at `now`: its end, INT64_MAX when only an admin lifts it.
-inline std::optional<std::int64_t> lock_in_force(const projections::ProjectionStore& store,
-                                                 std::string_view user, std::int64_t now) {
-  auto v = store.get(projections::kLockoutsCf, user);
-  if (!v || !v.value()) return std::nullopt;
-  if (!projections::is_locked(*v.value(), now)) return std::nullopt;
-  const auto j = json::parse(*v.value(), nullptr, false);
-  if (!j.is_object() || j.value("needs_admin_unlock", false)) return INT64_MAX;
-  return parse_rfc3339(j.value("locked_until", "")).value_or(INT64_MAX);
+// The end of the lockout in force at `now` (INT64_MAX when only an admin lifts it), or nullopt;
+// a lockout that cannot be read is in force (fails closed).
+inline std::optional<std::int64_t> locked_until(const projections::ProjectionStore& store,
+                                                std::string_view subject, std::int64_t now) {
+  auto lock = projections::lock_in_force(store, subject, now);
+  if (!lock) return INT64_MAX;
+  return lock.value();
 }
 
 inline std::string policy_level(const projections::ProjectionStore& store) {
@@ -190,17 +188,11 @@ class RequestContext {
     return boost::outcome_v2::success();
   }
 
-  // The sealed value of a users-projection field pair ("password_hash_sealed" with
-  // "password_event_id", "email_sealed" with "email_event_id").
-  Result<std::string> open_user_field(const std::string& user, const json& record,
-                                      const char* sealed_key, const char* event_key,
-                                      std::string_view field) {
-    ledger::Bytes sealed, event_id;
-    if (!ledger::crypto::base64_decode(record.value(sealed_key, ""), sealed) || sealed.empty() ||
-        !ledger::from_hex(record.value(event_key, ""), event_id)) {
-      return ledger::Errc::corruption;
-    }
-    SECHEX_TRY(auto plain, deps.keys.open_field(user, event_id, field, sealed));
+  // The plaintext of a value sealed in `user`'s row (field "email" or "password_hash").
+  Result<std::string> open_sealed(const std::string& user, const projections::SealedValue& value,
+                                  std::string_view field) {
+    if (value.empty()) return ledger::Errc::corruption;
+    SECHEX_TRY(auto plain, deps.keys.open_field(user, value.event_id, field, value.sealed));
     return std::string(plain.begin(), plain.end());
   }
 
@@ -214,11 +206,7 @@ class RequestContext {
   // Issues the access token of a session; the refresh token is the caller's.
   Result<jose::IssuedToken> access_token(const std::string& user, const std::string& session) {
     jose::TokenSubject s{user, session, {}};
-    if (auto rec = stored_json(store(), projections::kUsersCf, user)) {
-      for (const auto& r : rec->value("roles", json::array())) {
-        if (r.is_string()) s.roles.push_back(r.get<std::string>());
-      }
-    }
+    if (auto rec = account_of(store(), user)) s.roles = rec->roles;
     return deps.issuer.issue(
         s, std::chrono::seconds(config.limits.access_token_micros / identity::kSecondMicros));
   }
@@ -308,7 +296,7 @@ void mail_secret(RequestContext& x, const std::string& user, const SecretMail& m
                  Eligible&& eligible, Issue&& issue) {
   bool queued = false;
   auto ran = x.run(x.partition_of(user), [&]() -> Result<Events> {
-    const auto rec = stored_json(x.store(), projections::kUsersCf, user);
+    SECHEX_TRY(const auto rec, projections::user_row(x.store(), user));
     if (!rec || !eligible(*rec)) return Events{};
     SECHEX_TRY(auto sent,
                projections::rate_count(x.store(), m.cap_scope, user, x.now, m.cap_window_micros));
@@ -316,7 +304,7 @@ void mail_secret(RequestContext& x, const std::string& user, const SecretMail& m
     Events out;
     SECHEX_TRY(auto issued, x.event(user, m.actor, issue));
     out.push_back(std::move(issued));
-    SECHEX_TRY(auto to, x.open_user_field(user, *rec, "email_sealed", "email_event_id", "email"));
+    SECHEX_TRY(auto to, x.open_sealed(user, rec->email, "email"));
     SECHEX_TRYV(x.queue_mail(out, user, m.kind, to, m.secret));
     queued = true;
     return out;
@@ -337,11 +325,16 @@ struct AddressSubject {
   std::optional<std::string> user;
   std::string id;
 };
-inline AddressSubject address_subject(RequestContext& x, std::string_view email) {
+// The form of an address its keyed hash is taken of: normalised when valid, as given when not.
+inline std::string normalised_address(std::string_view email) {
   auto checked = identity::check_email(email, identity::DisposableDomains());
+  return checked ? checked.value().address : std::string(email);
+}
+
+inline AddressSubject address_subject(RequestContext& x, std::string_view email) {
   AddressSubject s;
-  s.email_hash = x.deps.lookup.email(checked ? checked.value().address : std::string(email));
-  if (auto id = x.store().get(projections::kUsersByEmailCf, s.email_hash); id && id.value()) {
+  s.email_hash = x.deps.lookup.email(normalised_address(email));
+  if (auto id = projections::user_by_email(x.store(), s.email_hash); id && id.value()) {
     s.user = *id.value();
   }
   s.id =
@@ -360,8 +353,12 @@ inline AddressSubject address_subject(RequestContext& x, std::string_view email)
 // request waits up to a second for a place (the handler runs on the blocking pool; this keeps
 // the backpressure a client saw when the work was done inline), then answers 503 `overloaded`,
 // whatever the address.
+//
+// `key` orders the work: work of one key runs in the order its requests came (one address,
+// or one user), so a client's newest code or link is the one its newest mail carries.
 template <typename Work>
-Response accept_then(RequestContext& x, std::optional<ledger::Partition> p, Work&& work) {
+Response accept_then(RequestContext& x, std::optional<ledger::Partition> p, std::string key,
+                     Work&& work) {
   const auto& ownership = x.deps.commands.ownership();
   if (p && !ownership.owns(*p)) return command_failed(OwnershipErrc::not_owner, ownership, *p);
   auto ticket = x.deps.deferred.reserve(std::chrono::seconds(1));
@@ -369,9 +366,9 @@ Response accept_then(RequestContext& x, std::optional<ledger::Partition> p, Work
   auto r = json_ok(json{{"status", "accepted"}}.dump(), 202);
   r.after_write = [ticket = std::make_shared<WorkQueue::Ticket>(std::move(*ticket)), &deps = x.deps,
                    &config = x.config, copy = std::make_shared<const Request>(x.req), now = x.now,
-                   work = std::forward<Work>(work)]() mutable {
+                   key = std::move(key), work = std::forward<Work>(work)]() mutable {
     const bool queued =
-        ticket->submit([&deps, &config, copy, now, work = std::move(work)]() mutable {
+        ticket->submit(key, [&deps, &config, copy, now, work = std::move(work)]() mutable {
           RequestContext later(deps, config, *copy, now);
           work(later);
         });
@@ -387,15 +384,17 @@ Response accept_then(RequestContext& x, std::optional<ledger::Partition> p, Work
 // and 421: a RocksDB hit against a miss, microseconds apart (README "Known limits").
 template <typename Work>
 Response accept_for_address(RequestContext& x, std::string email, Work&& work) {
+  // The key: the address's keyed hash, as cheap for an unknown address as for a known one.
+  auto key = x.deps.lookup.email(normalised_address(email));
   if (x.deps.commands.ownership().owns_all()) {
     return accept_then(
-        x, std::nullopt,
+        x, std::nullopt, std::move(key),
         [email = std::move(email), work = std::forward<Work>(work)](RequestContext& later) mutable {
           work(later, address_subject(later, email).user);
         });
   }
   auto subject = address_subject(x, email);
-  return accept_then(x, x.partition_of(subject.id),
+  return accept_then(x, x.partition_of(subject.id), std::move(key),
                      [user = std::move(subject.user), work = std::forward<Work>(work)](
                          RequestContext& later) mutable { work(later, user); });
 }
@@ -446,15 +445,30 @@ inline std::optional<Response> refuse_weak_password(const projections::Projectio
 }
 
 // The caller's profile as GET /v1/me and the GDPR export show it.
-inline json profile_json(RequestContext& x, const std::string& user, const json& record) {
-  auto address = x.open_user_field(user, record, "email_sealed", "email_event_id", "email");
+inline json profile_json(RequestContext& x, const std::string& user,
+                         const projections::UserRow& record) {
+  auto address = x.open_sealed(user, record.email, "email");
   return json{{"userId", user},
               {"email", address ? json(address.value()) : json(nullptr)},
-              {"emailVerified", record.value("email_verified", false)},
-              {"status", record.value("status", "")},
-              {"roles", record.value("roles", json::array())},
-              {"registeredAt", record.value("registered_at", "")},
-              {"consent", {{"version", record.value("consent_version", "")}}}};
+              {"emailVerified", record.email_verified},
+              {"status", record.status},
+              {"roles", record.roles},
+              {"registeredAt", record.registered_at},
+              {"consent", {{"version", record.consent_version}}}};
+}
+
+// A session as the GDPR export shows it (the row's own names; times in micros).
+inline json session_json(const projections::SessionRow& s) {
+  return json{{"user", s.user},
+              {"family", s.family},
+              {"created_at", s.created_at},
+              {"last_seen", s.last_seen},
+              {"idle_expires_at", s.idle_expires_at},
+              {"absolute_expires_at", s.absolute_expires_at},
+              {"remember_me", s.remember_me},
+              {"state", s.state},
+              {"ended_at", s.ended_at},
+              {"end_reason", s.end_reason}};
 }
 
 }  // namespace sechex::api::identity_support

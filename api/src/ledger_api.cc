@@ -116,13 +116,9 @@ json api_entry(json rendered) {
 }
 
 struct AuditFilter {
-  std::optional<std::string> user;
+  projections::AuditScan scan;  // which subject, from when, after which cursor
   std::optional<std::string> type;
-  std::int64_t from = INT64_MIN;
   std::int64_t to = INT64_MAX;
-  std::string cf;      // index column family
-  std::string prefix;  // key prefix within it
-  std::string start;   // first key to examine
 };
 
 // Builds the filter from the query, or the 400 to answer.
@@ -133,7 +129,7 @@ std::variant<AuditFilter, Response> audit_filter(const Request& req, std::size_t
   for (const auto& [k, v] : *q) {
     if (k == "userId") {
       if (v.empty() || v.size() > kMaxSubject) return invalid_parameter(k, "bad userId");
-      f.user = v;
+      f.scan.subject = v;
     } else if (k == "type") {
       const auto& names = schemas::event_type_names();
       if (std::find(names.begin(), names.end(), v) == names.end()) {
@@ -143,7 +139,7 @@ std::variant<AuditFilter, Response> audit_filter(const Request& req, std::size_t
     } else if (k == "from" || k == "to") {
       const auto t = parse_rfc3339(v);
       if (!t) return invalid_parameter(k, "expected an RFC 3339 time");
-      (k == "from" ? f.from : f.to) = *t;
+      (k == "from" ? f.scan.from_micros : f.to) = *t;
     } else if (k == "limit" && limit != nullptr) {
       std::size_t n = 0;
       const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
@@ -156,24 +152,14 @@ std::variant<AuditFilter, Response> audit_filter(const Request& req, std::size_t
       if (!jose::base64url_decode(v, raw) || raw.empty()) {
         return invalid_parameter(k, "invalid cursor");
       }
-      f.start.assign(raw.begin(), raw.end());
-      f.start.push_back('\0');  // resume after the last key examined
+      f.scan.after.assign(raw.begin(), raw.end());  // resume after the last entry examined
     } else if (k == "format" && limit == nullptr) {
       continue;  // the export's own parameter
     } else {
       return invalid_parameter(k, "unknown parameter");
     }
   }
-  if (f.from >= f.to) return invalid_parameter("from", "from must be before to");
-  if (f.user) {
-    f.cf = projections::kAuditBySubjectCf;
-    f.prefix = projections::audit_subject_prefix(*f.user);
-  } else {
-    f.cf = projections::kAuditByTimeCf;
-  }
-  const auto from_key =
-      f.from == INT64_MIN ? f.prefix : f.prefix + projections::audit_time_key(f.from);
-  if (f.start < from_key) f.start = from_key;
+  if (f.scan.from_micros >= f.to) return invalid_parameter("from", "from must be before to");
   return f;
 }
 
@@ -182,37 +168,29 @@ struct AuditPage {
   std::optional<std::string> last_key;  // set when more may follow
 };
 
-// Examines up to `budget` index entries from f.start, returning at most `limit` matches. The
-// index is walked in place: a page costs what it returns plus what the type filter skips.
+// Examines up to `budget` index entries of f.scan, returning at most `limit` matches. The index
+// is walked in place: a page costs what it returns plus what the type filter skips.
 Result<AuditPage> audit_page(const projections::ProjectionStore& store, const ledger::Log& log,
                              ledger::KeyStore& keys, const AuditFilter& f, std::size_t limit,
                              std::size_t budget) {
   AuditPage page;
-  std::vector<std::pair<std::string, ledger::Position>> matches;
+  std::vector<ledger::Position> matches;
   std::size_t examined = 0;
-  bool more = false, corrupt = false;
+  bool more = false;
   SECHEX_TRYV(
-      store.for_each(f.cf, f.prefix, f.start, [&](std::string_view key, std::string_view value) {
+      projections::for_each_audit_entry(store, f.scan, [&](const projections::AuditEntry& entry) {
         if (examined == budget || matches.size() == limit) {
           more = true;  // an entry exists beyond what this page looked at
           return false;
         }
-        const auto k = f.user ? projections::decode_audit_subject_key(key)
-                              : projections::decode_audit_time_key(key);
-        if (!k) {
-          corrupt = true;
-          return false;
-        }
-        if (k->time_micros >= f.to) return false;  // time-ordered: nothing further matches
+        if (entry.time_micros >= f.to) return false;  // time-ordered: nothing further matches
         ++examined;
-        page.last_key = std::string(key);
-        const std::string_view type = value.substr(0, value.find('\0'));
-        if (!f.type || type == *f.type) matches.emplace_back(std::string(key), k->position);
+        page.last_key = std::string(entry.cursor);
+        if (!f.type || entry.type == *f.type) matches.push_back(entry.position);
         return true;
       }));
-  if (corrupt) return ledger::Errc::corruption;
   if (!more) page.last_key.reset();
-  for (const auto& [key, position] : matches) {
+  for (const auto& position : matches) {
     auto record = read_one(log, position);
     if (!record) {
       if (record.error() == ledger::Errc::not_found) continue;  // dropped by retention
@@ -546,7 +524,7 @@ Response LedgerApi::audit_export(const Request& req) {
         }
       }
       if (page.last_key) {
-        st->filter.start = *page.last_key + std::string(1, '\0');
+        st->filter.scan.after = *page.last_key;
       } else {
         st->done = true;
         if (!st->csv) out += "\n]\n";

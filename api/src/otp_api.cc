@@ -23,9 +23,9 @@ schema::OtpPurpose purpose_of(std::string_view purpose) {
   return purpose == kPurposeReauth ? schema::OtpPurpose::Reauth : schema::OtpPurpose::Login;
 }
 
-// The subject of an address: its account, or "anon:" + hex(email hash) when none has it.
-bool usable_account(const std::optional<json>& rec) {
-  return rec && rec->value("status", "") == "active" && rec->value("email_verified", false);
+// An account that may sign in by code: active and verified.
+bool usable_account(const std::optional<projections::UserRow>& rec) {
+  return rec && rec->active() && rec->email_verified;
 }
 
 // Inside a command on `subject`'s partition: reads the OTP state, decides (decide_otp) and
@@ -46,11 +46,11 @@ Result<identity::OtpDecision> check_code(RequestContext& x, const AddressSubject
   SECHEX_TRY(s.failures,
              projections::rate_count(store, projections::kScopeOtpFailureUser, subject.id, x.now,
                                      limits.otp_failure_window_micros));
-  std::optional<json> rec;
+  std::optional<projections::UserRow> rec;
   // An unknown address's lock is recorded under its anon subject, like an account's.
-  s.locked_until = lock_in_force(store, subject.id, x.now);
+  s.locked_until = locked_until(store, subject.id, x.now);
   if (subject.user) {
-    rec = stored_json(store, projections::kUsersCf, *subject.user);
+    rec = account_of(store, *subject.user);
     if (usable_account(rec)) {
       SECHEX_TRY(auto stored, projections::otp_code(store, *subject.user, purpose));
       if (stored) {
@@ -88,8 +88,7 @@ Result<identity::OtpDecision> check_code(RequestContext& x, const AddressSubject
     }));
     out.push_back(std::move(locked));
     if (subject.user && rec) {
-      SECHEX_TRY(auto to,
-                 x.open_user_field(*subject.user, *rec, "email_sealed", "email_event_id", "email"));
+      SECHEX_TRY(auto to, x.open_sealed(*subject.user, rec->email, "email"));
       SECHEX_TRYV(x.queue_mail(out, *subject.user, kMailOtpLockout, to, ""));
     }
   }
@@ -164,7 +163,7 @@ Response OtpApi::request_code(const Request& req) {
         later, *user,
         {kMailOtpCode, code.value(), "system", projections::kScopeOtpRequestUser,
          otp_.otp_request_window_micros, otp_.otp_requests_per_user},
-        [](const json& rec) { return usable_account(rec); },
+        [](const projections::UserRow& rec) { return usable_account(rec); },
         [&](ledger::EventBuilder& b) {
           auto& f = b.fbb();
           return b.finish(schema::CreateOtpIssued(
@@ -179,7 +178,7 @@ Response OtpApi::request_code(const Request& req) {
     auto who = d_.auth.authenticate(req, Access::user);
     if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
     const auto user = std::get<Principal>(who).subject;
-    return accept_then(x, x.partition_of(user), [user, mail_code](RequestContext& later) {
+    return accept_then(x, x.partition_of(user), user, [user, mail_code](RequestContext& later) {
       mail_code(later, user, kPurposeReauth);
     });
   }
@@ -261,18 +260,17 @@ Response OtpApi::reauth(const Request& req) {
   if (!d_.commands.ownership().owns(p)) {
     return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
   }
-  const auto record = stored_json(x.store(), projections::kUsersCf, user);
+  const auto record = account_of(x.store(), user);
   if (!record) return json_error(401, "invalid_token", "no account for this token");
-  auto address = x.open_user_field(user, *record, "email_sealed", "email_event_id", "email");
+  auto address = x.open_sealed(user, record->email, "email");
   if (!address) return retry_later(503, "unavailable", "cannot read the account", 1);
   const AddressSubject subject{d_.lookup.email(address.value()), user, user};
 
   // The password check, before the partition is taken (like login).
   bool password_ok = false;
-  std::string verified_event;
+  ledger::Bytes verified_event;
   if (password) {
-    auto phc = x.open_user_field(user, *record, "password_hash_sealed", "password_event_id",
-                                 "password_hash");
+    auto phc = x.open_sealed(user, record->password_hash, "password_hash");
     if (!phc) return retry_later(503, "unavailable", "cannot read the account", 1);
     auto ok = d_.hasher.verify(phc.value(), *password);
     if (!ok && ok.error() == PasswordErrc::malformed_hash) {
@@ -282,7 +280,7 @@ Response OtpApi::reauth(const Request& req) {
       return command_failed(ok.error(), d_.commands.ownership(), p);
     }
     password_ok = ok && ok.value();
-    verified_event = record->value("password_event_id", "");
+    verified_event = record->password_hash.event_id;
   }
 
   auto token = identity::random_token(32);
@@ -300,18 +298,18 @@ Response OtpApi::reauth(const Request& req) {
       SECHEX_TRY(auto verified, otp_verified(x, user, kPurposeReauth));
       out.push_back(std::move(verified));
     } else {
-      const auto rec = stored_json(store, projections::kUsersCf, user);
-      if (!rec || rec->value("password_event_id", "") != verified_event) {
+      const auto rec = account_of(store, user);
+      if (!rec || rec->password_hash.event_id != verified_event) {
         stale = true;
         return out;
       }
       // The login rules without the per-IP attempt limit: the caller holds a session.
       identity::LoginState s;
       identity::LoginAccount a;
-      a.status = rec->value("status", "");
-      a.email_verified = rec->value("email_verified", false);
+      a.status = rec->status;
+      a.email_verified = rec->email_verified;
       SECHEX_TRY(a.consecutive_failures, projections::login_failures(store, user, x.now));
-      a.locked_until = lock_in_force(store, user, x.now);
+      a.locked_until = locked_until(store, user, x.now);
       s.account = a;
       s.password_ok = password_ok;
       login_decision = identity::decide_login(s, config_.limits, x.now);
@@ -382,11 +380,11 @@ Response OtpApi::unlock_user(const Request& req) {
   const auto it = req.params.find("id");
   const auto user = it == req.params.end() ? std::string() : it->second;
   const auto not_found = [] { return json_error(404, "not_found", "no such user"); };
-  if (user.empty() || !stored_json(x.store(), projections::kUsersCf, user)) return not_found();
+  if (user.empty() || !account_of(x.store(), user)) return not_found();
   const auto p = x.partition_of(user);
   bool exists = true;
   auto ran = x.run(p, [&]() -> Result<Events> {
-    exists = stored_json(x.store(), projections::kUsersCf, user).has_value();
+    exists = account_of(x.store(), user).has_value();
     if (!exists) return Events{};
     SECHEX_TRY(auto unlocked, x.event(user, "admin:" + admin.subject, [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();

@@ -26,8 +26,8 @@ std::variant<Principal, Response> verified_caller(const IdentityDeps& d,
   auto who = d.auth.authenticate(req);
   if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
   auto& caller = std::get<Principal>(who);
-  const auto record = stored_json(store, projections::kUsersCf, caller.subject);
-  if (!record || !record->value("email_verified", false)) return not_verified();
+  const auto record = account_of(store, caller.subject);
+  if (!record || !record->email_verified) return not_verified();
   return std::move(caller);
 }
 

@@ -85,12 +85,8 @@ bool SessionActivity::record(const Seen& s) {
   if (!commands_.ownership().owns(p)) return false;  // its owner records its own traffic
   bool appended = false;
   auto ran = commands_.run(p, [&]() -> Result<std::vector<ledger::Bytes>> {
-    SECHEX_TRY(auto stored, commands_.projections().get(projections::kSessionsCf, s.session));
-    if (!stored || !projections::is_session_active(*stored, s.at)) {
-      return std::vector<ledger::Bytes>{};
-    }
-    const auto session = nlohmann::json::parse(*stored, nullptr, false);
-    if (!session.is_object() || session.value("user", "") != s.user) {
+    SECHEX_TRY(const auto session, projections::session_row(commands_.projections(), s.session));
+    if (!session || !session->active_at(s.at) || session->user != s.user) {
       return std::vector<ledger::Bytes>{};
     }
     ledger::EventBuilder b(&keys_, {.subject = s.user,
@@ -100,10 +96,9 @@ bool SessionActivity::record(const Seen& s) {
                                     .ip = std::nullopt,
                                     .user_agent = std::nullopt});
     auto& f = b.fbb();
-    SECHEX_TRY(auto event,
-               b.finish(schema::CreateSessionSeen(
-                   f, f.CreateString(s.session),
-                   identity::idle_expiry(session.value("remember_me", false), limits_, s.at))));
+    SECHEX_TRY(auto event, b.finish(schema::CreateSessionSeen(
+                               f, f.CreateString(s.session),
+                               identity::idle_expiry(session->remember_me, limits_, s.at))));
     appended = true;
     return std::vector<ledger::Bytes>{std::move(event)};
   });

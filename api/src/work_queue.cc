@@ -1,20 +1,32 @@
 #include "api/work_queue.h"
 
+#include <algorithm>
+
 namespace sechex::api {
 
-WorkQueue::WorkQueue(std::size_t max_queued, unsigned threads) : max_queued_(max_queued) {
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+WorkQueue::WorkQueue(std::size_t max_queued, unsigned threads)
+    : max_queued_(max_queued), lanes_(std::max(1u, threads)) {
+  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this, i] { run(i); });
 }
 
 WorkQueue::~WorkQueue() { stop(); }
 
-bool WorkQueue::submit(std::function<void()> job) {
+std::size_t WorkQueue::lane_of(std::string_view key) const {
+  return std::hash<std::string_view>{}(key) % lanes_.size();
+}
+
+void WorkQueue::push(std::string_view key, std::function<void()> job) {
+  lanes_[lane_of(key)].push_back(std::move(job));
+  ++queued_;
+}
+
+bool WorkQueue::submit(std::string_view key, std::function<void()> job) {
   {
     std::lock_guard lock(mu_);
     if (stopping_ || full()) return false;
-    queue_.push_back(std::move(job));
+    push(key, std::move(job));
   }
-  cv_.notify_one();
+  cv_.notify_all();  // the lane's own thread must wake, whichever it is
   return true;
 }
 
@@ -35,7 +47,7 @@ WorkQueue::Ticket::~Ticket() {
   queue_->space_.notify_one();
 }
 
-bool WorkQueue::Ticket::submit(std::function<void()> job) {
+bool WorkQueue::Ticket::submit(std::string_view key, std::function<void()> job) {
   if (queue_ == nullptr) return false;
   auto* q = std::exchange(queue_, nullptr);
   {
@@ -45,9 +57,9 @@ bool WorkQueue::Ticket::submit(std::function<void()> job) {
       q->space_.notify_one();
       return false;
     }
-    q->queue_.push_back(std::move(job));
+    q->push(key, std::move(job));
   }
-  q->cv_.notify_one();
+  q->cv_.notify_all();
   return true;
 }
 
@@ -66,7 +78,9 @@ void WorkQueue::stop() {
 std::size_t WorkQueue::drain() {
   std::unique_lock lock(mu_);
   std::size_t n = 0;
-  while (run_one(lock)) ++n;
+  for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
+    while (run_one(lane, lock)) ++n;
+  }
   return n;
 }
 
@@ -75,10 +89,12 @@ std::uint64_t WorkQueue::failed_jobs() const {
   return failed_;
 }
 
-bool WorkQueue::run_one(std::unique_lock<std::mutex>& lock) {
-  if (queue_.empty()) return false;
-  auto job = std::move(queue_.front());
-  queue_.pop_front();
+bool WorkQueue::run_one(std::size_t lane, std::unique_lock<std::mutex>& lock) {
+  auto& jobs = lanes_[lane];
+  if (jobs.empty()) return false;
+  auto job = std::move(jobs.front());
+  jobs.pop_front();
+  --queued_;
   lock.unlock();
   space_.notify_one();
   bool ok = true;
@@ -93,12 +109,12 @@ bool WorkQueue::run_one(std::unique_lock<std::mutex>& lock) {
   return true;
 }
 
-void WorkQueue::run() {
+void WorkQueue::run(std::size_t lane) {
   std::unique_lock lock(mu_);
   for (;;) {
-    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, and nothing left
-    run_one(lock);
+    cv_.wait(lock, [this, lane] { return stopping_ || !lanes_[lane].empty(); });
+    if (lanes_[lane].empty()) return;  // stopping, and nothing left
+    run_one(lane, lock);
   }
 }
 

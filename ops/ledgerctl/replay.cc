@@ -50,18 +50,16 @@ Result<std::uint64_t> replay_partition(const ledger::Log& log, proj::ProjectionS
   }
 }
 
-json session_json(const std::string& id, const std::string& stored) {
-  auto s = json::parse(stored, nullptr, false);
-  if (!s.is_object()) s = json::object();  // only active sessions get here: parsed once already
+json session_json(const std::string& id, const proj::SessionRow& s) {
   json out{{"session_id", id},
-           {"user", s.value("user", "")},
-           {"family", s.value("family", "")},
-           {"created_at", format_rfc3339(s.value("created_at", std::int64_t{0}))},
-           {"last_seen", format_rfc3339(s.value("last_seen", std::int64_t{0}))},
-           {"idle_expires_at", format_rfc3339(s.value("idle_expires_at", std::int64_t{0}))},
-           {"remember_me", s.value("remember_me", false)}};
-  const auto absolute = s.value("absolute_expires_at", std::int64_t{0});
-  out["absolute_expires_at"] = absolute > 0 ? json(format_rfc3339(absolute)) : json(nullptr);
+           {"user", s.user},
+           {"family", s.family},
+           {"created_at", format_rfc3339(s.created_at)},
+           {"last_seen", format_rfc3339(s.last_seen)},
+           {"idle_expires_at", format_rfc3339(s.idle_expires_at)},
+           {"remember_me", s.remember_me}};
+  out["absolute_expires_at"] =
+      s.absolute_expires_at > 0 ? json(format_rfc3339(s.absolute_expires_at)) : json(nullptr);
   return out;
 }
 
@@ -86,14 +84,11 @@ Result<nlohmann::json> replay_at(const ledger::Log& log, const ReplayOptions& op
       {"records_applied", applied}, {"sessions", json::array()},
       {"locked", json::array()},    {"roles", json::array()}};
 
-  std::vector<std::pair<std::string, std::string>> sessions;
+  std::vector<std::pair<std::string, proj::SessionRow>> sessions;
   if (opts.subject) {
     SECHEX_TRY(sessions, proj::active_sessions(*store, *opts.subject, at));
   } else {
-    SECHEX_TRY(auto all, store->scan(proj::kSessionsCf, ""));
-    for (auto& row : all) {
-      if (proj::is_session_active(row.second, at)) sessions.push_back(std::move(row));
-    }
+    SECHEX_TRY(sessions, proj::all_active_sessions(*store, at));
   }
   for (const auto& [id, value] : sessions) out["sessions"].push_back(session_json(id, value));
 

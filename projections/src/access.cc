@@ -6,6 +6,7 @@
 #include "ledger/time_format.h"
 #include "ledger/utf8.h"
 #include "projections/identity.h"
+#include "projections/store.h"
 
 namespace sechex::projections {
 namespace {
@@ -47,6 +48,30 @@ bool lockout_expired(std::string_view lockout_json, std::int64_t now_micros) {
   }
   const auto until = parse_rfc3339(j.value("locked_until", ""));
   return until && now_micros >= *until;
+}
+
+Result<std::optional<std::int64_t>> lock_in_force(const ProjectionStore& store,
+                                                  std::string_view subject,
+                                                  std::int64_t now_micros) {
+  SECHEX_TRY(auto stored, store.get(kLockoutsCf, subject));
+  if (!stored || !is_locked(*stored, now_micros)) return std::optional<std::int64_t>{};
+  const auto j = nlohmann::json::parse(*stored, nullptr, false);
+  if (!j.is_object() || j.value("needs_admin_unlock", false)) {
+    return std::optional<std::int64_t>(INT64_MAX);
+  }
+  return std::optional<std::int64_t>(parse_rfc3339(j.value("locked_until", "")).value_or(INT64_MAX));
+}
+
+Result<bool> session_revoked(const ProjectionStore& store, std::string_view id) {
+  SECHEX_TRY(auto stored, store.get(kRevokedSessionsCf, id));
+  return stored.has_value();
+}
+
+Result<std::optional<std::int64_t>> revocation_cutoff(const ProjectionStore& store,
+                                                      std::string_view user) {
+  SECHEX_TRY(auto stored, store.get(kRevocationCutoffsCf, user));
+  if (!stored) return std::optional<std::int64_t>{};
+  return std::optional<std::int64_t>(decode_cutoff(*stored));
 }
 
 bool AccessProjection::expired(std::string_view cf, std::string_view, std::string_view value,

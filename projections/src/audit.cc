@@ -1,5 +1,9 @@
 #include "projections/audit.h"
 
+#include <algorithm>
+
+#include "projections/store.h"
+
 namespace sechex::projections {
 namespace {
 
@@ -55,6 +59,26 @@ std::optional<AuditKey> decode_audit_time_key(std::string_view key) {
   k.position = {ledger::Partition{static_cast<std::uint32_t>(get_be(key.substr(8), 4))},
                 ledger::Seq{get_be(key.substr(12), 8)}};
   return k;
+}
+
+Result<void> for_each_audit_entry(const ProjectionStore& store, const AuditScan& scan,
+                                  const std::function<bool(const AuditEntry&)>& visit) {
+  const auto* cf = scan.subject ? kAuditBySubjectCf : kAuditByTimeCf;
+  const auto prefix = scan.subject ? audit_subject_prefix(*scan.subject) : std::string();
+  auto start =
+      scan.from_micros == INT64_MIN ? prefix : prefix + audit_time_key(scan.from_micros);
+  if (!scan.after.empty()) start = std::max(start, scan.after + std::string(1, '\0'));
+  bool corrupt = false;
+  SECHEX_TRYV(store.for_each(cf, prefix, start, [&](std::string_view key, std::string_view value) {
+    const auto k = scan.subject ? decode_audit_subject_key(key) : decode_audit_time_key(key);
+    if (!k) {
+      corrupt = true;
+      return false;
+    }
+    return visit(AuditEntry{key, k->time_micros, k->position, value.substr(0, value.find('\0'))});
+  }));
+  if (corrupt) return ledger::Errc::corruption;
+  return boost::outcome_v2::success();
 }
 
 Result<void> AuditProjection::apply(const schema::Envelope& env, const ledger::Position& pos,

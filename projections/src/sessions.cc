@@ -263,16 +263,61 @@ Result<void> SessionsProjection::apply(const schema::Envelope& env, const ledger
   return boost::outcome_v2::success();
 }
 
-Result<std::vector<std::pair<std::string, std::string>>> active_sessions(
+std::int64_t SessionRow::ends_at() const {
+  return absolute_expires_at > 0 ? std::min(idle_expires_at, absolute_expires_at)
+                                 : idle_expires_at;
+}
+
+bool SessionRow::active_at(std::int64_t now_micros) const {
+  return state == "active" && now_micros < ends_at();
+}
+
+Result<std::optional<SessionRow>> session_row(const ProjectionStore& store, std::string_view id) {
+  SECHEX_TRY(auto stored, store.get(kSessionsCf, id));
+  if (!stored) return std::optional<SessionRow>{};
+  const auto s = json::parse(*stored, nullptr, false);
+  if (!s.is_object()) return ledger::Errc::corruption;
+  SessionRow row;
+  try {
+    row.user = s.value("user", "");
+    row.family = s.value("family", "");
+    row.created_at = s.value("created_at", std::int64_t{0});
+    row.last_seen = s.value("last_seen", std::int64_t{0});
+    row.idle_expires_at = s.value("idle_expires_at", std::int64_t{0});
+    row.absolute_expires_at = s.value("absolute_expires_at", std::int64_t{0});
+    row.remember_me = s.value("remember_me", false);
+    row.state = s.value("state", "");
+    row.ended_at = s.value("ended_at", std::int64_t{0});
+    row.end_reason = s.value("end_reason", "");
+  } catch (const json::exception&) {
+    return ledger::Errc::corruption;  // a field of the wrong type
+  }
+  return std::optional<SessionRow>(std::move(row));
+}
+
+Result<std::vector<std::pair<std::string, SessionRow>>> active_sessions(
     const ProjectionStore& store, std::string_view user, std::int64_t now_micros) {
   const auto prefix = sessions_user_prefix(user);
   SECHEX_TRY(auto rows, store.scan(kSessionsByUserCf, prefix));
-  std::vector<std::pair<std::string, std::string>> out;
+  std::vector<std::pair<std::string, SessionRow>> out;
   for (const auto& [key, value] : rows) {
     if (value.size() != 8 || now_micros >= codec::get_be64(value)) continue;
     auto id = key.substr(prefix.size());
-    SECHEX_TRY(auto s, store.get(kSessionsCf, id));
-    if (s && is_session_active(*s, now_micros)) out.emplace_back(std::move(id), std::move(*s));
+    SECHEX_TRY(auto row, session_row(store, id));
+    if (row && row->active_at(now_micros)) out.emplace_back(std::move(id), std::move(*row));
+  }
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, SessionRow>>> all_active_sessions(
+    const ProjectionStore& store, std::int64_t now_micros) {
+  SECHEX_TRY(auto all, store.scan(kSessionsCf, ""));
+  std::vector<std::pair<std::string, SessionRow>> out;
+  for (auto& [id, unused] : all) {
+    auto row = session_row(store, id);
+    if (row && row.value() && row.value()->active_at(now_micros)) {
+      out.emplace_back(std::move(id), std::move(*row.value()));
+    }
   }
   return out;
 }

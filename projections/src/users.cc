@@ -5,6 +5,7 @@
 #include "ledger/crypto.h"
 #include "ledger/time_format.h"
 #include "ledger/utf8.h"
+#include "projections/store.h"
 
 namespace sechex::projections {
 namespace {
@@ -16,7 +17,43 @@ std::string b64_of(const flatbuffers::Vector<std::uint8_t>* v) {
   return v == nullptr ? "" : ledger::crypto::base64_encode(ledger::ByteView(v->data(), v->size()));
 }
 
+bool decode_sealed(const nlohmann::json& row, const char* sealed_key, const char* event_key,
+                   SealedValue& out) {
+  const auto sealed = row.value(sealed_key, "");
+  const auto event = row.value(event_key, "");
+  if (sealed.empty()) return true;  // none, or erased
+  return ledger::crypto::base64_decode(sealed, out.sealed) && ledger::from_hex(event, out.event_id);
+}
+
 }  // namespace
+
+Result<std::optional<UserRow>> user_row(const ProjectionStore& store, std::string_view user) {
+  SECHEX_TRY(auto stored, store.get(kUsersCf, user));
+  if (!stored) return std::optional<UserRow>{};
+  const auto j = nlohmann::json::parse(*stored, nullptr, false);
+  if (!j.is_object()) return ledger::Errc::corruption;
+  UserRow row;
+  try {
+    row.id = j.value("id", std::string(user));
+    row.status = j.value("status", "");
+    row.email_verified = j.value("email_verified", false);
+    row.registered_at = j.value("registered_at", "");
+    row.consent_version = j.value("consent_version", "");
+    row.roles = j.value("roles", std::vector<std::string>{});
+  } catch (const nlohmann::json::exception&) {
+    return ledger::Errc::corruption;  // a field of the wrong type
+  }
+  if (!decode_sealed(j, "password_hash_sealed", "password_event_id", row.password_hash) ||
+      !decode_sealed(j, "email_sealed", "email_event_id", row.email)) {
+    return ledger::Errc::corruption;
+  }
+  return std::optional<UserRow>(std::move(row));
+}
+
+Result<std::optional<std::string>> user_by_email(const ProjectionStore& store,
+                                                 std::string_view email_hash) {
+  return store.get(kUsersByEmailCf, email_hash);
+}
 
 Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::Position&,
                                     Txn& txn) {

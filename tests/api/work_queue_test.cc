@@ -4,9 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <map>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -16,32 +20,62 @@ namespace {
 TEST(WorkQueue, JobsRunInOrderAndTheBoundIsKept) {
   WorkQueue q(3, /*threads=*/0);
   std::vector<int> ran;
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(q.submit([&ran, i] { ran.push_back(i); }));
-  EXPECT_FALSE(q.submit([] {})) << "full";
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(q.submit("k", [&ran, i] { ran.push_back(i); }));
+  EXPECT_FALSE(q.submit("k", [] {})) << "full";
   EXPECT_EQ(q.drain(), 3u);
   EXPECT_EQ(ran, (std::vector<int>{0, 1, 2}));
-  EXPECT_TRUE(q.submit([] {})) << "room again";
+  EXPECT_TRUE(q.submit("k", [] {})) << "room again";
+}
+
+// One client's requests must take effect in the order it made them (its newest code is the one
+// its newest mail carries), while different clients' work runs in parallel.
+TEST(WorkQueue, JobsOfOneKeyRunInOrderOneAtATimeWhileOtherKeysRunAlongside) {
+  WorkQueue q(10'000, 4);
+  std::mutex mu;
+  std::map<std::string, std::vector<int>> seen;
+  std::map<std::string, int> running;
+  bool overlapped = false;
+  for (int i = 0; i < 200; ++i) {
+    for (const std::string key : {"a@example.com", "b@example.com", "c@example.com"}) {
+      ASSERT_TRUE(q.submit(key, [&, key, i] {
+        {
+          std::lock_guard lock(mu);
+          if (++running[key] > 1) overlapped = true;
+        }
+        std::this_thread::yield();
+        std::lock_guard lock(mu);
+        seen[key].push_back(i);
+        --running[key];
+      }));
+    }
+  }
+  q.stop();
+  EXPECT_FALSE(overlapped) << "two jobs of one key ran at once";
+  for (const auto& [key, order] : seen) {
+    ASSERT_EQ(order.size(), 200u) << key;
+    EXPECT_TRUE(std::is_sorted(order.begin(), order.end())) << key;
+  }
 }
 
 TEST(WorkQueue, ATicketHoldsItsPlaceUntilItsJobIsSubmittedOrDropped) {
   WorkQueue q(2, /*threads=*/0);
   auto held = q.reserve();
   ASSERT_TRUE(held);
-  EXPECT_TRUE(q.submit([] {}));
-  EXPECT_FALSE(q.submit([] {})) << "the ticket counts against the bound";
+  EXPECT_TRUE(q.submit("k", [] {}));
+  EXPECT_FALSE(q.submit("k", [] {})) << "the ticket counts against the bound";
   EXPECT_FALSE(q.reserve());
   bool ran = false;
-  EXPECT_TRUE(held->submit([&ran] { ran = true; }));
-  EXPECT_FALSE(held->submit([] {})) << "one job per ticket";
+  EXPECT_TRUE(held->submit("k", [&ran] { ran = true; }));
+  EXPECT_FALSE(held->submit("k", [] {})) << "one job per ticket";
   EXPECT_EQ(q.drain(), 2u);
   EXPECT_TRUE(ran);
   {
     auto dropped = q.reserve();
     ASSERT_TRUE(dropped);
-    EXPECT_TRUE(q.submit([] {}));
-    EXPECT_FALSE(q.submit([] {}));
+    EXPECT_TRUE(q.submit("k", [] {}));
+    EXPECT_FALSE(q.submit("k", [] {}));
   }  // an unused ticket frees its place
-  EXPECT_TRUE(q.submit([] {}));
+  EXPECT_TRUE(q.submit("k", [] {}));
 }
 
 TEST(WorkQueue, StopRunsEveryAcceptedJobAndThenRefusesNewOnes) {
@@ -49,25 +83,25 @@ TEST(WorkQueue, StopRunsEveryAcceptedJobAndThenRefusesNewOnes) {
   std::promise<void> gate;
   auto open = gate.get_future().share();
   WorkQueue q(100, 1);
-  EXPECT_TRUE(q.submit([open, &ran] {
+  EXPECT_TRUE(q.submit("k", [open, &ran] {
     open.wait();
     ++ran;
   }));
-  for (int i = 0; i < 10; ++i) EXPECT_TRUE(q.submit([&ran] { ++ran; }));
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(q.submit("k", [&ran] { ++ran; }));
   auto held = q.reserve();
   ASSERT_TRUE(held);
   std::thread stopper([&q] { q.stop(); });
   gate.set_value();
   stopper.join();
   EXPECT_EQ(ran.load(), 11);
-  EXPECT_FALSE(q.submit([] {}));
-  EXPECT_FALSE(held->submit([] {})) << "a ticket cannot queue into a stopped queue";
+  EXPECT_FALSE(q.submit("k", [] {}));
+  EXPECT_FALSE(held->submit("k", [] {})) << "a ticket cannot queue into a stopped queue";
   EXPECT_FALSE(q.reserve());
 }
 
 TEST(WorkQueue, ReserveWaitsForAPlaceUpToItsDeadline) {
   WorkQueue q(1, /*threads=*/0);
-  ASSERT_TRUE(q.submit([] {}));
+  ASSERT_TRUE(q.submit("k", [] {}));
   EXPECT_FALSE(q.reserve(std::chrono::milliseconds(20))) << "full, and nothing frees a place";
   std::thread drainer([&q] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -81,8 +115,8 @@ TEST(WorkQueue, ReserveWaitsForAPlaceUpToItsDeadline) {
 TEST(WorkQueue, AThrowingJobIsCountedAndTheNextOneStillRuns) {
   WorkQueue q(10, /*threads=*/0);
   bool after = false;
-  q.submit([] { throw std::runtime_error("job bug"); });
-  q.submit([&after] { after = true; });
+  q.submit("k", [] { throw std::runtime_error("job bug"); });
+  q.submit("k", [&after] { after = true; });
   EXPECT_EQ(q.drain(), 2u);
   EXPECT_TRUE(after);
   EXPECT_EQ(q.failed_jobs(), 1u);

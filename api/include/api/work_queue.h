@@ -2,9 +2,11 @@
 // that it can answer first (the 202 routes of identity_support.h answer before they look at
 // the account, so that their time says nothing about whether the address exists).
 //
-// Jobs start in the order they were queued; with more than one thread they may finish in any
-// order (the jobs here are fsync-bound appends, and several threads let group commit batch
-// them).
+// Each job has a key; jobs of one key run one after the other in the order they were queued
+// (all on the same thread), jobs of different keys in parallel on `threads` threads (the jobs
+// here are fsync-bound appends: several threads let group commit batch them, and one key per
+// address keeps one client's requests in the order it made them, so its newest code is the
+// one that works).
 //
 // Lifecycle: the threads start with the constructor. stop() refuses new jobs, runs every job
 // already accepted, and joins; the destructor calls it. Whatever jobs reference must outlive
@@ -22,6 +24,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -37,7 +40,7 @@ class WorkQueue {
   WorkQueue& operator=(const WorkQueue&) = delete;
 
   // False when the queue is full or stopping: the job will never run.
-  bool submit(std::function<void()> job);
+  bool submit(std::string_view key, std::function<void()> job);
 
   // A place in the queue held for a job that is not ready to go yet (it waits for an answer to
   // be written): it counts against the bound from reserve() on, so a caller that got one can
@@ -49,7 +52,7 @@ class WorkQueue {
     ~Ticket();
     // Queues `job` in the held place. False (the job will never run) only when the queue
     // stopped meanwhile.
-    bool submit(std::function<void()> job);
+    bool submit(std::string_view key, std::function<void()> job);
 
    private:
     friend class WorkQueue;
@@ -67,16 +70,20 @@ class WorkQueue {
   std::uint64_t failed_jobs() const;
 
  private:
-  void run();
-  bool run_one(std::unique_lock<std::mutex>& lock);
-  bool full() const { return queue_.size() + reserved_ >= max_queued_; }
+  void run(std::size_t lane);
+  // Runs the next job of `lane`; false when it has none.
+  bool run_one(std::size_t lane, std::unique_lock<std::mutex>& lock);
+  std::size_t lane_of(std::string_view key) const;
+  void push(std::string_view key, std::function<void()> job);  // under mu_
+  bool full() const { return queued_ + reserved_ >= max_queued_; }
 
   const std::size_t max_queued_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;     // a job was queued, or stopping
-  std::condition_variable space_;  // a place came free
-  std::deque<std::function<void()>> queue_;
-  std::size_t reserved_ = 0;  // places held by live tickets
+  std::condition_variable cv_;                            // a job was queued, or stopping
+  std::condition_variable space_;                         // a place came free
+  std::vector<std::deque<std::function<void()>>> lanes_;  // one per thread (one when none)
+  std::size_t queued_ = 0;                                // jobs in all lanes
+  std::size_t reserved_ = 0;                              // places held by live tickets
   bool stopping_ = false;
   std::uint64_t failed_ = 0;
   std::vector<std::thread> threads_;

@@ -18,6 +18,8 @@
 //                        PasswordReset, SubjectErased)
 #pragma once
 
+#include <optional>
+
 #include "projections/projection.h"
 
 namespace sechex::projections {
@@ -48,5 +50,18 @@ bool is_locked(const std::string& lockout_json, std::int64_t now_micros);
 bool lockout_expired(std::string_view lockout_json, std::int64_t now_micros);
 // Decodes a revocation_cutoffs value (be64 micros); 0 when malformed.
 std::int64_t decode_cutoff(std::string_view value);
+
+class ProjectionStore;
+
+// The end of the lockout of `subject` in force at `now_micros`: INT64_MAX when only an admin
+// lifts it, nullopt when none is in force. An unreadable lockout is in force (fails closed).
+Result<std::optional<std::int64_t>> lock_in_force(const ProjectionStore& store,
+                                                  std::string_view subject,
+                                                  std::int64_t now_micros);
+// Whether session `id` was revoked (its tokens refused whatever their age).
+Result<bool> session_revoked(const ProjectionStore& store, std::string_view id);
+// Tokens of `user` issued before this instant (micros) are refused; nullopt when none.
+Result<std::optional<std::int64_t>> revocation_cutoff(const ProjectionStore& store,
+                                                      std::string_view user);
 
 }  // namespace sechex::projections

@@ -8,6 +8,9 @@
 // (partition, seq) suffix makes keys unique and lets readers fetch the record and its hash.
 #pragma once
 
+#include <functional>
+#include <optional>
+
 #include "projections/projection.h"
 
 namespace sechex::projections {
@@ -24,6 +27,28 @@ struct AuditKey {
 };
 std::optional<AuditKey> decode_audit_subject_key(std::string_view key);
 std::optional<AuditKey> decode_audit_time_key(std::string_view key);
+
+class ProjectionStore;
+
+// One entry of the audit index, as readers outside projections/ see it.
+struct AuditEntry {
+  std::string_view cursor;  // opaque: AuditScan::after resumes strictly after this entry
+  std::int64_t time_micros = 0;
+  ledger::Position position;
+  std::string_view type;  // the event type's name
+};
+
+// A walk over the index in time order: one subject's entries, or everyone's.
+struct AuditScan {
+  std::optional<std::string> subject;
+  std::int64_t from_micros = INT64_MIN;  // the first time included
+  std::string after;                     // a cursor to resume after ("" = from from_micros)
+};
+
+// Visits the entries of `scan` in time order until `visit` returns false (the views live for
+// the call only). Errc::corruption for an index key that does not decode (the walk stops).
+Result<void> for_each_audit_entry(const ProjectionStore& store, const AuditScan& scan,
+                                  const std::function<bool(const AuditEntry&)>& visit);
 
 class AuditProjection final : public Projection {
  public:

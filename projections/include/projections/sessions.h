@@ -78,9 +78,34 @@ std::int64_t session_ends_at(std::string_view session_json);
 // Whether a stored session value is a live session at `now_micros` (active and not expired).
 bool is_session_active(std::string_view session_json, std::int64_t now_micros);
 
-// The user's sessions that are active at `now_micros`: (session id, stored JSON), by id.
-Result<std::vector<std::pair<std::string, std::string>>> active_sessions(
+// One `sessions` row (times in micros).
+struct SessionRow {
+  std::string user;
+  std::string family;
+  std::int64_t created_at = 0;
+  std::int64_t last_seen = 0;
+  std::int64_t idle_expires_at = 0;
+  std::int64_t absolute_expires_at = 0;  // 0 = none
+  bool remember_me = false;
+  std::string state;  // "active" | "revoked" | "logged_out"
+  std::int64_t ended_at = 0;
+  std::string end_reason;
+
+  // When the session stops being usable whatever its state: the earlier of its expiries.
+  std::int64_t ends_at() const;
+  // Active and not expired at `now_micros`.
+  bool active_at(std::int64_t now_micros) const;
+};
+
+// The row of session `id`: nullopt when there is none; Errc::corruption when it does not decode.
+Result<std::optional<SessionRow>> session_row(const ProjectionStore& store, std::string_view id);
+
+// The user's sessions that are active at `now_micros`, by id.
+Result<std::vector<std::pair<std::string, SessionRow>>> active_sessions(
     const ProjectionStore& store, std::string_view user, std::int64_t now_micros);
+// Everyone's (ledgerctl replay), by id; rows that do not decode are left out.
+Result<std::vector<std::pair<std::string, SessionRow>>> all_active_sessions(
+    const ProjectionStore& store, std::int64_t now_micros);
 
 // What a presented refresh token means at `now_micros`.
 struct RefreshTokenStatus {

@@ -10,11 +10,47 @@
 // also drops the email index entry). The sealed password hash is kept with the id of the event
 // that sealed it, because that id is part of the seal's AAD; the sealed address likewise (the
 // API mails and shows it; erasure makes it unreadable).
+//
+// Readers outside projections/ use UserRow (user_row, user_by_email), never the JSON above.
 #pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "projections/projection.h"
 
 namespace sechex::projections {
+
+class ProjectionStore;
+
+// A sealed value as the users row keeps it: the ciphertext and the id of the event that sealed
+// it (part of the seal's associated data). Both empty when there is none (never set, or erased).
+struct SealedValue {
+  ledger::Bytes sealed;
+  ledger::Bytes event_id;
+  bool empty() const { return sealed.empty(); }
+};
+
+// One `users` row.
+struct UserRow {
+  std::string id;
+  std::string status;  // "pending_verification" | "active" | "erased"
+  bool email_verified = false;
+  std::string registered_at;  // RFC 3339
+  std::string consent_version;
+  std::vector<std::string> roles;
+  SealedValue password_hash;  // sealed under field "password_hash"
+  SealedValue email;          // sealed under field "email"
+
+  bool active() const { return status == "active"; }
+};
+
+// The row of `user`: nullopt when there is none; Errc::corruption for a row that does not decode.
+Result<std::optional<UserRow>> user_row(const ProjectionStore& store, std::string_view user);
+// The user whose address has this keyed hash, nullopt when none has.
+Result<std::optional<std::string>> user_by_email(const ProjectionStore& store,
+                                                 std::string_view email_hash);
 
 inline constexpr const char* kUsersCf = "users";
 inline constexpr const char* kUsersByEmailCf = "users_by_email";
