@@ -14,7 +14,7 @@
 #include <string>
 
 #include "api/jose.h"
-#include "api/ledger_api.h"
+#include "api/token_settings.h"
 #include "support/temp_dir.h"
 
 using namespace sechex;

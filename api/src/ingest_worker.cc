@@ -3,7 +3,7 @@
 #include <charconv>
 #include <unordered_map>
 
-#include "api/ledger_api.h"
+#include "api/application_event.h"
 
 namespace sechex::api {
 namespace {

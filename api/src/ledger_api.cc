@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "api/json_input.h"
+#include "api/query.h"
 #include "ledger/checkpoint.h"
 #include "ledger/event_builder.h"
 #include "ledger/export.h"
@@ -19,11 +20,6 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr std::size_t kMaxSubject = 256;
-constexpr std::size_t kMaxType = 128;
-constexpr std::size_t kMaxFreeFormDepth = 2;  // API.md: free-form objects have depth <= 2
-// root {} > events [] > event {} > payload {} > one nested level
-constexpr std::size_t kIngestDepth = 3 + kMaxFreeFormDepth;
 constexpr std::size_t kDefaultLimit = 100;
 constexpr std::size_t kMaxLimit = 1000;
 constexpr std::size_t kExportPage = 500;
@@ -36,60 +32,6 @@ Response invalid_event(std::size_t index, std::string_view field, std::string_vi
 Response invalid_parameter(std::string_view name, std::string_view message) {
   return json_error(400, "invalid_request", message,
                     json{{"reason", "invalid_parameter"}, {"parameter", name}}.dump());
-}
-
-bool printable_utf8_without_controls(std::string_view s) {
-  // json_input has already checked UTF-8; refuse control characters, which have no place in an
-  // identifier and make logs and CSV exports ambiguous.
-  return std::none_of(s.begin(), s.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u < 0x20 || u == 0x7f;
-  });
-}
-
-// Lower-case dotted name: segments of [a-z][a-z0-9_]*, separated by single dots.
-bool valid_type_name(std::string_view t) {
-  if (t.empty() || t.size() > kMaxType) return false;
-  bool segment_start = true;
-  for (const char c : t) {
-    if (c == '.') {
-      if (segment_start) return false;
-      segment_start = true;
-      continue;
-    }
-    const bool lower = c >= 'a' && c <= 'z';
-    const bool tail = lower || (c >= '0' && c <= '9') || c == '_';
-    if (segment_start ? !lower : !tail) return false;
-    segment_start = false;
-  }
-  return !segment_start;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::optional<std::string> percent_decode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out.push_back(' ');
-    } else if (s[i] == '%') {
-      if (i + 2 >= s.size()) return std::nullopt;
-      const int hi = hex_value(s[i + 1]);
-      const int lo = hex_value(s[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
 }
 
 Result<ledger::Record> read_one(const ledger::Log& log, const ledger::Position& pos) {
@@ -231,90 +173,6 @@ std::optional<Response> misdirected(const PartitionOwnership& ownership,
 
 }  // namespace
 
-std::optional<std::map<std::string, std::string>> parse_query(std::string_view query) {
-  std::map<std::string, std::string> out;
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const auto part = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (part.empty()) continue;
-    const auto eq = part.find('=');
-    auto key = percent_decode(part.substr(0, eq));
-    auto value = percent_decode(eq == std::string_view::npos ? "" : part.substr(eq + 1));
-    if (!key || !value || key->empty()) return std::nullopt;
-    if (!out.emplace(std::move(*key), std::move(*value)).second) return std::nullopt;
-  }
-  return out;
-}
-
-Result<ledger::Bytes> build_application_event(ledger::KeyStore& keys, const IngestEvent& ev,
-                                              const std::string& application,
-                                              const std::string& request_id,
-                                              std::int64_t time_micros,
-                                              std::optional<std::string> peer,
-                                              std::string* event_id_hex) {
-  // The application may come from a Kafka record header: any bytes (utf8.h).
-  const auto app = ledger::to_utf8(application, kMaxSubject);
-  ledger::EventBuilder b(&keys, {.subject = ev.subject,
-                                 .actor = app,
-                                 .request_id = request_id,
-                                 .time_micros = time_micros,
-                                 .ip = std::move(peer),
-                                 .user_agent = std::nullopt,
-                                 .ip_hash = std::nullopt});
-  flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> sealed;
-  if (!ev.personal_json.empty()) {
-    SECHEX_TRY(sealed, b.seal("payload", ev.personal_json));
-  }
-  auto& fbb = b.fbb();
-  const auto body = schema::CreateApplicationEvent(
-      fbb, fbb.CreateString(app), fbb.CreateString(ev.type),
-      ev.payload_json.empty() ? 0 : fbb.CreateString(ev.payload_json), sealed);
-  if (event_id_hex != nullptr) *event_id_hex = ledger::to_hex(b.event_id());
-  return b.finish(body);
-}
-
-namespace {
-
-struct EventRefusal {
-  std::string field;
-  std::string message;
-};
-
-// The checks of one event object, shared by POST /v1/events and the Kafka ingest topic.
-std::variant<IngestEvent, EventRefusal> validate_event(const json& e) {
-  if (!e.is_object()) return EventRefusal{"", "each event must be an object"};
-  IngestEvent ev;
-  for (const auto& [k, v] : e.items()) {
-    if (k == "subject") {
-      if (!v.is_string()) return EventRefusal{k, "subject must be a string"};
-      ev.subject = v.get<std::string>();
-      if (ev.subject.empty() || ev.subject.size() > kMaxSubject ||
-          !printable_utf8_without_controls(ev.subject)) {
-        return EventRefusal{k, "subject must be 1..256 printable characters"};
-      }
-    } else if (k == "type") {
-      if (!v.is_string() || !valid_type_name(v.get<std::string>())) {
-        return EventRefusal{k, "type must be a lower-case dotted name like order.shipped"};
-      }
-      ev.type = v.get<std::string>();
-    } else if (k == "payload" || k == "personal") {
-      if (!v.is_object()) return EventRefusal{k, k + " must be an object"};
-      if (json_depth(v) > kMaxFreeFormDepth) {
-        return EventRefusal{k, k + " may nest at most 2 levels"};
-      }
-      (k == "payload" ? ev.payload_json : ev.personal_json) = v.dump();
-    } else {
-      return EventRefusal{k, "unknown field"};
-    }
-  }
-  if (ev.subject.empty()) return EventRefusal{"subject", "subject is required"};
-  if (ev.type.empty()) return EventRefusal{"type", "type is required"};
-  return ev;
-}
-
-}  // namespace
-
 std::variant<std::vector<IngestEvent>, Response> parse_ingest_batch(std::string_view body) {
   JsonLimits limits;
   limits.max_depth = kIngestDepth;
@@ -336,25 +194,13 @@ std::variant<std::vector<IngestEvent>, Response> parse_ingest_batch(std::string_
   std::vector<IngestEvent> out;
   out.reserve(events.size());
   for (std::size_t i = 0; i < events.size(); ++i) {
-    auto checked = validate_event(events[i]);
+    auto checked = check_event(events[i]);
     if (auto* refusal = std::get_if<EventRefusal>(&checked)) {
       return invalid_event(i, refusal->field, refusal->message);
     }
     out.push_back(std::get<IngestEvent>(std::move(checked)));
   }
   return out;
-}
-
-std::variant<IngestEvent, std::string> parse_ingest_event(std::string_view json_object) {
-  JsonLimits limits;
-  limits.max_depth = kIngestDepth - 2;  // the object sits two levels lower in a POST body
-  auto parsed = parse_json_input(json_object, limits);
-  if (!parsed.ok) return parsed.detail;
-  auto checked = validate_event(parsed.value);
-  if (auto* refusal = std::get_if<EventRefusal>(&checked)) {
-    return refusal->field.empty() ? refusal->message : refusal->field + ": " + refusal->message;
-  }
-  return std::get<IngestEvent>(std::move(checked));
 }
 
 LedgerApi::LedgerApi(CommandPath& commands, ledger::KeyStore& keys, const Authenticator& auth,

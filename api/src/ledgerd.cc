@@ -630,7 +630,8 @@ int main(int argc, char** argv) {
   // 002 "Active session tracking": activity extends a session, recorded at most once a minute
   // (or a quarter of --session-idle when that is shorter, session_activity.h).
   api::SessionActivity activity(commands, *keys, clock, identity_config.limits);
-  auth.on_authenticated([&](const api::Principal& who) { activity.seen(who); });
+  auth.on_authenticated(
+      [&](const api::Principal& who) { activity.seen(who.subject, who.session); });
   api::IdentityApi identity_api(identity_deps, identity_config);
   api::AccountApi account_api(identity_deps, identity_config);
   api::SecretsApi secrets_api(identity_deps, identity_config);

@@ -51,16 +51,16 @@ void SessionActivity::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void SessionActivity::seen(const Principal& principal) {
-  if (principal.session.empty()) return;
+void SessionActivity::seen(std::string_view user, std::string_view session) {
+  if (session.empty()) return;
   const auto now = clock_.now_micros();
   {
     std::lock_guard l(mu_);
-    auto [it, fresh] = last_.try_emplace(principal.session, now);
+    auto [it, fresh] = last_.try_emplace(std::string(session), now);
     if (!fresh && now - it->second < interval_) return;
     it->second = now;
     if (queue_.size() >= kMaxQueued) return;
-    queue_.push_back({principal.subject, principal.session, now});
+    queue_.push_back({std::string(user), std::string(session), now});
     // The map only needs sessions seen within the interval; forget older ones now and then.
     if (last_.size() > 4 * kMaxQueued) {
       std::erase_if(last_, [&](const auto& e) { return now - e.second >= interval_; });

@@ -18,7 +18,7 @@
 #include <thread>
 
 #include "api/jose.h"
-#include "api/ledger_api.h"
+#include "api/token_settings.h"
 #include "demo.h"
 #include "ledger/data_dir.h"
 #include "ledger/export.h"

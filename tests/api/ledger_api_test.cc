@@ -2,6 +2,7 @@
 // through the command path, bearer authentication with the revocation projection, audit paging
 // and filters, streamed export, checkpoints and JWKS.
 #include "api/ledger_api.h"
+#include "api/query.h"
 
 #include <gtest/gtest.h>
 

@@ -62,18 +62,18 @@ class SessionActivityTest : public ::testing::Test {
 TEST_F(SessionActivityTest, ActivityIsRecordedAtMostOnceAMinuteAndExtendsTheIdleExpiry) {
   start_session("ann", "s1", false);
   const auto started = clock_.now_micros();
-  const Principal ann{"ann", "s1", {}, 0};
+  const struct { std::string subject, session; } ann{"ann", "s1"};
   clock_.advance_micros(10 * kSecondMicros);
-  activity_.seen(ann);
+  activity_.seen(ann.subject, ann.session);
   clock_.advance_micros(30 * kSecondMicros);
-  activity_.seen(ann);  // within the minute: not recorded again
+  activity_.seen(ann.subject, ann.session);  // within the minute: not recorded again
   EXPECT_EQ(activity_.drain(), 1u);
   auto s = session("s1");
   EXPECT_EQ(s["last_seen"], started + 10 * kSecondMicros);
   EXPECT_EQ(s["idle_expires_at"], started + 10 * kSecondMicros + kDayMicros);
 
   clock_.advance_micros(31 * kSecondMicros);  // 61 s after the recorded activity
-  activity_.seen(ann);
+  activity_.seen(ann.subject, ann.session);
   EXPECT_EQ(activity_.drain(), 1u);
   EXPECT_EQ(session("s1")["idle_expires_at"], clock_.now_micros() + kDayMicros);
 }
@@ -81,19 +81,19 @@ TEST_F(SessionActivityTest, ActivityIsRecordedAtMostOnceAMinuteAndExtendsTheIdle
 TEST_F(SessionActivityTest, RememberMeSessionsAreExtendedBySevenDays) {
   start_session("bob", "s2", true);
   clock_.advance_micros(5 * kSecondMicros);
-  activity_.seen({"bob", "s2", {}, 0});
+  activity_.seen("bob", "s2");
   EXPECT_EQ(activity_.drain(), 1u);
   EXPECT_EQ(session("s2")["idle_expires_at"], clock_.now_micros() + 7 * kDayMicros);
 }
 
 TEST_F(SessionActivityTest, TokensWithoutALiveSessionOfTheirUserRecordNothing) {
   start_session("cat", "s3", false);
-  activity_.seen({"operator", "not-a-session", {"admin"}, 0});  // a ledgerctl token
-  activity_.seen({"mallory", "s3", {}, 0});                     // someone else's session id
+  activity_.seen("operator", "not-a-session");  // a ledgerctl token
+  activity_.seen("mallory", "s3");              // someone else's session id
   EXPECT_EQ(activity_.drain(), 0u);
   // An idle-expired session is not revived by a late request.
   clock_.advance_micros(kDayMicros + kSecondMicros);
-  activity_.seen({"cat", "s3", {}, 0});
+  activity_.seen("cat", "s3");
   EXPECT_EQ(activity_.drain(), 0u);
   EXPECT_FALSE(projections::is_session_active(
       store_->get(projections::kSessionsCf, "s3").value().value_or(""), clock_.now_micros()));
@@ -103,7 +103,7 @@ TEST_F(SessionActivityTest, TheWorkerThreadRecordsAndStopsPromptly) {
   start_session("dan", "s4", false);
   activity_.start();
   clock_.advance_micros(2 * kSecondMicros);
-  activity_.seen({"dan", "s4", {}, 0});
+  activity_.seen("dan", "s4");
   for (int i = 0; i < 500 && session("s4")["last_seen"] != clock_.now_micros(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -136,7 +136,7 @@ TEST_F(SessionActivityTest, AShortIdleWindowKeepsAnActiveSessionAliveAndEndsAnId
   SessionActivity activity(commands_, *ledger_.keys, clock_, limits);
   ASSERT_EQ(activity.interval_micros(), kSecondMicros);
   start_session("eve", "s5", false, limits.idle_micros);
-  const Principal eve{"eve", "s5", {}, 0};
+
   auto active = [&] {
     return projections::is_session_active(
         store_->get(projections::kSessionsCf, "s5").value().value_or(""), clock_.now_micros());
@@ -144,17 +144,17 @@ TEST_F(SessionActivityTest, AShortIdleWindowKeepsAnActiveSessionAliveAndEndsAnId
   for (int i = 0; i < 6; ++i) {  // 9 s of use, more than twice the window
     clock_.advance_micros(1'500'000);
     ASSERT_TRUE(active()) << i;
-    activity.seen(eve);
+    activity.seen("eve", "s5");
     EXPECT_EQ(activity.drain(), 1u) << i;
     EXPECT_EQ(session("s5")["idle_expires_at"], clock_.now_micros() + limits.idle_micros) << i;
   }
   clock_.advance_micros(500'000);
-  activity.seen(eve);  // within the interval: not recorded again
+  activity.seen("eve", "s5");  // within the interval: not recorded again
   EXPECT_EQ(activity.drain(), 0u);
   EXPECT_TRUE(active());
   clock_.advance_micros(3'500'000);  // 4 s after the last recorded request
   EXPECT_FALSE(active());
-  activity.seen(eve);
+  activity.seen("eve", "s5");
   EXPECT_EQ(activity.drain(), 0u) << "an idle-expired session is not revived";
   EXPECT_FALSE(active());
 }

@@ -6,9 +6,7 @@
 // ends TLS, set --public-url to the https origin browsers use. Bearer requests need neither: a
 // browser never attaches that header on its own.
 //
-// Token format (stateless, so any node can check it):
-//   base64url( be64(expiry micros) || HMAC-SHA-256(lookup key, "token" | "csrf" | sid | expiry) )
-// via LookupHasher::token; compared in constant time.
+// The tokens themselves: csrf_token.h.
 //
 // Cookies: `__Host-` prefix (Secure, Path=/, no Domain: the browser refuses to let a sibling
 // subdomain or plain HTTP page set or shadow them), HttpOnly, SameSite=Lax.
@@ -21,26 +19,13 @@
 #include <string>
 #include <string_view>
 
-#include "api/lookup_hash.h"
+#include "api/csrf_token.h"
 #include "api/server.h"
 
 namespace sechex::api {
 
 inline constexpr const char* kAccessCookie = "__Host-access";
 inline constexpr const char* kRefreshCookie = "__Host-refresh";
-inline constexpr std::int64_t kCsrfTokenMicros = 2LL * 3600 * 1'000'000;
-
-class CsrfTokens {
- public:
-  explicit CsrfTokens(const LookupHasher& lookup) : lookup_(lookup) {}
-  std::string issue(std::string_view session_id, std::int64_t now_micros) const;
-  bool valid(std::string_view token, std::string_view session_id, std::int64_t now_micros) const;
-
- private:
-  std::string mac(std::string_view session_id, std::int64_t expiry) const;
-  const LookupHasher& lookup_;
-};
-
 // Why a cookie-authenticated request was refused ("" = accepted): "cross_site",
 // "missing_csrf_token", "invalid_csrf_token". `public_origin` is e.g. "https://id.example.com"
 // (may be empty).

@@ -7,13 +7,7 @@
 //   GET  /.well-known/jwks.json      token signing keys (public)
 //
 // Ingest body (at most 64 KiB; API.md input rules apply while parsing):
-//   {"events": [ {"subject": "<id>", "type": "<dotted.name>",
-//                 "payload": {...}, "personal": {...}}, ... ]}        1..100 events
-//   subject   1..256 printable characters (whose history the event belongs to)
-//   type      lower-case dotted name, e.g. "order.shipped", at most 128 characters
-//   payload   optional object, depth <= 2, stored as JSON in the clear
-//   personal  optional object, depth <= 2, personal data: sealed under the subject's data key,
-//             so erasing the subject shreds it
+//   {"events": [ <event>, ... ]}   1..100 events, each checked as application_event.h says
 // Each becomes an ApplicationEvent (application and actor = the token's subject, time = server
 // clock). Events are grouped by partition and each group goes through the command path as one
 // append. A batch spanning several partitions is not atomic: if a later group fails, the answer
@@ -42,10 +36,12 @@
 #include <variant>
 #include <vector>
 
+#include "api/application_event.h"
 #include "api/auth.h"
 #include "api/commands.h"
 #include "api/jose.h"
 #include "api/server.h"
+#include "api/token_settings.h"
 #include "ledger/clock.h"
 #include "ledger/key_store.h"
 
@@ -53,55 +49,10 @@ namespace sechex::api {
 
 inline constexpr std::size_t kAuditScanBudget = 5000;
 
-// Token settings ledgerd and `ledgerctl tokens issue` must agree on.
-struct TokenSettings {
-  std::string issuer = "sechex-ledger";
-  std::string audience = "sechex-api";
-  std::chrono::seconds clock_skew{60};
-  // The longest lifetime the ring signs (user access tokens are 1 h; operator tokens from
-  // ledgerctl may be longer). A retired key keeps verifying for this long after rotation.
-  std::chrono::seconds max_ttl{24 * 3600};
-
-  jose::KeyRingOptions ring_options() const { return {max_ttl, clock_skew}; }
-  jose::IssuerConfig issuer_config() const { return {issuer, audience}; }
-  jose::VerifierConfig verifier_config() const {
-    jose::VerifierConfig c;
-    c.issuer = issuer;
-    c.audience = audience;
-    c.clock_skew = clock_skew;
-    return c;
-  }
-};
-// The JWT key directory of a data directory (see jose.h "Key directory").
-inline std::string jwt_keys_dir(const std::string& data_root) { return data_root + "/keys/jwt"; }
-
-// One validated event of an ingest batch.
-struct IngestEvent {
-  std::string subject;
-  std::string type;
-  std::string payload_json;   // "" when absent
-  std::string personal_json;  // "" when absent
-};
-
-// Parses and schema-checks an ingest body. On failure, the 400 response: details.reason is one
-// of API.md's input reasons, or "invalid_event" with details.index and details.field.
+// Parses and checks an ingest body (application_event.h). On failure, the 400 response:
+// details.reason is one of API.md's input reasons, or "invalid_event" with details.index and
+// details.field.
 std::variant<std::vector<IngestEvent>, Response> parse_ingest_batch(std::string_view body);
-// One event object (a record of the Kafka ingest topic), with the same checks; the reason on
-// failure.
-std::variant<IngestEvent, std::string> parse_ingest_event(std::string_view json_object);
-
-// The ApplicationEvent envelope of `ev` sent by `application`, its `personal` part sealed under
-// the subject's key (created on first use). `event_id_hex` receives the event id.
-Result<ledger::Bytes> build_application_event(ledger::KeyStore& keys, const IngestEvent& ev,
-                                              const std::string& application,
-                                              const std::string& request_id,
-                                              std::int64_t time_micros,
-                                              std::optional<std::string> peer,
-                                              std::string* event_id_hex);
-
-// Decoded query string: percent-escapes and '+' decoded. nullopt for a malformed escape or a
-// repeated parameter (ambiguous filters are refused, not guessed).
-std::optional<std::map<std::string, std::string>> parse_query(std::string_view query);
 
 struct LedgerApiMetrics {
   std::function<void(std::size_t events, std::chrono::steady_clock::duration)> on_append;

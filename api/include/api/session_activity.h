@@ -30,7 +30,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include "api/auth.h"
 #include "api/commands.h"
 #include "api/identity_decide.h"
 #include "ledger/clock.h"
@@ -48,7 +47,8 @@ class SessionActivity {
 
   void start();
   void stop();
-  void seen(const Principal& principal);
+  // An authenticated request of `user` in `session` (tokens without a session: ignored).
+  void seen(std::string_view user, std::string_view session);
   // Records what is queued now, on the caller's thread (tests); returns the events appended.
   std::size_t drain();
 
