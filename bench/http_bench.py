@@ -150,7 +150,7 @@ def main(build, out_path, seconds=10):
             stop(raw)
 
         # ledgerd, fresh, with an idle timeout long enough for the idle-connection test.
-        ledgerd, port = start([os.path.join(build, "api", "ledgerd"), "--data-dir", data,
+        ledgerd, port = start([os.path.join(build, "bin", "ledgerd"), "--data-dir", data,
                                "--listen", "127.0.0.1:0", "--idle-timeout", "300"],
                               os.path.join(tmp, "ledgerd.log"))
         try:

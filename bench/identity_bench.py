@@ -117,7 +117,7 @@ def otp_verify_rounds(build, tmp, results):
     subprocess.run([os.path.join(build, "ops", "ledgerctl"), "--data-dir", data, "init"],
                    check=True, capture_output=True)
     outbox, seen = os.path.join(data, "outbox"), set()
-    ledgerd, port = start([os.path.join(build, "api", "ledgerd"), "--data-dir", data,
+    ledgerd, port = start([os.path.join(build, "bin", "ledgerd"), "--data-dir", data,
                            "--listen", "127.0.0.1:0", "--trusted-proxy", "127.0.0.1",
                            *OTP_LEDGERD_ARGS], os.path.join(tmp, "ledgerd-otp.log"))
     url = f"http://127.0.0.1:{port}"
@@ -299,7 +299,7 @@ def main(build, out_path, seconds=10):
         finally:
             stop(raw)
 
-        ledgerd, port = start([os.path.join(build, "api", "ledgerd"), "--data-dir", data,
+        ledgerd, port = start([os.path.join(build, "bin", "ledgerd"), "--data-dir", data,
                                "--listen", "127.0.0.1:0", "--trusted-proxy", "127.0.0.1"],
                               os.path.join(tmp, "ledgerd.log"))
         try:

@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include "api/passwords.h"
+#include "api/crypto/passwords.h"
 
 namespace {
 

@@ -13,8 +13,8 @@
 #include <memory>
 #include <string>
 
-#include "api/jose.h"
-#include "api/token_settings.h"
+#include "api/crypto/jose.h"
+#include "api/crypto/token_settings.h"
 #include "support/temp_dir.h"
 
 using namespace sechex;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generates api/openapi.json from the tables of ../shared/API.md (the fixed HTTP contract).
+"""Generates api/http/openapi.json from the tables of ../shared/API.md (the fixed HTTP contract).
 
-Usage: ops/gen-openapi.py [path/to/API.md] > api/openapi.json
+Usage: ops/gen-openapi.py [path/to/API.md] > api/http/openapi.json
 Each table row "| METHOD /path · METHOD /path | notes | errors |" becomes an operation whose
 description is the row's text, plus the responses API.md's tables leave out (421 for commands
 routed by partition, see PARTITIONED_COMMANDS). tests/api/openapi_test.cc checks the committed file against

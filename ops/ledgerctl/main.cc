@@ -17,8 +17,8 @@
 #include <iostream>
 #include <thread>
 
-#include "api/jose.h"
-#include "api/token_settings.h"
+#include "api/crypto/jose.h"
+#include "api/crypto/token_settings.h"
 #include "demo.h"
 #include "ledger/data_dir.h"
 #include "ledger/export.h"

@@ -59,7 +59,8 @@ Result<std::optional<std::int64_t>> lock_in_force(const ProjectionStore& store,
   if (!j.is_object() || j.value("needs_admin_unlock", false)) {
     return std::optional<std::int64_t>(INT64_MAX);
   }
-  return std::optional<std::int64_t>(parse_rfc3339(j.value("locked_until", "")).value_or(INT64_MAX));
+  return std::optional<std::int64_t>(
+      parse_rfc3339(j.value("locked_until", "")).value_or(INT64_MAX));
 }
 
 Result<bool> session_revoked(const ProjectionStore& store, std::string_view id) {

@@ -65,8 +65,7 @@ Result<void> for_each_audit_entry(const ProjectionStore& store, const AuditScan&
                                   const std::function<bool(const AuditEntry&)>& visit) {
   const auto* cf = scan.subject ? kAuditBySubjectCf : kAuditByTimeCf;
   const auto prefix = scan.subject ? audit_subject_prefix(*scan.subject) : std::string();
-  auto start =
-      scan.from_micros == INT64_MIN ? prefix : prefix + audit_time_key(scan.from_micros);
+  auto start = scan.from_micros == INT64_MIN ? prefix : prefix + audit_time_key(scan.from_micros);
   if (!scan.after.empty()) start = std::max(start, scan.after + std::string(1, '\0'));
   bool corrupt = false;
   SECHEX_TRYV(store.for_each(cf, prefix, start, [&](std::string_view key, std::string_view value) {

@@ -264,8 +264,7 @@ Result<void> SessionsProjection::apply(const schema::Envelope& env, const ledger
 }
 
 std::int64_t SessionRow::ends_at() const {
-  return absolute_expires_at > 0 ? std::min(idle_expires_at, absolute_expires_at)
-                                 : idle_expires_at;
+  return absolute_expires_at > 0 ? std::min(idle_expires_at, absolute_expires_at) : idle_expires_at;
 }
 
 bool SessionRow::active_at(std::int64_t now_micros) const {

@@ -1,6 +1,6 @@
 // The access log's buffered sink: lines reach stderr only when flushed (never from the request
 // thread), in order, and a stderr nobody drains costs dropped lines, counted, not memory.
-#include "api/access_log.h"
+#include "api/http/access_log.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -1,11 +1,11 @@
 // API.md "Client IP": the socket peer, or behind trusted proxies the right-most untrusted
 // X-Forwarded-For address; and the keyed lookup hashes that stand in for it and for emails,
 // codes and tokens in the log.
-#include "api/client_ip.h"
+#include "api/http/client_ip.h"
 
 #include <gtest/gtest.h>
 
-#include "api/lookup_hash.h"
+#include "api/crypto/lookup_hash.h"
 #include "ledger/crypto.h"
 
 namespace sechex::api {

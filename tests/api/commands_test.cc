@@ -1,7 +1,7 @@
 // The command path: decisions of one partition are serialised from the first projection read to
 // the last apply, so every decision sees the effects of all earlier ones (ARCHITECTURE.md: "5
 // failures -> lock cannot be bypassed by parallel requests").
-#include "api/commands.h"
+#include "api/app/commands.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // CSRF for browser sessions (003 CSRF tokens, 004 FR-033, API.md "Browser sessions"): tokens
 // bound to one session and expiring, fetch-metadata and Origin checks, __Host- cookies.
-#include "api/csrf.h"
+#include "api/auth/csrf.h"
 
 #include <gtest/gtest.h>
 

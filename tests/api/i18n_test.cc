@@ -1,5 +1,5 @@
 // Localised error messages: Accept-Language negotiation and the rewrite of error envelopes.
-#include "api/i18n.h"
+#include "api/http/i18n.h"
 
 #include <gtest/gtest.h>
 

@@ -1,10 +1,10 @@
 // The identity rules as pure functions with an injected clock: every window the specs set
 // (15 min, 30 min, 1 h, 24 h, 7 d, 5 min) is tested on both sides of its edge.
-#include "api/identity_decide.h"
-
 #include <gtest/gtest.h>
 
 #include <climits>
+
+#include "api/identity/decide.h"
 
 namespace sechex::api::identity {
 namespace {

@@ -13,8 +13,8 @@
 #include <set>
 #include <thread>
 
-#include "api/jose.h"
-#include "api/ledger_api.h"
+#include "api/crypto/jose.h"
+#include "api/routes/ledger_api.h"
 #include "ledger/clock.h"
 #include "support/ledgerd_fixture.h"
 #include "support/smtp_server.h"

@@ -1,7 +1,5 @@
 // Identity rules: the email subset and its reasons, the disposable-domain list, the password
 // policy and strength estimate, OTP codes and random tokens (specs 002, 003, 004).
-#include "api/identity_rules.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -11,7 +9,8 @@
 #include <fstream>
 #include <set>
 
-#include "api/jose.h"
+#include "api/crypto/jose.h"
+#include "api/identity/rules.h"
 
 namespace sechex::api::identity {
 namespace {
@@ -207,7 +206,7 @@ TEST(DisposableDomains, BuiltinListIsTheCommittedDataFile) {
   EXPECT_FALSE(builtin.contains("# version: 1.0.62"));
 
   const auto loaded =
-      DisposableDomains::load(SECHEX_SOURCE_DIR "/api/data/disposable_email_domains.txt");
+      DisposableDomains::load(SECHEX_SOURCE_DIR "/api/identity/data/disposable_email_domains.txt");
   ASSERT_TRUE(loaded) << loaded.error().message();
   EXPECT_EQ(loaded.value().size(), builtin.size());
 }

@@ -3,7 +3,7 @@
 // exactly once in the chain (in its subject's partition, also when produced to another one) or
 // in the dead-letter topic with a reason, including when a second node takes the partitions over
 // in the middle of the stream and fences the first.
-#include "api/ingest_worker.h"
+#include "api/ingest/ingest_worker.h"
 
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>

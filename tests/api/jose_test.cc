@@ -2,7 +2,7 @@
 // the way an attacker would: properly signed when the point is that the signature alone must not
 // be enough), key rotation and the key directory on disk, JWKS, the verified-token cache, and
 // RFC 7515 appendix A.3 as a known answer.
-#include "api/jose.h"
+#include "api/crypto/jose.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "api/jose.h"
+#include "api/crypto/jose.h"
 #include "support/wycheproof.h"
 
 namespace sechex::api::jose {

@@ -1,5 +1,5 @@
 // API.md input rules, enforced while parsing (spec 003: malicious-input rejection).
-#include "api/json_input.h"
+#include "api/json/json_input.h"
 
 #include <gtest/gtest.h>
 

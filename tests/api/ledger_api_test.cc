@@ -1,14 +1,14 @@
 // The ledger API handlers over a real LogStore, ProjectionStore, KeyStore and key ring: ingest
 // through the command path, bearer authentication with the revocation projection, audit paging
 // and filters, streamed export, checkpoints and JWKS.
-#include "api/ledger_api.h"
-#include "api/query.h"
+#include "api/routes/ledger_api.h"
 
 #include <gtest/gtest.h>
 
 #include <set>
 
-#include "api/route_access.h"
+#include "api/auth/route_access.h"
+#include "api/http/query.h"
 #include "ledger/crypto.h"
 #include "ledger/event_builder.h"
 #include "ledger/export.h"

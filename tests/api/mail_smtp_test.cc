@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
-#include "api/mail.h"
+#include "api/mail/mail.h"
 #include "mail_support.h"
 #include "support/process.h"
 #include "support/smtp_server.h"

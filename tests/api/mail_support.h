@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "api/commands.h"
-#include "api/mail.h"
+#include "api/app/commands.h"
+#include "api/mail/mail.h"
 #include "ledger/log_store.h"
 #include "projections/store.h"
 #include "support/test_util.h"

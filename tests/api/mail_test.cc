@@ -4,7 +4,7 @@
 // FR-039), the file transport, and the worker over the file transport (idempotent per message id,
 // FR-041; an erased subject's mail is never written). The SMTP transport against a real server is
 // in mail_smtp_test.cc.
-#include "api/mail.h"
+#include "api/mail/mail.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

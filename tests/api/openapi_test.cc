@@ -1,6 +1,6 @@
 // /openapi.json is the API.md contract: regenerating it from ../shared/API.md must give the
 // committed, embedded document (so a contract change cannot silently skip it).
-#include "api/openapi.h"
+#include "api/http/openapi.h"
 
 #include <gtest/gtest.h>
 
@@ -27,7 +27,7 @@ TEST(OpenApi, EmbeddedDocumentMatchesApiMd) {
   ASSERT_FALSE(fresh.empty());
   const auto embedded = nlohmann::json::parse(openapi_json());
   EXPECT_EQ(embedded, nlohmann::json::parse(fresh))
-      << "API.md changed: run ops/gen-openapi.py ../shared/API.md > api/openapi.json";
+      << "API.md changed: run ops/gen-openapi.py ../shared/API.md > api/http/openapi.json";
 }
 
 TEST(OpenApi, DescribesTheFixedPaths) {

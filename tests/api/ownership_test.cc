@@ -1,6 +1,6 @@
 // Partition ownership: the LIST and LIST=URL syntax of --owns-partitions / --partition-owner,
 // the checks against the log's partition count, and owns() / owner_of().
-#include "api/ownership.h"
+#include "api/app/ownership.h"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 // Pool tests hold the single worker inside the test seam (Options::observer) instead of
 // sleeping, so every ordering they rely on is forced, not timed; a regression that leaves a
 // caller blocked shows as a hang, which ctest's --timeout turns into a failure.
-#include "api/passwords.h"
+#include "api/crypto/passwords.h"
 
 #include <argon2.h>
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // RequestLimiter (api/request_limiter.h): the per-client limit of the routes that answer 202
 // whatever the address (API.md: forgot, resend and OTP request list 429).
-#include "api/request_limiter.h"
+#include "api/http/request_limiter.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // The HTTP server over real TCP: envelope, limits, hostile bytes, request ids, keep-alive,
 // graceful stop and metrics (checked with promtool).
-#include "api/server.h"
+#include "api/http/server.h"
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -14,8 +14,8 @@
 #include <sstream>
 #include <thread>
 
-#include "api/access_log.h"
-#include "api/metrics.h"
+#include "api/http/access_log.h"
+#include "api/http/metrics.h"
 
 namespace sechex::api {
 namespace {

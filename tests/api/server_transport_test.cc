@@ -15,8 +15,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "api/metrics.h"
-#include "api/server.h"
+#include "api/http/metrics.h"
+#include "api/http/server.h"
 #include "support/temp_dir.h"
 
 namespace sechex::api {

@@ -1,7 +1,7 @@
 // 002 "Active session tracking" / "Session activity window" and API.md ("lastSeen written at
 // most once a minute per session, not on every request"): activity extends the idle expiry; a
 // short idle window (ledgerd --session-idle) shortens the throttle to a quarter of it.
-#include "api/session_activity.h"
+#include "api/identity/session_activity.h"
 
 #include <gtest/gtest.h>
 

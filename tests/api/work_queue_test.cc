@@ -1,6 +1,6 @@
 // api/work_queue.h: jobs run in order, the bound counts held places (tickets) too, stop() runs
 // everything accepted, and a throwing job neither stops the queue nor escapes.
-#include "api/work_queue.h"
+#include "api/app/work_queue.h"
 
 #include <gtest/gtest.h>
 

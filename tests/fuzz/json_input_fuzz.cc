@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "api/json_input.h"
+#include "api/json/json_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);

@@ -13,8 +13,8 @@
 #include <string>
 #include <string_view>
 
-#include "api/jose.h"
-#include "api/json_input.h"
+#include "api/crypto/jose.h"
+#include "api/json/json_input.h"
 
 namespace {
 

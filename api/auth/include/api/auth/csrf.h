@@ -1,0 +1,45 @@
+// CSRF protection for browser sessions (API.md "Browser sessions", spec 003 CSRF tokens, 004
+// FR-033): a request authenticated by the `__Host-access` cookie that changes state must carry
+// `X-CSRF-Token` (from GET /v1/auth/csrf, bound to the session, expiring) AND come from this
+// site (Sec-Fetch-Site same-origin/none, or an Origin equal, scheme included, to this listener's
+// own origin (its scheme and the request's Host) or to the public URL's). Behind a proxy that
+// ends TLS, set --public-url to the https origin browsers use. Bearer requests need neither: a
+// browser never attaches that header on its own.
+//
+// The tokens themselves: csrf_token.h.
+//
+// Cookies: `__Host-` prefix (Secure, Path=/, no Domain: the browser refuses to let a sibling
+// subdomain or plain HTTP page set or shadow them), HttpOnly, SameSite=Lax.
+//
+// Thread-safety: immutable; all functions may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "api/crypto/csrf_token.h"
+#include "api/http/server.h"
+
+namespace sechex::api {
+
+inline constexpr const char* kAccessCookie = "__Host-access";
+inline constexpr const char* kRefreshCookie = "__Host-refresh";
+// Why a cookie-authenticated request was refused ("" = accepted): "cross_site",
+// "missing_csrf_token", "invalid_csrf_token". `public_origin` is e.g. "https://id.example.com"
+// (may be empty).
+std::string csrf_refusal(const Request& req, std::string_view session_id, const CsrfTokens& tokens,
+                         std::int64_t now_micros, std::string_view public_origin);
+// Only the site check (login, where no session exists yet): "cross_site" or "".
+std::string cross_site_refusal(const Request& req, std::string_view public_origin);
+
+bool is_state_changing(std::string_view method);
+// The value of cookie `name` in the request's Cookie header.
+std::optional<std::string> cookie(const Request& req, std::string_view name);
+// Set-Cookie values for a token pair, and for clearing both cookies.
+std::string access_cookie(std::string_view token, std::int64_t max_age_seconds);
+std::string refresh_cookie(std::string_view token, std::int64_t max_age_seconds);
+std::string cleared_cookie(std::string_view name);
+
+}  // namespace sechex::api

@@ -1,0 +1,150 @@
+#include "api/auth/auth.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "projections/access.h"
+#include "projections/sessions.h"
+
+namespace sechex::api {
+
+bool Principal::has_role(std::string_view role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+Authenticator::Authenticator(const jose::TokenVerifier& verifier,
+                             const projections::ProjectionStore& store, const Clock& clock,
+                             std::function<void(std::string_view)> on_reject)
+    : verifier_(verifier), store_(store), clock_(clock), on_reject_(std::move(on_reject)) {}
+
+Response Authenticator::reject(unsigned status, std::string_view code, std::string_view message,
+                               std::string_view reason) const {
+  if (on_reject_) on_reject_(reason);
+  auto r = json_error(status, code, message);
+  if (status == 401) {
+    // RFC 6750 §3: name the scheme; add error="invalid_token" when a token was presented.
+    r.headers.emplace_back("WWW-Authenticate",
+                           code == "invalid_token"
+                               ? R"(Bearer realm="sechex", error="invalid_token")"
+                               : R"(Bearer realm="sechex")");
+  }
+  return r;
+}
+
+// `iat` has whole seconds, so a token of a session started in the same second as a cutoff
+// (a password change answers with a fresh session) looks older than the cutoff. Its session's
+// own start, in microseconds, tells the two apart.
+bool Authenticator::session_began_after(const std::string& sid, std::int64_t cutoff) const {
+  if (sid.empty()) return false;
+  auto row = projections::session_row(store_, sid);
+  return row && row.value() && row.value()->created_at >= cutoff;
+}
+
+void Authenticator::enable_cookies(CookieAuth cookies) { cookies_ = std::move(cookies); }
+void Authenticator::csrf_rejected(const Principal& who, const Request& request,
+                                  std::string_view reason) const {
+  if (on_reject_) on_reject_(reason);
+  if (cookies_.on_csrf_rejected) cookies_.on_csrf_rejected(who, request, reason);
+}
+void Authenticator::on_authenticated(std::function<void(const Principal&)> hook) {
+  on_authenticated_ = std::move(hook);
+}
+
+std::variant<Principal, Response> Authenticator::authenticate(const Request& request) const {
+  const auto access = access_of(request.method, request.route);
+  if (!access) {
+    return reject(403, "forbidden", "this operation is not open to anyone", "route_without_rule");
+  }
+  return authenticate(request, *access == Access::anyone ? Access::user : *access);
+}
+
+std::variant<Principal, Response> Authenticator::authenticate(const Request& request,
+                                                              Access access) const {
+  const auto* header = request.header("authorization");
+  std::optional<std::string> from_cookie;
+  if ((header == nullptr || header->empty()) && cookies_.tokens != nullptr) {
+    from_cookie = cookie(request, kAccessCookie);
+  }
+  if ((header == nullptr || header->empty()) && !from_cookie) {
+    return reject(401, "unauthorized", "authentication required", "missing_credentials");
+  }
+  std::string_view token;
+  if (from_cookie) {
+    token = *from_cookie;
+  } else {
+    // RFC 7235: the scheme is case-insensitive; exactly one space before the token.
+    constexpr std::string_view kScheme = "bearer ";
+    const std::string_view value(*header);
+    const bool bearer =
+        value.size() > kScheme.size() &&
+        std::equal(kScheme.begin(), kScheme.end(), value.begin(), [](char a, char b) {
+          return a == static_cast<char>(std::tolower(static_cast<unsigned char>(b)));
+        });
+    if (!bearer) return reject(401, "unauthorized", "use the Bearer scheme", "bad_scheme");
+    token = value.substr(kScheme.size());
+  }
+
+  auto verified = verifier_.verify(token);
+  if (!verified) {
+    return reject(401, "invalid_token", "the access token is invalid or expired",
+                  jose::reason_code(verified.error()));
+  }
+  const auto& claims = verified.value().claims;
+
+  // Revocation is checked on every request, never cached: logout must take effect at once. An
+  // operator token is its own session, revoked by sid alone: a cutoff of its shared sub is not
+  // its own.
+  auto revoked = projections::session_revoked(store_, claims.sid);
+  auto cutoff = claims.operator_token ? Result<std::optional<std::int64_t>>(std::nullopt)
+                                      : projections::revocation_cutoff(store_, claims.sub);
+  auto session_end = claims.sid.empty() ? Result<std::optional<std::int64_t>>(std::nullopt)
+                                        : projections::session_end(store_, claims.sub, claims.sid);
+  if (!revoked || !cutoff || !session_end) {
+    // Failing closed: without the revocation state we cannot tell a revoked token from a good one.
+    if (on_reject_) on_reject_("revocation_unavailable");
+    return json_error(503, "unavailable", "cannot check the session right now");
+  }
+  if (revoked.value()) {
+    return reject(401, "invalid_token", "the access token is invalid or expired",
+                  "session_revoked");
+  }
+  if (cutoff.value() && claims.iat * 1'000'000 < *cutoff.value() &&
+      !session_began_after(claims.sid, *cutoff.value())) {
+    return reject(401, "invalid_token", "the access token is invalid or expired",
+                  "sessions_cut_off");
+  }
+  // Ended sessions are in revoked_sessions or behind a cutoff; this catches the idle expiry.
+  if (session_end.value() && clock_.now_micros() >= *session_end.value()) {
+    return reject(401, "invalid_token", "the access token is invalid or expired",
+                  "session_expired");
+  }
+
+  Principal p{claims.sub,           claims.sid, claims.roles, claims.iat, from_cookie.has_value(),
+              claims.operator_token};
+  if (access == Access::user && p.operator_token) {
+    return reject(403, "forbidden", "operator tokens cannot act as a user", "operator_token");
+  }
+  // A browser attaches cookies to any site's request: state changes need proof of this site.
+  if (p.via_cookie && is_state_changing(request.method)) {
+    const auto refusal = csrf_refusal(request, claims.sid, *cookies_.tokens,
+                                      cookies_.clock->now_micros(), cookies_.public_origin);
+    if (!refusal.empty()) {
+      if (on_reject_) on_reject_(refusal);
+      if (cookies_.on_csrf_rejected) cookies_.on_csrf_rejected(p, request, refusal);
+      return json_error(403, "csrf_rejected",
+                        "this request needs a CSRF token from GET /v1/auth/csrf and must come "
+                        "from this site",
+                        nlohmann::json{{"reason", refusal}}.dump());
+    }
+  }
+  const bool role_ok = access == Access::admin    ? p.has_role("admin")
+                       : access == Access::ingest ? p.has_role("admin") || p.has_role("service")
+                                                  : true;
+  if (!role_ok) {
+    return reject(403, "forbidden", "this operation needs another role", "forbidden_role");
+  }
+  if (on_authenticated_) on_authenticated_(p);
+  return p;
+}
+
+}  // namespace sechex::api

@@ -1,0 +1,91 @@
+#include "api/auth/csrf.h"
+
+namespace sechex::api {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// "https://Host:port/path" -> "https://host:port": the scheme and authority, lower-cased (an
+// origin is compared as a whole: http://site and https://site are different sites); "" when it
+// is not an http(s) URL.
+std::string origin_of(std::string_view url) {
+  const auto sep = url.find("://");
+  if (sep == std::string_view::npos) return {};
+  auto authority = url.substr(sep + 3);
+  authority = authority.substr(0, authority.find('/'));
+  if (authority.empty()) return {};
+  std::string out(url.substr(0, sep + 3));
+  out.append(authority);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out.starts_with("https://") || out.starts_with("http://") ? out : std::string();
+}
+
+}  // namespace
+
+std::string cross_site_refusal(const Request& req, std::string_view public_origin) {
+  // Fetch metadata, when the browser sends it, is the most direct answer.
+  if (const auto* site = req.header("sec-fetch-site")) {
+    return *site == "same-origin" || *site == "none" ? "" : "cross_site";
+  }
+  const auto* origin = req.header("origin");
+  if (origin == nullptr) return "";  // not a browser's cross-origin request (they send Origin)
+  const auto sent = origin_of(trim(*origin));
+  if (sent.empty()) return "cross_site";  // "null", or not http(s)
+  // This listener's own origin: its scheme and the Host the browser addressed.
+  const auto* host = req.header("host");
+  if (host != nullptr && sent == origin_of(req.scheme + "://" + std::string(trim(*host)))) {
+    return "";
+  }
+  if (sent == origin_of(public_origin)) return "";
+  return "cross_site";
+}
+
+std::string csrf_refusal(const Request& req, std::string_view session_id, const CsrfTokens& tokens,
+                         std::int64_t now_micros, std::string_view public_origin) {
+  if (auto site = cross_site_refusal(req, public_origin); !site.empty()) return site;
+  const auto* token = req.header("x-csrf-token");
+  if (token == nullptr || token->empty()) return "missing_csrf_token";
+  if (!tokens.valid(*token, session_id, now_micros)) return "invalid_csrf_token";
+  return "";
+}
+
+bool is_state_changing(std::string_view method) {
+  return method != "GET" && method != "HEAD" && method != "OPTIONS";
+}
+
+std::optional<std::string> cookie(const Request& req, std::string_view name) {
+  const auto* header = req.header("cookie");
+  if (header == nullptr) return std::nullopt;
+  std::string_view rest(*header);
+  while (!rest.empty()) {
+    const auto semi = rest.find(';');
+    const auto pair = trim(rest.substr(0, semi));
+    rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
+    const auto eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
+      return std::string(pair.substr(eq + 1));
+    }
+  }
+  return std::nullopt;
+}
+
+namespace {
+std::string set_cookie(std::string_view name, std::string_view value, std::int64_t max_age) {
+  return std::string(name) + "=" + std::string(value) +
+         "; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=" + std::to_string(max_age);
+}
+}  // namespace
+
+std::string access_cookie(std::string_view token, std::int64_t max_age_seconds) {
+  return set_cookie(kAccessCookie, token, max_age_seconds);
+}
+std::string refresh_cookie(std::string_view token, std::int64_t max_age_seconds) {
+  return set_cookie(kRefreshCookie, token, max_age_seconds);
+}
+std::string cleared_cookie(std::string_view name) { return set_cookie(name, "", 0); }
+
+}  // namespace sechex::api

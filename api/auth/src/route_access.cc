@@ -1,0 +1,95 @@
+#include "api/auth/route_access.h"
+
+#include <algorithm>
+#include <array>
+#include <set>
+#include <utility>
+
+namespace sechex::api {
+namespace {
+
+constexpr Access kAnyone = Access::anyone;
+constexpr Access kUser = Access::user;
+constexpr Access kAdmin = Access::admin;
+constexpr Access kIngest = Access::ingest;
+
+// Sorted by path. A new route needs its line here, or ledgerd refuses to start.
+constexpr std::array kRules = {
+    RouteRule{"GET", "/.well-known/jwks.json", kAnyone},
+    RouteRule{"GET", "/healthz", kAnyone},
+    RouteRule{"GET", "/openapi.json", kAnyone},
+    RouteRule{"GET", "/readyz", kAnyone},
+    RouteRule{"GET", "/v1/admin/audit", kAdmin},
+    RouteRule{"GET", "/v1/admin/audit/export", kAdmin},
+    RouteRule{"GET", "/v1/admin/ledger/checkpoints", kAdmin},
+    RouteRule{"PUT", "/v1/admin/policy/password", kAdmin},
+    RouteRule{"POST", "/v1/admin/users/{id}/unlock", kAdmin},
+    RouteRule{"GET", "/v1/auth/csrf", kAnyone},  // a session by access or refresh cookie
+    RouteRule{"POST", "/v1/auth/login", kAnyone},
+    RouteRule{"POST", "/v1/auth/logout", kUser},
+    RouteRule{"POST", "/v1/auth/logout-all", kUser},
+    RouteRule{"POST", "/v1/auth/otp/request", kAnyone},  // step-up code when signed in
+    RouteRule{"POST", "/v1/auth/otp/verify", kAnyone},
+    RouteRule{"POST", "/v1/auth/password/change", kUser},
+    RouteRule{"POST", "/v1/auth/password/forgot", kAnyone},
+    RouteRule{"GET", "/v1/auth/password/policy", kAnyone},
+    RouteRule{"POST", "/v1/auth/password/reset", kAnyone},
+    RouteRule{"POST", "/v1/auth/reauth", kUser},
+    RouteRule{"POST", "/v1/auth/refresh", kAnyone},  // by refresh token, not a session
+    RouteRule{"POST", "/v1/auth/register", kAnyone},
+    RouteRule{"POST", "/v1/auth/verify-email", kAnyone},
+    RouteRule{"POST", "/v1/auth/verify-email/resend", kAnyone},
+    RouteRule{"POST", "/v1/events", kIngest},
+    RouteRule{"GET", "/v1/me", kUser},
+    RouteRule{"DELETE", "/v1/me", kUser},
+    RouteRule{"GET", "/v1/me/export", kUser},
+    RouteRule{"GET", "/v1/me/sessions", kUser},
+    RouteRule{"POST", "/v1/secrets", kUser},
+    RouteRule{"POST", "/v1/secrets/{id}/check-in", kUser},
+    RouteRule{"POST", "/v1/secrets/{id}/reveal-share", kUser},
+};
+
+}  // namespace
+
+std::span<const RouteRule> route_rules() { return kRules; }
+
+std::optional<Access> access_of(std::string_view method, std::string_view route) {
+  if (method == "HEAD") method = "GET";
+  for (const auto& r : kRules) {
+    if (r.method == method && r.route == route) return r.access;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_string(Access a) {
+  switch (a) {
+    case Access::anyone:
+      return "anyone";
+    case Access::user:
+      return "user";
+    case Access::admin:
+      return "admin";
+    case Access::ingest:
+      return "ingest";
+  }
+  return "unknown";
+}
+
+std::vector<std::string> route_table_mismatches(const Router& router) {
+  std::vector<std::string> out;
+  std::set<std::pair<std::string, std::string>> served;
+  for (const auto& [method, route] : router.routes()) {
+    served.emplace(method, route);
+    if (!access_of(method, route))
+      out.push_back(method + " " + route + " is served without a rule");
+  }
+  for (const auto& r : kRules) {
+    if (!served.contains({std::string(r.method), std::string(r.route)})) {
+      out.push_back("the rule for " + std::string(r.method) + " " + std::string(r.route) +
+                    " names no served route");
+    }
+  }
+  return out;
+}
+
+}  // namespace sechex::api

@@ -1,0 +1,47 @@
+#include "api/http/request_limiter.h"
+
+#include <algorithm>
+
+namespace sechex::api {
+
+RequestLimiter::RequestLimiter(std::uint32_t limit, std::int64_t window_micros,
+                               std::size_t max_keys)
+    : limit_(limit == 0 ? 1 : limit),
+      window_(window_micros),
+      max_keys_(max_keys == 0 ? 1 : max_keys) {}
+
+void RequestLimiter::make_room(std::int64_t now_micros) {
+  std::erase_if(entries_, [&](const auto& kv) {
+    return kv.second.times.empty() || kv.second.times.back() <= now_micros - window_;
+  });
+  const auto target = max_keys_ - std::max<std::size_t>(1, max_keys_ / 10);
+  while (entries_.size() > target) entries_.erase(entries_.begin());
+}
+
+RequestLimiter::Verdict RequestLimiter::check(std::string_view key, std::int64_t now_micros) {
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(std::string(key));
+  if (it == entries_.end()) {
+    if (entries_.size() >= max_keys_) make_room(now_micros);
+    it = entries_.emplace(std::string(key), Entry{}).first;
+  }
+  auto& e = it->second;
+  std::erase_if(e.times, [&](std::int64_t t) { return t <= now_micros - window_; });
+  Verdict v;
+  if (e.times.size() >= limit_) {
+    v.allowed = false;
+    // Below the limit again once enough of the oldest have left: times[size - limit].
+    v.retry_at_micros = e.times[e.times.size() - limit_] + window_;
+    v.first_refusal = !e.refused;
+    e.refused = true;
+    return v;
+  }
+  e.refused = false;
+  // Clock steps backwards keep the order: insert in place (rare; usually at the end).
+  auto pos = e.times.end();
+  while (pos != e.times.begin() && *(pos - 1) > now_micros) --pos;
+  e.times.insert(pos, now_micros);
+  return v;
+}
+
+}  // namespace sechex::api

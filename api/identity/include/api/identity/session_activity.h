@@ -1,0 +1,82 @@
+// Session activity (002 "Active session tracking": an authenticated action extends the
+// session; API.md: lastSeen written at most once a minute per session, not on every request).
+//
+// seen() is called after every successful authentication. It only consults an in-memory map and
+// queues the session when its last recorded activity is one interval old or more; a background
+// thread appends SessionSeen (new idle expiry: Limits::idle_micros, 24 h by default, or
+// remember_me_idle_micros, 7 d, with rememberMe) through the command path of the user's
+// partition. So a busy session costs one small event per interval, and a request never waits for
+// it. Tokens without a session in the projection (operator tokens from ledgerctl) are skipped by
+// the worker. A full queue drops the activity (the next request an interval later records it):
+// losing one only shortens the session's idle window by that interval.
+//
+// The interval is min(`interval_micros` (a minute), idle window / 4), see effective_interval().
+// Why: the recorded activity lags the real one by up to an interval, so a session used without
+// pause still expires `idle - interval` after its last recorded activity. With the default 24 h
+// window a minute's lag is noise; with a window of a few minutes (ledgerd --session-idle) a
+// minute's throttle would let a session in active use expire. A quarter of the window keeps at
+// least three quarters of it after the last request, and bounds the cost to four events per
+// window.
+//
+// Lifecycle: start() after catch-up, stop() before the command path goes. Thread-safety:
+// seen() and stop() may be called from any thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "api/app/commands.h"
+#include "api/identity/decide.h"
+#include "ledger/clock.h"
+#include "ledger/key_store.h"
+
+namespace sechex::api {
+
+class SessionActivity {
+ public:
+  SessionActivity(CommandPath& commands, ledger::KeyStore& keys, const Clock& clock,
+                  identity::Limits limits, std::int64_t interval_micros = identity::kMinuteMicros);
+  ~SessionActivity();
+  SessionActivity(const SessionActivity&) = delete;
+  SessionActivity& operator=(const SessionActivity&) = delete;
+
+  void start();
+  void stop();
+  // An authenticated request of `user` in `session` (tokens without a session: ignored).
+  void seen(std::string_view user, std::string_view session);
+  // Records what is queued now, on the caller's thread (tests); returns the events appended.
+  std::size_t drain();
+
+  // The throttle actually used: min(interval_micros, shorter idle window / 4), at least 1 µs.
+  static std::int64_t effective_interval(const identity::Limits& limits,
+                                         std::int64_t interval_micros);
+  std::int64_t interval_micros() const { return interval_; }
+
+ private:
+  struct Seen {
+    std::string user, session;
+    std::int64_t at = 0;
+  };
+  bool record(const Seen& s);
+
+  CommandPath& commands_;
+  ledger::KeyStore& keys_;
+  const Clock& clock_;
+  const identity::Limits limits_;
+  const std::int64_t interval_;
+  static constexpr std::size_t kMaxQueued = 10000;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<std::string, std::int64_t> last_;  // session -> last queued activity
+  std::deque<Seen> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace sechex::api

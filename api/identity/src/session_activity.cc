@@ -1,0 +1,108 @@
+#include "api/identity/session_activity.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "ledger/event_builder.h"
+#include "projections/sessions.h"
+
+namespace sechex::api {
+
+SessionActivity::SessionActivity(CommandPath& commands, ledger::KeyStore& keys, const Clock& clock,
+                                 identity::Limits limits, std::int64_t interval_micros)
+    : commands_(commands),
+      keys_(keys),
+      clock_(clock),
+      limits_(limits),
+      interval_(effective_interval(limits, interval_micros)) {}
+
+std::int64_t SessionActivity::effective_interval(const identity::Limits& limits,
+                                                 std::int64_t interval_micros) {
+  const auto idle = std::min(limits.idle_micros, limits.remember_me_idle_micros);
+  return std::max<std::int64_t>(1, std::min(interval_micros, idle / 4));
+}
+
+SessionActivity::~SessionActivity() { stop(); }
+
+void SessionActivity::start() {
+  std::lock_guard l(mu_);
+  if (thread_.joinable() || stopping_) return;
+  thread_ = std::thread([this] {
+    for (;;) {
+      Seen next;
+      {
+        std::unique_lock wait_lock(mu_);
+        cv_.wait(wait_lock, [&] { return stopping_ || !queue_.empty(); });
+        if (stopping_) return;
+        next = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      record(next);
+    }
+  });
+}
+
+void SessionActivity::stop() {
+  {
+    std::lock_guard l(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void SessionActivity::seen(std::string_view user, std::string_view session) {
+  if (session.empty()) return;
+  const auto now = clock_.now_micros();
+  {
+    std::lock_guard l(mu_);
+    auto [it, fresh] = last_.try_emplace(std::string(session), now);
+    if (!fresh && now - it->second < interval_) return;
+    it->second = now;
+    if (queue_.size() >= kMaxQueued) return;
+    queue_.push_back({std::string(user), std::string(session), now});
+    // The map only needs sessions seen within the interval; forget older ones now and then.
+    if (last_.size() > 4 * kMaxQueued) {
+      std::erase_if(last_, [&](const auto& e) { return now - e.second >= interval_; });
+    }
+  }
+  cv_.notify_one();
+}
+
+std::size_t SessionActivity::drain() {
+  std::deque<Seen> work;
+  {
+    std::lock_guard l(mu_);
+    work.swap(queue_);
+  }
+  std::size_t n = 0;
+  for (const auto& s : work) n += record(s) ? 1 : 0;
+  return n;
+}
+
+bool SessionActivity::record(const Seen& s) {
+  const auto p = commands_.partition_for(s.user);
+  if (!commands_.ownership().owns(p)) return false;  // its owner records its own traffic
+  bool appended = false;
+  auto ran = commands_.run(p, [&]() -> Result<std::vector<ledger::Bytes>> {
+    SECHEX_TRY(const auto session, projections::session_row(commands_.projections(), s.session));
+    if (!session || !session->active_at(s.at) || session->user != s.user) {
+      return std::vector<ledger::Bytes>{};
+    }
+    ledger::EventBuilder b(&keys_, {.subject = s.user,
+                                    .actor = s.user,
+                                    .request_id = "",
+                                    .time_micros = s.at,
+                                    .ip = std::nullopt,
+                                    .user_agent = std::nullopt});
+    auto& f = b.fbb();
+    SECHEX_TRY(auto event, b.finish(schema::CreateSessionSeen(
+                               f, f.CreateString(s.session),
+                               identity::idle_expiry(session->remember_me, limits_, s.at))));
+    appended = true;
+    return std::vector<ledger::Bytes>{std::move(event)};
+  });
+  return ran && appended;
+}
+
+}  // namespace sechex::api

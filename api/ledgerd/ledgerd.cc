@@ -1,0 +1,882 @@
+// ledgerd: the Sechex ledger service. Opens (creating if needed) the ledger (embedded RocksDB by
+// default, or a Kafka cluster with --log kafka), its projections and its token signing keys, keeps
+// signed checkpoints current, and serves the ledger API (ingest, audit, checkpoints, JWKS) besides
+// /healthz, /readyz and /openapi.json; /metrics on a listener of its own (--metrics-listen).
+//
+// Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 when it cannot start (bad flags, keys,
+// store, address).
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <boost/program_options.hpp>
+#include <condition_variable>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "api/app/commands.h"
+#include "api/app/ownership.h"
+#include "api/auth/auth.h"
+#include "api/auth/route_access.h"
+#include "api/crypto/jose.h"
+#include "api/http/access_log.h"
+#include "api/http/metrics.h"
+#include "api/http/openapi.h"
+#include "api/http/server.h"
+#include "api/identity/session_activity.h"
+#include "api/ingest/ingest_worker.h"
+#include "api/mail/mail.h"
+#include "api/routes/account_api.h"
+#include "api/routes/identity_api.h"
+#include "api/routes/ledger_api.h"
+#include "api/routes/otp_api.h"
+#include "api/routes/secrets_api.h"
+#include "ledger/data_dir.h"
+#include "ledger/event_builder.h"
+#include "ledger/kafka_keys.h"
+#include "ledger/kafka_log.h"
+#include "ledger/utf8.h"
+#include "projections/store.h"
+
+namespace po = boost::program_options;
+using namespace sechex;
+
+// jemalloc (release builds link it; see api/CMakeLists.txt) reads this at start-up. By default
+// it hands allocations of 8 MiB and more straight back to the kernel when freed, and libargon2
+// allocates its 19 MiB block per hash: every login then faulted ~4,900 fresh pages in (1.37x
+// the CPU of a raw hash, bench/README.md "Identity"). With no oversize arena the block is reused
+// (libargon2 wipes it before freeing). Unused by glibc malloc (sanitizer builds).
+extern "C" {
+extern const char* malloc_conf;
+const char* malloc_conf = "oversize_threshold:0";
+}
+
+namespace {
+
+// A request path as recorded in an event (CsrfRejected): any bytes a client sent, kept to
+// well-formed UTF-8 of this many bytes (ledger/utf8.h).
+constexpr std::size_t kMaxRecordedPath = 2048;
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
+// Mirrors the ledger's own counters into Prometheus counters (which only go up).
+class LedgerMetrics {
+ public:
+  // `records_of(p)`: the chain length to show for partition p.
+  LedgerMetrics(api::Metrics& m, const ledger::Log& log,
+                std::function<std::uint64_t(ledger::Partition)> records_of)
+      : log_(log), records_of_(std::move(records_of)) {
+    auto& reg = m.registry();
+    events_ = &prometheus::BuildCounter()
+                   .Name("sechex_ledger_events_appended_total")
+                   .Help("Events appended durably to the log")
+                   .Register(reg)
+                   .Add({});
+    appends_ = &prometheus::BuildCounter()
+                    .Name("sechex_ledger_appends_total")
+                    .Help("Append calls (batches) acknowledged")
+                    .Register(reg)
+                    .Add({});
+    groups_ = &prometheus::BuildCounter()
+                   .Name("sechex_ledger_commit_groups_total")
+                   .Help("Synced RocksDB writes (group commits)")
+                   .Register(reg)
+                   .Add({});
+    checkpoints_ = &prometheus::BuildCounter()
+                        .Name("sechex_ledger_checkpoints_total")
+                        .Help("Signed checkpoints written")
+                        .Register(reg)
+                        .Add({});
+    auto& records = prometheus::BuildGauge()
+                        .Name("sechex_ledger_partition_records")
+                        .Help("Records per partition (chain length)")
+                        .Register(reg);
+    for (std::uint32_t p = 0; p < log.partition_count(); ++p) {
+      records_.push_back(&records.Add({{"partition", std::to_string(p)}}));
+    }
+    m.on_scrape([this] { refresh(); });
+  }
+
+ private:
+  void refresh() {
+    const auto s = log_.stats();
+    events_->Increment(static_cast<double>(s.events - last_.events));
+    appends_->Increment(static_cast<double>(s.appends - last_.appends));
+    groups_->Increment(static_cast<double>(s.commit_groups - last_.commit_groups));
+    checkpoints_->Increment(static_cast<double>(s.checkpoints - last_.checkpoints));
+    last_ = s;
+    for (std::uint32_t p = 0; p < records_.size(); ++p) {
+      records_[p]->Set(static_cast<double>(records_of_(ledger::Partition{p})));
+    }
+  }
+  const ledger::Log& log_;
+  std::function<std::uint64_t(ledger::Partition)> records_of_;
+  prometheus::Counter* events_;
+  prometheus::Counter* appends_;
+  prometheus::Counter* groups_;
+  prometheus::Counter* checkpoints_;
+  std::vector<prometheus::Gauge*> records_;
+  ledger::LogStats last_{};
+};
+
+// Completes the mail settings from the flags; returns why they are unusable ("" when fine).
+std::string configure_mail(api::MailerConfig& mail, const std::string& password_file,
+                           bool allow_plaintext, const std::string& data_dir) {
+  if (!mail.smtp_url.empty() && mail.smtp_url.rfind("smtp://", 0) != 0 &&
+      mail.smtp_url.rfind("smtps://", 0) != 0) {
+    return "--smtp-url must start with smtp:// or smtps://";
+  }
+  if (mail.username.empty() != password_file.empty()) {
+    return "--smtp-user and --smtp-password-file go together";
+  }
+  if (!password_file.empty()) {
+    struct stat st {};
+    if (::stat(password_file.c_str(), &st) != 0) return "cannot read " + password_file;
+    if ((st.st_mode & 077) != 0) {
+      return password_file + " is readable by group or others (chmod 600 it)";
+    }
+    std::ifstream in(password_file);
+    if (!in || !std::getline(in, mail.password) || mail.password.empty()) {
+      return "cannot read a password from " + password_file;
+    }
+    if (!mail.password.empty() && mail.password.back() == '\r') mail.password.pop_back();
+  }
+  if (mail.public_url.rfind("http://", 0) != 0 && mail.public_url.rfind("https://", 0) != 0) {
+    return "--public-url must start with http:// or https://";
+  }
+  mail.require_tls = !allow_plaintext && !api::is_loopback_smtp_url(mail.smtp_url);
+  mail.outbox_dir = data_dir + "/outbox";
+  return "";
+}
+
+int fail(const std::string& message) {
+  std::cerr << "ledgerd: " << message << "\n";
+  return 2;
+}
+
+// "HOST:PORT" (HOST may be a bracketed IPv6 address) into its parts; what is wrong, or "".
+std::string split_listen(const std::string& listen, std::string& host, int& port) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return "must be HOST:PORT";
+  host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  try {
+    std::size_t used = 0;
+    port = std::stoi(listen.substr(colon + 1), &used);
+    if (used != listen.size() - colon - 1) return "bad port";
+  } catch (const std::exception&) {
+    return "bad port";
+  }
+  return port >= 0 && port <= 65535 ? "" : "bad port";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string listen, metrics_listen, data_dir, tls_cert, tls_key, key_name;
+  std::uint32_t partitions = 8;
+  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  api::ServerOptions so;
+  unsigned idle_seconds = 15, read_seconds = 30;
+  po::options_description desc("ledgerd options");
+  desc.add_options()("help,h", "show help")(
+      "listen", po::value(&listen)->default_value("127.0.0.1:8080"), "HOST:PORT")(
+      "metrics-listen", po::value(&metrics_listen)->default_value("127.0.0.1:9464"),
+      "HOST:PORT of the listener serving /metrics (and /healthz, /readyz) apart from the API, "
+      "or `none`; TLS and --allow-insecure-http apply as to --listen")(
+      "data-dir", po::value(&data_dir)->default_value("./data"), "data directory")(
+      "partitions", po::value(&partitions)->default_value(8), "partitions for a new ledger")(
+      "threads", po::value(&threads)->default_value(threads), "I/O threads (default: cores)")(
+      "pool-threads", po::value(&so.pool_threads)->default_value(so.pool_threads),
+      "threads for blocking work (appends, disk reads)")(
+      "read-pool-threads", po::value(&so.read_pool_threads)->default_value(0),
+      "threads for disk reads (0: as many as cores)")(
+      "pool-queue", po::value(&so.pool_queue)->default_value(so.pool_queue),
+      "blocking jobs allowed to wait; beyond that requests answer 503 overloaded")(
+      "idle-timeout", po::value(&idle_seconds)->default_value(idle_seconds),
+      "seconds a keep-alive connection may sit idle between requests")(
+      "read-timeout", po::value(&read_seconds)->default_value(read_seconds),
+      "seconds a request may take to arrive, from its first byte")(
+      "tls-cert", po::value(&tls_cert), "TLS certificate (PEM)")("tls-key", po::value(&tls_key),
+                                                                 "TLS private key (PEM)")(
+      "allow-insecure-http", "permit plain HTTP on a non-loopback address")(
+      "key-name", po::value(&key_name)->default_value(ledger::kDefaultKeyName),
+      "checkpoint key name");
+  api::TokenSettings tokens;
+  std::int64_t skew_seconds = tokens.clock_skew.count();
+  desc.add_options()("token-issuer", po::value(&tokens.issuer)->default_value(tokens.issuer),
+                     "`iss` of access tokens (ledgerctl tokens issue must use the same)")(
+      "token-audience", po::value(&tokens.audience)->default_value(tokens.audience),
+      "`aud` of access tokens")("clock-skew", po::value(&skew_seconds)->default_value(skew_seconds),
+                                "seconds of clock skew forgiven on token nbf/iat");
+  // Identity (api/identity_api.h): clients behind proxies, and the Argon2id pool.
+  std::vector<std::string> trusted_proxies;
+  api::PasswordHasher::Options password_options;
+  api::identity::Limits identity_limits;
+  std::int64_t session_idle_seconds = identity_limits.idle_micros / api::identity::kSecondMicros;
+  std::int64_t remember_me_idle_seconds =
+      identity_limits.remember_me_idle_micros / api::identity::kSecondMicros;
+  desc.add_options()("trusted-proxy", po::value(&trusted_proxies),
+                     "CIDR, repeatable: proxies whose X-Forwarded-For names the client")(
+      "otp-validations-per-window",
+      po::value(&identity_limits.otp_validations_per_window)
+          ->default_value(identity_limits.otp_validations_per_window),
+      "OTP validations allowed per address per 15 minutes (spec 002: 5); the lockout after "
+      "more than 10 failures in an hour applies whatever this is")(
+      "session-idle", po::value(&session_idle_seconds)->default_value(session_idle_seconds),
+      "seconds without an authenticated request after which a session ends (spec 002: 24 h)")(
+      "session-idle-remember-me",
+      po::value(&remember_me_idle_seconds)->default_value(remember_me_idle_seconds),
+      "the same for sessions started with rememberMe (API.md: 7 d); at least --session-idle")(
+      "password-memory-kib",
+      po::value(&password_options.params.m_cost_kib)
+          ->default_value(password_options.params.m_cost_kib),
+      "Argon2id memory per hash (OWASP minimum 19456); hashes made with other parameters are "
+      "rehashed at the next login")(
+      "password-passes",
+      po::value(&password_options.params.t_cost)->default_value(password_options.params.t_cost),
+      "Argon2id passes (OWASP minimum 2)")("password-threads",
+                                           po::value(&password_options.threads)->default_value(0),
+                                           "threads hashing passwords (0: as many as cores)")(
+      "password-queue",
+      po::value(&password_options.max_queue)->default_value(password_options.max_queue),
+      "password checks allowed to wait; beyond that logins answer 503 overloaded");
+  // Multi-node deployments (api/ownership.h): commands only for the partitions this node owns.
+  std::vector<std::string> partition_owners;
+  desc.add_options()(
+      "owns-partitions", po::value<std::string>(),
+      "partitions this node runs commands for: all (default), none, or a LIST like 0-3,6; "
+      "commands for the others answer 421 misdirected")(
+      "partition-owner", po::value(&partition_owners),
+      "LIST=URL, repeatable: the node serving partitions this one does not own, named in 421 "
+      "answers (e.g. 4-7=http://10.0.0.2:8080)");
+  // Kafka mode (ARCHITECTURE.md "Kafka mode"; README "Running against a Kafka cluster").
+  std::string log_kind = "embedded", kafka_brokers, topic = "ledger.events", txn_prefix;
+  std::vector<std::string> kafka_config;
+  std::string ingest_topic;
+  bool no_ingest = false;
+  int replication_factor = -1;
+  desc.add_options()("log", po::value(&log_kind)->default_value(log_kind),
+                     "where the log lives: embedded (RocksDB in --data-dir) or kafka")(
+      "kafka-brokers", po::value(&kafka_brokers), "HOST:PORT[,...] (bootstrap) with --log kafka")(
+      "topic", po::value(&topic)->default_value(topic), "Kafka topic of the ledger")(
+      "kafka-config", po::value(&kafka_config),
+      "KEY=VALUE, repeatable: a librdkafka setting for every client (security.protocol, "
+      "sasl.*, ssl.*)")("kafka-replication-factor",
+                        po::value(&replication_factor)->default_value(replication_factor),
+                        "replication of topics this node creates (-1: the broker default)")(
+      "kafka-ingest-topic", po::value(&ingest_topic),
+      "topic applications may produce raw events to, chained exactly once (default "
+      "ledger.ingest for topic ledger.events, else <topic>.ingest)")(
+      "no-kafka-ingest", po::bool_switch(&no_ingest), "do not consume the ingest topic")(
+      "kafka-transactional-id-prefix", po::value(&txn_prefix),
+      "writers use transactional.id PREFIX + ledger-<partition>; default: empty for topic "
+      "ledger.events, else \"<topic>.\" so ledgers sharing a cluster never fence each other");
+  // Email (api/mail.h): SMTP through libcurl, or .eml files in <data-dir>/outbox by default.
+  api::MailerConfig mail;
+  std::string smtp_password_file;
+  desc.add_options()("smtp-url", po::value(&mail.smtp_url),
+                     "smtp://HOST:PORT (STARTTLS required unless loopback) or smtps://HOST:PORT; "
+                     "default: mails are written as .eml files to <data-dir>/outbox")(
+      "smtp-from", po::value(&mail.from)->default_value(mail.from), "From of every mail")(
+      "smtp-user", po::value(&mail.username), "SMTP AUTH user (with --smtp-password-file)")(
+      "smtp-password-file", po::value(&smtp_password_file),
+      "file holding the SMTP password on its first line (mode 0600 or stricter)")(
+      "smtp-allow-plaintext", "permit smtp:// without STARTTLS to a non-loopback server")(
+      "public-url", po::value(&mail.public_url)->default_value(mail.public_url),
+      "base URL of the links in mails (verify-email, reset-password)");
+  std::string config_file;
+  desc.add_options()("config", po::value(&config_file),
+                     "INI-style file of the same options (name = value)");
+  po::variables_map vm;
+  try {
+    // Precedence: command line, then SECHEX_<OPTION> environment variables (SECHEX_DATA_DIR for
+    // --data-dir), then the config file. po::store keeps the first value it sees.
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::store(
+        po::parse_environment(
+            desc,
+            [&desc](const std::string& var) -> std::string {
+              if (var.rfind("SECHEX_", 0) != 0) return "";
+              std::string name = var.substr(7);
+              for (auto& c : name) {
+                c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+              }
+              // Only known options: SECHEX_KEK and friends are not flags.
+              return desc.find_nothrow(name, false) != nullptr && name != "config" ? name : "";
+            }),
+        vm);
+    if (vm.count("config")) {
+      const auto path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) return fail("cannot read config file " + path);
+      po::store(po::parse_config_file(in, desc), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return fail(std::string(e.what()) + " (see --help)");
+  }
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  std::string host, metrics_host;
+  int port = 0, metrics_port = 0;
+  if (const auto why = split_listen(listen, host, port); !why.empty()) {
+    return fail("--listen " + why);
+  }
+  const bool metrics_listener = metrics_listen != "none";
+  if (metrics_listener) {
+    if (const auto why = split_listen(metrics_listen, metrics_host, metrics_port); !why.empty()) {
+      return fail("--metrics-listen " + why + " (or none)");
+    }
+  }
+  if (tls_cert.empty() != tls_key.empty()) {
+    return fail("--tls-cert and --tls-key go together");
+  }
+  if (so.pool_threads == 0 || so.pool_queue == 0 || idle_seconds == 0 || read_seconds == 0) {
+    return fail("--pool-threads, --pool-queue and the timeouts must be positive");
+  }
+  for (const auto& h : {host, metrics_listener ? metrics_host : std::string("127.0.0.1")}) {
+    if (tls_cert.empty() && !is_loopback(h) && !vm.count("allow-insecure-http")) {
+      return fail("refusing plain HTTP on non-loopback address " + h +
+                  " (configure TLS or pass --allow-insecure-http)");
+    }
+  }
+
+  if (skew_seconds < 0 || skew_seconds > 600) return fail("--clock-skew must be 0..600 seconds");
+  // Session idle windows (spec 002 "Session Idle Timeout"); a year bounds them far from overflow.
+  constexpr std::int64_t kMaxIdleSeconds = 366LL * 24 * 3600;
+  if (session_idle_seconds <= 0 || session_idle_seconds > kMaxIdleSeconds) {
+    return fail("--session-idle must be 1.." + std::to_string(kMaxIdleSeconds) + " seconds");
+  }
+  if (remember_me_idle_seconds <= 0 || remember_me_idle_seconds > kMaxIdleSeconds) {
+    return fail("--session-idle-remember-me must be 1.." + std::to_string(kMaxIdleSeconds) +
+                " seconds");
+  }
+  if (remember_me_idle_seconds < session_idle_seconds) {
+    return fail("--session-idle-remember-me (" + std::to_string(remember_me_idle_seconds) +
+                " s) must be at least --session-idle (" + std::to_string(session_idle_seconds) +
+                " s)");
+  }
+  identity_limits.idle_micros = session_idle_seconds * api::identity::kSecondMicros;
+  identity_limits.remember_me_idle_micros = remember_me_idle_seconds * api::identity::kSecondMicros;
+  if (log_kind != "embedded" && log_kind != "kafka") return fail("--log must be embedded or kafka");
+  const bool kafka_mode = log_kind == "kafka";
+  if (kafka_mode && kafka_brokers.empty()) return fail("--log kafka needs --kafka-brokers");
+  if (!kafka_mode && !kafka_brokers.empty()) return fail("--kafka-brokers needs --log kafka");
+  if (replication_factor == 0 || replication_factor < -1 || replication_factor > 32767) {
+    return fail("--kafka-replication-factor must be -1 or 1..32767");
+  }
+  std::vector<std::pair<std::string, std::string>> kafka_settings;
+  for (const auto& kv : kafka_config) {
+    auto setting = ledger::parse_kafka_setting(kv);
+    if (!setting) return fail("--kafka-config wants KEY=VALUE, not " + kv);
+    kafka_settings.push_back(std::move(*setting));
+  }
+  if (!vm.count("kafka-transactional-id-prefix")) {
+    txn_prefix = ledger::default_transactional_id_prefix(topic);
+  }
+  if (ingest_topic.empty()) {
+    ingest_topic = topic == "ledger.events" ? "ledger.ingest" : topic + ".ingest";
+  }
+  tokens.clock_skew = std::chrono::seconds(skew_seconds);
+  if (auto why =
+          configure_mail(mail, smtp_password_file, vm.count("smtp-allow-plaintext") > 0, data_dir);
+      !why.empty()) {
+    return fail(why);
+  }
+  std::string ownership_error;
+  // Syntax now, before anything is written; partition numbers once the log says how many.
+  auto ownership_flags = api::OwnershipFlags::parse(
+      vm.count("owns-partitions")
+          ? std::optional<std::string_view>(vm["owns-partitions"].as<std::string>())
+          : std::nullopt,
+      partition_owners, &ownership_error);
+  if (!ownership_flags) return fail(ownership_error);
+
+  const ledger::DataDir dir{data_dir};
+  std::string created;
+  if (auto r = ledger::init_data_dir(dir, partitions, key_name, &created,
+                                     /*embedded_log=*/!kafka_mode);
+      !r) {
+    return fail("cannot initialise " + data_dir + ": " + r.error().message());
+  }
+  if (!created.empty()) std::cerr << created;
+  auto signer = ledger::CheckpointSigner::load(dir.signing_key(), key_name);
+  if (!signer)
+    return fail("checkpoint signing key " + dir.signing_key() + ": " + signer.error().message());
+  auto kek = ledger::load_kek(dir);
+  if (!kek) return fail("key-encryption key: " + kek.error().message());
+  std::unique_ptr<ledger::Log> log_holder;
+  ledger::KafkaLog* kafka = nullptr;
+  ledger::KafkaKeys* kafka_keys = nullptr;  // owned by `keys`
+  std::unique_ptr<ledger::KeyStore> keys;
+  if (kafka_mode) {
+    ledger::KafkaLogOptions ko;
+    ko.brokers = kafka_brokers;
+    ko.topic = topic;
+    ko.partitions = partitions;
+    ko.replication_factor = static_cast<std::int16_t>(replication_factor);
+    ko.transactional_id_prefix = txn_prefix;
+    ko.signer = &signer.value();
+    ko.client_config = kafka_settings;
+    ko.log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; };
+    auto opened = ledger::KafkaLog::open(ko);
+    if (!opened) {
+      return fail("cannot open the Kafka log " + topic + " at " + kafka_brokers + ": " +
+                  opened.error().message());
+    }
+    kafka = opened.value().get();
+    auto backend = std::make_unique<ledger::KafkaKeys>(*kafka);
+    kafka_keys = backend.get();
+    auto k = ledger::KeyStore::open(std::move(backend), std::move(kek).value());
+    if (!k) {
+      return fail(k.error() == ledger::Errc::key_invalid
+                      ? "key-encryption key does not match this ledger"
+                      : "cannot read the data keys in Kafka: " + kafka->last_error());
+    }
+    keys = std::move(k).value();
+    log_holder = std::move(opened).value();
+  } else {
+    ledger::LogOptions lo;
+    lo.path = dir.log_path();
+    lo.signer = &signer.value();
+    ledger::Fault fault;
+    auto opened = ledger::LogStore::open(lo, &fault);
+    if (!opened) {
+      if (opened.error() == ledger::Errc::chain_broken) {
+        return fail("refusing to start: chain broken at partition " +
+                    std::to_string(fault.position.partition.value) + " seq " +
+                    std::to_string(fault.position.seq.value) + ": " + fault.reason + " (" +
+                    fault.detail + ")");
+      }
+      return fail("cannot open the ledger: " + opened.error().message());
+    }
+    auto k = ledger::KeyStore::open(*opened.value(), std::move(kek).value());
+    if (!k) return fail("key-encryption key does not match this ledger");
+    keys = std::move(k).value();
+    log_holder = std::move(opened).value();
+  }
+  // Checked against the ledger (both modes) before anything hashes with it: a different key
+  // would make every known email, code and token look unknown, silently.
+  auto lookup_key = ledger::load_lookup_key(dir);
+  if (!lookup_key) return fail("lookup-hash key: " + lookup_key.error().message());
+  if (auto r = keys->check_lookup_key(lookup_key.value()); !r) {
+    return fail(r.error() == ledger::Errc::key_invalid
+                    ? "refusing to start: " + ledger::lookup_key_source(dir) +
+                          " is not the lookup-hash key this ledger was first started with, so "
+                          "known emails would look unknown; copy keys/lookup-key from the data "
+                          "directory of the node that first started this ledger (or from its "
+                          "backup), or set SECHEX_LOOKUP_KEY to its contents, and start again"
+                    : "cannot check the lookup-hash key: " + r.error().message() +
+                          (kafka != nullptr ? " " + kafka->last_error() : std::string()));
+  }
+  ledger::Log& log = *log_holder;
+  auto ownership = api::PartitionOwnership::resolve(log.partition_count(), ownership_flags.value(),
+                                                    &ownership_error);
+  if (!ownership) return fail(ownership_error);
+
+  auto read_models = projections::ProjectionStore::open(
+      dir.projections_path(), log.partition_count(), projections::default_projections());
+  if (!read_models) {
+    return fail(read_models.error() == ledger::Errc::store_locked
+                    ? "projections at " + dir.projections_path() + " are in use by another process"
+                    : "cannot open projections: " + read_models.error().message());
+  }
+
+  const auto& clock = SystemClock::instance();
+  auto ring =
+      api::jose::KeyRing::load_or_create(api::jwt_keys_dir(data_dir), clock, tokens.ring_options());
+  if (!ring) return fail("token signing keys: " + ring.error().message());
+  api::jose::TokenVerifier verifier(*ring.value(), clock, tokens.verifier_config());
+
+  api::Metrics metrics;
+  // A Kafka partition this node does not write has no local head; its projected length is
+  // what this node knows without a round trip to the cluster per scrape.
+  LedgerMetrics ledger_metrics(metrics, log, [&](ledger::Partition p) -> std::uint64_t {
+    if (kafka != nullptr && !kafka->writes(p)) return read_models.value()->position(p).value;
+    return log.head(p).next.value;
+  });
+  auto& lag_gauge = prometheus::BuildGauge()
+                        .Name("sechex_projection_lag_records")
+                        .Help("Log records not yet applied to the projections")
+                        .Register(metrics.registry())
+                        .Add({});
+  metrics.on_scrape([&] { lag_gauge.Set(static_cast<double>(read_models.value()->lag(log))); });
+  auto& auth_rejections = prometheus::BuildCounter()
+                              .Name("sechex_auth_rejected_total")
+                              .Help("Requests refused by authentication, by reason")
+                              .Register(metrics.registry());
+  api::Authenticator auth(verifier, *read_models.value(), clock, [&](std::string_view reason) {
+    auth_rejections.Add({{"reason", std::string(reason)}}).Increment();
+  });
+  auto& ingest_events = prometheus::BuildCounter()
+                            .Name("sechex_ingest_events_total")
+                            .Help("Application events appended through POST /v1/events")
+                            .Register(metrics.registry())
+                            .Add({});
+  auto& append_latency =
+      prometheus::BuildHistogram()
+          .Name("sechex_command_append_seconds")
+          .Help("Time to decide, append durably and apply one partition's events")
+          .Register(metrics.registry())
+          .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                                           0.05, 0.1, 0.25, 1});
+  api::CommandPath commands(log, *read_models.value(), ownership.value());
+  api::LedgerApi ledger_api(commands, *keys, auth, *ring.value(), clock,
+                            {.on_append =
+                                 [&](std::size_t n, std::chrono::steady_clock::duration d) {
+                                   ingest_events.Increment(static_cast<double>(n));
+                                   append_latency.Observe(std::chrono::duration<double>(d).count());
+                                 },
+                             .on_misdirected = [&] { metrics.count_rejected("misdirected"); }});
+  // Mail delivery (api/mail.h); started once the projections caught up, stopped before the log.
+  auto& mail_sent = prometheus::BuildCounter()
+                        .Name("sechex_mail_sent_total")
+                        .Help("Mails handed to their transport, by transport (smtp, file)")
+                        .Register(metrics.registry());
+  for (const char* t : {"smtp", "file"}) mail_sent.Add({{"transport", t}});
+  auto& mail_failures = prometheus::BuildCounter()
+                            .Name("sechex_mail_delivery_failures_total")
+                            .Help("Mails given up after their last attempt (admin alert)")
+                            .Register(metrics.registry())
+                            .Add({});
+  api::MailWorker mail_worker(
+      commands, *keys, mail, clock,
+      {.on_sent =
+           [&](std::string_view t) {
+             mail_sent.Add({{"transport", std::string(t)}}).Increment();
+           },
+       .on_final_failure = [&](std::string_view) { mail_failures.Increment(); },
+       .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; }});
+  auto& cleaned = prometheus::BuildCounter()
+                      .Name("sechex_projection_expired_deleted_total")
+                      .Help("Expired projection entries deleted by the scheduled cleanup")
+                      .Register(metrics.registry())
+                      .Add({});
+  auto proxies = api::TrustedProxies::parse(trusted_proxies);
+  if (!proxies) return fail("--trusted-proxy: not an address or CIDR range");
+  const api::LookupHasher lookup(lookup_key.value());
+  auto hasher = api::PasswordHasher::create(password_options);
+  if (!hasher) return fail("password hashing: " + hasher.error().message());
+  api::jose::TokenIssuer issuer(*ring.value(), clock, tokens.issuer_config());
+  api::IdentityConfig identity_config;
+  identity_config.proxies = std::move(*proxies);
+  identity_config.limits = identity_limits;
+  identity_config.public_origin = mail.public_url;
+  // Browser sessions: cookies and CSRF tokens (api/csrf.h). A refusal is itself audited.
+  const api::CsrfTokens csrf(lookup);
+  auth.enable_cookies(
+      {.tokens = &csrf,
+       .clock = &clock,
+       .public_origin = mail.public_url,
+       .on_csrf_rejected = [&](const api::Principal& who, const api::Request& req,
+                               std::string_view reason) {
+         auto recorded = commands.run(
+             commands.partition_for(who.subject), [&]() -> Result<std::vector<ledger::Bytes>> {
+               ledger::EventBuilder b(keys.get(), {.subject = who.subject,
+                                                   .actor = who.subject,
+                                                   .request_id = req.request_id,
+                                                   .time_micros = clock.now_micros(),
+                                                   .ip = std::nullopt,
+                                                   .user_agent = std::nullopt});
+               auto& f = b.fbb();
+               SECHEX_TRY(auto event,
+                          b.finish(schema::CreateCsrfRejected(
+                              f, f.CreateString(ledger::to_utf8(req.path, kMaxRecordedPath)),
+                              f.CreateString(std::string(reason)))));
+               return std::vector<ledger::Bytes>{std::move(event)};
+             });
+         if (!recorded) {
+           std::cerr << "ledgerd: recording a CSRF refusal failed: " << recorded.error().message()
+                     << "\n";
+         }
+       }});
+  // The routes that answer 202 whatever the address do their work after answering
+  // (identity_support.h accept_then): fsync-bound appends, so as many threads as the blocking
+  // pool for group commit. Stopped before the log closes.
+  api::WorkQueue deferred(1024, so.pool_threads);
+  const api::IdentityDeps identity_deps{
+      .commands = commands,
+      .keys = *keys,
+      .auth = auth,
+      .issuer = issuer,
+      .hasher = *hasher.value(),
+      .lookup = lookup,
+      .disposable = api::identity::DisposableDomains::builtin(),
+      .clock = clock,
+      .deferred = deferred,
+      .queue_mail =
+          [&](const ledger::EventMeta& meta, std::string_view kind, std::string_view to,
+              std::string_view secret, std::string_view locale) {
+            return api::build_mail_queued(
+                *keys, meta,
+                {std::string(kind), std::string(to), std::string(secret), std::string(locale)},
+                nullptr);
+          },
+      .mail_queued = [&] { mail_worker.notify(); },
+      .csrf = &csrf,
+      .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; }};
+  // 002 "Active session tracking": activity extends a session, recorded at most once a minute
+  // (or a quarter of --session-idle when that is shorter, session_activity.h).
+  api::SessionActivity activity(commands, *keys, clock, identity_config.limits);
+  auth.on_authenticated(
+      [&](const api::Principal& who) { activity.seen(who.subject, who.session); });
+  api::IdentityApi identity_api(identity_deps, identity_config);
+  api::AccountApi account_api(identity_deps, identity_config);
+  api::SecretsApi secrets_api(identity_deps, identity_config);
+  // Security alerts (spec 002: an account locked after too many wrong codes) are audit events
+  // (AccountLocked), this counter and one log line naming the user id only.
+  auto& security_alerts = prometheus::BuildCounter()
+                              .Name("sechex_security_alerts_total")
+                              .Help("Security alerts raised, by kind")
+                              .Register(metrics.registry());
+  auto& otp_lockout_alerts = security_alerts.Add({{"kind", "otp_lockout"}});
+  api::OtpApi otp_api(
+      identity_deps, identity_config, {},
+      {.on_lockout =
+           [&](std::string_view user) {
+             otp_lockout_alerts.Increment();
+             std::cerr << "ledgerd: security alert otp_lockout: account " << user
+                       << " locked after too many wrong codes; an admin must unlock it\n";
+           },
+       .on_rate_limited =
+           [](std::string_view subject) {
+             std::cerr << "ledgerd: otp validation rate limit hit for " << subject << "\n";
+           }});
+  std::atomic<bool> caught_up{false};
+  // Queued 202 work references the APIs above: on any way out of main it is finished (or
+  // dropped) before they go. The servers, declared below, go first and may still queue some.
+  struct StopBeforeTheApis {
+    api::WorkQueue& queue;
+    ~StopBeforeTheApis() { queue.stop(); }
+  } stop_deferred{deferred};
+  api::Router router;
+  ledger_api.add_routes(router);
+  identity_api.add_routes(router);
+  account_api.add_routes(router);
+  secrets_api.add_routes(router);
+  otp_api.add_routes(router);
+  api::add_health_routes(router, [&] { return caught_up.load(); });
+  // Last: the document marks what this router does not serve (/metrics is on its own listener).
+  api::add_openapi_route(router, {{"GET", "/metrics"}});
+  // Every served route has its rule in the one table (route_access.h), and every rule a route.
+  if (const auto mismatches = api::route_table_mismatches(router); !mismatches.empty()) {
+    std::string all;
+    for (const auto& m : mismatches) all += "\n  " + m;
+    return fail("the route table (api/src/route_access.cc) does not match the routes:" + all);
+  }
+  so.address = host;
+  so.tls_cert_file = tls_cert;
+  so.tls_key_file = tls_key;
+  so.idle_timeout = std::chrono::seconds(idle_seconds);
+  so.read_timeout = std::chrono::seconds(read_seconds);
+  so.port = static_cast<std::uint16_t>(port);
+  so.threads = threads;
+  const auto access_logger = api::make_json_stderr_logger("access");
+  api::HttpServer server(
+      so, std::move(router),
+      api::chain_observers({metrics.observer(), api::access_log(access_logger)}));
+  // Metrics apart from the API (metrics.h): scrapers reach it, API clients do not.
+  std::optional<api::HttpServer> metrics_server;
+  if (metrics_listener) {
+    api::Router metrics_router;
+    api::add_health_and_metrics_routes(metrics_router, metrics, [&] { return caught_up.load(); });
+    auto mo = so;
+    mo.address = metrics_host;
+    mo.port = static_cast<std::uint16_t>(metrics_port);
+    mo.threads = 1;
+    mo.pool_threads = 1;
+    mo.read_pool_threads = 1;
+    metrics_server.emplace(mo, std::move(metrics_router), api::access_log(access_logger));
+  }
+
+  // Block the stop signals in every thread; one thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (auto r = server.start(); !r) {
+    return fail("cannot listen on " + listen + ": " +
+                (server.start_error().empty() ? r.error().message() : server.start_error()));
+  }
+  if (metrics_server) {
+    if (auto r = metrics_server->start(); !r) {
+      return fail("cannot listen on --metrics-listen " + metrics_listen + ": " +
+                  (metrics_server->start_error().empty() ? r.error().message()
+                                                         : metrics_server->start_error()));
+    }
+    std::cerr << "ledgerd: metrics on " << metrics_host << ":" << metrics_server->port() << "\n";
+  }
+  // Before the serving line, which tells tests and scripts that start-up is done.
+  if (!commands.ownership().owns_all()) {
+    std::cerr << "ledgerd: runs commands for partitions " << commands.ownership().describe()
+              << " only; the others answer 421 misdirected\n";
+  }
+  std::cerr << "ledgerd: serving on " << host << ":" << server.port()
+            << (tls_cert.empty() ? " (plain HTTP" : " (TLS 1.3") << ", ledger " << log.ledger_id()
+            << ", " << log.partition_count() << " partitions, data in " << data_dir << ")\n";
+
+  // Catch up before /readyz says ready; /healthz answers meanwhile. Then, in Kafka mode, start
+  // chaining the ingest topic's records (on current projections, like any command).
+  std::unique_ptr<api::IngestWorker> ingest_worker;
+  std::thread catch_up([&] {
+    const auto n = commands.sync_all();
+    if (!n) {
+      std::cerr << "ledgerd: projection catch-up failed: " << n.error().message() << "\n";
+      return;
+    }
+    std::cerr << "ledgerd: projections caught up (" << n.value() << " records applied)\n";
+    mail_worker.start();
+    activity.start();
+    if (kafka != nullptr && !no_ingest) {
+      auto w = api::IngestWorker::start(
+          *kafka, commands, *keys, clock,
+          {.topic = ingest_topic,
+           .group_id = txn_prefix + "ledger-ingest",
+           .max_batch = 512,
+           .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; }});
+      if (!w) {
+        std::cerr << "ledgerd: cannot consume " << ingest_topic << ": " << w.error().message()
+                  << " " << kafka->last_error() << "\n";
+        return;  // not ready: an operator must look
+      }
+      ingest_worker = std::move(w).value();
+      std::cerr << "ledgerd: chaining records of " << ingest_topic << " exactly once\n";
+    }
+    caught_up = true;
+  });
+
+  // Time-based checkpoints for partitions that went quiet, and the token key ring re-read so
+  // rotations made by `ledgerctl keys rotate` are picked up. Checkpoints never touch a partition
+  // another node owns: a Kafka log signs only for partitions whose writer this process created,
+  // and only appends create writers, which CommandPath refuses for non-owned partitions. The
+  // embedded log has no other writer to fence and checkpoints every partition.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::thread checkpointer([&] {
+    unsigned ticks = 0;
+    std::unique_lock lock(mu);
+    while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
+      lock.unlock();
+      if (auto r = log.checkpoint_due(); !r) {
+        std::cerr << "ledgerd: checkpointing failed: " << r.error().message() << "\n";
+      }
+      // Expired projection entries (sessions, windows, replay cache, timed lockouts) go on a
+      // schedule, never on the request path; the margin covers events decided just before.
+      if (ticks % 60 == 30 && caught_up) {
+        const auto upto = clock.now_micros() - projections::ProjectionStore::kCleanupSafetyMargin;
+        if (auto r = read_models.value()->cleanup(upto); !r) {
+          std::cerr << "ledgerd: projection cleanup failed: " << r.error().message() << "\n";
+        } else {
+          cleaned.Increment(static_cast<double>(r.value()));
+        }
+      }
+      if (++ticks % 2 == 0) {
+        if (auto r = ring.value()->reload(); !r) {
+          std::cerr << "ledgerd: reloading token keys failed: " << r.error().message() << "\n";
+        }
+      }
+      lock.lock();
+    }
+  });
+
+  // Kafka mode: other nodes append to the partitions this one does not write; follow them so
+  // reads (audit, auth's revocation checks) stay within about a second of the cluster.
+  std::thread follower;
+  bool follower_done = false;  // guarded by mu
+  if (kafka != nullptr) {
+    follower = std::thread([&] {
+      struct Done {
+        std::mutex& m;
+        std::condition_variable& c;
+        bool& done;
+        ~Done() {
+          {
+            std::lock_guard l(m);
+            done = true;
+          }
+          c.notify_all();
+        }
+      } mark_done{mu, cv, follower_done};
+      std::unique_lock lock(mu);
+      while (!cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping; })) {
+        if (!caught_up) continue;
+        lock.unlock();
+        // Erasures made by other nodes reach this node's key cache (off the request path).
+        if (auto r = kafka_keys->refresh_if_stale(); !r && r.error() != ledger::Errc::closed) {
+          std::cerr << "ledgerd: reading the data keys failed: " << r.error().message() << "\n";
+        }
+        for (std::uint32_t i = 0; i < log.partition_count(); ++i) {
+          {
+            std::lock_guard stop_lock(mu);
+            if (stopping) break;
+          }
+          const ledger::Partition p{i};
+          if (kafka->writes(p)) continue;  // the command path keeps it current
+          auto r = commands.follow(p);
+          if (!r && r.error() == ledger::Errc::closed) break;  // shutting down
+          if (!r) {
+            std::cerr << "ledgerd: following partition " << i << " failed: " << r.error().message()
+                      << "\n";
+          }
+        }
+        lock.lock();
+      }
+    });
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::cerr << "ledgerd: stopping (signal " << sig << ")\n";
+  server.stop();
+  if (metrics_server) metrics_server->stop();
+  // What was answered 202 is done before the log closes, and before Kafka reads are cut short.
+  deferred.stop();
+  // Reads that wait on an unreachable cluster (catch-up, the follower) end now, not after
+  // their timeouts: a shutdown must fit in a supervisor's grace period.
+  if (kafka != nullptr) kafka->interrupt();
+  catch_up.join();
+  activity.stop();
+  mail_worker.stop();  // before the log closes; an SMTP transfer in flight is aborted
+  if (ingest_worker) ingest_worker->stop();
+  {
+    std::lock_guard lock(mu);
+    stopping = true;
+  }
+  cv.notify_all();
+  checkpointer.join();
+  if (follower.joinable()) {
+    // A Kafka call that ignores its timeout while no broker answers must not hold the stop
+    // past a supervisor's grace period. Nothing is pending then (the server, ingest and
+    // checkpoints have stopped) and the projections commit atomically, so leaving is safe.
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, std::chrono::seconds(5), [&] { return follower_done; })) {
+      std::cerr << "ledgerd: a read of the Kafka cluster did not end within 5 s of stopping; "
+                   "exiting without waiting for it\n";
+      spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+      std::cerr.flush();
+      std::_Exit(0);
+    }
+    lock.unlock();
+    follower.join();
+  }
+  (void)log.checkpoint_due(/*force=*/true);
+  // Buffered access-log lines go out before exit (shutdown() alone drops loggers unflushed).
+  spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+  spdlog::shutdown();
+  return 0;
+}

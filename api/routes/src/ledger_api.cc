@@ -1,0 +1,410 @@
+#include "api/routes/ledger_api.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <unordered_set>
+
+#include "api/http/query.h"
+#include "api/json/json_input.h"
+#include "ledger/checkpoint.h"
+#include "ledger/event_builder.h"
+#include "ledger/export.h"
+#include "ledger/time_format.h"
+#include "ledger/utf8.h"
+#include "projections/audit.h"
+#include "schemas/json_codec.h"
+
+namespace sechex::api {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::size_t kDefaultLimit = 100;
+constexpr std::size_t kMaxLimit = 1000;
+constexpr std::size_t kExportPage = 500;
+
+Response invalid_event(std::size_t index, std::string_view field, std::string_view message) {
+  return json_error(400, "invalid_request", message,
+                    json{{"reason", "invalid_event"}, {"index", index}, {"field", field}}.dump());
+}
+
+Response invalid_parameter(std::string_view name, std::string_view message) {
+  return json_error(400, "invalid_request", message,
+                    json{{"reason", "invalid_parameter"}, {"parameter", name}}.dump());
+}
+
+Result<ledger::Record> read_one(const ledger::Log& log, const ledger::Position& pos) {
+  SECHEX_TRY(auto records,
+             log.read_range(pos.partition, pos.seq, ledger::Seq{pos.seq.value + 1}, 1));
+  if (records.empty()) return ledger::Errc::not_found;
+  return std::move(records.front());
+}
+
+// record_to_json's names are those of `ledgerctl export`; the HTTP API spells fields in
+// camelCase.
+json api_entry(json rendered) {
+  static const std::pair<const char*, const char*> kRenames[] = {{"request_id", "requestId"},
+                                                                 {"user_agent", "userAgent"},
+                                                                 {"event_id", "eventId"},
+                                                                 {"invalid_utf8", "invalidUtf8"}};
+  for (const auto& [from, to] : kRenames) {
+    if (rendered.contains(from)) {
+      rendered[to] = std::move(rendered[from]);
+      rendered.erase(from);
+    }
+  }
+  return rendered;
+}
+
+struct AuditFilter {
+  projections::AuditScan scan;  // which subject, from when, after which cursor
+  std::optional<std::string> type;
+  std::int64_t to = INT64_MAX;
+};
+
+// Builds the filter from the query, or the 400 to answer.
+std::variant<AuditFilter, Response> audit_filter(const Request& req, std::size_t* limit) {
+  const auto q = parse_query(req.query);
+  if (!q) return invalid_parameter("query", "malformed or repeated query parameter");
+  AuditFilter f;
+  for (const auto& [k, v] : *q) {
+    if (k == "userId") {
+      if (v.empty() || v.size() > kMaxSubject) return invalid_parameter(k, "bad userId");
+      f.scan.subject = v;
+    } else if (k == "type") {
+      const auto& names = schemas::event_type_names();
+      if (std::find(names.begin(), names.end(), v) == names.end()) {
+        return invalid_parameter(k, "unknown event type");
+      }
+      f.type = v;
+    } else if (k == "from" || k == "to") {
+      const auto t = parse_rfc3339(v);
+      if (!t) return invalid_parameter(k, "expected an RFC 3339 time");
+      (k == "from" ? f.scan.from_micros : f.to) = *t;
+    } else if (k == "limit" && limit != nullptr) {
+      std::size_t n = 0;
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (ec != std::errc() || end != v.data() + v.size() || n < 1 || n > kMaxLimit) {
+        return invalid_parameter(k, "limit must be 1..1000");
+      }
+      *limit = n;
+    } else if (k == "cursor" && limit != nullptr) {
+      ledger::Bytes raw;
+      if (!jose::base64url_decode(v, raw) || raw.empty()) {
+        return invalid_parameter(k, "invalid cursor");
+      }
+      f.scan.after.assign(raw.begin(), raw.end());  // resume after the last entry examined
+    } else if (k == "format" && limit == nullptr) {
+      continue;  // the export's own parameter
+    } else {
+      return invalid_parameter(k, "unknown parameter");
+    }
+  }
+  if (f.scan.from_micros >= f.to) return invalid_parameter("from", "from must be before to");
+  return f;
+}
+
+struct AuditPage {
+  std::vector<json> entries;            // as record_to_json renders them (the CSV columns' names)
+  std::optional<std::string> last_key;  // set when more may follow
+};
+
+// Examines up to `budget` index entries of f.scan, returning at most `limit` matches. The index
+// is walked in place: a page costs what it returns plus what the type filter skips.
+Result<AuditPage> audit_page(const projections::ProjectionStore& store, const ledger::Log& log,
+                             ledger::KeyStore& keys, const AuditFilter& f, std::size_t limit,
+                             std::size_t budget) {
+  AuditPage page;
+  std::vector<ledger::Position> matches;
+  std::size_t examined = 0;
+  bool more = false;
+  SECHEX_TRYV(
+      projections::for_each_audit_entry(store, f.scan, [&](const projections::AuditEntry& entry) {
+        if (examined == budget || matches.size() == limit) {
+          more = true;  // an entry exists beyond what this page looked at
+          return false;
+        }
+        if (entry.time_micros >= f.to) return false;  // time-ordered: nothing further matches
+        ++examined;
+        page.last_key = std::string(entry.cursor);
+        if (!f.type || entry.type == *f.type) matches.push_back(entry.position);
+        return true;
+      }));
+  if (!more) page.last_key.reset();
+  for (const auto& position : matches) {
+    auto record = read_one(log, position);
+    if (!record) {
+      if (record.error() == ledger::Errc::not_found) continue;  // dropped by retention
+      return record.error();
+    }
+    // A record that cannot be rendered is marked in its entry, not fatal to the page.
+    page.entries.push_back(ledger::render_record(record.value(), &keys));
+  }
+  return page;
+}
+
+Response internal(std::string_view what) { return json_error(500, "internal_error", what); }
+
+json owner_json(const PartitionOwnership& ownership, ledger::Partition p) {
+  auto url = ownership.owner_of(p);
+  return url ? json(std::move(*url)) : json(nullptr);
+}
+
+// 421 for the events of `partitions` (event index -> partition) this node does not own, or
+// nullopt when it owns them all.
+std::optional<Response> misdirected(const PartitionOwnership& ownership,
+                                    const std::vector<ledger::Partition>& partitions) {
+  json refused = json::array();
+  for (std::size_t i = 0; i < partitions.size(); ++i) {
+    if (ownership.owns(partitions[i])) continue;
+    refused.push_back(json{{"index", i},
+                           {"partition", partitions[i].value},
+                           {"owner", owner_json(ownership, partitions[i])}});
+  }
+  if (refused.empty()) return std::nullopt;
+  const auto& first = refused.front();
+  return json_error(
+      421, "misdirected",
+      "this node does not own the partition of these events; send them to the partition's owner",
+      json{{"partition", first["partition"]}, {"owner", first["owner"]}, {"events", refused}}
+          .dump());
+}
+
+}  // namespace
+
+std::variant<std::vector<IngestEvent>, Response> parse_ingest_batch(std::string_view body) {
+  JsonLimits limits;
+  limits.max_depth = kIngestDepth;
+  auto parsed = parse_json_input(body, limits);
+  if (!parsed.ok) {
+    return json_error(400, "invalid_request", parsed.detail,
+                      json{{"reason", parsed.reason}}.dump());
+  }
+  const auto& root = parsed.value;
+  if (!root.is_object() || root.size() != 1 || !root.contains("events")) {
+    return json_error(400, "invalid_request", R"(expected {"events": [...]})",
+                      json{{"reason", "invalid_event"}, {"field", "events"}}.dump());
+  }
+  const auto& events = root.at("events");
+  if (!events.is_array() || events.empty()) {
+    return json_error(400, "invalid_request", "events must be a non-empty array",
+                      json{{"reason", "invalid_event"}, {"field", "events"}}.dump());
+  }
+  std::vector<IngestEvent> out;
+  out.reserve(events.size());
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    auto checked = check_event(events[i]);
+    if (auto* refusal = std::get_if<EventRefusal>(&checked)) {
+      return invalid_event(i, refusal->field, refusal->message);
+    }
+    out.push_back(std::get<IngestEvent>(std::move(checked)));
+  }
+  return out;
+}
+
+LedgerApi::LedgerApi(CommandPath& commands, ledger::KeyStore& keys, const Authenticator& auth,
+                     const jose::KeyRing& ring, const Clock& clock, LedgerApiMetrics metrics)
+    : commands_(commands),
+      keys_(keys),
+      auth_(auth),
+      ring_(ring),
+      clock_(clock),
+      metrics_(std::move(metrics)) {}
+
+void LedgerApi::add_routes(Router& router) {
+  router.add(
+      "POST", "/v1/events", [this](const Request& r) { return ingest(r); }, Exec::pool);
+  router.add(
+      "GET", "/v1/admin/audit", [this](const Request& r) { return audit(r); }, Exec::read);
+  router.add(
+      "GET", "/v1/admin/audit/export", [this](const Request& r) { return audit_export(r); },
+      Exec::read);
+  router.add(
+      "GET", "/v1/admin/ledger/checkpoints", [this](const Request& r) { return checkpoints(r); },
+      Exec::read);
+  router.add("GET", "/.well-known/jwks.json", [this](const Request& r) { return jwks(r); });
+}
+
+Response LedgerApi::ingest(const Request& req) {
+  auto who = auth_.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto& principal = std::get<Principal>(who);
+  const auto* ct = req.header("content-type");
+  if (ct == nullptr || ct->rfind("application/json", 0) != 0) {
+    return json_error(415, "unsupported_media_type", "send application/json");
+  }
+  auto batch = parse_ingest_batch(req.body);
+  if (auto* refusal = std::get_if<Response>(&batch)) return std::move(*refusal);
+  const auto& events = std::get<std::vector<IngestEvent>>(batch);
+  std::vector<ledger::Partition> partitions;
+  partitions.reserve(events.size());
+  for (const auto& e : events) partitions.push_back(commands_.partition_for(e.subject));
+
+  // Another node writes some of these partitions (ownership.h): refuse the whole batch before
+  // anything is appended, so no part of it is stored here and the client resends it by owner.
+  if (auto refusal = misdirected(commands_.ownership(), partitions)) {
+    if (metrics_.on_misdirected) metrics_.on_misdirected();
+    return std::move(*refusal);
+  }
+
+  // Refuse the whole batch before appending anything if a subject was erased.
+  std::unordered_set<std::string_view> checked;  // one key-store lookup per subject
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (!checked.insert(events[i].subject).second) continue;
+    auto erased = keys_.is_erased(events[i].subject);
+    if (!erased) return internal("cannot read the key store");
+    if (erased.value()) {
+      return json_error(409, "subject_erased", "this subject was erased; it takes no new events",
+                        json{{"index", i}}.dump());
+    }
+  }
+
+  std::map<std::uint32_t, std::vector<std::size_t>> by_partition;
+  for (std::size_t i = 0; i < events.size(); ++i) by_partition[partitions[i].value].push_back(i);
+  json answers = json::array();
+  for (std::size_t i = 0; i < events.size(); ++i) answers.push_back(nullptr);
+  json appended = json::array();
+  const auto now = clock_.now_micros();
+  for (const auto& [p, indexes] : by_partition) {
+    std::vector<std::string> ids;
+    const auto started = std::chrono::steady_clock::now();
+    auto records = commands_.run(ledger::Partition{p}, [&]() -> Result<std::vector<ledger::Bytes>> {
+      std::vector<ledger::Bytes> out;
+      for (const auto i : indexes) {
+        std::string id;
+        SECHEX_TRY(auto bytes, build_application_event(
+                                   keys_, events[i], principal.subject, req.request_id, now,
+                                   req.peer.empty() ? std::nullopt : std::optional(req.peer), &id));
+        ids.push_back(std::move(id));
+        out.push_back(std::move(bytes));
+      }
+      return out;
+    });
+    if (!records || records.value().size() != indexes.size()) {
+      auto r = json_error(503, "unavailable",
+                          appended.empty() ? "the ledger could not store the events"
+                                           : "the ledger stored only part of the batch",
+                          json{{"appended", appended}}.dump());
+      r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
+    if (metrics_.on_append) {
+      metrics_.on_append(indexes.size(), std::chrono::steady_clock::now() - started);
+    }
+    for (std::size_t j = 0; j < indexes.size(); ++j) {
+      const auto& rec = records.value()[j];
+      json a{{"index", indexes[j]},
+             {"eventId", ids[j]},
+             {"subject", events[indexes[j]].subject},
+             {"partition", rec.position.partition.value},
+             {"seq", rec.position.seq.value},
+             {"hash", ledger::to_hex(rec.hash)}};
+      appended.push_back(a);
+      answers[indexes[j]] = std::move(a);
+    }
+  }
+  return json_ok(json{{"events", answers}}.dump(), 201);
+}
+
+Response LedgerApi::audit(const Request& req) {
+  auto who = auth_.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  std::size_t limit = kDefaultLimit;
+  auto filter = audit_filter(req, &limit);
+  if (auto* refusal = std::get_if<Response>(&filter)) return std::move(*refusal);
+  auto page = audit_page(commands_.projections(), commands_.log(), keys_,
+                         std::get<AuditFilter>(filter), limit, kAuditScanBudget);
+  if (!page) return internal("cannot read the audit index");
+  json entries = json::array();
+  for (auto& e : page.value().entries) entries.push_back(api_entry(std::move(e)));
+  json data{{"entries", std::move(entries)}, {"nextCursor", nullptr}};
+  if (page.value().last_key) data["nextCursor"] = jose::base64url_encode(*page.value().last_key);
+  return json_ok(ledger::json_text(data));
+}
+
+Response LedgerApi::audit_export(const Request& req) {
+  auto who = auth_.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto q = parse_query(req.query);
+  const std::string format = q && q->contains("format") ? q->at("format") : "json";
+  if (format != "json" && format != "csv") {
+    return invalid_parameter("format", "format must be csv or json");
+  }
+  auto filter = audit_filter(req, nullptr);
+  if (auto* refusal = std::get_if<Response>(&filter)) return std::move(*refusal);
+
+  // The generator owns its state; the server calls it one chunk at a time, so memory stays at
+  // one page whatever the export's size.
+  struct State {
+    AuditFilter filter;
+    bool csv = false;
+    bool started = false;
+    bool first_entry = true;
+    bool done = false;
+  };
+  auto st = std::make_shared<State>();
+  st->filter = std::get<AuditFilter>(std::move(filter));
+  st->csv = format == "csv";
+  Response r;
+  r.content_type = st->csv ? "text/csv; charset=utf-8" : "application/json";
+  r.headers.emplace_back("Content-Disposition", std::string("attachment; filename=\"audit.") +
+                                                    (st->csv ? "csv" : "json") + "\"");
+  r.next_chunk = [this, st]() -> Result<std::string> {
+    if (!st->started) {
+      st->started = true;
+      return st->csv ? ledger::csv_header() + "\r\n" : std::string("[");
+    }
+    std::string out;
+    // A page may match nothing (a rare type): keep going until there is something to send.
+    while (!st->done && out.empty()) {
+      SECHEX_TRY(auto page, audit_page(commands_.projections(), commands_.log(), keys_, st->filter,
+                                       kExportPage, kAuditScanBudget));
+      for (const auto& e : page.entries) {
+        if (st->csv) {
+          out += ledger::json_to_csv_row(e) + "\r\n";
+        } else {
+          out += st->first_entry ? "\n" : ",\n";
+          out += ledger::json_text(api_entry(e));
+          st->first_entry = false;
+        }
+      }
+      if (page.last_key) {
+        st->filter.scan.after = *page.last_key;
+      } else {
+        st->done = true;
+        if (!st->csv) out += "\n]\n";
+      }
+    }
+    return out;
+  };
+  return r;
+}
+
+Response LedgerApi::checkpoints(const Request& req) {
+  auto who = auth_.authenticate(req);
+  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+  const auto& log = commands_.log();
+  json list = json::array();
+  for (std::uint32_t p = 0; p < log.partition_count(); ++p) {
+    auto note = log.latest_checkpoint(ledger::Partition{p});
+    if (!note) return internal("cannot read checkpoints");
+    if (!note.value()) continue;
+    const auto body = ledger::parse_checkpoint_body(*note.value());
+    if (!body) return internal("a stored checkpoint does not parse");
+    list.push_back(json{{"partition", p},
+                        {"origin", body->origin},
+                        {"size", body->size},
+                        {"hash", ledger::to_hex(body->hash)},
+                        {"note", *note.value()}});
+  }
+  return json_ok(json{{"ledgerId", log.ledger_id()}, {"checkpoints", list}}.dump());
+}
+
+Response LedgerApi::jwks(const Request&) const {
+  Response r;
+  r.body = ring_.jwks_json();
+  return r;
+}
+
+}  // namespace sechex::api
