@@ -23,6 +23,7 @@
 #include "api/app/ownership.h"
 #include "api/auth/auth.h"
 #include "api/auth/route_access.h"
+#include "api/auth/route_registry.h"
 #include "api/crypto/jose.h"
 #include "api/http/access_log.h"
 #include "api/http/metrics.h"
@@ -662,19 +663,21 @@ int main(int argc, char** argv) {
     ~StopBeforeTheApis() { queue.stop(); }
   } stop_deferred{deferred};
   api::Router router;
-  ledger_api.add_routes(router);
-  identity_api.add_routes(router);
-  account_api.add_routes(router);
-  secrets_api.add_routes(router);
-  otp_api.add_routes(router);
+  api::RouteRegistry routes(router, auth);
+  ledger_api.add_routes(routes);
+  identity_api.add_routes(routes);
+  account_api.add_routes(routes);
+  secrets_api.add_routes(routes);
+  otp_api.add_routes(routes);
   api::add_health_routes(router, [&] { return caught_up.load(); });
   // Last: the document marks what this router does not serve (/metrics is on its own listener).
   api::add_openapi_route(router, {{"GET", "/metrics"}});
-  // Every served route has its rule in the one table (route_access.h), and every rule a route.
-  if (const auto mismatches = api::route_table_mismatches(router); !mismatches.empty()) {
+  // Every served route has its rule in the one table (route_access.h), every rule a route, and
+  // every restricted route its guard.
+  if (const auto mismatches = routes.mismatches(); !mismatches.empty()) {
     std::string all;
     for (const auto& m : mismatches) all += "\n  " + m;
-    return fail("the route table (api/src/route_access.cc) does not match the routes:" + all);
+    return fail("the routes do not match the route table (api/auth/src/route_access.cc):" + all);
   }
   so.address = host;
   so.tls_cert_file = tls_cert;

@@ -26,28 +26,28 @@ AccountApi::AccountApi(IdentityDeps deps, IdentityConfig config)
       forgot_limiter_(config_.limits.mail_requests_per_ip,
                       config_.limits.mail_request_ip_window_micros) {}
 
-void AccountApi::add_routes(Router& router) {
-  router.add(
-      "POST", "/v1/auth/password/change", [this](const Request& r) { return change_password(r); },
-      Exec::pool);
-  router.add(
+void AccountApi::add_routes(RouteRegistry& routes) {
+  using W = const Principal&;
+  routes.guarded(
+      "POST", "/v1/auth/password/change",
+      [this](const Request& r, W w) { return change_password(r, w); }, Exec::pool);
+  routes.open(
       "POST", "/v1/auth/password/forgot", [this](const Request& r) { return forgot_password(r); },
       Exec::pool);
-  router.add(
+  routes.open(
       "POST", "/v1/auth/password/reset", [this](const Request& r) { return reset_password(r); },
       Exec::pool);
-  router.add(
-      "GET", "/v1/me/export", [this](const Request& r) { return export_me(r); }, Exec::read);
-  router.add(
-      "DELETE", "/v1/me", [this](const Request& r) { return erase_me(r); }, Exec::pool);
+  routes.guarded(
+      "GET", "/v1/me/export", [this](const Request& r, W w) { return export_me(r, w); },
+      Exec::read);
+  routes.guarded(
+      "DELETE", "/v1/me", [this](const Request& r, W w) { return erase_me(r, w); }, Exec::pool);
 }
 
 // ---- Change (004 FR-021..FR-023, FR-027) ----
-Response AccountApi::change_password(const Request& req) {
+Response AccountApi::change_password(const Request& req, const Principal& who) {
   RequestContext x(d_, config_, req);
-  auto who = d_.auth.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto user = std::get<Principal>(who).subject;
+  const auto user = who.subject;
   auto parsed = read_body(req);
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
   const auto& body = std::get<json>(parsed);
@@ -270,11 +270,9 @@ Response AccountApi::reset_password(const Request& req) {
 }
 
 // ---- GDPR access (004 FR-036) ----
-Response AccountApi::export_me(const Request& req) {
+Response AccountApi::export_me(const Request& req, const Principal& who) {
   RequestContext x(d_, config_, req);
-  auto who = d_.auth.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto user = std::get<Principal>(who).subject;
+  const auto user = who.subject;
   const auto record = account_of(x.store(), user);
   if (!record) return json_error(404, "not_found", "no account for this token");
   const auto profile = profile_json(x, user, *record);
@@ -315,11 +313,8 @@ Response AccountApi::export_me(const Request& req) {
 }
 
 // ---- GDPR erasure with step-up (002 "Account deletion requires re-auth", 004 FR-036) ----
-Response AccountApi::erase_me(const Request& req) {
+Response AccountApi::erase_me(const Request& req, const Principal& caller) {
   RequestContext x(d_, config_, req);
-  auto who = d_.auth.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto& caller = std::get<Principal>(who);
   const auto user = caller.subject;
   const auto reauth_required = [] {
     return json_error(403, "reauth_required",

@@ -26,9 +26,10 @@ IdentityApi::IdentityApi(IdentityDeps deps, IdentityConfig config)
       resend_limiter_(config_.limits.mail_requests_per_ip,
                       config_.limits.mail_request_ip_window_micros) {}
 
-void IdentityApi::add_routes(Router& router) {
+void IdentityApi::add_routes(RouteRegistry& routes) {
+  using W = const Principal&;
   auto post = [&](const char* path, Response (IdentityApi::*h)(const Request&)) {
-    router.add(
+    routes.open(
         "POST", path, [this, h](const Request& r) { return (this->*h)(r); }, Exec::pool);
   };
   post("/v1/auth/register", &IdentityApi::register_user);
@@ -36,22 +37,24 @@ void IdentityApi::add_routes(Router& router) {
   post("/v1/auth/verify-email/resend", &IdentityApi::resend_verification);
   post("/v1/auth/login", &IdentityApi::login);
   post("/v1/auth/refresh", &IdentityApi::refresh);
-  router.add(
-      "POST", "/v1/auth/logout", [this](const Request& r) { return logout(r, false); }, Exec::pool);
-  router.add(
-      "POST", "/v1/auth/logout-all", [this](const Request& r) { return logout(r, true); },
+  routes.guarded(
+      "POST", "/v1/auth/logout", [this](const Request& r, W w) { return logout(r, w, false); },
       Exec::pool);
-  router.add(
+  routes.guarded(
+      "POST", "/v1/auth/logout-all", [this](const Request& r, W w) { return logout(r, w, true); },
+      Exec::pool);
+  routes.open(
       "GET", "/v1/auth/password/policy", [this](const Request& r) { return password_policy(r); },
       Exec::read);
-  router.add(
+  routes.guarded(
       "PUT", "/v1/admin/policy/password",
-      [this](const Request& r) { return set_password_policy(r); }, Exec::pool);
-  router.add(
-      "GET", "/v1/me", [this](const Request& r) { return me(r); }, Exec::read);
-  router.add(
-      "GET", "/v1/me/sessions", [this](const Request& r) { return my_sessions(r); }, Exec::read);
-  router.add(
+      [this](const Request& r, W w) { return set_password_policy(r, w); }, Exec::pool);
+  routes.guarded(
+      "GET", "/v1/me", [this](const Request& r, W w) { return me(r, w); }, Exec::read);
+  routes.guarded(
+      "GET", "/v1/me/sessions", [this](const Request& r, W w) { return my_sessions(r, w); },
+      Exec::read);
+  routes.open(
       "GET", "/v1/auth/csrf", [this](const Request& r) { return csrf_token(r); }, Exec::read);
 }
 
@@ -470,11 +473,8 @@ Response IdentityApi::refresh(const Request& req) {
 }
 
 // ---- Logout (004 FR-016, scenario 9) ----
-Response IdentityApi::logout(const Request& req, bool all) {
+Response IdentityApi::logout(const Request& req, const Principal& principal, bool all) {
   RequestContext x(d_, config_, req);
-  auto who = d_.auth.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto& principal = std::get<Principal>(who);
   const auto p = x.partition_of(principal.subject);
   auto ran = x.run(p, [&]() -> Result<Events> {
     SECHEX_TRY(
@@ -499,11 +499,8 @@ Response IdentityApi::password_policy(const Request& req) {
   return json_ok(policy_json(current_policy(x.store())).dump());
 }
 
-Response IdentityApi::set_password_policy(const Request& req) {
+Response IdentityApi::set_password_policy(const Request& req, const Principal& admin) {
   RequestContext x(d_, config_, req);
-  auto who = d_.auth.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto& admin = std::get<Principal>(who);
   auto parsed = read_body(req);
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
   const auto level_text = string_field(std::get<json>(parsed), "level");
@@ -528,21 +525,15 @@ Response IdentityApi::set_password_policy(const Request& req) {
 }
 
 // ---- The caller's own profile and sessions (GDPR access starts here) ----
-Response IdentityApi::me(const Request& req) {
+Response IdentityApi::me(const Request& req, const Principal& principal) {
   RequestContext x(d_, config_, req);
-  auto who = d_.auth.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto& principal = std::get<Principal>(who);
   const auto rec = account_of(x.store(), principal.subject);
   if (!rec) return json_error(404, "not_found", "no account for this token");
   return json_ok(profile_json(x, principal.subject, *rec).dump());
 }
 
-Response IdentityApi::my_sessions(const Request& req) {
+Response IdentityApi::my_sessions(const Request& req, const Principal& principal) {
   RequestContext x(d_, config_, req);
-  auto who = d_.auth.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto& principal = std::get<Principal>(who);
   auto sessions = projections::active_sessions(x.store(), principal.subject, x.now);
   if (!sessions) return retry_later(503, "unavailable", "cannot read the sessions", 1);
   json out = json::array();

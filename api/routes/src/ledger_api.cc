@@ -212,24 +212,22 @@ LedgerApi::LedgerApi(CommandPath& commands, ledger::KeyStore& keys, const Authen
       clock_(clock),
       metrics_(std::move(metrics)) {}
 
-void LedgerApi::add_routes(Router& router) {
-  router.add(
-      "POST", "/v1/events", [this](const Request& r) { return ingest(r); }, Exec::pool);
-  router.add(
-      "GET", "/v1/admin/audit", [this](const Request& r) { return audit(r); }, Exec::read);
-  router.add(
-      "GET", "/v1/admin/audit/export", [this](const Request& r) { return audit_export(r); },
+void LedgerApi::add_routes(RouteRegistry& routes) {
+  using W = const Principal&;
+  routes.guarded(
+      "POST", "/v1/events", [this](const Request& r, W w) { return ingest(r, w); }, Exec::pool);
+  routes.guarded(
+      "GET", "/v1/admin/audit", [this](const Request& r, W w) { return audit(r, w); }, Exec::read);
+  routes.guarded(
+      "GET", "/v1/admin/audit/export", [this](const Request& r, W w) { return audit_export(r, w); },
       Exec::read);
-  router.add(
-      "GET", "/v1/admin/ledger/checkpoints", [this](const Request& r) { return checkpoints(r); },
-      Exec::read);
-  router.add("GET", "/.well-known/jwks.json", [this](const Request& r) { return jwks(r); });
+  routes.guarded(
+      "GET", "/v1/admin/ledger/checkpoints",
+      [this](const Request& r, W w) { return checkpoints(r, w); }, Exec::read);
+  routes.open("GET", "/.well-known/jwks.json", [this](const Request& r) { return jwks(r); });
 }
 
-Response LedgerApi::ingest(const Request& req) {
-  auto who = auth_.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto& principal = std::get<Principal>(who);
+Response LedgerApi::ingest(const Request& req, const Principal& principal) {
   const auto* ct = req.header("content-type");
   if (ct == nullptr || ct->rfind("application/json", 0) != 0) {
     return json_error(415, "unsupported_media_type", "send application/json");
@@ -307,9 +305,7 @@ Response LedgerApi::ingest(const Request& req) {
   return json_ok(json{{"events", answers}}.dump(), 201);
 }
 
-Response LedgerApi::audit(const Request& req) {
-  auto who = auth_.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+Response LedgerApi::audit(const Request& req, const Principal& /*admin*/) {
   std::size_t limit = kDefaultLimit;
   auto filter = audit_filter(req, &limit);
   if (auto* refusal = std::get_if<Response>(&filter)) return std::move(*refusal);
@@ -323,9 +319,7 @@ Response LedgerApi::audit(const Request& req) {
   return json_ok(ledger::json_text(data));
 }
 
-Response LedgerApi::audit_export(const Request& req) {
-  auto who = auth_.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+Response LedgerApi::audit_export(const Request& req, const Principal& /*admin*/) {
   const auto q = parse_query(req.query);
   const std::string format = q && q->contains("format") ? q->at("format") : "json";
   if (format != "json" && format != "csv") {
@@ -381,9 +375,7 @@ Response LedgerApi::audit_export(const Request& req) {
   return r;
 }
 
-Response LedgerApi::checkpoints(const Request& req) {
-  auto who = auth_.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+Response LedgerApi::checkpoints(const Request&, const Principal& /*admin*/) {
   const auto& log = commands_.log();
   json list = json::array();
   for (std::uint32_t p = 0; p < log.partition_count(); ++p) {

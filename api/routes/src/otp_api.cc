@@ -138,15 +138,20 @@ OtpApi::OtpApi(IdentityDeps deps, IdentityConfig config, OtpConfig otp, OtpHooks
       hooks_(std::move(hooks)),
       request_limiter_(otp_.otp_requests_per_ip, otp_.otp_request_window_micros) {}
 
-void OtpApi::add_routes(Router& router) {
-  auto post = [&](const char* path, Response (OtpApi::*h)(const Request&)) {
-    router.add(
-        "POST", path, [this, h](const Request& r) { return (this->*h)(r); }, Exec::pool);
-  };
-  post("/v1/auth/otp/request", &OtpApi::request_code);
-  post("/v1/auth/otp/verify", &OtpApi::verify_code);
-  post("/v1/auth/reauth", &OtpApi::reauth);
-  post("/v1/admin/users/{id}/unlock", &OtpApi::unlock_user);
+void OtpApi::add_routes(RouteRegistry& routes) {
+  using W = const Principal&;
+  routes.open(
+      "POST", "/v1/auth/otp/request", [this](const Request& r) { return request_code(r); },
+      Exec::pool);
+  routes.open(
+      "POST", "/v1/auth/otp/verify", [this](const Request& r) { return verify_code(r); },
+      Exec::pool);
+  routes.guarded(
+      "POST", "/v1/auth/reauth", [this](const Request& r, W w) { return reauth(r, w); },
+      Exec::pool);
+  routes.guarded(
+      "POST", "/v1/admin/users/{id}/unlock",
+      [this](const Request& r, W w) { return unlock_user(r, w); }, Exec::pool);
 }
 
 // ---- Request a code (002 "OTP code generation"): 202 whatever happens ----
@@ -242,11 +247,8 @@ void OtpApi::after_decision(const identity::OtpDecision& d, std::string_view sub
 }
 
 // ---- Step-up re-authentication (002 "Sensitive Operation Re-authentication") ----
-Response OtpApi::reauth(const Request& req) {
+Response OtpApi::reauth(const Request& req, const Principal& caller) {
   RequestContext x(d_, config_, req);
-  auto who = d_.auth.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto& caller = std::get<Principal>(who);
   const auto user = caller.subject;
   auto parsed = read_body(req);
   if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
@@ -366,11 +368,8 @@ Response OtpApi::reauth(const Request& req) {
 }
 
 // ---- Admin unlock (002 "require manual support intervention to unlock") ----
-Response OtpApi::unlock_user(const Request& req) {
+Response OtpApi::unlock_user(const Request& req, const Principal& admin) {
   RequestContext x(d_, config_, req);
-  auto who = d_.auth.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  const auto& admin = std::get<Principal>(who);
   std::string reason = "admin_unlock";
   if (!req.body.empty()) {
     auto parsed = read_body(req);

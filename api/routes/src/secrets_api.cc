@@ -19,16 +19,12 @@ Response not_verified() {
 
 Response no_such_secret() { return json_error(404, "not_found", "no such secret"); }
 
-// The caller, when authenticated with a verified email; otherwise the answer to send.
-std::variant<Principal, Response> verified_caller(const IdentityDeps& d,
-                                                  projections::ProjectionStore& store,
-                                                  const Request& req) {
-  auto who = d.auth.authenticate(req);
-  if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-  auto& caller = std::get<Principal>(who);
+// The 403 for a caller whose email is not verified yet, or nullopt to go on.
+std::optional<Response> refuse_unverified(projections::ProjectionStore& store,
+                                          const Principal& caller) {
   const auto record = account_of(store, caller.subject);
   if (!record || !record->email_verified) return not_verified();
-  return std::move(caller);
+  return std::nullopt;
 }
 
 }  // namespace
@@ -36,23 +32,23 @@ std::variant<Principal, Response> verified_caller(const IdentityDeps& d,
 SecretsApi::SecretsApi(IdentityDeps deps, IdentityConfig config)
     : d_(std::move(deps)), config_(std::move(config)) {}
 
-void SecretsApi::add_routes(Router& router) {
-  router.add(
-      "POST", "/v1/secrets", [this](const Request& r) { return create(r); }, Exec::pool);
-  router.add(
-      "POST", "/v1/secrets/{id}/check-in", [this](const Request& r) { return check_in(r); },
+void SecretsApi::add_routes(RouteRegistry& routes) {
+  using W = const Principal&;
+  routes.guarded(
+      "POST", "/v1/secrets", [this](const Request& r, W w) { return create(r, w); }, Exec::pool);
+  routes.guarded(
+      "POST", "/v1/secrets/{id}/check-in", [this](const Request& r, W w) { return check_in(r, w); },
       Exec::pool);
-  router.add(
-      "POST", "/v1/secrets/{id}/reveal-share", [this](const Request& r) { return reveal_share(r); },
-      Exec::pool);
+  routes.guarded(
+      "POST", "/v1/secrets/{id}/reveal-share",
+      [this](const Request& r, W w) { return reveal_share(r, w); }, Exec::pool);
 }
 
 // 002 "Unverified user attempts secret creation".
-Response SecretsApi::create(const Request& req) {
+Response SecretsApi::create(const Request& req, const Principal& caller) {
   RequestContext x(d_, config_, req);
-  auto caller = verified_caller(d_, x.store(), req);
-  if (auto* refusal = std::get_if<Response>(&caller)) return std::move(*refusal);
-  const auto user = std::get<Principal>(caller).subject;
+  if (auto refusal = refuse_unverified(x.store(), caller)) return std::move(*refusal);
+  const auto user = caller.subject;
   auto id = identity::random_token(16);
   auto share = identity::random_token(32);
   if (!id || !share) return json_error(500, "internal_error", "no randomness");
@@ -74,11 +70,10 @@ Response SecretsApi::create(const Request& req) {
 }
 
 // 002 "Unverified user attempts check-in".
-Response SecretsApi::check_in(const Request& req) {
+Response SecretsApi::check_in(const Request& req, const Principal& caller) {
   RequestContext x(d_, config_, req);
-  auto caller = verified_caller(d_, x.store(), req);
-  if (auto* refusal = std::get_if<Response>(&caller)) return std::move(*refusal);
-  const auto user = std::get<Principal>(caller).subject;
+  if (auto refusal = refuse_unverified(x.store(), caller)) return std::move(*refusal);
+  const auto user = caller.subject;
   const auto& secret_id = req.params.at("id");
   const auto p = x.partition_of(user);
   bool found = false;
@@ -99,21 +94,19 @@ Response SecretsApi::check_in(const Request& req) {
 }
 
 // 002 "Server share reveal requires re-auth": a step-up at most 5 minutes old.
-Response SecretsApi::reveal_share(const Request& req) {
+Response SecretsApi::reveal_share(const Request& req, const Principal& caller) {
   RequestContext x(d_, config_, req);
-  auto caller = verified_caller(d_, x.store(), req);
-  if (auto* refusal = std::get_if<Response>(&caller)) return std::move(*refusal);
-  const auto user = std::get<Principal>(caller).subject;
+  if (auto refusal = refuse_unverified(x.store(), caller)) return std::move(*refusal);
+  const auto user = caller.subject;
   const auto& secret_id = req.params.at("id");
   const auto* presented = req.header("x-reauth-token");
-  if (presented == nullptr ||
-      !reauth_granted(x.store(), d_.lookup, std::get<Principal>(caller), *presented, x.now)) {
+  if (presented == nullptr || !reauth_granted(x.store(), d_.lookup, caller, *presented, x.now)) {
     return json_error(403, "reauth_required",
                       "revealing the server share needs a re-authentication within the last 5 "
                       "minutes",
                       json{{"reauthUrl", "/v1/auth/reauth"}}.dump());
   }
-  const auto grant = reauth_id(d_.lookup, std::get<Principal>(caller).session, *presented);
+  const auto grant = reauth_id(d_.lookup, caller.session, *presented);
   const auto p = x.partition_of(user);
   std::optional<projections::Secret> found;
   auto ran = x.run(p, [&]() -> Result<Events> {

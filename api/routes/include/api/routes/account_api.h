@@ -26,13 +26,13 @@ class AccountApi {
  public:
   AccountApi(IdentityDeps deps, IdentityConfig config);
 
-  void add_routes(Router& router);
+  void add_routes(RouteRegistry& routes);
 
-  Response change_password(const Request& req);
+  Response change_password(const Request& req, const Principal& who);
   Response forgot_password(const Request& req);
   Response reset_password(const Request& req);
-  Response export_me(const Request& req);
-  Response erase_me(const Request& req);
+  Response export_me(const Request& req, const Principal& who);
+  Response erase_me(const Request& req, const Principal& who);
 
  private:
   IdentityDeps d_;

@@ -53,6 +53,7 @@
 #include "api/app/work_queue.h"
 #include "api/auth/auth.h"
 #include "api/auth/csrf.h"
+#include "api/auth/route_registry.h"
 #include "api/crypto/jose.h"
 #include "api/crypto/lookup_hash.h"
 #include "api/crypto/passwords.h"
@@ -105,18 +106,18 @@ class IdentityApi {
  public:
   IdentityApi(IdentityDeps deps, IdentityConfig config);
 
-  void add_routes(Router& router);
+  void add_routes(RouteRegistry& routes);
 
   Response register_user(const Request& req);
   Response verify_email(const Request& req);
   Response resend_verification(const Request& req);
   Response login(const Request& req);
   Response refresh(const Request& req);
-  Response logout(const Request& req, bool all);
+  Response logout(const Request& req, const Principal& who, bool all);
   Response password_policy(const Request& req);
-  Response set_password_policy(const Request& req);
-  Response me(const Request& req);
-  Response my_sessions(const Request& req);
+  Response set_password_policy(const Request& req, const Principal& admin);
+  Response me(const Request& req, const Principal& who);
+  Response my_sessions(const Request& req, const Principal& who);
   Response csrf_token(const Request& req);
 
  private:

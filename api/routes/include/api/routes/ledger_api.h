@@ -38,6 +38,7 @@
 
 #include "api/app/commands.h"
 #include "api/auth/auth.h"
+#include "api/auth/route_registry.h"
 #include "api/crypto/jose.h"
 #include "api/crypto/token_settings.h"
 #include "api/http/server.h"
@@ -65,12 +66,12 @@ class LedgerApi {
   LedgerApi(CommandPath& commands, ledger::KeyStore& keys, const Authenticator& auth,
             const jose::KeyRing& ring, const Clock& clock, LedgerApiMetrics metrics = {});
 
-  void add_routes(Router& router);
+  void add_routes(RouteRegistry& routes);
 
-  Response ingest(const Request& req);
-  Response audit(const Request& req);
-  Response audit_export(const Request& req);
-  Response checkpoints(const Request& req);
+  Response ingest(const Request& req, const Principal& who);
+  Response audit(const Request& req, const Principal& who);
+  Response audit_export(const Request& req, const Principal& who);
+  Response checkpoints(const Request& req, const Principal& who);
   Response jwks(const Request& req) const;
 
  private:

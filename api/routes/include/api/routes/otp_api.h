@@ -69,12 +69,12 @@ class OtpApi {
  public:
   OtpApi(IdentityDeps deps, IdentityConfig config, OtpConfig otp = {}, OtpHooks hooks = {});
 
-  void add_routes(Router& router);
+  void add_routes(RouteRegistry& routes);
 
   Response request_code(const Request& req);
   Response verify_code(const Request& req);
-  Response reauth(const Request& req);
-  Response unlock_user(const Request& req);
+  Response reauth(const Request& req, const Principal& who);
+  Response unlock_user(const Request& req, const Principal& admin);
 
  private:
   // Wakes the mail worker and runs the hooks a validation's outcome calls for.

@@ -24,11 +24,11 @@ namespace sechex::api {
 class SecretsApi {
  public:
   SecretsApi(IdentityDeps deps, IdentityConfig config);
-  void add_routes(Router& router);
+  void add_routes(RouteRegistry& routes);
 
-  Response create(const Request& req);
-  Response check_in(const Request& req);
-  Response reveal_share(const Request& req);
+  Response create(const Request& req, const Principal& who);
+  Response check_in(const Request& req, const Principal& who);
+  Response reveal_share(const Request& req, const Principal& who);
 
  private:
   IdentityDeps d_;

@@ -1,0 +1,50 @@
+// Adding routes so that none can forget its authentication (issue 12's review): every route is
+// declared in the route table (route_access.h); a route the table restricts (user, admin,
+// ingest) is registered with a handler that takes the authenticated Principal, and the registry
+// authenticates the caller as the table says before that handler runs. A handler cannot skip
+// the check, and a route cannot be served without a rule.
+//
+// Lifecycle: add every route, then ask mismatches() before serving (ledgerd refuses to start
+// unless it is empty). Thread-safety: registration happens before serving, on one thread; the
+// handlers it installs are as thread-safe as the ones given.
+#pragma once
+
+#include <functional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/auth/auth.h"
+#include "api/auth/route_access.h"
+#include "api/http/server.h"
+
+namespace sechex::api {
+
+class RouteRegistry {
+ public:
+  using Guarded = std::function<Response(const Request&, const Principal&)>;
+
+  // `router` and `auth` must outlive the registry and the router's handlers.
+  RouteRegistry(Router& router, const Authenticator& auth) : router_(router), auth_(auth) {}
+
+  // A route the table opens to anyone.
+  void open(std::string method, std::string path, Handler handler, Exec exec = Exec::io);
+  // A route the table restricts: the caller is authenticated as its rule says first.
+  void guarded(std::string method, std::string path, Guarded handler, Exec exec = Exec::io);
+
+  // What is wrong, one sentence each: a route registered here against its rule (no rule, open
+  // but restricted, guarded but open), a route of the router that has no rule or is restricted
+  // but was not registered here, a rule whose route is not served. Empty when all agree.
+  std::vector<std::string> mismatches() const;
+
+  Router& router() { return router_; }
+
+ private:
+  Router& router_;
+  const Authenticator& auth_;
+  std::vector<std::string> errors_;
+  std::set<std::pair<std::string, std::string>> guarded_;  // (method, path) added by guarded()
+};
+
+}  // namespace sechex::api

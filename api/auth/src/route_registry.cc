@@ -1,0 +1,49 @@
+#include "api/auth/route_registry.h"
+
+namespace sechex::api {
+
+void RouteRegistry::open(std::string method, std::string path, Handler handler, Exec exec) {
+  const auto rule = access_of(method, path);
+  if (!rule) {
+    errors_.push_back(method + " " + path + " has no rule in the route table");
+  } else if (*rule != Access::anyone) {
+    errors_.push_back(method + " " + path + " is registered open but its rule is " +
+                      std::string(to_string(*rule)));
+  }
+  router_.add(std::move(method), std::move(path), std::move(handler), exec);
+}
+
+void RouteRegistry::guarded(std::string method, std::string path, Guarded handler, Exec exec) {
+  const auto rule = access_of(method, path);
+  if (!rule) {
+    errors_.push_back(method + " " + path + " has no rule in the route table");
+  } else if (*rule == Access::anyone) {
+    errors_.push_back(method + " " + path + " is registered guarded but its rule is anyone");
+  }
+  guarded_.emplace(method, path);
+  // An unknown rule denies everyone (the start-up check reports it too).
+  const auto access = rule.value_or(Access::admin);
+  router_.add(
+      std::move(method), std::move(path),
+      [&auth = auth_, access, handler = std::move(handler)](const Request& req) -> Response {
+        auto who = auth.authenticate(req, access);
+        if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
+        return handler(req, std::get<Principal>(who));
+      },
+      exec);
+}
+
+std::vector<std::string> RouteRegistry::mismatches() const {
+  auto out = errors_;
+  for (const auto& served : route_table_mismatches(router_)) out.push_back(served);
+  for (const auto& [method, path] : router_.routes()) {
+    const auto rule = access_of(method, path);
+    if (rule && *rule != Access::anyone && !guarded_.contains({method, path})) {
+      out.push_back(method + " " + path + " is restricted (" + std::string(to_string(*rule)) +
+                    ") but was added without its guard");
+    }
+  }
+  return out;
+}
+
+}  // namespace sechex::api
