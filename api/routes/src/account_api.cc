@@ -91,32 +91,12 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
       return Events{};
     }
     identity::LoginState s;  // no IP limit: the caller holds a session already
-    identity::LoginAccount a;
-    a.status = rec->status;
-    a.email_verified = true;
-    SECHEX_TRY(a.consecutive_failures, projections::login_failures(x.store(), user, x.now));
-    a.locked_until = locked_until(x.store(), user, x.now);
-    s.account = a;
+    SECHEX_TRY(s.account, login_account(x, user, *rec));
+    s.account->email_verified = true;  // the caller signed in, so it was verified
     s.password_ok = current_ok;
     decision = identity::decide_login(s, config_.limits, x.now);
     Events out;
-    if (!decision.failure_reason.empty()) {
-      SECHEX_TRY(auto failed, x.event(user, user, [&](ledger::EventBuilder& b) {
-        auto& f = b.fbb();
-        return b.finish(schema::CreateLoginFailed(
-            f, 0, f.CreateString(decision.failure_reason + "_on_password_change"),
-            decision.consecutive_failures));
-      }));
-      out.push_back(std::move(failed));
-    }
-    if (decision.lock_until != 0) {
-      SECHEX_TRY(auto locked, x.event(user, "system", [&](ledger::EventBuilder& b) {
-        auto& f = b.fbb();
-        return b.finish(schema::CreateAccountLocked(f, f.CreateString("consecutive_login_failures"),
-                                                    decision.lock_until, false));
-      }));
-      out.push_back(std::move(locked));
-    }
+    SECHEX_TRYV(record_password_attempt(x, user, "", decision, "", "_on_password_change", out));
     if (decision.outcome != identity::LoginOutcome::ok) return out;
     SECHEX_TRY(auto changed,
                x.event(user, user, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {

@@ -307,12 +307,7 @@ Response IdentityApi::login(const Request& req) {
           stale = true;  // the password changed while we were checking the old one
           return Events{};
         }
-        identity::LoginAccount a;
-        a.status = rec->status;
-        a.email_verified = rec->email_verified;
-        SECHEX_TRY(a.consecutive_failures, projections::login_failures(store, *user, x.now));
-        a.locked_until = locked_until(store, *user, x.now);
-        s.account = a;
+        SECHEX_TRY(s.account, login_account(x, *user, *rec));
       }
     } else {
       SECHEX_TRY(s.unknown_email_failures, projections::login_failures(store, subject, x.now));
@@ -331,23 +326,7 @@ Response IdentityApi::login(const Request& req) {
       out.push_back(std::move(limited));
       return out;
     }
-    if (!decision.failure_reason.empty()) {
-      SECHEX_TRY(auto failed, x.event(subject, subject, [&](ledger::EventBuilder& b) {
-        auto& f = b.fbb();
-        return b.finish(schema::CreateLoginFailed(f, bytes(f, email_hash),
-                                                  f.CreateString(decision.failure_reason),
-                                                  decision.consecutive_failures));
-      }));
-      out.push_back(std::move(failed));
-    }
-    if (decision.lock_until != 0) {
-      SECHEX_TRY(auto locked, x.event(subject, "system", [&](ledger::EventBuilder& b) {
-        auto& f = b.fbb();
-        return b.finish(schema::CreateAccountLocked(f, f.CreateString("consecutive_login_failures"),
-                                                    decision.lock_until, false));
-      }));
-      out.push_back(std::move(locked));
-    }
+    SECHEX_TRYV(record_password_attempt(x, subject, email_hash, decision, "", "", out));
     if (decision.outcome != identity::LoginOutcome::ok) return out;
     SECHEX_TRYV(start_session(x, subject, *fresh, remember_me, schema::LoginMethod::Password, out));
     if (rehashed) {

@@ -232,6 +232,49 @@ class RequestContext {
   }
 };
 
+// The password step login, password change and reauth share (004 FR-011, FR-012): an account's
+// state as decide_login sees it, read on its partition.
+inline Result<identity::LoginAccount> login_account(RequestContext& x, const std::string& user,
+                                                    const projections::UserRow& rec) {
+  identity::LoginAccount a;
+  a.status = rec.status;
+  a.email_verified = rec.email_verified;
+  SECHEX_TRY(a.consecutive_failures, projections::login_failures(x.store(), user, x.now));
+  a.locked_until = locked_until(x.store(), user, x.now);
+  return a;
+}
+
+// ...and what a decided attempt records, appended to `out`: LoginFailed (its reason as
+// `reason_prefix` + the decision's reason + `reason_suffix`, so the audit tells login, reauth
+// and password change apart) when the attempt failed, and AccountLocked when it locks the
+// subject. `email_hash` may be empty (the event then carries none).
+inline Result<void> record_password_attempt(RequestContext& x, const std::string& subject,
+                                            std::string_view email_hash,
+                                            const identity::LoginDecision& decision,
+                                            std::string_view reason_prefix,
+                                            std::string_view reason_suffix, Events& out) {
+  if (!decision.failure_reason.empty()) {
+    const auto reason =
+        std::string(reason_prefix) + decision.failure_reason + std::string(reason_suffix);
+    SECHEX_TRY(auto failed, x.event(subject, subject, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateLoginFailed(f, email_hash.empty() ? 0 : bytes(f, email_hash),
+                                                f.CreateString(reason),
+                                                decision.consecutive_failures));
+    }));
+    out.push_back(std::move(failed));
+  }
+  if (decision.lock_until != 0) {
+    SECHEX_TRY(auto locked, x.event(subject, "system", [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateAccountLocked(f, f.CreateString("consecutive_login_failures"),
+                                                  decision.lock_until, false));
+    }));
+    out.push_back(std::move(locked));
+  }
+  return boost::outcome_v2::success();
+}
+
 // A new session's secrets: its ids and refresh token (only the token's keyed hash is recorded).
 struct NewSession {
   std::string session;

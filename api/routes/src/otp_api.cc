@@ -307,33 +307,16 @@ Response OtpApi::reauth(const Request& req, const Principal& caller) {
       }
       // The login rules without the per-IP attempt limit: the caller holds a session.
       identity::LoginState s;
-      identity::LoginAccount a;
-      a.status = rec->status;
-      a.email_verified = rec->email_verified;
-      SECHEX_TRY(a.consecutive_failures, projections::login_failures(store, user, x.now));
-      a.locked_until = locked_until(store, user, x.now);
-      s.account = a;
+      SECHEX_TRY(s.account, login_account(x, user, *rec));
       s.password_ok = password_ok;
       login_decision = identity::decide_login(s, config_.limits, x.now);
-      if (!login_decision.failure_reason.empty() &&
-          login_decision.outcome != identity::LoginOutcome::email_not_verified) {
-        SECHEX_TRY(auto failed, x.event(user, user, [&](ledger::EventBuilder& b) {
-          auto& f = b.fbb();
-          return b.finish(
-              schema::CreateLoginFailed(f, bytes(f, subject.email_hash),
-                                        f.CreateString("reauth_" + login_decision.failure_reason),
-                                        login_decision.consecutive_failures));
-        }));
-        out.push_back(std::move(failed));
+      // An unverified address is not a wrong password: nothing to count.
+      auto counted = login_decision;
+      if (counted.outcome == identity::LoginOutcome::email_not_verified) {
+        counted.failure_reason.clear();
       }
-      if (login_decision.lock_until != 0) {
-        SECHEX_TRY(auto locked, x.event(user, "system", [&](ledger::EventBuilder& b) {
-          auto& f = b.fbb();
-          return b.finish(schema::CreateAccountLocked(
-              f, f.CreateString("consecutive_login_failures"), login_decision.lock_until, false));
-        }));
-        out.push_back(std::move(locked));
-      }
+      SECHEX_TRYV(
+          record_password_attempt(x, user, subject.email_hash, counted, "reauth_", "", out));
       if (login_decision.outcome != identity::LoginOutcome::ok) return out;
     }
     SECHEX_TRY(auto grant, x.event(user, user, [&](ledger::EventBuilder& b) {
