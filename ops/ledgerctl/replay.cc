@@ -92,26 +92,22 @@ Result<nlohmann::json> replay_at(const ledger::Log& log, const ReplayOptions& op
   }
   for (const auto& [id, value] : sessions) out["sessions"].push_back(session_json(id, value));
 
-  SECHEX_TRY(auto locks, opts.subject ? store->scan(proj::kLockoutsCf, *opts.subject)
-                                      : store->scan(proj::kLockoutsCf, ""));
-  for (const auto& [user, value] : locks) {
-    if (opts.subject && user != *opts.subject) continue;  // the scan was by prefix
-    if (!proj::is_locked(value, at)) continue;
-    auto j = json::parse(value, nullptr, false);
-    if (j.is_discarded()) j = json::object();
-    j["user"] = user;
-    out["locked"].push_back(j);
+  SECHEX_TRY(auto locks, proj::locks_in_force(*store, opts.subject, at));
+  for (const auto& lock : locks) {
+    json j{{"user", lock.subject},
+           {"locked_until", lock.locked_until},
+           {"needs_admin_unlock", lock.needs_admin_unlock},
+           {"reason", lock.reason},
+           {"since", lock.since}};
+    if (!lock.kept_until.empty()) j["kept_until"] = lock.kept_until;
+    out["locked"].push_back(std::move(j));
   }
 
-  SECHEX_TRY(auto users, opts.subject ? store->scan(proj::kUsersCf, *opts.subject)
-                                      : store->scan(proj::kUsersCf, ""));
-  for (const auto& [id, value] : users) {
-    if (opts.subject && id != *opts.subject) continue;
-    const auto u = json::parse(value, nullptr, false);
-    if (u.is_discarded()) continue;
-    const auto roles = u.value("roles", json::array());
-    if (roles.empty() && !opts.subject) continue;  // everyone holding a role, or the subject
-    out["roles"].push_back({{"user", id}, {"status", u.value("status", "")}, {"roles", roles}});
+  SECHEX_TRY(auto users, proj::user_rows(*store, opts.subject ? *opts.subject : ""));
+  for (const auto& u : users) {
+    if (opts.subject && u.id != *opts.subject) continue;  // the scan was by prefix
+    if (u.roles.empty() && !opts.subject) continue;       // everyone holding a role, or the subject
+    out["roles"].push_back({{"user", u.id}, {"status", u.status}, {"roles", u.roles}});
   }
   return out;
 }

@@ -63,6 +63,31 @@ Result<std::optional<std::int64_t>> lock_in_force(const ProjectionStore& store,
       parse_rfc3339(j.value("locked_until", "")).value_or(INT64_MAX));
 }
 
+Result<std::vector<LockRow>> locks_in_force(const ProjectionStore& store,
+                                            const std::optional<std::string>& subject,
+                                            std::int64_t now_micros) {
+  SECHEX_TRY(auto rows, store.scan(kLockoutsCf, subject ? *subject : std::string()));
+  std::vector<LockRow> out;
+  for (const auto& [key, value] : rows) {
+    if (subject && key != *subject) continue;  // the scan is by prefix
+    if (!is_locked(value, now_micros)) continue;
+    const auto j = nlohmann::json::parse(value, nullptr, false);
+    LockRow row;
+    row.subject = key;
+    if (j.is_object()) {
+      row.locked_until = j.value("locked_until", "");
+      row.needs_admin_unlock = j.value("needs_admin_unlock", false);
+      row.reason = j.value("reason", "");
+      row.since = j.value("since", "");
+      row.kept_until = j.value("kept_until", "");
+    } else {
+      row.needs_admin_unlock = true;  // unreadable: in force, like is_locked() says
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
 Result<bool> session_revoked(const ProjectionStore& store, std::string_view id) {
   SECHEX_TRY(auto stored, store.get(kRevokedSessionsCf, id));
   return stored.has_value();

@@ -50,6 +50,16 @@ Result<std::optional<UserRow>> user_row(const ProjectionStore& store, std::strin
   return std::optional<UserRow>(std::move(row));
 }
 
+Result<std::vector<UserRow>> user_rows(const ProjectionStore& store, std::string_view prefix) {
+  SECHEX_TRY(auto rows, store.scan(kUsersCf, prefix));
+  std::vector<UserRow> out;
+  for (const auto& [id, unused] : rows) {
+    auto row = user_row(store, id);
+    if (row && row.value()) out.push_back(std::move(*row.value()));
+  }
+  return out;
+}
+
 Result<std::optional<std::string>> user_by_email(const ProjectionStore& store,
                                                  std::string_view email_hash) {
   return store.get(kUsersByEmailCf, email_hash);

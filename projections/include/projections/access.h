@@ -19,6 +19,8 @@
 #pragma once
 
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "projections/projection.h"
 
@@ -58,6 +60,20 @@ class ProjectionStore;
 Result<std::optional<std::int64_t>> lock_in_force(const ProjectionStore& store,
                                                   std::string_view subject,
                                                   std::int64_t now_micros);
+// One lockout row.
+struct LockRow {
+  std::string subject;
+  std::string locked_until;  // RFC 3339, "" when only an admin lifts it
+  bool needs_admin_unlock = false;
+  std::string reason;
+  std::string since;       // RFC 3339
+  std::string kept_until;  // RFC 3339, "" unless an anon subject's admin lock (see above)
+};
+// The lockouts in force at `now_micros`: of `subject` only, or of everyone (ledgerctl replay).
+Result<std::vector<LockRow>> locks_in_force(const ProjectionStore& store,
+                                            const std::optional<std::string>& subject,
+                                            std::int64_t now_micros);
+
 // Whether session `id` was revoked (its tokens refused whatever their age).
 Result<bool> session_revoked(const ProjectionStore& store, std::string_view id);
 // Tokens of `user` issued before this instant (micros) are refused; nullopt when none.

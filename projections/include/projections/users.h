@@ -48,6 +48,10 @@ struct UserRow {
 
 // The row of `user`: nullopt when there is none; Errc::corruption for a row that does not decode.
 Result<std::optional<UserRow>> user_row(const ProjectionStore& store, std::string_view user);
+// Every user row whose id starts with `prefix` ("" for all), in id order (ledgerctl replay);
+// rows that do not decode are left out.
+Result<std::vector<UserRow>> user_rows(const ProjectionStore& store, std::string_view prefix);
+
 // The user whose address has this keyed hash, nullopt when none has.
 Result<std::optional<std::string>> user_by_email(const ProjectionStore& store,
                                                  std::string_view email_hash);
