@@ -1,16 +1,11 @@
-// ledgerd: the Sechex ledger service. Opens (creating if needed) the ledger (embedded RocksDB by
-// default, or a Kafka cluster with --log kafka), its projections and its token signing keys, keeps
-// signed checkpoints current, and serves the ledger API (ingest, audit, checkpoints, JWKS) besides
-// /healthz, /readyz and /openapi.json; /metrics on a listener of its own (--metrics-listen).
-//
-// Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 when it cannot start (bad flags, keys,
-// store, address).
+// ledgerd's wiring: opens the ledger (embedded or Kafka), its key store, projections and token
+// keys, builds the APIs and their servers, runs the background loops, and stops them all in
+// order when told to. See main.cc for the process around it.
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
 #include <atomic>
-#include <boost/program_options.hpp>
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
@@ -37,6 +32,7 @@
 #include "api/routes/ledger_api.h"
 #include "api/routes/otp_api.h"
 #include "api/routes/secrets_api.h"
+#include "config.h"
 #include "ledger/data_dir.h"
 #include "ledger/event_builder.h"
 #include "ledger/kafka_keys.h"
@@ -44,28 +40,15 @@
 #include "ledger/utf8.h"
 #include "projections/store.h"
 
-namespace po = boost::program_options;
-using namespace sechex;
+namespace sechex::ledgerd {
 
-// jemalloc (release builds link it; see api/CMakeLists.txt) reads this at start-up. By default
-// it hands allocations of 8 MiB and more straight back to the kernel when freed, and libargon2
-// allocates its 19 MiB block per hash: every login then faulted ~4,900 fresh pages in (1.37x
-// the CPU of a raw hash, bench/README.md "Identity"). With no oversize arena the block is reused
-// (libargon2 wipes it before freeing). Unused by glibc malloc (sanitizer builds).
-extern "C" {
-extern const char* malloc_conf;
-const char* malloc_conf = "oversize_threshold:0";
-}
+using namespace sechex;
 
 namespace {
 
 // A request path as recorded in an event (CsrfRejected): any bytes a client sent, kept to
 // well-formed UTF-8 of this many bytes (ledger/utf8.h).
 constexpr std::size_t kMaxRecordedPath = 2048;
-
-bool is_loopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
-}
 
 // Mirrors the ledger's own counters into Prometheus counters (which only go up).
 class LedgerMetrics {
@@ -127,283 +110,31 @@ class LedgerMetrics {
   ledger::LogStats last_{};
 };
 
-// Completes the mail settings from the flags; returns why they are unusable ("" when fine).
-std::string configure_mail(api::MailerConfig& mail, const std::string& password_file,
-                           bool allow_plaintext, const std::string& data_dir) {
-  if (!mail.smtp_url.empty() && mail.smtp_url.rfind("smtp://", 0) != 0 &&
-      mail.smtp_url.rfind("smtps://", 0) != 0) {
-    return "--smtp-url must start with smtp:// or smtps://";
-  }
-  if (mail.username.empty() != password_file.empty()) {
-    return "--smtp-user and --smtp-password-file go together";
-  }
-  if (!password_file.empty()) {
-    struct stat st {};
-    if (::stat(password_file.c_str(), &st) != 0) return "cannot read " + password_file;
-    if ((st.st_mode & 077) != 0) {
-      return password_file + " is readable by group or others (chmod 600 it)";
-    }
-    std::ifstream in(password_file);
-    if (!in || !std::getline(in, mail.password) || mail.password.empty()) {
-      return "cannot read a password from " + password_file;
-    }
-    if (!mail.password.empty() && mail.password.back() == '\r') mail.password.pop_back();
-  }
-  if (mail.public_url.rfind("http://", 0) != 0 && mail.public_url.rfind("https://", 0) != 0) {
-    return "--public-url must start with http:// or https://";
-  }
-  mail.require_tls = !allow_plaintext && !api::is_loopback_smtp_url(mail.smtp_url);
-  mail.outbox_dir = data_dir + "/outbox";
-  return "";
-}
-
 int fail(const std::string& message) {
   std::cerr << "ledgerd: " << message << "\n";
   return 2;
 }
 
-// "HOST:PORT" (HOST may be a bracketed IPv6 address) into its parts; what is wrong, or "".
-std::string split_listen(const std::string& listen, std::string& host, int& port) {
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return "must be HOST:PORT";
-  host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  try {
-    std::size_t used = 0;
-    port = std::stoi(listen.substr(colon + 1), &used);
-    if (used != listen.size() - colon - 1) return "bad port";
-  } catch (const std::exception&) {
-    return "bad port";
-  }
-  return port >= 0 && port <= 65535 ? "" : "bad port";
-}
-
 }  // namespace
 
-int main(int argc, char** argv) {
-  std::string listen, metrics_listen, data_dir, tls_cert, tls_key, key_name;
-  std::uint32_t partitions = 8;
-  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-  api::ServerOptions so;
-  unsigned idle_seconds = 15, read_seconds = 30;
-  po::options_description desc("ledgerd options");
-  desc.add_options()("help,h", "show help")(
-      "listen", po::value(&listen)->default_value("127.0.0.1:8080"), "HOST:PORT")(
-      "metrics-listen", po::value(&metrics_listen)->default_value("127.0.0.1:9464"),
-      "HOST:PORT of the listener serving /metrics (and /healthz, /readyz) apart from the API, "
-      "or `none`; TLS and --allow-insecure-http apply as to --listen")(
-      "data-dir", po::value(&data_dir)->default_value("./data"), "data directory")(
-      "partitions", po::value(&partitions)->default_value(8), "partitions for a new ledger")(
-      "threads", po::value(&threads)->default_value(threads), "I/O threads (default: cores)")(
-      "pool-threads", po::value(&so.pool_threads)->default_value(so.pool_threads),
-      "threads for blocking work (appends, disk reads)")(
-      "read-pool-threads", po::value(&so.read_pool_threads)->default_value(0),
-      "threads for disk reads (0: as many as cores)")(
-      "pool-queue", po::value(&so.pool_queue)->default_value(so.pool_queue),
-      "blocking jobs allowed to wait; beyond that requests answer 503 overloaded")(
-      "idle-timeout", po::value(&idle_seconds)->default_value(idle_seconds),
-      "seconds a keep-alive connection may sit idle between requests")(
-      "read-timeout", po::value(&read_seconds)->default_value(read_seconds),
-      "seconds a request may take to arrive, from its first byte")(
-      "tls-cert", po::value(&tls_cert), "TLS certificate (PEM)")("tls-key", po::value(&tls_key),
-                                                                 "TLS private key (PEM)")(
-      "allow-insecure-http", "permit plain HTTP on a non-loopback address")(
-      "key-name", po::value(&key_name)->default_value(ledger::kDefaultKeyName),
-      "checkpoint key name");
-  api::TokenSettings tokens;
-  std::int64_t skew_seconds = tokens.clock_skew.count();
-  desc.add_options()("token-issuer", po::value(&tokens.issuer)->default_value(tokens.issuer),
-                     "`iss` of access tokens (ledgerctl tokens issue must use the same)")(
-      "token-audience", po::value(&tokens.audience)->default_value(tokens.audience),
-      "`aud` of access tokens")("clock-skew", po::value(&skew_seconds)->default_value(skew_seconds),
-                                "seconds of clock skew forgiven on token nbf/iat");
-  // Identity (api/identity_api.h): clients behind proxies, and the Argon2id pool.
-  std::vector<std::string> trusted_proxies;
-  api::PasswordHasher::Options password_options;
-  api::identity::Limits identity_limits;
-  std::int64_t session_idle_seconds = identity_limits.idle_micros / api::identity::kSecondMicros;
-  std::int64_t remember_me_idle_seconds =
-      identity_limits.remember_me_idle_micros / api::identity::kSecondMicros;
-  desc.add_options()("trusted-proxy", po::value(&trusted_proxies),
-                     "CIDR, repeatable: proxies whose X-Forwarded-For names the client")(
-      "otp-validations-per-window",
-      po::value(&identity_limits.otp_validations_per_window)
-          ->default_value(identity_limits.otp_validations_per_window),
-      "OTP validations allowed per address per 15 minutes (spec 002: 5); the lockout after "
-      "more than 10 failures in an hour applies whatever this is")(
-      "session-idle", po::value(&session_idle_seconds)->default_value(session_idle_seconds),
-      "seconds without an authenticated request after which a session ends (spec 002: 24 h)")(
-      "session-idle-remember-me",
-      po::value(&remember_me_idle_seconds)->default_value(remember_me_idle_seconds),
-      "the same for sessions started with rememberMe (API.md: 7 d); at least --session-idle")(
-      "password-memory-kib",
-      po::value(&password_options.params.m_cost_kib)
-          ->default_value(password_options.params.m_cost_kib),
-      "Argon2id memory per hash (OWASP minimum 19456); hashes made with other parameters are "
-      "rehashed at the next login")(
-      "password-passes",
-      po::value(&password_options.params.t_cost)->default_value(password_options.params.t_cost),
-      "Argon2id passes (OWASP minimum 2)")("password-threads",
-                                           po::value(&password_options.threads)->default_value(0),
-                                           "threads hashing passwords (0: as many as cores)")(
-      "password-queue",
-      po::value(&password_options.max_queue)->default_value(password_options.max_queue),
-      "password checks allowed to wait; beyond that logins answer 503 overloaded");
-  // Multi-node deployments (api/ownership.h): commands only for the partitions this node owns.
-  std::vector<std::string> partition_owners;
-  desc.add_options()(
-      "owns-partitions", po::value<std::string>(),
-      "partitions this node runs commands for: all (default), none, or a LIST like 0-3,6; "
-      "commands for the others answer 421 misdirected")(
-      "partition-owner", po::value(&partition_owners),
-      "LIST=URL, repeatable: the node serving partitions this one does not own, named in 421 "
-      "answers (e.g. 4-7=http://10.0.0.2:8080)");
-  // Kafka mode (ARCHITECTURE.md "Kafka mode"; README "Running against a Kafka cluster").
-  std::string log_kind = "embedded", kafka_brokers, topic = "ledger.events", txn_prefix;
-  std::vector<std::string> kafka_config;
-  std::string ingest_topic;
-  bool no_ingest = false;
-  int replication_factor = -1;
-  desc.add_options()("log", po::value(&log_kind)->default_value(log_kind),
-                     "where the log lives: embedded (RocksDB in --data-dir) or kafka")(
-      "kafka-brokers", po::value(&kafka_brokers), "HOST:PORT[,...] (bootstrap) with --log kafka")(
-      "topic", po::value(&topic)->default_value(topic), "Kafka topic of the ledger")(
-      "kafka-config", po::value(&kafka_config),
-      "KEY=VALUE, repeatable: a librdkafka setting for every client (security.protocol, "
-      "sasl.*, ssl.*)")("kafka-replication-factor",
-                        po::value(&replication_factor)->default_value(replication_factor),
-                        "replication of topics this node creates (-1: the broker default)")(
-      "kafka-ingest-topic", po::value(&ingest_topic),
-      "topic applications may produce raw events to, chained exactly once (default "
-      "ledger.ingest for topic ledger.events, else <topic>.ingest)")(
-      "no-kafka-ingest", po::bool_switch(&no_ingest), "do not consume the ingest topic")(
-      "kafka-transactional-id-prefix", po::value(&txn_prefix),
-      "writers use transactional.id PREFIX + ledger-<partition>; default: empty for topic "
-      "ledger.events, else \"<topic>.\" so ledgers sharing a cluster never fence each other");
-  // Email (api/mail.h): SMTP through libcurl, or .eml files in <data-dir>/outbox by default.
-  api::MailerConfig mail;
-  std::string smtp_password_file;
-  desc.add_options()("smtp-url", po::value(&mail.smtp_url),
-                     "smtp://HOST:PORT (STARTTLS required unless loopback) or smtps://HOST:PORT; "
-                     "default: mails are written as .eml files to <data-dir>/outbox")(
-      "smtp-from", po::value(&mail.from)->default_value(mail.from), "From of every mail")(
-      "smtp-user", po::value(&mail.username), "SMTP AUTH user (with --smtp-password-file)")(
-      "smtp-password-file", po::value(&smtp_password_file),
-      "file holding the SMTP password on its first line (mode 0600 or stricter)")(
-      "smtp-allow-plaintext", "permit smtp:// without STARTTLS to a non-loopback server")(
-      "public-url", po::value(&mail.public_url)->default_value(mail.public_url),
-      "base URL of the links in mails (verify-email, reset-password)");
-  std::string config_file;
-  desc.add_options()("config", po::value(&config_file),
-                     "INI-style file of the same options (name = value)");
-  po::variables_map vm;
-  try {
-    // Precedence: command line, then SECHEX_<OPTION> environment variables (SECHEX_DATA_DIR for
-    // --data-dir), then the config file. po::store keeps the first value it sees.
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::store(
-        po::parse_environment(
-            desc,
-            [&desc](const std::string& var) -> std::string {
-              if (var.rfind("SECHEX_", 0) != 0) return "";
-              std::string name = var.substr(7);
-              for (auto& c : name) {
-                c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-              }
-              // Only known options: SECHEX_KEK and friends are not flags.
-              return desc.find_nothrow(name, false) != nullptr && name != "config" ? name : "";
-            }),
-        vm);
-    if (vm.count("config")) {
-      const auto path = vm["config"].as<std::string>();
-      std::ifstream in(path);
-      if (!in) return fail("cannot read config file " + path);
-      po::store(po::parse_config_file(in, desc), vm);
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    return fail(std::string(e.what()) + " (see --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
-  std::string host, metrics_host;
-  int port = 0, metrics_port = 0;
-  if (const auto why = split_listen(listen, host, port); !why.empty()) {
-    return fail("--listen " + why);
-  }
-  const bool metrics_listener = metrics_listen != "none";
-  if (metrics_listener) {
-    if (const auto why = split_listen(metrics_listen, metrics_host, metrics_port); !why.empty()) {
-      return fail("--metrics-listen " + why + " (or none)");
-    }
-  }
-  if (tls_cert.empty() != tls_key.empty()) {
-    return fail("--tls-cert and --tls-key go together");
-  }
-  if (so.pool_threads == 0 || so.pool_queue == 0 || idle_seconds == 0 || read_seconds == 0) {
-    return fail("--pool-threads, --pool-queue and the timeouts must be positive");
-  }
-  for (const auto& h : {host, metrics_listener ? metrics_host : std::string("127.0.0.1")}) {
-    if (tls_cert.empty() && !is_loopback(h) && !vm.count("allow-insecure-http")) {
-      return fail("refusing plain HTTP on non-loopback address " + h +
-                  " (configure TLS or pass --allow-insecure-http)");
-    }
-  }
-
-  if (skew_seconds < 0 || skew_seconds > 600) return fail("--clock-skew must be 0..600 seconds");
-  // Session idle windows (spec 002 "Session Idle Timeout"); a year bounds them far from overflow.
-  constexpr std::int64_t kMaxIdleSeconds = 366LL * 24 * 3600;
-  if (session_idle_seconds <= 0 || session_idle_seconds > kMaxIdleSeconds) {
-    return fail("--session-idle must be 1.." + std::to_string(kMaxIdleSeconds) + " seconds");
-  }
-  if (remember_me_idle_seconds <= 0 || remember_me_idle_seconds > kMaxIdleSeconds) {
-    return fail("--session-idle-remember-me must be 1.." + std::to_string(kMaxIdleSeconds) +
-                " seconds");
-  }
-  if (remember_me_idle_seconds < session_idle_seconds) {
-    return fail("--session-idle-remember-me (" + std::to_string(remember_me_idle_seconds) +
-                " s) must be at least --session-idle (" + std::to_string(session_idle_seconds) +
-                " s)");
-  }
-  identity_limits.idle_micros = session_idle_seconds * api::identity::kSecondMicros;
-  identity_limits.remember_me_idle_micros = remember_me_idle_seconds * api::identity::kSecondMicros;
-  if (log_kind != "embedded" && log_kind != "kafka") return fail("--log must be embedded or kafka");
-  const bool kafka_mode = log_kind == "kafka";
-  if (kafka_mode && kafka_brokers.empty()) return fail("--log kafka needs --kafka-brokers");
-  if (!kafka_mode && !kafka_brokers.empty()) return fail("--kafka-brokers needs --log kafka");
-  if (replication_factor == 0 || replication_factor < -1 || replication_factor > 32767) {
-    return fail("--kafka-replication-factor must be -1 or 1..32767");
-  }
-  std::vector<std::pair<std::string, std::string>> kafka_settings;
-  for (const auto& kv : kafka_config) {
-    auto setting = ledger::parse_kafka_setting(kv);
-    if (!setting) return fail("--kafka-config wants KEY=VALUE, not " + kv);
-    kafka_settings.push_back(std::move(*setting));
-  }
-  if (!vm.count("kafka-transactional-id-prefix")) {
-    txn_prefix = ledger::default_transactional_id_prefix(topic);
-  }
-  if (ingest_topic.empty()) {
-    ingest_topic = topic == "ledger.events" ? "ledger.ingest" : topic + ".ingest";
-  }
-  tokens.clock_skew = std::chrono::seconds(skew_seconds);
-  if (auto why =
-          configure_mail(mail, smtp_password_file, vm.count("smtp-allow-plaintext") > 0, data_dir);
-      !why.empty()) {
-    return fail(why);
-  }
-  std::string ownership_error;
-  // Syntax now, before anything is written; partition numbers once the log says how many.
-  auto ownership_flags = api::OwnershipFlags::parse(
-      vm.count("owns-partitions")
-          ? std::optional<std::string_view>(vm["owns-partitions"].as<std::string>())
-          : std::nullopt,
-      partition_owners, &ownership_error);
-  if (!ownership_flags) return fail(ownership_error);
+int serve(const Config& config, const std::function<int()>& wait_for_stop) {
+  // The flags, by the names the wiring below was written with.
+  const auto& data_dir = config.data_dir;
+  const auto& key_name = config.key_name;
+  const auto partitions = config.partitions;
+  const bool kafka_mode = config.kafka;
+  const auto& kafka_brokers = config.kafka_brokers;
+  const auto& topic = config.topic;
+  const auto replication_factor = config.replication_factor;
+  const auto& txn_prefix = config.transactional_id_prefix;
+  const auto& kafka_settings = config.kafka_settings;
+  const auto& ingest_topic = config.ingest_topic;
+  const bool no_ingest = config.no_ingest;
+  const auto& tokens = config.tokens;
+  const auto& password_options = config.password;
+  const auto& identity_limits = config.limits;
+  const auto& mail = config.mail;
+  auto so = config.server;
 
   const ledger::DataDir dir{data_dir};
   std::string created;
@@ -483,8 +214,9 @@ int main(int argc, char** argv) {
                           (kafka != nullptr ? " " + kafka->last_error() : std::string()));
   }
   ledger::Log& log = *log_holder;
-  auto ownership = api::PartitionOwnership::resolve(log.partition_count(), ownership_flags.value(),
-                                                    &ownership_error);
+  std::string ownership_error;
+  auto ownership =
+      api::PartitionOwnership::resolve(log.partition_count(), config.ownership, &ownership_error);
   if (!ownership) return fail(ownership_error);
 
   auto read_models = projections::ProjectionStore::open(
@@ -565,14 +297,12 @@ int main(int argc, char** argv) {
                       .Help("Expired projection entries deleted by the scheduled cleanup")
                       .Register(metrics.registry())
                       .Add({});
-  auto proxies = api::TrustedProxies::parse(trusted_proxies);
-  if (!proxies) return fail("--trusted-proxy: not an address or CIDR range");
   const api::LookupHasher lookup(lookup_key.value());
   auto hasher = api::PasswordHasher::create(password_options);
   if (!hasher) return fail("password hashing: " + hasher.error().message());
   api::jose::TokenIssuer issuer(*ring.value(), clock, tokens.issuer_config());
   api::IdentityConfig identity_config;
-  identity_config.proxies = std::move(*proxies);
+  identity_config.proxies = config.proxies;
   identity_config.limits = identity_limits;
   identity_config.public_origin = mail.public_url;
   // Browser sessions: cookies and CSRF tokens (api/csrf.h). A refusal is itself audited.
@@ -679,58 +409,46 @@ int main(int argc, char** argv) {
     for (const auto& m : mismatches) all += "\n  " + m;
     return fail("the routes do not match the route table (api/auth/src/route_access.cc):" + all);
   }
-  so.address = host;
-  so.tls_cert_file = tls_cert;
-  so.tls_key_file = tls_key;
-  so.idle_timeout = std::chrono::seconds(idle_seconds);
-  so.read_timeout = std::chrono::seconds(read_seconds);
-  so.port = static_cast<std::uint16_t>(port);
-  so.threads = threads;
   const auto access_logger = api::make_json_stderr_logger("access");
   api::HttpServer server(
       so, std::move(router),
       api::chain_observers({metrics.observer(), api::access_log(access_logger)}));
   // Metrics apart from the API (metrics.h): scrapers reach it, API clients do not.
   std::optional<api::HttpServer> metrics_server;
-  if (metrics_listener) {
+  if (config.metrics) {
     api::Router metrics_router;
     api::add_health_and_metrics_routes(metrics_router, metrics, [&] { return caught_up.load(); });
     auto mo = so;
-    mo.address = metrics_host;
-    mo.port = static_cast<std::uint16_t>(metrics_port);
+    mo.address = config.metrics->first;
+    mo.port = config.metrics->second;
     mo.threads = 1;
     mo.pool_threads = 1;
     mo.read_pool_threads = 1;
     metrics_server.emplace(mo, std::move(metrics_router), api::access_log(access_logger));
   }
 
-  // Block the stop signals in every thread; one thread waits for them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
   if (auto r = server.start(); !r) {
-    return fail("cannot listen on " + listen + ": " +
+    return fail("cannot listen on " + config.listen + ": " +
                 (server.start_error().empty() ? r.error().message() : server.start_error()));
   }
   if (metrics_server) {
     if (auto r = metrics_server->start(); !r) {
-      return fail("cannot listen on --metrics-listen " + metrics_listen + ": " +
+      return fail("cannot listen on --metrics-listen " + config.metrics_listen + ": " +
                   (metrics_server->start_error().empty() ? r.error().message()
                                                          : metrics_server->start_error()));
     }
-    std::cerr << "ledgerd: metrics on " << metrics_host << ":" << metrics_server->port() << "\n";
+    std::cerr << "ledgerd: metrics on " << config.metrics->first << ":" << metrics_server->port()
+              << "\n";
   }
   // Before the serving line, which tells tests and scripts that start-up is done.
   if (!commands.ownership().owns_all()) {
     std::cerr << "ledgerd: runs commands for partitions " << commands.ownership().describe()
               << " only; the others answer 421 misdirected\n";
   }
-  std::cerr << "ledgerd: serving on " << host << ":" << server.port()
-            << (tls_cert.empty() ? " (plain HTTP" : " (TLS 1.3") << ", ledger " << log.ledger_id()
-            << ", " << log.partition_count() << " partitions, data in " << data_dir << ")\n";
+  std::cerr << "ledgerd: serving on " << so.address << ":" << server.port()
+            << (so.tls_cert_file.empty() ? " (plain HTTP" : " (TLS 1.3") << ", ledger "
+            << log.ledger_id() << ", " << log.partition_count() << " partitions, data in "
+            << data_dir << ")\n";
 
   // Catch up before /readyz says ready; /healthz answers meanwhile. Then, in Kafka mode, start
   // chaining the ingest topic's records (on current projections, like any command).
@@ -842,8 +560,7 @@ int main(int argc, char** argv) {
     });
   }
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = wait_for_stop();
   std::cerr << "ledgerd: stopping (signal " << sig << ")\n";
   server.stop();
   if (metrics_server) metrics_server->stop();
@@ -883,3 +600,5 @@ int main(int argc, char** argv) {
   spdlog::shutdown();
   return 0;
 }
+
+}  // namespace sechex::ledgerd

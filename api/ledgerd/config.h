@@ -1,0 +1,68 @@
+// ledgerd's configuration: every flag, from the command line, SECHEX_<FLAG> environment
+// variables and an INI-style --config file (in that order of precedence), parsed and checked
+// before anything is opened or written.
+//
+// Errors: ConfigErrc::help_shown after writing the help to `out` (exit 0), ConfigErrc::invalid
+// after writing one line saying what is wrong to `err` (exit 2). Thread-safety: a pure function
+// of its arguments and the environment.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "api/app/ownership.h"
+#include "api/crypto/passwords.h"
+#include "api/crypto/token_settings.h"
+#include "api/http/client_ip.h"
+#include "api/http/server.h"
+#include "api/identity/decide.h"
+#include "api/mail/mail.h"
+#include "ledger/result.h"
+
+namespace sechex::ledgerd {
+
+enum class ConfigErrc { help_shown = 1, invalid };
+const std::error_category& config_category() noexcept;
+inline std::error_code make_error_code(ConfigErrc e) noexcept {
+  return {static_cast<int>(e), config_category()};
+}
+
+struct Config {
+  std::string listen;  // as given (HOST:PORT), for messages
+  std::string metrics_listen;
+  // The API listener: address, port, TLS files, threads, pools, timeouts.
+  api::ServerOptions server;
+  // The metrics listener's address and port; nullopt for --metrics-listen none.
+  std::optional<std::pair<std::string, std::uint16_t>> metrics;
+  std::string data_dir;
+  std::string key_name;  // of the checkpoint signing key
+  std::uint32_t partitions = 8;
+  api::TokenSettings tokens;
+  api::TrustedProxies proxies;
+  api::PasswordHasher::Options password;
+  api::identity::Limits limits;
+  api::OwnershipFlags ownership;
+  // Kafka mode (--log kafka).
+  bool kafka = false;
+  std::string kafka_brokers;
+  std::string topic = "ledger.events";
+  std::string transactional_id_prefix;
+  std::vector<std::pair<std::string, std::string>> kafka_settings;
+  std::string ingest_topic;
+  bool no_ingest = false;
+  int replication_factor = -1;
+  api::MailerConfig mail;  // completed: password read, outbox under data_dir
+};
+
+Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out,
+                            std::ostream& err);
+
+}  // namespace sechex::ledgerd
+
+template <>
+struct std::is_error_code_enum<sechex::ledgerd::ConfigErrc> : std::true_type {};
