@@ -16,6 +16,7 @@
 
 #include "api/app/commands.h"
 #include "api/app/ownership.h"
+#include "api/app/periodic_task.h"
 #include "api/auth/auth.h"
 #include "api/auth/route_access.h"
 #include "api/auth/route_registry.h"
@@ -485,80 +486,48 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   // another node owns: a Kafka log signs only for partitions whose writer this process created,
   // and only appends create writers, which CommandPath refuses for non-owned partitions. The
   // embedded log has no other writer to fence and checkpoints every partition.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;
-  std::thread checkpointer([&] {
-    unsigned ticks = 0;
-    std::unique_lock lock(mu);
-    while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; })) {
-      lock.unlock();
-      if (auto r = log.checkpoint_due(); !r) {
-        std::cerr << "ledgerd: checkpointing failed: " << r.error().message() << "\n";
+  api::PeriodicTask checkpointer(std::chrono::seconds(1), [&, ticks = 0u](const auto&) mutable {
+    if (auto r = log.checkpoint_due(); !r) {
+      std::cerr << "ledgerd: checkpointing failed: " << r.error().message() << "\n";
+    }
+    // Expired projection entries (sessions, windows, replay cache, timed lockouts) go on a
+    // schedule, never on the request path; the margin covers events decided just before.
+    if (ticks % 60 == 30 && caught_up) {
+      const auto upto = clock.now_micros() - projections::ProjectionStore::kCleanupSafetyMargin;
+      if (auto r = read_models.value()->cleanup(upto); !r) {
+        std::cerr << "ledgerd: projection cleanup failed: " << r.error().message() << "\n";
+      } else {
+        cleaned.Increment(static_cast<double>(r.value()));
       }
-      // Expired projection entries (sessions, windows, replay cache, timed lockouts) go on a
-      // schedule, never on the request path; the margin covers events decided just before.
-      if (ticks % 60 == 30 && caught_up) {
-        const auto upto = clock.now_micros() - projections::ProjectionStore::kCleanupSafetyMargin;
-        if (auto r = read_models.value()->cleanup(upto); !r) {
-          std::cerr << "ledgerd: projection cleanup failed: " << r.error().message() << "\n";
-        } else {
-          cleaned.Increment(static_cast<double>(r.value()));
-        }
+    }
+    if (++ticks % 2 == 0) {
+      if (auto r = ring.value()->reload(); !r) {
+        std::cerr << "ledgerd: reloading token keys failed: " << r.error().message() << "\n";
       }
-      if (++ticks % 2 == 0) {
-        if (auto r = ring.value()->reload(); !r) {
-          std::cerr << "ledgerd: reloading token keys failed: " << r.error().message() << "\n";
-        }
-      }
-      lock.lock();
     }
   });
+  checkpointer.start();
 
   // Kafka mode: other nodes append to the partitions this one does not write; follow them so
   // reads (audit, auth's revocation checks) stay within about a second of the cluster.
-  std::thread follower;
-  bool follower_done = false;  // guarded by mu
-  if (kafka != nullptr) {
-    follower = std::thread([&] {
-      struct Done {
-        std::mutex& m;
-        std::condition_variable& c;
-        bool& done;
-        ~Done() {
-          {
-            std::lock_guard l(m);
-            done = true;
-          }
-          c.notify_all();
-        }
-      } mark_done{mu, cv, follower_done};
-      std::unique_lock lock(mu);
-      while (!cv.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping; })) {
-        if (!caught_up) continue;
-        lock.unlock();
-        // Erasures made by other nodes reach this node's key cache (off the request path).
-        if (auto r = kafka_keys->refresh_if_stale(); !r && r.error() != ledger::Errc::closed) {
-          std::cerr << "ledgerd: reading the data keys failed: " << r.error().message() << "\n";
-        }
-        for (std::uint32_t i = 0; i < log.partition_count(); ++i) {
-          {
-            std::lock_guard stop_lock(mu);
-            if (stopping) break;
-          }
-          const ledger::Partition p{i};
-          if (kafka->writes(p)) continue;  // the command path keeps it current
-          auto r = commands.follow(p);
-          if (!r && r.error() == ledger::Errc::closed) break;  // shutting down
-          if (!r) {
-            std::cerr << "ledgerd: following partition " << i << " failed: " << r.error().message()
-                      << "\n";
-          }
-        }
-        lock.lock();
+  api::PeriodicTask follower(std::chrono::milliseconds(500), [&](const auto& stopping) {
+    if (!caught_up) return;
+    // Erasures made by other nodes reach this node's key cache (off the request path).
+    if (auto r = kafka_keys->refresh_if_stale(); !r && r.error() != ledger::Errc::closed) {
+      std::cerr << "ledgerd: reading the data keys failed: " << r.error().message() << "\n";
+    }
+    for (std::uint32_t i = 0; i < log.partition_count() && !stopping; ++i) {
+      const ledger::Partition p{i};
+      if (kafka->writes(p)) continue;  // the command path keeps it current
+      auto r = commands.follow(p);
+      if (!r && r.error() == ledger::Errc::closed) break;  // shutting down
+      if (!r) {
+        std::cerr << "ledgerd: following partition " << i << " failed: " << r.error().message()
+                  << "\n";
       }
-    });
-  }
+    }
+  });
+  if (kafka != nullptr) follower.start();
 
   const int sig = wait_for_stop();
   std::cerr << "ledgerd: stopping (signal " << sig << ")\n";
@@ -573,26 +542,16 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   activity.stop();
   mail_worker.stop();  // before the log closes; an SMTP transfer in flight is aborted
   if (ingest_worker) ingest_worker->stop();
-  {
-    std::lock_guard lock(mu);
-    stopping = true;
-  }
-  cv.notify_all();
-  checkpointer.join();
-  if (follower.joinable()) {
-    // A Kafka call that ignores its timeout while no broker answers must not hold the stop
-    // past a supervisor's grace period. Nothing is pending then (the server, ingest and
-    // checkpoints have stopped) and the projections commit atomically, so leaving is safe.
-    std::unique_lock lock(mu);
-    if (!cv.wait_for(lock, std::chrono::seconds(5), [&] { return follower_done; })) {
-      std::cerr << "ledgerd: a read of the Kafka cluster did not end within 5 s of stopping; "
-                   "exiting without waiting for it\n";
-      spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
-      std::cerr.flush();
-      std::_Exit(0);
-    }
-    lock.unlock();
-    follower.join();
+  checkpointer.stop();
+  // A Kafka call that ignores its timeout while no broker answers must not hold the stop past a
+  // supervisor's grace period. Nothing is pending then (the server, ingest and checkpoints have
+  // stopped) and the projections commit atomically, so leaving is safe.
+  if (!follower.stop(std::chrono::seconds(5))) {
+    std::cerr << "ledgerd: a read of the Kafka cluster did not end within 5 s of stopping; "
+                 "exiting without waiting for it\n";
+    spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+    std::cerr.flush();
+    std::_Exit(0);
   }
   (void)log.checkpoint_due(/*force=*/true);
   // Buffered access-log lines go out before exit (shutdown() alone drops loggers unflushed).
