@@ -132,7 +132,7 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       "token-audience", po::value(&tokens.audience)->default_value(tokens.audience),
       "`aud` of access tokens")("clock-skew", po::value(&skew_seconds)->default_value(skew_seconds),
                                 "seconds of clock skew forgiven on token nbf/iat");
-  // Identity (api/identity_api.h): clients behind proxies, and the Argon2id pool.
+  // Identity (api/routes/identity_api.h): clients behind proxies, and the Argon2id pool.
   std::vector<std::string> trusted_proxies;
   api::PasswordHasher::Options password_options;
   api::identity::Limits identity_limits;
@@ -164,7 +164,7 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       "password-queue",
       po::value(&password_options.max_queue)->default_value(password_options.max_queue),
       "password checks allowed to wait; beyond that logins answer 503 overloaded");
-  // Multi-node deployments (api/ownership.h): commands only for the partitions this node owns.
+  // Multi-node deployments (api/app/ownership.h): commands only for the partitions this node owns.
   std::vector<std::string> partition_owners;
   desc.add_options()(
       "owns-partitions", po::value<std::string>(),
@@ -195,7 +195,7 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       "kafka-transactional-id-prefix", po::value(&txn_prefix),
       "writers use transactional.id PREFIX + ledger-<partition>; default: empty for topic "
       "ledger.events, else \"<topic>.\" so ledgers sharing a cluster never fence each other");
-  // Email (api/mail.h): SMTP through libcurl, or .eml files in <data-dir>/outbox by default.
+  // Email (api/mail/mail.h): SMTP through libcurl, or .eml files in <data-dir>/outbox by default.
   api::MailerConfig mail;
   std::string smtp_password_file;
   desc.add_options()("smtp-url", po::value(&mail.smtp_url),

@@ -274,7 +274,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
                                    append_latency.Observe(std::chrono::duration<double>(d).count());
                                  },
                              .on_misdirected = [&] { metrics.count_rejected("misdirected"); }});
-  // Mail delivery (api/mail.h); started once the projections caught up, stopped before the log.
+  // Mail delivery (api/mail/mail.h); started once the projections caught up, stopped before the log.
   auto& mail_sent = prometheus::BuildCounter()
                         .Name("sechex_mail_sent_total")
                         .Help("Mails handed to their transport, by transport (smtp, file)")
@@ -306,7 +306,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   identity_config.proxies = config.proxies;
   identity_config.limits = identity_limits;
   identity_config.public_origin = mail.public_url;
-  // Browser sessions: cookies and CSRF tokens (api/csrf.h). A refusal is itself audited.
+  // Browser sessions: cookies and CSRF tokens (api/auth/csrf.h). A refusal is itself audited.
   const api::CsrfTokens csrf(lookup);
   auth.enable_cookies(
       {.tokens = &csrf,

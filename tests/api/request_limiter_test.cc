@@ -1,4 +1,4 @@
-// RequestLimiter (api/request_limiter.h): the per-client limit of the routes that answer 202
+// RequestLimiter (api/http/request_limiter.h): the per-client limit of the routes that answer 202
 // whatever the address (API.md: forgot, resend and OTP request list 429).
 #include "api/http/request_limiter.h"
 

@@ -1,4 +1,4 @@
-// libFuzzer target for the JWS / access-token parser (api/jose.h): arbitrary bytes go to
+// libFuzzer target for the JWS / access-token parser (api/crypto/jose.h): arbitrary bytes go to
 // jws_verify_es256 (with and without a required kid), verify_access_token and the verified-token
 // cache against a fixed key set, and to base64url_decode and EcPublicKey::from_jwk. Every input
 // must give a verdict without crashing, leaking or hitting UB, and whatever is accepted must obey
