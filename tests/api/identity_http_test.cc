@@ -139,9 +139,13 @@ TEST_F(Identity, FiveWrongPasswordsLockTheAccountWithLockedUntilFR012) {
   ASSERT_EQ(fifth.status, 423u) << fifth.body;
   EXPECT_EQ(error_of(fifth)["code"], "account_locked");
   EXPECT_TRUE(error_of(fifth)["details"]["lockedUntil"].is_string());
+  EXPECT_EQ(error_of(fifth)["details"]["needsAdminUnlock"], false);
+  EXPECT_GT(error_of(fifth)["details"]["retryAfter"].get<int>(), 29 * 60);
   EXPECT_TRUE(fifth.headers.count("retry-after"));
   const auto right = login("lock@example.com", "Tr0ub4dor&3x");
   EXPECT_EQ(right.status, 423u) << right.body;
+  // Every route that checks the password answers a lock the same way.
+  EXPECT_EQ(error_of(right)["details"]["lockedUntil"], error_of(fifth)["details"]["lockedUntil"]);
 }
 
 // The concurrency rule: 50 parallel wrong-password requests for one account are

@@ -915,12 +915,14 @@ struct HttpServer::Impl {
           resp.next_chunk && !head
               ? co_await write_streamed(stream, resp, req.request_id, keep_alive, msg.version(), ec)
               : co_await write(stream, resp, req.request_id, keep_alive, msg.version(), head, ec);
+      // The request's time ends with its answer written: the work an answer starts (a 202's
+      // mail) is not the request's, and counting it would show a known address in the log.
+      const auto elapsed = std::chrono::steady_clock::now() - started_at;
       if (resp.after_write) resp.after_write();
       if (observer) {
         const auto label = method_label(req.method);
-        observer(RequestLog{label, m.route, resp.status,
-                            std::chrono::steady_clock::now() - started_at, req.request_id, peer,
-                            bytes, reject, thrown});
+        observer(RequestLog{label, m.route, resp.status, elapsed, req.request_id, peer, bytes,
+                            reject, thrown});
       }
       if (ec) co_return false;
       if (!keep_alive || (resp.next_chunk && !head && msg.version() < 11)) {

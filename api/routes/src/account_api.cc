@@ -120,14 +120,8 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
   switch (decision.outcome) {
     case identity::LoginOutcome::ok:
       return x.token_pair(user, session->session, session->refresh_token);
-    case identity::LoginOutcome::locked: {
-      json details = json::object();
-      details["lockedUntil"] = decision.locked_until == INT64_MAX
-                                   ? json(nullptr)
-                                   : json(format_rfc3339(decision.locked_until));
-      return retry_later(423, "account_locked", "too many failed attempts; the account is locked",
-                         decision.retry_after_seconds, details);
-    }
+    case identity::LoginOutcome::locked:
+      return account_locked(decision.locked_until, decision.retry_after_seconds);
     default:
       break;
   }

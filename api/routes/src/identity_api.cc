@@ -350,18 +350,8 @@ Response IdentityApi::login(const Request& req) {
       return retry_later(429, "rate_limited", "too many login attempts from this address",
                          decision.retry_after_seconds,
                          json{{"retryAfter", decision.retry_after_seconds}});
-    case identity::LoginOutcome::locked: {
-      json details = json::object();
-      details["lockedUntil"] = decision.locked_until == INT64_MAX
-                                   ? json(nullptr)
-                                   : json(format_rfc3339(decision.locked_until));
-      if (decision.retry_after_seconds > 0) details["retryAfter"] = decision.retry_after_seconds;
-      return retry_later(423, "account_locked",
-                         decision.locked_until == INT64_MAX
-                             ? "this account is locked; contact support to unlock it"
-                             : "too many failed attempts; this account is locked for a while",
-                         decision.retry_after_seconds, details);
-    }
+    case identity::LoginOutcome::locked:
+      return account_locked(decision.locked_until, decision.retry_after_seconds);
     case identity::LoginOutcome::email_not_verified:
       return json_error(403, "email_not_verified", "verify your email address before logging in",
                         json{{"resendUrl", "/v1/auth/verify-email/resend"}}.dump());

@@ -80,6 +80,21 @@ inline Response retry_later(unsigned status, std::string_view code, std::string_
   return r;
 }
 
+// The one 423 `account_locked` answer (login, password change, reauth, sign-in by code):
+// details.lockedUntil (RFC 3339, null while only an admin can unlock), details.needsAdminUnlock,
+// and details.retryAfter with the Retry-After header while the lock ends by itself.
+inline Response account_locked(std::int64_t locked_until_micros, std::int64_t retry_after_seconds) {
+  const bool admin_only = locked_until_micros == INT64_MAX;
+  json details{
+      {"lockedUntil", admin_only ? json(nullptr) : json(format_rfc3339(locked_until_micros))},
+      {"needsAdminUnlock", admin_only}};
+  if (!admin_only && retry_after_seconds > 0) details["retryAfter"] = retry_after_seconds;
+  return retry_later(423, "account_locked",
+                     admin_only ? "this account is locked; contact support to unlock it"
+                                : "too many failed attempts; this account is locked for a while",
+                     admin_only ? 0 : retry_after_seconds, details);
+}
+
 // The answer to a command that could not run.
 inline Response command_failed(const std::error_code& ec, const PartitionOwnership& ownership,
                                ledger::Partition p) {

@@ -96,25 +96,19 @@ Result<identity::OtpDecision> check_code(RequestContext& x, const AddressSubject
 }
 
 // The answer to a validation that did not succeed.
-Response refused(const identity::OtpDecision& d) {
+Response refused(const identity::OtpDecision& d, std::int64_t now) {
   switch (d.outcome) {
     case identity::OtpOutcome::expired:
       return json_error(410, "code_expired", "the code has expired; request a new one");
     case identity::OtpOutcome::rate_limited:
       return retry_later(429, "rate_limited", "too many code attempts; wait before trying again",
                          d.retry_after_seconds, json{{"retryAfter", d.retry_after_seconds}});
-    case identity::OtpOutcome::locked: {
-      json details{{"lockedUntil", nullptr}, {"needsAdminUnlock", true}};
-      if (d.retry_after_seconds > 0) {
-        details["needsAdminUnlock"] = false;
-        details["retryAfter"] = d.retry_after_seconds;
-      }
-      return retry_later(423, "account_locked",
-                         d.retry_after_seconds > 0
-                             ? "this account is locked for a while"
-                             : "this account is locked; contact support to unlock it",
-                         d.retry_after_seconds, details);
-    }
+    case identity::OtpOutcome::locked:
+      // A lock that ends by itself says when (the decision gives its remaining seconds).
+      return account_locked(d.retry_after_seconds > 0
+                                ? now + d.retry_after_seconds * identity::kSecondMicros
+                                : INT64_MAX,
+                            d.retry_after_seconds);
     case identity::OtpOutcome::ok:
     case identity::OtpOutcome::invalid_code:
       break;
@@ -231,7 +225,7 @@ Response OtpApi::verify_code(const Request& req) {
   });
   if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
   after_decision(decision, subject.id, subject.user.has_value());
-  if (decision.outcome != identity::OtpOutcome::ok) return refused(decision);
+  if (decision.outcome != identity::OtpOutcome::ok) return refused(decision, x.now);
   return x.token_pair(subject.id, session->session, session->refresh_token);
 }
 
@@ -337,14 +331,9 @@ Response OtpApi::reauth(const Request& req, const Principal& caller) {
                         {"expiresIn", config_.limits.reauth_micros / identity::kSecondMicros}}
                        .dump());
   }
-  if (code) return refused(otp_decision);
+  if (code) return refused(otp_decision, x.now);
   if (login_decision.outcome == identity::LoginOutcome::locked) {
-    identity::OtpDecision locked;
-    locked.outcome = identity::OtpOutcome::locked;
-    if (login_decision.locked_until != INT64_MAX) {
-      locked.retry_after_seconds = login_decision.retry_after_seconds;
-    }
-    return refused(locked);
+    return account_locked(login_decision.locked_until, login_decision.retry_after_seconds);
   }
   return json_error(401, "invalid_credentials", "the password is incorrect",
                     json{{"remainingAttempts", login_decision.remaining_attempts}}.dump());
