@@ -274,7 +274,8 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
                                    append_latency.Observe(std::chrono::duration<double>(d).count());
                                  },
                              .on_misdirected = [&] { metrics.count_rejected("misdirected"); }});
-  // Mail delivery (api/mail/mail.h); started once the projections caught up, stopped before the log.
+  // Mail delivery (api/mail/mail.h); started once the projections caught up, stopped before the
+  // log.
   auto& mail_sent = prometheus::BuildCounter()
                         .Name("sechex_mail_sent_total")
                         .Help("Mails handed to their transport, by transport (smtp, file)")
@@ -348,14 +349,13 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
       .disposable = api::identity::DisposableDomains::builtin(),
       .clock = clock,
       .deferred = deferred,
-      .queue_mail =
-          [&](const ledger::EventMeta& meta, std::string_view kind, std::string_view to,
-              std::string_view secret, std::string_view locale) {
-            return api::build_mail_queued(
-                *keys, meta,
-                {std::string(kind), std::string(to), std::string(secret), std::string(locale)},
-                nullptr);
-          },
+      .queue_mail = [&](const ledger::EventMeta& meta, std::string_view kind, std::string_view to,
+                        std::string_view secret, std::string_view locale) -> Result<ledger::Bytes> {
+        SECHEX_TRY(auto queued, api::build_mail_queued(*keys, meta,
+                                                       {std::string(kind), std::string(to),
+                                                        std::string(secret), std::string(locale)}));
+        return std::move(queued.bytes);
+      },
       .mail_queued = [&] { mail_worker.notify(); },
       .csrf = &csrf,
       .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; }};
@@ -429,14 +429,12 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   }
 
   if (auto r = server.start(); !r) {
-    return fail("cannot listen on " + config.listen + ": " +
-                (server.start_error().empty() ? r.error().message() : server.start_error()));
+    return fail("cannot listen on " + config.listen + ": " + r.error().message);
   }
   if (metrics_server) {
     if (auto r = metrics_server->start(); !r) {
       return fail("cannot listen on --metrics-listen " + config.metrics_listen + ": " +
-                  (metrics_server->start_error().empty() ? r.error().message()
-                                                         : metrics_server->start_error()));
+                  r.error().message);
     }
     std::cerr << "ledgerd: metrics on " << config.metrics->first << ":" << metrics_server->port()
               << "\n";

@@ -15,6 +15,18 @@ ledger::Kek key(std::uint8_t fill) {
   return ledger::Kek::from_base64(ledger::crypto::base64_encode(ledger::Bytes(32, fill))).value();
 }
 
+// The verdicts as details.reason names them ("" = accepted).
+std::string reason_of(const Result<void>& r) {
+  return r ? "" : std::string(csrf_reason(r.error()));
+}
+std::string csrf_refusal(const Request& req, std::string_view session, const CsrfTokens& tokens,
+                         std::int64_t now, std::string_view origin) {
+  return reason_of(check_csrf(req, session, tokens, now, origin));
+}
+std::string cross_site_refusal(const Request& req, std::string_view origin) {
+  return reason_of(check_same_site(req, origin));
+}
+
 Request post_from(std::map<std::string, std::string> headers) {
   Request r;
   r.method = "POST";

@@ -8,14 +8,14 @@ namespace {
 
 std::string reason_of(std::string_view body, JsonLimits limits = {}) {
   const auto r = parse_json_input(body, limits);
-  return r.ok ? "ok" : r.reason;
+  return r ? "ok" : r.error().reason;
 }
 
 TEST(JsonInput, AcceptsOrdinaryBodies) {
   const auto r = parse_json_input(R"({"email":"a@b.c","password":"x","consent":true,"n":1.5})");
-  ASSERT_TRUE(r.ok) << r.detail;
-  EXPECT_EQ(r.value["email"], "a@b.c");
-  EXPECT_EQ(r.value["n"], 1.5);
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r.value()["email"], "a@b.c");
+  EXPECT_EQ(r.value()["n"], 1.5);
   EXPECT_EQ(reason_of("[]"), "ok");
 }
 
@@ -60,9 +60,9 @@ TEST(JsonInput, EnforcesDepthStringAndArrayLimits) {
 TEST(JsonInput, DetailNeverEchoesLongInput) {
   const auto r = parse_json_input("{\"" + std::string(3000, 'k') + "\":1,\"" +
                                   std::string(3000, 'k') + "\":2}");
-  ASSERT_FALSE(r.ok);
-  EXPECT_EQ(r.reason, "duplicate_key");
-  EXPECT_LT(r.detail.size(), 120u);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().reason, "duplicate_key");
+  EXPECT_LT(r.error().detail.size(), 120u);
 }
 
 TEST(JsonInput, DepthOfParsedValues) {

@@ -40,10 +40,12 @@ struct MailWorld {
     std::string id;
     auto r = commands->run(
         commands->partition_for(subject), [&]() -> Result<std::vector<ledger::Bytes>> {
-          SECHEX_TRY(auto ev, build_mail_queued(
-                                  *keys, {subject, subject, "req-mail", clock.now_micros(), {}, {}},
-                                  request, &id));
-          return std::vector<ledger::Bytes>{std::move(ev)};
+          SECHEX_TRY(
+              auto queued,
+              build_mail_queued(*keys, {subject, subject, "req-mail", clock.now_micros(), {}, {}},
+                                request));
+          id = queued.message_id;
+          return std::vector<ledger::Bytes>{std::move(queued.bytes)};
         });
     EXPECT_TRUE(r) << r.error().message();
     return id;

@@ -142,14 +142,14 @@ TEST(MailDecision, OutcomesBecomeMailEvents) {
 
 TEST(MailQueue, TheEventSealsTheAddressAndSecretAndNamesAFreshMessageId) {
   MailWorld w;
-  std::string id;
-  const auto bytes = build_mail_queued(*w.keys, {"alice", "alice", "r", kNow, {}, {}},
-                                       {.kind = kMailOtpCode,
-                                        .to = "alice@example.com",
-                                        .secret = "12345678",
-                                        .locale = "zh-Hans"},
-                                       &id)
-                         .value();
+  const auto queued = build_mail_queued(*w.keys, {"alice", "alice", "r", kNow, {}, {}},
+                                        {.kind = kMailOtpCode,
+                                         .to = "alice@example.com",
+                                         .secret = "12345678",
+                                         .locale = "zh-Hans"})
+                          .value();
+  const auto& id = queued.message_id;
+  const auto& bytes = queued.bytes;
   EXPECT_EQ(id.size(), 32u);
   EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
   const std::string raw(bytes.begin(), bytes.end());
@@ -168,12 +168,11 @@ TEST(MailQueue, TheEventSealsTheAddressAndSecretAndNamesAFreshMessageId) {
                       .value();
   EXPECT_EQ(std::string(to.begin(), to.end()), "alice@example.com");
 
-  std::string other;
-  ASSERT_TRUE(build_mail_queued(
+  const auto other = build_mail_queued(
       *w.keys, {"alice", "alice", "r", kNow, {}, {}},
-      {.kind = kMailAccountLocked, .to = "alice@example.com", .secret = "", .locale = "en"},
-      &other));
-  EXPECT_NE(other, id);
+      {.kind = kMailAccountLocked, .to = "alice@example.com", .secret = "", .locale = "en"});
+  ASSERT_TRUE(other);
+  EXPECT_NE(other.value().message_id, id);
 }
 
 TEST(MailQueue, RefusesUnknownKindsMissingSecretsAndAddressesUnfitForAHeader) {
@@ -194,8 +193,7 @@ TEST(MailQueue, RefusesUnknownKindsMissingSecretsAndAddressesUnfitForAHeader) {
                               {.kind = kMailAccountLocked,
                                .to = "a@b.c\r\nBcc: evil@x.y",
                                .secret = "",
-                               .locale = "en"},
-                              nullptr)
+                               .locale = "en"})
                 .error(),
             ledger::Errc::invalid_argument);
 }

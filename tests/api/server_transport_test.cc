@@ -74,7 +74,7 @@ ServerOptions test_options() {
 std::unique_ptr<HttpServer> start(ServerOptions o, Router router, RequestObserver obs = {}) {
   auto server = std::make_unique<HttpServer>(std::move(o), std::move(router), std::move(obs));
   const auto r = server->start();
-  EXPECT_TRUE(r) << server->start_error();
+  EXPECT_TRUE(r) << (r ? "" : r.error().message);
   return r ? std::move(server) : nullptr;
 }
 
@@ -353,8 +353,8 @@ TEST(ServerTls, StartFailsClearlyForAMissingKeyOrAKeyThatDoesNotMatch) {
     HttpServer server(o, Router{});
     const auto r = server.start();
     ASSERT_FALSE(r);
-    EXPECT_EQ(r.error(), ledger::Errc::key_missing);
-    EXPECT_NE(server.start_error().find("absent.pem"), std::string::npos) << server.start_error();
+    EXPECT_EQ(r.error().code, ledger::Errc::key_missing);
+    EXPECT_NE(r.error().message.find("absent.pem"), std::string::npos) << r.error().message;
   }
   {
     auto o = test_options();
@@ -363,8 +363,8 @@ TEST(ServerTls, StartFailsClearlyForAMissingKeyOrAKeyThatDoesNotMatch) {
     HttpServer server(o, Router{});
     const auto r = server.start();
     ASSERT_FALSE(r);
-    EXPECT_EQ(r.error(), ledger::Errc::key_invalid);
-    EXPECT_NE(server.start_error().find("match"), std::string::npos) << server.start_error();
+    EXPECT_EQ(r.error().code, ledger::Errc::key_invalid);
+    EXPECT_NE(r.error().message.find("match"), std::string::npos) << r.error().message;
   }
   {
     auto o = test_options();
@@ -373,7 +373,7 @@ TEST(ServerTls, StartFailsClearlyForAMissingKeyOrAKeyThatDoesNotMatch) {
     HttpServer server(o, Router{});
     const auto r = server.start();
     ASSERT_FALSE(r);
-    EXPECT_EQ(r.error(), ledger::Errc::key_invalid) << server.start_error();
+    EXPECT_EQ(r.error().code, ledger::Errc::key_invalid) << r.error().message;
   }
 }
 

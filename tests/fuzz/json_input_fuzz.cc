@@ -11,7 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   sechex::api::JsonLimits limits;
   limits.max_depth = 3;
   const auto r = sechex::api::parse_json_input(body, limits);
-  if (r.ok && sechex::api::json_depth(r.value) > limits.max_depth) std::abort();
-  if (!r.ok && r.reason.empty()) std::abort();
+  if (r && sechex::api::json_depth(r.value()) > limits.max_depth) std::abort();
+  if (!r && r.error().reason.empty()) std::abort();
   return 0;
 }

@@ -17,10 +17,10 @@ Authenticator::Authenticator(const jose::TokenVerifier& verifier,
                              std::function<void(std::string_view)> on_reject)
     : verifier_(verifier), store_(store), clock_(clock), on_reject_(std::move(on_reject)) {}
 
-Response Authenticator::reject(unsigned status, std::string_view code, std::string_view message,
+ApiError Authenticator::reject(unsigned status, std::string_view code, std::string_view message,
                                std::string_view reason) const {
   if (on_reject_) on_reject_(reason);
-  auto r = json_error(status, code, message);
+  ApiError r{status, std::string(code), std::string(message)};
   if (status == 401) {
     // RFC 6750 §3: name the scheme; add error="invalid_token" when a token was presented.
     r.headers.emplace_back("WWW-Authenticate",
@@ -50,7 +50,7 @@ void Authenticator::on_authenticated(std::function<void(const Principal&)> hook)
   on_authenticated_ = std::move(hook);
 }
 
-std::variant<Principal, Response> Authenticator::authenticate(const Request& request) const {
+ApiResult<Principal> Authenticator::authenticate(const Request& request) const {
   const auto access = access_of(request.method, request.route);
   if (!access) {
     return reject(403, "forbidden", "this operation is not open to anyone", "route_without_rule");
@@ -58,8 +58,7 @@ std::variant<Principal, Response> Authenticator::authenticate(const Request& req
   return authenticate(request, *access == Access::anyone ? Access::user : *access);
 }
 
-std::variant<Principal, Response> Authenticator::authenticate(const Request& request,
-                                                              Access access) const {
+ApiResult<Principal> Authenticator::authenticate(const Request& request, Access access) const {
   const auto* header = request.header("authorization");
   std::optional<std::string> from_cookie;
   if ((header == nullptr || header->empty()) && cookies_.tokens != nullptr) {
@@ -102,7 +101,7 @@ std::variant<Principal, Response> Authenticator::authenticate(const Request& req
   if (!revoked || !cutoff || !session_end) {
     // Failing closed: without the revocation state we cannot tell a revoked token from a good one.
     if (on_reject_) on_reject_("revocation_unavailable");
-    return json_error(503, "unavailable", "cannot check the session right now");
+    return ApiError{503, "unavailable", "cannot check the session right now"};
   }
   if (revoked.value()) {
     return reject(401, "invalid_token", "the access token is invalid or expired",
@@ -126,15 +125,13 @@ std::variant<Principal, Response> Authenticator::authenticate(const Request& req
   }
   // A browser attaches cookies to any site's request: state changes need proof of this site.
   if (p.via_cookie && is_state_changing(request.method)) {
-    const auto refusal = csrf_refusal(request, claims.sid, *cookies_.tokens,
-                                      cookies_.clock->now_micros(), cookies_.public_origin);
-    if (!refusal.empty()) {
-      if (on_reject_) on_reject_(refusal);
-      if (cookies_.on_csrf_rejected) cookies_.on_csrf_rejected(p, request, refusal);
-      return json_error(403, "csrf_rejected",
-                        "this request needs a CSRF token from GET /v1/auth/csrf and must come "
-                        "from this site",
-                        nlohmann::json{{"reason", refusal}}.dump());
+    const auto checked = check_csrf(request, claims.sid, *cookies_.tokens,
+                                    cookies_.clock->now_micros(), cookies_.public_origin);
+    if (!checked) {
+      csrf_rejected(p, request, csrf_reason(checked.error()));
+      return csrf_refusal(checked.error(),
+                          "this request needs a CSRF token from GET /v1/auth/csrf and must come "
+                          "from this site");
     }
   }
   const bool role_ok = access == Access::admin    ? p.has_role("admin")

@@ -26,31 +26,65 @@ std::string origin_of(std::string_view url) {
 
 }  // namespace
 
-std::string cross_site_refusal(const Request& req, std::string_view public_origin) {
+namespace {
+struct CsrfCategory final : std::error_category {
+  const char* name() const noexcept override { return "csrf"; }
+  std::string message(int ev) const override {
+    return std::string(csrf_reason(std::error_code(ev, *this)));
+  }
+};
+const CsrfCategory kCsrfCategory;
+}  // namespace
+
+std::error_code make_error_code(CsrfErrc e) { return {static_cast<int>(e), kCsrfCategory}; }
+
+std::string_view csrf_reason(const std::error_code& ec) {
+  if (ec.category() != kCsrfCategory) return "csrf_check_failed";
+  switch (static_cast<CsrfErrc>(ec.value())) {
+    case CsrfErrc::cross_site:
+      return "cross_site";
+    case CsrfErrc::missing_csrf_token:
+      return "missing_csrf_token";
+    case CsrfErrc::invalid_csrf_token:
+      return "invalid_csrf_token";
+  }
+  return "csrf_check_failed";
+}
+
+Result<void> check_same_site(const Request& req, std::string_view public_origin) {
+  const auto refused = [] { return make_error_code(CsrfErrc::cross_site); };
   // Fetch metadata, when the browser sends it, is the most direct answer.
   if (const auto* site = req.header("sec-fetch-site")) {
-    return *site == "same-origin" || *site == "none" ? "" : "cross_site";
+    if (*site == "same-origin" || *site == "none") return boost::outcome_v2::success();
+    return refused();
   }
   const auto* origin = req.header("origin");
-  if (origin == nullptr) return "";  // not a browser's cross-origin request (they send Origin)
+  // Not a browser's cross-origin request (they send Origin).
+  if (origin == nullptr) return boost::outcome_v2::success();
   const auto sent = origin_of(trim(*origin));
-  if (sent.empty()) return "cross_site";  // "null", or not http(s)
+  if (sent.empty()) return refused();  // "null", or not http(s)
   // This listener's own origin: its scheme and the Host the browser addressed.
   const auto* host = req.header("host");
   if (host != nullptr && sent == origin_of(req.scheme + "://" + std::string(trim(*host)))) {
-    return "";
+    return boost::outcome_v2::success();
   }
-  if (sent == origin_of(public_origin)) return "";
-  return "cross_site";
+  if (sent == origin_of(public_origin)) return boost::outcome_v2::success();
+  return refused();
 }
 
-std::string csrf_refusal(const Request& req, std::string_view session_id, const CsrfTokens& tokens,
-                         std::int64_t now_micros, std::string_view public_origin) {
-  if (auto site = cross_site_refusal(req, public_origin); !site.empty()) return site;
+Result<void> check_csrf(const Request& req, std::string_view session_id, const CsrfTokens& tokens,
+                        std::int64_t now_micros, std::string_view public_origin) {
+  SECHEX_TRYV(check_same_site(req, public_origin));
   const auto* token = req.header("x-csrf-token");
-  if (token == nullptr || token->empty()) return "missing_csrf_token";
-  if (!tokens.valid(*token, session_id, now_micros)) return "invalid_csrf_token";
-  return "";
+  if (token == nullptr || token->empty()) return make_error_code(CsrfErrc::missing_csrf_token);
+  if (!tokens.valid(*token, session_id, now_micros)) {
+    return make_error_code(CsrfErrc::invalid_csrf_token);
+  }
+  return boost::outcome_v2::success();
+}
+
+ApiError csrf_refusal(const std::error_code& ec, std::string_view message) {
+  return {403, "csrf_rejected", std::string(message), {{"reason", csrf_reason(ec)}}};
 }
 
 bool is_state_changing(std::string_view method) {

@@ -26,9 +26,8 @@ void RouteRegistry::guarded(std::string method, std::string path, Guarded handle
   router_.add(
       std::move(method), std::move(path),
       [&auth = auth_, access, handler = std::move(handler)](const Request& req) -> Response {
-        auto who = auth.authenticate(req, access);
-        if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-        return handler(req, std::get<Principal>(who));
+        SECHEX_TRY(const auto who, auth.authenticate(req, access));
+        return handler(req, who);
       },
       exec);
 }

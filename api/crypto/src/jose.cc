@@ -245,15 +245,15 @@ class JoseCategory final : public std::error_category {
 Result<nlohmann::json> parse_object(std::string_view text) {
   // Spelled out as failure(): nlohmann::json converts from almost anything, which makes the
   // implicit error construction of Result<json> ambiguous.
-  ParsedJson parsed = parse_json_input(text);
-  if (!parsed.ok) {
+  auto parsed = parse_json_input(text);
+  if (!parsed) {
     return boost::outcome_v2::failure(make_error_code(
-        parsed.reason == "duplicate_key" ? JoseErrc::duplicate_key : JoseErrc::bad_json));
+        parsed.error().reason == "duplicate_key" ? JoseErrc::duplicate_key : JoseErrc::bad_json));
   }
-  if (!parsed.value.is_object()) {
+  if (!parsed.value().is_object()) {
     return boost::outcome_v2::failure(make_error_code(JoseErrc::bad_json));
   }
-  return std::move(parsed.value);
+  return std::move(parsed).value();
 }
 
 Result<void> string_claim(const nlohmann::json& claims, const char* name, std::string& out) {

@@ -445,7 +445,6 @@ struct HttpServer::Impl {
   bool started = false;
   bool stopped = false;
   std::uint16_t port = 0;
-  std::string start_error;
 
   Impl(ServerOptions o, Router r, RequestObserver obs)
       : opts(std::move(o)),
@@ -468,20 +467,21 @@ struct HttpServer::Impl {
     drained.notify_all();
   }
 
-  Result<void> load_tls() {
+  using StartFailure = HttpServer::StartFailure;
+  ResultOf<void, StartFailure> load_tls() {
     const auto& cert = opts.tls_cert_file;
     const auto& key = opts.tls_key_file;
     if (cert.empty() && key.empty()) return boost::outcome_v2::success();
     if (cert.empty() || key.empty()) {
-      start_error = "TLS needs both a certificate file and a key file";
-      return std::make_error_code(std::errc::invalid_argument);
+      return StartFailure{std::make_error_code(std::errc::invalid_argument),
+                          "TLS needs both a certificate file and a key file"};
     }
     for (const auto& [what, path] : {std::pair{"certificate", cert}, std::pair{"key", key}}) {
       std::ifstream in(path);
       if (!in) {
-        start_error = std::string("cannot read the TLS ") + what + " file " + path + ": " +
-                      std::strerror(errno);
-        return ledger::Errc::key_missing;
+        return StartFailure{ledger::Errc::key_missing, std::string("cannot read the TLS ") + what +
+                                                           " file " + path + ": " +
+                                                           std::strerror(errno)};
       }
     }
     ERR_clear_error();
@@ -489,23 +489,23 @@ struct HttpServer::Impl {
     SSL_CTX* ctx = tls->native_handle();
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
-      start_error = "cannot restrict TLS to version 1.3: " + openssl_error();
-      return ledger::Errc::crypto_failure;
+      return StartFailure{ledger::Errc::crypto_failure,
+                          "cannot restrict TLS to version 1.3: " + openssl_error()};
     }
     if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
-      start_error = "the TLS certificate file " + cert +
-                    " does not hold a usable PEM certificate: " + openssl_error();
-      return ledger::Errc::key_invalid;
+      return StartFailure{ledger::Errc::key_invalid,
+                          "the TLS certificate file " + cert +
+                              " does not hold a usable PEM certificate: " + openssl_error()};
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
-      start_error = "the TLS key file " + key + " does not hold a usable PEM private key " +
-                    "matching the certificate: " + openssl_error();
-      return ledger::Errc::key_invalid;
+      return StartFailure{ledger::Errc::key_invalid,
+                          "the TLS key file " + key + " does not hold a usable PEM private key " +
+                              "matching the certificate: " + openssl_error()};
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
-      start_error = "the TLS private key in " + key + " does not match the certificate in " + cert +
-                    ": " + openssl_error();
-      return ledger::Errc::key_invalid;
+      return StartFailure{ledger::Errc::key_invalid, "the TLS private key in " + key +
+                                                         " does not match the certificate in " +
+                                                         cert + ": " + openssl_error()};
     }
     return boost::outcome_v2::success();
   }
@@ -986,17 +986,16 @@ HttpServer::HttpServer(ServerOptions options, Router router, RequestObserver obs
 
 HttpServer::~HttpServer() { stop(); }
 
-Result<void> HttpServer::start() {
+ResultOf<void, HttpServer::StartFailure> HttpServer::start() {
   auto& s = *impl_;
-  if (s.started) return ledger::Errc::invalid_argument;
-  s.start_error.clear();
+  if (s.started) return StartFailure{ledger::Errc::invalid_argument, "already started"};
   boost::system::error_code ec;
   const auto addr = asio::ip::make_address(s.opts.address, ec);
   if (ec) {
-    s.start_error = "not an IP address: " + s.opts.address;
-    return std::make_error_code(std::errc::invalid_argument);
+    return StartFailure{std::make_error_code(std::errc::invalid_argument),
+                        "not an IP address: " + s.opts.address};
   }
-  if (auto r = s.load_tls(); !r) return r;
+  SECHEX_TRYV(s.load_tls());
   // The acceptor lives on its own strand: the accept loop and stop()'s close never race.
   s.acceptor.emplace(asio::make_strand(s.ioc));
   const tcp::endpoint ep(addr, s.opts.port);
@@ -1005,8 +1004,8 @@ Result<void> HttpServer::start() {
   if (!ec) s.acceptor->bind(ep, ec);
   if (!ec) s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    s.start_error = "cannot listen: " + ec.message();
-    return std::error_code(ec.value(), std::system_category());
+    return StartFailure{std::error_code(ec.value(), std::system_category()),
+                        "cannot listen: " + ec.message()};
   }
   s.port = s.acceptor->local_endpoint().port();
   // Connections awaiting the pool have no pending io: keep run() from returning meanwhile.
@@ -1023,8 +1022,6 @@ Result<void> HttpServer::start() {
   }
   return boost::outcome_v2::success();
 }
-
-const std::string& HttpServer::start_error() const { return impl_->start_error; }
 
 std::uint16_t HttpServer::port() const { return impl_->port; }
 

@@ -41,7 +41,7 @@ bool valid_type_name(std::string_view t) {
 
 }  // namespace
 
-std::variant<IngestEvent, EventRefusal> check_event(const nlohmann::json& e) {
+ResultOf<IngestEvent, EventRefusal> check_event(const nlohmann::json& e) {
   if (!e.is_object()) return EventRefusal{"", "each event must be an object"};
   IngestEvent ev;
   for (const auto& [k, v] : e.items()) {
@@ -72,24 +72,18 @@ std::variant<IngestEvent, EventRefusal> check_event(const nlohmann::json& e) {
   return ev;
 }
 
-std::variant<IngestEvent, std::string> parse_ingest_event(std::string_view json_object) {
+ResultOf<IngestEvent, EventRefusal> parse_ingest_event(std::string_view json_object) {
   JsonLimits limits;
   limits.max_depth = kIngestDepth - 2;  // the object sits two levels lower in a POST body
   auto parsed = parse_json_input(json_object, limits);
-  if (!parsed.ok) return parsed.detail;
-  auto checked = check_event(parsed.value);
-  if (auto* refusal = std::get_if<EventRefusal>(&checked)) {
-    return refusal->field.empty() ? refusal->message : refusal->field + ": " + refusal->message;
-  }
-  return std::get<IngestEvent>(std::move(checked));
+  if (!parsed) return EventRefusal{"", parsed.error().detail};
+  return check_event(parsed.value());
 }
 
-Result<ledger::Bytes> build_application_event(ledger::KeyStore& keys, const IngestEvent& ev,
-                                              const std::string& application,
-                                              const std::string& request_id,
-                                              std::int64_t time_micros,
-                                              std::optional<std::string> peer,
-                                              std::string* event_id_hex) {
+Result<BuiltEvent> build_application_event(ledger::KeyStore& keys, const IngestEvent& ev,
+                                           const std::string& application,
+                                           const std::string& request_id, std::int64_t time_micros,
+                                           std::optional<std::string> peer) {
   // The application may come from a Kafka record header: any bytes (utf8.h).
   const auto app = ledger::to_utf8(application, kMaxSubject);
   ledger::EventBuilder b(&keys, {.subject = ev.subject,
@@ -107,8 +101,9 @@ Result<ledger::Bytes> build_application_event(ledger::KeyStore& keys, const Inge
   const auto body = schema::CreateApplicationEvent(
       fbb, fbb.CreateString(app), fbb.CreateString(ev.type),
       ev.payload_json.empty() ? 0 : fbb.CreateString(ev.payload_json), sealed);
-  if (event_id_hex != nullptr) *event_id_hex = ledger::to_hex(b.event_id());
-  return b.finish(body);
+  auto id = ledger::to_hex(b.event_id());
+  SECHEX_TRY(auto bytes, b.finish(body));
+  return BuiltEvent{std::move(bytes), std::move(id)};
 }
 
 }  // namespace sechex::api

@@ -109,11 +109,11 @@ Result<void> IngestWorker::handle(ledger::Partition p,
   std::unordered_map<std::string, bool> erased;  // one key-store lookup per subject
   for (const auto& r : records) {
     auto parsed = parse_ingest_event(r.value);
-    if (auto* reason = std::get_if<std::string>(&parsed)) {
-      dead_letter(r, *reason);
+    if (!parsed) {
+      dead_letter(r, parsed.error().text());
       continue;
     }
-    auto& ev = std::get<IngestEvent>(parsed);
+    auto& ev = parsed.value();
     const auto target = commands_.partition_for(ev.subject);
     if (target != p) {
       const auto hops_text = header_or(r, kHops, "0");
@@ -157,13 +157,13 @@ Result<void> IngestWorker::handle(ledger::Partition p,
           std::vector<ledger::Bytes> out;
           out.reserve(accepted.size());
           for (const auto& a : accepted) {
-            SECHEX_TRY(auto bytes,
+            SECHEX_TRY(auto built,
                        build_application_event(
                            keys_, a.event, header_or(*a.record, kApplication, kDefaultApplication),
                            // A forwarded record names where it was produced.
                            "kafka:" + header_or(*a.record, kSource, source(*a.record)), now,
-                           std::nullopt, nullptr));
-            out.push_back(std::move(bytes));
+                           std::nullopt));
+            out.push_back(std::move(built.bytes));
           }
           return out;
         },

@@ -106,19 +106,17 @@ class LimitedSax final : public nlohmann::json_sax<json> {
 
 }  // namespace
 
-ParsedJson parse_json_input(std::string_view body, const JsonLimits& limits) {
+ResultOf<json, JsonInputError> parse_json_input(std::string_view body, const JsonLimits& limits) {
   LimitedSax sax(limits);
-  ParsedJson out;
   const bool ok = json::sax_parse(body.begin(), body.end(), &sax, json::input_format_t::json,
                                   /*strict=*/true);
   if (!ok || !sax.reason.empty()) {
-    out.reason = sax.reason.empty() ? "malformed_json" : sax.reason;
-    out.detail = sax.detail.empty() ? "invalid JSON" : sax.detail;
-    return out;
+    // Spelled out: json converts from almost anything, so the implicit error is ambiguous.
+    return boost::outcome_v2::failure(
+        JsonInputError{sax.reason.empty() ? "malformed_json" : std::move(sax.reason),
+                       sax.detail.empty() ? "invalid JSON" : std::move(sax.detail)});
   }
-  out.ok = true;
-  out.value = std::move(sax.root);
-  return out;
+  return std::move(sax.root);
 }
 
 std::size_t json_depth(const nlohmann::json& v) {

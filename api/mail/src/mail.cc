@@ -220,8 +220,8 @@ Result<void> check_mail_request(const MailRequest& request) {
   return boost::outcome_v2::success();
 }
 
-Result<ledger::Bytes> build_mail_queued(ledger::KeyStore& keys, const ledger::EventMeta& meta,
-                                        const MailRequest& request, std::string* message_id) {
+Result<QueuedMail> build_mail_queued(ledger::KeyStore& keys, const ledger::EventMeta& meta,
+                                     const MailRequest& request) {
   SECHEX_TRYV(check_mail_request(request));
   SECHEX_TRY(const auto raw, ledger::crypto::random_bytes(16));
   const auto id = ledger::to_hex(raw);
@@ -236,8 +236,7 @@ Result<ledger::Bytes> build_mail_queued(ledger::KeyStore& keys, const ledger::Ev
       schema::CreateMailQueued(f, f.CreateString(id), f.CreateString(request.kind), to, secret,
                                f.CreateString(mail_locale(request.locale)));
   SECHEX_TRY(auto bytes, b.finish(body));
-  if (message_id != nullptr) *message_id = id;
-  return bytes;
+  return QueuedMail{std::move(bytes), id};
 }
 
 Result<RenderedMail> render_mail(const MailContent& content, std::string_view from,

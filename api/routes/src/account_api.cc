@@ -48,9 +48,7 @@ void AccountApi::add_routes(RouteRegistry& routes) {
 Response AccountApi::change_password(const Request& req, const Principal& who) {
   RequestContext x(d_, config_, req);
   const auto user = who.subject;
-  auto parsed = read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto& body = std::get<json>(parsed);
+  SECHEX_TRY(const auto body, read_body(req));
   const auto current = string_field(body, "currentPassword");
   if (!current) return missing("currentPassword");
   const auto next = string_field(body, "newPassword");
@@ -71,10 +69,7 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
   std::optional<std::string> new_phc;
   if (current_ok) {
     auto address = x.open_sealed(user, record->email, "email");
-    if (auto refusal =
-            refuse_weak_password(x.store(), *next, address ? address.value() : std::string())) {
-      return std::move(*refusal);
-    }
+    SECHEX_TRYV(check_new_password(x.store(), *next, address ? address.value() : std::string()));
     auto hashed = d_.hasher.hash(*next);
     if (!hashed) return command_failed(hashed.error(), d_.commands.ownership(), p);
     new_phc = std::move(hashed).value();
@@ -132,13 +127,10 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
 // ---- Forgot: 202 whatever the address (004 FR-024, FR-026) ----
 Response AccountApi::forgot_password(const Request& req) {
   RequestContext x(d_, config_, req);
-  auto parsed = read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto email = string_field(std::get<json>(parsed), "email");
+  SECHEX_TRY(const auto body, read_body(req));
+  const auto email = string_field(body, "email");
   if (!email) return missing("email");
-  if (auto busy = refuse_busy_client(x, forgot_limiter_, projections::kScopeResetRequestIp)) {
-    return std::move(*busy);
-  }
+  SECHEX_TRYV(admit_client(x, forgot_limiter_, projections::kScopeResetRequestIp));
   return accept_for_address(x, *email, [this](auto& later, const auto& user) {
     if (!user) return;  // nobody to mail
     auto token = identity::random_token(32);
@@ -161,9 +153,7 @@ Response AccountApi::forgot_password(const Request& req) {
 // ---- Reset (004 FR-025, FR-027, FR-028, FR-040; scenarios 10-12) ----
 Response AccountApi::reset_password(const Request& req) {
   RequestContext x(d_, config_, req);
-  auto parsed = read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto& body = std::get<json>(parsed);
+  SECHEX_TRY(const auto body, read_body(req));
   const auto token = string_field(body, "token");
   if (!token) return missing("token");
   const auto next = string_field(body, "newPassword");
@@ -194,9 +184,7 @@ Response AccountApi::reset_password(const Request& req) {
   if (!record) return invalid();
   auto address = x.open_sealed(user, record->email, "email");
   if (!address) return invalid();  // erased meanwhile
-  if (auto refusal = refuse_weak_password(x.store(), *next, address.value())) {
-    return std::move(*refusal);
-  }
+  SECHEX_TRYV(check_new_password(x.store(), *next, address.value()));
   const auto p = x.partition_of(user);
   if (!d_.commands.ownership().owns(p)) {
     return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);

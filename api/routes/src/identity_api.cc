@@ -61,9 +61,7 @@ void IdentityApi::add_routes(RouteRegistry& routes) {
 // ---- Register (004 FR-001..FR-007, 003 email validation) ----
 Response IdentityApi::register_user(const Request& req) {
   RequestContext x(d_, config_, req);
-  auto parsed = read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto& body = std::get<json>(parsed);
+  SECHEX_TRY(const auto body, read_body(req));
   const auto email = string_field(body, "email");
   if (!email) return missing("email");
   const auto password = string_field(body, "password");
@@ -80,8 +78,7 @@ Response IdentityApi::register_user(const Request& req) {
                       json{{"reason", identity::email_reason(checked.error())}}.dump());
   }
   const auto& address = checked.value().address;
-  if (auto refusal = refuse_weak_password(x.store(), *password, address))
-    return std::move(*refusal);
+  SECHEX_TRYV(check_new_password(x.store(), *password, address));
   const auto email_hash = d_.lookup.email(address);
   const auto p = x.partition_of(hex_of(email_hash));
   if (!d_.commands.ownership().owns(p)) {
@@ -150,9 +147,8 @@ Response IdentityApi::register_user(const Request& req) {
 // ---- Verify email (004 FR-006, FR-007, scenarios 13-15) ----
 Response IdentityApi::verify_email(const Request& req) {
   RequestContext x(d_, config_, req);
-  auto parsed = read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto token = string_field(std::get<json>(parsed), "token");
+  SECHEX_TRY(const auto body, read_body(req));
+  const auto token = string_field(body, "token");
   if (!token) return missing("token");
   const auto hash = d_.lookup.token(projections::kPurposeVerifyEmail, *token);
   const auto invalid = [] {
@@ -201,13 +197,10 @@ Response IdentityApi::verify_email(const Request& req) {
 // ---- Resend the verification mail: 202 whatever the address (no enumeration) ----
 Response IdentityApi::resend_verification(const Request& req) {
   RequestContext x(d_, config_, req);
-  auto parsed = read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto email = string_field(std::get<json>(parsed), "email");
+  SECHEX_TRY(const auto body, read_body(req));
+  const auto email = string_field(body, "email");
   if (!email) return missing("email");
-  if (auto busy = refuse_busy_client(x, resend_limiter_, projections::kScopeVerifyRequestIp)) {
-    return std::move(*busy);
-  }
+  SECHEX_TRYV(admit_client(x, resend_limiter_, projections::kScopeVerifyRequestIp));
   return accept_for_address(x, *email, [this](auto& later, const auto& user) {
     if (!user) return;  // nobody to mail
     auto token = identity::random_token(32);
@@ -229,16 +222,14 @@ Response IdentityApi::resend_verification(const Request& req) {
 // ---- Login (004 FR-008..FR-012, API.md) ----
 Response IdentityApi::login(const Request& req) {
   RequestContext x(d_, config_, req);
-  auto parsed = read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto& body = std::get<json>(parsed);
+  SECHEX_TRY(const auto body, read_body(req));
   const auto email = string_field(body, "email");
   if (!email) return missing("email");
   const auto password = string_field(body, "password");
   if (!password) return missing("password");
   // Login CSRF: a foreign page must not sign the browser into the attacker's account.
-  if (auto site = cross_site_refusal(req, config_.public_origin); !site.empty()) {
-    return json_error(403, "csrf_rejected", "log in from this site", json{{"reason", site}}.dump());
+  if (auto site = check_same_site(req, config_.public_origin); !site) {
+    return csrf_refusal(site.error(), "log in from this site");
   }
   const auto remember = body.find("rememberMe");
   const bool remember_me =
@@ -366,11 +357,10 @@ Response IdentityApi::login(const Request& req) {
 Response IdentityApi::refresh(const Request& req) {
   RequestContext x(d_, config_, req);
   // A browser refreshing by cookie may send no body at all.
-  auto parsed = req.body.empty() && d_.csrf != nullptr
-                    ? std::variant<json, Response>(json::object())
-                    : read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  auto presented = string_field(std::get<json>(parsed), "refreshToken");
+  SECHEX_TRY(const auto body, req.body.empty() && d_.csrf != nullptr
+                                  ? ApiResult<json>(json::object())
+                                  : read_body(req));
+  auto presented = string_field(body, "refreshToken");
   const bool by_cookie = !presented && d_.csrf != nullptr;
   if (by_cookie) presented = cookie(req, kRefreshCookie);
   if (!presented) return missing("refreshToken");
@@ -385,13 +375,12 @@ Response IdentityApi::refresh(const Request& req) {
   if (first.value().state == projections::RefreshTokenStatus::State::unknown) return invalid();
   if (by_cookie) {
     // A cookie the browser attached on its own proves nothing: the page must show it is ours.
-    const auto refusal =
-        csrf_refusal(req, first.value().session_id, *d_.csrf, x.now, config_.public_origin);
-    if (!refusal.empty()) {
+    const auto checked =
+        check_csrf(req, first.value().session_id, *d_.csrf, x.now, config_.public_origin);
+    if (!checked) {
       d_.auth.csrf_rejected(Principal{first.value().user, first.value().session_id, {}, 0, true},
-                            req, refusal);
-      return json_error(403, "csrf_rejected", "refreshing by cookie needs this site's CSRF token",
-                        json{{"reason", refusal}}.dump());
+                            req, csrf_reason(checked.error()));
+      return csrf_refusal(checked.error(), "refreshing by cookie needs this site's CSRF token");
     }
   }
   const auto user = first.value().user;
@@ -470,9 +459,8 @@ Response IdentityApi::password_policy(const Request& req) {
 
 Response IdentityApi::set_password_policy(const Request& req, const Principal& admin) {
   RequestContext x(d_, config_, req);
-  auto parsed = read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto level_text = string_field(std::get<json>(parsed), "level");
+  SECHEX_TRY(const auto body, read_body(req));
+  const auto level_text = string_field(body, "level");
   if (!level_text) return missing("level");
   const auto level = identity::parse_level(*level_text);
   if (!level) return bad_request("invalid_level", "level must be \"basic\" or \"high\"");
@@ -523,8 +511,8 @@ Response IdentityApi::csrf_token(const Request& req) {
   if (d_.csrf == nullptr) return json_error(404, "not_found", "browser sessions are not enabled");
   auto who = d_.auth.authenticate(req);
   std::string session;
-  if (const auto* principal = std::get_if<Principal>(&who)) {
-    session = principal->session;
+  if (who) {
+    session = who.value().session;
   } else if (const auto refresh = cookie(req, kRefreshCookie)) {
     // The access cookie (1 h) may be gone while the refresh cookie (7 d) lives, and refreshing
     // by cookie needs this token: a current refresh token of a live session also gets one. A
@@ -536,7 +524,7 @@ Response IdentityApi::csrf_token(const Request& req) {
       if (row && row.value() && row.value()->active_at(x.now)) session = st.value().session_id;
     }
   }
-  if (session.empty()) return std::move(std::get<Response>(who));
+  if (session.empty()) return who.error();
   auto r = json_ok(json{{"csrfToken", d_.csrf->issue(session, x.now)},
                         {"expiresIn", kCsrfTokenMicros / identity::kSecondMicros}}
                        .dump());

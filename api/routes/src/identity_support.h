@@ -9,10 +9,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
 #include "api/auth/csrf.h"
+#include "api/http/api_error.h"
 #include "api/http/i18n.h"
 #include "api/json/json_input.h"
 #include "api/routes/identity_api.h"
@@ -42,23 +42,26 @@ inline FbBytes bytes(flatbuffers::FlatBufferBuilder& f, std::string_view s) {
   return f.CreateVector(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
 }
 
-inline Response bad_request(std::string_view reason, std::string_view message) {
-  return json_error(400, "invalid_request", message, json{{"reason", reason}}.dump());
+inline ApiError bad_request(std::string_view reason, std::string_view message) {
+  return invalid_request(reason, message);
 }
 
 // The JSON object of a request body, or the 4xx to send instead.
-inline std::variant<json, Response> read_body(const Request& req) {
+inline ApiResult<json> read_body(const Request& req) {
   const auto* ct = req.header("content-type");
   if (ct == nullptr || ct->rfind("application/json", 0) != 0) {
-    return json_error(415, "unsupported_media_type", "send application/json");
+    return boost::outcome_v2::failure(
+        ApiError{415, "unsupported_media_type", "send application/json"});
   }
   auto parsed = parse_json_input(req.body, kBodyLimits);
-  if (!parsed.ok) {
-    return json_error(400, "invalid_request", "the request body is not acceptable JSON",
-                      json{{"reason", parsed.reason}}.dump());
+  if (!parsed) {
+    return boost::outcome_v2::failure(
+        invalid_request(parsed.error().reason, "the request body is not acceptable JSON"));
   }
-  if (!parsed.value.is_object()) return bad_request("not_an_object", "send a JSON object");
-  return std::move(parsed.value);
+  if (!parsed.value().is_object()) {
+    return boost::outcome_v2::failure(bad_request("not_an_object", "send a JSON object"));
+  }
+  return std::move(parsed).value();
 }
 
 // A required string field, or nullopt (the caller answers 400 missing_field).
@@ -68,22 +71,20 @@ inline std::optional<std::string> string_field(const json& body, const char* nam
   return it->get<std::string>();
 }
 
-inline Response missing(const char* field) {
-  return json_error(400, "invalid_request", std::string("`") + field + "` is required",
-                    json{{"reason", "missing_field"}, {"field", field}}.dump());
+inline ApiError missing(const char* field) {
+  return invalid_request("missing_field", std::string("`") + field + "` is required",
+                         json{{"field", field}});
 }
 
-inline Response retry_later(unsigned status, std::string_view code, std::string_view message,
+inline ApiError retry_later(unsigned status, std::string_view code, std::string_view message,
                             std::int64_t seconds, json details = json::object()) {
-  auto r = json_error(status, code, message, details.dump());
-  if (seconds > 0) r.headers.emplace_back("Retry-After", std::to_string(seconds));
-  return r;
+  return {status, std::string(code), std::string(message), std::move(details), seconds};
 }
 
 // The one 423 `account_locked` answer (login, password change, reauth, sign-in by code):
 // details.lockedUntil (RFC 3339, null while only an admin can unlock), details.needsAdminUnlock,
 // and details.retryAfter with the Retry-After header while the lock ends by itself.
-inline Response account_locked(std::int64_t locked_until_micros, std::int64_t retry_after_seconds) {
+inline ApiError account_locked(std::int64_t locked_until_micros, std::int64_t retry_after_seconds) {
   const bool admin_only = locked_until_micros == INT64_MAX;
   json details{
       {"lockedUntil", admin_only ? json(nullptr) : json(format_rfc3339(locked_until_micros))},
@@ -95,14 +96,16 @@ inline Response account_locked(std::int64_t locked_until_micros, std::int64_t re
                      admin_only ? 0 : retry_after_seconds, details);
 }
 
-// The answer to a command that could not run.
-inline Response command_failed(const std::error_code& ec, const PartitionOwnership& ownership,
+// The answer to a command that could not run: the one place a command's error code becomes an
+// API error.
+inline ApiError command_failed(const std::error_code& ec, const PartitionOwnership& ownership,
                                ledger::Partition p) {
   if (ec == OwnershipErrc::not_owner) {
     auto owner = ownership.owner_of(p);
-    return json_error(
-        421, "misdirected", "this node does not own the account's partition; send it to the owner",
-        json{{"partition", p.value}, {"owner", owner ? json(*owner) : json(nullptr)}}.dump());
+    return {421,
+            "misdirected",
+            "this node does not own the account's partition; send it to the owner",
+            {{"partition", p.value}, {"owner", owner ? json(*owner) : json(nullptr)}}};
   }
   if (ec == PasswordErrc::overloaded) {
     return retry_later(503, "overloaded", "too many password checks at once; retry shortly", 1);
@@ -458,14 +461,13 @@ Response accept_for_address(RequestContext& x, std::string email, Work&& work) {
 }
 
 // The 429 for a client past `limiter` on a route that must answer alike for every address
-// (request_limiter.h), or nullopt to go on. The first refusal of a burst is recorded as
+// (request_limiter.h); success to go on. The first refusal of a burst is recorded as
 // RateLimited{scope, ip hash} under "anon:ip:" + hex(ip hash), best effort: a node that does not
 // own that partition, or a failed append, still refuses.
-inline std::optional<Response> refuse_busy_client(RequestContext& x, RequestLimiter& limiter,
-                                                  const char* scope) {
+inline ApiResult<void> admit_client(RequestContext& x, RequestLimiter& limiter, const char* scope) {
   const auto& key = x.ip_hash;  // client_key(), keyed like every stored IP
   const auto v = limiter.check(key, x.now);
-  if (v.allowed) return std::nullopt;
+  if (v.allowed) return pass();
   const auto seconds = identity::retry_after_seconds(v.retry_at_micros, x.now);
   if (v.first_refusal) {
     const auto subject = std::string(projections::kAnonymousSubjectPrefix) + "ip:" + hex_of(key);
@@ -485,21 +487,21 @@ inline std::optional<Response> refuse_busy_client(RequestContext& x, RequestLimi
 }
 
 // The 400 `weak_password` answer when `password` misses the policy in force (the address's
-// local part counts against its strength), or nullopt when it is acceptable. Register, change
+// local part counts against its strength), success when it is acceptable. Register, change
 // and reset all check new passwords this way.
-inline std::optional<Response> refuse_weak_password(const projections::ProjectionStore& store,
-                                                    std::string_view password,
-                                                    std::string_view address) {
+inline ApiResult<void> check_new_password(const projections::ProjectionStore& store,
+                                          std::string_view password, std::string_view address) {
   const auto policy = current_policy(store);
   const std::string_view context[] = {address.substr(0, address.find('@'))};
   const auto check = identity::check_password(password, policy, context);
-  if (check.ok()) return std::nullopt;
-  return json_error(400, "weak_password", "the password does not meet the password policy",
-                    json{{"unmet", check.unmet},
-                         {"strength", check.strength},
-                         {"strengthLabel", check.strength_label},
-                         {"policy", policy_json(policy)}}
-                        .dump());
+  if (check.ok()) return pass();
+  return ApiError{400,
+                  "weak_password",
+                  "the password does not meet the password policy",
+                  {{"unmet", check.unmet},
+                   {"strength", check.strength},
+                   {"strengthLabel", check.strength_label},
+                   {"policy", policy_json(policy)}}};
 }
 
 // The caller's profile as GET /v1/me and the GDPR export show it.

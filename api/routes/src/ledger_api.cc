@@ -24,14 +24,12 @@ constexpr std::size_t kDefaultLimit = 100;
 constexpr std::size_t kMaxLimit = 1000;
 constexpr std::size_t kExportPage = 500;
 
-Response invalid_event(std::size_t index, std::string_view field, std::string_view message) {
-  return json_error(400, "invalid_request", message,
-                    json{{"reason", "invalid_event"}, {"index", index}, {"field", field}}.dump());
+ApiError invalid_event(std::size_t index, std::string_view field, std::string_view message) {
+  return invalid_request("invalid_event", message, {{"index", index}, {"field", field}});
 }
 
-Response invalid_parameter(std::string_view name, std::string_view message) {
-  return json_error(400, "invalid_request", message,
-                    json{{"reason", "invalid_parameter"}, {"parameter", name}}.dump());
+ApiError invalid_parameter(std::string_view name, std::string_view message) {
+  return invalid_request("invalid_parameter", message, {{"parameter", name}});
 }
 
 Result<ledger::Record> read_one(const ledger::Log& log, const ledger::Position& pos) {
@@ -61,10 +59,12 @@ struct AuditFilter {
   projections::AuditScan scan;  // which subject, from when, after which cursor
   std::optional<std::string> type;
   std::int64_t to = INT64_MAX;
+  std::size_t limit = kDefaultLimit;  // a page's entries (paged queries only)
 };
 
-// Builds the filter from the query, or the 400 to answer.
-std::variant<AuditFilter, Response> audit_filter(const Request& req, std::size_t* limit) {
+// Builds the filter from the query, or the 400 to answer. A `paged` query (the audit API) takes
+// limit and cursor; the export takes format instead.
+ApiResult<AuditFilter> audit_filter(const Request& req, bool paged) {
   const auto q = parse_query(req.query);
   if (!q) return invalid_parameter("query", "malformed or repeated query parameter");
   AuditFilter f;
@@ -82,20 +82,20 @@ std::variant<AuditFilter, Response> audit_filter(const Request& req, std::size_t
       const auto t = parse_rfc3339(v);
       if (!t) return invalid_parameter(k, "expected an RFC 3339 time");
       (k == "from" ? f.scan.from_micros : f.to) = *t;
-    } else if (k == "limit" && limit != nullptr) {
+    } else if (k == "limit" && paged) {
       std::size_t n = 0;
       const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
       if (ec != std::errc() || end != v.data() + v.size() || n < 1 || n > kMaxLimit) {
         return invalid_parameter(k, "limit must be 1..1000");
       }
-      *limit = n;
-    } else if (k == "cursor" && limit != nullptr) {
+      f.limit = n;
+    } else if (k == "cursor" && paged) {
       ledger::Bytes raw;
       if (!jose::base64url_decode(v, raw) || raw.empty()) {
         return invalid_parameter(k, "invalid cursor");
       }
       f.scan.after.assign(raw.begin(), raw.end());  // resume after the last entry examined
-    } else if (k == "format" && limit == nullptr) {
+    } else if (k == "format" && !paged) {
       continue;  // the export's own parameter
     } else {
       return invalid_parameter(k, "unknown parameter");
@@ -144,17 +144,17 @@ Result<AuditPage> audit_page(const projections::ProjectionStore& store, const le
   return page;
 }
 
-Response internal(std::string_view what) { return json_error(500, "internal_error", what); }
+ApiError internal(std::string_view what) { return {500, "internal_error", std::string(what)}; }
 
 json owner_json(const PartitionOwnership& ownership, ledger::Partition p) {
   auto url = ownership.owner_of(p);
   return url ? json(std::move(*url)) : json(nullptr);
 }
 
-// 421 for the events of `partitions` (event index -> partition) this node does not own, or
-// nullopt when it owns them all.
-std::optional<Response> misdirected(const PartitionOwnership& ownership,
-                                    const std::vector<ledger::Partition>& partitions) {
+// 421 for the events of `partitions` (event index -> partition) this node does not own;
+// success when it owns them all.
+ApiResult<void> check_owned(const PartitionOwnership& ownership,
+                            const std::vector<ledger::Partition>& partitions) {
   json refused = json::array();
   for (std::size_t i = 0; i < partitions.size(); ++i) {
     if (ownership.owns(partitions[i])) continue;
@@ -162,43 +162,37 @@ std::optional<Response> misdirected(const PartitionOwnership& ownership,
                            {"partition", partitions[i].value},
                            {"owner", owner_json(ownership, partitions[i])}});
   }
-  if (refused.empty()) return std::nullopt;
+  if (refused.empty()) return pass();
   const auto& first = refused.front();
-  return json_error(
-      421, "misdirected",
+  return ApiError{
+      421,
+      "misdirected",
       "this node does not own the partition of these events; send them to the partition's owner",
-      json{{"partition", first["partition"]}, {"owner", first["owner"]}, {"events", refused}}
-          .dump());
+      {{"partition", first["partition"]}, {"owner", first["owner"]}, {"events", refused}}};
 }
 
 }  // namespace
 
-std::variant<std::vector<IngestEvent>, Response> parse_ingest_batch(std::string_view body) {
+ApiResult<std::vector<IngestEvent>> parse_ingest_batch(std::string_view body) {
   JsonLimits limits;
   limits.max_depth = kIngestDepth;
   auto parsed = parse_json_input(body, limits);
-  if (!parsed.ok) {
-    return json_error(400, "invalid_request", parsed.detail,
-                      json{{"reason", parsed.reason}}.dump());
-  }
-  const auto& root = parsed.value;
+  if (!parsed) return invalid_request(parsed.error().reason, parsed.error().detail);
+  const auto& root = parsed.value();
   if (!root.is_object() || root.size() != 1 || !root.contains("events")) {
-    return json_error(400, "invalid_request", R"(expected {"events": [...]})",
-                      json{{"reason", "invalid_event"}, {"field", "events"}}.dump());
+    return invalid_request("invalid_event", R"(expected {"events": [...]})", {{"field", "events"}});
   }
   const auto& events = root.at("events");
   if (!events.is_array() || events.empty()) {
-    return json_error(400, "invalid_request", "events must be a non-empty array",
-                      json{{"reason", "invalid_event"}, {"field", "events"}}.dump());
+    return invalid_request("invalid_event", "events must be a non-empty array",
+                           {{"field", "events"}});
   }
   std::vector<IngestEvent> out;
   out.reserve(events.size());
   for (std::size_t i = 0; i < events.size(); ++i) {
     auto checked = check_event(events[i]);
-    if (auto* refusal = std::get_if<EventRefusal>(&checked)) {
-      return invalid_event(i, refusal->field, refusal->message);
-    }
-    out.push_back(std::get<IngestEvent>(std::move(checked)));
+    if (!checked) return invalid_event(i, checked.error().field, checked.error().message);
+    out.push_back(std::move(checked).value());
   }
   return out;
 }
@@ -232,18 +226,16 @@ Response LedgerApi::ingest(const Request& req, const Principal& principal) {
   if (ct == nullptr || ct->rfind("application/json", 0) != 0) {
     return json_error(415, "unsupported_media_type", "send application/json");
   }
-  auto batch = parse_ingest_batch(req.body);
-  if (auto* refusal = std::get_if<Response>(&batch)) return std::move(*refusal);
-  const auto& events = std::get<std::vector<IngestEvent>>(batch);
+  SECHEX_TRY(const auto events, parse_ingest_batch(req.body));
   std::vector<ledger::Partition> partitions;
   partitions.reserve(events.size());
   for (const auto& e : events) partitions.push_back(commands_.partition_for(e.subject));
 
   // Another node writes some of these partitions (ownership.h): refuse the whole batch before
   // anything is appended, so no part of it is stored here and the client resends it by owner.
-  if (auto refusal = misdirected(commands_.ownership(), partitions)) {
+  if (auto owned = check_owned(commands_.ownership(), partitions); !owned) {
     if (metrics_.on_misdirected) metrics_.on_misdirected();
-    return std::move(*refusal);
+    return owned.error();
   }
 
   // Refuse the whole batch before appending anything if a subject was erased.
@@ -270,12 +262,11 @@ Response LedgerApi::ingest(const Request& req, const Principal& principal) {
     auto records = commands_.run(ledger::Partition{p}, [&]() -> Result<std::vector<ledger::Bytes>> {
       std::vector<ledger::Bytes> out;
       for (const auto i : indexes) {
-        std::string id;
-        SECHEX_TRY(auto bytes, build_application_event(
+        SECHEX_TRY(auto built, build_application_event(
                                    keys_, events[i], principal.subject, req.request_id, now,
-                                   req.peer.empty() ? std::nullopt : std::optional(req.peer), &id));
-        ids.push_back(std::move(id));
-        out.push_back(std::move(bytes));
+                                   req.peer.empty() ? std::nullopt : std::optional(req.peer)));
+        ids.push_back(std::move(built.event_id_hex));
+        out.push_back(std::move(built.bytes));
       }
       return out;
     });
@@ -306,11 +297,9 @@ Response LedgerApi::ingest(const Request& req, const Principal& principal) {
 }
 
 Response LedgerApi::audit(const Request& req, const Principal& /*admin*/) {
-  std::size_t limit = kDefaultLimit;
-  auto filter = audit_filter(req, &limit);
-  if (auto* refusal = std::get_if<Response>(&filter)) return std::move(*refusal);
-  auto page = audit_page(commands_.projections(), commands_.log(), keys_,
-                         std::get<AuditFilter>(filter), limit, kAuditScanBudget);
+  SECHEX_TRY(const auto filter, audit_filter(req, /*paged=*/true));
+  auto page = audit_page(commands_.projections(), commands_.log(), keys_, filter, filter.limit,
+                         kAuditScanBudget);
   if (!page) return internal("cannot read the audit index");
   json entries = json::array();
   for (auto& e : page.value().entries) entries.push_back(api_entry(std::move(e)));
@@ -325,8 +314,7 @@ Response LedgerApi::audit_export(const Request& req, const Principal& /*admin*/)
   if (format != "json" && format != "csv") {
     return invalid_parameter("format", "format must be csv or json");
   }
-  auto filter = audit_filter(req, nullptr);
-  if (auto* refusal = std::get_if<Response>(&filter)) return std::move(*refusal);
+  SECHEX_TRY(auto filter, audit_filter(req, /*paged=*/false));
 
   // The generator owns its state; the server calls it one chunk at a time, so memory stays at
   // one page whatever the export's size.
@@ -338,7 +326,7 @@ Response LedgerApi::audit_export(const Request& req, const Principal& /*admin*/)
     bool done = false;
   };
   auto st = std::make_shared<State>();
-  st->filter = std::get<AuditFilter>(std::move(filter));
+  st->filter = std::move(filter);
   st->csv = format == "csv";
   Response r;
   r.content_type = st->csv ? "text/csv; charset=utf-8" : "application/json";

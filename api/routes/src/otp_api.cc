@@ -174,20 +174,16 @@ Response OtpApi::request_code(const Request& req) {
   const bool signed_in = req.header("authorization") != nullptr ||
                          (d_.csrf != nullptr && cookie(req, kAccessCookie).has_value());
   if (signed_in) {
-    auto who = d_.auth.authenticate(req, Access::user);
-    if (auto* refusal = std::get_if<Response>(&who)) return std::move(*refusal);
-    const auto user = std::get<Principal>(who).subject;
+    SECHEX_TRY(const auto who, d_.auth.authenticate(req, Access::user));
+    const auto user = who.subject;
     return accept_then(x, x.partition_of(user), user, [user, mail_code](RequestContext& later) {
       mail_code(later, user, kPurposeReauth);
     });
   }
-  auto parsed = read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto email = string_field(std::get<json>(parsed), "email");
+  SECHEX_TRY(const auto body, read_body(req));
+  const auto email = string_field(body, "email");
   if (!email) return missing("email");
-  if (auto busy = refuse_busy_client(x, request_limiter_, projections::kScopeOtpRequestIp)) {
-    return std::move(*busy);
-  }
+  SECHEX_TRYV(admit_client(x, request_limiter_, projections::kScopeOtpRequestIp));
   return accept_for_address(x, *email, [mail_code](auto& later, const auto& user) {
     mail_code(later, user, kPurposeLogin);
   });
@@ -196,9 +192,7 @@ Response OtpApi::request_code(const Request& req) {
 // ---- Sign in with a code (002 OTP expiration, rate limiting, lockout) ----
 Response OtpApi::verify_code(const Request& req) {
   RequestContext x(d_, config_, req);
-  auto parsed = read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto& body = std::get<json>(parsed);
+  SECHEX_TRY(const auto body, read_body(req));
   const auto email = string_field(body, "email");
   if (!email) return missing("email");
   const auto code = string_field(body, "code");
@@ -244,9 +238,7 @@ void OtpApi::after_decision(const identity::OtpDecision& d, std::string_view sub
 Response OtpApi::reauth(const Request& req, const Principal& caller) {
   RequestContext x(d_, config_, req);
   const auto user = caller.subject;
-  auto parsed = read_body(req);
-  if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-  const auto& body = std::get<json>(parsed);
+  SECHEX_TRY(const auto body, read_body(req));
   const auto code = string_field(body, "code");
   const auto password = string_field(body, "password");
   if (code.has_value() == password.has_value()) {
@@ -344,9 +336,8 @@ Response OtpApi::unlock_user(const Request& req, const Principal& admin) {
   RequestContext x(d_, config_, req);
   std::string reason = "admin_unlock";
   if (!req.body.empty()) {
-    auto parsed = read_body(req);
-    if (auto* r = std::get_if<Response>(&parsed)) return std::move(*r);
-    if (auto given = string_field(std::get<json>(parsed), "reason")) reason = *given;
+    SECHEX_TRY(const auto body, read_body(req));
+    if (auto given = string_field(body, "reason")) reason = *given;
   }
   const auto it = req.params.find("id");
   const auto user = it == req.params.end() ? std::string() : it->second;

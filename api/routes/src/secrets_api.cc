@@ -10,21 +10,20 @@ using namespace identity_support;
 
 namespace {
 
-Response not_verified() {
-  return json_error(403, "email_not_verified",
-                    "verify your email address before using secrets; request a new link at "
-                    "resendUrl",
-                    json{{"resendUrl", "/v1/auth/verify-email/resend"}}.dump());
+ApiError not_verified() {
+  return {403,
+          "email_not_verified",
+          "verify your email address before using secrets; request a new link at resendUrl",
+          {{"resendUrl", "/v1/auth/verify-email/resend"}}};
 }
 
-Response no_such_secret() { return json_error(404, "not_found", "no such secret"); }
+ApiError no_such_secret() { return {404, "not_found", "no such secret"}; }
 
-// The 403 for a caller whose email is not verified yet, or nullopt to go on.
-std::optional<Response> refuse_unverified(projections::ProjectionStore& store,
-                                          const Principal& caller) {
+// The 403 for a caller whose email is not verified yet; success to go on.
+ApiResult<void> check_verified(projections::ProjectionStore& store, const Principal& caller) {
   const auto record = account_of(store, caller.subject);
   if (!record || !record->email_verified) return not_verified();
-  return std::nullopt;
+  return pass();
 }
 
 }  // namespace
@@ -47,7 +46,7 @@ void SecretsApi::add_routes(RouteRegistry& routes) {
 // 002 "Unverified user attempts secret creation".
 Response SecretsApi::create(const Request& req, const Principal& caller) {
   RequestContext x(d_, config_, req);
-  if (auto refusal = refuse_unverified(x.store(), caller)) return std::move(*refusal);
+  SECHEX_TRYV(check_verified(x.store(), caller));
   const auto user = caller.subject;
   auto id = identity::random_token(16);
   auto share = identity::random_token(32);
@@ -72,7 +71,7 @@ Response SecretsApi::create(const Request& req, const Principal& caller) {
 // 002 "Unverified user attempts check-in".
 Response SecretsApi::check_in(const Request& req, const Principal& caller) {
   RequestContext x(d_, config_, req);
-  if (auto refusal = refuse_unverified(x.store(), caller)) return std::move(*refusal);
+  SECHEX_TRYV(check_verified(x.store(), caller));
   const auto user = caller.subject;
   const auto& secret_id = req.params.at("id");
   const auto p = x.partition_of(user);
@@ -96,7 +95,7 @@ Response SecretsApi::check_in(const Request& req, const Principal& caller) {
 // 002 "Server share reveal requires re-auth": a step-up at most 5 minutes old.
 Response SecretsApi::reveal_share(const Request& req, const Principal& caller) {
   RequestContext x(d_, config_, req);
-  if (auto refusal = refuse_unverified(x.store(), caller)) return std::move(*refusal);
+  SECHEX_TRYV(check_verified(x.store(), caller));
   const auto user = caller.subject;
   const auto& secret_id = req.params.at("id");
   const auto* presented = req.header("x-reauth-token");

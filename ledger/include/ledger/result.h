@@ -1,12 +1,13 @@
 // Result<T> and the ledger's error codes.
 //
 // Every fallible function in sechex::ledger returns Result<T>
-// (boost::outcome_v2::result<T, std::error_code>). Exceptions are used only at process
-// boundaries (main functions). Error codes are coarse on purpose: callers that need more
-// context (a path, a partition and seq) get it from a richer return type such as
-// VerifyReport, or log it where the context is known.
+// (boost::outcome_v2::result<T, std::error_code>); ResultOf<T, E> where a code says too little.
+// Exceptions are used only at process boundaries (main functions). Error codes are coarse on
+// purpose: callers that need more context (a path, a partition and seq) get it from a richer return
+// type such as VerifyReport, or log it where the context is known.
 #pragma once
 
+#include <boost/outcome/policy/terminate.hpp>
 #include <boost/outcome/std_result.hpp>
 #include <string>
 #include <system_error>
@@ -15,6 +16,12 @@ namespace sechex {
 
 template <typename T>
 using Result = boost::outcome_v2::std_result<T>;
+
+// The same pattern for a failure that must say more than a code can (which field, which input
+// rule): a typed error E, unwrapped with the same SECHEX_TRY. api/http's ApiResult<T> (the one
+// API error) and the JSON input parser's ResultOf<json, JsonInputError> are the two users.
+template <typename T, typename E>
+using ResultOf = boost::outcome_v2::basic_result<T, E, boost::outcome_v2::policy::terminate>;
 
 #define SECHEX_CONCAT_INNER(a, b) a##b
 #define SECHEX_CONCAT(a, b) SECHEX_CONCAT_INNER(a, b)

@@ -34,7 +34,6 @@
 #include <functional>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
 #include "api/auth/csrf.h"
@@ -85,14 +84,14 @@ class Authenticator {
   void on_authenticated(std::function<void(const Principal&)> hook);
 
   // The principal the rule of the request's route admits (route_access.h; an `anyone` route's
-  // handler that looks at its caller gets `user`), or the response to send instead.
-  std::variant<Principal, Response> authenticate(const Request& request) const;
+  // handler that looks at its caller gets `user`), or the refusal to answer instead.
+  ApiResult<Principal> authenticate(const Request& request) const;
   // The same under an explicit rule.
-  std::variant<Principal, Response> authenticate(const Request& request, Access access) const;
+  ApiResult<Principal> authenticate(const Request& request, Access access) const;
 
  private:
   bool session_began_after(const std::string& sid, std::int64_t cutoff_micros) const;
-  Response reject(unsigned status, std::string_view code, std::string_view message,
+  ApiError reject(unsigned status, std::string_view code, std::string_view message,
                   std::string_view reason) const;
 
   const jose::TokenVerifier& verifier_;

@@ -18,21 +18,32 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include "api/crypto/csrf_token.h"
+#include "api/http/api_error.h"
 #include "api/http/server.h"
+#include "ledger/result.h"
 
 namespace sechex::api {
 
 inline constexpr const char* kAccessCookie = "__Host-access";
 inline constexpr const char* kRefreshCookie = "__Host-refresh";
-// Why a cookie-authenticated request was refused ("" = accepted): "cross_site",
-// "missing_csrf_token", "invalid_csrf_token". `public_origin` is e.g. "https://id.example.com"
-// (may be empty).
-std::string csrf_refusal(const Request& req, std::string_view session_id, const CsrfTokens& tokens,
-                         std::int64_t now_micros, std::string_view public_origin);
-// Only the site check (login, where no session exists yet): "cross_site" or "".
-std::string cross_site_refusal(const Request& req, std::string_view public_origin);
+// Why a cookie-authenticated request was refused; csrf_reason() names each the way
+// details.reason and the rejection metrics do.
+enum class CsrfErrc { cross_site = 1, missing_csrf_token, invalid_csrf_token };
+std::error_code make_error_code(CsrfErrc e);
+// "cross_site", "missing_csrf_token" or "invalid_csrf_token".
+std::string_view csrf_reason(const std::error_code& ec);
+
+// Whether a cookie-authenticated, state-changing request may go on. `public_origin` is e.g.
+// "https://id.example.com" (may be empty).
+Result<void> check_csrf(const Request& req, std::string_view session_id, const CsrfTokens& tokens,
+                        std::int64_t now_micros, std::string_view public_origin);
+// Only the site check (login, where no session exists yet): CsrfErrc::cross_site or success.
+Result<void> check_same_site(const Request& req, std::string_view public_origin);
+// The 403 csrf_rejected answer, details.reason from `ec`.
+ApiError csrf_refusal(const std::error_code& ec, std::string_view message);
 
 bool is_state_changing(std::string_view method);
 // The value of cookie `name` in the request's Cookie header.
@@ -43,3 +54,6 @@ std::string refresh_cookie(std::string_view token, std::int64_t max_age_seconds)
 std::string cleared_cookie(std::string_view name);
 
 }  // namespace sechex::api
+
+template <>
+struct std::is_error_code_enum<sechex::api::CsrfErrc> : std::true_type {};

@@ -204,13 +204,16 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds and starts serving. Errors: the bind/listen error (system category),
+  // Why start() failed: the code, and in words what to fix.
+  struct StartFailure {
+    std::error_code code;
+    std::string message;
+  };
+  // Binds and starts serving. Codes: the bind/listen error (system category),
   // std::errc::invalid_argument for an unparsable address or only one of the TLS files,
   // ledger::Errc::key_missing for an unreadable certificate or key file, ledger::Errc::key_invalid
-  // for one that does not parse or a key that does not match the certificate. start_error()
-  // then says which, in words.
-  Result<void> start();
-  const std::string& start_error() const;
+  // for one that does not parse or a key that does not match the certificate.
+  ResultOf<void, StartFailure> start();
   std::uint16_t port() const;
   void stop();
 

@@ -19,7 +19,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
 
 #include "ledger/key_store.h"
 #include "ledger/result.h"
@@ -44,22 +43,28 @@ struct IngestEvent {
 struct EventRefusal {
   std::string field;
   std::string message;
+  // "field: message", or the message alone when the object itself was refused.
+  std::string text() const { return field.empty() ? message : field + ": " + message; }
 };
 
 // The checks of one parsed event object.
-std::variant<IngestEvent, EventRefusal> check_event(const nlohmann::json& event);
+ResultOf<IngestEvent, EventRefusal> check_event(const nlohmann::json& event);
 
 // One event object as text (a record of the Kafka ingest topic), parsed with API.md's input
-// limits and checked; the reason in words on failure.
-std::variant<IngestEvent, std::string> parse_ingest_event(std::string_view json_object);
+// limits and checked (a JSON input refusal has no field).
+ResultOf<IngestEvent, EventRefusal> parse_ingest_event(std::string_view json_object);
+
+// An encoded ApplicationEvent and its event id.
+struct BuiltEvent {
+  ledger::Bytes bytes;
+  std::string event_id_hex;
+};
 
 // The ApplicationEvent envelope of `ev` sent by `application`, its `personal` part sealed under
-// the subject's key (created on first use). `event_id_hex` receives the event id.
-Result<ledger::Bytes> build_application_event(ledger::KeyStore& keys, const IngestEvent& ev,
-                                              const std::string& application,
-                                              const std::string& request_id,
-                                              std::int64_t time_micros,
-                                              std::optional<std::string> peer,
-                                              std::string* event_id_hex);
+// the subject's key (created on first use).
+Result<BuiltEvent> build_application_event(ledger::KeyStore& keys, const IngestEvent& ev,
+                                           const std::string& application,
+                                           const std::string& request_id, std::int64_t time_micros,
+                                           std::optional<std::string> peer);
 
 }  // namespace sechex::api

@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include "ledger/result.h"
+
 namespace sechex::api {
 
 struct JsonLimits {
@@ -20,16 +22,16 @@ struct JsonLimits {
   std::size_t max_array = 100;
 };
 
-struct ParsedJson {
-  bool ok = false;
-  nlohmann::json value;
-  // On failure: the `details.reason` of a 400 invalid_request, one of malformed_json,
-  // duplicate_key, too_deep, string_too_long, array_too_long, forbidden_key.
+// Why a body was refused.
+struct JsonInputError {
+  // The `details.reason` of a 400 invalid_request, one of malformed_json, duplicate_key,
+  // too_deep, string_too_long, array_too_long, forbidden_key.
   std::string reason;
   std::string detail;  // human-readable, never echoes more than a short prefix of the input
 };
 
-ParsedJson parse_json_input(std::string_view body, const JsonLimits& limits = {});
+ResultOf<nlohmann::json, JsonInputError> parse_json_input(std::string_view body,
+                                                          const JsonLimits& limits = {});
 
 // Depth of a parsed value (a scalar is 0, {} or [] is 1): for free-form fields such as
 // `metadata`, which API.md limits to depth 2.

@@ -78,13 +78,18 @@ struct MailRequest {
   std::string locale = "en";
 };
 
+// An encoded MailQueued event and the message id it names.
+struct QueuedMail {
+  ledger::Bytes bytes;
+  std::string message_id;  // 32 lowercase hex digits from RAND_bytes
+};
 // The MailQueued envelope for `request`, with `to` and `secret` sealed under meta.subject's data
-// key; the new message id (32 lowercase hex digits from RAND_bytes) goes to `message_id` when
-// not null. Errc::invalid_argument for an unknown kind, a kind that needs a secret without one
-// (or the reverse), an address or secret unfit for a mail (see check_mail_request), an
-// unsupported locale is replaced by "en". Errc::erased when the subject was erased.
-Result<ledger::Bytes> build_mail_queued(ledger::KeyStore& keys, const ledger::EventMeta& meta,
-                                        const MailRequest& request, std::string* message_id);
+// key, and its new message id. Errc::invalid_argument for an unknown kind, a kind that needs a
+// secret without one (or the reverse), an address or secret unfit for a mail (see
+// check_mail_request), an unsupported locale is replaced by "en". Errc::erased when the subject was
+// erased.
+Result<QueuedMail> build_mail_queued(ledger::KeyStore& keys, const ledger::EventMeta& meta,
+                                     const MailRequest& request);
 // The checks build_mail_queued makes: a known kind; `to` 3..254 bytes of printable ASCII
 // without blanks, '<', '>', '"', '(', ')', ',', ';', '\', '[', ']' and with one '@' not at
 // either end;

@@ -33,7 +33,6 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include "api/app/commands.h"
@@ -41,6 +40,7 @@
 #include "api/auth/route_registry.h"
 #include "api/crypto/jose.h"
 #include "api/crypto/token_settings.h"
+#include "api/http/api_error.h"
 #include "api/http/server.h"
 #include "api/ingest/application_event.h"
 #include "ledger/clock.h"
@@ -53,7 +53,7 @@ inline constexpr std::size_t kAuditScanBudget = 5000;
 // Parses and checks an ingest body (application_event.h). On failure, the 400 response:
 // details.reason is one of API.md's input reasons, or "invalid_event" with details.index and
 // details.field.
-std::variant<std::vector<IngestEvent>, Response> parse_ingest_batch(std::string_view body);
+ApiResult<std::vector<IngestEvent>> parse_ingest_batch(std::string_view body);
 
 struct LedgerApiMetrics {
   std::function<void(std::size_t events, std::chrono::steady_clock::duration)> on_append;
