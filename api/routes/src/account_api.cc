@@ -49,10 +49,8 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
   RequestContext x(d_, config_, req);
   const auto user = who.subject;
   SECHEX_TRY(const auto body, read_body(req));
-  const auto current = string_field(body, "currentPassword");
-  if (!current) return missing("currentPassword");
-  const auto next = string_field(body, "newPassword");
-  if (!next) return missing("newPassword");
+  SECHEX_TRY(const auto current, required_string(body, "currentPassword"));
+  SECHEX_TRY(const auto next, required_string(body, "newPassword"));
   const auto record = account_of(x.store(), user);
   if (!record) return json_error(404, "not_found", "no account for this token");
   const auto p = x.partition_of(user);
@@ -61,7 +59,7 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
   }
   auto phc = x.open_sealed(user, record->password_hash, "password_hash");
   if (!phc) return retry_later(503, "unavailable", "cannot read the account", 1);
-  auto ok = d_.hasher.verify(phc.value(), *current);
+  auto ok = d_.hasher.verify(phc.value(), current);
   if (!ok && ok.error() != PasswordErrc::too_long) {
     return command_failed(ok.error(), d_.commands.ownership(), p);
   }
@@ -69,8 +67,8 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
   std::optional<std::string> new_phc;
   if (current_ok) {
     auto address = x.open_sealed(user, record->email, "email");
-    SECHEX_TRYV(check_new_password(x.store(), *next, address ? address.value() : std::string()));
-    auto hashed = d_.hasher.hash(*next);
+    SECHEX_TRYV(check_new_password(x.store(), next, address ? address.value() : std::string()));
+    auto hashed = d_.hasher.hash(next);
     if (!hashed) return command_failed(hashed.error(), d_.commands.ownership(), p);
     new_phc = std::move(hashed).value();
   }
@@ -128,10 +126,9 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
 Response AccountApi::forgot_password(const Request& req) {
   RequestContext x(d_, config_, req);
   SECHEX_TRY(const auto body, read_body(req));
-  const auto email = string_field(body, "email");
-  if (!email) return missing("email");
+  SECHEX_TRY(const auto email, required_string(body, "email"));
   SECHEX_TRYV(admit_client(x, forgot_limiter_, projections::kScopeResetRequestIp));
-  return accept_for_address(x, *email, [this](auto& later, const auto& user) {
+  return accept_for_address(x, email, [this](auto& later, const auto& user) {
     if (!user) return;  // nobody to mail
     auto token = identity::random_token(32);
     if (!token) return;
@@ -154,11 +151,9 @@ Response AccountApi::forgot_password(const Request& req) {
 Response AccountApi::reset_password(const Request& req) {
   RequestContext x(d_, config_, req);
   SECHEX_TRY(const auto body, read_body(req));
-  const auto token = string_field(body, "token");
-  if (!token) return missing("token");
-  const auto next = string_field(body, "newPassword");
-  if (!next) return missing("newPassword");
-  const auto hash = d_.lookup.token(projections::kPurposePasswordReset, *token);
+  SECHEX_TRY(const auto token, required_string(body, "token"));
+  SECHEX_TRY(const auto next, required_string(body, "newPassword"));
+  const auto hash = d_.lookup.token(projections::kPurposePasswordReset, token);
   const auto invalid = [] {
     return json_error(400, "token_invalid",
                       "this reset link is not valid (already used, or replaced by a newer one); "
@@ -184,12 +179,12 @@ Response AccountApi::reset_password(const Request& req) {
   if (!record) return invalid();
   auto address = x.open_sealed(user, record->email, "email");
   if (!address) return invalid();  // erased meanwhile
-  SECHEX_TRYV(check_new_password(x.store(), *next, address.value()));
+  SECHEX_TRYV(check_new_password(x.store(), next, address.value()));
   const auto p = x.partition_of(user);
   if (!d_.commands.ownership().owns(p)) {
     return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
   }
-  auto phc = d_.hasher.hash(*next);
+  auto phc = d_.hasher.hash(next);
   if (!phc) return command_failed(phc.error(), d_.commands.ownership(), p);
   auto outcome = identity::LinkOutcome::invalid;
   auto ran = x.run(p, [&]() -> Result<Events> {

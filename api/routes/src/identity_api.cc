@@ -62,29 +62,27 @@ void IdentityApi::add_routes(RouteRegistry& routes) {
 Response IdentityApi::register_user(const Request& req) {
   RequestContext x(d_, config_, req);
   SECHEX_TRY(const auto body, read_body(req));
-  const auto email = string_field(body, "email");
-  if (!email) return missing("email");
-  const auto password = string_field(body, "password");
-  if (!password) return missing("password");
+  SECHEX_TRY(const auto email, required_string(body, "email"));
+  SECHEX_TRY(const auto password, required_string(body, "password"));
   const auto consent = body.find("consent");
   if (consent == body.end() || !consent->is_boolean() || !consent->get<bool>()) {
     return json_error(400, "consent_required",
                       "registration needs consent to the processing of your data (consent: true)",
                       json{{"field", "consent"}}.dump());
   }
-  auto checked = identity::check_email(*email, d_.disposable);
+  auto checked = identity::check_email(email, d_.disposable);
   if (!checked) {
     return json_error(400, "invalid_email", "the email address is not valid",
                       json{{"reason", identity::email_reason(checked.error())}}.dump());
   }
   const auto& address = checked.value().address;
-  SECHEX_TRYV(check_new_password(x.store(), *password, address));
+  SECHEX_TRYV(check_new_password(x.store(), password, address));
   const auto email_hash = d_.lookup.email(address);
   const auto p = x.partition_of(hex_of(email_hash));
   if (!d_.commands.ownership().owns(p)) {
     return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
   }
-  auto phc = d_.hasher.hash(*password);
+  auto phc = d_.hasher.hash(password);
   if (!phc) return command_failed(phc.error(), d_.commands.ownership(), p);
   // An id in the email's partition: one partition decides every registration of the address.
   std::string user;
@@ -148,9 +146,8 @@ Response IdentityApi::register_user(const Request& req) {
 Response IdentityApi::verify_email(const Request& req) {
   RequestContext x(d_, config_, req);
   SECHEX_TRY(const auto body, read_body(req));
-  const auto token = string_field(body, "token");
-  if (!token) return missing("token");
-  const auto hash = d_.lookup.token(projections::kPurposeVerifyEmail, *token);
+  SECHEX_TRY(const auto token, required_string(body, "token"));
+  const auto hash = d_.lookup.token(projections::kPurposeVerifyEmail, token);
   const auto invalid = [] {
     return json_error(400, "token_invalid",
                       "this verification link is not valid (already used, or replaced by a newer "
@@ -198,10 +195,9 @@ Response IdentityApi::verify_email(const Request& req) {
 Response IdentityApi::resend_verification(const Request& req) {
   RequestContext x(d_, config_, req);
   SECHEX_TRY(const auto body, read_body(req));
-  const auto email = string_field(body, "email");
-  if (!email) return missing("email");
+  SECHEX_TRY(const auto email, required_string(body, "email"));
   SECHEX_TRYV(admit_client(x, resend_limiter_, projections::kScopeVerifyRequestIp));
-  return accept_for_address(x, *email, [this](auto& later, const auto& user) {
+  return accept_for_address(x, email, [this](auto& later, const auto& user) {
     if (!user) return;  // nobody to mail
     auto token = identity::random_token(32);
     if (!token) return;
@@ -223,10 +219,8 @@ Response IdentityApi::resend_verification(const Request& req) {
 Response IdentityApi::login(const Request& req) {
   RequestContext x(d_, config_, req);
   SECHEX_TRY(const auto body, read_body(req));
-  const auto email = string_field(body, "email");
-  if (!email) return missing("email");
-  const auto password = string_field(body, "password");
-  if (!password) return missing("password");
+  SECHEX_TRY(const auto email, required_string(body, "email"));
+  SECHEX_TRY(const auto password, required_string(body, "password"));
   // Login CSRF: a foreign page must not sign the browser into the attacker's account.
   if (auto site = check_same_site(req, config_.public_origin); !site) {
     return csrf_refusal(site.error(), "log in from this site");
@@ -237,7 +231,7 @@ Response IdentityApi::login(const Request& req) {
 
   // An address that is not even valid is looked up like any other, so it is answered like an
   // unknown one.
-  const auto address_subject_of = address_subject(x, *email);
+  const auto address_subject_of = address_subject(x, email);
   const auto& email_hash = address_subject_of.email_hash;
   const auto& user = address_subject_of.user;
   const auto& subject = address_subject_of.id;
@@ -255,7 +249,7 @@ Response IdentityApi::login(const Request& req) {
   if (record && !record->password_hash.empty()) {
     auto phc = x.open_sealed(*user, record->password_hash, "password_hash");
     if (!phc) return retry_later(503, "unavailable", "cannot read the account", 1);
-    auto ok = d_.hasher.verify(phc.value(), *password);
+    auto ok = d_.hasher.verify(phc.value(), password);
     if (!ok) {
       if (ok.error() == PasswordErrc::too_long) {
         password_ok = false;
@@ -269,10 +263,10 @@ Response IdentityApi::login(const Request& req) {
     }
     verified_event = record->password_hash.event_id;
     if (password_ok && d_.hasher.needs_rehash(phc.value())) {
-      if (auto h = d_.hasher.hash(*password)) rehashed = std::move(h).value();
+      if (auto h = d_.hasher.hash(password)) rehashed = std::move(h).value();
     }
   } else {
-    auto dummy = d_.hasher.verify_dummy(*password);
+    auto dummy = d_.hasher.verify_dummy(password);
     if (!dummy && dummy.error() != PasswordErrc::too_long) {
       return command_failed(dummy.error(), d_.commands.ownership(), p);
     }
@@ -460,9 +454,8 @@ Response IdentityApi::password_policy(const Request& req) {
 Response IdentityApi::set_password_policy(const Request& req, const Principal& admin) {
   RequestContext x(d_, config_, req);
   SECHEX_TRY(const auto body, read_body(req));
-  const auto level_text = string_field(body, "level");
-  if (!level_text) return missing("level");
-  const auto level = identity::parse_level(*level_text);
+  SECHEX_TRY(const auto level_text, required_string(body, "level"));
+  const auto level = identity::parse_level(level_text);
   if (!level) return bad_request("invalid_level", "level must be \"basic\" or \"high\"");
   const auto p = x.partition_of(kPolicySubject);
   auto ran = x.run(p, [&]() -> Result<Events> {

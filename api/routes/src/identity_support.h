@@ -76,6 +76,13 @@ inline ApiError missing(const char* field) {
                          json{{"field", field}});
 }
 
+// A required string field, or the 400 missing_field.
+inline ApiResult<std::string> required_string(const json& body, const char* name) {
+  auto value = string_field(body, name);
+  if (!value) return boost::outcome_v2::failure(missing(name));
+  return std::move(*value);
+}
+
 inline ApiError retry_later(unsigned status, std::string_view code, std::string_view message,
                             std::int64_t seconds, json details = json::object()) {
   return {status, std::string(code), std::string(message), std::move(details), seconds};

@@ -181,10 +181,9 @@ Response OtpApi::request_code(const Request& req) {
     });
   }
   SECHEX_TRY(const auto body, read_body(req));
-  const auto email = string_field(body, "email");
-  if (!email) return missing("email");
+  SECHEX_TRY(const auto email, required_string(body, "email"));
   SECHEX_TRYV(admit_client(x, request_limiter_, projections::kScopeOtpRequestIp));
-  return accept_for_address(x, *email, [mail_code](auto& later, const auto& user) {
+  return accept_for_address(x, email, [mail_code](auto& later, const auto& user) {
     mail_code(later, user, kPurposeLogin);
   });
 }
@@ -193,14 +192,12 @@ Response OtpApi::request_code(const Request& req) {
 Response OtpApi::verify_code(const Request& req) {
   RequestContext x(d_, config_, req);
   SECHEX_TRY(const auto body, read_body(req));
-  const auto email = string_field(body, "email");
-  if (!email) return missing("email");
-  const auto code = string_field(body, "code");
-  if (!code) return missing("code");
+  SECHEX_TRY(const auto email, required_string(body, "email"));
+  SECHEX_TRY(const auto code, required_string(body, "code"));
   const auto remember = body.find("rememberMe");
   const bool remember_me =
       remember != body.end() && remember->is_boolean() && remember->get<bool>();
-  const auto subject = address_subject(x, *email);
+  const auto subject = address_subject(x, email);
   const auto p = x.partition_of(subject.id);
   if (!d_.commands.ownership().owns(p)) {
     return command_failed(OwnershipErrc::not_owner, d_.commands.ownership(), p);
@@ -210,7 +207,7 @@ Response OtpApi::verify_code(const Request& req) {
   identity::OtpDecision decision;
   auto ran = x.run(p, [&]() -> Result<Events> {
     Events out;
-    SECHEX_TRY(decision, check_code(x, subject, kPurposeLogin, *code, out));
+    SECHEX_TRY(decision, check_code(x, subject, kPurposeLogin, code, out));
     if (decision.outcome != identity::OtpOutcome::ok) return out;
     SECHEX_TRY(auto verified, otp_verified(x, subject.id, kPurposeLogin));
     out.push_back(std::move(verified));
