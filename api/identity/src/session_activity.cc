@@ -14,7 +14,9 @@ SessionActivity::SessionActivity(CommandPath& commands, ledger::KeyStore& keys, 
       keys_(keys),
       clock_(clock),
       limits_(limits),
-      interval_(effective_interval(limits, interval_micros)) {}
+      interval_(effective_interval(limits, interval_micros)),
+      // Woken by seen(); the period is only a backstop.
+      loop_(std::chrono::seconds(1), [this](const auto&) { drain(); }) {}
 
 std::int64_t SessionActivity::effective_interval(const identity::Limits& limits,
                                                  std::int64_t interval_micros) {
@@ -24,32 +26,9 @@ std::int64_t SessionActivity::effective_interval(const identity::Limits& limits,
 
 SessionActivity::~SessionActivity() { stop(); }
 
-void SessionActivity::start() {
-  std::lock_guard l(mu_);
-  if (thread_.joinable() || stopping_) return;
-  thread_ = std::thread([this] {
-    for (;;) {
-      Seen next;
-      {
-        std::unique_lock wait_lock(mu_);
-        cv_.wait(wait_lock, [&] { return stopping_ || !queue_.empty(); });
-        if (stopping_) return;
-        next = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      record(next);
-    }
-  });
-}
+void SessionActivity::start() { loop_.start(); }
 
-void SessionActivity::stop() {
-  {
-    std::lock_guard l(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+void SessionActivity::stop() { loop_.stop(); }
 
 void SessionActivity::seen(std::string_view user, std::string_view session) {
   if (session.empty()) return;
@@ -66,7 +45,7 @@ void SessionActivity::seen(std::string_view user, std::string_view session) {
       std::erase_if(last_, [&](const auto& e) { return now - e.second >= interval_; });
     }
   }
-  cv_.notify_one();
+  loop_.wake();
 }
 
 std::size_t SessionActivity::drain() {

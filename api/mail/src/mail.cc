@@ -493,46 +493,29 @@ MailWorker::MailWorker(CommandPath& commands, ledger::KeyStore& keys, MailerConf
       keys_(keys),
       config_(std::move(config)),
       clock_(clock),
-      hooks_(std::move(hooks)) {
+      hooks_(std::move(hooks)),
+      loop_(config_.poll_interval,
+            [this](const std::atomic<bool>& stopping) {
+              while (!stopping) {
+                auto r = run_once();
+                if (!r) log("mail: delivery pass failed: " + r.error().message());
+                if (!r || r.value() < config_.batch) break;  // else more may be due right now
+              }
+            },
+            {.run_at_start = true}) {
   if (!config_.smtp_url.empty()) ensure_curl();
 }
 
 MailWorker::~MailWorker() { stop(); }
 
-void MailWorker::start() {
-  std::lock_guard lock(mu_);
-  if (thread_.joinable() || stopping_) return;
-  thread_ = std::thread([this] {
-    std::unique_lock l(mu_);
-    while (!stopping_) {
-      notified_ = false;
-      l.unlock();
-      auto r = run_once();
-      if (!r) log("mail: delivery pass failed: " + r.error().message());
-      l.lock();
-      if (r && r.value() >= config_.batch) continue;  // more may be due right now
-      cv_.wait_for(l, config_.poll_interval, [this] { return stopping_ || notified_; });
-    }
-  });
-}
+void MailWorker::start() { loop_.start(); }
 
 void MailWorker::stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  cancel_ = true;
-  cv_.notify_all();
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  cancel_ = true;  // aborts an SMTP transfer in progress
+  loop_.stop();
 }
 
-void MailWorker::notify() {
-  {
-    std::lock_guard lock(mu_);
-    notified_ = true;
-  }
-  cv_.notify_all();
-}
+void MailWorker::notify() { loop_.wake(); }
 
 void MailWorker::log(const std::string& line) const {
   if (hooks_.log) hooks_.log(line);

@@ -22,15 +22,14 @@
 // seen() and stop() may be called from any thread.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <unordered_map>
 
 #include "api/app/commands.h"
+#include "api/app/periodic_task.h"
 #include "api/identity/decide.h"
 #include "ledger/clock.h"
 #include "ledger/key_store.h"
@@ -72,11 +71,9 @@ class SessionActivity {
   static constexpr std::size_t kMaxQueued = 10000;
 
   std::mutex mu_;
-  std::condition_variable cv_;
   std::unordered_map<std::string, std::int64_t> last_;  // session -> last queued activity
   std::deque<Seen> queue_;
-  bool stopping_ = false;
-  std::thread thread_;
+  PeriodicTask loop_;  // last: its thread uses the members above
 };
 
 }  // namespace sechex::api

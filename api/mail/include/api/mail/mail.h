@@ -44,16 +44,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "api/app/commands.h"
+#include "api/app/periodic_task.h"
 #include "ledger/clock.h"
 #include "ledger/event_builder.h"
 #include "ledger/key_store.h"
@@ -234,12 +233,8 @@ class MailWorker {
   const Clock& clock_;
   const MailWorkerHooks hooks_;
   std::mutex run_mu_;  // one pass at a time
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool notified_ = false;  // guarded by mu_
-  bool stopping_ = false;  // guarded by mu_
   std::atomic<bool> cancel_{false};
-  std::thread thread_;
+  PeriodicTask loop_;  // last: its thread uses the members above
 };
 
 }  // namespace sechex::api

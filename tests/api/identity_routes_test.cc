@@ -1,0 +1,238 @@
+// The identity routes in-process, on the manual clock: the behaviour that depends on time passing
+// (rate-limit windows, idle expiry and the activity that extends a session) without a spawned
+// ledgerd or sleeping. Real LogStore, ProjectionStore, KeyStore, key ring, Argon2id (small
+// parameters) and session activity; requests go through the router and the route guards as the
+// server dispatches them. The mail secrets are taken where the handlers queue them.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "api/auth/route_registry.h"
+#include "api/crypto/token_settings.h"
+#include "api/identity/session_activity.h"
+#include "api/mail/mail.h"
+#include "api/routes/identity_api.h"
+#include "ledger/crypto.h"
+#include "support/test_util.h"
+
+namespace sechex::api {
+namespace {
+
+using json = nlohmann::json;
+constexpr std::int64_t kSecond = identity::kSecondMicros;
+constexpr const char* kPassword = "Tr0ub4dor&3x";
+
+ledger::Kek kek(char fill) {
+  const std::string raw(32, fill);
+  return ledger::Kek::from_base64(
+             ledger::crypto::base64_encode(
+                 ledger::ByteView(reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size())))
+      .value();
+}
+
+class IdentityRoutes : public ::testing::Test {
+ protected:
+  // Builds the node as ledgerd's serve() wires it, under `limits`.
+  void start(identity::Limits limits = {}) {
+    signer_ = std::make_unique<ledger::CheckpointSigner>(testing::make_signer());
+    ledger::LogOptions lo;
+    lo.path = dir_.sub("log");
+    lo.partitions = 4;
+    lo.create_if_missing = true;
+    lo.signer = signer_.get();
+    log_ = ledger::LogStore::open(lo).value();
+    keys_ = ledger::KeyStore::open(*log_, kek('k')).value();
+    store_ = projections::ProjectionStore::open(dir_.sub("projections"), 4,
+                                                projections::default_projections())
+                 .value();
+    ring_ =
+        jose::KeyRing::load_or_create(dir_.sub("jwt"), clock_, settings_.ring_options()).value();
+    verifier_ = std::make_unique<jose::TokenVerifier>(*ring_, clock_, settings_.verifier_config());
+    issuer_ = std::make_unique<jose::TokenIssuer>(*ring_, clock_, settings_.issuer_config());
+    auth_ = std::make_unique<Authenticator>(*verifier_, *store_, clock_);
+    commands_ = std::make_unique<CommandPath>(*log_, *store_);
+    PasswordHasher::Options po;
+    po.params = {.t_cost = 1, .m_cost_kib = 64, .parallelism = 1};
+    po.threads = 1;
+    hasher_ = PasswordHasher::create(po).value();
+    activity_ = std::make_unique<SessionActivity>(*commands_, *keys_, clock_, limits);
+    auth_->on_authenticated(
+        [this](const Principal& who) { activity_->seen(who.subject, who.session); });
+    IdentityConfig config;
+    config.limits = limits;
+    api_ = std::make_unique<IdentityApi>(
+        IdentityDeps{.commands = *commands_,
+                     .keys = *keys_,
+                     .auth = *auth_,
+                     .issuer = *issuer_,
+                     .hasher = *hasher_,
+                     .lookup = lookup_,
+                     .disposable = identity::DisposableDomains::builtin(),
+                     .clock = clock_,
+                     .deferred = deferred_,
+                     .queue_mail = [this](const ledger::EventMeta& meta, std::string_view kind,
+                                          std::string_view to, std::string_view secret,
+                                          std::string_view locale) -> Result<ledger::Bytes> {
+                       std::lock_guard l(mu_);
+                       secrets_[std::string(to)] = std::string(secret);
+                       SECHEX_TRY(auto queued,
+                                  build_mail_queued(*keys_, meta,
+                                                    {std::string(kind), std::string(to),
+                                                     std::string(secret), std::string(locale)}));
+                       return std::move(queued.bytes);
+                     },
+                     .mail_queued = {},
+                     .csrf = nullptr,
+                     .log = {}},
+        config);
+    routes_ = std::make_unique<RouteRegistry>(router_, *auth_);
+    api_->add_routes(*routes_);
+  }
+  void TearDown() override { deferred_.stop(); }
+
+  Response call(const std::string& method, const std::string& path, const json& body = nullptr,
+                const std::string& token = "", const std::string& ip = "192.0.2.1") {
+    Request r;
+    r.method = method;
+    r.path = path;
+    if (!token.empty()) r.headers["authorization"] = "Bearer " + token;
+    if (!body.is_null()) {
+      r.headers["content-type"] = "application/json";
+      r.body = body.dump();
+    }
+    r.request_id = "req-" + std::to_string(++requests_);
+    r.peer = ip;
+    r.scheme = "https";
+    const auto m = router_.match(r.method, r.path);
+    if (m.handler == nullptr) return json_error(404, "not_found", "no such endpoint");
+    r.params = m.params;
+    r.route = m.route;
+    return (*m.handler)(r);
+  }
+  static json data_of(const Response& r) { return json::parse(r.body)["data"]; }
+  static json error_of(const Response& r) { return json::parse(r.body)["error"]; }
+  static std::string header(const Response& r, std::string_view name) {
+    for (const auto& [k, v] : r.headers) {
+      if (k == name) return v;
+    }
+    return "";
+  }
+
+  // A registered account whose address is verified.
+  void verified(const std::string& email) {
+    const auto reg =
+        call("POST", "/v1/auth/register",
+             {{"email", email}, {"password", kPassword}, {"consent", true}}, "", "198.51.100.1");
+    ASSERT_EQ(reg.status, 201u) << reg.body;
+    std::string token;
+    {
+      std::lock_guard l(mu_);
+      token = secrets_[email];
+    }
+    ASSERT_FALSE(token.empty());
+    const auto v = call("POST", "/v1/auth/verify-email", {{"token", token}});
+    ASSERT_EQ(v.status, 200u) << v.body;
+  }
+  Response login(const std::string& email, const std::string& password,
+                 const std::string& ip = "198.51.100.2") {
+    return call("POST", "/v1/auth/login", {{"email", email}, {"password", password}}, "", ip);
+  }
+
+  testing::TempDir dir_;
+  ManualClock clock_;
+  TokenSettings settings_;
+  const LookupHasher lookup_{kek('l')};
+  WorkQueue deferred_{64, 1};
+  std::unique_ptr<ledger::CheckpointSigner> signer_;
+  std::unique_ptr<ledger::LogStore> log_;
+  std::unique_ptr<ledger::KeyStore> keys_;
+  std::unique_ptr<projections::ProjectionStore> store_;
+  std::unique_ptr<jose::KeyRing> ring_;
+  std::unique_ptr<jose::TokenVerifier> verifier_;
+  std::unique_ptr<jose::TokenIssuer> issuer_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<CommandPath> commands_;
+  std::unique_ptr<PasswordHasher> hasher_;
+  std::unique_ptr<SessionActivity> activity_;  // not started: the test drains it
+  std::unique_ptr<IdentityApi> api_;
+  Router router_;
+  std::unique_ptr<RouteRegistry> routes_;
+  std::mutex mu_;
+  std::map<std::string, std::string> secrets_;  // address -> the secret of its latest mail
+  int requests_ = 0;
+};
+
+// 004 FR-011: at most 5 attempts per client per 15 minutes, whatever the accounts; Retry-After
+// says when the oldest attempt leaves the window, to the second.
+TEST_F(IdentityRoutes, TheSixthLoginAttemptFromOneClientWaitsForTheOldestToLeaveTheWindowFR011) {
+  start();
+  for (int i = 0; i < 5; ++i) {
+    const auto r =
+        login("user" + std::to_string(i) + "@example.com", "Wr0ng-password", "192.0.2.9");
+    EXPECT_EQ(r.status, 401u) << r.body;
+  }
+  clock_.advance_micros(3 * kSecond);
+  const auto sixth = login("other@example.com", "Wr0ng-password", "192.0.2.9");
+  ASSERT_EQ(sixth.status, 429u) << sixth.body;
+  EXPECT_EQ(error_of(sixth)["code"], "rate_limited");
+  EXPECT_EQ(header(sixth, "Retry-After"), std::to_string(15 * 60 - 3));
+  EXPECT_EQ(error_of(sixth)["details"]["retryAfter"], 15 * 60 - 3);
+  EXPECT_EQ(login("other@example.com", "Wr0ng-password", "192.0.2.10").status, 401u)
+      << "another client is not limited";
+  clock_.advance_micros((15 * 60 - 3) * kSecond);
+  EXPECT_EQ(login("other@example.com", "Wr0ng-password", "192.0.2.9").status, 401u)
+      << "once the oldest attempt has left the window, the client may try again";
+}
+
+// 002 "Active session tracking", "Session activity window", "Idle session expiration" on a 4 s
+// window: a session used every 1.5 s for 7 s outlives its first expiry because each use extended
+// it; after 6 s without use it has expired: its refresh token is refused (004 FR-018) and so is
+// its access token, which itself is good for an hour.
+TEST_F(IdentityRoutes, ActivityExtendsTheSessionAndIdleExpiryEndsItActiveSessionTracking) {
+  identity::Limits limits;
+  limits.idle_micros = 4 * kSecond;
+  start(limits);
+  verified("idle@example.com");
+  const auto in = login("idle@example.com", kPassword);
+  ASSERT_EQ(in.status, 200u) << in.body;
+  const std::string access = data_of(in)["accessToken"];
+  const std::string refresh = data_of(in)["refreshToken"];
+  for (int step = 0; step < 5; ++step) {  // 7.5 s in all, past the first expiry at 4 s
+    clock_.advance_micros(1500 * 1000);
+    const auto me = call("GET", "/v1/me", nullptr, access);
+    ASSERT_EQ(me.status, 200u) << "at " << (step + 1) * 1.5 << " s: " << me.body;
+    activity_->drain();  // what the activity thread does between requests
+  }
+  const auto sessions = call("GET", "/v1/me/sessions", nullptr, access);
+  ASSERT_EQ(sessions.status, 200u) << sessions.body;
+  ASSERT_EQ(data_of(sessions)["sessions"].size(), 1u) << sessions.body;
+  EXPECT_EQ(data_of(sessions)["sessions"][0]["current"], true);
+
+  clock_.advance_micros(6 * kSecond);
+  const auto me = call("GET", "/v1/me", nullptr, access);
+  EXPECT_EQ(me.status, 401u) << me.body;
+  const auto refused = call("POST", "/v1/auth/refresh", {{"refreshToken", refresh}});
+  EXPECT_EQ(refused.status, 401u) << refused.body;
+  EXPECT_EQ(error_of(refused)["code"], "invalid_token");
+  EXPECT_EQ(login("idle@example.com", kPassword).status, 200u) << "re-authentication works";
+}
+
+// Without activity the session ends exactly at its idle window: alive a microsecond before.
+TEST_F(IdentityRoutes, AnUnusedSessionEndsAtItsIdleWindowIdleSessionExpiration) {
+  identity::Limits limits;
+  limits.idle_micros = 2 * kSecond;
+  start(limits);
+  verified("idle.access@example.com");
+  const auto in = login("idle.access@example.com", kPassword);
+  ASSERT_EQ(in.status, 200u) << in.body;
+  const std::string access = data_of(in)["accessToken"];
+  // The activity queued by the request below is never drained: it must not extend the session.
+  clock_.advance_micros(2 * kSecond - 1);
+  EXPECT_EQ(call("GET", "/v1/me", nullptr, access).status, 200u);
+  clock_.advance_micros(1);
+  EXPECT_EQ(call("GET", "/v1/me", nullptr, access).status, 401u);
+}
+
+}  // namespace
+}  // namespace sechex::api
