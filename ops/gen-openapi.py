@@ -4,7 +4,7 @@
 Usage: ops/gen-openapi.py [path/to/API.md] > api/http/openapi.json
 Each table row "| METHOD /path · METHOD /path | notes | errors |" becomes an operation whose
 description is the row's text, plus the responses API.md's tables leave out (421 for commands
-routed by partition, see PARTITIONED_COMMANDS). tests/api/openapi_test.cc checks the committed file against
+routed by partition, see PARTITIONED_COMMANDS). tests/http/openapi_test.cc checks the committed file against
 API.md, so a contract change without regenerating fails the suite.
 """
 import json
