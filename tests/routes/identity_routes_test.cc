@@ -1,18 +1,24 @@
 // The identity routes in-process, on the manual clock: the behaviour that depends on time passing
-// (rate-limit windows, idle expiry and the activity that extends a session) without a spawned
-// ledgerd or sleeping. Real LogStore, ProjectionStore, KeyStore, key ring, Argon2id (small
-// parameters) and session activity; requests go through the router and the route guards as the
-// server dispatches them. The mail secrets are taken where the handlers queue them.
+// (rate-limit windows, idle expiry and the activity that extends a session, link and code
+// expiries) without a spawned ledgerd or sleeping. Real LogStore, ProjectionStore, KeyStore, key
+// ring, Argon2id (small parameters) and session activity; requests go through the router and the
+// route guards as the server dispatches them. The mail secrets are taken where the handlers queue
+// them.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "api/auth/route_registry.h"
 #include "api/crypto/token_settings.h"
 #include "api/identity/session_activity.h"
 #include "api/mail/mail.h"
+#include "api/routes/account_api.h"
 #include "api/routes/identity_api.h"
+#include "api/routes/otp_api.h"
 #include "ledger/crypto.h"
 #include "support/test_util.h"
 
@@ -61,33 +67,47 @@ class IdentityRoutes : public ::testing::Test {
         [this](const Principal& who) { activity_->seen(who.subject, who.session); });
     IdentityConfig config;
     config.limits = limits;
-    api_ = std::make_unique<IdentityApi>(
-        IdentityDeps{.commands = *commands_,
-                     .keys = *keys_,
-                     .auth = *auth_,
-                     .issuer = *issuer_,
-                     .hasher = *hasher_,
-                     .lookup = lookup_,
-                     .disposable = identity::DisposableDomains::builtin(),
-                     .clock = clock_,
-                     .deferred = deferred_,
-                     .queue_mail = [this](const ledger::EventMeta& meta, std::string_view kind,
-                                          std::string_view to, std::string_view secret,
-                                          std::string_view locale) -> Result<ledger::Bytes> {
-                       std::lock_guard l(mu_);
-                       secrets_[std::string(to)] = std::string(secret);
-                       SECHEX_TRY(auto queued,
-                                  build_mail_queued(*keys_, meta,
+    const IdentityDeps deps{
+        .commands = *commands_,
+        .keys = *keys_,
+        .auth = *auth_,
+        .issuer = *issuer_,
+        .hasher = *hasher_,
+        .lookup = lookup_,
+        .disposable = identity::DisposableDomains::builtin(),
+        .clock = clock_,
+        .deferred = deferred_,
+        .queue_mail = [this](const ledger::EventMeta& meta, std::string_view kind,
+                             std::string_view to, std::string_view secret,
+                             std::string_view locale) -> Result<ledger::Bytes> {
+          {
+            std::lock_guard l(mu_);
+            secrets_[std::string(to)] = std::string(secret);
+          }
+          SECHEX_TRY(auto queued, build_mail_queued(*keys_, meta,
                                                     {std::string(kind), std::string(to),
                                                      std::string(secret), std::string(locale)}));
-                       return std::move(queued.bytes);
-                     },
-                     .mail_queued = {},
-                     .csrf = nullptr,
-                     .log = {}},
-        config);
+          return std::move(queued.bytes);
+        },
+        // Called once the mail's events are appended and applied: only then may a test use the
+        // secret (a 202's work runs on the work queue after the answer).
+        .mail_queued =
+            [this] {
+              {
+                std::lock_guard l(mu_);
+                ++mails_;
+              }
+              mailed_.notify_all();
+            },
+        .csrf = nullptr,
+        .log = {}};
+    api_ = std::make_unique<IdentityApi>(deps, config);
+    account_ = std::make_unique<AccountApi>(deps, config);
+    otp_ = std::make_unique<OtpApi>(deps, config);
     routes_ = std::make_unique<RouteRegistry>(router_, *auth_);
     api_->add_routes(*routes_);
+    account_->add_routes(*routes_);
+    otp_->add_routes(*routes_);
   }
   void TearDown() override { deferred_.stop(); }
 
@@ -108,7 +128,17 @@ class IdentityRoutes : public ::testing::Test {
     if (m.handler == nullptr) return json_error(404, "not_found", "no such endpoint");
     r.params = m.params;
     r.route = m.route;
-    return (*m.handler)(r);
+    auto answer = (*m.handler)(r);
+    // What the server does once the answer is written: a 202's work starts (on the work queue).
+    if (answer.after_write) answer.after_write();
+    return answer;
+  }
+  // The secret of the `n`th mail queued since the start, once it is queued (the 202 routes queue
+  // theirs on the work queue after answering); "" if it never comes.
+  std::string secret_of_mail(int n, const std::string& to) {
+    std::unique_lock l(mu_);
+    if (!mailed_.wait_for(l, std::chrono::seconds(10), [&] { return mails_ >= n; })) return "";
+    return secrets_[to];
   }
   static json data_of(const Response& r) { return json::parse(r.body)["data"]; }
   static json error_of(const Response& r) { return json::parse(r.body)["error"]; }
@@ -121,18 +151,19 @@ class IdentityRoutes : public ::testing::Test {
 
   // A registered account whose address is verified.
   void verified(const std::string& email) {
+    const auto before = mails_sent();
     const auto reg =
         call("POST", "/v1/auth/register",
              {{"email", email}, {"password", kPassword}, {"consent", true}}, "", "198.51.100.1");
     ASSERT_EQ(reg.status, 201u) << reg.body;
-    std::string token;
-    {
-      std::lock_guard l(mu_);
-      token = secrets_[email];
-    }
+    const auto token = secret_of_mail(before + 1, email);
     ASSERT_FALSE(token.empty());
     const auto v = call("POST", "/v1/auth/verify-email", {{"token", token}});
     ASSERT_EQ(v.status, 200u) << v.body;
+  }
+  int mails_sent() {
+    std::lock_guard l(mu_);
+    return mails_;
   }
   Response login(const std::string& email, const std::string& password,
                  const std::string& ip = "198.51.100.2") {
@@ -156,10 +187,14 @@ class IdentityRoutes : public ::testing::Test {
   std::unique_ptr<PasswordHasher> hasher_;
   std::unique_ptr<SessionActivity> activity_;  // not started: the test drains it
   std::unique_ptr<IdentityApi> api_;
+  std::unique_ptr<AccountApi> account_;
+  std::unique_ptr<OtpApi> otp_;
   Router router_;
   std::unique_ptr<RouteRegistry> routes_;
   std::mutex mu_;
+  std::condition_variable mailed_;
   std::map<std::string, std::string> secrets_;  // address -> the secret of its latest mail
+  int mails_ = 0;                               // queued since the start
   int requests_ = 0;
 };
 
@@ -232,6 +267,83 @@ TEST_F(IdentityRoutes, AnUnusedSessionEndsAtItsIdleWindowIdleSessionExpiration) 
   EXPECT_EQ(call("GET", "/v1/me", nullptr, access).status, 200u);
   clock_.advance_micros(1);
   EXPECT_EQ(call("GET", "/v1/me", nullptr, access).status, 401u);
+}
+
+// 004 FR-007, scenario 13: a verification link works for 24 hours and not a microsecond longer.
+TEST_F(IdentityRoutes, AVerificationLinkExpiresAfter24HoursFR007) {
+  start();
+  for (const auto& [email, age, status] :
+       {std::tuple{"early@example.com", 24 * identity::kHourMicros - 1, 200u},
+        std::tuple{"late@example.com", 24 * identity::kHourMicros, 410u}}) {
+    const auto before = mails_sent();
+    ASSERT_EQ(call("POST", "/v1/auth/register",
+                   {{"email", email}, {"password", kPassword}, {"consent", true}})
+                  .status,
+              201u);
+    const auto token = secret_of_mail(before + 1, email);
+    ASSERT_FALSE(token.empty());
+    clock_.advance_micros(age);
+    const auto v = call("POST", "/v1/auth/verify-email", {{"token", token}});
+    EXPECT_EQ(v.status, status) << email << " " << v.body;
+    if (status == 410u) {
+      EXPECT_EQ(error_of(v)["code"], "token_expired");
+    }
+  }
+}
+
+// 004 FR-025: a reset link works for an hour; after it, 410 token_expired and the password stays.
+TEST_F(IdentityRoutes, AResetLinkExpiresAfterAnHourFR025) {
+  start();
+  verified("reset@example.com");
+  const auto forgot = [&] {
+    const auto before = mails_sent();
+    EXPECT_EQ(call("POST", "/v1/auth/password/forgot", {{"email", "reset@example.com"}}).status,
+              202u);
+    return secret_of_mail(before + 1, "reset@example.com");
+  };
+  const auto late = forgot();
+  ASSERT_FALSE(late.empty());
+  clock_.advance_micros(identity::kHourMicros);
+  const auto refused =
+      call("POST", "/v1/auth/password/reset", {{"token", late}, {"newPassword", "N3w-passw0rd!x"}});
+  EXPECT_EQ(refused.status, 410u) << refused.body;
+  EXPECT_EQ(error_of(refused)["code"], "token_expired");
+  EXPECT_EQ(login("reset@example.com", kPassword).status, 200u) << "the password is unchanged";
+
+  const auto early = forgot();
+  ASSERT_FALSE(early.empty());
+  clock_.advance_micros(identity::kHourMicros - 1);
+  const auto done = call("POST", "/v1/auth/password/reset",
+                         {{"token", early}, {"newPassword", "N3w-passw0rd!x"}});
+  EXPECT_EQ(done.status, 200u) << done.body;
+  EXPECT_EQ(login("reset@example.com", "N3w-passw0rd!x").status, 200u);
+}
+
+// 002 "OTP expiration": a code is good for five minutes; after them the right code answers 410
+// code_expired (ask for a new one) and signs nobody in.
+TEST_F(IdentityRoutes, ASignInCodeExpiresAfterFiveMinutesOtpExpiration) {
+  start();
+  verified("code@example.com");
+  const auto request = [&] {
+    const auto before = mails_sent();
+    EXPECT_EQ(call("POST", "/v1/auth/otp/request", {{"email", "code@example.com"}}).status, 202u);
+    return secret_of_mail(before + 1, "code@example.com");
+  };
+  const auto late = request();
+  ASSERT_EQ(late.size(), 8u);
+  clock_.advance_micros(5 * identity::kMinuteMicros);
+  const auto refused =
+      call("POST", "/v1/auth/otp/verify", {{"email", "code@example.com"}, {"code", late}});
+  EXPECT_EQ(refused.status, 410u) << refused.body;
+  EXPECT_EQ(error_of(refused)["code"], "code_expired");
+
+  const auto early = request();
+  ASSERT_EQ(early.size(), 8u);
+  clock_.advance_micros(5 * identity::kMinuteMicros - 1);
+  const auto in =
+      call("POST", "/v1/auth/otp/verify", {{"email", "code@example.com"}, {"code", early}});
+  EXPECT_EQ(in.status, 200u) << in.body;
+  EXPECT_TRUE(data_of(in).contains("accessToken"));
 }
 
 }  // namespace
