@@ -74,8 +74,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   // A JWK, when the input is a JSON object.
   const auto json = sechex::api::parse_json_input(input);
-  if (json.ok) {
-    auto key = jose::EcPublicKey::from_jwk(json.value);
+  if (json) {
+    auto key = jose::EcPublicKey::from_jwk(json.value());
     if (key) check(jose::EcPublicKey::from_sec1(key.value().sec1()).has_value());
   }
 
