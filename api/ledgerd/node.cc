@@ -362,8 +362,9 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   // 002 "Active session tracking": activity extends a session, recorded at most once a minute
   // (or a quarter of --session-idle when that is shorter, session_activity.h).
   api::SessionActivity activity(commands, *keys, clock, identity_config.limits);
-  auth.on_authenticated(
-      [&](const api::Principal& who) { activity.seen(who.subject, who.session); });
+  auth.on_authenticated([&](const api::Principal& who) {
+    activity.seen(projections::UserId(who.subject), projections::SessionId(who.session));
+  });
   api::IdentityApi identity_api(identity_deps, identity_config);
   api::AccountApi account_api(identity_deps, identity_config);
   api::SecretsApi secrets_api(identity_deps, identity_config);

@@ -127,10 +127,10 @@ Result<void> revoke_family(Txn& txn, const schema::RefreshTokenReuseDetected& e,
 
 std::string sessions_user_prefix(std::string_view user) { return codec::lp(user); }
 
-Result<std::optional<std::int64_t>> session_end(const ProjectionStore& store, std::string_view user,
-                                                std::string_view session) {
+Result<std::optional<std::int64_t>> session_end(const ProjectionStore& store, const UserId& user,
+                                                const SessionId& session) {
   SECHEX_TRY(auto v,
-             store.get(kSessionsByUserCf, sessions_user_prefix(user) + std::string(session)));
+             store.get(kSessionsByUserCf, sessions_user_prefix(user.str()) + session.str()));
   if (!v) return std::optional<std::int64_t>();
   if (v->size() != 8) return make_error_code(ledger::Errc::corruption);
   return std::optional<std::int64_t>(codec::get_be64(*v));

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "ledger/event_builder.h"
 #include "projections/sessions.h"
@@ -13,6 +14,15 @@
 
 namespace sechex::api {
 namespace {
+
+using projections::SessionId;
+using projections::UserId;
+
+// seen(user, session) cannot be called with the two swapped, nor with bare strings.
+static_assert(!std::is_convertible_v<UserId, SessionId> &&
+              !std::is_convertible_v<SessionId, UserId>);
+static_assert(!std::is_convertible_v<std::string, UserId> &&
+              !std::is_convertible_v<std::string, SessionId>);
 
 using identity::kDayMicros;
 using identity::kMinuteMicros;
@@ -64,16 +74,17 @@ TEST_F(SessionActivityTest, ActivityIsRecordedAtMostOnceAMinuteAndExtendsTheIdle
   const auto started = clock_.now_micros();
   const struct { std::string subject, session; } ann{"ann", "s1"};
   clock_.advance_micros(10 * kSecondMicros);
-  activity_.seen(ann.subject, ann.session);
+  activity_.seen(UserId(ann.subject), SessionId(ann.session));
   clock_.advance_micros(30 * kSecondMicros);
-  activity_.seen(ann.subject, ann.session);  // within the minute: not recorded again
+  activity_.seen(UserId(ann.subject),
+                 SessionId(ann.session));  // within the minute: not recorded again
   EXPECT_EQ(activity_.drain(), 1u);
   auto s = session("s1");
   EXPECT_EQ(s["last_seen"], started + 10 * kSecondMicros);
   EXPECT_EQ(s["idle_expires_at"], started + 10 * kSecondMicros + kDayMicros);
 
   clock_.advance_micros(31 * kSecondMicros);  // 61 s after the recorded activity
-  activity_.seen(ann.subject, ann.session);
+  activity_.seen(UserId(ann.subject), SessionId(ann.session));
   EXPECT_EQ(activity_.drain(), 1u);
   EXPECT_EQ(session("s1")["idle_expires_at"], clock_.now_micros() + kDayMicros);
 }
@@ -81,19 +92,19 @@ TEST_F(SessionActivityTest, ActivityIsRecordedAtMostOnceAMinuteAndExtendsTheIdle
 TEST_F(SessionActivityTest, RememberMeSessionsAreExtendedBySevenDays) {
   start_session("bob", "s2", true);
   clock_.advance_micros(5 * kSecondMicros);
-  activity_.seen("bob", "s2");
+  activity_.seen(UserId("bob"), SessionId("s2"));
   EXPECT_EQ(activity_.drain(), 1u);
   EXPECT_EQ(session("s2")["idle_expires_at"], clock_.now_micros() + 7 * kDayMicros);
 }
 
 TEST_F(SessionActivityTest, TokensWithoutALiveSessionOfTheirUserRecordNothing) {
   start_session("cat", "s3", false);
-  activity_.seen("operator", "not-a-session");  // a ledgerctl token
-  activity_.seen("mallory", "s3");              // someone else's session id
+  activity_.seen(UserId("operator"), SessionId("not-a-session"));  // a ledgerctl token
+  activity_.seen(UserId("mallory"), SessionId("s3"));              // someone else's session id
   EXPECT_EQ(activity_.drain(), 0u);
   // An idle-expired session is not revived by a late request.
   clock_.advance_micros(kDayMicros + kSecondMicros);
-  activity_.seen("cat", "s3");
+  activity_.seen(UserId("cat"), SessionId("s3"));
   EXPECT_EQ(activity_.drain(), 0u);
   EXPECT_FALSE(projections::is_session_active(
       store_->get(projections::kSessionsCf, "s3").value().value_or(""), clock_.now_micros()));
@@ -103,7 +114,7 @@ TEST_F(SessionActivityTest, TheWorkerThreadRecordsAndStopsPromptly) {
   start_session("dan", "s4", false);
   activity_.start();
   clock_.advance_micros(2 * kSecondMicros);
-  activity_.seen("dan", "s4");
+  activity_.seen(UserId("dan"), SessionId("s4"));
   for (int i = 0; i < 500 && session("s4")["last_seen"] != clock_.now_micros(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -144,17 +155,17 @@ TEST_F(SessionActivityTest, AShortIdleWindowKeepsAnActiveSessionAliveAndEndsAnId
   for (int i = 0; i < 6; ++i) {  // 9 s of use, more than twice the window
     clock_.advance_micros(1'500'000);
     ASSERT_TRUE(active()) << i;
-    activity.seen("eve", "s5");
+    activity.seen(UserId("eve"), SessionId("s5"));
     EXPECT_EQ(activity.drain(), 1u) << i;
     EXPECT_EQ(session("s5")["idle_expires_at"], clock_.now_micros() + limits.idle_micros) << i;
   }
   clock_.advance_micros(500'000);
-  activity.seen("eve", "s5");  // within the interval: not recorded again
+  activity.seen(UserId("eve"), SessionId("s5"));  // within the interval: not recorded again
   EXPECT_EQ(activity.drain(), 0u);
   EXPECT_TRUE(active());
   clock_.advance_micros(3'500'000);  // 4 s after the last recorded request
   EXPECT_FALSE(active());
-  activity.seen("eve", "s5");
+  activity.seen(UserId("eve"), SessionId("s5"));
   EXPECT_EQ(activity.drain(), 0u) << "an idle-expired session is not revived";
   EXPECT_FALSE(active());
 }

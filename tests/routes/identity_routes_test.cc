@@ -63,8 +63,9 @@ class IdentityRoutes : public ::testing::Test {
     po.threads = 1;
     hasher_ = PasswordHasher::create(po).value();
     activity_ = std::make_unique<SessionActivity>(*commands_, *keys_, clock_, limits);
-    auth_->on_authenticated(
-        [this](const Principal& who) { activity_->seen(who.subject, who.session); });
+    auth_->on_authenticated([this](const Principal& who) {
+      activity_->seen(projections::UserId(who.subject), projections::SessionId(who.session));
+    });
     IdentityConfig config;
     config.limits = limits;
     const IdentityDeps deps{

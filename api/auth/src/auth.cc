@@ -96,8 +96,10 @@ ApiResult<Principal> Authenticator::authenticate(const Request& request, Access 
   auto revoked = projections::session_revoked(store_, claims.sid);
   auto cutoff = claims.operator_token ? Result<std::optional<std::int64_t>>(std::nullopt)
                                       : projections::revocation_cutoff(store_, claims.sub);
-  auto session_end = claims.sid.empty() ? Result<std::optional<std::int64_t>>(std::nullopt)
-                                        : projections::session_end(store_, claims.sub, claims.sid);
+  auto session_end = claims.sid.empty()
+                         ? Result<std::optional<std::int64_t>>(std::nullopt)
+                         : projections::session_end(store_, projections::UserId(claims.sub),
+                                                    projections::SessionId(claims.sid));
   if (!revoked || !cutoff || !session_end) {
     // Failing closed: without the revocation state we cannot tell a revoked token from a good one.
     if (on_reject_) on_reject_("revocation_unavailable");

@@ -30,16 +30,16 @@ void SessionActivity::start() { loop_.start(); }
 
 void SessionActivity::stop() { loop_.stop(); }
 
-void SessionActivity::seen(std::string_view user, std::string_view session) {
+void SessionActivity::seen(const projections::UserId& user, const projections::SessionId& session) {
   if (session.empty()) return;
   const auto now = clock_.now_micros();
   {
     std::lock_guard l(mu_);
-    auto [it, fresh] = last_.try_emplace(std::string(session), now);
+    auto [it, fresh] = last_.try_emplace(session.str(), now);
     if (!fresh && now - it->second < interval_) return;
     it->second = now;
     if (queue_.size() >= kMaxQueued) return;
-    queue_.push_back({std::string(user), std::string(session), now});
+    queue_.push_back({user.str(), session.str(), now});
     // The map only needs sessions seen within the interval; forget older ones now and then.
     if (last_.size() > 4 * kMaxQueued) {
       std::erase_if(last_, [&](const auto& e) { return now - e.second >= interval_; });

@@ -101,7 +101,7 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
     SECHEX_TRY(auto started, x.event(user, user, [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateSessionStarted(
-          f, f.CreateString(session->session), f.CreateString(session->family),
+          f, f.CreateString(session->session.str()), f.CreateString(session->family),
           bytes(f, session->refresh_hash), false,
           identity::idle_expiry(false, config_.limits, x.now), 0));
     }));
@@ -112,7 +112,7 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
   if (stale) return retry_later(503, "unavailable", "the password changed meanwhile; retry", 1);
   switch (decision.outcome) {
     case identity::LoginOutcome::ok:
-      return x.token_pair(user, session->session, session->refresh_token);
+      return x.token_pair(UserId(user), session->session, session->refresh_token);
     case identity::LoginOutcome::locked:
       return account_locked(decision.locked_until, decision.retry_after_seconds);
     default:

@@ -330,7 +330,7 @@ Response IdentityApi::login(const Request& req) {
 
   switch (decision.outcome) {
     case identity::LoginOutcome::ok:
-      return x.token_pair(subject, fresh->session, fresh->refresh_token);
+      return x.token_pair(UserId(subject), fresh->session, fresh->refresh_token);
     case identity::LoginOutcome::rate_limited:
       return retry_later(429, "rate_limited", "too many login attempts from this address",
                          decision.retry_after_seconds,
@@ -421,7 +421,7 @@ Response IdentityApi::refresh(const Request& req) {
   });
   if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
   if (outcome != identity::RefreshOutcome::rotate) return invalid();
-  return x.token_pair(user, session, next.value());
+  return x.token_pair(UserId(user), SessionId(session), next.value());
 }
 
 // ---- Logout (004 FR-016, scenario 9) ----

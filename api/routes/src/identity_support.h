@@ -29,6 +29,8 @@ namespace sechex::api::identity_support {
 
 using json = nlohmann::json;
 using Events = std::vector<ledger::Bytes>;
+using projections::SessionId;
+using projections::UserId;
 using FbBytes = flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>>;
 
 inline constexpr const char* kPolicySubject = "policy";
@@ -229,14 +231,14 @@ class RequestContext {
   }
 
   // Issues the access token of a session; the refresh token is the caller's.
-  Result<jose::IssuedToken> access_token(const std::string& user, const std::string& session) {
-    jose::TokenSubject s{user, session, {}};
-    if (auto rec = account_of(store(), user)) s.roles = rec->roles;
+  Result<jose::IssuedToken> access_token(const UserId& user, const SessionId& session) {
+    jose::TokenSubject s{user.str(), session.str(), {}};
+    if (auto rec = account_of(store(), user.str())) s.roles = rec->roles;
     return deps.issuer.issue(
         s, std::chrono::seconds(config.limits.access_token_micros / identity::kSecondMicros));
   }
 
-  Response token_pair(const std::string& user, const std::string& session,
+  Response token_pair(const UserId& user, const SessionId& session,
                       const std::string& refresh_token, unsigned status = 200) {
     auto access = access_token(user, session);
     if (!access) return json_error(500, "internal_error", "cannot issue the access token");
@@ -302,7 +304,7 @@ inline Result<void> record_password_attempt(RequestContext& x, const std::string
 
 // A new session's secrets: its ids and refresh token (only the token's keyed hash is recorded).
 struct NewSession {
-  std::string session;
+  SessionId session;
   std::string family;
   std::string refresh_token;
   std::string refresh_hash;
@@ -312,7 +314,7 @@ inline std::optional<NewSession> new_session(const LookupHasher& lookup) {
   auto family = identity::random_token(16);
   auto refresh_token = identity::random_token(32);
   if (!session || !family || !refresh_token) return std::nullopt;
-  NewSession s{session.value(), family.value(), refresh_token.value(), {}};
+  NewSession s{SessionId(session.value()), family.value(), refresh_token.value(), {}};
   s.refresh_hash = lookup.token("refresh", s.refresh_token);
   return s;
 }
@@ -324,7 +326,7 @@ inline Result<void> start_session(RequestContext& x, const std::string& subject,
                                   Events& out) {
   SECHEX_TRY(auto succeeded, x.event(subject, subject, [&](ledger::EventBuilder& b) {
     auto& f = b.fbb();
-    return b.finish(schema::CreateLoginSucceeded(f, f.CreateString(s.session), method));
+    return b.finish(schema::CreateLoginSucceeded(f, f.CreateString(s.session.str()), method));
   }));
   out.push_back(std::move(succeeded));
   SECHEX_TRY(
@@ -336,7 +338,7 @@ inline Result<void> start_session(RequestContext& x, const std::string& subject,
         }
         auto& f = b.fbb();
         return b.finish(schema::CreateSessionStarted(
-            f, f.CreateString(s.session), f.CreateString(s.family), bytes(f, s.refresh_hash),
+            f, f.CreateString(s.session.str()), f.CreateString(s.family), bytes(f, s.refresh_hash),
             remember_me, identity::idle_expiry(remember_me, x.config.limits, x.now), 0, device));
       }));
   out.push_back(std::move(started));

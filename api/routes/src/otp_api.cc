@@ -217,7 +217,7 @@ Response OtpApi::verify_code(const Request& req) {
   if (!ran) return command_failed(ran.error(), d_.commands.ownership(), p);
   after_decision(decision, subject.id, subject.user.has_value());
   if (decision.outcome != identity::OtpOutcome::ok) return refused(decision, x.now);
-  return x.token_pair(subject.id, session->session, session->refresh_token);
+  return x.token_pair(UserId(subject.id), session->session, session->refresh_token);
 }
 
 void OtpApi::after_decision(const identity::OtpDecision& d, std::string_view subject,

@@ -35,6 +35,7 @@
 // --session-idle).
 #pragma once
 
+#include "projections/ids.h"
 #include "projections/projection.h"
 
 namespace sechex::projections {
@@ -69,8 +70,8 @@ std::string sessions_user_prefix(std::string_view user);
 
 // The end of `session` of `user` as sessions_by_user keeps it (its ends_at(), no JSON to parse:
 // the Authenticator reads it on every request), or nullopt when there is no such entry.
-Result<std::optional<std::int64_t>> session_end(const ProjectionStore& store, std::string_view user,
-                                                std::string_view session);
+Result<std::optional<std::int64_t>> session_end(const ProjectionStore& store, const UserId& user,
+                                                const SessionId& session);
 
 // When a stored session value stops being usable whatever its state: the earlier of its idle
 // and absolute expiry; INT64_MIN when unreadable.

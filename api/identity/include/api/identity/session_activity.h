@@ -33,6 +33,7 @@
 #include "api/identity/decide.h"
 #include "ledger/clock.h"
 #include "ledger/key_store.h"
+#include "projections/ids.h"
 
 namespace sechex::api {
 
@@ -47,7 +48,7 @@ class SessionActivity {
   void start();
   void stop();
   // An authenticated request of `user` in `session` (tokens without a session: ignored).
-  void seen(std::string_view user, std::string_view session);
+  void seen(const projections::UserId& user, const projections::SessionId& session);
   // Records what is queued now, on the caller's thread (tests); returns the events appended.
   std::size_t drain();
 
