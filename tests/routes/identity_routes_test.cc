@@ -347,5 +347,27 @@ TEST_F(IdentityRoutes, ASignInCodeExpiresAfterFiveMinutesOtpExpiration) {
   EXPECT_TRUE(data_of(in).contains("accessToken"));
 }
 
+// 002 (request limits): code requests are bounded per account, silently: the 6th within 15
+// minutes still answers 202 but mails nothing, and the last mailed code keeps working. The
+// absence is checked once every queued 202 work has run (the work queue stopped and drained).
+TEST_F(IdentityRoutes, CodeRequestsBeyondTheMailBoundAnswer202AndMailNothing) {
+  start();
+  verified("bound@example.com");
+  std::string fifth;
+  for (int i = 0; i < 5; ++i) {
+    const auto before = mails_sent();
+    ASSERT_EQ(call("POST", "/v1/auth/otp/request", {{"email", "bound@example.com"}}).status, 202u);
+    fifth = secret_of_mail(before + 1, "bound@example.com");
+    ASSERT_EQ(fifth.size(), 8u) << i;
+  }
+  const auto before_sixth = mails_sent();
+  EXPECT_EQ(call("POST", "/v1/auth/otp/request", {{"email", "bound@example.com"}}).status, 202u);
+  deferred_.stop();  // runs what is queued, then no more
+  EXPECT_EQ(mails_sent(), before_sixth) << "the sixth request mailed a code";
+  const auto in =
+      call("POST", "/v1/auth/otp/verify", {{"email", "bound@example.com"}, {"code", fifth}});
+  EXPECT_EQ(in.status, 200u) << "the fifth code was replaced: " << in.body;
+}
+
 }  // namespace
 }  // namespace sechex::api
