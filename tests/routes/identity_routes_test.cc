@@ -20,7 +20,7 @@
 #include "api/routes/identity_api.h"
 #include "api/routes/otp_api.h"
 #include "ledger/crypto.h"
-#include "support/test_util.h"
+#include "routes/route_test.h"
 
 namespace sechex::api {
 namespace {
@@ -29,35 +29,11 @@ using json = nlohmann::json;
 constexpr std::int64_t kSecond = identity::kSecondMicros;
 constexpr const char* kPassword = "Tr0ub4dor&3x";
 
-ledger::Kek kek(char fill) {
-  const std::string raw(32, fill);
-  return ledger::Kek::from_base64(
-             ledger::crypto::base64_encode(
-                 ledger::ByteView(reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size())))
-      .value();
-}
-
-class IdentityRoutes : public ::testing::Test {
+class IdentityRoutes : public RouteTest {
  protected:
   // Builds the node as ledgerd's serve() wires it, under `limits`.
   void start(identity::Limits limits = {}) {
-    signer_ = std::make_unique<ledger::CheckpointSigner>(testing::make_signer());
-    ledger::LogOptions lo;
-    lo.path = dir_.sub("log");
-    lo.partitions = 4;
-    lo.create_if_missing = true;
-    lo.signer = signer_.get();
-    log_ = ledger::LogStore::open(lo).value();
-    keys_ = ledger::KeyStore::open(*log_, kek('k')).value();
-    store_ = projections::ProjectionStore::open(dir_.sub("projections"), 4,
-                                                projections::default_projections())
-                 .value();
-    ring_ =
-        jose::KeyRing::load_or_create(dir_.sub("jwt"), clock_, settings_.ring_options()).value();
-    verifier_ = std::make_unique<jose::TokenVerifier>(*ring_, clock_, settings_.verifier_config());
-    issuer_ = std::make_unique<jose::TokenIssuer>(*ring_, clock_, settings_.issuer_config());
-    auth_ = std::make_unique<Authenticator>(*verifier_, *store_, clock_);
-    commands_ = std::make_unique<CommandPath>(*log_, *store_);
+    open_node();
     PasswordHasher::Options po;
     po.params = {.t_cost = 1, .m_cost_kib = 64, .parallelism = 1};
     po.threads = 1;
@@ -105,7 +81,6 @@ class IdentityRoutes : public ::testing::Test {
     api_ = std::make_unique<IdentityApi>(deps, config);
     account_ = std::make_unique<AccountApi>(deps, config);
     otp_ = std::make_unique<OtpApi>(deps, config);
-    routes_ = std::make_unique<RouteRegistry>(router_, *auth_);
     api_->add_routes(*routes_);
     account_->add_routes(*routes_);
     otp_->add_routes(*routes_);
@@ -125,14 +100,7 @@ class IdentityRoutes : public ::testing::Test {
     r.request_id = "req-" + std::to_string(++requests_);
     r.peer = ip;
     r.scheme = "https";
-    const auto m = router_.match(r.method, r.path);
-    if (m.handler == nullptr) return json_error(404, "not_found", "no such endpoint");
-    r.params = m.params;
-    r.route = m.route;
-    auto answer = (*m.handler)(r);
-    // What the server does once the answer is written: a 202's work starts (on the work queue).
-    if (answer.after_write) answer.after_write();
-    return answer;
+    return dispatch(std::move(r));
   }
   // The secret of the `n`th mail queued since the start, once it is queued (the 202 routes queue
   // theirs on the work queue after answering); "" if it never comes.
@@ -171,27 +139,13 @@ class IdentityRoutes : public ::testing::Test {
     return call("POST", "/v1/auth/login", {{"email", email}, {"password", password}}, "", ip);
   }
 
-  testing::TempDir dir_;
-  ManualClock clock_;
-  TokenSettings settings_;
-  const LookupHasher lookup_{kek('l')};
+  const LookupHasher lookup_{test_key('l')};
   WorkQueue deferred_{64, 1};
-  std::unique_ptr<ledger::CheckpointSigner> signer_;
-  std::unique_ptr<ledger::LogStore> log_;
-  std::unique_ptr<ledger::KeyStore> keys_;
-  std::unique_ptr<projections::ProjectionStore> store_;
-  std::unique_ptr<jose::KeyRing> ring_;
-  std::unique_ptr<jose::TokenVerifier> verifier_;
-  std::unique_ptr<jose::TokenIssuer> issuer_;
-  std::unique_ptr<Authenticator> auth_;
-  std::unique_ptr<CommandPath> commands_;
   std::unique_ptr<PasswordHasher> hasher_;
   std::unique_ptr<SessionActivity> activity_;  // not started: the test drains it
   std::unique_ptr<IdentityApi> api_;
   std::unique_ptr<AccountApi> account_;
   std::unique_ptr<OtpApi> otp_;
-  Router router_;
-  std::unique_ptr<RouteRegistry> routes_;
   std::mutex mu_;
   std::condition_variable mailed_;
   std::map<std::string, std::string> secrets_;  // address -> the secret of its latest mail

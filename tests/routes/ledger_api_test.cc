@@ -14,6 +14,7 @@
 #include "ledger/export.h"
 #include "ledger/time_format.h"
 #include "projections/audit.h"
+#include "routes/route_test.h"
 #include "support/test_util.h"
 
 namespace sechex::api {
@@ -21,48 +22,16 @@ namespace {
 
 using json = nlohmann::json;
 
-ledger::Kek test_kek() {
-  const std::string raw(32, 'k');
-  return ledger::Kek::from_base64(
-             ledger::crypto::base64_encode(
-                 ledger::ByteView(reinterpret_cast<const std::uint8_t*>(raw.data()), raw.size())))
-      .value();
-}
-
-class LedgerApiTest : public ::testing::Test {
+class LedgerApiTest : public RouteTest {
  protected:
   LedgerApiTest() {
-    signer_ = std::make_unique<ledger::CheckpointSigner>(testing::make_signer());
-    ledger::LogOptions lo;
-    lo.path = dir_.sub("log");
-    lo.partitions = 4;
-    lo.create_if_missing = true;
-    lo.signer = signer_.get();
-    log_ = ledger::LogStore::open(lo).value();
-    keys_ = ledger::KeyStore::open(*log_, test_kek()).value();
-    store_ = projections::ProjectionStore::open(dir_.sub("projections"), 4,
-                                                projections::default_projections())
-                 .value();
-    ring_ =
-        jose::KeyRing::load_or_create(dir_.sub("jwt"), clock_, settings_.ring_options()).value();
-    verifier_ = std::make_unique<jose::TokenVerifier>(*ring_, clock_, settings_.verifier_config());
-    auth_ = std::make_unique<Authenticator>(
-        *verifier_, *store_, clock_, [this](std::string_view r) { rejects_.emplace_back(r); });
-    commands_ = std::make_unique<CommandPath>(*log_, *store_);
+    open_node([this](std::string_view r) { rejects_.emplace_back(r); });
     api_ = std::make_unique<LedgerApi>(*commands_, *keys_, *auth_, *ring_, clock_);
-    routes_ = std::make_unique<RouteRegistry>(router_, *auth_);
     api_->add_routes(*routes_);
   }
 
-  // The request as the server would dispatch it: matched by the router, authenticated by the
-  // route's guard (route_access.h), answered by the handler.
-  Response call(Request r) {
-    const auto m = router_.match(r.method, r.path);
-    if (m.handler == nullptr) return json_error(404, "not_found", "no such endpoint");
-    r.params = m.params;
-    r.route = m.route;
-    return (*m.handler)(r);
-  }
+  // The request as the server would dispatch it (route_test.h).
+  Response call(Request r) { return dispatch(std::move(r)); }
 
   // A user's token by default; `operator_token` for one as `ledgerctl tokens issue` makes.
   std::string token(const std::string& role, const std::string& sub = "app-1",
@@ -123,20 +92,7 @@ class LedgerApiTest : public ::testing::Test {
     ASSERT_TRUE(r) << r.error().message();
   }
 
-  testing::TempDir dir_;
-  ManualClock clock_;
-  TokenSettings settings_;
-  std::unique_ptr<ledger::CheckpointSigner> signer_;
-  std::unique_ptr<ledger::LogStore> log_;
-  std::unique_ptr<ledger::KeyStore> keys_;
-  std::unique_ptr<projections::ProjectionStore> store_;
-  std::unique_ptr<jose::KeyRing> ring_;
-  std::unique_ptr<jose::TokenVerifier> verifier_;
-  std::unique_ptr<Authenticator> auth_;
-  std::unique_ptr<CommandPath> commands_;
   std::unique_ptr<LedgerApi> api_;
-  Router router_;
-  std::unique_ptr<RouteRegistry> routes_;
   std::vector<std::string> rejects_;
 };
 
