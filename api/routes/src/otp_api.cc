@@ -270,7 +270,7 @@ Response OtpApi::reauth(const Request& req, const Principal& caller) {
 
   auto token = identity::random_token(32);
   if (!token) return json_error(500, "internal_error", "no randomness");
-  const auto grant_id = reauth_id(d_.lookup, caller.session, token.value());
+  const auto grant_id = reauth_id(d_.lookup, SessionId(caller.session), token.value());
   identity::OtpDecision otp_decision;
   identity::LoginDecision login_decision;
   bool granted = false, stale = false;
@@ -358,9 +358,9 @@ Response OtpApi::unlock_user(const Request& req, const Principal& admin) {
   return json_ok(json{{"status", "unlocked"}, {"userId", user}}.dump());
 }
 
-std::string reauth_id(const LookupHasher& lookup, std::string_view session,
+std::string reauth_id(const LookupHasher& lookup, const projections::SessionId& session,
                       std::string_view reauth_token) {
-  std::string input(session);
+  std::string input(session.str());
   input.push_back('\0');  // session ids never hold NUL: (session, token) reads back one way
   input.append(reauth_token);
   return hex_of(lookup.token("reauth", input));
@@ -369,8 +369,8 @@ std::string reauth_id(const LookupHasher& lookup, std::string_view session,
 bool reauth_granted(const projections::ProjectionStore& store, const LookupHasher& lookup,
                     const Principal& caller, std::string_view reauth_token, std::int64_t now) {
   if (reauth_token.empty() || caller.session.empty()) return false;
-  auto user =
-      projections::reauth_grant_user(store, reauth_id(lookup, caller.session, reauth_token), now);
+  auto user = projections::reauth_grant_user(
+      store, reauth_id(lookup, SessionId(caller.session), reauth_token), now);
   return user && user.value() && *user.value() == caller.subject;
 }
 

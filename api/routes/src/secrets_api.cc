@@ -105,7 +105,7 @@ Response SecretsApi::reveal_share(const Request& req, const Principal& caller) {
                       "minutes",
                       json{{"reauthUrl", "/v1/auth/reauth"}}.dump());
   }
-  const auto grant = reauth_id(d_.lookup, caller.session, *presented);
+  const auto grant = reauth_id(d_.lookup, SessionId(caller.session), *presented);
   const auto p = x.partition_of(user);
   std::optional<projections::Secret> found;
   auto ran = x.run(p, [&]() -> Result<Events> {

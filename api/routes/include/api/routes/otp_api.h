@@ -47,6 +47,7 @@
 #include <string_view>
 
 #include "api/routes/identity_api.h"
+#include "projections/ids.h"
 
 namespace sechex::api {
 
@@ -91,7 +92,7 @@ class OtpApi {
 // session it was granted in and the token. The session is part of it, so a step-up obtained in
 // one session is worth nothing in another of the same user (issue 12); the token itself is
 // never stored.
-std::string reauth_id(const LookupHasher& lookup, std::string_view session,
+std::string reauth_id(const LookupHasher& lookup, const projections::SessionId& session,
                       std::string_view reauth_token);
 
 // Whether `reauth_token` (header X-Reauth-Token) is a live step-up of `caller`'s own session:
