@@ -1,16 +1,11 @@
 // ledgerd's wiring: opens the ledger (embedded or Kafka), its key store, projections and token
 // keys, builds the APIs and their servers, runs the background loops, and stops them all in
 // order when told to. See main.cc for the process around it.
-#include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
-#include <mutex>
 #include <optional>
 #include <thread>
 

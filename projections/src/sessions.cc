@@ -271,10 +271,10 @@ bool SessionRow::active_at(std::int64_t now_micros) const {
   return state == "active" && now_micros < ends_at();
 }
 
-Result<std::optional<SessionRow>> session_row(const ProjectionStore& store, std::string_view id) {
-  SECHEX_TRY(auto stored, store.get(kSessionsCf, id));
-  if (!stored) return std::optional<SessionRow>{};
-  const auto s = json::parse(*stored, nullptr, false);
+namespace {
+// A stored session value as a row; corruption when it does not decode.
+Result<SessionRow> decode_session_row(std::string_view stored) {
+  const auto s = json::parse(stored, nullptr, false);
   if (!s.is_object()) return ledger::Errc::corruption;
   SessionRow row;
   try {
@@ -291,6 +291,14 @@ Result<std::optional<SessionRow>> session_row(const ProjectionStore& store, std:
   } catch (const json::exception&) {
     return ledger::Errc::corruption;  // a field of the wrong type
   }
+  return row;
+}
+}  // namespace
+
+Result<std::optional<SessionRow>> session_row(const ProjectionStore& store, std::string_view id) {
+  SECHEX_TRY(auto stored, store.get(kSessionsCf, id));
+  if (!stored) return std::optional<SessionRow>{};
+  SECHEX_TRY(auto row, decode_session_row(*stored));
   return std::optional<SessionRow>(std::move(row));
 }
 
@@ -302,8 +310,13 @@ Result<std::vector<std::pair<std::string, SessionRow>>> active_sessions(
   for (const auto& [key, value] : rows) {
     if (value.size() != 8 || now_micros >= codec::get_be64(value)) continue;
     auto id = key.substr(prefix.size());
-    SECHEX_TRY(auto row, session_row(store, id));
-    if (row && row->active_at(now_micros)) out.emplace_back(std::move(id), std::move(*row));
+    auto row = session_row(store, id);
+    // A row that does not decode is left out of the list, as before typed rows; a read error
+    // fails the whole answer.
+    if (!row && row.error() != ledger::Errc::corruption) return row.error();
+    if (row && row.value() && row.value()->active_at(now_micros)) {
+      out.emplace_back(std::move(id), std::move(*row.value()));
+    }
   }
   return out;
 }
@@ -312,11 +325,10 @@ Result<std::vector<std::pair<std::string, SessionRow>>> all_active_sessions(
     const ProjectionStore& store, std::int64_t now_micros) {
   SECHEX_TRY(auto all, store.scan(kSessionsCf, ""));
   std::vector<std::pair<std::string, SessionRow>> out;
-  for (auto& [id, unused] : all) {
-    auto row = session_row(store, id);
-    if (row && row.value() && row.value()->active_at(now_micros)) {
-      out.emplace_back(std::move(id), std::move(*row.value()));
-    }
+  for (auto& [id, stored] : all) {
+    auto row = decode_session_row(stored);  // the scan has the value: no second read
+    if (row && row.value().active_at(now_micros))
+      out.emplace_back(std::move(id), std::move(row).value());
   }
   return out;
 }

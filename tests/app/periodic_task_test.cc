@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <thread>
 
 namespace sechex::api {
 namespace {
@@ -126,6 +127,37 @@ TEST(PeriodicTask, AStoppedTaskStaysStoppedAndAStopFromInsideATickOnlyAsks) {
   EXPECT_FALSE(answer.get());
   EXPECT_TRUE(stops_itself.stop());
   EXPECT_EQ(calls.load(), 1) << "the loop went on after the stop it asked for";
+}
+
+// The mail worker and session activity may be stopped from two places at once (an explicit
+// stop and a destructor's, or two threads): one of them joins, neither crashes on a join that
+// is no longer possible, and both see the loop ended.
+TEST(PeriodicTask, TwoStopsAtOnceJoinTheLoopOnce) {
+  for (int round = 0; round < 20; ++round) {
+    std::promise<void> entered;
+    PeriodicTask task(1ms, [&, once = true](const std::atomic<bool>& stopping) mutable {
+      if (once) entered.set_value();
+      once = false;
+      while (!stopping) std::this_thread::sleep_for(1ms);
+    });
+    task.start();
+    entered.get_future().wait();
+    std::promise<void> go;
+    auto start = go.get_future().share();
+    bool a = false, b = false;
+    std::thread first([&] {
+      start.wait();
+      a = task.stop();
+    });
+    std::thread second([&] {
+      start.wait();
+      b = task.stop();
+    });
+    go.set_value();
+    first.join();
+    second.join();
+    EXPECT_TRUE(a && b) << round;
+  }
 }
 
 }  // namespace

@@ -8,8 +8,10 @@ PeriodicTask::PeriodicTask(std::chrono::milliseconds period, Tick tick, Options 
 PeriodicTask::~PeriodicTask() { stop(); }
 
 void PeriodicTask::start() {
+  std::lock_guard control(control_);
   if (thread_.joinable() || stopping_) return;
   thread_ = std::thread([this] { run(); });
+  loop_id_ = thread_.get_id();
 }
 
 void PeriodicTask::wake() {
@@ -21,6 +23,7 @@ void PeriodicTask::wake() {
 }
 
 void PeriodicTask::run() {
+  loop_id_ = std::this_thread::get_id();  // before any tick can ask to stop
   std::unique_lock lock(mu_);
   woken_ = woken_ || options_.run_at_start;
   for (;;) {
@@ -37,11 +40,16 @@ void PeriodicTask::run() {
 }
 
 bool PeriodicTask::stop(std::chrono::milliseconds grace) {
-  std::unique_lock lock(mu_);
-  stopping_ = true;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
   cv_.notify_all();
+  if (loop_id_.load() == std::this_thread::get_id()) return false;  // from inside tick
+  // One stopper joins at a time (an explicit stop and a destructor's, say).
+  std::lock_guard control(control_);
   if (!thread_.joinable()) return true;
-  if (thread_.get_id() == std::this_thread::get_id()) return false;  // from inside tick
+  std::unique_lock lock(mu_);
   const bool finished = grace == std::chrono::milliseconds::max()
                             ? (cv_.wait(lock, [this] { return done_; }), true)
                             : cv_.wait_for(lock, grace, [this] { return done_; });

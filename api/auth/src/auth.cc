@@ -1,7 +1,6 @@
 #include "api/auth/auth.h"
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 
 #include "projections/access.h"
 #include "projections/sessions.h"

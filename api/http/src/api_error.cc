@@ -2,13 +2,24 @@
 
 namespace sechex::api {
 
+// The one place the error envelope is built (json_error() comes here too).
 Response ApiError::response() const {
-  Response r = json_error(status, code, message, details.dump());
+  Response r;
+  r.status = status;
+  r.body = nlohmann::json{{"data", nullptr},
+                          {"error", {{"code", code}, {"message", message}, {"details", details}}}}
+               .dump();
   r.headers.insert(r.headers.end(), headers.begin(), headers.end());
   if (retry_after_seconds > 0) {
     r.headers.emplace_back("Retry-After", std::to_string(retry_after_seconds));
   }
   return r;
+}
+
+ApiResult<void> require_json(const Request& req) {
+  const auto* ct = req.header("content-type");
+  if (ct != nullptr && ct->rfind("application/json", 0) == 0) return pass();
+  return ApiError{415, "unsupported_media_type", "send application/json"};
 }
 
 ApiError invalid_request(std::string_view reason, std::string_view message,

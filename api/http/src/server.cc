@@ -26,6 +26,7 @@
 #include <thread>
 #include <type_traits>
 
+#include "api/http/api_error.h"
 #include "api/http/i18n.h"
 
 namespace sechex::api {
@@ -287,15 +288,9 @@ Response json_ok(const std::string& data_json, unsigned status) {
 
 Response json_error(unsigned status, std::string_view code, std::string_view message,
                     const std::string& details_json) {
-  nlohmann::json err;
-  err["code"] = code;
-  err["message"] = message;
-  err["details"] = nlohmann::json::parse(details_json, nullptr, false);
-  if (err["details"].is_discarded()) err["details"] = nlohmann::json::object();
-  Response r;
-  r.status = status;
-  r.body = nlohmann::json{{"data", nullptr}, {"error", err}}.dump();
-  return r;
+  auto details = nlohmann::json::parse(details_json, nullptr, false);
+  if (!details.is_object()) details = nlohmann::json::object();
+  return ApiError{status, std::string(code), std::string(message), std::move(details)}.response();
 }
 
 RequestObserver chain_observers(std::vector<RequestObserver> observers) {

@@ -280,8 +280,8 @@ Response IdentityApi::login(const Request& req) {
     auto& store = x.store();
     identity::LoginState s;
     SECHEX_TRY(const auto ip,
-               projections::rate_window(store, projections::kScopeLoginAttemptIp, x.ip_hash, x.now,
-                                        config_.limits.login_ip_window_micros,
+               projections::rate_window(store, projections::kScopeLoginAttemptIp, x.ip_hash(),
+                                        x.now, config_.limits.login_ip_window_micros,
                                         config_.limits.login_attempts_per_ip));
     s.ip_attempts = ip.count;
     s.ip_window_frees_at = ip.below_limit_at;
@@ -305,7 +305,7 @@ Response IdentityApi::login(const Request& req) {
       SECHEX_TRY(auto limited, x.event(subject, subject, [&](ledger::EventBuilder& b) {
         auto& f = b.fbb();
         return b.finish(schema::CreateRateLimited(
-            f, f.CreateString(projections::kScopeLoginAttemptIp), bytes(f, x.ip_hash),
+            f, f.CreateString(projections::kScopeLoginAttemptIp), bytes(f, x.ip_hash()),
             static_cast<std::uint32_t>(decision.retry_after_seconds)));
       }));
       out.push_back(std::move(limited));
@@ -456,7 +456,7 @@ Response IdentityApi::set_password_policy(const Request& req, const Principal& a
   SECHEX_TRY(const auto body, read_body(req));
   SECHEX_TRY(const auto level_text, required_string(body, "level"));
   const auto level = identity::parse_level(level_text);
-  if (!level) return bad_request("invalid_level", "level must be \"basic\" or \"high\"");
+  if (!level) return invalid_request("invalid_level", "level must be \"basic\" or \"high\"");
   const auto p = x.partition_of(kPolicySubject);
   auto ran = x.run(p, [&]() -> Result<Events> {
     SECHEX_TRY(auto changed,

@@ -44,24 +44,16 @@ inline FbBytes bytes(flatbuffers::FlatBufferBuilder& f, std::string_view s) {
   return f.CreateVector(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
 }
 
-inline ApiError bad_request(std::string_view reason, std::string_view message) {
-  return invalid_request(reason, message);
-}
-
 // The JSON object of a request body, or the 4xx to send instead.
 inline ApiResult<json> read_body(const Request& req) {
-  const auto* ct = req.header("content-type");
-  if (ct == nullptr || ct->rfind("application/json", 0) != 0) {
-    return boost::outcome_v2::failure(
-        ApiError{415, "unsupported_media_type", "send application/json"});
-  }
+  SECHEX_TRYV(require_json(req));
   auto parsed = parse_json_input(req.body, kBodyLimits);
   if (!parsed) {
     return boost::outcome_v2::failure(
         invalid_request(parsed.error().reason, "the request body is not acceptable JSON"));
   }
   if (!parsed.value().is_object()) {
-    return boost::outcome_v2::failure(bad_request("not_an_object", "send a JSON object"));
+    return boost::outcome_v2::failure(invalid_request("not_an_object", "send a JSON object"));
   }
   return std::move(parsed).value();
 }
@@ -164,19 +156,23 @@ class RequestContext {
   const IdentityConfig& config;
   const Request& req;
   std::int64_t now;
-  std::string ip;       // canonical client IP
-  std::string ip_hash;  // keyed hash of client_key(ip): what per-client limits count by
 
   // `at`: the time the request is decided at; now by default (work done after answering, see
   // accept_then(), keeps its request's time).
   RequestContext(IdentityDeps& d, const IdentityConfig& c, const Request& r,
                  std::optional<std::int64_t> at = std::nullopt)
-      : deps(d),
-        config(c),
-        req(r),
-        now(at ? *at : d.clock.now_micros()),
-        ip(c.proxies.client_ip(r.peer, r.header("x-forwarded-for"))),
-        ip_hash(d.lookup.ip(client_key(ip))) {}
+      : deps(d), config(c), req(r), now(at ? *at : d.clock.now_micros()) {}
+
+  // The canonical client IP and the keyed hash of its client_key() (what per-client limits
+  // count by and events record), worked out on first use: reads such as GET /v1/me need neither.
+  const std::string& ip() const {
+    resolve_client();
+    return ip_;
+  }
+  const std::string& ip_hash() const {
+    resolve_client();
+    return ip_hash_;
+  }
 
   projections::ProjectionStore& store() { return deps.commands.projections(); }
 
@@ -188,9 +184,9 @@ class RequestContext {
     m.actor = actor;
     m.request_id = req.request_id;
     m.time_micros = now;
-    m.ip_hash = ip_hash;
+    m.ip_hash = ip_hash();
     if (!subject.starts_with(projections::kAnonymousSubjectPrefix) && subject != kPolicySubject) {
-      m.ip = ip;
+      m.ip = ip();
       // EventBuilder keeps it to well-formed UTF-8 within kMaxUserAgentBytes.
       if (const auto* ua = req.header("user-agent")) m.user_agent = *ua;
     }
@@ -257,6 +253,18 @@ class RequestContext {
     r.headers.emplace_back("Cache-Control", "no-store");
     return r;
   }
+
+ private:
+  void resolve_client() const {
+    if (resolved_) return;
+    ip_ = config.proxies.client_ip(req.peer, req.header("x-forwarded-for"));
+    ip_hash_ = deps.lookup.ip(client_key(ip_));
+    resolved_ = true;
+  }
+  // One request on one thread (see the file's header): a lazy cache needs no lock.
+  mutable bool resolved_ = false;
+  mutable std::string ip_;
+  mutable std::string ip_hash_;
 };
 
 // The password step login, password change and reauth share (004 FR-011, FR-012): an account's
@@ -474,7 +482,7 @@ Response accept_for_address(RequestContext& x, std::string email, Work&& work) {
 // RateLimited{scope, ip hash} under "anon:ip:" + hex(ip hash), best effort: a node that does not
 // own that partition, or a failed append, still refuses.
 inline ApiResult<void> admit_client(RequestContext& x, RequestLimiter& limiter, const char* scope) {
-  const auto& key = x.ip_hash;  // client_key(), keyed like every stored IP
+  const auto& key = x.ip_hash();  // client_key(), keyed like every stored IP
   const auto v = limiter.check(key, x.now);
   if (v.allowed) return pass();
   const auto seconds = identity::retry_after_seconds(v.retry_at_micros, x.now);

@@ -222,10 +222,7 @@ void LedgerApi::add_routes(RouteRegistry& routes) {
 }
 
 Response LedgerApi::ingest(const Request& req, const Principal& principal) {
-  const auto* ct = req.header("content-type");
-  if (ct == nullptr || ct->rfind("application/json", 0) != 0) {
-    return json_error(415, "unsupported_media_type", "send application/json");
-  }
+  SECHEX_TRYV(require_json(req));
   SECHEX_TRY(const auto events, parse_ingest_batch(req.body));
   std::vector<ledger::Partition> partitions;
   partitions.reserve(events.size());

@@ -239,7 +239,7 @@ Response OtpApi::reauth(const Request& req, const Principal& caller) {
   const auto code = string_field(body, "code");
   const auto password = string_field(body, "password");
   if (code.has_value() == password.has_value()) {
-    return bad_request("code_or_password", "send either `code` or `password`");
+    return invalid_request("code_or_password", "send either `code` or `password`");
   }
   const auto p = x.partition_of(user);
   if (!d_.commands.ownership().owns(p)) {

@@ -12,8 +12,9 @@
 // caller decides (ledgerd exits without it). A stopped task stays stopped: start() after stop()
 // starts nothing. The destructor stops and waits however long it takes.
 //
-// Thread-safety: start() and stop() from one controlling thread; wake() from any thread. A stop()
-// from inside `tick` only asks (the loop ends after that call) and returns false.
+// Thread-safety: start(), stop() and wake() from any thread (stoppers take turns; the first to
+// see the loop end joins it). A stop() from inside `tick` only asks (the loop ends after that
+// call) and returns false.
 #pragma once
 
 #include <atomic>
@@ -55,7 +56,9 @@ class PeriodicTask {
   std::condition_variable cv_;
   bool woken_ = false;  // guarded by mu_
   bool done_ = false;   // guarded by mu_
-  std::thread thread_;
+  std::mutex control_;  // start() and the joining part of stop()
+  std::thread thread_;  // guarded by control_
+  std::atomic<std::thread::id> loop_id_{};
 };
 
 }  // namespace sechex::api

@@ -52,6 +52,9 @@ using ApiResult = ResultOf<T, ApiError>;
 // ApiResult<void>'s success, for checks that only refuse or let through.
 inline ApiResult<void> pass() { return boost::outcome_v2::success(); }
 
+// 415 unsupported_media_type unless the request declares a JSON body (API.md: JSON only).
+ApiResult<void> require_json(const Request& req);
+
 // 400 invalid_request with details.reason (and more details when given).
 ApiError invalid_request(std::string_view reason, std::string_view message,
                          nlohmann::json details = nlohmann::json::object());

@@ -22,6 +22,7 @@
 // seen() and stop() may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <mutex>
@@ -63,6 +64,8 @@ class SessionActivity {
     std::int64_t at = 0;
   };
   bool record(const Seen& s);
+  // Records what is queued now, until `stopping` (when given) turns true.
+  std::size_t record_queued(const std::atomic<bool>* stopping);
 
   CommandPath& commands_;
   ledger::KeyStore& keys_;

@@ -198,9 +198,10 @@ struct MailWorkerHooks {
 // Lifecycle: construct over a CommandPath (whose log and projections the worker reads and
 // appends to), the KeyStore and a clock, all of which must outlive it; start() after the
 // projections caught up (ledgerd: right after catch-up); stop() (or destruction) before the
-// command path, key store and log go. stop() returns within about one poll interval plus the
-// time to abort one SMTP transfer (the transfer is cancelled through libcurl's progress
-// callback; it never waits out the full timeout). A stopped worker stays stopped: start() after
+// command path, key store and log go. stop() wakes the worker at once (PeriodicTask) and
+// returns once the attempt in progress ends: at most the time to abort one SMTP transfer (the
+// transfer is cancelled through libcurl's progress callback; it never waits out the full
+// timeout). A stopped worker stays stopped: start() after
 // stop() does nothing, and run_once() returns without delivering.
 //
 // Thread-safety: notify() and stop() may be called from any thread at any time. run_once()
