@@ -298,10 +298,8 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   auto hasher = api::PasswordHasher::create(password_options);
   if (!hasher) return fail("password hashing: " + hasher.error().message());
   api::jose::TokenIssuer issuer(*ring.value(), clock, tokens.issuer_config());
-  api::IdentityConfig identity_config;
-  identity_config.proxies = config.proxies;
-  identity_config.limits = identity_limits;
-  identity_config.public_origin = mail.public_url;
+  const api::IdentityConfig identity_config{.public_origin = mail.public_url,
+                                            .proxies = config.proxies};
   // Browser sessions: cookies and CSRF tokens (api/auth/csrf.h). A refusal is itself audited.
   const api::CsrfTokens csrf(lookup);
   auth.enable_cookies(
@@ -334,16 +332,20 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   // (identity_support.h accept_then): fsync-bound appends, so as many threads as the blocking
   // pool for group commit. Stopped before the log closes.
   api::WorkQueue deferred(1024, so.pool_threads);
-  const api::IdentityDeps identity_deps{
+  // Security alerts (spec 002: an account locked after too many wrong codes) are audit events
+  // (AccountLocked), this counter and one log line naming the user id only.
+  auto& security_alerts = prometheus::BuildCounter()
+                              .Name("sechex_security_alerts_total")
+                              .Help("Security alerts raised, by kind")
+                              .Register(metrics.registry());
+  auto& otp_lockout_alerts = security_alerts.Add({{"kind", "otp_lockout"}});
+  const api::identity::CommandDeps command_deps{
       .commands = commands,
       .keys = *keys,
-      .auth = auth,
       .issuer = issuer,
       .hasher = *hasher.value(),
       .lookup = lookup,
       .disposable = api::identity::DisposableDomains::builtin(),
-      .clock = clock,
-      .deferred = deferred,
       .queue_mail = [&](const ledger::EventMeta& meta, std::string_view kind, std::string_view to,
                         std::string_view secret, std::string_view locale) -> Result<ledger::Bytes> {
         SECHEX_TRY(auto queued, api::build_mail_queued(*keys, meta,
@@ -352,36 +354,37 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
         return std::move(queued.bytes);
       },
       .mail_queued = [&] { mail_worker.notify(); },
+      .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; },
+      .on_otp_lockout =
+          [&](std::string_view user) {
+            otp_lockout_alerts.Increment();
+            std::cerr << "ledgerd: security alert otp_lockout: account " << user
+                      << " locked after too many wrong codes; an admin must unlock it\n";
+          },
+      .on_otp_rate_limited =
+          [](std::string_view subject) {
+            std::cerr << "ledgerd: otp validation rate limit hit for " << subject << "\n";
+          }};
+  api::identity::IdentityCommands identity_commands(command_deps, {.limits = identity_limits});
+  api::identity::SecretCommands secret_commands(command_deps, identity_commands);
+  const api::IdentityDeps identity_deps{
+      .identity = identity_commands,
+      .auth = auth,
+      .lookup = lookup,
+      .clock = clock,
+      .deferred = deferred,
       .csrf = &csrf,
       .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; }};
   // 002 "Active session tracking": activity extends a session, recorded at most once a minute
   // (or a quarter of --session-idle when that is shorter, session_activity.h).
-  api::SessionActivity activity(commands, *keys, clock, identity_config.limits);
+  api::SessionActivity activity(commands, *keys, clock, identity_limits);
   auth.on_authenticated([&](const api::Principal& who) {
     activity.seen(projections::UserId(who.subject), projections::SessionId(who.session));
   });
   api::IdentityApi identity_api(identity_deps, identity_config);
   api::AccountApi account_api(identity_deps, identity_config);
-  api::SecretsApi secrets_api(identity_deps, identity_config);
-  // Security alerts (spec 002: an account locked after too many wrong codes) are audit events
-  // (AccountLocked), this counter and one log line naming the user id only.
-  auto& security_alerts = prometheus::BuildCounter()
-                              .Name("sechex_security_alerts_total")
-                              .Help("Security alerts raised, by kind")
-                              .Register(metrics.registry());
-  auto& otp_lockout_alerts = security_alerts.Add({{"kind", "otp_lockout"}});
-  api::OtpApi otp_api(
-      identity_deps, identity_config, {},
-      {.on_lockout =
-           [&](std::string_view user) {
-             otp_lockout_alerts.Increment();
-             std::cerr << "ledgerd: security alert otp_lockout: account " << user
-                       << " locked after too many wrong codes; an admin must unlock it\n";
-           },
-       .on_rate_limited =
-           [](std::string_view subject) {
-             std::cerr << "ledgerd: otp validation rate limit hit for " << subject << "\n";
-           }});
+  api::SecretsApi secrets_api(identity_deps, identity_config, secret_commands);
+  api::OtpApi otp_api(identity_deps, identity_config);
   std::atomic<bool> caught_up{false};
   // Queued 202 work references the APIs above: on any way out of main it is finished (or
   // dropped) before they go. The servers, declared below, go first and may still queue some.

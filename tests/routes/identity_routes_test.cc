@@ -42,18 +42,13 @@ class IdentityRoutes : public RouteTest {
     auth_->on_authenticated([this](const Principal& who) {
       activity_->seen(projections::UserId(who.subject), projections::SessionId(who.session));
     });
-    IdentityConfig config;
-    config.limits = limits;
-    const IdentityDeps deps{
+    commands_deps_ = std::make_unique<identity::CommandDeps>(identity::CommandDeps{
         .commands = *commands_,
         .keys = *keys_,
-        .auth = *auth_,
         .issuer = *issuer_,
         .hasher = *hasher_,
         .lookup = lookup_,
         .disposable = identity::DisposableDomains::builtin(),
-        .clock = clock_,
-        .deferred = deferred_,
         .queue_mail = [this](const ledger::EventMeta& meta, std::string_view kind,
                              std::string_view to, std::string_view secret,
                              std::string_view locale) -> Result<ledger::Bytes> {
@@ -76,8 +71,19 @@ class IdentityRoutes : public RouteTest {
               }
               mailed_.notify_all();
             },
-        .csrf = nullptr,
-        .log = {}};
+        .log = {},
+        .on_otp_lockout = {},
+        .on_otp_rate_limited = {}});
+    identity_ = std::make_unique<identity::IdentityCommands>(*commands_deps_,
+                                                             identity::CommandConfig{limits});
+    const IdentityConfig config;
+    const IdentityDeps deps{.identity = *identity_,
+                            .auth = *auth_,
+                            .lookup = lookup_,
+                            .clock = clock_,
+                            .deferred = deferred_,
+                            .csrf = nullptr,
+                            .log = {}};
     api_ = std::make_unique<IdentityApi>(deps, config);
     account_ = std::make_unique<AccountApi>(deps, config);
     otp_ = std::make_unique<OtpApi>(deps, config);
@@ -143,6 +149,8 @@ class IdentityRoutes : public RouteTest {
   WorkQueue deferred_{64, 1};
   std::unique_ptr<PasswordHasher> hasher_;
   std::unique_ptr<SessionActivity> activity_;  // not started: the test drains it
+  std::unique_ptr<identity::CommandDeps> commands_deps_;
+  std::unique_ptr<identity::IdentityCommands> identity_;
   std::unique_ptr<IdentityApi> api_;
   std::unique_ptr<AccountApi> account_;
   std::unique_ptr<OtpApi> otp_;

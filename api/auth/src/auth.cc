@@ -45,6 +45,19 @@ void Authenticator::csrf_rejected(const Principal& who, const Request& request,
   if (on_reject_) on_reject_(reason);
   if (cookies_.on_csrf_rejected) cookies_.on_csrf_rejected(who, request, reason);
 }
+ApiResult<void> Authenticator::require_csrf(const Principal& who, const Request& request,
+                                            std::string_view message) const {
+  const auto checked = check_csrf(request, who.session, *cookies_.tokens,
+                                  cookies_.clock->now_micros(), cookies_.public_origin);
+  if (checked) return pass();
+  csrf_rejected(who, request, csrf_reason(checked.error()));
+  return boost::outcome_v2::failure(csrf_refusal(checked.error(), message));
+}
+bool Authenticator::presents_credentials(const Request& request) const {
+  const auto* header = request.header("authorization");
+  if (header != nullptr && !header->empty()) return true;
+  return cookies_.tokens != nullptr && cookie(request, kAccessCookie).has_value();
+}
 void Authenticator::on_authenticated(std::function<void(const Principal&)> hook) {
   on_authenticated_ = std::move(hook);
 }
@@ -126,14 +139,9 @@ ApiResult<Principal> Authenticator::authenticate(const Request& request, Access 
   }
   // A browser attaches cookies to any site's request: state changes need proof of this site.
   if (p.via_cookie && is_state_changing(request.method)) {
-    const auto checked = check_csrf(request, claims.sid, *cookies_.tokens,
-                                    cookies_.clock->now_micros(), cookies_.public_origin);
-    if (!checked) {
-      csrf_rejected(p, request, csrf_reason(checked.error()));
-      return csrf_refusal(checked.error(),
-                          "this request needs a CSRF token from GET /v1/auth/csrf and must come "
-                          "from this site");
-    }
+    SECHEX_TRYV(require_csrf(p, request,
+                             "this request needs a CSRF token from GET /v1/auth/csrf and must come "
+                             "from this site"));
   }
   const bool role_ok = access == Access::admin    ? p.has_role("admin")
                        : access == Access::ingest ? p.has_role("admin") || p.has_role("service")

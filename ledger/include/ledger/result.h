@@ -37,10 +37,13 @@ using ResultOf = boost::outcome_v2::basic_result<T, E, boost::outcome_v2::policy
   target = std::move(SECHEX_TRY_TMP).value()
 
 // SECHEX_TRYV(expr): for Result<void> (or when the value is not needed).
-#define SECHEX_TRYV(...)                                        \
-  do {                                                          \
-    auto&& sechex_tryv_result = (__VA_ARGS__);                  \
-    if (!sechex_tryv_result) return sechex_tryv_result.error(); \
+// A name per expansion (__COUNTER__): a SECHEX_TRYV inside a lambda given to another must not
+// shadow the outer one's.
+#define SECHEX_TRYV(...) SECHEX_TRYV_NAMED(SECHEX_CONCAT(sechex_tryv_, __COUNTER__), __VA_ARGS__)
+#define SECHEX_TRYV_NAMED(name, ...) \
+  do {                               \
+    auto&& name = (__VA_ARGS__);     \
+    if (!name) return name.error();  \
   } while (false)
 
 namespace ledger {

@@ -76,9 +76,16 @@ class Authenticator {
     std::function<void(const Principal&, const Request&, std::string_view reason)> on_csrf_rejected;
   };
   void enable_cookies(CookieAuth cookies);
-  // Reports a CSRF refusal decided outside authenticate() (refresh by cookie) the way
-  // authenticate() reports its own: the rejection callback and CookieAuth::on_csrf_rejected.
-  void csrf_rejected(const Principal& who, const Request& request, std::string_view reason) const;
+  // The CSRF check of a state-changing request `who` made with the browser's cookies, as
+  // authenticate() makes it for the access cookie, for a credential it does not see (refresh
+  // by cookie): success, or 403 csrf_rejected (`message` says what the page must do), reported
+  // to the rejection callback and CookieAuth::on_csrf_rejected. Cookies must be enabled.
+  ApiResult<void> require_csrf(const Principal& who, const Request& request,
+                               std::string_view message) const;
+  // Whether the request carries a credential authenticate() would look at (an Authorization
+  // header, or the access cookie when cookies are enabled): an open route that serves signed-in
+  // callers differently asks this before authenticating.
+  bool presents_credentials(const Request& request) const;
   // Told of every successful authentication (session activity, session_activity.h); must be
   // cheap and never block. Call before serving.
   void on_authenticated(std::function<void(const Principal&)> hook);
@@ -91,6 +98,7 @@ class Authenticator {
 
  private:
   bool session_began_after(const std::string& sid, std::int64_t cutoff_micros) const;
+  void csrf_rejected(const Principal& who, const Request& request, std::string_view reason) const;
   ApiError reject(unsigned status, std::string_view code, std::string_view message,
                   std::string_view reason) const;
 

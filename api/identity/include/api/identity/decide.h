@@ -49,6 +49,13 @@ struct Limits {
   // (request_limiter.h): 429 beyond.
   std::uint32_t mail_requests_per_ip = 5;
   std::int64_t mail_request_ip_window_micros = 15 * kMinuteMicros;
+  // Password reset mails per account per hour (silent beyond: the answer must not differ).
+  std::uint32_t reset_requests_per_user = 3;
+  // OTP codes (002 "OTP code generation"): per account per window, silent beyond; per client
+  // IP per window whatever the address (request_limiter.h), 429 beyond.
+  std::uint32_t otp_requests_per_user = 5;
+  std::uint32_t otp_requests_per_ip = 20;
+  std::int64_t otp_request_window_micros = 15 * kMinuteMicros;
 };
 
 // Seconds a client waits for an instant `until`, rounded up, at least 1.

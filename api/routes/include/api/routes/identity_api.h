@@ -19,27 +19,9 @@
 // applies (a refusal is audited as CsrfRejected); logout clears them, and login refuses a
 // cross-site browser request.
 //
-// Every command runs on the command path (commands.h) of its subject's partition: the state is
-// read, identity_decide.h decides, and the events are appended and applied before the next
-// command of that partition decides, so "5 failures -> lock" holds under any concurrency.
-// Argon2id work happens before the partition is taken (passwords.h pool), so a login holds its
-// partition for a few projection reads only; the decision re-checks that the password it
-// verified is still the account's.
-//
-// Subjects and partitions:
-//   - a user's events go to partition_for(user id); a new user's id is drawn until it falls in
-//     the partition of its email hash, so registrations of one address serialise on one
-//     partition and "duplicate -> 409" cannot race (expected 8 draws for 8 partitions);
-//   - events about an email no account has (a failed login) use "anon:" + hex(email hash);
-//   - policy changes use the subject "policy".
-//
-// Secrets: passwords reach only the hasher; verification and refresh tokens and OTP codes are
-// stored as keyed lookup hashes (lookup_hash.h); mails carry them (sealed in MailQueued), logs
-// never do.
-//
-// Mail: each command that sends mail appends its MailQueued event in the same append as the
-// event that caused it, through `queue_mail` (mail.h's build_mail_queued in ledgerd); the
-// delivery worker sends it.
+// The commands (register, login, ...) are api/identity's (commands.h, which also says how
+// subjects, partitions and secrets are handled); a handler parses, calls one, and maps what it
+// returns (refusals.cc maps every refusal).
 //
 // Thread-safety: handlers are thread-safe and blocking (commands on Exec::pool, reads on
 // Exec::read).
@@ -54,51 +36,31 @@
 #include "api/auth/auth.h"
 #include "api/auth/csrf.h"
 #include "api/auth/route_registry.h"
-#include "api/crypto/jose.h"
 #include "api/crypto/lookup_hash.h"
-#include "api/crypto/passwords.h"
 #include "api/http/client_ip.h"
 #include "api/http/request_limiter.h"
 #include "api/http/server.h"
-#include "api/identity/decide.h"
-#include "api/identity/rules.h"
+#include "api/identity/commands.h"
 #include "ledger/clock.h"
-#include "ledger/event_builder.h"
-#include "ledger/key_store.h"
 
 namespace sechex::api {
 
-// Builds the MailQueued event of one mail: kind ("verify_email", "password_reset", ...), the
-// recipient, the secret the mail carries (token or code; may be empty) and the locale.
-using QueueMail = std::function<Result<ledger::Bytes>(
-    const ledger::EventMeta& meta, std::string_view kind, std::string_view to,
-    std::string_view secret, std::string_view locale)>;
-
 struct IdentityConfig {
-  identity::Limits limits;
   std::string public_origin;  // the site browsers use (csrf.h), e.g. "https://id.example.com"
-  std::string consent_version = "2026-01";
   TrustedProxies proxies;
 };
 
 struct IdentityDeps {
-  CommandPath& commands;
-  ledger::KeyStore& keys;
+  identity::IdentityCommands& identity;
   const Authenticator& auth;
-  const jose::TokenIssuer& issuer;
-  PasswordHasher& hasher;
-  const LookupHasher& lookup;
-  const identity::DisposableDomains& disposable;
+  const LookupHasher& lookup;  // the keyed hash of a client's IP (client_key)
   const Clock& clock;
   // Work the routes that answer 202 whatever the address do after answering (identity_support.h
   // accept_then); stopped before these deps go.
   WorkQueue& deferred;
-  QueueMail queue_mail;               // may be empty: no mail is queued (tests of the rules alone)
-  std::function<void()> mail_queued;  // wakes the delivery worker; may be empty
   // Browser sessions: refresh by cookie needs the CSRF check (null: cookies are not accepted).
   const CsrfTokens* csrf = nullptr;
-  // One line per failure nobody else hears of (work done after its 202); may be empty. Never
-  // given an address, a code or a token.
+  // One line per failure nobody else hears of (work done after its 202); may be empty.
   std::function<void(const std::string&)> log;
 };
 

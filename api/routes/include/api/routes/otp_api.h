@@ -7,11 +7,11 @@
 //       check): a Reauth code for POST /v1/auth/reauth, mailed
 //       to the caller's own address (the body, and any email in it, is ignored); a bad token
 //       answers 401. A new code replaces the previous one of its purpose.
-//       At most otp_requests_per_user codes per account per otp_request_window_micros, SILENT
-//       (still 202, nothing issued or sent): a 429 would tell a known address. Without a token,
-//       at most otp_requests_per_ip requests per client IP per window, whatever the address,
-//       counted in memory (request_limiter.h), then 429 rate_limited with Retry-After: that
-//       count includes unknown addresses, so its 429 tells nothing about any.
+//       At most Limits::otp_requests_per_user codes per account per otp_request_window_micros,
+//       SILENT (still 202, nothing issued or sent): a 429 would tell a known address. Without a
+//       token, at most Limits::otp_requests_per_ip requests per client IP per window, whatever the
+//       address, counted in memory (request_limiter.h), then 429 rate_limited with Retry-After:
+//       that count includes unknown addresses, so its 429 tells nothing about any.
 //   POST /v1/auth/otp/verify    {email, code} -> token pair, like POST /v1/auth/login
 //       (OtpVerified + LoginSucceeded{method Otp} + SessionStarted). 401 invalid_code (also
 //       for an unknown address, recorded as OtpFailed under "anon:" + hex(email hash)),
@@ -20,10 +20,13 @@
 //       account_locked once more than otp_failures_to_lock failures fall in an hour:
 //       AccountLocked{needs_admin_unlock} + MailQueued(otp_lockout) to the owner + the
 //       on_lockout hook (ledgerd: sechex_security_alerts_total{kind="otp_lockout"} and one log
-//       line naming the user id only). An unknown address is locked alike under its anon
-//       subject (no mail, no alert; the lock ends by itself after a day, access.h), so its
-//       answers match an account's.
+//       line naming the user id only; CommandDeps::on_otp_lockout). An unknown address is locked
+//       alike under its anon subject (no mail, no alert; the lock ends by itself after a day,
+//       access.h), so its answers match an account's.
 //   POST /v1/auth/reauth        (Bearer) {code} | {password} -> {reauthToken, expiresIn: 300}.
+//       The grant is recorded under the keyed hash of the session and the token
+//       (IdentityCommands::reauth_id): a step-up obtained in one session is worth nothing in
+//       another of the same user (issue 12).
 //       {code}: a Reauth-purpose code (see above), under the same limits as verify.
 //       {password}: checked with the PasswordHasher before the partition is taken; a wrong one
 //       is a LoginFailed ("reauth_wrong_password") counting toward the login lock (5 -> 30
@@ -51,24 +54,9 @@
 
 namespace sechex::api {
 
-struct OtpConfig {
-  std::uint32_t otp_requests_per_user = 5;
-  std::uint32_t otp_requests_per_ip = 20;
-  std::int64_t otp_request_window_micros = 15 * identity::kMinuteMicros;
-};
-
-struct OtpHooks {
-  // An account was locked for an admin after too many wrong codes (security alert). Gets the
-  // opaque user id only. May be empty.
-  std::function<void(std::string_view user)> on_lockout;
-  // A validation was refused by the per-address limit (002: logged for monitoring). Gets the
-  // subject (user id or "anon:<hash>"). May be empty.
-  std::function<void(std::string_view subject)> on_rate_limited;
-};
-
 class OtpApi {
  public:
-  OtpApi(IdentityDeps deps, IdentityConfig config, OtpConfig otp = {}, OtpHooks hooks = {});
+  OtpApi(IdentityDeps deps, IdentityConfig config);
 
   void add_routes(RouteRegistry& routes);
 
@@ -78,26 +66,9 @@ class OtpApi {
   Response unlock_user(const Request& req, const Principal& admin);
 
  private:
-  // Wakes the mail worker and runs the hooks a validation's outcome calls for.
-  void after_decision(const identity::OtpDecision& d, std::string_view subject, bool known_user);
-
   IdentityDeps d_;
   IdentityConfig config_;
-  OtpConfig otp_;
-  OtpHooks hooks_;
   RequestLimiter request_limiter_;
 };
-
-// The id a reauth grant is recorded under (ReauthGranted.reauth_id): the keyed hash of the
-// session it was granted in and the token. The session is part of it, so a step-up obtained in
-// one session is worth nothing in another of the same user (issue 12); the token itself is
-// never stored.
-std::string reauth_id(const LookupHasher& lookup, const projections::SessionId& session,
-                      std::string_view reauth_token);
-
-// Whether `reauth_token` (header X-Reauth-Token) is a live step-up of `caller`'s own session:
-// granted to this user in this session and not expired at `now` (micros).
-bool reauth_granted(const projections::ProjectionStore& store, const LookupHasher& lookup,
-                    const Principal& caller, std::string_view reauth_token, std::int64_t now);
 
 }  // namespace sechex::api

@@ -17,13 +17,14 @@
 // Thread-safety: handlers are thread-safe and blocking (Exec::pool).
 #pragma once
 
+#include "api/identity/secrets.h"
 #include "api/routes/identity_api.h"
 
 namespace sechex::api {
 
 class SecretsApi {
  public:
-  SecretsApi(IdentityDeps deps, IdentityConfig config);
+  SecretsApi(IdentityDeps deps, IdentityConfig config, identity::SecretCommands& secrets);
   void add_routes(RouteRegistry& routes);
 
   Response create(const Request& req, const Principal& who);
@@ -33,6 +34,7 @@ class SecretsApi {
  private:
   IdentityDeps d_;
   IdentityConfig config_;
+  identity::SecretCommands& secrets_;
 };
 
 }  // namespace sechex::api

@@ -1,0 +1,286 @@
+// The identity commands of specs 002-004: register, verify, sign in (password or code), refresh,
+// log out, change and reset a password, step-up re-authentication, admin unlock, GDPR erasure,
+// and the mails of one-time secrets. api/routes parses a request, calls one of these and maps
+// what it returns to HTTP; nothing here knows HTTP.
+//
+// Every command runs on the command path (api/app/commands.h) of its subject's partition: the
+// state is read, decide.h decides, and the events are appended and applied before the next
+// command of that partition decides, so "5 failures -> lock" holds under any concurrency.
+// Argon2id work happens before the partition is taken (the PasswordHasher pool), so a sign-in
+// holds its partition for a few projection reads only; the decision re-checks that the password
+// it verified is still the account's (Refused::password_changed otherwise).
+//
+// Subjects and partitions:
+//   - a user's events go to partition_for(user id); a new user's id is drawn until it falls in
+//     the partition of its email hash, so registrations of one address serialise on one
+//     partition and "duplicate -> email_taken" cannot race (expected 8 draws for 8 partitions);
+//   - events about an email no account has (a failed sign-in) use "anon:" + hex(email hash),
+//     and an unknown address is decided exactly like an account whose password never matches
+//     (004 FR-010);
+//   - policy changes use the subject "policy".
+//
+// Secrets: passwords reach only the hasher; verification, reset and refresh tokens and OTP codes
+// are stored as keyed lookup hashes (lookup_hash.h) and compared in constant time; mails carry
+// them sealed in MailQueued (appended with the event that caused the mail); logs never do.
+//
+// Errors: a command that refuses returns a Refusal (what was refused and the figures an answer
+// needs); api/routes/src/refusals.cc is the one place it becomes a status and code. A command
+// that could not run (the log or a projection failed, another node owns the partition, too
+// many password checks at once) is a Refusal too (unavailable, not_owner, overloaded).
+//
+// Lifecycle: the dependencies are references that must outlive the object; QueueMail and the
+// hooks are called on the thread running the command.
+// Thread-safety: every method may be called concurrently; they block (fsync, Argon2id) and run
+// on blocking-pool threads, never on io threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/app/commands.h"
+#include "api/crypto/jose.h"
+#include "api/crypto/lookup_hash.h"
+#include "api/crypto/passwords.h"
+#include "api/identity/decide.h"
+#include "api/identity/rules.h"
+#include "ledger/event_builder.h"
+#include "ledger/key_store.h"
+#include "ledger/result.h"
+#include "projections/ids.h"
+#include "projections/sessions.h"
+#include "projections/users.h"
+
+namespace sechex::api::identity {
+
+using projections::SessionId;
+using projections::UserId;
+
+// Who asks, from where and when: what a command's events record (EventMeta). `ip` and
+// `user_agent` are sealed only under a real account's key; `ip_hash` (LookupHasher::ip of the
+// client key) is what per-client limits count by.
+struct Caller {
+  std::string request_id;
+  std::string ip;
+  std::string ip_hash;
+  std::optional<std::string> user_agent;
+  std::string locale = "en";  // of the mails a command queues
+  std::int64_t now = 0;
+};
+
+// Why a command did not do what was asked, with what an answer needs to say.
+enum class Refused {
+  not_owner,            // another node owns the partition: `partition`
+  overloaded,           // too many password checks at once; retry shortly
+  unavailable,          // the log or a projection failed; retry shortly
+  password_changed,     // the password changed while the old one was checked; retry
+  internal,             // no randomness, an unusable stored hash, an unreadable secret
+  email_taken,          // register: the address has an account
+  invalid_email,        // register: `email_reason`
+  weak_password,        // `password_check` against `policy`
+  link_invalid,         // a verification or reset link: unknown, used or replaced (`link`)
+  link_expired,         // ... past its expiry (`link`)
+  rate_limited,         // `retry_after_seconds`
+  account_locked,       // `locked_until` (INT64_MAX: until an admin unlocks), `retry_after...`
+  email_not_verified,   // the right password, an unverified address
+  invalid_credentials,  // a wrong email or password: `remaining_attempts`
+  wrong_password,       // a signed-in caller's wrong password: `remaining_attempts`
+  invalid_code,         // a wrong, spent or unknown OTP code
+  code_expired,         // an OTP code past its expiry
+  invalid_token,        // a refresh token that is not valid (or whose reuse was detected)
+  no_account,           // the account a token names is gone
+  not_found,            // no such user or secret
+  reauth_required,      // no step-up grant for this session and token
+};
+
+// The stable snake_case name of a refusal (for logs).
+std::string_view to_string(Refused why);
+
+enum class Link { verify_email, password_reset };
+
+struct Refusal {
+  Refused why = Refused::unavailable;
+  std::int64_t retry_after_seconds = 0;  // rate_limited, account_locked
+  std::int64_t locked_until = 0;         // account_locked
+  std::uint32_t remaining_attempts = 0;  // invalid_credentials, wrong_password
+  ledger::Partition partition{};         // not_owner: the partition and its owner, if known
+  std::optional<std::string> owner;
+  std::string email_reason;        // invalid_email (rules.h email_reason)
+  PasswordCheck password_check;    // weak_password
+  PasswordPolicy policy;           // weak_password
+  Link link = Link::verify_email;  // link_invalid, link_expired
+
+  Refusal() = default;
+  Refusal(Refused w) : why(w) {}  // NOLINT(google-explicit-constructor): `return Refused::x;`
+  // A command that could not run: its error as a refusal (not_owner, overloaded, unavailable).
+  static Refusal from_error(const std::error_code& ec);
+};
+
+template <typename T>
+using Outcome = ResultOf<T, Refusal>;
+
+// A session begun (sign-in, password change) or continued (refresh): its tokens.
+struct SignedIn {
+  UserId user;
+  SessionId session;
+  std::string refresh_token;  // the caller's only copy; stored as its keyed hash
+  jose::IssuedToken access;
+};
+
+struct ReauthGrant {
+  std::string token;  // for X-Reauth-Token; stored as reauth_id()
+  std::int64_t expires_in_seconds = 0;
+};
+
+// An email address as the commands that take one see it: the keyed hash of its normalised form
+// (an address that is not even valid is hashed as given, so it is answered like an unknown
+// one), the account it names, and the subject its events go to: the account, or "anon:" +
+// hex(hash) when there is none.
+struct AddressSubject {
+  std::string email_hash;
+  std::optional<std::string> user;
+  std::string id;
+};
+
+// The holder of a refresh token, as the CSRF check of a refresh by cookie needs it.
+struct RefreshHolder {
+  UserId user;
+  SessionId session;
+  bool current = false;  // not rotated or revoked (a rotated one still reaches reuse detection)
+};
+
+// The account a token names, with its address opened (nullopt once erased).
+struct Profile {
+  projections::UserRow row;
+  std::optional<std::string> email;
+};
+
+// What GDPR access (004 FR-036) gives a user: the profile, the active sessions, and the user's
+// own events through the per-subject audit index (at most kMaxExportedEvents, oldest first),
+// rendered with sealed fields opened (ledger/export.h; an unrenderable record is marked in its
+// place, never dropped in silence).
+struct PersonalData {
+  Profile profile;
+  std::vector<std::pair<std::string, projections::SessionRow>> sessions;
+  nlohmann::json events = nlohmann::json::array();
+  bool truncated = false;
+};
+inline constexpr std::size_t kMaxExportedEvents = 10000;
+
+// Builds the MailQueued event of one mail: kind ("verify_email", "password_reset", ...), the
+// recipient, the secret the mail carries (token or code; may be empty) and the locale.
+using QueueMail = std::function<Result<ledger::Bytes>(
+    const ledger::EventMeta& meta, std::string_view kind, std::string_view to,
+    std::string_view secret, std::string_view locale)>;
+
+struct CommandDeps {
+  CommandPath& commands;
+  ledger::KeyStore& keys;
+  const jose::TokenIssuer& issuer;
+  PasswordHasher& hasher;
+  const LookupHasher& lookup;
+  const DisposableDomains& disposable;
+  QueueMail queue_mail;               // may be empty: no mail is queued (tests of the rules alone)
+  std::function<void()> mail_queued;  // after a mail's events are applied; may be empty
+  // One line per failure nobody else hears of (work done after its 202); may be empty. Never
+  // given an address, a code or a token.
+  std::function<void(const std::string&)> log;
+  // An account locked after too many wrong codes (a security alert, spec 002); may be empty.
+  std::function<void(std::string_view user)> on_otp_lockout;
+  // A subject past the code validation limit; may be empty.
+  std::function<void(std::string_view subject)> on_otp_rate_limited;
+};
+
+struct CommandConfig {
+  Limits limits;
+  std::string consent_version = "2026-01";
+};
+
+enum class OtpPurpose { login, reauth };
+
+class IdentityCommands {
+ public:
+  IdentityCommands(CommandDeps deps, CommandConfig config);
+
+  const Limits& limits() const { return config_.limits; }
+  const PartitionOwnership& ownership() const { return d_.commands.ownership(); }
+  ledger::Partition partition_of(std::string_view subject) const;
+
+  // ---- Registration and verification (004 FR-001..FR-007) ----
+  struct Registered {
+    UserId user;
+    bool disposable = false;  // the address's domain is a disposable one (a warning)
+  };
+  // UserRegistered + ConsentRecorded + EmailVerificationIssued + the verify_email mail.
+  Outcome<Registered> register_user(const Caller& c, std::string_view email,
+                                    std::string_view password);
+  Outcome<void> verify_email(const Caller& c, std::string_view token);
+
+  // ---- The mails of one-time secrets, done after a 202 that said nothing either way ----
+  // Each is silent (nothing, or a log line): the account may not qualify, its per-account cap
+  // may be reached, or the append may fail, and the client was told the same in every case.
+  void mail_verification(const Caller& c, const UserId& user);
+  void mail_password_reset(const Caller& c, const UserId& user);
+  void mail_code(const Caller& c, const UserId& user, OtpPurpose purpose);
+  // RateLimited{scope, ip hash} under "anon:ip:" + hex(ip hash), for the first refusal of a
+  // client's burst by a per-client limiter; best effort.
+  void record_client_limited(const Caller& c, const char* scope, std::int64_t retry_seconds);
+
+  AddressSubject address_subject(std::string_view email) const;
+  // The key that orders the mail work of one address: its keyed hash, as cheap to compute for
+  // an unknown address as for a known one.
+  std::string address_key(std::string_view email) const;
+
+  // ---- Sign-in and sessions (004 FR-008..FR-020, 002 OTP) ----
+  Outcome<SignedIn> login(const Caller& c, std::string_view email, std::string_view password,
+                          bool remember_me);
+  Outcome<SignedIn> sign_in_with_code(const Caller& c, std::string_view email,
+                                      std::string_view code, bool remember_me);
+  Result<std::optional<RefreshHolder>> refresh_holder(std::string_view refresh_token,
+                                                      std::int64_t now) const;
+  // Rotation with reuse detection (004 FR-018, FR-020).
+  Outcome<SignedIn> refresh(const Caller& c, std::string_view refresh_token);
+  Outcome<void> logout(const Caller& c, const UserId& user, const SessionId& session, bool all);
+  // A current refresh token's session that has not ended or expired.
+  bool session_live(const SessionId& session, std::int64_t now) const;
+
+  // ---- Passwords (004 FR-003, FR-004, FR-021..FR-028, FR-041) ----
+  PasswordPolicy password_policy() const;
+  Outcome<PasswordPolicy> set_password_policy(const Caller& c, std::string_view admin,
+                                              PasswordLevel level);
+  // Every session ends; the caller continues in the fresh one returned.
+  Outcome<SignedIn> change_password(const Caller& c, const UserId& user, std::string_view current,
+                                    std::string_view next);
+  Outcome<void> reset_password(const Caller& c, std::string_view token, std::string_view next);
+
+  // ---- Step-up, unlock, GDPR (002, 004 FR-036) ----
+  // `secret` is an OTP code of purpose reauth or the account's password.
+  enum class Proof { code, password };
+  Outcome<ReauthGrant> reauth(const Caller& c, const UserId& user, const SessionId& session,
+                              Proof proof, std::string_view secret);
+  // The grant of (session, token) in force at `now` for `user`.
+  bool reauth_granted(const UserId& user, const SessionId& session, std::string_view token,
+                      std::int64_t now) const;
+  // The id a step-up grant is recorded under (hex of the keyed hash of session and token).
+  std::string reauth_id(const SessionId& session, std::string_view token) const;
+  Outcome<void> unlock(const Caller& c, std::string_view admin, std::string_view user,
+                       std::string_view reason);
+  Outcome<void> erase(const Caller& c, const UserId& user, const SessionId& session,
+                      std::string_view reauth_token);
+  Outcome<Profile> profile(const UserId& user) const;
+  // The user's sessions active at `now`, by id.
+  Outcome<std::vector<std::pair<std::string, projections::SessionRow>>> sessions(
+      const UserId& user, std::int64_t now) const;
+  Outcome<PersonalData> personal_data(const UserId& user, std::int64_t now) const;
+
+ private:
+  class Run;
+  CommandDeps d_;
+  CommandConfig config_;
+};
+
+}  // namespace sechex::api::identity

@@ -1,0 +1,466 @@
+// Registration, verification, the mails of one-time secrets, policy, step-up, unlock and GDPR
+// erasure (sign_in.cc has the commands that start or continue a session).
+#include "api/identity/commands.h"
+
+#include "command_context.h"
+#include "ledger/export.h"
+#include "projections/audit.h"
+
+namespace sechex::api::identity {
+
+using namespace detail;
+
+std::string_view to_string(Refused why) {
+  switch (why) {
+    case Refused::not_owner:
+      return "not_owner";
+    case Refused::overloaded:
+      return "overloaded";
+    case Refused::unavailable:
+      return "unavailable";
+    case Refused::password_changed:
+      return "password_changed";
+    case Refused::internal:
+      return "internal";
+    case Refused::email_taken:
+      return "email_taken";
+    case Refused::invalid_email:
+      return "invalid_email";
+    case Refused::weak_password:
+      return "weak_password";
+    case Refused::link_invalid:
+      return "link_invalid";
+    case Refused::link_expired:
+      return "link_expired";
+    case Refused::rate_limited:
+      return "rate_limited";
+    case Refused::account_locked:
+      return "account_locked";
+    case Refused::email_not_verified:
+      return "email_not_verified";
+    case Refused::invalid_credentials:
+      return "invalid_credentials";
+    case Refused::wrong_password:
+      return "wrong_password";
+    case Refused::invalid_code:
+      return "invalid_code";
+    case Refused::code_expired:
+      return "code_expired";
+    case Refused::invalid_token:
+      return "invalid_token";
+    case Refused::no_account:
+      return "no_account";
+    case Refused::not_found:
+      return "not_found";
+    case Refused::reauth_required:
+      return "reauth_required";
+  }
+  return "unknown";
+}
+
+Refusal Refusal::from_error(const std::error_code& ec) {
+  if (ec == OwnershipErrc::not_owner) return Refused::not_owner;
+  if (ec == PasswordErrc::overloaded) return Refused::overloaded;
+  return Refused::unavailable;
+}
+
+IdentityCommands::IdentityCommands(CommandDeps deps, CommandConfig config)
+    : d_(std::move(deps)), config_(std::move(config)) {}
+
+ledger::Partition IdentityCommands::partition_of(std::string_view subject) const {
+  return d_.commands.partition_for(subject);
+}
+
+// ---- Register (004 FR-001..FR-007, 003 email validation) ----
+Outcome<IdentityCommands::Registered> IdentityCommands::register_user(const Caller& c,
+                                                                      std::string_view email,
+                                                                      std::string_view password) {
+  Context x(d_, config_, c);
+  auto checked = check_email(email, d_.disposable);
+  if (!checked) {
+    Refusal r(Refused::invalid_email);
+    r.email_reason = std::string(email_reason(checked.error()));
+    return r;
+  }
+  const auto& address = checked.value().address;
+  SECHEX_TRYV(check_new_password(x.store(), password, address));
+  const auto email_hash = d_.lookup.email(address);
+  const auto p = x.partition_of(hex_of(email_hash));
+  SECHEX_TRYV(x.check_owner(p));
+  auto phc = d_.hasher.hash(password);
+  if (!phc) return x.failed(phc.error(), p);
+  // An id in the email's partition: one partition decides every registration of the address.
+  std::string user;
+  for (int i = 0; i < 10000 && user.empty(); ++i) {
+    auto id = random_token(16);
+    if (!id) return Refused::internal;
+    if (x.partition_of("u_" + id.value()) == p) user = "u_" + id.value();
+  }
+  if (user.empty()) return Refused::internal;
+  auto token = random_token(32);
+  if (!token) return Refused::internal;
+  const auto token_hash = d_.lookup.token(projections::kPurposeVerifyEmail, token.value());
+  const auto disposable = checked.value().disposable;
+
+  bool taken = false;
+  SECHEX_TRYV(x.run(p, [&]() -> Result<Events> {
+    SECHEX_TRY(auto existing, projections::user_by_email(x.store(), email_hash));
+    if (existing) {
+      taken = true;
+      return Events{};
+    }
+    Events out;
+    SECHEX_TRY(
+        auto registered, x.event(user, user, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+          SECHEX_TRY(auto sealed_email, b.seal("email", address));
+          SECHEX_TRY(auto sealed_password, b.seal("password_hash", phc.value()));
+          auto& f = b.fbb();
+          return b.finish(
+              schema::CreateUserRegistered(f, sealed_email, bytes(f, email_hash), sealed_password,
+                                           f.CreateString(config_.consent_version), disposable));
+        }));
+    out.push_back(std::move(registered));
+    SECHEX_TRY(auto consented, x.event(user, user, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateConsentRecorded(f, f.CreateString(config_.consent_version),
+                                                    true, f.CreateString("account")));
+    }));
+    out.push_back(std::move(consented));
+    SECHEX_TRY(auto issued, x.event(user, "system", [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateEmailVerificationIssued(
+          f, bytes(f, token_hash), x.now + config_.limits.verify_token_micros));
+    }));
+    out.push_back(std::move(issued));
+    SECHEX_TRYV(x.queue_mail(out, user, kMailVerifyEmail, address, token.value()));
+    return out;
+  }));
+  if (taken) return Refused::email_taken;
+  if (d_.mail_queued) d_.mail_queued();
+  return Registered{UserId(user), disposable};
+}
+
+// ---- Verify email (004 FR-006, FR-007, scenarios 13-15) ----
+Outcome<void> IdentityCommands::verify_email(const Caller& c, std::string_view token) {
+  Context x(d_, config_, c);
+  const auto hash = d_.lookup.token(projections::kPurposeVerifyEmail, token);
+  auto found = projections::one_time_token(x.store(), hash);
+  if (!found) return Refused::unavailable;
+  if (!found.value() || found.value()->purpose != projections::kPurposeVerifyEmail) {
+    return link_refusal(LinkOutcome::invalid, Link::verify_email);
+  }
+  const auto user = found.value()->user;
+  auto outcome = LinkOutcome::invalid;
+  SECHEX_TRYV(x.run(x.partition_of(user), [&]() -> Result<Events> {
+    SECHEX_TRY(auto t, projections::one_time_token(x.store(), hash));
+    outcome = decide_link(link_of(t), x.now);
+    if (outcome != LinkOutcome::ok) return Events{};
+    SECHEX_TRY(auto verified, x.event(user, user, [&](ledger::EventBuilder& b) {
+      return b.finish(schema::CreateEmailVerified(b.fbb(), bytes(b.fbb(), hash)));
+    }));
+    Events out;
+    out.push_back(std::move(verified));
+    return out;
+  }));
+  if (outcome != LinkOutcome::ok) return link_refusal(outcome, Link::verify_email);
+  return boost::outcome_v2::success();
+}
+
+// ---- The mails of one-time secrets ----
+void IdentityCommands::mail_verification(const Caller& c, const UserId& user) {
+  Context x(d_, config_, c);
+  auto token = random_token(32);
+  if (!token) return;
+  const auto token_hash = d_.lookup.token(projections::kPurposeVerifyEmail, token.value());
+  mail_secret(
+      x, user.str(),
+      {kMailVerifyEmail, token.value(), "system", projections::kScopeVerifyRequestUser, kHourMicros,
+       config_.limits.verify_resends_per_hour},
+      [](const projections::UserRow& rec) { return !rec.email_verified; },
+      [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateEmailVerificationIssued(
+            f, bytes(f, token_hash), x.now + config_.limits.verify_token_micros));
+      });
+}
+
+// 004 FR-024, FR-026.
+void IdentityCommands::mail_password_reset(const Caller& c, const UserId& user) {
+  Context x(d_, config_, c);
+  auto token = random_token(32);
+  if (!token) return;
+  const auto token_hash = d_.lookup.token(projections::kPurposePasswordReset, token.value());
+  mail_secret(
+      x, user.str(),
+      {kMailPasswordReset, token.value(), user.str(), projections::kScopeResetRequestUser,
+       kHourMicros, config_.limits.reset_requests_per_user},
+      // FR-026: only to verified addresses, and never for an erased account.
+      [](const projections::UserRow& rec) { return rec.email_verified && rec.active(); },
+      [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreatePasswordResetRequested(
+            f, bytes(f, token_hash), x.now + config_.limits.reset_token_micros));
+      });
+}
+
+// 002 "OTP code generation": a new code replaces the previous one of its purpose.
+void IdentityCommands::mail_code(const Caller& c, const UserId& user, OtpPurpose purpose) {
+  Context x(d_, config_, c);
+  const char* name = purpose == OtpPurpose::reauth ? "reauth" : "login";
+  auto code = generate_otp_code();
+  if (!code) return;
+  const auto code_hash = d_.lookup.otp(user.str(), name, code.value());
+  mail_secret(
+      x, user.str(),
+      {kMailOtpCode, code.value(), "system", projections::kScopeOtpRequestUser,
+       config_.limits.otp_request_window_micros, config_.limits.otp_requests_per_user},
+      // An account that may sign in by code: active and verified.
+      [](const projections::UserRow& rec) { return rec.active() && rec.email_verified; },
+      [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(
+            schema::CreateOtpIssued(f, bytes(f, code_hash), x.now + config_.limits.otp_micros,
+                                    purpose == OtpPurpose::reauth ? schema::OtpPurpose::Reauth
+                                                                  : schema::OtpPurpose::Login));
+      });
+}
+
+void IdentityCommands::record_client_limited(const Caller& c, const char* scope,
+                                             std::int64_t retry_seconds) {
+  Context x(d_, config_, c);
+  const auto subject =
+      std::string(projections::kAnonymousSubjectPrefix) + "ip:" + hex_of(c.ip_hash);
+  (void)x.run(x.partition_of(subject), [&]() -> Result<Events> {
+    SECHEX_TRY(auto limited, x.event(subject, subject, [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateRateLimited(f, f.CreateString(scope), bytes(f, c.ip_hash),
+                                                static_cast<std::uint32_t>(retry_seconds)));
+    }));
+    Events out;
+    out.push_back(std::move(limited));
+    return out;
+  });
+}
+
+namespace {
+
+// The form of an address its keyed hash is taken of: normalised when valid, as given when not.
+std::string normalised_address(std::string_view email) {
+  auto checked = check_email(email, DisposableDomains());
+  return checked ? checked.value().address : std::string(email);
+}
+
+}  // namespace
+
+std::string IdentityCommands::address_key(std::string_view email) const {
+  return d_.lookup.email(normalised_address(email));
+}
+
+AddressSubject IdentityCommands::address_subject(std::string_view email) const {
+  AddressSubject s;
+  s.email_hash = address_key(email);
+  if (auto id = projections::user_by_email(d_.commands.projections(), s.email_hash);
+      id && id.value()) {
+    s.user = *id.value();
+  }
+  s.id =
+      s.user ? *s.user : std::string(projections::kAnonymousSubjectPrefix) + hex_of(s.email_hash);
+  return s;
+}
+
+// ---- Password policy (004 FR-003, FR-004, FR-041) ----
+PasswordPolicy IdentityCommands::password_policy() const {
+  return current_policy(d_.commands.projections());
+}
+
+Outcome<PasswordPolicy> IdentityCommands::set_password_policy(const Caller& c,
+                                                              std::string_view admin,
+                                                              PasswordLevel level) {
+  Context x(d_, config_, c);
+  SECHEX_TRYV(x.run(x.partition_of(kPolicySubject), [&]() -> Result<Events> {
+    SECHEX_TRY(auto changed,
+               x.event(kPolicySubject, "admin:" + std::string(admin), [&](ledger::EventBuilder& b) {
+                 auto& f = b.fbb();
+                 return b.finish(schema::CreatePolicyChanged(
+                     f, f.CreateString("password"), f.CreateString(std::string(to_string(level)))));
+               }));
+    Events out;
+    out.push_back(std::move(changed));
+    return out;
+  }));
+  return PasswordPolicy::for_level(level);
+}
+
+// ---- Step-up re-authentication (002 "Sensitive Operation Re-authentication") ----
+Outcome<ReauthGrant> IdentityCommands::reauth(const Caller& c, const UserId& user,
+                                              const SessionId& session, Proof proof,
+                                              std::string_view secret) {
+  Context x(d_, config_, c);
+  const auto p = x.partition_of(user.str());
+  SECHEX_TRYV(x.check_owner(p));
+  const auto record = account_of(x.store(), user.str());
+  if (!record) return Refused::invalid_token;  // the token's account is gone
+  auto address = x.open_sealed(user.str(), record->email, "email");
+  if (!address) return Refused::unavailable;
+  const AddressSubject subject{d_.lookup.email(address.value()), user.str(), user.str()};
+
+  // The password check, before the partition is taken (like login).
+  PasswordCheckResult checked;
+  if (proof == Proof::password) {
+    SECHEX_TRY(checked, check_password_of(x, user.str(), *record, secret, p));
+  }
+  auto token = random_token(32);
+  if (!token) return Refused::internal;
+  const auto grant_id = reauth_id(session, token.value());
+  OtpDecision otp_decision;
+  LoginDecision login_decision;
+  bool granted = false, stale = false;
+  SECHEX_TRYV(x.run(p, [&]() -> Result<Events> {
+    Events out;
+    if (proof == Proof::code) {
+      SECHEX_TRY(otp_decision, check_code(x, subject, "reauth", secret, out));
+      if (otp_decision.outcome != OtpOutcome::ok) return out;
+    } else {
+      const auto rec = account_of(x.store(), user.str());
+      if (!rec || rec->password_hash.event_id != checked.against) {
+        stale = true;
+        return out;
+      }
+      // The login rules without the per-IP attempt limit: the caller holds a session.
+      LoginState s;
+      SECHEX_TRY(s.account, login_account(x, user.str(), *rec));
+      s.password_ok = checked.ok;
+      login_decision = decide_login(s, config_.limits, x.now);
+      // An unverified address is not a wrong password: nothing to count.
+      auto counted = login_decision;
+      if (counted.outcome == LoginOutcome::email_not_verified) counted.failure_reason.clear();
+      SECHEX_TRYV(
+          record_password_attempt(x, user.str(), subject.email_hash, counted, "reauth_", "", out));
+      if (login_decision.outcome != LoginOutcome::ok) return out;
+    }
+    SECHEX_TRY(auto grant, x.event(user.str(), user.str(), [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateReauthGranted(
+          f, f.CreateString(grant_id), x.now + config_.limits.reauth_micros,
+          f.CreateString(proof == Proof::code ? "otp" : "password")));
+    }));
+    out.push_back(std::move(grant));
+    granted = true;
+    return out;
+  }));
+  if (stale) return Refused::password_changed;
+  if (proof == Proof::code) after_code_decision(x, otp_decision, user.str(), true);
+  if (granted) {
+    return ReauthGrant{std::move(token).value(), config_.limits.reauth_micros / kSecondMicros};
+  }
+  if (proof == Proof::code) return code_refusal(otp_decision, x.now);
+  // A wrong password; unverified counts as a refusal without the count (decide_login).
+  if (login_decision.outcome == LoginOutcome::email_not_verified) {
+    Refusal r(Refused::wrong_password);
+    r.remaining_attempts = login_decision.remaining_attempts;
+    return r;
+  }
+  return login_refusal(login_decision, Refused::wrong_password);
+}
+
+std::string IdentityCommands::reauth_id(const SessionId& session, std::string_view token) const {
+  std::string input(session.str());
+  input.push_back('\0');  // session ids never hold NUL: (session, token) reads back one way
+  input.append(token);
+  return hex_of(d_.lookup.token("reauth", input));
+}
+
+bool IdentityCommands::reauth_granted(const UserId& user, const SessionId& session,
+                                      std::string_view token, std::int64_t now) const {
+  if (token.empty() || session.str().empty()) return false;
+  auto holder =
+      projections::reauth_grant_user(d_.commands.projections(), reauth_id(session, token), now);
+  return holder && holder.value() && *holder.value() == user.str();
+}
+
+// ---- Admin unlock (002 "require manual support intervention to unlock") ----
+Outcome<void> IdentityCommands::unlock(const Caller& c, std::string_view admin,
+                                       std::string_view user, std::string_view reason) {
+  Context x(d_, config_, c);
+  const std::string id(user);
+  // A users row, once written, is never deleted (erasure keeps it as "erased"): read once.
+  if (id.empty() || !account_of(x.store(), id)) return Refused::not_found;
+  return x.run(x.partition_of(id), [&]() -> Result<Events> {
+    SECHEX_TRY(auto unlocked,
+               x.event(id, "admin:" + std::string(admin), [&](ledger::EventBuilder& b) {
+                 auto& f = b.fbb();
+                 return b.finish(
+                     schema::CreateAccountUnlocked(f, true, f.CreateString(std::string(reason))));
+               }));
+    Events out;
+    out.push_back(std::move(unlocked));
+    return out;
+  });
+}
+
+// ---- GDPR erasure with step-up (002 "Account deletion requires re-auth", 004 FR-036) ----
+Outcome<void> IdentityCommands::erase(const Caller& c, const UserId& user, const SessionId& session,
+                                      std::string_view reauth_token) {
+  Context x(d_, config_, c);
+  if (!reauth_granted(user, session, reauth_token, c.now)) return Refused::reauth_required;
+  const auto p = partition_of(user.str());
+  auto ran = d_.commands.run_locked(p, [&]() -> Result<void> {
+    SECHEX_TRY(auto erased, d_.keys.is_erased(user.str()));
+    if (erased) return boost::outcome_v2::success();
+    SECHEX_TRY(auto appended, d_.keys.erase(user.str(), user.str(), "gdpr_erasure_request", c.now));
+    (void)appended;
+    return boost::outcome_v2::success();
+  });
+  if (!ran) return x.failed(ran.error(), p);
+  return boost::outcome_v2::success();
+}
+
+Outcome<Profile> IdentityCommands::profile(const UserId& user) const {
+  auto row = account_of(d_.commands.projections(), user.str());
+  if (!row) return Refused::no_account;
+  Profile out{std::move(*row), std::nullopt};
+  if (!out.row.email.empty()) {
+    auto plain =
+        d_.keys.open_field(user.str(), out.row.email.event_id, "email", out.row.email.sealed);
+    if (plain) out.email = std::string(plain.value().begin(), plain.value().end());
+  }
+  return out;
+}
+
+Outcome<std::vector<std::pair<std::string, projections::SessionRow>>> IdentityCommands::sessions(
+    const UserId& user, std::int64_t now) const {
+  auto active = projections::active_sessions(d_.commands.projections(), user.str(), now);
+  if (!active) return Refused::unavailable;
+  return std::move(active).value();
+}
+
+Outcome<PersonalData> IdentityCommands::personal_data(const UserId& user, std::int64_t now) const {
+  SECHEX_TRY(auto profile, this->profile(user));
+  PersonalData out{std::move(profile), {}, nlohmann::json::array(), false};
+  const auto& store = d_.commands.projections();
+  if (auto active = projections::active_sessions(store, user.str(), now)) {
+    out.sessions = std::move(active).value();
+  }
+  std::vector<ledger::Position> positions;
+  projections::AuditScan mine;
+  mine.subject = user.str();
+  auto walked =
+      projections::for_each_audit_entry(store, mine, [&](const projections::AuditEntry& entry) {
+        if (positions.size() == kMaxExportedEvents) {
+          out.truncated = true;
+          return false;
+        }
+        positions.push_back(entry.position);
+        return true;
+      });
+  if (!walked) return Refused::unavailable;
+  auto& log = d_.commands.log();
+  for (const auto& pos : positions) {
+    auto records = log.read_range(pos.partition, pos.seq, ledger::Seq{pos.seq.value + 1}, 1);
+    if (!records || records.value().empty()) continue;  // dropped by retention
+    out.events.push_back(ledger::render_record(records.value().front(), &d_.keys));
+  }
+  return out;
+}
+
+}  // namespace sechex::api::identity

@@ -1,0 +1,108 @@
+// The one place a command's refusal (api/identity/commands.h) becomes API.md's status, code and
+// details. Messages are English; i18n.h localises them by code.
+#include "identity_support.h"
+
+namespace sechex::api::identity_support {
+
+namespace {
+
+// The 423 of every route that checks a password or a code: details.lockedUntil (RFC 3339, null
+// while only an admin can unlock), details.needsAdminUnlock, and details.retryAfter with the
+// Retry-After header while the lock ends by itself.
+ApiError account_locked(std::int64_t locked_until_micros, std::int64_t retry_after_seconds) {
+  const bool admin_only = locked_until_micros == INT64_MAX;
+  json details{
+      {"lockedUntil", admin_only ? json(nullptr) : json(format_rfc3339(locked_until_micros))},
+      {"needsAdminUnlock", admin_only}};
+  if (!admin_only && retry_after_seconds > 0) details["retryAfter"] = retry_after_seconds;
+  return retry_later(423, "account_locked",
+                     admin_only ? "this account is locked; contact support to unlock it"
+                                : "too many failed attempts; this account is locked for a while",
+                     admin_only ? 0 : retry_after_seconds, details);
+}
+
+ApiError link_refused(const identity::Refusal& r) {
+  const bool verify = r.link == identity::Link::verify_email;
+  const json resend = verify ? json{{"resendUrl", "/v1/auth/verify-email/resend"}} : json::object();
+  if (r.why == Refused::link_expired) {
+    return {410, "token_expired",
+            verify ? "this verification link has expired; request a new one"
+                   : "this reset link has expired; request a new one",
+            resend};
+  }
+  return {400, "token_invalid",
+          std::string("this ") + (verify ? "verification" : "reset") +
+              " link is not valid (already used, or replaced by a newer one); request a new one",
+          resend};
+}
+
+}  // namespace
+
+ApiError to_api_error(const identity::Refusal& r) {
+  switch (r.why) {
+    case Refused::not_owner:
+      return {
+          421,
+          "misdirected",
+          "this node does not own the account's partition; send it to the owner",
+          {{"partition", r.partition.value}, {"owner", r.owner ? json(*r.owner) : json(nullptr)}}};
+    case Refused::overloaded:
+      return retry_later(503, "overloaded", "too many password checks at once; retry shortly", 1);
+    case Refused::unavailable:
+      return retry_later(503, "unavailable", "the ledger could not record this; retry shortly", 1);
+    case Refused::password_changed:
+      return retry_later(503, "unavailable", "the password changed meanwhile; retry", 1);
+    case Refused::internal:
+      return {500, "internal_error", "the request could not be completed"};
+    case Refused::email_taken:
+      return {409, "email_taken", "an account with this email already exists"};
+    case Refused::invalid_email:
+      return {400, "invalid_email", "the email address is not valid",
+              json{{"reason", r.email_reason}}};
+    case Refused::weak_password:
+      return {400,
+              "weak_password",
+              "the password does not meet the password policy",
+              {{"unmet", r.password_check.unmet},
+               {"strength", r.password_check.strength},
+               {"strengthLabel", r.password_check.strength_label},
+               {"policy", policy_json(r.policy)}}};
+    case Refused::link_invalid:
+    case Refused::link_expired:
+      return link_refused(r);
+    case Refused::rate_limited:
+      return retry_later(429, "rate_limited", "too many attempts; wait before trying again",
+                         r.retry_after_seconds, json{{"retryAfter", r.retry_after_seconds}});
+    case Refused::account_locked:
+      return account_locked(r.locked_until, r.retry_after_seconds);
+    case Refused::email_not_verified:
+      return {403, "email_not_verified", "verify your email address first",
+              json{{"resendUrl", "/v1/auth/verify-email/resend"}}};
+    case Refused::invalid_credentials:
+      return {401, "invalid_credentials", "the email or password is incorrect",
+              json{{"remainingAttempts", r.remaining_attempts}}};
+    case Refused::wrong_password:
+      return {401, "invalid_credentials", "the password is incorrect",
+              json{{"remainingAttempts", r.remaining_attempts}}};
+    case Refused::invalid_code:
+      return {401, "invalid_code", "the code is not valid"};
+    case Refused::code_expired:
+      return {410, "code_expired", "the code has expired; request a new one"};
+    case Refused::invalid_token: {
+      ApiError e{401, "invalid_token", "the token is not valid; log in again"};
+      e.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+      return e;
+    }
+    case Refused::no_account:
+      return {404, "not_found", "no account for this token"};
+    case Refused::not_found:
+      return {404, "not_found", "not found"};
+    case Refused::reauth_required:
+      return {403, "reauth_required",
+              "this operation needs a re-authentication within the last 5 minutes",
+              json{{"reauthUrl", "/v1/auth/reauth"}}};
+  }
+  return {500, "internal_error", "the request could not be completed"};
+}
+
+}  // namespace sechex::api::identity_support
