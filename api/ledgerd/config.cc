@@ -39,33 +39,46 @@ bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "::1" || host == "localhost" || host.rfind("127.", 0) == 0;
 }
 
-// "HOST:PORT" (HOST may be a bracketed IPv6 address) into its parts; what is wrong, or "".
-std::string split_listen(const std::string& listen, std::string& host, int& port) {
+// A flag's value, or what is wrong with it.
+template <typename T>
+using Checked = ResultOf<T, std::string>;
+
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+// "HOST:PORT" (HOST may be a bracketed IPv6 address) into its parts.
+Checked<HostPort> split_listen(const std::string& listen) {
   const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) return "must be HOST:PORT";
-  host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
+  if (colon == std::string::npos) return std::string("must be HOST:PORT");
+  HostPort out;
+  out.host = listen.substr(0, colon);
+  if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']') {
+    out.host = out.host.substr(1, out.host.size() - 2);
   }
+  int port = -1;
   try {
     std::size_t used = 0;
     port = std::stoi(listen.substr(colon + 1), &used);
-    if (used != listen.size() - colon - 1) return "bad port";
+    if (used != listen.size() - colon - 1) port = -1;
   } catch (const std::exception&) {
-    return "bad port";
+    port = -1;
   }
-  return port >= 0 && port <= 65535 ? "" : "bad port";
+  if (port < 0 || port > 65535) return std::string("bad port");
+  out.port = static_cast<std::uint16_t>(port);
+  return out;
 }
 
-// Completes the mail settings from the flags; returns why they are unusable ("" when fine).
-std::string configure_mail(api::MailerConfig& mail, const std::string& password_file,
-                           bool allow_plaintext, const std::string& data_dir) {
+// Completes the mail settings from the flags, or says why they are unusable.
+Checked<void> configure_mail(api::MailerConfig& mail, const std::string& password_file,
+                             bool allow_plaintext, const std::string& data_dir) {
   if (!mail.smtp_url.empty() && mail.smtp_url.rfind("smtp://", 0) != 0 &&
       mail.smtp_url.rfind("smtps://", 0) != 0) {
-    return "--smtp-url must start with smtp:// or smtps://";
+    return std::string("--smtp-url must start with smtp:// or smtps://");
   }
   if (mail.username.empty() != password_file.empty()) {
-    return "--smtp-user and --smtp-password-file go together";
+    return std::string("--smtp-user and --smtp-password-file go together");
   }
   if (!password_file.empty()) {
     struct stat st {};
@@ -80,11 +93,11 @@ std::string configure_mail(api::MailerConfig& mail, const std::string& password_
     if (!mail.password.empty() && mail.password.back() == '\r') mail.password.pop_back();
   }
   if (mail.public_url.rfind("http://", 0) != 0 && mail.public_url.rfind("https://", 0) != 0) {
-    return "--public-url must start with http:// or https://";
+    return std::string("--public-url must start with http:// or https://");
   }
   mail.require_tls = !allow_plaintext && !api::is_loopback_smtp_url(mail.smtp_url);
   mail.outbox_dir = data_dir + "/outbox";
-  return "";
+  return boost::outcome_v2::success();
 }
 
 }  // namespace
@@ -243,16 +256,14 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
     out << desc;
     return ConfigErrc::help_shown;
   }
-  std::string host, metrics_host;
-  int port = 0, metrics_port = 0;
-  if (const auto why = split_listen(listen, host, port); !why.empty()) {
-    return invalid(err, "--listen " + why);
-  }
+  const auto api_listen = split_listen(listen);
+  if (!api_listen) return invalid(err, "--listen " + api_listen.error());
   const bool metrics_listener = metrics_listen != "none";
+  HostPort metrics_at{"127.0.0.1", 0};
   if (metrics_listener) {
-    if (const auto why = split_listen(metrics_listen, metrics_host, metrics_port); !why.empty()) {
-      return invalid(err, "--metrics-listen " + why + " (or none)");
-    }
+    auto parsed = split_listen(metrics_listen);
+    if (!parsed) return invalid(err, "--metrics-listen " + parsed.error() + " (or none)");
+    metrics_at = std::move(parsed).value();
   }
   if (tls_cert.empty() != tls_key.empty()) {
     return invalid(err, "--tls-cert and --tls-key go together");
@@ -260,7 +271,7 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   if (so.pool_threads == 0 || so.pool_queue == 0 || idle_seconds == 0 || read_seconds == 0) {
     return invalid(err, "--pool-threads, --pool-queue and the timeouts must be positive");
   }
-  for (const auto& h : {host, metrics_listener ? metrics_host : std::string("127.0.0.1")}) {
+  for (const auto& h : {api_listen.value().host, metrics_at.host}) {
     if (tls_cert.empty() && !is_loopback(h) && !vm.count("allow-insecure-http")) {
       return invalid(err, "refusing plain HTTP on non-loopback address " + h +
                               " (configure TLS or pass --allow-insecure-http)");
@@ -308,19 +319,18 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
     ingest_topic = topic == "ledger.events" ? "ledger.ingest" : topic + ".ingest";
   }
   tokens.clock_skew = std::chrono::seconds(skew_seconds);
-  if (auto why =
+  if (auto mail_ok =
           configure_mail(mail, smtp_password_file, vm.count("smtp-allow-plaintext") > 0, data_dir);
-      !why.empty()) {
-    return invalid(err, why);
+      !mail_ok) {
+    return invalid(err, mail_ok.error());
   }
-  std::string ownership_error;
   // Syntax now, before anything is written; partition numbers once the log says how many.
   auto ownership_flags = api::OwnershipFlags::parse(
       vm.count("owns-partitions")
           ? std::optional<std::string_view>(vm["owns-partitions"].as<std::string>())
           : std::nullopt,
-      partition_owners, &ownership_error);
-  if (!ownership_flags) return invalid(err, ownership_error);
+      partition_owners);
+  if (!ownership_flags) return invalid(err, ownership_flags.error().why);
 
   auto proxies = api::TrustedProxies::parse(trusted_proxies);
   if (!proxies) return invalid(err, "--trusted-proxy: not an address or CIDR range");
@@ -329,14 +339,14 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   c.listen = listen;
   c.metrics_listen = metrics_listen;
   c.server = so;
-  c.server.address = host;
-  c.server.port = static_cast<std::uint16_t>(port);
+  c.server.address = api_listen.value().host;
+  c.server.port = api_listen.value().port;
   c.server.threads = threads;
   c.server.tls_cert_file = tls_cert;
   c.server.tls_key_file = tls_key;
   c.server.idle_timeout = std::chrono::seconds(idle_seconds);
   c.server.read_timeout = std::chrono::seconds(read_seconds);
-  if (metrics_listener) c.metrics.emplace(metrics_host, static_cast<std::uint16_t>(metrics_port));
+  if (metrics_listener) c.metrics.emplace(metrics_at.host, metrics_at.port);
   c.data_dir = data_dir;
   c.key_name = key_name;
   c.partitions = partitions;

@@ -210,10 +210,8 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
                           (kafka != nullptr ? " " + kafka->last_error() : std::string()));
   }
   ledger::Log& log = *log_holder;
-  std::string ownership_error;
-  auto ownership =
-      api::PartitionOwnership::resolve(log.partition_count(), config.ownership, &ownership_error);
-  if (!ownership) return fail(ownership_error);
+  auto ownership = api::PartitionOwnership::resolve(log.partition_count(), config.ownership);
+  if (!ownership) return fail(ownership.error().why);
 
   auto read_models = projections::ProjectionStore::open(
       dir.projections_path(), log.partition_count(), projections::default_projections());

@@ -11,10 +11,11 @@ using ledger::Partition;
 
 PartitionList ranges(std::vector<PartitionRange> r) { return {.all = false, .ranges = r}; }
 
-Result<PartitionOwnership> from(std::uint32_t partitions, std::optional<std::string_view> owns,
-                                std::vector<std::string> owners, std::string* why = nullptr) {
-  SECHEX_TRY(auto flags, OwnershipFlags::parse(owns, owners, why));
-  return PartitionOwnership::resolve(partitions, flags, why);
+OwnershipResult<PartitionOwnership> from(std::uint32_t partitions,
+                                         std::optional<std::string_view> owns,
+                                         std::vector<std::string> owners) {
+  SECHEX_TRY(auto flags, OwnershipFlags::parse(owns, owners));
+  return PartitionOwnership::resolve(partitions, flags);
 }
 
 TEST(PartitionList, ParsesNumbersRangesAndTheAllAndNoneKeywords) {
@@ -30,14 +31,12 @@ TEST(PartitionList, ParsesNumbersRangesAndTheAllAndNoneKeywords) {
 TEST(PartitionList, RefusesEachMalformedListWithAReason) {
   for (const std::string bad : {"", " ", ",", "1,", ",1", "1,,2", "a", "1-", "-1", "1-2-3", "3-1",
                                 "+1", "0x2", "1.5", "4294967296", "ALL", "0-3;6", "1 2"}) {
-    std::string why;
-    const auto r = parse_partition_list(bad, &why);
+    const auto r = parse_partition_list(bad);
     ASSERT_FALSE(r) << "'" << bad << "' was accepted";
     EXPECT_EQ(r.error(), OwnershipErrc::bad_syntax) << bad;
-    EXPECT_FALSE(why.empty()) << bad;
+    EXPECT_FALSE(r.error().why.empty()) << bad;
   }
-  std::string why;
-  (void)parse_partition_list("3-1", &why);
+  const auto why = parse_partition_list("3-1").error().why;
   EXPECT_NE(why.find("ends before it starts"), std::string::npos) << why;
 }
 
@@ -53,21 +52,21 @@ TEST(PartitionOwner, SplitsAtTheFirstEqualsAndChecksTheUrl) {
   for (const std::string bad : {"4-7", "=http://a", "4-7=", "4-7=10.0.0.2:8080", "4-7=ftp://a",
                                 "4-7=http://", "4-7=http://:8080", "4-7=http://a b",
                                 "4-7=http://a\r\nX: y", "4-7=http://u:p@a", "x=http://a"}) {
-    std::string why;
-    const auto r = parse_partition_owner(bad, &why);
+    const auto r = parse_partition_owner(bad);
     ASSERT_FALSE(r) << "'" << bad << "' was accepted";
     EXPECT_EQ(r.error(), OwnershipErrc::bad_syntax) << bad;
-    EXPECT_FALSE(why.empty()) << bad;
+    EXPECT_FALSE(r.error().why.empty()) << bad;
   }
   EXPECT_FALSE(parse_partition_owner("0=http://" + std::string(2100, 'a')));
 }
 
 TEST(OwnershipFlags, ErrorsNameTheFlagAndTheValue) {
-  std::string why;
-  EXPECT_EQ(OwnershipFlags::parse("0-", {}, &why).error(), OwnershipErrc::bad_syntax);
+  auto why = OwnershipFlags::parse("0-", {}).error().why;
+  EXPECT_EQ(OwnershipFlags::parse("0-", {}).error(), OwnershipErrc::bad_syntax);
   EXPECT_NE(why.find("--owns-partitions '0-'"), std::string::npos) << why;
   const std::vector<std::string> owners = {"1=http://a", "2:http://b"};
-  EXPECT_EQ(OwnershipFlags::parse(std::nullopt, owners, &why).error(), OwnershipErrc::bad_syntax);
+  EXPECT_EQ(OwnershipFlags::parse(std::nullopt, owners).error(), OwnershipErrc::bad_syntax);
+  why = OwnershipFlags::parse(std::nullopt, owners).error().why;
   EXPECT_NE(why.find("--partition-owner '2:http://b'"), std::string::npos) << why;
   EXPECT_NE(why.find("LIST=URL"), std::string::npos) << why;
 }
@@ -121,30 +120,35 @@ TEST(PartitionOwnership, NoneOwnsNothingAndAllMayBeAssignedToOneOwner) {
 }
 
 TEST(PartitionOwnership, RefusesPartitionsBeyondTheLogsCount) {
-  std::string why;
-  EXPECT_EQ(from(8, "0-8", {}, &why).error(), OwnershipErrc::out_of_range);
-  EXPECT_NE(why.find("--owns-partitions names partition 8, but the log has 8 partitions (0-7)"),
+  OwnershipError e;
+  e = from(8, "0-8", {}).error();
+  EXPECT_EQ(e, OwnershipErrc::out_of_range);
+  EXPECT_NE(e.why.find("--owns-partitions names partition 8, but the log has 8 partitions (0-7)"),
             std::string::npos)
-      << why;
-  EXPECT_EQ(from(8, "0-3", {"4-9=http://b"}, &why).error(), OwnershipErrc::out_of_range);
-  EXPECT_NE(why.find("--partition-owner 4-9=http://b names partition 9"), std::string::npos) << why;
+      << e.why;
+  e = from(8, "0-3", {"4-9=http://b"}).error();
+  EXPECT_EQ(e, OwnershipErrc::out_of_range);
+  EXPECT_NE(e.why.find("--partition-owner 4-9=http://b names partition 9"), std::string::npos)
+      << e.why;
 }
 
 TEST(PartitionOwnership, RefusesAPartitionBothOwnedAndAssignedAnOwner) {
-  std::string why;
-  EXPECT_EQ(from(8, "0-4", {"4-7=http://b"}, &why).error(), OwnershipErrc::conflict);
-  EXPECT_NE(why.find("partition 4 is owned by this node"), std::string::npos) << why;
+  OwnershipError e;
+  e = from(8, "0-4", {"4-7=http://b"}).error();
+  EXPECT_EQ(e, OwnershipErrc::conflict);
+  EXPECT_NE(e.why.find("partition 4 is owned by this node"), std::string::npos) << e.why;
   // The default "all" conflicts with any owner: a node must say what it owns.
-  EXPECT_EQ(from(8, std::nullopt, {"4-7=http://b"}, &why).error(), OwnershipErrc::conflict);
-  EXPECT_NE(why.find("the default"), std::string::npos) << why;
+  e = from(8, std::nullopt, {"4-7=http://b"}).error();
+  EXPECT_EQ(e, OwnershipErrc::conflict);
+  EXPECT_NE(e.why.find("the default"), std::string::npos) << e.why;
 }
 
 TEST(PartitionOwnership, RefusesAPartitionAssignedTwoOwnersButNotTheSameOwnerTwice) {
-  std::string why;
-  EXPECT_EQ(from(8, "0-3", {"4-6=http://b", "6-7=http://c"}, &why).error(),
-            OwnershipErrc::conflict);
-  EXPECT_NE(why.find("partition 6 is assigned to both http://b and http://c"), std::string::npos)
-      << why;
+  OwnershipError e;
+  e = from(8, "0-3", {"4-6=http://b", "6-7=http://c"}).error();
+  EXPECT_EQ(e, OwnershipErrc::conflict);
+  EXPECT_NE(e.why.find("partition 6 is assigned to both http://b and http://c"), std::string::npos)
+      << e.why;
   const auto o = from(8, "0-3", {"4-6=http://b", "6-7=http://b"}).value();
   EXPECT_EQ(o.owner_of(Partition{7}), "http://b");
 }

@@ -34,9 +34,7 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-void set(std::string* why, std::string text) {
-  if (why != nullptr) *why = std::move(text);
-}
+OwnershipError bad_syntax(std::string why) { return {OwnershipErrc::bad_syntax, std::move(why)}; }
 
 std::optional<std::uint32_t> parse_number(std::string_view s) {
   // from_chars alone would take a leading '-' and stop at the first non-digit.
@@ -49,56 +47,50 @@ std::optional<std::uint32_t> parse_number(std::string_view s) {
   return n;
 }
 
-Result<PartitionRange> parse_item(std::string_view item, std::string* why) {
+OwnershipResult<PartitionRange> parse_item(std::string_view item) {
   const auto dash = item.find('-');
   const auto first_text = trim(item.substr(0, dash));
   const auto last_text = dash == std::string_view::npos ? first_text : trim(item.substr(dash + 1));
   const auto first = parse_number(first_text);
   const auto last = parse_number(last_text);
   if (!first || !last) {
-    set(why, "'" + std::string(item) + "' is not a partition number or range N-M");
-    return OwnershipErrc::bad_syntax;
+    return bad_syntax("'" + std::string(item) + "' is not a partition number or range N-M");
   }
   if (*first > *last) {
-    set(why, "range '" + std::string(item) + "' ends before it starts");
-    return OwnershipErrc::bad_syntax;
+    return bad_syntax("range '" + std::string(item) + "' ends before it starts");
   }
   return PartitionRange{*first, *last};
 }
 
 // The URL goes to clients in error details: it must be an absolute http(s) URL with a host and
 // nothing that could split a header or a log line, and no credentials.
-bool valid_url(std::string_view url, std::string* why) {
+// What is wrong with `url`, or nullopt.
+std::optional<std::string> url_problem(std::string_view url) {
   std::string_view rest;
   if (url.rfind("http://", 0) == 0) {
     rest = url.substr(7);
   } else if (url.rfind("https://", 0) == 0) {
     rest = url.substr(8);
   } else {
-    set(why, "owner URL '" + std::string(url) + "' must start with http:// or https://");
-    return false;
+    return "owner URL '" + std::string(url) + "' must start with http:// or https://";
   }
   if (url.size() > kMaxUrl) {
-    set(why, "owner URL is longer than 2048 bytes");
-    return false;
+    return "owner URL is longer than 2048 bytes";
   }
   if (!std::all_of(url.begin(), url.end(), [](char c) {
         const auto u = static_cast<unsigned char>(c);
         return u > 0x20 && u < 0x7f;
       })) {
-    set(why, "owner URL '" + std::string(url) + "' contains blanks or control characters");
-    return false;
+    return "owner URL '" + std::string(url) + "' contains blanks or control characters";
   }
   const auto authority = rest.substr(0, rest.find_first_of("/?#"));
   if (authority.empty() || authority.front() == ':') {
-    set(why, "owner URL '" + std::string(url) + "' has no host");
-    return false;
+    return "owner URL '" + std::string(url) + "' has no host";
   }
   if (authority.find('@') != std::string_view::npos) {
-    set(why, "owner URL must not carry credentials (it is shown to clients)");
-    return false;
+    return "owner URL must not carry credentials (it is shown to clients)";
   }
-  return true;
+  return std::nullopt;
 }
 
 std::string list_text(const PartitionList& l) {
@@ -120,7 +112,7 @@ const std::error_category& ownership_category() noexcept {
   return category;
 }
 
-Result<PartitionList> parse_partition_list(std::string_view text, std::string* why) {
+OwnershipResult<PartitionList> parse_partition_list(std::string_view text) {
   text = trim(text);
   PartitionList out;
   if (text == "all") {
@@ -129,17 +121,15 @@ Result<PartitionList> parse_partition_list(std::string_view text, std::string* w
   }
   if (text == "none") return out;
   if (text.empty()) {
-    set(why, "empty partition list (write \"none\" for no partitions)");
-    return OwnershipErrc::bad_syntax;
+    return bad_syntax("empty partition list (write \"none\" for no partitions)");
   }
   while (true) {
     const auto comma = text.find(',');
     const auto item = trim(text.substr(0, comma));
     if (item.empty()) {
-      set(why, "empty item in the partition list");
-      return OwnershipErrc::bad_syntax;
+      return bad_syntax("empty item in the partition list");
     }
-    SECHEX_TRY(auto range, parse_item(item, why));
+    SECHEX_TRY(auto range, parse_item(item));
     out.ranges.push_back(range);
     if (comma == std::string_view::npos) break;
     text = text.substr(comma + 1);
@@ -147,39 +137,31 @@ Result<PartitionList> parse_partition_list(std::string_view text, std::string* w
   return out;
 }
 
-Result<OwnerAssignment> parse_partition_owner(std::string_view text, std::string* why) {
+OwnershipResult<OwnerAssignment> parse_partition_owner(std::string_view text) {
   const auto eq = text.find('=');
   if (eq == std::string_view::npos) {
-    set(why, "expected LIST=URL, e.g. 4-7=http://10.0.0.2:8080");
-    return OwnershipErrc::bad_syntax;
+    return bad_syntax("expected LIST=URL, e.g. 4-7=http://10.0.0.2:8080");
   }
   OwnerAssignment out;
-  SECHEX_TRY(out.partitions, parse_partition_list(text.substr(0, eq), why));
+  SECHEX_TRY(out.partitions, parse_partition_list(text.substr(0, eq)));
   const auto url = trim(text.substr(eq + 1));
-  if (!valid_url(url, why)) return OwnershipErrc::bad_syntax;
+  if (auto problem = url_problem(url)) return bad_syntax(std::move(*problem));
   out.url = std::string(url);
   return out;
 }
 
-Result<OwnershipFlags> OwnershipFlags::parse(std::optional<std::string_view> owns,
-                                             std::span<const std::string> owners,
-                                             std::string* why) {
+OwnershipResult<OwnershipFlags> OwnershipFlags::parse(std::optional<std::string_view> owns,
+                                                      std::span<const std::string> owners) {
   OwnershipFlags flags;
-  std::string detail;
   if (owns) {
-    auto list = parse_partition_list(*owns, &detail);
-    if (!list) {
-      set(why, "--owns-partitions '" + std::string(*owns) + "': " + detail);
-      return list.error();
-    }
+    auto list = parse_partition_list(*owns);
+    if (!list)
+      return bad_syntax("--owns-partitions '" + std::string(*owns) + "': " + list.error().why);
     flags.owned = std::move(list).value();
   }
   for (const auto& text : owners) {
-    auto owner = parse_partition_owner(text, &detail);
-    if (!owner) {
-      set(why, "--partition-owner '" + text + "': " + detail);
-      return owner.error();
-    }
+    auto owner = parse_partition_owner(text);
+    if (!owner) return bad_syntax("--partition-owner '" + text + "': " + owner.error().why);
     flags.owners.push_back(std::move(owner).value());
   }
   return flags;
@@ -194,16 +176,16 @@ PartitionOwnership PartitionOwnership::all(std::uint32_t partitions) {
   return o;
 }
 
-Result<PartitionOwnership> PartitionOwnership::resolve(std::uint32_t partitions,
-                                                       const OwnershipFlags& flags,
-                                                       std::string* why) {
-  const auto within = [&](const PartitionList& l, const std::string& flag) -> Result<void> {
+OwnershipResult<PartitionOwnership> PartitionOwnership::resolve(std::uint32_t partitions,
+                                                                const OwnershipFlags& flags) {
+  const auto within = [&](const PartitionList& l,
+                          const std::string& flag) -> OwnershipResult<void> {
     for (const auto& r : l.ranges) {
       if (r.last >= partitions) {
-        set(why, flag + " names partition " + std::to_string(r.last) + ", but the log has " +
-                     std::to_string(partitions) + " partitions (0-" +
-                     std::to_string(partitions - 1) + ")");
-        return OwnershipErrc::out_of_range;
+        return OwnershipError{OwnershipErrc::out_of_range,
+                              flag + " names partition " + std::to_string(r.last) +
+                                  ", but the log has " + std::to_string(partitions) +
+                                  " partitions (0-" + std::to_string(partitions - 1) + ")"};
       }
     }
     return boost::outcome_v2::success();
@@ -224,20 +206,21 @@ Result<PartitionOwnership> PartitionOwnership::resolve(std::uint32_t partitions,
     for (const auto& r : ranges) {
       for (std::uint32_t p = r.first; p <= r.last; ++p) {
         if (o.owned_[p]) {
-          set(why, "partition " + std::to_string(p) + " is owned by this node (--owns-partitions " +
-                       list_text(flags.owned) + (flags.owned.all ? ", the default" : "") +
-                       ") and also assigned to " + a.url + " by --partition-owner" +
-                       (flags.owned.all ? "; pass --owns-partitions with the partitions this "
-                                          "node owns"
-                                        : ""));
-          return OwnershipErrc::conflict;
+          return OwnershipError{
+              OwnershipErrc::conflict,
+              "partition " + std::to_string(p) + " is owned by this node (--owns-partitions " +
+                  list_text(flags.owned) + (flags.owned.all ? ", the default" : "") +
+                  ") and also assigned to " + a.url + " by --partition-owner" +
+                  (flags.owned.all ? "; pass --owns-partitions with the partitions this "
+                                     "node owns"
+                                   : "")};
         }
         const auto previous = o.owner_index_[p];
         if (previous >= 0 && previous != idx) {
-          set(why, "partition " + std::to_string(p) + " is assigned to both " +
-                       o.urls_[static_cast<std::size_t>(previous)] + " and " + a.url +
-                       " by --partition-owner");
-          return OwnershipErrc::conflict;
+          return OwnershipError{OwnershipErrc::conflict,
+                                "partition " + std::to_string(p) + " is assigned to both " +
+                                    o.urls_[static_cast<std::size_t>(previous)] + " and " + a.url +
+                                    " by --partition-owner"};
         }
         o.owner_index_[p] = idx;
       }

@@ -242,8 +242,8 @@ Response LedgerApi::ingest(const Request& req, const Principal& principal) {
     auto erased = keys_.is_erased(events[i].subject);
     if (!erased) return internal("cannot read the key store");
     if (erased.value()) {
-      return json_error(409, "subject_erased", "this subject was erased; it takes no new events",
-                        json{{"index", i}}.dump());
+      return ApiError{409, "subject_erased", "this subject was erased; it takes no new events",
+                      json{{"index", i}}};
     }
   }
 
@@ -268,12 +268,10 @@ Response LedgerApi::ingest(const Request& req, const Principal& principal) {
       return out;
     });
     if (!records || records.value().size() != indexes.size()) {
-      auto r = json_error(503, "unavailable",
-                          appended.empty() ? "the ledger could not store the events"
-                                           : "the ledger stored only part of the batch",
-                          json{{"appended", appended}}.dump());
-      r.headers.emplace_back("Retry-After", "1");
-      return r;
+      return ApiError{503, "unavailable",
+                      appended.empty() ? "the ledger could not store the events"
+                                       : "the ledger stored only part of the batch",
+                      json{{"appended", appended}}, 1};
     }
     if (metrics_.on_append) {
       metrics_.on_append(indexes.size(), std::chrono::steady_clock::now() - started);

@@ -77,9 +77,18 @@ struct OwnerAssignment {
   std::string url;
 };
 
-// OwnershipErrc::bad_syntax, with what is wrong in `why` (when not null).
-Result<PartitionList> parse_partition_list(std::string_view text, std::string* why = nullptr);
-Result<OwnerAssignment> parse_partition_owner(std::string_view text, std::string* why = nullptr);
+// A refused flag: its code and what is wrong, in words for the operator.
+struct OwnershipError {
+  OwnershipErrc code = OwnershipErrc::bad_syntax;
+  std::string why;
+  bool operator==(OwnershipErrc c) const { return code == c; }
+};
+template <typename T>
+using OwnershipResult = ResultOf<T, OwnershipError>;
+
+// bad_syntax, saying what is wrong.
+OwnershipResult<PartitionList> parse_partition_list(std::string_view text);
+OwnershipResult<OwnerAssignment> parse_partition_owner(std::string_view text);
 
 // The flags as given, syntax-checked (before anything is opened or written).
 struct OwnershipFlags {
@@ -87,10 +96,9 @@ struct OwnershipFlags {
   std::vector<OwnerAssignment> owners;
 
   // `owns` is --owns-partitions (nullopt: not given, meaning all); `owners` the
-  // --partition-owner values. bad_syntax, `why` naming the flag and the value.
-  static Result<OwnershipFlags> parse(std::optional<std::string_view> owns,
-                                      std::span<const std::string> owners,
-                                      std::string* why = nullptr);
+  // --partition-owner values. bad_syntax, its `why` naming the flag and the value.
+  static OwnershipResult<OwnershipFlags> parse(std::optional<std::string_view> owns,
+                                               std::span<const std::string> owners);
 };
 
 class PartitionOwnership {
@@ -99,8 +107,8 @@ class PartitionOwnership {
   static PartitionOwnership all(std::uint32_t partitions);
   // Checks `flags` against the log's partition count (out_of_range, conflict; `why` says which
   // partition and flag).
-  static Result<PartitionOwnership> resolve(std::uint32_t partitions, const OwnershipFlags& flags,
-                                            std::string* why = nullptr);
+  static OwnershipResult<PartitionOwnership> resolve(std::uint32_t partitions,
+                                                     const OwnershipFlags& flags);
 
   std::uint32_t partition_count() const { return static_cast<std::uint32_t>(owned_.size()); }
   // False for a partition beyond partition_count(): a mismatch refuses, never fences.
