@@ -56,7 +56,7 @@ VerifyFixture& verify_fixture() {
     auto hasher = PasswordHasher::create({});
     if (!hasher) return f;
     f.hasher = std::move(hasher).value();
-    auto phc = f.hasher->hash(kPassword);
+    auto phc = f.hasher->hash(sechex::api::Password(kPassword));
     if (phc) f.phc = std::move(phc).value();
     return f;
   }();
@@ -70,7 +70,7 @@ void BM_PasswordVerify(benchmark::State& state) {
     return;
   }
   for (auto _ : state) {
-    const auto ok = f.hasher->verify(f.phc, kPassword);
+    const auto ok = f.hasher->verify(f.phc, sechex::api::Password(kPassword));
     if (!ok || !ok.value()) {
       const std::string why = ok ? "wrong result" : ok.error().message();
       state.SkipWithError(why.c_str());

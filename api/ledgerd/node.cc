@@ -329,7 +329,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   // The routes that answer 202 whatever the address do their work after answering
   // (identity_support.h accept_then): fsync-bound appends, so as many threads as the blocking
   // pool for group commit. Stopped before the log closes.
-  api::WorkQueue deferred(1024, so.pool_threads);
+  api::WorkQueue deferred({.max_queued = 1024, .threads = so.pool_threads});
   // Security alerts (spec 002: an account locked after too many wrong codes) are audit events
   // (AccountLocked), this counter and one log line naming the user id only.
   auto& security_alerts = prometheus::BuildCounter()

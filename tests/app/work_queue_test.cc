@@ -18,7 +18,7 @@ namespace sechex::api {
 namespace {
 
 TEST(WorkQueue, JobsRunInOrderAndTheBoundIsKept) {
-  WorkQueue q(3, /*threads=*/0);
+  WorkQueue q({.max_queued = 3, .threads = 0});
   std::vector<int> ran;
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(q.submit("k", [&ran, i] { ran.push_back(i); }));
   EXPECT_FALSE(q.submit("k", [] {})) << "full";
@@ -30,7 +30,7 @@ TEST(WorkQueue, JobsRunInOrderAndTheBoundIsKept) {
 // One client's requests must take effect in the order it made them (its newest code is the one
 // its newest mail carries), while different clients' work runs in parallel.
 TEST(WorkQueue, JobsOfOneKeyRunInOrderOneAtATimeWhileOtherKeysRunAlongside) {
-  WorkQueue q(10'000, 4);
+  WorkQueue q({.max_queued = 10'000, .threads = 4});
   std::mutex mu;
   std::map<std::string, std::vector<int>> seen;
   std::map<std::string, int> running;
@@ -58,7 +58,7 @@ TEST(WorkQueue, JobsOfOneKeyRunInOrderOneAtATimeWhileOtherKeysRunAlongside) {
 }
 
 TEST(WorkQueue, ATicketHoldsItsPlaceUntilItsJobIsSubmittedOrDropped) {
-  WorkQueue q(2, /*threads=*/0);
+  WorkQueue q({.max_queued = 2, .threads = 0});
   auto held = q.reserve();
   ASSERT_TRUE(held);
   EXPECT_TRUE(q.submit("k", [] {}));
@@ -82,7 +82,7 @@ TEST(WorkQueue, StopRunsEveryAcceptedJobAndThenRefusesNewOnes) {
   std::atomic<int> ran{0};
   std::promise<void> gate;
   auto open = gate.get_future().share();
-  WorkQueue q(100, 1);
+  WorkQueue q({.max_queued = 100, .threads = 1});
   EXPECT_TRUE(q.submit("k", [open, &ran] {
     open.wait();
     ++ran;
@@ -100,7 +100,7 @@ TEST(WorkQueue, StopRunsEveryAcceptedJobAndThenRefusesNewOnes) {
 }
 
 TEST(WorkQueue, ReserveWaitsForAPlaceUpToItsDeadline) {
-  WorkQueue q(1, /*threads=*/0);
+  WorkQueue q({.max_queued = 1, .threads = 0});
   ASSERT_TRUE(q.submit("k", [] {}));
   EXPECT_FALSE(q.reserve(std::chrono::milliseconds(20))) << "full, and nothing frees a place";
   std::thread drainer([&q] {
@@ -113,7 +113,7 @@ TEST(WorkQueue, ReserveWaitsForAPlaceUpToItsDeadline) {
 }
 
 TEST(WorkQueue, AThrowingJobIsCountedAndTheNextOneStillRuns) {
-  WorkQueue q(10, /*threads=*/0);
+  WorkQueue q({.max_queued = 10, .threads = 0});
   bool after = false;
   q.submit("k", [] { throw std::runtime_error("job bug"); });
   q.submit("k", [&after] { after = true; });

@@ -120,15 +120,16 @@ struct FullPool {
     o.observer = probe.observer();
     probe.open();  // let the setup hash through
     hasher = make(std::move(o));
-    stored = hasher->hash("pw").value();
+    stored = hasher->hash(Password("pw")).value();
   }
   // Even when a test stops early, the held worker must go on, or the futures' destructors wait.
   ~FullPool() { probe.open(); }
   void fill() {
     probe.close();
-    running = std::async(std::launch::async, [this] { return hasher->hash("a"); });
+    running = std::async(std::launch::async, [this] { return hasher->hash(Password("a")); });
     probe.wait_started(2);  // the setup hash was #1
-    waiting = std::async(std::launch::async, [this] { return hasher->verify(stored, "pw"); });
+    waiting =
+        std::async(std::launch::async, [this] { return hasher->verify(stored, Password("pw")); });
     probe.wait_queued(3);
   }
 };
@@ -166,7 +167,7 @@ TEST(PasswordHasher, DefaultParametersMeetOwaspAndAppearInThePhcString) {
   o.threads = 1;
   EXPECT_EQ(o.params, defaults);
   auto hasher = make(std::move(o));
-  const auto phc = hasher->hash("correct horse").value();
+  const auto phc = hasher->hash(Password("correct horse")).value();
   const auto prefix = "$argon2id$v=19$m=" + std::to_string(defaults.m_cost_kib) +
                       ",t=" + std::to_string(defaults.t_cost) +
                       ",p=" + std::to_string(defaults.parallelism) + "$";
@@ -174,20 +175,20 @@ TEST(PasswordHasher, DefaultParametersMeetOwaspAndAppearInThePhcString) {
   const auto parsed = parse_argon2id_phc(phc).value();
   EXPECT_EQ(parsed.salt_bytes, 16u);
   EXPECT_EQ(parsed.tag_bytes, 32u);
-  EXPECT_TRUE(hasher->verify(phc, "correct horse").value());
+  EXPECT_TRUE(hasher->verify(phc, Password("correct horse")).value());
   EXPECT_FALSE(hasher->needs_rehash(phc));
 }
 
 TEST(PasswordHasher, VerifiesTheRightPasswordAndRefusesWrongOnes) {
   auto hasher = make(options());
-  const auto phc = hasher->hash("hunter2").value();
-  EXPECT_TRUE(hasher->verify(phc, "hunter2").value());
+  const auto phc = hasher->hash(Password("hunter2")).value();
+  EXPECT_TRUE(hasher->verify(phc, Password("hunter2")).value());
   for (const char* wrong : {"hunter3", "Hunter2", "hunter", "hunter22", ""}) {
-    EXPECT_FALSE(hasher->verify(phc, wrong).value()) << wrong;
+    EXPECT_FALSE(hasher->verify(phc, Password(wrong)).value()) << wrong;
   }
-  const auto empty = hasher->hash("").value();
-  EXPECT_TRUE(hasher->verify(empty, "").value());
-  EXPECT_FALSE(hasher->verify(empty, " ").value());
+  const auto empty = hasher->hash(Password("")).value();
+  EXPECT_TRUE(hasher->verify(empty, Password("")).value());
+  EXPECT_FALSE(hasher->verify(empty, Password(" ")).value());
   const auto stats = hasher->stats();
   EXPECT_EQ(stats.hashes, 2u);
   EXPECT_EQ(stats.verifies, 8u);
@@ -195,8 +196,8 @@ TEST(PasswordHasher, VerifiesTheRightPasswordAndRefusesWrongOnes) {
 
 TEST(PasswordHasher, EachHashHasItsOwnSalt) {
   auto hasher = make(options());
-  const auto a = hasher->hash("same").value();
-  const auto b = hasher->hash("same").value();
+  const auto a = hasher->hash(Password("same")).value();
+  const auto b = hasher->hash(Password("same")).value();
   ASSERT_NE(a, b);
   // $argon2id$v=19$m=64,t=1,p=1$<salt>$<tag>: field 4 is the salt.
   const auto salt = [](const std::string& phc) {
@@ -205,41 +206,41 @@ TEST(PasswordHasher, EachHashHasItsOwnSalt) {
     return phc.substr(begin, end - begin);
   };
   EXPECT_NE(salt(a), salt(b));
-  EXPECT_TRUE(hasher->verify(a, "same").value());
-  EXPECT_TRUE(hasher->verify(b, "same").value());
+  EXPECT_TRUE(hasher->verify(a, Password("same")).value());
+  EXPECT_TRUE(hasher->verify(b, Password("same")).value());
 }
 
 TEST(PasswordHasher, HashesEveryByteOfAPasswordWithNuls) {
   auto hasher = make(options());
   const auto with_nul = "a\0b"s;
-  const auto phc = hasher->hash(with_nul).value();
-  EXPECT_TRUE(hasher->verify(phc, with_nul).value());
+  const auto phc = hasher->hash(Password(with_nul)).value();
+  EXPECT_TRUE(hasher->verify(phc, Password(with_nul)).value());
   // A strlen-based API would see "a" in all three.
-  EXPECT_FALSE(hasher->verify(phc, "a").value());
-  EXPECT_FALSE(hasher->verify(phc, "a\0c"s).value());
-  const auto only_nuls = hasher->hash("\0\0"s).value();
-  EXPECT_TRUE(hasher->verify(only_nuls, "\0\0"s).value());
-  EXPECT_FALSE(hasher->verify(only_nuls, "\0"s).value());
-  EXPECT_FALSE(hasher->verify(only_nuls, "").value());
+  EXPECT_FALSE(hasher->verify(phc, Password("a")).value());
+  EXPECT_FALSE(hasher->verify(phc, Password("a\0c"s)).value());
+  const auto only_nuls = hasher->hash(Password("\0\0"s)).value();
+  EXPECT_TRUE(hasher->verify(only_nuls, Password("\0\0"s)).value());
+  EXPECT_FALSE(hasher->verify(only_nuls, Password("\0"s)).value());
+  EXPECT_FALSE(hasher->verify(only_nuls, Password("")).value());
 }
 
 TEST(PasswordHasher, RefusesPasswordsOver1024BytesWithoutWork) {
   auto hasher = make(options());
   const std::string limit(kMaxPasswordBytes, 'x');
   const std::string over(kMaxPasswordBytes + 1, 'x');
-  const auto phc = hasher->hash(limit).value();
-  EXPECT_TRUE(hasher->verify(phc, limit).value());
+  const auto phc = hasher->hash(Password(limit)).value();
+  EXPECT_TRUE(hasher->verify(phc, Password(limit)).value());
   const auto before = hasher->stats();
-  EXPECT_EQ(hasher->hash(over).error(), PasswordErrc::too_long);
-  EXPECT_EQ(hasher->verify(phc, over).error(), PasswordErrc::too_long);
-  EXPECT_EQ(hasher->verify_dummy(over).error(), PasswordErrc::too_long);
+  EXPECT_EQ(hasher->hash(Password(over)).error(), PasswordErrc::too_long);
+  EXPECT_EQ(hasher->verify(phc, Password(over)).error(), PasswordErrc::too_long);
+  EXPECT_EQ(hasher->verify_dummy(Password(over)).error(), PasswordErrc::too_long);
   EXPECT_EQ(hasher->stats().hashes, before.hashes);
   EXPECT_EQ(hasher->stats().verifies, before.verifies);
 }
 
 TEST(PasswordHasher, RefusesForeignAndMalformedHashesBeforeQueueing) {
   auto hasher = make(options());
-  const auto good = hasher->hash("pw").value();
+  const auto good = hasher->hash(Password("pw")).value();
   const auto salt_tag = good.substr(good.rfind('$', good.rfind('$') - 1));  // "$<salt>$<tag>"
   std::vector<std::string> bad = {
       "",
@@ -285,7 +286,7 @@ TEST(PasswordHasher, RefusesForeignAndMalformedHashesBeforeQueueing) {
   };
   for (const auto& phc : bad) {
     EXPECT_EQ(parse_argon2id_phc(phc).error(), PasswordErrc::malformed_hash) << phc;
-    const auto r = hasher->verify(phc, "pw");
+    const auto r = hasher->verify(phc, Password("pw"));
     ASSERT_FALSE(r) << "accepted: " << phc;
     EXPECT_EQ(r.error(), PasswordErrc::malformed_hash) << phc;
     EXPECT_TRUE(hasher->needs_rehash(phc)) << phc;
@@ -294,7 +295,7 @@ TEST(PasswordHasher, RefusesForeignAndMalformedHashesBeforeQueueing) {
   // Every truncation of a good string: malformed, or (cut inside a long enough tag) a
   // mismatch, never a success.
   for (std::size_t n = 0; n < good.size(); ++n) {
-    const auto r = hasher->verify(good.substr(0, n), "pw");
+    const auto r = hasher->verify(good.substr(0, n), Password("pw"));
     EXPECT_TRUE(r ? !r.value() : r.error() == PasswordErrc::malformed_hash) << n;
   }
 }
@@ -304,7 +305,7 @@ TEST(PasswordHasher, SurvivesRandomMutationsOfAGoodHash) {
   // Whatever the parser refuses, verify refuses as malformed; whatever it accepts is cheap
   // enough here to run (the mutations are capped below) and gives a bool or malformed_hash.
   auto hasher = make(options());
-  const auto good = hasher->hash("pw").value();
+  const auto good = hasher->hash(Password("pw")).value();
   std::mt19937 rng(20260101);
   const auto pick = [&](std::size_t n) {
     return std::uniform_int_distribution<std::size_t>(0, n == 0 ? 0 : n - 1)(rng);
@@ -338,12 +339,12 @@ TEST(PasswordHasher, SurvivesRandomMutationsOfAGoodHash) {
     if (!p) {
       ++refused;
       EXPECT_EQ(p.error(), PasswordErrc::malformed_hash);
-      EXPECT_EQ(hasher->verify(s, "pw").error(), PasswordErrc::malformed_hash) << s;
+      EXPECT_EQ(hasher->verify(s, Password("pw")).error(), PasswordErrc::malformed_hash) << s;
       continue;
     }
     ++parsed;
     if (p.value().params.m_cost_kib > 4096 || p.value().params.t_cost > 3) continue;
-    const auto r = hasher->verify(s, "pw");
+    const auto r = hasher->verify(s, Password("pw"));
     if (r) {
       EXPECT_TRUE(!r.value() || s == good) << s;
     } else {
@@ -358,34 +359,34 @@ TEST(PasswordHasher, SurvivesRandomMutationsOfAGoodHash) {
 TEST(PasswordHasher, VerifyFollowsTheStoredParameters) {
   auto old_hasher = make(options({.t_cost = 1, .m_cost_kib = 64, .parallelism = 1}));
   auto new_hasher = make(options({.t_cost = 2, .m_cost_kib = 128, .parallelism = 2}));
-  const auto old_phc = old_hasher->hash("pw").value();
-  EXPECT_TRUE(new_hasher->verify(old_phc, "pw").value());
-  EXPECT_FALSE(new_hasher->verify(old_phc, "pW").value());
-  const auto new_phc = new_hasher->hash("pw").value();
+  const auto old_phc = old_hasher->hash(Password("pw")).value();
+  EXPECT_TRUE(new_hasher->verify(old_phc, Password("pw")).value());
+  EXPECT_FALSE(new_hasher->verify(old_phc, Password("pW")).value());
+  const auto new_phc = new_hasher->hash(Password("pw")).value();
   EXPECT_EQ(new_phc.rfind("$argon2id$v=19$m=128,t=2,p=2$", 0), 0u) << new_phc;
-  EXPECT_TRUE(old_hasher->verify(new_phc, "pw").value());
+  EXPECT_TRUE(old_hasher->verify(new_phc, Password("pw")).value());
 }
 
 TEST(PasswordHasher, NeedsRehashWhenParametersVersionOrSaltDiffer) {
   auto hasher = make(options());
-  const auto current = hasher->hash("pw").value();
+  const auto current = hasher->hash(Password("pw")).value();
   EXPECT_FALSE(hasher->needs_rehash(current));
   for (const auto& other : {Argon2Params{.t_cost = 2, .m_cost_kib = 64, .parallelism = 1},
                             Argon2Params{.t_cost = 1, .m_cost_kib = 128, .parallelism = 1},
                             Argon2Params{.t_cost = 1, .m_cost_kib = 64, .parallelism = 2}}) {
     auto other_hasher = make(options(other));
     EXPECT_TRUE(other_hasher->needs_rehash(current));
-    const auto phc = other_hasher->hash("pw").value();
+    const auto phc = other_hasher->hash(Password("pw")).value();
     EXPECT_TRUE(hasher->needs_rehash(phc)) << phc;
     EXPECT_FALSE(other_hasher->needs_rehash(phc)) << phc;
   }
   // Version 0x10 and an 8-byte salt still verify, but are upgraded.
   const auto v16 = libargon2_encoded(Argon2_id, ARGON2_VERSION_10);
   ASSERT_EQ(v16.rfind("$argon2id$v=16$m=64,t=1,p=1$", 0), 0u) << v16;
-  EXPECT_TRUE(hasher->verify(v16, "pw").value());
+  EXPECT_TRUE(hasher->verify(v16, Password("pw")).value());
   EXPECT_TRUE(hasher->needs_rehash(v16));
   const auto short_salt = libargon2_encoded(Argon2_id, ARGON2_VERSION_13, 8);
-  EXPECT_TRUE(hasher->verify(short_salt, "pw").value());
+  EXPECT_TRUE(hasher->verify(short_salt, Password("pw")).value());
   EXPECT_TRUE(hasher->needs_rehash(short_salt));
   const auto same = libargon2_encoded(Argon2_id);
   EXPECT_FALSE(hasher->needs_rehash(same)) << same;
@@ -397,9 +398,9 @@ TEST(PasswordHasher, VerifyDummySucceedsAndRunsAVerification) {
   auto o = options();
   o.observer = probe.observer();
   auto hasher = make(std::move(o));
-  EXPECT_TRUE(hasher->verify_dummy("any password"));
-  EXPECT_TRUE(hasher->verify_dummy(""));
-  EXPECT_TRUE(hasher->verify_dummy("\0"s));
+  EXPECT_TRUE(hasher->verify_dummy(Password("any password")));
+  EXPECT_TRUE(hasher->verify_dummy(Password("")));
+  EXPECT_TRUE(hasher->verify_dummy(Password("\0"s)));
   EXPECT_EQ(hasher->stats().verifies, 3u);
   EXPECT_EQ(probe.started(), 3);
 }
@@ -423,9 +424,9 @@ TEST(PasswordHasher, AFullQueueRefusesTheNextCallAtOnce) {
   FullPool pool;
   pool.fill();
   // The worker is held and the one queue slot taken: a blocking call would hang here.
-  EXPECT_EQ(pool.hasher->hash("b").error(), PasswordErrc::overloaded);
-  EXPECT_EQ(pool.hasher->verify(pool.stored, "pw").error(), PasswordErrc::overloaded);
-  EXPECT_EQ(pool.hasher->verify_dummy("pw").error(), PasswordErrc::overloaded);
+  EXPECT_EQ(pool.hasher->hash(Password("b")).error(), PasswordErrc::overloaded);
+  EXPECT_EQ(pool.hasher->verify(pool.stored, Password("pw")).error(), PasswordErrc::overloaded);
+  EXPECT_EQ(pool.hasher->verify_dummy(Password("pw")).error(), PasswordErrc::overloaded);
   const auto stats = pool.hasher->stats();
   EXPECT_EQ(stats.rejected_overloaded, 3u);
   EXPECT_EQ(stats.queued, 1u);
@@ -433,7 +434,7 @@ TEST(PasswordHasher, AFullQueueRefusesTheNextCallAtOnce) {
   EXPECT_TRUE(pool.running.get());
   EXPECT_TRUE(pool.waiting.get().value());
   // Capacity is back.
-  EXPECT_TRUE(pool.hasher->verify(pool.stored, "pw").value());
+  EXPECT_TRUE(pool.hasher->verify(pool.stored, Password("pw")).value());
   EXPECT_EQ(pool.hasher->stats().queued, 0u);
 }
 
@@ -443,7 +444,7 @@ TEST(PasswordHasher, StopFailsWaitingCallersAndLetsTheRunningOneFinish) {
   auto stopped = std::async(std::launch::async, [&] { pool.hasher->stop(); });
   // The queued caller is answered while the worker is still held.
   EXPECT_EQ(pool.waiting.get().error(), PasswordErrc::closed);
-  EXPECT_EQ(pool.hasher->hash("c").error(), PasswordErrc::closed);
+  EXPECT_EQ(pool.hasher->hash(Password("c")).error(), PasswordErrc::closed);
   EXPECT_EQ(pool.hasher->stats().rejected_overloaded, 0u);
   pool.probe.open();
   stopped.get();

@@ -17,7 +17,7 @@ constexpr std::int64_t kWindow = 15 * 60 * kSecond;
 constexpr std::int64_t kT0 = 1'800'000'000 * kSecond;
 
 TEST(RequestLimiter, TheSixthRequestWithinTheWindowIsRefusedUntilTheOldestLeaves) {
-  RequestLimiter limiter(5, kWindow);
+  RequestLimiter limiter({.limit = 5, .window_micros = kWindow});
   for (int i = 0; i < 5; ++i) {
     EXPECT_TRUE(limiter.check("ip-a", kT0 + i * 60 * kSecond).allowed) << i;
   }
@@ -32,7 +32,7 @@ TEST(RequestLimiter, TheSixthRequestWithinTheWindowIsRefusedUntilTheOldestLeaves
 }
 
 TEST(RequestLimiter, ClientsAreCountedApartAndRefusalsAreNotCounted) {
-  RequestLimiter limiter(2, kWindow);
+  RequestLimiter limiter({.limit = 2, .window_micros = kWindow});
   EXPECT_TRUE(limiter.check("ip-a", kT0).allowed);
   EXPECT_TRUE(limiter.check("ip-a", kT0 + 1).allowed);
   for (int i = 0; i < 50; ++i) EXPECT_FALSE(limiter.check("ip-a", kT0 + 2 + i).allowed);
@@ -42,7 +42,7 @@ TEST(RequestLimiter, ClientsAreCountedApartAndRefusalsAreNotCounted) {
 }
 
 TEST(RequestLimiter, OnlyTheFirstRefusalOfABurstIsFlaggedForTheAudit) {
-  RequestLimiter limiter(1, kWindow);
+  RequestLimiter limiter({.limit = 1, .window_micros = kWindow});
   EXPECT_TRUE(limiter.check("ip-a", kT0).allowed);
   EXPECT_TRUE(limiter.check("ip-a", kT0 + 1).first_refusal);
   EXPECT_FALSE(limiter.check("ip-a", kT0 + 2).first_refusal);
@@ -52,7 +52,7 @@ TEST(RequestLimiter, OnlyTheFirstRefusalOfABurstIsFlaggedForTheAudit) {
 }
 
 TEST(RequestLimiter, TrackedClientsAreBoundedExpiredOnesGoFirst) {
-  RequestLimiter limiter(1, kWindow, 3);
+  RequestLimiter limiter({.limit = 1, .window_micros = kWindow, .max_keys = 3});
   EXPECT_TRUE(limiter.check("old", kT0).allowed);
   EXPECT_TRUE(limiter.check("b", kT0 + kWindow - 10).allowed);
   EXPECT_TRUE(limiter.check("c", kT0 + kWindow - 10).allowed);
@@ -67,7 +67,7 @@ TEST(RequestLimiter, TrackedClientsAreBoundedExpiredOnesGoFirst) {
 }
 
 TEST(RequestLimiter, ConcurrentRequestsOfOneClientAllowExactlyTheLimit) {
-  RequestLimiter limiter(5, kWindow);
+  RequestLimiter limiter({.limit = 5, .window_micros = kWindow});
   std::atomic<int> allowed{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
@@ -82,14 +82,14 @@ TEST(RequestLimiter, ConcurrentRequestsOfOneClientAllowExactlyTheLimit) {
 }
 
 TEST(RequestLimiter, AFloodOfNewClientsKeepsTheBoundAndTheLimitOfTheNewest) {
-  RequestLimiter limiter(1, kWindow, 100);
+  RequestLimiter limiter({.limit = 1, .window_micros = kWindow, .max_keys = 100});
   for (int i = 0; i < 10'000; ++i) limiter.check("flood-" + std::to_string(i), kT0 + i);
   EXPECT_FALSE(limiter.check("flood-9999", kT0 + 10'000).allowed)
       << "the newest client is still limited after the evictions";
 }
 
 TEST(RequestLimiter, AZeroLimitIsTakenAsOne) {
-  RequestLimiter limiter(0, kWindow);
+  RequestLimiter limiter({.limit = 0, .window_micros = kWindow});
   EXPECT_TRUE(limiter.check("ip-a", kT0).allowed);
   EXPECT_FALSE(limiter.check("ip-a", kT0 + 1).allowed);
 }

@@ -146,7 +146,7 @@ class IdentityRoutes : public RouteTest {
   }
 
   const LookupHasher lookup_{test_key('l')};
-  WorkQueue deferred_{64, 1};
+  WorkQueue deferred_{{.max_queued = 64, .threads = 1}};
   std::unique_ptr<PasswordHasher> hasher_;
   std::unique_ptr<SessionActivity> activity_;  // not started: the test drains it
   std::unique_ptr<identity::CommandDeps> commands_deps_;

@@ -4,9 +4,9 @@
 
 namespace sechex::api {
 
-WorkQueue::WorkQueue(std::size_t max_queued, unsigned threads)
-    : max_queued_(max_queued), lanes_(std::max(1u, threads)) {
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this, i] { run(i); });
+WorkQueue::WorkQueue(Options options)
+    : max_queued_(options.max_queued), lanes_(std::max(1u, options.threads)) {
+  for (unsigned i = 0; i < options.threads; ++i) threads_.emplace_back([this, i] { run(i); });
 }
 
 WorkQueue::~WorkQueue() { stop(); }

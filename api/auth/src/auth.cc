@@ -16,14 +16,12 @@ Authenticator::Authenticator(const jose::TokenVerifier& verifier,
                              std::function<void(std::string_view)> on_reject)
     : verifier_(verifier), store_(store), clock_(clock), on_reject_(std::move(on_reject)) {}
 
-ApiError Authenticator::reject(unsigned status, std::string_view code, std::string_view message,
-                               std::string_view reason) const {
+ApiError Authenticator::reject(ApiError r, std::string_view reason) const {
   if (on_reject_) on_reject_(reason);
-  ApiError r{status, std::string(code), std::string(message)};
-  if (status == 401) {
+  if (r.status == 401) {
     // RFC 6750 §3: name the scheme; add error="invalid_token" when a token was presented.
     r.headers.emplace_back("WWW-Authenticate",
-                           code == "invalid_token"
+                           r.code == "invalid_token"
                                ? R"(Bearer realm="sechex", error="invalid_token")"
                                : R"(Bearer realm="sechex")");
   }
@@ -65,7 +63,7 @@ void Authenticator::on_authenticated(std::function<void(const Principal&)> hook)
 ApiResult<Principal> Authenticator::authenticate(const Request& request) const {
   const auto access = access_of(request.method, request.route);
   if (!access) {
-    return reject(403, "forbidden", "this operation is not open to anyone", "route_without_rule");
+    return reject({403, "forbidden", "this operation is not open to anyone"}, "route_without_rule");
   }
   return authenticate(request, *access == Access::anyone ? Access::user : *access);
 }
@@ -77,7 +75,7 @@ ApiResult<Principal> Authenticator::authenticate(const Request& request, Access 
     from_cookie = cookie(request, kAccessCookie);
   }
   if ((header == nullptr || header->empty()) && !from_cookie) {
-    return reject(401, "unauthorized", "authentication required", "missing_credentials");
+    return reject({401, "unauthorized", "authentication required"}, "missing_credentials");
   }
   std::string_view token;
   if (from_cookie) {
@@ -91,13 +89,13 @@ ApiResult<Principal> Authenticator::authenticate(const Request& request, Access 
         std::equal(kScheme.begin(), kScheme.end(), value.begin(), [](char a, char b) {
           return a == static_cast<char>(std::tolower(static_cast<unsigned char>(b)));
         });
-    if (!bearer) return reject(401, "unauthorized", "use the Bearer scheme", "bad_scheme");
+    if (!bearer) return reject({401, "unauthorized", "use the Bearer scheme"}, "bad_scheme");
     token = value.substr(kScheme.size());
   }
 
   auto verified = verifier_.verify(token);
   if (!verified) {
-    return reject(401, "invalid_token", "the access token is invalid or expired",
+    return reject({401, "invalid_token", "the access token is invalid or expired"},
                   jose::reason_code(verified.error()));
   }
   const auto& claims = verified.value().claims;
@@ -118,24 +116,24 @@ ApiResult<Principal> Authenticator::authenticate(const Request& request, Access 
     return ApiError{503, "unavailable", "cannot check the session right now"};
   }
   if (revoked.value()) {
-    return reject(401, "invalid_token", "the access token is invalid or expired",
+    return reject({401, "invalid_token", "the access token is invalid or expired"},
                   "session_revoked");
   }
   if (cutoff.value() && claims.iat * 1'000'000 < *cutoff.value() &&
       !session_began_after(claims.sid, *cutoff.value())) {
-    return reject(401, "invalid_token", "the access token is invalid or expired",
+    return reject({401, "invalid_token", "the access token is invalid or expired"},
                   "sessions_cut_off");
   }
   // Ended sessions are in revoked_sessions or behind a cutoff; this catches the idle expiry.
   if (session_end.value() && clock_.now_micros() >= *session_end.value()) {
-    return reject(401, "invalid_token", "the access token is invalid or expired",
+    return reject({401, "invalid_token", "the access token is invalid or expired"},
                   "session_expired");
   }
 
   Principal p{claims.sub,           claims.sid, claims.roles, claims.iat, from_cookie.has_value(),
               claims.operator_token};
   if (access == Access::user && p.operator_token) {
-    return reject(403, "forbidden", "operator tokens cannot act as a user", "operator_token");
+    return reject({403, "forbidden", "operator tokens cannot act as a user"}, "operator_token");
   }
   // A browser attaches cookies to any site's request: state changes need proof of this site.
   if (p.via_cookie && is_state_changing(request.method)) {
@@ -147,7 +145,7 @@ ApiResult<Principal> Authenticator::authenticate(const Request& request, Access 
                        : access == Access::ingest ? p.has_role("admin") || p.has_role("service")
                                                   : true;
   if (!role_ok) {
-    return reject(403, "forbidden", "this operation needs another role", "forbidden_role");
+    return reject({403, "forbidden", "this operation needs another role"}, "forbidden_role");
   }
   if (on_authenticated_) on_authenticated_(p);
   return p;

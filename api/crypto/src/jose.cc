@@ -531,7 +531,7 @@ Result<EcPublicKey> EcPublicKey::from_sec1(ByteView point) {
   Coordinate x{}, y{};
   std::copy(point.begin() + 1, point.begin() + 1 + kCoordSize, x.begin());
   std::copy(point.begin() + 1 + kCoordSize, point.end(), y.begin());
-  return EcPublicKey(std::move(pkey), x, y);
+  return EcPublicKey(std::move(pkey), {x, y});
 }
 
 Result<EcPublicKey> EcPublicKey::from_jwk(const nlohmann::json& jwk) {

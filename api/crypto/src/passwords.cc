@@ -279,7 +279,8 @@ void PasswordHasher::stop() { pool_->stop(); }
 
 const Argon2Params& PasswordHasher::params() const { return pool_->options.params; }
 
-Result<std::string> PasswordHasher::hash(std::string_view password) {
+Result<std::string> PasswordHasher::hash(Password presented) {
+  const auto password = presented.view();
   if (password.size() > kMaxPasswordBytes) return PasswordErrc::too_long;
   Pool& pool = *pool_;
   return pool.submit<std::string>([&pool, password]() -> Result<std::string> {
@@ -289,7 +290,8 @@ Result<std::string> PasswordHasher::hash(std::string_view password) {
   });
 }
 
-Result<bool> PasswordHasher::verify(std::string_view phc, std::string_view password) {
+Result<bool> PasswordHasher::verify(std::string_view phc, Password presented) {
+  const auto password = presented.view();
   if (password.size() > kMaxPasswordBytes) return PasswordErrc::too_long;
   SECHEX_TRYV(parse_argon2id_phc(phc));
   Pool& pool = *pool_;
@@ -300,7 +302,8 @@ Result<bool> PasswordHasher::verify(std::string_view phc, std::string_view passw
   });
 }
 
-Result<void> PasswordHasher::verify_dummy(std::string_view password) {
+Result<void> PasswordHasher::verify_dummy(Password presented) {
+  const auto password = presented.view();
   if (password.size() > kMaxPasswordBytes) return PasswordErrc::too_long;
   // The dummy's parse mirrors verify()'s, so both paths cost the same before queueing too.
   SECHEX_TRYV(parse_argon2id_phc(pool_->dummy_phc));

@@ -4,11 +4,10 @@
 
 namespace sechex::api {
 
-RequestLimiter::RequestLimiter(std::uint32_t limit, std::int64_t window_micros,
-                               std::size_t max_keys)
-    : limit_(limit == 0 ? 1 : limit),
-      window_(window_micros),
-      max_keys_(max_keys == 0 ? 1 : max_keys) {}
+RequestLimiter::RequestLimiter(Options options)
+    : limit_(options.limit == 0 ? 1 : options.limit),
+      window_(options.window_micros),
+      max_keys_(options.max_keys == 0 ? 1 : options.max_keys) {}
 
 void RequestLimiter::make_room(std::int64_t now_micros) {
   std::erase_if(entries_, [&](const auto& kv) {

@@ -163,8 +163,8 @@ PasswordPolicy current_policy(const projections::ProjectionStore& store);
 
 // weak_password when `password` misses the policy in force (the address's local part counts
 // against its strength). Register, change and reset check new passwords this way.
-Outcome<void> check_new_password(const projections::ProjectionStore& store,
-                                 std::string_view password, std::string_view address);
+Outcome<void> check_new_password(const projections::ProjectionStore& store, Password password,
+                                 std::string_view address);
 
 // The stored password hash checked against `password` before the partition is taken:
 // whether it matched, and the PasswordChanged event it was checked against. A password longer
@@ -175,8 +175,8 @@ struct PasswordCheckResult {
   std::string phc;        // the stored hash (for needs_rehash)
 };
 Outcome<PasswordCheckResult> check_password_of(Context& x, const std::string& user,
-                                               const projections::UserRow& row,
-                                               std::string_view password, ledger::Partition p);
+                                               const projections::UserRow& row, Password password,
+                                               ledger::Partition p);
 
 // The password step login, password change and reauth share (004 FR-011, FR-012): an account's
 // state as decide_login sees it, read on its partition.
@@ -232,8 +232,10 @@ void mail_secret(Context& x, const std::string& user, const SecretMail& m,
 // Inside a command on `subject`'s partition: reads the OTP state, decides (decide_otp) and
 // appends what the validation records: OtpVerified on ok (the caller adds what the code
 // grants), else RateLimited, OtpFailed and AccountLocked with the lockout mail as decided.
-Result<OtpDecision> check_code(Context& x, const AddressSubject& subject, std::string_view purpose,
-                               std::string_view code, Events& out);
+// The name a purpose has in lookup hashes and projections ("login", "reauth").
+const char* purpose_name(OtpPurpose purpose);
+Result<OtpDecision> check_code(Context& x, const AddressSubject& subject, OtpPurpose purpose,
+                               OtpCode code, Events& out);
 // The refusal of a validation that did not succeed.
 Refusal code_refusal(const OtpDecision& d, std::int64_t now);
 // The alerts of a decided validation (lockout mail wake-up and hooks), after its append.

@@ -8,11 +8,11 @@ PasswordPolicy current_policy(const projections::ProjectionStore& store) {
       parse_level(level ? level.value() : std::string("basic")).value_or(PasswordLevel::basic));
 }
 
-Outcome<void> check_new_password(const projections::ProjectionStore& store,
-                                 std::string_view password, std::string_view address) {
+Outcome<void> check_new_password(const projections::ProjectionStore& store, Password password,
+                                 std::string_view address) {
   const auto policy = current_policy(store);
   const std::string_view context[] = {address.substr(0, address.find('@'))};
-  auto check = identity::check_password(password, policy, context);
+  auto check = identity::check_password(password.view(), policy, context);
   if (check.ok()) return boost::outcome_v2::success();
   Refusal r(Refused::weak_password);
   r.password_check = std::move(check);
@@ -21,8 +21,8 @@ Outcome<void> check_new_password(const projections::ProjectionStore& store,
 }
 
 Outcome<PasswordCheckResult> check_password_of(Context& x, const std::string& user,
-                                               const projections::UserRow& row,
-                                               std::string_view password, ledger::Partition p) {
+                                               const projections::UserRow& row, Password password,
+                                               ledger::Partition p) {
   PasswordCheckResult out;
   auto phc = x.open_sealed(user, row.password_hash, "password_hash");
   if (!phc) return Refused::unavailable;
@@ -164,10 +164,6 @@ void mail_secret(Context& x, const std::string& user, const SecretMail& m,
 
 namespace {
 
-schema::OtpPurpose otp_purpose(std::string_view purpose) {
-  return purpose == "reauth" ? schema::OtpPurpose::Reauth : schema::OtpPurpose::Login;
-}
-
 // An account that may sign in by code: active and verified.
 bool usable_account(const std::optional<projections::UserRow>& rec) {
   return rec && rec->active() && rec->email_verified;
@@ -175,8 +171,12 @@ bool usable_account(const std::optional<projections::UserRow>& rec) {
 
 }  // namespace
 
-Result<OtpDecision> check_code(Context& x, const AddressSubject& subject, std::string_view purpose,
-                               std::string_view code, Events& out) {
+const char* purpose_name(OtpPurpose purpose) {
+  return purpose == OtpPurpose::reauth ? "reauth" : "login";
+}
+
+Result<OtpDecision> check_code(Context& x, const AddressSubject& subject, OtpPurpose purpose,
+                               OtpCode code, Events& out) {
   auto& store = x.store();
   const auto& limits = x.limits();
   OtpState s;
@@ -195,9 +195,9 @@ Result<OtpDecision> check_code(Context& x, const AddressSubject& subject, std::s
   if (subject.user) {
     rec = account_of(store, *subject.user);
     if (usable_account(rec)) {
-      SECHEX_TRY(auto stored, projections::otp_code(store, *subject.user, purpose));
+      SECHEX_TRY(auto stored, projections::otp_code(store, *subject.user, purpose_name(purpose)));
       if (stored) {
-        const auto presented = x.deps.lookup.otp(*subject.user, purpose, code);
+        const auto presented = x.deps.lookup.otp(*subject.user, purpose_name(purpose), code.view());
         s.code_exists = true;
         s.code_expires_at = stored->expires_at;
         s.code_matches =
@@ -237,7 +237,9 @@ Result<OtpDecision> check_code(Context& x, const AddressSubject& subject, std::s
   }
   if (d.outcome == OtpOutcome::ok) {
     SECHEX_TRY(auto verified, x.event(subject.id, subject.id, [&](ledger::EventBuilder& b) {
-      return b.finish(schema::CreateOtpVerified(b.fbb(), otp_purpose(purpose)));
+      return b.finish(schema::CreateOtpVerified(b.fbb(), purpose == OtpPurpose::reauth
+                                                             ? schema::OtpPurpose::Reauth
+                                                             : schema::OtpPurpose::Login));
     }));
     out.push_back(std::move(verified));
   }

@@ -74,7 +74,7 @@ ledger::Partition IdentityCommands::partition_of(std::string_view subject) const
 // ---- Register (004 FR-001..FR-007, 003 email validation) ----
 Outcome<IdentityCommands::Registered> IdentityCommands::register_user(const Caller& c,
                                                                       std::string_view email,
-                                                                      std::string_view password) {
+                                                                      Password password) {
   Context x(d_, config_, c);
   auto checked = check_email(email, d_.disposable);
   if (!checked) {
@@ -167,46 +167,41 @@ Outcome<void> IdentityCommands::verify_email(const Caller& c, std::string_view t
 }
 
 // ---- The mails of one-time secrets ----
-void IdentityCommands::mail_verification(const Caller& c, const UserId& user) {
+// A verification link (not to a verified address) or a reset link (004 FR-024, FR-026: only to
+// verified addresses, and never for an erased account), each under its own per-account cap.
+void IdentityCommands::mail_link(const Caller& c, const UserId& user, Link link) {
   Context x(d_, config_, c);
+  const bool verify = link == Link::verify_email;
   auto token = random_token(32);
   if (!token) return;
-  const auto token_hash = d_.lookup.token(projections::kPurposeVerifyEmail, token.value());
+  const auto token_hash = d_.lookup.token(
+      verify ? projections::kPurposeVerifyEmail : projections::kPurposePasswordReset,
+      token.value());
+  const auto expires_at =
+      x.now + (verify ? config_.limits.verify_token_micros : config_.limits.reset_token_micros);
   mail_secret(
       x, user.str(),
-      {kMailVerifyEmail, token.value(), "system", projections::kScopeVerifyRequestUser, kHourMicros,
-       config_.limits.verify_resends_per_hour},
-      [](const projections::UserRow& rec) { return !rec.email_verified; },
+      {verify ? kMailVerifyEmail : kMailPasswordReset, token.value(),
+       verify ? std::string("system") : user.str(),
+       verify ? projections::kScopeVerifyRequestUser : projections::kScopeResetRequestUser,
+       kHourMicros,
+       verify ? config_.limits.verify_resends_per_hour : config_.limits.reset_requests_per_user},
+      [verify](const projections::UserRow& rec) {
+        return verify ? !rec.email_verified : rec.email_verified && rec.active();
+      },
       [&](ledger::EventBuilder& b) {
         auto& f = b.fbb();
-        return b.finish(schema::CreateEmailVerificationIssued(
-            f, bytes(f, token_hash), x.now + config_.limits.verify_token_micros));
-      });
-}
-
-// 004 FR-024, FR-026.
-void IdentityCommands::mail_password_reset(const Caller& c, const UserId& user) {
-  Context x(d_, config_, c);
-  auto token = random_token(32);
-  if (!token) return;
-  const auto token_hash = d_.lookup.token(projections::kPurposePasswordReset, token.value());
-  mail_secret(
-      x, user.str(),
-      {kMailPasswordReset, token.value(), user.str(), projections::kScopeResetRequestUser,
-       kHourMicros, config_.limits.reset_requests_per_user},
-      // FR-026: only to verified addresses, and never for an erased account.
-      [](const projections::UserRow& rec) { return rec.email_verified && rec.active(); },
-      [&](ledger::EventBuilder& b) {
-        auto& f = b.fbb();
-        return b.finish(schema::CreatePasswordResetRequested(
-            f, bytes(f, token_hash), x.now + config_.limits.reset_token_micros));
+        return verify ? b.finish(schema::CreateEmailVerificationIssued(f, bytes(f, token_hash),
+                                                                       expires_at))
+                      : b.finish(schema::CreatePasswordResetRequested(f, bytes(f, token_hash),
+                                                                      expires_at));
       });
 }
 
 // 002 "OTP code generation": a new code replaces the previous one of its purpose.
 void IdentityCommands::mail_code(const Caller& c, const UserId& user, OtpPurpose purpose) {
   Context x(d_, config_, c);
-  const char* name = purpose == OtpPurpose::reauth ? "reauth" : "login";
+  const char* name = purpose_name(purpose);
   auto code = generate_otp_code();
   if (!code) return;
   const auto code_hash = d_.lookup.otp(user.str(), name, code.value());
@@ -293,8 +288,9 @@ Outcome<PasswordPolicy> IdentityCommands::set_password_policy(const Caller& c,
 
 // ---- Step-up re-authentication (002 "Sensitive Operation Re-authentication") ----
 Outcome<ReauthGrant> IdentityCommands::reauth(const Caller& c, const UserId& user,
-                                              const SessionId& session, Proof proof,
-                                              std::string_view secret) {
+                                              const SessionId& session, const StepUpProof& proof) {
+  const auto* code = std::get_if<OtpCode>(&proof);
+  const auto* password = std::get_if<Password>(&proof);
   Context x(d_, config_, c);
   const auto p = x.partition_of(user.str());
   SECHEX_TRYV(x.check_owner(p));
@@ -306,19 +302,19 @@ Outcome<ReauthGrant> IdentityCommands::reauth(const Caller& c, const UserId& use
 
   // The password check, before the partition is taken (like login).
   PasswordCheckResult checked;
-  if (proof == Proof::password) {
-    SECHEX_TRY(checked, check_password_of(x, user.str(), *record, secret, p));
+  if (password != nullptr) {
+    SECHEX_TRY(checked, check_password_of(x, user.str(), *record, *password, p));
   }
   auto token = random_token(32);
   if (!token) return Refused::internal;
-  const auto grant_id = reauth_id(session, token.value());
+  const auto grant_id = reauth_id(session, ReauthToken(token.value()));
   OtpDecision otp_decision;
   LoginDecision login_decision;
   bool granted = false, stale = false;
   SECHEX_TRYV(x.run(p, [&]() -> Result<Events> {
     Events out;
-    if (proof == Proof::code) {
-      SECHEX_TRY(otp_decision, check_code(x, subject, "reauth", secret, out));
+    if (code != nullptr) {
+      SECHEX_TRY(otp_decision, check_code(x, subject, OtpPurpose::reauth, *code, out));
       if (otp_decision.outcome != OtpOutcome::ok) return out;
     } else {
       const auto rec = account_of(x.store(), user.str());
@@ -342,18 +338,18 @@ Outcome<ReauthGrant> IdentityCommands::reauth(const Caller& c, const UserId& use
       auto& f = b.fbb();
       return b.finish(schema::CreateReauthGranted(
           f, f.CreateString(grant_id), x.now + config_.limits.reauth_micros,
-          f.CreateString(proof == Proof::code ? "otp" : "password")));
+          f.CreateString(code != nullptr ? "otp" : "password")));
     }));
     out.push_back(std::move(grant));
     granted = true;
     return out;
   }));
   if (stale) return Refused::password_changed;
-  if (proof == Proof::code) after_code_decision(x, otp_decision, user.str(), true);
+  if (code != nullptr) after_code_decision(x, otp_decision, user.str(), true);
   if (granted) {
     return ReauthGrant{std::move(token).value(), config_.limits.reauth_micros / kSecondMicros};
   }
-  if (proof == Proof::code) return code_refusal(otp_decision, x.now);
+  if (code != nullptr) return code_refusal(otp_decision, x.now);
   // A wrong password; unverified counts as a refusal without the count (decide_login).
   if (login_decision.outcome == LoginOutcome::email_not_verified) {
     Refusal r(Refused::wrong_password);
@@ -363,35 +359,33 @@ Outcome<ReauthGrant> IdentityCommands::reauth(const Caller& c, const UserId& use
   return login_refusal(login_decision, Refused::wrong_password);
 }
 
-std::string IdentityCommands::reauth_id(const SessionId& session, std::string_view token) const {
+std::string IdentityCommands::reauth_id(const SessionId& session, ReauthToken token) const {
   std::string input(session.str());
   input.push_back('\0');  // session ids never hold NUL: (session, token) reads back one way
-  input.append(token);
+  input.append(token.view());
   return hex_of(d_.lookup.token("reauth", input));
 }
 
 bool IdentityCommands::reauth_granted(const UserId& user, const SessionId& session,
-                                      std::string_view token, std::int64_t now) const {
-  if (token.empty() || session.str().empty()) return false;
+                                      ReauthToken token, std::int64_t now) const {
+  if (token.view().empty() || session.str().empty()) return false;
   auto holder =
       projections::reauth_grant_user(d_.commands.projections(), reauth_id(session, token), now);
   return holder && holder.value() && *holder.value() == user.str();
 }
 
 // ---- Admin unlock (002 "require manual support intervention to unlock") ----
-Outcome<void> IdentityCommands::unlock(const Caller& c, std::string_view admin,
-                                       std::string_view user, std::string_view reason) {
+Outcome<void> IdentityCommands::unlock(const Caller& c, const UserId& user, std::string_view reason,
+                                       const UserId& admin) {
   Context x(d_, config_, c);
-  const std::string id(user);
+  const std::string& id = user.str();
   // A users row, once written, is never deleted (erasure keeps it as "erased"): read once.
   if (id.empty() || !account_of(x.store(), id)) return Refused::not_found;
   return x.run(x.partition_of(id), [&]() -> Result<Events> {
-    SECHEX_TRY(auto unlocked,
-               x.event(id, "admin:" + std::string(admin), [&](ledger::EventBuilder& b) {
-                 auto& f = b.fbb();
-                 return b.finish(
-                     schema::CreateAccountUnlocked(f, true, f.CreateString(std::string(reason))));
-               }));
+    SECHEX_TRY(auto unlocked, x.event(id, "admin:" + admin.str(), [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateAccountUnlocked(f, true, f.CreateString(std::string(reason))));
+    }));
     Events out;
     out.push_back(std::move(unlocked));
     return out;
@@ -400,7 +394,7 @@ Outcome<void> IdentityCommands::unlock(const Caller& c, std::string_view admin,
 
 // ---- GDPR erasure with step-up (002 "Account deletion requires re-auth", 004 FR-036) ----
 Outcome<void> IdentityCommands::erase(const Caller& c, const UserId& user, const SessionId& session,
-                                      std::string_view reauth_token) {
+                                      ReauthToken reauth_token) {
   Context x(d_, config_, c);
   if (!reauth_granted(user, session, reauth_token, c.now)) return Refused::reauth_required;
   const auto p = partition_of(user.str());

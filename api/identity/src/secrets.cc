@@ -68,7 +68,7 @@ Outcome<void> SecretCommands::check_in(const Caller& c, const UserId& owner,
 // 002 "Server share reveal requires re-auth": a step-up at most 5 minutes old.
 Outcome<std::string> SecretCommands::reveal_share(const Caller& c, const UserId& owner,
                                                   const SessionId& session, std::string_view secret,
-                                                  std::string_view reauth_token) {
+                                                  ReauthToken reauth_token) {
   Context x(d_, config_, c);
   SECHEX_TRYV(check_verified(x.store(), owner));
   if (!identity_.reauth_granted(owner, session, reauth_token, x.now)) {

@@ -13,7 +13,7 @@ static_assert(Limits{}.access_token_micros <= projections::kEndedSessionKeptMicr
 
 // ---- Login (004 FR-008..FR-012, API.md) ----
 Outcome<SignedIn> IdentityCommands::login(const Caller& c, std::string_view email,
-                                          std::string_view password, bool remember_me) {
+                                          Password password, bool remember_me) {
   Context x(d_, config_, c);
   // An address that is not even valid is looked up like any other, so it is answered like an
   // unknown one.
@@ -100,7 +100,7 @@ Outcome<SignedIn> IdentityCommands::login(const Caller& c, std::string_view emai
 
 // ---- Sign in with a code (002 OTP expiration, rate limiting, lockout) ----
 Outcome<SignedIn> IdentityCommands::sign_in_with_code(const Caller& c, std::string_view email,
-                                                      std::string_view code, bool remember_me) {
+                                                      OtpCode code, bool remember_me) {
   Context x(d_, config_, c);
   const auto subject = address_subject(email);
   const auto p = x.partition_of(subject.id);
@@ -111,7 +111,7 @@ Outcome<SignedIn> IdentityCommands::sign_in_with_code(const Caller& c, std::stri
   std::vector<std::string> roles;
   SECHEX_TRYV(x.run(p, [&]() -> Result<Events> {
     Events out;
-    SECHEX_TRY(decision, check_code(x, subject, "login", code, out));
+    SECHEX_TRY(decision, check_code(x, subject, OtpPurpose::login, code, out));
     if (decision.outcome != OtpOutcome::ok) return out;
     if (auto rec = account_of(x.store(), subject.id)) roles = rec->roles;
     SECHEX_TRYV(start_session(x, subject.id, *session, remember_me, schema::LoginMethod::Otp, out));
@@ -210,8 +210,8 @@ Outcome<void> IdentityCommands::logout(const Caller& c, const UserId& user,
 
 // ---- Change (004 FR-021..FR-023, FR-027) ----
 Outcome<SignedIn> IdentityCommands::change_password(const Caller& c, const UserId& user,
-                                                    std::string_view current,
-                                                    std::string_view next) {
+                                                    const PasswordChange& change) {
+  const auto& [current, next] = change;
   Context x(d_, config_, c);
   const auto& id = user.str();
   const auto record = account_of(x.store(), id);
@@ -263,7 +263,7 @@ Outcome<SignedIn> IdentityCommands::change_password(const Caller& c, const UserI
 
 // ---- Reset (004 FR-025, FR-027, FR-028, FR-040; scenarios 10-12) ----
 Outcome<void> IdentityCommands::reset_password(const Caller& c, std::string_view token,
-                                               std::string_view next) {
+                                               Password next) {
   Context x(d_, config_, c);
   const auto hash = d_.lookup.token(projections::kPurposePasswordReset, token);
   const auto refused = [](LinkOutcome o) { return link_refusal(o, Link::password_reset); };

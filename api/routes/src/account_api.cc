@@ -10,8 +10,8 @@ using namespace identity_support;
 AccountApi::AccountApi(IdentityDeps deps, IdentityConfig config)
     : d_(std::move(deps)),
       config_(std::move(config)),
-      forgot_limiter_(d_.identity.limits().mail_requests_per_ip,
-                      d_.identity.limits().mail_request_ip_window_micros) {}
+      forgot_limiter_({.limit = d_.identity.limits().mail_requests_per_ip,
+                       .window_micros = d_.identity.limits().mail_request_ip_window_micros}) {}
 
 void AccountApi::add_routes(RouteRegistry& routes) {
   using W = const Principal&;
@@ -37,7 +37,8 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
   SECHEX_TRY(const auto current, required_string(body, "currentPassword"));
   SECHEX_TRY(const auto next, required_string(body, "newPassword"));
   SECHEX_TRY(const auto in, answered(d_.identity.change_password(
-                                caller_of(d_, config_, req), UserId(who.subject), current, next)));
+                                caller_of(d_, config_, req), UserId(who.subject),
+                                {.current = Password(current), .next = Password(next)})));
   return token_pair(in, d_.identity.limits());
 }
 
@@ -48,7 +49,8 @@ Response AccountApi::forgot_password(const Request& req) {
   const auto caller = caller_of(d_, config_, req);
   SECHEX_TRYV(admit_client(d_, caller, forgot_limiter_, projections::kScopeResetRequestIp));
   return accept_for_address(d_, email, [this, caller](const std::optional<UserId>& user) {
-    if (user) d_.identity.mail_password_reset(caller, *user);  // else nobody to mail
+    if (user)
+      d_.identity.mail_link(caller, *user, identity::Link::password_reset);  // else nobody to mail
   });
 }
 
@@ -57,7 +59,8 @@ Response AccountApi::reset_password(const Request& req) {
   SECHEX_TRY(const auto body, read_body(req));
   SECHEX_TRY(const auto token, required_string(body, "token"));
   SECHEX_TRY(const auto next, required_string(body, "newPassword"));
-  SECHEX_TRYV(answered(d_.identity.reset_password(caller_of(d_, config_, req), token, next)));
+  SECHEX_TRYV(
+      answered(d_.identity.reset_password(caller_of(d_, config_, req), token, Password(next))));
   return json_ok(json{{"status", "password_reset"}}.dump());
 }
 
@@ -92,9 +95,10 @@ Response AccountApi::export_me(const Request&, const Principal& who) {
 // ---- GDPR erasure with step-up (002 "Account deletion requires re-auth", 004 FR-036) ----
 Response AccountApi::erase_me(const Request& req, const Principal& caller) {
   const auto* presented = req.header("x-reauth-token");
-  SECHEX_TRYV(answered(d_.identity.erase(caller_of(d_, config_, req), UserId(caller.subject),
-                                         SessionId(caller.session),
-                                         presented != nullptr ? *presented : std::string())));
+  SECHEX_TRYV(answered(d_.identity.erase(
+      caller_of(d_, config_, req), UserId(caller.subject), SessionId(caller.session),
+      identity::ReauthToken(presented != nullptr ? std::string_view(*presented)
+                                                 : std::string_view()))));
   return json_ok(json{{"status", "erased"}}.dump());
 }
 

@@ -11,8 +11,8 @@ using namespace identity_support;
 IdentityApi::IdentityApi(IdentityDeps deps, IdentityConfig config)
     : d_(std::move(deps)),
       config_(std::move(config)),
-      resend_limiter_(d_.identity.limits().mail_requests_per_ip,
-                      d_.identity.limits().mail_request_ip_window_micros) {}
+      resend_limiter_({.limit = d_.identity.limits().mail_requests_per_ip,
+                       .window_micros = d_.identity.limits().mail_request_ip_window_micros}) {}
 
 void IdentityApi::add_routes(RouteRegistry& routes) {
   using W = const Principal&;
@@ -56,8 +56,8 @@ Response IdentityApi::register_user(const Request& req) {
                     "registration needs consent to the processing of your data (consent: true)",
                     json{{"field", "consent"}}};
   }
-  SECHEX_TRY(const auto registered,
-             answered(d_.identity.register_user(caller_of(d_, config_, req), email, password)));
+  SECHEX_TRY(const auto registered, answered(d_.identity.register_user(caller_of(d_, config_, req),
+                                                                       email, Password(password))));
   json warnings = json::array();
   if (registered.disposable) warnings.push_back("disposable_email");
   return json_ok(json{{"userId", registered.user.str()},
@@ -82,7 +82,8 @@ Response IdentityApi::resend_verification(const Request& req) {
   const auto caller = caller_of(d_, config_, req);
   SECHEX_TRYV(admit_client(d_, caller, resend_limiter_, projections::kScopeVerifyRequestIp));
   return accept_for_address(d_, email, [this, caller](const std::optional<UserId>& user) {
-    if (user) d_.identity.mail_verification(caller, *user);  // else nobody to mail
+    if (user)
+      d_.identity.mail_link(caller, *user, identity::Link::verify_email);  // else nobody to mail
   });
 }
 
@@ -95,8 +96,9 @@ Response IdentityApi::login(const Request& req) {
   if (auto site = check_same_site(req, config_.public_origin); !site) {
     return csrf_refusal(site.error(), "log in from this site");
   }
-  SECHEX_TRY(const auto in, answered(d_.identity.login(caller_of(d_, config_, req), email, password,
-                                                       true_field(body, "rememberMe"))));
+  SECHEX_TRY(const auto in,
+             answered(d_.identity.login(caller_of(d_, config_, req), email, Password(password),
+                                        true_field(body, "rememberMe"))));
   return token_pair(in, d_.identity.limits());
 }
 

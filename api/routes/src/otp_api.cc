@@ -11,8 +11,8 @@ using namespace identity_support;
 OtpApi::OtpApi(IdentityDeps deps, IdentityConfig config)
     : d_(std::move(deps)),
       config_(std::move(config)),
-      request_limiter_(d_.identity.limits().otp_requests_per_ip,
-                       d_.identity.limits().otp_request_window_micros) {}
+      request_limiter_({.limit = d_.identity.limits().otp_requests_per_ip,
+                        .window_micros = d_.identity.limits().otp_request_window_micros}) {}
 
 void OtpApi::add_routes(RouteRegistry& routes) {
   using W = const Principal&;
@@ -57,9 +57,9 @@ Response OtpApi::verify_code(const Request& req) {
   SECHEX_TRY(const auto body, read_body(req));
   SECHEX_TRY(const auto email, required_string(body, "email"));
   SECHEX_TRY(const auto code, required_string(body, "code"));
-  SECHEX_TRY(const auto in,
-             answered(d_.identity.sign_in_with_code(caller_of(d_, config_, req), email, code,
-                                                    true_field(body, "rememberMe"))));
+  SECHEX_TRY(const auto in, answered(d_.identity.sign_in_with_code(
+                                caller_of(d_, config_, req), email, identity::OtpCode(code),
+                                true_field(body, "rememberMe"))));
   return token_pair(in, d_.identity.limits());
 }
 
@@ -71,11 +71,11 @@ Response OtpApi::reauth(const Request& req, const Principal& caller) {
   if (code.has_value() == password.has_value()) {
     return invalid_request("code_or_password", "send either `code` or `password`");
   }
-  using Proof = identity::IdentityCommands::Proof;
+  const auto proof = code ? identity::StepUpProof(identity::OtpCode(*code))
+                          : identity::StepUpProof(Password(*password));
   SECHEX_TRY(const auto grant,
-             answered(d_.identity.reauth(
-                 caller_of(d_, config_, req), UserId(caller.subject), SessionId(caller.session),
-                 code ? Proof::code : Proof::password, code ? *code : *password)));
+             answered(d_.identity.reauth(caller_of(d_, config_, req), UserId(caller.subject),
+                                         SessionId(caller.session), proof)));
   return json_ok(
       json{{"reauthToken", grant.token}, {"expiresIn", grant.expires_in_seconds}}.dump());
 }
@@ -89,8 +89,8 @@ Response OtpApi::unlock_user(const Request& req, const Principal& admin) {
   }
   const auto it = req.params.find("id");
   const auto user = it == req.params.end() ? std::string() : it->second;
-  SECHEX_TRYV(
-      answered(d_.identity.unlock(caller_of(d_, config_, req), admin.subject, user, reason)));
+  SECHEX_TRYV(answered(d_.identity.unlock(caller_of(d_, config_, req), UserId(user), reason,
+                                          UserId(admin.subject))));
   return json_ok(json{{"status", "unlocked"}, {"userId", user}}.dump());
 }
 

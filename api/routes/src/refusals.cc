@@ -9,16 +9,15 @@ namespace {
 // The 423 of every route that checks a password or a code: details.lockedUntil (RFC 3339, null
 // while only an admin can unlock), details.needsAdminUnlock, and details.retryAfter with the
 // Retry-After header while the lock ends by itself.
-ApiError account_locked(std::int64_t locked_until_micros, std::int64_t retry_after_seconds) {
-  const bool admin_only = locked_until_micros == INT64_MAX;
-  json details{
-      {"lockedUntil", admin_only ? json(nullptr) : json(format_rfc3339(locked_until_micros))},
-      {"needsAdminUnlock", admin_only}};
-  if (!admin_only && retry_after_seconds > 0) details["retryAfter"] = retry_after_seconds;
+ApiError account_locked(const identity::Refusal& r) {
+  const bool admin_only = r.locked_until == INT64_MAX;
+  json details{{"lockedUntil", admin_only ? json(nullptr) : json(format_rfc3339(r.locked_until))},
+               {"needsAdminUnlock", admin_only}};
+  if (!admin_only && r.retry_after_seconds > 0) details["retryAfter"] = r.retry_after_seconds;
   return retry_later(423, "account_locked",
                      admin_only ? "this account is locked; contact support to unlock it"
                                 : "too many failed attempts; this account is locked for a while",
-                     admin_only ? 0 : retry_after_seconds, details);
+                     admin_only ? 0 : r.retry_after_seconds, details);
 }
 
 ApiError link_refused(const identity::Refusal& r) {
@@ -74,7 +73,7 @@ ApiError to_api_error(const identity::Refusal& r) {
       return retry_later(429, "rate_limited", "too many attempts; wait before trying again",
                          r.retry_after_seconds, json{{"retryAfter", r.retry_after_seconds}});
     case Refused::account_locked:
-      return account_locked(r.locked_until, r.retry_after_seconds);
+      return account_locked(r);
     case Refused::email_not_verified:
       return {403, "email_not_verified", "verify your email address first",
               json{{"resendUrl", "/v1/auth/verify-email/resend"}}};

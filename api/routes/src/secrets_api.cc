@@ -39,10 +39,12 @@ Response SecretsApi::check_in(const Request& req, const Principal& caller) {
 Response SecretsApi::reveal_share(const Request& req, const Principal& caller) {
   const auto& secret_id = req.params.at("id");
   const auto* presented = req.header("x-reauth-token");
-  SECHEX_TRY(const auto share,
-             answered(secrets_.reveal_share(caller_of(d_, config_, req), UserId(caller.subject),
-                                            SessionId(caller.session), secret_id,
-                                            presented != nullptr ? *presented : std::string())));
+  SECHEX_TRY(
+      const auto share,
+      answered(secrets_.reveal_share(
+          caller_of(d_, config_, req), UserId(caller.subject), SessionId(caller.session), secret_id,
+          identity::ReauthToken(presented != nullptr ? std::string_view(*presented)
+                                                     : std::string_view()))));
   auto r = json_ok(json{{"secretId", secret_id}, {"serverShare", share}}.dump());
   r.headers.emplace_back("Cache-Control", "no-store");
   return r;

@@ -8,6 +8,7 @@
 
 #include <compare>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace sechex::ledger {
@@ -26,6 +27,21 @@ class StrongId {
 
  private:
   std::string value_;
+};
+
+// StrongText<Tag>: borrowed text of one kind, such as a password or a code a caller presented.
+// Like StrongId it is built only explicitly and never converts back, so a password cannot be
+// passed where an address, a code or the new password is expected. It does not own the text:
+// the caller keeps it alive for the call.
+template <typename Tag>
+class StrongText {
+ public:
+  explicit StrongText(std::string_view text) : text_(text) {}
+
+  std::string_view view() const { return text_; }
+
+ private:
+  std::string_view text_;
 };
 
 }  // namespace sechex::ledger

@@ -33,8 +33,11 @@ namespace sechex::api {
 
 class WorkQueue {
  public:
-  // At most `max_queued` jobs wait (tickets included); `threads` 0 runs none (tests: drain()).
-  WorkQueue(std::size_t max_queued, unsigned threads);
+  struct Options {
+    std::size_t max_queued = 1;  // jobs waiting at most, tickets included
+    unsigned threads = 1;        // 0 runs none (tests: drain())
+  };
+  explicit WorkQueue(Options options);
   ~WorkQueue();
   WorkQueue(const WorkQueue&) = delete;
   WorkQueue& operator=(const WorkQueue&) = delete;

@@ -99,8 +99,8 @@ class Authenticator {
  private:
   bool session_began_after(const std::string& sid, std::int64_t cutoff_micros) const;
   void csrf_rejected(const Principal& who, const Request& request, std::string_view reason) const;
-  ApiError reject(unsigned status, std::string_view code, std::string_view message,
-                  std::string_view reason) const;
+  // `error`, with `reason` reported to on_reject and a 401's WWW-Authenticate header.
+  ApiError reject(ApiError error, std::string_view reason) const;
 
   const jose::TokenVerifier& verifier_;
   const projections::ProjectionStore& store_;

@@ -164,8 +164,12 @@ class EcPublicKey {
   bool verify_der(ByteView message, ByteView signature) const;
 
  private:
-  EcPublicKey(std::shared_ptr<evp_pkey_st> pkey, const Coordinate& x, const Coordinate& y)
-      : pkey_(std::move(pkey)), x_(x), y_(y) {}
+  struct Point {
+    Coordinate x;
+    Coordinate y;
+  };
+  EcPublicKey(std::shared_ptr<evp_pkey_st> pkey, const Point& point)
+      : pkey_(std::move(pkey)), x_(point.x), y_(point.y) {}
   friend class SigningKey;
   std::shared_ptr<evp_pkey_st> pkey_;
   Coordinate x_{};

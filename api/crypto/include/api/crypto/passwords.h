@@ -41,6 +41,7 @@
 #include <system_error>
 
 #include "ledger/result.h"
+#include "ledger/strong_id.h"
 
 namespace sechex::api {
 
@@ -93,6 +94,10 @@ struct Argon2idPhc {
 // refuses non-canonical base64, whose unused low bits are not zero).
 Result<Argon2idPhc> parse_argon2id_phc(std::string_view phc);
 
+// A password as a caller typed it (strong_id.h): its own type, so that it cannot be passed
+// where the stored PHC string, an address or another password is expected.
+using Password = ledger::StrongText<struct PasswordTag>;
+
 class PasswordHasher {
  public:
   // Test seam (Options::observer): what the pool is doing, so tests can hold a worker busy
@@ -127,19 +132,19 @@ class PasswordHasher {
 
   // A PHC string with the current parameters and a fresh random salt.
   // too_long, overloaded, closed, internal.
-  [[nodiscard]] Result<std::string> hash(std::string_view password);
+  [[nodiscard]] Result<std::string> hash(Password password);
 
   // True when `password` matches; false for a wrong one. malformed_hash for a string
   // parse_argon2id_phc or libargon2 refuses (checked before queueing: no pool time is spent on
   // it); too_long, overloaded, closed, internal. The tag comparison is libargon2's:
   // argon2_verify_ctx compares with argon2_compare, which ORs the XOR of every byte pair and
   // has no early exit (constant time in the tag).
-  [[nodiscard]] Result<bool> verify(std::string_view phc, std::string_view password);
+  [[nodiscard]] Result<bool> verify(std::string_view phc, Password password);
 
   // The same work as verify() of a hash with the current parameters (a fixed dummy hash made by
   // create()), for logins naming an unknown account: they take as long as a wrong password, so
   // response times do not tell which accounts exist. too_long, overloaded, closed, internal.
-  [[nodiscard]] Result<void> verify_dummy(std::string_view password);
+  [[nodiscard]] Result<void> verify_dummy(Password password);
 
   // True when `phc` was not made with the current parameters (m, t, p), the current version
   // (19), a salt of at least 16 bytes and a 32-byte tag, or does not parse: rehash it after the

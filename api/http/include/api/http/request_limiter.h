@@ -40,8 +40,12 @@ class RequestLimiter {
     bool first_refusal = false;
   };
 
-  // A limit of 0 is taken as 1.
-  RequestLimiter(std::uint32_t limit, std::int64_t window_micros, std::size_t max_keys = 100'000);
+  struct Options {
+    std::uint32_t limit = 1;  // requests per window and client; 0 is taken as 1
+    std::int64_t window_micros = 0;
+    std::size_t max_keys = 100'000;  // clients remembered at once
+  };
+  explicit RequestLimiter(Options options);
 
   // Counts the request when allowed.
   Verdict check(std::string_view key, std::int64_t now_micros);

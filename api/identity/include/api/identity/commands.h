@@ -40,6 +40,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "api/app/commands.h"
@@ -59,6 +60,18 @@ namespace sechex::api::identity {
 
 using projections::SessionId;
 using projections::UserId;
+
+// What a caller presents (strong_id.h StrongText): a code or a step-up token cannot be passed
+// where an address, a password or an id is expected. Password is crypto's (passwords.h).
+using OtpCode = ledger::StrongText<struct OtpCodeTag>;
+using ReauthToken = ledger::StrongText<struct ReauthTokenTag>;
+// A step-up's proof: an OTP code of purpose reauth, or the account's password.
+using StepUpProof = std::variant<OtpCode, Password>;
+// A password change: the current password and the one to set.
+struct PasswordChange {
+  Password current;
+  Password next;
+};
 
 // Who asks, from where and when: what a command's events record (EventMeta). `ip` and
 // `user_agent` are sealed only under a real account's key; `ip_hash` (LookupHasher::ip of the
@@ -216,15 +229,13 @@ class IdentityCommands {
     bool disposable = false;  // the address's domain is a disposable one (a warning)
   };
   // UserRegistered + ConsentRecorded + EmailVerificationIssued + the verify_email mail.
-  Outcome<Registered> register_user(const Caller& c, std::string_view email,
-                                    std::string_view password);
+  Outcome<Registered> register_user(const Caller& c, std::string_view email, Password password);
   Outcome<void> verify_email(const Caller& c, std::string_view token);
 
   // ---- The mails of one-time secrets, done after a 202 that said nothing either way ----
   // Each is silent (nothing, or a log line): the account may not qualify, its per-account cap
   // may be reached, or the append may fail, and the client was told the same in every case.
-  void mail_verification(const Caller& c, const UserId& user);
-  void mail_password_reset(const Caller& c, const UserId& user);
+  void mail_link(const Caller& c, const UserId& user, Link link);
   void mail_code(const Caller& c, const UserId& user, OtpPurpose purpose);
   // RateLimited{scope, ip hash} under "anon:ip:" + hex(ip hash), for the first refusal of a
   // client's burst by a per-client limiter; best effort.
@@ -236,10 +247,10 @@ class IdentityCommands {
   std::string address_key(std::string_view email) const;
 
   // ---- Sign-in and sessions (004 FR-008..FR-020, 002 OTP) ----
-  Outcome<SignedIn> login(const Caller& c, std::string_view email, std::string_view password,
+  Outcome<SignedIn> login(const Caller& c, std::string_view email, Password password,
                           bool remember_me);
-  Outcome<SignedIn> sign_in_with_code(const Caller& c, std::string_view email,
-                                      std::string_view code, bool remember_me);
+  Outcome<SignedIn> sign_in_with_code(const Caller& c, std::string_view email, OtpCode code,
+                                      bool remember_me);
   Result<std::optional<RefreshHolder>> refresh_holder(std::string_view refresh_token,
                                                       std::int64_t now) const;
   // Rotation with reuse detection (004 FR-018, FR-020).
@@ -253,24 +264,23 @@ class IdentityCommands {
   Outcome<PasswordPolicy> set_password_policy(const Caller& c, std::string_view admin,
                                               PasswordLevel level);
   // Every session ends; the caller continues in the fresh one returned.
-  Outcome<SignedIn> change_password(const Caller& c, const UserId& user, std::string_view current,
-                                    std::string_view next);
-  Outcome<void> reset_password(const Caller& c, std::string_view token, std::string_view next);
+  Outcome<SignedIn> change_password(const Caller& c, const UserId& user,
+                                    const PasswordChange& change);
+  Outcome<void> reset_password(const Caller& c, std::string_view token, Password next);
 
   // ---- Step-up, unlock, GDPR (002, 004 FR-036) ----
-  // `secret` is an OTP code of purpose reauth or the account's password.
-  enum class Proof { code, password };
   Outcome<ReauthGrant> reauth(const Caller& c, const UserId& user, const SessionId& session,
-                              Proof proof, std::string_view secret);
+                              const StepUpProof& proof);
   // The grant of (session, token) in force at `now` for `user`.
-  bool reauth_granted(const UserId& user, const SessionId& session, std::string_view token,
+  bool reauth_granted(const UserId& user, const SessionId& session, ReauthToken token,
                       std::int64_t now) const;
   // The id a step-up grant is recorded under (hex of the keyed hash of session and token).
-  std::string reauth_id(const SessionId& session, std::string_view token) const;
-  Outcome<void> unlock(const Caller& c, std::string_view admin, std::string_view user,
-                       std::string_view reason);
+  std::string reauth_id(const SessionId& session, ReauthToken token) const;
+  // AccountUnlocked{by_admin, reason} by "admin:" + admin.
+  Outcome<void> unlock(const Caller& c, const UserId& user, std::string_view reason,
+                       const UserId& admin);
   Outcome<void> erase(const Caller& c, const UserId& user, const SessionId& session,
-                      std::string_view reauth_token);
+                      ReauthToken reauth_token);
   Outcome<Profile> profile(const UserId& user) const;
   // The user's sessions active at `now`, by id.
   Outcome<std::vector<std::pair<std::string, projections::SessionRow>>> sessions(

@@ -29,7 +29,7 @@ class SecretCommands {
   Outcome<void> check_in(const Caller& c, const UserId& owner, std::string_view secret);
   // The plaintext share.
   Outcome<std::string> reveal_share(const Caller& c, const UserId& owner, const SessionId& session,
-                                    std::string_view secret, std::string_view reauth_token);
+                                    std::string_view secret, ReauthToken reauth_token);
 
  private:
   CommandDeps d_;
