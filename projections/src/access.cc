@@ -28,39 +28,63 @@ std::int64_t decode_cutoff(std::string_view v) {
   return static_cast<std::int64_t>(u);
 }
 
+namespace {
+
+// One stored lockout, decoded once for every reader. An unreadable value (not a JSON object)
+// is in force and needs an admin: it fails closed.
+struct Lockout {
+  bool readable = false;
+  bool needs_admin_unlock = true;
+  std::string locked_until_text;  // RFC 3339, "" when only an admin lifts it
+  std::string kept_until_text;    // RFC 3339, "" unless an anon subject's admin lock
+  std::string reason;
+  std::string since;
+  std::optional<std::int64_t> locked_until;
+  std::optional<std::int64_t> kept_until;
+};
+
+Lockout decode_lockout(std::string_view value) {
+  const auto j = nlohmann::json::parse(value, nullptr, false);
+  Lockout l;
+  if (!j.is_object()) return l;
+  l.readable = true;
+  l.needs_admin_unlock = j.value("needs_admin_unlock", false);
+  l.locked_until_text = j.value("locked_until", "");
+  l.kept_until_text = j.value("kept_until", "");
+  l.reason = j.value("reason", "");
+  l.since = j.value("since", "");
+  l.locked_until = parse_rfc3339(l.locked_until_text);
+  l.kept_until = parse_rfc3339(l.kept_until_text);
+  return l;
+}
+
+bool in_force(const Lockout& l, std::int64_t now_micros) {
+  if (!l.readable) return true;
+  if (l.needs_admin_unlock) return !l.kept_until || now_micros < *l.kept_until;
+  return l.locked_until && now_micros < *l.locked_until;
+}
+
+}  // namespace
+
 bool is_locked(const std::string& lockout_json, std::int64_t now_micros) {
-  const auto j = nlohmann::json::parse(lockout_json, nullptr, false);
-  if (j.is_discarded()) return true;  // unreadable state fails closed
-  if (j.value("needs_admin_unlock", false)) {
-    const auto kept = parse_rfc3339(j.value("kept_until", ""));
-    return !kept || now_micros < *kept;
-  }
-  const auto until = parse_rfc3339(j.value("locked_until", ""));
-  return until && now_micros < *until;
+  return in_force(decode_lockout(lockout_json), now_micros);
 }
 
 bool lockout_expired(std::string_view lockout_json, std::int64_t now_micros) {
-  const auto j = nlohmann::json::parse(lockout_json, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return false;
-  if (j.value("needs_admin_unlock", true)) {
-    const auto kept = parse_rfc3339(j.value("kept_until", ""));
-    return kept && now_micros >= *kept;
-  }
-  const auto until = parse_rfc3339(j.value("locked_until", ""));
-  return until && now_micros >= *until;
+  const auto l = decode_lockout(lockout_json);
+  // Only a readable lock that has ended is deleted; an unreadable one keeps failing closed.
+  return l.readable && !in_force(l, now_micros);
 }
 
 Result<std::optional<std::int64_t>> lock_in_force(const ProjectionStore& store,
                                                   std::string_view subject,
                                                   std::int64_t now_micros) {
   SECHEX_TRY(auto stored, store.get(kLockoutsCf, subject));
-  if (!stored || !is_locked(*stored, now_micros)) return std::optional<std::int64_t>{};
-  const auto j = nlohmann::json::parse(*stored, nullptr, false);
-  if (!j.is_object() || j.value("needs_admin_unlock", false)) {
-    return std::optional<std::int64_t>(INT64_MAX);
-  }
-  return std::optional<std::int64_t>(
-      parse_rfc3339(j.value("locked_until", "")).value_or(INT64_MAX));
+  if (!stored) return std::optional<std::int64_t>{};
+  const auto l = decode_lockout(*stored);
+  if (!in_force(l, now_micros)) return std::optional<std::int64_t>{};
+  if (l.needs_admin_unlock) return std::optional<std::int64_t>(INT64_MAX);
+  return std::optional<std::int64_t>(l.locked_until.value_or(INT64_MAX));
 }
 
 Result<std::vector<LockRow>> locks_in_force(const ProjectionStore& store,
@@ -70,20 +94,10 @@ Result<std::vector<LockRow>> locks_in_force(const ProjectionStore& store,
   std::vector<LockRow> out;
   for (const auto& [key, value] : rows) {
     if (subject && key != *subject) continue;  // the scan is by prefix
-    if (!is_locked(value, now_micros)) continue;
-    const auto j = nlohmann::json::parse(value, nullptr, false);
-    LockRow row;
-    row.subject = key;
-    if (j.is_object()) {
-      row.locked_until = j.value("locked_until", "");
-      row.needs_admin_unlock = j.value("needs_admin_unlock", false);
-      row.reason = j.value("reason", "");
-      row.since = j.value("since", "");
-      row.kept_until = j.value("kept_until", "");
-    } else {
-      row.needs_admin_unlock = true;  // unreadable: in force, like is_locked() says
-    }
-    out.push_back(std::move(row));
+    const auto l = decode_lockout(value);
+    if (!in_force(l, now_micros)) continue;
+    out.push_back(LockRow{key, l.locked_until_text, l.needs_admin_unlock, l.reason, l.since,
+                          l.kept_until_text});
   }
   return out;
 }

@@ -25,12 +25,9 @@ bool decode_sealed(const nlohmann::json& row, const char* sealed_key, const char
   return ledger::crypto::base64_decode(sealed, out.sealed) && ledger::from_hex(event, out.event_id);
 }
 
-}  // namespace
-
-Result<std::optional<UserRow>> user_row(const ProjectionStore& store, std::string_view user) {
-  SECHEX_TRY(auto stored, store.get(kUsersCf, user));
-  if (!stored) return std::optional<UserRow>{};
-  const auto j = nlohmann::json::parse(*stored, nullptr, false);
+// One stored users value of `user`; corruption when it does not decode.
+Result<UserRow> decode_user_row(std::string_view user, std::string_view value) {
+  const auto j = nlohmann::json::parse(value, nullptr, false);
   if (!j.is_object()) return ledger::Errc::corruption;
   UserRow row;
   try {
@@ -47,15 +44,24 @@ Result<std::optional<UserRow>> user_row(const ProjectionStore& store, std::strin
       !decode_sealed(j, "email_sealed", "email_event_id", row.email)) {
     return ledger::Errc::corruption;
   }
+  return row;
+}
+
+}  // namespace
+
+Result<std::optional<UserRow>> user_row(const ProjectionStore& store, std::string_view user) {
+  SECHEX_TRY(auto stored, store.get(kUsersCf, user));
+  if (!stored) return std::optional<UserRow>{};
+  SECHEX_TRY(auto row, decode_user_row(user, *stored));
   return std::optional<UserRow>(std::move(row));
 }
 
 Result<std::vector<UserRow>> user_rows(const ProjectionStore& store, std::string_view prefix) {
   SECHEX_TRY(auto rows, store.scan(kUsersCf, prefix));
   std::vector<UserRow> out;
-  for (const auto& [id, unused] : rows) {
-    auto row = user_row(store, id);
-    if (row && row.value()) out.push_back(std::move(*row.value()));
+  for (const auto& [id, value] : rows) {
+    // A row that does not decode is left out (ledgerctl lists what it can read).
+    if (auto row = decode_user_row(id, value)) out.push_back(std::move(row).value());
   }
   return out;
 }

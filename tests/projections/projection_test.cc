@@ -2,6 +2,7 @@
 // payments, sessions, rate limits, replay cache), scheduled expiry cleanup, and the core rule
 // that rebuilding from the log gives byte-identical state.
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -458,6 +459,51 @@ using State = RefreshTokenStatus::State;
 
 // API.md: sessions end after 24 h idle (7 d with rememberMe); a refresh rotates the token and
 // moves the idle expiry; logout ends one session, a password reset ends them all.
+// Overwrites one stored value behind the store's back (a bad disk, a bug in an older build):
+// the store must be closed; the next open sees the value.
+void corrupt_value(const std::string& path, const std::string& cf, const std::string& key,
+                   const std::string& value) {
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), path, cfs, &handles, &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == cf) {
+      EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), handles[i], key, value).ok());
+    }
+  }
+  for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+}
+
+// A sessions row that does not decode is reported as corruption when read by id, and left out
+// of the lists (GET /v1/me/sessions, ledgerctl replay): one bad row must not hide the others.
+TEST(Projections, ACorruptSessionRowIsLeftOutOfTheListsAndRefusedById) {
+  World w;
+  const auto path = w.dir.sub("corrupt-session");
+  w.start_session("u", "s1", "f1", "t1");
+  w.start_session("u", "s2", "f2", "t2");
+  const auto now = w.clock.now_micros();
+  {
+    auto p = ProjectionStore::open(path, kPartitions, default_projections()).value();
+    ASSERT_TRUE(p->catch_up(*w.log));
+    ASSERT_EQ(active_ids(*p, "u", now), (std::vector<std::string>{"s1", "s2"}));
+  }
+  corrupt_value(path, kSessionsCf, "s1", "{not json");
+  auto p = ProjectionStore::open(path, kPartitions, default_projections()).value();
+  EXPECT_EQ(active_ids(*p, "u", now), (std::vector<std::string>{"s2"}));
+  const auto all = all_active_sessions(*p, now).value();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].first, "s2");
+  const auto s1 = session_row(*p, "s1");
+  ASSERT_FALSE(s1);
+  EXPECT_EQ(s1.error(), ledger::Errc::corruption);
+  EXPECT_TRUE(session_row(*p, "s2").value().has_value());
+}
+
 TEST(Projections, SessionsFollowStartRefreshLogoutAndIdleExpiry) {
   World w;
   auto p = w.projections("proj");

@@ -15,18 +15,21 @@ std::size_t WorkQueue::lane_of(std::string_view key) const {
   return std::hash<std::string_view>{}(key) % lanes_.size();
 }
 
-void WorkQueue::push(std::string_view key, std::function<void()> job) {
-  lanes_[lane_of(key)].push_back(std::move(job));
+std::size_t WorkQueue::push(std::string_view key, std::function<void()> job) {
+  const auto lane = lane_of(key);
+  lanes_[lane].jobs.push_back(std::move(job));
   ++queued_;
+  return lane;
 }
 
 bool WorkQueue::submit(std::string_view key, std::function<void()> job) {
+  std::size_t lane = 0;
   {
     std::lock_guard lock(mu_);
     if (stopping_ || full()) return false;
-    push(key, std::move(job));
+    lane = push(key, std::move(job));
   }
-  cv_.notify_all();  // the lane's own thread must wake, whichever it is
+  lanes_[lane].ready.notify_one();  // the lane's own thread, and no other
   return true;
 }
 
@@ -50,6 +53,7 @@ WorkQueue::Ticket::~Ticket() {
 bool WorkQueue::Ticket::submit(std::string_view key, std::function<void()> job) {
   if (queue_ == nullptr) return false;
   auto* q = std::exchange(queue_, nullptr);
+  std::size_t lane = 0;
   {
     std::lock_guard lock(q->mu_);
     --q->reserved_;
@@ -57,9 +61,9 @@ bool WorkQueue::Ticket::submit(std::string_view key, std::function<void()> job) 
       q->space_.notify_one();
       return false;
     }
-    q->push(key, std::move(job));
+    lane = q->push(key, std::move(job));
   }
-  q->cv_.notify_all();
+  q->lanes_[lane].ready.notify_one();
   return true;
 }
 
@@ -68,7 +72,7 @@ void WorkQueue::stop() {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  for (auto& lane : lanes_) lane.ready.notify_all();
   space_.notify_all();
   for (auto& t : threads_) t.join();
   threads_.clear();
@@ -90,7 +94,7 @@ std::uint64_t WorkQueue::failed_jobs() const {
 }
 
 bool WorkQueue::run_one(std::size_t lane, std::unique_lock<std::mutex>& lock) {
-  auto& jobs = lanes_[lane];
+  auto& jobs = lanes_[lane].jobs;
   if (jobs.empty()) return false;
   auto job = std::move(jobs.front());
   jobs.pop_front();
@@ -112,8 +116,9 @@ bool WorkQueue::run_one(std::size_t lane, std::unique_lock<std::mutex>& lock) {
 void WorkQueue::run(std::size_t lane) {
   std::unique_lock lock(mu_);
   for (;;) {
-    cv_.wait(lock, [this, lane] { return stopping_ || !lanes_[lane].empty(); });
-    if (lanes_[lane].empty()) return;  // stopping, and nothing left
+    auto& mine = lanes_[lane];
+    mine.ready.wait(lock, [this, &mine] { return stopping_ || !mine.jobs.empty(); });
+    if (mine.jobs.empty()) return;  // stopping, and nothing left
     run_one(lane, lock);
   }
 }

@@ -77,16 +77,20 @@ class WorkQueue {
   // Runs the next job of `lane`; false when it has none.
   bool run_one(std::size_t lane, std::unique_lock<std::mutex>& lock);
   std::size_t lane_of(std::string_view key) const;
-  void push(std::string_view key, std::function<void()> job);  // under mu_
+  std::size_t push(std::string_view key, std::function<void()> job);  // under mu_; the lane
   bool full() const { return queued_ + reserved_ >= max_queued_; }
 
   const std::size_t max_queued_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;                            // a job was queued, or stopping
-  std::condition_variable space_;                         // a place came free
-  std::vector<std::deque<std::function<void()>>> lanes_;  // one per thread (one when none)
-  std::size_t queued_ = 0;                                // jobs in all lanes
-  std::size_t reserved_ = 0;                              // places held by live tickets
+  std::condition_variable space_;  // a place came free
+  // One per thread (one when none). A submit wakes its lane's thread only.
+  struct Lane {
+    std::deque<std::function<void()>> jobs;
+    std::condition_variable ready;  // a job was queued here, or stopping
+  };
+  std::vector<Lane> lanes_;
+  std::size_t queued_ = 0;    // jobs in all lanes
+  std::size_t reserved_ = 0;  // places held by live tickets
   bool stopping_ = false;
   std::uint64_t failed_ = 0;
   std::vector<std::thread> threads_;
