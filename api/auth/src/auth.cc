@@ -51,6 +51,9 @@ ApiResult<void> Authenticator::require_csrf(const Principal& who, const Request&
   csrf_rejected(who, request, csrf_reason(checked.error()));
   return boost::outcome_v2::failure(csrf_refusal(checked.error(), message));
 }
+ApiError Authenticator::missing_credentials() const {
+  return reject({401, "unauthorized", "authentication required"}, "missing_credentials");
+}
 bool Authenticator::presents_credentials(const Request& request) const {
   const auto* header = request.header("authorization");
   if (header != nullptr && !header->empty()) return true;
@@ -74,9 +77,7 @@ ApiResult<Principal> Authenticator::authenticate(const Request& request, Access 
   if ((header == nullptr || header->empty()) && cookies_.tokens != nullptr) {
     from_cookie = cookie(request, kAccessCookie);
   }
-  if ((header == nullptr || header->empty()) && !from_cookie) {
-    return reject({401, "unauthorized", "authentication required"}, "missing_credentials");
-  }
+  if ((header == nullptr || header->empty()) && !from_cookie) return missing_credentials();
   std::string_view token;
   if (from_cookie) {
     token = *from_cookie;

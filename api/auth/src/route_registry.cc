@@ -12,6 +12,18 @@ void RouteRegistry::open(std::string method, std::string path, Handler handler, 
   router_.add(std::move(method), std::move(path), std::move(handler), exec);
 }
 
+void RouteRegistry::open_to_all(std::string method, std::string path, OpenToAll handler,
+                                Exec exec) {
+  open(
+      std::move(method), std::move(path),
+      [&auth = auth_, handler = std::move(handler)](const Request& req) -> Response {
+        MaybeSignedIn caller;
+        if (auth.presents_credentials(req)) caller = auth.authenticate(req, Access::user);
+        return handler(req, caller);
+      },
+      exec);
+}
+
 void RouteRegistry::guarded(std::string method, std::string path, Guarded handler, Exec exec) {
   const auto rule = access_of(method, path);
   if (rule && *rule == Access::anyone) {

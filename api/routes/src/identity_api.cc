@@ -42,8 +42,10 @@ void IdentityApi::add_routes(RouteRegistry& routes) {
   routes.guarded(
       "GET", "/v1/me/sessions", [this](const Request& r, W w) { return my_sessions(r, w); },
       Exec::read);
-  routes.open(
-      "GET", "/v1/auth/csrf", [this](const Request& r) { return csrf_token(r); }, Exec::read);
+  routes.open_to_all(
+      "GET", "/v1/auth/csrf",
+      [this](const Request& r, const RouteRegistry::MaybeSignedIn& c) { return csrf_token(r, c); },
+      Exec::read);
 }
 
 // ---- Register (004 FR-001..FR-007, 003 email validation) ----
@@ -174,13 +176,12 @@ Response IdentityApi::my_sessions(const Request&, const Principal& principal) {
 }
 
 // ---- CSRF token of the caller's session (csrf.h) ----
-Response IdentityApi::csrf_token(const Request& req) {
+Response IdentityApi::csrf_token(const Request& req, const RouteRegistry::MaybeSignedIn& who) {
   if (d_.csrf == nullptr) return ApiError{404, "not_found", "browser sessions are not enabled"};
   const auto now = d_.clock.now_micros();
-  auto who = d_.auth.authenticate(req);
   std::string session;
-  if (who) {
-    session = who.value().session;
+  if (who && *who) {
+    session = who->value().session;
   } else if (const auto refresh = cookie(req, kRefreshCookie)) {
     // The access cookie (1 h) may be gone while the refresh cookie (7 d) lives, and refreshing
     // by cookie needs this token: a current refresh token of a live session also gets one. A
@@ -191,7 +192,7 @@ Response IdentityApi::csrf_token(const Request& req) {
       session = holder.value()->session.str();
     }
   }
-  if (session.empty()) return who.error();
+  if (session.empty()) return who ? who->error() : d_.auth.missing_credentials();
   auto r = json_ok(json{{"csrfToken", d_.csrf->issue(session, now)},
                         {"expiresIn", kCsrfTokenMicros / identity::kSecondMicros}}
                        .dump());

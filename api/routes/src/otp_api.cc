@@ -16,8 +16,11 @@ OtpApi::OtpApi(IdentityDeps deps, IdentityConfig config)
 
 void OtpApi::add_routes(RouteRegistry& routes) {
   using W = const Principal&;
-  routes.open(
-      "POST", "/v1/auth/otp/request", [this](const Request& r) { return request_code(r); },
+  routes.open_to_all(
+      "POST", "/v1/auth/otp/request",
+      [this](const Request& r, const RouteRegistry::MaybeSignedIn& c) {
+        return request_code(r, c);
+      },
       Exec::pool);
   routes.open(
       "POST", "/v1/auth/otp/verify", [this](const Request& r) { return verify_code(r); },
@@ -31,12 +34,12 @@ void OtpApi::add_routes(RouteRegistry& routes) {
 }
 
 // ---- Request a code (002 "OTP code generation"): 202 whatever happens ----
-Response OtpApi::request_code(const Request& req) {
+Response OtpApi::request_code(const Request& req, const RouteRegistry::MaybeSignedIn& signed_in) {
   auto& identity = d_.identity;
   // A signed-in caller (Bearer, or the browser's session cookie) asks for a step-up code to its
-  // own address.
-  if (d_.auth.presents_credentials(req)) {
-    SECHEX_TRY(const auto who, d_.auth.authenticate(req, Access::user));
+  // own address; a credential that does not authenticate is refused.
+  if (signed_in) {
+    SECHEX_TRY(const auto who, *signed_in);
     const UserId user(who.subject);
     return accept_then(d_, identity.partition_of(user.str()), user.str(),
                        [&identity, caller = caller_of(d_, config_, req), user] {

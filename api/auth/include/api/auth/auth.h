@@ -86,6 +86,8 @@ class Authenticator {
   // header, or the access cookie when cookies are enabled): an open route that serves signed-in
   // callers differently asks this before authenticating.
   bool presents_credentials(const Request& request) const;
+  // The 401 of a request that presents no credential (reported as missing_credentials).
+  ApiError missing_credentials() const;
   // Told of every successful authentication (session activity, session_activity.h); must be
   // cheap and never block. Call before serving.
   void on_authenticated(std::function<void(const Principal&)> hook);

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -24,6 +25,10 @@ namespace sechex::api {
 class RouteRegistry {
  public:
   using Guarded = std::function<Response(const Request&, const Principal&)>;
+  // What an open route that serves signed-in callers differently learns of its caller: nullopt
+  // when the request presents no credential, else the principal (as a user) or the refusal.
+  using MaybeSignedIn = std::optional<ApiResult<Principal>>;
+  using OpenToAll = std::function<Response(const Request&, const MaybeSignedIn&)>;
 
   // `router` and `auth` must outlive the registry and the router's handlers.
   RouteRegistry(Router& router, const Authenticator& auth) : router_(router), auth_(auth) {}
@@ -32,6 +37,10 @@ class RouteRegistry {
   void open(std::string method, std::string path, Handler handler, Exec exec = Exec::io);
   // A route the table restricts: the caller is authenticated as its rule says first.
   void guarded(std::string method, std::string path, Guarded handler, Exec exec = Exec::io);
+  // A route the table opens to anyone that also serves signed-in callers (a step-up code to
+  // the caller's own address, the CSRF token of the caller's session): the caller is
+  // authenticated first when it presents a credential, so no handler authenticates by itself.
+  void open_to_all(std::string method, std::string path, OpenToAll handler, Exec exec = Exec::io);
 
   // What is wrong, one sentence each: a route registered here against its rule (no rule, open
   // but restricted, guarded but open), a route of the router that has no rule or is restricted

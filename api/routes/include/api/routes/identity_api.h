@@ -80,7 +80,7 @@ class IdentityApi {
   Response set_password_policy(const Request& req, const Principal& admin);
   Response me(const Request& req, const Principal& who);
   Response my_sessions(const Request& req, const Principal& who);
-  Response csrf_token(const Request& req);
+  Response csrf_token(const Request& req, const RouteRegistry::MaybeSignedIn& who);
 
  private:
   IdentityDeps d_;

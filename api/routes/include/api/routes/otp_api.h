@@ -60,7 +60,7 @@ class OtpApi {
 
   void add_routes(RouteRegistry& routes);
 
-  Response request_code(const Request& req);
+  Response request_code(const Request& req, const RouteRegistry::MaybeSignedIn& signed_in);
   Response verify_code(const Request& req);
   Response reauth(const Request& req, const Principal& who);
   Response unlock_user(const Request& req, const Principal& admin);
