@@ -10,6 +10,8 @@
 //   KeyRing                  the server's signing keys on disk, with rotation and JWKS.
 //   TokenIssuer /            access tokens: claims, lifetimes, audience, issuer, cache.
 //   TokenVerifier
+// Each layer has its own source in api/crypto/src (base64url.cc, ec_keys.cc, jws.cc, key_ring.cc,
+// access_tokens.cc; jose_errors.cc for JoseErrc; jose_internal.h what they share).
 //
 // Verification rules (each failure has its own JoseErrc so the API can log the reason; the HTTP
 // answer is the same 401 for all of them):

@@ -6,7 +6,7 @@
 // returns Response, and an ApiError converts to one, so in a handler
 //   SECHEX_TRY(auto body, read_body(req));
 // answers the refusal and goes on with the body otherwise. Domain error codes become ApiErrors
-// in one place per library (routes' command_failed, auth's refusals).
+// in one place per library (api/routes/src/refusals.cc, the authenticator's refusals).
 //
 // Thread-safety: values.
 #pragma once
