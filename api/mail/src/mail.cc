@@ -13,6 +13,7 @@
 #include <ctime>
 #include <filesystem>
 
+#include "api/app/retry.h"
 #include "ledger/crypto.h"
 
 namespace sechex::api {
@@ -332,12 +333,9 @@ MailDecision decide_mail_outcome(const OutboxEntry& entry, const DeliveryOutcome
   }
   d.kind = MailDecision::Kind::failed;
   d.error = outcome.error;
-  d.final = outcome.status == Status::permanent_failure || d.attempt >= config.max_attempts;
-  if (!d.final) {
-    const auto base = std::chrono::duration_cast<std::chrono::microseconds>(config.backoff_base);
-    const auto shift = std::min<std::uint32_t>(d.attempt - 1, 20);
-    d.next_attempt_at = now_micros + base.count() * (std::int64_t{1} << shift);
-  }
+  const RetryPolicy retry{config.backoff_base, config.max_attempts};
+  d.final = outcome.status == Status::permanent_failure || retry.final(d.attempt);
+  if (!d.final) d.next_attempt_at = retry.next_attempt_at(d.attempt, now_micros);
   return d;
 }
 

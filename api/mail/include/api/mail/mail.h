@@ -9,14 +9,15 @@
 // the secret, renders the message, hands it to the transport and records the outcome through the
 // command path (MailDelivered, or MailDeliveryFailed with the next attempt's time).
 //
-// Retries (decide_mail_outcome, pure): attempt n (1-based) failing transiently is retried at
-// now + backoff_base * 2^(n-1) (2 s, 4 s, 8 s with the defaults); the failure of attempt
-// max_attempts (1 + 3 retries) is final. Permanent failures are final at once: the subject was
-// erased ("subject_erased": the mail is never sent), the sealed fields cannot be opened, the mail
-// cannot be rendered, the server refused it with a 5xx reply, or it is older than max_age (a
-// stale code or link helps nobody). A final MailDeliveryFailed is the admin alert: it is the
-// audit event, ledgerd counts it in sechex_mail_delivery_failures_total and logs one line, and
-// the outbox entry's state "failed" is the flag an admin queries (projections::failed_mails).
+// Retries (decide_mail_outcome, pure; the policy is api/app/retry.h's): attempt n (1-based)
+// failing transiently is retried at now + backoff_base * 2^(n-1) (2 s, 4 s, 8 s with the defaults);
+// the failure of attempt max_attempts (1 + 3 retries) is final. Permanent failures are final at
+// once: the subject was erased ("subject_erased": the mail is never sent), the sealed fields cannot
+// be opened, the mail cannot be rendered, the server refused it with a 5xx reply, or it is older
+// than max_age (a stale code or link helps nobody). A final MailDeliveryFailed is the admin alert:
+// it is the audit event, ledgerd counts it in sechex_mail_delivery_failures_total and logs one
+// line, and the outbox entry's state "failed" is the flag an admin queries
+// (projections::failed_mails).
 //
 // Idempotence and delivery guarantee. Every attempt of one mail sends the same Message-ID
 // `<message_id@sechex-ledger>`; before sending the worker re-reads the entry and skips it unless
