@@ -95,7 +95,7 @@ Result<nlohmann::json> replay_at(const ledger::Log& log, const ReplayOptions& op
   SECHEX_TRY(auto locks, proj::locks_in_force(*store, opts.subject, at));
   for (const auto& lock : locks) {
     json j{{"user", lock.subject},
-           {"locked_until", lock.locked_until},
+           {"locked_until", lock.locked_until.empty() ? json(nullptr) : json(lock.locked_until)},
            {"needs_admin_unlock", lock.needs_admin_unlock},
            {"reason", lock.reason},
            {"since", lock.since}};

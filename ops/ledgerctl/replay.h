@@ -27,7 +27,10 @@ struct ReplayOptions {
 };
 
 // The state at `at_micros` as JSON: {"at", "subject", "records_applied", "sessions": [...],
-// "locked": [...], "roles": [...]}, each list in key order. Errc::unsupported_version for a
+// "locked": [...], "roles": [...]}, each list in key order. A lock is {"user", "locked_until"
+// (RFC 3339; null while only an admin lifts it), "needs_admin_unlock", "reason", "since",
+// "kept_until" (an unknown address's admin lock only)}; a stored lock that does not decode is
+// listed as needing an admin (it fails closed, as the API treats it). Errc::unsupported_version for a
 // record written by a newer schema, Errc::corruption for an undecodable one.
 Result<nlohmann::json> replay_at(const ledger::Log& log, const ReplayOptions& opts);
 
