@@ -44,14 +44,7 @@ Response AccountApi::change_password(const Request& req, const Principal& who) {
 
 // ---- Forgot: 202 whatever the address (004 FR-024, FR-026) ----
 Response AccountApi::forgot_password(const Request& req) {
-  SECHEX_TRY(const auto body, read_body(req));
-  SECHEX_TRY(const auto email, required_string(body, "email"));
-  const auto caller = caller_of(d_, config_, req);
-  SECHEX_TRYV(admit_client(d_, caller, forgot_limiter_, projections::kScopeResetRequestIp));
-  return accept_for_address(d_, email, [this, caller](const std::optional<UserId>& user) {
-    if (user)
-      d_.identity.mail_link(caller, *user, identity::Link::password_reset);  // else nobody to mail
-  });
+  return request_link(d_, config_, req, forgot_limiter_, identity::Link::password_reset);
 }
 
 // ---- Reset (004 FR-025, FR-027, FR-028, FR-040; scenarios 10-12) ----

@@ -79,14 +79,7 @@ Response IdentityApi::verify_email(const Request& req) {
 
 // ---- Resend the verification mail: 202 whatever the address (no enumeration) ----
 Response IdentityApi::resend_verification(const Request& req) {
-  SECHEX_TRY(const auto body, read_body(req));
-  SECHEX_TRY(const auto email, required_string(body, "email"));
-  const auto caller = caller_of(d_, config_, req);
-  SECHEX_TRYV(admit_client(d_, caller, resend_limiter_, projections::kScopeVerifyRequestIp));
-  return accept_for_address(d_, email, [this, caller](const std::optional<UserId>& user) {
-    if (user)
-      d_.identity.mail_link(caller, *user, identity::Link::verify_email);  // else nobody to mail
-  });
+  return request_link(d_, config_, req, resend_limiter_, identity::Link::verify_email);
 }
 
 // ---- Login (004 FR-008..FR-012, API.md) ----

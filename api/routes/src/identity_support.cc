@@ -137,4 +137,19 @@ ApiResult<void> admit_client(IdentityDeps& deps, const identity::Caller& caller,
                      seconds, json{{"retryAfter", seconds}});
 }
 
+Response request_link(IdentityDeps& deps, const IdentityConfig& config, const Request& req,
+                      RequestLimiter& limiter, identity::Link link) {
+  SECHEX_TRY(const auto body, read_body(req));
+  SECHEX_TRY(const auto email, required_string(body, "email"));
+  const auto caller = caller_of(deps, config, req);
+  SECHEX_TRYV(admit_client(deps, caller, limiter,
+                           link == identity::Link::verify_email
+                               ? projections::kScopeVerifyRequestIp
+                               : projections::kScopeResetRequestIp));
+  return accept_for_address(
+      deps, email, [&identity = deps.identity, caller, link](const std::optional<UserId>& user) {
+        if (user) identity.mail_link(caller, *user, link);  // else nobody
+      });
+}
+
 }  // namespace sechex::api::identity_support

@@ -17,11 +17,13 @@
 #include "api/http/i18n.h"
 #include "api/json/json_input.h"
 #include "api/routes/identity_api.h"
+#include "api/routes/refusals.h"
 #include "ledger/time_format.h"
 #include "projections/rate_limits.h"
 
 namespace sechex::api::identity_support {
 
+using api::to_api_error;
 using json = nlohmann::json;
 using identity::Refused;
 using projections::SessionId;
@@ -42,9 +44,6 @@ ApiResult<std::string> required_string(const json& body, const char* name);
 
 ApiError retry_later(unsigned status, std::string_view code, std::string_view message,
                      std::int64_t seconds, json details = json::object());
-
-// The one place a command's refusal becomes a status, a code and details (refusals.cc).
-ApiError to_api_error(const identity::Refusal& r);
 
 // A command's outcome as a handler unwraps it: SECHEX_TRY(auto v, answered(command(...))).
 template <typename T>
@@ -103,5 +102,11 @@ Response accept_for_address(IdentityDeps& deps, const std::string& email,
 // partition, or a failed append, still refuses.
 ApiResult<void> admit_client(IdentityDeps& deps, const identity::Caller& caller,
                              RequestLimiter& limiter, const char* scope);
+
+// POST {email} for a verification or reset link (resend, forgot): 400 without an email, 429 for
+// a client past `limiter`, else 202 whatever the address, and the link is mailed after the
+// answer when the address has an account that qualifies (IdentityCommands::mail_link).
+Response request_link(IdentityDeps& deps, const IdentityConfig& config, const Request& req,
+                      RequestLimiter& limiter, identity::Link link);
 
 }  // namespace sechex::api::identity_support

@@ -1,8 +1,12 @@
 // The one place a command's refusal (api/identity/commands.h) becomes API.md's status, code and
 // details. Messages are English; i18n.h localises them by code.
+#include "api/routes/refusals.h"
+
 #include "identity_support.h"
 
-namespace sechex::api::identity_support {
+namespace sechex::api {
+
+using namespace identity_support;
 
 namespace {
 
@@ -104,4 +108,4 @@ ApiError to_api_error(const identity::Refusal& r) {
   return {500, "internal_error", "the request could not be completed"};
 }
 
-}  // namespace sechex::api::identity_support
+}  // namespace sechex::api
