@@ -1,0 +1,163 @@
+// DPoP proofs (RFC 9449 §4.3), on the JOSE layers of jose.h.
+#include "api/crypto/dpop.h"
+
+#include <array>
+#include <cctype>
+
+#include "jose_internal.h"
+
+namespace sechex::api::dpop {
+
+using jose::base64url_decode;
+using jose::base64url_encode;
+using jose::EcPublicKey;
+using jose::detail::bytes_of;
+using jose::detail::kP1363Size;
+using jose::detail::parse_object;
+using jose::detail::string_of;
+
+namespace {
+
+constexpr std::array<std::string_view, 16> kReasonCodes = {
+    "ok",          "too_large",     "malformed",    "bad_typ",      "alg_not_allowed", "bad_header",
+    "bad_jwk",     "bad_signature", "bad_jti",      "htm_mismatch", "htu_mismatch",    "bad_iat",
+    "iat_too_old", "iat_in_future", "ath_mismatch", "jkt_mismatch",
+};
+static_assert(kReasonCodes.size() == static_cast<std::size_t>(DpopErrc::jkt_mismatch) + 1);
+
+class DpopCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "sechex.dpop"; }
+  std::string message(int code) const override {
+    const auto i = static_cast<std::size_t>(code);
+    return i < kReasonCodes.size() ? "DPoP proof refused: " + std::string(kReasonCodes[i])
+                                   : "unknown DPoP error";
+  }
+};
+
+bool same(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && ledger::crypto::constant_time_equal(bytes_of(a), bytes_of(b));
+}
+
+// The claim `name` as a string, or nullopt when absent or not a string.
+std::optional<std::string> string_claim(const nlohmann::json& j, const char* name) {
+  const auto it = j.find(name);
+  if (it == j.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+const std::error_category& dpop_category() noexcept {
+  static const DpopCategory category;
+  return category;
+}
+
+std::string_view reason_code(const std::error_code& ec) noexcept {
+  if (ec.category() != dpop_category()) return "internal_error";
+  const auto i = static_cast<std::size_t>(ec.value());
+  return i < kReasonCodes.size() ? kReasonCodes[i] : "internal_error";
+}
+
+std::string ath_of(std::string_view access_token) {
+  const auto hash = ledger::crypto::sha256(bytes_of(access_token));
+  return base64url_encode(ledger::ByteView(hash.data(), hash.size()));
+}
+
+std::optional<std::string> normalize_htu(std::string_view url) {
+  for (const char c : url) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f) return std::nullopt;
+  }
+  const auto colon = url.find("://");
+  if (colon == std::string_view::npos) return std::nullopt;
+  std::string scheme(url.substr(0, colon));
+  for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != "http" && scheme != "https") return std::nullopt;
+  auto rest = url.substr(colon + 3);
+  rest = rest.substr(0, rest.find_first_of("?#"));  // no query, no fragment
+  const auto slash = rest.find('/');
+  std::string authority(rest.substr(0, slash));
+  const std::string path(slash == std::string_view::npos ? "/" : rest.substr(slash));
+  if (authority.empty() || authority.find('@') != std::string::npos) return std::nullopt;
+  for (auto& c : authority) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // The port follows the last ':' unless that ':' is inside an IPv6 literal's brackets.
+  const auto port_colon = authority.rfind(':');
+  if (port_colon != std::string::npos && authority.find(']', port_colon) == std::string::npos) {
+    const auto port = authority.substr(port_colon + 1);
+    if (port.empty() || (scheme == "http" && port == "80") ||
+        (scheme == "https" && port == "443")) {
+      authority.resize(port_colon);
+    }
+  }
+  if (authority.empty()) return std::nullopt;
+  return scheme + "://" + authority + path;
+}
+
+Result<VerifiedProof> verify_proof(std::string_view proof, const ExpectedProof& expected,
+                                   const ProofRules& rules) {
+  if (proof.size() > rules.max_size) return DpopErrc::too_large;
+  const auto dot1 = proof.find('.');
+  const auto dot2 = dot1 == std::string_view::npos ? dot1 : proof.find('.', dot1 + 1);
+  if (dot2 == std::string_view::npos || proof.find('.', dot2 + 1) != std::string_view::npos) {
+    return DpopErrc::malformed;
+  }
+  ledger::Bytes header_bytes, payload_bytes, signature;
+  if (!base64url_decode(proof.substr(0, dot1), header_bytes) ||
+      !base64url_decode(proof.substr(dot1 + 1, dot2 - dot1 - 1), payload_bytes) ||
+      !base64url_decode(proof.substr(dot2 + 1), signature)) {
+    return DpopErrc::malformed;
+  }
+  auto header = parse_object(string_of(header_bytes));
+  auto claims = parse_object(string_of(payload_bytes));
+  if (!header || !claims) return DpopErrc::malformed;
+  const auto& h = header.value();
+  const auto& c = claims.value();
+
+  // Header (§4.3 steps 4-7).
+  if (string_claim(h, "typ") != "dpop+jwt") return DpopErrc::bad_typ;
+  if (string_claim(h, "alg") != "ES256") return DpopErrc::alg_not_allowed;
+  for (const char* name : {"crit", "jku", "x5u", "x5c"}) {
+    if (h.contains(name)) return DpopErrc::bad_header;
+  }
+  const auto jwk = h.find("jwk");
+  if (jwk == h.end() || !jwk->is_object() || jwk->contains("d")) return DpopErrc::bad_jwk;
+  auto key = EcPublicKey::from_jwk(*jwk);
+  if (!key) return DpopErrc::bad_jwk;
+
+  // Signature (§4.3 step 6), with the key the proof carries.
+  if (signature.size() != kP1363Size ||
+      !key.value().verify_p1363(bytes_of(proof.substr(0, dot2)), signature)) {
+    return DpopErrc::bad_signature;
+  }
+
+  // Claims (§4.3 steps 8-11).
+  VerifiedProof out;
+  const auto jti = string_claim(c, "jti");
+  if (!jti || jti->empty() || jti->size() > rules.max_jti) return DpopErrc::bad_jti;
+  out.jti = *jti;
+  if (string_claim(c, "htm") != expected.htm) return DpopErrc::htm_mismatch;
+  const auto htu = string_claim(c, "htu");
+  const auto normalised = htu ? normalize_htu(*htu) : std::nullopt;
+  if (!normalised || *normalised != expected.htu) return DpopErrc::htu_mismatch;
+  const auto iat = c.find("iat");
+  if (iat == c.end() || !iat->is_number_integer()) return DpopErrc::bad_iat;
+  if (iat->is_number_unsigned() &&
+      iat->get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+    return DpopErrc::bad_iat;
+  }
+  out.iat = iat->get<std::int64_t>();
+  // The window is computed from the server's clock, never from `iat`: an iat near INT64_MIN or
+  // INT64_MAX cannot overflow it.
+  if (out.iat < expected.now_seconds - rules.max_age_seconds) return DpopErrc::iat_too_old;
+  if (out.iat > expected.now_seconds + rules.max_future_seconds) return DpopErrc::iat_in_future;
+  if (expected.access_token) {
+    const auto ath = string_claim(c, "ath");
+    if (!ath || !same(*ath, ath_of(*expected.access_token))) return DpopErrc::ath_mismatch;
+  }
+  out.jkt = key.value().thumbprint();
+  if (expected.jkt && !same(out.jkt, *expected.jkt)) return DpopErrc::jkt_mismatch;
+  return out;
+}
+
+}  // namespace sechex::api::dpop
