@@ -1,0 +1,42 @@
+// libFuzzer target for WebAuthn registration data (api/crypto/webauthn.h): arbitrary bytes go to
+// parse_attestation_object, parse_authenticator_data and parse_client_data (seeds: W3C Level 3
+// §16 attestation objects). Every input must give a verdict without crashing, leaking or
+// hitting UB, and what is accepted must obey the layout webauthn.h describes.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+#include "api/crypto/webauthn.h"
+
+namespace {
+
+namespace webauthn = sechex::api::webauthn;
+
+void check(bool ok) {
+  if (!ok) std::abort();
+}
+
+void check_auth_data(const webauthn::AuthenticatorData& a) {
+  check(a.credential.has_value() == a.has(webauthn::kAttestedCredential));
+  if (a.credential) {
+    check(a.credential->id.size() <= webauthn::kMaxCredentialId);
+    check(!a.credential->key.es256 || (a.credential->key.kty == 2 && a.credential->key.alg == -7 &&
+                                       a.credential->key.crv == 1));
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const sechex::ledger::ByteView bytes(data, size);
+  if (auto o = webauthn::parse_attestation_object(bytes)) {
+    check(size <= webauthn::kMaxAttestationObject);
+    check_auth_data(o.value().parsed);
+  } else {
+    check(webauthn::reason_code(o.error()) != "internal_error");
+  }
+  if (auto a = webauthn::parse_authenticator_data(bytes)) check_auth_data(a.value());
+  (void)webauthn::parse_client_data(std::string_view(reinterpret_cast<const char*>(data), size));
+  return 0;
+}
