@@ -30,8 +30,8 @@ struct ReplayOptions {
 // "locked": [...], "roles": [...]}, each list in key order. A lock is {"user", "locked_until"
 // (RFC 3339; null while only an admin lifts it), "needs_admin_unlock", "reason", "since",
 // "kept_until" (an unknown address's admin lock only)}; a stored lock that does not decode is
-// listed as needing an admin (it fails closed, as the API treats it). Errc::unsupported_version for a
-// record written by a newer schema, Errc::corruption for an undecodable one.
+// listed as needing an admin (it fails closed, as the API treats it). Errc::unsupported_version for
+// a record written by a newer schema, Errc::corruption for an undecodable one.
 Result<nlohmann::json> replay_at(const ledger::Log& log, const ReplayOptions& opts);
 
 // The command: parses `args`, opens the log with `open_log` (read-only: the embedded store as a

@@ -381,8 +381,7 @@ TEST_F(LedgerctlReplay, ShowsSessionsLocksAndRolesAsTheyWereAtTheInstant) {
   EXPECT_EQ(j["locked"][0]["user"], "alice");
   EXPECT_EQ(j["locked"][0]["needs_admin_unlock"], false);
   ASSERT_TRUE(j["locked"][0]["locked_until"].is_string()) << j;
-  EXPECT_EQ(parse_rfc3339(j["locked"][0]["locked_until"].get<std::string>()),
-            t0 + 7 * kHour / 2)
+  EXPECT_EQ(parse_rfc3339(j["locked"][0]["locked_until"].get<std::string>()), t0 + 7 * kHour / 2)
       << "the timed lock ends at 03:30";
   EXPECT_EQ(session_ids(j), (std::vector<std::string>{"s-alice"}));
   EXPECT_EQ(j["subject"], "alice");
