@@ -1,7 +1,8 @@
 // libFuzzer target for WebAuthn registration data (api/crypto/webauthn.h): arbitrary bytes go to
-// parse_attestation_object, parse_authenticator_data and parse_client_data (seeds: W3C Level 3
-// §16 attestation objects). Every input must give a verdict without crashing, leaking or
-// hitting UB, and what is accepted must obey the layout webauthn.h describes.
+// parse_attestation_object (and what parses, to verify_packed), parse_authenticator_data and
+// parse_client_data (seeds: W3C Level 3 §16 attestation objects). Every input must give a verdict
+// without crashing, leaking or hitting UB, and what is accepted must obey the layout webauthn.h
+// describes.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -33,6 +34,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (auto o = webauthn::parse_attestation_object(bytes)) {
     check(size <= webauthn::kMaxAttestationObject);
     check_auth_data(o.value().parsed);
+    // The statement verifier on hostile statements and certificates: a verdict, no crash. With
+    // no roots nothing may pass but self attestation, which is allowed here.
+    const std::uint8_t hash[32] = {};
+    if (auto a = webauthn::verify_packed(o.value(), hash, {nullptr, true, std::nullopt})) {
+      check(a.value().type == "self");
+    }
   } else {
     check(webauthn::reason_code(o.error()) != "internal_error");
   }

@@ -18,6 +18,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -98,7 +99,58 @@ struct AttestationObject {
 };
 Result<AttestationObject> parse_attestation_object(ledger::ByteView cbor);
 
+// ---- Attestation statements (WebAuthn §8), one verifier per format ----
+
+// Why an attestation statement was refused (API.md: 401 attestation_failed, details.reason).
+enum class AttestationErrc {
+  ok = 0,
+  bad_statement = 1,  // attStmt lacks alg or sig, or has fields of the wrong type
+  alg_not_allowed,    // the statement's alg is not ES256 (-7)
+  self_not_allowed,   // self attestation without --allow-self-attestation
+  bad_certificate,    // an x5c element is not one DER certificate, or the leaf breaks §8.2.1
+  aaguid_mismatch,    // the leaf's id-fido-gen-ce-aaguid differs from the authenticator data's
+  untrusted_chain,    // the chain does not lead to a configured root at the verification time
+  bad_signature,      // the signature over authData || SHA-256(clientDataJSON) does not verify
+};
+const std::error_category& attestation_category() noexcept;
+inline std::error_code make_error_code(AttestationErrc e) noexcept {
+  return {static_cast<int>(e), attestation_category()};
+}
+
+// The attestation roots (--attestation-roots: PEM bundles); immutable once built.
+class TrustStore {
+ public:
+  // Every certificate of `pem`; Errc::key_invalid when it holds none or one does not parse.
+  static Result<TrustStore> from_pem(std::string_view pem);
+  const void* handle() const { return store_.get(); }  // the X509_STORE (attestation.cc)
+
+ private:
+  std::shared_ptr<void> store_;
+};
+
+struct AttestationPolicy {
+  const TrustStore* roots = nullptr;  // none: every chain is untrusted
+  bool allow_self = false;            // --allow-self-attestation (development)
+  // The verification time, Unix seconds; nullopt is now. Tests pin it for real chains whose
+  // certificates have expired since.
+  std::optional<std::int64_t> verify_at;
+};
+
+struct Attested {
+  std::string type;               // "self" or "basic" (x5c)
+  std::string chain_fingerprint;  // hex SHA-256 of the leaf's DER; empty for self
+};
+
+// `packed` (WebAuthn §8.2): with x5c, the leaf must meet §8.2.1 (version 3, OU "Authenticator
+// Attestation", not a CA, id-fido-gen-ce-aaguid equal to the authenticator data's when present),
+// chain to `roots` (never assuming the last x5c element is a root) and verify `sig`; without
+// x5c (self attestation) the credential key itself signs, and only `allow_self` accepts it.
+Result<Attested> verify_packed(const AttestationObject& object, ledger::ByteView client_data_hash,
+                               const AttestationPolicy& policy);
+
 }  // namespace sechex::api::webauthn
 
 template <>
 struct std::is_error_code_enum<sechex::api::webauthn::WebAuthnErrc> : std::true_type {};
+template <>
+struct std::is_error_code_enum<sechex::api::webauthn::AttestationErrc> : std::true_type {};
