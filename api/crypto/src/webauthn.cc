@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "api/json/json_input.h"
+#include "jose_internal.h"
 #include "ledger/crypto.h"
 #include "ledger/openssl_util.h"
 
@@ -337,14 +338,6 @@ X509Ptr certificate(const ledger::Bytes& der) {
   return cert;
 }
 
-// ECDSA-SHA256 (DER signature) by `key` over `data`.
-bool verify_es256(EVP_PKEY* key, ledger::ByteView data, ledger::ByteView sig) {
-  if (key == nullptr || EVP_PKEY_base_id(key) != EVP_PKEY_EC) return false;
-  ledger::ossl::MdCtx ctx(EVP_MD_CTX_new());
-  return ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) == 1 &&
-         EVP_DigestVerify(ctx.get(), sig.data(), sig.size(), data.data(), data.size()) == 1;
-}
-
 // WebAuthn §8.2.1 for the leaf of a packed statement.
 Result<void> check_packed_leaf(X509* leaf, const std::array<std::uint8_t, 16>& aaguid) {
   if (X509_get_version(leaf) != 2) return AttestationErrc::bad_certificate;  // v3
@@ -437,7 +430,10 @@ Result<Attested> verify_packed(const AttestationObject& object, ledger::ByteView
     }
   }
   SECHEX_TRYV(check_packed_leaf(leaf.get(), object.parsed.credential->aaguid));
-  if (!verify_es256(X509_get0_pubkey(leaf.get()), signed_data, *sig)) {
+  // ES256: an EC key, ECDSA-SHA256 with a DER signature (jose's digest_verify).
+  EVP_PKEY* leaf_key = X509_get0_pubkey(leaf.get());
+  if (leaf_key == nullptr || EVP_PKEY_base_id(leaf_key) != EVP_PKEY_EC ||
+      !jose::detail::digest_verify(leaf_key, signed_data, sig->data(), sig->size())) {
     return AttestationErrc::bad_signature;
   }
   if (policy.roots == nullptr) return AttestationErrc::untrusted_chain;

@@ -57,12 +57,8 @@ class Context {
   }
   // A command on `p` that could not run, as a refusal (not_owner names the owner).
   Refusal failed(const std::error_code& ec, ledger::Partition p) const {
-    auto r = Refusal::from_error(ec);
-    if (r.why == Refused::not_owner) {
-      r.partition = p;
-      r.owner = deps.commands.ownership().owner_of(p);
-    }
-    return r;
+    if (ec == OwnershipErrc::not_owner) return Refusal::misdirected(p, deps.commands.ownership());
+    return Refusal::from_error(ec);
   }
 
   // not_owner before any expensive work (a password hash) is spent on a partition another node
@@ -234,8 +230,11 @@ void mail_secret(Context& x, const std::string& user, const SecretMail& m,
 // grants), else RateLimited, OtpFailed and AccountLocked with the lockout mail as decided.
 // The name a purpose has in lookup hashes and projections ("login", "reauth").
 const char* purpose_name(OtpPurpose purpose);
-Result<OtpDecision> check_code(Context& x, const AddressSubject& subject, OtpPurpose purpose,
-                               OtpCode code, Events& out);
+// `account` is subject.user's row as the caller read it on the partition (nullopt for an
+// unknown address), so one command reads it once.
+Result<OtpDecision> check_code(Context& x, const AddressSubject& subject,
+                               const std::optional<projections::UserRow>& account,
+                               OtpPurpose purpose, OtpCode code, Events& out);
 // The refusal of a validation that did not succeed.
 Refusal code_refusal(const OtpDecision& d, std::int64_t now);
 // The alerts of a decided validation (lockout mail wake-up and hooks), after its append.

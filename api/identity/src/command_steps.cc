@@ -175,8 +175,9 @@ const char* purpose_name(OtpPurpose purpose) {
   return purpose == OtpPurpose::reauth ? "reauth" : "login";
 }
 
-Result<OtpDecision> check_code(Context& x, const AddressSubject& subject, OtpPurpose purpose,
-                               OtpCode code, Events& out) {
+Result<OtpDecision> check_code(Context& x, const AddressSubject& subject,
+                               const std::optional<projections::UserRow>& account,
+                               OtpPurpose purpose, OtpCode code, Events& out) {
   auto& store = x.store();
   const auto& limits = x.limits();
   OtpState s;
@@ -189,11 +190,10 @@ Result<OtpDecision> check_code(Context& x, const AddressSubject& subject, OtpPur
   SECHEX_TRY(s.failures,
              projections::rate_count(store, projections::kScopeOtpFailureUser, subject.id, x.now,
                                      limits.otp_failure_window_micros));
-  std::optional<projections::UserRow> rec;
+  const auto& rec = account;
   // An unknown address's lock is recorded under its anon subject, like an account's.
   s.locked_until = locked_until(store, subject.id, x.now);
   if (subject.user) {
-    rec = account_of(store, *subject.user);
     if (usable_account(rec)) {
       SECHEX_TRY(auto stored, projections::otp_code(store, *subject.user, purpose_name(purpose)));
       if (stored) {

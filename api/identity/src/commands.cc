@@ -64,6 +64,13 @@ Refusal Refusal::from_error(const std::error_code& ec) {
   return Refused::unavailable;
 }
 
+Refusal Refusal::misdirected(ledger::Partition p, const PartitionOwnership& ownership) {
+  Refusal r(Refused::not_owner);
+  r.partition = p;
+  r.owner = ownership.owner_of(p);
+  return r;
+}
+
 IdentityCommands::IdentityCommands(CommandDeps deps, CommandConfig config)
     : d_(std::move(deps)), config_(std::move(config)) {}
 
@@ -314,7 +321,8 @@ Outcome<ReauthGrant> IdentityCommands::reauth(const Caller& c, const UserId& use
   SECHEX_TRYV(x.run(p, [&]() -> Result<Events> {
     Events out;
     if (code != nullptr) {
-      SECHEX_TRY(otp_decision, check_code(x, subject, OtpPurpose::reauth, *code, out));
+      SECHEX_TRY(otp_decision, check_code(x, subject, account_of(x.store(), user.str()),
+                                          OtpPurpose::reauth, *code, out));
       if (otp_decision.outcome != OtpOutcome::ok) return out;
     } else {
       const auto rec = account_of(x.store(), user.str());

@@ -111,9 +111,11 @@ Outcome<SignedIn> IdentityCommands::sign_in_with_code(const Caller& c, std::stri
   std::vector<std::string> roles;
   SECHEX_TRYV(x.run(p, [&]() -> Result<Events> {
     Events out;
-    SECHEX_TRY(decision, check_code(x, subject, OtpPurpose::login, code, out));
+    const auto account =
+        subject.user ? account_of(x.store(), *subject.user) : std::optional<projections::UserRow>();
+    SECHEX_TRY(decision, check_code(x, subject, account, OtpPurpose::login, code, out));
     if (decision.outcome != OtpOutcome::ok) return out;
-    if (auto rec = account_of(x.store(), subject.id)) roles = rec->roles;
+    if (account) roles = account->roles;
     SECHEX_TRYV(start_session(x, subject.id, *session, remember_me, schema::LoginMethod::Otp, out));
     return out;
   }));

@@ -92,12 +92,7 @@ json profile_json(const UserId& user, const identity::Profile& p) {
 Response accept_then(IdentityDeps& deps, std::optional<ledger::Partition> p, std::string key,
                      std::function<void()> work) {
   const auto& ownership = deps.identity.ownership();
-  if (p && !ownership.owns(*p)) {
-    identity::Refusal r(Refused::not_owner);
-    r.partition = *p;
-    r.owner = ownership.owner_of(*p);
-    return to_api_error(r);
-  }
+  if (p && !ownership.owns(*p)) return to_api_error(identity::Refusal::misdirected(*p, ownership));
   auto ticket = deps.deferred.reserve(std::chrono::seconds(1));
   if (!ticket) return retry_later(503, "overloaded", "too many requests at once; retry shortly", 1);
   auto r = json_ok(json{{"status", "accepted"}}.dump(), 202);

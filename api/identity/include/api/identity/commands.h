@@ -131,6 +131,8 @@ struct Refusal {
   Refusal(Refused w) : why(w) {}  // NOLINT(google-explicit-constructor): `return Refused::x;`
   // A command that could not run: its error as a refusal (not_owner, overloaded, unavailable).
   static Refusal from_error(const std::error_code& ec);
+  // not_owner for partition `p`, naming its owner when `ownership` knows it.
+  static Refusal misdirected(ledger::Partition p, const PartitionOwnership& ownership);
 };
 
 template <typename T>
