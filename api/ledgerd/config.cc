@@ -149,9 +149,9 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   std::vector<std::string> trusted_proxies;
   api::PasswordHasher::Options password_options;
   api::identity::Limits identity_limits;
-  std::int64_t session_idle_seconds = identity_limits.idle_micros / api::identity::kSecondMicros;
+  std::int64_t session_idle_seconds = api::identity::whole_seconds(identity_limits.idle);
   std::int64_t remember_me_idle_seconds =
-      identity_limits.remember_me_idle_micros / api::identity::kSecondMicros;
+      api::identity::whole_seconds(identity_limits.remember_me_idle);
   desc.add_options()("trusted-proxy", po::value(&trusted_proxies),
                      "CIDR, repeatable: proxies whose X-Forwarded-For names the client")(
       "otp-validations-per-window",
@@ -295,8 +295,8 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
                             " s) must be at least --session-idle (" +
                             std::to_string(session_idle_seconds) + " s)");
   }
-  identity_limits.idle_micros = session_idle_seconds * api::identity::kSecondMicros;
-  identity_limits.remember_me_idle_micros = remember_me_idle_seconds * api::identity::kSecondMicros;
+  identity_limits.idle = std::chrono::seconds{session_idle_seconds};
+  identity_limits.remember_me_idle = std::chrono::seconds{remember_me_idle_seconds};
   if (log_kind != "embedded" && log_kind != "kafka")
     return invalid(err, "--log must be embedded or kafka");
   const bool kafka_mode = log_kind == "kafka";

@@ -78,7 +78,7 @@ Result<nlohmann::json> replay_at(const ledger::Log& log, const ReplayOptions& op
     SECHEX_TRY(auto n, replay_partition(log, *store, ledger::Partition{p}, opts.at_micros));
     applied += n;
   }
-  const auto at = opts.at_micros;
+  const auto at = time_from_micros(opts.at_micros);
   json out{
       {"at", format_rfc3339(at)},   {"subject", opts.subject ? json(*opts.subject) : json(nullptr)},
       {"records_applied", applied}, {"sessions", json::array()},

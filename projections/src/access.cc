@@ -76,20 +76,20 @@ bool lockout_expired(std::string_view lockout_json, std::int64_t now_micros) {
   return l.readable && !in_force(l, now_micros);
 }
 
-Result<std::optional<std::int64_t>> lock_in_force(const ProjectionStore& store,
-                                                  std::string_view subject,
-                                                  std::int64_t now_micros) {
+Result<std::optional<TimePoint>> lock_in_force(const ProjectionStore& store,
+                                               std::string_view subject, TimePoint now) {
   SECHEX_TRY(auto stored, store.get(kLockoutsCf, subject));
-  if (!stored) return std::optional<std::int64_t>{};
+  if (!stored) return std::optional<TimePoint>{};
   const auto l = decode_lockout(*stored);
-  if (!in_force(l, now_micros)) return std::optional<std::int64_t>{};
-  if (l.needs_admin_unlock) return std::optional<std::int64_t>(INT64_MAX);
-  return std::optional<std::int64_t>(l.locked_until.value_or(INT64_MAX));
+  if (!in_force(l, micros_of(now))) return std::optional<TimePoint>{};
+  if (l.needs_admin_unlock) return std::optional<TimePoint>(TimePoint::max());
+  return std::optional<TimePoint>(time_from_micros(l.locked_until.value_or(INT64_MAX)));
 }
 
 Result<std::vector<LockRow>> locks_in_force(const ProjectionStore& store,
                                             const std::optional<std::string>& subject,
-                                            std::int64_t now_micros) {
+                                            TimePoint now) {
+  const auto now_micros = micros_of(now);
   SECHEX_TRY(auto rows, store.scan(kLockoutsCf, subject ? *subject : std::string()));
   std::vector<LockRow> out;
   for (const auto& [key, value] : rows) {

@@ -221,11 +221,11 @@ Result<std::optional<OtpCode>> otp_code(const ProjectionStore& store, std::strin
 }
 
 Result<std::uint32_t> login_failures(const ProjectionStore& store, std::string_view user,
-                                     std::int64_t now_micros) {
+                                     TimePoint now) {
   SECHEX_TRY(auto stored, store.get(kLoginFailuresCf, user));
   if (!stored) return 0u;
   if (stored->size() != 4 && stored->size() != 12) return ledger::Errc::corruption;
-  if (end_of_life(kLoginFailuresCf, *stored) <= now_micros) return 0u;
+  if (end_of_life(kLoginFailuresCf, *stored) <= micros_of(now)) return 0u;
   std::uint32_t n = 0;
   for (const char c : std::string_view(*stored).substr(0, 4)) {
     n = (n << 8) | static_cast<unsigned char>(c);
@@ -234,13 +234,12 @@ Result<std::uint32_t> login_failures(const ProjectionStore& store, std::string_v
 }
 
 Result<std::optional<std::string>> reauth_grant_user(const ProjectionStore& store,
-                                                     std::string_view reauth_id,
-                                                     std::int64_t now_micros) {
+                                                     std::string_view reauth_id, TimePoint now) {
   SECHEX_TRY(auto stored, store.get(kReauthGrantsCf, reauth_id));
   if (!stored) return std::optional<std::string>{};
   const auto j = nlohmann::json::parse(*stored, nullptr, false);
   if (!j.is_object()) return ledger::Errc::corruption;
-  if (j.value("expires_at", std::int64_t{0}) <= now_micros) return std::optional<std::string>{};
+  if (j.value("expires_at", std::int64_t{0}) <= micros_of(now)) return std::optional<std::string>{};
   return std::optional<std::string>(j.value("user", ""));
 }
 

@@ -53,15 +53,16 @@ std::string rate_key(std::string_view scope, std::string_view key) {
 }
 
 Result<std::uint32_t> rate_count(const ProjectionStore& store, std::string_view scope,
-                                 std::string_view key, std::int64_t now_micros,
-                                 std::int64_t window_micros) {
-  SECHEX_TRY(auto w, rate_window(store, scope, key, now_micros, window_micros, 0));
+                                 std::string_view key, TimePoint now, Micros window) {
+  SECHEX_TRY(auto w, rate_window(store, scope, key, now, window, 0));
   return w.count;
 }
 
 Result<RateWindow> rate_window(const ProjectionStore& store, std::string_view scope,
-                               std::string_view key, std::int64_t now_micros,
-                               std::int64_t window_micros, std::uint32_t limit) {
+                               std::string_view key, TimePoint now, Micros window,
+                               std::uint32_t limit) {
+  const auto now_micros = micros_of(now);
+  const auto window_micros = window.count();
   if (window_micros <= 0 || window_micros > kRateWindowMaxMicros) {
     return make_error_code(ledger::Errc::invalid_argument);
   }
@@ -78,7 +79,7 @@ Result<RateWindow> rate_window(const ProjectionStore& store, std::string_view sc
     // Partitions' entries interleave in time: merge them before picking the k-th oldest.
     const auto k = static_cast<std::ptrdiff_t>(w.count - limit);
     std::nth_element(in_window.begin(), in_window.begin() + k, in_window.end());
-    w.below_limit_at = in_window[static_cast<std::size_t>(k)] + window_micros;
+    w.below_limit_at = time_from_micros(in_window[static_cast<std::size_t>(k)]) + window;
   }
   return w;
 }

@@ -152,7 +152,7 @@ bool SessionsProjection::expired(std::string_view cf, std::string_view, std::str
                                  std::int64_t now_micros) const {
   if (cf == kSessionsCf) {
     const auto ends = session_ends_at(value);
-    return ends != INT64_MIN && now_micros - kEndedSessionKeptMicros >= ends;
+    return ends != INT64_MIN && now_micros - kEndedSessionKept.count() >= ends;
   }
   if (cf == kRefreshTokensCf) {
     const auto t = json::parse(value, nullptr, false);
@@ -160,7 +160,7 @@ bool SessionsProjection::expired(std::string_view cf, std::string_view, std::str
     return now_micros >= t.value("expires_at", std::int64_t{0});
   }
   if (cf == kSessionsByUserCf) {
-    return value.size() == 8 && now_micros - kEndedSessionKeptMicros >= codec::get_be64(value);
+    return value.size() == 8 && now_micros - kEndedSessionKept.count() >= codec::get_be64(value);
   }
   if (cf == kRefreshFamiliesCf) {
     return value.size() == 8 && now_micros >= codec::get_be64(value);
@@ -267,8 +267,8 @@ std::int64_t SessionRow::ends_at() const {
   return absolute_expires_at > 0 ? std::min(idle_expires_at, absolute_expires_at) : idle_expires_at;
 }
 
-bool SessionRow::active_at(std::int64_t now_micros) const {
-  return state == "active" && now_micros < ends_at();
+bool SessionRow::active_at(TimePoint now) const {
+  return state == "active" && micros_of(now) < ends_at();
 }
 
 namespace {
@@ -303,7 +303,8 @@ Result<std::optional<SessionRow>> session_row(const ProjectionStore& store, std:
 }
 
 Result<std::vector<std::pair<std::string, SessionRow>>> active_sessions(
-    const ProjectionStore& store, std::string_view user, std::int64_t now_micros) {
+    const ProjectionStore& store, std::string_view user, TimePoint now) {
+  const auto now_micros = micros_of(now);
   const auto prefix = sessions_user_prefix(user);
   SECHEX_TRY(auto rows, store.scan(kSessionsByUserCf, prefix));
   std::vector<std::pair<std::string, SessionRow>> out;
@@ -314,7 +315,7 @@ Result<std::vector<std::pair<std::string, SessionRow>>> active_sessions(
     // A row that does not decode is left out of the list, as before typed rows; a read error
     // fails the whole answer.
     if (!row && row.error() != ledger::Errc::corruption) return row.error();
-    if (row && row.value() && row.value()->active_at(now_micros)) {
+    if (row && row.value() && row.value()->active_at(now)) {
       out.emplace_back(std::move(id), std::move(*row.value()));
     }
   }
@@ -322,26 +323,24 @@ Result<std::vector<std::pair<std::string, SessionRow>>> active_sessions(
 }
 
 Result<std::vector<std::pair<std::string, SessionRow>>> all_active_sessions(
-    const ProjectionStore& store, std::int64_t now_micros) {
+    const ProjectionStore& store, TimePoint now) {
   SECHEX_TRY(auto all, store.scan(kSessionsCf, ""));
   std::vector<std::pair<std::string, SessionRow>> out;
   for (auto& [id, stored] : all) {
     auto row = decode_session_row(stored);  // the scan has the value: no second read
-    if (row && row.value().active_at(now_micros))
-      out.emplace_back(std::move(id), std::move(row).value());
+    if (row && row.value().active_at(now)) out.emplace_back(std::move(id), std::move(row).value());
   }
   return out;
 }
 
 Result<RefreshTokenStatus> refresh_token_status(const ProjectionStore& store,
-                                                std::string_view token_hash,
-                                                std::int64_t now_micros) {
+                                                std::string_view token_hash, TimePoint now) {
   RefreshTokenStatus out;
   SECHEX_TRY(auto stored, store.get(kRefreshTokensCf, token_hash));
   if (!stored) return out;
   const auto t = json::parse(*stored, nullptr, false);
   if (t.is_discarded() || !t.is_object()) return make_error_code(ledger::Errc::corruption);
-  if (now_micros >= t.value("expires_at", std::int64_t{0})) return out;
+  if (micros_of(now) >= t.value("expires_at", std::int64_t{0})) return out;
   const auto state = t.value("state", "");
   out.state = state == "current"   ? RefreshTokenStatus::State::current
               : state == "rotated" ? RefreshTokenStatus::State::rotated

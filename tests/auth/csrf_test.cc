@@ -9,7 +9,7 @@
 namespace sechex::api {
 namespace {
 
-constexpr std::int64_t kNow = 1'767'225'600'000'000;
+constexpr TimePoint kNow = time_from_micros(1'767'225'600'000'000);
 
 ledger::Kek key(std::uint8_t fill) {
   return ledger::Kek::from_base64(ledger::crypto::base64_encode(ledger::Bytes(32, fill))).value();
@@ -20,7 +20,7 @@ std::string reason_of(const Result<void>& r) {
   return r ? "" : std::string(csrf_reason(r.error()));
 }
 std::string csrf_refusal(const Request& req, std::string_view session, const CsrfTokens& tokens,
-                         std::int64_t now, std::string_view origin) {
+                         TimePoint now, std::string_view origin) {
   return reason_of(check_csrf(req, session, tokens, now, origin));
 }
 std::string cross_site_refusal(const Request& req, std::string_view origin) {
@@ -40,8 +40,8 @@ TEST(CsrfTokens, ATokenIsBoundToItsSessionAndExpiresAfterTwoHours) {
   const CsrfTokens tokens(lookup);
   const auto t = tokens.issue("session-a", kNow);
   EXPECT_TRUE(tokens.valid(t, "session-a", kNow));
-  EXPECT_TRUE(tokens.valid(t, "session-a", kNow + kCsrfTokenMicros - 1));
-  EXPECT_FALSE(tokens.valid(t, "session-a", kNow + kCsrfTokenMicros));
+  EXPECT_TRUE(tokens.valid(t, "session-a", kNow + kCsrfTokenLifetime - Micros{1}));
+  EXPECT_FALSE(tokens.valid(t, "session-a", kNow + kCsrfTokenLifetime));
   EXPECT_FALSE(tokens.valid(t, "session-b", kNow)) << "bound to the session";
   const LookupHasher other_key(key(2));
   EXPECT_FALSE(CsrfTokens(other_key).valid(t, "session-a", kNow)) << "keyed";

@@ -2,14 +2,14 @@
 // (15 min, 30 min, 1 h, 24 h, 7 d, 5 min) is tested on both sides of its edge.
 #include <gtest/gtest.h>
 
-#include <climits>
-
 #include "api/identity/decide.h"
 
 namespace sechex::api::identity {
 namespace {
 
-constexpr std::int64_t kNow = 1'767'225'600'000'000;  // 2026-01-01T00:00:00Z
+using namespace std::chrono_literals;
+
+constexpr TimePoint kNow = time_from_micros(1'767'225'600'000'000);  // 2026-01-01T00:00:00Z
 const Limits kLimits;
 
 LoginState known(std::uint32_t failures, bool password_ok, bool verified = true) {
@@ -28,27 +28,27 @@ TEST(DecideLogin, FiveConsecutiveFailuresLockForThirtyMinutesFR012) {
     EXPECT_EQ(d.failure_reason, "wrong_password");
     EXPECT_EQ(d.consecutive_failures, before + 1);
     EXPECT_EQ(d.remaining_attempts, 4 - before);
-    EXPECT_EQ(d.lock_until, 0);
+    EXPECT_FALSE(d.lock_until);
   }
   const auto fifth = decide_login(known(4, false), kLimits, kNow);
   EXPECT_EQ(fifth.outcome, LoginOutcome::locked);
-  EXPECT_EQ(fifth.lock_until, kNow + 30 * kMinuteMicros);
-  EXPECT_EQ(fifth.locked_until, fifth.lock_until);
+  EXPECT_EQ(fifth.lock_until, kNow + 30min);
+  EXPECT_EQ(fifth.locked_until, *fifth.lock_until);
   EXPECT_EQ(fifth.retry_after_seconds, 1800);
 
   // While locked even the right password is refused, with the lock's end.
   auto locked = known(5, true);
-  locked.account->locked_until = kNow + 30 * kMinuteMicros;
-  const auto during = decide_login(locked, kLimits, kNow + 30 * kMinuteMicros - 1);
+  locked.account->locked_until = kNow + 30min;
+  const auto during = decide_login(locked, kLimits, kNow + 30min - 1us);
   EXPECT_EQ(during.outcome, LoginOutcome::locked);
-  EXPECT_EQ(during.locked_until, kNow + 30 * kMinuteMicros);
-  EXPECT_EQ(during.lock_until, 0) << "a refusal while locked does not extend the lock";
+  EXPECT_EQ(during.locked_until, kNow + 30min);
+  EXPECT_FALSE(during.lock_until) << "a refusal while locked does not extend the lock";
   EXPECT_EQ(during.retry_after_seconds, 1);
 }
 
 TEST(DecideLogin, AfterTheLockRunsOutTheUserStartsAfresh) {
   // The lockout projection no longer reports the lock (its time passed); the count is still 5.
-  const auto wrong = decide_login(known(5, false), kLimits, kNow + 31 * kMinuteMicros);
+  const auto wrong = decide_login(known(5, false), kLimits, kNow + 31min);
   EXPECT_EQ(wrong.outcome, LoginOutcome::invalid_credentials);
   EXPECT_EQ(wrong.consecutive_failures, 1u);
   EXPECT_EQ(wrong.remaining_attempts, 4u);
@@ -57,10 +57,10 @@ TEST(DecideLogin, AfterTheLockRunsOutTheUserStartsAfresh) {
 
 TEST(DecideLogin, AnAdminLockHasNoEndAndNoRetryAfter) {
   auto s = known(0, true);
-  s.account->locked_until = INT64_MAX;
-  const auto d = decide_login(s, kLimits, kNow + 365 * kDayMicros);
+  s.account->locked_until = kNever;
+  const auto d = decide_login(s, kLimits, kNow + days{365});
   EXPECT_EQ(d.outcome, LoginOutcome::locked);
-  EXPECT_EQ(d.locked_until, INT64_MAX);
+  EXPECT_EQ(d.locked_until, kNever);
   EXPECT_EQ(d.retry_after_seconds, 0);
 }
 
@@ -70,13 +70,13 @@ TEST(DecideLogin, TheSixthAttemptFromOneIpWithinFifteenMinutesIsRateLimitedFR011
   s.ip_attempts = 4;
   EXPECT_EQ(decide_login(s, kLimits, kNow).outcome, LoginOutcome::ok);
   s.ip_attempts = 5;
-  s.ip_window_frees_at = kNow + 15 * kMinuteMicros - 10 * kSecondMicros;
+  s.ip_window_frees_at = kNow + 15min - 10s;
   const auto d = decide_login(s, kLimits, kNow);
   EXPECT_EQ(d.outcome, LoginOutcome::rate_limited);
   EXPECT_EQ(d.retry_after_seconds, 15 * 60 - 10);
   EXPECT_TRUE(d.failure_reason.empty()) << "a refused attempt tests no password";
   // Unknown window edge: the whole window.
-  s.ip_window_frees_at = 0;
+  s.ip_window_frees_at = TimePoint{};
   EXPECT_EQ(decide_login(s, kLimits, kNow).retry_after_seconds, 15 * 60);
 }
 
@@ -106,26 +106,26 @@ TEST(DecideLogin, UnknownEmailWrongPasswordAndDisabledAccountAnswerAlikeFR010) {
   const auto fifth_known = decide_login(known(4, false), kLimits, kNow);
   for (const auto* d : {&fifth, &fifth_known}) {
     EXPECT_EQ(d->outcome, LoginOutcome::locked);
-    EXPECT_EQ(d->locked_until, kNow + 30 * kMinuteMicros);
-    EXPECT_EQ(d->lock_until, kNow + 30 * kMinuteMicros);
+    EXPECT_EQ(d->locked_until, kNow + 30min);
+    EXPECT_EQ(d->lock_until, kNow + 30min);
   }
   unknown.unknown_email_failures = 5;
-  unknown.unknown_email_locked_until = kNow + 20 * kMinuteMicros;
+  unknown.unknown_email_locked_until = kNow + 20min;
   auto locked_known = known(5, false);
-  locked_known.account->locked_until = kNow + 20 * kMinuteMicros;
+  locked_known.account->locked_until = kNow + 20min;
   for (const auto& s : {unknown, locked_known}) {
     const auto d = decide_login(s, kLimits, kNow);
     EXPECT_EQ(d.outcome, LoginOutcome::locked);
-    EXPECT_EQ(d.locked_until, kNow + 20 * kMinuteMicros);
-    EXPECT_EQ(d.lock_until, 0) << "no new lock while one is in force";
-    const auto after = decide_login(s, kLimits, kNow + 20 * kMinuteMicros);
+    EXPECT_EQ(d.locked_until, kNow + 20min);
+    EXPECT_FALSE(d.lock_until) << "no new lock while one is in force";
+    const auto after = decide_login(s, kLimits, kNow + 20min);
     EXPECT_EQ(after.outcome, LoginOutcome::invalid_credentials) << "the lock ran out";
     EXPECT_EQ(after.remaining_attempts, 4u) << "and the count starts afresh";
   }
   // Failures spread over any time still add up for both (consecutive, not windowed).
   unknown.unknown_email_locked_until.reset();
   unknown.unknown_email_failures = 4;
-  EXPECT_EQ(decide_login(unknown, kLimits, kNow + 7 * kDayMicros).outcome, LoginOutcome::locked);
+  EXPECT_EQ(decide_login(unknown, kLimits, kNow + days{7}).outcome, LoginOutcome::locked);
 }
 
 TEST(DecideLogin, UnverifiedEmailIsToldOnlyAfterTheRightPassword) {
@@ -140,13 +140,13 @@ TEST(DecideLogin, UnverifiedEmailIsToldOnlyAfterTheRightPassword) {
 // 004 FR-007/scenario 13 (24 h) and FR-025/FR-028 (1 h, single use): the handler stores each
 // link's own expiry; the edge is exclusive.
 TEST(DecideLink, VerificationLinksLastTwentyFourHoursAndResetLinksOneHourOnceEach) {
-  const LinkToken verify{true, true, kNow + kLimits.verify_token_micros};
-  EXPECT_EQ(decide_link(verify, kNow + 24 * kHourMicros - 1), LinkOutcome::ok);
-  EXPECT_EQ(decide_link(verify, kNow + 24 * kHourMicros), LinkOutcome::expired);
-  const LinkToken reset{true, true, kNow + kLimits.reset_token_micros};
-  EXPECT_EQ(decide_link(reset, kNow + kHourMicros - 1), LinkOutcome::ok);
-  EXPECT_EQ(decide_link(reset, kNow + kHourMicros), LinkOutcome::expired);
-  EXPECT_EQ(decide_link({true, false, kNow + kHourMicros}, kNow), LinkOutcome::invalid)
+  const LinkToken verify{true, true, kNow + kLimits.verify_token_ttl};
+  EXPECT_EQ(decide_link(verify, kNow + 24h - 1us), LinkOutcome::ok);
+  EXPECT_EQ(decide_link(verify, kNow + 24h), LinkOutcome::expired);
+  const LinkToken reset{true, true, kNow + kLimits.reset_token_ttl};
+  EXPECT_EQ(decide_link(reset, kNow + 1h - 1us), LinkOutcome::ok);
+  EXPECT_EQ(decide_link(reset, kNow + 1h), LinkOutcome::expired);
+  EXPECT_EQ(decide_link({true, false, kNow + 1h}, kNow), LinkOutcome::invalid)
       << "used or superseded";
   EXPECT_EQ(decide_link({}, kNow), LinkOutcome::invalid);
 }
@@ -168,14 +168,14 @@ TEST(DecideRefresh, ARotatedTokenPresentedAgainIsReuseAndOnlyACurrentOneRotates)
 
 // 002 idle timeout (24 h) and API.md rememberMe (7 d).
 TEST(DecideSession, ActivityExtendsTheIdleExpiryByTwentyFourHoursOrSevenDays) {
-  EXPECT_EQ(idle_expiry(false, kLimits, kNow), kNow + 24 * kHourMicros);
-  EXPECT_EQ(idle_expiry(true, kLimits, kNow), kNow + 7 * kDayMicros);
+  EXPECT_EQ(idle_expiry(false, kLimits, kNow), kNow + 24h);
+  EXPECT_EQ(idle_expiry(true, kLimits, kNow), kNow + days{7});
 }
 
 OtpState live_code(bool matches, std::uint32_t failures = 0, std::uint32_t validations = 0) {
   OtpState s;
   s.code_exists = true;
-  s.code_expires_at = kNow + kLimits.otp_micros;
+  s.code_expires_at = kNow + kLimits.otp_ttl;
   s.code_matches = matches;
   s.failures = failures;
   s.validations = validations;
@@ -184,9 +184,8 @@ OtpState live_code(bool matches, std::uint32_t failures = 0, std::uint32_t valid
 
 // 002 "OTP expiration": 5 minutes.
 TEST(DecideOtp, ACodeIsValidForFiveMinutes) {
-  EXPECT_EQ(decide_otp(live_code(true), kLimits, kNow + 5 * kMinuteMicros - 1).outcome,
-            OtpOutcome::ok);
-  const auto late = decide_otp(live_code(true), kLimits, kNow + 5 * kMinuteMicros);
+  EXPECT_EQ(decide_otp(live_code(true), kLimits, kNow + 5min - 1us).outcome, OtpOutcome::ok);
+  const auto late = decide_otp(live_code(true), kLimits, kNow + 5min);
   EXPECT_EQ(late.outcome, OtpOutcome::expired);
   EXPECT_TRUE(late.record_failure);
   OtpState none;
@@ -197,7 +196,7 @@ TEST(DecideOtp, ACodeIsValidForFiveMinutes) {
 TEST(DecideOtp, TheSixthValidationWithinFifteenMinutesIsRateLimited) {
   EXPECT_EQ(decide_otp(live_code(true, 0, 4), kLimits, kNow).outcome, OtpOutcome::ok);
   auto s = live_code(true, 0, 5);
-  s.validations_free_at = kNow + 14 * kMinuteMicros;
+  s.validations_free_at = kNow + 14min;
   const auto d = decide_otp(s, kLimits, kNow);
   EXPECT_EQ(d.outcome, OtpOutcome::rate_limited);
   EXPECT_EQ(d.retry_after_seconds, 14 * 60);
@@ -215,17 +214,17 @@ TEST(DecideOtp, TheEleventhFailureWithinAnHourLocksUntilAnAdminUnlocks) {
   EXPECT_EQ(eleventh.outcome, OtpOutcome::locked);
   EXPECT_TRUE(eleventh.lock_for_admin);
   auto locked = live_code(true);
-  locked.locked_until = INT64_MAX;
-  const auto after = decide_otp(locked, kLimits, kNow + 2 * kHourMicros);
+  locked.locked_until = kNever;
+  const auto after = decide_otp(locked, kLimits, kNow + 2h);
   EXPECT_EQ(after.outcome, OtpOutcome::locked) << "the 1 h window passing does not unlock";
   EXPECT_EQ(after.retry_after_seconds, 0);
 }
 
 TEST(RetryAfter, RoundsUpToWholeSecondsAndIsNeverZero) {
-  EXPECT_EQ(retry_after_seconds(kNow + 1, kNow), 1);
-  EXPECT_EQ(retry_after_seconds(kNow + kSecondMicros, kNow), 1);
-  EXPECT_EQ(retry_after_seconds(kNow + kSecondMicros + 1, kNow), 2);
-  EXPECT_EQ(retry_after_seconds(kNow - 5, kNow), 1);
+  EXPECT_EQ(retry_after_seconds(kNow + 1us, kNow), 1);
+  EXPECT_EQ(retry_after_seconds(kNow + 1s, kNow), 1);
+  EXPECT_EQ(retry_after_seconds(kNow + 1s + 1us, kNow), 2);
+  EXPECT_EQ(retry_after_seconds(kNow - 5us, kNow), 1);
 }
 
 }  // namespace

@@ -24,9 +24,11 @@ static_assert(!std::is_convertible_v<UserId, SessionId> &&
 static_assert(!std::is_convertible_v<std::string, UserId> &&
               !std::is_convertible_v<std::string, SessionId>);
 
-using identity::kDayMicros;
-using identity::kMinuteMicros;
-using identity::kSecondMicros;
+using namespace std::chrono_literals;
+
+// The stored form of times (projection rows hold micros since the epoch).
+constexpr std::int64_t kSecondMicros = 1'000'000;
+constexpr std::int64_t kDayMicros = 86'400 * kSecondMicros;
 
 class SessionActivityTest : public ::testing::Test {
  protected:
@@ -38,10 +40,10 @@ class SessionActivityTest : public ::testing::Test {
         commands_(*ledger_.log, *store_),
         activity_(commands_, *ledger_.keys, clock_, identity::Limits{}) {}
 
-  // `idle_micros` 0: the default windows (1 d, 7 d with rememberMe).
+  // `idle` 0: the default windows (1 d, 7 d with rememberMe).
   void start_session(const std::string& user, const std::string& sid, bool remember_me,
-                     std::int64_t idle_micros = 0) {
-    if (idle_micros == 0) idle_micros = (remember_me ? 7 : 1) * kDayMicros;
+                     Micros idle = Micros{0}) {
+    const auto idle_micros = idle.count() != 0 ? idle.count() : (remember_me ? 7 : 1) * kDayMicros;
     ASSERT_TRUE(
         commands_.run(commands_.partition_for(user), [&]() -> Result<std::vector<ledger::Bytes>> {
           ledger::EventBuilder b(nullptr, {.subject = user,
@@ -124,17 +126,16 @@ TEST_F(SessionActivityTest, TheWorkerThreadRecordsAndStopsPromptly) {
 
 TEST_F(SessionActivityTest, TheThrottleIsAQuarterOfAShortIdleWindowAndAMinuteOtherwise) {
   identity::Limits limits;
-  EXPECT_EQ(SessionActivity::effective_interval(limits, kMinuteMicros), kMinuteMicros);
-  EXPECT_EQ(activity_.interval_micros(), kMinuteMicros);
-  limits.idle_micros = 4 * kSecondMicros;
-  limits.remember_me_idle_micros = 20 * kSecondMicros;
-  EXPECT_EQ(SessionActivity::effective_interval(limits, kMinuteMicros), kSecondMicros)
-      << "the shorter window decides";
-  limits.idle_micros = 10 * kMinuteMicros;
-  limits.remember_me_idle_micros = kDayMicros;
-  EXPECT_EQ(SessionActivity::effective_interval(limits, kMinuteMicros), kMinuteMicros);
-  limits.idle_micros = 2;
-  EXPECT_EQ(SessionActivity::effective_interval(limits, kMinuteMicros), 1) << "never zero";
+  EXPECT_EQ(SessionActivity::effective_interval(limits, 1min), 1min);
+  EXPECT_EQ(activity_.interval(), 1min);
+  limits.idle = 4s;
+  limits.remember_me_idle = 20s;
+  EXPECT_EQ(SessionActivity::effective_interval(limits, 1min), 1s) << "the shorter window decides";
+  limits.idle = 10min;
+  limits.remember_me_idle = 24h;
+  EXPECT_EQ(SessionActivity::effective_interval(limits, 1min), 1min);
+  limits.idle = 2us;
+  EXPECT_EQ(SessionActivity::effective_interval(limits, 1min), 1us) << "never zero";
 }
 
 // 002 "Session activity window" with a 4 s idle window: a request every 1.5 s is recorded each
@@ -142,11 +143,11 @@ TEST_F(SessionActivityTest, TheThrottleIsAQuarterOfAShortIdleWindowAndAMinuteOth
 // it while in use), so the session stays valid; 4 s without a request end it for good.
 TEST_F(SessionActivityTest, AShortIdleWindowKeepsAnActiveSessionAliveAndEndsAnIdleOne) {
   identity::Limits limits;
-  limits.idle_micros = 4 * kSecondMicros;
-  limits.remember_me_idle_micros = 8 * kSecondMicros;
+  limits.idle = 4s;
+  limits.remember_me_idle = 8s;
   SessionActivity activity(commands_, *ledger_.keys, clock_, limits);
-  ASSERT_EQ(activity.interval_micros(), kSecondMicros);
-  start_session("eve", "s5", false, limits.idle_micros);
+  ASSERT_EQ(activity.interval(), 1s);
+  start_session("eve", "s5", false, limits.idle);
 
   auto active = [&] {
     return projections::is_session_active(
@@ -157,7 +158,7 @@ TEST_F(SessionActivityTest, AShortIdleWindowKeepsAnActiveSessionAliveAndEndsAnId
     ASSERT_TRUE(active()) << i;
     activity.seen(UserId("eve"), SessionId("s5"));
     EXPECT_EQ(activity.drain(), 1u) << i;
-    EXPECT_EQ(session("s5")["idle_expires_at"], clock_.now_micros() + limits.idle_micros) << i;
+    EXPECT_EQ(session("s5")["idle_expires_at"], clock_.now_micros() + limits.idle.count()) << i;
   }
   clock_.advance_micros(500'000);
   activity.seen(UserId("eve"), SessionId("s5"));  // within the interval: not recorded again

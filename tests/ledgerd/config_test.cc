@@ -67,8 +67,8 @@ TEST(LedgerdConfig, DefaultsAreTheDocumentedOnes) {
   EXPECT_FALSE(c.kafka);
   EXPECT_EQ(c.ingest_topic, "ledger.ingest");
   EXPECT_EQ(c.transactional_id_prefix, "");
-  EXPECT_EQ(c.limits.idle_micros, 24LL * 3600 * 1'000'000);
-  EXPECT_EQ(c.limits.remember_me_idle_micros, 7LL * 24 * 3600 * 1'000'000);
+  EXPECT_EQ(c.limits.idle, std::chrono::hours{24});
+  EXPECT_EQ(c.limits.remember_me_idle, std::chrono::days{7});
   EXPECT_EQ(c.mail.outbox_dir, "./data/outbox");
   EXPECT_EQ(c.server.idle_timeout, std::chrono::seconds(15));
   EXPECT_EQ(c.server.read_timeout, std::chrono::seconds(30));
@@ -128,8 +128,8 @@ TEST(LedgerdConfig, LimitsAndWindowsAreChecked) {
             "--session-idle-remember-me (50 s) must be at least --session-idle (100 s)");
   const auto p = parse({"--session-idle", "4", "--session-idle-remember-me", "8"});
   ASSERT_TRUE(p.config) << p.err;
-  EXPECT_EQ(p.config.value().limits.idle_micros, 4'000'000);
-  EXPECT_EQ(p.config.value().limits.remember_me_idle_micros, 8'000'000);
+  EXPECT_EQ(p.config.value().limits.idle, std::chrono::seconds{4});
+  EXPECT_EQ(p.config.value().limits.remember_me_idle, std::chrono::seconds{8});
   EXPECT_EQ(refusal({"--no-such-flag"}), "unrecognised option '--no-such-flag' (see --help)");
   EXPECT_EQ(refusal({"--trusted-proxy", "not-a-cidr"}),
             "--trusted-proxy: not an address or CIDR range");

@@ -26,6 +26,9 @@
 namespace sechex::projections {
 namespace {
 
+// Projection rows and events hold micros since the epoch; the read functions take instants.
+constexpr TimePoint at(std::int64_t micros) { return time_from_micros(micros); }
+
 using ledger::Bytes;
 using ledger::ByteView;
 using testing::TempDir;
@@ -447,11 +450,11 @@ nlohmann::json session(ProjectionStore& p, const std::string& id) {
 }
 RefreshTokenStatus::State token_state(ProjectionStore& p, const std::string& hash,
                                       std::int64_t now) {
-  return refresh_token_status(p, hash, now).value().state;
+  return refresh_token_status(p, hash, at(now)).value().state;
 }
 std::vector<std::string> active_ids(ProjectionStore& p, const std::string& user, std::int64_t now) {
   std::vector<std::string> out;
-  const auto rows = active_sessions(p, user, now).value();
+  const auto rows = active_sessions(p, user, at(now)).value();
   for (const auto& [id, value] : rows) out.push_back(id);
   return out;
 }
@@ -495,7 +498,7 @@ TEST(Projections, ACorruptSessionRowIsLeftOutOfTheListsAndRefusedById) {
   corrupt_value(path, kSessionsCf, "s1", "{not json");
   auto p = ProjectionStore::open(path, kPartitions, default_projections()).value();
   EXPECT_EQ(active_ids(*p, "u", now), (std::vector<std::string>{"s2"}));
-  const auto all = all_active_sessions(*p, now).value();
+  const auto all = all_active_sessions(*p, at(now)).value();
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].first, "s2");
   const auto s1 = session_row(*p, "s1");
@@ -526,7 +529,7 @@ TEST(Projections, SessionsFollowStartRefreshLogoutAndIdleExpiry) {
   EXPECT_EQ(s1["last_seen"], refreshed);
   EXPECT_EQ(s1["idle_expires_at"], refreshed + kSessionIdleMicros);
   EXPECT_TRUE(is_session_active(s1.dump(), started + kDay + kMinute)) << "the refresh kept it";
-  EXPECT_EQ(refresh_token_status(*p, "t2", refreshed).value().session_id, "s1");
+  EXPECT_EQ(refresh_token_status(*p, "t2", at(refreshed)).value().session_id, "s1");
   EXPECT_EQ(token_state(*p, "t2", refreshed + kRefreshTokenMicros), State::unknown)
       << "refresh tokens expire after 7 d";
 
@@ -591,34 +594,42 @@ TEST(Projections, RateLimitCountersSlideByEmailIpAndUserAcrossPartitions) {
   ASSERT_TRUE(p->catch_up(*w.log));
   const auto now = w.clock.now_micros();
   const auto window = 15 * kMinute;
-  EXPECT_EQ(rate_count(*p, kScopeLoginAttemptIp, "ip-1", now, window).value(), 5u)
+  EXPECT_EQ(rate_count(*p, kScopeLoginAttemptIp, "ip-1", at(now), Micros(window)).value(), 5u)
       << "one IP's attempts add up over the partitions of every subject";
-  EXPECT_EQ(rate_count(*p, kScopeLoginFailureEmail, "email-b", now, window).value(), 3u);
-  EXPECT_EQ(rate_count(*p, kScopeLoginFailureUser, a, now, window).value(), 3u);
-  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, now, window).value(), 4u);
-  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, b, now, window).value(), 0u);
+  EXPECT_EQ(rate_count(*p, kScopeLoginFailureEmail, "email-b", at(now), Micros(window)).value(),
+            3u);
+  EXPECT_EQ(rate_count(*p, kScopeLoginFailureUser, a, at(now), Micros(window)).value(), 3u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, at(now), Micros(window)).value(), 4u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, b, at(now), Micros(window)).value(), 0u);
   // The window slides: 15 minutes after a's last failure only b's two count, then none.
   const auto third = t0 + 3'000'000;
-  EXPECT_EQ(rate_count(*p, kScopeLoginAttemptIp, "ip-1", third + window - 1, window).value(), 3u);
-  EXPECT_EQ(rate_count(*p, kScopeLoginAttemptIp, "ip-1", third + window, window).value(), 2u);
-  EXPECT_EQ(rate_count(*p, kScopeLoginAttemptIp, "ip-1", now + window, window).value(), 0u);
-  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, now + 30 * kMinute, kHour).value(), 4u);
-  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, now, 2 * kHour).error(),
+  EXPECT_EQ(
+      rate_count(*p, kScopeLoginAttemptIp, "ip-1", at(third + window - 1), Micros(window)).value(),
+      3u);
+  EXPECT_EQ(
+      rate_count(*p, kScopeLoginAttemptIp, "ip-1", at(third + window), Micros(window)).value(), 2u);
+  EXPECT_EQ(rate_count(*p, kScopeLoginAttemptIp, "ip-1", at(now + window), Micros(window)).value(),
+            0u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, at(now + 30 * kMinute), Micros(kHour)).value(),
+            4u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, at(now), Micros(2 * kHour)).error(),
             ledger::Errc::invalid_argument)
       << "windows longer than what is kept would undercount";
   // Retry-After of a reached limit: when the limit-th newest time leaves the window, merged
   // over the partitions (a's three, then b's two).
   const auto at_limit = [&](std::uint32_t limit) {
-    return rate_window(*p, kScopeLoginAttemptIp, "ip-1", now, window, limit).value();
+    return rate_window(*p, kScopeLoginAttemptIp, "ip-1", at(now), Micros(window), limit).value();
   };
-  EXPECT_EQ(at_limit(6).below_limit_at, 0) << "a limit not reached frees nothing";
+  EXPECT_EQ(at_limit(6).below_limit_at, TimePoint{}) << "a limit not reached frees nothing";
   EXPECT_EQ(at_limit(6).count, 5u);
-  EXPECT_EQ(at_limit(3).below_limit_at, third + window)
+  EXPECT_EQ(micros_of(at_limit(3).below_limit_at), third + window)
       << "below 3 once a's third (the third newest) leaves";
-  EXPECT_EQ(
-      rate_count(*p, kScopeLoginAttemptIp, "ip-1", at_limit(3).below_limit_at, window).value(), 2u);
-  EXPECT_EQ(at_limit(5).below_limit_at, third - 2'000'000 + window) << "the oldest, a's first";
-  EXPECT_EQ(at_limit(1).below_limit_at, third + 2'000'000 + window)
+  EXPECT_EQ(rate_count(*p, kScopeLoginAttemptIp, "ip-1", at_limit(3).below_limit_at, Micros(window))
+                .value(),
+            2u);
+  EXPECT_EQ(micros_of(at_limit(5).below_limit_at), third - 2'000'000 + window)
+      << "the oldest, a's first";
+  EXPECT_EQ(micros_of(at_limit(1).below_limit_at), third + 2'000'000 + window)
       << "limit 1: when the newest (b's second) leaves";
   // Keys are the keyed hashes from the events, never the subject's plaintext data.
   const auto rows = p->scan(kRateLimitsCf, "").value();
@@ -641,10 +652,11 @@ TEST(Projections, OtpValidationsCountFailuresAndSuccessesAndUnlockResetsOtpFailu
   w.otp_failed(b);
   ASSERT_TRUE(p->catch_up(*w.log));
   auto now = w.clock.now_micros();
-  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, a, now, 15 * kMinute).value(), 5u);
-  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, now, kHour).value(), 3u);
-  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, b, now, 15 * kMinute).value(), 1u);
-  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, a, now + 15 * kMinute + kMinute, 15 * kMinute)
+  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, a, at(now), Micros(15 * kMinute)).value(), 5u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, at(now), Micros(kHour)).value(), 3u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, b, at(now), Micros(15 * kMinute)).value(), 1u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, a, at(now + 15 * kMinute + kMinute),
+                       Micros(15 * kMinute))
                 .value(),
             0u)
       << "the window slides";
@@ -652,14 +664,15 @@ TEST(Projections, OtpValidationsCountFailuresAndSuccessesAndUnlockResetsOtpFailu
   w.unlock(a);
   ASSERT_TRUE(p->catch_up(*w.log));
   now = w.clock.now_micros();
-  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, now, kHour).value(), 0u);
-  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, a, now, 15 * kMinute).value(), 5u)
+  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, at(now), Micros(kHour)).value(), 0u);
+  EXPECT_EQ(rate_count(*p, kScopeOtpValidationUser, a, at(now), Micros(15 * kMinute)).value(), 5u)
       << "an unlock does not lift the validation rate limit";
-  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, b, now, kHour).value(), 1u)
+  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, b, at(now), Micros(kHour)).value(), 1u)
       << "only the unlocked user's count";
   w.otp_failed(a);
   ASSERT_TRUE(p->catch_up(*w.log));
-  EXPECT_EQ(rate_count(*p, kScopeOtpFailureUser, a, w.clock.now_micros(), kHour).value(), 1u);
+  EXPECT_EQ(
+      rate_count(*p, kScopeOtpFailureUser, a, at(w.clock.now_micros()), Micros(kHour)).value(), 1u);
 }
 
 TEST(Projections, RateLimitCountsSaturateAtTheSampleCap) {
@@ -671,7 +684,8 @@ TEST(Projections, RateLimitCountsSaturateAtTheSampleCap) {
   }
   ASSERT_TRUE(p->catch_up(*w.log));
   EXPECT_EQ(
-      rate_count(*p, kScopeExclusiveUser, "u", w.clock.now_micros() + kSecond, kMinute).value(),
+      rate_count(*p, kScopeExclusiveUser, "u", at(w.clock.now_micros() + kSecond), Micros(kMinute))
+          .value(),
       kRateMaxSamples);
 }
 
@@ -722,8 +736,8 @@ TEST(Projections, CleanupDeletesExpiredEntriesAndKeepsLiveOnes) {
   ASSERT_TRUE(row);
   const auto ends = session_ends_at(*row);
   const SessionsProjection sessions;
-  EXPECT_FALSE(sessions.expired(kSessionsCf, "s1", *row, ends + kEndedSessionKeptMicros - 1));
-  EXPECT_TRUE(sessions.expired(kSessionsCf, "s1", *row, ends + kEndedSessionKeptMicros));
+  EXPECT_FALSE(sessions.expired(kSessionsCf, "s1", *row, ends + kEndedSessionKept.count() - 1));
+  EXPECT_TRUE(sessions.expired(kSessionsCf, "s1", *row, ends + kEndedSessionKept.count()));
 
   // A bounded run deletes at most max_deletes and leaves the rest for the next one.
   EXPECT_EQ(p->cleanup(t0 + 8 * kDay, 3).value(), 3u);
@@ -818,11 +832,12 @@ TEST(Projections, IdentityStateFollowsTokensCodesFailuresGrantsAndPolicy) {
   EXPECT_EQ(otp_code(*p, "ann", "login").value()->code_hash, "code-2");
   EXPECT_EQ(otp_code(*p, "ann", "reauth").value()->code_hash, "step-1");
   const auto now = w.clock.now_micros();
-  EXPECT_EQ(login_failures(*p, "ann", now).value(), 2u);
-  EXPECT_EQ(login_failures(*p, "ann", now + 365 * kDay).value(), 2u) << "an account's never ends";
-  EXPECT_EQ(login_failures(*p, "anon:abcd", now).value(), 1u);
-  EXPECT_EQ(login_failures(*p, "anon:abcd", now + kDay - kMinute).value(), 1u);
-  EXPECT_EQ(login_failures(*p, "anon:abcd", now + kDay).value(), 0u)
+  EXPECT_EQ(login_failures(*p, "ann", at(now)).value(), 2u);
+  EXPECT_EQ(login_failures(*p, "ann", at(now + 365 * kDay)).value(), 2u)
+      << "an account's never ends";
+  EXPECT_EQ(login_failures(*p, "anon:abcd", at(now)).value(), 1u);
+  EXPECT_EQ(login_failures(*p, "anon:abcd", at(now + kDay - kMinute)).value(), 1u);
+  EXPECT_EQ(login_failures(*p, "anon:abcd", at(now + kDay)).value(), 0u)
       << "an unknown email's count ends a day after its last failure";
   const IdentityProjection identity;
   const auto anon_row = p->get(kLoginFailuresCf, "anon:abcd").value();
@@ -831,8 +846,8 @@ TEST(Projections, IdentityStateFollowsTokensCodesFailuresGrantsAndPolicy) {
   EXPECT_TRUE(identity.expired(kLoginFailuresCf, "anon:abcd", *anon_row, now + kDay))
       << "cleanup drops it then";
   EXPECT_FALSE(identity.expired(kLoginFailuresCf, "ann", *ann_row, now + 365 * kDay));
-  EXPECT_EQ(reauth_grant_user(*p, "grant-1", w.clock.now_micros()).value(), "ann");
-  EXPECT_FALSE(reauth_grant_user(*p, "grant-1", t0 + 5 * kMinute).value()) << "expired";
+  EXPECT_EQ(reauth_grant_user(*p, "grant-1", at(w.clock.now_micros())).value(), "ann");
+  EXPECT_FALSE(reauth_grant_user(*p, "grant-1", at(t0 + 5 * kMinute)).value()) << "expired";
   EXPECT_EQ(password_policy_level(*p).value(), "basic");
 
   w.use_token("ann", false, "verify-2");
@@ -844,7 +859,7 @@ TEST(Projections, IdentityStateFollowsTokensCodesFailuresGrantsAndPolicy) {
   EXPECT_EQ(one_time_token(*p, "reset-1").value()->state, TokenState::used);
   EXPECT_FALSE(otp_code(*p, "ann", "login").value());
   EXPECT_TRUE(otp_code(*p, "ann", "reauth").value()) << "purposes are separate";
-  EXPECT_EQ(login_failures(*p, "ann", w.clock.now_micros()).value(), 0u);
+  EXPECT_EQ(login_failures(*p, "ann", at(w.clock.now_micros())).value(), 0u);
   EXPECT_EQ(password_policy_level(*p).value(), "high");
 
   w.failures("ann", 1);
@@ -852,7 +867,7 @@ TEST(Projections, IdentityStateFollowsTokensCodesFailuresGrantsAndPolicy) {
   w.issue_token("ann", false, "verify-3", w.clock.now_micros() + kDay);
   w.otp("ann", "code-3", w.clock.now_micros() + 5 * kMinute);
   ASSERT_TRUE(p->catch_up(*w.log));
-  EXPECT_EQ(login_failures(*p, "ann", w.clock.now_micros()).value(), 0u)
+  EXPECT_EQ(login_failures(*p, "ann", at(w.clock.now_micros())).value(), 0u)
       << "a success ends the run of failures";
   w.simple("ann", schema::Event::SubjectErased);
   ASSERT_TRUE(p->catch_up(*w.log));

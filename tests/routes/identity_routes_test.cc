@@ -26,7 +26,9 @@ namespace sechex::api {
 namespace {
 
 using json = nlohmann::json;
-constexpr std::int64_t kSecond = identity::kSecondMicros;
+constexpr std::int64_t kSecond = 1'000'000;  // clock steps, in micros
+constexpr std::int64_t kMinute = 60 * kSecond;
+constexpr std::int64_t kHour = 60 * kMinute;
 constexpr const char* kPassword = "Tr0ub4dor&3x";
 
 class IdentityRoutes : public RouteTest {
@@ -189,7 +191,7 @@ TEST_F(IdentityRoutes, TheSixthLoginAttemptFromOneClientWaitsForTheOldestToLeave
 // its access token, which itself is good for an hour.
 TEST_F(IdentityRoutes, ActivityExtendsTheSessionAndIdleExpiryEndsItActiveSessionTracking) {
   identity::Limits limits;
-  limits.idle_micros = 4 * kSecond;
+  limits.idle = std::chrono::seconds{4};
   start(limits);
   verified("idle@example.com");
   const auto in = login("idle@example.com", kPassword);
@@ -219,7 +221,7 @@ TEST_F(IdentityRoutes, ActivityExtendsTheSessionAndIdleExpiryEndsItActiveSession
 // Without activity the session ends exactly at its idle window: alive a microsecond before.
 TEST_F(IdentityRoutes, AnUnusedSessionEndsAtItsIdleWindowIdleSessionExpiration) {
   identity::Limits limits;
-  limits.idle_micros = 2 * kSecond;
+  limits.idle = std::chrono::seconds{2};
   start(limits);
   verified("idle.access@example.com");
   const auto in = login("idle.access@example.com", kPassword);
@@ -235,9 +237,8 @@ TEST_F(IdentityRoutes, AnUnusedSessionEndsAtItsIdleWindowIdleSessionExpiration) 
 // 004 FR-007, scenario 13: a verification link works for 24 hours and not a microsecond longer.
 TEST_F(IdentityRoutes, AVerificationLinkExpiresAfter24HoursFR007) {
   start();
-  for (const auto& [email, age, status] :
-       {std::tuple{"early@example.com", 24 * identity::kHourMicros - 1, 200u},
-        std::tuple{"late@example.com", 24 * identity::kHourMicros, 410u}}) {
+  for (const auto& [email, age, status] : {std::tuple{"early@example.com", 24 * kHour - 1, 200u},
+                                           std::tuple{"late@example.com", 24 * kHour, 410u}}) {
     const auto before = mails_sent();
     ASSERT_EQ(call("POST", "/v1/auth/register",
                    {{"email", email}, {"password", kPassword}, {"consent", true}})
@@ -266,7 +267,7 @@ TEST_F(IdentityRoutes, AResetLinkExpiresAfterAnHourFR025) {
   };
   const auto late = forgot();
   ASSERT_FALSE(late.empty());
-  clock_.advance_micros(identity::kHourMicros);
+  clock_.advance_micros(kHour);
   const auto refused =
       call("POST", "/v1/auth/password/reset", {{"token", late}, {"newPassword", "N3w-passw0rd!x"}});
   EXPECT_EQ(refused.status, 410u) << refused.body;
@@ -275,7 +276,7 @@ TEST_F(IdentityRoutes, AResetLinkExpiresAfterAnHourFR025) {
 
   const auto early = forgot();
   ASSERT_FALSE(early.empty());
-  clock_.advance_micros(identity::kHourMicros - 1);
+  clock_.advance_micros(kHour - 1);
   const auto done = call("POST", "/v1/auth/password/reset",
                          {{"token", early}, {"newPassword", "N3w-passw0rd!x"}});
   EXPECT_EQ(done.status, 200u) << done.body;
@@ -294,7 +295,7 @@ TEST_F(IdentityRoutes, ASignInCodeExpiresAfterFiveMinutesOtpExpiration) {
   };
   const auto late = request();
   ASSERT_EQ(late.size(), 8u);
-  clock_.advance_micros(5 * identity::kMinuteMicros);
+  clock_.advance_micros(5 * kMinute);
   const auto refused =
       call("POST", "/v1/auth/otp/verify", {{"email", "code@example.com"}, {"code", late}});
   EXPECT_EQ(refused.status, 410u) << refused.body;
@@ -302,7 +303,7 @@ TEST_F(IdentityRoutes, ASignInCodeExpiresAfterFiveMinutesOtpExpiration) {
 
   const auto early = request();
   ASSERT_EQ(early.size(), 8u);
-  clock_.advance_micros(5 * identity::kMinuteMicros - 1);
+  clock_.advance_micros(5 * kMinute - 1);
   const auto in =
       call("POST", "/v1/auth/otp/verify", {{"email", "code@example.com"}, {"code", early}});
   EXPECT_EQ(in.status, 200u) << in.body;

@@ -52,7 +52,7 @@ TEST(Refusals, EveryRefusalHasTheStatusAndCodeOfApiMd) {
 
 TEST(Refusals, ALockSaysWhenItEndsOrThatOnlyAnAdminEndsItFR012) {
   Refusal timed(Refused::account_locked);
-  timed.locked_until = 1'767'225'600'000'000;
+  timed.locked_until = time_from_micros(1'767'225'600'000'000);
   timed.retry_after_seconds = 1800;
   const auto t = to_api_error(timed);
   EXPECT_EQ(t.details["lockedUntil"], format_rfc3339(timed.locked_until));
@@ -61,7 +61,7 @@ TEST(Refusals, ALockSaysWhenItEndsOrThatOnlyAnAdminEndsItFR012) {
   EXPECT_EQ(t.retry_after_seconds, 1800);
 
   Refusal admin(Refused::account_locked);
-  admin.locked_until = INT64_MAX;
+  admin.locked_until = identity::kNever;
   const auto a = to_api_error(admin);
   EXPECT_TRUE(a.details["lockedUntil"].is_null());
   EXPECT_EQ(a.details["needsAdminUnlock"], true);

@@ -45,8 +45,8 @@ void Authenticator::csrf_rejected(const Principal& who, const Request& request,
 }
 ApiResult<void> Authenticator::require_csrf(const Principal& who, const Request& request,
                                             std::string_view message) const {
-  const auto checked = check_csrf(request, who.session, *cookies_.tokens,
-                                  cookies_.clock->now_micros(), cookies_.public_origin);
+  const auto checked = check_csrf(request, who.session, *cookies_.tokens, cookies_.clock->now(),
+                                  cookies_.public_origin);
   if (checked) return pass();
   csrf_rejected(who, request, csrf_reason(checked.error()));
   return boost::outcome_v2::failure(csrf_refusal(checked.error(), message));

@@ -73,11 +73,11 @@ Result<void> check_same_site(const Request& req, std::string_view public_origin)
 }
 
 Result<void> check_csrf(const Request& req, std::string_view session_id, const CsrfTokens& tokens,
-                        std::int64_t now_micros, std::string_view public_origin) {
+                        TimePoint now, std::string_view public_origin) {
   SECHEX_TRYV(check_same_site(req, public_origin));
   const auto* token = req.header("x-csrf-token");
   if (token == nullptr || token->empty()) return make_error_code(CsrfErrc::missing_csrf_token);
-  if (!tokens.valid(*token, session_id, now_micros)) {
+  if (!tokens.valid(*token, session_id, now)) {
     return make_error_code(CsrfErrc::invalid_csrf_token);
   }
   return boost::outcome_v2::success();

@@ -19,20 +19,19 @@ std::string CsrfTokens::mac(std::string_view session_id, std::int64_t expiry) co
   return lookup_.token("csrf", std::string(session_id) + '\0' + be64(expiry));
 }
 
-std::string CsrfTokens::issue(std::string_view session_id, std::int64_t now_micros) const {
-  const auto expiry = now_micros + kCsrfTokenMicros;
+std::string CsrfTokens::issue(std::string_view session_id, TimePoint now) const {
+  const auto expiry = micros_of(now + kCsrfTokenLifetime);
   return jose::base64url_encode(std::string_view(be64(expiry) + mac(session_id, expiry)));
 }
 
-bool CsrfTokens::valid(std::string_view token, std::string_view session_id,
-                       std::int64_t now_micros) const {
+bool CsrfTokens::valid(std::string_view token, std::string_view session_id, TimePoint now) const {
   if (token.size() > 128 || session_id.empty()) return false;
   ledger::Bytes b;
   if (!jose::base64url_decode(token, b) || b.size() != 40) return false;
   std::uint64_t u = 0;
   for (int i = 0; i < 8; ++i) u = (u << 8) | b[i];
   const auto expiry = static_cast<std::int64_t>(u);
-  if (expiry <= now_micros) return false;
+  if (expiry <= micros_of(now)) return false;
   const auto expected = mac(session_id, expiry);
   return ledger::crypto::constant_time_equal(
       ledger::ByteView(b.data() + 8, 32),

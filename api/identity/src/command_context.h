@@ -32,6 +32,24 @@ inline constexpr const char* kMailPasswordResetDone = "password_reset_done";
 inline constexpr const char* kMailOtpCode = "otp_code";
 inline constexpr const char* kMailOtpLockout = "otp_lockout";
 
+// Who records an event (EventMeta::actor): the subject itself, the system, or an admin. A type
+// of its own, so that event(subject, actor) cannot be called with the two swapped and every
+// call site says which of the three it is.
+class Actor {
+ public:
+  static Actor self() { return Actor(""); }
+  static Actor system() { return Actor("system"); }
+  static Actor admin(std::string_view admin_id) { return Actor("admin:" + std::string(admin_id)); }
+  // The actor's name in the envelope for an event about `subject`.
+  std::string name_for(std::string_view subject) const {
+    return name_.empty() ? std::string(subject) : name_;
+  }
+
+ private:
+  explicit Actor(std::string name) : name_(std::move(name)) {}
+  std::string name_;  // "" = the subject
+};
+
 inline ledger::ByteView view_of(std::string_view s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
@@ -45,7 +63,7 @@ class Context {
   CommandDeps& deps;
   const CommandConfig& config;
   const Caller& caller;
-  const std::int64_t now;
+  const TimePoint now;
 
   Context(CommandDeps& d, const CommandConfig& c, const Caller& who)
       : deps(d), config(c), caller(who), now(who.now) {}
@@ -70,12 +88,12 @@ class Context {
 
   // Personal data (IP, user agent) is sealed only under a real account's key: an "anon:"
   // subject per unknown email would let anyone mint data keys at will.
-  ledger::EventMeta meta(const std::string& subject, const std::string& actor) const {
+  ledger::EventMeta meta(std::string_view subject, const Actor& by) const {
     ledger::EventMeta m;
-    m.subject = subject;
-    m.actor = actor;
+    m.subject = std::string(subject);
+    m.actor = by.name_for(subject);
     m.request_id = caller.request_id;
-    m.time_micros = now;
+    m.time_micros = micros_of(now);
     m.ip_hash = caller.ip_hash;
     if (!subject.starts_with(projections::kAnonymousSubjectPrefix) && subject != kPolicySubject) {
       m.ip = caller.ip;
@@ -86,15 +104,16 @@ class Context {
   }
 
   template <typename Build>
-  Result<ledger::Bytes> event(const std::string& subject, const std::string& actor, Build&& build) {
-    ledger::EventBuilder b(&deps.keys, meta(subject, actor));
+  Result<ledger::Bytes> event(std::string_view subject, const Actor& by, Build&& build) {
+    ledger::EventBuilder b(&deps.keys, meta(subject, by));
     return build(b);
   }
 
   Result<void> queue_mail(Events& out, const std::string& user, std::string_view kind,
                           std::string_view to, std::string_view secret) {
     if (!deps.queue_mail) return boost::outcome_v2::success();
-    SECHEX_TRY(auto mail, deps.queue_mail(meta(user, "system"), kind, to, secret, caller.locale));
+    SECHEX_TRY(auto mail,
+               deps.queue_mail(meta(user, Actor::system()), kind, to, secret, caller.locale));
     out.push_back(std::move(mail));
     return boost::outcome_v2::success();
   }
@@ -117,9 +136,9 @@ class Context {
   // The access token of a session, with the roles of the account row the command read.
   Outcome<SignedIn> signed_in(const std::string& user, const std::vector<std::string>& roles,
                               SessionId session, std::string refresh_token) {
-    auto access =
-        deps.issuer.issue({user, session.str(), roles},
-                          std::chrono::seconds(config.limits.access_token_micros / kSecondMicros));
+    auto access = deps.issuer.issue(
+        {user, session.str(), roles},
+        std::chrono::duration_cast<std::chrono::seconds>(config.limits.access_token_ttl));
     if (!access) return Refused::internal;
     return SignedIn{UserId(user), std::move(session), std::move(refresh_token),
                     std::move(access).value()};
@@ -135,18 +154,19 @@ inline std::optional<projections::UserRow> account_of(const projections::Project
   return std::move(row).value();
 }
 
-// The end of the lockout in force at `now` (INT64_MAX when only an admin lifts it), or nullopt;
+// The end of the lockout in force at `now` (kNever when only an admin lifts it), or nullopt;
 // a lockout that cannot be read is in force (fails closed).
-inline std::optional<std::int64_t> locked_until(const projections::ProjectionStore& store,
-                                                std::string_view subject, std::int64_t now) {
+inline std::optional<TimePoint> locked_until(const projections::ProjectionStore& store,
+                                             std::string_view subject, TimePoint now) {
   auto lock = projections::lock_in_force(store, subject, now);
-  if (!lock) return INT64_MAX;
+  if (!lock) return kNever;
   return lock.value();
 }
 
 inline LinkToken link_of(const std::optional<projections::OneTimeToken>& t) {
   if (!t) return {};
-  return {true, t->state == projections::OneTimeToken::State::live, t->expires_at};
+  return {true, t->state == projections::OneTimeToken::State::live,
+          time_from_micros(t->expires_at)};
 }
 // The refusal of a link decide_link did not let through.
 inline Refusal link_refusal(LinkOutcome outcome, Link link) {
@@ -209,15 +229,15 @@ Result<void> start_session(Context& x, const std::string& subject, const NewSess
 // What the mails of a one-time secret to an account's own address share once they know the
 // account (verification resend, password forgot, OTP request), run after their 202. On the
 // account's partition: nothing unless `eligible(row)`; nothing beyond `cap` such mails per
-// `cap_window_micros` (counted in `cap_scope`; silent, since the answer must not differ); else
+// `cap_window` (counted in `cap_scope`; silent, since the answer must not differ); else
 // the event `issue` builds (recording the secret's hash) and the MailQueued of `kind` carrying
 // `secret` to the address sealed in the users row, in one append. A failure is logged only.
 struct SecretMail {
   std::string_view kind;
   std::string_view secret;
-  std::string actor;  // of the recording event: the user asking, or "system"
+  Actor actor;  // of the recording event: the user asking (self) or the system
   const char* cap_scope;
-  std::int64_t cap_window_micros;
+  Micros cap_window;
   std::uint32_t cap;
 };
 using IssueEvent = std::function<Result<ledger::Bytes>(ledger::EventBuilder&)>;
@@ -236,7 +256,7 @@ Result<OtpDecision> check_code(Context& x, const AddressSubject& subject,
                                const std::optional<projections::UserRow>& account,
                                OtpPurpose purpose, OtpCode code, Events& out);
 // The refusal of a validation that did not succeed.
-Refusal code_refusal(const OtpDecision& d, std::int64_t now);
+Refusal code_refusal(const OtpDecision& d, TimePoint now);
 // The alerts of a decided validation (lockout mail wake-up and hooks), after its append.
 void after_code_decision(Context& x, const OtpDecision& d, std::string_view subject,
                          bool known_user);

@@ -56,7 +56,7 @@ Result<void> record_password_attempt(Context& x, const std::string& subject,
   if (!decision.failure_reason.empty()) {
     const auto reason =
         std::string(reason_prefix) + decision.failure_reason + std::string(reason_suffix);
-    SECHEX_TRY(auto failed, x.event(subject, subject, [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto failed, x.event(subject, Actor::self(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateLoginFailed(f, email_hash.empty() ? 0 : bytes(f, email_hash),
                                                 f.CreateString(reason),
@@ -64,11 +64,11 @@ Result<void> record_password_attempt(Context& x, const std::string& subject,
     }));
     out.push_back(std::move(failed));
   }
-  if (decision.lock_until != 0) {
-    SECHEX_TRY(auto locked, x.event(subject, "system", [&](ledger::EventBuilder& b) {
+  if (decision.lock_until) {
+    SECHEX_TRY(auto locked, x.event(subject, Actor::system(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateAccountLocked(f, f.CreateString("consecutive_login_failures"),
-                                                  decision.lock_until, false));
+                                                  micros_of(*decision.lock_until), false));
     }));
     out.push_back(std::move(locked));
   }
@@ -113,7 +113,7 @@ Result<void> start_session(Context& x, const std::string& subject, const NewSess
                            bool remember_me, std::optional<schema::LoginMethod> method,
                            Events& out) {
   if (method) {
-    SECHEX_TRY(auto succeeded, x.event(subject, subject, [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto succeeded, x.event(subject, Actor::self(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateLoginSucceeded(f, f.CreateString(s.session.str()), *method));
     }));
@@ -121,7 +121,7 @@ Result<void> start_session(Context& x, const std::string& subject, const NewSess
   }
   SECHEX_TRY(
       auto started,
-      x.event(subject, subject, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+      x.event(subject, Actor::self(), [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
         FbBytes device;
         // A password change's session records no device (it continues one already recorded).
         if (method && x.caller.user_agent) {
@@ -131,7 +131,7 @@ Result<void> start_session(Context& x, const std::string& subject, const NewSess
         auto& f = b.fbb();
         return b.finish(schema::CreateSessionStarted(
             f, f.CreateString(s.session.str()), f.CreateString(s.family), bytes(f, s.refresh_hash),
-            remember_me, idle_expiry(remember_me, x.limits(), x.now), 0, device));
+            remember_me, micros_of(idle_expiry(remember_me, x.limits(), x.now)), 0, device));
       }));
   out.push_back(std::move(started));
   return boost::outcome_v2::success();
@@ -145,7 +145,7 @@ void mail_secret(Context& x, const std::string& user, const SecretMail& m,
     SECHEX_TRY(const auto rec, projections::user_row(x.store(), user));
     if (!rec || !eligible(*rec)) return Events{};
     SECHEX_TRY(auto sent,
-               projections::rate_count(x.store(), m.cap_scope, user, x.now, m.cap_window_micros));
+               projections::rate_count(x.store(), m.cap_scope, user, x.now, m.cap_window));
     if (sent >= m.cap) return Events{};
     Events out;
     SECHEX_TRY(auto issued, x.event(user, m.actor, issue));
@@ -181,15 +181,14 @@ Result<OtpDecision> check_code(Context& x, const AddressSubject& subject,
   auto& store = x.store();
   const auto& limits = x.limits();
   OtpState s;
-  SECHEX_TRY(const auto validations,
-             projections::rate_window(store, projections::kScopeOtpValidationUser, subject.id,
-                                      x.now, limits.otp_validation_window_micros,
-                                      limits.otp_validations_per_window));
+  SECHEX_TRY(
+      const auto validations,
+      projections::rate_window(store, projections::kScopeOtpValidationUser, subject.id, x.now,
+                               limits.otp_validation_window, limits.otp_validations_per_window));
   s.validations = validations.count;
   s.validations_free_at = validations.below_limit_at;
-  SECHEX_TRY(s.failures,
-             projections::rate_count(store, projections::kScopeOtpFailureUser, subject.id, x.now,
-                                     limits.otp_failure_window_micros));
+  SECHEX_TRY(s.failures, projections::rate_count(store, projections::kScopeOtpFailureUser,
+                                                 subject.id, x.now, limits.otp_failure_window));
   const auto& rec = account;
   // An unknown address's lock is recorded under its anon subject, like an account's.
   s.locked_until = locked_until(store, subject.id, x.now);
@@ -199,7 +198,7 @@ Result<OtpDecision> check_code(Context& x, const AddressSubject& subject,
       if (stored) {
         const auto presented = x.deps.lookup.otp(*subject.user, purpose_name(purpose), code.view());
         s.code_exists = true;
-        s.code_expires_at = stored->expires_at;
+        s.code_expires_at = time_from_micros(stored->expires_at);
         s.code_matches =
             ledger::crypto::constant_time_equal(view_of(presented), view_of(stored->code_hash));
       }
@@ -207,7 +206,7 @@ Result<OtpDecision> check_code(Context& x, const AddressSubject& subject,
   }
   const auto d = decide_otp(s, limits, x.now);
   if (d.outcome == OtpOutcome::rate_limited) {
-    SECHEX_TRY(auto limited, x.event(subject.id, subject.id, [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto limited, x.event(subject.id, Actor::self(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateRateLimited(
           f, f.CreateString(projections::kScopeOtpValidationUser), bytes(f, subject.email_hash),
@@ -216,7 +215,7 @@ Result<OtpDecision> check_code(Context& x, const AddressSubject& subject,
     out.push_back(std::move(limited));
   }
   if (d.record_failure) {
-    SECHEX_TRY(auto failed, x.event(subject.id, subject.id, [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto failed, x.event(subject.id, Actor::self(), [&](ledger::EventBuilder& b) {
       return b.finish(schema::CreateOtpFailed(b.fbb(), d.failures_in_window));
     }));
     out.push_back(std::move(failed));
@@ -225,7 +224,7 @@ Result<OtpDecision> check_code(Context& x, const AddressSubject& subject,
   // long as an account would; nobody can unlock it, so that lock ends by itself after a day
   // (access.h), and no mail or alert goes out for it.
   if (d.lock_for_admin) {
-    SECHEX_TRY(auto locked, x.event(subject.id, "system", [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto locked, x.event(subject.id, Actor::system(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateAccountLocked(f, f.CreateString("otp_failures"), 0, true));
     }));
@@ -236,7 +235,7 @@ Result<OtpDecision> check_code(Context& x, const AddressSubject& subject,
     }
   }
   if (d.outcome == OtpOutcome::ok) {
-    SECHEX_TRY(auto verified, x.event(subject.id, subject.id, [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto verified, x.event(subject.id, Actor::self(), [&](ledger::EventBuilder& b) {
       return b.finish(schema::CreateOtpVerified(b.fbb(), purpose == OtpPurpose::reauth
                                                              ? schema::OtpPurpose::Reauth
                                                              : schema::OtpPurpose::Login));
@@ -246,7 +245,7 @@ Result<OtpDecision> check_code(Context& x, const AddressSubject& subject,
   return d;
 }
 
-Refusal code_refusal(const OtpDecision& d, std::int64_t now) {
+Refusal code_refusal(const OtpDecision& d, TimePoint now) {
   Refusal r;
   switch (d.outcome) {
     case OtpOutcome::expired:
@@ -260,7 +259,7 @@ Refusal code_refusal(const OtpDecision& d, std::int64_t now) {
       // A lock that ends by itself says when (the decision gives its remaining seconds).
       r.why = Refused::account_locked;
       r.locked_until =
-          d.retry_after_seconds > 0 ? now + d.retry_after_seconds * kSecondMicros : INT64_MAX;
+          d.retry_after_seconds > 0 ? now + std::chrono::seconds{d.retry_after_seconds} : kNever;
       r.retry_after_seconds = d.retry_after_seconds;
       return r;
     case OtpOutcome::ok:

@@ -117,26 +117,26 @@ Outcome<IdentityCommands::Registered> IdentityCommands::register_user(const Call
       return Events{};
     }
     Events out;
-    SECHEX_TRY(
-        auto registered, x.event(user, user, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
-          SECHEX_TRY(auto sealed_email, b.seal("email", address));
-          SECHEX_TRY(auto sealed_password, b.seal("password_hash", phc.value()));
-          auto& f = b.fbb();
-          return b.finish(
-              schema::CreateUserRegistered(f, sealed_email, bytes(f, email_hash), sealed_password,
-                                           f.CreateString(config_.consent_version), disposable));
-        }));
+    SECHEX_TRY(auto registered,
+               x.event(user, Actor::self(), [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+                 SECHEX_TRY(auto sealed_email, b.seal("email", address));
+                 SECHEX_TRY(auto sealed_password, b.seal("password_hash", phc.value()));
+                 auto& f = b.fbb();
+                 return b.finish(schema::CreateUserRegistered(
+                     f, sealed_email, bytes(f, email_hash), sealed_password,
+                     f.CreateString(config_.consent_version), disposable));
+               }));
     out.push_back(std::move(registered));
-    SECHEX_TRY(auto consented, x.event(user, user, [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto consented, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateConsentRecorded(f, f.CreateString(config_.consent_version),
                                                     true, f.CreateString("account")));
     }));
     out.push_back(std::move(consented));
-    SECHEX_TRY(auto issued, x.event(user, "system", [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto issued, x.event(user, Actor::system(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateEmailVerificationIssued(
-          f, bytes(f, token_hash), x.now + config_.limits.verify_token_micros));
+          f, bytes(f, token_hash), micros_of(x.now + config_.limits.verify_token_ttl)));
     }));
     out.push_back(std::move(issued));
     SECHEX_TRYV(x.queue_mail(out, user, kMailVerifyEmail, address, token.value()));
@@ -162,7 +162,7 @@ Outcome<void> IdentityCommands::verify_email(const Caller& c, std::string_view t
     SECHEX_TRY(auto t, projections::one_time_token(x.store(), hash));
     outcome = decide_link(link_of(t), x.now);
     if (outcome != LinkOutcome::ok) return Events{};
-    SECHEX_TRY(auto verified, x.event(user, user, [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto verified, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
       return b.finish(schema::CreateEmailVerified(b.fbb(), bytes(b.fbb(), hash)));
     }));
     Events out;
@@ -184,14 +184,14 @@ void IdentityCommands::mail_link(const Caller& c, const UserId& user, Link link)
   const auto token_hash = d_.lookup.token(
       verify ? projections::kPurposeVerifyEmail : projections::kPurposePasswordReset,
       token.value());
-  const auto expires_at =
-      x.now + (verify ? config_.limits.verify_token_micros : config_.limits.reset_token_micros);
+  const auto expires_at = micros_of(
+      x.now + (verify ? config_.limits.verify_token_ttl : config_.limits.reset_token_ttl));
   mail_secret(
       x, user.str(),
       {verify ? kMailVerifyEmail : kMailPasswordReset, token.value(),
-       verify ? std::string("system") : user.str(),
+       verify ? Actor::system() : Actor::self(),
        verify ? projections::kScopeVerifyRequestUser : projections::kScopeResetRequestUser,
-       kHourMicros,
+       std::chrono::hours{1},
        verify ? config_.limits.verify_resends_per_hour : config_.limits.reset_requests_per_user},
       [verify](const projections::UserRow& rec) {
         return verify ? !rec.email_verified : rec.email_verified && rec.active();
@@ -214,16 +214,16 @@ void IdentityCommands::mail_code(const Caller& c, const UserId& user, OtpPurpose
   const auto code_hash = d_.lookup.otp(user.str(), name, code.value());
   mail_secret(
       x, user.str(),
-      {kMailOtpCode, code.value(), "system", projections::kScopeOtpRequestUser,
-       config_.limits.otp_request_window_micros, config_.limits.otp_requests_per_user},
+      {kMailOtpCode, code.value(), Actor::system(), projections::kScopeOtpRequestUser,
+       config_.limits.otp_request_window, config_.limits.otp_requests_per_user},
       // An account that may sign in by code: active and verified.
       [](const projections::UserRow& rec) { return rec.active() && rec.email_verified; },
       [&](ledger::EventBuilder& b) {
         auto& f = b.fbb();
-        return b.finish(
-            schema::CreateOtpIssued(f, bytes(f, code_hash), x.now + config_.limits.otp_micros,
-                                    purpose == OtpPurpose::reauth ? schema::OtpPurpose::Reauth
-                                                                  : schema::OtpPurpose::Login));
+        return b.finish(schema::CreateOtpIssued(
+            f, bytes(f, code_hash), micros_of(x.now + config_.limits.otp_ttl),
+            purpose == OtpPurpose::reauth ? schema::OtpPurpose::Reauth
+                                          : schema::OtpPurpose::Login));
       });
 }
 
@@ -233,7 +233,7 @@ void IdentityCommands::record_client_limited(const Caller& c, const char* scope,
   const auto subject =
       std::string(projections::kAnonymousSubjectPrefix) + "ip:" + hex_of(c.ip_hash);
   (void)x.run(x.partition_of(subject), [&]() -> Result<Events> {
-    SECHEX_TRY(auto limited, x.event(subject, subject, [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto limited, x.event(subject, Actor::self(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateRateLimited(f, f.CreateString(scope), bytes(f, c.ip_hash),
                                                 static_cast<std::uint32_t>(retry_seconds)));
@@ -281,7 +281,7 @@ Outcome<PasswordPolicy> IdentityCommands::set_password_policy(const Caller& c,
   Context x(d_, config_, c);
   SECHEX_TRYV(x.run(x.partition_of(kPolicySubject), [&]() -> Result<Events> {
     SECHEX_TRY(auto changed,
-               x.event(kPolicySubject, "admin:" + std::string(admin), [&](ledger::EventBuilder& b) {
+               x.event(kPolicySubject, Actor::admin(admin), [&](ledger::EventBuilder& b) {
                  auto& f = b.fbb();
                  return b.finish(schema::CreatePolicyChanged(
                      f, f.CreateString("password"), f.CreateString(std::string(to_string(level)))));
@@ -342,10 +342,10 @@ Outcome<ReauthGrant> IdentityCommands::reauth(const Caller& c, const UserId& use
           record_password_attempt(x, user.str(), subject.email_hash, counted, "reauth_", "", out));
       if (login_decision.outcome != LoginOutcome::ok) return out;
     }
-    SECHEX_TRY(auto grant, x.event(user.str(), user.str(), [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto grant, x.event(user.str(), Actor::self(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateReauthGranted(
-          f, f.CreateString(grant_id), x.now + config_.limits.reauth_micros,
+          f, f.CreateString(grant_id), micros_of(x.now + config_.limits.reauth_ttl),
           f.CreateString(code != nullptr ? "otp" : "password")));
     }));
     out.push_back(std::move(grant));
@@ -355,7 +355,7 @@ Outcome<ReauthGrant> IdentityCommands::reauth(const Caller& c, const UserId& use
   if (stale) return Refused::password_changed;
   if (code != nullptr) after_code_decision(x, otp_decision, user.str(), true);
   if (granted) {
-    return ReauthGrant{std::move(token).value(), config_.limits.reauth_micros / kSecondMicros};
+    return ReauthGrant{std::move(token).value(), whole_seconds(config_.limits.reauth_ttl)};
   }
   if (code != nullptr) return code_refusal(otp_decision, x.now);
   // A wrong password; unverified counts as a refusal without the count (decide_login).
@@ -375,7 +375,7 @@ std::string IdentityCommands::reauth_id(const SessionId& session, ReauthToken to
 }
 
 bool IdentityCommands::reauth_granted(const UserId& user, const SessionId& session,
-                                      ReauthToken token, std::int64_t now) const {
+                                      ReauthToken token, TimePoint now) const {
   if (token.view().empty() || session.str().empty()) return false;
   auto holder =
       projections::reauth_grant_user(d_.commands.projections(), reauth_id(session, token), now);
@@ -390,7 +390,7 @@ Outcome<void> IdentityCommands::unlock(const Caller& c, const UserId& user, std:
   // A users row, once written, is never deleted (erasure keeps it as "erased"): read once.
   if (id.empty() || !account_of(x.store(), id)) return Refused::not_found;
   return x.run(x.partition_of(id), [&]() -> Result<Events> {
-    SECHEX_TRY(auto unlocked, x.event(id, "admin:" + admin.str(), [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto unlocked, x.event(id, Actor::admin(admin.str()), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateAccountUnlocked(f, true, f.CreateString(std::string(reason))));
     }));
@@ -409,7 +409,8 @@ Outcome<void> IdentityCommands::erase(const Caller& c, const UserId& user, const
   auto ran = d_.commands.run_locked(p, [&]() -> Result<void> {
     SECHEX_TRY(auto erased, d_.keys.is_erased(user.str()));
     if (erased) return boost::outcome_v2::success();
-    SECHEX_TRY(auto appended, d_.keys.erase(user.str(), user.str(), "gdpr_erasure_request", c.now));
+    SECHEX_TRY(auto appended,
+               d_.keys.erase(user.str(), user.str(), "gdpr_erasure_request", micros_of(c.now)));
     (void)appended;
     return boost::outcome_v2::success();
   });
@@ -430,13 +431,13 @@ Outcome<Profile> IdentityCommands::profile(const UserId& user) const {
 }
 
 Outcome<std::vector<std::pair<std::string, projections::SessionRow>>> IdentityCommands::sessions(
-    const UserId& user, std::int64_t now) const {
+    const UserId& user, TimePoint now) const {
   auto active = projections::active_sessions(d_.commands.projections(), user.str(), now);
   if (!active) return Refused::unavailable;
   return std::move(active).value();
 }
 
-Outcome<PersonalData> IdentityCommands::personal_data(const UserId& user, std::int64_t now) const {
+Outcome<PersonalData> IdentityCommands::personal_data(const UserId& user, TimePoint now) const {
   SECHEX_TRY(auto profile, this->profile(user));
   PersonalData out{std::move(profile), {}, nlohmann::json::array(), false};
   const auto& store = d_.commands.projections();

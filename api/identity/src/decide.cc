@@ -1,24 +1,22 @@
 #include "api/identity/decide.h"
 
 #include <algorithm>
-#include <climits>
 
 namespace sechex::api::identity {
 
-std::int64_t retry_after_seconds(std::int64_t until_micros, std::int64_t now_micros) {
-  if (until_micros <= now_micros) return 1;
-  const auto wait = until_micros - now_micros;
-  return std::max<std::int64_t>(1, (wait + kSecondMicros - 1) / kSecondMicros);
+std::int64_t retry_after_seconds(TimePoint until, TimePoint now) {
+  if (until <= now) return 1;
+  return std::max<std::int64_t>(1, std::chrono::ceil<std::chrono::seconds>(until - now).count());
 }
 
-LoginDecision decide_login(const LoginState& state, const Limits& limits, std::int64_t now) {
+LoginDecision decide_login(const LoginState& state, const Limits& limits, TimePoint now) {
   LoginDecision d;
   const auto limit = limits.login_failures_to_lock;
   // The IP limit comes first and counts every attempt, for known and unknown emails alike.
   if (state.ip_attempts >= limits.login_attempts_per_ip) {
     d.outcome = LoginOutcome::rate_limited;
-    const auto frees_at = state.ip_window_frees_at > now ? state.ip_window_frees_at
-                                                         : now + limits.login_ip_window_micros;
+    const auto frees_at =
+        state.ip_window_frees_at > now ? state.ip_window_frees_at : now + limits.login_ip_window;
     d.retry_after_seconds = retry_after_seconds(frees_at, now);
     return d;
   }
@@ -35,8 +33,7 @@ LoginDecision decide_login(const LoginState& state, const Limits& limits, std::i
     d.failure_reason = "locked";
     d.consecutive_failures = account.consecutive_failures;
     d.locked_until = *account.locked_until;
-    if (d.locked_until != INT64_MAX)
-      d.retry_after_seconds = retry_after_seconds(d.locked_until, now);
+    if (d.locked_until != kNever) d.retry_after_seconds = retry_after_seconds(d.locked_until, now);
     return d;
   }
   // Reaching the limit always locks, so a count at the limit without a lock in force means the
@@ -52,8 +49,8 @@ LoginDecision decide_login(const LoginState& state, const Limits& limits, std::i
     d.consecutive_failures = failures;
     if (failures >= limit) {
       d.outcome = LoginOutcome::locked;
-      d.lock_until = now + limits.login_lock_micros;
-      d.locked_until = d.lock_until;
+      d.lock_until = now + limits.login_lock;
+      d.locked_until = *d.lock_until;
       d.retry_after_seconds = retry_after_seconds(d.locked_until, now);
     } else {
       d.outcome = LoginOutcome::invalid_credentials;
@@ -72,7 +69,7 @@ LoginDecision decide_login(const LoginState& state, const Limits& limits, std::i
   return d;
 }
 
-LinkOutcome decide_link(const LinkToken& token, std::int64_t now) {
+LinkOutcome decide_link(const LinkToken& token, TimePoint now) {
   if (!token.known) return LinkOutcome::invalid;
   if (token.expires_at <= now) return LinkOutcome::expired;
   if (!token.live) return LinkOutcome::invalid;
@@ -93,11 +90,11 @@ RefreshOutcome decide_refresh(const RefreshState& state) {
   return RefreshOutcome::invalid;
 }
 
-OtpDecision decide_otp(const OtpState& state, const Limits& limits, std::int64_t now) {
+OtpDecision decide_otp(const OtpState& state, const Limits& limits, TimePoint now) {
   OtpDecision d;
   if (state.locked_until && *state.locked_until > now) {
     d.outcome = OtpOutcome::locked;
-    if (*state.locked_until != INT64_MAX) {
+    if (*state.locked_until != kNever) {
       d.retry_after_seconds = retry_after_seconds(*state.locked_until, now);
     }
     return d;
@@ -106,9 +103,8 @@ OtpDecision decide_otp(const OtpState& state, const Limits& limits, std::int64_t
   // (a refused attempt tests no code).
   if (state.validations >= limits.otp_validations_per_window) {
     d.outcome = OtpOutcome::rate_limited;
-    const auto frees_at = state.validations_free_at > now
-                              ? state.validations_free_at
-                              : now + limits.otp_validation_window_micros;
+    const auto frees_at = state.validations_free_at > now ? state.validations_free_at
+                                                          : now + limits.otp_validation_window;
     d.retry_after_seconds = retry_after_seconds(frees_at, now);
     return d;
   }
@@ -131,8 +127,8 @@ OtpDecision decide_otp(const OtpState& state, const Limits& limits, std::int64_t
   return d;
 }
 
-std::int64_t idle_expiry(bool remember_me, const Limits& limits, std::int64_t now) {
-  return now + (remember_me ? limits.remember_me_idle_micros : limits.idle_micros);
+TimePoint idle_expiry(bool remember_me, const Limits& limits, TimePoint now) {
+  return now + (remember_me ? limits.remember_me_idle : limits.idle);
 }
 
 }  // namespace sechex::api::identity

@@ -31,7 +31,7 @@ Outcome<SecretCommands::Created> SecretCommands::create(const Caller& c, const U
   const auto& user = owner.str();
   SECHEX_TRYV(x.run(x.partition_of(user), [&]() -> Result<Events> {
     SECHEX_TRY(auto created,
-               x.event(user, user, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+               x.event(user, Actor::self(), [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
                  SECHEX_TRY(auto sealed, b.seal("server_share", share.value()));
                  auto& f = b.fbb();
                  return b.finish(schema::CreateSecretCreated(f, f.CreateString(secret_id), sealed));
@@ -54,7 +54,7 @@ Outcome<void> SecretCommands::check_in(const Caller& c, const UserId& owner,
     SECHEX_TRY(auto s, projections::secret(x.store(), secret));
     if (!s || s->owner != user) return Events{};
     found = true;
-    SECHEX_TRY(auto event, x.event(user, user, [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto event, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
       return b.finish(schema::CreateCheckIn(b.fbb(), b.fbb().CreateString(std::string(secret))));
     }));
     Events out;
@@ -81,7 +81,7 @@ Outcome<std::string> SecretCommands::reveal_share(const Caller& c, const UserId&
     SECHEX_TRY(auto s, projections::secret(x.store(), secret));
     if (!s || s->owner != user) return Events{};
     found = std::move(s);
-    SECHEX_TRY(auto event, x.event(user, user, [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto event, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateShareRevealed(f, f.CreateString(std::string(secret)),
                                                   f.CreateString(grant)));

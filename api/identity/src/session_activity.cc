@@ -8,20 +8,19 @@
 namespace sechex::api {
 
 SessionActivity::SessionActivity(CommandPath& commands, ledger::KeyStore& keys, const Clock& clock,
-                                 identity::Limits limits, std::int64_t interval_micros)
+                                 identity::Limits limits, Micros interval)
     : commands_(commands),
       keys_(keys),
       clock_(clock),
       limits_(limits),
-      interval_(effective_interval(limits, interval_micros)),
+      interval_(effective_interval(limits, interval)),
       // Woken by seen(); the period is only a backstop.
       loop_(std::chrono::seconds(1),
             [this](const std::atomic<bool>& stopping) { record_queued(&stopping); }) {}
 
-std::int64_t SessionActivity::effective_interval(const identity::Limits& limits,
-                                                 std::int64_t interval_micros) {
-  const auto idle = std::min(limits.idle_micros, limits.remember_me_idle_micros);
-  return std::max<std::int64_t>(1, std::min(interval_micros, idle / 4));
+Micros SessionActivity::effective_interval(const identity::Limits& limits, Micros interval) {
+  const auto idle = std::min(limits.idle, limits.remember_me_idle);
+  return std::max(Micros{1}, std::min(interval, idle / 4));
 }
 
 SessionActivity::~SessionActivity() { stop(); }
@@ -32,7 +31,7 @@ void SessionActivity::stop() { loop_.stop(); }
 
 void SessionActivity::seen(const projections::UserId& user, const projections::SessionId& session) {
   if (session.empty()) return;
-  const auto now = clock_.now_micros();
+  const auto now = clock_.now();
   {
     std::lock_guard l(mu_);
     auto [it, fresh] = last_.try_emplace(session.str(), now);
@@ -78,13 +77,14 @@ bool SessionActivity::record(const Seen& s) {
     ledger::EventBuilder b(&keys_, {.subject = s.user,
                                     .actor = s.user,
                                     .request_id = "",
-                                    .time_micros = s.at,
+                                    .time_micros = micros_of(s.at),
                                     .ip = std::nullopt,
                                     .user_agent = std::nullopt});
     auto& f = b.fbb();
-    SECHEX_TRY(auto event, b.finish(schema::CreateSessionSeen(
-                               f, f.CreateString(s.session),
-                               identity::idle_expiry(session->remember_me, limits_, s.at))));
+    SECHEX_TRY(auto event,
+               b.finish(schema::CreateSessionSeen(
+                   f, f.CreateString(s.session),
+                   micros_of(identity::idle_expiry(session->remember_me, limits_, s.at)))));
     appended = true;
     return std::vector<ledger::Bytes>{std::move(event)};
   });

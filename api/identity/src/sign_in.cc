@@ -9,7 +9,7 @@ using namespace detail;
 
 // Every refresh token of a session outlives no access token of it: the Authenticator refuses an
 // ended session's tokens by its row, and a token without a row passes (operator tokens).
-static_assert(Limits{}.access_token_micros <= projections::kEndedSessionKeptMicros);
+static_assert(Limits{}.access_token_ttl <= projections::kEndedSessionKept);
 
 // ---- Login (004 FR-008..FR-012, API.md) ----
 Outcome<SignedIn> IdentityCommands::login(const Caller& c, std::string_view email,
@@ -47,7 +47,7 @@ Outcome<SignedIn> IdentityCommands::login(const Caller& c, std::string_view emai
     LoginState s;
     SECHEX_TRY(const auto ip,
                projections::rate_window(store, projections::kScopeLoginAttemptIp, c.ip_hash, x.now,
-                                        config_.limits.login_ip_window_micros,
+                                        config_.limits.login_ip_window,
                                         config_.limits.login_attempts_per_ip));
     s.ip_attempts = ip.count;
     s.ip_window_frees_at = ip.below_limit_at;
@@ -68,7 +68,7 @@ Outcome<SignedIn> IdentityCommands::login(const Caller& c, std::string_view emai
     decision = decide_login(s, config_.limits, x.now);
     Events out;
     if (decision.outcome == LoginOutcome::rate_limited) {
-      SECHEX_TRY(auto limited, x.event(subject, subject, [&](ledger::EventBuilder& b) {
+      SECHEX_TRY(auto limited, x.event(subject, Actor::self(), [&](ledger::EventBuilder& b) {
         auto& f = b.fbb();
         return b.finish(schema::CreateRateLimited(
             f, f.CreateString(projections::kScopeLoginAttemptIp), bytes(f, c.ip_hash),
@@ -82,11 +82,12 @@ Outcome<SignedIn> IdentityCommands::login(const Caller& c, std::string_view emai
     SECHEX_TRYV(start_session(x, subject, *fresh, remember_me, schema::LoginMethod::Password, out));
     if (rehashed) {
       // Parameters changed since this hash was made: store the current kind, keep sessions.
-      SECHEX_TRY(auto changed,
-                 x.event(subject, "system", [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
-                   SECHEX_TRY(auto sealed, b.seal("password_hash", *rehashed));
-                   return b.finish(schema::CreatePasswordChanged(b.fbb(), sealed, false));
-                 }));
+      SECHEX_TRY(
+          auto changed,
+          x.event(subject, Actor::system(), [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+            SECHEX_TRY(auto sealed, b.seal("password_hash", *rehashed));
+            return b.finish(schema::CreatePasswordChanged(b.fbb(), sealed, false));
+          }));
       out.push_back(std::move(changed));
     }
     return out;
@@ -126,7 +127,7 @@ Outcome<SignedIn> IdentityCommands::sign_in_with_code(const Caller& c, std::stri
 
 // ---- Refresh: rotation with reuse detection (004 FR-018, FR-020) ----
 Result<std::optional<RefreshHolder>> IdentityCommands::refresh_holder(std::string_view token,
-                                                                      std::int64_t now) const {
+                                                                      TimePoint now) const {
   SECHEX_TRY(auto st, projections::refresh_token_status(d_.commands.projections(),
                                                         d_.lookup.token("refresh", token), now));
   using S = projections::RefreshTokenStatus::State;
@@ -135,7 +136,7 @@ Result<std::optional<RefreshHolder>> IdentityCommands::refresh_holder(std::strin
       RefreshHolder{UserId(st.user), SessionId(st.session_id), st.state == S::current});
 }
 
-bool IdentityCommands::session_live(const SessionId& session, std::int64_t now) const {
+bool IdentityCommands::session_live(const SessionId& session, TimePoint now) const {
   auto row = projections::session_row(d_.commands.projections(), session.str());
   return row && row.value() && row.value()->active_at(now);
 }
@@ -174,18 +175,18 @@ Outcome<SignedIn> IdentityCommands::refresh(const Caller& c, std::string_view to
     outcome = decide_refresh(rs);
     Events out;
     if (outcome == RefreshOutcome::reuse_detected) {
-      SECHEX_TRY(auto reuse, x.event(user, user, [&](ledger::EventBuilder& b) {
+      SECHEX_TRY(auto reuse, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
         auto& f = b.fbb();
         return b.finish(schema::CreateRefreshTokenReuseDetected(
             f, f.CreateString(st.session_id), f.CreateString(st.family_id), bytes(f, hash)));
       }));
       out.push_back(std::move(reuse));
     } else if (outcome == RefreshOutcome::rotate) {
-      SECHEX_TRY(auto rotated, x.event(user, user, [&](ledger::EventBuilder& b) {
+      SECHEX_TRY(auto rotated, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
         auto& f = b.fbb();
         return b.finish(schema::CreateTokenRefreshed(
             f, f.CreateString(st.session_id), f.CreateString(st.family_id), bytes(f, hash),
-            bytes(f, next_hash), idle_expiry(remember_me, config_.limits, x.now)));
+            bytes(f, next_hash), micros_of(idle_expiry(remember_me, config_.limits, x.now))));
       }));
       out.push_back(std::move(rotated));
     }
@@ -200,7 +201,7 @@ Outcome<void> IdentityCommands::logout(const Caller& c, const UserId& user,
                                        const SessionId& session, bool all) {
   Context x(d_, config_, c);
   return x.run(x.partition_of(user.str()), [&]() -> Result<Events> {
-    SECHEX_TRY(auto out, x.event(user.str(), user.str(), [&](ledger::EventBuilder& b) {
+    SECHEX_TRY(auto out, x.event(user.str(), Actor::self(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateLoggedOut(f, f.CreateString(session.str()), all));
     }));
@@ -249,10 +250,11 @@ Outcome<SignedIn> IdentityCommands::change_password(const Caller& c, const UserI
     Events out;
     SECHEX_TRYV(record_password_attempt(x, id, "", decision, "", "_on_password_change", out));
     if (decision.outcome != LoginOutcome::ok) return out;
-    SECHEX_TRY(auto changed, x.event(id, id, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
-      SECHEX_TRY(auto sealed, b.seal("password_hash", *new_phc));
-      return b.finish(schema::CreatePasswordChanged(b.fbb(), sealed, true));
-    }));
+    SECHEX_TRY(auto changed,
+               x.event(id, Actor::self(), [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+                 SECHEX_TRY(auto sealed, b.seal("password_hash", *new_phc));
+                 return b.finish(schema::CreatePasswordChanged(b.fbb(), sealed, true));
+               }));
     out.push_back(std::move(changed));
     // Every session ends (the cutoff); the caller continues in a fresh one.
     SECHEX_TRYV(start_session(x, id, *session, false, std::nullopt, out));
@@ -294,7 +296,8 @@ Outcome<void> IdentityCommands::reset_password(const Caller& c, std::string_view
     if (outcome != LinkOutcome::ok) return Events{};
     Events out;
     SECHEX_TRY(
-        auto reset, x.event(user, user, [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+        auto reset,
+        x.event(user, Actor::self(), [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
           SECHEX_TRY(auto sealed, b.seal("password_hash", phc.value()));
           return b.finish(schema::CreatePasswordReset(b.fbb(), bytes(b.fbb(), hash), sealed));
         }));
@@ -302,8 +305,8 @@ Outcome<void> IdentityCommands::reset_password(const Caller& c, std::string_view
     // The owner has just proved control of the address: a lockout from wrong passwords ends
     // with the reset, the way to recover without waiting it out. An admin lock stays.
     const auto lock = locked_until(x.store(), user, x.now);
-    if (lock && *lock != INT64_MAX) {
-      SECHEX_TRY(auto unlocked, x.event(user, user, [&](ledger::EventBuilder& b) {
+    if (lock && *lock != kNever) {
+      SECHEX_TRY(auto unlocked, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
         auto& f = b.fbb();
         return b.finish(schema::CreateAccountUnlocked(f, false, f.CreateString("password_reset")));
       }));

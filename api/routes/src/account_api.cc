@@ -11,7 +11,7 @@ AccountApi::AccountApi(IdentityDeps deps, IdentityConfig config)
     : d_(std::move(deps)),
       config_(std::move(config)),
       forgot_limiter_({.limit = d_.identity.limits().mail_requests_per_ip,
-                       .window_micros = d_.identity.limits().mail_request_ip_window_micros}) {}
+                       .window = d_.identity.limits().mail_request_ip_window}) {}
 
 void AccountApi::add_routes(RouteRegistry& routes) {
   using W = const Principal&;
@@ -60,7 +60,7 @@ Response AccountApi::reset_password(const Request& req) {
 // ---- GDPR access (004 FR-036) ----
 Response AccountApi::export_me(const Request&, const Principal& who) {
   const UserId user(who.subject);
-  const auto now = d_.clock.now_micros();
+  const auto now = d_.clock.now();
   SECHEX_TRY(const auto data, answered(d_.identity.personal_data(user, now)));
   json sessions = json::array();
   for (const auto& [id, s] : data.sessions) {

@@ -12,7 +12,7 @@ IdentityApi::IdentityApi(IdentityDeps deps, IdentityConfig config)
     : d_(std::move(deps)),
       config_(std::move(config)),
       resend_limiter_({.limit = d_.identity.limits().mail_requests_per_ip,
-                       .window_micros = d_.identity.limits().mail_request_ip_window_micros}) {}
+                       .window = d_.identity.limits().mail_request_ip_window}) {}
 
 void IdentityApi::add_routes(RouteRegistry& routes) {
   using W = const Principal&;
@@ -155,7 +155,7 @@ Response IdentityApi::me(const Request&, const Principal& principal) {
 
 Response IdentityApi::my_sessions(const Request&, const Principal& principal) {
   SECHEX_TRY(const auto sessions,
-             answered(d_.identity.sessions(UserId(principal.subject), d_.clock.now_micros())));
+             answered(d_.identity.sessions(UserId(principal.subject), d_.clock.now())));
   json out = json::array();
   for (const auto& [id, s] : sessions) {
     out.push_back(json{{"sessionId", id},
@@ -171,7 +171,7 @@ Response IdentityApi::my_sessions(const Request&, const Principal& principal) {
 // ---- CSRF token of the caller's session (csrf.h) ----
 Response IdentityApi::csrf_token(const Request& req, const RouteRegistry::MaybeSignedIn& who) {
   if (d_.csrf == nullptr) return ApiError{404, "not_found", "browser sessions are not enabled"};
-  const auto now = d_.clock.now_micros();
+  const auto now = d_.clock.now();
   std::string session;
   if (who && *who) {
     session = who->value().session;
@@ -187,7 +187,7 @@ Response IdentityApi::csrf_token(const Request& req, const RouteRegistry::MaybeS
   }
   if (session.empty()) return who ? who->error() : d_.auth.missing_credentials();
   auto r = json_ok(json{{"csrfToken", d_.csrf->issue(session, now)},
-                        {"expiresIn", kCsrfTokenMicros / identity::kSecondMicros}}
+                        {"expiresIn", identity::whole_seconds(kCsrfTokenLifetime)}}
                        .dump());
   r.headers.emplace_back("Cache-Control", "no-store");
   return r;

@@ -53,12 +53,12 @@ identity::Caller caller_of(const IdentityDeps& deps, const IdentityConfig& confi
   if (const auto* ua = req.header("user-agent")) c.user_agent = *ua;
   const auto* al = req.header("accept-language");
   c.locale = std::string(negotiate_language(al != nullptr ? *al : std::string_view()));
-  c.now = deps.clock.now_micros();
+  c.now = deps.clock.now();
   return c;
 }
 
 Response token_pair(const identity::SignedIn& in, const identity::Limits& limits, unsigned status) {
-  const auto ttl = limits.access_token_micros / identity::kSecondMicros;
+  const auto ttl = identity::whole_seconds(limits.access_token_ttl);
   auto r = json_ok(json{{"accessToken", in.access.token},
                         {"refreshToken", in.refresh_token},
                         {"tokenType", "Bearer"},
@@ -68,7 +68,7 @@ Response token_pair(const identity::SignedIn& in, const identity::Limits& limits
   r.headers.emplace_back("Set-Cookie", access_cookie(in.access.token, ttl));
   r.headers.emplace_back(
       "Set-Cookie",
-      refresh_cookie(in.refresh_token, limits.refresh_token_micros / identity::kSecondMicros));
+      refresh_cookie(in.refresh_token, identity::whole_seconds(limits.refresh_token_ttl)));
   r.headers.emplace_back("Cache-Control", "no-store");
   return r;
 }
@@ -126,7 +126,7 @@ ApiResult<void> admit_client(IdentityDeps& deps, const identity::Caller& caller,
                              RequestLimiter& limiter, const char* scope) {
   const auto v = limiter.check(caller.ip_hash, caller.now);
   if (v.allowed) return pass();
-  const auto seconds = identity::retry_after_seconds(v.retry_at_micros, caller.now);
+  const auto seconds = identity::retry_after_seconds(v.retry_at, caller.now);
   if (v.first_refusal) deps.identity.record_client_limited(caller, scope, seconds);
   return retry_later(429, "rate_limited", "too many requests from this address; retry later",
                      seconds, json{{"retryAfter", seconds}});

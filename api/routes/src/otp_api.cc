@@ -12,7 +12,7 @@ OtpApi::OtpApi(IdentityDeps deps, IdentityConfig config)
     : d_(std::move(deps)),
       config_(std::move(config)),
       request_limiter_({.limit = d_.identity.limits().otp_requests_per_ip,
-                        .window_micros = d_.identity.limits().otp_request_window_micros}) {}
+                        .window = d_.identity.limits().otp_request_window}) {}
 
 void OtpApi::add_routes(RouteRegistry& routes) {
   using W = const Principal&;

@@ -14,7 +14,7 @@ namespace {
 // while only an admin can unlock), details.needsAdminUnlock, and details.retryAfter with the
 // Retry-After header while the lock ends by itself.
 ApiError account_locked(const identity::Refusal& r) {
-  const bool admin_only = r.locked_until == INT64_MAX;
+  const bool admin_only = r.locked_until == identity::kNever;
   json details{{"lockedUntil", admin_only ? json(nullptr) : json(format_rfc3339(r.locked_until))},
                {"needsAdminUnlock", admin_only}};
   if (!admin_only && r.retry_after_seconds > 0) details["retryAfter"] = r.retry_after_seconds;

@@ -55,11 +55,10 @@ std::int64_t decode_cutoff(std::string_view value);
 
 class ProjectionStore;
 
-// The end of the lockout of `subject` in force at `now_micros`: INT64_MAX when only an admin
+// The end of the lockout of `subject` in force at `now`: TimePoint::max() when only an admin
 // lifts it, nullopt when none is in force. An unreadable lockout is in force (fails closed).
-Result<std::optional<std::int64_t>> lock_in_force(const ProjectionStore& store,
-                                                  std::string_view subject,
-                                                  std::int64_t now_micros);
+Result<std::optional<TimePoint>> lock_in_force(const ProjectionStore& store,
+                                               std::string_view subject, TimePoint now);
 // One lockout row.
 struct LockRow {
   std::string subject;
@@ -69,10 +68,10 @@ struct LockRow {
   std::string since;       // RFC 3339
   std::string kept_until;  // RFC 3339, "" unless an anon subject's admin lock (see above)
 };
-// The lockouts in force at `now_micros`: of `subject` only, or of everyone (ledgerctl replay).
+// The lockouts in force at `now`: of `subject` only, or of everyone (ledgerctl replay).
 Result<std::vector<LockRow>> locks_in_force(const ProjectionStore& store,
                                             const std::optional<std::string>& subject,
-                                            std::int64_t now_micros);
+                                            TimePoint now);
 
 // Whether session `id` was revoked (its tokens refused whatever their age).
 Result<bool> session_revoked(const ProjectionStore& store, std::string_view id);

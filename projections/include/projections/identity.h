@@ -88,15 +88,14 @@ struct OtpCode {
 Result<std::optional<OtpCode>> otp_code(const ProjectionStore& store, std::string_view user,
                                         std::string_view purpose);
 
-// Consecutive password failures since the last success or unlock.
-// Consecutive failures at `now_micros` (an anon entry past its end of life counts 0).
+// Consecutive password failures since the last success or unlock, at `now` (an anon entry past
+// its end of life counts 0).
 Result<std::uint32_t> login_failures(const ProjectionStore& store, std::string_view user,
-                                     std::int64_t now_micros);
+                                     TimePoint now);
 
-// The user a live reauth grant belongs to, or nullopt (unknown or expired at `now_micros`).
+// The user a live reauth grant belongs to, or nullopt (unknown or expired at `now`).
 Result<std::optional<std::string>> reauth_grant_user(const ProjectionStore& store,
-                                                     std::string_view reauth_id,
-                                                     std::int64_t now_micros);
+                                                     std::string_view reauth_id, TimePoint now);
 
 // "basic" unless an admin set another level.
 Result<std::string> password_policy_level(const ProjectionStore& store);

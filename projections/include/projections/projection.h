@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "ledger/clock.h"
 #include "ledger/record.h"
 #include "ledger/result.h"
 #include "schemas/events.h"

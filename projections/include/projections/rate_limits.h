@@ -77,17 +77,16 @@ std::string rate_key(std::string_view scope, std::string_view key);
 // Events in (now - window, now], read from the store and added up over partitions.
 // Errc::invalid_argument for a window longer than the stored one.
 Result<std::uint32_t> rate_count(const ProjectionStore& store, std::string_view scope,
-                                 std::string_view key, std::int64_t now_micros,
-                                 std::int64_t window_micros);
+                                 std::string_view key, TimePoint now, Micros window);
 // The count, and for a limit it has reached, when it falls below that limit again if nothing
 // more is recorded: the instant the limit-th newest time leaves the window. That
 // is the exact Retry-After of a sliding-window limit, rather than the whole window.
 struct RateWindow {
   std::uint32_t count = 0;
-  std::int64_t below_limit_at = 0;  // 0 when count < limit
+  TimePoint below_limit_at{};  // the epoch when count < limit
 };
 Result<RateWindow> rate_window(const ProjectionStore& store, std::string_view scope,
-                               std::string_view key, std::int64_t now_micros,
-                               std::int64_t window_micros, std::uint32_t limit);
+                               std::string_view key, TimePoint now, Micros window,
+                               std::uint32_t limit);
 
 }  // namespace sechex::projections

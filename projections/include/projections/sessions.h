@@ -29,7 +29,7 @@
 // "expired"; a rotated or revoked token stays until its own expiry so that its reuse is still
 // recognised. Every entry carries its end of life, and expired()/cleanup delete it afterwards;
 // apply() ignores entries already over at the event's time (projection.h). A session row is
-// deleted (with its sessions_by_user entry) only kEndedSessionKeptMicros after its end: the
+// deleted (with its sessions_by_user entry) only kEndedSessionKept after its end: the
 // Authenticator refuses access tokens of a session whose row says it is over, and an access token
 // (1 h) issued before the end must still find that row (with an idle window shorter than the token,
 // --session-idle).
@@ -43,8 +43,8 @@ namespace sechex::projections {
 class ProjectionStore;
 
 inline constexpr const char* kSessionsCf = "sessions";
-// At least the longest access-token lifetime (identity::Limits::access_token_micros, 1 h).
-inline constexpr std::int64_t kEndedSessionKeptMicros = 3600LL * 1'000'000;
+// At least the longest access-token lifetime (identity::Limits::access_token_ttl, 1 h).
+inline constexpr Micros kEndedSessionKept = std::chrono::hours{1};
 inline constexpr const char* kSessionsByUserCf = "sessions_by_user";
 inline constexpr const char* kRefreshTokensCf = "refresh_tokens";
 inline constexpr const char* kRefreshFamiliesCf = "refresh_families";
@@ -94,21 +94,21 @@ struct SessionRow {
 
   // When the session stops being usable whatever its state: the earlier of its expiries.
   std::int64_t ends_at() const;
-  // Active and not expired at `now_micros`.
-  bool active_at(std::int64_t now_micros) const;
+  // Active and not expired at `now`.
+  bool active_at(TimePoint now) const;
 };
 
 // The row of session `id`: nullopt when there is none; Errc::corruption when it does not decode.
 Result<std::optional<SessionRow>> session_row(const ProjectionStore& store, std::string_view id);
 
-// The user's sessions that are active at `now_micros`, by id.
+// The user's sessions that are active at `now`, by id.
 Result<std::vector<std::pair<std::string, SessionRow>>> active_sessions(
-    const ProjectionStore& store, std::string_view user, std::int64_t now_micros);
+    const ProjectionStore& store, std::string_view user, TimePoint now);
 // Everyone's (ledgerctl replay), by id; rows that do not decode are left out.
 Result<std::vector<std::pair<std::string, SessionRow>>> all_active_sessions(
-    const ProjectionStore& store, std::int64_t now_micros);
+    const ProjectionStore& store, TimePoint now);
 
-// What a presented refresh token means at `now_micros`.
+// What a presented refresh token means at `now`.
 struct RefreshTokenStatus {
   enum class State {
     unknown,  // never issued, or expired (the API answers invalid_token)
@@ -122,7 +122,6 @@ struct RefreshTokenStatus {
   std::string user;
 };
 Result<RefreshTokenStatus> refresh_token_status(const ProjectionStore& store,
-                                                std::string_view token_hash,
-                                                std::int64_t now_micros);
+                                                std::string_view token_hash, TimePoint now);
 
 }  // namespace sechex::projections

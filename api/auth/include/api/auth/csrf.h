@@ -39,7 +39,7 @@ std::string_view csrf_reason(const std::error_code& ec);
 // Whether a cookie-authenticated, state-changing request may go on. `public_origin` is e.g.
 // "https://id.example.com" (may be empty).
 Result<void> check_csrf(const Request& req, std::string_view session_id, const CsrfTokens& tokens,
-                        std::int64_t now_micros, std::string_view public_origin);
+                        TimePoint now, std::string_view public_origin);
 // Only the site check (login, where no session exists yet): CsrfErrc::cross_site or success.
 Result<void> check_same_site(const Request& req, std::string_view public_origin);
 // The 403 csrf_rejected answer, details.reason from `ec`.

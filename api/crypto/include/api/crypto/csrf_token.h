@@ -12,16 +12,17 @@
 #include <string_view>
 
 #include "api/crypto/lookup_hash.h"
+#include "ledger/clock.h"
 
 namespace sechex::api {
 
-inline constexpr std::int64_t kCsrfTokenMicros = 2LL * 3600 * 1'000'000;
+inline constexpr Micros kCsrfTokenLifetime = std::chrono::hours{2};
 
 class CsrfTokens {
  public:
   explicit CsrfTokens(const LookupHasher& lookup) : lookup_(lookup) {}
-  std::string issue(std::string_view session_id, std::int64_t now_micros) const;
-  bool valid(std::string_view token, std::string_view session_id, std::int64_t now_micros) const;
+  std::string issue(std::string_view session_id, TimePoint now) const;
+  bool valid(std::string_view token, std::string_view session_id, TimePoint now) const;
 
  private:
   std::string mac(std::string_view session_id, std::int64_t expiry) const;

@@ -27,6 +27,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ledger/clock.h"
+
 namespace sechex::api {
 
 class RequestLimiter {
@@ -36,32 +38,32 @@ class RequestLimiter {
     // Refused: when the oldest counted request leaves the window (the earliest retry), and
     // whether this is the first refusal since the client was last allowed (audit it once per
     // burst rather than per request).
-    std::int64_t retry_at_micros = 0;
+    TimePoint retry_at;
     bool first_refusal = false;
   };
 
   struct Options {
     std::uint32_t limit = 1;  // requests per window and client; 0 is taken as 1
-    std::int64_t window_micros = 0;
+    Micros window{0};
     std::size_t max_keys = 100'000;  // clients remembered at once
   };
   explicit RequestLimiter(Options options);
 
   // Counts the request when allowed.
-  Verdict check(std::string_view key, std::int64_t now_micros);
+  Verdict check(std::string_view key, TimePoint now);
 
   std::uint32_t limit() const { return limit_; }
-  std::int64_t window_micros() const { return window_; }
+  Micros window() const { return window_; }
 
  private:
   struct Entry {
-    std::vector<std::int64_t> times;  // allowed requests in the window, ascending, <= limit
-    bool refused = false;             // refused since the last allowed request
+    std::vector<TimePoint> times;  // allowed requests in the window, ascending, <= limit
+    bool refused = false;          // refused since the last allowed request
   };
-  void make_room(std::int64_t now_micros);
+  void make_room(TimePoint now);
 
   const std::uint32_t limit_;
-  const std::int64_t window_;
+  const Micros window_;
   const std::size_t max_keys_;
   std::mutex mu_;
   std::unordered_map<std::string, Entry> entries_;

@@ -82,7 +82,7 @@ struct Caller {
   std::string ip_hash;
   std::optional<std::string> user_agent;
   std::string locale = "en";  // of the mails a command queues
-  std::int64_t now = 0;
+  TimePoint now{};
 };
 
 // Why a command did not do what was asked, with what an answer needs to say.
@@ -118,7 +118,7 @@ enum class Link { verify_email, password_reset };
 struct Refusal {
   Refused why = Refused::unavailable;
   std::int64_t retry_after_seconds = 0;  // rate_limited, account_locked
-  std::int64_t locked_until = 0;         // account_locked
+  TimePoint locked_until{};              // account_locked (kNever: an admin unlocks)
   std::uint32_t remaining_attempts = 0;  // invalid_credentials, wrong_password
   ledger::Partition partition{};         // not_owner: the partition and its owner, if known
   std::optional<std::string> owner;
@@ -254,12 +254,12 @@ class IdentityCommands {
   Outcome<SignedIn> sign_in_with_code(const Caller& c, std::string_view email, OtpCode code,
                                       bool remember_me);
   Result<std::optional<RefreshHolder>> refresh_holder(std::string_view refresh_token,
-                                                      std::int64_t now) const;
+                                                      TimePoint now) const;
   // Rotation with reuse detection (004 FR-018, FR-020).
   Outcome<SignedIn> refresh(const Caller& c, std::string_view refresh_token);
   Outcome<void> logout(const Caller& c, const UserId& user, const SessionId& session, bool all);
   // A current refresh token's session that has not ended or expired.
-  bool session_live(const SessionId& session, std::int64_t now) const;
+  bool session_live(const SessionId& session, TimePoint now) const;
 
   // ---- Passwords (004 FR-003, FR-004, FR-021..FR-028, FR-041) ----
   PasswordPolicy password_policy() const;
@@ -275,7 +275,7 @@ class IdentityCommands {
                               const StepUpProof& proof);
   // The grant of (session, token) in force at `now` for `user`.
   bool reauth_granted(const UserId& user, const SessionId& session, ReauthToken token,
-                      std::int64_t now) const;
+                      TimePoint now) const;
   // The id a step-up grant is recorded under (hex of the keyed hash of session and token).
   std::string reauth_id(const SessionId& session, ReauthToken token) const;
   // AccountUnlocked{by_admin, reason} by "admin:" + admin.
@@ -286,8 +286,8 @@ class IdentityCommands {
   Outcome<Profile> profile(const UserId& user) const;
   // The user's sessions active at `now`, by id.
   Outcome<std::vector<std::pair<std::string, projections::SessionRow>>> sessions(
-      const UserId& user, std::int64_t now) const;
-  Outcome<PersonalData> personal_data(const UserId& user, std::int64_t now) const;
+      const UserId& user, TimePoint now) const;
+  Outcome<PersonalData> personal_data(const UserId& user, TimePoint now) const;
 
  private:
   class Run;

@@ -1,7 +1,7 @@
 // The identity rules as pure decide functions (ARCHITECTURE.md: (state, command, now) -> what
 // to record and answer). Handlers read the state from the projections on the subject's
 // partition, call these, and turn the decision into events and a response; nothing here reads a
-// clock, a store or a random source, so every window is unit-tested with plain numbers.
+// clock, a store or a random source, so every window is unit-tested with plain instants.
 //
 // Numbers (Limits) come from the specs and API.md; where two specs differ they apply to
 // different flows (specs/README.md): login lockout 5 failures / 30 min (004 FR-012), login
@@ -15,66 +15,78 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "ledger/clock.h"
+
 namespace sechex::api::identity {
 
-inline constexpr std::int64_t kSecondMicros = 1'000'000;
-inline constexpr std::int64_t kMinuteMicros = 60 * kSecondMicros;
-inline constexpr std::int64_t kHourMicros = 60 * kMinuteMicros;
-inline constexpr std::int64_t kDayMicros = 24 * kHourMicros;
+using std::chrono::days;
+using std::chrono::hours;
+using std::chrono::minutes;
 
+// Windows and lifetimes are durations and instants are TimePoints (ledger/clock.h), so a
+// window cannot be passed as an instant.
 struct Limits {
-  std::uint32_t login_failures_to_lock = 5;                  // 004 FR-012
-  std::int64_t login_lock_micros = 30 * kMinuteMicros;       // 004 FR-012
-  std::uint32_t login_attempts_per_ip = 5;                   // 004 FR-011
-  std::int64_t login_ip_window_micros = 15 * kMinuteMicros;  // 004 FR-011
-  std::int64_t verify_token_micros = 24 * kHourMicros;       // 004 FR-007, scenario 13
-  std::int64_t reset_token_micros = kHourMicros;             // 004 FR-025
-  std::int64_t otp_micros = 5 * kMinuteMicros;               // 002 OTP expiration
-  std::uint32_t otp_validations_per_window = 5;              // 002 per-email rate limit
-  std::int64_t otp_validation_window_micros = 15 * kMinuteMicros;
+  std::uint32_t login_failures_to_lock = 5;      // 004 FR-012
+  Micros login_lock = minutes{30};               // 004 FR-012
+  std::uint32_t login_attempts_per_ip = 5;       // 004 FR-011
+  Micros login_ip_window = minutes{15};          // 004 FR-011
+  Micros verify_token_ttl = hours{24};           // 004 FR-007, scenario 13
+  Micros reset_token_ttl = hours{1};             // 004 FR-025
+  Micros otp_ttl = minutes{5};                   // 002 OTP expiration
+  std::uint32_t otp_validations_per_window = 5;  // 002 per-email rate limit
+  Micros otp_validation_window = minutes{15};
   std::uint32_t otp_failures_to_lock = 10;  // 002: more than 10 in 1 h
-  std::int64_t otp_failure_window_micros = kHourMicros;
-  std::int64_t reauth_micros = 5 * kMinuteMicros;         // 002 step-up
-  std::int64_t access_token_micros = kHourMicros;         // 004 FR-009
-  std::int64_t idle_micros = kDayMicros;                  // 002 idle timeout, API.md
-  std::int64_t remember_me_idle_micros = 7 * kDayMicros;  // API.md rememberMe
-  std::int64_t refresh_token_micros = 7 * kDayMicros;     // 004 FR-009
-  std::uint32_t verify_resends_per_hour = 5;              // bounds mail sent per account
+  Micros otp_failure_window = hours{1};
+  Micros reauth_ttl = minutes{5};             // 002 step-up
+  Micros access_token_ttl = hours{1};         // 004 FR-009
+  Micros idle = days{1};                      // 002 idle timeout, API.md
+  Micros remember_me_idle = days{7};          // API.md rememberMe
+  Micros refresh_token_ttl = days{7};         // 004 FR-009
+  std::uint32_t verify_resends_per_hour = 5;  // bounds mail sent per account
   // Password forgot and verification resend, per client IP, whatever the address
   // (request_limiter.h): 429 beyond.
   std::uint32_t mail_requests_per_ip = 5;
-  std::int64_t mail_request_ip_window_micros = 15 * kMinuteMicros;
+  Micros mail_request_ip_window = minutes{15};
   // Password reset mails per account per hour (silent beyond: the answer must not differ).
   std::uint32_t reset_requests_per_user = 3;
   // OTP codes (002 "OTP code generation"): per account per window, silent beyond; per client
   // IP per window whatever the address (request_limiter.h), 429 beyond.
   std::uint32_t otp_requests_per_user = 5;
   std::uint32_t otp_requests_per_ip = 20;
-  std::int64_t otp_request_window_micros = 15 * kMinuteMicros;
+  Micros otp_request_window = minutes{15};
 };
 
-// Seconds a client waits for an instant `until`, rounded up, at least 1.
-std::int64_t retry_after_seconds(std::int64_t until_micros, std::int64_t now_micros);
+// Whole seconds a client waits for the instant `until`, rounded up, at least 1 (Retry-After).
+std::int64_t retry_after_seconds(TimePoint until, TimePoint now);
+
+// Whole seconds in a lifetime, for answers such as expiresIn (rounded down).
+constexpr std::int64_t whole_seconds(Micros d) {
+  return std::chrono::duration_cast<std::chrono::seconds>(d).count();
+}
+
+// A lock only an admin lifts ends at this instant (stored as INT64_MAX).
+inline constexpr TimePoint kNever = TimePoint::max();
 
 // ---- Login (004 FR-010..FR-012) ----
 struct LoginAccount {
   std::string status;  // users projection: "pending_verification" | "active" | "erased" | ...
   bool email_verified = false;
   std::uint32_t consecutive_failures = 0;
-  // A lockout in force: its end (micros), or INT64_MAX for one only an admin lifts.
-  std::optional<std::int64_t> locked_until;
+  // A lockout in force: its end, or kNever for one only an admin lifts.
+  std::optional<TimePoint> locked_until;
 };
 struct LoginState {
-  // Attempts (successes and failures) from the client's IP within login_ip_window_micros, and
-  // when they fall below the limit again (projections::rate_window, for Retry-After); 0 when
-  // unknown (the whole window is assumed).
+  // Attempts (successes and failures) from the client's IP within login_ip_window, and
+  // when they fall below the limit again (projections::rate_window, for Retry-After); the
+  // epoch when unknown (the whole window is assumed).
   std::uint32_t ip_attempts = 0;
-  std::int64_t ip_window_frees_at = 0;
+  TimePoint ip_window_frees_at{};
   // nullopt: no account has this email.
   std::optional<LoginAccount> account;
   // Unknown email only: the consecutive failures and the lock in force recorded under its
@@ -82,7 +94,7 @@ struct LoginState {
   // never matches (same counts, same lock and lockedUntil), so that no sequence of answers
   // tells it from a real one (004 FR-010).
   std::uint32_t unknown_email_failures = 0;
-  std::optional<std::int64_t> unknown_email_locked_until;
+  std::optional<TimePoint> unknown_email_locked_until;
   // Whether the password matched the stored hash (false for an unknown email: a dummy hash
   // was verified instead, so the time taken is the same).
   bool password_ok = false;
@@ -100,27 +112,27 @@ struct LoginDecision {
   // kind; ok records LoginSucceeded instead).
   std::string failure_reason;
   std::uint32_t consecutive_failures = 0;
-  // Record AccountLocked until this instant (0 = no new lock).
-  std::int64_t lock_until = 0;
-  std::int64_t locked_until = 0;  // for the 423 answer
+  // Record AccountLocked until this instant (nullopt = no new lock).
+  std::optional<TimePoint> lock_until;
+  TimePoint locked_until{};  // for the 423 answer
   // For the 401 answer: attempts left before the lock (API.md details.remainingAttempts).
   std::uint32_t remaining_attempts = 0;
   std::int64_t retry_after_seconds = 0;
 };
-LoginDecision decide_login(const LoginState& state, const Limits& limits, std::int64_t now);
+LoginDecision decide_login(const LoginState& state, const Limits& limits, TimePoint now);
 
 // ---- Single-use links: email verification (24 h) and password reset (1 h) ----
 struct LinkToken {
   bool known = false;
   bool live = false;  // not used and not superseded by a newer link
-  std::int64_t expires_at = 0;
+  TimePoint expires_at{};
 };
 enum class LinkOutcome {
   ok,
   invalid,  // 400 token_invalid: unknown, already used, or replaced by a newer link
   expired,  // 410 token_expired
 };
-LinkOutcome decide_link(const LinkToken& token, std::int64_t now);
+LinkOutcome decide_link(const LinkToken& token, TimePoint now);
 
 // ---- Refresh-token rotation with reuse detection (004 FR-020, API.md) ----
 enum class RefreshTokenState { unknown, current, rotated, revoked };
@@ -138,16 +150,16 @@ RefreshOutcome decide_refresh(const RefreshState& state);
 
 // ---- Email OTP (002) ----
 struct OtpState {
-  // The account is locked (in force at `now`); INT64_MAX = until an admin unlocks.
-  std::optional<std::int64_t> locked_until;
+  // The account is locked (in force at `now`); kNever = until an admin unlocks.
+  std::optional<TimePoint> locked_until;
   // Validations (successes and failures) for this email within the validation window, and
-  // when they fall below the limit again (0 when unknown: the whole window).
+  // when they fall below the limit again (the epoch when unknown: the whole window).
   std::uint32_t validations = 0;
-  std::int64_t validations_free_at = 0;
+  TimePoint validations_free_at{};
   // Failures for this email within the failure window (before this attempt).
   std::uint32_t failures = 0;
   bool code_exists = false;  // a live code was issued and not yet used
-  std::int64_t code_expires_at = 0;
+  TimePoint code_expires_at{};
   bool code_matches = false;  // constant-time comparison of keyed hashes, done by the caller
 };
 enum class OtpOutcome {
@@ -164,9 +176,9 @@ struct OtpDecision {
   bool lock_for_admin = false;  // AccountLocked{needs_admin_unlock} + alert + mail
   std::int64_t retry_after_seconds = 0;
 };
-OtpDecision decide_otp(const OtpState& state, const Limits& limits, std::int64_t now);
+OtpDecision decide_otp(const OtpState& state, const Limits& limits, TimePoint now);
 
 // The session's new idle expiry after activity at `now` (002 "extend the session validity").
-std::int64_t idle_expiry(bool remember_me, const Limits& limits, std::int64_t now);
+TimePoint idle_expiry(bool remember_me, const Limits& limits, TimePoint now);
 
 }  // namespace sechex::api::identity

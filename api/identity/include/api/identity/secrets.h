@@ -23,7 +23,7 @@ class SecretCommands {
 
   struct Created {
     std::string id;  // "sec_" + random
-    std::int64_t created_at = 0;
+    TimePoint created_at;
   };
   Outcome<Created> create(const Caller& c, const UserId& owner);
   Outcome<void> check_in(const Caller& c, const UserId& owner, std::string_view secret);

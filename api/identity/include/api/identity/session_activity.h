@@ -3,14 +3,14 @@
 //
 // seen() is called after every successful authentication. It only consults an in-memory map and
 // queues the session when its last recorded activity is one interval old or more; a background
-// thread appends SessionSeen (new idle expiry: Limits::idle_micros, 24 h by default, or
-// remember_me_idle_micros, 7 d, with rememberMe) through the command path of the user's
+// thread appends SessionSeen (new idle expiry: Limits::idle, 24 h by default, or
+// remember_me_idle, 7 d, with rememberMe) through the command path of the user's
 // partition. So a busy session costs one small event per interval, and a request never waits for
 // it. Tokens without a session in the projection (operator tokens from ledgerctl) are skipped by
 // the worker. A full queue drops the activity (the next request an interval later records it):
 // losing one only shortens the session's idle window by that interval.
 //
-// The interval is min(`interval_micros` (a minute), idle window / 4), see effective_interval().
+// The interval is min(`interval` (a minute), idle window / 4), see effective_interval().
 // Why: the recorded activity lags the real one by up to an interval, so a session used without
 // pause still expires `idle - interval` after its last recorded activity. With the default 24 h
 // window a minute's lag is noise; with a window of a few minutes (ledgerd --session-idle) a
@@ -41,7 +41,7 @@ namespace sechex::api {
 class SessionActivity {
  public:
   SessionActivity(CommandPath& commands, ledger::KeyStore& keys, const Clock& clock,
-                  identity::Limits limits, std::int64_t interval_micros = identity::kMinuteMicros);
+                  identity::Limits limits, Micros interval = std::chrono::minutes{1});
   ~SessionActivity();
   SessionActivity(const SessionActivity&) = delete;
   SessionActivity& operator=(const SessionActivity&) = delete;
@@ -53,15 +53,14 @@ class SessionActivity {
   // Records what is queued now, on the caller's thread (tests); returns the events appended.
   std::size_t drain();
 
-  // The throttle actually used: min(interval_micros, shorter idle window / 4), at least 1 µs.
-  static std::int64_t effective_interval(const identity::Limits& limits,
-                                         std::int64_t interval_micros);
-  std::int64_t interval_micros() const { return interval_; }
+  // The throttle actually used: min(interval, shorter idle window / 4), at least 1 µs.
+  static Micros effective_interval(const identity::Limits& limits, Micros interval);
+  Micros interval() const { return interval_; }
 
  private:
   struct Seen {
     std::string user, session;
-    std::int64_t at = 0;
+    TimePoint at;
   };
   bool record(const Seen& s);
   // Records what is queued now, until `stopping` (when given) turns true.
@@ -71,11 +70,11 @@ class SessionActivity {
   ledger::KeyStore& keys_;
   const Clock& clock_;
   const identity::Limits limits_;
-  const std::int64_t interval_;
+  const Micros interval_;
   static constexpr std::size_t kMaxQueued = 10000;
 
   std::mutex mu_;
-  std::unordered_map<std::string, std::int64_t> last_;  // session -> last queued activity
+  std::unordered_map<std::string, TimePoint> last_;  // session -> last queued activity
   std::deque<Seen> queue_;
   PeriodicTask loop_;  // last: its thread uses the members above
 };

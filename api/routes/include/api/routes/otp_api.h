@@ -7,7 +7,7 @@
 //       check): a Reauth code for POST /v1/auth/reauth, mailed
 //       to the caller's own address (the body, and any email in it, is ignored); a bad token
 //       answers 401. A new code replaces the previous one of its purpose.
-//       At most Limits::otp_requests_per_user codes per account per otp_request_window_micros,
+//       At most Limits::otp_requests_per_user codes per account per otp_request_window,
 //       SILENT (still 202, nothing issued or sent): a 429 would tell a known address. Without a
 //       token, at most Limits::otp_requests_per_ip requests per client IP per window, whatever the
 //       address, counted in memory (request_limiter.h), then 429 rate_limited with Retry-After:
