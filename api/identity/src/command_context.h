@@ -16,6 +16,7 @@
 #include "ledger/utf8.h"
 #include "projections/access.h"
 #include "projections/identity.h"
+#include "projections/outbox.h"
 #include "projections/rate_limits.h"
 #include "projections/sessions.h"
 
@@ -26,11 +27,11 @@ using FbBytes = flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>>;
 
 inline constexpr const char* kPolicySubject = "policy";
 // The mail kinds the commands queue (api/mail renders each).
-inline constexpr const char* kMailVerifyEmail = "verify_email";
-inline constexpr const char* kMailPasswordReset = "password_reset";
-inline constexpr const char* kMailPasswordResetDone = "password_reset_done";
-inline constexpr const char* kMailOtpCode = "otp_code";
-inline constexpr const char* kMailOtpLockout = "otp_lockout";
+using projections::kMailOtpCode;
+using projections::kMailOtpLockout;
+using projections::kMailPasswordReset;
+using projections::kMailPasswordResetDone;
+using projections::kMailVerifyEmail;
 
 // Who records an event (EventMeta::actor): the subject itself, the system, or an admin. A type
 // of its own, so that event(subject, actor) cannot be called with the two swapped and every

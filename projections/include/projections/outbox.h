@@ -63,6 +63,16 @@ class OutboxProjection final : public Projection {
                std::int64_t now_micros) const override;
 };
 
+// Mail kinds (MailQueued.kind), one list for the commands that queue mails and api/mail that
+// renders them. The first two carry a link with the secret as token, otp_code carries the secret
+// as the code; the others carry no secret.
+inline constexpr const char* kMailVerifyEmail = "verify_email";
+inline constexpr const char* kMailPasswordReset = "password_reset";
+inline constexpr const char* kMailPasswordResetDone = "password_reset_done";
+inline constexpr const char* kMailOtpCode = "otp_code";
+inline constexpr const char* kMailOtpLockout = "otp_lockout";
+inline constexpr const char* kMailAccountLocked = "account_locked";
+
 // One outbox entry, decoded.
 struct OutboxEntry {
   std::string message_id;

@@ -62,14 +62,13 @@
 
 namespace sechex::api {
 
-// Mail kinds (MailQueued.kind). The first two carry a link with the secret as token, otp_code
-// carries the secret as the code; the others carry no secret.
-inline constexpr const char* kMailVerifyEmail = "verify_email";
-inline constexpr const char* kMailPasswordReset = "password_reset";
-inline constexpr const char* kMailPasswordResetDone = "password_reset_done";
-inline constexpr const char* kMailOtpCode = "otp_code";
-inline constexpr const char* kMailOtpLockout = "otp_lockout";
-inline constexpr const char* kMailAccountLocked = "account_locked";
+// Mail kinds (MailQueued.kind): projections/outbox.h, where the producers see them too.
+using projections::kMailAccountLocked;
+using projections::kMailOtpCode;
+using projections::kMailOtpLockout;
+using projections::kMailPasswordReset;
+using projections::kMailPasswordResetDone;
+using projections::kMailVerifyEmail;
 
 struct MailRequest {
   std::string kind;
