@@ -159,7 +159,7 @@ Registration registration(const std::string& name) {
   return {};
 }
 
-class Packed : public ::testing::Test {
+class Attestation : public ::testing::Test {
  protected:
   void SetUp() override {
     roots_ = std::make_unique<TrustStore>(
@@ -171,7 +171,7 @@ class Packed : public ::testing::Test {
   std::unique_ptr<TrustStore> roots_;
 };
 
-TEST_F(Packed, FullAttestationOfEveryW3cVectorChainsToTheTestRoot) {
+TEST_F(Attestation, FullAttestationOfEveryW3cVectorChainsToTheTestRoot) {
   for (const char* name : {"PackedES256WithMDS", "PackedES384WithMDS", "PackedES512WithMDS",
                            "PackedRS256WithMDS", "PackedEdDSAWithMDS"}) {
     const auto r = registration(name);
@@ -182,7 +182,7 @@ TEST_F(Packed, FullAttestationOfEveryW3cVectorChainsToTheTestRoot) {
   }
 }
 
-TEST_F(Packed, SelfAttestationPassesOnlyWhenAllowed) {
+TEST_F(Attestation, SelfAttestationPassesOnlyWhenAllowed) {
   const auto r = registration("PackedSelfES256");
   EXPECT_EQ(verify_packed(r.object, r.client_data_hash, policy()).error(),
             AttestationErrc::self_not_allowed);
@@ -196,7 +196,7 @@ TEST_F(Packed, SelfAttestationPassesOnlyWhenAllowed) {
   EXPECT_EQ(verify_packed(r.object, other, allow).error(), AttestationErrc::bad_signature);
 }
 
-TEST_F(Packed, AChainIsTrustedOnlyUnderItsRootAndWithinItsValidity) {
+TEST_F(Attestation, AChainIsTrustedOnlyUnderItsRootAndWithinItsValidity) {
   const auto r = registration("PackedES256WithMDS");
   EXPECT_EQ(verify_packed(r.object, r.client_data_hash, {nullptr, false, std::nullopt}).error(),
             AttestationErrc::untrusted_chain);
@@ -220,7 +220,7 @@ TEST_F(Packed, AChainIsTrustedOnlyUnderItsRootAndWithinItsValidity) {
             AttestationErrc::untrusted_chain);
 }
 
-TEST_F(Packed, AStatementThatDoesNotMatchItsDataIsRefused) {
+TEST_F(Attestation, AStatementThatDoesNotMatchItsDataIsRefused) {
   const auto r = registration("PackedES256WithMDS");
   auto other_client = r.client_data_hash;
   other_client[31] ^= 1;
@@ -240,6 +240,68 @@ TEST_F(Packed, AStatementThatDoesNotMatchItsDataIsRefused) {
   auto other_model = r.object;
   other_model.parsed.credential->aaguid[0] ^= 1;
   EXPECT_TRUE(verify_packed(other_model, r.client_data_hash, policy()));
+}
+
+// §16.15: Apple anonymous attestation, under the same synthetic root as the W3C packed vectors.
+TEST_F(Attestation, TheW3cAppleVectorVerifiesAndItsNonceBindsTheClientData) {
+  const auto r = registration("AppleAnonymousES256");
+  const auto ok = verify_apple(r.object, r.client_data_hash, policy());
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(ok.value().type, "anonca");
+  EXPECT_EQ(ok.value().chain_fingerprint.size(), 64u);
+  EXPECT_EQ(verify_attestation(r.object, r.client_data_hash, policy()).value().type, "anonca")
+      << "dispatched by fmt";
+
+  auto other_client = r.client_data_hash;
+  other_client[0] ^= 1;
+  EXPECT_EQ(verify_apple(r.object, other_client, policy()).error(),
+            AttestationErrc::nonce_mismatch);
+  auto other_auth = r.object;
+  other_auth.auth_data[33 + 3] ^= 1;  // the signature counter: another nonce
+  EXPECT_EQ(verify_apple(other_auth, r.client_data_hash, policy()).error(),
+            AttestationErrc::nonce_mismatch);
+  // The nonce matches but the credential key is not the one the leaf certifies.
+  const auto self = registration("PackedSelfES256");
+  auto swapped_key = r.object;
+  swapped_key.parsed.credential->key = self.object.parsed.credential->key;
+  EXPECT_EQ(verify_apple(swapped_key, r.client_data_hash, policy()).error(),
+            AttestationErrc::key_mismatch);
+  EXPECT_EQ(verify_apple(r.object, r.client_data_hash, {nullptr, false, std::nullopt}).error(),
+            AttestationErrc::untrusted_chain);
+  auto expired = policy();
+  expired.verify_at = 33'300'000'000;  // in 3025: the root has expired
+  EXPECT_EQ(verify_apple(r.object, r.client_data_hash, expired).error(),
+            AttestationErrc::untrusted_chain);
+  auto no_chain = r.object;
+  no_chain.att_stmt = {0xa0};  // {}
+  EXPECT_EQ(verify_apple(no_chain, r.client_data_hash, policy()).error(),
+            AttestationErrc::bad_statement);
+  // A packed statement is not an apple one: no nonce extension on its leaf.
+  const auto packed = registration("PackedES256WithMDS");
+  EXPECT_EQ(verify_apple(packed.object, packed.client_data_hash, policy()).error(),
+            AttestationErrc::bad_certificate);
+}
+
+// API.md: "none" is refused (401 attestation_failed), formats the server does not verify are
+// 400 device_unsupported; every W3C vector gets one of the answers, none passes by default.
+TEST_F(Attestation, NoneIsRefusedAndUnknownFormatsAreUnsupported) {
+  std::map<std::string, std::error_code> seen;
+  for (const auto& v : vectors()) {
+    const auto name = v["name"].get<std::string>();
+    const auto r = registration(name);
+    const auto verdict = verify_attestation(r.object, r.client_data_hash, policy());
+    const auto format = v["format"].get<std::string>();
+    if (format == "none") {
+      EXPECT_EQ(verdict.error(), AttestationErrc::format_none) << name;
+    } else if (format == "tpm" || format == "fido-u2f" || format == "android-key") {
+      EXPECT_EQ(verdict.error(), AttestationErrc::unsupported_format) << name;
+    } else if (name == "PackedSelfES256") {
+      EXPECT_EQ(verdict.error(), AttestationErrc::self_not_allowed) << name;
+    } else {
+      EXPECT_TRUE(verdict) << name << ": " << verdict.error().message();
+    }
+  }
+  EXPECT_EQ(reason_code(make_error_code(AttestationErrc::format_none)), "format_none");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // libFuzzer target for WebAuthn registration data (api/crypto/webauthn.h): arbitrary bytes go to
-// parse_attestation_object (and what parses, to verify_packed), parse_authenticator_data and
+// parse_attestation_object (and what parses, to verify_packed and verify_attestation, which
+// dispatches by fmt to the packed and apple verifiers), parse_authenticator_data and
 // parse_client_data (seeds: W3C Level 3 §16 attestation objects). Every input must give a verdict
 // without crashing, leaking or hitting UB, and what is accepted must obey the layout webauthn.h
 // describes.
@@ -39,6 +40,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint8_t hash[32] = {};
     if (auto a = webauthn::verify_packed(o.value(), hash, {nullptr, true, std::nullopt})) {
       check(a.value().type == "self");
+    }
+    if (auto a = webauthn::verify_attestation(o.value(), hash, {nullptr, true, std::nullopt})) {
+      check(a.value().type == "self" && o.value().fmt == "packed");
+    } else {
+      check(webauthn::reason_code(a.error()) != "internal_error" ||
+            a.error() == sechex::ledger::Errc::crypto_failure);
     }
   } else {
     check(webauthn::reason_code(o.error()) != "internal_error");

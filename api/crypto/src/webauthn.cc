@@ -2,20 +2,14 @@
 #include "api/crypto/webauthn.h"
 
 #include <cbor.h>
-#include <openssl/evp.h>
-#include <openssl/objects.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
 #include <array>
 #include <limits>
 #include <memory>
 
 #include "api/json/json_input.h"
-#include "jose_internal.h"
 #include "ledger/crypto.h"
-#include "ledger/openssl_util.h"
+#include "webauthn_internal.h"
 
 namespace sechex::api::webauthn {
 
@@ -41,11 +35,6 @@ class WebAuthnCategory final : public std::error_category {
                                    : "unknown WebAuthn error";
   }
 };
-
-struct CborFree {
-  void operator()(cbor_item_t* item) const { cbor_decref(&item); }
-};
-using Item = std::unique_ptr<cbor_item_t, CborFree>;
 
 // The size of the one CBOR item at the front of `data`, walking its headers only, or nullopt
 // when it is malformed, indefinite-length (CTAP2 canonical CBOR has none), nested deeper than
@@ -96,6 +85,10 @@ std::optional<std::size_t> bounded_item(ledger::ByteView data, int depth) {
     }
   }
 }
+
+}  // namespace
+
+namespace detail {
 
 // One CBOR item from the front of `data`, and how many bytes it took; nullptr when malformed.
 Item load(ledger::ByteView data, std::size_t& read) {
@@ -160,6 +153,12 @@ ledger::Bytes encode(const cbor_item_t* item) {
   return out;
 }
 
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
+
 // COSE_Key (RFC 9053 §7.1): kty 1, alg 3, crv -1, x -2, y -3.
 Result<CredentialKey> parse_cose_key(const cbor_item_t* item, ledger::ByteView encoded) {
   if (!is_map(item)) return WebAuthnErrc::bad_credential_key;
@@ -199,6 +198,7 @@ const std::error_category& webauthn_category() noexcept {
 }
 
 std::string_view reason_code(const std::error_code& ec) noexcept {
+  if (ec.category() == attestation_category()) return detail::attestation_reason(ec.value());
   if (ec.category() != webauthn_category()) return "internal_error";
   const auto i = static_cast<std::size_t>(ec.value());
   return i < kReasonCodes.size() ? kReasonCodes[i] : "internal_error";
@@ -292,162 +292,6 @@ Result<AttestationObject> parse_attestation_object(ledger::ByteView cbor) {
   out.att_stmt = encode(stmt);
   SECHEX_TRY(out.parsed, parse_authenticator_data(out.auth_data));
   return out;
-}
-
-// ---- Attestation statements ----
-
-namespace {
-
-constexpr std::array<std::string_view, 8> kAttestationReasons = {
-    "ok",
-    "bad_statement",
-    "alg_not_allowed",
-    "self_not_allowed",
-    "bad_certificate",
-    "aaguid_mismatch",
-    "untrusted_chain",
-    "bad_signature",
-};
-static_assert(kAttestationReasons.size() ==
-              static_cast<std::size_t>(AttestationErrc::bad_signature) + 1);
-
-class AttestationCategory final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "sechex.attestation"; }
-  std::string message(int code) const override {
-    const auto i = static_cast<std::size_t>(code);
-    return i < kAttestationReasons.size()
-               ? "attestation refused: " + std::string(kAttestationReasons[i])
-               : "unknown attestation error";
-  }
-};
-
-using ledger::ossl::Deleter;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using StoreCtx = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
-struct StackFree {
-  void operator()(STACK_OF(X509) * s) const { sk_X509_pop_free(s, X509_free); }
-};
-using Stack = std::unique_ptr<STACK_OF(X509), StackFree>;
-
-// One DER certificate spanning all of `der`, or null.
-X509Ptr certificate(const ledger::Bytes& der) {
-  const unsigned char* p = der.data();
-  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
-  if (!cert || p != der.data() + der.size()) return nullptr;
-  return cert;
-}
-
-// WebAuthn §8.2.1 for the leaf of a packed statement.
-Result<void> check_packed_leaf(X509* leaf, const std::array<std::uint8_t, 16>& aaguid) {
-  if (X509_get_version(leaf) != 2) return AttestationErrc::bad_certificate;  // v3
-  char ou[64] = {};
-  if (X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_organizationalUnitName, ou,
-                                sizeof(ou)) < 0 ||
-      std::string_view(ou) != "Authenticator Attestation") {
-    return AttestationErrc::bad_certificate;
-  }
-  if (X509_check_ca(leaf) != 0) return AttestationErrc::bad_certificate;
-  // id-fido-gen-ce-aaguid: an OCTET STRING holding the DER of an OCTET STRING of 16 bytes.
-  static const std::unique_ptr<ASN1_OBJECT, Deleter<ASN1_OBJECT, ASN1_OBJECT_free>> kAaguidOid(
-      OBJ_txt2obj("1.3.6.1.4.1.45724.1.1.4", 1));
-  const int at = X509_get_ext_by_OBJ(leaf, kAaguidOid.get(), -1);
-  if (at >= 0) {
-    const auto* data = X509_EXTENSION_get_data(X509_get_ext(leaf, at));
-    const auto* p = ASN1_STRING_get0_data(data);
-    const auto n = ASN1_STRING_length(data);
-    if (n != 18 || p[0] != 0x04 || p[1] != 16 || !std::equal(aaguid.begin(), aaguid.end(), p + 2)) {
-      return AttestationErrc::aaguid_mismatch;
-    }
-  }
-  return boost::outcome_v2::success();
-}
-
-}  // namespace
-
-const std::error_category& attestation_category() noexcept {
-  static const AttestationCategory category;
-  return category;
-}
-
-Result<TrustStore> TrustStore::from_pem(std::string_view pem) {
-  ledger::ossl::ErrorQueueScope errors;
-  std::shared_ptr<X509_STORE> store(X509_STORE_new(), X509_STORE_free);
-  ledger::ossl::Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (!store || !bio) return ledger::Errc::crypto_failure;
-  int added = 0;
-  while (X509Ptr cert{PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)}) {
-    if (X509_STORE_add_cert(store.get(), cert.get()) != 1) return ledger::Errc::key_invalid;
-    ++added;
-  }
-  if (added == 0) return ledger::Errc::key_invalid;
-  TrustStore out;
-  out.store_ = std::static_pointer_cast<void>(store);
-  return out;
-}
-
-Result<Attested> verify_packed(const AttestationObject& object, ledger::ByteView client_data_hash,
-                               const AttestationPolicy& policy) {
-  std::size_t read = 0;
-  auto stmt = load(object.att_stmt, read);
-  if (!stmt || !is_map(stmt.get())) return AttestationErrc::bad_statement;
-  const auto* alg_item = at(stmt.get(), "alg");
-  const auto* sig_item = at(stmt.get(), "sig");
-  const auto alg = alg_item != nullptr ? int_of(alg_item) : std::nullopt;
-  const auto sig = sig_item != nullptr ? bytes_of(sig_item) : std::nullopt;
-  if (!alg || !sig) return AttestationErrc::bad_statement;
-  if (*alg != -7) return AttestationErrc::alg_not_allowed;
-  ledger::Bytes signed_data(object.auth_data);
-  signed_data.insert(signed_data.end(), client_data_hash.begin(), client_data_hash.end());
-  if (!object.parsed.credential) return AttestationErrc::bad_statement;
-  const auto* x5c = at(stmt.get(), "x5c");
-  if (x5c == nullptr) {
-    if (!policy.allow_self) return AttestationErrc::self_not_allowed;
-    const auto& key = object.parsed.credential->key;
-    if (key.alg != *alg || !key.es256) return AttestationErrc::alg_not_allowed;
-    if (!key.es256->verify_der(signed_data, *sig)) return AttestationErrc::bad_signature;
-    return Attested{"self", ""};
-  }
-  if (!cbor_isa_array(x5c) || !cbor_array_is_definite(x5c) || cbor_array_size(x5c) == 0) {
-    return AttestationErrc::bad_statement;
-  }
-  ledger::ossl::ErrorQueueScope errors;
-  X509Ptr leaf;
-  Stack untrusted(sk_X509_new_null());
-  ledger::Bytes leaf_der;
-  for (std::size_t i = 0; i < cbor_array_size(x5c); ++i) {
-    const auto der = bytes_of(cbor_array_handle(x5c)[i]);
-    if (!der) return AttestationErrc::bad_certificate;
-    auto cert = certificate(*der);
-    if (!cert) return AttestationErrc::bad_certificate;
-    if (i == 0) {
-      leaf = std::move(cert);
-      leaf_der = *der;
-    } else if (sk_X509_push(untrusted.get(), cert.get()) > 0) {
-      (void)cert.release();  // owned by the stack now
-    } else {
-      return ledger::Errc::crypto_failure;
-    }
-  }
-  SECHEX_TRYV(check_packed_leaf(leaf.get(), object.parsed.credential->aaguid));
-  // ES256: an EC key, ECDSA-SHA256 with a DER signature (jose's digest_verify).
-  EVP_PKEY* leaf_key = X509_get0_pubkey(leaf.get());
-  if (leaf_key == nullptr || EVP_PKEY_base_id(leaf_key) != EVP_PKEY_EC ||
-      !jose::detail::digest_verify(leaf_key, signed_data, sig->data(), sig->size())) {
-    return AttestationErrc::bad_signature;
-  }
-  if (policy.roots == nullptr) return AttestationErrc::untrusted_chain;
-  StoreCtx ctx(X509_STORE_CTX_new());
-  auto* store = static_cast<X509_STORE*>(const_cast<void*>(policy.roots->handle()));
-  if (!ctx || X509_STORE_CTX_init(ctx.get(), store, leaf.get(), untrusted.get()) != 1) {
-    return ledger::Errc::crypto_failure;
-  }
-  if (policy.verify_at)
-    X509_STORE_CTX_set_time(ctx.get(), 0, static_cast<time_t>(*policy.verify_at));
-  if (X509_verify_cert(ctx.get()) != 1) return AttestationErrc::untrusted_chain;
-  const auto fingerprint = ledger::crypto::sha256(leaf_der);
-  return Attested{"basic",
-                  ledger::to_hex(ledger::ByteView(fingerprint.data(), fingerprint.size()))};
 }
 
 }  // namespace sechex::api::webauthn

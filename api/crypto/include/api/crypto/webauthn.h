@@ -44,7 +44,8 @@ const std::error_category& webauthn_category() noexcept;
 inline std::error_code make_error_code(WebAuthnErrc e) noexcept {
   return {static_cast<int>(e), webauthn_category()};
 }
-// Stable snake_case name for `details.reason` and logs; "internal_error" for other categories.
+// Stable snake_case name for `details.reason` and logs, of a WebAuthnErrc or an AttestationErrc;
+// "internal_error" for other categories.
 std::string_view reason_code(const std::error_code& ec) noexcept;
 
 inline constexpr std::size_t kMaxAttestationObject = 16 * 1024;
@@ -104,13 +105,17 @@ Result<AttestationObject> parse_attestation_object(ledger::ByteView cbor);
 // Why an attestation statement was refused (API.md: 401 attestation_failed, details.reason).
 enum class AttestationErrc {
   ok = 0,
-  bad_statement = 1,  // attStmt lacks alg or sig, or has fields of the wrong type
-  alg_not_allowed,    // the statement's alg is not ES256 (-7)
-  self_not_allowed,   // self attestation without --allow-self-attestation
-  bad_certificate,    // an x5c element is not one DER certificate, or the leaf breaks §8.2.1
-  aaguid_mismatch,    // the leaf's id-fido-gen-ce-aaguid differs from the authenticator data's
-  untrusted_chain,    // the chain does not lead to a configured root at the verification time
-  bad_signature,      // the signature over authData || SHA-256(clientDataJSON) does not verify
+  bad_statement = 1,   // attStmt lacks alg or sig, or has fields of the wrong type
+  alg_not_allowed,     // the statement's alg is not ES256 (-7)
+  self_not_allowed,    // self attestation without --allow-self-attestation
+  bad_certificate,     // an x5c element is not one DER certificate, or the leaf breaks §8.2.1
+  aaguid_mismatch,     // the leaf's id-fido-gen-ce-aaguid differs from the authenticator data's
+  untrusted_chain,     // the chain does not lead to a configured root at the verification time
+  bad_signature,       // the signature over authData || SHA-256(clientDataJSON) does not verify
+  format_none,         // fmt "none": nothing vouches for the device (API.md: refused)
+  unsupported_format,  // a format this server does not verify (400 device_unsupported)
+  nonce_mismatch,      // apple: the leaf's nonce is not SHA-256(authData || clientDataHash)
+  key_mismatch,        // the leaf's public key is not the attested credential's
 };
 const std::error_category& attestation_category() noexcept;
 inline std::error_code make_error_code(AttestationErrc e) noexcept {
@@ -137,7 +142,7 @@ struct AttestationPolicy {
 };
 
 struct Attested {
-  std::string type;               // "self" or "basic" (x5c)
+  std::string type;               // "self", "basic" (packed x5c) or "anonca" (apple)
   std::string chain_fingerprint;  // hex SHA-256 of the leaf's DER; empty for self
 };
 
@@ -147,6 +152,18 @@ struct Attested {
 // x5c (self attestation) the credential key itself signs, and only `allow_self` accepts it.
 Result<Attested> verify_packed(const AttestationObject& object, ledger::ByteView client_data_hash,
                                const AttestationPolicy& policy);
+
+// `apple` (WebAuthn §8.8, Apple anonymous attestation): the leaf's extension
+// 1.2.840.113635.100.8.2 holds SHA-256(authData || clientDataHash), the leaf's key is the
+// credential's (ES256), and the chain leads to `roots` (Apple's WebAuthn root in production).
+Result<Attested> verify_apple(const AttestationObject& object, ledger::ByteView client_data_hash,
+                              const AttestationPolicy& policy);
+
+// The verifier of the object's format: packed and apple; "none" -> format_none; any other
+// format (tpm, fido-u2f, android-key until its verifier lands) -> unsupported_format.
+Result<Attested> verify_attestation(const AttestationObject& object,
+                                    ledger::ByteView client_data_hash,
+                                    const AttestationPolicy& policy);
 
 }  // namespace sechex::api::webauthn
 

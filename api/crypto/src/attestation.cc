@@ -1,0 +1,266 @@
+// Attestation statements (WebAuthn Level 3 §8), one small verifier per format behind
+// verify_attestation; certificates and chains by OpenSSL, the statements' CBOR by libcbor
+// (webauthn_internal.h).
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <array>
+#include <memory>
+
+#include "api/crypto/webauthn.h"
+#include "jose_internal.h"
+#include "ledger/crypto.h"
+#include "ledger/openssl_util.h"
+#include "webauthn_internal.h"
+
+namespace sechex::api::webauthn {
+
+using namespace detail;
+
+namespace {
+
+constexpr std::array<std::string_view, 12> kAttestationReasons = {
+    "ok",
+    "bad_statement",
+    "alg_not_allowed",
+    "self_not_allowed",
+    "bad_certificate",
+    "aaguid_mismatch",
+    "untrusted_chain",
+    "bad_signature",
+    "format_none",
+    "unsupported_format",
+    "nonce_mismatch",
+    "key_mismatch",
+};
+static_assert(kAttestationReasons.size() ==
+              static_cast<std::size_t>(AttestationErrc::key_mismatch) + 1);
+
+class AttestationCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "sechex.attestation"; }
+  std::string message(int code) const override {
+    const auto i = static_cast<std::size_t>(code);
+    return i < kAttestationReasons.size()
+               ? "attestation refused: " + std::string(kAttestationReasons[i])
+               : "unknown attestation error";
+  }
+};
+
+using ledger::ossl::Deleter;
+using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
+using StoreCtx = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
+struct StackFree {
+  void operator()(STACK_OF(X509) * s) const { sk_X509_pop_free(s, X509_free); }
+};
+using Stack = std::unique_ptr<STACK_OF(X509), StackFree>;
+
+// One DER certificate spanning all of `der`, or null.
+X509Ptr certificate(const ledger::Bytes& der) {
+  const unsigned char* p = der.data();
+  X509Ptr cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  if (!cert || p != der.data() + der.size()) return nullptr;
+  return cert;
+}
+
+// WebAuthn §8.2.1 for the leaf of a packed statement.
+Result<void> check_packed_leaf(X509* leaf, const std::array<std::uint8_t, 16>& aaguid) {
+  if (X509_get_version(leaf) != 2) return AttestationErrc::bad_certificate;  // v3
+  char ou[64] = {};
+  if (X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_organizationalUnitName, ou,
+                                sizeof(ou)) < 0 ||
+      std::string_view(ou) != "Authenticator Attestation") {
+    return AttestationErrc::bad_certificate;
+  }
+  if (X509_check_ca(leaf) != 0) return AttestationErrc::bad_certificate;
+  // id-fido-gen-ce-aaguid: an OCTET STRING holding the DER of an OCTET STRING of 16 bytes.
+  static const std::unique_ptr<ASN1_OBJECT, Deleter<ASN1_OBJECT, ASN1_OBJECT_free>> kAaguidOid(
+      OBJ_txt2obj("1.3.6.1.4.1.45724.1.1.4", 1));
+  const int at = X509_get_ext_by_OBJ(leaf, kAaguidOid.get(), -1);
+  if (at >= 0) {
+    const auto* data = X509_EXTENSION_get_data(X509_get_ext(leaf, at));
+    const auto* p = ASN1_STRING_get0_data(data);
+    const auto n = ASN1_STRING_length(data);
+    if (n != 18 || p[0] != 0x04 || p[1] != 16 || !std::equal(aaguid.begin(), aaguid.end(), p + 2)) {
+      return AttestationErrc::aaguid_mismatch;
+    }
+  }
+  return boost::outcome_v2::success();
+}
+
+// authData || clientDataHash: what every format's statement signs or hashes.
+ledger::Bytes signed_over(const AttestationObject& object, ledger::ByteView client_data_hash) {
+  ledger::Bytes out(object.auth_data);
+  out.insert(out.end(), client_data_hash.begin(), client_data_hash.end());
+  return out;
+}
+
+// An x5c array: the leaf first, then what may lead to a root (never taken to be one).
+struct Chain {
+  X509Ptr leaf;
+  Stack untrusted;
+  ledger::Bytes leaf_der;
+};
+Result<Chain> read_x5c(const cbor_item_t* x5c) {
+  if (!cbor_isa_array(x5c) || !cbor_array_is_definite(x5c) || cbor_array_size(x5c) == 0) {
+    return AttestationErrc::bad_statement;
+  }
+  Chain out{nullptr, Stack(sk_X509_new_null()), {}};
+  if (!out.untrusted) return ledger::Errc::crypto_failure;
+  for (std::size_t i = 0; i < cbor_array_size(x5c); ++i) {
+    const auto der = bytes_of(cbor_array_handle(x5c)[i]);
+    if (!der) return AttestationErrc::bad_certificate;
+    auto cert = certificate(*der);
+    if (!cert) return AttestationErrc::bad_certificate;
+    if (i == 0) {
+      out.leaf = std::move(cert);
+      out.leaf_der = *der;
+    } else if (sk_X509_push(out.untrusted.get(), cert.get()) > 0) {
+      (void)cert.release();  // owned by the stack now
+    } else {
+      return ledger::Errc::crypto_failure;
+    }
+  }
+  return out;
+}
+
+// The chain leads to one of the policy's roots at its verification time: the leaf's hex
+// SHA-256 fingerprint; untrusted_chain otherwise.
+Result<std::string> trusted_fingerprint(const Chain& chain, const AttestationPolicy& policy) {
+  if (policy.roots == nullptr) return AttestationErrc::untrusted_chain;
+  StoreCtx ctx(X509_STORE_CTX_new());
+  auto* store = static_cast<X509_STORE*>(const_cast<void*>(policy.roots->handle()));
+  if (!ctx || X509_STORE_CTX_init(ctx.get(), store, chain.leaf.get(), chain.untrusted.get()) != 1) {
+    return ledger::Errc::crypto_failure;
+  }
+  if (policy.verify_at) {
+    X509_STORE_CTX_set_time(ctx.get(), 0, static_cast<time_t>(*policy.verify_at));
+  }
+  if (X509_verify_cert(ctx.get()) != 1) return AttestationErrc::untrusted_chain;
+  const auto fingerprint = ledger::crypto::sha256(chain.leaf_der);
+  return ledger::to_hex(ledger::ByteView(fingerprint.data(), fingerprint.size()));
+}
+
+// Whether the certificate's public key is `key` (the same P-256 point).
+bool same_key(X509* cert, const jose::EcPublicKey& key) {
+  EVP_PKEY* pkey = X509_get0_pubkey(cert);
+  if (pkey == nullptr || EVP_PKEY_base_id(pkey) != EVP_PKEY_EC) return false;
+  std::array<unsigned char, 133> point{};
+  std::size_t n = 0;
+  if (EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point.data(),
+                                      point.size(), &n) != 1) {
+    return false;
+  }
+  const auto expected = key.sec1();
+  return n == expected.size() && std::equal(expected.begin(), expected.end(), point.begin());
+}
+
+}  // namespace
+
+std::string_view detail::attestation_reason(int code) noexcept {
+  const auto i = static_cast<std::size_t>(code);
+  return i < kAttestationReasons.size() ? kAttestationReasons[i] : "internal_error";
+}
+
+const std::error_category& attestation_category() noexcept {
+  static const AttestationCategory category;
+  return category;
+}
+
+Result<TrustStore> TrustStore::from_pem(std::string_view pem) {
+  ledger::ossl::ErrorQueueScope errors;
+  std::shared_ptr<X509_STORE> store(X509_STORE_new(), X509_STORE_free);
+  ledger::ossl::Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!store || !bio) return ledger::Errc::crypto_failure;
+  int added = 0;
+  while (X509Ptr cert{PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)}) {
+    if (X509_STORE_add_cert(store.get(), cert.get()) != 1) return ledger::Errc::key_invalid;
+    ++added;
+  }
+  if (added == 0) return ledger::Errc::key_invalid;
+  TrustStore out;
+  out.store_ = std::static_pointer_cast<void>(store);
+  return out;
+}
+
+Result<Attested> verify_packed(const AttestationObject& object, ledger::ByteView client_data_hash,
+                               const AttestationPolicy& policy) {
+  std::size_t read = 0;
+  auto stmt = load(object.att_stmt, read);
+  if (!stmt || !is_map(stmt.get())) return AttestationErrc::bad_statement;
+  const auto* alg_item = at(stmt.get(), "alg");
+  const auto* sig_item = at(stmt.get(), "sig");
+  const auto alg = alg_item != nullptr ? int_of(alg_item) : std::nullopt;
+  const auto sig = sig_item != nullptr ? bytes_of(sig_item) : std::nullopt;
+  if (!alg || !sig) return AttestationErrc::bad_statement;
+  if (*alg != -7) return AttestationErrc::alg_not_allowed;
+  if (!object.parsed.credential) return AttestationErrc::bad_statement;
+  const auto signed_data = signed_over(object, client_data_hash);
+  const auto* x5c = at(stmt.get(), "x5c");
+  if (x5c == nullptr) {
+    if (!policy.allow_self) return AttestationErrc::self_not_allowed;
+    const auto& key = object.parsed.credential->key;
+    if (key.alg != *alg || !key.es256) return AttestationErrc::alg_not_allowed;
+    if (!key.es256->verify_der(signed_data, *sig)) return AttestationErrc::bad_signature;
+    return Attested{"self", ""};
+  }
+  ledger::ossl::ErrorQueueScope errors;
+  SECHEX_TRY(auto chain, read_x5c(x5c));
+  SECHEX_TRYV(check_packed_leaf(chain.leaf.get(), object.parsed.credential->aaguid));
+  // ES256: an EC key, ECDSA-SHA256 with a DER signature (jose's digest_verify).
+  EVP_PKEY* leaf_key = X509_get0_pubkey(chain.leaf.get());
+  if (leaf_key == nullptr || EVP_PKEY_base_id(leaf_key) != EVP_PKEY_EC ||
+      !jose::detail::digest_verify(leaf_key, signed_data, sig->data(), sig->size())) {
+    return AttestationErrc::bad_signature;
+  }
+  SECHEX_TRY(auto fingerprint, trusted_fingerprint(chain, policy));
+  return Attested{"basic", std::move(fingerprint)};
+}
+
+Result<Attested> verify_apple(const AttestationObject& object, ledger::ByteView client_data_hash,
+                              const AttestationPolicy& policy) {
+  std::size_t read = 0;
+  auto stmt = load(object.att_stmt, read);
+  if (!stmt || !is_map(stmt.get())) return AttestationErrc::bad_statement;
+  const auto* x5c = at(stmt.get(), "x5c");
+  if (x5c == nullptr || !object.parsed.credential) return AttestationErrc::bad_statement;
+  const auto& key = object.parsed.credential->key;
+  if (!key.es256) return AttestationErrc::alg_not_allowed;
+  ledger::ossl::ErrorQueueScope errors;
+  SECHEX_TRY(auto chain, read_x5c(x5c));
+  // The nonce extension: SEQUENCE { [1] EXPLICIT OCTET STRING (32) } holding
+  // SHA-256(authData || clientDataHash), in its one DER encoding.
+  const auto nonce = ledger::crypto::sha256(signed_over(object, client_data_hash));
+  static const std::unique_ptr<ASN1_OBJECT, Deleter<ASN1_OBJECT, ASN1_OBJECT_free>> kNonceOid(
+      OBJ_txt2obj("1.2.840.113635.100.8.2", 1));
+  const int ext = X509_get_ext_by_OBJ(chain.leaf.get(), kNonceOid.get(), -1);
+  if (ext < 0) return AttestationErrc::bad_certificate;
+  const auto* data = X509_EXTENSION_get_data(X509_get_ext(chain.leaf.get(), ext));
+  const auto* p = ASN1_STRING_get0_data(data);
+  constexpr std::array<std::uint8_t, 6> kPrefix = {0x30, 0x24, 0xa1, 0x22, 0x04, 0x20};
+  if (ASN1_STRING_length(data) != static_cast<int>(kPrefix.size() + nonce.size()) ||
+      !std::equal(kPrefix.begin(), kPrefix.end(), p) ||
+      !ledger::crypto::constant_time_equal(ledger::ByteView(p + kPrefix.size(), nonce.size()),
+                                           ledger::ByteView(nonce.data(), nonce.size()))) {
+    return AttestationErrc::nonce_mismatch;
+  }
+  if (!same_key(chain.leaf.get(), *key.es256)) return AttestationErrc::key_mismatch;
+  SECHEX_TRY(auto fingerprint, trusted_fingerprint(chain, policy));
+  return Attested{"anonca", std::move(fingerprint)};
+}
+
+Result<Attested> verify_attestation(const AttestationObject& object,
+                                    ledger::ByteView client_data_hash,
+                                    const AttestationPolicy& policy) {
+  if (object.fmt == "packed") return verify_packed(object, client_data_hash, policy);
+  if (object.fmt == "apple") return verify_apple(object, client_data_hash, policy);
+  if (object.fmt == "none") return AttestationErrc::format_none;
+  return AttestationErrc::unsupported_format;
+}
+
+}  // namespace sechex::api::webauthn
