@@ -3,6 +3,9 @@
 #include "api/crypto/webauthn.h"
 
 #include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <fstream>
 #include <iterator>
@@ -293,8 +296,10 @@ TEST_F(Attestation, NoneIsRefusedAndUnknownFormatsAreUnsupported) {
     const auto format = v["format"].get<std::string>();
     if (format == "none") {
       EXPECT_EQ(verdict.error(), AttestationErrc::format_none) << name;
-    } else if (format == "tpm" || format == "fido-u2f" || format == "android-key") {
+    } else if (format == "tpm" || format == "fido-u2f") {
       EXPECT_EQ(verdict.error(), AttestationErrc::unsupported_format) << name;
+    } else if (format == "android-key") {
+      EXPECT_EQ(verdict.error(), AttestationErrc::not_hardware_backed) << name;
     } else if (name == "PackedSelfES256") {
       EXPECT_EQ(verdict.error(), AttestationErrc::self_not_allowed) << name;
     } else {
@@ -302,6 +307,92 @@ TEST_F(Attestation, NoneIsRefusedAndUnknownFormatsAreUnsupported) {
     }
   }
   EXPECT_EQ(reason_code(make_error_code(AttestationErrc::format_none)), "format_none");
+}
+
+// The certificates of a PEM file, as DER, in file order (leaf first).
+std::vector<ledger::Bytes> pem_chain(const std::string& path) {
+  const auto pem = slurp(path);
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  std::vector<ledger::Bytes> out;
+  while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    unsigned char* der = nullptr;
+    const int n = i2d_X509(cert, &der);
+    if (n > 0) out.emplace_back(der, der + n);
+    OPENSSL_free(der);
+    X509_free(cert);
+  }
+  ERR_clear_error();  // the end of the file
+  return out;
+}
+
+std::string android_dir() {
+  return std::string(SECHEX_SHARED_DIR) + "/testvectors/webauthn/android-key/";
+}
+
+// Real Android Key Attestation chains (../shared/testvectors/webauthn/README.md), verified at
+// the times the README pins (their leaves and intermediates have expired since): one device on
+// Google's 2026 EC root, one on the RSA-4096 root; neither x5c carries its root.
+TEST(AndroidKey, RealDeviceChainsLeadToGooglesRootsAtTheirPinnedTimes) {
+  const auto google =
+      TrustStore::from_pem(slurp(android_dir() + "google-hardware-attestation-roots.pem"));
+  ASSERT_TRUE(google);
+  const auto w3c = TrustStore::from_pem(
+      slurp(std::string(SECHEX_SHARED_DIR) + "/testvectors/webauthn/w3c-test-root.pem"));
+  ASSERT_TRUE(w3c);
+  for (const auto& [file, at] :
+       {std::pair<std::string, std::int64_t>{"tegu-sdk36-chain.pem", 1'772'323'200},
+        std::pair<std::string, std::int64_t>{"akita-sdk34-chain.pem", 1'727'740'800}}) {
+    const auto chain = pem_chain(android_dir() + file);
+    ASSERT_GE(chain.size(), 2u) << file;
+    const auto ok = verify_chain(chain, {&google.value(), false, at});
+    ASSERT_TRUE(ok) << file << ": " << ok.error().message();
+    EXPECT_EQ(ok.value().size(), 64u);
+    EXPECT_EQ(verify_chain(chain, {&w3c.value(), false, at}).error(),
+              AttestationErrc::untrusted_chain)
+        << file << " under another root";
+    EXPECT_EQ(verify_chain(chain, {&google.value(), false, 4'102'444'800}).error(),
+              AttestationErrc::untrusted_chain)
+        << file << " in 2100, when its certificates have expired";
+    std::vector<ledger::Bytes> leaf_only{chain.front()};
+    EXPECT_EQ(verify_chain(leaf_only, {&google.value(), false, at}).error(),
+              AttestationErrc::untrusted_chain)
+        << file << ": the intermediates are needed";
+
+    // The leaf's KeyDescription as a real TEE writes it: hardware-backed, generated in the TEE,
+    // for signing, not for all applications.
+    const auto d = android_key_description(chain.front());
+    ASSERT_TRUE(d) << file << ": " << d.error().message();
+    EXPECT_GE(d.value().attestation_security_level, 1) << file;
+    EXPECT_EQ(d.value().hardware.origin, 0) << file;
+    EXPECT_TRUE(d.value().hardware.purpose_sign) << file;
+    EXPECT_FALSE(d.value().hardware.all_applications || d.value().software.all_applications);
+    EXPECT_FALSE(d.value().challenge.empty()) << file;
+  }
+  // An intermediate has no KeyDescription.
+  EXPECT_EQ(android_key_description(pem_chain(android_dir() + "tegu-sdk36-chain.pem")[1]).error(),
+            AttestationErrc::bad_certificate);
+}
+
+// §16.14: the W3C android-key vector's key description says security level Software and its
+// authorization lists are empty, so nothing shows the key was generated in secure hardware: a
+// strict verifier refuses it, after its signature, key and challenge have checked out.
+TEST_F(Attestation, TheW3cAndroidKeyVectorIsRefusedByTheStrictVerifier) {
+  const auto r = registration("AndroidKeyES256");
+  const auto verdict = verify_android_key(r.object, r.client_data_hash, policy());
+  ASSERT_FALSE(verdict);
+  EXPECT_EQ(verdict.error(), AttestationErrc::not_hardware_backed) << verdict.error().message();
+  EXPECT_EQ(verify_attestation(r.object, r.client_data_hash, policy()).error(),
+            AttestationErrc::not_hardware_backed);
+  auto other_client = r.client_data_hash;
+  other_client[0] ^= 1;
+  EXPECT_EQ(verify_android_key(r.object, other_client, policy()).error(),
+            AttestationErrc::bad_signature);
+  const auto self = registration("PackedSelfES256");
+  auto swapped_key = r.object;
+  swapped_key.parsed.credential->key = self.object.parsed.credential->key;
+  EXPECT_EQ(verify_android_key(swapped_key, r.client_data_hash, policy()).error(),
+            AttestationErrc::key_mismatch);
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <array>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "api/crypto/webauthn.h"
 #include "jose_internal.h"
@@ -24,7 +26,7 @@ using namespace detail;
 
 namespace {
 
-constexpr std::array<std::string_view, 12> kAttestationReasons = {
+constexpr std::array<std::string_view, 16> kAttestationReasons = {
     "ok",
     "bad_statement",
     "alg_not_allowed",
@@ -37,9 +39,13 @@ constexpr std::array<std::string_view, 12> kAttestationReasons = {
     "unsupported_format",
     "nonce_mismatch",
     "key_mismatch",
+    "challenge_mismatch",
+    "not_hardware_backed",
+    "key_not_generated",
+    "key_purpose",
 };
 static_assert(kAttestationReasons.size() ==
-              static_cast<std::size_t>(AttestationErrc::key_mismatch) + 1);
+              static_cast<std::size_t>(AttestationErrc::key_purpose) + 1);
 
 class AttestationCategory final : public std::error_category {
  public:
@@ -106,26 +112,137 @@ struct Chain {
   Stack untrusted;
   ledger::Bytes leaf_der;
 };
-Result<Chain> read_x5c(const cbor_item_t* x5c) {
-  if (!cbor_isa_array(x5c) || !cbor_array_is_definite(x5c) || cbor_array_size(x5c) == 0) {
-    return AttestationErrc::bad_statement;
-  }
+Result<Chain> chain_of(const std::vector<ledger::Bytes>& ders) {
+  if (ders.empty()) return AttestationErrc::bad_statement;
   Chain out{nullptr, Stack(sk_X509_new_null()), {}};
   if (!out.untrusted) return ledger::Errc::crypto_failure;
-  for (std::size_t i = 0; i < cbor_array_size(x5c); ++i) {
-    const auto der = bytes_of(cbor_array_handle(x5c)[i]);
-    if (!der) return AttestationErrc::bad_certificate;
-    auto cert = certificate(*der);
+  for (std::size_t i = 0; i < ders.size(); ++i) {
+    auto cert = certificate(ders[i]);
     if (!cert) return AttestationErrc::bad_certificate;
     if (i == 0) {
       out.leaf = std::move(cert);
-      out.leaf_der = *der;
+      out.leaf_der = ders[i];
     } else if (sk_X509_push(out.untrusted.get(), cert.get()) > 0) {
       (void)cert.release();  // owned by the stack now
     } else {
       return ledger::Errc::crypto_failure;
     }
   }
+  return out;
+}
+
+Result<Chain> read_x5c(const cbor_item_t* x5c) {
+  if (!cbor_isa_array(x5c) || !cbor_array_is_definite(x5c) || cbor_array_size(x5c) == 0) {
+    return AttestationErrc::bad_statement;
+  }
+  std::vector<ledger::Bytes> ders;
+  for (std::size_t i = 0; i < cbor_array_size(x5c); ++i) {
+    auto der = bytes_of(cbor_array_handle(x5c)[i]);
+    if (!der) return AttestationErrc::bad_certificate;
+    ders.push_back(std::move(*der));
+  }
+  return chain_of(ders);
+}
+
+// One DER element (OpenSSL's ASN1_get_object reads the header, long-form tags included):
+// definite length only, within `end`.
+struct Der {
+  int tag = 0;
+  int cls = 0;
+  bool constructed = false;
+  const unsigned char* body = nullptr;
+  long length = 0;
+};
+std::optional<Der> next_der(const unsigned char*& p, const unsigned char* end) {
+  if (p >= end) return std::nullopt;
+  Der d;
+  const unsigned char* q = p;
+  const int r = ASN1_get_object(&q, &d.length, &d.tag, &d.cls, end - p);
+  if ((r & 0x80) != 0 || r == 0x21 || d.length < 0 || d.length > end - q) return std::nullopt;
+  d.constructed = (r & V_ASN1_CONSTRUCTED) != 0;
+  d.body = q;
+  p = q + d.length;
+  return d;
+}
+
+// A small non-negative INTEGER or ENUMERATED body (the fields read here all fit in 4 bytes).
+std::optional<std::int64_t> small_int(const Der& d) {
+  if (d.constructed || d.length < 1 || d.length > 4 || (d.body[0] & 0x80) != 0) return std::nullopt;
+  std::int64_t v = 0;
+  for (long i = 0; i < d.length; ++i) v = (v << 8) | d.body[i];
+  return v;
+}
+
+constexpr int kTagPurpose = 1;
+constexpr int kTagAllApplications = 600;
+constexpr int kTagOrigin = 702;
+constexpr std::int64_t kPurposeSign = 2;
+
+// An AuthorizationList: a SEQUENCE of [tag] EXPLICIT fields, of which three matter here.
+std::optional<AndroidKeyDescription::List> authorization_list(const Der& seq) {
+  if (seq.tag != V_ASN1_SEQUENCE || !seq.constructed) return std::nullopt;
+  AndroidKeyDescription::List out;
+  const unsigned char* p = seq.body;
+  const unsigned char* end = seq.body + seq.length;
+  while (p < end) {
+    const auto field = next_der(p, end);
+    if (!field || field->cls != V_ASN1_CONTEXT_SPECIFIC || !field->constructed) {
+      return std::nullopt;
+    }
+    const unsigned char* q = field->body;
+    const auto inner = next_der(q, field->body + field->length);
+    if (!inner) return std::nullopt;
+    if (field->tag == kTagPurpose) {
+      if (inner->tag != V_ASN1_SET || !inner->constructed) return std::nullopt;
+      const unsigned char* r = inner->body;
+      while (r < inner->body + inner->length) {
+        const auto purpose = next_der(r, inner->body + inner->length);
+        const auto value =
+            purpose && purpose->tag == V_ASN1_INTEGER ? small_int(*purpose) : std::nullopt;
+        if (!value) return std::nullopt;
+        out.purpose_sign = out.purpose_sign || *value == kPurposeSign;
+      }
+    } else if (field->tag == kTagOrigin) {
+      if (inner->tag != V_ASN1_INTEGER || !(out.origin = small_int(*inner))) return std::nullopt;
+    } else if (field->tag == kTagAllApplications) {
+      out.all_applications = true;
+    }
+  }
+  return out;
+}
+
+std::optional<AndroidKeyDescription> key_description(X509* leaf) {
+  static const std::unique_ptr<ASN1_OBJECT, Deleter<ASN1_OBJECT, ASN1_OBJECT_free>> kOid(
+      OBJ_txt2obj("1.3.6.1.4.1.11129.2.1.17", 1));
+  const int ext = X509_get_ext_by_OBJ(leaf, kOid.get(), -1);
+  if (ext < 0) return std::nullopt;
+  const auto* data = X509_EXTENSION_get_data(X509_get_ext(leaf, ext));
+  const unsigned char* p = ASN1_STRING_get0_data(data);
+  const unsigned char* end = p + ASN1_STRING_length(data);
+  const auto outer = next_der(p, end);
+  if (!outer || outer->tag != V_ASN1_SEQUENCE || !outer->constructed || p != end) {
+    return std::nullopt;
+  }
+  p = outer->body;
+  end = outer->body + outer->length;
+  std::array<Der, 8> f;
+  for (auto& d : f) {
+    auto next = next_der(p, end);
+    if (!next) return std::nullopt;
+    d = *next;
+  }
+  AndroidKeyDescription out;
+  const auto level = f[1].tag == V_ASN1_ENUMERATED ? small_int(f[1]) : std::nullopt;
+  if (f[0].tag != V_ASN1_INTEGER || !level || f[4].tag != V_ASN1_OCTET_STRING || f[4].constructed) {
+    return std::nullopt;
+  }
+  out.attestation_security_level = static_cast<int>(*level);
+  out.challenge.assign(f[4].body, f[4].body + f[4].length);
+  auto software = authorization_list(f[6]);
+  auto hardware = authorization_list(f[7]);
+  if (!software || !hardware) return std::nullopt;
+  out.software = *software;
+  out.hardware = *hardware;
   return out;
 }
 
@@ -254,11 +371,72 @@ Result<Attested> verify_apple(const AttestationObject& object, ledger::ByteView 
   return Attested{"anonca", std::move(fingerprint)};
 }
 
+Result<AndroidKeyDescription> android_key_description(ledger::ByteView leaf_der) {
+  ledger::ossl::ErrorQueueScope errors;
+  auto leaf = certificate(ledger::Bytes(leaf_der.begin(), leaf_der.end()));
+  if (!leaf) return AttestationErrc::bad_certificate;
+  auto description = key_description(leaf.get());
+  if (!description) return AttestationErrc::bad_certificate;
+  return std::move(*description);
+}
+
+Result<std::string> verify_chain(const std::vector<ledger::Bytes>& chain,
+                                 const AttestationPolicy& policy) {
+  ledger::ossl::ErrorQueueScope errors;
+  SECHEX_TRY(auto c, chain_of(chain));
+  return trusted_fingerprint(c, policy);
+}
+
+Result<Attested> verify_android_key(const AttestationObject& object,
+                                    ledger::ByteView client_data_hash,
+                                    const AttestationPolicy& policy) {
+  std::size_t read = 0;
+  auto stmt = load(object.att_stmt, read);
+  if (!stmt || !is_map(stmt.get())) return AttestationErrc::bad_statement;
+  const auto* alg_item = at(stmt.get(), "alg");
+  const auto* sig_item = at(stmt.get(), "sig");
+  const auto* x5c = at(stmt.get(), "x5c");
+  const auto alg = alg_item != nullptr ? int_of(alg_item) : std::nullopt;
+  const auto sig = sig_item != nullptr ? bytes_of(sig_item) : std::nullopt;
+  if (!alg || !sig || x5c == nullptr || !object.parsed.credential) {
+    return AttestationErrc::bad_statement;
+  }
+  if (*alg != -7) return AttestationErrc::alg_not_allowed;
+  const auto& key = object.parsed.credential->key;
+  if (!key.es256) return AttestationErrc::alg_not_allowed;
+  ledger::ossl::ErrorQueueScope errors;
+  SECHEX_TRY(auto chain, read_x5c(x5c));
+  EVP_PKEY* leaf_key = X509_get0_pubkey(chain.leaf.get());
+  const auto signed_data = signed_over(object, client_data_hash);
+  if (leaf_key == nullptr || EVP_PKEY_base_id(leaf_key) != EVP_PKEY_EC ||
+      !jose::detail::digest_verify(leaf_key, signed_data, sig->data(), sig->size())) {
+    return AttestationErrc::bad_signature;
+  }
+  if (!same_key(chain.leaf.get(), *key.es256)) return AttestationErrc::key_mismatch;
+  const auto d = key_description(chain.leaf.get());
+  if (!d) return AttestationErrc::bad_certificate;
+  if (!std::equal(d->challenge.begin(), d->challenge.end(), client_data_hash.begin(),
+                  client_data_hash.end())) {
+    return AttestationErrc::challenge_mismatch;
+  }
+  // The key is scoped to the RP's app (§8.4.1: allApplications in neither list), and only what
+  // the secure hardware enforces counts: what the OS claims in softwareEnforced does not.
+  if (d->software.all_applications || d->hardware.all_applications) {
+    return AttestationErrc::key_purpose;
+  }
+  if (d->attestation_security_level < 1) return AttestationErrc::not_hardware_backed;
+  if (d->hardware.origin != 0) return AttestationErrc::key_not_generated;
+  if (!d->hardware.purpose_sign) return AttestationErrc::key_purpose;
+  SECHEX_TRY(auto fingerprint, trusted_fingerprint(chain, policy));
+  return Attested{"basic", std::move(fingerprint)};
+}
+
 Result<Attested> verify_attestation(const AttestationObject& object,
                                     ledger::ByteView client_data_hash,
                                     const AttestationPolicy& policy) {
   if (object.fmt == "packed") return verify_packed(object, client_data_hash, policy);
   if (object.fmt == "apple") return verify_apple(object, client_data_hash, policy);
+  if (object.fmt == "android-key") return verify_android_key(object, client_data_hash, policy);
   if (object.fmt == "none") return AttestationErrc::format_none;
   return AttestationErrc::unsupported_format;
 }

@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "api/crypto/jose.h"
 #include "ledger/result.h"
@@ -105,17 +106,21 @@ Result<AttestationObject> parse_attestation_object(ledger::ByteView cbor);
 // Why an attestation statement was refused (API.md: 401 attestation_failed, details.reason).
 enum class AttestationErrc {
   ok = 0,
-  bad_statement = 1,   // attStmt lacks alg or sig, or has fields of the wrong type
-  alg_not_allowed,     // the statement's alg is not ES256 (-7)
-  self_not_allowed,    // self attestation without --allow-self-attestation
-  bad_certificate,     // an x5c element is not one DER certificate, or the leaf breaks §8.2.1
-  aaguid_mismatch,     // the leaf's id-fido-gen-ce-aaguid differs from the authenticator data's
-  untrusted_chain,     // the chain does not lead to a configured root at the verification time
-  bad_signature,       // the signature over authData || SHA-256(clientDataJSON) does not verify
-  format_none,         // fmt "none": nothing vouches for the device (API.md: refused)
-  unsupported_format,  // a format this server does not verify (400 device_unsupported)
-  nonce_mismatch,      // apple: the leaf's nonce is not SHA-256(authData || clientDataHash)
-  key_mismatch,        // the leaf's public key is not the attested credential's
+  bad_statement = 1,    // attStmt lacks alg or sig, or has fields of the wrong type
+  alg_not_allowed,      // the statement's alg is not ES256 (-7)
+  self_not_allowed,     // self attestation without --allow-self-attestation
+  bad_certificate,      // an x5c element is not one DER certificate, or the leaf breaks §8.2.1
+  aaguid_mismatch,      // the leaf's id-fido-gen-ce-aaguid differs from the authenticator data's
+  untrusted_chain,      // the chain does not lead to a configured root at the verification time
+  bad_signature,        // the signature over authData || SHA-256(clientDataJSON) does not verify
+  format_none,          // fmt "none": nothing vouches for the device (API.md: refused)
+  unsupported_format,   // a format this server does not verify (400 device_unsupported)
+  nonce_mismatch,       // apple: the leaf's nonce is not SHA-256(authData || clientDataHash)
+  key_mismatch,         // the leaf's public key is not the attested credential's
+  challenge_mismatch,   // android-key: attestationChallenge is not the client data hash
+  not_hardware_backed,  // android-key: attestation security level Software
+  key_not_generated,    // android-key: the hardware list lacks origin GENERATED (imported key)
+  key_purpose,          // android-key: no hardware-enforced purpose SIGN, or allApplications
 };
 const std::error_category& attestation_category() noexcept;
 inline std::error_code make_error_code(AttestationErrc e) noexcept {
@@ -159,8 +164,39 @@ Result<Attested> verify_packed(const AttestationObject& object, ledger::ByteView
 Result<Attested> verify_apple(const AttestationObject& object, ledger::ByteView client_data_hash,
                               const AttestationPolicy& policy);
 
-// The verifier of the object's format: packed and apple; "none" -> format_none; any other
-// format (tpm, fido-u2f, android-key until its verifier lands) -> unsupported_format.
+// Android Key Attestation's KeyDescription (extension 1.3.6.1.4.1.11129.2.1.17 of the leaf),
+// what the verifier reads of it. Security levels: 0 Software, 1 TrustedEnvironment, 2 StrongBox.
+struct AndroidKeyDescription {
+  int attestation_security_level = 0;
+  ledger::Bytes challenge;
+  struct List {
+    bool purpose_sign = false;           // purpose [1] holds SIGN (2)
+    std::optional<std::int64_t> origin;  // origin [702]; 0 = GENERATED
+    bool all_applications = false;       // allApplications [600] present
+  };
+  List software;  // softwareEnforced
+  List hardware;  // hardwareEnforced (teeEnforced)
+};
+// The leaf's KeyDescription; bad_certificate when the leaf is not one DER certificate or lacks
+// a well-formed extension.
+Result<AndroidKeyDescription> android_key_description(ledger::ByteView leaf_der);
+
+// `android-key` (WebAuthn §8.4), strict: alg ES256, sig by the leaf over authData ||
+// clientDataHash, the leaf key is the credential's, attestationChallenge = clientDataHash, no
+// allApplications, and from the hardware-enforced list only: origin GENERATED, purpose SIGN,
+// security level TEE or StrongBox; the chain leads to `roots` (Google's).
+Result<Attested> verify_android_key(const AttestationObject& object,
+                                    ledger::ByteView client_data_hash,
+                                    const AttestationPolicy& policy);
+
+// A certificate chain given as DER, leaf first, leads to `roots` at the policy's time: the
+// leaf's hex SHA-256 fingerprint, or untrusted_chain / bad_certificate. What the verifiers above
+// call; public so real vendor chains can be checked without an attestation object.
+Result<std::string> verify_chain(const std::vector<ledger::Bytes>& chain,
+                                 const AttestationPolicy& policy);
+
+// The verifier of the object's format: packed, apple, android-key; "none" -> format_none; any
+// other format (tpm, fido-u2f, apple-appattest until its verifier lands) -> unsupported_format.
 Result<Attested> verify_attestation(const AttestationObject& object,
                                     ledger::ByteView client_data_hash,
                                     const AttestationPolicy& policy);
