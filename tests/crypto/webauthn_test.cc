@@ -395,5 +395,59 @@ TEST_F(Attestation, TheW3cAndroidKeyVectorIsRefusedByTheStrictVerifier) {
             AttestationErrc::key_mismatch);
 }
 
+// WebAuthn §7.1 around the statement, on every W3C vector: its own challenge, origin and RP pass
+// (UV permitting), and one change of each is refused for that reason. Cross-origin ceremonies
+// (§16.4, §16.5) are refused: exclusive mode has no cross-origin opt-in.
+TEST(Registration, EveryW3cVectorMatchesItsOwnChallengeOriginAndRpOnly) {
+  int verified = 0;
+  for (const auto& v : vectors()) {
+    const auto name = v["name"].get<std::string>();
+    const auto cd = hex(v["clientDataJSON"]);
+    const auto client = parse_client_data(std::string(cd.begin(), cd.end())).value();
+    const auto object = parse_attestation_object(hex(v["attestationObject"])).value();
+    const auto challenge = jose::base64url_encode(ledger::ByteView(hex(v["challenge"])));
+    const ExpectedRegistration ok{challenge, "https://example.org", "example.org"};
+    const auto verdict = check_registration(client, object.parsed, ok);
+    if (client.cross_origin || client.top_origin) {
+      EXPECT_EQ(verdict.error(), AttestationErrc::wrong_origin) << name;
+      continue;
+    }
+    if (!object.parsed.has(kUserVerified)) {
+      EXPECT_EQ(verdict.error(), AttestationErrc::user_not_verified) << name;
+      continue;
+    }
+    if (!object.parsed.credential->key.es256) {
+      EXPECT_EQ(verdict.error(), AttestationErrc::key_unsupported) << name;
+      EXPECT_TRUE(device_unsupported(verdict.error()));
+      continue;
+    }
+    ASSERT_TRUE(verdict) << name << ": " << verdict.error().message();
+    ++verified;
+    const auto refused = [&](ExpectedRegistration e) {
+      const auto r = check_registration(client, object.parsed, e);
+      return r ? std::error_code() : r.error();
+    };
+    EXPECT_EQ(refused({"AAAA", ok.origin, ok.rp_id}), AttestationErrc::wrong_challenge) << name;
+    EXPECT_EQ(refused({"", ok.origin, ok.rp_id}), AttestationErrc::wrong_challenge) << name;
+    EXPECT_EQ(refused({challenge, "https://example.org:8443", ok.rp_id}),
+              AttestationErrc::wrong_origin)
+        << name;
+    EXPECT_EQ(refused({challenge, "http://example.org", ok.rp_id}), AttestationErrc::wrong_origin)
+        << name;
+    EXPECT_EQ(refused({challenge, ok.origin, "example.com"}), AttestationErrc::wrong_rp) << name;
+    auto get = client;
+    get.type = "webauthn.get";
+    EXPECT_EQ(check_registration(get, object.parsed, ok).error(), AttestationErrc::wrong_type);
+    auto absent = object.parsed;
+    absent.flags &= static_cast<std::uint8_t>(~kUserPresent);
+    EXPECT_EQ(check_registration(client, absent, ok).error(), AttestationErrc::user_not_present);
+    auto no_uv = object.parsed;
+    no_uv.flags &= static_cast<std::uint8_t>(~kUserVerified);
+    EXPECT_EQ(check_registration(client, no_uv, ok).error(), AttestationErrc::user_not_verified);
+    EXPECT_FALSE(device_unsupported(AttestationErrc::user_not_verified));
+  }
+  EXPECT_GE(verified, 3) << "the checks must have passed on some vectors";
+}
+
 }  // namespace
 }  // namespace sechex::api::webauthn

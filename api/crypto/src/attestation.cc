@@ -26,7 +26,7 @@ using namespace detail;
 
 namespace {
 
-constexpr std::array<std::string_view, 16> kAttestationReasons = {
+constexpr std::array<std::string_view, 23> kAttestationReasons = {
     "ok",
     "bad_statement",
     "alg_not_allowed",
@@ -43,9 +43,16 @@ constexpr std::array<std::string_view, 16> kAttestationReasons = {
     "not_hardware_backed",
     "key_not_generated",
     "key_purpose",
+    "wrong_type",
+    "wrong_challenge",
+    "wrong_origin",
+    "wrong_rp",
+    "user_not_present",
+    "user_not_verified",
+    "key_unsupported",
 };
 static_assert(kAttestationReasons.size() ==
-              static_cast<std::size_t>(AttestationErrc::key_purpose) + 1);
+              static_cast<std::size_t>(AttestationErrc::key_unsupported) + 1);
 
 class AttestationCategory final : public std::error_category {
  public:
@@ -429,6 +436,35 @@ Result<Attested> verify_android_key(const AttestationObject& object,
   if (!d->hardware.purpose_sign) return AttestationErrc::key_purpose;
   SECHEX_TRY(auto fingerprint, trusted_fingerprint(chain, policy));
   return Attested{"basic", std::move(fingerprint)};
+}
+
+bool device_unsupported(const std::error_code& ec) noexcept {
+  return ec == AttestationErrc::unsupported_format || ec == AttestationErrc::key_unsupported;
+}
+
+Result<void> check_registration(const ClientData& client, const AuthenticatorData& auth,
+                                const ExpectedRegistration& expected) {
+  const auto same = [](std::string_view a, std::string_view b) {
+    return ledger::crypto::constant_time_equal(
+        ledger::ByteView(reinterpret_cast<const std::uint8_t*>(a.data()), a.size()),
+        ledger::ByteView(reinterpret_cast<const std::uint8_t*>(b.data()), b.size()));
+  };
+  if (client.type != "webauthn.create") return AttestationErrc::wrong_type;
+  if (expected.challenge.empty() || !same(client.challenge, expected.challenge)) {
+    return AttestationErrc::wrong_challenge;
+  }
+  if (client.origin != expected.origin || client.cross_origin || client.top_origin) {
+    return AttestationErrc::wrong_origin;
+  }
+  const auto rp = ledger::crypto::sha256(ledger::ByteView(
+      reinterpret_cast<const std::uint8_t*>(expected.rp_id.data()), expected.rp_id.size()));
+  if (!std::equal(rp.begin(), rp.end(), auth.rp_id_hash.begin(), auth.rp_id_hash.end())) {
+    return AttestationErrc::wrong_rp;
+  }
+  if (!auth.has(kUserPresent)) return AttestationErrc::user_not_present;
+  if (!auth.has(kUserVerified)) return AttestationErrc::user_not_verified;
+  if (!auth.credential || !auth.credential->key.es256) return AttestationErrc::key_unsupported;
+  return boost::outcome_v2::success();
 }
 
 Result<Attested> verify_attestation(const AttestationObject& object,

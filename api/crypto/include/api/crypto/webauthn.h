@@ -121,7 +121,19 @@ enum class AttestationErrc {
   not_hardware_backed,  // android-key: attestation security level Software
   key_not_generated,    // android-key: the hardware list lacks origin GENERATED (imported key)
   key_purpose,          // android-key: no hardware-enforced purpose SIGN, or allApplications
+  // The registration around the statement (check_registration), in the order it is checked:
+  wrong_type,         // clientDataJSON.type is not "webauthn.create"
+  wrong_challenge,    // not the challenge issued (or already used, or expired)
+  wrong_origin,       // not the server's origin, or a cross-origin ceremony
+  wrong_rp,           // rpIdHash is not SHA-256 of the server's RP id
+  user_not_present,   // flag UP unset
+  user_not_verified,  // flag UV unset: no biometric or PIN (000 FR-04)
+  key_unsupported,    // no credential, or its key is not COSE EC2 P-256 ES256 (400)
 };
+
+// Whether a refusal means the device cannot do exclusive mode at all (400 device_unsupported,
+// 000 FR-09) rather than that this attestation failed (401 attestation_failed).
+bool device_unsupported(const std::error_code& ec) noexcept;
 const std::error_category& attestation_category() noexcept;
 inline std::error_code make_error_code(AttestationErrc e) noexcept {
   return {static_cast<int>(e), attestation_category()};
@@ -194,6 +206,18 @@ Result<Attested> verify_android_key(const AttestationObject& object,
 // call; public so real vendor chains can be checked without an attestation object.
 Result<std::string> verify_chain(const std::vector<ledger::Bytes>& chain,
                                  const AttestationPolicy& policy);
+
+// What a registration must match: the challenge as the client data must carry it (base64url),
+// the server's origin (scheme://host[:port]) and its RP id.
+struct ExpectedRegistration {
+  std::string_view challenge;
+  std::string_view origin;
+  std::string_view rp_id;
+};
+// WebAuthn §7.1's checks around the statement, in API.md's order: type, challenge, origin
+// (cross-origin ceremonies refused), rpIdHash, UP, UV, then an ES256 P-256 credential key.
+Result<void> check_registration(const ClientData& client, const AuthenticatorData& auth,
+                                const ExpectedRegistration& expected);
 
 // The verifier of the object's format: packed, apple, android-key; "none" -> format_none; any
 // other format (tpm, fido-u2f, apple-appattest until its verifier lands) -> unsupported_format.
