@@ -1,5 +1,6 @@
 #include "projections/access.h"
 #include "projections/audit.h"
+#include "projections/exclusive.h"
 #include "projections/identity.h"
 #include "projections/outbox.h"
 #include "projections/payments.h"
@@ -24,6 +25,7 @@ std::vector<std::unique_ptr<Projection>> default_projections() {
   out.push_back(std::make_unique<IdentityProjection>());
   out.push_back(std::make_unique<OutboxProjection>());
   out.push_back(std::make_unique<SecretsProjection>());
+  out.push_back(std::make_unique<ExclusiveProjection>());
   return out;
 }
 

@@ -60,7 +60,8 @@ TEST(Schema, HasEveryEventTypeTheLedgerNeeds) {
                                              "MailQueued",
                                              "MailDelivered",
                                              "MailDeliveryFailed",
-                                             "SessionSeen"};
+                                             "SessionSeen",
+                                             "ExclusiveDeviceRemoved"};
   const auto& names = event_type_names();
   for (const auto& r : required) {
     EXPECT_NE(std::find(names.begin(), names.end(), r), names.end()) << r;
