@@ -504,6 +504,21 @@ TEST_F(JoseTest, WrongAudienceOrIssuerIsRefused) {
   EXPECT_EQ(TokenVerifier(*ring_, clock_, other).verify(issue()).error(), JoseErrc::wrong_audience);
 }
 
+TEST_F(JoseTest, AKeyBoundTokenCarriesItsThumbprintInCnf) {
+  const TokenIssuer& issuer = *issuer_;
+  const TokenVerifier verifier(*ring_, clock_, config_);
+  const auto issued =
+      issuer
+          .issue({"alice", "xs-1", {"user"}, false, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"},
+                 std::chrono::minutes(30))
+          .value();
+  const auto v = verifier.verify(issued.token);
+  ASSERT_TRUE(v) << v.error().message();
+  EXPECT_EQ(v.value().claims.cnf_jkt, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+  const auto plain = issuer.issue({"alice", "s-1", {"user"}}, std::chrono::minutes(30)).value();
+  EXPECT_TRUE(verifier.verify(plain.token).value().claims.cnf_jkt.empty());
+}
+
 TEST_F(JoseTest, MissingOrMistypedClaimsAreRefused) {
   for (const char* name : {"iss", "sub", "aud", "iat", "exp", "jti", "sid", "roles"}) {
     json c = claims();
@@ -526,7 +541,14 @@ TEST_F(JoseTest, MissingOrMistypedClaimsAreRefused) {
       {"roles", {"admin", 1}},
       {"aud", 5},
       {"iss", json::object()},
-      {"exp", json(std::numeric_limits<std::uint64_t>::max())}};
+      {"exp", json(std::numeric_limits<std::uint64_t>::max())},
+      // RFC 9449 §6.1: cnf is an object with a non-empty jkt; anything else is not taken as an
+      // unbound token.
+      {"cnf", "thumbprint"},
+      {"cnf", json::object()},
+      {"cnf", {{"jkt", ""}}},
+      {"cnf", {{"jkt", 7}}},
+      {"cnf", {{"jwk", json::object()}}}};
   for (const auto& [name, value] : mistyped) {
     json c = claims();
     c[name] = value;

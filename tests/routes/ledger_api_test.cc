@@ -436,6 +436,24 @@ TEST_F(LedgerApiTest, AnIdleExpiredSessionStopsItsTokenBeforeTheTokenExpires) {
   EXPECT_EQ(call(request("GET", "/v1/admin/audit", operator_token)).status, 200u);
 }
 
+// API.md "Exclusive mode": a session token bound to a device key (cnf.jkt) is never valid
+// without a proof; presented as a bearer token on any route it is refused, whatever its roles.
+TEST_F(LedgerApiTest, AKeyBoundSessionTokenIsNeverABearerToken) {
+  const jose::TokenIssuer issuer(*ring_, clock_, settings_.issuer_config());
+  jose::TokenSubject bound{"carol", "xs-1", {"admin"}, false, "thumbprint-of-the-device-key"};
+  const auto issued = issuer.issue(bound, std::chrono::minutes(30)).value();
+  EXPECT_EQ(issued.claims.cnf_jkt, "thumbprint-of-the-device-key");
+  const auto r = call(request("GET", "/v1/admin/audit", issued.token));
+  EXPECT_EQ(r.status, 401u) << r.body;
+  EXPECT_EQ(rejects_.back(), "proof_required");
+  bound.cnf_jkt.clear();
+  EXPECT_EQ(call(request("GET", "/v1/admin/audit",
+                         issuer.issue(bound, std::chrono::minutes(30)).value().token))
+                .status,
+            200u)
+      << "the same token without cnf is an ordinary one";
+}
+
 TEST_F(LedgerApiTest, LogoutAllCutsOffEveryTokenIssuedBeforeIt) {
   const auto this_session = token("admin", "bob", "sess-1");
   const auto other_session = token("admin", "bob", "sess-2");

@@ -100,6 +100,13 @@ ApiResult<Principal> Authenticator::authenticate(const Request& request, Access 
                   jose::reason_code(verified.error()));
   }
   const auto& claims = verified.value().claims;
+  // An exclusive-mode session token is bound to a device key (cnf.jkt) and is worth nothing
+  // without a proof signed by that key (RFC 9449 §7.1; API.md): never as a bearer token.
+  if (!claims.cnf_jkt.empty()) {
+    return reject(
+        {401, "invalid_token", "this token is bound to a device key and needs a DPoP proof"},
+        "proof_required");
+  }
 
   // Revocation is checked on every request, never cached: logout must take effect at once. An
   // operator token is its own session, revoked by sid alone: a cutoff of its shared sub is not

@@ -28,6 +28,7 @@ Result<IssuedToken> TokenIssuer::issue(const TokenSubject& claims, std::chrono::
   c.sid = claims.sid;
   c.roles = claims.roles;
   c.operator_token = claims.operator_token;
+  c.cnf_jkt = claims.cnf_jkt;
 
   nlohmann::ordered_json header;
   header["alg"] = "ES256";
@@ -43,6 +44,7 @@ Result<IssuedToken> TokenIssuer::issue(const TokenSubject& claims, std::chrono::
   payload["sid"] = c.sid;
   payload["roles"] = c.roles;
   if (c.operator_token) payload["operator"] = true;
+  if (!c.cnf_jkt.empty()) payload["cnf"] = {{"jkt", c.cnf_jkt}};
   std::string header_text, payload_text;
   try {
     header_text = header.dump();
@@ -112,6 +114,16 @@ Result<VerifiedToken> verify_access_token(std::string_view token, const PublicKe
   if (const auto op = payload.find("operator"); op != payload.end()) {
     if (!op->is_boolean()) return JoseErrc::bad_claim;
     c.operator_token = op->get<bool>();
+  }
+  if (const auto cnf = payload.find("cnf"); cnf != payload.end()) {
+    // RFC 9449 §6.1: an object whose jkt is the thumbprint; any other shape is refused rather
+    // than taken as an unbound token.
+    if (!cnf->is_object()) return JoseErrc::bad_claim;
+    const auto jkt = cnf->find("jkt");
+    if (jkt == cnf->end() || !jkt->is_string() || jkt->get<std::string>().empty()) {
+      return JoseErrc::bad_claim;
+    }
+    c.cnf_jkt = jkt->get<std::string>();
   }
   return VerifiedToken{std::move(c), std::move(jws.kid)};
 }

@@ -61,6 +61,7 @@ class Authenticator {
   // `on_reject(reason)` sees a stable snake_case reason for every refusal (missing_credentials,
   // bad_scheme, the jose reason code such as bad_signature or expired, session_revoked,
   // sessions_cut_off, session_expired, revocation_unavailable, forbidden_role, operator_token,
+  // proof_required (a key-bound exclusive-mode token presented without its DPoP proof),
   // route_without_rule). `clock` must outlive the Authenticator.
   Authenticator(const jose::TokenVerifier& verifier, const projections::ProjectionStore& store,
                 const Clock& clock, std::function<void(std::string_view)> on_reject = {});

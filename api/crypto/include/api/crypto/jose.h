@@ -305,6 +305,9 @@ struct AccessClaims {
   // Claim "operator": true on tokens `ledgerctl tokens issue` makes for operators and
   // applications (absent on users' tokens). Such a token is never accepted as a user.
   bool operator_token = false;
+  // Claim "cnf": {"jkt": RFC 7638 thumbprint} (RFC 9449 §6.1) on exclusive-mode session tokens:
+  // the token is bound to that key and is never valid without a DPoP proof signed by it.
+  std::string cnf_jkt;
 };
 
 struct VerifiedToken {
@@ -318,6 +321,7 @@ struct TokenSubject {
   std::string sid;
   std::vector<std::string> roles;
   bool operator_token = false;  // AccessClaims::operator_token
+  std::string cnf_jkt{};        // AccessClaims::cnf_jkt; empty: not key-bound
 };
 
 struct IssuedToken {
