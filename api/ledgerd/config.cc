@@ -5,6 +5,7 @@
 #include <boost/program_options.hpp>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "ledger/checkpoint.h"
@@ -220,7 +221,25 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       "file holding the SMTP password on its first line (mode 0600 or stricter)")(
       "smtp-allow-plaintext", "permit smtp:// without STARTTLS to a non-loopback server")(
       "public-url", po::value(&mail.public_url)->default_value(mail.public_url),
-      "base URL of the links in mails (verify-email, reset-password)");
+      "base URL of the links in mails (verify-email, reset-password); its origin is the one "
+      "WebAuthn ceremonies and DPoP proofs must name");
+  std::string rp_id;
+  std::vector<std::string> attestation_root_files;
+  bool allow_self_attestation = false;
+  desc.add_options()("rp-id", po::value(&rp_id),
+                     "WebAuthn relying party id (default: the host of --public-url)")(
+      "attestation-roots", po::value(&attestation_root_files),
+      "PEM bundle of trusted device attestation roots, repeatable (exclusive mode; none: every "
+      "attestation chain is refused)")(
+      "allow-self-attestation", po::bool_switch(&allow_self_attestation),
+      "accept packed self attestation (development only: nothing vouches for the device)");
+  std::int64_t exclusive_idle_seconds = 1800;
+  std::uint32_t exclusive_rate = 100;
+  desc.add_options()(
+      "exclusive-idle", po::value(&exclusive_idle_seconds)->default_value(exclusive_idle_seconds),
+      "seconds without a validated request before an exclusive session locks (000: 1800)")(
+      "exclusive-rate", po::value(&exclusive_rate)->default_value(exclusive_rate),
+      "validated requests per user per second in exclusive mode, then 429 (001: 100)");
   std::string config_file;
   desc.add_options()("config", po::value(&config_file),
                      "INI-style file of the same options (name = value)");
@@ -335,6 +354,25 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   auto proxies = api::TrustedProxies::parse(trusted_proxies);
   if (!proxies) return invalid(err, "--trusted-proxy: not an address or CIDR range");
 
+  if (exclusive_idle_seconds <= 0 || exclusive_idle_seconds > kMaxIdleSeconds) {
+    return invalid(err,
+                   "--exclusive-idle must be 1.." + std::to_string(kMaxIdleSeconds) + " seconds");
+  }
+  if (exclusive_rate == 0 || exclusive_rate > 10'000) {
+    return invalid(err, "--exclusive-rate must be 1..10000");
+  }
+  std::string roots_pem;
+  for (const auto& file : attestation_root_files) {
+    std::ifstream in(file);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in || text.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      return invalid(err, "--attestation-roots " + file + ": cannot read a PEM certificate");
+    }
+    roots_pem += text.str();
+    roots_pem += "\n";
+  }
+
   Config c;
   c.listen = listen;
   c.metrics_listen = metrics_listen;
@@ -363,8 +401,29 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   c.ingest_topic = ingest_topic;
   c.no_ingest = no_ingest;
   c.replication_factor = replication_factor;
+  c.public_origin = origin_of_url(mail.public_url);
+  c.rp_id = rp_id.empty() ? host_of_url(mail.public_url) : rp_id;
+  c.attestation_roots_pem = std::move(roots_pem);
+  c.allow_self_attestation = allow_self_attestation;
+  c.exclusive_idle = std::chrono::seconds{exclusive_idle_seconds};
+  c.exclusive_rate = exclusive_rate;
   c.mail = std::move(mail);
   return c;
+}
+
+std::string origin_of_url(std::string_view url) {
+  const auto scheme = url.find("://");
+  if (scheme == std::string_view::npos) return std::string(url);
+  const auto path = url.find('/', scheme + 3);
+  return std::string(url.substr(0, path));
+}
+
+std::string host_of_url(std::string_view url) {
+  const auto origin = origin_of_url(url);
+  const auto scheme = origin.find("://");
+  auto host = std::string_view(origin).substr(scheme == std::string::npos ? 0 : scheme + 3);
+  if (host.starts_with('[')) return std::string(host.substr(0, host.find(']') + 1));  // IPv6
+  return std::string(host.substr(0, host.find(':')));
 }
 
 }  // namespace sechex::ledgerd

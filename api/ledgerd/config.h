@@ -57,7 +57,20 @@ struct Config {
   bool no_ingest = false;
   int replication_factor = -1;
   api::MailerConfig mail;  // completed: password read, outbox under data_dir
+  // Exclusive mode (API.md): the server's origin (of --public-url), the WebAuthn RP id
+  // (--rp-id, default the host of --public-url), the attestation roots (the PEM text of every
+  // --attestation-roots file) and --allow-self-attestation.
+  std::string public_origin;
+  std::string rp_id;
+  std::string attestation_roots_pem;
+  bool allow_self_attestation = false;
+  Micros exclusive_idle = std::chrono::minutes{30};  // --exclusive-idle SECONDS
+  std::uint32_t exclusive_rate = 100;                // --exclusive-rate N per user per second
 };
+
+// scheme://host[:port] of an http(s) URL (its path dropped), and its host alone.
+std::string origin_of_url(std::string_view url);
+std::string host_of_url(std::string_view url);
 
 Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out,
                             std::ostream& err);

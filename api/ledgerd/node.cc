@@ -24,6 +24,7 @@
 #include "api/ingest/ingest_worker.h"
 #include "api/mail/mail.h"
 #include "api/routes/account_api.h"
+#include "api/routes/exclusive_api.h"
 #include "api/routes/identity_api.h"
 #include "api/routes/ledger_api.h"
 #include "api/routes/otp_api.h"
@@ -365,6 +366,30 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
           }};
   api::identity::IdentityCommands identity_commands(command_deps, {.limits = identity_limits});
   api::identity::SecretCommands secret_commands(command_deps, identity_commands);
+  // Exclusive mode: attestations are checked against --attestation-roots (none: every chain is
+  // refused, so only --allow-self-attestation devices can activate).
+  std::optional<api::webauthn::TrustStore> attestation_roots;
+  if (!config.attestation_roots_pem.empty()) {
+    auto roots = api::webauthn::TrustStore::from_pem(config.attestation_roots_pem);
+    if (!roots) {
+      std::cerr << "ledgerd: --attestation-roots: a certificate does not parse\n";
+      return 2;
+    }
+    attestation_roots = std::move(roots).value();
+  }
+  api::identity::ExclusiveConfig exclusive_config;
+  exclusive_config.origin = config.public_origin;
+  exclusive_config.rp_id = config.rp_id;
+  exclusive_config.roots = attestation_roots ? &*attestation_roots : nullptr;
+  exclusive_config.allow_self_attestation = config.allow_self_attestation;
+  exclusive_config.upgrade_url = config.public_origin + "/help/exclusive-mode#devices";
+  // API.md: a proof's htu is --public-url plus the request's path.
+  exclusive_config.public_url = config.mail.public_url;
+  while (exclusive_config.public_url.ends_with('/')) exclusive_config.public_url.pop_back();
+  exclusive_config.idle = config.exclusive_idle;
+  exclusive_config.rate_per_second = config.exclusive_rate;
+  api::identity::ExclusiveCommands exclusive_commands(command_deps, identity_commands, verifier,
+                                                      std::move(exclusive_config));
   const api::IdentityDeps identity_deps{
       .identity = identity_commands,
       .auth = auth,
@@ -382,6 +407,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   api::IdentityApi identity_api(identity_deps, identity_config);
   api::AccountApi account_api(identity_deps, identity_config);
   api::SecretsApi secrets_api(identity_deps, identity_config, secret_commands);
+  api::ExclusiveApi exclusive_api(identity_deps, identity_config, exclusive_commands);
   api::OtpApi otp_api(identity_deps, identity_config);
   std::atomic<bool> caught_up{false};
   // Queued 202 work references the APIs above: on any way out of main it is finished (or
@@ -396,6 +422,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   identity_api.add_routes(routes);
   account_api.add_routes(routes);
   secrets_api.add_routes(routes);
+  exclusive_api.add_routes(routes);
   otp_api.add_routes(routes);
   api::add_health_routes(router, [&] { return caught_up.load(); });
   // Last: the document marks what this router does not serve (/metrics is on its own listener).

@@ -155,6 +155,40 @@ TEST(LedgerdConfig, KafkaFlagsGoTogetherAndDeriveTheirDefaults) {
             (std::vector<std::pair<std::string, std::string>>{{"security.protocol", "SASL_SSL"}}));
 }
 
+// API.md "Exclusive mode": the origin ceremonies must name and the RP id come from --public-url
+// unless --rp-id says otherwise; roots are PEM files, refused when unreadable.
+TEST(LedgerdConfig, ExclusiveModeTakesItsOriginAndRpFromThePublicUrl) {
+  const auto defaults = parse({});
+  ASSERT_TRUE(defaults.config) << defaults.err;
+  EXPECT_EQ(defaults.config.value().public_origin, "http://127.0.0.1:8080");
+  EXPECT_EQ(defaults.config.value().rp_id, "127.0.0.1");
+  EXPECT_TRUE(defaults.config.value().attestation_roots_pem.empty());
+  EXPECT_FALSE(defaults.config.value().allow_self_attestation);
+  const auto set =
+      parse({"--public-url", "https://id.example.com/app/", "--allow-self-attestation"});
+  ASSERT_TRUE(set.config) << set.err;
+  EXPECT_EQ(set.config.value().public_origin, "https://id.example.com");
+  EXPECT_EQ(set.config.value().rp_id, "id.example.com");
+  EXPECT_TRUE(set.config.value().allow_self_attestation);
+  const auto rp =
+      parse({"--public-url", "https://login.example.com:8443", "--rp-id", "example.com"});
+  ASSERT_TRUE(rp.config) << rp.err;
+  EXPECT_EQ(rp.config.value().public_origin, "https://login.example.com:8443");
+  EXPECT_EQ(rp.config.value().rp_id, "example.com");
+  EXPECT_EQ(host_of_url("https://[::1]:8443/x"), "[::1]");
+
+  testing::TempDir dir;
+  const auto roots = dir.sub("roots.pem");
+  std::ofstream(roots) << "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  const auto read = parse({"--attestation-roots", roots, "--attestation-roots", roots});
+  ASSERT_TRUE(read.config) << read.err;
+  EXPECT_EQ(read.config.value().attestation_roots_pem.find("-----BEGIN CERTIFICATE-----"), 0u);
+  EXPECT_NE(read.config.value().attestation_roots_pem.rfind("-----BEGIN CERTIFICATE-----"), 0u)
+      << "both files";
+  EXPECT_EQ(refusal({"--attestation-roots", dir.sub("missing.pem")}),
+            "--attestation-roots " + dir.sub("missing.pem") + ": cannot read a PEM certificate");
+}
+
 TEST(LedgerdConfig, MailAndOwnershipAreCheckedBeforeAnythingIsWritten) {
   EXPECT_EQ(refusal({"--smtp-url", "http://mail"}),
             "--smtp-url must start with smtp:// or smtps://");

@@ -13,13 +13,17 @@
 #include <tuple>
 
 #include "api/auth/route_registry.h"
+#include "api/crypto/dpop.h"
 #include "api/crypto/token_settings.h"
 #include "api/identity/session_activity.h"
 #include "api/mail/mail.h"
 #include "api/routes/account_api.h"
+#include "api/routes/exclusive_api.h"
 #include "api/routes/identity_api.h"
 #include "api/routes/otp_api.h"
+#include "crypto/attestation_mint.h"
 #include "ledger/crypto.h"
+#include "ledger/time_format.h"
 #include "routes/route_test.h"
 
 namespace sechex::api {
@@ -30,6 +34,8 @@ constexpr std::int64_t kSecond = 1'000'000;  // clock steps, in micros
 constexpr std::int64_t kMinute = 60 * kSecond;
 constexpr std::int64_t kHour = 60 * kMinute;
 constexpr const char* kPassword = "Tr0ub4dor&3x";
+constexpr const char* kOrigin = "https://id.example.com";
+constexpr const char* kRpId = "id.example.com";
 
 class IdentityRoutes : public RouteTest {
  protected:
@@ -92,6 +98,21 @@ class IdentityRoutes : public RouteTest {
     api_->add_routes(*routes_);
     account_->add_routes(*routes_);
     otp_->add_routes(*routes_);
+    // Exclusive mode, trusting the test CA of the minted attestations.
+    roots_ = std::make_unique<webauthn::TrustStore>(
+        webauthn::TrustStore::from_pem(testing::attest::pem_of(ca_.cert.get())).value());
+    identity::ExclusiveConfig xc;
+    xc.origin = kOrigin;
+    xc.rp_id = kRpId;
+    xc.roots = roots_.get();
+    xc.upgrade_url = "https://id.example.com/help/devices";
+    xc.public_url = kOrigin;
+    xc.rate_per_second = 5;              // small, so the limit is reached in a test
+    xc.idle = std::chrono::minutes{10};  // shorter than the token, so the lock shows
+    exclusive_commands_ = std::make_unique<identity::ExclusiveCommands>(*commands_deps_, *identity_,
+                                                                        *verifier_, std::move(xc));
+    exclusive_ = std::make_unique<ExclusiveApi>(deps, config, *exclusive_commands_);
+    exclusive_->add_routes(*routes_);
   }
   void TearDown() override { deferred_.stop(); }
 
@@ -156,6 +177,10 @@ class IdentityRoutes : public RouteTest {
   std::unique_ptr<IdentityApi> api_;
   std::unique_ptr<AccountApi> account_;
   std::unique_ptr<OtpApi> otp_;
+  testing::attest::TestCa ca_;
+  std::unique_ptr<webauthn::TrustStore> roots_;
+  std::unique_ptr<identity::ExclusiveCommands> exclusive_commands_;
+  std::unique_ptr<ExclusiveApi> exclusive_;
   std::mutex mu_;
   std::condition_variable mailed_;
   std::map<std::string, std::string> secrets_;  // address -> the secret of its latest mail
@@ -330,6 +355,535 @@ TEST_F(IdentityRoutes, CodeRequestsBeyondTheMailBoundAnswer202AndMailNothing) {
   const auto in =
       call("POST", "/v1/auth/otp/verify", {{"email", "bound@example.com"}, {"code", fifth}});
   EXPECT_EQ(in.status, 200u) << "the fifth code was replaced: " << in.body;
+}
+
+// ---- Exclusive mode activation (API.md "Exclusive mode"; specs 000 FR-01/FR-04/FR-09, 001) ----
+
+namespace mint = testing::attest;
+
+// A device as the tests play it: a hardware key attested by the test CA (packed, full chain).
+struct Device {
+  mint::Key credential = mint::ec_key();
+  mint::Key leaf = mint::ec_key();
+  mint::AuthDataSpec auth{kRpId, 0x45, ledger::Bytes(16, 0x2a), ledger::Bytes(16, 0x07)};
+  std::string origin = kOrigin;
+  std::string type = "webauthn.create";
+
+  // {deviceAttestation, clientDataJSON} over `challenge`, base64url.
+  json attest(const mint::TestCa& ca, const std::string& challenge, const mint::Bytes& cose) const {
+    const std::string client_data = json{
+        {"type", type},
+        {"challenge", challenge},
+        {"origin", origin},
+        {"crossOrigin", false}}.dump();
+    const auto cdh = ledger::crypto::sha256(ledger::as_bytes(client_data));
+    const auto auth_data = mint::auth_data(auth, cose);
+    const auto sig =
+        mint::sign(leaf.get(), mint::concat(auth_data, mint::Bytes(cdh.begin(), cdh.end())));
+    mint::CertSpec spec;
+    const auto cert = ca.issue(leaf.get(), spec);
+    const auto object =
+        mint::attestation_object("packed", {-7, sig, {mint::der_of(cert.get())}}, auth_data);
+    return {{"deviceAttestation", jose::base64url_encode(ledger::ByteView(object))},
+            {"clientDataJSON", jose::base64url_encode(std::string_view(client_data))}};
+  }
+  json attest(const mint::TestCa& ca, const std::string& challenge) const {
+    return attest(ca, challenge, mint::cose_key(credential.get()));
+  }
+  std::string thumbprint() const {
+    return jose::EcPublicKey::from_sec1(mint::point_of(credential.get())).value().thumbprint();
+  }
+};
+
+class ExclusiveRoutes : public IdentityRoutes {
+ protected:
+  // A verified account, signed in: its access token and user id.
+  void sign_in(const std::string& email) {
+    ASSERT_NO_FATAL_FAILURE(verified(email));
+    const auto in = login(email, kPassword);
+    ASSERT_EQ(in.status, 200u) << in.body;
+    token_ = data_of(in)["accessToken"];
+    user_ = verifier_->verify(token_).value().claims.sub;
+  }
+  void grant(const std::string& role, bool granted = true) {
+    ASSERT_TRUE(commands_->run(
+        commands_->partition_for(user_), [&]() -> Result<std::vector<ledger::Bytes>> {
+          ledger::EventBuilder b(nullptr, {.subject = user_,
+                                           .actor = "admin:root",
+                                           .request_id = "r",
+                                           .time_micros = clock_.now_micros(),
+                                           .ip = std::nullopt,
+                                           .user_agent = std::nullopt});
+          auto& f = b.fbb();
+          SECHEX_TRY(auto e, b.finish(schema::CreateRoleGranted(f, f.CreateString(role), granted)));
+          return std::vector<ledger::Bytes>{std::move(e)};
+        }));
+  }
+  std::string challenge() {
+    const auto r = call("POST", "/v1/secure/exclusive/challenge", nullptr, token_);
+    EXPECT_EQ(r.status, 200u) << r.body;
+    return r.status == 200u ? data_of(r)["challenge"].get<std::string>() : "";
+  }
+  Response activate(const json& body, const std::string& reauth = "") {
+    Request r;
+    r.method = "POST";
+    r.path = "/v1/secure/exclusive/start";
+    r.headers["authorization"] = "Bearer " + token_;
+    r.headers["content-type"] = "application/json";
+    if (!reauth.empty()) r.headers["x-reauth-token"] = reauth;
+    r.body = body.dump();
+    r.request_id = "req-x";
+    r.peer = "192.0.2.1";
+    r.scheme = "https";
+    return dispatch(std::move(r));
+  }
+  std::string reason_of(const Response& r) { return error_of(r)["details"]["reason"]; }
+
+  std::string token_;
+  std::string user_;
+};
+
+// 000 FR-01, FR-04; API.md: a premium user's attested hardware key with UV gets a 30-minute
+// session token bound to it (cnf.jkt), the device is enrolled with its key sealed, and the token
+// is never a bearer token.
+TEST_F(ExclusiveRoutes, APremiumUserActivatesWithAnAttestedKeyAndGetsAKeyBoundToken) {
+  start();
+  sign_in("ann@example.com");
+  const auto refused = call("POST", "/v1/secure/exclusive/challenge", nullptr, token_);
+  ASSERT_EQ(refused.status, 403u) << refused.body;
+  EXPECT_EQ(error_of(refused)["code"], "not_premium");
+  grant("premium");
+
+  const auto issued = call("POST", "/v1/secure/exclusive/challenge", nullptr, token_);
+  ASSERT_EQ(issued.status, 200u) << issued.body;
+  EXPECT_EQ(data_of(issued)["expiresIn"], 300);
+  ledger::Bytes raw;
+  ASSERT_TRUE(jose::base64url_decode(data_of(issued)["challenge"].get<std::string>(), raw));
+  EXPECT_GE(raw.size(), 16u) << "at least 16 random bytes";
+
+  const Device phone;
+  const auto body = phone.attest(ca_, data_of(issued)["challenge"]);
+  const auto started = activate(body);
+  ASSERT_EQ(started.status, 201u) << started.body;
+  EXPECT_EQ(data_of(started)["expiresIn"], 1800);
+  const std::string session_token = data_of(started)["sessionToken"];
+  const auto claims = verifier_->verify(session_token).value().claims;
+  EXPECT_EQ(claims.cnf_jkt, phone.thumbprint()) << "bound to the attested key";
+  EXPECT_EQ(claims.sub, user_);
+  EXPECT_EQ(claims.exp - claims.iat, 1800);
+  EXPECT_EQ(call("GET", "/v1/me", nullptr, session_token).status, 401u)
+      << "a key-bound token is not a bearer token";
+
+  // The challenge was used up: the same attestation again is refused.
+  const auto again = activate(body);
+  ASSERT_EQ(again.status, 401u) << again.body;
+  EXPECT_EQ(error_of(again)["code"], "attestation_failed");
+  EXPECT_EQ(reason_of(again), "wrong_challenge");
+
+  const auto devices = call("GET", "/v1/me/devices", nullptr, token_);
+  ASSERT_EQ(devices.status, 200u) << devices.body;
+  ASSERT_EQ(data_of(devices)["devices"].size(), 1u);
+  EXPECT_EQ(data_of(devices)["devices"][0]["deviceId"], data_of(started)["deviceId"]);
+  EXPECT_EQ(data_of(devices)["devices"][0]["format"], "packed");
+  EXPECT_EQ(data_of(devices)["devices"][0]["attestationType"], "basic");
+}
+
+// API.md: each way an activation can be wrong is refused for its own reason, and a refused
+// attempt spends its challenge (single use, whatever the fate).
+TEST_F(ExclusiveRoutes, EachWrongActivationIsRefusedForItsReasonAndSpendsTheChallenge) {
+  start();
+  sign_in("bob@example.com");
+  grant("premium");
+  const auto refused_with = [&](const Device& d) {
+    const auto r = activate(d.attest(ca_, challenge()));
+    EXPECT_EQ(r.status, 401u) << r.body;
+    return r.status == 401u ? reason_of(r) : std::string();
+  };
+  Device no_uv;
+  no_uv.auth.flags = 0x41;  // UP | AT: no biometric or PIN (000 FR-04)
+  EXPECT_EQ(refused_with(no_uv), "user_not_verified");
+  Device other_rp;
+  other_rp.auth.rp_id = "evil.example";
+  EXPECT_EQ(refused_with(other_rp), "wrong_rp");
+  Device other_origin;
+  other_origin.origin = "https://evil.example";
+  EXPECT_EQ(refused_with(other_origin), "wrong_origin");
+  Device assertion;
+  assertion.type = "webauthn.get";
+  EXPECT_EQ(refused_with(assertion), "wrong_type");
+
+  // The challenge of a refused attempt is spent.
+  const Device good;
+  const auto c = challenge();
+  ASSERT_EQ(activate(no_uv.attest(ca_, c)).status, 401u);
+  const auto late = activate(good.attest(ca_, c));
+  ASSERT_EQ(late.status, 401u) << late.body;
+  EXPECT_EQ(reason_of(late), "wrong_challenge");
+
+  // A challenge past its 5 minutes is gone.
+  const auto old = challenge();
+  clock_.advance_micros(5 * kMinute);
+  const auto expired = activate(good.attest(ca_, old));
+  EXPECT_EQ(reason_of(expired), "wrong_challenge");
+
+  // A chain from another CA.
+  const mint::TestCa stranger;
+  const auto untrusted = activate(good.attest(stranger, challenge()));
+  ASSERT_EQ(untrusted.status, 401u) << untrusted.body;
+  EXPECT_EQ(reason_of(untrusted), "untrusted_chain");
+
+  // 000 FR-09: a key that is not P-256 is told so, with guidance, not silently refused.
+  const auto p384 = mint::ec_key("P-384");
+  const auto unsupported =
+      activate(good.attest(ca_, challenge(), mint::cose_key(p384.get(), 2, -35)));
+  ASSERT_EQ(unsupported.status, 400u) << unsupported.body;
+  EXPECT_EQ(error_of(unsupported)["code"], "device_unsupported");
+  EXPECT_EQ(error_of(unsupported)["details"]["upgradeUrl"], "https://id.example.com/help/devices");
+
+  const auto malformed =
+      activate({{"deviceAttestation", "not base64url!"}, {"clientDataJSON", "x"}});
+  ASSERT_EQ(malformed.status, 401u) << malformed.body;
+  EXPECT_EQ(reason_of(malformed), "bad_encoding");
+  EXPECT_EQ(activate({{"clientDataJSON", "x"}}).status, 400u) << "deviceAttestation is required";
+}
+
+// API.md: a second device needs a step-up and the same device does not; removing a device ends
+// its sessions and it is listed no more.
+TEST_F(ExclusiveRoutes, ASecondDeviceNeedsAStepUpAndARemovedDeviceIsGone) {
+  start();
+  sign_in("cat@example.com");
+  grant("premium");
+  const Device first, second;
+  const auto one = activate(first.attest(ca_, challenge()));
+  ASSERT_EQ(one.status, 201u) << one.body;
+  const auto same = activate(first.attest(ca_, challenge()));
+  ASSERT_EQ(same.status, 201u) << "the enrolled device again needs no step-up: " << same.body;
+  EXPECT_EQ(data_of(same)["deviceId"], data_of(one)["deviceId"]);
+
+  const auto c = challenge();
+  const auto without = activate(second.attest(ca_, c));
+  ASSERT_EQ(without.status, 403u) << without.body;
+  EXPECT_EQ(error_of(without)["code"], "reauth_required");
+  const auto reauth = call("POST", "/v1/auth/reauth", {{"password", kPassword}}, token_);
+  ASSERT_EQ(reauth.status, 200u) << reauth.body;
+  const auto with = activate(second.attest(ca_, c), data_of(reauth)["reauthToken"]);
+  ASSERT_EQ(with.status, 201u) << "the challenge was not spent by the step-up refusal: "
+                               << with.body;
+  ASSERT_EQ(data_of(call("GET", "/v1/me/devices", nullptr, token_))["devices"].size(), 2u);
+
+  const std::string removed = data_of(one)["deviceId"];
+  EXPECT_EQ(call("DELETE", "/v1/me/devices/" + removed, nullptr, token_).status, 200u);
+  const auto left = data_of(call("GET", "/v1/me/devices", nullptr, token_))["devices"];
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0]["deviceId"], data_of(with)["deviceId"]);
+  EXPECT_EQ(call("DELETE", "/v1/me/devices/" + removed, nullptr, token_).status, 404u);
+  EXPECT_FALSE(
+      projections::exclusive_session(
+          *store_,
+          verifier_->verify(data_of(one)["sessionToken"].get<std::string>()).value().claims.sid)
+          .value()
+          ->active_at(clock_.now()))
+      << "the removed device's session ended";
+}
+
+// API.md "Browsers": with dpopJwk the WebAuthn challenge is SHA-256(challenge || thumbprint) and
+// the session is bound to the WebCrypto key, not to the attested credential.
+TEST_F(ExclusiveRoutes, ABrowsersDpopKeyIsBoundThroughTheChallengeItCommitsTo) {
+  start();
+  sign_in("dan@example.com");
+  grant("premium");
+  const Device browser;
+  const auto webcrypto = mint::ec_key();
+  const auto dpop = jose::EcPublicKey::from_sec1(mint::point_of(webcrypto.get())).value();
+  const auto jkt = dpop.thumbprint();
+  // Before any device is enrolled: a challenge committed to a key, sent without the key.
+  const auto c3 = challenge();
+  ledger::Bytes raw3;
+  ASSERT_TRUE(jose::base64url_decode(c3, raw3));
+  raw3.insert(raw3.end(), jkt.begin(), jkt.end());
+  const auto committed3 = ledger::crypto::sha256(raw3);
+  EXPECT_EQ(reason_of(activate(browser.attest(ca_, jose::base64url_encode(ledger::ByteView(
+                                                       committed3.data(), committed3.size()))))),
+            "wrong_challenge")
+      << "a challenge committed to a key, without the key";
+  const auto c = challenge();
+  ledger::Bytes raw;
+  ASSERT_TRUE(jose::base64url_decode(c, raw));
+  raw.insert(raw.end(), jkt.begin(), jkt.end());
+  const auto committed = ledger::crypto::sha256(raw);
+  auto body = browser.attest(
+      ca_, jose::base64url_encode(ledger::ByteView(committed.data(), committed.size())));
+  body["dpopJwk"] = dpop.jwk("");
+  body["dpopJwk"].erase("kid");
+  const auto started = activate(body);
+  ASSERT_EQ(started.status, 201u) << started.body;
+  EXPECT_EQ(
+      verifier_->verify(data_of(started)["sessionToken"].get<std::string>()).value().claims.cnf_jkt,
+      jkt);
+
+  // The plain challenge with a dpopJwk, or the committed one without: refused.
+  const auto c2 = challenge();
+  auto plain = browser.attest(ca_, c2);
+  plain["dpopJwk"] = body["dpopJwk"];
+  EXPECT_EQ(reason_of(activate(plain)), "wrong_challenge");
+}
+
+// ---- Every request signed (000 FR-02, FR-03, FR-05; 001 /validate, /end) ----
+
+// A browser in exclusive mode: a WebCrypto key signs the proofs, bound through the challenge.
+class SignedRequests : public ExclusiveRoutes {
+ protected:
+  void SetUp() override {
+    start();
+    ASSERT_NO_FATAL_FAILURE(sign_in("eve@example.com"));
+    grant("premium");
+    key_ = std::make_unique<jose::SigningKey>(jose::SigningKey::generate().value());
+    ASSERT_NO_FATAL_FAILURE(new_session());
+  }
+  // An activation of the same device and key: a new session token.
+  void new_session() {
+    const auto& pub = key_->public_key();
+    jwk_ = json{{"kty", "EC"},
+                {"crv", "P-256"},
+                {"x", jose::base64url_encode(ledger::ByteView(pub.x().data(), pub.x().size()))},
+                {"y", jose::base64url_encode(ledger::ByteView(pub.y().data(), pub.y().size()))}};
+    const auto jkt = pub.thumbprint();
+    ledger::Bytes raw;
+    ASSERT_TRUE(jose::base64url_decode(challenge(), raw));
+    raw.insert(raw.end(), jkt.begin(), jkt.end());
+    const auto committed = ledger::crypto::sha256(raw);
+    auto body = device_.attest(
+        ca_, jose::base64url_encode(ledger::ByteView(committed.data(), committed.size())));
+    body["dpopJwk"] = jwk_;
+    const auto started = activate(body);
+    ASSERT_EQ(started.status, 201u) << started.body;
+    session_token_ = data_of(started)["sessionToken"];
+  }
+  // A proof of this key for `method path` now, with `jti`.
+  std::string proof(const std::string& jti,
+                    const std::string& path = "/v1/secure/exclusive/validate",
+                    const std::string& method = "POST", std::optional<std::int64_t> iat = {},
+                    const jose::SigningKey* key = nullptr, const std::string& token = "") const {
+    const json header{{"typ", "dpop+jwt"}, {"alg", "ES256"}, {"jwk", jwk_}};
+    const json claims{{"jti", jti},
+                      {"htm", method},
+                      {"htu", std::string(kOrigin) + path},
+                      {"iat", iat.value_or(clock_.now_micros() / 1'000'000)},
+                      {"ath", dpop::ath_of(token.empty() ? session_token_ : token)}};
+    return jose::jws_sign_es256(key != nullptr ? *key : *key_, header.dump(), claims.dump())
+        .value();
+  }
+  Response signed_call(const std::string& path, const std::string& dpop_header,
+                       const json& body = json{{"action", "transfer"},
+                                               {"payload", {{"amount", 5}}}},
+                       const std::string& scheme = "DPoP") {
+    Request r;
+    r.method = "POST";
+    r.path = path;
+    r.headers["authorization"] = scheme + " " + session_token_;
+    if (!dpop_header.empty()) r.headers["dpop"] = dpop_header;
+    r.headers["content-type"] = "application/json";
+    r.body = body.dump();
+    r.request_id = "req-s";
+    r.peer = "192.0.2.1";
+    r.scheme = "https";
+    return dispatch(std::move(r));
+  }
+  Response validate(const std::string& jti) {
+    return signed_call("/v1/secure/exclusive/validate", proof(jti));
+  }
+  // The reasons of the ExclusiveRequestRejected events chained so far, in log order.
+  std::vector<std::string> rejections() const {
+    std::vector<std::string> out;
+    for (std::uint32_t p = 0; p < log_->partition_count(); ++p) {
+      const ledger::Partition part{p};
+      const auto records = log_->read_range(part, ledger::Seq{0}, log_->head(part).next).value();
+      for (const auto& r : records) {
+        const auto* env = schema::GetEnvelope(r.event.data());
+        if (const auto* e = env->event_as_ExclusiveRequestRejected())
+          out.push_back(e->reason()->str());
+      }
+    }
+    return out;
+  }
+
+  Device device_;
+  std::unique_ptr<jose::SigningKey> key_;
+  json jwk_;
+  std::string session_token_;
+};
+
+TEST_F(SignedRequests, AProvenRequestIsChainedAndAnsweredWithItsReceiptFR02) {
+  const auto r = validate("jti-1");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(data_of(r)["status"], "ok");
+  EXPECT_EQ(data_of(r)["result"]["action"], "transfer");
+  const auto receipt = data_of(r)["result"]["receipt"];
+  EXPECT_EQ(receipt["hash"].get<std::string>().size(), 64u);
+  const auto seq = receipt["seq"].get<std::uint64_t>();
+  const auto records =
+      log_->read_range(ledger::Partition{receipt["partition"].get<std::uint32_t>()},
+                       ledger::Seq{seq}, ledger::Seq{seq + 1})
+          .value();
+  ASSERT_EQ(records.size(), 1u) << "the receipt names a record of the log";
+  const auto& stored = records[0];
+  EXPECT_EQ(ledger::to_hex(ledger::ByteView(stored.hash.data(), stored.hash.size())),
+            receipt["hash"]);
+  const auto* env = schema::GetEnvelope(stored.event.data());
+  ASSERT_EQ(env->event_type(), schema::Event::ExclusiveActionValidated);
+  EXPECT_EQ(env->event_as_ExclusiveActionValidated()->dpop_jti()->str(), "jti-1");
+  EXPECT_EQ(
+      signed_call("/v1/secure/exclusive/validate", proof("jti-b"), json{{"action", "x"}}, "Bearer")
+          .status,
+      200u)
+      << "spec 001: Bearer is accepted as the scheme too, never without a proof";
+}
+
+TEST_F(SignedRequests, AReplayedProofIsRefusedAndChainedFR03) {
+  const auto p = proof("jti-1");
+  ASSERT_EQ(signed_call("/v1/secure/exclusive/validate", p).status, 200u);
+  const auto again = signed_call("/v1/secure/exclusive/validate", p);
+  ASSERT_EQ(again.status, 409u) << again.body;
+  EXPECT_EQ(error_of(again)["code"], "replay_detected");
+  clock_.advance_micros(10 * kSecond);
+  EXPECT_EQ(signed_call("/v1/secure/exclusive/validate", proof("jti-1")).status, 409u)
+      << "the same jti in a fresh proof is a replay too";
+  EXPECT_EQ(validate("jti-2").status, 200u);
+  const auto chained = rejections();
+  EXPECT_EQ(std::count(chained.begin(), chained.end(), "replay_detected"), 2);
+}
+
+TEST_F(SignedRequests, EachSpoofIsRefusedAndChainedWithItsReasonFR02FR05) {
+  const auto reason = [&](const Response& r) {
+    EXPECT_EQ(r.status, 401u) << r.body;
+    return r.status == 401u ? error_of(r)["details"]["reason"].get<std::string>() : "";
+  };
+  const auto other = jose::SigningKey::generate().value();
+  EXPECT_EQ(reason(signed_call("/v1/secure/exclusive/validate", "")), "missing_proof");
+  EXPECT_EQ(reason(signed_call("/v1/secure/exclusive/validate",
+                               proof("a", "/v1/secure/exclusive/validate", "POST", {}, &other))),
+            "bad_signature")
+      << "a proof signed by another key under this key's jwk";
+  EXPECT_EQ(
+      reason(signed_call("/v1/secure/exclusive/validate", proof("b", "/v1/secure/exclusive/end"))),
+      "htu_mismatch");
+  EXPECT_EQ(reason(signed_call("/v1/secure/exclusive/validate",
+                               proof("c", "/v1/secure/exclusive/validate", "GET"))),
+            "htm_mismatch");
+  EXPECT_EQ(reason(signed_call("/v1/secure/exclusive/validate",
+                               proof("d", "/v1/secure/exclusive/validate", "POST",
+                                     clock_.now_micros() / 1'000'000 - 31))),
+            "iat_too_old");
+  EXPECT_EQ(reason(signed_call(
+                "/v1/secure/exclusive/validate",
+                proof("e", "/v1/secure/exclusive/validate", "POST", {}, nullptr, "another-token"))),
+            "ath_mismatch");
+  EXPECT_EQ(reason(signed_call("/v1/secure/exclusive/validate", proof("f") + ", " + proof("g"))),
+            "malformed")
+      << "two DPoP headers (joined by the server) are refused";
+  // Another key entirely (its own jwk): the thumbprint is not the session's cnf.jkt.
+  const json header{{"typ", "dpop+jwt"},
+                    {"alg", "ES256"},
+                    {"jwk", [&] {
+                       const auto& pub = other.public_key();
+                       return json{
+                           {"kty", "EC"},
+                           {"crv", "P-256"},
+                           {"x", jose::base64url_encode(ledger::ByteView(pub.x().data(), 32))},
+                           {"y", jose::base64url_encode(ledger::ByteView(pub.y().data(), 32))}};
+                     }()}};
+  const json claims{{"jti", "h"},
+                    {"htm", "POST"},
+                    {"htu", std::string(kOrigin) + "/v1/secure/exclusive/validate"},
+                    {"iat", clock_.now_micros() / 1'000'000},
+                    {"ath", dpop::ath_of(session_token_)}};
+  EXPECT_EQ(reason(signed_call("/v1/secure/exclusive/validate",
+                               jose::jws_sign_es256(other, header.dump(), claims.dump()).value())),
+            "jkt_mismatch");
+  // 000 FR-05: every spoof was chained with its reason.
+  const auto chained = rejections();
+  for (const char* r :
+       {"spoof_attempt:missing_proof", "spoof_attempt:bad_signature", "spoof_attempt:htu_mismatch",
+        "spoof_attempt:htm_mismatch", "spoof_attempt:iat_too_old", "spoof_attempt:ath_mismatch",
+        "spoof_attempt:jkt_mismatch", "spoof_attempt:malformed"}) {
+    EXPECT_NE(std::find(chained.begin(), chained.end(), r), chained.end()) << r;
+  }
+  // An ordinary access token is no session token.
+  session_token_ = token_;
+  EXPECT_EQ(signed_call("/v1/secure/exclusive/validate", proof("i")).status, 401u);
+  EXPECT_EQ(error_of(signed_call("/v1/secure/exclusive/validate", proof("i")))["code"],
+            "invalid_token");
+}
+
+// 000/001: the idle window (10 minutes in this fixture, --exclusive-idle; 30 by default) without
+// a validated request locks the session: 423, and it stays locked; the user activates again.
+TEST_F(SignedRequests, AnIdleSessionLocksWith423AndStaysLocked) {
+  ASSERT_EQ(validate("a").status, 200u);
+  clock_.advance_micros(10 * kMinute - kSecond);
+  ASSERT_EQ(validate("b").status, 200u) << "just inside the window";
+  clock_.advance_micros(10 * kMinute);
+  const auto locked = validate("c");
+  ASSERT_EQ(locked.status, 423u) << locked.body;
+  EXPECT_EQ(error_of(locked)["code"], "reauth_required");
+  EXPECT_EQ(validate("d").status, 423u) << "locked for good";
+  ASSERT_NO_FATAL_FAILURE(new_session());
+  EXPECT_EQ(validate("e").status, 200u) << "a new activation opens a new session";
+}
+
+// 001 /end: the session token stops working at once; the token's own expiry (30 min) ends it too.
+TEST_F(SignedRequests, EndStopsTheTokenAtOnceAndItExpiresAfterThirtyMinutes) {
+  ASSERT_EQ(validate("a").status, 200u);
+  const auto ended =
+      signed_call("/v1/secure/exclusive/end", proof("e", "/v1/secure/exclusive/end"));
+  ASSERT_EQ(ended.status, 200u) << ended.body;
+  EXPECT_EQ(data_of(ended)["status"], "ended");
+  const auto after = validate("f");
+  EXPECT_EQ(after.status, 401u) << after.body;
+  EXPECT_EQ(error_of(after)["code"], "invalid_token");
+
+  ASSERT_NO_FATAL_FAILURE(new_session());
+  for (int i = 0; i < 3; ++i) {
+    clock_.advance_micros(9 * kMinute);
+    ASSERT_EQ(validate("g" + std::to_string(i)).status, 200u) << i;
+  }
+  clock_.advance_micros(3 * kMinute);
+  EXPECT_EQ(validate("h").status, 401u) << "30 minutes after activation";
+}
+
+// API.md status: the toggle's state and countdown, from the projections.
+TEST_F(SignedRequests, StatusShowsTheActiveSessionAndItsCountdowns) {
+  const auto before = call("GET", "/v1/secure/exclusive/status", nullptr, token_);
+  ASSERT_EQ(before.status, 200u) << before.body;
+  EXPECT_EQ(data_of(before)["available"], true);
+  EXPECT_EQ(data_of(before)["premium"], true);
+  EXPECT_EQ(data_of(before)["active"], true);
+  const auto activated = clock_.now_micros();
+  EXPECT_EQ(data_of(before)["expiresAt"], format_rfc3339(activated + 30 * kMinute));
+  EXPECT_EQ(data_of(before)["idleLockAt"], format_rfc3339(activated + 10 * kMinute));
+  clock_.advance_micros(4 * kMinute);
+  ASSERT_EQ(validate("a").status, 200u);
+  EXPECT_EQ(data_of(call("GET", "/v1/secure/exclusive/status", nullptr, token_))["idleLockAt"],
+            format_rfc3339(clock_.now_micros() + 10 * kMinute))
+      << "a validated request moves the idle lock";
+  clock_.advance_micros(10 * kMinute);
+  EXPECT_EQ(data_of(call("GET", "/v1/secure/exclusive/status", nullptr, token_))["active"], false)
+      << "idle past the window";
+  grant("premium", false);
+  const auto revoked = data_of(call("GET", "/v1/secure/exclusive/status", nullptr, token_));
+  EXPECT_EQ(revoked["available"], false);
+  EXPECT_EQ(revoked["reason"], "not_premium");
+  EXPECT_EQ(revoked["premium"], false) << "a revocation shows at once";
+}
+
+// 001: at most N validations per user per second (5 in this fixture, --exclusive-rate; 100 by
+// default), then 429 with Retry-After; refusals for the rate are not chained.
+TEST_F(SignedRequests, ValidationsBeyondTheRatePerSecondWait) {
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(validate("r" + std::to_string(i)).status, 200u) << i;
+  const auto limited = validate("r5");
+  ASSERT_EQ(limited.status, 429u) << limited.body;
+  EXPECT_EQ(header(limited, "Retry-After"), "1");
+  clock_.advance_micros(kSecond);
+  EXPECT_EQ(validate("r6").status, 200u);
 }
 
 }  // namespace

@@ -541,6 +541,12 @@ TEST_F(LedgerApiTest, EachRouteAdmitsWhatItsRuleInTheRouteTableSays) {
         EXPECT_EQ(status(m, r, service), 200u) << m << " " << r;
         EXPECT_EQ(status(m, r, op_admin), 200u) << m << " " << r;
         break;
+      case Access::device:
+        // A bearer token of any kind never passes a device route's rule.
+        for (const auto* t : {&user, &user_admin, &service, &op_admin}) {
+          EXPECT_EQ(status(m, r, *t), 403u) << m << " " << r;
+        }
+        break;
     }
   }
   // A route the table does not know is closed to everyone.

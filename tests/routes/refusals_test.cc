@@ -41,6 +41,12 @@ TEST(Refusals, EveryRefusalHasTheStatusAndCodeOfApiMd) {
       {Refused::no_account, 404, "not_found"},
       {Refused::not_found, 404, "not_found"},
       {Refused::reauth_required, 403, "reauth_required"},
+      {Refused::not_premium, 403, "not_premium"},
+      {Refused::attestation_failed, 401, "attestation_failed"},
+      {Refused::device_unsupported, 400, "device_unsupported"},
+      {Refused::spoof_attempt, 401, "spoof_attempt"},
+      {Refused::replay_detected, 409, "replay_detected"},
+      {Refused::exclusive_locked, 423, "reauth_required"},
   };
   for (const auto& e : expected) {
     const auto error = to_api_error(Refusal(e.why));
@@ -48,6 +54,20 @@ TEST(Refusals, EveryRefusalHasTheStatusAndCodeOfApiMd) {
     EXPECT_EQ(error.code, e.code) << identity::to_string(e.why);
     EXPECT_FALSE(error.message.empty()) << identity::to_string(e.why);
   }
+}
+
+// 000 FR-09 and API.md: an unsupported device is told why, what would do, and where to read.
+TEST(Refusals, AnUnsupportedDeviceGetsItsReasonGuidanceAndUpgradeLink) {
+  Refusal r(Refused::device_unsupported);
+  r.reason = "key_unsupported";
+  r.url = "https://id.example.com/help/devices";
+  const auto e = to_api_error(r);
+  EXPECT_EQ(e.details["reason"], "key_unsupported");
+  EXPECT_EQ(e.details["upgradeUrl"], "https://id.example.com/help/devices");
+  EXPECT_NE(e.details["guidance"].get<std::string>().find("P-256"), std::string::npos);
+  Refusal failed(Refused::attestation_failed);
+  failed.reason = "user_not_verified";
+  EXPECT_EQ(to_api_error(failed).details["reason"], "user_not_verified");
 }
 
 TEST(Refusals, ALockSaysWhenItEndsOrThatOnlyAnAdminEndsItFR012) {

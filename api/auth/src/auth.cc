@@ -149,9 +149,10 @@ ApiResult<Principal> Authenticator::authenticate(const Request& request, Access 
                              "this request needs a CSRF token from GET /v1/auth/csrf and must come "
                              "from this site"));
   }
+  // A device route is never satisfied by a bearer token (RouteRegistry::device_signed).
   const bool role_ok = access == Access::admin    ? p.has_role("admin")
                        : access == Access::ingest ? p.has_role("admin") || p.has_role("service")
-                                                  : true;
+                                                  : access != Access::device;
   if (!role_ok) {
     return reject({403, "forbidden", "this operation needs another role"}, "forbidden_role");
   }

@@ -12,6 +12,7 @@ constexpr Access kAnyone = Access::anyone;
 constexpr Access kUser = Access::user;
 constexpr Access kAdmin = Access::admin;
 constexpr Access kIngest = Access::ingest;
+constexpr Access kDevice = Access::device;
 
 // Sorted by path. A new route needs its line here, or ledgerd refuses to start.
 constexpr std::array kRules = {
@@ -42,11 +43,18 @@ constexpr std::array kRules = {
     RouteRule{"POST", "/v1/events", kIngest},
     RouteRule{"GET", "/v1/me", kUser},
     RouteRule{"DELETE", "/v1/me", kUser},
+    RouteRule{"GET", "/v1/me/devices", kUser},
+    RouteRule{"DELETE", "/v1/me/devices/{id}", kUser},
     RouteRule{"GET", "/v1/me/export", kUser},
     RouteRule{"GET", "/v1/me/sessions", kUser},
     RouteRule{"POST", "/v1/secrets", kUser},
     RouteRule{"POST", "/v1/secrets/{id}/check-in", kUser},
     RouteRule{"POST", "/v1/secrets/{id}/reveal-share", kUser},
+    RouteRule{"POST", "/v1/secure/exclusive/challenge", kUser},
+    RouteRule{"POST", "/v1/secure/exclusive/end", kDevice},
+    RouteRule{"POST", "/v1/secure/exclusive/start", kUser},
+    RouteRule{"GET", "/v1/secure/exclusive/status", kUser},
+    RouteRule{"POST", "/v1/secure/exclusive/validate", kDevice},
 };
 
 }  // namespace
@@ -71,6 +79,8 @@ std::string_view to_string(Access a) {
       return "admin";
     case Access::ingest:
       return "ingest";
+    case Access::device:
+      return "device";
   }
   return "unknown";
 }

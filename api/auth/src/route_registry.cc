@@ -24,10 +24,51 @@ void RouteRegistry::open_to_all(std::string method, std::string path, OpenToAll 
       exec);
 }
 
+void RouteRegistry::device_signed(std::string method, std::string path, DeviceSigned handler,
+                                  Exec exec) {
+  const auto rule = access_of(method, path);
+  if (rule && *rule != Access::device) {
+    errors_.push_back(method + " " + path + " is registered device-signed but its rule is " +
+                      std::string(to_string(*rule)));
+  }
+  guarded_.emplace(method, path);
+  router_.add(
+      std::move(method), std::move(path),
+      [handler = std::move(handler)](const Request& req) -> Response {
+        const auto* authorization = req.header("authorization");
+        const auto* proof = req.header("dpop");
+        std::string_view token;
+        if (authorization != nullptr) {
+          const std::string_view value(*authorization);
+          const auto space = value.find(' ');
+          std::string scheme(value.substr(0, space));
+          for (auto& ch : scheme)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          if (space != std::string_view::npos && (scheme == "dpop" || scheme == "bearer")) {
+            token = value.substr(space + 1);
+          }
+        }
+        if (token.empty()) {
+          ApiError e{401, "invalid_token",
+                     "this route needs the session token (Authorization: DPoP)"};
+          e.headers.emplace_back("WWW-Authenticate", "DPoP algs=\"ES256\"");
+          return e;
+        }
+        // A missing proof, or two (the server joins a repeated header with ", ", which no JWS
+        // holds), reach the commands, which refuse and chain them under the token's user.
+        return handler(req, DeviceCredentials{token, proof != nullptr ? std::string_view(*proof)
+                                                                      : std::string_view()});
+      },
+      exec);
+}
+
 void RouteRegistry::guarded(std::string method, std::string path, Guarded handler, Exec exec) {
   const auto rule = access_of(method, path);
   if (rule && *rule == Access::anyone) {
     errors_.push_back(method + " " + path + " is registered guarded but its rule is anyone");
+  }
+  if (rule && *rule == Access::device) {
+    errors_.push_back(method + " " + path + " is a device route: register it device_signed");
   }
   guarded_.emplace(method, path);
   // An unknown rule denies everyone (the start-up check reports it too).

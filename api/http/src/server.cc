@@ -861,7 +861,13 @@ struct HttpServer::Impl {
       for (const auto& f : msg) {
         std::string name(f.name_string());
         for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        req.headers[name] = std::string(f.value());
+        // A repeated field is one list (RFC 9110 §5.3), never "the last one wins": a second
+        // DPoP proof or Authorization then fails their checks instead of hiding the first.
+        auto [it, fresh] = req.headers.try_emplace(name, std::string(f.value()));
+        if (!fresh) {
+          it->second += name == "cookie" ? "; " : ", ";
+          it->second.append(f.value().data(), f.value().size());
+        }
       }
       req.body = std::move(msg.body());
       req.peer = peer;

@@ -54,6 +54,18 @@ std::string_view to_string(Refused why) {
       return "not_found";
     case Refused::reauth_required:
       return "reauth_required";
+    case Refused::not_premium:
+      return "not_premium";
+    case Refused::attestation_failed:
+      return "attestation_failed";
+    case Refused::device_unsupported:
+      return "device_unsupported";
+    case Refused::spoof_attempt:
+      return "spoof_attempt";
+    case Refused::replay_detected:
+      return "replay_detected";
+    case Refused::exclusive_locked:
+      return "exclusive_locked";
   }
   return "unknown";
 }

@@ -104,6 +104,36 @@ ApiError to_api_error(const identity::Refusal& r) {
       return {403, "reauth_required",
               "this operation needs a re-authentication within the last 5 minutes",
               json{{"reauthUrl", "/v1/auth/reauth"}}};
+    case Refused::not_premium:
+      return {403, "not_premium", "exclusive mode needs a premium subscription"};
+    case Refused::attestation_failed:
+      return {401, "attestation_failed",
+              "the device attestation could not be verified; get a new challenge and try again",
+              json{{"reason", r.reason}}};
+    case Refused::device_unsupported:
+      // 000 FR-09: no silent failure; say what is missing and where to read about devices.
+      return {400,
+              "device_unsupported",
+              "this device cannot hold an exclusive-mode key",
+              {{"reason", r.reason},
+               {"guidance",
+                "exclusive mode needs a device with a hardware-backed P-256 (ES256) key and "
+                "a biometric or PIN: a recent phone (Secure Enclave, Android Keystore) or a "
+                "platform authenticator"},
+               {"upgradeUrl", r.url}}};
+    case Refused::spoof_attempt: {
+      ApiError e{401, "spoof_attempt", "the request's proof of possession does not check out",
+                 json{{"reason", r.reason}}};
+      e.headers.emplace_back("WWW-Authenticate",
+                             "DPoP algs=\"ES256\", error=\"invalid_dpop_proof\"");
+      return e;
+    }
+    case Refused::replay_detected:
+      return {409, "replay_detected", "this proof was already used; sign a new one"};
+    case Refused::exclusive_locked:
+      return {423, "reauth_required",
+              "the exclusive session was idle for too long and is locked; activate again",
+              json{{"startUrl", "/v1/secure/exclusive/challenge"}}};
   }
   return {500, "internal_error", "the request could not be completed"};
 }

@@ -23,7 +23,10 @@
 
 namespace sechex::api {
 
-enum class Access { anyone, user, admin, ingest };
+// device: an exclusive-mode session, a key-bound token with a DPoP proof per request
+// (RouteRegistry::device_signed; the proof is checked by the exclusive commands, on the user's
+// partition, because its replay check must be atomic with recording it).
+enum class Access { anyone, user, admin, ingest, device };
 
 struct RouteRule {
   std::string_view method;

@@ -42,6 +42,19 @@ class RouteRegistry {
   // authenticated first when it presents a credential, so no handler authenticates by itself.
   void open_to_all(std::string method, std::string path, OpenToAll handler, Exec exec = Exec::io);
 
+  // A device route (Access::device): the request must present a session token (Authorization:
+  // DPoP or Bearer), else 401 before the handler runs; the handler gets it with the DPoP header
+  // (empty when absent) and must have both checked by the exclusive commands (exclusive.h),
+  // which verify the token's cnf.jkt, the proof (exactly one), and its replay on the user's
+  // partition, chaining every refusal.
+  struct DeviceCredentials {
+    std::string_view token;
+    std::string_view proof;
+  };
+  using DeviceSigned = std::function<Response(const Request&, const DeviceCredentials&)>;
+  void device_signed(std::string method, std::string path, DeviceSigned handler,
+                     Exec exec = Exec::io);
+
   // What is wrong, one sentence each: a route registered here against its rule (no rule, open
   // but restricted, guarded but open), a route of the router that has no rule or is restricted
   // but was not registered here, a rule whose route is not served. Empty when all agree.

@@ -108,6 +108,12 @@ enum class Refused {
   no_account,           // the account a token names is gone
   not_found,            // no such user or secret
   reauth_required,      // no step-up grant for this session and token
+  not_premium,          // exclusive mode: the account lacks the premium role
+  attestation_failed,   // exclusive mode: `reason` (webauthn.h reason_code)
+  device_unsupported,   // exclusive mode: `reason`, `url` (where to read about devices)
+  spoof_attempt,        // exclusive mode: a DPoP proof that does not check out (`reason`)
+  replay_detected,      // exclusive mode: a proof's jti seen within 5 minutes
+  exclusive_locked,     // exclusive mode: 30 minutes without a validated request; start again
 };
 
 // The stable snake_case name of a refusal (for logs).
@@ -126,6 +132,8 @@ struct Refusal {
   PasswordCheck password_check;    // weak_password
   PasswordPolicy policy;           // weak_password
   Link link = Link::verify_email;  // link_invalid, link_expired
+  std::string reason;              // attestation_failed, device_unsupported
+  std::string url;                 // device_unsupported: the upgrade guidance
 
   Refusal() = default;
   Refusal(Refused w) : why(w) {}  // NOLINT(google-explicit-constructor): `return Refused::x;`

@@ -1,0 +1,147 @@
+// Exclusive mode activation (specs 000, 001; API.md "Exclusive mode"): a premium user gets a
+// single-use challenge, proves a hardware key with a WebAuthn attestation made over it and a
+// user-verification gesture, and receives a 30-minute session token bound to that key by
+// cnf.jkt. Devices are enrolled by their first activation and removed by their owner.
+//
+//   challenge  ExclusiveChallengeIssued: 32 random bytes, base64url, 5 minutes, bound to the
+//              user; its keyed hash is the lookup key and the bytes are sealed under the user's
+//              key (a browser's WebAuthn challenge is SHA-256(challenge || jkt of dpopJwk)).
+//   start      in this order: premium; the request's encodings; a new device while another is
+//              enrolled needs a step-up grant (reauth_required before the challenge is spent);
+//              then on the user's partition: the outstanding challenge, check_registration
+//              (type, challenge, origin, RP, UP, UV, ES256 key) and the attestation statement
+//              (webauthn.h verify_attestation with the configured roots). A refusal after the
+//              challenge is found spends it (ExclusiveRequestRejected names its hash) and says
+//              why in `reason`; success records ExclusiveActivated (device id, key thumbprint,
+//              sealed key and name, format, aaguid, chain fingerprint) and issues the token.
+//
+// Refusals (commands.h): not_premium; attestation_failed (reason: webauthn.h reason_code) or
+// device_unsupported (reason, and `url` for the upgrade guidance); reauth_required; not_found
+// for another user's or an unknown device; unavailable / not_owner as every command.
+//
+// Lifecycle and thread-safety: as IdentityCommands, whose step-up grants it checks; both, the
+// trust store and the clock must outlive it. Calls may come from any thread.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/crypto/webauthn.h"
+#include "api/identity/commands.h"
+#include "projections/exclusive.h"
+
+namespace sechex::api::identity {
+
+struct ExclusiveConfig {
+  std::string origin;  // the server's origin (scheme://host[:port] of --public-url)
+  std::string rp_id;   // --rp-id (default: the host of --public-url)
+  const webauthn::TrustStore* roots = nullptr;  // --attestation-roots; none: every chain fails
+  bool allow_self_attestation = false;          // --allow-self-attestation (development)
+  std::optional<std::int64_t> verify_at;        // tests only: pinned certificate time (Unix s)
+  Micros challenge_ttl = std::chrono::minutes{5};
+  Micros session_ttl = std::chrono::minutes{30};
+  Micros idle = std::chrono::minutes{30};  // --exclusive-idle: no validated request -> locked
+  // --exclusive-rate: validations per user per second. It also bounds the replay cache: at most
+  // rate x 300 proofs of a user are remembered (30,000 at 100/s; 000 FR-03).
+  std::uint32_t rate_per_second = 100;
+  // The URL proofs name is public_url + path (never built from the request's Host).
+  std::string public_url;
+  std::string upgrade_url;  // details.upgradeUrl of device_unsupported
+};
+
+// What the client sends to start (API.md): the attestation object and clientDataJSON, both
+// base64url, an optional device name, and a browser's DPoP public key (a JWK) when the
+// attested credential does not sign the proofs itself.
+struct StartRequest {
+  std::string_view attestation;  // base64url
+  std::string_view client_data;  // base64url
+  std::optional<std::string> device_name;
+  std::optional<nlohmann::json> dpop_jwk;
+};
+
+// A request of an exclusive session as it arrived: its session token (Authorization: DPoP or
+// Bearer), its DPoP header (exactly one, else empty), its method and path.
+struct SignedRequest {
+  std::string_view token;
+  std::string_view proof;
+  std::string_view method;
+  std::string_view path;
+};
+
+class ExclusiveCommands {
+ public:
+  ExclusiveCommands(CommandDeps deps, const IdentityCommands& identity,
+                    const jose::TokenVerifier& verifier, ExclusiveConfig config);
+
+  struct Challenge {
+    std::string challenge;  // base64url of 32 random bytes
+    std::int64_t expires_in_seconds = 0;
+  };
+  Outcome<Challenge> challenge(const Caller& c, const UserId& user);
+
+  struct Started {
+    jose::IssuedToken session_token;  // cnf.jkt = the device key's thumbprint
+    std::string device_id;
+    std::int64_t expires_in_seconds = 0;
+  };
+  Outcome<Started> start(const Caller& c, const UserId& user, const SessionId& session,
+                         ReauthToken reauth, const StartRequest& request);
+
+  // The user's enrolled devices, oldest first, names opened.
+  struct Device {
+    projections::DeviceRow row;
+    std::optional<std::string> name;
+  };
+  Outcome<std::vector<Device>> devices(const UserId& user) const;
+  // ExclusiveDeviceRemoved: the device's sessions end at once.
+  Outcome<void> remove_device(const Caller& c, const UserId& user, std::string_view device_id);
+
+  // What the toggle and its countdown show (GET /v1/secure/exclusive/status): whether the user
+  // may start (premium; the exclusive_mode flag is enabled for everyone until an admin sets
+  // it), and the newest active session: its device, token expiry and idle lock time.
+  struct Status {
+    bool available = false;
+    std::string reason;  // "not_premium" when not available
+    bool premium = false;
+    std::optional<projections::ExclusiveSessionRow> session;
+    TimePoint idle_lock_at;  // session only
+  };
+  Outcome<Status> status(const UserId& user, TimePoint now) const;
+
+  // ---- Every request signed (000 FR-02, FR-03, FR-05; 001 /validate, /end) ----
+  // The token must verify and carry cnf.jkt; the proof must pass dpop::verify_proof against it
+  // (else spoof_attempt, chained as ExclusiveRequestRejected with the reason); then on the
+  // user's partition: the session active (else invalid_token), not idle for `idle` (else
+  // ExclusiveLocked and exclusive_locked), the jti not seen within 5 minutes (else
+  // replay_detected, chained), at most `rate_per_second` validations per second (else
+  // rate_limited with retry_after_seconds).
+  struct Validated {
+    std::string action;
+    TimePoint recorded_at;
+    ledger::Position position;
+    ledger::Hash hash{};
+  };
+  Outcome<Validated> validate(const Caller& c, const SignedRequest& request,
+                              std::string_view action, std::string_view payload_json);
+  // ExclusiveEnded: the token stops working at once.
+  Outcome<void> end(const Caller& c, const SignedRequest& request);
+
+ private:
+  Outcome<void> require_premium(const UserId& user) const;
+  struct Proven {
+    jose::AccessClaims claims;
+    std::string jti;
+  };
+  // The token and proof checks that need no projection; a spoof is chained before refusing.
+  Outcome<Proven> prove(const Caller& c, const SignedRequest& request);
+
+  CommandDeps d_;
+  const IdentityCommands& identity_;
+  const jose::TokenVerifier& verifier_;
+  ExclusiveConfig exclusive_;
+  CommandConfig config_;
+};
+
+}  // namespace sechex::api::identity

@@ -1,0 +1,426 @@
+#include "api/identity/exclusive.h"
+
+#include <algorithm>
+
+#include "api/crypto/dpop.h"
+#include "command_context.h"
+#include "ledger/crypto.h"
+#include "projections/rate_limits.h"
+#include "projections/replay_cache.h"
+#include "projections/users.h"
+
+namespace sechex::api::identity {
+
+using namespace detail;
+
+namespace {
+
+constexpr const char* kChallengePurpose = "exclusive_challenge";
+
+// The WebAuthn challenge a client must have signed over: the challenge itself, or for a
+// browser with a DPoP key, SHA-256(challenge bytes || the key's RFC 7638 thumbprint as text).
+std::string expected_challenge(const ledger::Bytes& raw, const std::optional<std::string>& jkt) {
+  if (!jkt) return jose::base64url_encode(ledger::ByteView(raw));
+  ledger::Bytes input(raw);
+  input.insert(input.end(), jkt->begin(), jkt->end());
+  const auto h = ledger::crypto::sha256(input);
+  return jose::base64url_encode(ledger::ByteView(h.data(), h.size()));
+}
+
+Refusal refusal_of(const std::error_code& ec, const ExclusiveConfig& config) {
+  Refusal r(webauthn::device_unsupported(ec) ? Refused::device_unsupported
+                                             : Refused::attestation_failed);
+  r.reason = std::string(webauthn::reason_code(ec));
+  if (r.why == Refused::device_unsupported) r.url = config.upgrade_url;
+  return r;
+}
+
+// What start learns before it takes the partition: the parsed data, the key that will sign the
+// proofs and the statement's verdict (it needs no projection, so no lock is held for it).
+struct Presented {
+  webauthn::ClientData client;
+  webauthn::AttestationObject object;
+  jose::EcPublicKey signing_key;
+  std::string jkt;
+  std::optional<std::string> dpop_jkt;  // set when a browser's DPoP key signs the proofs
+  Result<webauthn::Attested> statement = webauthn::Attested{};
+};
+
+Outcome<Presented> read_request(const StartRequest& req, const ExclusiveConfig& config,
+                                TimePoint now) {
+  ledger::Bytes attestation, client_data;
+  if (!jose::base64url_decode(req.attestation, attestation) ||
+      !jose::base64url_decode(req.client_data, client_data)) {
+    Refusal r(Refused::attestation_failed);
+    r.reason = "bad_encoding";
+    return r;
+  }
+  auto client = webauthn::parse_client_data(
+      std::string_view(reinterpret_cast<const char*>(client_data.data()), client_data.size()));
+  if (!client) return refusal_of(client.error(), config);
+  auto object = webauthn::parse_attestation_object(attestation);
+  if (!object) return refusal_of(object.error(), config);
+  const auto& credential = object.value().parsed.credential;
+  if (!credential || !credential->key.es256) {
+    return refusal_of(webauthn::AttestationErrc::key_unsupported, config);
+  }
+  std::optional<jose::EcPublicKey> dpop;
+  if (req.dpop_jwk) {
+    auto key = jose::EcPublicKey::from_jwk(*req.dpop_jwk);
+    if (!key) {
+      Refusal r(Refused::attestation_failed);
+      r.reason = "bad_dpop_jwk";
+      return r;
+    }
+    dpop = std::move(key).value();
+  }
+  const auto signing_key = dpop ? *dpop : *credential->key.es256;
+  const auto hash = ledger::crypto::sha256(client_data);
+  webauthn::AttestationPolicy policy{
+      config.roots, config.allow_self_attestation,
+      config.verify_at
+          ? config.verify_at
+          : std::optional<std::int64_t>(
+                std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count())};
+  Presented out{std::move(client).value(),
+                std::move(object).value(),
+                signing_key,
+                signing_key.thumbprint(),
+                std::nullopt,
+                webauthn::Attested{}};
+  if (dpop) out.dpop_jkt = out.jkt;
+  out.statement =
+      webauthn::verify_attestation(out.object, ledger::ByteView(hash.data(), hash.size()), policy);
+  return out;
+}
+
+}  // namespace
+
+ExclusiveCommands::ExclusiveCommands(CommandDeps deps, const IdentityCommands& identity,
+                                     const jose::TokenVerifier& verifier, ExclusiveConfig config)
+    : d_(std::move(deps)),
+      identity_(identity),
+      verifier_(verifier),
+      exclusive_(std::move(config)) {}
+
+Outcome<void> ExclusiveCommands::require_premium(const UserId& user) const {
+  const auto row = account_of(d_.commands.projections(), user.str());
+  if (!row || !row->active()) return Refused::no_account;
+  if (std::find(row->roles.begin(), row->roles.end(), "premium") == row->roles.end()) {
+    return Refused::not_premium;
+  }
+  return boost::outcome_v2::success();
+}
+
+Outcome<ExclusiveCommands::Challenge> ExclusiveCommands::challenge(const Caller& c,
+                                                                   const UserId& user) {
+  Context x(d_, config_, c);
+  SECHEX_TRYV(require_premium(user));
+  auto raw = ledger::crypto::random_bytes(32);
+  if (!raw) return Refused::internal;
+  const auto text = jose::base64url_encode(ledger::ByteView(raw.value()));
+  const auto hash = d_.lookup.token(kChallengePurpose, text);
+  const auto expires_at = micros_of(c.now + exclusive_.challenge_ttl);
+  SECHEX_TRYV(x.run(x.partition_of(user.str()), [&]() -> Result<Events> {
+    SECHEX_TRY(auto issued, x.event(user.str(), Actor::self(),
+                                    [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+                                      SECHEX_TRY(auto sealed, b.seal("challenge", text));
+                                      auto& f = b.fbb();
+                                      return b.finish(schema::CreateExclusiveChallengeIssued(
+                                          f, bytes(f, hash), expires_at, sealed));
+                                    }));
+    Events out;
+    out.push_back(std::move(issued));
+    return out;
+  }));
+  return Challenge{text, whole_seconds(exclusive_.challenge_ttl)};
+}
+
+Outcome<ExclusiveCommands::Started> ExclusiveCommands::start(const Caller& c, const UserId& user,
+                                                             const SessionId& session,
+                                                             ReauthToken reauth,
+                                                             const StartRequest& request) {
+  Context x(d_, config_, c);
+  SECHEX_TRYV(require_premium(user));
+  SECHEX_TRY(auto p, read_request(request, exclusive_, c.now));
+  const auto& id = user.str();
+  auto& store = x.store();
+  // A new device while another is enrolled needs a step-up, asked before the challenge is spent.
+  auto enrolled = projections::active_devices(store, id);
+  if (!enrolled) return Refused::unavailable;
+  const auto same = std::find_if(enrolled.value().begin(), enrolled.value().end(),
+                                 [&](const auto& d) { return d.thumbprint == p.jkt; });
+  const bool new_device = same == enrolled.value().end();
+  if (new_device && !enrolled.value().empty() &&
+      !identity_.reauth_granted(user, session, reauth, c.now)) {
+    return Refused::reauth_required;
+  }
+  auto device_id = new_device ? random_token(16) : Result<std::string>(same->id);
+  auto session_id = random_token(16);
+  if (!device_id || !session_id) return Refused::internal;
+  const auto device = new_device ? "dev_" + device_id.value() : device_id.value();
+  const auto xs = "xs_" + session_id.value();
+  const auto expires_at = c.now + exclusive_.session_ttl;
+
+  std::optional<Refusal> refused;
+  SECHEX_TRYV(x.run(x.partition_of(id), [&]() -> Result<Events> {
+    refused.reset();
+    SECHEX_TRY(auto challenge, projections::live_challenge(store, id, c.now));
+    if (!challenge) {
+      refused = refusal_of(webauthn::AttestationErrc::wrong_challenge, exclusive_);
+      return Events{};  // nothing outstanding to spend
+    }
+    SECHEX_TRY(auto raw_text, x.open_sealed(id, challenge->sealed, "challenge"));
+    ledger::Bytes raw;
+    if (!jose::base64url_decode(raw_text, raw)) return ledger::Errc::corruption;
+    const auto expected = expected_challenge(raw, p.dpop_jkt);
+    auto checked = webauthn::check_registration(p.client, p.object.parsed,
+                                                {expected, exclusive_.origin, exclusive_.rp_id});
+    std::error_code failure = checked ? std::error_code() : checked.error();
+    if (!failure && !p.statement) failure = p.statement.error();
+    const std::string hash(challenge->hash.begin(), challenge->hash.end());
+    Events out;
+    if (failure) {
+      refused = refusal_of(failure, exclusive_);
+      SECHEX_TRY(auto rejected, x.event(id, Actor::self(), [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateExclusiveRequestRejected(
+            f, f.CreateString(""),
+            f.CreateString(std::string(to_string(refused->why)) + ":" + refused->reason),
+            f.CreateString(""), bytes(f, hash)));
+      }));
+      out.push_back(std::move(rejected));
+      return out;
+    }
+    const auto& attested = p.statement.value();
+    const auto& aaguid = p.object.parsed.credential->aaguid;
+    SECHEX_TRY(auto activated,
+               x.event(id, Actor::self(), [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+                 const auto point = p.signing_key.sec1();
+                 SECHEX_TRY(auto key,
+                            b.seal("device_key",
+                                   std::string_view(reinterpret_cast<const char*>(point.data()),
+                                                    point.size())));
+                 flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> name = 0;
+                 if (request.device_name) {
+                   SECHEX_TRY(name, b.seal("device_name", *request.device_name));
+                 }
+                 auto& f = b.fbb();
+                 return b.finish(schema::CreateExclusiveActivated(
+                     f, f.CreateString(xs), f.CreateString(p.jkt), name,
+                     f.CreateString(p.object.fmt), micros_of(expires_at), f.CreateString(device),
+                     key, f.CreateVector(aaguid.data(), aaguid.size()),
+                     f.CreateString(attested.chain_fingerprint), bytes(f, hash),
+                     f.CreateString(attested.type)));
+               }));
+    out.push_back(std::move(activated));
+    return out;
+  }));
+  if (refused) return *refused;
+  const auto row = account_of(store, id);
+  auto token =
+      d_.issuer.issue({id, xs, row ? row->roles : std::vector<std::string>{}, false, p.jkt},
+                      std::chrono::duration_cast<std::chrono::seconds>(exclusive_.session_ttl));
+  if (!token) return Refused::internal;
+  return Started{std::move(token).value(), device, whole_seconds(exclusive_.session_ttl)};
+}
+
+Outcome<std::vector<ExclusiveCommands::Device>> ExclusiveCommands::devices(
+    const UserId& user) const {
+  auto rows = projections::active_devices(d_.commands.projections(), user.str());
+  if (!rows) return Refused::unavailable;
+  std::vector<Device> out;
+  for (auto& row : rows.value()) {
+    Device d{std::move(row), std::nullopt};
+    if (!d.row.name.empty()) {
+      auto plain =
+          d_.keys.open_field(user.str(), d.row.name.event_id, "device_name", d.row.name.sealed);
+      if (plain) d.name = std::string(plain.value().begin(), plain.value().end());
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+Outcome<void> ExclusiveCommands::remove_device(const Caller& c, const UserId& user,
+                                               std::string_view device_id) {
+  Context x(d_, config_, c);
+  const auto& id = user.str();
+  bool found = false;
+  SECHEX_TRYV(x.run(x.partition_of(id), [&]() -> Result<Events> {
+    SECHEX_TRY(auto row, projections::device_row(x.store(), id, device_id));
+    found = row && row->active;
+    if (!found) return Events{};
+    SECHEX_TRY(auto removed, x.event(id, Actor::self(), [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateExclusiveDeviceRemoved(
+          f, f.CreateString(std::string(device_id)), f.CreateString("owner")));
+    }));
+    Events out;
+    out.push_back(std::move(removed));
+    return out;
+  }));
+  if (!found) return Refused::not_found;
+  return boost::outcome_v2::success();
+}
+
+Outcome<ExclusiveCommands::Status> ExclusiveCommands::status(const UserId& user,
+                                                             TimePoint now) const {
+  const auto& store = d_.commands.projections();
+  const auto row = account_of(store, user.str());
+  if (!row || !row->active()) return Refused::no_account;
+  Status out;
+  out.premium = std::find(row->roles.begin(), row->roles.end(), "premium") != row->roles.end();
+  out.available = out.premium;
+  if (!out.available) out.reason = "not_premium";
+  auto sessions = projections::active_exclusive_sessions(store, user.str(), now);
+  if (!sessions) return Refused::unavailable;
+  for (auto& s : sessions.value()) {
+    // A session idle past the window is locked at its next request: not active any more.
+    const auto lock_at = time_from_micros(s.last_validated) + exclusive_.idle;
+    if (now >= lock_at) continue;
+    out.idle_lock_at = lock_at;
+    out.session = std::move(s);
+    break;  // newest first
+  }
+  return out;
+}
+
+// ---- Every request signed ----
+
+Outcome<ExclusiveCommands::Proven> ExclusiveCommands::prove(const Caller& c,
+                                                            const SignedRequest& request) {
+  auto verified = verifier_.verify(request.token);
+  if (!verified || verified.value().claims.cnf_jkt.empty()) return Refused::invalid_token;
+  auto claims = std::move(verified).value().claims;
+  const auto htu = dpop::normalize_htu(exclusive_.public_url + std::string(request.path));
+  const auto now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(c.now.time_since_epoch()).count();
+  auto proof =
+      request.proof.empty()
+          ? Result<dpop::VerifiedProof>(dpop::DpopErrc::malformed)
+          : dpop::verify_proof(request.proof, {request.method, htu ? std::string_view(*htu) : "",
+                                               request.token, claims.cnf_jkt, now_s});
+  if (proof) return Proven{std::move(claims), std::move(proof).value().jti};
+  // 000 FR-05: every refused request is chained, with why.
+  Refusal r(Refused::spoof_attempt);
+  r.reason =
+      request.proof.empty() ? "missing_proof" : std::string(dpop::reason_code(proof.error()));
+  Context x(d_, config_, c);
+  const auto& user = claims.sub;
+  (void)x.run(x.partition_of(user), [&]() -> Result<Events> {
+    SECHEX_TRY(auto rejected, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateExclusiveRequestRejected(
+          f, f.CreateString(claims.sid), f.CreateString("spoof_attempt:" + r.reason),
+          f.CreateString("")));
+    }));
+    Events out;
+    out.push_back(std::move(rejected));
+    return out;
+  });
+  return r;
+}
+
+Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate(const Caller& c,
+                                                                  const SignedRequest& request,
+                                                                  std::string_view action,
+                                                                  std::string_view payload_json) {
+  SECHEX_TRY(auto proven, prove(c, request));
+  Context x(d_, config_, c);
+  const auto& user = proven.claims.sub;
+  const auto& sid = proven.claims.sid;
+  auto& store = x.store();
+  std::optional<Refusal> refused;
+  const auto p = x.partition_of(user);
+  auto ran = d_.commands.run(p, [&]() -> Result<Events> {
+    refused.reset();
+    SECHEX_TRY(auto session, projections::exclusive_session(store, sid));
+    if (!session || session->user != user || session->state == "ended" ||
+        micros_of(c.now) >= session->expires_at) {
+      refused = Refused::invalid_token;
+      return Events{};
+    }
+    Events out;
+    const auto reject = [&](Refusal why, std::string_view reason,
+                            std::string_view jti) -> Result<void> {
+      refused = std::move(why);
+      SECHEX_TRY(auto e, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateExclusiveRequestRejected(f, f.CreateString(sid),
+                                                               f.CreateString(std::string(reason)),
+                                                               f.CreateString(std::string(jti))));
+      }));
+      out.push_back(std::move(e));
+      return boost::outcome_v2::success();
+    };
+    if (session->state == "locked") {
+      refused = Refused::exclusive_locked;
+      return out;
+    }
+    if (c.now - time_from_micros(session->last_validated) >= exclusive_.idle) {
+      refused = Refused::exclusive_locked;
+      SECHEX_TRY(auto locked, x.event(user, Actor::system(), [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(
+            schema::CreateExclusiveLocked(f, f.CreateString(sid), f.CreateString("idle")));
+      }));
+      out.push_back(std::move(locked));
+      return out;
+    }
+    SECHEX_TRY(auto seen, projections::seen_jti(store, user, proven.jti, micros_of(c.now)));
+    if (seen) {
+      SECHEX_TRYV(reject(Refused::replay_detected, "replay_detected", proven.jti));
+      return out;
+    }
+    SECHEX_TRY(auto window,
+               projections::rate_window(store, projections::kScopeExclusiveUser, user, c.now,
+                                        std::chrono::seconds{1}, exclusive_.rate_per_second));
+    if (window.count >= exclusive_.rate_per_second) {
+      Refusal r(Refused::rate_limited);
+      r.retry_after_seconds = retry_after_seconds(window.below_limit_at, c.now);
+      refused = r;
+      return out;  // not chained: a flood would otherwise write what it is refused for
+    }
+    const auto payload_hash = ledger::crypto::sha256(ledger::ByteView(
+        reinterpret_cast<const std::uint8_t*>(payload_json.data()), payload_json.size()));
+    SECHEX_TRY(auto validated, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateExclusiveActionValidated(
+          f, f.CreateString(sid), f.CreateString(std::string(action)), f.CreateString(proven.jti),
+          f.CreateVector(payload_hash.data(), payload_hash.size())));
+    }));
+    out.push_back(std::move(validated));
+    return out;
+  });
+  if (!ran) return x.failed(ran.error(), p);
+  if (refused) return *refused;
+  if (ran.value().empty()) return Refused::internal;
+  const auto& record = ran.value().back();
+  return Validated{std::string(action), c.now, record.position, record.hash};
+}
+
+Outcome<void> ExclusiveCommands::end(const Caller& c, const SignedRequest& request) {
+  SECHEX_TRY(auto proven, prove(c, request));
+  Context x(d_, config_, c);
+  const auto& user = proven.claims.sub;
+  const auto& sid = proven.claims.sid;
+  bool live = false;
+  SECHEX_TRYV(x.run(x.partition_of(user), [&]() -> Result<Events> {
+    SECHEX_TRY(auto session, projections::exclusive_session(x.store(), sid));
+    SECHEX_TRY(auto seen, projections::seen_jti(x.store(), user, proven.jti, micros_of(c.now)));
+    live = session && session->user == user && session->active_at(c.now) && !seen;
+    if (!live) return Events{};
+    SECHEX_TRY(auto ended, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateExclusiveEnded(f, f.CreateString(sid), f.CreateString("user")));
+    }));
+    Events out;
+    out.push_back(std::move(ended));
+    return out;
+  }));
+  if (!live) return Refused::invalid_token;
+  return boost::outcome_v2::success();
+}
+
+}  // namespace sechex::api::identity
