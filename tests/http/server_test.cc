@@ -88,6 +88,13 @@ struct ServerFixture : ::testing::Test {
       r.headers.emplace_back("X-Echo", v != nullptr ? *v + "\r\nInjected: yes" : "none");
       return r;
     });
+    router.add("GET", "/headers", [](const Request& req) {
+      const auto* dpop = req.header("dpop");
+      const auto* cookie = req.header("cookie");
+      return json_ok(nlohmann::json{{"dpop", dpop != nullptr ? *dpop : ""},
+                                    {"cookie", cookie != nullptr ? *cookie : ""}}
+                         .dump());
+    });
     ServerOptions o;
     o.port = 0;
     o.body_limit = 1024;
@@ -195,6 +202,21 @@ TEST_F(ServerFixture, SeveralSetCookieHeadersSurviveAndCrLfIsNeverEmitted) {
   EXPECT_EQ(r.count(http::field::set_cookie), 2u);
   EXPECT_EQ(r.count("Injected"), 0u);
   EXPECT_EQ(r.count("X-Echo"), 0u);  // the unsafe header was dropped, not rewritten
+}
+
+// RFC 9110 §5.3: a repeated field is one comma-separated list; the handler never sees only the
+// last copy (two DPoP proofs must not pass as the second one alone, RFC 9449 §4.3). Cookie lines
+// are joined the way one Cookie header holds them.
+TEST_F(ServerFixture, ARepeatedHeaderReachesTheHandlerAsOneListNeverAsItsLastCopy) {
+  Client c(server->port());
+  c.write_raw(
+      "GET /headers HTTP/1.1\r\nHost: x\r\nDPoP: first.proof.a\r\nDPoP: second.proof.b\r\n"
+      "Cookie: a=1\r\nCookie: b=2\r\n\r\n");
+  const auto r = c.read();
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  const auto data = body_json(r)["data"];
+  EXPECT_EQ(data["dpop"], "first.proof.a, second.proof.b");
+  EXPECT_EQ(data["cookie"], "a=1; b=2");
 }
 
 TEST_F(ServerFixture, UnknownMethodsShareOneMetricsLabel) {
