@@ -488,6 +488,40 @@ TEST_F(ExclusiveRoutes, APremiumUserActivatesWithAnAttestedKeyAndGetsAKeyBoundTo
   EXPECT_EQ(data_of(devices)["devices"][0]["attestationType"], "basic");
 }
 
+// API.md admin roles: premium is granted and revoked by an admin, audited, and read from the
+// projection on every request, so a revocation takes effect at once.
+TEST_F(ExclusiveRoutes, AnAdminGrantsAndRevokesPremiumAndItTakesEffectAtOnce) {
+  start();
+  sign_in("fay@example.com");
+  const auto admin =
+      issuer_->issue({"root", "s-admin", {"admin"}}, std::chrono::hours(1)).value().token;
+  const auto roles = [&](const json& body, const std::string& as, const std::string& who) {
+    return call("POST", "/v1/admin/users/" + who + "/roles", body, as);
+  };
+  EXPECT_EQ(roles({{"grant", {"premium"}}}, token_, user_).status, 403u) << "admins only";
+  const auto granted = roles({{"grant", {"premium"}}}, admin, user_);
+  ASSERT_EQ(granted.status, 200u) << granted.body;
+  EXPECT_EQ(data_of(granted)["roles"], json::array({"premium"}));
+  EXPECT_EQ(call("POST", "/v1/secure/exclusive/challenge", nullptr, token_).status, 200u);
+  const auto again = roles({{"grant", {"premium"}}}, admin, user_);
+  EXPECT_EQ(data_of(again)["roles"], json::array({"premium"})) << "granting twice changes nothing";
+
+  const auto unknown = roles({{"grant", {"superuser"}}}, admin, user_);
+  ASSERT_EQ(unknown.status, 400u) << unknown.body;
+  EXPECT_EQ(error_of(unknown)["code"], "invalid_role");
+  EXPECT_EQ(roles({{"grant", {"premium"}}, {"revoke", {"premium"}}}, admin, user_).status, 400u);
+  EXPECT_EQ(roles({{"grant", "premium"}}, admin, user_).status, 400u);
+  EXPECT_EQ(roles(json::object(), admin, user_).status, 400u);
+  EXPECT_EQ(roles({{"grant", {"premium"}}}, admin, "no-such-user").status, 404u);
+
+  const auto revoked = roles({{"revoke", {"premium"}}}, admin, user_);
+  ASSERT_EQ(revoked.status, 200u) << revoked.body;
+  EXPECT_EQ(data_of(revoked)["roles"], json::array());
+  const auto refused = call("POST", "/v1/secure/exclusive/challenge", nullptr, token_);
+  EXPECT_EQ(refused.status, 403u) << "with the same access token: read on every request";
+  EXPECT_EQ(error_of(refused)["code"], "not_premium");
+}
+
 // API.md: each way an activation can be wrong is refused for its own reason, and a refused
 // attempt spends its challenge (single use, whatever the fate).
 TEST_F(ExclusiveRoutes, EachWrongActivationIsRefusedForItsReasonAndSpendsTheChallenge) {

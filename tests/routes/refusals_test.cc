@@ -44,6 +44,7 @@ TEST(Refusals, EveryRefusalHasTheStatusAndCodeOfApiMd) {
       {Refused::not_premium, 403, "not_premium"},
       {Refused::attestation_failed, 401, "attestation_failed"},
       {Refused::device_unsupported, 400, "device_unsupported"},
+      {Refused::invalid_role, 400, "invalid_role"},
       {Refused::spoof_attempt, 401, "spoof_attempt"},
       {Refused::replay_detected, 409, "replay_detected"},
       {Refused::exclusive_locked, 423, "reauth_required"},

@@ -24,6 +24,7 @@ constexpr std::array kRules = {
     RouteRule{"GET", "/v1/admin/audit/export", kAdmin},
     RouteRule{"GET", "/v1/admin/ledger/checkpoints", kAdmin},
     RouteRule{"PUT", "/v1/admin/policy/password", kAdmin},
+    RouteRule{"POST", "/v1/admin/users/{id}/roles", kAdmin},
     RouteRule{"POST", "/v1/admin/users/{id}/unlock", kAdmin},
     RouteRule{"GET", "/v1/auth/csrf", kAnyone},  // a session by access or refresh cookie
     RouteRule{"POST", "/v1/auth/login", kAnyone},

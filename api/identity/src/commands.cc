@@ -60,6 +60,8 @@ std::string_view to_string(Refused why) {
       return "attestation_failed";
     case Refused::device_unsupported:
       return "device_unsupported";
+    case Refused::invalid_role:
+      return "invalid_role";
     case Refused::spoof_attempt:
       return "spoof_attempt";
     case Refused::replay_detected:
@@ -392,6 +394,57 @@ bool IdentityCommands::reauth_granted(const UserId& user, const SessionId& sessi
   auto holder =
       projections::reauth_grant_user(d_.commands.projections(), reauth_id(session, token), now);
   return holder && holder.value() && *holder.value() == user.str();
+}
+
+// ---- Roles (API.md admin) ----
+Outcome<std::vector<std::string>> IdentityCommands::set_roles(
+    const Caller& c, const UserId& user, const std::vector<std::string>& grant,
+    const std::vector<std::string>& revoke, const UserId& admin) {
+  static constexpr std::array<std::string_view, 2> kRoles = {"admin", "premium"};
+  for (const auto* list : {&grant, &revoke}) {
+    for (const auto& role : *list) {
+      const bool known = std::find(kRoles.begin(), kRoles.end(), role) != kRoles.end();
+      const bool both = std::find(grant.begin(), grant.end(), role) != grant.end() &&
+                        std::find(revoke.begin(), revoke.end(), role) != revoke.end();
+      if (!known || both) {
+        Refusal r(Refused::invalid_role);
+        r.reason = role;
+        return r;
+      }
+    }
+  }
+  Context x(d_, config_, c);
+  const std::string& id = user.str();
+  std::vector<std::string> roles;
+  bool found = false;
+  SECHEX_TRYV(x.run(x.partition_of(id), [&]() -> Result<Events> {
+    SECHEX_TRY(const auto row, projections::user_row(x.store(), id));
+    found = row && row->status != "erased";
+    if (!found) return Events{};
+    roles = row->roles;
+    Events out;
+    const auto change = [&](const std::string& role, bool granted) -> Result<void> {
+      const auto at = std::find(roles.begin(), roles.end(), role);
+      if ((at != roles.end()) == granted) return boost::outcome_v2::success();  // as it is
+      SECHEX_TRY(auto e, x.event(id, Actor::admin(admin.str()), [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateRoleGranted(f, f.CreateString(role), granted));
+      }));
+      out.push_back(std::move(e));
+      if (granted) {
+        roles.push_back(role);
+      } else {
+        roles.erase(at);
+      }
+      return boost::outcome_v2::success();
+    };
+    for (const auto& role : grant) SECHEX_TRYV(change(role, true));
+    for (const auto& role : revoke) SECHEX_TRYV(change(role, false));
+    return out;
+  }));
+  if (!found) return Refused::not_found;
+  std::sort(roles.begin(), roles.end());
+  return roles;
 }
 
 // ---- Admin unlock (002 "require manual support intervention to unlock") ----

@@ -121,6 +121,9 @@ ApiError to_api_error(const identity::Refusal& r) {
                 "a biometric or PIN: a recent phone (Secure Enclave, Android Keystore) or a "
                 "platform authenticator"},
                {"upgradeUrl", r.url}}};
+    case Refused::invalid_role:
+      return {400, "invalid_role", "roles are admin and premium, each granted or revoked once",
+              json{{"role", r.reason}}};
     case Refused::spoof_attempt: {
       ApiError e{401, "spoof_attempt", "the request's proof of possession does not check out",
                  json{{"reason", r.reason}}};

@@ -111,6 +111,7 @@ enum class Refused {
   not_premium,          // exclusive mode: the account lacks the premium role
   attestation_failed,   // exclusive mode: `reason` (webauthn.h reason_code)
   device_unsupported,   // exclusive mode: `reason`, `url` (where to read about devices)
+  invalid_role,         // set_roles: `reason` names the role that is unknown or in both lists
   spoof_attempt,        // exclusive mode: a DPoP proof that does not check out (`reason`)
   replay_detected,      // exclusive mode: a proof's jti seen within 5 minutes
   exclusive_locked,     // exclusive mode: 30 minutes without a validated request; start again
@@ -287,6 +288,14 @@ class IdentityCommands {
   // The id a step-up grant is recorded under (hex of the keyed hash of session and token).
   std::string reauth_id(const SessionId& session, ReauthToken token) const;
   // AccountUnlocked{by_admin, reason} by "admin:" + admin.
+  // API.md: an admin grants and revokes roles (only "admin" and "premium" exist); one RoleGranted
+  // per change, by "admin:" + admin; roles already held or absent are left as they are. The
+  // user's roles after it. not_found for no such user; invalid_role for another name, or one in
+  // both lists (`reason` names it).
+  Outcome<std::vector<std::string>> set_roles(const Caller& c, const UserId& user,
+                                              const std::vector<std::string>& grant,
+                                              const std::vector<std::string>& revoke,
+                                              const UserId& admin);
   Outcome<void> unlock(const Caller& c, const UserId& user, std::string_view reason,
                        const UserId& admin);
   Outcome<void> erase(const Caller& c, const UserId& user, const SessionId& session,
