@@ -1,0 +1,146 @@
+// Exclusive mode end to end against a spawned ledgerd (API.md "Exclusive mode"; specs 000, 001):
+// its flags (--public-url, --attestation-roots), an admin granting premium, an attestation minted
+// from a test CA whose root ledgerd was given, a browser's DPoP key, signed requests, a replay,
+// the end of the session, and the audit trail; then a restart keeps the enrolled device.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "api/crypto/dpop.h"
+#include "api/crypto/jose.h"
+#include "crypto/attestation_mint.h"
+#include "ledger/crypto.h"
+#include "support/ledgerd_fixture.h"
+
+namespace sechex::testing {
+namespace {
+
+namespace mint = attest;
+namespace http = boost::beast::http;
+using api::jose::base64url_encode;
+
+constexpr const char* kOrigin = "https://id.example.com";
+
+class Exclusive : public LedgerdHttpTest {
+ protected:
+  void SetUp() override {
+    const auto roots = dir_.sub("roots.pem");
+    std::ofstream(roots) << mint::pem_of(ca_.cert.get());
+    ASSERT_NO_FATAL_FAILURE(
+        start({"--public-url", kOrigin, "--attestation-roots", roots, "--exclusive-rate", "50"}));
+    user_ = verified("xena@example.com");
+    ASSERT_FALSE(user_.empty());
+    token_ = access_token("xena@example.com");
+    admin_ = admin_token();
+  }
+
+  // {deviceAttestation, clientDataJSON, dpopJwk}: a packed attestation of `credential_` over
+  // SHA-256(challenge || jkt of the DPoP key), as a browser makes it.
+  json registration(const std::string& challenge) const {
+    ledger::Bytes raw;
+    EXPECT_TRUE(api::jose::base64url_decode(challenge, raw));
+    const auto jkt = key_.public_key().thumbprint();
+    raw.insert(raw.end(), jkt.begin(), jkt.end());
+    const auto committed = ledger::crypto::sha256(raw);
+    const std::string client_data = json{
+        {"type", "webauthn.create"},
+        {"challenge", base64url_encode(ledger::ByteView(committed.data(), committed.size()))},
+        {"origin", kOrigin}}.dump();
+    const auto cdh = ledger::crypto::sha256(ledger::as_bytes(client_data));
+    mint::AuthDataSpec spec;
+    spec.rp_id = "id.example.com";
+    const auto auth = mint::auth_data(spec, mint::cose_key(credential_.get()));
+    const auto sig =
+        mint::sign(leaf_.get(), mint::concat(auth, mint::Bytes(cdh.begin(), cdh.end())));
+    const auto cert = ca_.issue(leaf_.get(), mint::CertSpec{});
+    const auto object =
+        mint::attestation_object("packed", {-7, sig, {mint::der_of(cert.get())}}, auth);
+    const auto& pub = key_.public_key();
+    return {{"deviceAttestation", base64url_encode(ledger::ByteView(object))},
+            {"clientDataJSON", base64url_encode(std::string_view(client_data))},
+            {"deviceName", "Xena's laptop"},
+            {"dpopJwk",
+             {{"kty", "EC"},
+              {"crv", "P-256"},
+              {"x", base64url_encode(ledger::ByteView(pub.x().data(), pub.x().size()))},
+              {"y", base64url_encode(ledger::ByteView(pub.y().data(), pub.y().size()))}}}};
+  }
+  std::string proof(const std::string& jti, const std::string& path) const {
+    const auto& pub = key_.public_key();
+    const json header{
+        {"typ", "dpop+jwt"},
+        {"alg", "ES256"},
+        {"jwk",
+         {{"kty", "EC"},
+          {"crv", "P-256"},
+          {"x", base64url_encode(ledger::ByteView(pub.x().data(), pub.x().size()))},
+          {"y", base64url_encode(ledger::ByteView(pub.y().data(), pub.y().size()))}}}};
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    const json claims{{"jti", jti},
+                      {"htm", "POST"},
+                      {"htu", std::string(kOrigin) + path},
+                      {"iat", now},
+                      {"ath", api::dpop::ath_of(session_token_)}};
+    return api::jose::jws_sign_es256(key_, header.dump(), claims.dump()).value();
+  }
+  HttpReply signed_post(const std::string& path, const std::string& dpop, const json& body) {
+    return http_call_with(port_, http::verb::post, path,
+                          {{"Authorization", "DPoP " + session_token_}, {"DPoP", dpop}}, "",
+                          body.dump(), std::chrono::seconds(30));
+  }
+
+  mint::TestCa ca_;
+  mint::Key credential_ = mint::ec_key();
+  mint::Key leaf_ = mint::ec_key();
+  api::jose::SigningKey key_ = api::jose::SigningKey::generate().value();
+  std::string user_, token_, admin_, session_token_;
+};
+
+TEST_F(Exclusive, ActivationSignedRequestsReplayAndEndAreServedAndChained) {
+  EXPECT_EQ(post("/v1/secure/exclusive/challenge", nullptr, token_).status, 403u) << "not premium";
+  const auto granted =
+      post("/v1/admin/users/" + user_ + "/roles", {{"grant", {"premium"}}}, admin_);
+  ASSERT_EQ(granted.status, 200u) << granted.body;
+
+  const auto challenge = post("/v1/secure/exclusive/challenge", nullptr, token_);
+  ASSERT_EQ(challenge.status, 200u) << challenge.body;
+  const auto started =
+      post("/v1/secure/exclusive/start", registration(data_of(challenge)["challenge"]), token_);
+  ASSERT_EQ(started.status, 201u) << started.body << "\n" << log();
+  session_token_ = data_of(started)["sessionToken"];
+
+  const auto p1 = proof("jti-1", "/v1/secure/exclusive/validate");
+  const auto ok = signed_post("/v1/secure/exclusive/validate", p1, {{"action", "approve"}});
+  ASSERT_EQ(ok.status, 200u) << ok.body;
+  EXPECT_EQ(data_of(ok)["result"]["action"], "approve");
+  const auto replay = signed_post("/v1/secure/exclusive/validate", p1, {{"action", "approve"}});
+  EXPECT_EQ(replay.status, 409u) << replay.body;
+  EXPECT_EQ(http_call(port_, http::verb::get, "/v1/me", session_token_).status, 401u)
+      << "the session token is no bearer token";
+  const auto ended = signed_post("/v1/secure/exclusive/end",
+                                 proof("jti-2", "/v1/secure/exclusive/end"), json::object());
+  ASSERT_EQ(ended.status, 200u) << ended.body;
+  EXPECT_EQ(signed_post("/v1/secure/exclusive/validate",
+                        proof("jti-3", "/v1/secure/exclusive/validate"), {{"action", "approve"}})
+                .status,
+            401u);
+
+  // The audit trail (000 FR-05): the activation, the validation, the replay, the end.
+  EXPECT_EQ(audit_count(admin_, user_, "ExclusiveActivated"), 1u);
+  EXPECT_EQ(audit_count(admin_, user_, "ExclusiveActionValidated"), 1u);
+  EXPECT_EQ(audit_count(admin_, user_, "ExclusiveRequestRejected"), 1u);
+  EXPECT_EQ(audit_count(admin_, user_, "ExclusiveEnded"), 1u);
+
+  // A restart keeps the device, its name opened from the sealed value.
+  ASSERT_EQ(stop(), 0);
+  ASSERT_NO_FATAL_FAILURE(start({"--public-url", kOrigin}));
+  const auto devices = call(http::verb::get, "/v1/me/devices", nullptr, token_);
+  ASSERT_EQ(devices.status, 200u) << devices.body;
+  ASSERT_EQ(data_of(devices)["devices"].size(), 1u);
+  EXPECT_EQ(data_of(devices)["devices"][0]["name"], "Xena's laptop");
+}
+
+}  // namespace
+}  // namespace sechex::testing
