@@ -449,5 +449,74 @@ TEST(Registration, EveryW3cVectorMatchesItsOwnChallengeOriginAndRpOnly) {
   EXPECT_GE(verified, 3) << "the checks must have passed on some vectors";
 }
 
+// ---- Apple App Attest: a real attestation (iOS 14.4), verified at the time the README pins ----
+
+struct AppAttestVector {
+  AttestationObject object;
+  ledger::Bytes client_data_hash;
+};
+AppAttestVector app_attest_vector() {
+  const auto yaml =
+      slurp(std::string(SECHEX_SHARED_DIR) + "/testvectors/webauthn/appattest/ios-14.4.yaml");
+  const auto field = [&](const std::string& name) {
+    const auto at = yaml.find(name + ": ");
+    EXPECT_NE(at, std::string::npos) << name;
+    const auto start = at + name.size() + 2;
+    return yaml.substr(start, yaml.find('\n', start) - start);
+  };
+  ledger::Bytes attestation, client_data;
+  EXPECT_TRUE(ledger::crypto::base64_decode(field("attestationBase64"), attestation));
+  EXPECT_TRUE(ledger::crypto::base64_decode(field("clientDataBase64"), client_data));
+  auto object = parse_attestation_object(attestation);
+  EXPECT_TRUE(object) << object.error().message();
+  const auto hash = ledger::crypto::sha256(client_data);
+  return {object ? std::move(object).value() : AttestationObject{},
+          ledger::Bytes(hash.begin(), hash.end())};
+}
+
+TEST(AppAttest, TheRealIos14AttestationVerifiesForItsAppAtItsTime) {
+  const auto apple = TrustStore::from_pem(
+      slurp(std::string(SECHEX_SHARED_DIR) +
+            "/testvectors/webauthn/appattest/apple-app-attestation-root-ca.pem"));
+  ASSERT_TRUE(apple);
+  const auto v = app_attest_vector();
+  ASSERT_EQ(v.object.fmt, "apple-appattest");
+  const AttestationPolicy at_its_time{&apple.value(), false, 1'611'403'000};
+  const AppAttestApp app{"6MURL8TA57.de.vincent-haupert.apple-appattest-poc", true};
+  const auto ok = verify_app_attest(v.object, v.client_data_hash, at_its_time, app);
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(ok.value().type, "basic");
+
+  EXPECT_EQ(
+      verify_app_attest(v.object, v.client_data_hash, at_its_time, {app.app_id, false}).error(),
+      AttestationErrc::development_key)
+      << "a development key where production is due";
+  EXPECT_EQ(verify_app_attest(v.object, v.client_data_hash, at_its_time,
+                              {"6MURL8TA57.com.example.other", true})
+                .error(),
+            AttestationErrc::wrong_rp)
+      << "another app";
+  auto other_client = v.client_data_hash;
+  other_client[0] ^= 1;
+  EXPECT_EQ(verify_app_attest(v.object, other_client, at_its_time, app).error(),
+            AttestationErrc::nonce_mismatch);
+  EXPECT_EQ(
+      verify_app_attest(v.object, v.client_data_hash, {&apple.value(), false, std::nullopt}, app)
+          .error(),
+      AttestationErrc::untrusted_chain)
+      << "its leaf expired three days after it was made";
+  const auto w3c = TrustStore::from_pem(
+      slurp(std::string(SECHEX_SHARED_DIR) + "/testvectors/webauthn/w3c-test-root.pem"));
+  EXPECT_EQ(
+      verify_app_attest(v.object, v.client_data_hash, {&w3c.value(), false, 1'611'403'000}, app)
+          .error(),
+      AttestationErrc::untrusted_chain);
+  auto other_key = v.object;
+  other_key.parsed.credential->id[0] ^= 1;
+  EXPECT_EQ(verify_app_attest(other_key, v.client_data_hash, at_its_time, app).error(),
+            AttestationErrc::key_mismatch)
+      << "the credential id is not the key id";
+}
+
 }  // namespace
 }  // namespace sechex::api::webauthn

@@ -26,7 +26,7 @@ using namespace detail;
 
 namespace {
 
-constexpr std::array<std::string_view, 23> kAttestationReasons = {
+constexpr std::array<std::string_view, 24> kAttestationReasons = {
     "ok",
     "bad_statement",
     "alg_not_allowed",
@@ -50,9 +50,10 @@ constexpr std::array<std::string_view, 23> kAttestationReasons = {
     "user_not_present",
     "user_not_verified",
     "key_unsupported",
+    "development_key",
 };
 static_assert(kAttestationReasons.size() ==
-              static_cast<std::size_t>(AttestationErrc::key_unsupported) + 1);
+              static_cast<std::size_t>(AttestationErrc::development_key) + 1);
 
 class AttestationCategory final : public std::error_category {
  public:
@@ -270,6 +271,27 @@ Result<std::string> trusted_fingerprint(const Chain& chain, const AttestationPol
   return ledger::to_hex(ledger::ByteView(fingerprint.data(), fingerprint.size()));
 }
 
+// Apple's nonce extension (WebAuthn apple and App Attest alike): SEQUENCE { [1] EXPLICIT OCTET
+// STRING (32) } holding SHA-256(authData || clientDataHash), in its one DER encoding.
+Result<void> check_nonce(X509* leaf, const AttestationObject& object,
+                         ledger::ByteView client_data_hash) {
+  const auto nonce = ledger::crypto::sha256(signed_over(object, client_data_hash));
+  static const std::unique_ptr<ASN1_OBJECT, Deleter<ASN1_OBJECT, ASN1_OBJECT_free>> kNonceOid(
+      OBJ_txt2obj("1.2.840.113635.100.8.2", 1));
+  const int ext = X509_get_ext_by_OBJ(leaf, kNonceOid.get(), -1);
+  if (ext < 0) return AttestationErrc::bad_certificate;
+  const auto* data = X509_EXTENSION_get_data(X509_get_ext(leaf, ext));
+  const auto* p = ASN1_STRING_get0_data(data);
+  constexpr std::array<std::uint8_t, 6> kPrefix = {0x30, 0x24, 0xa1, 0x22, 0x04, 0x20};
+  if (ASN1_STRING_length(data) != static_cast<int>(kPrefix.size() + nonce.size()) ||
+      !std::equal(kPrefix.begin(), kPrefix.end(), p) ||
+      !ledger::crypto::constant_time_equal(ledger::ByteView(p + kPrefix.size(), nonce.size()),
+                                           ledger::ByteView(nonce.data(), nonce.size()))) {
+    return AttestationErrc::nonce_mismatch;
+  }
+  return boost::outcome_v2::success();
+}
+
 // Whether the certificate's public key is `key` (the same P-256 point).
 bool same_key(X509* cert, const jose::EcPublicKey& key) {
   EVP_PKEY* pkey = X509_get0_pubkey(cert);
@@ -357,22 +379,7 @@ Result<Attested> verify_apple(const AttestationObject& object, ledger::ByteView 
   if (!key.es256) return AttestationErrc::alg_not_allowed;
   ledger::ossl::ErrorQueueScope errors;
   SECHEX_TRY(auto chain, read_x5c(x5c));
-  // The nonce extension: SEQUENCE { [1] EXPLICIT OCTET STRING (32) } holding
-  // SHA-256(authData || clientDataHash), in its one DER encoding.
-  const auto nonce = ledger::crypto::sha256(signed_over(object, client_data_hash));
-  static const std::unique_ptr<ASN1_OBJECT, Deleter<ASN1_OBJECT, ASN1_OBJECT_free>> kNonceOid(
-      OBJ_txt2obj("1.2.840.113635.100.8.2", 1));
-  const int ext = X509_get_ext_by_OBJ(chain.leaf.get(), kNonceOid.get(), -1);
-  if (ext < 0) return AttestationErrc::bad_certificate;
-  const auto* data = X509_EXTENSION_get_data(X509_get_ext(chain.leaf.get(), ext));
-  const auto* p = ASN1_STRING_get0_data(data);
-  constexpr std::array<std::uint8_t, 6> kPrefix = {0x30, 0x24, 0xa1, 0x22, 0x04, 0x20};
-  if (ASN1_STRING_length(data) != static_cast<int>(kPrefix.size() + nonce.size()) ||
-      !std::equal(kPrefix.begin(), kPrefix.end(), p) ||
-      !ledger::crypto::constant_time_equal(ledger::ByteView(p + kPrefix.size(), nonce.size()),
-                                           ledger::ByteView(nonce.data(), nonce.size()))) {
-    return AttestationErrc::nonce_mismatch;
-  }
+  SECHEX_TRYV(check_nonce(chain.leaf.get(), object, client_data_hash));
   if (!same_key(chain.leaf.get(), *key.es256)) return AttestationErrc::key_mismatch;
   SECHEX_TRY(auto fingerprint, trusted_fingerprint(chain, policy));
   return Attested{"anonca", std::move(fingerprint)};
@@ -435,6 +442,45 @@ Result<Attested> verify_android_key(const AttestationObject& object,
   if (d->hardware.origin != 0) return AttestationErrc::key_not_generated;
   if (!d->hardware.purpose_sign) return AttestationErrc::key_purpose;
   SECHEX_TRY(auto fingerprint, trusted_fingerprint(chain, policy));
+  return Attested{"basic", std::move(fingerprint)};
+}
+
+Result<Attested> verify_app_attest(const AttestationObject& object,
+                                   ledger::ByteView client_data_hash,
+                                   const AttestationPolicy& policy, const AppAttestApp& app) {
+  std::size_t read = 0;
+  auto stmt = load(object.att_stmt, read);
+  if (!stmt || !is_map(stmt.get())) return AttestationErrc::bad_statement;
+  const auto* x5c = at(stmt.get(), "x5c");
+  const auto& credential = object.parsed.credential;
+  if (x5c == nullptr || !credential) return AttestationErrc::bad_statement;
+  if (!credential->key.es256) return AttestationErrc::key_unsupported;
+  ledger::ossl::ErrorQueueScope errors;
+  SECHEX_TRY(auto chain, read_x5c(x5c));
+  SECHEX_TRY(auto fingerprint, trusted_fingerprint(chain, policy));
+  SECHEX_TRYV(check_nonce(chain.leaf.get(), object, client_data_hash));
+  if (!same_key(chain.leaf.get(), *credential->key.es256)) return AttestationErrc::key_mismatch;
+  // The key id is SHA-256 of the uncompressed point, and it is the credential id.
+  const auto key_id = ledger::crypto::sha256(credential->key.es256->sec1());
+  if (!std::equal(key_id.begin(), key_id.end(), credential->id.begin(), credential->id.end())) {
+    return AttestationErrc::key_mismatch;
+  }
+  const auto app_hash = ledger::crypto::sha256(ledger::ByteView(
+      reinterpret_cast<const std::uint8_t*>(app.app_id.data()), app.app_id.size()));
+  if (!std::equal(app_hash.begin(), app_hash.end(), object.parsed.rp_id_hash.begin(),
+                  object.parsed.rp_id_hash.end())) {
+    return AttestationErrc::wrong_rp;
+  }
+  if (object.parsed.sign_count != 0) return AttestationErrc::bad_statement;
+  static constexpr std::array<std::uint8_t, 16> kProduction = {
+      'a', 'p', 'p', 'a', 't', 't', 'e', 's', 't', 0, 0, 0, 0, 0, 0, 0};
+  static constexpr std::array<std::uint8_t, 16> kDevelopment = {
+      'a', 'p', 'p', 'a', 't', 't', 'e', 's', 't', 'd', 'e', 'v', 'e', 'l', 'o', 'p'};
+  if (credential->aaguid == kDevelopment) {
+    if (!app.allow_development) return AttestationErrc::development_key;
+  } else if (credential->aaguid != kProduction) {
+    return AttestationErrc::bad_statement;
+  }
   return Attested{"basic", std::move(fingerprint)};
 }
 

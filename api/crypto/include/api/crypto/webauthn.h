@@ -129,6 +129,7 @@ enum class AttestationErrc {
   user_not_present,   // flag UP unset
   user_not_verified,  // flag UV unset: no biometric or PIN (000 FR-04)
   key_unsupported,    // no credential, or its key is not COSE EC2 P-256 ES256 (400)
+  development_key,    // apple-appattest: a development-environment key where production is due
 };
 
 // Whether a refusal means the device cannot do exclusive mode at all (400 device_unsupported,
@@ -201,6 +202,20 @@ Result<Attested> verify_android_key(const AttestationObject& object,
                                     ledger::ByteView client_data_hash,
                                     const AttestationPolicy& policy);
 
+// `apple-appattest` (Apple App Attest, native iOS apps): the app's identity and environment.
+struct AppAttestApp {
+  std::string app_id;              // "<team id>.<bundle id>"; rpIdHash = SHA-256(app_id)
+  bool allow_development = false;  // accept aaguid "appattestdevelop" (test builds)
+};
+// Apple's steps: the chain to `roots` (Apple App Attestation Root CA), the leaf's nonce
+// extension 1.2.840.113635.100.8.2 = SHA-256(authData || clientDataHash), SHA-256 of the leaf's
+// public key = the credential id (the key id), the leaf key = the credential key, rpIdHash =
+// SHA-256(app_id), counter 0, aaguid "appattest" + 7 zero bytes (or "appattestdevelop" when
+// allowed). UP and UV are not App Attest's: its flags carry only AT.
+Result<Attested> verify_app_attest(const AttestationObject& object,
+                                   ledger::ByteView client_data_hash,
+                                   const AttestationPolicy& policy, const AppAttestApp& app);
+
 // A certificate chain given as DER, leaf first, leads to `roots` at the policy's time: the
 // leaf's hex SHA-256 fingerprint, or untrusted_chain / bad_certificate. What the verifiers above
 // call; public so real vendor chains can be checked without an attestation object.
@@ -220,7 +235,9 @@ Result<void> check_registration(const ClientData& client, const AuthenticatorDat
                                 const ExpectedRegistration& expected);
 
 // The verifier of the object's format: packed, apple, android-key; "none" -> format_none; any
-// other format (tpm, fido-u2f, apple-appattest until its verifier lands) -> unsupported_format.
+// other format -> unsupported_format: tpm, fido-u2f, and apple-appattest, whose verifier
+// (verify_app_attest) needs the app's identity and client data that is not WebAuthn's, which
+// activation does not take yet.
 Result<Attested> verify_attestation(const AttestationObject& object,
                                     ledger::ByteView client_data_hash,
                                     const AttestationPolicy& policy);
