@@ -107,6 +107,28 @@ Result<void> check_packed_leaf(X509* leaf, const std::array<std::uint8_t, 16>& a
   return boost::outcome_v2::success();
 }
 
+// The attStmt map with the members the formats read; `alg` and `sig` are nullopt when absent or
+// of the wrong type, `x5c` null when absent. bad_statement when it is not a map, or when the
+// object has no attested credential (every format attests one).
+struct Statement {
+  Item map;
+  std::optional<std::int64_t> alg;
+  std::optional<ledger::Bytes> sig;
+  const cbor_item_t* x5c = nullptr;
+};
+Result<Statement> read_statement(const AttestationObject& object) {
+  std::size_t read = 0;
+  Statement s;
+  s.map = load(object.att_stmt, read);
+  if (!s.map || !is_map(s.map.get()) || !object.parsed.credential) {
+    return AttestationErrc::bad_statement;
+  }
+  if (const auto* alg = at(s.map.get(), "alg")) s.alg = int_of(alg);
+  if (const auto* sig = at(s.map.get(), "sig")) s.sig = bytes_of(sig);
+  s.x5c = at(s.map.get(), "x5c");
+  return s;
+}
+
 // authData || clientDataHash: what every format's statement signs or hashes.
 ledger::Bytes signed_over(const AttestationObject& object, ledger::ByteView client_data_hash) {
   ledger::Bytes out(object.auth_data);
@@ -336,18 +358,11 @@ Result<TrustStore> TrustStore::from_pem(std::string_view pem) {
 
 Result<Attested> verify_packed(const AttestationObject& object, ledger::ByteView client_data_hash,
                                const AttestationPolicy& policy) {
-  std::size_t read = 0;
-  auto stmt = load(object.att_stmt, read);
-  if (!stmt || !is_map(stmt.get())) return AttestationErrc::bad_statement;
-  const auto* alg_item = at(stmt.get(), "alg");
-  const auto* sig_item = at(stmt.get(), "sig");
-  const auto alg = alg_item != nullptr ? int_of(alg_item) : std::nullopt;
-  const auto sig = sig_item != nullptr ? bytes_of(sig_item) : std::nullopt;
+  SECHEX_TRY(const auto stmt, read_statement(object));
+  const auto& [map, alg, sig, x5c] = stmt;
   if (!alg || !sig) return AttestationErrc::bad_statement;
   if (*alg != -7) return AttestationErrc::alg_not_allowed;
-  if (!object.parsed.credential) return AttestationErrc::bad_statement;
   const auto signed_data = signed_over(object, client_data_hash);
-  const auto* x5c = at(stmt.get(), "x5c");
   if (x5c == nullptr) {
     if (!policy.allow_self) return AttestationErrc::self_not_allowed;
     const auto& key = object.parsed.credential->key;
@@ -370,15 +385,12 @@ Result<Attested> verify_packed(const AttestationObject& object, ledger::ByteView
 
 Result<Attested> verify_apple(const AttestationObject& object, ledger::ByteView client_data_hash,
                               const AttestationPolicy& policy) {
-  std::size_t read = 0;
-  auto stmt = load(object.att_stmt, read);
-  if (!stmt || !is_map(stmt.get())) return AttestationErrc::bad_statement;
-  const auto* x5c = at(stmt.get(), "x5c");
-  if (x5c == nullptr || !object.parsed.credential) return AttestationErrc::bad_statement;
+  SECHEX_TRY(const auto stmt, read_statement(object));
+  if (stmt.x5c == nullptr) return AttestationErrc::bad_statement;
   const auto& key = object.parsed.credential->key;
   if (!key.es256) return AttestationErrc::alg_not_allowed;
   ledger::ossl::ErrorQueueScope errors;
-  SECHEX_TRY(auto chain, read_x5c(x5c));
+  SECHEX_TRY(auto chain, read_x5c(stmt.x5c));
   SECHEX_TRYV(check_nonce(chain.leaf.get(), object, client_data_hash));
   if (!same_key(chain.leaf.get(), *key.es256)) return AttestationErrc::key_mismatch;
   SECHEX_TRY(auto fingerprint, trusted_fingerprint(chain, policy));
@@ -404,17 +416,9 @@ Result<std::string> verify_chain(const std::vector<ledger::Bytes>& chain,
 Result<Attested> verify_android_key(const AttestationObject& object,
                                     ledger::ByteView client_data_hash,
                                     const AttestationPolicy& policy) {
-  std::size_t read = 0;
-  auto stmt = load(object.att_stmt, read);
-  if (!stmt || !is_map(stmt.get())) return AttestationErrc::bad_statement;
-  const auto* alg_item = at(stmt.get(), "alg");
-  const auto* sig_item = at(stmt.get(), "sig");
-  const auto* x5c = at(stmt.get(), "x5c");
-  const auto alg = alg_item != nullptr ? int_of(alg_item) : std::nullopt;
-  const auto sig = sig_item != nullptr ? bytes_of(sig_item) : std::nullopt;
-  if (!alg || !sig || x5c == nullptr || !object.parsed.credential) {
-    return AttestationErrc::bad_statement;
-  }
+  SECHEX_TRY(const auto stmt, read_statement(object));
+  const auto& [map, alg, sig, x5c] = stmt;
+  if (!alg || !sig || x5c == nullptr) return AttestationErrc::bad_statement;
   if (*alg != -7) return AttestationErrc::alg_not_allowed;
   const auto& key = object.parsed.credential->key;
   if (!key.es256) return AttestationErrc::alg_not_allowed;
@@ -448,15 +452,12 @@ Result<Attested> verify_android_key(const AttestationObject& object,
 Result<Attested> verify_app_attest(const AttestationObject& object,
                                    ledger::ByteView client_data_hash,
                                    const AttestationPolicy& policy, const AppAttestApp& app) {
-  std::size_t read = 0;
-  auto stmt = load(object.att_stmt, read);
-  if (!stmt || !is_map(stmt.get())) return AttestationErrc::bad_statement;
-  const auto* x5c = at(stmt.get(), "x5c");
+  SECHEX_TRY(const auto stmt, read_statement(object));
   const auto& credential = object.parsed.credential;
-  if (x5c == nullptr || !credential) return AttestationErrc::bad_statement;
+  if (stmt.x5c == nullptr) return AttestationErrc::bad_statement;
   if (!credential->key.es256) return AttestationErrc::key_unsupported;
   ledger::ossl::ErrorQueueScope errors;
-  SECHEX_TRY(auto chain, read_x5c(x5c));
+  SECHEX_TRY(auto chain, read_x5c(stmt.x5c));
   SECHEX_TRY(auto fingerprint, trusted_fingerprint(chain, policy));
   SECHEX_TRYV(check_nonce(chain.leaf.get(), object, client_data_hash));
   if (!same_key(chain.leaf.get(), *credential->key.es256)) return AttestationErrc::key_mismatch;
