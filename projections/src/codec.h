@@ -3,9 +3,14 @@
 // can never run into the next ("ab"+"c" vs "a"+"bc").
 #pragma once
 
+#include <flatbuffers/flatbuffers.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include "ledger/crypto.h"
+#include "ledger/types.h"
 
 namespace sechex::projections::codec {
 
@@ -30,6 +35,14 @@ inline std::string lp(std::string_view x) {
   for (int i = 0; i < 4; ++i) k[i] = static_cast<char>(n >> (24 - 8 * i));
   k.append(x);
   return k;
+}
+
+// Stored forms of event byte fields in JSON rows ("" for an absent field).
+inline std::string hex_of(const flatbuffers::Vector<std::uint8_t>* v) {
+  return v == nullptr ? "" : ledger::to_hex(ledger::ByteView(v->data(), v->size()));
+}
+inline std::string b64_of(const flatbuffers::Vector<std::uint8_t>* v) {
+  return v == nullptr ? "" : ledger::crypto::base64_encode(ledger::ByteView(v->data(), v->size()));
 }
 
 }  // namespace sechex::projections::codec

@@ -12,12 +12,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string hex_of(const flatbuffers::Vector<std::uint8_t>* v) {
-  return v == nullptr ? "" : ledger::to_hex(ledger::ByteView(v->data(), v->size()));
-}
-std::string b64_of(const flatbuffers::Vector<std::uint8_t>* v) {
-  return v == nullptr ? "" : ledger::crypto::base64_encode(ledger::ByteView(v->data(), v->size()));
-}
 std::string text_of(const flatbuffers::String* s) { return s == nullptr ? "" : s->str(); }
 
 std::string device_key(std::string_view user, std::string_view device) {
@@ -48,7 +42,7 @@ Result<void> use_challenge(Txn& txn, std::string_view user,
   SECHEX_TRY(auto stored, txn.get(kExclusiveChallengeCf, user));
   if (!stored) return boost::outcome_v2::success();
   auto row = object_of(*stored);
-  if (!row || row->value("hash", "") != hex_of(hash)) return boost::outcome_v2::success();
+  if (!row || row->value("hash", "") != codec::hex_of(hash)) return boost::outcome_v2::success();
   (*row)["used"] = true;
   txn.put(kExclusiveChallengeCf, user, row->dump());
   return boost::outcome_v2::success();
@@ -142,8 +136,8 @@ Result<void> ExclusiveProjection::apply(const schema::Envelope& env, const ledge
     case schema::Event::ExclusiveChallengeIssued: {
       const auto* e = env.event_as_ExclusiveChallengeIssued();
       txn.put(kExclusiveChallengeCf, user,
-              json{{"hash", hex_of(e->challenge_hash())},
-                   {"sealed", b64_of(e->challenge_sealed())},
+              json{{"hash", codec::hex_of(e->challenge_hash())},
+                   {"sealed", codec::b64_of(e->challenge_sealed())},
                    {"event_id", event_id},
                    {"expires_at", e->expires_at()},
                    {"used", false}}
@@ -161,12 +155,12 @@ Result<void> ExclusiveProjection::apply(const schema::Envelope& env, const ledge
         txn.put(kExclusiveDevicesCf, dkey,
                 json{{"id", device},
                      {"thumbprint", text_of(e->device_key_thumbprint())},
-                     {"key_sealed", b64_of(e->device_key_sealed())},
-                     {"name_sealed", b64_of(e->device_model_sealed())},
+                     {"key_sealed", codec::b64_of(e->device_key_sealed())},
+                     {"name_sealed", codec::b64_of(e->device_model_sealed())},
                      {"event_id", event_id},
                      {"format", text_of(e->attestation_format())},
                      {"attestation_type", text_of(e->attestation_type())},
-                     {"aaguid", hex_of(e->aaguid())},
+                     {"aaguid", codec::hex_of(e->aaguid())},
                      {"chain_fingerprint", text_of(e->chain_fingerprint())},
                      {"created_at", at},
                      {"state", "active"}}

@@ -13,9 +13,6 @@ namespace {
 using nlohmann::json;
 
 std::string str_of(const flatbuffers::String* s) { return s == nullptr ? "" : s->str(); }
-std::string b64_of(const flatbuffers::Vector<std::uint8_t>* v) {
-  return v == nullptr ? "" : ledger::crypto::base64_encode(ledger::ByteView(v->data(), v->size()));
-}
 
 constexpr const char* kPending = "pending";
 constexpr const char* kDelivered = "delivered";
@@ -88,8 +85,8 @@ Result<void> queue(Txn& txn, const schema::Envelope& env, const schema::MailQueu
                    {"event_id", ledger::to_hex(ledger::ByteView(eid->data(), eid->size()))},
                    {"kind", str_of(e.kind())},
                    {"locale", str_of(e.locale())},
-                   {"to_sealed", b64_of(e.to_sealed())},
-                   {"secret_sealed", b64_of(e.secret_sealed())},
+                   {"to_sealed", codec::b64_of(e.to_sealed())},
+                   {"secret_sealed", codec::b64_of(e.secret_sealed())},
                    {"state", kPending},
                    {"attempts", 0},
                    {"next_attempt_at", at},

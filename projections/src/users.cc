@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "codec.h"
 #include "ledger/crypto.h"
 #include "ledger/time_format.h"
 #include "ledger/utf8.h"
@@ -9,13 +10,6 @@
 
 namespace sechex::projections {
 namespace {
-
-std::string hex_of(const flatbuffers::Vector<std::uint8_t>* v) {
-  return v == nullptr ? "" : ledger::to_hex(ledger::ByteView(v->data(), v->size()));
-}
-std::string b64_of(const flatbuffers::Vector<std::uint8_t>* v) {
-  return v == nullptr ? "" : ledger::crypto::base64_encode(ledger::ByteView(v->data(), v->size()));
-}
 
 bool decode_sealed(const nlohmann::json& row, const char* sealed_key, const char* event_key,
                    SealedValue& out) {
@@ -86,14 +80,14 @@ Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::P
       user = nlohmann::json{
           {"id", subject},
           {"status", "pending_verification"},
-          {"email_hash", hex_of(e->email_hash())},
+          {"email_hash", codec::hex_of(e->email_hash())},
           {"email_verified", false},
           {"registered_at", format_rfc3339(env.time_micros())},
           {"consent_version", e->consent_version() ? e->consent_version()->str() : ""},
           {"roles", nlohmann::json::array()},
-          {"password_hash_sealed", b64_of(e->password_hash_sealed())},
+          {"password_hash_sealed", codec::b64_of(e->password_hash_sealed())},
           {"password_event_id", event_id},
-          {"email_sealed", b64_of(e->email_sealed())},
+          {"email_sealed", codec::b64_of(e->email_sealed())},
           {"email_event_id", event_id}};
       if (e->email_hash() != nullptr && e->email_hash()->size() > 0) {
         txn.put(kUsersByEmailCf,
@@ -122,12 +116,14 @@ Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::P
     }
     case schema::Event::PasswordChanged:
       if (user.is_null()) return boost::outcome_v2::success();
-      user["password_hash_sealed"] = b64_of(env.event_as_PasswordChanged()->password_hash_sealed());
+      user["password_hash_sealed"] =
+          codec::b64_of(env.event_as_PasswordChanged()->password_hash_sealed());
       user["password_event_id"] = event_id;
       break;
     case schema::Event::PasswordReset:
       if (user.is_null()) return boost::outcome_v2::success();
-      user["password_hash_sealed"] = b64_of(env.event_as_PasswordReset()->password_hash_sealed());
+      user["password_hash_sealed"] =
+          codec::b64_of(env.event_as_PasswordReset()->password_hash_sealed());
       user["password_event_id"] = event_id;
       break;
     case schema::Event::ConsentRecorded:

@@ -788,7 +788,9 @@ TEST_F(SignedRequests, AReplayedProofIsRefusedAndChainedFR03) {
 }
 
 TEST_F(SignedRequests, EachSpoofIsRefusedAndChainedWithItsReasonFR02FR05) {
+  // A second between spoofs, so each is under the rate up to which spoofs are chained.
   const auto reason = [&](const Response& r) {
+    clock_.advance_micros(kSecond);
     EXPECT_EQ(r.status, 401u) << r.body;
     return r.status == 401u ? error_of(r)["details"]["reason"].get<std::string>() : "";
   };
@@ -882,6 +884,22 @@ TEST_F(SignedRequests, EndStopsTheTokenAtOnceAndItExpiresAfterThirtyMinutes) {
   }
   clock_.advance_micros(3 * kMinute);
   EXPECT_EQ(validate("h").status, 401u) << "30 minutes after activation";
+}
+
+// A stolen session token without its key cannot grow the log without bound: spoofs are chained
+// only up to the per-user rate (5/s in this fixture); beyond it they are refused unrecorded.
+TEST_F(SignedRequests, SpoofsAreChainedOnlyUpToTheRate) {
+  const auto other = jose::SigningKey::generate().value();
+  for (int i = 0; i < 12; ++i) {
+    const auto r = signed_call(
+        "/v1/secure/exclusive/validate",
+        proof("s" + std::to_string(i), "/v1/secure/exclusive/validate", "POST", {}, &other));
+    ASSERT_EQ(r.status, 401u) << i << r.body;
+  }
+  EXPECT_EQ(rejections().size(), 5u);
+  clock_.advance_micros(kSecond);
+  EXPECT_EQ(signed_call("/v1/secure/exclusive/validate", "").status, 401u);
+  EXPECT_EQ(rejections().size(), 6u) << "recorded again once the second has passed";
 }
 
 // API.md status: the toggle's state and countdown, from the projections.

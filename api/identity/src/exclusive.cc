@@ -103,13 +103,11 @@ ExclusiveCommands::ExclusiveCommands(CommandDeps deps, const IdentityCommands& i
       verifier_(verifier),
       exclusive_(std::move(config)) {}
 
-Outcome<void> ExclusiveCommands::require_premium(const UserId& user) const {
-  const auto row = account_of(d_.commands.projections(), user.str());
+Outcome<projections::UserRow> ExclusiveCommands::require_premium(const UserId& user) const {
+  auto row = account_of(d_.commands.projections(), user.str());
   if (!row || !row->active()) return Refused::no_account;
-  if (std::find(row->roles.begin(), row->roles.end(), "premium") == row->roles.end()) {
-    return Refused::not_premium;
-  }
-  return boost::outcome_v2::success();
+  if (!row->has_role("premium")) return Refused::not_premium;
+  return std::move(*row);
 }
 
 Outcome<ExclusiveCommands::Challenge> ExclusiveCommands::challenge(const Caller& c,
@@ -141,7 +139,7 @@ Outcome<ExclusiveCommands::Started> ExclusiveCommands::start(const Caller& c, co
                                                              ReauthToken reauth,
                                                              const StartRequest& request) {
   Context x(d_, config_, c);
-  SECHEX_TRYV(require_premium(user));
+  SECHEX_TRY(const auto account, require_premium(user));
   SECHEX_TRY(auto p, read_request(request, exclusive_, c.now));
   const auto& id = user.str();
   auto& store = x.store();
@@ -217,9 +215,9 @@ Outcome<ExclusiveCommands::Started> ExclusiveCommands::start(const Caller& c, co
     return out;
   }));
   if (refused) return *refused;
-  const auto row = account_of(store, id);
+  // The roles of the row the command read (no second read).
   auto token =
-      d_.issuer.issue({id, xs, row ? row->roles : std::vector<std::string>{}, false, p.jkt},
+      d_.issuer.issue({id, xs, account.roles, false, p.jkt},
                       std::chrono::duration_cast<std::chrono::seconds>(exclusive_.session_ttl));
   if (!token) return Refused::internal;
   return Started{std::move(token).value(), device, whole_seconds(exclusive_.session_ttl)};
@@ -270,7 +268,7 @@ Outcome<ExclusiveCommands::Status> ExclusiveCommands::status(const UserId& user,
   const auto row = account_of(store, user.str());
   if (!row || !row->active()) return Refused::no_account;
   Status out;
-  out.premium = std::find(row->roles.begin(), row->roles.end(), "premium") != row->roles.end();
+  out.premium = row->has_role("premium");
   out.available = out.premium;
   if (!out.available) out.reason = "not_premium";
   auto sessions = projections::active_exclusive_sessions(store, user.str(), now);
@@ -309,6 +307,13 @@ Outcome<ExclusiveCommands::Proven> ExclusiveCommands::prove(const Caller& c,
   Context x(d_, config_, c);
   const auto& user = claims.sub;
   (void)x.run(x.partition_of(user), [&]() -> Result<Events> {
+    // Chained under the same per-user rate as validations (rejections count in it), so a stolen
+    // token without its key cannot grow the log without bound: beyond the rate a spoof is
+    // refused without being recorded again.
+    SECHEX_TRY(auto window,
+               projections::rate_window(x.store(), projections::kScopeExclusiveUser, user, c.now,
+                                        std::chrono::seconds{1}, exclusive_.rate_per_second));
+    if (window.count >= exclusive_.rate_per_second) return Events{};
     SECHEX_TRY(auto rejected, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateExclusiveRequestRejected(

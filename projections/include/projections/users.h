@@ -14,6 +14,7 @@
 // Readers outside projections/ use UserRow (user_row, user_by_email), never the JSON above.
 #pragma once
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,6 +45,9 @@ struct UserRow {
   SealedValue email;          // sealed under field "email"
 
   bool active() const { return status == "active"; }
+  bool has_role(std::string_view role) const {
+    return std::find(roles.begin(), roles.end(), role) != roles.end();
+  }
 };
 
 // The row of `user`: nullopt when there is none; Errc::corruption for a row that does not decode.

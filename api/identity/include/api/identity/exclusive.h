@@ -129,7 +129,8 @@ class ExclusiveCommands {
   Outcome<void> end(const Caller& c, const SignedRequest& request);
 
  private:
-  Outcome<void> require_premium(const UserId& user) const;
+  // The account row of an active premium user (its roles go into the session token).
+  Outcome<projections::UserRow> require_premium(const UserId& user) const;
   struct Proven {
     jose::AccessClaims claims;
     std::string jti;
