@@ -24,6 +24,7 @@
 #include "api/ingest/ingest_worker.h"
 #include "api/mail/mail.h"
 #include "api/routes/account_api.h"
+#include "api/routes/admin_api.h"
 #include "api/routes/exclusive_api.h"
 #include "api/routes/identity_api.h"
 #include "api/routes/ledger_api.h"
@@ -409,6 +410,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   api::SecretsApi secrets_api(identity_deps, identity_config, secret_commands);
   api::ExclusiveApi exclusive_api(identity_deps, identity_config, exclusive_commands);
   api::OtpApi otp_api(identity_deps, identity_config);
+  api::AdminApi admin_api(identity_deps, identity_config);
   std::atomic<bool> caught_up{false};
   // Queued 202 work references the APIs above: on any way out of main it is finished (or
   // dropped) before they go. The servers, declared below, go first and may still queue some.
@@ -424,6 +426,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   secrets_api.add_routes(routes);
   exclusive_api.add_routes(routes);
   otp_api.add_routes(routes);
+  admin_api.add_routes(routes);
   api::add_health_routes(router, [&] { return caught_up.load(); });
   // Last: the document marks what this router does not serve (/metrics is on its own listener).
   api::add_openapi_route(router, {{"GET", "/metrics"}});

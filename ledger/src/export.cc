@@ -66,7 +66,9 @@ void open_sealed(nlohmann::json& node, OpenContext& ctx) {
 
 std::string csv_cell(const std::string& s) {
   std::string cell = s;
-  if (!cell.empty() && (cell[0] == '=' || cell[0] == '+' || cell[0] == '-' || cell[0] == '@')) {
+  // OWASP "CSV injection": these leading characters start a formula in some spreadsheet.
+  if (!cell.empty() && (cell[0] == '=' || cell[0] == '+' || cell[0] == '-' || cell[0] == '@' ||
+                        cell[0] == '\t' || cell[0] == '\r')) {
     cell.insert(cell.begin(), '\'');
   }
   if (cell.find_first_of(",\"\r\n") == std::string::npos) return cell;
@@ -177,6 +179,10 @@ std::string json_to_csv_row(const nlohmann::json& r) {
       str(r.at("event_id")),
       str(r.at("hash")),
       json_text(r.at("event"))};
+  return csv_row(cells);
+}
+
+std::string csv_row(const std::vector<std::string>& cells) {
   std::string line;
   for (std::size_t i = 0; i < cells.size(); ++i) {
     if (i > 0) line += ',';

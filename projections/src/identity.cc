@@ -176,6 +176,14 @@ Result<void> IdentityProjection::apply(const schema::Envelope& env, const ledger
       }
       return boost::outcome_v2::success();
     }
+    case schema::Event::FlagChanged: {
+      const auto* e = env.event_as_FlagChanged();
+      if (e->name() != nullptr && e->name()->size() > 0 && e->rules_json() != nullptr) {
+        txn.put(kSettingsCf, std::string(kFlagSettingPrefix) + e->name()->str(),
+                e->rules_json()->str());
+      }
+      return boost::outcome_v2::success();
+    }
     case schema::Event::SubjectErased: {
       // Nothing of an erased user may still open a door: links, codes, counters.
       SECHEX_TRY(auto tokens, txn.scan(kUserTokensCf, lp(user)));
@@ -246,6 +254,11 @@ Result<std::optional<std::string>> reauth_grant_user(const ProjectionStore& stor
 Result<std::string> password_policy_level(const ProjectionStore& store) {
   SECHEX_TRY(auto stored, store.get(kSettingsCf, "password_policy"));
   return stored ? *stored : std::string("basic");
+}
+
+Result<std::optional<std::string>> flag_rules_json(const ProjectionStore& store,
+                                                   std::string_view name) {
+  return store.get(kSettingsCf, std::string(kFlagSettingPrefix) + std::string(name));
 }
 
 }  // namespace sechex::projections

@@ -1,6 +1,7 @@
 #include "projections/replay_cache.h"
 
 #include "codec.h"
+#include "ledger/crypto.h"
 #include "projections/store.h"
 
 namespace sechex::projections {
@@ -12,13 +13,17 @@ bool live_at(std::string_view value, std::int64_t now_micros) {
 
 }  // namespace
 
-std::string jti_key(std::string_view user, std::string_view jti) {
-  return codec::lp(user) + std::string(jti);
+std::string replay_key(std::string_view jkt, std::string_view jti) {
+  std::string input(jkt);
+  input.append(jti);
+  const auto h = ledger::crypto::sha256(
+      ledger::ByteView(reinterpret_cast<const std::uint8_t*>(input.data()), input.size()));
+  return std::string(reinterpret_cast<const char*>(h.data()), h.size());
 }
 
-Result<bool> seen_jti(const ProjectionStore& store, std::string_view user, std::string_view jti,
-                      std::int64_t now_micros) {
-  SECHEX_TRY(auto stored, store.get(kReplayJtiCf, jti_key(user, jti)));
+Result<bool> seen_proof(const ProjectionStore& store, std::string_view key,
+                        std::int64_t now_micros) {
+  SECHEX_TRY(auto stored, store.get(kReplayJtiCf, key));
   return stored && live_at(*stored, now_micros);
 }
 
@@ -29,11 +34,12 @@ bool ReplayCacheProjection::expired(std::string_view cf, std::string_view, std::
 
 Result<void> ReplayCacheProjection::apply(const schema::Envelope& env, const ledger::Position&,
                                           Txn& txn) {
-  const flatbuffers::String* jti = nullptr;
-  if (const auto* e = env.event_as_ExclusiveActionValidated()) jti = e->dpop_jti();
-  if (const auto* e = env.event_as_ExclusiveRequestRejected()) jti = e->dpop_jti();
-  if (jti == nullptr || jti->size() == 0) return boost::outcome_v2::success();
-  const auto key = jti_key(env.subject()->string_view(), jti->string_view());
+  const auto* e = env.event_as_ExclusiveActionValidated();
+  if (e == nullptr || e->replay_key() == nullptr || e->replay_key()->size() != 32) {
+    return boost::outcome_v2::success();
+  }
+  const std::string_view key(reinterpret_cast<const char*>(e->replay_key()->data()),
+                             e->replay_key()->size());
   SECHEX_TRY(auto stored, txn.get(kReplayJtiCf, key));
   // An entry over at this event's time counts as absent (projection.h): start a new window.
   if (stored && live_at(*stored, env.time_micros())) return boost::outcome_v2::success();

@@ -35,7 +35,8 @@ Result<UserRow> decode_user_row(std::string_view user, std::string_view value) {
     return ledger::Errc::corruption;  // a field of the wrong type
   }
   if (!decode_sealed(j, "password_hash_sealed", "password_event_id", row.password_hash) ||
-      !decode_sealed(j, "email_sealed", "email_event_id", row.email)) {
+      !decode_sealed(j, "email_sealed", "email_event_id", row.email) ||
+      !decode_sealed(j, "attributes_sealed", "attributes_event_id", row.attributes)) {
     return ledger::Errc::corruption;
   }
   return row;
@@ -132,6 +133,12 @@ Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::P
         user["consent_version"] = e->granted() ? e->consent_version()->str() : "";
       }
       break;
+    case schema::Event::UserAttributesSet:
+      if (user.is_null()) return boost::outcome_v2::success();
+      user["attributes_sealed"] =
+          codec::b64_of(env.event_as_UserAttributesSet()->attributes_sealed());
+      user["attributes_event_id"] = event_id;
+      break;
     case schema::Event::SubjectErased: {
       if (user.is_null()) return boost::outcome_v2::success();
       ledger::Bytes hash;
@@ -143,6 +150,7 @@ Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::P
       user["email_hash"] = "";
       user["password_hash_sealed"] = "";
       user["email_sealed"] = "";
+      user["attributes_sealed"] = "";
       break;
     }
     default:

@@ -61,7 +61,8 @@ TEST(Schema, HasEveryEventTypeTheLedgerNeeds) {
                                              "MailDelivered",
                                              "MailDeliveryFailed",
                                              "SessionSeen",
-                                             "ExclusiveDeviceRemoved"};
+                                             "ExclusiveDeviceRemoved",
+                                             "UserAttributesSet"};
   const auto& names = event_type_names();
   for (const auto& r : required) {
     EXPECT_NE(std::find(names.begin(), names.end(), r), names.end()) << r;

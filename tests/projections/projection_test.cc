@@ -145,20 +145,26 @@ struct World {
       return std::pair(schema::Event::OtpFailed, schema::CreateOtpFailed(f, 1).Union());
     });
   }
+  // A signed request of `user`'s device (jkt "jkt-" + user) with proof `jti`: accepted
+  // (ExclusiveActionValidated with its replay key) or refused.
   ledger::Position dpop(const std::string& user, const std::string& jti, bool validated) {
-    return raw(user, [&](auto& f) {
-      if (validated) {
-        return std::pair(schema::Event::ExclusiveActionValidated,
-                         schema::CreateExclusiveActionValidated(
-                             f, f.CreateString("ex-1"), f.CreateString("pay"), f.CreateString(jti))
-                             .Union());
-      }
-      return std::pair(
-          schema::Event::ExclusiveRequestRejected,
-          schema::CreateExclusiveRequestRejected(
-              f, f.CreateString("ex-1"), f.CreateString("replay_detected"), f.CreateString(jti))
-              .Union());
-    });
+    return raw(user, [&](auto& f) { return dpop_body(f, user, jti, validated); });
+  }
+  static std::pair<schema::Event, flatbuffers::Offset<void>> dpop_body(
+      flatbuffers::FlatBufferBuilder& f, const std::string& user, const std::string& jti,
+      bool validated) {
+    if (validated) {
+      return std::pair(schema::Event::ExclusiveActionValidated,
+                       schema::CreateExclusiveActionValidated(
+                           f, f.CreateString("ex-1"), f.CreateString("pay"), f.CreateString(jti), 0,
+                           vec(f, replay_key("jkt-" + user, jti)))
+                           .Union());
+    }
+    return std::pair(
+        schema::Event::ExclusiveRequestRejected,
+        schema::CreateExclusiveRequestRejected(
+            f, f.CreateString("ex-1"), f.CreateString("replay_detected"), f.CreateString(jti))
+            .Union());
   }
   ledger::Position register_user(const std::string& id, const std::string& email_hash) {
     return emit(id, [&](ledger::EventBuilder& b) {
@@ -689,21 +695,66 @@ TEST(Projections, RateLimitCountsSaturateAtTheSampleCap) {
       kRateMaxSamples);
 }
 
-// RFC 9449 replay protection: a DPoP jti is single-use for 5 minutes, per user.
-TEST(Projections, ReplayCacheRemembersAJtiForFiveMinutesPerUser) {
+// 000 FR-03, RFC 9449 §11.1: an accepted proof is single-use for 5 minutes, keyed by
+// SHA-256(jkt || jti); a refused one spends nothing.
+TEST(Projections, ReplayCacheRemembersAcceptedProofsForFiveMinutesFR03) {
   World w;
   auto p = w.projections("proj");
   w.dpop("u", "jti-1", true);
   const auto first = w.clock.now_micros();
-  w.dpop("u", "jti-2", false);  // rejected requests' proofs are spent too
+  w.dpop("u", "jti-2", false);  // refused: a forger cannot fill the cache or burn a jti
   w.clock.advance_micros(3 * kMinute);
-  w.dpop("u", "jti-1", false);  // the replay itself, rejected: must not extend the window
+  w.dpop("u", "jti-1", true);  // a second acceptance must not extend the window
   ASSERT_TRUE(p->catch_up(*w.log));
-  EXPECT_TRUE(seen_jti(*p, "u", "jti-1", first + 4 * kMinute).value());
-  EXPECT_TRUE(seen_jti(*p, "u", "jti-2", first + 4 * kMinute).value());
-  EXPECT_FALSE(seen_jti(*p, "v", "jti-1", first + kMinute).value()) << "per user";
-  EXPECT_FALSE(seen_jti(*p, "u", "jti-1", first + kJtiTtlMicros).value());
-  EXPECT_FALSE(seen_jti(*p, "u", "jti-3", first).value());
+  const auto key = replay_key("jkt-u", "jti-1");
+  EXPECT_EQ(key.size(), 32u);
+  EXPECT_TRUE(seen_proof(*p, key, first + 4 * kMinute).value());
+  EXPECT_FALSE(seen_proof(*p, replay_key("jkt-u", "jti-2"), first + kMinute).value());
+  EXPECT_FALSE(seen_proof(*p, replay_key("jkt-v", "jti-1"), first + kMinute).value())
+      << "another device's key";
+  EXPECT_FALSE(seen_proof(*p, key, first + kJtiTtlMicros).value());
+  EXPECT_FALSE(seen_proof(*p, replay_key("jkt-u", "jti-3"), first).value());
+}
+
+// 000 FR-03: 100 validations/s for 300 s is 30,000 live proofs of one user; every one is still
+// remembered at the end of the window (nothing is evicted before it expires), also after the
+// store is reopened (a restart).
+TEST(Projections, ReplayCacheHoldsThirtyThousandLiveProofsOfOneUserFR03) {
+  World w;
+  constexpr int kLive = 30'000;
+  const auto partition = ledger::partition_for("u", kPartitions);
+  const auto t0 = w.clock.now_micros();
+  std::vector<flatbuffers::FlatBufferBuilder> built;
+  for (int i = 0; i < kLive; ++i) {
+    auto& f = built.emplace_back();
+    std::array<std::uint8_t, 16> id{};
+    for (int b = 0; b < 4; ++b) id[b] = static_cast<std::uint8_t>(i >> (8 * b));
+    id[15] = 0x7e;
+    const schema::EventId eid(flatbuffers::span<const std::uint8_t, 16>(id.data(), 16));
+    const auto [type, offset] = World::dpop_body(f, "u", "j" + std::to_string(i), true);
+    const auto subj = f.CreateString("u");
+    schema::FinishEnvelopeBuffer(
+        f, schema::CreateEnvelope(f, 1, &eid, t0 + i * 10'000, subj, subj, 0, 0, type, offset));
+    if (built.size() == 1000 || i == kLive - 1) {
+      std::vector<ByteView> views;
+      for (auto& b : built) views.emplace_back(b.GetBufferPointer(), b.GetSize());
+      ASSERT_TRUE(w.log->append(partition, views));
+      built.clear();
+    }
+  }
+  const auto last = t0 + (kLive - 1) * 10'000;
+  {
+    auto p = w.projections("proj");
+    ASSERT_TRUE(p->catch_up(*w.log));
+    EXPECT_EQ(p->cleanup(last).value(), 0u) << "nothing live is cleaned up";
+  }
+  auto p = w.projections("proj");
+  int seen = 0;
+  for (int i = 0; i < kLive; ++i) {
+    seen += seen_proof(*p, replay_key("jkt-u", "j" + std::to_string(i)), last).value() ? 1 : 0;
+  }
+  EXPECT_EQ(seen, kLive);
+  EXPECT_FALSE(seen_proof(*p, replay_key("jkt-u", "j0"), t0 + kJtiTtlMicros).value());
 }
 
 // Cleanup deletes what is over and nothing that is still in force, whatever the projection.
@@ -764,7 +815,9 @@ TEST(Projections, CleanupConcurrentWithApplyLosesNothingLive) {
   ASSERT_TRUE(p->catch_up(*w.log, 3));
   cleaner.join();
   for (int i = 0; i < 200; ++i) {
-    EXPECT_TRUE(seen_jti(*p, "new" + std::to_string(i % 7), "k" + std::to_string(i), cut).value());
+    EXPECT_TRUE(
+        seen_proof(*p, replay_key("jkt-new" + std::to_string(i % 7), "k" + std::to_string(i)), cut)
+            .value());
   }
   EXPECT_EQ(p->scan(kReplayJtiCf, "").value().size(), 200u);
 }

@@ -18,8 +18,10 @@
 #include "api/identity/session_activity.h"
 #include "api/mail/mail.h"
 #include "api/routes/account_api.h"
+#include "api/routes/admin_api.h"
 #include "api/routes/exclusive_api.h"
 #include "api/routes/identity_api.h"
+#include "api/routes/ledger_api.h"
 #include "api/routes/otp_api.h"
 #include "crypto/attestation_mint.h"
 #include "ledger/crypto.h"
@@ -98,6 +100,10 @@ class IdentityRoutes : public RouteTest {
     api_->add_routes(*routes_);
     account_->add_routes(*routes_);
     otp_->add_routes(*routes_);
+    admin_ = std::make_unique<AdminApi>(deps, config);
+    admin_->add_routes(*routes_);
+    ledger_api_ = std::make_unique<LedgerApi>(*commands_, *keys_, *auth_, *ring_, clock_);
+    ledger_api_->add_routes(*routes_);
     // Exclusive mode, trusting the test CA of the minted attestations.
     roots_ = std::make_unique<webauthn::TrustStore>(
         webauthn::TrustStore::from_pem(testing::attest::pem_of(ca_.cert.get())).value());
@@ -120,7 +126,8 @@ class IdentityRoutes : public RouteTest {
                 const std::string& token = "", const std::string& ip = "192.0.2.1") {
     Request r;
     r.method = method;
-    r.path = path;
+    r.path = path.substr(0, path.find('?'));
+    if (path.find('?') != std::string::npos) r.query = path.substr(path.find('?') + 1);
     if (!token.empty()) r.headers["authorization"] = "Bearer " + token;
     if (!body.is_null()) {
       r.headers["content-type"] = "application/json";
@@ -177,6 +184,8 @@ class IdentityRoutes : public RouteTest {
   std::unique_ptr<IdentityApi> api_;
   std::unique_ptr<AccountApi> account_;
   std::unique_ptr<OtpApi> otp_;
+  std::unique_ptr<AdminApi> admin_;
+  std::unique_ptr<LedgerApi> ledger_api_;
   testing::attest::TestCa ca_;
   std::unique_ptr<webauthn::TrustStore> roots_;
   std::unique_ptr<identity::ExclusiveCommands> exclusive_commands_;
@@ -438,6 +447,23 @@ class ExclusiveRoutes : public IdentityRoutes {
     return dispatch(std::move(r));
   }
   std::string reason_of(const Response& r) { return error_of(r)["details"]["reason"]; }
+  std::string admin_token() {
+    return issuer_->issue({"root", "s-admin", {"admin"}}, std::chrono::hours(1)).value().token;
+  }
+  Response put(const std::string& path, const json& body, const std::string& as) {
+    return call("PUT", path, body, as);
+  }
+  // A streamed answer's whole body.
+  static std::string collect(Response& r) {
+    std::string out = r.body;
+    while (r.next_chunk) {
+      auto c = r.next_chunk();
+      if (!c) ADD_FAILURE() << c.error().message();
+      if (!c || c.value().empty()) break;
+      out += c.value();
+    }
+    return out;
+  }
 
   std::string token_;
   std::string user_;
@@ -520,6 +546,81 @@ TEST_F(ExclusiveRoutes, AnAdminGrantsAndRevokesPremiumAndItTakesEffectAtOnce) {
   const auto refused = call("POST", "/v1/secure/exclusive/challenge", nullptr, token_);
   EXPECT_EQ(refused.status, 403u) << "with the same access token: read on every request";
   EXPECT_EQ(error_of(refused)["code"], "not_premium");
+}
+
+// 000 FR-08; API.md admin rows: an admin sets a user's attributes and the exclusive_mode flag's
+// rules, each audited; the flag decides who may start, read on every request; until it is set
+// it is enabled for everyone.
+TEST_F(ExclusiveRoutes, TheFlagAndTheAttributesAnAdminSetsDecideWhoMayStartFR08) {
+  start();
+  sign_in("gus@example.com");
+  grant("premium");
+  const auto admin = admin_token();
+  const auto unset = call("GET", "/v1/admin/flags/exclusive_mode", nullptr, admin);
+  ASSERT_EQ(unset.status, 200u) << unset.body;
+  EXPECT_EQ(data_of(unset)["set"], false);
+  EXPECT_EQ(data_of(unset)["enabled"], true) << "enabled for everyone until set";
+  EXPECT_EQ(call("GET", "/v1/admin/flags/exclusive_mode", nullptr, token_).status, 403u);
+  EXPECT_EQ(call("GET", "/v1/admin/flags/no_such_flag", nullptr, admin).status, 404u);
+
+  const auto attrs = "/v1/admin/users/" + user_ + "/attributes";
+  EXPECT_EQ(put(attrs, {{"region", "eu"}}, token_).status, 403u) << "admins only";
+  EXPECT_EQ(put("/v1/admin/users/nobody/attributes", {{"region", "eu"}}, admin).status, 404u);
+  const auto bad = put(attrs, {{"region", "e u"}}, admin);
+  ASSERT_EQ(bad.status, 400u) << bad.body;
+  EXPECT_EQ(error_of(bad)["details"]["field"], "region");
+  const auto set = put(attrs, {{"region", "eu"}, {"segment", "gold-tier"}}, admin);
+  ASSERT_EQ(set.status, 200u) << set.body;
+  EXPECT_EQ(data_of(set)["region"], "eu");
+
+  const auto us_only =
+      put("/v1/admin/flags/exclusive_mode", {{"enabled", true}, {"regions", {"us"}}}, admin);
+  ASSERT_EQ(us_only.status, 200u) << us_only.body;
+  EXPECT_EQ(data_of(us_only)["set"], true);
+  EXPECT_EQ(data_of(us_only)["regions"], json::array({"us"}));
+  const auto refused = call("POST", "/v1/secure/exclusive/challenge", nullptr, token_);
+  ASSERT_EQ(refused.status, 403u) << refused.body;
+  EXPECT_EQ(error_of(refused)["code"], "feature_disabled");
+  const auto status = data_of(call("GET", "/v1/secure/exclusive/status", nullptr, token_));
+  EXPECT_EQ(status["available"], false);
+  EXPECT_EQ(status["reason"], "feature_disabled");
+  EXPECT_EQ(status["premium"], true);
+
+  ASSERT_EQ(put(attrs, {{"region", "us"}}, admin).status, 200u);
+  EXPECT_EQ(call("POST", "/v1/secure/exclusive/challenge", nullptr, token_).status, 200u)
+      << "the attributes are read on every request";
+  ASSERT_EQ(put("/v1/admin/flags/exclusive_mode",
+                {{"enabled", true}, {"regions", {"us"}}, {"segments", {"gold-tier"}}}, admin)
+                .status,
+            200u);
+  EXPECT_EQ(call("POST", "/v1/secure/exclusive/challenge", nullptr, token_).status, 403u)
+      << "PUT attributes replaced both: no segment any more";
+  EXPECT_EQ(
+      put("/v1/admin/flags/exclusive_mode", {{"enabled", true}, {"percentage", 150}}, admin).status,
+      400u);
+  EXPECT_EQ(put("/v1/admin/flags/other", {{"enabled", true}}, admin).status, 404u);
+
+  // Audited: who changed what, and the attributes are sealed (personal data, FR-01 style).
+  int flags = 0, attributes = 0;
+  for (std::uint32_t p = 0; p < log_->partition_count(); ++p) {
+    const ledger::Partition part{p};
+    const auto records = log_->read_range(part, ledger::Seq{0}, log_->head(part).next).value();
+    for (const auto& r : records) {
+      const auto* env = schema::GetEnvelope(r.event.data());
+      if (env->event_type() == schema::Event::FlagChanged) {
+        ++flags;
+        EXPECT_EQ(env->actor()->str(), "admin:root");
+      }
+      if (env->event_type() == schema::Event::UserAttributesSet) {
+        ++attributes;
+        EXPECT_EQ(env->actor()->str(), "admin:root");
+        const std::string bytes(r.event.begin(), r.event.end());
+        EXPECT_EQ(bytes.find("gold-tier"), std::string::npos) << "sealed, not in clear";
+      }
+    }
+  }
+  EXPECT_EQ(flags, 2);
+  EXPECT_EQ(attributes, 2);
 }
 
 // API.md: each way an activation can be wrong is refused for its own reason, and a refused
@@ -900,6 +1001,93 @@ TEST_F(SignedRequests, SpoofsAreChainedOnlyUpToTheRate) {
   clock_.advance_micros(kSecond);
   EXPECT_EQ(signed_call("/v1/secure/exclusive/validate", "").status, 401u);
   EXPECT_EQ(rejections().size(), 6u) << "recorded again once the second has passed";
+}
+
+// 000 FR-06, FR-08 (issue 14): the role and the flag are read on every signed request, so a
+// revoked premium or a flag turned off refuses the next one, chained with its reason.
+TEST_F(SignedRequests, ARevokedPremiumOrAFlagTurnedOffRefusesTheNextSignedRequest) {
+  ASSERT_EQ(validate("f1").status, 200u);
+  const auto admin = admin_token();
+  ASSERT_EQ(put("/v1/admin/flags/exclusive_mode", {{"enabled", false}}, admin).status, 200u);
+  const auto off = validate("f2");
+  ASSERT_EQ(off.status, 403u) << off.body;
+  EXPECT_EQ(error_of(off)["code"], "feature_disabled");
+  ASSERT_EQ(put("/v1/admin/flags/exclusive_mode", {{"enabled", true}}, admin).status, 200u);
+  EXPECT_EQ(validate("f3").status, 200u) << "a refused proof spent nothing: f3 is fresh";
+  EXPECT_EQ(validate("f2").status, 200u) << "f2 was refused before it was recorded";
+  grant("premium", false);
+  clock_.advance_micros(kSecond);
+  const auto revoked = validate("f4");
+  ASSERT_EQ(revoked.status, 403u) << revoked.body;
+  EXPECT_EQ(error_of(revoked)["code"], "not_premium");
+  const auto chained = rejections();
+  EXPECT_EQ(std::count(chained.begin(), chained.end(), "feature_disabled"), 1);
+  EXPECT_EQ(std::count(chained.begin(), chained.end(), "not_premium"), 1);
+}
+
+// 001 GET /v1/admin/secure/audit; 000 FR-05: every exclusive action, accepted or refused, with
+// user, device, action, outcome, proof jti and hash and its (partition, seq, hash); JSON or CSV,
+// CSV safe against formula injection.
+TEST_F(SignedRequests, TheSecureAuditListsEveryExclusiveActionAsJsonOrCsvFR05) {
+  const auto accepted_proof = proof("aud-1");
+  ASSERT_EQ(signed_call("/v1/secure/exclusive/validate", accepted_proof,
+                        json{{"action", "=HYPERLINK(\"http://evil\")"}})
+                .status,
+            200u);
+  ASSERT_EQ(signed_call("/v1/secure/exclusive/validate", accepted_proof).status, 409u);
+  clock_.advance_micros(kSecond);
+  ASSERT_EQ(signed_call("/v1/secure/exclusive/validate", "").status, 401u);
+  const auto admin = admin_token();
+  const auto path = "/v1/admin/secure/audit?userId=" + user_;
+  EXPECT_EQ(call("GET", path, nullptr, token_).status, 403u) << "admins only";
+  EXPECT_EQ(call("GET", path + "&type=LoginSucceeded", nullptr, admin).status, 400u);
+  EXPECT_EQ(call("GET", path + "&format=xml", nullptr, admin).status, 400u);
+
+  auto answer = call("GET", path + "&format=json", nullptr, admin);
+  ASSERT_EQ(answer.status, 200u) << answer.body;
+  const auto entries = json::parse(collect(answer));
+  ASSERT_TRUE(entries.is_array());
+  std::vector<std::string> outcomes;
+  for (const auto& e : entries) {
+    outcomes.push_back(e["outcome"]);
+    EXPECT_EQ(e["userId"], user_);
+    EXPECT_EQ(e["hash"].get<std::string>().size(), 64u);
+  }
+  EXPECT_EQ(outcomes,
+            (std::vector<std::string>{"issued", "activated", "accepted", "refused", "refused"}));
+  const auto& accepted = entries[2];
+  const auto& device_id = entries[1]["deviceId"];
+  EXPECT_FALSE(device_id.get<std::string>().empty());
+  EXPECT_EQ(accepted["deviceId"], device_id);
+  EXPECT_EQ(accepted["jti"], "aud-1");
+  const auto proof_hash = ledger::crypto::sha256(ledger::ByteView(
+      reinterpret_cast<const std::uint8_t*>(accepted_proof.data()), accepted_proof.size()));
+  EXPECT_EQ(accepted["proofHash"], ledger::to_hex(ledger::ByteView(proof_hash)));
+  EXPECT_EQ(entries[3]["reason"], "replay_detected");
+  EXPECT_EQ(entries[3]["deviceId"], device_id);
+  EXPECT_EQ(entries[4]["reason"], "spoof_attempt:missing_proof");
+  const auto seq = accepted["seq"].get<std::uint64_t>();
+  const auto record =
+      log_->read_range(ledger::Partition{accepted["partition"].get<std::uint32_t>()},
+                       ledger::Seq{seq}, ledger::Seq{seq + 1})
+          .value();
+  ASSERT_EQ(record.size(), 1u);
+  EXPECT_EQ(ledger::to_hex(ledger::ByteView(record[0].hash)), accepted["hash"]);
+
+  auto csv = call("GET", path + "&format=csv", nullptr, admin);
+  ASSERT_EQ(csv.status, 200u) << csv.body;
+  const auto text = collect(csv);
+  EXPECT_EQ(
+      text.substr(0, text.find("\r\n")),
+      "time,userId,deviceId,sessionId,action,outcome,reason,jti,proofHash,partition,seq,hash");
+  EXPECT_NE(text.find(",\"'=HYPERLINK(\"\"http://evil\"\")\",accepted,"), std::string::npos)
+      << "a formula is neutralised and quoted: " << text;
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 6) << "a header and five entries";
+
+  auto later =
+      call("GET", path + "&from=" + format_rfc3339(clock_.now_micros() + kSecond), nullptr, admin);
+  ASSERT_EQ(later.status, 200u);
+  EXPECT_EQ(json::parse(collect(later)).size(), 0u) << "filtered by time";
 }
 
 // API.md status: the toggle's state and countdown, from the projections.

@@ -48,6 +48,8 @@ TEST(Refusals, EveryRefusalHasTheStatusAndCodeOfApiMd) {
       {Refused::spoof_attempt, 401, "spoof_attempt"},
       {Refused::replay_detected, 409, "replay_detected"},
       {Refused::exclusive_locked, 423, "reauth_required"},
+      {Refused::feature_disabled, 403, "feature_disabled"},
+      {Refused::invalid_flag, 404, "not_found"},
   };
   for (const auto& e : expected) {
     const auto error = to_api_error(Refusal(e.why));
@@ -69,6 +71,16 @@ TEST(Refusals, AnUnsupportedDeviceGetsItsReasonGuidanceAndUpgradeLink) {
   Refusal failed(Refused::attestation_failed);
   failed.reason = "user_not_verified";
   EXPECT_EQ(to_api_error(failed).details["reason"], "user_not_verified");
+}
+
+// RFC 9449 §7.1: a refused proof, forged or replayed, names the error in WWW-Authenticate.
+TEST(Refusals, SpoofAndReplayRefusalsCarryTheDpopChallenge) {
+  for (auto why : {Refused::spoof_attempt, Refused::replay_detected}) {
+    const auto e = to_api_error(Refusal(why));
+    ASSERT_EQ(e.headers.size(), 1u) << identity::to_string(why);
+    EXPECT_EQ(e.headers[0].first, "WWW-Authenticate");
+    EXPECT_NE(e.headers[0].second.find("error=\"invalid_dpop_proof\""), std::string::npos);
+  }
 }
 
 TEST(Refusals, ALockSaysWhenItEndsOrThatOnlyAnAdminEndsItFR012) {

@@ -22,8 +22,12 @@ constexpr std::array kRules = {
     RouteRule{"GET", "/readyz", kAnyone},
     RouteRule{"GET", "/v1/admin/audit", kAdmin},
     RouteRule{"GET", "/v1/admin/audit/export", kAdmin},
+    RouteRule{"GET", "/v1/admin/flags/{name}", kAdmin},
+    RouteRule{"PUT", "/v1/admin/flags/{name}", kAdmin},
     RouteRule{"GET", "/v1/admin/ledger/checkpoints", kAdmin},
     RouteRule{"PUT", "/v1/admin/policy/password", kAdmin},
+    RouteRule{"GET", "/v1/admin/secure/audit", kAdmin},
+    RouteRule{"PUT", "/v1/admin/users/{id}/attributes", kAdmin},
     RouteRule{"POST", "/v1/admin/users/{id}/roles", kAdmin},
     RouteRule{"POST", "/v1/admin/users/{id}/unlock", kAdmin},
     RouteRule{"GET", "/v1/auth/csrf", kAnyone},  // a session by access or refresh cookie

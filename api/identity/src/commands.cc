@@ -68,6 +68,10 @@ std::string_view to_string(Refused why) {
       return "replay_detected";
     case Refused::exclusive_locked:
       return "exclusive_locked";
+    case Refused::feature_disabled:
+      return "feature_disabled";
+    case Refused::invalid_flag:
+      return "invalid_flag";
   }
   return "unknown";
 }

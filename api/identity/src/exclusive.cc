@@ -103,17 +103,19 @@ ExclusiveCommands::ExclusiveCommands(CommandDeps deps, const IdentityCommands& i
       verifier_(verifier),
       exclusive_(std::move(config)) {}
 
-Outcome<projections::UserRow> ExclusiveCommands::require_premium(const UserId& user) const {
+Outcome<projections::UserRow> ExclusiveCommands::require_allowed(const UserId& user) const {
   auto row = account_of(d_.commands.projections(), user.str());
   if (!row || !row->active()) return Refused::no_account;
   if (!row->has_role("premium")) return Refused::not_premium;
+  SECHEX_TRY(const bool on, identity_.flag_on_for(kExclusiveModeFlag, *row));
+  if (!on) return Refused::feature_disabled;
   return std::move(*row);
 }
 
 Outcome<ExclusiveCommands::Challenge> ExclusiveCommands::challenge(const Caller& c,
                                                                    const UserId& user) {
   Context x(d_, config_, c);
-  SECHEX_TRYV(require_premium(user));
+  SECHEX_TRYV(require_allowed(user));
   auto raw = ledger::crypto::random_bytes(32);
   if (!raw) return Refused::internal;
   const auto text = jose::base64url_encode(ledger::ByteView(raw.value()));
@@ -139,7 +141,7 @@ Outcome<ExclusiveCommands::Started> ExclusiveCommands::start(const Caller& c, co
                                                              ReauthToken reauth,
                                                              const StartRequest& request) {
   Context x(d_, config_, c);
-  SECHEX_TRY(const auto account, require_premium(user));
+  SECHEX_TRY(const auto account, require_allowed(user));
   SECHEX_TRY(auto p, read_request(request, exclusive_, c.now));
   const auto& id = user.str();
   auto& store = x.store();
@@ -269,8 +271,13 @@ Outcome<ExclusiveCommands::Status> ExclusiveCommands::status(const UserId& user,
   if (!row || !row->active()) return Refused::no_account;
   Status out;
   out.premium = row->has_role("premium");
-  out.available = out.premium;
-  if (!out.available) out.reason = "not_premium";
+  SECHEX_TRY(const bool flag_on, identity_.flag_on_for(kExclusiveModeFlag, *row));
+  out.available = out.premium && flag_on;
+  if (!out.premium) {
+    out.reason = "not_premium";
+  } else if (!flag_on) {
+    out.reason = "feature_disabled";
+  }
   auto sessions = projections::active_exclusive_sessions(store, user.str(), now);
   if (!sessions) return Refused::unavailable;
   for (auto& s : sessions.value()) {
@@ -286,8 +293,39 @@ Outcome<ExclusiveCommands::Status> ExclusiveCommands::status(const UserId& user,
 
 // ---- Every request signed ----
 
+namespace {
+
+std::string sha256_text(std::string_view data) {
+  const auto h = ledger::crypto::sha256(view_of(data));
+  return std::string(reinterpret_cast<const char*>(h.data()), h.size());
+}
+
+// 000 FR-05: a refused signed request, with what is known of it.
+struct Rejection {
+  std::string_view session;
+  std::string_view reason;  // "<refusal>[:<detail>]"
+  std::string_view jti;
+  std::string_view device;
+  std::string_view action;
+  std::string_view proof;  // as sent; recorded as its SHA-256
+};
+
+Result<ledger::Bytes> rejected_event(Context& x, const std::string& user, const Rejection& r) {
+  return x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
+    auto& f = b.fbb();
+    return b.finish(schema::CreateExclusiveRequestRejected(
+        f, f.CreateString(std::string(r.session)), f.CreateString(std::string(r.reason)),
+        f.CreateString(std::string(r.jti)), 0, f.CreateString(std::string(r.device)),
+        f.CreateString(std::string(r.action)),
+        r.proof.empty() ? FbBytes(0) : bytes(f, sha256_text(r.proof))));
+  });
+}
+
+}  // namespace
+
 Outcome<ExclusiveCommands::Proven> ExclusiveCommands::prove(const Caller& c,
-                                                            const SignedRequest& request) {
+                                                            const SignedRequest& request,
+                                                            std::string_view action) {
   auto verified = verifier_.verify(request.token);
   if (!verified || verified.value().claims.cnf_jkt.empty()) return Refused::invalid_token;
   auto claims = std::move(verified).value().claims;
@@ -314,12 +352,12 @@ Outcome<ExclusiveCommands::Proven> ExclusiveCommands::prove(const Caller& c,
                projections::rate_window(x.store(), projections::kScopeExclusiveUser, user, c.now,
                                         std::chrono::seconds{1}, exclusive_.rate_per_second));
     if (window.count >= exclusive_.rate_per_second) return Events{};
-    SECHEX_TRY(auto rejected, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
-      auto& f = b.fbb();
-      return b.finish(schema::CreateExclusiveRequestRejected(
-          f, f.CreateString(claims.sid), f.CreateString("spoof_attempt:" + r.reason),
-          f.CreateString("")));
-    }));
+    SECHEX_TRY(auto session, projections::exclusive_session(x.store(), claims.sid));
+    const auto reason = "spoof_attempt:" + r.reason;
+    SECHEX_TRY(auto rejected,
+               rejected_event(x, user,
+                              {claims.sid, reason, "", session ? session->device_id : "", action,
+                               request.proof}));
     Events out;
     out.push_back(std::move(rejected));
     return out;
@@ -331,10 +369,11 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate(const Caller& 
                                                                   const SignedRequest& request,
                                                                   std::string_view action,
                                                                   std::string_view payload_json) {
-  SECHEX_TRY(auto proven, prove(c, request));
+  SECHEX_TRY(auto proven, prove(c, request, action));
   Context x(d_, config_, c);
   const auto& user = proven.claims.sub;
   const auto& sid = proven.claims.sid;
+  const auto key = projections::replay_key(proven.claims.cnf_jkt, proven.jti);
   auto& store = x.store();
   std::optional<Refusal> refused;
   const auto p = x.partition_of(user);
@@ -347,15 +386,11 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate(const Caller& 
       return Events{};
     }
     Events out;
-    const auto reject = [&](Refusal why, std::string_view reason,
-                            std::string_view jti) -> Result<void> {
+    const auto reject = [&](Refusal why, std::string_view reason) -> Result<void> {
       refused = std::move(why);
-      SECHEX_TRY(auto e, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
-        auto& f = b.fbb();
-        return b.finish(schema::CreateExclusiveRequestRejected(f, f.CreateString(sid),
-                                                               f.CreateString(std::string(reason)),
-                                                               f.CreateString(std::string(jti))));
-      }));
+      SECHEX_TRY(auto e, rejected_event(
+                             x, user,
+                             {sid, reason, proven.jti, session->device_id, action, request.proof}));
       out.push_back(std::move(e));
       return boost::outcome_v2::success();
     };
@@ -373,9 +408,9 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate(const Caller& 
       out.push_back(std::move(locked));
       return out;
     }
-    SECHEX_TRY(auto seen, projections::seen_jti(store, user, proven.jti, micros_of(c.now)));
+    SECHEX_TRY(auto seen, projections::seen_proof(store, key, micros_of(c.now)));
     if (seen) {
-      SECHEX_TRYV(reject(Refused::replay_detected, "replay_detected", proven.jti));
+      SECHEX_TRYV(reject(Refused::replay_detected, "replay_detected"));
       return out;
     }
     SECHEX_TRY(auto window,
@@ -387,13 +422,20 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate(const Caller& 
       refused = r;
       return out;  // not chained: a flood would otherwise write what it is refused for
     }
-    const auto payload_hash = ledger::crypto::sha256(ledger::ByteView(
-        reinterpret_cast<const std::uint8_t*>(payload_json.data()), payload_json.size()));
+    // The role and the flag are read on every request: a revocation refuses the next one.
+    auto allowed = require_allowed(UserId(user));
+    if (!allowed) {
+      const auto why = allowed.error();
+      SECHEX_TRYV(reject(why, to_string(why.why)));
+      return out;
+    }
+    const auto payload_hash = ledger::crypto::sha256(view_of(payload_json));
     SECHEX_TRY(auto validated, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateExclusiveActionValidated(
           f, f.CreateString(sid), f.CreateString(std::string(action)), f.CreateString(proven.jti),
-          f.CreateVector(payload_hash.data(), payload_hash.size())));
+          f.CreateVector(payload_hash.data(), payload_hash.size()), bytes(f, key),
+          f.CreateString(session->device_id), bytes(f, sha256_text(request.proof))));
     }));
     out.push_back(std::move(validated));
     return out;
@@ -406,14 +448,15 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate(const Caller& 
 }
 
 Outcome<void> ExclusiveCommands::end(const Caller& c, const SignedRequest& request) {
-  SECHEX_TRY(auto proven, prove(c, request));
+  SECHEX_TRY(auto proven, prove(c, request, "end"));
   Context x(d_, config_, c);
   const auto& user = proven.claims.sub;
   const auto& sid = proven.claims.sid;
+  const auto key = projections::replay_key(proven.claims.cnf_jkt, proven.jti);
   bool live = false;
   SECHEX_TRYV(x.run(x.partition_of(user), [&]() -> Result<Events> {
     SECHEX_TRY(auto session, projections::exclusive_session(x.store(), sid));
-    SECHEX_TRY(auto seen, projections::seen_jti(x.store(), user, proven.jti, micros_of(c.now)));
+    SECHEX_TRY(auto seen, projections::seen_proof(x.store(), key, micros_of(c.now)));
     live = session && session->user == user && session->active_at(c.now) && !seen;
     if (!live) return Events{};
     SECHEX_TRY(auto ended, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {

@@ -1,6 +1,7 @@
 #include "api/routes/ledger_api.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <map>
 #include <unordered_set>
@@ -56,8 +57,8 @@ json api_entry(json rendered) {
 }
 
 struct AuditFilter {
-  projections::AuditScan scan;  // which subject, from when, after which cursor
-  std::optional<std::string> type;
+  projections::AuditScan scan;     // which subject, from when, after which cursor
+  std::vector<std::string> types;  // any of these; empty: every type
   std::int64_t to = INT64_MAX;
   std::size_t limit = kDefaultLimit;  // a page's entries (paged queries only)
 };
@@ -77,7 +78,7 @@ ApiResult<AuditFilter> audit_filter(const Request& req, bool paged) {
       if (std::find(names.begin(), names.end(), v) == names.end()) {
         return invalid_parameter(k, "unknown event type");
       }
-      f.type = v;
+      f.types = {v};
     } else if (k == "from" || k == "to") {
       const auto t = parse_rfc3339(v);
       if (!t) return invalid_parameter(k, "expected an RFC 3339 time");
@@ -128,7 +129,10 @@ Result<AuditPage> audit_page(const projections::ProjectionStore& store, const le
         if (entry.time_micros >= f.to) return false;  // time-ordered: nothing further matches
         ++examined;
         page.last_key = std::string(entry.cursor);
-        if (!f.type || entry.type == *f.type) matches.push_back(entry.position);
+        if (f.types.empty() ||
+            std::find(f.types.begin(), f.types.end(), entry.type) != f.types.end()) {
+          matches.push_back(entry.position);
+        }
         return true;
       }));
   if (!more) page.last_key.reset();
@@ -214,6 +218,9 @@ void LedgerApi::add_routes(RouteRegistry& routes) {
       "GET", "/v1/admin/audit", [this](const Request& r, W w) { return audit(r, w); }, Exec::read);
   routes.guarded(
       "GET", "/v1/admin/audit/export", [this](const Request& r, W w) { return audit_export(r, w); },
+      Exec::read);
+  routes.guarded(
+      "GET", "/v1/admin/secure/audit", [this](const Request& r, W w) { return secure_audit(r, w); },
       Exec::read);
   routes.guarded(
       "GET", "/v1/admin/ledger/checkpoints",
@@ -303,46 +310,44 @@ Response LedgerApi::audit(const Request& req, const Principal& /*admin*/) {
   return json_ok(ledger::json_text(data));
 }
 
-Response LedgerApi::audit_export(const Request& req, const Principal& /*admin*/) {
-  const auto q = parse_query(req.query);
-  const std::string format = q && q->contains("format") ? q->at("format") : "json";
-  if (format != "json" && format != "csv") {
-    return invalid_parameter("format", "format must be csv or json");
-  }
-  SECHEX_TRY(auto filter, audit_filter(req, /*paged=*/false));
+namespace {
 
-  // The generator owns its state; the server calls it one chunk at a time, so memory stays at
-  // one page whatever the export's size.
+// The entries of `filter` streamed as CSV (`header`, then `csv_row` of each) or as one JSON
+// array (`json_row` of each). The generator owns its state and the server calls it one chunk at
+// a time, so memory stays at one page whatever the export's size.
+Response stream_audit(CommandPath& commands, ledger::KeyStore& keys, AuditFilter filter, bool csv,
+                      std::string_view name, std::string header, std::function<json(json)> json_row,
+                      std::function<std::string(const json&)> csv_row) {
   struct State {
     AuditFilter filter;
-    bool csv = false;
     bool started = false;
     bool first_entry = true;
     bool done = false;
   };
   auto st = std::make_shared<State>();
   st->filter = std::move(filter);
-  st->csv = format == "csv";
   Response r;
-  r.content_type = st->csv ? "text/csv; charset=utf-8" : "application/json";
-  r.headers.emplace_back("Content-Disposition", std::string("attachment; filename=\"audit.") +
-                                                    (st->csv ? "csv" : "json") + "\"");
-  r.next_chunk = [this, st]() -> Result<std::string> {
+  r.content_type = csv ? "text/csv; charset=utf-8" : "application/json";
+  r.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + std::string(name) +
+                                                    (csv ? ".csv" : ".json") + "\"");
+  r.next_chunk = [&commands, &keys, st, csv, header = std::move(header),
+                  json_row = std::move(json_row),
+                  csv_row = std::move(csv_row)]() -> Result<std::string> {
     if (!st->started) {
       st->started = true;
-      return st->csv ? ledger::csv_header() + "\r\n" : std::string("[");
+      return csv ? header + "\r\n" : std::string("[");
     }
     std::string out;
     // A page may match nothing (a rare type): keep going until there is something to send.
     while (!st->done && out.empty()) {
-      SECHEX_TRY(auto page, audit_page(commands_.projections(), commands_.log(), keys_, st->filter,
+      SECHEX_TRY(auto page, audit_page(commands.projections(), commands.log(), keys, st->filter,
                                        kExportPage, kAuditScanBudget));
-      for (const auto& e : page.entries) {
-        if (st->csv) {
-          out += ledger::json_to_csv_row(e) + "\r\n";
+      for (auto& e : page.entries) {
+        if (csv) {
+          out += csv_row(e) + "\r\n";
         } else {
           out += st->first_entry ? "\n" : ",\n";
-          out += ledger::json_text(api_entry(e));
+          out += ledger::json_text(json_row(std::move(e)));
           st->first_entry = false;
         }
       }
@@ -350,12 +355,105 @@ Response LedgerApi::audit_export(const Request& req, const Principal& /*admin*/)
         st->filter.scan.after = *page.last_key;
       } else {
         st->done = true;
-        if (!st->csv) out += "\n]\n";
+        if (!csv) out += "\n]\n";
       }
     }
     return out;
   };
   return r;
+}
+
+ApiResult<bool> csv_format(const Request& req) {
+  const auto q = parse_query(req.query);
+  const std::string format = q && q->contains("format") ? q->at("format") : "json";
+  if (format != "json" && format != "csv") {
+    return invalid_parameter("format", "format must be csv or json");
+  }
+  return format == "csv";
+}
+
+// ---- The exclusive-mode audit (001 /v1/admin/secure/audit; 000 FR-05) ----
+constexpr std::array<const char*, 7> kExclusiveTypes = {
+    "ExclusiveChallengeIssued", "ExclusiveActivated", "ExclusiveActionValidated",
+    "ExclusiveRequestRejected", "ExclusiveLocked",    "ExclusiveEnded",
+    "ExclusiveDeviceRemoved"};
+const std::vector<std::string> kSecureColumns = {"time",      "userId",    "deviceId", "sessionId",
+                                                 "action",    "outcome",   "reason",   "jti",
+                                                 "proofHash", "partition", "seq",      "hash"};
+
+std::string hex_of_array(const json& bytes) {
+  if (!bytes.is_array()) return "";
+  ledger::Bytes raw;
+  for (const auto& b : bytes) {
+    if (!b.is_number_unsigned()) return "";
+    raw.push_back(b.get<std::uint8_t>());
+  }
+  return ledger::to_hex(raw);
+}
+
+// One rendered exclusive-mode record as the secure audit lists it.
+json secure_entry(json rendered) {
+  const auto& e = rendered.contains("event") ? rendered["event"] : json::object();
+  const auto field = [&](const char* name) {
+    const auto it = e.find(name);
+    return it != e.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  const auto type = rendered.value("type", "");
+  static const std::map<std::string, std::pair<const char*, const char*>> kKinds = {
+      {"ExclusiveChallengeIssued", {"challenge", "issued"}},
+      {"ExclusiveActivated", {"activate", "activated"}},
+      {"ExclusiveActionValidated", {"", "accepted"}},
+      {"ExclusiveRequestRejected", {"", "refused"}},
+      {"ExclusiveLocked", {"lock", "locked"}},
+      {"ExclusiveEnded", {"end", "ended"}},
+      {"ExclusiveDeviceRemoved", {"remove_device", "removed"}}};
+  const auto kind = kKinds.find(type);
+  std::string action = field("action");
+  if (action.empty() && kind != kKinds.end()) action = kind->second.first;
+  if (action.empty() && !hex_of_array(e.value("challenge_hash", json())).empty()) {
+    action = "activate";  // a refused activation names the challenge it used up
+  }
+  return json{{"time", rendered.value("time", "")},
+              {"userId", rendered.value("subject", "")},
+              {"deviceId", field("device_id")},
+              {"sessionId", field("exclusive_session_id")},
+              {"action", action},
+              {"outcome", kind != kKinds.end() ? kind->second.second : "unknown"},
+              {"reason", field("reason")},
+              {"jti", field("dpop_jti")},
+              {"proofHash", e.contains("proof_hash") ? hex_of_array(e["proof_hash"]) : ""},
+              {"partition", rendered.value("partition", 0u)},
+              {"seq", rendered.value("seq", std::uint64_t{0})},
+              {"hash", rendered.value("hash", "")},
+              {"type", type}};
+}
+
+std::string secure_csv_row(const json& rendered) {
+  const auto entry = secure_entry(rendered);
+  std::vector<std::string> cells;
+  for (const auto& c : kSecureColumns) {
+    const auto& v = entry[c];
+    cells.push_back(v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  return ledger::csv_row(cells);
+}
+
+}  // namespace
+
+Response LedgerApi::audit_export(const Request& req, const Principal& /*admin*/) {
+  SECHEX_TRY(const bool csv, csv_format(req));
+  SECHEX_TRY(auto filter, audit_filter(req, /*paged=*/false));
+  return stream_audit(commands_, keys_, std::move(filter), csv, "audit", ledger::csv_header(),
+                      api_entry, [](const json& e) { return ledger::json_to_csv_row(e); });
+}
+
+Response LedgerApi::secure_audit(const Request& req, const Principal& /*admin*/) {
+  SECHEX_TRY(const bool csv, csv_format(req));
+  SECHEX_TRY(auto filter, audit_filter(req, /*paged=*/false));
+  if (!filter.types.empty()) return invalid_parameter("type", "unknown parameter");
+  filter.types.assign(kExclusiveTypes.begin(), kExclusiveTypes.end());
+  return stream_audit(commands_, keys_, std::move(filter), csv, "secure-audit",
+                      ledger::csv_row(kSecureColumns), secure_entry, secure_csv_row);
 }
 
 Response LedgerApi::checkpoints(const Request&, const Principal& /*admin*/) {

@@ -131,8 +131,18 @@ ApiError to_api_error(const identity::Refusal& r) {
                              "DPoP algs=\"ES256\", error=\"invalid_dpop_proof\"");
       return e;
     }
-    case Refused::replay_detected:
-      return {409, "replay_detected", "this proof was already used; sign a new one"};
+    case Refused::replay_detected: {
+      // RFC 9449 §7.1: a proof refused for any reason says so in the challenge.
+      ApiError e{409, "replay_detected", "this proof was already used; sign a new one"};
+      e.headers.emplace_back("WWW-Authenticate",
+                             "DPoP algs=\"ES256\", error=\"invalid_dpop_proof\"");
+      return e;
+    }
+    case Refused::feature_disabled:
+      return {403, "feature_disabled", "this feature is not available for this account yet"};
+    case Refused::invalid_flag:
+      return {404, "not_found", "no such flag",
+              json{{"flag", r.reason}, {"known", json::array({"exclusive_mode"})}}};
     case Refused::exclusive_locked:
       return {423, "reauth_required",
               "the exclusive session was idle for too long and is locked; activate again",

@@ -43,9 +43,11 @@ inline const std::vector<std::string>& csv_columns() {
   return cols;
 }
 // One CSV line (RFC 4180 quoting, no trailing newline) for a record rendered by
-// record_to_json. Cells starting with = + - @ are prefixed with ' so spreadsheet programs do
-// not run them as formulas.
+// record_to_json. Cells starting with = + - @ tab or CR are prefixed with ' so spreadsheet programs
+// do not run them as formulas.
 std::string json_to_csv_row(const nlohmann::json& rendered);
+// One CSV line of these cells, quoted and formula-guarded as above.
+std::string csv_row(const std::vector<std::string>& cells);
 std::string csv_header();
 
 }  // namespace sechex::ledger

@@ -23,6 +23,7 @@
 //   reauth_grants     reauth id (hex of the reauth token's keyed hash) -> JSON {"user",
 //                     "expires_at"}
 //   settings          "password_policy" -> "basic" | "high" (PolicyChanged{policy:"password"})
+//                     "flag:" + name -> the rules JSON of the latest FlagChanged of that name
 // where lp(x) = be32(len(x)) || x. Hashes are the keyed lookup hashes the API computes; no
 // token, code or address is ever stored.
 //
@@ -46,6 +47,7 @@ inline constexpr const char* kOtpCodesCf = "otp_codes";
 inline constexpr const char* kLoginFailuresCf = "login_failures";
 inline constexpr const char* kReauthGrantsCf = "reauth_grants";
 inline constexpr const char* kSettingsCf = "settings";
+inline constexpr std::string_view kFlagSettingPrefix = "flag:";
 // How long an unknown email's failure count outlives its last failure (login_failures).
 inline constexpr std::int64_t kAnonFailuresKeptMicros = 24LL * 3600 * 1'000'000;
 
@@ -99,5 +101,8 @@ Result<std::optional<std::string>> reauth_grant_user(const ProjectionStore& stor
 
 // "basic" unless an admin set another level.
 Result<std::string> password_policy_level(const ProjectionStore& store);
+// The rules JSON an admin last set for flag `name`, nullopt when never set.
+Result<std::optional<std::string>> flag_rules_json(const ProjectionStore& store,
+                                                   std::string_view name);
 
 }  // namespace sechex::projections

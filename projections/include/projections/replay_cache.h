@@ -1,14 +1,22 @@
-// Replay cache: DPoP proof ids (`jti`) already presented by a user, for 5 minutes (RFC 9449
-// section 11.1: a proof is single-use; its `iat` is only accepted within that window, so an
-// older jti cannot be replayed anyway and need not be remembered).
+// Replay cache (000 FR-03, RFC 9449 §11.1): the DPoP proofs already accepted, for 5 minutes. A
+// proof's `iat` is only accepted within 30 s of the server's clock, so an older proof cannot be
+// replayed anyway and need not be remembered.
 //
-//   replay_jti   lp(user) || jti -> be64(first seen, micros)
+//   replay_jti   SHA-256(jkt || jti) -> be64(first accepted, micros)
 //
-// Recorded from ExclusiveActionValidated and also ExclusiveRequestRejected: a proof that was
-// presented once must never be accepted later, whatever the first request's fate. (A forged
-// proof could name someone else's jti only by guessing a random value.) The first sighting
-// wins: a repeat within the TTL keeps the original time, so retrying a replay does not extend
-// it. The user is the envelope subject. Entries expire kJtiTtlMicros after the first sighting.
+// where jkt is the RFC 7638 thumbprint of the key that signed the proof (the session's cnf.jkt)
+// and jti the proof's id, as ExclusiveActionValidated.replay_key records them: a proof is
+// recorded only once every other check passed (a forged or refused request spends nothing, so a
+// forger cannot fill the cache). The first acceptance wins; entries expire kJtiTtlMicros after it.
+//
+// Capacity: nothing is evicted before it expires. One validation records one entry and
+// validations are limited per user (--exclusive-rate, default 100/s), so a user has at most
+// rate x 300 live entries (30,000 at 100/s), all kept by RocksDB; when the store cannot write,
+// the validation's append fails and the request is refused (503) before it is served, so a proof
+// is never accepted without being remembered. Derived from the chain, the cache survives a
+// restart and every node that replays the partition agrees.
+//
+// Events written before replay_key existed are not recorded (their 5 minutes are long over).
 #pragma once
 
 #include "projections/projection.h"
@@ -30,9 +38,10 @@ class ReplayCacheProjection final : public Projection {
                std::int64_t now_micros) const override;
 };
 
-std::string jti_key(std::string_view user, std::string_view jti);
-// Whether `user` presented `jti` within kJtiTtlMicros before `now_micros`.
-Result<bool> seen_jti(const ProjectionStore& store, std::string_view user, std::string_view jti,
-                      std::int64_t now_micros);
+// SHA-256(jkt || jti), 32 bytes: the cache key of a proof.
+std::string replay_key(std::string_view jkt, std::string_view jti);
+// Whether the proof with this key was accepted within kJtiTtlMicros before `now_micros`.
+Result<bool> seen_proof(const ProjectionStore& store, std::string_view key,
+                        std::int64_t now_micros);
 
 }  // namespace sechex::projections

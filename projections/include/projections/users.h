@@ -3,7 +3,8 @@
 //   users            user id -> JSON {"id","status","email_hash","email_verified",
 //                    "registered_at","consent_version","roles":[...],
 //                    "password_hash_sealed","password_event_id",
-//                    "email_sealed","email_event_id"}   (nlohmann, keys sorted)
+//                    "email_sealed","email_event_id",
+//                    "attributes_sealed","attributes_event_id"}   (nlohmann, keys sorted)
 //   users_by_email   email hash (HMAC of the normalised address, from the event) -> user id
 //
 // status: "pending_verification" -> "active" (EmailVerified) -> "erased" (SubjectErased, which
@@ -43,6 +44,9 @@ struct UserRow {
   std::vector<std::string> roles;
   SealedValue password_hash;  // sealed under field "password_hash"
   SealedValue email;          // sealed under field "email"
+  // JSON {"region","segment"} set by an admin (UserAttributesSet), sealed under field
+  // "attributes"; empty when never set or erased.
+  SealedValue attributes;
 
   bool active() const { return status == "active"; }
   bool has_role(std::string_view role) const {

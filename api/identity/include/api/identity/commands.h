@@ -48,6 +48,7 @@
 #include "api/crypto/lookup_hash.h"
 #include "api/crypto/passwords.h"
 #include "api/identity/decide.h"
+#include "api/identity/flags.h"
 #include "api/identity/rules.h"
 #include "ledger/event_builder.h"
 #include "ledger/key_store.h"
@@ -115,6 +116,8 @@ enum class Refused {
   spoof_attempt,        // exclusive mode: a DPoP proof that does not check out (`reason`)
   replay_detected,      // exclusive mode: a proof's jti seen within 5 minutes
   exclusive_locked,     // exclusive mode: 30 minutes without a validated request; start again
+  feature_disabled,     // a feature flag (flags.h) does not match this user
+  invalid_flag,         // set_flag: `reason` names the flag the product does not read
 };
 
 // The stable snake_case name of a refusal (for logs).
@@ -298,6 +301,26 @@ class IdentityCommands {
                                               const UserId& admin);
   Outcome<void> unlock(const Caller& c, const UserId& user, std::string_view reason,
                        const UserId& admin);
+
+  // ---- Attributes and feature flags (000 FR-08; flags.h) ----
+  // UserAttributesSet by "admin:" + admin, replacing the user's attributes (sealed under the
+  // user's key). not_found for no such user.
+  Outcome<Attributes> set_attributes(const Caller& c, const UserId& user,
+                                     const Attributes& attributes, const UserId& admin);
+  // The user's attributes (none set: both empty); internal when they cannot be opened.
+  Outcome<Attributes> attributes(const projections::UserRow& user) const;
+  struct Flag {
+    FlagRules rules;   // the default (enabled for everyone) when never set
+    bool set = false;  // an admin has set it
+  };
+  // invalid_flag for a name not in kKnownFlags.
+  Outcome<Flag> flag(std::string_view name) const;
+  // FlagChanged{name, rules JSON} by "admin:" + admin under the "policy" subject.
+  Outcome<Flag> set_flag(const Caller& c, std::string_view name, const FlagRules& rules,
+                         const UserId& admin);
+  // Whether flag `name` matches `user` now (read from the projections on every call, so a
+  // change takes effect at the next request); unavailable / internal when it cannot be read.
+  Outcome<bool> flag_on_for(std::string_view name, const projections::UserRow& user) const;
   Outcome<void> erase(const Caller& c, const UserId& user, const SessionId& session,
                       ReauthToken reauth_token);
   Outcome<Profile> profile(const UserId& user) const;

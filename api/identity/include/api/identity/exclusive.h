@@ -103,7 +103,7 @@ class ExclusiveCommands {
   // it), and the newest active session: its device, token expiry and idle lock time.
   struct Status {
     bool available = false;
-    std::string reason;  // "not_premium" when not available
+    std::string reason;  // "not_premium" or "feature_disabled" when not available
     bool premium = false;
     std::optional<projections::ExclusiveSessionRow> session;
     TimePoint idle_lock_at;  // session only
@@ -114,9 +114,11 @@ class ExclusiveCommands {
   // The token must verify and carry cnf.jkt; the proof must pass dpop::verify_proof against it
   // (else spoof_attempt, chained as ExclusiveRequestRejected with the reason); then on the
   // user's partition: the session active (else invalid_token), not idle for `idle` (else
-  // ExclusiveLocked and exclusive_locked), the jti not seen within 5 minutes (else
-  // replay_detected, chained), at most `rate_per_second` validations per second (else
-  // rate_limited with retry_after_seconds).
+  // ExclusiveLocked and exclusive_locked), the proof not accepted within 5 minutes (else
+  // replay_detected, chained; replay_cache.h), at most `rate_per_second` validations per second
+  // (else rate_limited with retry_after_seconds), the account still premium and the
+  // exclusive_mode flag still on (else not_premium / feature_disabled, chained). Success is
+  // ExclusiveActionValidated with the device, the proof's jti, hash and replay key.
   struct Validated {
     std::string action;
     TimePoint recorded_at;
@@ -129,14 +131,16 @@ class ExclusiveCommands {
   Outcome<void> end(const Caller& c, const SignedRequest& request);
 
  private:
-  // The account row of an active premium user (its roles go into the session token).
-  Outcome<projections::UserRow> require_premium(const UserId& user) const;
+  // The account row of an active premium user the exclusive_mode flag matches (its roles go
+  // into the session token): no_account, not_premium or feature_disabled otherwise.
+  Outcome<projections::UserRow> require_allowed(const UserId& user) const;
   struct Proven {
     jose::AccessClaims claims;
     std::string jti;
   };
-  // The token and proof checks that need no projection; a spoof is chained before refusing.
-  Outcome<Proven> prove(const Caller& c, const SignedRequest& request);
+  // The token and proof checks that need no projection; a spoof is chained before refusing,
+  // naming `action`.
+  Outcome<Proven> prove(const Caller& c, const SignedRequest& request, std::string_view action);
 
   CommandDeps d_;
   const IdentityCommands& identity_;

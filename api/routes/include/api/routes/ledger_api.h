@@ -3,6 +3,11 @@
 //   POST /v1/events                  (admin or service) append a batch of application events
 //   GET  /v1/admin/audit             (admin) audit entries with (partition, seq, hash), paged
 //   GET  /v1/admin/audit/export      (admin) the same entries streamed as CSV or JSON
+//   GET  /v1/admin/secure/audit      (admin) the exclusive-mode entries (000 FR-05, 001), streamed
+//                                    as JSON or CSV: ?userId&from&to&format=json|csv; each
+//                                    {time, userId, deviceId, sessionId, action, outcome, reason,
+//                                    jti, proofHash, partition, seq, hash, type}; CSV cells are
+//                                    formula-injection safe (ledger/export.h csv_row)
 //   GET  /v1/admin/ledger/checkpoints (admin) the latest signed checkpoint of each partition
 //   GET  /.well-known/jwks.json      token signing keys (public)
 //
@@ -71,6 +76,7 @@ class LedgerApi {
   Response ingest(const Request& req, const Principal& who);
   Response audit(const Request& req, const Principal& who);
   Response audit_export(const Request& req, const Principal& who);
+  Response secure_audit(const Request& req, const Principal& who);
   Response checkpoints(const Request& req, const Principal& who);
   Response jwks(const Request& req) const;
 

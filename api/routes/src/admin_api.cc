@@ -1,0 +1,73 @@
+#include "api/routes/admin_api.h"
+
+#include <nlohmann/json.hpp>
+
+#include "identity_support.h"
+
+namespace sechex::api {
+
+using namespace identity_support;
+
+namespace {
+
+ApiError invalid_field(const identity::InvalidField& bad) {
+  return ApiError{400, "invalid_request", bad.field + " " + bad.message,
+                  json{{"field", bad.field}}};
+}
+
+json flag_answer(std::string_view name, const identity::IdentityCommands::Flag& f) {
+  auto out = identity::flag_json(f.rules);
+  out["name"] = name;
+  out["set"] = f.set;
+  return out;
+}
+
+}  // namespace
+
+AdminApi::AdminApi(IdentityDeps deps, IdentityConfig config)
+    : d_(std::move(deps)), config_(std::move(config)) {}
+
+void AdminApi::add_routes(RouteRegistry& routes) {
+  using W = const Principal&;
+  routes.guarded(
+      "PUT", "/v1/admin/users/{id}/attributes",
+      [this](const Request& r, W w) { return set_attributes(r, w); }, Exec::pool);
+  routes.guarded(
+      "GET", "/v1/admin/flags/{name}", [this](const Request& r, W w) { return flag(r, w); },
+      Exec::pool);
+  routes.guarded(
+      "PUT", "/v1/admin/flags/{name}", [this](const Request& r, W w) { return set_flag(r, w); },
+      Exec::pool);
+}
+
+Response AdminApi::set_attributes(const Request& req, const Principal& admin) {
+  SECHEX_TRY(const auto body, read_body(req));
+  const auto parsed = identity::parse_attributes(body);
+  if (const auto* bad = std::get_if<identity::InvalidField>(&parsed)) return invalid_field(*bad);
+  const auto& id = req.params.at("id");
+  SECHEX_TRY(const auto set, answered(d_.identity.set_attributes(
+                                 caller_of(d_, config_, req), UserId(id),
+                                 std::get<identity::Attributes>(parsed), UserId(admin.subject))));
+  auto out = identity::attributes_json(set);
+  out["userId"] = id;
+  return json_ok(out.dump());
+}
+
+Response AdminApi::flag(const Request& req, const Principal&) {
+  const auto& name = req.params.at("name");
+  SECHEX_TRY(const auto f, answered(d_.identity.flag(name)));
+  return json_ok(flag_answer(name, f).dump());
+}
+
+Response AdminApi::set_flag(const Request& req, const Principal& admin) {
+  SECHEX_TRY(const auto body, read_body(req));
+  const auto parsed = identity::parse_flag(body);
+  if (const auto* bad = std::get_if<identity::InvalidField>(&parsed)) return invalid_field(*bad);
+  const auto& name = req.params.at("name");
+  SECHEX_TRY(const auto f, answered(d_.identity.set_flag(caller_of(d_, config_, req), name,
+                                                         std::get<identity::FlagRules>(parsed),
+                                                         UserId(admin.subject))));
+  return json_ok(flag_answer(name, f).dump());
+}
+
+}  // namespace sechex::api
