@@ -389,6 +389,37 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   while (exclusive_config.public_url.ends_with('/')) exclusive_config.public_url.pop_back();
   exclusive_config.idle = config.exclusive_idle;
   exclusive_config.rate_per_second = config.exclusive_rate;
+  // 000 NFR-06: activations, refusals by stage and reason (spoofs and replays among them), and
+  // the time the token and proof checks of a signed request take (NFR-02: < 5 ms).
+  auto& exclusive_activations = prometheus::BuildCounter()
+                                    .Name("sechex_exclusive_activations_total")
+                                    .Help("Exclusive-mode activations accepted")
+                                    .Register(metrics.registry())
+                                    .Add({});
+  auto& exclusive_refusals = prometheus::BuildCounter()
+                                 .Name("sechex_exclusive_refusals_total")
+                                 .Help(
+                                     "Exclusive-mode activations and signed requests refused, "
+                                     "by stage and reason")
+                                 .Register(metrics.registry());
+  for (const char* reason : {"spoof_attempt", "replay_detected"}) {
+    exclusive_refusals.Add({{"stage", "request"}, {"reason", reason}});
+  }
+  auto& exclusive_proof_seconds =
+      prometheus::BuildHistogram()
+          .Name("sechex_exclusive_proof_check_seconds")
+          .Help("Token and DPoP proof checks of one accepted signed request")
+          .Register(metrics.registry())
+          .Add({}, prometheus::Histogram::BucketBoundaries{0.0002, 0.0005, 0.001, 0.002, 0.005,
+                                                           0.01, 0.05});
+  exclusive_config.on_activated = [&] { exclusive_activations.Increment(); };
+  exclusive_config.on_refused = [&](std::string_view stage, std::string_view reason) {
+    exclusive_refusals.Add({{"stage", std::string(stage)}, {"reason", std::string(reason)}})
+        .Increment();
+  };
+  exclusive_config.on_proof_checked = [&](std::chrono::steady_clock::duration d) {
+    exclusive_proof_seconds.Observe(std::chrono::duration<double>(d).count());
+  };
   api::identity::ExclusiveCommands exclusive_commands(command_deps, identity_commands, verifier,
                                                       std::move(exclusive_config));
   const api::IdentityDeps identity_deps{

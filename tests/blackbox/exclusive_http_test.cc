@@ -117,6 +117,28 @@ TEST_F(Exclusive, ActivationSignedRequestsReplayAndEndAreServedAndChained) {
   EXPECT_EQ(data_of(ok)["result"]["action"], "approve");
   const auto replay = signed_post("/v1/secure/exclusive/validate", p1, {{"action", "approve"}});
   EXPECT_EQ(replay.status, 409u) << replay.body;
+  // 000 FR-03: the replay cache is derived from the chain, so a restart remembers the proof.
+  const std::vector<std::string> flags = {"--public-url", kOrigin, "--exclusive-rate", "50"};
+  ASSERT_EQ(stop(), 0);
+  ASSERT_NO_FATAL_FAILURE(start(flags));
+  EXPECT_EQ(signed_post("/v1/secure/exclusive/validate", p1, {{"action", "approve"}}).status, 409u)
+      << "replayed after a restart";
+
+  // 000 FR-08: the flag turned off refuses the next signed request; on again, it is served.
+  const auto off =
+      call(http::verb::put, "/v1/admin/flags/exclusive_mode", {{"enabled", false}}, admin_);
+  ASSERT_EQ(off.status, 200u) << off.body;
+  const auto disabled =
+      signed_post("/v1/secure/exclusive/validate", proof("jti-f", "/v1/secure/exclusive/validate"),
+                  {{"action", "approve"}});
+  EXPECT_EQ(disabled.status, 403u) << disabled.body;
+  ASSERT_EQ(
+      call(http::verb::put, "/v1/admin/flags/exclusive_mode", {{"enabled", true}}, admin_).status,
+      200u);
+  EXPECT_EQ(signed_post("/v1/secure/exclusive/validate",
+                        proof("jti-g", "/v1/secure/exclusive/validate"), {{"action", "approve"}})
+                .status,
+            200u);
   EXPECT_EQ(http_call(port_, http::verb::get, "/v1/me", session_token_).status, 401u)
       << "the session token is no bearer token";
   const auto ended = signed_post("/v1/secure/exclusive/end",
@@ -127,11 +149,33 @@ TEST_F(Exclusive, ActivationSignedRequestsReplayAndEndAreServedAndChained) {
                 .status,
             401u);
 
-  // The audit trail (000 FR-05): the activation, the validation, the replay, the end.
+  // The audit trail (000 FR-05): the activation, the validations, the refusals (two replays,
+  // the flag), the end; the secure audit lists them with their outcome, as CSV too.
   EXPECT_EQ(audit_count(admin_, user_, "ExclusiveActivated"), 1u);
-  EXPECT_EQ(audit_count(admin_, user_, "ExclusiveActionValidated"), 1u);
-  EXPECT_EQ(audit_count(admin_, user_, "ExclusiveRequestRejected"), 1u);
+  EXPECT_EQ(audit_count(admin_, user_, "ExclusiveActionValidated"), 2u);
+  EXPECT_EQ(audit_count(admin_, user_, "ExclusiveRequestRejected"), 3u);
   EXPECT_EQ(audit_count(admin_, user_, "ExclusiveEnded"), 1u);
+  const auto csv =
+      call(http::verb::get, "/v1/admin/secure/audit?format=csv&userId=" + user_, nullptr, admin_);
+  ASSERT_EQ(csv.status, 200u) << csv.body;
+  EXPECT_EQ(std::count(csv.body.begin(), csv.body.end(), '\n'), 1 + 8)
+      << "header, challenge, activation, 2 accepted, 3 refused, end: " << csv.body;
+  EXPECT_NE(csv.body.find(",approve,accepted,,jti-1,"), std::string::npos) << csv.body;
+  EXPECT_NE(csv.body.find(",approve,refused,replay_detected,jti-1,"), std::string::npos);
+
+  // 000 NFR-06: the metrics moved (the counters restarted with the process).
+  const auto m = metrics();
+  EXPECT_NE(
+      m.find(R"(sechex_exclusive_refusals_total{reason="replay_detected",stage="request"} 1)"),
+      std::string::npos)
+      << m;
+  EXPECT_NE(
+      m.find(R"(sechex_exclusive_refusals_total{reason="feature_disabled",stage="request"} 1)"),
+      std::string::npos);
+  EXPECT_NE(m.find("sechex_exclusive_proof_check_seconds_count 4"), std::string::npos)
+      << "since the restart the replay, the flag's refusal, the accepted request and the one "
+         "after the end passed the proof checks: "
+      << m;
 
   // A restart keeps the device, its name opened from the sealed value.
   ASSERT_EQ(stop(), 0);

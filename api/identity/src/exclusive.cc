@@ -136,10 +136,32 @@ Outcome<ExclusiveCommands::Challenge> ExclusiveCommands::challenge(const Caller&
   return Challenge{text, whole_seconds(exclusive_.challenge_ttl)};
 }
 
+void ExclusiveCommands::report_refusal(std::string_view stage, const Refusal& r) const {
+  if (!exclusive_.on_refused) return;
+  const bool attestation =
+      r.why == Refused::attestation_failed || r.why == Refused::device_unsupported;
+  exclusive_.on_refused(
+      stage, attestation && !r.reason.empty() ? std::string_view(r.reason) : to_string(r.why));
+}
+
 Outcome<ExclusiveCommands::Started> ExclusiveCommands::start(const Caller& c, const UserId& user,
                                                              const SessionId& session,
                                                              ReauthToken reauth,
                                                              const StartRequest& request) {
+  auto out = start_checked(c, user, session, reauth, request);
+  if (!out) {
+    report_refusal("activation", out.error());
+  } else if (exclusive_.on_activated) {
+    exclusive_.on_activated();
+  }
+  return out;
+}
+
+Outcome<ExclusiveCommands::Started> ExclusiveCommands::start_checked(const Caller& c,
+                                                                     const UserId& user,
+                                                                     const SessionId& session,
+                                                                     ReauthToken reauth,
+                                                                     const StartRequest& request) {
   Context x(d_, config_, c);
   SECHEX_TRY(const auto account, require_allowed(user));
   SECHEX_TRY(auto p, read_request(request, exclusive_, c.now));
@@ -369,7 +391,20 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate(const Caller& 
                                                                   const SignedRequest& request,
                                                                   std::string_view action,
                                                                   std::string_view payload_json) {
-  SECHEX_TRY(auto proven, prove(c, request, action));
+  auto out = validate_checked(c, request, action, payload_json);
+  if (!out) report_refusal("request", out.error());
+  return out;
+}
+
+Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate_checked(
+    const Caller& c, const SignedRequest& request, std::string_view action,
+    std::string_view payload_json) {
+  const auto checking = std::chrono::steady_clock::now();
+  auto proven_or = prove(c, request, action);
+  if (proven_or && exclusive_.on_proof_checked) {
+    exclusive_.on_proof_checked(std::chrono::steady_clock::now() - checking);
+  }
+  SECHEX_TRY(auto proven, std::move(proven_or));
   Context x(d_, config_, c);
   const auto& user = proven.claims.sub;
   const auto& sid = proven.claims.sid;

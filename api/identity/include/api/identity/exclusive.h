@@ -23,6 +23,8 @@
 // trust store and the clock must outlive it. Calls may come from any thread.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -49,6 +51,14 @@ struct ExclusiveConfig {
   // The URL proofs name is public_url + path (never built from the request's Host).
   std::string public_url;
   std::string upgrade_url;  // details.upgradeUrl of device_unsupported
+
+  // Metrics (000 NFR-06), each optional; called on the request's thread after the decision.
+  // `stage` is "activation" or "request"; `reason` the refusal's code (commands.h to_string),
+  // or for a failed attestation its webauthn.h reason code: a bounded set, fit for a label.
+  std::function<void()> on_activated;
+  std::function<void(std::string_view stage, std::string_view reason)> on_refused;
+  // The token and proof checks of one signed request whose proof passed (000 NFR-02: < 5 ms).
+  std::function<void(std::chrono::steady_clock::duration)> on_proof_checked;
 };
 
 // What the client sends to start (API.md): the attestation object and clientDataJSON, both
@@ -138,6 +148,11 @@ class ExclusiveCommands {
     jose::AccessClaims claims;
     std::string jti;
   };
+  Outcome<Started> start_checked(const Caller& c, const UserId& user, const SessionId& session,
+                                 ReauthToken reauth, const StartRequest& request);
+  Outcome<Validated> validate_checked(const Caller& c, const SignedRequest& request,
+                                      std::string_view action, std::string_view payload_json);
+  void report_refusal(std::string_view stage, const Refusal& r) const;
   // The token and proof checks that need no projection; a spoof is chained before refusing,
   // naming `action`.
   Outcome<Proven> prove(const Caller& c, const SignedRequest& request, std::string_view action);
