@@ -252,8 +252,9 @@ TEST(MailRender, VerificationAndResetLinksEndInTheToken) {
 }
 
 TEST(MailRender, EveryKindHasAnEnglishAndAChineseTemplate) {
-  for (const char* kind : {kMailVerifyEmail, kMailPasswordReset, kMailPasswordResetDone,
-                           kMailOtpCode, kMailOtpLockout, kMailAccountLocked}) {
+  for (const char* kind :
+       {kMailVerifyEmail, kMailPasswordReset, kMailPasswordResetDone, kMailOtpCode, kMailOtpLockout,
+        kMailAccountLocked, kMailExclusiveNewDevice}) {
     const std::string secret =
         kind == std::string(kMailOtpCode) ? "12345678"
         : kind == std::string(kMailVerifyEmail) || kind == std::string(kMailPasswordReset) ? "tok"

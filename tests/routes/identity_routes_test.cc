@@ -65,6 +65,7 @@ class IdentityRoutes : public RouteTest {
           {
             std::lock_guard l(mu_);
             secrets_[std::string(to)] = std::string(secret);
+            kinds_.emplace_back(kind);
           }
           SECHEX_TRY(auto queued, build_mail_queued(*keys_, meta,
                                                     {std::string(kind), std::string(to),
@@ -193,6 +194,7 @@ class IdentityRoutes : public RouteTest {
   std::mutex mu_;
   std::condition_variable mailed_;
   std::map<std::string, std::string> secrets_;  // address -> the secret of its latest mail
+  std::vector<std::string> kinds_;              // of every mail built, in order
   int mails_ = 0;                               // queued since the start
   int requests_ = 0;
 };
@@ -694,6 +696,7 @@ TEST_F(ExclusiveRoutes, ASecondDeviceNeedsAStepUpAndARemovedDeviceIsGone) {
   const auto same = activate(first.attest(ca_, challenge()));
   ASSERT_EQ(same.status, 201u) << "the enrolled device again needs no step-up: " << same.body;
   EXPECT_EQ(data_of(same)["deviceId"], data_of(one)["deviceId"]);
+  const auto mails_before = mails_sent();
 
   const auto c = challenge();
   const auto without = activate(second.attest(ca_, c));
@@ -704,6 +707,13 @@ TEST_F(ExclusiveRoutes, ASecondDeviceNeedsAStepUpAndARemovedDeviceIsGone) {
   const auto with = activate(second.attest(ca_, c), data_of(reauth)["reauthToken"]);
   ASSERT_EQ(with.status, 201u) << "the challenge was not spent by the step-up refusal: "
                                << with.body;
+  EXPECT_EQ(mails_sent(), mails_before + 1) << "API.md: the owner is mailed about the new device";
+  {
+    std::lock_guard l(mu_);
+    EXPECT_EQ(kinds_.back(), projections::kMailExclusiveNewDevice);
+    EXPECT_EQ(std::count(kinds_.begin(), kinds_.end(), projections::kMailExclusiveNewDevice), 1)
+        << "not for the first device, nor for the enrolled one again";
+  }
   ASSERT_EQ(data_of(call("GET", "/v1/me/devices", nullptr, token_))["devices"].size(), 2u);
 
   const std::string removed = data_of(one)["deviceId"];

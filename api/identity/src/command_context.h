@@ -27,6 +27,7 @@ using FbBytes = flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>>;
 
 inline constexpr const char* kPolicySubject = "policy";
 // The mail kinds the commands queue (api/mail renders each).
+using projections::kMailExclusiveNewDevice;
 using projections::kMailOtpCode;
 using projections::kMailOtpLockout;
 using projections::kMailPasswordReset;

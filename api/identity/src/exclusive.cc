@@ -185,8 +185,10 @@ Outcome<ExclusiveCommands::Started> ExclusiveCommands::start_checked(const Calle
   const auto expires_at = c.now + exclusive_.session_ttl;
 
   std::optional<Refusal> refused;
+  bool mailed = false;
   SECHEX_TRYV(x.run(x.partition_of(id), [&]() -> Result<Events> {
     refused.reset();
+    mailed = false;
     SECHEX_TRY(auto challenge, projections::live_challenge(store, id, c.now));
     if (!challenge) {
       refused = refusal_of(webauthn::AttestationErrc::wrong_challenge, exclusive_);
@@ -236,9 +238,16 @@ Outcome<ExclusiveCommands::Started> ExclusiveCommands::start_checked(const Calle
                      f.CreateString(attested.type)));
                }));
     out.push_back(std::move(activated));
+    // API.md: a device added while another is enrolled is told to the owner.
+    if (new_device && !enrolled.value().empty()) {
+      SECHEX_TRY(auto address, x.open_sealed(id, account.email, "email"));
+      SECHEX_TRYV(x.queue_mail(out, id, kMailExclusiveNewDevice, address, ""));
+      mailed = true;
+    }
     return out;
   }));
   if (refused) return *refused;
+  if (mailed && d_.mail_queued) d_.mail_queued();
   // The roles of the row the command read (no second read).
   auto token =
       d_.issuer.issue({id, xs, account.roles, false, p.jkt},

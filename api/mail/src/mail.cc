@@ -171,6 +171,14 @@ constexpr KindTemplates kTemplates[] = {
      {"您的账户已被锁定",
       "您好，\n\n由于多次登录失败，您的 Sechex Ledger 账户已被锁定。\n\n"
       "如果这不是您本人的操作，请重置密码。\n"}},
+    {kMailExclusiveNewDevice,
+     {"A new device can sign for your account",
+      "Hello,\n\nA new device was just enrolled for exclusive mode on your Sechex Ledger "
+      "account, after a re-authentication.\n\nIf this was not you, remove the device under "
+      "your account's devices and reset your password now.\n"},
+     {"新设备已可为您的账户签名",
+      "您好，\n\n您的 Sechex Ledger 账户刚刚在重新验证身份后为专属模式登记了一台新设备。\n\n"
+      "如果这不是您本人的操作，请立即在账户的设备列表中移除该设备，并重置密码。\n"}},
 };
 
 const KindTemplates* templates_of(std::string_view kind) {

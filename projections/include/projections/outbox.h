@@ -72,6 +72,8 @@ inline constexpr const char* kMailPasswordResetDone = "password_reset_done";
 inline constexpr const char* kMailOtpCode = "otp_code";
 inline constexpr const char* kMailOtpLockout = "otp_lockout";
 inline constexpr const char* kMailAccountLocked = "account_locked";
+// A new exclusive-mode device was activated while another was enrolled (API.md).
+inline constexpr const char* kMailExclusiveNewDevice = "exclusive_new_device";
 
 // One outbox entry, decoded.
 struct OutboxEntry {

@@ -64,6 +64,7 @@ namespace sechex::api {
 
 // Mail kinds (MailQueued.kind): projections/outbox.h, where the producers see them too.
 using projections::kMailAccountLocked;
+using projections::kMailExclusiveNewDevice;
 using projections::kMailOtpCode;
 using projections::kMailOtpLockout;
 using projections::kMailPasswordReset;
