@@ -20,6 +20,7 @@
 #include "api/crypto/jose.h"
 #include "api/crypto/token_settings.h"
 #include "demo.h"
+#include "device.h"
 #include "ledger/data_dir.h"
 #include "ledger/export.h"
 #include "ledger/kafka_keys.h"
@@ -720,6 +721,11 @@ commands:
                 (a record decided after that one reflects a later state even if its own time
                 is earlier); with --subject only that subject's partition. Works while
                 ledgerd runs.
+  device new    --key FILE: a software device for trying exclusive mode (development; ledgerd
+                needs --allow-self-attestation); prints the key's thumbprint
+  device attest --key FILE --challenge C --origin URL [--rp-id ID] [--name N]: prints the
+                body of POST /v1/secure/exclusive/start (packed self attestation, UP and UV)
+  device proof  --key FILE --token T --url URL [--method M] [--jti J]: prints a DPoP proof
 
 With --log kafka the ledger is the Kafka topic T (default ledger.events) and its data keys are
 in T.keys; the key-encryption key (--kek-file, SECHEX_KEK or <data-dir>/keys/kek) and the
@@ -806,6 +812,7 @@ int main(int argc, char** argv) {
     if (command == "tokens") return cmd_tokens(c, rest);
     if (command == "rebuild-projections") return cmd_rebuild_projections(c, rest);
     if (command == "replay") return ops::cmd_replay(rest, [&] { return open_log_read_only(c); });
+    if (command == "device") return ops::cmd_device(rest);
     std::cerr << "ledgerctl: unknown command '" << command << "'\n\n" << kUsage << global;
     return kCannotRun;
   } catch (const Exit& e) {

@@ -4,6 +4,7 @@
 // the end of the session, and the audit trail; then a restart keeps the enrolled device.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "api/crypto/dpop.h"
@@ -184,6 +185,57 @@ TEST_F(Exclusive, ActivationSignedRequestsReplayAndEndAreServedAndChained) {
   ASSERT_EQ(devices.status, 200u) << devices.body;
   ASSERT_EQ(data_of(devices)["devices"].size(), 1u);
   EXPECT_EQ(data_of(devices)["devices"][0]["name"], "Xena's laptop");
+}
+
+// README "Exclusive mode from a terminal": the software device of `ledgerctl device` enrols
+// against a ledgerd that allows self attestation (and only then), and signs requests that are
+// served (200), replayed (409) and refused without a proof or for another URL (401).
+TEST_F(Exclusive, TheSoftwareDeviceOfTheReadmeEnrolsAndSignsRequests) {
+  ASSERT_EQ(post("/v1/admin/users/" + user_ + "/roles", {{"grant", {"premium"}}}, admin_).status,
+            200u);
+  const auto key = dir_.sub("device.pem");
+  const auto created = ctl({"device", "new", "--key", key});
+  ASSERT_EQ(created.code, 0) << created.err;
+  const auto thumbprint = created.out.substr(0, created.out.find('\n'));
+  EXPECT_EQ(thumbprint.size(), 43u);
+  EXPECT_EQ(std::filesystem::status(key).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  const auto enrol = [&]() {
+    const auto challenge = post("/v1/secure/exclusive/challenge", nullptr, token_);
+    EXPECT_EQ(challenge.status, 200u) << challenge.body;
+    const auto body = ctl({"device", "attest", "--key", key, "--challenge",
+                           data_of(challenge)["challenge"], "--origin", kOrigin, "--name",
+                           "terminal"});
+    EXPECT_EQ(body.code, 0) << body.err;
+    return post("/v1/secure/exclusive/start", json::parse(body.out), token_);
+  };
+  const auto refused = enrol();
+  ASSERT_EQ(refused.status, 401u) << "self attestation needs --allow-self-attestation";
+  EXPECT_EQ(error_of(refused)["code"], "attestation_failed");
+
+  ASSERT_EQ(stop(), 0);
+  ASSERT_NO_FATAL_FAILURE(start({"--public-url", kOrigin, "--allow-self-attestation"}));
+  const auto started = enrol();
+  ASSERT_EQ(started.status, 201u) << started.body;
+  session_token_ = data_of(started)["sessionToken"];
+  const auto path = std::string("/v1/secure/exclusive/validate");
+  const auto signed_proof = [&](const std::string& url) {
+    const auto p = ctl({"device", "proof", "--key", key, "--token", session_token_, "--url", url});
+    EXPECT_EQ(p.code, 0) << p.err;
+    return p.out.substr(0, p.out.find('\n'));
+  };
+  const auto proof = signed_proof(kOrigin + path);
+  EXPECT_EQ(signed_post(path, proof, {{"action", "approve"}}).status, 200u);
+  EXPECT_EQ(signed_post(path, proof, {{"action", "approve"}}).status, 409u);
+  const auto no_proof = signed_post(path, "", {{"action", "approve"}});
+  EXPECT_EQ(no_proof.status, 401u);
+  EXPECT_EQ(header(no_proof, "www-authenticate"),
+            "DPoP algs=\"ES256\", error=\"invalid_dpop_proof\"");
+  const auto elsewhere =
+      signed_post(path, signed_proof(kOrigin + std::string("/v1/secure/exclusive/end")),
+                  {{"action", "approve"}});
+  EXPECT_EQ(elsewhere.status, 401u);
+  EXPECT_EQ(error_of(elsewhere)["details"]["reason"], "htu_mismatch");
 }
 
 }  // namespace
