@@ -226,13 +226,17 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   std::string rp_id;
   std::vector<std::string> attestation_root_files;
   bool allow_self_attestation = false;
+  bool dpop_nonce = false;
   desc.add_options()("rp-id", po::value(&rp_id),
                      "WebAuthn relying party id (default: the host of --public-url)")(
       "attestation-roots", po::value(&attestation_root_files),
       "PEM bundle of trusted device attestation roots, repeatable (exclusive mode; none: every "
       "attestation chain is refused)")(
       "allow-self-attestation", po::bool_switch(&allow_self_attestation),
-      "accept packed self attestation (development only: nothing vouches for the device)");
+      "accept packed self attestation (development only: nothing vouches for the device)")(
+      "dpop-nonce", po::bool_switch(&dpop_nonce),
+      "exclusive mode: DPoP proofs must carry a server nonce (RFC 9449 section 9; stateless, "
+      "valid 1 to 2 minutes, handed out in DPoP-Nonce)");
   std::int64_t exclusive_idle_seconds = 1800;
   std::uint32_t exclusive_rate = 100;
   desc.add_options()(
@@ -405,6 +409,7 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   c.rp_id = rp_id.empty() ? host_of_url(mail.public_url) : rp_id;
   c.attestation_roots_pem = std::move(roots_pem);
   c.allow_self_attestation = allow_self_attestation;
+  c.dpop_nonce = dpop_nonce;
   c.exclusive_idle = std::chrono::seconds{exclusive_idle_seconds};
   c.exclusive_rate = exclusive_rate;
   c.mail = std::move(mail);

@@ -389,6 +389,12 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   while (exclusive_config.public_url.ends_with('/')) exclusive_config.public_url.pop_back();
   exclusive_config.idle = config.exclusive_idle;
   exclusive_config.rate_per_second = config.exclusive_rate;
+  if (config.dpop_nonce) {
+    // Derived from the lookup-hash key, so every node of a deployment makes the same nonces.
+    const auto key = lookup.token("dpop_nonce_key", "v1");
+    exclusive_config.nonces =
+        std::make_shared<const api::dpop::NonceSource>(ledger::Bytes(key.begin(), key.end()));
+  }
   // 000 NFR-06: activations, refusals by stage and reason (spoofs and replays among them), and
   // the time the token and proof checks of a signed request take (NFR-02: < 5 ms).
   auto& exclusive_activations = prometheus::BuildCounter()

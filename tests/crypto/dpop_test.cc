@@ -110,6 +110,38 @@ TEST_F(Proofs, AProofOfTheBoundKeyForThisRequestPasses) {
   EXPECT_EQ(ok.value().jti, "j-1");
 }
 
+// RFC 9449 §8: a proof's nonce claim is handed to the caller; one that is not a short string is
+// refused.
+TEST_F(Proofs, TheNonceClaimIsReturnedAndAMalformedOneRefused) {
+  EXPECT_FALSE(check(sign(header(), claims())).value().nonce.has_value());
+  auto with = claims();
+  with["nonce"] = "n-1";
+  EXPECT_EQ(check(sign(header(), with)).value().nonce, "n-1");
+  with["nonce"] = 7;
+  EXPECT_EQ(check(sign(header(), with)).error(), DpopErrc::bad_nonce);
+  with["nonce"] = std::string(129, 'n');
+  EXPECT_EQ(check(sign(header(), with)).error(), DpopErrc::bad_nonce);
+}
+
+// RFC 9449 §9: stateless server nonces live for the current and the previous time step, belong
+// to their key, and nothing else passes.
+TEST(DpopNonces, ANonceIsValidForItsStepAndTheNextAndOnlyUnderItsKey) {
+  const NonceSource source(ledger::Bytes(32, 0x11), 60);
+  const NonceSource other(ledger::Bytes(32, 0x22), 60);
+  constexpr std::int64_t t = 1'767'225'600;  // a step boundary
+  const auto n = source.current(t);
+  EXPECT_EQ(n.size(), 43u);
+  EXPECT_EQ(source.current(t + 59), n) << "one step";
+  EXPECT_NE(source.current(t + 60), n);
+  EXPECT_TRUE(source.valid(n, t));
+  EXPECT_TRUE(source.valid(n, t + 119)) << "accepted during the next step too";
+  EXPECT_FALSE(source.valid(n, t + 120));
+  EXPECT_FALSE(source.valid(n, t - 1)) << "not before its step";
+  EXPECT_FALSE(other.valid(n, t)) << "another key's nonce";
+  EXPECT_FALSE(source.valid("", t));
+  EXPECT_FALSE(source.valid(n.substr(1), t));
+}
+
 // 000 FR-02 and API.md: every spoof is refused, each for its own reason.
 TEST_F(Proofs, EachKindOfSpoofIsRefusedWithItsReasonFR02) {
   const auto other = jose::SigningKey::generate().value();

@@ -164,9 +164,11 @@ TEST(LedgerdConfig, ExclusiveModeTakesItsOriginAndRpFromThePublicUrl) {
   EXPECT_EQ(defaults.config.value().rp_id, "127.0.0.1");
   EXPECT_TRUE(defaults.config.value().attestation_roots_pem.empty());
   EXPECT_FALSE(defaults.config.value().allow_self_attestation);
-  const auto set =
-      parse({"--public-url", "https://id.example.com/app/", "--allow-self-attestation"});
+  EXPECT_FALSE(defaults.config.value().dpop_nonce);
+  const auto set = parse(
+      {"--public-url", "https://id.example.com/app/", "--allow-self-attestation", "--dpop-nonce"});
   ASSERT_TRUE(set.config) << set.err;
+  EXPECT_TRUE(set.config.value().dpop_nonce);
   EXPECT_EQ(set.config.value().public_origin, "https://id.example.com");
   EXPECT_EQ(set.config.value().rp_id, "id.example.com");
   EXPECT_TRUE(set.config.value().allow_self_attestation);

@@ -116,6 +116,9 @@ class IdentityRoutes : public RouteTest {
     xc.public_url = kOrigin;
     xc.rate_per_second = 5;              // small, so the limit is reached in a test
     xc.idle = std::chrono::minutes{10};  // shorter than the token, so the lock shows
+    if (nonces_) {
+      xc.nonces = std::make_shared<const dpop::NonceSource>(ledger::Bytes(32, 0x4e));
+    }
     exclusive_commands_ = std::make_unique<identity::ExclusiveCommands>(*commands_deps_, *identity_,
                                                                         *verifier_, std::move(xc));
     exclusive_ = std::make_unique<ExclusiveApi>(deps, config, *exclusive_commands_);
@@ -191,6 +194,7 @@ class IdentityRoutes : public RouteTest {
   std::unique_ptr<webauthn::TrustStore> roots_;
   std::unique_ptr<identity::ExclusiveCommands> exclusive_commands_;
   std::unique_ptr<ExclusiveApi> exclusive_;
+  bool nonces_ = false;  // exclusive mode with server nonces (--dpop-nonce)
   std::mutex mu_;
   std::condition_variable mailed_;
   std::map<std::string, std::string> secrets_;  // address -> the secret of its latest mail
@@ -810,11 +814,12 @@ class SignedRequests : public ExclusiveRoutes {
                     const std::string& method = "POST", std::optional<std::int64_t> iat = {},
                     const jose::SigningKey* key = nullptr, const std::string& token = "") const {
     const json header{{"typ", "dpop+jwt"}, {"alg", "ES256"}, {"jwk", jwk_}};
-    const json claims{{"jti", jti},
-                      {"htm", method},
-                      {"htu", std::string(kOrigin) + path},
-                      {"iat", iat.value_or(clock_.now_micros() / 1'000'000)},
-                      {"ath", dpop::ath_of(token.empty() ? session_token_ : token)}};
+    json claims{{"jti", jti},
+                {"htm", method},
+                {"htu", std::string(kOrigin) + path},
+                {"iat", iat.value_or(clock_.now_micros() / 1'000'000)},
+                {"ath", dpop::ath_of(token.empty() ? session_token_ : token)}};
+    if (!nonce_.empty()) claims["nonce"] = nonce_;
     return jose::jws_sign_es256(key != nullptr ? *key : *key_, header.dump(), claims.dump())
         .value();
   }
@@ -856,7 +861,41 @@ class SignedRequests : public ExclusiveRoutes {
   std::unique_ptr<jose::SigningKey> key_;
   json jwk_;
   std::string session_token_;
+  std::string nonce_;  // put in the next proofs when set
 };
+
+class NoncedRequests : public SignedRequests {
+ protected:
+  void SetUp() override {
+    nonces_ = true;
+    SignedRequests::SetUp();
+  }
+};
+
+// RFC 9449 §9 (--dpop-nonce): a proof without the server's nonce is answered 401 use_dpop_nonce
+// with the nonce to use, nothing chained and its jti not spent; signed again with it, it is
+// served, and the answer hands out the nonce for the next one; an old nonce is refused again.
+TEST_F(NoncedRequests, AProofMustCarryAFreshServerNonce) {
+  const auto first = validate("n-1");
+  ASSERT_EQ(first.status, 401u) << first.body;
+  EXPECT_EQ(error_of(first)["code"], "use_dpop_nonce");
+  EXPECT_EQ(header(first, "WWW-Authenticate"), "DPoP algs=\"ES256\", error=\"use_dpop_nonce\"");
+  nonce_ = header(first, "DPoP-Nonce");
+  ASSERT_EQ(nonce_.size(), 43u);
+  EXPECT_TRUE(rejections().empty()) << "the protocol's first round trip is no spoof";
+
+  const auto served = validate("n-1");
+  ASSERT_EQ(served.status, 200u) << "the jti was not spent: " << served.body;
+  EXPECT_EQ(header(served, "DPoP-Nonce"), nonce_);
+  clock_.advance_micros(60 * kSecond);
+  EXPECT_EQ(validate("n-2").status, 200u) << "still valid in the next step";
+  clock_.advance_micros(60 * kSecond);
+  const auto stale = validate("n-3");
+  ASSERT_EQ(stale.status, 401u) << stale.body;
+  EXPECT_NE(header(stale, "DPoP-Nonce"), nonce_) << "a fresh one to use";
+  nonce_ = "forged-nonce";
+  EXPECT_EQ(error_of(validate("n-4"))["code"], "use_dpop_nonce");
+}
 
 TEST_F(SignedRequests, AProvenRequestIsChainedAndAnsweredWithItsReceiptFR02) {
   const auto r = validate("jti-1");

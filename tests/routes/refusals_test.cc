@@ -50,6 +50,7 @@ TEST(Refusals, EveryRefusalHasTheStatusAndCodeOfApiMd) {
       {Refused::exclusive_locked, 423, "reauth_required"},
       {Refused::feature_disabled, 403, "feature_disabled"},
       {Refused::invalid_flag, 404, "not_found"},
+      {Refused::dpop_nonce_required, 401, "use_dpop_nonce"},
   };
   for (const auto& e : expected) {
     const auto error = to_api_error(Refusal(e.why));

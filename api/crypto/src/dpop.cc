@@ -18,12 +18,12 @@ using jose::detail::string_of;
 
 namespace {
 
-constexpr std::array<std::string_view, 16> kReasonCodes = {
+constexpr std::array<std::string_view, 17> kReasonCodes = {
     "ok",          "too_large",     "malformed",    "bad_typ",      "alg_not_allowed", "bad_header",
     "bad_jwk",     "bad_signature", "bad_jti",      "htm_mismatch", "htu_mismatch",    "bad_iat",
-    "iat_too_old", "iat_in_future", "ath_mismatch", "jkt_mismatch",
+    "iat_too_old", "iat_in_future", "ath_mismatch", "jkt_mismatch", "bad_nonce",
 };
-static_assert(kReasonCodes.size() == static_cast<std::size_t>(DpopErrc::jkt_mismatch) + 1);
+static_assert(kReasonCodes.size() == static_cast<std::size_t>(DpopErrc::bad_nonce) + 1);
 
 class DpopCategory final : public std::error_category {
  public:
@@ -157,7 +157,41 @@ Result<VerifiedProof> verify_proof(std::string_view proof, const ExpectedProof& 
   }
   out.jkt = key.value().thumbprint();
   if (expected.jkt && !same(out.jkt, *expected.jkt)) return DpopErrc::jkt_mismatch;
+  if (const auto nonce = c.find("nonce"); nonce != c.end()) {
+    if (!nonce->is_string() || nonce->get_ref<const std::string&>().size() > 128) {
+      return DpopErrc::bad_nonce;
+    }
+    out.nonce = nonce->get<std::string>();
+  }
   return out;
+}
+
+NonceSource::NonceSource(ledger::Bytes key, std::int64_t step_seconds)
+    : key_(std::move(key)), step_(step_seconds > 0 ? step_seconds : 60) {}
+
+std::string NonceSource::of_step(std::int64_t step) const {
+  std::string input = "sechex-dpop-nonce";
+  for (int i = 7; i >= 0; --i) input.push_back(static_cast<char>((step >> (8 * i)) & 0xff));
+  const auto mac = ledger::crypto::hmac_sha256(
+      ledger::ByteView(key_),
+      ledger::ByteView(reinterpret_cast<const std::uint8_t*>(input.data()), input.size()));
+  if (!mac) return {};  // never a valid nonce: valid() refuses the empty string
+  return base64url_encode(ledger::ByteView(mac.value().data(), mac.value().size()));
+}
+
+std::string NonceSource::current(std::int64_t now_seconds) const {
+  return of_step(now_seconds / step_);
+}
+
+bool NonceSource::valid(std::string_view nonce, std::int64_t now_seconds) const {
+  if (nonce.empty()) return false;
+  const auto step = now_seconds / step_;
+  bool ok = false;
+  for (const auto s : {step, step - 1}) {
+    const auto expected = of_step(s);
+    ok |= !expected.empty() && same(nonce, expected);
+  }
+  return ok;
 }
 
 }  // namespace sechex::api::dpop

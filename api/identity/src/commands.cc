@@ -72,6 +72,8 @@ std::string_view to_string(Refused why) {
       return "feature_disabled";
     case Refused::invalid_flag:
       return "invalid_flag";
+    case Refused::dpop_nonce_required:
+      return "dpop_nonce_required";
   }
   return "unknown";
 }

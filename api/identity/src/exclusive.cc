@@ -368,7 +368,15 @@ Outcome<ExclusiveCommands::Proven> ExclusiveCommands::prove(const Caller& c,
           ? Result<dpop::VerifiedProof>(dpop::DpopErrc::malformed)
           : dpop::verify_proof(request.proof, {request.method, htu ? std::string_view(*htu) : "",
                                                request.token, claims.cnf_jkt, now_s});
-  if (proof) return Proven{std::move(claims), std::move(proof).value().jti};
+  if (proof) {
+    if (exclusive_.nonces &&
+        !(proof.value().nonce && exclusive_.nonces->valid(*proof.value().nonce, now_s))) {
+      Refusal r(Refused::dpop_nonce_required);
+      r.reason = exclusive_.nonces->current(now_s);
+      return r;
+    }
+    return Proven{std::move(claims), std::move(proof).value().jti};
+  }
   // 000 FR-05: every refused request is chained, with why.
   Refusal r(Refused::spoof_attempt);
   r.reason =
@@ -489,6 +497,12 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate_checked(
   if (ran.value().empty()) return Refused::internal;
   const auto& record = ran.value().back();
   return Validated{std::string(action), c.now, record.position, record.hash};
+}
+
+std::optional<std::string> ExclusiveCommands::next_nonce(TimePoint now) const {
+  if (!exclusive_.nonces) return std::nullopt;
+  return exclusive_.nonces->current(
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
 }
 
 Outcome<void> ExclusiveCommands::end(const Caller& c, const SignedRequest& request) {

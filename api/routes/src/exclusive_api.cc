@@ -126,7 +126,7 @@ Response ExclusiveApi::validate(const Request& req,
                                   caller_of(d_, config_, req),
                                   {signed_with.token, signed_with.proof, req.method, req.path},
                                   action->get_ref<const std::string&>(), payload_text)));
-  return json_ok(
+  auto r = json_ok(
       json{{"status", "ok"},
            {"result",
             {{"action", done.action},
@@ -136,6 +136,11 @@ Response ExclusiveApi::validate(const Request& req,
                {"seq", done.position.seq.value},
                {"hash", ledger::to_hex(ledger::ByteView(done.hash.data(), done.hash.size()))}}}}}}
           .dump());
+  // RFC 9449 §8.2: the nonce for the next proof, so a client need not be refused to learn it.
+  if (auto nonce = exclusive_.next_nonce(d_.clock.now())) {
+    r.headers.emplace_back("DPoP-Nonce", std::move(*nonce));
+  }
+  return r;
 }
 
 Response ExclusiveApi::end(const Request& req,

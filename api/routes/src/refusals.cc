@@ -143,6 +143,13 @@ ApiError to_api_error(const identity::Refusal& r) {
     case Refused::invalid_flag:
       return {404, "not_found", "no such flag",
               json{{"flag", r.reason}, {"known", json::array({"exclusive_mode"})}}};
+    case Refused::dpop_nonce_required: {
+      // RFC 9449 §9: the client signs again with this nonce.
+      ApiError e{401, "use_dpop_nonce", "sign the proof again with the nonce in DPoP-Nonce"};
+      e.headers.emplace_back("WWW-Authenticate", "DPoP algs=\"ES256\", error=\"use_dpop_nonce\"");
+      e.headers.emplace_back("DPoP-Nonce", r.reason);
+      return e;
+    }
     case Refused::exclusive_locked:
       return {423, "reauth_required",
               "the exclusive session was idle for too long and is locked; activate again",

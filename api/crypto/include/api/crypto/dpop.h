@@ -31,6 +31,7 @@
 #include <system_error>
 
 #include "ledger/result.h"
+#include "ledger/types.h"
 
 namespace sechex::api::dpop {
 
@@ -51,6 +52,7 @@ enum class DpopErrc {
   iat_in_future,    // further ahead than max_future_seconds
   ath_mismatch,     // `ath` missing or not the hash of the access token
   jkt_mismatch,     // the key is not the one the session is bound to
+  bad_nonce,        // `nonce` present but not a string of at most 128 characters
 };
 
 const std::error_category& dpop_category() noexcept;
@@ -81,6 +83,7 @@ struct VerifiedProof {
   std::string jkt;  // RFC 7638 thumbprint of the proof's key
   std::string jti;
   std::int64_t iat = 0;
+  std::optional<std::string> nonce;  // the `nonce` claim, for the caller to check (NonceSource)
 };
 
 Result<VerifiedProof> verify_proof(std::string_view proof, const ExpectedProof& expected,
@@ -94,6 +97,23 @@ std::optional<std::string> normalize_htu(std::string_view url);
 
 // base64url(SHA-256(access_token)), the `ath` claim (RFC 9449 §4.2).
 std::string ath_of(std::string_view access_token);
+
+// Server-provided nonces (RFC 9449 §8, §9), stateless: the nonce of time step t (Unix seconds /
+// step) is base64url(HMAC-SHA256(key, "sechex-dpop-nonce" || be64(t))). A proof's nonce is
+// accepted for the current and the previous step, so a nonce lives step..2 x step seconds
+// (default 60..120 s) and every node with the key agrees without shared state. Compared in
+// constant time. Immutable after construction: thread-safe.
+class NonceSource {
+ public:
+  explicit NonceSource(ledger::Bytes key, std::int64_t step_seconds = 60);
+  std::string current(std::int64_t now_seconds) const;
+  bool valid(std::string_view nonce, std::int64_t now_seconds) const;
+
+ private:
+  std::string of_step(std::int64_t step) const;
+  ledger::Bytes key_;
+  std::int64_t step_;
+};
 
 }  // namespace sechex::api::dpop
 

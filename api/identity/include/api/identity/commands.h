@@ -118,6 +118,7 @@ enum class Refused {
   exclusive_locked,     // exclusive mode: 30 minutes without a validated request; start again
   feature_disabled,     // a feature flag (flags.h) does not match this user
   invalid_flag,         // set_flag: `reason` names the flag the product does not read
+  dpop_nonce_required,  // exclusive mode with server nonces: `reason` is the nonce to use
 };
 
 // The stable snake_case name of a refusal (for logs).

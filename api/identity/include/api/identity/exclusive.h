@@ -25,11 +25,13 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "api/crypto/dpop.h"
 #include "api/crypto/webauthn.h"
 #include "api/identity/commands.h"
 #include "projections/exclusive.h"
@@ -51,6 +53,8 @@ struct ExclusiveConfig {
   // The URL proofs name is public_url + path (never built from the request's Host).
   std::string public_url;
   std::string upgrade_url;  // details.upgradeUrl of device_unsupported
+  // --dpop-nonce: proofs must carry a server nonce (RFC 9449 §9); none: nonces are not used.
+  std::shared_ptr<const dpop::NonceSource> nonces;
 
   // Metrics (000 NFR-06), each optional; called on the request's thread after the decision.
   // `stage` is "activation" or "request"; `reason` the refusal's code (commands.h to_string),
@@ -123,6 +127,8 @@ class ExclusiveCommands {
   // ---- Every request signed (000 FR-02, FR-03, FR-05; 001 /validate, /end) ----
   // The token must verify and carry cnf.jkt; the proof must pass dpop::verify_proof against it
   // (else spoof_attempt, chained as ExclusiveRequestRejected with the reason); then on the
+  // With server nonces (--dpop-nonce) the proof must then carry a current one, else
+  // dpop_nonce_required (not chained: it is the protocol's first round trip). Then on the
   // user's partition: the session active (else invalid_token), not idle for `idle` (else
   // ExclusiveLocked and exclusive_locked), the proof not accepted within 5 minutes (else
   // replay_detected, chained; replay_cache.h), at most `rate_per_second` validations per second
@@ -139,6 +145,8 @@ class ExclusiveCommands {
                               std::string_view action, std::string_view payload_json);
   // ExclusiveEnded: the token stops working at once.
   Outcome<void> end(const Caller& c, const SignedRequest& request);
+  // With server nonces, the nonce answers hand out (DPoP-Nonce) so the next proof carries it.
+  std::optional<std::string> next_nonce(TimePoint now) const;
 
  private:
   // The account row of an active premium user the exclusive_mode flag matches (its roles go
