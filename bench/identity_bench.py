@@ -239,7 +239,8 @@ def wrk_identity(url, seconds, mode, lines, tmp, connections=CONNECTIONS):
     return wrk(url, seconds, script="wrk_identity.lua", env=env, connections=connections)
 
 
-def wrk_once(url, lines, tmp, name, ip_base, expect=200, connections=CONNECTIONS, timeout=600):
+def wrk_once(url, lines, tmp, name, ip_base, expect=200, connections=CONNECTIONS, timeout=600,
+             mode="once"):
     """POSTs each "PATH JSON" line once (wrk_identity.lua, mode once), at `connections`; ends
     wrk with SIGINT once every thread has all its answers. Adds "ok" (2xx answers),
     "span_s" (first request to last answer, from the Lua) and "ok_per_s" = ok / span_s."""
@@ -248,7 +249,7 @@ def wrk_once(url, lines, tmp, name, ip_base, expect=200, connections=CONNECTIONS
         f.write("\n".join(lines) + "\n")
     done_dir = os.path.join(tmp, f"{name}.done")
     os.mkdir(done_dir)
-    env = dict(os.environ, WRK_MODE="once", WRK_LINES_FILE=path, WRK_THREADS=str(WRK_THREADS),
+    env = dict(os.environ, WRK_MODE=mode, WRK_LINES_FILE=path, WRK_THREADS=str(WRK_THREADS),
                WRK_BENCH_DIR=os.path.join(ROOT, "bench"), WRK_DONE_DIR=done_dir,
                WRK_IP_BASE=str(ip_base), WRK_EXPECT=str(expect), WRK_BODY_FILE="")
     cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{connections}", f"-d{timeout}s", "--latency",

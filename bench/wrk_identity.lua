@@ -13,6 +13,9 @@
 --            (script_verify_request in wrk.c), which takes a token that is never sent. A request
 --            sent without a token is answered 401 and counted in "sent_without_token".
 --   me       lines "ACCESS_TOKEN": GET /v1/me with the tokens round-robin as Bearer.
+--   signed   lines "SESSION_TOKEN DPOP_PROOF" (bench/exclusive_bench.py): POST
+--            /v1/secure/exclusive/validate with Authorization: DPoP and the pre-signed proof, each
+--            line exactly once (a proof is single-use), with the delay/done machinery of once.
 --   once     lines "PATH JSON": POST JSON to PATH, each line exactly once (registrations, email
 --            verifications, OTP code requests, OTP verifies: things that can be done only once),
 --            with a distinct X-Forwarded-For per request from ($WRK_IP_BASE+t).x.y.z. delay()
@@ -28,6 +31,7 @@
 dofile(os.getenv("WRK_BENCH_DIR") .. "/wrk_report.lua")
 
 local mode = os.getenv("WRK_MODE")
+local once = mode == "once" or mode == "signed"  -- each line exactly once
 local items = {}
 local counter = 0
 
@@ -62,7 +66,7 @@ end
 
 -- once: lines reserved by delay(), lines sent, answers, first request / last answer (us).
 reserved, answered, first_us, last_us = 0, 0, 0, 0
-if mode == "once" then
+if once then
   function delay()
     if reserved < #items then
       reserved = reserved + 1
@@ -73,13 +77,20 @@ if mode == "once" then
 end
 
 function request()
-  if mode == "once" then
+  if once then
     -- Only a request reserved by delay() takes a line. wrk also calls request() once in the first
     -- thread's state before it runs, to check the script (script_verify_request): that call
     -- must not use up a line (it did: one line was never sent and a connection found none).
     if counter >= reserved then return wrk.format("GET", "/healthz") end
     counter = counter + 1
     if counter == 1 then first_us = now_us() end
+    if mode == "signed" then
+      local token, proof = items[counter]:match("^(%S+) (%S+)$")
+      return wrk.format("POST", "/v1/secure/exclusive/validate",
+                        {["Content-Type"] = "application/json",
+                         ["Authorization"] = "DPoP " .. token, ["DPoP"] = proof},
+                        '{"action":"bench"}')
+    end
     local path, body = items[counter]:match("^(%S+) (.*)$")
     return wrk.format("POST", path,
                       {["Content-Type"] = "application/json",
@@ -116,13 +127,13 @@ local expected = tonumber(os.getenv("WRK_EXPECT") or "200")  -- once: the status
 local function count(status, body)
   statuses[status] = (statuses[status] or 0) + 1
   if status ~= expected and first_refusal == "" then
-    first_refusal = (mode == "once" and status .. " " or "") .. body:sub(1, 300)
+    first_refusal = (once and status .. " " or "") .. body:sub(1, 300)
   end
 end
 
 if mode == "login" then
   function response(status, headers, body) count(status, body) end
-elseif mode == "once" then
+elseif once then
   function response(status, headers, body)
     count(status, body)
     answered = answered + 1
@@ -173,7 +184,7 @@ function done(summary, latency, requests)
   for status, n in pairs(total) do table.insert(parts, string.format('"%d": %d', status, n)) end
   -- once: span_us is 0 unless every thread got all its answers.
   local span = 0
-  if mode == "once" and all_done and first < math.huge then span = last - first end
+  if once and all_done and first < math.huge then span = last - first end
   io.write(string.format('BENCH_STATUS {"statuses": {%s}, "first_refusal": %q, ' ..
                          '"sent_without_token": %d, "answered": %d, "reserved": %d, ' ..
                          '"span_us": %d}\n', table.concat(parts, ", "), refusal, empty,

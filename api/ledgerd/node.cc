@@ -416,7 +416,8 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
           .Name("sechex_exclusive_proof_check_seconds")
           .Help("Token and DPoP proof checks of one accepted signed request")
           .Register(metrics.registry())
-          .Add({}, prometheus::Histogram::BucketBoundaries{0.0002, 0.0005, 0.001, 0.002, 0.005,
+          .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00015, 0.0002, 0.0003,
+                                                           0.0005, 0.00075, 0.001, 0.002, 0.005,
                                                            0.01, 0.05});
   exclusive_config.on_activated = [&] { exclusive_activations.Increment(); };
   exclusive_config.on_refused = [&](std::string_view stage, std::string_view reason) {
