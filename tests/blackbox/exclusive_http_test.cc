@@ -187,6 +187,46 @@ TEST_F(Exclusive, ActivationSignedRequestsReplayAndEndAreServedAndChained) {
   EXPECT_EQ(data_of(devices)["devices"][0]["name"], "Xena's laptop");
 }
 
+// Issue 14 "Kafka mode works like the rest": exclusive mode runs on the user's partition, so a
+// node that does not own it answers 421 naming the owner, for the challenge and for a signed
+// request alike, and changes nothing; the owner serves them.
+TEST_F(Exclusive, ANodeThatDoesNotOwnTheUsersPartitionAnswers421NamingTheOwner) {
+  ASSERT_EQ(post("/v1/admin/users/" + user_ + "/roles", {{"grant", {"premium"}}}, admin_).status,
+            200u);
+  const auto challenge = post("/v1/secure/exclusive/challenge", nullptr, token_);
+  ASSERT_EQ(challenge.status, 200u) << challenge.body;
+  const auto started =
+      post("/v1/secure/exclusive/start", registration(data_of(challenge)["challenge"]), token_);
+  ASSERT_EQ(started.status, 201u) << started.body;
+  session_token_ = data_of(started)["sessionToken"];
+  const auto path = std::string("/v1/secure/exclusive/validate");
+  const auto first = signed_post(path, proof("o-1", path), {{"action", "approve"}});
+  ASSERT_EQ(first.status, 200u) << first.body;
+  const auto partition = data_of(first)["result"]["receipt"]["partition"].get<std::uint32_t>();
+
+  std::string others;  // every partition but the user's (the fixture's ledger has 4)
+  for (std::uint32_t p = 0; p < 4; ++p) {
+    if (p == partition) continue;
+    others += (others.empty() ? "" : ",") + std::to_string(p);
+  }
+  const auto owner = "http://10.0.0." + std::to_string(partition) + ":8080";
+  ASSERT_EQ(stop(), 0);
+  ASSERT_NO_FATAL_FAILURE(start({"--public-url", kOrigin, "--owns-partitions", others,
+                                 "--partition-owner", std::to_string(partition) + "=" + owner}));
+  for (const auto& reply : {post("/v1/secure/exclusive/challenge", nullptr, token_),
+                            signed_post(path, proof("o-2", path), {{"action", "approve"}})}) {
+    ASSERT_EQ(reply.status, 421u) << reply.body;
+    EXPECT_EQ(error_of(reply)["code"], "misdirected");
+    EXPECT_EQ(error_of(reply)["details"]["owner"], owner);
+  }
+  EXPECT_EQ(audit_count(admin_, user_, "ExclusiveActionValidated"), 1u) << "nothing recorded";
+
+  ASSERT_EQ(stop(), 0);
+  ASSERT_NO_FATAL_FAILURE(start({"--public-url", kOrigin}));
+  EXPECT_EQ(signed_post(path, proof("o-2", path), {{"action", "approve"}}).status, 200u)
+      << "the owner serves it, the proof unspent";
+}
+
 // README "Exclusive mode from a terminal": the software device of `ledgerctl device` enrols
 // against a ledgerd that allows self attestation (and only then), and signs requests that are
 // served (200), replayed (409) and refused without a proof or for another URL (401).
@@ -203,9 +243,9 @@ TEST_F(Exclusive, TheSoftwareDeviceOfTheReadmeEnrolsAndSignsRequests) {
   const auto enrol = [&]() {
     const auto challenge = post("/v1/secure/exclusive/challenge", nullptr, token_);
     EXPECT_EQ(challenge.status, 200u) << challenge.body;
-    const auto body = ctl({"device", "attest", "--key", key, "--challenge",
-                           data_of(challenge)["challenge"], "--origin", kOrigin, "--name",
-                           "terminal"});
+    const auto body =
+        ctl({"device", "attest", "--key", key, "--challenge", data_of(challenge)["challenge"],
+             "--origin", kOrigin, "--name", "terminal"});
     EXPECT_EQ(body.code, 0) << body.err;
     return post("/v1/secure/exclusive/start", json::parse(body.out), token_);
   };
