@@ -7,6 +7,16 @@
 
 namespace sechex::api {
 
+std::optional<std::string_view> authorization_credential(std::string_view value,
+                                                         std::string_view scheme) {
+  if (value.size() <= scheme.size() + 1 || value[scheme.size()] != ' ') return std::nullopt;
+  const bool same = std::equal(scheme.begin(), scheme.end(), value.begin(), [](char a, char b) {
+    return a == static_cast<char>(std::tolower(static_cast<unsigned char>(b)));
+  });
+  if (!same) return std::nullopt;
+  return value.substr(scheme.size() + 1);
+}
+
 bool Principal::has_role(std::string_view role) const {
   return std::find(roles.begin(), roles.end(), role) != roles.end();
 }
@@ -82,16 +92,9 @@ ApiResult<Principal> Authenticator::authenticate(const Request& request, Access 
   if (from_cookie) {
     token = *from_cookie;
   } else {
-    // RFC 7235: the scheme is case-insensitive; exactly one space before the token.
-    constexpr std::string_view kScheme = "bearer ";
-    const std::string_view value(*header);
-    const bool bearer =
-        value.size() > kScheme.size() &&
-        std::equal(kScheme.begin(), kScheme.end(), value.begin(), [](char a, char b) {
-          return a == static_cast<char>(std::tolower(static_cast<unsigned char>(b)));
-        });
+    const auto bearer = authorization_credential(*header, "bearer");
     if (!bearer) return reject({401, "unauthorized", "use the Bearer scheme"}, "bad_scheme");
-    token = value.substr(kScheme.size());
+    token = *bearer;
   }
 
   auto verified = verifier_.verify(token);

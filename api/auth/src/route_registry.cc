@@ -37,16 +37,12 @@ void RouteRegistry::device_signed(std::string method, std::string path, DeviceSi
       [handler = std::move(handler)](const Request& req) -> Response {
         const auto* authorization = req.header("authorization");
         const auto* proof = req.header("dpop");
+        // Spec 001: the DPoP scheme, or Bearer; never without a proof either way.
         std::string_view token;
         if (authorization != nullptr) {
-          const std::string_view value(*authorization);
-          const auto space = value.find(' ');
-          std::string scheme(value.substr(0, space));
-          for (auto& ch : scheme)
-            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-          if (space != std::string_view::npos && (scheme == "dpop" || scheme == "bearer")) {
-            token = value.substr(space + 1);
-          }
+          const auto credential = authorization_credential(*authorization, "dpop");
+          token = credential ? *credential
+                             : authorization_credential(*authorization, "bearer").value_or("");
         }
         if (token.empty()) {
           ApiError e{401, "invalid_token",

@@ -32,6 +32,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +45,12 @@
 #include "projections/store.h"
 
 namespace sechex::api {
+
+// The credential of an Authorization header value in `scheme` (lowercase, e.g. "bearer",
+// "dpop"): what follows "<scheme> ", the scheme compared case-insensitively (RFC 7235) and
+// exactly one space before a non-empty credential; nullopt otherwise.
+std::optional<std::string_view> authorization_credential(std::string_view value,
+                                                         std::string_view scheme);
 
 struct Principal {
   std::string subject;
