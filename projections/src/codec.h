@@ -11,6 +11,7 @@
 
 #include "ledger/crypto.h"
 #include "ledger/types.h"
+#include "projections/users.h"
 
 namespace sechex::projections::codec {
 
@@ -43,6 +44,15 @@ inline std::string hex_of(const flatbuffers::Vector<std::uint8_t>* v) {
 }
 inline std::string b64_of(const flatbuffers::Vector<std::uint8_t>* v) {
   return v == nullptr ? "" : ledger::crypto::base64_encode(ledger::ByteView(v->data(), v->size()));
+}
+
+// A sealed value as JSON rows store it: the base64 ciphertext and the hex id of the event that
+// sealed it. An empty ciphertext is no value (never set, or erased): true, `out` left empty.
+inline bool decode_sealed(std::string_view sealed_b64, std::string_view event_id_hex,
+                          SealedValue& out) {
+  if (sealed_b64.empty()) return true;
+  return ledger::crypto::base64_decode(sealed_b64, out.sealed) &&
+         ledger::from_hex(event_id_hex, out.event_id);
 }
 
 }  // namespace sechex::projections::codec

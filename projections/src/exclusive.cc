@@ -29,10 +29,7 @@ std::optional<json> object_of(std::string_view value) {
 
 bool decode_sealed(const json& row, const char* sealed_key, const std::string& event_id,
                    SealedValue& out) {
-  const auto sealed = row.value(sealed_key, "");
-  if (sealed.empty()) return true;
-  return ledger::crypto::base64_decode(sealed, out.sealed) &&
-         ledger::from_hex(event_id, out.event_id);
+  return codec::decode_sealed(row.value(sealed_key, ""), event_id, out);
 }
 
 // Marks the user's challenge used when `hash` is the one outstanding.

@@ -13,10 +13,7 @@ namespace {
 
 bool decode_sealed(const nlohmann::json& row, const char* sealed_key, const char* event_key,
                    SealedValue& out) {
-  const auto sealed = row.value(sealed_key, "");
-  const auto event = row.value(event_key, "");
-  if (sealed.empty()) return true;  // none, or erased
-  return ledger::crypto::base64_decode(sealed, out.sealed) && ledger::from_hex(event, out.event_id);
+  return codec::decode_sealed(row.value(sealed_key, ""), row.value(event_key, ""), out);
 }
 
 // One stored users value of `user`; corruption when it does not decode.
