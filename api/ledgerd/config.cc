@@ -227,6 +227,8 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   std::vector<std::string> attestation_root_files;
   bool allow_self_attestation = false;
   bool dpop_nonce = false;
+  std::string app_attest_app_id;
+  bool app_attest_development = false;
   desc.add_options()("rp-id", po::value(&rp_id),
                      "WebAuthn relying party id (default: the host of --public-url)")(
       "attestation-roots", po::value(&attestation_root_files),
@@ -234,6 +236,11 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       "attestation chain is refused)")(
       "allow-self-attestation", po::bool_switch(&allow_self_attestation),
       "accept packed self attestation (development only: nothing vouches for the device)")(
+      "app-attest-app-id", po::value(&app_attest_app_id),
+      "TEAMID.BUNDLE: native iOS apps of this id activate exclusive mode with App Attest "
+      "(Apple's App Attestation root goes in --attestation-roots)")(
+      "app-attest-allow-development", po::bool_switch(&app_attest_development),
+      "also accept App Attest keys of development builds (aaguid appattestdevelop)")(
       "dpop-nonce", po::bool_switch(&dpop_nonce),
       "exclusive mode: DPoP proofs must carry a server nonce (RFC 9449 section 9; stateless, "
       "valid 1 to 2 minutes, handed out in DPoP-Nonce)");
@@ -410,6 +417,19 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   c.attestation_roots_pem = std::move(roots_pem);
   c.allow_self_attestation = allow_self_attestation;
   c.dpop_nonce = dpop_nonce;
+  if (app_attest_development && app_attest_app_id.empty()) {
+    return invalid(err, "--app-attest-allow-development needs --app-attest-app-id");
+  }
+  if (!app_attest_app_id.empty()) {
+    const auto dot = app_attest_app_id.find('.');
+    if (dot == 0 || dot == std::string::npos || dot + 1 == app_attest_app_id.size() ||
+        app_attest_app_id.find_first_of(" \t\r\n") != std::string::npos) {
+      return invalid(err, "--app-attest-app-id '" + app_attest_app_id +
+                              "': expected TEAMID.BUNDLE (e.g. A1B2C3D4E5.com.example.app)");
+    }
+    c.app_attest_app_id = app_attest_app_id;
+    c.app_attest_development = app_attest_development;
+  }
   c.exclusive_idle = std::chrono::seconds{exclusive_idle_seconds};
   c.exclusive_rate = exclusive_rate;
   c.mail = std::move(mail);

@@ -383,6 +383,10 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   exclusive_config.rp_id = config.rp_id;
   exclusive_config.roots = attestation_roots ? &*attestation_roots : nullptr;
   exclusive_config.allow_self_attestation = config.allow_self_attestation;
+  if (!config.app_attest_app_id.empty()) {
+    exclusive_config.app_attest =
+        api::webauthn::AppAttestApp{config.app_attest_app_id, config.app_attest_development};
+  }
   exclusive_config.upgrade_url = config.public_origin + "/help/exclusive-mode#devices";
   // API.md: a proof's htu is --public-url plus the request's path.
   exclusive_config.public_url = config.mail.public_url;
@@ -416,9 +420,9 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
           .Name("sechex_exclusive_proof_check_seconds")
           .Help("Token and DPoP proof checks of one accepted signed request")
           .Register(metrics.registry())
-          .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00015, 0.0002, 0.0003,
-                                                           0.0005, 0.00075, 0.001, 0.002, 0.005,
-                                                           0.01, 0.05});
+          .Add({},
+               prometheus::Histogram::BucketBoundaries{0.0001, 0.00015, 0.0002, 0.0003, 0.0005,
+                                                       0.00075, 0.001, 0.002, 0.005, 0.01, 0.05});
   exclusive_config.on_activated = [&] { exclusive_activations.Increment(); };
   exclusive_config.on_refused = [&](std::string_view stage, std::string_view reason) {
     exclusive_refusals.Add({{"stage", std::string(stage)}, {"reason", std::string(reason)}})

@@ -239,12 +239,13 @@ struct AuthDataSpec {
   std::uint8_t flags = 0x45;  // UP | UV | AT
   Bytes aaguid = Bytes(16, 0x2a);
   Bytes credential_id = Bytes(16, 0x07);
+  std::uint32_t counter = 1;  // App Attest: 0
 };
 inline Bytes auth_data(const AuthDataSpec& s, const Bytes& cose) {
   const auto rp = ledger::crypto::sha256(ledger::as_bytes(s.rp_id));
   Bytes out(rp.begin(), rp.end());
   out.push_back(s.flags);
-  out.insert(out.end(), {0, 0, 0, 1});  // signature counter
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(s.counter >> (8 * i)));
   out.insert(out.end(), s.aaguid.begin(), s.aaguid.end());
   out.push_back(static_cast<std::uint8_t>(s.credential_id.size() >> 8));
   out.push_back(static_cast<std::uint8_t>(s.credential_id.size()));

@@ -29,7 +29,7 @@ class MintedAttestation : public ::testing::Test {
     roots_ =
         std::make_unique<TrustStore>(TrustStore::from_pem(mint::pem_of(ca_.cert.get())).value());
   }
-  AttestationPolicy policy() const { return {roots_.get(), false, kNow}; }
+  AttestationPolicy policy() const { return {roots_.get(), false, kNow, std::nullopt}; }
 
   AttestationObject parse(const Bytes& cbor) {
     auto o = parse_attestation_object(cbor);
@@ -128,11 +128,12 @@ TEST_F(MintedAttestation, PackedRefusalsEachForItsOwnReason) {
   // The chain: another root, an expired leaf, a root past its end.
   mint::TestCa other;
   const auto other_roots = TrustStore::from_pem(mint::pem_of(other.cert.get())).value();
-  EXPECT_EQ(refused({}, cdh, {&other_roots, false, kNow}), AttestationErrc::untrusted_chain);
+  EXPECT_EQ(refused({}, cdh, {&other_roots, false, kNow, std::nullopt}),
+            AttestationErrc::untrusted_chain);
   Packed expired;
   expired.leaf.not_after = kNow - 1;
   EXPECT_EQ(refused(expired, cdh, policy()), AttestationErrc::untrusted_chain);
-  EXPECT_EQ(refused({}, cdh, {roots_.get(), false, 2'000'000'001}),
+  EXPECT_EQ(refused({}, cdh, {roots_.get(), false, 2'000'000'001, std::nullopt}),
             AttestationErrc::untrusted_chain);
 }
 

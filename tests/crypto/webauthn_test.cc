@@ -170,7 +170,7 @@ class Attestation : public ::testing::Test {
             slurp(std::string(SECHEX_SHARED_DIR) + "/testvectors/webauthn/w3c-test-root.pem"))
             .value());
   }
-  AttestationPolicy policy() const { return {roots_.get(), false, std::nullopt}; }
+  AttestationPolicy policy() const { return {roots_.get(), false, std::nullopt, std::nullopt}; }
   std::unique_ptr<TrustStore> roots_;
 };
 
@@ -201,15 +201,18 @@ TEST_F(Attestation, SelfAttestationPassesOnlyWhenAllowed) {
 
 TEST_F(Attestation, AChainIsTrustedOnlyUnderItsRootAndWithinItsValidity) {
   const auto r = registration("PackedES256WithMDS");
-  EXPECT_EQ(verify_packed(r.object, r.client_data_hash, {nullptr, false, std::nullopt}).error(),
-            AttestationErrc::untrusted_chain);
+  EXPECT_EQ(
+      verify_packed(r.object, r.client_data_hash, {nullptr, false, std::nullopt, std::nullopt})
+          .error(),
+      AttestationErrc::untrusted_chain);
   const auto apple = TrustStore::from_pem(
       slurp(std::string(SECHEX_SHARED_DIR) +
             "/testvectors/webauthn/appattest/apple-app-attestation-root-ca.pem"));
   ASSERT_TRUE(apple);
-  EXPECT_EQ(
-      verify_packed(r.object, r.client_data_hash, {&apple.value(), false, std::nullopt}).error(),
-      AttestationErrc::untrusted_chain);
+  EXPECT_EQ(verify_packed(r.object, r.client_data_hash,
+                          {&apple.value(), false, std::nullopt, std::nullopt})
+                .error(),
+            AttestationErrc::untrusted_chain);
   auto before = policy();
   before.verify_at = 1'672'531'200;  // 2023-01-01, before the test root's 2024
   EXPECT_EQ(verify_packed(r.object, r.client_data_hash, before).error(),
@@ -269,7 +272,8 @@ TEST_F(Attestation, TheW3cAppleVectorVerifiesAndItsNonceBindsTheClientData) {
   swapped_key.parsed.credential->key = self.object.parsed.credential->key;
   EXPECT_EQ(verify_apple(swapped_key, r.client_data_hash, policy()).error(),
             AttestationErrc::key_mismatch);
-  EXPECT_EQ(verify_apple(r.object, r.client_data_hash, {nullptr, false, std::nullopt}).error(),
+  EXPECT_EQ(verify_apple(r.object, r.client_data_hash, {nullptr, false, std::nullopt, std::nullopt})
+                .error(),
             AttestationErrc::untrusted_chain);
   auto expired = policy();
   expired.verify_at = 33'300'000'000;  // in 3025: the root has expired
@@ -345,17 +349,17 @@ TEST(AndroidKey, RealDeviceChainsLeadToGooglesRootsAtTheirPinnedTimes) {
         std::pair<std::string, std::int64_t>{"akita-sdk34-chain.pem", 1'727'740'800}}) {
     const auto chain = pem_chain(android_dir() + file);
     ASSERT_GE(chain.size(), 2u) << file;
-    const auto ok = verify_chain(chain, {&google.value(), false, at});
+    const auto ok = verify_chain(chain, {&google.value(), false, at, std::nullopt});
     ASSERT_TRUE(ok) << file << ": " << ok.error().message();
     EXPECT_EQ(ok.value().size(), 64u);
-    EXPECT_EQ(verify_chain(chain, {&w3c.value(), false, at}).error(),
+    EXPECT_EQ(verify_chain(chain, {&w3c.value(), false, at, std::nullopt}).error(),
               AttestationErrc::untrusted_chain)
         << file << " under another root";
-    EXPECT_EQ(verify_chain(chain, {&google.value(), false, 4'102'444'800}).error(),
+    EXPECT_EQ(verify_chain(chain, {&google.value(), false, 4'102'444'800, std::nullopt}).error(),
               AttestationErrc::untrusted_chain)
         << file << " in 2100, when its certificates have expired";
     std::vector<ledger::Bytes> leaf_only{chain.front()};
-    EXPECT_EQ(verify_chain(leaf_only, {&google.value(), false, at}).error(),
+    EXPECT_EQ(verify_chain(leaf_only, {&google.value(), false, at, std::nullopt}).error(),
               AttestationErrc::untrusted_chain)
         << file << ": the intermediates are needed";
 
@@ -481,7 +485,7 @@ TEST(AppAttest, TheRealIos14AttestationVerifiesForItsAppAtItsTime) {
   ASSERT_TRUE(apple);
   const auto v = app_attest_vector();
   ASSERT_EQ(v.object.fmt, "apple-appattest");
-  const AttestationPolicy at_its_time{&apple.value(), false, 1'611'403'000};
+  const AttestationPolicy at_its_time{&apple.value(), false, 1'611'403'000, std::nullopt};
   const AppAttestApp app{"6MURL8TA57.de.vincent-haupert.apple-appattest-poc", true};
   const auto ok = verify_app_attest(v.object, v.client_data_hash, at_its_time, app);
   ASSERT_TRUE(ok) << ok.error().message();
@@ -500,17 +504,17 @@ TEST(AppAttest, TheRealIos14AttestationVerifiesForItsAppAtItsTime) {
   other_client[0] ^= 1;
   EXPECT_EQ(verify_app_attest(v.object, other_client, at_its_time, app).error(),
             AttestationErrc::nonce_mismatch);
-  EXPECT_EQ(
-      verify_app_attest(v.object, v.client_data_hash, {&apple.value(), false, std::nullopt}, app)
-          .error(),
-      AttestationErrc::untrusted_chain)
+  EXPECT_EQ(verify_app_attest(v.object, v.client_data_hash,
+                              {&apple.value(), false, std::nullopt, std::nullopt}, app)
+                .error(),
+            AttestationErrc::untrusted_chain)
       << "its leaf expired three days after it was made";
   const auto w3c = TrustStore::from_pem(
       slurp(std::string(SECHEX_SHARED_DIR) + "/testvectors/webauthn/w3c-test-root.pem"));
-  EXPECT_EQ(
-      verify_app_attest(v.object, v.client_data_hash, {&w3c.value(), false, 1'611'403'000}, app)
-          .error(),
-      AttestationErrc::untrusted_chain);
+  EXPECT_EQ(verify_app_attest(v.object, v.client_data_hash,
+                              {&w3c.value(), false, 1'611'403'000, std::nullopt}, app)
+                .error(),
+            AttestationErrc::untrusted_chain);
   auto other_key = v.object;
   other_key.parsed.credential->id[0] ^= 1;
   EXPECT_EQ(verify_app_attest(other_key, v.client_data_hash, at_its_time, app).error(),

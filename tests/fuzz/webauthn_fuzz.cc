@@ -38,10 +38,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // The statement verifier on hostile statements and certificates: a verdict, no crash. With
     // no roots nothing may pass but self attestation, which is allowed here.
     const std::uint8_t hash[32] = {};
-    if (auto a = webauthn::verify_packed(o.value(), hash, {nullptr, true, std::nullopt})) {
+    if (auto a =
+            webauthn::verify_packed(o.value(), hash, {nullptr, true, std::nullopt, std::nullopt})) {
       check(a.value().type == "self");
     }
-    if (auto a = webauthn::verify_attestation(o.value(), hash, {nullptr, true, std::nullopt})) {
+    // App Attest is configured, so its verifier is reached too (and, without roots, refuses).
+    const webauthn::AttestationPolicy policy{nullptr, true, std::nullopt,
+                                             webauthn::AppAttestApp{"TEAM.app", true}};
+    if (auto a = webauthn::verify_attestation(o.value(), hash, policy)) {
       check(a.value().type == "self" && o.value().fmt == "packed");
     } else {
       check(webauthn::reason_code(a.error()) != "internal_error" ||

@@ -157,6 +157,23 @@ TEST(LedgerdConfig, KafkaFlagsGoTogetherAndDeriveTheirDefaults) {
 
 // API.md "Exclusive mode": the origin ceremonies must name and the RP id come from --public-url
 // unless --rp-id says otherwise; roots are PEM files, refused when unreadable.
+TEST(LedgerdConfig, AppAttestTakesAnAppIdAndDevelopmentOnlyWithIt) {
+  const auto set = parse(
+      {"--app-attest-app-id", "A1B2C3D4E5.com.example.app", "--app-attest-allow-development"});
+  ASSERT_TRUE(set.config) << set.err;
+  EXPECT_EQ(set.config.value().app_attest_app_id, "A1B2C3D4E5.com.example.app");
+  EXPECT_TRUE(set.config.value().app_attest_development);
+  EXPECT_TRUE(parse({}).config.value().app_attest_app_id.empty());
+  const auto alone = parse({"--app-attest-allow-development"});
+  EXPECT_FALSE(alone.config);
+  EXPECT_NE(alone.err.find("needs --app-attest-app-id"), std::string::npos) << alone.err;
+  for (const char* bad : {"noteam", ".com.example", "TEAM.", "TEAM. app"}) {
+    const auto r = parse({"--app-attest-app-id", bad});
+    EXPECT_FALSE(r.config) << bad;
+    EXPECT_NE(r.err.find("TEAMID.BUNDLE"), std::string::npos) << r.err;
+  }
+}
+
 TEST(LedgerdConfig, ExclusiveModeTakesItsOriginAndRpFromThePublicUrl) {
   const auto defaults = parse({});
   ASSERT_TRUE(defaults.config) << defaults.err;

@@ -36,6 +36,7 @@ constexpr std::int64_t kSecond = 1'000'000;  // clock steps, in micros
 constexpr std::int64_t kMinute = 60 * kSecond;
 constexpr std::int64_t kHour = 60 * kMinute;
 constexpr const char* kPassword = "Tr0ub4dor&3x";
+constexpr const char* kAppId = "TEAM123456.com.example.exclusive";
 constexpr const char* kOrigin = "https://id.example.com";
 constexpr const char* kRpId = "id.example.com";
 
@@ -113,6 +114,7 @@ class IdentityRoutes : public RouteTest {
     xc.rp_id = kRpId;
     xc.roots = roots_.get();
     xc.upgrade_url = "https://id.example.com/help/devices";
+    xc.app_attest = webauthn::AppAttestApp{kAppId, false};
     xc.public_url = kOrigin;
     xc.rate_per_second = 5;              // small, so the limit is reached in a test
     xc.idle = std::chrono::minutes{10};  // shorter than the token, so the lock shows
@@ -410,6 +412,42 @@ struct Device {
   }
 };
 
+// A native iOS app's App Attest key (fmt apple-appattest), its leaf issued by the test CA in
+// place of Apple's App Attestation CA: key id = SHA-256 of the key = credential id, rpIdHash =
+// SHA-256(app id), counter 0, the nonce extension over authData and the client data hash.
+struct AppAttestDevice {
+  mint::Key key = mint::ec_key();
+  std::string app_id = kAppId;
+  bool development = false;
+
+  json attest(const mint::TestCa& ca, const std::string& challenge) const {
+    const std::string client_data =
+        json{{"type", "webauthn.create"}, {"challenge", challenge}, {"origin", kOrigin}}.dump();
+    const auto cdh = ledger::crypto::sha256(ledger::as_bytes(client_data));
+    const auto key_id = ledger::crypto::sha256(mint::point_of(key.get()));
+    std::string aaguid =
+        development ? "appattestdevelop" : std::string("appattest") + std::string(7, '\0');
+    mint::AuthDataSpec spec{app_id, 0x40, mint::Bytes(aaguid.begin(), aaguid.end()),
+                            mint::Bytes(key_id.begin(), key_id.end()), 0};
+    const auto auth = mint::auth_data(spec, mint::cose_key(key.get()));
+    const auto nonce =
+        ledger::crypto::sha256(mint::concat(auth, mint::Bytes(cdh.begin(), cdh.end())));
+    mint::CertSpec leaf;
+    leaf.extensions.emplace_back(
+        "1.2.840.113635.100.8.2",
+        mint::tlv({0x30},
+                  mint::tlv({0xa1}, mint::tlv({0x04}, mint::Bytes(nonce.begin(), nonce.end())))));
+    const auto cert = ca.issue(key.get(), leaf);
+    const auto object = mint::attestation_object(
+        "apple-appattest", {std::nullopt, {}, {mint::der_of(cert.get())}}, auth);
+    return {{"deviceAttestation", jose::base64url_encode(ledger::ByteView(object))},
+            {"clientDataJSON", jose::base64url_encode(std::string_view(client_data))}};
+  }
+  std::string thumbprint() const {
+    return jose::EcPublicKey::from_sec1(mint::point_of(key.get())).value().thumbprint();
+  }
+};
+
 class ExclusiveRoutes : public IdentityRoutes {
  protected:
   // A verified account, signed in: its access token and user id.
@@ -627,6 +665,43 @@ TEST_F(ExclusiveRoutes, TheFlagAndTheAttributesAnAdminSetsDecideWhoMayStartFR08)
   }
   EXPECT_EQ(flags, 2);
   EXPECT_EQ(attributes, 2);
+}
+
+// Issue 14 (apple-appattest): a native iOS app of the configured app id activates with App
+// Attest; a development key is refused unless allowed, another app's key is a wrong RP, and the
+// client data is checked as for WebAuthn (challenge, origin).
+TEST_F(ExclusiveRoutes, ANativeIosAppActivatesWithAppAttestForItsAppOnly) {
+  start();
+  sign_in("ios@example.com");
+  grant("premium");
+  const AppAttestDevice phone;
+  const auto started = activate(phone.attest(ca_, challenge()));
+  ASSERT_EQ(started.status, 201u) << started.body;
+  EXPECT_EQ(
+      verifier_->verify(data_of(started)["sessionToken"].get<std::string>()).value().claims.cnf_jkt,
+      phone.thumbprint());
+  const auto devices = data_of(call("GET", "/v1/me/devices", nullptr, token_))["devices"];
+  ASSERT_EQ(devices.size(), 1u);
+  EXPECT_EQ(devices[0]["format"], "apple-appattest");
+
+  AppAttestDevice development;
+  development.development = true;
+  const auto reauth = call("POST", "/v1/auth/reauth", {{"password", kPassword}}, token_);
+  ASSERT_EQ(reauth.status, 200u) << reauth.body;
+  const std::string step_up = data_of(reauth)["reauthToken"];
+  const auto dev = activate(development.attest(ca_, challenge()), step_up);
+  ASSERT_EQ(dev.status, 401u) << dev.body;
+  EXPECT_EQ(reason_of(dev), "development_key");
+  AppAttestDevice other_app;
+  other_app.app_id = "ZZZZZZZZZZ.com.example.other";
+  const auto other = activate(other_app.attest(ca_, challenge()), step_up);
+  ASSERT_EQ(other.status, 401u) << other.body;
+  EXPECT_EQ(reason_of(other), "wrong_rp");
+  const auto stale = challenge();
+  (void)challenge();  // a newer challenge replaces it
+  const auto replaced = activate(AppAttestDevice{}.attest(ca_, stale), step_up);
+  ASSERT_EQ(replaced.status, 401u) << replaced.body;
+  EXPECT_EQ(reason_of(replaced), "wrong_challenge");
 }
 
 // API.md: each way an activation can be wrong is refused for its own reason, and a refused

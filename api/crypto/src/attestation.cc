@@ -503,13 +503,15 @@ Result<void> check_registration(const ClientData& client, const AuthenticatorDat
   if (client.origin != expected.origin || client.cross_origin || client.top_origin) {
     return AttestationErrc::wrong_origin;
   }
-  const auto rp = ledger::crypto::sha256(ledger::ByteView(
-      reinterpret_cast<const std::uint8_t*>(expected.rp_id.data()), expected.rp_id.size()));
-  if (!std::equal(rp.begin(), rp.end(), auth.rp_id_hash.begin(), auth.rp_id_hash.end())) {
-    return AttestationErrc::wrong_rp;
+  if (!expected.app_attest) {
+    const auto rp = ledger::crypto::sha256(ledger::ByteView(
+        reinterpret_cast<const std::uint8_t*>(expected.rp_id.data()), expected.rp_id.size()));
+    if (!std::equal(rp.begin(), rp.end(), auth.rp_id_hash.begin(), auth.rp_id_hash.end())) {
+      return AttestationErrc::wrong_rp;
+    }
+    if (!auth.has(kUserPresent)) return AttestationErrc::user_not_present;
+    if (!auth.has(kUserVerified)) return AttestationErrc::user_not_verified;
   }
-  if (!auth.has(kUserPresent)) return AttestationErrc::user_not_present;
-  if (!auth.has(kUserVerified)) return AttestationErrc::user_not_verified;
   if (!auth.credential || !auth.credential->key.es256) return AttestationErrc::key_unsupported;
   return boost::outcome_v2::success();
 }
@@ -521,6 +523,9 @@ Result<Attested> verify_attestation(const AttestationObject& object,
   if (object.fmt == "apple") return verify_apple(object, client_data_hash, policy);
   if (object.fmt == "android-key") return verify_android_key(object, client_data_hash, policy);
   if (object.fmt == "none") return AttestationErrc::format_none;
+  if (object.fmt == "apple-appattest" && policy.app_attest) {
+    return verify_app_attest(object, client_data_hash, policy, *policy.app_attest);
+  }
   return AttestationErrc::unsupported_format;
 }
 

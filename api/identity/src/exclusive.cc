@@ -81,7 +81,8 @@ Outcome<Presented> read_request(const StartRequest& req, const ExclusiveConfig& 
       config.verify_at
           ? config.verify_at
           : std::optional<std::int64_t>(
-                std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count())};
+                std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count()),
+      config.app_attest};
   Presented out{std::move(client).value(),
                 std::move(object).value(),
                 signing_key,
@@ -198,8 +199,9 @@ Outcome<ExclusiveCommands::Started> ExclusiveCommands::start_checked(const Calle
     ledger::Bytes raw;
     if (!jose::base64url_decode(raw_text, raw)) return ledger::Errc::corruption;
     const auto expected = expected_challenge(raw, p.dpop_jkt);
-    auto checked = webauthn::check_registration(p.client, p.object.parsed,
-                                                {expected, exclusive_.origin, exclusive_.rp_id});
+    auto checked = webauthn::check_registration(
+        p.client, p.object.parsed,
+        {expected, exclusive_.origin, exclusive_.rp_id, p.object.fmt == "apple-appattest"});
     std::error_code failure = checked ? std::error_code() : checked.error();
     if (!failure && !p.statement) failure = p.statement.error();
     const std::string hash(challenge->hash.begin(), challenge->hash.end());

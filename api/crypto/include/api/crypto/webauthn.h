@@ -151,12 +151,20 @@ class TrustStore {
   std::shared_ptr<void> store_;
 };
 
+struct AppAttestApp {
+  std::string app_id;              // "<team id>.<bundle id>"; rpIdHash = SHA-256(app_id)
+  bool allow_development = false;  // accept aaguid "appattestdevelop" (test builds)
+};
+
 struct AttestationPolicy {
   const TrustStore* roots = nullptr;  // none: every chain is untrusted
   bool allow_self = false;            // --allow-self-attestation (development)
   // The verification time, Unix seconds; nullopt is now. Tests pin it for real chains whose
   // certificates have expired since.
   std::optional<std::int64_t> verify_at;
+  // The iOS app whose App Attest keys are accepted (--app-attest-app-id); none: apple-appattest
+  // is an unsupported format.
+  std::optional<AppAttestApp> app_attest;
 };
 
 struct Attested {
@@ -203,10 +211,6 @@ Result<Attested> verify_android_key(const AttestationObject& object,
                                     const AttestationPolicy& policy);
 
 // `apple-appattest` (Apple App Attest, native iOS apps): the app's identity and environment.
-struct AppAttestApp {
-  std::string app_id;              // "<team id>.<bundle id>"; rpIdHash = SHA-256(app_id)
-  bool allow_development = false;  // accept aaguid "appattestdevelop" (test builds)
-};
 // Apple's steps: the chain to `roots` (Apple App Attestation Root CA), the leaf's nonce
 // extension 1.2.840.113635.100.8.2 = SHA-256(authData || clientDataHash), SHA-256 of the leaf's
 // public key = the credential id (the key id), the leaf key = the credential key, rpIdHash =
@@ -228,16 +232,21 @@ struct ExpectedRegistration {
   std::string_view challenge;
   std::string_view origin;
   std::string_view rp_id;
+  // An App Attest object (fmt apple-appattest): its rpIdHash is SHA-256 of the app id and its
+  // flags carry no UP or UV, so those checks are verify_app_attest's (rpIdHash, counter 0)
+  // instead. App Attest proves a genuine app and a Secure Enclave key, not a gesture: an app
+  // that must meet 000 FR-04 gates the key's use with LocalAuthentication itself.
+  bool app_attest = false;
 };
 // WebAuthn §7.1's checks around the statement, in API.md's order: type, challenge, origin
-// (cross-origin ceremonies refused), rpIdHash, UP, UV, then an ES256 P-256 credential key.
+// (cross-origin ceremonies refused), rpIdHash, UP, UV (both but App Attest), then an ES256
+// P-256 credential key.
 Result<void> check_registration(const ClientData& client, const AuthenticatorData& auth,
                                 const ExpectedRegistration& expected);
 
 // The verifier of the object's format: packed, apple, android-key; "none" -> format_none; any
 // other format -> unsupported_format: tpm, fido-u2f, and apple-appattest, whose verifier
-// (verify_app_attest) needs the app's identity and client data that is not WebAuthn's, which
-// activation does not take yet.
+// (verify_app_attest) only for the app the policy names, else unsupported_format.
 Result<Attested> verify_attestation(const AttestationObject& object,
                                     ledger::ByteView client_data_hash,
                                     const AttestationPolicy& policy);

@@ -43,7 +43,11 @@ struct ExclusiveConfig {
   std::string rp_id;   // --rp-id (default: the host of --public-url)
   const webauthn::TrustStore* roots = nullptr;  // --attestation-roots; none: every chain fails
   bool allow_self_attestation = false;          // --allow-self-attestation (development)
-  std::optional<std::int64_t> verify_at;        // tests only: pinned certificate time (Unix s)
+  // --app-attest-app-id (and --app-attest-allow-development): native iOS apps activate with
+  // App Attest (fmt apple-appattest), chained to Apple's App Attestation root given in
+  // --attestation-roots; none: App Attest answers device_unsupported.
+  std::optional<webauthn::AppAttestApp> app_attest;
+  std::optional<std::int64_t> verify_at;  // tests only: pinned certificate time (Unix s)
   Micros challenge_ttl = std::chrono::minutes{5};
   Micros session_ttl = std::chrono::minutes{30};
   Micros idle = std::chrono::minutes{30};  // --exclusive-idle: no validated request -> locked
