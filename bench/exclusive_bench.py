@@ -147,12 +147,15 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sechex-exclusive-bench-")
     data = os.path.join(tmp, "data")
     ctl = os.path.join(build, "ops", "ledgerctl")
-    subprocess.run([ctl, "--data-dir", data, "init"], check=True, capture_output=True)
+    partitions = os.environ.get("SECHEX_BENCH_EXCLUSIVE_PARTITIONS", "8")
+    subprocess.run([ctl, "--data-dir", data, "init", "--partitions", partitions], check=True,
+                   capture_output=True)
     log_path = os.path.join(tmp, "ledgerd.log")
-    ledgerd, port = start([os.path.join(build, "bin", "ledgerd"), "--data-dir", data,
+    binary = os.environ.get("SECHEX_BENCH_LEDGERD", os.path.join(build, "bin", "ledgerd"))
+    ledgerd, port = start([binary, "--data-dir", data,
                            "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
                            "--trusted-proxy", "127.0.0.1", *LEDGERD_ARGS], log_path)
-    results = {"sessions": sessions, "ledgerd_args": LEDGERD_ARGS}
+    results = {"sessions": sessions, "ledgerd_args": LEDGERD_ARGS, "partitions": int(partitions)}
     try:
         wait_ready(port)
         metrics_port = int(re.search(r"metrics on 127\.0\.0\.1:(\d+)", open(log_path).read())

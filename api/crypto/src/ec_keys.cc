@@ -37,8 +37,11 @@ Result<EcPublicKey> EcPublicKey::from_sec1(ByteView point) {
   auto pkey = share(raw);
   // Off-curve points must never reach the verifier (invalid-curve attacks). The import already
   // refuses them in OpenSSL 3.0; the explicit check keeps that true whatever the provider does.
+  // The quick check (on the curve, not the point at infinity) is the whole check for P-256: its
+  // cofactor is 1, so every such point has order n, and the full check's n*Q multiplication
+  // cost as much as the signature verification itself (a DPoP proof imports its jwk each time).
   const PkeyCtx check(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr));
-  if (!check || EVP_PKEY_public_check(check.get()) != 1) return Errc::key_invalid;
+  if (!check || EVP_PKEY_public_check_quick(check.get()) != 1) return Errc::key_invalid;
   Coordinate x{}, y{};
   std::copy(point.begin() + 1, point.begin() + 1 + kCoordSize, x.begin());
   std::copy(point.begin() + 1 + kCoordSize, point.end(), y.begin());
