@@ -18,6 +18,10 @@ std::string payment_owner_prefix(std::string_view user) {
 
 Result<void> PaymentsProjection::apply(const schema::Envelope& env, const ledger::Position&,
                                        Txn& txn) {
+  if (env.event_type() != schema::Event::PaymentCreated &&
+      env.event_type() != schema::Event::PaymentStatusChanged) {
+    return boost::outcome_v2::success();
+  }
   const auto owner = payment_owner_prefix(env.subject()->string_view());
   const auto when = format_rfc3339(env.time_micros());
   if (env.event_type() == schema::Event::PaymentCreated) {

@@ -65,6 +65,20 @@ Result<std::optional<std::string>> user_by_email(const ProjectionStore& store,
 
 Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::Position&,
                                     Txn& txn) {
+  // Most events (sessions, signed requests, mail) leave the row as it is: do not read it for them.
+  switch (env.event_type()) {
+    case schema::Event::UserRegistered:
+    case schema::Event::EmailVerified:
+    case schema::Event::RoleGranted:
+    case schema::Event::PasswordChanged:
+    case schema::Event::PasswordReset:
+    case schema::Event::ConsentRecorded:
+    case schema::Event::UserAttributesSet:
+    case schema::Event::SubjectErased:
+      break;
+    default:
+      return boost::outcome_v2::success();
+  }
   const auto subject = env.subject()->str();
   SECHEX_TRY(auto stored, txn.get(kUsersCf, subject));
   nlohmann::json user = stored ? nlohmann::json::parse(*stored, nullptr, false) : nlohmann::json();

@@ -247,7 +247,11 @@ TEST_F(Exclusive, TheSoftwareDeviceOfTheReadmeEnrolsAndSignsRequests) {
         ctl({"device", "attest", "--key", key, "--challenge", data_of(challenge)["challenge"],
              "--origin", kOrigin, "--name", "terminal"});
     EXPECT_EQ(body.code, 0) << body.err;
-    return post("/v1/secure/exclusive/start", json::parse(body.out), token_);
+    const auto start_body = json::parse(body.out, nullptr, false);
+    EXPECT_TRUE(start_body.is_object())
+        << "ledgerctl device attest printed: '" << body.out << "', stderr: " << body.err;
+    return post("/v1/secure/exclusive/start", start_body.is_object() ? start_body : json::object(),
+                token_);
   };
   const auto refused = enrol();
   ASSERT_EQ(refused.status, 401u) << "self attestation needs --allow-self-attestation";

@@ -88,8 +88,18 @@ class LedgerdHttpTest : public ::testing::Test {
   std::string metrics() {
     return http_call(metrics_port_, boost::beast::http::verb::get, "/metrics").body;
   }
-  static json data_of(const HttpReply& r) { return json::parse(r.body)["data"]; }
-  static json error_of(const HttpReply& r) { return json::parse(r.body)["error"]; }
+  static json data_of(const HttpReply& r) { return parsed(r)["data"]; }
+  static json error_of(const HttpReply& r) { return parsed(r)["error"]; }
+  // The answer's JSON; a test failure naming the status and body when it is none (an empty
+  // object is returned, so the test goes on to its next check instead of throwing).
+  static json parsed(const HttpReply& r) {
+    auto j = json::parse(r.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      ADD_FAILURE() << "not a JSON object (status " << r.status << "): " << r.body.substr(0, 300);
+      return json::object();
+    }
+    return j;
+  }
   // A reply header by lower-case name, "" when absent.
   static std::string header(const HttpReply& r, const std::string& name) {
     const auto it = r.headers.find(name);

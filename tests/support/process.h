@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <iterator>
@@ -86,9 +87,16 @@ inline void die_with_parent(pid_t parent) {
 }  // namespace detail
 
 // Exit code, or 128 + signal number.
+// The exit code (128 + signal when killed); -1 when the child cannot be waited for. A signal
+// interrupting the wait is retried: an unchecked EINTR read as "exited 0" before the child had
+// written anything (a CI run saw ledgerctl's output empty with exit code 0).
 inline int wait_exit(pid_t pid) {
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  pid_t waited = -1;
+  do {
+    waited = ::waitpid(pid, &status, 0);
+  } while (waited == -1 && errno == EINTR);
+  if (waited != pid) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
