@@ -93,17 +93,18 @@ int device_new(const std::string& path) {
 
 int device_attest(const SigningKey& key, const std::string& challenge, const std::string& origin,
                   const std::string& rp_id, const std::string& name) {
-  const std::string client_data =
-      nlohmann::json{{"type", "webauthn.create"}, {"challenge", challenge}, {"origin", origin}}
-          .dump();
+  const std::string client_data = nlohmann::json{
+      {"type", "webauthn.create"},
+      {"challenge", challenge},
+      {"origin", origin}}.dump();
   const auto& pub = key.public_key();
   const auto point = pub.sec1();
   const auto credential_id = ledger::crypto::sha256(point);
   const auto rp_hash = ledger::crypto::sha256(as_bytes(rp_id));
   Bytes auth(rp_hash.begin(), rp_hash.end());
-  auth.push_back(0x45);                   // UP | UV | AT: present, verified, with a credential
-  auth.insert(auth.end(), 4, 0);          // sign count
-  auth.insert(auth.end(), 16, 0);         // aaguid: none (a software key)
+  auth.push_back(0x45);            // UP | UV | AT: present, verified, with a credential
+  auth.insert(auth.end(), 4, 0);   // sign count
+  auth.insert(auth.end(), 16, 0);  // aaguid: none (a software key)
   auth.push_back(0);
   auth.push_back(static_cast<std::uint8_t>(credential_id.size()));
   auth.insert(auth.end(), credential_id.begin(), credential_id.end());
@@ -140,11 +141,8 @@ int device_proof(const SigningKey& key, const std::string& token, const std::str
   auto jwk = key.public_key().jwk("");
   for (const char* member : {"kid", "alg", "use"}) jwk.erase(member);
   const nlohmann::json header{{"typ", "dpop+jwt"}, {"alg", "ES256"}, {"jwk", jwk}};
-  const nlohmann::json claims{{"jti", jti},
-                              {"htm", method},
-                              {"htu", url},
-                              {"iat", iat},
-                              {"ath", api::dpop::ath_of(token)}};
+  const nlohmann::json claims{
+      {"jti", jti}, {"htm", method}, {"htu", url}, {"iat", iat}, {"ath", api::dpop::ath_of(token)}};
   auto proof = api::jose::jws_sign_es256(key, header.dump(), claims.dump());
   if (!proof) return usage_error("cannot sign");
   std::cout << proof.value() << "\n";
@@ -163,8 +161,8 @@ int cmd_device(const std::vector<std::string>& args) {
       "challenge", po::value(&challenge), "attest: the challenge ledgerd issued")(
       "origin", po::value(&origin), "attest: ledgerd's --public-url origin")(
       "rp-id", po::value(&rp_id), "attest: ledgerd's --rp-id (default: the origin's host)")(
-      "name", po::value(&name), "attest: a device name")(
-      "token", po::value(&token), "proof: the session token")(
+      "name", po::value(&name), "attest: a device name")("token", po::value(&token),
+                                                         "proof: the session token")(
       "url", po::value(&url), "proof: --public-url plus the request's path")(
       "method", po::value(&method)->default_value("POST"), "proof: the request's method")(
       "jti", po::value(&jti), "proof: the proof's id (default: random)")(
@@ -183,7 +181,8 @@ int cmd_device(const std::vector<std::string>& args) {
   auto key = SigningKey::load_pem(key_path);
   if (!key) return usage_error("cannot read the key " + key_path);
   if (action == "attest") {
-    if (challenge.empty() || origin.empty()) return usage_error("attest needs --challenge, --origin");
+    if (challenge.empty() || origin.empty())
+      return usage_error("attest needs --challenge, --origin");
     if (rp_id.empty()) {
       const auto host = origin.find("://");
       rp_id = host == std::string::npos ? origin : origin.substr(host + 3);
