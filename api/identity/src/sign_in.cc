@@ -141,15 +141,21 @@ bool IdentityCommands::session_live(const SessionId& session, TimePoint now) con
   return row && row.value() && row.value()->active_at(now);
 }
 
-Outcome<SignedIn> IdentityCommands::refresh(const Caller& c, std::string_view token) {
+Outcome<SignedIn> IdentityCommands::refresh(const Caller& c, std::string_view token,
+                                            const RefreshHolder* read) {
   Context x(d_, config_, c);
   const auto hash = d_.lookup.token("refresh", token);
-  auto first = projections::refresh_token_status(x.store(), hash, x.now);
-  if (!first) return Refused::unavailable;
-  if (first.value().state == projections::RefreshTokenStatus::State::unknown) {
-    return Refused::invalid_token;
+  std::string user;
+  if (read != nullptr) {
+    user = read->user.str();
+  } else {
+    auto first = projections::refresh_token_status(x.store(), hash, x.now);
+    if (!first) return Refused::unavailable;
+    if (first.value().state == projections::RefreshTokenStatus::State::unknown) {
+      return Refused::invalid_token;
+    }
+    user = first.value().user;
   }
-  const auto user = first.value().user;
   auto next = random_token(32);
   if (!next) return Refused::internal;
   const auto next_hash = d_.lookup.token("refresh", next.value());
@@ -160,6 +166,8 @@ Outcome<SignedIn> IdentityCommands::refresh(const Caller& c, std::string_view to
     auto& store = x.store();
     SECHEX_TRY(auto st, projections::refresh_token_status(store, hash, x.now));
     using S = projections::RefreshTokenStatus::State;
+    // The authoritative read, on the partition: a token that is not this user's is unknown.
+    if (st.user != user) st.state = S::unknown;
     RefreshState rs;
     rs.token = st.state == S::current   ? RefreshTokenState::current
                : st.state == S::rotated ? RefreshTokenState::rotated

@@ -108,16 +108,19 @@ Response IdentityApi::refresh(const Request& req) {
   if (by_cookie) presented = cookie(req, kRefreshCookie);
   if (!presented) return missing("refreshToken");
   const auto caller = caller_of(d_, config_, req);
+  std::optional<identity::RefreshHolder> holder;
   if (by_cookie) {
     // A cookie the browser attached on its own proves nothing: the page must show it is ours.
-    auto holder = d_.identity.refresh_holder(*presented, caller.now);
-    if (!holder) return to_api_error(Refused::unavailable);
-    if (!holder.value()) return to_api_error(Refused::invalid_token);
-    const auto& h = *holder.value();
-    SECHEX_TRYV(d_.auth.require_csrf(Principal{h.user.str(), h.session.str(), {}, 0, true}, req,
-                                     "refreshing by cookie needs this site's CSRF token"));
+    auto read = d_.identity.refresh_holder(*presented, caller.now);
+    if (!read) return to_api_error(Refused::unavailable);
+    if (!read.value()) return to_api_error(Refused::invalid_token);
+    holder = std::move(*read.value());
+    SECHEX_TRYV(
+        d_.auth.require_csrf(Principal{holder->user.str(), holder->session.str(), {}, 0, true}, req,
+                             "refreshing by cookie needs this site's CSRF token"));
   }
-  SECHEX_TRY(const auto in, answered(d_.identity.refresh(caller, *presented)));
+  SECHEX_TRY(const auto in,
+             answered(d_.identity.refresh(caller, *presented, holder ? &*holder : nullptr)));
   return token_pair(in, d_.identity.limits());
 }
 

@@ -268,8 +268,11 @@ class IdentityCommands {
                                       bool remember_me);
   Result<std::optional<RefreshHolder>> refresh_holder(std::string_view refresh_token,
                                                       TimePoint now) const;
-  // Rotation with reuse detection (004 FR-018, FR-020).
-  Outcome<SignedIn> refresh(const Caller& c, std::string_view refresh_token);
+  // Rotation with reuse detection (004 FR-018, FR-020). `read`: the holder the caller already
+  // read for this token (refresh by cookie reads it for the CSRF check); its user names the
+  // partition, so the token is not looked up a second time before the authoritative read on it.
+  Outcome<SignedIn> refresh(const Caller& c, std::string_view refresh_token,
+                            const RefreshHolder* read = nullptr);
   Outcome<void> logout(const Caller& c, const UserId& user, const SessionId& session, bool all);
   // A current refresh token's session that has not ended or expired.
   bool session_live(const SessionId& session, TimePoint now) const;
