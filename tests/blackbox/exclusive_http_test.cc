@@ -185,6 +185,14 @@ TEST_F(Exclusive, ActivationSignedRequestsReplayAndEndAreServedAndChained) {
   ASSERT_EQ(devices.status, 200u) << devices.body;
   ASSERT_EQ(data_of(devices)["devices"].size(), 1u);
   EXPECT_EQ(data_of(devices)["devices"][0]["name"], "Xena's laptop");
+
+  // Issue 14 "done when": the chain verifies after all of it; proofs are kept only as hashes.
+  ASSERT_EQ(stop(), 0);
+  const auto verified = ctl({"verify"});
+  EXPECT_EQ(verified.code, 0) << verified.out << verified.err;
+  const auto exported = ctl({"export", "--format", "jsonl"});
+  ASSERT_EQ(exported.code, 0) << exported.err;
+  EXPECT_EQ(exported.out.find(p1), std::string::npos) << "no proof text in the log";
 }
 
 // Issue 14 "Kafka mode works like the rest": exclusive mode runs on the user's partition, so a
