@@ -11,6 +11,7 @@
 #include "ledger/checkpoint.h"
 #include "ledger/data_dir.h"
 #include "ledger/kafka_log.h"
+#include "projections/rate_limits.h"
 
 namespace sechex::ledgerd {
 namespace {
@@ -228,6 +229,7 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   bool allow_self_attestation = false;
   bool dpop_nonce = false;
   std::string app_attest_app_id;
+  std::string app_attest_roots_file;
   bool app_attest_development = false;
   desc.add_options()("rp-id", po::value(&rp_id),
                      "WebAuthn relying party id (default: the host of --public-url)")(
@@ -238,7 +240,10 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       "accept packed self attestation (development only: nothing vouches for the device)")(
       "app-attest-app-id", po::value(&app_attest_app_id),
       "TEAMID.BUNDLE: native iOS apps of this id activate exclusive mode with App Attest "
-      "(Apple's App Attestation root goes in --attestation-roots)")(
+      "(with --app-attest-roots)")(
+      "app-attest-roots", po::value(&app_attest_roots_file),
+      "PEM of Apple's App Attestation root CA, the only anchor App Attest chains may end at "
+      "(required with --app-attest-app-id; kept apart from --attestation-roots)")(
       "app-attest-allow-development", po::bool_switch(&app_attest_development),
       "also accept App Attest keys of development builds (aaguid appattestdevelop)")(
       "dpop-nonce", po::bool_switch(&dpop_nonce),
@@ -369,19 +374,28 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
     return invalid(err,
                    "--exclusive-idle must be 1.." + std::to_string(kMaxIdleSeconds) + " seconds");
   }
-  if (exclusive_rate == 0 || exclusive_rate > 10'000) {
-    return invalid(err, "--exclusive-rate must be 1..10000");
+  // The per-user rate counter keeps kRateMaxSamples samples a window: a higher limit could never
+  // be reached, and would switch the limit (and the replay cache's bound) off.
+  if (exclusive_rate == 0 || exclusive_rate > projections::kRateMaxSamples) {
+    return invalid(err,
+                   "--exclusive-rate must be 1.." + std::to_string(projections::kRateMaxSamples));
   }
-  std::string roots_pem;
-  for (const auto& file : attestation_root_files) {
+  // The PEM text of a roots file, or nullopt when it cannot be read or holds no certificate.
+  const auto read_pem = [](const std::string& file) -> std::optional<std::string> {
     std::ifstream in(file);
     std::stringstream text;
     text << in.rdbuf();
     if (!in || text.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-      return invalid(err, "--attestation-roots " + file + ": cannot read a PEM certificate");
+      return std::nullopt;
     }
-    roots_pem += text.str();
-    roots_pem += "\n";
+    return text.str() + "\n";
+  };
+  std::string roots_pem;
+  for (const auto& file : attestation_root_files) {
+    const auto pem = read_pem(file);
+    if (!pem)
+      return invalid(err, "--attestation-roots " + file + ": cannot read a PEM certificate");
+    roots_pem += *pem;
   }
 
   Config c;
@@ -427,8 +441,21 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       return invalid(err, "--app-attest-app-id '" + app_attest_app_id +
                               "': expected TEAMID.BUNDLE (e.g. A1B2C3D4E5.com.example.app)");
     }
+    if (app_attest_roots_file.empty()) {
+      return invalid(err,
+                     "--app-attest-app-id needs --app-attest-roots (Apple's App Attestation "
+                     "root CA)");
+    }
+    const auto pem = read_pem(app_attest_roots_file);
+    if (!pem) {
+      return invalid(
+          err, "--app-attest-roots " + app_attest_roots_file + ": cannot read a PEM certificate");
+    }
     c.app_attest_app_id = app_attest_app_id;
+    c.app_attest_roots_pem = *pem;
     c.app_attest_development = app_attest_development;
+  } else if (!app_attest_roots_file.empty()) {
+    return invalid(err, "--app-attest-roots needs --app-attest-app-id");
   }
   c.exclusive_idle = std::chrono::seconds{exclusive_idle_seconds};
   c.exclusive_rate = exclusive_rate;

@@ -66,6 +66,7 @@ struct Config {
   bool allow_self_attestation = false;
   bool dpop_nonce = false;              // --dpop-nonce: proofs carry a server nonce (RFC 9449 §9)
   std::string app_attest_app_id;        // --app-attest-app-id TEAMID.BUNDLE ("" = none)
+  std::string app_attest_roots_pem;     // --app-attest-roots: Apple's App Attestation root
   bool app_attest_development = false;  // --app-attest-allow-development
   Micros exclusive_idle = std::chrono::minutes{30};  // --exclusive-idle SECONDS
   std::uint32_t exclusive_rate = 100;                // --exclusive-rate N per user per second

@@ -383,9 +383,16 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   exclusive_config.rp_id = config.rp_id;
   exclusive_config.roots = attestation_roots ? &*attestation_roots : nullptr;
   exclusive_config.allow_self_attestation = config.allow_self_attestation;
+  std::optional<api::webauthn::TrustStore> app_attest_roots;
   if (!config.app_attest_app_id.empty()) {
-    exclusive_config.app_attest =
-        api::webauthn::AppAttestApp{config.app_attest_app_id, config.app_attest_development};
+    auto roots = api::webauthn::TrustStore::from_pem(config.app_attest_roots_pem);
+    if (!roots) {
+      std::cerr << "ledgerd: --app-attest-roots: a certificate does not parse\n";
+      return 2;
+    }
+    app_attest_roots = std::move(roots).value();
+    exclusive_config.app_attest = api::webauthn::AppAttestApp{
+        config.app_attest_app_id, config.app_attest_development, &*app_attest_roots};
   }
   exclusive_config.upgrade_url = config.public_origin + "/help/exclusive-mode#devices";
   // API.md: a proof's htu is --public-url plus the request's path.

@@ -42,9 +42,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             webauthn::verify_packed(o.value(), hash, {nullptr, true, std::nullopt, std::nullopt})) {
       check(a.value().type == "self");
     }
-    // App Attest is configured, so its verifier is reached too (and, without roots, refuses).
+    // App Attest is configured, so its verifier runs its checks (and, without roots, refuses).
     const webauthn::AttestationPolicy policy{nullptr, true, std::nullopt,
-                                             webauthn::AppAttestApp{"TEAM.app", true}};
+                                             webauthn::AppAttestApp{"TEAM.app", true, nullptr}};
     if (auto a = webauthn::verify_attestation(o.value(), hash, policy)) {
       check(a.value().type == "self" && o.value().fmt == "packed");
     } else {

@@ -157,20 +157,40 @@ TEST(LedgerdConfig, KafkaFlagsGoTogetherAndDeriveTheirDefaults) {
 
 // API.md "Exclusive mode": the origin ceremonies must name and the RP id come from --public-url
 // unless --rp-id says otherwise; roots are PEM files, refused when unreadable.
-TEST(LedgerdConfig, AppAttestTakesAnAppIdAndDevelopmentOnlyWithIt) {
-  const auto set = parse(
-      {"--app-attest-app-id", "A1B2C3D4E5.com.example.app", "--app-attest-allow-development"});
+TEST(LedgerdConfig, AppAttestTakesAnAppIdItsOwnRootsAndDevelopmentOnlyWithThem) {
+  testing::TempDir dir;
+  const auto roots = dir.sub("apple.pem");
+  std::ofstream(roots) << "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  const auto set = parse({"--app-attest-app-id", "A1B2C3D4E5.com.example.app", "--app-attest-roots",
+                          roots, "--app-attest-allow-development"});
   ASSERT_TRUE(set.config) << set.err;
   EXPECT_EQ(set.config.value().app_attest_app_id, "A1B2C3D4E5.com.example.app");
+  EXPECT_NE(set.config.value().app_attest_roots_pem.find("BEGIN CERTIFICATE"), std::string::npos);
   EXPECT_TRUE(set.config.value().app_attest_development);
   EXPECT_TRUE(parse({}).config.value().app_attest_app_id.empty());
-  const auto alone = parse({"--app-attest-allow-development"});
-  EXPECT_FALSE(alone.config);
-  EXPECT_NE(alone.err.find("needs --app-attest-app-id"), std::string::npos) << alone.err;
+  const auto says = [](const Parsed& r, const std::string& what) {
+    EXPECT_FALSE(r.config);
+    EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
+  };
+  says(parse({"--app-attest-allow-development"}), "needs --app-attest-app-id");
+  says(parse({"--app-attest-roots", roots}), "needs --app-attest-app-id");
+  says(parse({"--app-attest-app-id", "A1B2C3D4E5.com.example.app"}), "needs --app-attest-roots");
+  says(parse({"--app-attest-app-id", "A1B2C3D4E5.com.example.app", "--app-attest-roots",
+              dir.sub("missing.pem")}),
+       "cannot read a PEM certificate");
   for (const char* bad : {"noteam", ".com.example", "TEAM.", "TEAM. app"}) {
-    const auto r = parse({"--app-attest-app-id", bad});
+    says(parse({"--app-attest-app-id", bad, "--app-attest-roots", roots}), "TEAMID.BUNDLE");
+  }
+}
+
+// The per-user rate counter keeps 256 samples a window: a higher limit would never be reached.
+TEST(LedgerdConfig, TheExclusiveRateIsOneTo256PerSecond) {
+  EXPECT_EQ(parse({}).config.value().exclusive_rate, 100u);
+  EXPECT_EQ(parse({"--exclusive-rate", "256"}).config.value().exclusive_rate, 256u);
+  for (const char* bad : {"0", "257", "10000"}) {
+    const auto r = parse({"--exclusive-rate", bad});
     EXPECT_FALSE(r.config) << bad;
-    EXPECT_NE(r.err.find("TEAMID.BUNDLE"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("--exclusive-rate must be 1..256"), std::string::npos) << r.err;
   }
 }
 

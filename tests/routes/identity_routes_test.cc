@@ -114,7 +114,9 @@ class IdentityRoutes : public RouteTest {
     xc.rp_id = kRpId;
     xc.roots = roots_.get();
     xc.upgrade_url = "https://id.example.com/help/devices";
-    xc.app_attest = webauthn::AppAttestApp{kAppId, false};
+    app_roots_ = std::make_unique<webauthn::TrustStore>(
+        webauthn::TrustStore::from_pem(testing::attest::pem_of(app_ca_.cert.get())).value());
+    xc.app_attest = webauthn::AppAttestApp{kAppId, false, app_roots_.get()};
     xc.public_url = kOrigin;
     xc.rate_per_second = 5;              // small, so the limit is reached in a test
     xc.idle = std::chrono::minutes{10};  // shorter than the token, so the lock shows
@@ -194,6 +196,8 @@ class IdentityRoutes : public RouteTest {
   std::unique_ptr<LedgerApi> ledger_api_;
   testing::attest::TestCa ca_;
   std::unique_ptr<webauthn::TrustStore> roots_;
+  testing::attest::TestCa app_ca_;  // stands in for Apple's App Attestation root
+  std::unique_ptr<webauthn::TrustStore> app_roots_;
   std::unique_ptr<identity::ExclusiveCommands> exclusive_commands_;
   std::unique_ptr<ExclusiveApi> exclusive_;
   bool nonces_ = false;  // exclusive mode with server nonces (--dpop-nonce)
@@ -675,7 +679,10 @@ TEST_F(ExclusiveRoutes, ANativeIosAppActivatesWithAppAttestForItsAppOnly) {
   sign_in("ios@example.com");
   grant("premium");
   const AppAttestDevice phone;
-  const auto started = activate(phone.attest(ca_, challenge()));
+  const auto foreign = activate(phone.attest(ca_, challenge()));
+  ASSERT_EQ(foreign.status, 401u) << "a WebAuthn vendor's CA never vouches for App Attest";
+  EXPECT_EQ(reason_of(foreign), "untrusted_chain");
+  const auto started = activate(phone.attest(app_ca_, challenge()));
   ASSERT_EQ(started.status, 201u) << started.body;
   EXPECT_EQ(
       verifier_->verify(data_of(started)["sessionToken"].get<std::string>()).value().claims.cnf_jkt,
@@ -689,19 +696,36 @@ TEST_F(ExclusiveRoutes, ANativeIosAppActivatesWithAppAttestForItsAppOnly) {
   const auto reauth = call("POST", "/v1/auth/reauth", {{"password", kPassword}}, token_);
   ASSERT_EQ(reauth.status, 200u) << reauth.body;
   const std::string step_up = data_of(reauth)["reauthToken"];
-  const auto dev = activate(development.attest(ca_, challenge()), step_up);
+  const auto dev = activate(development.attest(app_ca_, challenge()), step_up);
   ASSERT_EQ(dev.status, 401u) << dev.body;
   EXPECT_EQ(reason_of(dev), "development_key");
   AppAttestDevice other_app;
   other_app.app_id = "ZZZZZZZZZZ.com.example.other";
-  const auto other = activate(other_app.attest(ca_, challenge()), step_up);
+  const auto other = activate(other_app.attest(app_ca_, challenge()), step_up);
   ASSERT_EQ(other.status, 401u) << other.body;
   EXPECT_EQ(reason_of(other), "wrong_rp");
   const auto stale = challenge();
   (void)challenge();  // a newer challenge replaces it
-  const auto replaced = activate(AppAttestDevice{}.attest(ca_, stale), step_up);
+  const auto replaced = activate(AppAttestDevice{}.attest(app_ca_, stale), step_up);
   ASSERT_EQ(replaced.status, 401u) << replaced.body;
   EXPECT_EQ(reason_of(replaced), "wrong_challenge");
+}
+
+// A real Android Keystore chain makes a 4.5-5.5 KB base64url attestation: start takes strings up
+// to what the attestation parser takes (16 KiB of CBOR), and refuses longer ones with a 400.
+TEST_F(ExclusiveRoutes, StartTakesAttestationsAsLongAsRealDeviceChains) {
+  start();
+  sign_in("long@example.com");
+  grant("premium");
+  (void)challenge();
+  const auto real_size =
+      activate({{"deviceAttestation", std::string(6000, 'A')}, {"clientDataJSON", "e30"}});
+  ASSERT_EQ(real_size.status, 401u) << "read, then refused as an attestation: " << real_size.body;
+  EXPECT_EQ(error_of(real_size)["code"], "attestation_failed");
+  const auto too_long =
+      activate({{"deviceAttestation", std::string(30'000, 'A')}, {"clientDataJSON", "e30"}});
+  ASSERT_EQ(too_long.status, 400u) << too_long.body;
+  EXPECT_EQ(error_of(too_long)["details"]["reason"], "string_too_long");
 }
 
 // API.md: each way an activation can be wrong is refused for its own reason, and a refused
@@ -1010,6 +1034,20 @@ TEST_F(SignedRequests, AReplayedProofIsRefusedAndChainedFR03) {
   EXPECT_EQ(validate("jti-2").status, 200u);
   const auto chained = rejections();
   EXPECT_EQ(std::count(chained.begin(), chained.end(), "replay_detected"), 2);
+}
+
+// A captured proof resent in a loop: each replay is refused and chained, but only up to the
+// per-user rate (5 here); beyond it 429, not chained, so a replay flood cannot grow the log.
+TEST_F(SignedRequests, ReplaysAreChainedOnlyUpToTheRate) {
+  const auto p = proof("loop");
+  ASSERT_EQ(signed_call("/v1/secure/exclusive/validate", p).status, 200u);
+  std::vector<unsigned> statuses;
+  for (int i = 0; i < 10; ++i) {
+    statuses.push_back(signed_call("/v1/secure/exclusive/validate", p).status);
+  }
+  EXPECT_EQ(statuses, (std::vector<unsigned>{409, 409, 409, 409, 429, 429, 429, 429, 429, 429}));
+  const auto chained = rejections();
+  EXPECT_EQ(std::count(chained.begin(), chained.end(), "replay_detected"), 4);
 }
 
 TEST_F(SignedRequests, EachSpoofIsRefusedAndChainedWithItsReasonFR02FR05) {

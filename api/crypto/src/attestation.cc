@@ -455,10 +455,10 @@ Result<Attested> verify_app_attest(const AttestationObject& object,
   SECHEX_TRY(const auto stmt, read_statement(object));
   const auto& credential = object.parsed.credential;
   if (stmt.x5c == nullptr) return AttestationErrc::bad_statement;
-  if (!credential->key.es256) return AttestationErrc::key_unsupported;
+  // Every App Attest key is P-256: another key is a forged object, not an unsupported device.
+  if (!credential->key.es256) return AttestationErrc::alg_not_allowed;
   ledger::ossl::ErrorQueueScope errors;
   SECHEX_TRY(auto chain, read_x5c(stmt.x5c));
-  SECHEX_TRY(auto fingerprint, trusted_fingerprint(chain, policy));
   SECHEX_TRYV(check_nonce(chain.leaf.get(), object, client_data_hash));
   if (!same_key(chain.leaf.get(), *credential->key.es256)) return AttestationErrc::key_mismatch;
   // The key id is SHA-256 of the uncompressed point, and it is the credential id.
@@ -466,13 +466,12 @@ Result<Attested> verify_app_attest(const AttestationObject& object,
   if (!std::equal(key_id.begin(), key_id.end(), credential->id.begin(), credential->id.end())) {
     return AttestationErrc::key_mismatch;
   }
-  const auto app_hash = ledger::crypto::sha256(ledger::ByteView(
-      reinterpret_cast<const std::uint8_t*>(app.app_id.data()), app.app_id.size()));
+  const auto app_hash = ledger::crypto::sha256(ledger::as_bytes(app.app_id));
   if (!std::equal(app_hash.begin(), app_hash.end(), object.parsed.rp_id_hash.begin(),
                   object.parsed.rp_id_hash.end())) {
     return AttestationErrc::wrong_rp;
   }
-  if (object.parsed.sign_count != 0) return AttestationErrc::bad_statement;
+  if (object.parsed.sign_count != 0) return AttestationErrc::bad_statement;  // a fresh key: 0
   static constexpr std::array<std::uint8_t, 16> kProduction = {
       'a', 'p', 'p', 'a', 't', 't', 'e', 's', 't', 0, 0, 0, 0, 0, 0, 0};
   static constexpr std::array<std::uint8_t, 16> kDevelopment = {
@@ -480,8 +479,10 @@ Result<Attested> verify_app_attest(const AttestationObject& object,
   if (credential->aaguid == kDevelopment) {
     if (!app.allow_development) return AttestationErrc::development_key;
   } else if (credential->aaguid != kProduction) {
-    return AttestationErrc::bad_statement;
+    return AttestationErrc::aaguid_mismatch;
   }
+  // The chain last, as in the other verifiers: the costliest step.
+  SECHEX_TRY(auto fingerprint, trusted_fingerprint(chain, policy));
   return Attested{"basic", std::move(fingerprint)};
 }
 
@@ -524,7 +525,9 @@ Result<Attested> verify_attestation(const AttestationObject& object,
   if (object.fmt == "android-key") return verify_android_key(object, client_data_hash, policy);
   if (object.fmt == "none") return AttestationErrc::format_none;
   if (object.fmt == "apple-appattest" && policy.app_attest) {
-    return verify_app_attest(object, client_data_hash, policy, *policy.app_attest);
+    AttestationPolicy apple = policy;
+    apple.roots = policy.app_attest->roots;  // App Attest chains only to its own root
+    return verify_app_attest(object, client_data_hash, apple, *policy.app_attest);
   }
   return AttestationErrc::unsupported_format;
 }

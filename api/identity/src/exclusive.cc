@@ -168,28 +168,31 @@ Outcome<ExclusiveCommands::Started> ExclusiveCommands::start_checked(const Calle
   SECHEX_TRY(auto p, read_request(request, exclusive_, c.now));
   const auto& id = user.str();
   auto& store = x.store();
-  // A new device while another is enrolled needs a step-up, asked before the challenge is spent.
-  auto enrolled = projections::active_devices(store, id);
-  if (!enrolled) return Refused::unavailable;
-  const auto same = std::find_if(enrolled.value().begin(), enrolled.value().end(),
-                                 [&](const auto& d) { return d.thumbprint == p.jkt; });
-  const bool new_device = same == enrolled.value().end();
-  if (new_device && !enrolled.value().empty() &&
-      !identity_.reauth_granted(user, session, reauth, c.now)) {
-    return Refused::reauth_required;
-  }
-  auto device_id = new_device ? random_token(16) : Result<std::string>(same->id);
+  auto fresh_device_id = random_token(16);
   auto session_id = random_token(16);
-  if (!device_id || !session_id) return Refused::internal;
-  const auto device = new_device ? "dev_" + device_id.value() : device_id.value();
+  if (!fresh_device_id || !session_id) return Refused::internal;
   const auto xs = "xs_" + session_id.value();
   const auto expires_at = c.now + exclusive_.session_ttl;
 
   std::optional<Refusal> refused;
   bool mailed = false;
+  std::string device;
   SECHEX_TRYV(x.run(x.partition_of(id), [&]() -> Result<Events> {
     refused.reset();
     mailed = false;
+    // The enrolled devices are read on the partition, so a removal racing this activation is
+    // seen: the key of a removed device is a new device again (step-up, mail). A new device
+    // while another is enrolled needs a step-up, asked before the challenge is spent.
+    SECHEX_TRY(const auto enrolled, projections::active_devices(store, id));
+    const auto same = std::find_if(enrolled.begin(), enrolled.end(),
+                                   [&](const auto& d) { return d.thumbprint == p.jkt; });
+    const bool new_device = same == enrolled.end();
+    if (new_device && !enrolled.empty() &&
+        !identity_.reauth_granted(user, session, reauth, c.now)) {
+      refused = Refused::reauth_required;
+      return Events{};
+    }
+    device = new_device ? "dev_" + fresh_device_id.value() : same->id;
     SECHEX_TRY(auto challenge, projections::live_challenge(store, id, c.now));
     if (!challenge) {
       refused = refusal_of(webauthn::AttestationErrc::wrong_challenge, exclusive_);
@@ -241,7 +244,7 @@ Outcome<ExclusiveCommands::Started> ExclusiveCommands::start_checked(const Calle
                }));
     out.push_back(std::move(activated));
     // API.md: a device added while another is enrolled is told to the owner.
-    if (new_device && !enrolled.value().empty()) {
+    if (new_device && !enrolled.empty()) {
       SECHEX_TRY(auto address, x.open_sealed(id, account.email, "email"));
       SECHEX_TRYV(x.queue_mail(out, id, kMailExclusiveNewDevice, address, ""));
       mailed = true;
@@ -385,7 +388,8 @@ Outcome<ExclusiveCommands::Proven> ExclusiveCommands::prove(const Caller& c,
       request.proof.empty() ? "missing_proof" : std::string(dpop::reason_code(proof.error()));
   Context x(d_, config_, c);
   const auto& user = claims.sub;
-  (void)x.run(x.partition_of(user), [&]() -> Result<Events> {
+  const auto p = x.partition_of(user);
+  auto ran = d_.commands.run(p, [&]() -> Result<Events> {
     // Chained under the same per-user rate as validations (rejections count in it), so a stolen
     // token without its key cannot grow the log without bound: beyond the rate a spoof is
     // refused without being recorded again.
@@ -403,6 +407,9 @@ Outcome<ExclusiveCommands::Proven> ExclusiveCommands::prove(const Caller& c,
     out.push_back(std::move(rejected));
     return out;
   });
+  // Another node owns the user: it answers (421), and records the spoof there. Any other
+  // failure to record still refuses the proof.
+  if (!ran && ran.error() == OwnershipErrc::not_owner) return x.failed(ran.error(), p);
   return r;
 }
 
@@ -462,11 +469,8 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate_checked(
       out.push_back(std::move(locked));
       return out;
     }
-    SECHEX_TRY(auto seen, projections::seen_proof(store, key, micros_of(c.now)));
-    if (seen) {
-      SECHEX_TRYV(reject(Refused::replay_detected, "replay_detected"));
-      return out;
-    }
+    // The rate first: replays and refusals count in it (they are chained), so resending one
+    // captured proof cannot grow the log faster than the rate either.
     SECHEX_TRY(auto window,
                projections::rate_window(store, projections::kScopeExclusiveUser, user, c.now,
                                         std::chrono::seconds{1}, exclusive_.rate_per_second));
@@ -476,10 +480,20 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate_checked(
       refused = r;
       return out;  // not chained: a flood would otherwise write what it is refused for
     }
-    // The role and the flag are read on every request: a revocation refuses the next one.
+    SECHEX_TRY(auto seen, projections::seen_proof(store, key, micros_of(c.now)));
+    if (seen) {
+      SECHEX_TRYV(reject(Refused::replay_detected, "replay_detected"));
+      return out;
+    }
+    // The role and the flag are read on every request: a revocation refuses the next one. A
+    // failed read is no decision about the user: answered, not chained.
     auto allowed = require_allowed(UserId(user));
     if (!allowed) {
       const auto why = allowed.error();
+      if (why.why == Refused::unavailable || why.why == Refused::internal) {
+        refused = why;
+        return out;
+      }
       SECHEX_TRYV(reject(why, to_string(why.why)));
       return out;
     }

@@ -77,7 +77,10 @@ Response ExclusiveApi::status(const Request&, const Principal& who) {
 }
 
 Response ExclusiveApi::start(const Request& req, const Principal& who) {
-  SECHEX_TRY(const auto body, read_body(req));
+  // A real Android Keystore chain is 3-4 KB of DER, so the attestation object's base64url text
+  // outgrows the API's usual 4 KiB strings: allow what the attestation parser itself allows.
+  static constexpr JsonLimits kStartLimits{2, (webauthn::kMaxAttestationObject + 2) / 3 * 4, 100};
+  SECHEX_TRY(const auto body, read_body(req, kStartLimits));
   const auto attestation = body.find("deviceAttestation");
   const auto client_data = body.find("clientDataJSON");
   if (attestation == body.end() || !attestation->is_string() || client_data == body.end() ||

@@ -4,9 +4,9 @@
 
 namespace sechex::api::identity_support {
 
-ApiResult<json> read_body(const Request& req) {
+ApiResult<json> read_body(const Request& req, const JsonLimits& limits) {
   SECHEX_TRYV(require_json(req));
-  auto parsed = parse_json_input(req.body, kBodyLimits);
+  auto parsed = parse_json_input(req.body, limits);
   if (!parsed) {
     return boost::outcome_v2::failure(
         invalid_request(parsed.error().reason, "the request body is not acceptable JSON"));

@@ -32,7 +32,7 @@ using projections::UserId;
 inline constexpr JsonLimits kBodyLimits{2, 4096, 100};
 
 // The JSON object of a request body, or the 4xx to send instead.
-ApiResult<json> read_body(const Request& req);
+ApiResult<json> read_body(const Request& req, const JsonLimits& limits = kBodyLimits);
 
 // A string field, or nullopt when absent or not a string.
 std::optional<std::string> string_field(const json& body, const char* name);

@@ -154,6 +154,9 @@ class TrustStore {
 struct AppAttestApp {
   std::string app_id;              // "<team id>.<bundle id>"; rpIdHash = SHA-256(app_id)
   bool allow_development = false;  // accept aaguid "appattestdevelop" (test builds)
+  // Apple's App Attestation root only (--app-attest-roots), never the WebAuthn roots: a
+  // certificate from any other vendor's CA must not pass for an App Attest key.
+  const TrustStore* roots = nullptr;
 };
 
 struct AttestationPolicy {
@@ -211,7 +214,8 @@ Result<Attested> verify_android_key(const AttestationObject& object,
                                     const AttestationPolicy& policy);
 
 // `apple-appattest` (Apple App Attest, native iOS apps): the app's identity and environment.
-// Apple's steps: the chain to `roots` (Apple App Attestation Root CA), the leaf's nonce
+// Apple's steps: the chain to `policy.roots`, which must be Apple's App Attestation root alone
+// (verify_attestation passes the app's `roots`), the leaf's nonce
 // extension 1.2.840.113635.100.8.2 = SHA-256(authData || clientDataHash), SHA-256 of the leaf's
 // public key = the credential id (the key id), the leaf key = the credential key, rpIdHash =
 // SHA-256(app_id), counter 0, aaguid "appattest" + 7 zero bytes (or "appattestdevelop" when
@@ -246,7 +250,8 @@ Result<void> check_registration(const ClientData& client, const AuthenticatorDat
 
 // The verifier of the object's format: packed, apple, android-key; "none" -> format_none; any
 // other format -> unsupported_format: tpm, fido-u2f, and apple-appattest, whose verifier
-// (verify_app_attest) only for the app the policy names, else unsupported_format.
+// (verify_app_attest) only for the app the policy names, against that app's own roots, else
+// unsupported_format.
 Result<Attested> verify_attestation(const AttestationObject& object,
                                     ledger::ByteView client_data_hash,
                                     const AttestationPolicy& policy);
