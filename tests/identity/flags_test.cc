@@ -43,7 +43,7 @@ TEST(Flags, MalformedRulesAreRefusedNamingTheField) {
   EXPECT_EQ(refused_field({{"enabled", true}, {"regions", {""}}}), "regions");
   EXPECT_EQ(refused_field({{"enabled", true}, {"segments", {"a b"}}}), "segments");
   EXPECT_EQ(refused_field({{"enabled", true}, {"users", {std::string(65, 'u')}}}), "users");
-  EXPECT_EQ(refused_field({{"enabled", true}, {"users", std::vector<int>(1001, 1)}}), "users");
+  EXPECT_EQ(refused_field({{"enabled", true}, {"users", std::vector<int>(101, 1)}}), "users");
   EXPECT_EQ(refused_field({{"enabled", true}, {"percentage", 101}}), "percentage");
   EXPECT_EQ(refused_field({{"enabled", true}, {"percentage", -1}}), "percentage");
   EXPECT_EQ(refused_field({{"enabled", true}, {"percentage", 12.5}}), "percentage");

@@ -8,7 +8,7 @@ namespace sechex::api::identity {
 namespace {
 
 constexpr std::size_t kMaxValue = 64;
-constexpr std::size_t kMaxListEntries = 1000;
+constexpr std::size_t kMaxListEntries = 100;  // the API's array limit (identity_support.h)
 
 bool valid_value(const std::string& v) {
   return !v.empty() && v.size() <= kMaxValue &&
@@ -22,7 +22,7 @@ std::optional<InvalidField> read_list(const nlohmann::json& body, const char* na
   const auto it = body.find(name);
   if (it == body.end() || it->is_null()) return std::nullopt;
   if (!it->is_array() || it->size() > kMaxListEntries) {
-    return InvalidField{name, "must be an array of at most 1000 values"};
+    return InvalidField{name, "must be an array of at most 100 values"};
   }
   std::vector<std::string> values;
   for (const auto& v : *it) {

@@ -34,7 +34,7 @@ void AdminApi::add_routes(RouteRegistry& routes) {
       [this](const Request& r, W w) { return set_attributes(r, w); }, Exec::pool);
   routes.guarded(
       "GET", "/v1/admin/flags/{name}", [this](const Request& r, W w) { return flag(r, w); },
-      Exec::pool);
+      Exec::read);
   routes.guarded(
       "PUT", "/v1/admin/flags/{name}", [this](const Request& r, W w) { return set_flag(r, w); },
       Exec::pool);

@@ -37,7 +37,7 @@ void ExclusiveApi::add_routes(RouteRegistry& routes) {
       Exec::pool);
   routes.guarded(
       "GET", "/v1/secure/exclusive/status", [this](const Request& r, W w) { return status(r, w); },
-      Exec::pool);
+      Exec::read);
   using D = const RouteRegistry::DeviceCredentials&;
   routes.device_signed(
       "POST", "/v1/secure/exclusive/validate",
@@ -46,7 +46,7 @@ void ExclusiveApi::add_routes(RouteRegistry& routes) {
       "POST", "/v1/secure/exclusive/end", [this](const Request& r, D d) { return end(r, d); },
       Exec::pool);
   routes.guarded(
-      "GET", "/v1/me/devices", [this](const Request& r, W w) { return devices(r, w); }, Exec::pool);
+      "GET", "/v1/me/devices", [this](const Request& r, W w) { return devices(r, w); }, Exec::read);
   routes.guarded(
       "DELETE", "/v1/me/devices/{id}",
       [this](const Request& r, W w) { return remove_device(r, w); }, Exec::pool);

@@ -142,7 +142,9 @@ ApiError to_api_error(const identity::Refusal& r) {
       return {403, "feature_disabled", "this feature is not available for this account yet"};
     case Refused::invalid_flag:
       return {404, "not_found", "no such flag",
-              json{{"flag", r.reason}, {"known", json::array({"exclusive_mode"})}}};
+              json{{"flag", r.reason},
+                   {"known", std::vector<std::string>(identity::kKnownFlags.begin(),
+                                                      identity::kKnownFlags.end())}}};
     case Refused::dpop_nonce_required: {
       // RFC 9449 §9: the client signs again with this nonce.
       ApiError e{401, "use_dpop_nonce", "sign the proof again with the nonce in DPoP-Nonce"};

@@ -294,7 +294,6 @@ class IdentityCommands {
                       TimePoint now) const;
   // The id a step-up grant is recorded under (hex of the keyed hash of session and token).
   std::string reauth_id(const SessionId& session, ReauthToken token) const;
-  // AccountUnlocked{by_admin, reason} by "admin:" + admin.
   // API.md: an admin grants and revokes roles (only "admin" and "premium" exist); one RoleGranted
   // per change, by "admin:" + admin; roles already held or absent are left as they are. The
   // user's roles after it. not_found for no such user; invalid_role for another name, or one in
@@ -303,6 +302,7 @@ class IdentityCommands {
                                               const std::vector<std::string>& grant,
                                               const std::vector<std::string>& revoke,
                                               const UserId& admin);
+  // AccountUnlocked{by_admin, reason} by "admin:" + admin.
   Outcome<void> unlock(const Caller& c, const UserId& user, std::string_view reason,
                        const UserId& admin);
 

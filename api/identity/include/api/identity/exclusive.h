@@ -130,13 +130,14 @@ class ExclusiveCommands {
 
   // ---- Every request signed (000 FR-02, FR-03, FR-05; 001 /validate, /end) ----
   // The token must verify and carry cnf.jkt; the proof must pass dpop::verify_proof against it
-  // (else spoof_attempt, chained as ExclusiveRequestRejected with the reason); then on the
+  // (else spoof_attempt, chained as ExclusiveRequestRejected with the reason, up to the rate).
   // With server nonces (--dpop-nonce) the proof must then carry a current one, else
   // dpop_nonce_required (not chained: it is the protocol's first round trip). Then on the
   // user's partition: the session active (else invalid_token), not idle for `idle` (else
-  // ExclusiveLocked and exclusive_locked), the proof not accepted within 5 minutes (else
-  // replay_detected, chained; replay_cache.h), at most `rate_per_second` validations per second
-  // (else rate_limited with retry_after_seconds), the account still premium and the
+  // ExclusiveLocked and exclusive_locked), at most `rate_per_second` requests per second, the
+  // refused ones included (else rate_limited with retry_after_seconds, not chained), the proof
+  // not accepted within 5 minutes (else replay_detected, chained; replay_cache.h), the account
+  // still premium and the
   // exclusive_mode flag still on (else not_premium / feature_disabled, chained). Success is
   // ExclusiveActionValidated with the device, the proof's jti, hash and replay key.
   struct Validated {

@@ -13,7 +13,8 @@
 //
 // The JSON forms (parse_flag / flag_json, parse_attributes / attributes_json) are the API's and
 // the log's: FlagChanged.rules_json and the sealed UserAttributesSet hold them. Values: 1..64
-// printable ASCII characters without space; lists at most 1,000 entries; percentage 0..100.
+// printable ASCII characters without space; lists at most 100 entries (the API's array limit);
+// percentage 0..100.
 //
 // Pure functions, no I/O, no state: thread-safe.
 #pragma once
