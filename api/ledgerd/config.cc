@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "api/crypto/dpop.h"
 #include "ledger/checkpoint.h"
 #include "ledger/data_dir.h"
 #include "ledger/kafka_log.h"
@@ -464,10 +465,13 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
 }
 
 std::string origin_of_url(std::string_view url) {
-  const auto scheme = url.find("://");
-  if (scheme == std::string_view::npos) return std::string(url);
-  const auto path = url.find('/', scheme + 3);
-  return std::string(url.substr(0, path));
+  // As browsers spell an origin (RFC 6454 §6.1): lowercase scheme and host, no default port;
+  // the same normalisation as DPoP's htu, so client data and proofs agree with each other.
+  const auto normal = api::dpop::normalize_htu(url);
+  const std::string u = normal ? *normal : std::string(url);
+  const auto scheme = u.find("://");
+  if (scheme == std::string::npos) return u;
+  return u.substr(0, u.find('/', scheme + 3));
 }
 
 std::string host_of_url(std::string_view url) {

@@ -184,6 +184,15 @@ TEST(LedgerdConfig, AppAttestTakesAnAppIdItsOwnRootsAndDevelopmentOnlyWithThem) 
 }
 
 // The per-user rate counter keeps 256 samples a window: a higher limit would never be reached.
+// Browsers send the origin lowercase and without a default port: so must the expected one be.
+TEST(LedgerdConfig, TheOriginIsSpelledAsBrowsersSpellIt) {
+  const auto r = parse({"--public-url", "https://ID.Example.com:443/app/"});
+  ASSERT_TRUE(r.config) << r.err;
+  EXPECT_EQ(r.config.value().public_origin, "https://id.example.com");
+  EXPECT_EQ(r.config.value().rp_id, "id.example.com");
+  EXPECT_EQ(origin_of_url("http://Localhost:8080/x?y"), "http://localhost:8080");
+}
+
 TEST(LedgerdConfig, TheExclusiveRateIsOneTo256PerSecond) {
   EXPECT_EQ(parse({}).config.value().exclusive_rate, 100u);
   EXPECT_EQ(parse({"--exclusive-rate", "256"}).config.value().exclusive_rate, 256u);
