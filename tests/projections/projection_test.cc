@@ -426,8 +426,9 @@ TEST(Projections, LockoutsAndRevocationsFollowTheirEvents) {
   EXPECT_GT(decode_cutoff(*p->get(kRevocationCutoffsCf, "u").value()), cutoff_at);
 }
 
-// Spec 003 payment data isolation: every payment row is keyed under its owner.
-TEST(Projections, PaymentsAreKeptPerOwnerWithTheirIdempotencyKeys) {
+// Spec 003 payment data isolation (US5, FR-001/002): every payment is read under its owner, so
+// another owner's id reads exactly like a missing one; status changes go into the history.
+TEST(Projections, PaymentsAreKeptPerOwnerWithTheirIdempotencyKeysAndHistory) {
   World w;
   auto p = w.projections("proj");
   w.pay("alice", "pay-1", 1999);
@@ -436,18 +437,53 @@ TEST(Projections, PaymentsAreKeptPerOwnerWithTheirIdempotencyKeys) {
   w.pay_status("alice", "pay-1", "succeeded");
   w.pay_status("bob", "pay-1", "refunded");  // not bob's: must change nothing
   ASSERT_TRUE(p->catch_up(*w.log));
-  const auto alice = p->scan(kPaymentsCf, payment_owner_prefix("alice")).value();
-  ASSERT_EQ(alice.size(), 2u);
-  const auto first = nlohmann::json::parse(alice[0].second);
-  EXPECT_EQ(first["id"], "pay-1");
-  EXPECT_EQ(first["amount_minor"], 1999);
-  EXPECT_EQ(first["status"], "succeeded");
-  EXPECT_EQ(p->scan(kPaymentsCf, payment_owner_prefix("bob")).value().size(), 1u);
-  EXPECT_FALSE(p->get(kPaymentsCf, payment_owner_prefix("bob") + "pay-1").value());
-  EXPECT_EQ(p->get(kPaymentsByIdempotencyCf, payment_owner_prefix("alice") + "idem-pay-2").value(),
-            "pay-2");
-  EXPECT_FALSE(
-      p->get(kPaymentsByIdempotencyCf, payment_owner_prefix("bob") + "idem-pay-2").value());
+  const auto first = payment(*p, "alice", "pay-1").value();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->amount, 1999);
+  EXPECT_EQ(first->currency, "EUR");
+  EXPECT_EQ(first->status, "succeeded");
+  ASSERT_EQ(first->history.size(), 2u);
+  EXPECT_EQ(first->history[0].status, "pending");
+  EXPECT_EQ(first->history[1].status, "succeeded");
+  EXPECT_EQ(first->history[1].webhook_id, "evt-1");
+  EXPECT_FALSE(first->description.empty());
+  EXPECT_FALSE(payment(*p, "bob", "pay-1").value());
+  EXPECT_EQ(payment_owner(*p, "pay-1").value(), "alice");
+  const auto mine = payments_page(*p, "alice", "", "", 10).value();
+  ASSERT_EQ(mine.rows.size(), 2u);
+  EXPECT_EQ(mine.rows[0].id, "pay-2");  // newest first
+  EXPECT_EQ(mine.next_cursor, "");
+  EXPECT_EQ(payments_page(*p, "bob", "", "", 10).value().rows.size(), 1u);
+  const auto kept = idempotent_payment(*p, "alice", "idem-pay-2", 0).value();
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->payment_id, "pay-2");
+  EXPECT_FALSE(idempotent_payment(*p, "bob", "idem-pay-2", 0).value());
+  // Kept 24 h (API.md), then gone for readers and for cleanup.
+  EXPECT_FALSE(idempotent_payment(*p, "alice", "idem-pay-2", kept->expires_at).value());
+  EXPECT_GT(p->cleanup(kept->expires_at).value(), 0u);
+}
+
+TEST(Projections, PaymentPagesFollowTheCursorAndFilterByStatus) {
+  World w;
+  auto p = w.projections("proj");
+  for (int i = 0; i < 5; ++i) w.pay("alice", "pay-" + std::to_string(i), 100 + i);
+  w.pay_status("alice", "pay-1", "failed");
+  w.pay_status("alice", "pay-3", "failed");
+  ASSERT_TRUE(p->catch_up(*w.log));
+  std::vector<std::string> seen;
+  std::string cursor;
+  for (int page = 0; page < 10; ++page) {
+    const auto got = payments_page(*p, "alice", "", cursor, 2).value();
+    for (const auto& r : got.rows) seen.push_back(r.id);
+    cursor = got.next_cursor;
+    if (cursor.empty()) break;
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"pay-4", "pay-3", "pay-2", "pay-1", "pay-0"}));
+  const auto failed = payments_page(*p, "alice", "failed", "", 10).value();
+  ASSERT_EQ(failed.rows.size(), 2u);
+  EXPECT_EQ(failed.rows[0].id, "pay-3");
+  EXPECT_FALSE(payments_page(*p, "alice", "", "zz", 10));
+  EXPECT_FALSE(payments_page(*p, "alice", "", "00", 10));
 }
 
 nlohmann::json session(ProjectionStore& p, const std::string& id) {
