@@ -257,6 +257,11 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       "seconds without a validated request before an exclusive session locks (000: 1800)")(
       "exclusive-rate", po::value(&exclusive_rate)->default_value(exclusive_rate),
       "validated requests per user per second in exclusive mode, then 429 (001: 100)");
+  std::string payment_webhook_secret_file;
+  desc.add_options()("payment-webhook-secret-file", po::value(&payment_webhook_secret_file),
+                     "file (mode 0600 or stricter) holding the payment provider's Standard "
+                     "Webhooks secret, whsec_...; without it POST /v1/webhooks/payments answers "
+                     "503");
   std::string config_file;
   desc.add_options()("config", po::value(&config_file),
                      "INI-style file of the same options (name = value)");
@@ -460,6 +465,29 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   }
   c.exclusive_idle = std::chrono::seconds{exclusive_idle_seconds};
   c.exclusive_rate = exclusive_rate;
+  if (!payment_webhook_secret_file.empty()) {
+    const auto& file = payment_webhook_secret_file;
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+      return invalid(err, "--payment-webhook-secret-file: cannot read " + file);
+    }
+    if ((st.st_mode & 077) != 0) {
+      return invalid(err, "--payment-webhook-secret-file: " + file +
+                              " is readable by group or others (chmod 600 it)");
+    }
+    std::ifstream in(file);
+    std::string line;
+    if (!in || !std::getline(in, line)) {
+      return invalid(err, "--payment-webhook-secret-file: cannot read a secret from " + file);
+    }
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    auto secret = api::webhooks::Secret::parse(line);
+    if (!secret) {
+      return invalid(err, "--payment-webhook-secret-file: " + file +
+                              " does not hold whsec_ followed by base64 of 24 to 64 bytes");
+    }
+    c.payment_webhook_secret = std::move(secret).value();
+  }
   c.mail = std::move(mail);
   return c;
 }

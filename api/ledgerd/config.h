@@ -18,6 +18,7 @@
 #include "api/app/ownership.h"
 #include "api/crypto/passwords.h"
 #include "api/crypto/token_settings.h"
+#include "api/crypto/webhook_signature.h"
 #include "api/http/client_ip.h"
 #include "api/http/server.h"
 #include "api/identity/decide.h"
@@ -70,6 +71,9 @@ struct Config {
   bool app_attest_development = false;  // --app-attest-allow-development
   Micros exclusive_idle = std::chrono::minutes{30};  // --exclusive-idle SECONDS
   std::uint32_t exclusive_rate = 100;                // --exclusive-rate N per user per second
+  // Payments: the provider's Standard Webhooks secret (--payment-webhook-secret-file, a 0600
+  // file holding whsec_...); nullopt: incoming payment webhooks answer 503.
+  std::optional<api::webhooks::Secret> payment_webhook_secret;
 };
 
 // scheme://host[:port] of an http(s) URL (its path dropped), and its host alone.

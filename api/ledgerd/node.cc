@@ -29,6 +29,7 @@
 #include "api/routes/identity_api.h"
 #include "api/routes/ledger_api.h"
 #include "api/routes/otp_api.h"
+#include "api/routes/payments_api.h"
 #include "api/routes/secrets_api.h"
 #include "config.h"
 #include "ledger/data_dir.h"
@@ -367,6 +368,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
           }};
   api::identity::IdentityCommands identity_commands(command_deps, {.limits = identity_limits});
   api::identity::SecretCommands secret_commands(command_deps, identity_commands);
+  api::identity::PaymentCommands payment_commands(command_deps);
   // Exclusive mode: attestations are checked against --attestation-roots (none: every chain is
   // refused, so only --allow-self-attestation devices can activate).
   std::optional<api::webauthn::TrustStore> attestation_roots;
@@ -457,6 +459,9 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   api::IdentityApi identity_api(identity_deps, identity_config);
   api::AccountApi account_api(identity_deps, identity_config);
   api::SecretsApi secrets_api(identity_deps, identity_config, secret_commands);
+  api::PaymentsApi payments_api(identity_deps, identity_config,
+                                {.provider_secret = config.payment_webhook_secret},
+                                payment_commands);
   api::ExclusiveApi exclusive_api(identity_deps, identity_config, exclusive_commands);
   api::OtpApi otp_api(identity_deps, identity_config);
   api::AdminApi admin_api(identity_deps, identity_config);
@@ -473,6 +478,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   identity_api.add_routes(routes);
   account_api.add_routes(routes);
   secrets_api.add_routes(routes);
+  payments_api.add_routes(routes);
   exclusive_api.add_routes(routes);
   otp_api.add_routes(routes);
   admin_api.add_routes(routes);

@@ -1,6 +1,7 @@
 // A blocking HTTP/1.1 client for tests that drive a running ledgerd (Boost.Beast).
 #pragma once
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -23,8 +24,8 @@ struct HttpReply {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
-// One request on a fresh connection to 127.0.0.1:`port`, with extra request headers; the
-// reply's headers are kept (names lower-cased).
+// One request on a fresh connection to 127.0.0.1:`port`, with extra request headers (a name
+// listed twice is sent twice); the reply's headers are kept (names lower-cased).
 inline HttpReply http_call_with(std::uint16_t port, boost::beast::http::verb verb,
                                 const std::string& target, const Headers& headers,
                                 const std::string& token = "", const std::string& body = "",
@@ -55,7 +56,17 @@ inline HttpReply http_call_with(std::uint16_t port, boost::beast::http::verb ver
     req.set(http::field::host, "127.0.0.1");
     if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
     if (!body.empty()) req.set(http::field::content_type, "application/json");
-    for (const auto& [name, value] : headers) req.set(name, value);
+    // A name given twice in `headers` is sent twice (repeated-field tests); a name given once
+    // replaces the default (Host, Authorization, Content-Type).
+    std::vector<std::string> given;
+    for (const auto& [name, value] : headers) {
+      if (std::find(given.begin(), given.end(), name) != given.end()) {
+        req.insert(name, value);
+      } else {
+        req.set(name, value);
+        given.push_back(name);
+      }
+    }
     req.body() = body;
     req.prepare_payload();
     http::write(s, req);

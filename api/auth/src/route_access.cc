@@ -52,6 +52,9 @@ constexpr std::array kRules = {
     RouteRule{"DELETE", "/v1/me/devices/{id}", kUser},
     RouteRule{"GET", "/v1/me/export", kUser},
     RouteRule{"GET", "/v1/me/sessions", kUser},
+    RouteRule{"GET", "/v1/payments", kUser},
+    RouteRule{"POST", "/v1/payments", kUser},
+    RouteRule{"GET", "/v1/payments/{id}", kUser},
     RouteRule{"POST", "/v1/secrets", kUser},
     RouteRule{"POST", "/v1/secrets/{id}/check-in", kUser},
     RouteRule{"POST", "/v1/secrets/{id}/reveal-share", kUser},
@@ -60,6 +63,8 @@ constexpr std::array kRules = {
     RouteRule{"POST", "/v1/secure/exclusive/start", kUser},
     RouteRule{"GET", "/v1/secure/exclusive/status", kUser},
     RouteRule{"POST", "/v1/secure/exclusive/validate", kDevice},
+    // The payment provider: authenticated by its Standard Webhooks signature, not a session.
+    RouteRule{"POST", "/v1/webhooks/payments", kAnyone},
 };
 
 }  // namespace

@@ -865,6 +865,7 @@ struct HttpServer::Impl {
         // DPoP proof or Authorization then fails their checks instead of hiding the first.
         auto [it, fresh] = req.headers.try_emplace(name, std::string(f.value()));
         if (!fresh) {
+          if (!req.repeated(name)) req.repeated_headers.push_back(name);
           it->second += name == "cookie" ? "; " : ", ";
           it->second.append(f.value().data(), f.value().size());
         }

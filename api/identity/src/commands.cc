@@ -74,6 +74,12 @@ std::string_view to_string(Refused why) {
       return "invalid_flag";
     case Refused::dpop_nonce_required:
       return "dpop_nonce_required";
+    case Refused::idempotency_key_reused:
+      return "idempotency_key_reused";
+    case Refused::invalid_transition:
+      return "invalid_transition";
+    case Refused::invalid_cursor:
+      return "invalid_cursor";
   }
   return "unknown";
 }

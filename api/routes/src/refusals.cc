@@ -152,6 +152,15 @@ ApiError to_api_error(const identity::Refusal& r) {
       e.headers.emplace_back("DPoP-Nonce", r.reason);
       return e;
     }
+    case Refused::idempotency_key_reused:
+      return {
+          422, "idempotency_key_reused",
+          "this Idempotency-Key was used with another request; use a new key for a new payment"};
+    case Refused::invalid_transition:
+      return {409, "invalid_transition", "the payment's current status does not allow this change"};
+    case Refused::invalid_cursor:
+      return {400, "invalid_request", "the cursor is not one this server handed out",
+              json{{"reason", "invalid_cursor"}}};
     case Refused::exclusive_locked:
       return {423, "reauth_required",
               "the exclusive session was idle for too long and is locked; activate again",

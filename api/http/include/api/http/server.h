@@ -69,6 +69,9 @@ struct Request {
   std::string path;                            // without the query string
   std::string query;                           // after '?', undecoded
   std::map<std::string, std::string> headers;  // names lower-cased
+  // Names (lower-cased) of fields the request repeated: `headers` holds them joined with ", "
+  // (RFC 9110 §5.3), so a route whose field takes one value refuses them (repeated()).
+  std::vector<std::string> repeated_headers;
   std::string body;
   std::string request_id;
   std::string peer;             // socket peer address
@@ -77,6 +80,12 @@ struct Request {
   std::map<std::string, std::string> params;
   std::string route;  // the matched route's path or pattern (route_access.h reads its rule)
 
+  bool repeated(std::string_view lower_name) const {
+    for (const auto& r : repeated_headers) {
+      if (r == lower_name) return true;
+    }
+    return false;
+  }
   const std::string* header(const std::string& lower_name) const {
     const auto it = headers.find(lower_name);
     return it == headers.end() ? nullptr : &it->second;

@@ -88,37 +88,40 @@ struct Caller {
 
 // Why a command did not do what was asked, with what an answer needs to say.
 enum class Refused {
-  not_owner,            // another node owns the partition: `partition`
-  overloaded,           // too many password checks at once; retry shortly
-  unavailable,          // the log or a projection failed; retry shortly
-  password_changed,     // the password changed while the old one was checked; retry
-  internal,             // no randomness, an unusable stored hash, an unreadable secret
-  email_taken,          // register: the address has an account
-  invalid_email,        // register: `email_reason`
-  weak_password,        // `password_check` against `policy`
-  link_invalid,         // a verification or reset link: unknown, used or replaced (`link`)
-  link_expired,         // ... past its expiry (`link`)
-  rate_limited,         // `retry_after_seconds`
-  account_locked,       // `locked_until` (INT64_MAX: until an admin unlocks), `retry_after...`
-  email_not_verified,   // the right password, an unverified address
-  invalid_credentials,  // a wrong email or password: `remaining_attempts`
-  wrong_password,       // a signed-in caller's wrong password: `remaining_attempts`
-  invalid_code,         // a wrong, spent or unknown OTP code
-  code_expired,         // an OTP code past its expiry
-  invalid_token,        // a refresh token that is not valid (or whose reuse was detected)
-  no_account,           // the account a token names is gone
-  not_found,            // no such user or secret
-  reauth_required,      // no step-up grant for this session and token
-  not_premium,          // exclusive mode: the account lacks the premium role
-  attestation_failed,   // exclusive mode: `reason` (webauthn.h reason_code)
-  device_unsupported,   // exclusive mode: `reason`, `url` (where to read about devices)
-  invalid_role,         // set_roles: `reason` names the role that is unknown or in both lists
-  spoof_attempt,        // exclusive mode: a DPoP proof that does not check out (`reason`)
-  replay_detected,      // exclusive mode: a proof's jti seen within 5 minutes
-  exclusive_locked,     // exclusive mode: 30 minutes without a validated request; start again
-  feature_disabled,     // a feature flag (flags.h) does not match this user
-  invalid_flag,         // set_flag: `reason` names the flag the product does not read
-  dpop_nonce_required,  // exclusive mode with server nonces: `reason` is the nonce to use
+  not_owner,               // another node owns the partition: `partition`
+  overloaded,              // too many password checks at once; retry shortly
+  unavailable,             // the log or a projection failed; retry shortly
+  password_changed,        // the password changed while the old one was checked; retry
+  internal,                // no randomness, an unusable stored hash, an unreadable secret
+  email_taken,             // register: the address has an account
+  invalid_email,           // register: `email_reason`
+  weak_password,           // `password_check` against `policy`
+  link_invalid,            // a verification or reset link: unknown, used or replaced (`link`)
+  link_expired,            // ... past its expiry (`link`)
+  rate_limited,            // `retry_after_seconds`
+  account_locked,          // `locked_until` (INT64_MAX: until an admin unlocks), `retry_after...`
+  email_not_verified,      // the right password, an unverified address
+  invalid_credentials,     // a wrong email or password: `remaining_attempts`
+  wrong_password,          // a signed-in caller's wrong password: `remaining_attempts`
+  invalid_code,            // a wrong, spent or unknown OTP code
+  code_expired,            // an OTP code past its expiry
+  invalid_token,           // a refresh token that is not valid (or whose reuse was detected)
+  no_account,              // the account a token names is gone
+  not_found,               // no such user or secret
+  reauth_required,         // no step-up grant for this session and token
+  not_premium,             // exclusive mode: the account lacks the premium role
+  attestation_failed,      // exclusive mode: `reason` (webauthn.h reason_code)
+  device_unsupported,      // exclusive mode: `reason`, `url` (where to read about devices)
+  invalid_role,            // set_roles: `reason` names the role that is unknown or in both lists
+  spoof_attempt,           // exclusive mode: a DPoP proof that does not check out (`reason`)
+  replay_detected,         // exclusive mode: a proof's jti seen within 5 minutes
+  exclusive_locked,        // exclusive mode: 30 minutes without a validated request; start again
+  feature_disabled,        // a feature flag (flags.h) does not match this user
+  invalid_flag,            // set_flag: `reason` names the flag the product does not read
+  dpop_nonce_required,     // exclusive mode with server nonces: `reason` is the nonce to use
+  idempotency_key_reused,  // payments: the Idempotency-Key was used with another request body
+  invalid_transition,      // payments: a webhook's status change not allowed from the current one
+  invalid_cursor,          // a page cursor this server did not hand out
 };
 
 // The stable snake_case name of a refusal (for logs).

@@ -1,0 +1,160 @@
+#include "api/identity/payments.h"
+
+#include "command_context.h"
+
+namespace sechex::api::identity {
+
+using namespace detail;
+
+namespace {
+
+constexpr const char* kDescriptionField = "description";
+constexpr const char* kMetadataField = "metadata";
+
+}  // namespace
+
+PaymentCommands::PaymentCommands(CommandDeps deps) : d_(std::move(deps)) {}
+
+Outcome<Payment> PaymentCommands::opened(const std::string& owner,
+                                         projections::PaymentRow row) const {
+  Payment p;
+  // An unreadable seal (the owner erased) reads as absent: the amounts stay the owner's record.
+  const auto open = [&](const projections::SealedValue& v,
+                        const char* field) -> std::optional<std::string> {
+    if (v.empty()) return std::nullopt;
+    auto plain = d_.keys.open_field(owner, v.event_id, field, v.sealed);
+    if (!plain) return std::nullopt;
+    return std::string(plain.value().begin(), plain.value().end());
+  };
+  p.description = open(row.description, kDescriptionField);
+  p.metadata_json = open(row.metadata, kMetadataField);
+  p.row = std::move(row);
+  return p;
+}
+
+Outcome<PaymentCommands::Created> PaymentCommands::create(const Caller& c, const UserId& owner,
+                                                          const PaymentRequest& request) {
+  Context x(d_, config_, c);
+  const auto& user = owner.str();
+  const auto account = account_of(x.store(), user);
+  if (!account || !account->email_verified) return Refused::email_not_verified;
+  const auto key_hash = d_.lookup.token("payment_idempotency", request.idempotency_key);
+  const auto request_hash_raw = d_.lookup.token("payment_request", request.canonical_body);
+  const auto request_hash = hex_of(request_hash_raw);
+  auto id = random_token(16);
+  if (!id) return Refused::internal;
+  const auto new_id = "pay_" + id.value();
+  std::string payment_id;
+  bool replayed = false;
+  std::optional<Refusal> refused;
+  SECHEX_TRYV(x.run(x.partition_of(user), [&]() -> Result<Events> {
+    refused.reset();
+    SECHEX_TRY(auto kept,
+               projections::idempotent_payment(x.store(), user, key_hash, micros_of(x.now)));
+    switch (decide_create(kept, request_hash)) {
+      case CreateDecision::replay:
+        payment_id = kept->payment_id;
+        replayed = true;
+        return Events{};
+      case CreateDecision::key_reused:
+        refused = Refused::idempotency_key_reused;
+        return Events{};
+      case CreateDecision::create:
+        break;
+    }
+    payment_id = new_id;
+    replayed = false;
+    SECHEX_TRY(auto made,
+               x.event(user, Actor::self(), [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+                 auto& f = b.fbb();
+                 flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>> description, metadata;
+                 if (request.description) {
+                   SECHEX_TRY(description, b.seal(kDescriptionField, *request.description));
+                 }
+                 if (request.metadata_json) {
+                   SECHEX_TRY(metadata, b.seal(kMetadataField, *request.metadata_json));
+                 }
+                 return b.finish(schema::CreatePaymentCreated(
+                     f, f.CreateString(new_id), bytes(f, key_hash), request.amount,
+                     f.CreateString(request.currency), description, 0, bytes(f, request_hash_raw),
+                     metadata));
+               }));
+    Events out;
+    out.push_back(std::move(made));
+    return out;
+  }));
+  if (refused) return *refused;
+  SECHEX_TRY(auto payment, get(owner, payment_id));
+  return Created{std::move(payment), replayed};
+}
+
+Outcome<Payment> PaymentCommands::get(const UserId& owner, std::string_view id) const {
+  auto row = projections::payment(d_.commands.projections(), owner.str(), id);
+  if (!row) return Refusal::from_error(row.error());
+  if (!row.value()) return Refused::not_found;
+  return opened(owner.str(), std::move(*row.value()));
+}
+
+Outcome<PaymentsPage> PaymentCommands::list(const UserId& owner, std::string_view status,
+                                            std::string_view cursor, std::size_t limit) const {
+  auto page =
+      projections::payments_page(d_.commands.projections(), owner.str(), status, cursor, limit);
+  if (!page && page.error() == ledger::Errc::invalid_argument) return Refused::invalid_cursor;
+  if (!page) return Refusal::from_error(page.error());
+  PaymentsPage out;
+  out.next_cursor = std::move(page.value().next_cursor);
+  for (auto& row : page.value().rows) {
+    SECHEX_TRY(auto p, opened(owner.str(), std::move(row)));
+    out.payments.push_back(std::move(p));
+  }
+  return out;
+}
+
+Outcome<WebhookApplied> PaymentCommands::apply_webhook(const Caller& c,
+                                                       const WebhookUpdate& update) {
+  Context x(d_, config_, c);
+  auto owner_or = projections::payment_owner(x.store(), update.payment_id);
+  if (!owner_or) return Refusal::from_error(owner_or.error());
+  if (!owner_or.value()) return Refused::not_found;
+  const auto owner = *owner_or.value();
+  bool duplicate = false;
+  std::optional<Refusal> refused;
+  SECHEX_TRYV(x.run(x.partition_of(owner), [&]() -> Result<Events> {
+    refused.reset();
+    SECHEX_TRY(duplicate, projections::webhook_seen(x.store(), kPaymentProvider, update.webhook_id,
+                                                    micros_of(x.now)));
+    if (duplicate) return Events{};
+    SECHEX_TRY(auto row, projections::payment(x.store(), owner, update.payment_id));
+    if (!row) {
+      refused = Refused::not_found;
+      return Events{};
+    }
+    const auto next = decide_transition(row->status, update.type);
+    if (!next) {
+      refused = Refused::invalid_transition;
+      return Events{};
+    }
+    const auto body_hash = ledger::crypto::sha256(view_of(update.body));
+    Events out;
+    SECHEX_TRY(auto received, x.event(owner, Actor::system(), [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateWebhookReceived(
+          f, f.CreateString(kPaymentProvider), f.CreateString(update.webhook_id),
+          f.CreateVector(body_hash.data(), body_hash.size()), f.CreateString(update.payment_id),
+          f.CreateString(update.type)));
+    }));
+    out.push_back(std::move(received));
+    SECHEX_TRY(auto changed, x.event(owner, Actor::system(), [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreatePaymentStatusChanged(f, f.CreateString(update.payment_id),
+                                                         f.CreateString(std::string(*next)),
+                                                         f.CreateString(update.webhook_id)));
+    }));
+    out.push_back(std::move(changed));
+    return out;
+  }));
+  if (refused) return *refused;
+  return duplicate ? WebhookApplied::duplicate : WebhookApplied::applied;
+}
+
+}  // namespace sechex::api::identity

@@ -1,0 +1,361 @@
+// Payments end to end against a real ledgerd (API.md "Payments", issue 15; spec 003 US5
+// isolation FR-001/002, the "duplicate notification" and "session expires mid-payment" edge
+// cases, US7-3 CSRF on payment forms): creation with idempotency (also 50 requests at once with
+// one key), reads that never reach another user's rows, signed provider webhooks (signed by the
+// reference `standardwebhooks` library, deduplicated across a restart) and their transitions.
+#include <sys/stat.h>
+
+#include <fstream>
+#include <future>
+#include <set>
+
+#include "api/crypto/webhook_signature.h"
+#include "support/ledgerd_fixture.h"
+#include "support/test_util.h"
+
+namespace sechex::testing {
+namespace {
+
+namespace http = boost::beast::http;
+using namespace std::chrono_literals;
+
+constexpr const char* kWebhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+class Payments : public LedgerdHttpTest {
+ protected:
+  // ledgerd with the provider's webhook secret in a 0600 file.
+  void start_with_webhooks(std::vector<std::string> extra = {}) {
+    const auto file = dir_.sub("webhook-secret");
+    {
+      std::ofstream out(file);
+      out << kWebhookSecret << "\n";
+    }
+    ::chmod(file.c_str(), 0600);
+    extra.insert(extra.end(), {"--payment-webhook-secret-file", file});
+    start(extra);
+  }
+
+  HttpReply pay(const std::string& token, const std::string& key, const json& body,
+                Headers extra = {}) {
+    if (!key.empty()) extra.emplace_back("Idempotency-Key", key);
+    extra.emplace_back("X-Forwarded-For", "198.51.100.7");
+    return http_call_with(port_, http::verb::post, "/v1/payments", extra, token, body.dump(), 30s);
+  }
+  HttpReply get(const std::string& token, const std::string& target) {
+    return call(http::verb::get, target, nullptr, token);
+  }
+
+  // The reference library's signature of `body` (tests/support/standardwebhooks_oracle.py).
+  std::string reference_signature(const std::string& id, std::int64_t ts, const std::string& body) {
+    const auto* python = std::getenv("SECHEX_PYTHON");
+    if (python == nullptr) return "";
+    const auto file = dir_.sub("body-" + id);
+    std::ofstream(file) << body;
+    const auto r =
+        run({python, std::string(SECHEX_SOURCE_DIR) + "/tests/support/standardwebhooks_oracle.py",
+             "sign", kWebhookSecret, id, std::to_string(ts), file});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.out.empty() ? "" : r.out.substr(0, r.out.size() - 1);
+  }
+  static std::int64_t now_seconds() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  // A provider delivery signed by the reference library (now, unless `ts` is given).
+  HttpReply deliver(const std::string& id, const std::string& type, const std::string& payment,
+                    std::optional<std::int64_t> ts = std::nullopt, std::string signature = "") {
+    const auto when = ts.value_or(now_seconds());
+    const auto body = json{{"type", type}, {"data", {{"paymentId", payment}}}}.dump();
+    if (signature.empty()) signature = reference_signature(id, when, body);
+    return http_call_with(port_, http::verb::post, "/v1/webhooks/payments",
+                          {{"webhook-id", id},
+                           {"webhook-timestamp", std::to_string(when)},
+                           {"webhook-signature", signature}},
+                          "", body, 30s);
+  }
+  void require_python() {
+    if (std::getenv("SECHEX_PYTHON") == nullptr) {
+      GTEST_SKIP() << "SECHEX_PYTHON (ops/pyenv/setup's venv with standardwebhooks) is not set; "
+                      "ops/test sets it";
+    }
+  }
+};
+
+const nlohmann::json kOrder = {{"amount", 1999},
+                               {"currency", "EUR"},
+                               {"description", "Order 42"},
+                               {"metadata", {{"order", "42"}, {"lines", {{"sku", "A-1"}}}}}};
+
+// 003 US5-1..4 (FR-001/002): a payment is its creator's alone; another user's id answers exactly
+// like a missing one, lists never mix, and nothing is readable without a session.
+TEST_F(Payments, APaymentIsVisibleToItsOwnerOnlyAndAnotherUsersIdReadsLikeAMissingOneUS5) {
+  start();
+  ASSERT_FALSE(verified("alice@example.com").empty());
+  ASSERT_FALSE(verified("bob@example.com").empty());
+  const auto alice = access_token("alice@example.com");
+  const auto bob = access_token("bob@example.com");
+
+  const auto made = pay(alice, "order-42", kOrder);
+  ASSERT_EQ(made.status, 201u) << made.body;
+  const auto p = data_of(made);
+  const std::string id = p["id"];
+  EXPECT_EQ(p["amount"], 1999);
+  EXPECT_EQ(p["currency"], "EUR");
+  EXPECT_EQ(p["description"], "Order 42");
+  EXPECT_EQ(p["metadata"]["lines"]["sku"], "A-1");
+  EXPECT_EQ(p["status"], "pending");
+  EXPECT_FALSE(p["createdAt"].get<std::string>().empty());
+
+  const auto mine = get(alice, "/v1/payments/" + id);
+  ASSERT_EQ(mine.status, 200u) << mine.body;
+  EXPECT_EQ(data_of(mine)["history"].size(), 1u);
+  EXPECT_EQ(data_of(mine)["history"][0]["status"], "pending");
+
+  const auto theirs = get(bob, "/v1/payments/" + id);
+  const auto missing = get(bob, "/v1/payments/pay_doesnotexist");
+  EXPECT_EQ(theirs.status, 404u);
+  EXPECT_EQ(missing.status, 404u);
+  EXPECT_EQ(error_of(theirs), error_of(missing)) << "the same answer, so nothing leaks";
+  EXPECT_EQ(data_of(get(bob, "/v1/payments"))["payments"].size(), 0u);
+  EXPECT_EQ(data_of(get(alice, "/v1/payments"))["payments"].size(), 1u);
+  // Bob's use of the same key is Bob's own payment, never Alice's.
+  const auto bobs = pay(bob, "order-42", kOrder);
+  ASSERT_EQ(bobs.status, 201u) << bobs.body;
+  EXPECT_NE(data_of(bobs)["id"], id);
+
+  for (const auto& target : {std::string("/v1/payments"), "/v1/payments/" + id}) {
+    EXPECT_EQ(get("", target).status, 401u) << target;
+  }
+  EXPECT_EQ(pay("", "k", kOrder).status, 401u);
+  EXPECT_EQ(pay("not-a-token", "k", kOrder).status, 401u);
+}
+
+TEST_F(Payments, EachMalformedPaymentIsRefusedWithItsReasonAndCreatesNothing) {
+  start();
+  ASSERT_FALSE(verified("carol@example.com").empty());
+  const auto carol = access_token("carol@example.com");
+  const auto no_key = pay(carol, "", kOrder);
+  EXPECT_EQ(no_key.status, 400u);
+  EXPECT_EQ(error_of(no_key)["code"], "idempotency_key_required");
+  const auto twice = pay(carol, "a", kOrder, {{"Idempotency-Key", "b"}});
+  EXPECT_EQ(twice.status, 400u);
+  EXPECT_EQ(error_of(twice)["details"]["reason"], "repeated_header");
+  EXPECT_EQ(error_of(pay(carol, std::string(256, 'k'), kOrder))["details"]["reason"],
+            "invalid_idempotency_key");
+  const std::vector<std::pair<nlohmann::json, std::string>> cases = {
+      {{{"amount", 10.5}, {"currency", "EUR"}}, "invalid_amount"},
+      {{{"amount", 10.0}, {"currency", "EUR"}}, "invalid_amount"},
+      {{{"amount", 0}, {"currency", "EUR"}}, "invalid_amount"},
+      {{{"amount", -5}, {"currency", "EUR"}}, "invalid_amount"},
+      {{{"amount", 9007199254740992LL}, {"currency", "EUR"}}, "invalid_amount"},
+      {{{"amount", "100"}, {"currency", "EUR"}}, "invalid_amount"},
+      {{{"currency", "EUR"}}, "missing_field"},
+      {{{"amount", 100}, {"currency", "eur"}}, "unknown_currency"},
+      {{{"amount", 100}, {"currency", "XAU"}}, "unknown_currency"},
+      {{{"amount", 100}}, "missing_field"},
+      {{{"amount", 100}, {"currency", "EUR"}, {"payee", "x"}}, "unknown_field"},
+      {{{"amount", 100}, {"currency", "EUR"}, {"description", 5}}, "wrong_type"},
+      {{{"amount", 100}, {"currency", "EUR"}, {"metadata", "x"}}, "wrong_type"},
+      {{{"amount", 100}, {"currency", "EUR"}, {"metadata", {{"a", {{"b", {{"c", 1}}}}}}}},
+       "too_deep"},
+      {{{"amount", 100}, {"currency", "EUR"}, {"metadata", {{"__proto__", 1}}}}, "forbidden_key"},
+  };
+  int n = 0;
+  for (const auto& [body, reason] : cases) {
+    const auto r = pay(carol, "bad-" + std::to_string(n++), body);
+    EXPECT_EQ(r.status, 400u) << body.dump();
+    EXPECT_EQ(error_of(r)["details"]["reason"], reason) << body.dump() << " " << r.body;
+  }
+  const auto dup =
+      http_call_with(port_, http::verb::post, "/v1/payments", {{"Idempotency-Key", "dup"}}, carol,
+                     R"({"amount": 1, "amount": 2, "currency": "EUR"})", 30s);
+  EXPECT_EQ(error_of(dup)["details"]["reason"], "duplicate_key");
+  EXPECT_EQ(data_of(get(carol, "/v1/payments"))["payments"].size(), 0u);
+  // JPY has no minor unit, KWD three: both are currencies.
+  EXPECT_EQ(pay(carol, "yen", {{"amount", 500}, {"currency", "JPY"}}).status, 201u);
+  EXPECT_EQ(pay(carol, "dinar", {{"amount", 1500}, {"currency", "KWD"}}).status, 201u);
+}
+
+// API.md idempotency: the same key and body (spelled differently) is the same payment, 200 with
+// Idempotent-Replayed; another body under the key is 422; 50 requests at once make one payment.
+TEST_F(Payments, OneKeyMakesOnePaymentEvenFiftyAtOnceAndAnotherBodyIs422) {
+  start();
+  const auto user = verified("erin@example.com");
+  ASSERT_FALSE(user.empty());
+  const auto erin = access_token("erin@example.com");
+  const auto first = pay(erin, "k-1", kOrder);
+  ASSERT_EQ(first.status, 201u) << first.body;
+  EXPECT_EQ(header(first, "idempotent-replayed"), "");
+  // The same fields in another order and spacing: the same request.
+  const auto again = http_call_with(
+      port_, http::verb::post, "/v1/payments", {{"Idempotency-Key", "k-1"}}, erin,
+      R"({ "metadata": {"lines": {"sku": "A-1"}, "order": "42"}, "description": "Order 42",
+           "currency": "EUR", "amount": 1999 })",
+      30s);
+  ASSERT_EQ(again.status, 200u) << again.body;
+  EXPECT_EQ(header(again, "idempotent-replayed"), "true");
+  EXPECT_EQ(data_of(again)["id"], data_of(first)["id"]);
+  auto other = kOrder;
+  other["amount"] = 2000;
+  const auto reused = pay(erin, "k-1", other);
+  EXPECT_EQ(reused.status, 422u);
+  EXPECT_EQ(error_of(reused)["code"], "idempotency_key_reused");
+
+  std::vector<std::future<HttpReply>> racing;
+  for (int i = 0; i < 50; ++i) {
+    racing.push_back(std::async(std::launch::async, [&] { return pay(erin, "k-race", kOrder); }));
+  }
+  std::set<std::string> ids;
+  int created = 0, replayed = 0;
+  for (auto& f : racing) {
+    const auto r = f.get();
+    ASSERT_TRUE(r.status == 201u || r.status == 200u) << r.status << " " << r.body;
+    (r.status == 201u ? created : replayed)++;
+    ids.insert(data_of(r)["id"].get<std::string>());
+  }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(replayed, 49);
+  EXPECT_EQ(ids.size(), 1u);
+  EXPECT_EQ(data_of(get(erin, "/v1/payments"))["payments"].size(), 2u);
+  EXPECT_EQ(audit_count(admin_token(), user, "PaymentCreated"), 2u);
+}
+
+// 003 edge case "a user's session expires mid-payment": signed in again, the client retries with
+// the same key and gets the payment that was made, never a second one.
+TEST_F(Payments, ARetryAfterSigningInAgainGetsThePaymentAlreadyMadeNotASecondOne) {
+  start();
+  const auto user = verified("frank@example.com");
+  ASSERT_FALSE(user.empty());
+  const auto old_session = access_token("frank@example.com");
+  const auto made = pay(old_session, "checkout-7", kOrder);
+  ASSERT_EQ(made.status, 201u) << made.body;
+  ASSERT_EQ(post("/v1/auth/logout", json::object(), old_session).status, 200u);
+  EXPECT_EQ(pay(old_session, "checkout-7", kOrder).status, 401u) << "the old session is over";
+  const auto new_session = access_token("frank@example.com");
+  const auto retried = pay(new_session, "checkout-7", kOrder);
+  ASSERT_EQ(retried.status, 200u) << retried.body;
+  EXPECT_EQ(data_of(retried)["id"], data_of(made)["id"]);
+  EXPECT_EQ(header(retried, "idempotent-replayed"), "true");
+  EXPECT_EQ(audit_count(admin_token(), user, "PaymentCreated"), 1u);
+}
+
+// 003 US7-3: a payment form in a browser session needs the session's CSRF token.
+TEST_F(Payments, ACookieSessionNeedsTheCsrfTokenToPayUS7) {
+  start();
+  ASSERT_FALSE(verified("gina@example.com").empty());
+  const auto in = login("gina@example.com", kPassword);
+  ASSERT_EQ(in.status, 200u);
+  const std::string jar = "__Host-access=" + data_of(in)["accessToken"].get<std::string>();
+  const auto no_token = pay("", "form-1", kOrder, {{"Cookie", jar}});
+  EXPECT_EQ(no_token.status, 403u) << no_token.body;
+  EXPECT_EQ(error_of(no_token)["code"], "csrf_rejected");
+  const auto csrf = http_call_with(port_, http::verb::get, "/v1/auth/csrf", {{"Cookie", jar}});
+  ASSERT_EQ(csrf.status, 200u) << csrf.body;
+  const auto ok =
+      pay("", "form-1", kOrder, {{"Cookie", jar}, {"X-CSRF-Token", data_of(csrf)["csrfToken"]}});
+  EXPECT_EQ(ok.status, 201u) << ok.body;
+}
+
+// Incoming webhooks (API.md; 003 "duplicate notification"): signed by the reference library and
+// verified here; a webhook-id seen before changes nothing, also after a restart; transitions
+// outside pending -> succeeded | failed, succeeded -> refunded are 409 and record nothing, so the
+// provider's retry of an early refund applies once the success has arrived.
+TEST_F(Payments, SignedWebhooksMoveAPaymentOnceEachAndSurviveARestart) {
+  require_python();
+  start_with_webhooks();
+  const auto user = verified("hana@example.com");
+  ASSERT_FALSE(user.empty());
+  const auto hana = access_token("hana@example.com");
+  const std::string a = data_of(pay(hana, "a", kOrder))["id"];
+  const std::string b = data_of(pay(hana, "b", kOrder))["id"];
+
+  const auto early_refund = deliver("msg_refund_b", "payment.refunded", b);
+  EXPECT_EQ(early_refund.status, 409u) << early_refund.body;
+  EXPECT_EQ(error_of(early_refund)["code"], "invalid_transition");
+
+  const auto ok = deliver("msg_ok_a", "payment.succeeded", a);
+  ASSERT_EQ(ok.status, 200u) << ok.body;
+  EXPECT_EQ(data_of(ok)["applied"], true);
+  const auto dup = deliver("msg_ok_a", "payment.succeeded", a);
+  ASSERT_EQ(dup.status, 200u) << dup.body;
+  EXPECT_EQ(data_of(dup)["duplicate"], true);
+
+  ASSERT_EQ(deliver("msg_ok_b", "payment.succeeded", b).status, 200u);
+  const auto retried_refund = deliver("msg_refund_b", "payment.refunded", b);
+  EXPECT_EQ(retried_refund.status, 200u) << retried_refund.body;
+  const auto refunded = data_of(get(hana, "/v1/payments/" + b));
+  EXPECT_EQ(refunded["status"], "refunded");
+  ASSERT_EQ(refunded["history"].size(), 3u);
+  EXPECT_EQ(refunded["history"][1]["status"], "succeeded");
+  EXPECT_EQ(refunded["history"][2]["status"], "refunded");
+
+  EXPECT_EQ(deliver("msg_fail_a", "payment.failed", a).status, 409u) << "a is already final";
+  EXPECT_EQ(deliver("msg_x", "payment.succeeded", "pay_unknown").status, 404u);
+  const auto stale = deliver("msg_stale", "payment.succeeded", a, now_seconds() - 301);
+  EXPECT_EQ(stale.status, 401u);
+  EXPECT_EQ(error_of(stale)["details"]["reason"], "stale_timestamp");
+  const auto forged = deliver("msg_forged", "payment.failed", b, std::nullopt,
+                              "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+  EXPECT_EQ(forged.status, 401u);
+  EXPECT_EQ(error_of(forged)["code"], "invalid_signature");
+  EXPECT_EQ(error_of(forged)["details"]["reason"], "no_valid_signature");
+  const auto unsigned_delivery = http_call_with(port_, http::verb::post, "/v1/webhooks/payments",
+                                                {}, "", R"({"type":"payment.failed"})", 30s);
+  EXPECT_EQ(error_of(unsigned_delivery)["details"]["reason"], "missing_header");
+  const auto admin = admin_token();
+  EXPECT_EQ(audit_count(admin, user, "WebhookReceived"), 3u);
+  EXPECT_EQ(audit_count(admin, user, "PaymentStatusChanged"), 3u);
+
+  ASSERT_EQ(stop(), 0);
+  start_with_webhooks();
+  const auto after = deliver("msg_ok_a", "payment.succeeded", a);
+  ASSERT_EQ(after.status, 200u) << after.body;
+  EXPECT_EQ(data_of(after)["duplicate"], true) << "the dedupe set is a projection of the chain";
+  const auto hana2 = access_token("hana@example.com");
+  EXPECT_EQ(data_of(get(hana2, "/v1/payments?status=refunded"))["payments"].size(), 1u);
+  EXPECT_EQ(data_of(get(hana2, "/v1/payments?status=succeeded"))["payments"].size(), 1u);
+  ASSERT_EQ(stop(), 0);
+  const auto verify = ctl({"verify"});
+  EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
+}
+
+// Our signatures verify with the reference library (the other direction of the interop).
+TEST_F(Payments, TheReferenceLibraryVerifiesOurSignatures) {
+  require_python();
+  const auto secret = api::webhooks::Secret::parse(kWebhookSecret).value();
+  const auto ts = now_seconds();
+  const std::string body = R"({"type":"payment.succeeded","data":{"paymentId":"pay_1"}})";
+  const auto ours = api::webhooks::sign(secret, "msg_ours", ts, body).value();
+  const auto file = dir_.sub("ours.json");
+  std::ofstream(file) << body;
+  const auto oracle = std::string(SECHEX_SOURCE_DIR) + "/tests/support/standardwebhooks_oracle.py";
+  const auto* python = std::getenv("SECHEX_PYTHON");
+  const auto good =
+      run({python, oracle, "verify", kWebhookSecret, "msg_ours", std::to_string(ts), file, ours});
+  EXPECT_EQ(good.code, 0) << good.err;
+  const auto bad =
+      run({python, oracle, "verify", kWebhookSecret, "msg_other", std::to_string(ts), file, ours});
+  EXPECT_EQ(bad.code, 1) << "the oracle must be able to say no";
+}
+
+TEST_F(Payments, WebhooksWithoutAConfiguredSecretAnswer503AndALooseSecretFileStopsTheStart) {
+  start();
+  const auto r = http_call_with(
+      port_, http::verb::post, "/v1/webhooks/payments",
+      {{"webhook-id", "m"}, {"webhook-timestamp", "1"}, {"webhook-signature", "v1,x"}}, "", "{}",
+      30s);
+  EXPECT_EQ(r.status, 503u);
+  EXPECT_EQ(error_of(r)["details"]["reason"], "not_configured");
+  ASSERT_EQ(stop(), 0);
+  const auto file = dir_.sub("loose-secret");
+  std::ofstream(file) << kWebhookSecret << "\n";
+  ::chmod(file.c_str(), 0644);
+  const auto refused = run({SECHEX_LEDGERD, "--data-dir", data(), "--listen", "127.0.0.1:0",
+                            "--payment-webhook-secret-file", file});
+  EXPECT_EQ(refused.code, 2);
+  EXPECT_NE(refused.err.find("chmod 600"), std::string::npos) << refused.err;
+}
+
+}  // namespace
+}  // namespace sechex::testing
