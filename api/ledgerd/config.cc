@@ -257,6 +257,12 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       "seconds without a validated request before an exclusive session locks (000: 1800)")(
       "exclusive-rate", po::value(&exclusive_rate)->default_value(exclusive_rate),
       "validated requests per user per second in exclusive mode, then 429 (001: 100)");
+  std::int64_t cleanup_interval_seconds = 7 * 24 * 3600;
+  desc.add_options()(
+      "cleanup-interval",
+      po::value(&cleanup_interval_seconds)->default_value(cleanup_interval_seconds),
+      "seconds between deletions of expired temporary data (003 FR-040: weekly); the first runs "
+      "once the projections have caught up after start-up");
   std::string payment_webhook_secret_file;
   desc.add_options()("payment-webhook-secret-file", po::value(&payment_webhook_secret_file),
                      "file (mode 0600 or stricter) holding the payment provider's Standard "
@@ -463,6 +469,12 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   } else if (!app_attest_roots_file.empty()) {
     return invalid(err, "--app-attest-roots needs --app-attest-app-id");
   }
+  constexpr std::int64_t kMaxCleanupInterval = 90LL * 24 * 3600;
+  if (cleanup_interval_seconds < 1 || cleanup_interval_seconds > kMaxCleanupInterval) {
+    return invalid(
+        err, "--cleanup-interval must be 1.." + std::to_string(kMaxCleanupInterval) + " seconds");
+  }
+  c.cleanup_interval = std::chrono::seconds{cleanup_interval_seconds};
   c.exclusive_idle = std::chrono::seconds{exclusive_idle_seconds};
   c.exclusive_rate = exclusive_rate;
   if (!payment_webhook_secret_file.empty()) {

@@ -74,6 +74,9 @@ struct Config {
   // Payments: the provider's Standard Webhooks secret (--payment-webhook-secret-file, a 0600
   // file holding whsec_...); nullopt: incoming payment webhooks answer 503.
   std::optional<api::webhooks::Secret> payment_webhook_secret;
+  // How often expired temporary data (sessions, idempotency keys, webhook ids, rate windows,
+  // replay caches, timed lockouts) is deleted: --cleanup-interval SECONDS (003 FR-040: weekly).
+  std::chrono::seconds cleanup_interval{7 * 24 * 3600};
 };
 
 // scheme://host[:port] of an http(s) URL (its path dropped), and its host alone.

@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "api/app/commands.h"
@@ -292,9 +294,10 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
        .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; }});
   auto& cleaned = prometheus::BuildCounter()
                       .Name("sechex_projection_expired_deleted_total")
-                      .Help("Expired projection entries deleted by the scheduled cleanup")
-                      .Register(metrics.registry())
-                      .Add({});
+                      .Help(
+                          "Expired projection entries deleted by the scheduled cleanup, by "
+                          "column family")
+                      .Register(metrics.registry());
   const api::LookupHasher lookup(lookup_key.value());
   auto hasher = api::PasswordHasher::create(password_options);
   if (!hasher) return fail("password hashing: " + hasher.error().message());
@@ -570,16 +573,6 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
     if (auto r = log.checkpoint_due(); !r) {
       std::cerr << "ledgerd: checkpointing failed: " << r.error().message() << "\n";
     }
-    // Expired projection entries (sessions, windows, replay cache, timed lockouts) go on a
-    // schedule, never on the request path; the margin covers events decided just before.
-    if (ticks % 60 == 30 && caught_up) {
-      const auto upto = clock.now_micros() - projections::ProjectionStore::kCleanupSafetyMargin;
-      if (auto r = read_models.value()->cleanup(upto); !r) {
-        std::cerr << "ledgerd: projection cleanup failed: " << r.error().message() << "\n";
-      } else {
-        cleaned.Increment(static_cast<double>(r.value()));
-      }
-    }
     if (++ticks % 2 == 0) {
       if (auto r = ring.value()->reload(); !r) {
         std::cerr << "ledgerd: reloading token keys failed: " << r.error().message() << "\n";
@@ -587,6 +580,35 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
     }
   });
   checkpointer.start();
+
+  // 003 FR-040: expired temporary data (sessions, idempotency keys, webhook ids, rate windows,
+  // replay caches, timed lockouts) is deleted on its own schedule, on its own thread, never on
+  // the request path: once the projections have caught up after start-up (a node restarted
+  // more often than the interval still cleans), then every --cleanup-interval. The margin
+  // covers events decided just before (store.h).
+  std::optional<std::chrono::steady_clock::time_point> next_cleanup;
+  api::PeriodicTask cleaner(std::chrono::seconds(1), [&](const auto&) {
+    if (!caught_up) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (next_cleanup && now < *next_cleanup) return;
+    next_cleanup = now + config.cleanup_interval;
+    const auto upto = clock.now_micros() - projections::ProjectionStore::kCleanupSafetyMargin;
+    std::map<std::string, std::uint64_t> removed;
+    const auto r = read_models.value()->cleanup(upto, UINT64_MAX, &removed);
+    std::ostringstream line;
+    line << "ledgerd: cleanup " << (r ? "removed " : "failed after removing ");
+    std::uint64_t total = 0;
+    for (const auto& [family, n] : removed) {
+      cleaned.Add({{"family", family}}).Increment(static_cast<double>(n));
+      total += n;
+    }
+    line << total << " expired entries";
+    for (const auto& [family, n] : removed) line << ", " << family << " " << n;
+    if (!r) line << ": " << r.error().message();
+    line << "; next in " << config.cleanup_interval.count() << " s\n";
+    std::cerr << line.str();
+  });
+  cleaner.start();
 
   // Kafka mode: other nodes append to the partitions this one does not write; follow them so
   // reads (audit, auth's revocation checks) stay within about a second of the cluster.
@@ -622,6 +644,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   activity.stop();
   mail_worker.stop();  // before the log closes; an SMTP transfer in flight is aborted
   if (ingest_worker) ingest_worker->stop();
+  cleaner.stop();
   checkpointer.stop();
   // A Kafka call that ignores its timeout while no broker answers must not hold the stop past a
   // supervisor's grace period. Nothing is pending then (the server, ingest and checkpoints have

@@ -331,7 +331,8 @@ Result<std::string> ProjectionStore::digest_impl(std::optional<std::int64_t> now
   return ledger::to_hex(h.finish());
 }
 
-Result<std::uint64_t> ProjectionStore::cleanup(std::int64_t now_micros, std::uint64_t max_deletes) {
+Result<std::uint64_t> ProjectionStore::cleanup(std::int64_t now_micros, std::uint64_t max_deletes,
+                                               std::map<std::string, std::uint64_t>* by_family) {
   std::uint64_t deleted = 0;
   for (const auto& [name, judge] : impl_->expiring) {
     auto* h = impl_->cf(name);
@@ -366,6 +367,7 @@ Result<std::uint64_t> ProjectionStore::cleanup(std::int64_t now_micros, std::uin
       const auto ws = impl_->db->Write(rocksdb::WriteOptions(), &batch);
       if (!ws.ok()) return map_status(ws);
       deleted += in_batch;
+      if (by_family != nullptr && in_batch > 0) (*by_family)[name] += in_batch;
     }
   }
   return deleted;

@@ -357,5 +357,27 @@ TEST_F(Payments, WebhooksWithoutAConfiguredSecretAnswer503AndALooseSecretFileSto
   EXPECT_NE(refused.err.find("chmod 600"), std::string::npos) << refused.err;
 }
 
+// 003 FR-040: the cleanup of expired data (idempotency keys and webhook ids among it) runs once
+// the projections caught up, then on --cleanup-interval, each run saying what it removed.
+TEST_F(Payments, TheCleanupRunsAfterStartThenOnItsIntervalAndLogsWhatItRemovedFR040) {
+  start({"--cleanup-interval", "1"});
+  const auto runs = [&] {
+    const auto text = log();
+    std::size_t n = 0;
+    for (auto at = text.find("cleanup removed"); at != std::string::npos;
+         at = text.find("cleanup removed", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  for (int i = 0; i < 100 && runs() < 2; ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_GE(runs(), 2u) << log();
+  EXPECT_NE(log().find("expired entries; next in 1 s"), std::string::npos) << log();
+  ASSERT_EQ(stop(), 0);
+  start();
+  for (int i = 0; i < 100 && runs() < 1; ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_NE(log().find("next in 604800 s"), std::string::npos) << "weekly by default\n" << log();
+}
+
 }  // namespace
 }  // namespace sechex::testing

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <sstream>
@@ -201,6 +202,41 @@ TEST(LedgerdConfig, TheExclusiveRateIsOneTo256PerSecond) {
     EXPECT_FALSE(r.config) << bad;
     EXPECT_NE(r.err.find("--exclusive-rate must be 1..256"), std::string::npos) << r.err;
   }
+}
+
+// 003 FR-040: the cleanup of expired temporary data runs weekly unless configured.
+TEST(LedgerdConfig, TheCleanupRunsWeeklyByDefaultAndTheIntervalIsBounded) {
+  EXPECT_EQ(parse({}).config.value().cleanup_interval, std::chrono::hours(24 * 7));
+  EXPECT_EQ(parse({"--cleanup-interval", "60"}).config.value().cleanup_interval,
+            std::chrono::seconds(60));
+  for (const char* bad : {"0", "-1", "7776001"}) {
+    const auto r = parse({"--cleanup-interval", bad});
+    EXPECT_FALSE(r.config) << bad;
+    EXPECT_NE(r.err.find("--cleanup-interval must be 1..7776000"), std::string::npos) << r.err;
+  }
+}
+
+TEST(LedgerdConfig, ThePaymentWebhookSecretFileMustBePrivateAndHoldAWhsecSecret) {
+  testing::TempDir dir;
+  const auto file = dir.sub("secret");
+  const auto write = [&](const std::string& text, mode_t mode) {
+    std::ofstream(file) << text;
+    ::chmod(file.c_str(), mode);
+  };
+  EXPECT_FALSE(parse({}).config.value().payment_webhook_secret);
+  write("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", 0600);
+  const auto ok = parse({"--payment-webhook-secret-file", file});
+  ASSERT_TRUE(ok.config) << ok.err;
+  EXPECT_EQ(ok.config.value().payment_webhook_secret->text(),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+  write("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", 0640);
+  EXPECT_NE(parse({"--payment-webhook-secret-file", file}).err.find("chmod 600"),
+            std::string::npos);
+  write("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", 0600);
+  EXPECT_NE(parse({"--payment-webhook-secret-file", file}).err.find("does not hold whsec_"),
+            std::string::npos);
+  EXPECT_NE(parse({"--payment-webhook-secret-file", dir.sub("none")}).err.find("cannot read"),
+            std::string::npos);
 }
 
 TEST(LedgerdConfig, ExclusiveModeTakesItsOriginAndRpFromThePublicUrl) {

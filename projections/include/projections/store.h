@@ -94,7 +94,9 @@ class ProjectionStore {
   // Deletes up to `max_deletes` entries that are expired at `now_micros`, `kCleanupBatch` per
   // write; returns how many it deleted (fewer than max_deletes: nothing expired is left).
   // `now_micros` must not be later than the time of any event applied afterwards (see above).
-  Result<std::uint64_t> cleanup(std::int64_t now_micros, std::uint64_t max_deletes = UINT64_MAX);
+  // With `by_family`, also how many of each column family (added to what it holds).
+  Result<std::uint64_t> cleanup(std::int64_t now_micros, std::uint64_t max_deletes = UINT64_MAX,
+                                std::map<std::string, std::uint64_t>* by_family = nullptr);
   static constexpr std::size_t kCleanupBatch = 256;
   // What ledgerd subtracts from its clock before calling cleanup(): covers events decided a
   // little earlier but applied after the cleanup started, and modest clock skew between nodes.
