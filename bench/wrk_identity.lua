@@ -16,7 +16,10 @@
 --   signed   lines "SESSION_TOKEN DPOP_PROOF" (bench/exclusive_bench.py): POST
 --            /v1/secure/exclusive/validate with Authorization: DPoP and the pre-signed proof, each
 --            line exactly once (a proof is single-use), with the delay/done machinery of once.
---   once     lines "PATH JSON": POST JSON to PATH, each line exactly once (registrations, email
+--   pay      lines "ACCESS_TOKEN IDEMPOTENCY_KEY JSON" (bench/payments_bench.py): POST /v1/payments
+--            with the Bearer token and the key, each line exactly once (delay/done of once);
+--            sending the same lines again measures idempotent replays.
+--   once     lines "PATH JSON": POST JSON to PATH (with $WRK_TOKEN as Bearer when set), each line exactly once (registrations, email
 --            verifications, OTP code requests, OTP verifies: things that can be done only once),
 --            with a distinct X-Forwarded-For per request from ($WRK_IP_BASE+t).x.y.z. delay()
 --            reserves a line for each request before it is built; a connection that finds none
@@ -31,7 +34,7 @@
 dofile(os.getenv("WRK_BENCH_DIR") .. "/wrk_report.lua")
 
 local mode = os.getenv("WRK_MODE")
-local once = mode == "once" or mode == "signed"  -- each line exactly once
+local once = mode == "once" or mode == "signed" or mode == "pay"  -- each line exactly once
 local items = {}
 local counter = 0
 
@@ -59,6 +62,8 @@ function init(args)  -- thread state
 end
 
 local ip_base = tonumber(os.getenv("WRK_IP_BASE") or "10")
+-- once: $WRK_TOKEN, when set, goes out as a Bearer token (POST /v1/events needs one).
+local bearer = (os.getenv("WRK_TOKEN") or "") ~= "" and "Bearer " .. os.getenv("WRK_TOKEN") or nil
 local function forwarded_for(n)
   return string.format("%d.%d.%d.%d", ip_base + (tid or 0), math.floor(n / 65536) % 256,
                        math.floor(n / 256) % 256, n % 256)
@@ -91,10 +96,17 @@ function request()
                          ["Authorization"] = "DPoP " .. token, ["DPoP"] = proof},
                         '{"action":"bench"}')
     end
+    if mode == "pay" then
+      local token, key, body = items[counter]:match("^(%S+) (%S+) (.*)$")
+      return wrk.format("POST", "/v1/payments",
+                        {["Content-Type"] = "application/json",
+                         ["Authorization"] = "Bearer " .. token, ["Idempotency-Key"] = key}, body)
+    end
     local path, body = items[counter]:match("^(%S+) (.*)$")
     return wrk.format("POST", path,
                       {["Content-Type"] = "application/json",
-                       ["X-Forwarded-For"] = forwarded_for(counter)}, body)
+                       ["X-Forwarded-For"] = forwarded_for(counter),
+                       ["Authorization"] = bearer}, body)
   end
   counter = counter + 1
   if mode == "login" then
