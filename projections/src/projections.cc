@@ -10,6 +10,7 @@
 #include "projections/sessions.h"
 #include "projections/store.h"
 #include "projections/users.h"
+#include "projections/webhooks.h"
 
 namespace sechex::projections {
 
@@ -26,6 +27,7 @@ std::vector<std::unique_ptr<Projection>> default_projections() {
   out.push_back(std::make_unique<OutboxProjection>());
   out.push_back(std::make_unique<SecretsProjection>());
   out.push_back(std::make_unique<ExclusiveProjection>());
+  out.push_back(std::make_unique<WebhooksProjection>());
   return out;
 }
 

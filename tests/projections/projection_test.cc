@@ -21,6 +21,7 @@
 #include "projections/sessions.h"
 #include "projections/store.h"
 #include "projections/users.h"
+#include "projections/webhooks.h"
 #include "support/test_util.h"
 
 namespace sechex::projections {
@@ -484,6 +485,84 @@ TEST(Projections, PaymentPagesFollowTheCursorAndFilterByStatus) {
   EXPECT_EQ(failed.rows[0].id, "pay-3");
   EXPECT_FALSE(payments_page(*p, "alice", "", "zz", 10));
   EXPECT_FALSE(payments_page(*p, "alice", "", "00", 10));
+}
+
+// Outgoing notifications (issue 15): a delivery is due when queued, due again after a failure
+// that is not final, ended by its first outcome (a repeated report changes nothing), and a
+// failed one is pending again, for one manual attempt, after an admin's retry.
+TEST(Projections, WebhookDeliveriesFollowTheirAttemptsAndTheFirstOutcomeWins) {
+  World w;
+  auto p = w.projections("proj");
+  const auto raw = [&](const std::string& subject, auto make) {
+    w.emit(subject, [&](ledger::EventBuilder& b) { return b.finish(make(b.fbb())).value(); });
+  };
+  raw("whe_1", [](flatbuffers::FlatBufferBuilder& f) {
+    return schema::CreateWebhookEndpointRegistered(f, f.CreateString("whe_1"),
+                                                   f.CreateString("https://hooks.example/x"),
+                                                   f.CreateVectorOfStrings({"payment.succeeded"}));
+  });
+  raw("alice", [](flatbuffers::FlatBufferBuilder& f) {
+    return schema::CreateWebhookDeliveryQueued(f, f.CreateString("msg_1"), f.CreateString("whe_1"),
+                                               f.CreateString("payment.succeeded"),
+                                               f.CreateString("{}"));
+  });
+  ASSERT_TRUE(p->catch_up(*w.log));
+  const auto now = w.clock.now_micros();
+  auto due = due_webhook_deliveries(*p, now, 10, {}).value();
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].subject, "alice");
+  const auto later = now + 60'000'000;
+  raw("bob", [&](flatbuffers::FlatBufferBuilder& f) {  // not bob's delivery: ignored
+    return schema::CreateWebhookDelivered(f, f.CreateString("msg_1"), 1, 200);
+  });
+  raw("alice", [&](flatbuffers::FlatBufferBuilder& f) {
+    return schema::CreateWebhookDeliveryFailed(f, f.CreateString("msg_1"), 1, 503,
+                                               f.CreateString("http 503"), false, later);
+  });
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_TRUE(due_webhook_deliveries(*p, later - 1, 10, {}).value().empty());
+  EXPECT_EQ(due_webhook_deliveries(*p, later, 10, {}).value().size(), 1u);
+  raw("alice", [&](flatbuffers::FlatBufferBuilder& f) {
+    return schema::CreateWebhookDeliveryFailed(f, f.CreateString("msg_1"), 2, 500,
+                                               f.CreateString("http 500"), true, 0);
+  });
+  raw("alice", [&](flatbuffers::FlatBufferBuilder& f) {  // a second report: changes nothing
+    return schema::CreateWebhookDelivered(f, f.CreateString("msg_1"), 3, 200);
+  });
+  ASSERT_TRUE(p->catch_up(*w.log));
+  auto d = webhook_delivery(*p, "msg_1").value();
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->state, "failed");
+  EXPECT_EQ(d->attempts, 2u);
+  EXPECT_EQ(d->last_status, 500u);
+  EXPECT_TRUE(due_webhook_deliveries(*p, later * 2, 10, {}).value().empty());
+  EXPECT_EQ(webhook_deliveries_page(*p, "failed", "", 10).value().deliveries.size(), 1u);
+  raw("alice", [](flatbuffers::FlatBufferBuilder& f) {
+    return schema::CreateWebhookDeliveryRetried(f, f.CreateString("msg_1"));
+  });
+  ASSERT_TRUE(p->catch_up(*w.log));
+  d = webhook_delivery(*p, "msg_1").value();
+  EXPECT_EQ(d->state, "pending");
+  EXPECT_TRUE(d->manual);
+  EXPECT_EQ(due_webhook_deliveries(*p, w.clock.now_micros(), 10, {}).value().size(), 1u);
+  raw("alice", [&](flatbuffers::FlatBufferBuilder& f) {
+    return schema::CreateWebhookDelivered(f, f.CreateString("msg_1"), 3, 204);
+  });
+  raw("whe_1", [](flatbuffers::FlatBufferBuilder& f) {
+    return schema::CreateWebhookEndpointDisabled(f, f.CreateString("whe_1"),
+                                                 f.CreateString("gone"));
+  });
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_EQ(webhook_delivery(*p, "msg_1").value()->state, "delivered");
+  const auto endpoints = webhook_endpoints(*p).value();
+  ASSERT_EQ(endpoints.size(), 1u);
+  EXPECT_FALSE(endpoints[0].enabled);
+  EXPECT_EQ(endpoints[0].disabled_reason, "gone");
+  EXPECT_TRUE(endpoints[0].subscribed("payment.succeeded"));
+  // Delivered entries go after 7 days.
+  const auto done = webhook_delivery(*p, "msg_1").value()->done_at;
+  EXPECT_EQ(p->cleanup(done + kWebhookDeliveredKeepMicros).value(), 2u);
+  EXPECT_FALSE(webhook_delivery(*p, "msg_1").value());
 }
 
 nlohmann::json session(ProjectionStore& p, const std::string& id) {
