@@ -222,6 +222,9 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       "smtp-password-file", po::value(&smtp_password_file),
       "file holding the SMTP password on its first line (mode 0600 or stricter)")(
       "smtp-allow-plaintext", "permit smtp:// without STARTTLS to a non-loopback server")(
+      "admin-email", po::value(&mail.admin_emails)->composing(),
+      "repeatable: administrators mailed when a mail or a webhook delivery is given up after "
+      "its last retry (003 FR-039)")(
       "public-url", po::value(&mail.public_url)->default_value(mail.public_url),
       "base URL of the links in mails (verify-email, reset-password); its origin is the one "
       "WebAuthn ceremonies and DPoP proofs must name");
@@ -263,6 +266,10 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       po::value(&cleanup_interval_seconds)->default_value(cleanup_interval_seconds),
       "seconds between deletions of expired temporary data (003 FR-040: weekly); the first runs "
       "once the projections have caught up after start-up");
+  bool webhook_allow_private = false;
+  desc.add_options()("webhook-allow-private-targets", po::bool_switch(&webhook_allow_private),
+                     "webhook endpoints may be http:// and resolve to loopback, private or "
+                     "link-local addresses (tests and development only: SSRF)");
   std::string payment_webhook_secret_file;
   desc.add_options()("payment-webhook-secret-file", po::value(&payment_webhook_secret_file),
                      "file (mode 0600 or stricter) holding the payment provider's Standard "
@@ -475,6 +482,12 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
         err, "--cleanup-interval must be 1.." + std::to_string(kMaxCleanupInterval) + " seconds");
   }
   c.cleanup_interval = std::chrono::seconds{cleanup_interval_seconds};
+  c.webhook_allow_private_targets = webhook_allow_private;
+  for (const auto& a : mail.admin_emails) {
+    if (!api::check_mail_request({api::kMailAdminAlert, a, "check:address", "en"})) {
+      return invalid(err, "--admin-email " + a + ": not a mail address");
+    }
+  }
   c.exclusive_idle = std::chrono::seconds{exclusive_idle_seconds};
   c.exclusive_rate = exclusive_rate;
   if (!payment_webhook_secret_file.empty()) {

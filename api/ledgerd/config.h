@@ -77,6 +77,8 @@ struct Config {
   // How often expired temporary data (sessions, idempotency keys, webhook ids, rate windows,
   // replay caches, timed lockouts) is deleted: --cleanup-interval SECONDS (003 FR-040: weekly).
   std::chrono::seconds cleanup_interval{7 * 24 * 3600};
+  // --webhook-allow-private-targets: webhook endpoints may be http:// and internal addresses.
+  bool webhook_allow_private_targets = false;
 };
 
 // scheme://host[:port] of an http(s) URL (its path dropped), and its host alone.

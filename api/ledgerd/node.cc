@@ -33,6 +33,7 @@
 #include "api/routes/otp_api.h"
 #include "api/routes/payments_api.h"
 #include "api/routes/secrets_api.h"
+#include "api/webhooks/delivery.h"
 #include "config.h"
 #include "ledger/data_dir.h"
 #include "ledger/event_builder.h"
@@ -292,6 +293,45 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
            },
        .on_final_failure = [&](std::string_view) { mail_failures.Increment(); },
        .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; }});
+  // Webhooks out (api/webhooks/delivery.h); started once the projections caught up, stopped
+  // before the log. A final failure mails the --admin-email addresses in its own append.
+  auto& webhook_outcomes = prometheus::BuildCounter()
+                               .Name("sechex_webhook_deliveries_total")
+                               .Help(
+                                   "Webhook delivery attempts recorded, by outcome "
+                                   "(delivered, retry, failed: given up, the admin alert)")
+                               .Register(metrics.registry());
+  for (const char* o : {"delivered", "retry", "failed"}) webhook_outcomes.Add({{"outcome", o}});
+  api::webhooks::WorkerConfig webhook_config;
+  webhook_config.client.allow_private_targets = config.webhook_allow_private_targets;
+  api::webhooks::WebhookWorker webhook_worker(
+      commands, *keys, webhook_config, clock,
+      {.on_delivered =
+           [&](std::uint32_t) {
+             webhook_outcomes.Add({{"outcome", "delivered"}}).Increment();
+           },
+       .on_retry =
+           [&] {
+             webhook_outcomes.Add({{"outcome", "retry"}}).Increment();
+           },
+       .on_final_failure =
+           [&](const projections::WebhookDelivery&, const api::webhooks::DeliveryDecision&) {
+             webhook_outcomes.Add({{"outcome", "failed"}}).Increment();
+           },
+       .log = [](const std::string& line) { std::cerr << "ledgerd: " << line << "\n"; },
+       .queue_admin_alert = [&](const ledger::EventMeta& meta,
+                                std::string_view what) -> Result<std::vector<ledger::Bytes>> {
+         std::vector<ledger::Bytes> out;
+         for (const auto& admin : mail.admin_emails) {
+           auto alert = api::build_mail_queued(
+               *keys, meta, {api::kMailAdminAlert, admin, std::string(what), "en"});
+           if (!alert && alert.error() == ledger::Errc::erased) continue;
+           if (!alert) return alert.error();
+           out.push_back(std::move(alert.value().bytes));
+         }
+         return out;
+       },
+       .alert_queued = [&] { mail_worker.notify(); }});
   auto& cleaned = prometheus::BuildCounter()
                       .Name("sechex_projection_expired_deleted_total")
                       .Help(
@@ -371,7 +411,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
           }};
   api::identity::IdentityCommands identity_commands(command_deps, {.limits = identity_limits});
   api::identity::SecretCommands secret_commands(command_deps, identity_commands);
-  api::identity::PaymentCommands payment_commands(command_deps);
+  api::identity::PaymentCommands payment_commands(command_deps, [&] { webhook_worker.notify(); });
   // Exclusive mode: attestations are checked against --attestation-roots (none: every chain is
   // refused, so only --allow-self-attestation devices can activate).
   std::optional<api::webauthn::TrustStore> attestation_roots;
@@ -463,7 +503,8 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   api::AccountApi account_api(identity_deps, identity_config);
   api::SecretsApi secrets_api(identity_deps, identity_config, secret_commands);
   api::PaymentsApi payments_api(identity_deps, identity_config,
-                                {.provider_secret = config.payment_webhook_secret},
+                                {.provider_secret = config.payment_webhook_secret,
+                                 .allow_http_endpoints = config.webhook_allow_private_targets},
                                 payment_commands);
   api::ExclusiveApi exclusive_api(identity_deps, identity_config, exclusive_commands);
   api::OtpApi otp_api(identity_deps, identity_config);
@@ -545,6 +586,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
     }
     std::cerr << "ledgerd: projections caught up (" << n.value() << " records applied)\n";
     mail_worker.start();
+    webhook_worker.start();
     activity.start();
     if (kafka != nullptr && !no_ingest) {
       auto w = api::IngestWorker::start(
@@ -642,7 +684,8 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   if (kafka != nullptr) kafka->interrupt();
   catch_up.join();
   activity.stop();
-  mail_worker.stop();  // before the log closes; an SMTP transfer in flight is aborted
+  mail_worker.stop();     // before the log closes; an SMTP transfer in flight is aborted
+  webhook_worker.stop();  // likewise an HTTP delivery in flight
   if (ingest_worker) ingest_worker->stop();
   cleaner.stop();
   checkpointer.stop();

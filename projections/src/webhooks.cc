@@ -1,5 +1,6 @@
 #include "projections/webhooks.h"
 
+#include <algorithm>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -129,8 +130,11 @@ Result<void> WebhooksProjection::apply(const schema::Envelope& env, const ledger
       SECHEX_TRY(auto known, txn.get(kWebhookEndpointsCf, id));
       if (known) return boost::outcome_v2::success();
       json events = json::array();
-      if (e->events() != nullptr) {
-        for (const auto* t : *e->events()) events.push_back(t->str());
+      const auto list = text_of(e->events());
+      for (std::size_t from = 0; from < list.size();) {
+        const auto comma = std::min(list.find(',', from), list.size());
+        if (comma > from) events.push_back(list.substr(from, comma - from));
+        from = comma + 1;
       }
       const auto* eid = env.event_id()->bytes();
       txn.put(kWebhookEndpointsCf, id,

@@ -5,7 +5,9 @@
 // reference `standardwebhooks` library, deduplicated across a restart) and their transitions.
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <set>
 
@@ -377,6 +379,245 @@ TEST_F(Payments, TheCleanupRunsAfterStartThenOnItsIntervalAndLogsWhatItRemovedFR
   start();
   for (int i = 0; i < 100 && runs() < 1; ++i) std::this_thread::sleep_for(100ms);
   EXPECT_NE(log().find("next in 604800 s"), std::string::npos) << "weekly by default\n" << log();
+}
+
+// ---- Webhooks out ----
+
+// A receiver (tests/support/webhook_receiver.py) that answers as its plan file says and checks
+// every request with the reference standardwebhooks library.
+class Receiver {
+ public:
+  explicit Receiver(TempDir& dir) : dir_(dir.sub("receiver")) {
+    std::filesystem::create_directories(dir_);
+    proc_ = spawn({std::getenv("SECHEX_PYTHON"),
+                   std::string(SECHEX_SOURCE_DIR) + "/tests/support/webhook_receiver.py", dir_},
+                  dir_ + "/err", {});
+    port_ = wait_for_serving_port(proc_, std::chrono::seconds(15), "listening on");
+  }
+  ~Receiver() {
+    if (proc_.pid > 0) {
+      ::kill(proc_.pid, SIGKILL);
+      wait_exit(proc_.pid);
+    }
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hooks"; }
+  std::uint16_t port() const { return port_; }
+  void plan(const std::string& lines) { std::ofstream(dir_ + "/plan") << lines; }
+  void secret(const std::string& s) { std::ofstream(dir_ + "/secret") << s; }
+  std::vector<nlohmann::json> requests() const {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(dir_ + "/requests.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_object()) out.push_back(j);
+    }
+    return out;
+  }
+
+ private:
+  std::string dir_;
+  Process proc_;
+  std::uint16_t port_ = 0;
+};
+
+class WebhooksOut : public Payments {
+ protected:
+  void start_out(std::vector<std::string> extra = {}) {
+    extra.insert(extra.end(),
+                 {"--webhook-allow-private-targets", "--admin-email", "ops@example.com"});
+    start_with_webhooks(extra);
+  }
+  // Registers `url` for `events`; the secret is handed to `receiver`. The endpoint's id.
+  std::string endpoint(Receiver& receiver, const std::vector<std::string>& events,
+                       const std::string& admin) {
+    const auto r =
+        post("/v1/admin/webhooks/endpoints", {{"url", receiver.url()}, {"events", events}}, admin);
+    EXPECT_EQ(r.status, 201u) << r.body;
+    if (r.status != 201u) return "";
+    receiver.secret(data_of(r)["secret"]);
+    return data_of(r)["id"];
+  }
+  // The deliveries (admin list) once `done` holds for them, or after 60 s.
+  nlohmann::json deliveries_when(const std::string& admin,
+                                 const std::function<bool(const nlohmann::json&)>& done) {
+    nlohmann::json list;
+    for (int i = 0; i < 600; ++i) {
+      const auto r = get(admin, "/v1/admin/webhooks/deliveries");
+      list = data_of(r)["deliveries"];
+      if (done(list)) break;
+      std::this_thread::sleep_for(100ms);
+    }
+    return list;
+  }
+  static bool all_in(const nlohmann::json& list, const std::string& state, std::size_t n) {
+    if (list.size() != n) return false;
+    for (const auto& d : list) {
+      if (d["status"] != state) return false;
+    }
+    return true;
+  }
+};
+
+// FR-038/041: a failing receiver gets the same webhook-id again after growing delays (honouring
+// Retry-After) until it answers 2xx; every attempt verifies with the reference library.
+TEST_F(WebhooksOut, ADeliveryIsRetriedWithTheSameIdUntilTheReceiverTakesItFR038FR041) {
+  require_python();
+  Receiver receiver(dir_);
+  receiver.plan("503 1\n500\n200\n");
+  start_out();
+  const auto admin = admin_token();
+  ASSERT_FALSE(endpoint(receiver, {"payment.created", "payment.succeeded"}, admin).empty());
+  ASSERT_FALSE(verified("ivy@example.com").empty());
+  const auto ivy = access_token("ivy@example.com");
+  const auto made = pay(ivy, "w-1", kOrder);
+  ASSERT_EQ(made.status, 201u) << made.body;
+  const auto list = deliveries_when(admin, [](const auto& l) { return all_in(l, "delivered", 1); });
+  ASSERT_EQ(list.size(), 1u) << list.dump();
+  EXPECT_EQ(list[0]["status"], "delivered") << list.dump();
+  EXPECT_EQ(list[0]["attempts"], 3);
+  EXPECT_EQ(list[0]["type"], "payment.created");
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 3u);
+  for (const auto& r : requests) {
+    EXPECT_EQ(r["id"], list[0]["id"]) << "the same webhook-id on every attempt";
+    EXPECT_TRUE(r["signature_ok"].get<bool>()) << r.dump();
+  }
+  const auto body = nlohmann::json::parse(requests[0]["body"].get<std::string>());
+  EXPECT_EQ(body["type"], "payment.created");
+  EXPECT_EQ(body["data"]["paymentId"], data_of(made)["id"]);
+  EXPECT_EQ(body["data"]["amount"], 1999);
+  EXPECT_FALSE(body["data"].contains("description")) << "no personal data in notifications";
+  // The first retry waited for Retry-After (1 s) at least.
+  EXPECT_GE(std::stoll(requests[1]["timestamp"].get<std::string>()) -
+                std::stoll(requests[0]["timestamp"].get<std::string>()),
+            1);
+}
+
+// FR-039: after the last retry the delivery is failed in the database, audited, counted, logged
+// and mailed to the admins; an admin's retry sends it again; 410 disables the endpoint.
+TEST_F(WebhooksOut, AGivenUpDeliveryAlertsTheAdminsAndCanBeRetriedByHandFR039) {
+  require_python();
+  Receiver receiver(dir_);
+  receiver.plan("500\n");
+  start_out();
+  const auto admin = admin_token();
+  ASSERT_FALSE(endpoint(receiver, {"payment.succeeded"}, admin).empty());
+  const auto user = verified("jack@example.com");
+  ASSERT_FALSE(user.empty());
+  const auto jack = access_token("jack@example.com");
+  const std::string id = data_of(pay(jack, "w-2", kOrder))["id"];
+  EXPECT_TRUE(receiver.requests().empty()) << "not subscribed to payment.created";
+  ASSERT_EQ(deliver("msg_in_1", "payment.succeeded", id).status, 200u);
+  auto list = deliveries_when(admin, [](const auto& l) { return all_in(l, "failed", 1); });
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["status"], "failed") << list.dump();
+  EXPECT_EQ(list[0]["attempts"], 4) << "the first attempt and 3 retries";
+  EXPECT_EQ(list[0]["lastStatusCode"], 500);
+  const std::string delivery = list[0]["id"];
+  const auto alert = mail_with("ops@example.com", "webhook:" + delivery);
+  EXPECT_FALSE(alert.empty()) << "the admin alert mail";
+  EXPECT_EQ(data_of(get(admin, "/v1/admin/webhooks/deliveries?status=failed"))["deliveries"].size(),
+            1u);
+  const auto failures = audit(admin, user, "WebhookDeliveryFailed");
+  ASSERT_EQ(failures.size(), 4u);
+  EXPECT_NE(metrics().find("sechex_webhook_deliveries_total{outcome=\"failed\"} 1"),
+            std::string::npos);
+  EXPECT_NE(log().find("given up after attempt 4: http 500"), std::string::npos) << log();
+
+  receiver.plan("200\n");
+  const auto retried =
+      post("/v1/admin/webhooks/deliveries/" + delivery + "/retry", json::object(), admin);
+  ASSERT_EQ(retried.status, 200u) << retried.body;
+  list = deliveries_when(admin, [](const auto& l) { return all_in(l, "delivered", 1); });
+  EXPECT_EQ(list[0]["status"], "delivered") << list.dump();
+  EXPECT_EQ(list[0]["attempts"], 5);
+  EXPECT_EQ(
+      post("/v1/admin/webhooks/deliveries/" + delivery + "/retry", json::object(), admin).status,
+      409u)
+      << "only a failed delivery is retried";
+  EXPECT_EQ(post("/v1/admin/webhooks/deliveries/msg_none/retry", json::object(), admin).status,
+            404u);
+
+  // 410 Gone: given up at once and the endpoint disabled; later changes are not queued for it.
+  receiver.plan("410\n");
+  const std::string other = data_of(pay(jack, "w-3", kOrder))["id"];
+  ASSERT_EQ(deliver("msg_in_2", "payment.succeeded", other).status, 200u);
+  list = deliveries_when(admin,
+                         [](const auto& l) { return l.size() == 2 && l[0]["status"] == "failed"; });
+  EXPECT_EQ(list[0]["attempts"], 1) << list.dump();
+  nlohmann::json endpoints;
+  for (int i = 0; i < 100; ++i) {
+    endpoints = data_of(get(admin, "/v1/admin/webhooks/endpoints"))["endpoints"];
+    if (endpoints.size() == 1 && endpoints[0]["enabled"] == false) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(endpoints[0]["enabled"], false) << endpoints.dump();
+  EXPECT_FALSE(endpoints[0].contains("secret")) << "the secret is shown once";
+  ASSERT_EQ(stop(), 0);
+  const auto verify = ctl({"verify"});
+  EXPECT_EQ(verify.code, 0) << verify.out << verify.err;
+}
+
+// Deliveries are driven from the chain: kill -9 between attempts loses nothing, and the
+// delivery goes on after the restart with the same id.
+TEST_F(WebhooksOut, ADeliveryPendingAcrossAKillNineGoesOnAfterTheRestart) {
+  require_python();
+  Receiver receiver(dir_);
+  receiver.plan("503 6\n200\n");  // the retry is due in 6 s: the kill comes before it
+  start_out();
+  const auto admin = admin_token();
+  ASSERT_FALSE(endpoint(receiver, {"payment.created"}, admin).empty());
+  ASSERT_FALSE(verified("kim@example.com").empty());
+  ASSERT_EQ(pay(access_token("kim@example.com"), "w-4", kOrder).status, 201u);
+  for (int i = 0; i < 300 && receiver.requests().empty(); ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(receiver.requests().size(), 1u);
+  auto list =
+      deliveries_when(admin, [](const auto& l) { return l.size() == 1 && l[0]["attempts"] == 1; });
+  ASSERT_EQ(list[0]["status"], "pending") << list.dump();
+  ::kill(proc_.pid, SIGKILL);
+  wait_exit(proc_.pid);
+  proc_.pid = -1;
+  start_out();
+  list = deliveries_when(admin_token(), [](const auto& l) { return all_in(l, "delivered", 1); });
+  EXPECT_EQ(list[0]["status"], "delivered") << list.dump();
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0]["id"], requests[1]["id"]);
+}
+
+// SSRF: endpoints are https:// unless --webhook-allow-private-targets, and a target that
+// resolves to an internal address is refused when delivering (checked on the connected address).
+TEST_F(WebhooksOut, InternalTargetsAreRefusedWithoutTheFlag) {
+  start_with_webhooks();
+  const auto admin = admin_token();
+  const auto http =
+      post("/v1/admin/webhooks/endpoints",
+           {{"url", "http://hooks.example/x"}, {"events", {"payment.created"}}}, admin);
+  EXPECT_EQ(http.status, 400u);
+  EXPECT_EQ(error_of(http)["details"]["reason"], "invalid_url");
+  for (const auto& bad : std::vector<nlohmann::json>{
+           {{"url", "https://a.example/x"}, {"events", {"payment.exploded"}}},
+           {{"url", "https://a.example/x"}, {"events", nlohmann::json::array()}},
+           {{"url", "https://user:pw@a.example/x"}, {"events", {"payment.created"}}},
+           {{"url", "https://a.example/x"}}}) {
+    EXPECT_EQ(post("/v1/admin/webhooks/endpoints", bad, admin).status, 400u) << bad.dump();
+  }
+  ASSERT_FALSE(verified("lee@example.com").empty());
+  const auto lee = access_token("lee@example.com");
+  EXPECT_EQ(post("/v1/admin/webhooks/endpoints",
+                 {{"url", "https://127.0.0.1:1/x"}, {"events", {"payment.created"}}}, lee)
+                .status,
+            403u)
+      << "admins only";
+  ASSERT_EQ(post("/v1/admin/webhooks/endpoints",
+                 {{"url", "https://127.0.0.1:1/x"}, {"events", {"payment.created"}}}, admin)
+                .status,
+            201u);
+  ASSERT_EQ(pay(lee, "w-5", kOrder).status, 201u);
+  const auto list = deliveries_when(admin, [](const auto& l) { return all_in(l, "failed", 1); });
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["lastError"], "private_target") << list.dump();
+  EXPECT_EQ(list[0]["attempts"], 1) << "a refused target is final at once";
 }
 
 }  // namespace

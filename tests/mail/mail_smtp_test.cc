@@ -190,6 +190,26 @@ TEST_F(MailSmtpTest, AServerRefusingEveryAttemptEndsInTheAdminAlert) {
   for (const auto& line : log_) EXPECT_EQ(line.find("dave@"), std::string::npos) << line;
 }
 
+// Spec 003 FR-039 ("email and a database flag"): a mail given up is also mailed to each
+// --admin-email, queued with the final failure; the alert names the mail, not its address.
+TEST_F(MailSmtpTest, AMailGivenUpIsMailedToTheAdminsFR039) {
+  server_.fail_next(4);  // the user's mail fails 4 times; the alert then gets through
+  auto c = config();
+  c.admin_emails = {"ops@example.com"};
+  auto wk = std::make_unique<MailWorker>(*w_.commands, *w_.keys, c, w_.clock);
+  wk->start();
+  const auto id = w_.queue(
+      "fay", {.kind = kMailAccountLocked, .to = "fay@example.com", .secret = "", .locale = "en"});
+  wk->notify();
+  ASSERT_TRUE(wait_until([&] { return state_of(id) == "failed"; })) << state_of(id);
+  ASSERT_TRUE(wait_until([&] { return server_.count() == 1; })) << server_.count();
+  wk->stop();
+  const auto mail = server_.message(1);
+  EXPECT_EQ(header(mail, "To"), "ops@example.com");
+  EXPECT_NE(mail.find("mail:" + id), std::string::npos) << mail;
+  EXPECT_EQ(mail.find("fay@"), std::string::npos) << "the alert carries no address";
+}
+
 TEST_F(MailSmtpTest, AnErasedSubjectsMailIsNeverSent) {
   const auto id = w_.queue(
       "erin",

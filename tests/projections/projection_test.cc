@@ -499,7 +499,7 @@ TEST(Projections, WebhookDeliveriesFollowTheirAttemptsAndTheFirstOutcomeWins) {
   raw("whe_1", [](flatbuffers::FlatBufferBuilder& f) {
     return schema::CreateWebhookEndpointRegistered(f, f.CreateString("whe_1"),
                                                    f.CreateString("https://hooks.example/x"),
-                                                   f.CreateVectorOfStrings({"payment.succeeded"}));
+                                                   f.CreateString("payment.succeeded"));
   });
   raw("alice", [](flatbuffers::FlatBufferBuilder& f) {
     return schema::CreateWebhookDeliveryQueued(f, f.CreateString("msg_1"), f.CreateString("whe_1"),

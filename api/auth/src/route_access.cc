@@ -30,6 +30,10 @@ constexpr std::array kRules = {
     RouteRule{"PUT", "/v1/admin/users/{id}/attributes", kAdmin},
     RouteRule{"POST", "/v1/admin/users/{id}/roles", kAdmin},
     RouteRule{"POST", "/v1/admin/users/{id}/unlock", kAdmin},
+    RouteRule{"GET", "/v1/admin/webhooks/deliveries", kAdmin},
+    RouteRule{"POST", "/v1/admin/webhooks/deliveries/{id}/retry", kAdmin},
+    RouteRule{"GET", "/v1/admin/webhooks/endpoints", kAdmin},
+    RouteRule{"POST", "/v1/admin/webhooks/endpoints", kAdmin},
     RouteRule{"GET", "/v1/auth/csrf", kAnyone},  // a session by access or refresh cookie
     RouteRule{"POST", "/v1/auth/login", kAnyone},
     RouteRule{"POST", "/v1/auth/logout", kUser},

@@ -1,6 +1,10 @@
 #include "api/identity/payments.h"
 
+#include <nlohmann/json.hpp>
+
 #include "command_context.h"
+#include "ledger/time_format.h"
+#include "ledger/utf8.h"
 
 namespace sechex::api::identity {
 
@@ -11,9 +15,46 @@ namespace {
 constexpr const char* kDescriptionField = "description";
 constexpr const char* kMetadataField = "metadata";
 
+// The notification of a payment in `status` (API.md: ids, status, amount, currency; never the
+// description or metadata, which are personal and sealed), in the Standard Webhooks payload
+// shape {type, timestamp, data}.
+std::string notification(std::string_view type, std::string_view payment_id,
+                         std::string_view status, std::int64_t amount, std::string_view currency,
+                         TimePoint at) {
+  nlohmann::json data{{"paymentId", std::string(payment_id)},
+                      {"status", std::string(status)},
+                      {"amount", amount},
+                      {"currency", std::string(currency)}};
+  return ledger::json_text(nlohmann::json{
+      {"type", std::string(type)}, {"timestamp", format_rfc3339(at)}, {"data", data}});
+}
+
+// One WebhookDeliveryQueued per enabled endpoint subscribed to `type`, appended to `out` under
+// the payment owner's subject; whether any was.
+Result<bool> queue_deliveries(Context& x, const std::string& owner, std::string_view type,
+                              const std::string& payload, Events& out) {
+  SECHEX_TRY(const auto endpoints, projections::webhook_endpoints(x.store()));
+  bool any = false;
+  for (const auto& e : endpoints) {
+    if (!e.enabled || !e.subscribed(type)) continue;
+    auto id = random_token(16);
+    if (!id) return ledger::Errc::crypto_failure;
+    SECHEX_TRY(auto queued, x.event(owner, Actor::system(), [&](ledger::EventBuilder& b) {
+      auto& f = b.fbb();
+      return b.finish(schema::CreateWebhookDeliveryQueued(
+          f, f.CreateString("msg_" + id.value()), f.CreateString(e.id),
+          f.CreateString(std::string(type)), f.CreateString(payload)));
+    }));
+    out.push_back(std::move(queued));
+    any = true;
+  }
+  return any;
+}
+
 }  // namespace
 
-PaymentCommands::PaymentCommands(CommandDeps deps) : d_(std::move(deps)) {}
+PaymentCommands::PaymentCommands(CommandDeps deps, std::function<void()> deliveries_queued)
+    : d_(std::move(deps)), deliveries_queued_(std::move(deliveries_queued)) {}
 
 Outcome<Payment> PaymentCommands::opened(const std::string& owner,
                                          projections::PaymentRow row) const {
@@ -46,9 +87,11 @@ Outcome<PaymentCommands::Created> PaymentCommands::create(const Caller& c, const
   const auto new_id = "pay_" + id.value();
   std::string payment_id;
   bool replayed = false;
+  bool queued = false;
   std::optional<Refusal> refused;
   SECHEX_TRYV(x.run(x.partition_of(user), [&]() -> Result<Events> {
     refused.reset();
+    queued = false;
     SECHEX_TRY(auto kept,
                projections::idempotent_payment(x.store(), user, key_hash, micros_of(x.now)));
     switch (decide_create(kept, request_hash)) {
@@ -81,9 +124,14 @@ Outcome<PaymentCommands::Created> PaymentCommands::create(const Caller& c, const
                }));
     Events out;
     out.push_back(std::move(made));
+    SECHEX_TRY(queued, queue_deliveries(x, user, "payment.created",
+                                        notification("payment.created", new_id, "pending",
+                                                     request.amount, request.currency, x.now),
+                                        out));
     return out;
   }));
   if (refused) return *refused;
+  if (queued && deliveries_queued_) deliveries_queued_();
   SECHEX_TRY(auto payment, get(owner, payment_id));
   return Created{std::move(payment), replayed};
 }
@@ -118,9 +166,11 @@ Outcome<WebhookApplied> PaymentCommands::apply_webhook(const Caller& c,
   if (!owner_or.value()) return Refused::not_found;
   const auto owner = *owner_or.value();
   bool duplicate = false;
+  bool queued = false;
   std::optional<Refusal> refused;
   SECHEX_TRYV(x.run(x.partition_of(owner), [&]() -> Result<Events> {
     refused.reset();
+    queued = false;
     SECHEX_TRY(duplicate, projections::webhook_seen(x.store(), kPaymentProvider, update.webhook_id,
                                                     micros_of(x.now)));
     if (duplicate) return Events{};
@@ -151,10 +201,90 @@ Outcome<WebhookApplied> PaymentCommands::apply_webhook(const Caller& c,
                                                          f.CreateString(update.webhook_id)));
     }));
     out.push_back(std::move(changed));
+    const auto type = "payment." + std::string(*next);
+    SECHEX_TRY(queued, queue_deliveries(x, owner, type,
+                                        notification(type, update.payment_id, *next, row->amount,
+                                                     row->currency, x.now),
+                                        out));
     return out;
   }));
   if (refused) return *refused;
+  if (queued && deliveries_queued_) deliveries_queued_();
   return duplicate ? WebhookApplied::duplicate : WebhookApplied::applied;
+}
+
+Outcome<NewEndpoint> PaymentCommands::register_endpoint(const Caller& c, std::string_view admin,
+                                                        std::string_view url,
+                                                        const std::vector<std::string>& events) {
+  Context x(d_, config_, c);
+  auto id = random_token(16);
+  auto key = ledger::crypto::random_bytes(32);
+  if (!id || !key) return Refused::internal;
+  const auto endpoint = "whe_" + id.value();
+  const auto secret = "whsec_" + ledger::crypto::base64_encode(key.value());
+  std::string joined;
+  for (const auto& e : events) joined += (joined.empty() ? "" : ",") + e;
+  SECHEX_TRYV(x.run(x.partition_of(endpoint), [&]() -> Result<Events> {
+    SECHEX_TRY(auto registered,
+               x.event(endpoint, Actor::admin(admin),
+                       [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+                         SECHEX_TRY(auto sealed, b.seal("secret", secret));
+                         auto& f = b.fbb();
+                         return b.finish(schema::CreateWebhookEndpointRegistered(
+                             f, f.CreateString(endpoint), f.CreateString(std::string(url)),
+                             f.CreateString(joined), sealed));
+                       }));
+    Events out;
+    out.push_back(std::move(registered));
+    return out;
+  }));
+  return NewEndpoint{endpoint, secret, x.now};
+}
+
+Outcome<std::vector<projections::WebhookEndpoint>> PaymentCommands::endpoints() const {
+  auto all = projections::webhook_endpoints(d_.commands.projections());
+  if (!all) return Refusal::from_error(all.error());
+  return std::move(all).value();
+}
+
+Outcome<projections::WebhookDeliveryPage> PaymentCommands::deliveries(std::string_view state,
+                                                                      std::string_view cursor,
+                                                                      std::size_t limit) const {
+  auto page = projections::webhook_deliveries_page(d_.commands.projections(), state, cursor, limit);
+  if (!page && page.error() == ledger::Errc::invalid_argument) return Refused::invalid_cursor;
+  if (!page) return Refusal::from_error(page.error());
+  return std::move(page).value();
+}
+
+Outcome<projections::WebhookDelivery> PaymentCommands::retry_delivery(const Caller& c,
+                                                                      std::string_view admin,
+                                                                      std::string_view id) {
+  Context x(d_, config_, c);
+  auto found = projections::webhook_delivery(x.store(), id);
+  if (!found) return Refusal::from_error(found.error());
+  if (!found.value()) return Refused::not_found;
+  const auto owner = found.value()->subject;
+  std::optional<Refusal> refused;
+  SECHEX_TRYV(x.run(x.partition_of(owner), [&]() -> Result<Events> {
+    refused.reset();
+    SECHEX_TRY(const auto current, projections::webhook_delivery(x.store(), id));
+    if (!current || current->state != "failed") {
+      refused = current ? Refusal(Refused::invalid_transition) : Refusal(Refused::not_found);
+      return Events{};
+    }
+    SECHEX_TRY(auto retried, x.event(owner, Actor::admin(admin), [&](ledger::EventBuilder& b) {
+      return b.finish(
+          schema::CreateWebhookDeliveryRetried(b.fbb(), b.fbb().CreateString(std::string(id))));
+    }));
+    Events out;
+    out.push_back(std::move(retried));
+    return out;
+  }));
+  if (refused) return *refused;
+  if (deliveries_queued_) deliveries_queued_();
+  auto now = projections::webhook_delivery(x.store(), id);
+  if (!now || !now.value()) return Refused::internal;
+  return std::move(*now.value());
 }
 
 }  // namespace sechex::api::identity

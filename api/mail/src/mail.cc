@@ -28,7 +28,8 @@ constexpr const char* kTransportSmtp = "smtp";
 bool is_printable_ascii(char c) { return c > 0x20 && c < 0x7f; }
 
 bool kind_needs_secret(std::string_view kind) {
-  return kind == kMailVerifyEmail || kind == kMailPasswordReset || kind == kMailOtpCode;
+  return kind == kMailVerifyEmail || kind == kMailPasswordReset || kind == kMailOtpCode ||
+         kind == kMailAdminAlert;
 }
 bool is_address(std::string_view a) {
   if (a.size() < 3 || a.size() > 254) return false;
@@ -179,6 +180,17 @@ constexpr KindTemplates kTemplates[] = {
      {"新设备已可为您的账户签名",
       "您好，\n\n您的 Sechex Ledger 账户刚刚在重新验证身份后为专属模式登记了一台新设备。\n\n"
       "如果这不是您本人的操作，请立即在账户的设备列表中移除该设备，并重置密码。\n"}},
+    {kMailAdminAlert,
+     {"Sechex Ledger: background delivery failed",
+      "Hello,\n\nA background delivery was given up after its last retry:\n\n{code}\n\n"
+      "Failed deliveries are listed by GET /v1/admin/webhooks/deliveries?status=failed (webhooks) "
+      "and in the audit log (MailDeliveryFailed, WebhookDeliveryFailed); a webhook delivery can "
+      "be sent again with POST /v1/admin/webhooks/deliveries/{id}/retry.\n"},
+     {"Sechex Ledger：后台投递失败",
+      "您好，\n\n以下后台投递在最后一次重试后仍失败：\n\n{code}\n\n"
+      "失败的 Webhook 投递可通过 GET /v1/admin/webhooks/deliveries?status=failed 查看，"
+      "并可通过 POST /v1/admin/webhooks/deliveries/{id}/retry 重新发送；"
+      "审计日志中也有记录（MailDeliveryFailed、WebhookDeliveryFailed）。\n"}},
 };
 
 const KindTemplates* templates_of(std::string_view kind) {
@@ -261,7 +273,7 @@ Result<RenderedMail> render_mail(const MailContent& content, std::string_view fr
     replace_all(body, "{link}", base + "/verify-email?token=" + percent_encode(content.secret));
   } else if (content.kind == kMailPasswordReset) {
     replace_all(body, "{link}", base + "/reset-password?token=" + percent_encode(content.secret));
-  } else if (content.kind == kMailOtpCode) {
+  } else if (content.kind == kMailOtpCode || content.kind == kMailAdminAlert) {
     replace_all(body, "{code}", content.secret);
   }
   return RenderedMail{.message_id = content.message_id,
@@ -560,26 +572,38 @@ Result<bool> MailWorker::attempt(const OutboxEntry& entry) {
   const auto outcome = deliver(*fresh);
   if (cancel_ && outcome.status != Status::delivered) return false;  // stopping: retried later
   std::optional<MailDecision> decided;
-  SECHEX_TRY(const auto records,
-             commands_.run(commands_.partition_for(entry.subject),
-                           [&]() -> Result<std::vector<ledger::Bytes>> {
-                             SECHEX_TRY(const auto current,
-                                        projections::mail_state(store, entry.message_id));
-                             if (!current) return std::vector<ledger::Bytes>{};
-                             const auto now = clock_.now_micros();
-                             const auto d = decide_mail_outcome(*current, outcome, config_, now);
-                             if (d.kind == MailDecision::Kind::none)
-                               return std::vector<ledger::Bytes>{};
-                             const ledger::EventMeta meta{.subject = entry.subject,
-                                                          .actor = "system",
-                                                          .request_id = "mail:" + entry.message_id,
-                                                          .time_micros = now,
-                                                          .ip = std::nullopt,
-                                                          .user_agent = std::nullopt};
-                             SECHEX_TRY(auto event, build_mail_outcome(meta, entry.message_id, d));
-                             decided = d;
-                             return std::vector<ledger::Bytes>{std::move(event)};
-                           }));
+  SECHEX_TRY(
+      const auto records,
+      commands_.run(
+          commands_.partition_for(entry.subject), [&]() -> Result<std::vector<ledger::Bytes>> {
+            SECHEX_TRY(const auto current, projections::mail_state(store, entry.message_id));
+            if (!current) return std::vector<ledger::Bytes>{};
+            const auto now = clock_.now_micros();
+            const auto d = decide_mail_outcome(*current, outcome, config_, now);
+            if (d.kind == MailDecision::Kind::none) return std::vector<ledger::Bytes>{};
+            const ledger::EventMeta meta{.subject = entry.subject,
+                                         .actor = "system",
+                                         .request_id = "mail:" + entry.message_id,
+                                         .time_micros = now,
+                                         .ip = std::nullopt,
+                                         .user_agent = std::nullopt};
+            SECHEX_TRY(auto event, build_mail_outcome(meta, entry.message_id, d));
+            decided = d;
+            std::vector<ledger::Bytes> out{std::move(event)};
+            // FR-039: the admins hear of a mail given up, in the same append.
+            if (d.final && current->kind != kMailAdminAlert) {
+              for (const auto& admin : config_.admin_emails) {
+                auto alert = build_mail_queued(
+                    keys_, meta, {kMailAdminAlert, admin, "mail:" + entry.message_id, "en"});
+                // An erased subject cannot seal the address any more: the
+                // failure is still recorded (and counted, and logged).
+                if (!alert && alert.error() == ledger::Errc::erased) continue;
+                if (!alert) return alert.error();
+                out.push_back(std::move(alert.value().bytes));
+              }
+            }
+            return out;
+          }));
   if (!decided || records.empty()) return false;
   if (decided->kind == MailDecision::Kind::delivered) {
     if (hooks_.on_sent) hooks_.on_sent(decided->transport);

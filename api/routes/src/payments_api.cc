@@ -1,8 +1,10 @@
 #include "api/routes/payments_api.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include "api/http/query.h"
+#include "api/webhooks/http_client.h"
 #include "identity_support.h"
 #include "ledger/time_format.h"
 
@@ -109,14 +111,68 @@ json payment_json(const identity::Payment& p) {
               {"history", history}};
 }
 
-bool known_status(std::string_view s) {
-  return s == "pending" || s == "succeeded" || s == "failed" || s == "refunded";
-}
-
 ApiError bad_signature(webhooks::SignatureErrc why) {
   return ApiError{401, "invalid_signature",
                   "the webhook signature does not verify: " + make_error_code(why).message(),
                   json{{"reason", webhooks::reason(why)}}};
+}
+
+json endpoint_json(const projections::WebhookEndpoint& e) {
+  return json{{"id", e.id},
+              {"url", e.url},
+              {"events", e.events},
+              {"enabled", e.enabled},
+              {"disabledReason", e.disabled_reason.empty() ? json() : json(e.disabled_reason)},
+              {"createdAt", format_rfc3339(e.created_at)}};
+}
+
+json delivery_json(const projections::WebhookDelivery& d) {
+  const bool pending = d.state == "pending";
+  return json{{"id", d.id},
+              {"endpointId", d.endpoint_id},
+              {"type", d.event_type},
+              {"status", d.state},
+              {"attempts", d.attempts},
+              {"lastStatusCode", d.last_status == 0 ? json() : json(d.last_status)},
+              {"lastError", d.last_error.empty() ? json() : json(d.last_error)},
+              {"queuedAt", format_rfc3339(d.queued_at)},
+              {"nextAttemptAt", pending ? json(format_rfc3339(d.next_attempt_at)) : json()},
+              {"finishedAt", pending ? json() : json(format_rfc3339(d.done_at))}};
+}
+
+// ?status&cursor&limit of the list routes; `statuses` are the values status may take.
+struct PageQuery {
+  std::string status, cursor;
+  std::size_t limit = kDefaultPageSize;
+};
+ApiResult<PageQuery> page_query(const Request& req, const std::vector<std::string_view>& statuses) {
+  const auto q = parse_query(req.query);
+  if (!q) return invalid_request("invalid_parameter", "malformed or repeated query parameter");
+  PageQuery out;
+  for (const auto& [k, v] : *q) {
+    if (k == "status") {
+      if (std::find(statuses.begin(), statuses.end(), v) == statuses.end()) {
+        std::string allowed;
+        for (const auto s : statuses) allowed += (allowed.empty() ? "" : ", ") + std::string(s);
+        return invalid_request("invalid_parameter", "status is one of " + allowed,
+                               json{{"parameter", "status"}});
+      }
+      out.status = v;
+    } else if (k == "cursor") {
+      out.cursor = v;
+    } else if (k == "limit") {
+      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out.limit);
+      if (ec != std::errc() || end != v.data() + v.size() || out.limit < 1 ||
+          out.limit > kMaxPageSize) {
+        return invalid_request("invalid_parameter", "limit must be 1..100",
+                               json{{"parameter", "limit"}});
+      }
+    } else {
+      return invalid_request("invalid_parameter", "unknown parameter",
+                             json{{"parameter", k.substr(0, 64)}});
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -138,6 +194,18 @@ void PaymentsApi::add_routes(RouteRegistry& routes) {
       "GET", "/v1/payments/{id}", [this](const Request& r, W w) { return get(r, w); }, Exec::read);
   routes.open(
       "POST", "/v1/webhooks/payments", [this](const Request& r) { return webhook(r); }, Exec::pool);
+  routes.guarded(
+      "POST", "/v1/admin/webhooks/endpoints",
+      [this](const Request& r, W w) { return register_endpoint(r, w); }, Exec::pool);
+  routes.guarded(
+      "GET", "/v1/admin/webhooks/endpoints",
+      [this](const Request& r, W w) { return list_endpoints(r, w); }, Exec::read);
+  routes.guarded(
+      "GET", "/v1/admin/webhooks/deliveries",
+      [this](const Request& r, W w) { return list_deliveries(r, w); }, Exec::read);
+  routes.guarded(
+      "POST", "/v1/admin/webhooks/deliveries/{id}/retry",
+      [this](const Request& r, W w) { return retry_delivery(r, w); }, Exec::pool);
 }
 
 Response PaymentsApi::create(const Request& req, const Principal& caller) {
@@ -150,33 +218,8 @@ Response PaymentsApi::create(const Request& req, const Principal& caller) {
 }
 
 Response PaymentsApi::list(const Request& req, const Principal& caller) {
-  const auto q = parse_query(req.query);
-  if (!q) {
-    return invalid_request("invalid_parameter", "malformed or repeated query parameter");
-  }
-  std::string status, cursor;
-  std::size_t limit = kDefaultPageSize;
-  for (const auto& [k, v] : *q) {
-    if (k == "status") {
-      if (!known_status(v)) {
-        return invalid_request("invalid_parameter",
-                               "status is one of pending, succeeded, failed, refunded",
-                               json{{"parameter", "status"}});
-      }
-      status = v;
-    } else if (k == "cursor") {
-      cursor = v;
-    } else if (k == "limit") {
-      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), limit);
-      if (ec != std::errc() || end != v.data() + v.size() || limit < 1 || limit > kMaxPageSize) {
-        return invalid_request("invalid_parameter", "limit must be 1..100",
-                               json{{"parameter", "limit"}});
-      }
-    } else {
-      return invalid_request("invalid_parameter", "unknown parameter",
-                             json{{"parameter", k.substr(0, 64)}});
-    }
-  }
+  SECHEX_TRY(const auto q, page_query(req, {"pending", "succeeded", "failed", "refunded"}));
+  const auto& [status, cursor, limit] = q;
   SECHEX_TRY(const auto page,
              answered(commands_.list(UserId(caller.subject), status, cursor, limit)));
   json payments = json::array();
@@ -225,6 +268,76 @@ Response PaymentsApi::webhook(const Request& req) {
              answered(commands_.apply_webhook(caller_of(d_, config_, req), update)));
   const bool duplicate = applied == identity::WebhookApplied::duplicate;
   return json_ok(json{{"applied", !duplicate}, {"duplicate", duplicate}}.dump());
+}
+
+Response PaymentsApi::register_endpoint(const Request& req, const Principal& admin) {
+  SECHEX_TRY(const auto body, read_body(req, kBodyLimits));
+  for (const auto& [name, value] : body.items()) {
+    if (name != "url" && name != "events") {
+      return invalid_request("unknown_field", "unknown field `" + name.substr(0, 64) + "`",
+                             json{{"field", name.substr(0, 64)}});
+    }
+  }
+  SECHEX_TRY(const auto url, required_string(body, "url"));
+  if (!webhooks::acceptable_url(url, payments_.allow_http_endpoints)) {
+    return bad_field("url", "invalid_url",
+                     payments_.allow_http_endpoints
+                         ? "url must be an http:// or https:// URL with a host"
+                         : "url must be an https:// URL with a host (no user info)");
+  }
+  const auto events = body.find("events");
+  if (events == body.end()) return missing("events");
+  std::vector<std::string> types;
+  if (!events->is_array() || events->empty()) {
+    return bad_field("events", "invalid_events", "events is a non-empty array of event types");
+  }
+  for (const auto& t : *events) {
+    if (!t.is_string() ||
+        std::find(identity::kNotificationTypes.begin(), identity::kNotificationTypes.end(),
+                  t.get<std::string>()) == identity::kNotificationTypes.end()) {
+      return bad_field("events", "invalid_events",
+                       "events are payment.created, payment.succeeded, payment.failed, "
+                       "payment.refunded");
+    }
+    if (std::find(types.begin(), types.end(), t.get<std::string>()) == types.end()) {
+      types.push_back(t.get<std::string>());
+    }
+  }
+  SECHEX_TRY(const auto made, answered(commands_.register_endpoint(caller_of(d_, config_, req),
+                                                                   admin.subject, url, types)));
+  auto r = json_ok(json{{"id", made.id},
+                        {"url", url},
+                        {"events", types},
+                        {"enabled", true},
+                        {"createdAt", format_rfc3339(made.created_at)},
+                        {"secret", made.secret}}
+                       .dump(),
+                   201);
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+Response PaymentsApi::list_endpoints(const Request&, const Principal&) {
+  SECHEX_TRY(const auto all, answered(commands_.endpoints()));
+  json out = json::array();
+  for (const auto& e : all) out.push_back(endpoint_json(e));
+  return json_ok(json{{"endpoints", out}}.dump());
+}
+
+Response PaymentsApi::list_deliveries(const Request& req, const Principal&) {
+  SECHEX_TRY(const auto q, page_query(req, {"pending", "delivered", "failed"}));
+  SECHEX_TRY(const auto page, answered(commands_.deliveries(q.status, q.cursor, q.limit)));
+  json out = json::array();
+  for (const auto& d : page.deliveries) out.push_back(delivery_json(d));
+  return json_ok(json{{"deliveries", out},
+                      {"nextCursor", page.next_cursor.empty() ? json() : json(page.next_cursor)}}
+                     .dump());
+}
+
+Response PaymentsApi::retry_delivery(const Request& req, const Principal& admin) {
+  SECHEX_TRY(const auto d, answered(commands_.retry_delivery(caller_of(d_, config_, req),
+                                                             admin.subject, req.params.at("id"))));
+  return json_ok(delivery_json(d).dump());
 }
 
 }  // namespace sechex::api

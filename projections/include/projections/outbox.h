@@ -74,6 +74,10 @@ inline constexpr const char* kMailOtpLockout = "otp_lockout";
 inline constexpr const char* kMailAccountLocked = "account_locked";
 // A new exclusive-mode device was activated while another was enrolled (API.md).
 inline constexpr const char* kMailExclusiveNewDevice = "exclusive_new_device";
+// To an administrator (--admin-email): background work gave up after its last retry (003
+// FR-039). Its "secret" names what failed, "webhook:<delivery id>" or "mail:<message id>" (no
+// personal data); a failed admin alert raises no further alert.
+inline constexpr const char* kMailAdminAlert = "admin_alert";
 
 // One outbox entry, decoded.
 struct OutboxEntry {

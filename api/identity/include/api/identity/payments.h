@@ -22,6 +22,8 @@
 // concurrently (create and apply_webhook block on the partition and an fsync).
 #pragma once
 
+#include <array>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +31,7 @@
 
 #include "api/identity/commands.h"
 #include "projections/payments.h"
+#include "projections/webhooks.h"
 
 namespace sechex::api::identity {
 
@@ -95,9 +98,36 @@ struct WebhookUpdate {
 };
 enum class WebhookApplied { applied, duplicate };
 
+// The event types endpoints subscribe to: payment.created and one per status change.
+inline constexpr std::array<std::string_view, 4> kNotificationTypes = {
+    "payment.created", "payment.succeeded", "payment.failed", "payment.refunded"};
+
+struct NewEndpoint {
+  std::string id;      // "whe_" + random
+  std::string secret;  // whsec_...: shown once, stored sealed under the endpoint's key
+  TimePoint created_at{};
+};
+
 class PaymentCommands {
  public:
-  explicit PaymentCommands(CommandDeps deps);
+  // `deliveries_queued` (may be empty) runs after an append that queued webhook deliveries.
+  explicit PaymentCommands(CommandDeps deps, std::function<void()> deliveries_queued = {});
+
+  // ---- Outgoing notifications (admin) ----
+  // `url` is checked by the caller (api/webhooks acceptable_url); `events` a non-empty subset of
+  // kNotificationTypes (else invalid_request... the route checks it too).
+  Outcome<NewEndpoint> register_endpoint(const Caller& c, std::string_view admin,
+                                         std::string_view url,
+                                         const std::vector<std::string>& events);
+  Outcome<std::vector<projections::WebhookEndpoint>> endpoints() const;
+  // `state` "" | pending | delivered | failed; invalid_cursor for a cursor not handed out.
+  Outcome<projections::WebhookDeliveryPage> deliveries(std::string_view state,
+                                                       std::string_view cursor,
+                                                       std::size_t limit) const;
+  // One more attempt of a failed delivery, now (003 FR-039): not_found for an unknown id,
+  // invalid_transition unless it failed.
+  Outcome<projections::WebhookDelivery> retry_delivery(const Caller& c, std::string_view admin,
+                                                       std::string_view id);
 
   struct Created {
     Payment payment;
@@ -122,6 +152,7 @@ class PaymentCommands {
 
   CommandDeps d_;
   CommandConfig config_;
+  std::function<void()> deliveries_queued_;
 };
 
 }  // namespace sechex::api::identity

@@ -64,6 +64,7 @@ namespace sechex::api {
 
 // Mail kinds (MailQueued.kind): projections/outbox.h, where the producers see them too.
 using projections::kMailAccountLocked;
+using projections::kMailAdminAlert;
 using projections::kMailExclusiveNewDevice;
 using projections::kMailOtpCode;
 using projections::kMailOtpLockout;
@@ -148,6 +149,9 @@ struct MailerConfig {
   std::chrono::seconds max_age{24 * 3600};  // older pending mails fail "expired"
   std::chrono::milliseconds poll_interval{250};
   std::size_t batch = 64;  // due mails taken per pass
+  // --admin-email: who gets an admin_alert mail when a mail is given up (003 FR-039), queued in
+  // the same append as the final MailDeliveryFailed (never for a failed admin_alert itself).
+  std::vector<std::string> admin_emails;
 };
 
 // Whether an smtp:// or smtps:// URL names a loopback host (127.0.0.0/8, ::1, localhost).

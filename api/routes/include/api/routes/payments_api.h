@@ -15,6 +15,16 @@
 //                                invalid_signature (details.reason: webhook_signature.h), 409
 //                                invalid_transition, 404 for an unknown payment, 503 when
 //                                --payment-webhook-secret-file is not set
+//   GET|POST /v1/admin/webhooks/endpoints   (admin) {url, events:[...]} -> 201 {id, url, events,
+//                                enabled, createdAt, secret} (the secret only in this answer);
+//                                GET lists them without secrets. `url` https:// (http:// too with
+//                                --webhook-allow-private-targets), `events` a non-empty subset of
+//                                payment.created|succeeded|failed|refunded
+//   GET  /v1/admin/webhooks/deliveries       (admin) ?status&cursor&limit -> {deliveries,
+//                                nextCursor}, newest first, with attempts and the last error
+//   POST /v1/admin/webhooks/deliveries/{id}/retry  (admin) one more attempt of a failed delivery,
+//                                now -> the delivery; 404 unknown, 409 invalid_transition unless
+//                                it failed
 //
 // Body rules: `amount` a positive JSON integer of minor units up to 2^53 - 1, `currency` an
 // active ISO 4217 code (upper case), `description` a string, `metadata` an object of depth <= 2;
@@ -38,6 +48,8 @@ namespace sechex::api {
 struct PaymentsConfig {
   // The provider's webhook secret (--payment-webhook-secret-file); nullopt: webhooks answer 503.
   std::optional<webhooks::Secret> provider_secret;
+  // --webhook-allow-private-targets: endpoints may be http:// (tests, development).
+  bool allow_http_endpoints = false;
 };
 
 class PaymentsApi {
@@ -50,6 +62,10 @@ class PaymentsApi {
   Response list(const Request& req, const Principal& who);
   Response get(const Request& req, const Principal& who);
   Response webhook(const Request& req);
+  Response register_endpoint(const Request& req, const Principal& admin);
+  Response list_endpoints(const Request& req, const Principal& admin);
+  Response list_deliveries(const Request& req, const Principal& admin);
+  Response retry_delivery(const Request& req, const Principal& admin);
 
  private:
   IdentityDeps d_;
