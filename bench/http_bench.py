@@ -22,24 +22,25 @@ IDLE_CONNECTIONS = 10_000
 BATCH = 100
 
 
-def wait_for_port(proc, log_path, timeout=30.0):
-    """The port from the "serving on 127.0.0.1:PORT" line the server writes on stderr."""
+def wait_for_port(proc, log_path, timeout=30.0, marker="serving on 127.0.0.1:"):
+    """The port from the "serving on 127.0.0.1:PORT" line (or `marker`) the server writes on
+    stderr."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {open(log_path).read()[-2000:]}")
         with open(log_path) as f:
             for line in f:
-                if "serving on 127.0.0.1:" in line:
-                    return int(line.split("serving on 127.0.0.1:")[1].split()[0])
+                if marker in line:
+                    return int(line.split(marker)[1].split()[0])
         time.sleep(0.05)
     raise RuntimeError("server did not report its port")
 
 
-def start(cmd, log_path, env=None):
+def start(cmd, log_path, env=None, marker="serving on 127.0.0.1:"):
     log = open(log_path, "w")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
-    return proc, wait_for_port(proc, log_path)
+    return proc, wait_for_port(proc, log_path, marker=marker)
 
 
 def stop(proc):

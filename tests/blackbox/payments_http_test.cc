@@ -11,7 +11,10 @@
 #include <future>
 #include <set>
 
+#include "api/crypto/jose.h"
+#include "api/crypto/token_settings.h"
 #include "api/crypto/webhook_signature.h"
+#include "ledger/clock.h"
 #include "support/ledgerd_fixture.h"
 #include "support/test_util.h"
 
@@ -177,6 +180,29 @@ TEST_F(Payments, EachMalformedPaymentIsRefusedWithItsReasonAndCreatesNothing) {
   // JPY has no minor unit, KWD three: both are currencies.
   EXPECT_EQ(pay(carol, "yen", {{"amount", 500}, {"currency", "JPY"}}).status, 201u);
   EXPECT_EQ(pay(carol, "dinar", {{"amount", 1500}, {"currency", "KWD"}}).status, 201u);
+}
+
+// API.md: "Email must be verified". Sign-in refuses an unverified address, so the test signs the
+// pending user's token itself with the data directory's key ring, as ledgerd would.
+TEST_F(Payments, AnUnverifiedAddressCannotPayAndIsToldHowToVerify) {
+  start();
+  const auto reg =
+      post("/v1/auth/register",
+           {{"email", "dana@example.com"}, {"password", kPassword}, {"consent", true}});
+  ASSERT_EQ(reg.status, 201u) << reg.body;
+  const api::TokenSettings settings;
+  auto ring = api::jose::KeyRing::load_or_create(api::jwt_keys_dir(data()), SystemClock::instance(),
+                                                 settings.ring_options());
+  ASSERT_TRUE(ring) << ring.error().message();
+  const api::jose::TokenIssuer issuer(*ring.value(), SystemClock::instance(),
+                                      settings.issuer_config());
+  const auto issued =
+      issuer.issue({data_of(reg)["userId"], "sess-pending", {}}, std::chrono::seconds(600));
+  ASSERT_TRUE(issued);
+  const auto r = pay(issued.value().token, "k-unverified", kOrder);
+  EXPECT_EQ(r.status, 403u) << r.body;
+  EXPECT_EQ(error_of(r)["code"], "email_not_verified");
+  EXPECT_EQ(error_of(r)["details"]["resendUrl"], "/v1/auth/verify-email/resend");
 }
 
 // API.md idempotency: the same key and body (spelled differently) is the same payment, 200 with
