@@ -143,7 +143,9 @@ TEST_F(LedgerdApi, TheServedOpenApiDocumentMarksExactlyWhatTheRouterDoesNotServe
     }
   }
   EXPECT_GE(served, 30u);
-  EXPECT_GE(not_served, 10u);
+  // The contract runs ahead of the code (OAuth, Merkle proofs are still to come): some
+  // operations are marked, so the marking itself is exercised. Lower this as they land.
+  EXPECT_GE(not_served, 2u);
 }
 
 TEST_F(LedgerdApi, EachClassOfHostileIngestBodyGetsItsReasonAndTheServerStaysHealthy) {
