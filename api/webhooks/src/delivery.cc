@@ -63,9 +63,21 @@ WebhookWorker::WebhookWorker(CommandPath& commands, ledger::KeyStore& keys, Work
       config_(std::move(config)),
       clock_(clock),
       hooks_(std::move(hooks)) {
-  task_ = std::make_unique<PeriodicTask>(config_.poll_interval, [this](const auto&) {
-    if (auto r = run_once(); !r) log("webhook delivery pass failed: " + r.error().message());
-  });
+  // A pass takes at most `batch` due deliveries; a backlog is worked off pass after pass, not
+  // one batch per poll interval.
+  task_ = std::make_unique<PeriodicTask>(
+      config_.poll_interval,
+      [this](const auto& stopping) {
+        for (;;) {
+          auto r = run_once();
+          if (!r) {
+            log("webhook delivery pass failed: " + r.error().message());
+            return;
+          }
+          if (r.value().recorded < config_.batch || stopping) return;  // else more may be due
+        }
+      },
+      PeriodicTask::Options{.run_at_start = true});
 }
 
 WebhookWorker::~WebhookWorker() { stop(); }
@@ -83,9 +95,9 @@ void WebhookWorker::log(const std::string& line) const {
   if (hooks_.log) hooks_.log(line);
 }
 
-Result<std::size_t> WebhookWorker::run_once() {
+Result<WebhookWorker::Pass> WebhookWorker::run_once() {
   std::lock_guard pass(run_mu_);
-  if (cancel_) return std::size_t{0};
+  if (cancel_) return Pass{};
   const auto& ownership = commands_.ownership();
   SECHEX_TRY(const auto due, projections::due_webhook_deliveries(
                                  commands_.projections(), clock_.now_micros(), config_.batch,
@@ -102,7 +114,7 @@ Result<std::size_t> WebhookWorker::run_once() {
     }
     if (r.value()) ++recorded;
   }
-  return recorded;
+  return Pass{due.size(), recorded};
 }
 
 HttpResult WebhookWorker::send(const WebhookDelivery& d,

@@ -104,8 +104,13 @@ class WebhookWorker {
   void stop();
   // A delivery was queued (or retried by hand): deliver now rather than at the next poll.
   void notify();
-  // Delivers what is due now; the number of outcomes recorded.
-  Result<std::size_t> run_once();
+  // Delivers what is due now, at most config.batch deliveries: how many it took and how many
+  // outcomes it recorded.
+  struct Pass {
+    std::size_t taken = 0;
+    std::size_t recorded = 0;
+  };
+  Result<Pass> run_once();
 
  private:
   Result<bool> attempt(const projections::WebhookDelivery& d);
