@@ -14,6 +14,7 @@
 #include "api/crypto/jose.h"
 #include "api/crypto/token_settings.h"
 #include "api/crypto/webhook_signature.h"
+#include "api/webhooks/http_client.h"
 #include "ledger/clock.h"
 #include "support/ledgerd_fixture.h"
 #include "support/test_util.h"
@@ -609,6 +610,48 @@ TEST_F(WebhooksOut, ADeliveryPendingAcrossAKillNineGoesOnAfterTheRestart) {
   const auto requests = receiver.requests();
   ASSERT_EQ(requests.size(), 2u);
   EXPECT_EQ(requests[0]["id"], requests[1]["id"]);
+}
+
+// A redirect is a failure, never followed to its Location; a huge answer is cut at 64 KiB and
+// its 2xx still counts.
+TEST_F(WebhooksOut, RedirectsAreNotFollowedAndHugeAnswersAreCut) {
+  require_python();
+  Receiver receiver(dir_);
+  receiver.plan("302 location=/followed\n200 big\n");
+  start_out();
+  const auto admin = admin_token();
+  ASSERT_FALSE(endpoint(receiver, {"payment.created"}, admin).empty());
+  const auto user = verified("max@example.com");
+  ASSERT_FALSE(user.empty());
+  ASSERT_EQ(pay(access_token("max@example.com"), "w-6", kOrder).status, 201u);
+  const auto list = deliveries_when(admin, [](const auto& l) { return all_in(l, "delivered", 1); });
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["status"], "delivered") << list.dump();
+  EXPECT_EQ(list[0]["attempts"], 2);
+  const auto requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  for (const auto& r : requests) EXPECT_EQ(r["path"], "/hooks") << "never /followed";
+  EXPECT_EQ(requests[0]["answered"], 302);
+  EXPECT_EQ(audit(admin, user, "WebhookDeliveryFailed").size(), 1u) << "the 302 was a failure";
+}
+
+// The client itself: the answer is read up to its cap (64 KiB) and the 2xx kept; Retry-After
+// is read; a redirect's Location is not visited.
+TEST_F(WebhooksOut, TheClientCapsAnswersReadsRetryAfterAndVisitsNoLocation) {
+  require_python();
+  Receiver receiver(dir_);
+  receiver.plan("200 big\n503 7\n307 location=/followed\n");
+  api::webhooks::ClientOptions options;
+  options.allow_private_targets = true;
+  const auto big = api::webhooks::post(receiver.url(), {}, "{}", options);
+  EXPECT_EQ(big.status, 200);
+  EXPECT_EQ(big.body.size(), options.max_response_bytes);
+  const auto busy = api::webhooks::post(receiver.url(), {}, "{}", options);
+  EXPECT_EQ(busy.status, 503);
+  EXPECT_EQ(busy.retry_after_seconds, 7);
+  const auto moved = api::webhooks::post(receiver.url(), {}, "{}", options);
+  EXPECT_EQ(moved.status, 307);
+  EXPECT_EQ(receiver.requests().size(), 3u);
 }
 
 // SSRF: endpoints are https:// unless --webhook-allow-private-targets, and a target that

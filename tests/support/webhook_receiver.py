@@ -4,9 +4,10 @@ Webhooks library (PyPI `standardwebhooks`).
 
   webhook_receiver.py DIR
 prints "listening on 127.0.0.1:PORT" (stderr) and serves until killed. DIR/plan holds one line per status to answer,
-used up in order (the last line repeats), e.g. "503 2" = 503 with Retry-After: 2, "200", "410";
+used up in order (the last line repeats), e.g. "503 2" = 503 with Retry-After: 2, "200", "410",
+"302 location=/followed" = a redirect, "200 big" = a 1 MiB answer;
 DIR/secret, once the test writes it, the endpoint's whsec_ secret. Every request is appended to
-DIR/requests.jsonl as {"id", "timestamp", "signature_ok", "body", "answered"}.
+DIR/requests.jsonl as {"path", "id", "timestamp", "signature_ok", "body", "answered"}.
 """
 import json
 import os
@@ -44,16 +45,25 @@ class Handler(BaseHTTPRequestHandler):
         plan = plan_line(served)
         served += 1
         status = int(plan[0])
-        self.send_response(status)
-        if len(plan) > 1:
-            self.send_header("Retry-After", plan[1])
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
+        answer = b"{}"
         with open(os.path.join(DIR, "requests.jsonl"), "a") as f:
-            f.write(json.dumps({"id": self.headers.get("webhook-id"),
+            f.write(json.dumps({"path": self.path, "id": self.headers.get("webhook-id"),
                                 "timestamp": self.headers.get("webhook-timestamp"),
                                 "signature_ok": ok, "body": body, "answered": status}) + "\n")
+        self.send_response(status)
+        for option in plan[1:]:
+            if option.startswith("location="):
+                self.send_header("Location", option[len("location="):])
+            elif option == "big":
+                answer = b"x" * (1 << 20)
+            else:
+                self.send_header("Retry-After", option)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        try:
+            self.wfile.write(answer)
+        except OSError:
+            pass  # the client stopped reading (a capped answer)
 
     def log_message(self, *args):
         pass
