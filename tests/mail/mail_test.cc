@@ -45,6 +45,20 @@ DeliveryOutcome transient() {
 
 // ---- The retry decision (pure, injected time) ----
 
+// Issue 15: the retry policy shared with webhook deliveries spreads retries by up to a quarter
+// of the delay, so mails failing together do not come back in lockstep.
+TEST(MailDecision, JitterStretchesEachDelayByUpToAQuarter) {
+  const MailerConfig config;
+  const std::int64_t waits[] = {2, 4, 8};
+  for (std::uint32_t made = 0; made < 3; ++made) {
+    const auto low = decide_mail_outcome(pending(made), transient(), config, kNow, 0.0);
+    const auto high = decide_mail_outcome(pending(made), transient(), config, kNow, 0.99);
+    EXPECT_EQ(low.next_attempt_at, kNow + waits[made] * kSecond);
+    EXPECT_GT(high.next_attempt_at, low.next_attempt_at);
+    EXPECT_LE(high.next_attempt_at, kNow + waits[made] * kSecond * 5 / 4);
+  }
+}
+
 TEST(MailDecision, FailuresBackOff2s4s8sAndTheFourthAttemptIsFinal) {
   // Spec 003 FR-038: up to 3 retries with increasing delays.
   const MailerConfig config;  // backoff_base 2 s, max_attempts 4
@@ -436,9 +450,11 @@ TEST_F(MailWorkerFileTest, AnUnwritableOutboxIsRetriedWithBackoffThenGivenUp) {
     const auto s = w_.state(id);
     EXPECT_EQ(s->state, "pending");
     EXPECT_EQ(s->attempts, static_cast<std::uint32_t>(attempt));
-    EXPECT_EQ(s->next_attempt_at, w_.clock.now_micros() + waits[attempt - 1] * kSecond);
+    // The backoff, stretched by up to a quarter (jitter).
+    EXPECT_GE(s->next_attempt_at, w_.clock.now_micros() + waits[attempt - 1] * kSecond);
+    EXPECT_LE(s->next_attempt_at, w_.clock.now_micros() + waits[attempt - 1] * kSecond * 5 / 4);
     EXPECT_EQ(worker.run_once().value(), 0u) << "not due before its backoff";
-    w_.manual.advance_micros(waits[attempt - 1] * kSecond);
+    w_.manual.advance_micros(waits[attempt - 1] * kSecond * 5 / 4);
   }
   EXPECT_EQ(worker.run_once().value(), 1u);
   EXPECT_EQ(w_.state(id)->state, "failed");

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -342,7 +343,8 @@ bool is_loopback_smtp_url(std::string_view url) {
 }
 
 MailDecision decide_mail_outcome(const OutboxEntry& entry, const DeliveryOutcome& outcome,
-                                 const MailerConfig& config, std::int64_t now_micros) {
+                                 const MailerConfig& config, std::int64_t now_micros,
+                                 double jitter) {
   MailDecision d;
   if (entry.state != "pending") return d;  // recorded already: the first outcome wins
   d.attempt = entry.attempts + 1;
@@ -355,7 +357,7 @@ MailDecision decide_mail_outcome(const OutboxEntry& entry, const DeliveryOutcome
   d.error = outcome.error;
   const RetryPolicy retry{config.backoff_base, config.max_attempts};
   d.final = outcome.status == Status::permanent_failure || retry.final(d.attempt);
-  if (!d.final) d.next_attempt_at = retry.next_attempt_at(d.attempt, now_micros);
+  if (!d.final) d.next_attempt_at = retry.next_attempt_at(d.attempt, now_micros, jitter, 0);
   return d;
 }
 
@@ -571,6 +573,10 @@ Result<bool> MailWorker::attempt(const OutboxEntry& entry) {
   }
   const auto outcome = deliver(*fresh);
   if (cancel_ && outcome.status != Status::delivered) return false;  // stopping: retried later
+  std::uint32_t draw = 0;
+  const double jitter = RAND_bytes(reinterpret_cast<unsigned char*>(&draw), sizeof draw) == 1
+                            ? static_cast<double>(draw) / 4294967296.0
+                            : 0.5;
   std::optional<MailDecision> decided;
   SECHEX_TRY(
       const auto records,
@@ -579,7 +585,7 @@ Result<bool> MailWorker::attempt(const OutboxEntry& entry) {
             SECHEX_TRY(const auto current, projections::mail_state(store, entry.message_id));
             if (!current) return std::vector<ledger::Bytes>{};
             const auto now = clock_.now_micros();
-            const auto d = decide_mail_outcome(*current, outcome, config_, now);
+            const auto d = decide_mail_outcome(*current, outcome, config_, now, jitter);
             if (d.kind == MailDecision::Kind::none) return std::vector<ledger::Bytes>{};
             const ledger::EventMeta meta{.subject = entry.subject,
                                          .actor = "system",

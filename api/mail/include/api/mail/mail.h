@@ -9,8 +9,9 @@
 // the secret, renders the message, hands it to the transport and records the outcome through the
 // command path (MailDelivered, or MailDeliveryFailed with the next attempt's time).
 //
-// Retries (decide_mail_outcome, pure; the policy is api/app/retry.h's): attempt n (1-based)
-// failing transiently is retried at now + backoff_base * 2^(n-1) (2 s, 4 s, 8 s with the defaults);
+// Retries (decide_mail_outcome, pure; the policy is api/app/retry.h's, shared with webhook
+// deliveries): attempt n (1-based) failing transiently is retried at now + backoff_base *
+// 2^(n-1) (2 s, 4 s, 8 s with the defaults), stretched by up to a quarter at random (jitter);
 // the failure of attempt max_attempts (1 + 3 retries) is final. Permanent failures are final at
 // once: the subject was erased ("subject_erased": the mail is never sent), the sealed fields cannot
 // be opened, the mail cannot be rendered, the server refused it with a 5xx reply, or it is older
@@ -179,9 +180,11 @@ struct MailDecision {
 
 // The pure decision of the worker (ARCHITECTURE.md): for `entry` as it stands before the
 // attempt, the attempt's outcome and `now_micros`.
+// `jitter` in [0, 1) stretches a retry's delay by up to a quarter (api/app/retry.h), so mails
+// failing together do not retry in lockstep; the worker draws it from RAND_bytes.
 MailDecision decide_mail_outcome(const projections::OutboxEntry& entry,
                                  const DeliveryOutcome& outcome, const MailerConfig& config,
-                                 std::int64_t now_micros);
+                                 std::int64_t now_micros, double jitter = 0);
 // The event recording `decision` for `message_id` (Errc::invalid_argument for Kind::none).
 Result<ledger::Bytes> build_mail_outcome(const ledger::EventMeta& meta, std::string_view message_id,
                                          const MailDecision& decision);
