@@ -178,6 +178,13 @@ TEST_F(Payments, EachMalformedPaymentIsRefusedWithItsReasonAndCreatesNothing) {
                      R"({"amount": 1, "amount": 2, "currency": "EUR"})", 30s);
   EXPECT_EQ(error_of(dup)["details"]["reason"], "duplicate_key");
   EXPECT_EQ(data_of(get(carol, "/v1/payments"))["payments"].size(), 0u);
+  // Hostile query parameters are refused with their reason, bytes that are not UTF-8 included.
+  for (const auto* q : {"?%FF=1", "?status=%FF", "?limit=0", "?limit=101", "?cursor=zz",
+                        "?status=pending&status=failed", "?nope=1"}) {
+    const auto r = get(carol, std::string("/v1/payments") + q);
+    EXPECT_EQ(r.status, 400u) << q << " " << r.body;
+    EXPECT_EQ(error_of(r)["code"], "invalid_request") << q;
+  }
   // JPY has no minor unit, KWD three: both are currencies.
   EXPECT_EQ(pay(carol, "yen", {{"amount", 500}, {"currency", "JPY"}}).status, 201u);
   EXPECT_EQ(pay(carol, "dinar", {{"amount", 1500}, {"currency", "KWD"}}).status, 201u);

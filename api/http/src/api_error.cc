@@ -6,9 +6,11 @@ namespace sechex::api {
 Response ApiError::response() const {
   Response r;
   r.status = status;
+  // Messages and details may quote input (an unknown field's name, a query parameter's): bytes
+  // that are not UTF-8 become U+FFFD instead of making the answer itself fail.
   r.body = nlohmann::json{{"data", nullptr},
                           {"error", {{"code", code}, {"message", message}, {"details", details}}}}
-               .dump();
+               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   r.headers.insert(r.headers.end(), headers.begin(), headers.end());
   if (retry_after_seconds > 0) {
     r.headers.emplace_back("Retry-After", std::to_string(retry_after_seconds));
