@@ -26,6 +26,15 @@ std::vector<std::string_view> split_lines(std::string_view text) {
   return lines;
 }
 
+constexpr std::string_view kChainLine = "chain ";
+
+bool decode_hash(std::string_view text, Hash& out) {
+  Bytes bytes;
+  if (!crypto::base64_decode(text, bytes) || bytes.size() != out.size()) return false;
+  std::copy(bytes.begin(), bytes.end(), out.begin());
+  return true;
+}
+
 }  // namespace
 
 std::string checkpoint_origin(std::string_view ledger_id, Partition partition) {
@@ -33,12 +42,18 @@ std::string checkpoint_origin(std::string_view ledger_id, Partition partition) {
 }
 
 std::string checkpoint_body(const Checkpoint& cp) {
-  return cp.origin + "\n" + std::to_string(cp.size) + "\n" + crypto::base64_encode(cp.hash) + "\n";
+  auto body = cp.origin + "\n" + std::to_string(cp.size) + "\n";
+  if (!cp.root) return body + crypto::base64_encode(cp.hash) + "\n";
+  return body + crypto::base64_encode(*cp.root) + "\n" + std::string(kChainLine) +
+         crypto::base64_encode(cp.hash) + "\n";
 }
 
 std::optional<Checkpoint> parse_checkpoint_body(std::string_view note) {
+  // The body ends at the first blank line (signatures follow it in a signed note).
+  const auto blank = note.find("\n\n");
+  if (blank != std::string_view::npos) note = note.substr(0, blank + 1);
   const auto lines = split_lines(note);
-  if (lines.size() < 3 || lines[0].empty()) return std::nullopt;
+  if ((lines.size() != 3 && lines.size() != 4) || lines[0].empty()) return std::nullopt;
   Checkpoint cp;
   cp.origin = std::string(lines[0]);
   const auto size_line = lines[1];
@@ -47,9 +62,17 @@ std::optional<Checkpoint> parse_checkpoint_body(std::string_view note) {
   const auto [ptr, ec] =
       std::from_chars(size_line.data(), size_line.data() + size_line.size(), cp.size);
   if (ec != std::errc() || ptr != size_line.data() + size_line.size()) return std::nullopt;
-  Bytes hash;
-  if (!crypto::base64_decode(lines[2], hash) || hash.size() != cp.hash.size()) return std::nullopt;
-  std::copy(hash.begin(), hash.end(), cp.hash.begin());
+  Hash third{};
+  if (!decode_hash(lines[2], third)) return std::nullopt;
+  if (lines.size() == 3) {
+    cp.hash = third;
+    return cp;
+  }
+  if (lines[3].substr(0, kChainLine.size()) != kChainLine ||
+      !decode_hash(lines[3].substr(kChainLine.size()), cp.hash)) {
+    return std::nullopt;
+  }
+  cp.root = third;
   return cp;
 }
 
@@ -144,7 +167,7 @@ TrustedKeys::NoteCheck TrustedKeys::verify(std::string_view note) const {
   NoteCheck result;
   const auto n = verify_note(note);
   const auto cp = parse_checkpoint_body(n.text);
-  if (n.status == Status::malformed || !cp || split_lines(n.text).size() != 3) return result;
+  if (n.status == Status::malformed || !cp) return result;
   result.status = n.status;
   result.checkpoint = *cp;
   result.key_name = n.key_name;

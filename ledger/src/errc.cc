@@ -40,6 +40,10 @@ class LedgerCategory final : public std::error_category {
         return "an earlier durable write failed; reopen the ledger";
       case Errc::closed:
         return "ledger is closed";
+      case Errc::pruned:
+        return "record pruned by retention";
+      case Errc::not_supported:
+        return "not supported by this log";
     }
     return "unknown ledger error";
   }

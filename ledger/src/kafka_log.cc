@@ -879,6 +879,8 @@ Result<Decoded> KafkaLog::Impl::decode(const rd_kafka_message_t& m, Partition p)
   }
   auto view = decode_record(std::string_view(static_cast<const char*>(m.payload), m.len));
   if (!view) return fail(where + ": undecodable record", view.error());
+  // Kafka retention deletes records outright; a stub here was never written by a ledger.
+  if (view.value().pruned) return fail(where + ": a pruned stub in the topic", Errc::corruption);
   const auto& v = view.value();
   Decoded d;
   d.offset = m.offset;
@@ -1446,7 +1448,7 @@ Result<AppendResult> KafkaLog::append_with_keys(Partition partition,
     if (by_count || by_time) {
       SECHEX_TRY(auto note,
                  impl_->opts.signer->sign(
-                     {checkpoint_origin(impl_->ledger_id, partition), next.value, head}));
+                     {checkpoint_origin(impl_->ledger_id, partition), next.value, head, {}}));
       msgs.push_back(
           {impl_->cp_topic, 0, be32_key(partition.value), std::move(note), {}, {}, false, {}});
       has_checkpoint = true;
@@ -1569,7 +1571,7 @@ Result<std::size_t> KafkaLog::checkpoint_due(bool force) {
     const bool by_time = pol.every.count() > 0 && now - w.checkpoint_micros >= pol.every.count();
     if (!(by_count || by_time || force)) continue;
     SECHEX_TRY(auto note, impl_->opts.signer->sign(
-                              {checkpoint_origin(impl_->ledger_id, p), w.next.value, w.head}));
+                              {checkpoint_origin(impl_->ledger_id, p), w.next.value, w.head, {}}));
     std::vector<Impl::Message> msgs;
     msgs.push_back({impl_->cp_topic, 0, be32_key(i), std::move(note), {}, {}, false, {}});
     SECHEX_TRYV(impl_->commit_batch(w, p, msgs, w.next, w.head, true));

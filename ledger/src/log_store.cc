@@ -18,6 +18,7 @@
 #include "endian.h"
 #include "ledger/checkpoint.h"
 #include "ledger/crypto.h"
+#include "ledger/merkle.h"
 #include "ledger/verify.h"
 #include "schemas/events.h"
 
@@ -32,8 +33,11 @@ constexpr std::uint32_t kMaxPartitions = 4096;
 // appenders that joined first.
 constexpr std::size_t kMaxGroupBytes = 8 << 20;
 
-enum CfIndex { kDefault = 0, kLog, kMeta, kCheckpoints, kKeys, kCfCount };
-const char* const kCfNames[kCfCount] = {"default", "log", "meta", "checkpoints", "keys"};
+enum CfIndex { kDefault = 0, kLog, kMeta, kCheckpoints, kKeys, kMerkle, kCfCount };
+const char* const kCfNames[kCfCount] = {"default", "log", "meta", "checkpoints", "keys", "merkle"};
+constexpr std::string_view kTreeFormat = "rfc6962/v1";
+// Records per synced batch when pruning or building the tree of an older store.
+constexpr std::uint64_t kMaintenanceBatch = 4096;
 
 std::string head_key(Partition p) {
   std::string k = "head/";
@@ -46,6 +50,28 @@ std::string checkpoint_key(Partition p, std::uint64_t size) {
   detail::put_be32(k, p.value);
   detail::put_be64(k, size);
   return k;
+}
+
+std::string merkle_key(Partition p, unsigned level, std::uint64_t index) {
+  return merkle_node_key(p, level, index);
+}
+
+std::string cut_key(Partition p) {
+  std::string k = "cut/";
+  detail::put_be32(k, p.value);
+  return k;
+}
+
+rocksdb::Slice slice_of(const Hash& h) {
+  return {reinterpret_cast<const char*>(h.data()), h.size()};
+}
+
+// The RFC 6962 leaf hash of a stored record: of its bytes, or the one its stub kept.
+Result<Hash> leaf_of(std::string_view value) {
+  SECHEX_TRY(auto view, decode_record(value));
+  if (view.pruned) return view.leaf;
+  return merkle::leaf_hash(
+      ByteView(reinterpret_cast<const std::uint8_t*>(value.data()), value.size()));
 }
 
 std::error_code map_status(const rocksdb::Status& s) {
@@ -62,6 +88,7 @@ std::error_code map_status(const rocksdb::Status& s) {
 struct PartitionState {
   Seq next;
   Hash head{};
+  merkle::CompactRange tree;           // right edge of the partition's Merkle tree (when kept)
   std::uint64_t checkpoint_size = 0;   // size covered by the newest checkpoint
   std::int64_t checkpoint_micros = 0;  // when it was written (or when the store opened)
 };
@@ -73,7 +100,9 @@ struct LogStore::Impl {
   std::string ledger_id;
   std::uint32_t partitions = 0;
   bool read_only = false;
+  bool tree = false;                // the merkle column family covers every record
   std::string owned_secondary_dir;  // removed on close
+  std::mutex prune_mu;              // one prune at a time
 
   // Group commit (LevelDB's DBImpl::Write pattern): the writer at the front of `queue` is the
   // leader and commits everything queued behind it in one synced WriteBatch.
@@ -109,6 +138,8 @@ struct LogStore::Impl {
   }
 
   Result<void> commit(std::vector<Writer*>& group);
+  Result<void> build_tree();
+  Result<Hash> node(Partition p, unsigned level, std::uint64_t index) const;
   Result<void> restore_heads(const LogStore& self, Fault* fault_out);
   Result<std::optional<Record>> last_record(Partition p) const;
 };
@@ -144,9 +175,19 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const LogOptions& options, Faul
   auto db_opts = base_options();
   db_opts.create_if_missing = !impl->read_only && options.create_if_missing;
   db_opts.create_missing_column_families = db_opts.create_if_missing;
+  // Stores written before the Merkle tree existed lack its column family: a writer adds it
+  // (and builds the tree below), a reader goes without.
+  bool have_merkle = true;
+  if (exists) {
+    std::vector<std::string> names;
+    if (rocksdb::DB::ListColumnFamilies(db_opts, options.path, &names).ok()) {
+      have_merkle = std::find(names.begin(), names.end(), kCfNames[kMerkle]) != names.end();
+    }
+  }
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-  for (const auto* name : kCfNames) {
-    descs.emplace_back(name, rocksdb::ColumnFamilyOptions(db_opts));
+  for (int i = 0; i < kCfCount; ++i) {
+    if (i == kMerkle && !have_merkle) continue;
+    descs.emplace_back(kCfNames[i], rocksdb::ColumnFamilyOptions(db_opts));
   }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s;
@@ -168,6 +209,15 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const LogOptions& options, Faul
     return map_status(s);
   }
   impl->db.reset(raw);
+  if (!have_merkle) {
+    rocksdb::ColumnFamilyHandle* h = nullptr;
+    if (!impl->read_only) {
+      s = impl->db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(db_opts), kCfNames[kMerkle],
+                                       &h);
+      if (!s.ok()) return map_status(s);
+    }
+    impl->cfs.push_back(h);
+  }
 
   // Format and identity.
   auto* meta = impl->cfs[kMeta];
@@ -182,6 +232,7 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const LogOptions& options, Faul
     rocksdb::WriteBatch wb;
     wb.Put(meta, "ledger_id", to_hex(id));
     wb.Put(meta, "partitions", std::to_string(options.partitions));
+    wb.Put(meta, "tree", std::string(kTreeFormat));
     wb.Put(meta, "format", std::string(kFormat));
     rocksdb::WriteOptions wo;
     wo.sync = true;
@@ -205,6 +256,15 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const LogOptions& options, Faul
     return Errc::corruption;
   }
   if (impl->partitions == 0 || impl->partitions > kMaxPartitions) return Errc::corruption;
+  std::string tree;
+  s = impl->db->Get(rocksdb::ReadOptions(), meta, "tree", &tree);
+  if (s.ok() && tree != kTreeFormat) return Errc::unsupported_version;
+  if (!s.ok() && !s.IsNotFound()) return map_status(s);
+  impl->tree = s.ok();
+  if (!impl->tree && !impl->read_only) {
+    SECHEX_TRYV(impl->build_tree());
+    impl->tree = true;
+  }
 
   std::unique_ptr<LogStore> store(new LogStore(std::move(impl)));
   SECHEX_TRYV(store->impl_->restore_heads(*store, fault_out));
@@ -274,6 +334,22 @@ Result<void> LogStore::Impl::restore_heads(const LogStore& self, Fault* fault_ou
     }
     st.next = Seq{walk.next};
     st.head = walk.head;
+    if (tree) {
+      std::vector<Hash> nodes;
+      for (const auto& id : merkle::nodes_for_size(st.next.value)) {
+        auto h = node(p, id.level, id.index);
+        if (!h) {
+          if (h.error() != Errc::not_found) return h.error();
+          return fail({{p, Seq{st.next.value - 1}},
+                       "tree_node_missing",
+                       "the Merkle tree node (level " + std::to_string(id.level) + ", index " +
+                           std::to_string(id.index) + ") is missing"},
+                      Errc::chain_broken);
+        }
+        nodes.push_back(h.value());
+      }
+      st.tree = merkle::CompactRange::from_nodes(st.next.value, std::move(nodes)).value();
+    }
 
     std::string hv;
     const auto hs = db->Get(rocksdb::ReadOptions(), cfs[kMeta], head_key(p), &hv);
@@ -332,6 +408,8 @@ rocksdb::ColumnFamilyHandle* LogStore::cf_log() const { return impl_->cfs[kLog];
 rocksdb::ColumnFamilyHandle* LogStore::cf_meta() const { return impl_->cfs[kMeta]; }
 rocksdb::ColumnFamilyHandle* LogStore::cf_checkpoints() const { return impl_->cfs[kCheckpoints]; }
 rocksdb::ColumnFamilyHandle* LogStore::cf_keys() const { return impl_->cfs[kKeys]; }
+rocksdb::ColumnFamilyHandle* LogStore::cf_merkle() const { return impl_->cfs[kMerkle]; }
+bool LogStore::has_tree() const { return impl_->tree; }
 
 LogStats LogStore::stats() const {
   return {impl_->stat_appends.load(std::memory_order_relaxed),
@@ -446,7 +524,14 @@ Result<void> LogStore::Impl::commit(std::vector<Writer*>& group) {
     for (const auto& e : w->events) {
       const auto h = chain_hash(w->partition, st.next, st.head, e);
       const auto key = encode_log_key(w->partition, st.next);
-      batch.Put(cfs[kLog], key, encode_record(w->partition, st.next, h, e));
+      auto value = encode_record(w->partition, st.next, h, e);
+      if (tree) {
+        st.tree.push(merkle::leaf_hash(as_bytes(value)), [&](unsigned level, std::uint64_t index,
+                                                             const Hash& node) {
+          batch.Put(cfs[kMerkle], merkle_key(w->partition, level, index), slice_of(node));
+        });
+      }
+      batch.Put(cfs[kLog], key, value);
       w->result.hashes.push_back(h);
       st.head = h;
       st.next = Seq{st.next.value + 1};
@@ -474,7 +559,8 @@ Result<void> LogStore::Impl::commit(std::vector<Writer*>& group) {
     const bool by_time = pol.every.count() > 0 && now - st.checkpoint_micros >= pol.every.count();
     if (!(by_count || by_time || force)) continue;
     if (!touched[i] && !any_checkpoint_request) continue;
-    Checkpoint cp{checkpoint_origin(ledger_id, Partition{i}), st.next.value, st.head};
+    Checkpoint cp{checkpoint_origin(ledger_id, Partition{i}), st.next.value, st.head, {}};
+    if (tree) cp.root = st.tree.root();
     auto note = opts.signer->sign(cp);
     if (!note) return note.error();
     batch.Put(cfs[kCheckpoints], checkpoint_key(Partition{i}, cp.size), note.value());
@@ -516,6 +602,7 @@ Result<std::vector<Record>> LogStore::read_range(Partition partition, Seq from, 
     if (s.IsNotFound()) return out;
     if (!s.ok()) return map_status(s);
     SECHEX_TRY(auto view, decode_record(value.ToStringView()));
+    if (view.pruned) return Errc::pruned;
     out.push_back(
         Record{{partition, from}, view.hash, Bytes(view.event.begin(), view.event.end())});
     return out;
@@ -529,6 +616,7 @@ Result<std::vector<Record>> LogStore::read_range(Partition partition, Seq from, 
     Position pos;
     if (!decode_log_key(it->key().ToStringView(), pos)) return Errc::corruption;
     SECHEX_TRY(auto view, decode_record(it->value().ToStringView()));
+    if (view.pruned) return Errc::pruned;
     out.push_back(Record{pos, view.hash, Bytes(view.event.begin(), view.event.end())});
   }
   if (!it->status().ok()) return map_status(it->status());
@@ -540,7 +628,7 @@ Result<std::vector<Record>> LogStore::read_by_time(Partition partition, std::int
   // Event times come from the producers and need not be monotonic, so this scans; export and
   // audit queries that run often use the projections' (subject, time) index instead.
   std::vector<Record> out;
-  Seq next{0};
+  Seq next = retention_cut(partition).below;
   for (;;) {
     SECHEX_TRY(auto batch, read_range(partition, next, Seq{UINT64_MAX}, 4096));
     if (batch.empty()) break;
@@ -607,6 +695,167 @@ Result<std::optional<std::string>> LogStore::latest_checkpoint(Partition partiti
   if (!it->status().ok()) return map_status(it->status());
   if (!it->Valid() || !it->key().starts_with(prefix)) return std::optional<std::string>{};
   return std::optional<std::string>{it->value().ToString()};
+}
+
+Result<Hash> LogStore::Impl::node(Partition p, unsigned level, std::uint64_t index) const {
+  if (!tree || cfs[kMerkle] == nullptr) return Errc::not_supported;
+  if (p.value >= partitions) return Errc::invalid_argument;
+  rocksdb::PinnableSlice value;
+  if (level == 0) {
+    const auto s =
+        db->Get(rocksdb::ReadOptions(), cfs[kLog], encode_log_key(p, Seq{index}), &value);
+    if (!s.ok()) return map_status(s);
+    return leaf_of(value.ToStringView());
+  }
+  const auto s = db->Get(rocksdb::ReadOptions(), cfs[kMerkle], merkle_key(p, level, index), &value);
+  if (!s.ok()) return map_status(s);
+  if (value.size() != 32) return Errc::corruption;
+  Hash h{};
+  std::memcpy(h.data(), value.data(), 32);
+  return h;
+}
+
+// A store from before the tree: hash every record once and store the nodes, then mark the
+// tree as present. An interrupted build leaves no mark and starts over on the next open.
+Result<void> LogStore::Impl::build_tree() {
+  rocksdb::WriteOptions wo;
+  for (std::uint32_t i = 0; i < partitions; ++i) {
+    const Partition p{i};
+    merkle::CompactRange range;
+    rocksdb::WriteBatch batch;
+    std::string prefix;
+    detail::put_be32(prefix, i);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cfs[kLog]));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      Position pos;
+      // A gap or a bad record is left for restore_heads and verify to name.
+      if (!decode_log_key(it->key().ToStringView(), pos) || pos.seq.value != range.size()) break;
+      auto leaf = leaf_of(it->value().ToStringView());
+      if (!leaf) break;
+      range.push(leaf.value(), [&](unsigned level, std::uint64_t index, const Hash& h) {
+        batch.Put(cfs[kMerkle], merkle_key(p, level, index), slice_of(h));
+      });
+      if (batch.Count() >= kMaintenanceBatch) {
+        const auto s = db->Write(wo, &batch);
+        if (!s.ok()) return map_status(s);
+        batch.Clear();
+      }
+    }
+    if (!it->status().ok()) return map_status(it->status());
+    if (batch.Count() > 0) {
+      const auto s = db->Write(wo, &batch);
+      if (!s.ok()) return map_status(s);
+    }
+  }
+  rocksdb::WriteBatch mark;
+  mark.Put(cfs[kMeta], "tree", std::string(kTreeFormat));
+  wo.sync = true;
+  const auto s = db->Write(wo, &mark);
+  if (!s.ok()) return map_status(s);
+  return boost::outcome_v2::success();
+}
+
+RetentionCut LogStore::retention_cut(Partition partition) const {
+  std::string v;
+  if (!impl_->db->Get(rocksdb::ReadOptions(), impl_->cfs[kMeta], cut_key(partition), &v).ok() ||
+      v.size() != 16) {
+    return {};
+  }
+  return {Seq{detail::get_be64(v.data())},
+          static_cast<std::int64_t>(detail::get_be64(v.data() + 8))};
+}
+
+Result<Hash> LogStore::tree_node(Partition partition, unsigned level, std::uint64_t index) const {
+  return impl_->node(partition, level, index);
+}
+
+Result<std::optional<std::string>> LogStore::checkpoint_at(Partition partition,
+                                                           std::uint64_t size) const {
+  std::string note;
+  const auto s = impl_->db->Get(rocksdb::ReadOptions(), impl_->cfs[kCheckpoints],
+                                checkpoint_key(partition, size), &note);
+  if (s.IsNotFound()) return std::optional<std::string>{};
+  if (!s.ok()) return map_status(s);
+  return std::optional<std::string>{std::move(note)};
+}
+
+Result<LogStore::PruneResult> LogStore::prune(Partition partition, Seq below,
+                                              std::int64_t before_micros) {
+  if (impl_->read_only || partition.value >= impl_->partitions) return Errc::invalid_argument;
+  std::lock_guard prune_lock(impl_->prune_mu);
+  PruneResult out;
+  const auto cut = retention_cut(partition);
+  if (below.value > head(partition).next.value) return Errc::invalid_argument;
+  if (below <= cut.below) return out;
+  // The predecessor's hash, so each record's link is checked before its payload goes: a
+  // tampered record is never pruned into an unverifiable stub.
+  Hash prev{};
+  if (cut.below.value > 0) {
+    std::string v;
+    const auto s = impl_->db->Get(rocksdb::ReadOptions(), impl_->cfs[kLog],
+                                  encode_log_key(partition, Seq{cut.below.value - 1}), &v);
+    if (!s.ok()) return map_status(s);
+    SECHEX_TRY(auto view, decode_record(v));
+    prev = view.hash;
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  for (auto from = cut.below.value; from < below.value;) {
+    const auto to = std::min(from + kMaintenanceBatch, below.value);
+    rocksdb::WriteBatch batch;
+    rocksdb::ReadOptions ro;
+    const auto upper = encode_log_key(partition, Seq{to});
+    rocksdb::Slice upper_slice(upper);
+    ro.iterate_upper_bound = &upper_slice;
+    ro.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->cfs[kLog]));
+    auto expected = from;
+    for (it->Seek(encode_log_key(partition, Seq{from})); it->Valid(); it->Next(), ++expected) {
+      Position pos;
+      if (!decode_log_key(it->key().ToStringView(), pos) || pos.seq.value != expected) {
+        return Errc::chain_broken;
+      }
+      const auto value = it->value().ToStringView();
+      SECHEX_TRY(auto view, decode_record(value));
+      if (view.pruned) return Errc::chain_broken;  // a stub above the cut: not ours to touch
+      const auto digest = crypto::sha256(view.event);
+      if (chain_hash_from_digest(partition, pos.seq, prev, digest) != view.hash) {
+        return Errc::chain_broken;
+      }
+      batch.Put(impl_->cfs[kLog], it->key(),
+                encode_pruned_record(
+                    partition, pos.seq, view.hash, digest,
+                    merkle::leaf_hash(ByteView(reinterpret_cast<const std::uint8_t*>(value.data()),
+                                               value.size()))));
+      out.bytes_freed += value.size() > kPrunedRecordSize ? value.size() - kPrunedRecordSize : 0;
+      prev = view.hash;
+    }
+    if (!it->status().ok()) return map_status(it->status());
+    if (expected != to) return Errc::chain_broken;
+    std::string cv;
+    detail::put_be64(cv, to);
+    detail::put_be64(cv, static_cast<std::uint64_t>(before_micros));
+    batch.Put(impl_->cfs[kMeta], cut_key(partition), cv);
+    const auto s = impl_->db->Write(wo, &batch);
+    if (!s.ok()) return map_status(s);
+    out.pruned += to - from;
+    from = to;
+  }
+  // Give the space back now rather than whenever compaction reaches these keys.
+  const auto lo = encode_log_key(partition, cut.below);
+  const auto hi = encode_log_key(partition, below);
+  rocksdb::Slice lo_slice(lo), hi_slice(hi);
+  (void)impl_->db->CompactRange(rocksdb::CompactRangeOptions(), impl_->cfs[kLog], &lo_slice,
+                                &hi_slice);
+  return out;
+}
+
+std::string merkle_node_key(Partition p, unsigned level, std::uint64_t index) {
+  std::string k;
+  detail::put_be32(k, p.value);
+  k.push_back(static_cast<char>(level));
+  detail::put_be64(k, index);
+  return k;
 }
 
 Partition partition_for(std::string_view subject, std::uint32_t partitions) {

@@ -55,16 +55,36 @@ std::string encode_record(Partition partition, Seq seq, const Hash& hash, ByteVi
   return value;
 }
 
+std::string encode_pruned_record(Partition partition, Seq seq, const Hash& hash,
+                                 const Hash& event_digest, const Hash& leaf) {
+  std::string value;
+  value.reserve(kPrunedRecordSize);
+  value.push_back(static_cast<char>(kRecordFormatPruned));
+  detail::put_be32(value, partition.value);
+  detail::put_be64(value, seq.value);
+  value.append(reinterpret_cast<const char*>(hash.data()), hash.size());
+  value.append(reinterpret_cast<const char*>(event_digest.data()), event_digest.size());
+  value.append(reinterpret_cast<const char*>(leaf.data()), leaf.size());
+  return value;
+}
+
 Result<RecordView> decode_record(std::string_view value) {
   if (value.empty()) return Errc::corruption;
   const auto* b = reinterpret_cast<const std::uint8_t*>(value.data());
-  if (b[0] != kRecordFormatV1) return Errc::unsupported_version;
+  if (b[0] != kRecordFormatV1 && b[0] != kRecordFormatPruned) return Errc::unsupported_version;
   if (value.size() < kRecordHeaderSize) return Errc::corruption;
   RecordView r;
   r.format = b[0];
   r.partition = Partition{detail::get_be32(b + 1)};
   r.seq = Seq{detail::get_be64(b + 5)};
   std::memcpy(r.hash.data(), b + 13, 32);
+  if (b[0] == kRecordFormatPruned) {
+    if (value.size() != kPrunedRecordSize) return Errc::corruption;
+    r.pruned = true;
+    std::memcpy(r.event_digest.data(), b + kRecordHeaderSize, 32);
+    std::memcpy(r.leaf.data(), b + kRecordHeaderSize + 32, 32);
+    return r;
+  }
   r.event = ByteView(b + kRecordHeaderSize, value.size() - kRecordHeaderSize);
   return r;
 }

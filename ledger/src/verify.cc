@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "endian.h"
+#include "ledger/merkle.h"
 #include "schemas/events.h"
 
 namespace sechex::ledger {
@@ -126,7 +127,7 @@ bool is_cannot_run_reason(std::string_view reason) {
 }
 
 WalkResult walk_partition(const LogStore& log, Partition p, Seq from, const Hash& prev_in,
-                          const std::function<void(Seq, const Hash&)>& on_hash) {
+                          const std::function<void(Seq, const Hash&, const Hash&)>& on_hash) {
   WalkResult out;
   out.next = from.value;
   out.head = prev_in;
@@ -147,6 +148,7 @@ WalkResult walk_partition(const LogStore& log, Partition p, Seq from, const Hash
   std::uint64_t expected = from.value;
   Bytes aligned;
   std::unordered_map<std::string, Partition, StringHash, std::equal_to<>> home_of;
+  const auto cut = log.retention_cut(p);
   for (it->Seek(encode_log_key(p, from)); it->Valid(); it->Next()) {
     const auto key = it->key();
     if (!key.starts_with(prefix)) break;
@@ -191,6 +193,27 @@ WalkResult walk_partition(const LogStore& log, Partition p, Seq from, const Hash
       return fault(s, "record_out_of_place",
                    "the record stored here was written as " + pos_text(p, rec.seq));
     }
+    if (rec.pruned) {
+      if (s >= cut.below) {
+        return fault(s, "pruned_above_cut",
+                     "the record's payload is gone but the retention cut is at seq " +
+                         std::to_string(cut.below.value) + ": it was removed outside retention");
+      }
+      const auto linked = chain_hash_from_digest(p, s, prev, rec.event_digest);
+      if (linked != rec.hash) {
+        return fault(s, "pruned_hash_mismatch",
+                     "the hashes kept for this pruned record no longer fit the chain");
+      }
+      if (on_hash) on_hash(s, linked, rec.leaf);
+      prev = linked;
+      ++expected;
+      continue;
+    }
+    if (s < cut.below) {
+      return fault(s, "not_pruned",
+                   "the record is below the retention cut (seq " + std::to_string(cut.below.value) +
+                       ") but still holds its payload");
+    }
     const auto computed = chain_hash(p, s, prev, rec.event);
     if (computed != rec.hash) {
       auto reason = classify_mismatch(log, p, s, computed, rec.hash);
@@ -214,7 +237,11 @@ WalkResult walk_partition(const LogStore& log, Partition p, Seq from, const Hash
       return cached->second;
     });
     if (bad) return fault(s, bad->first, bad->second);
-    if (on_hash) on_hash(s, computed);
+    if (on_hash) {
+      on_hash(s, computed,
+              merkle::leaf_hash(
+                  ByteView(reinterpret_cast<const std::uint8_t*>(value.data()), value.size())));
+    }
     prev = computed;
     ++expected;
   }
@@ -227,6 +254,52 @@ WalkResult walk_partition(const LogStore& log, Partition p, Seq from, const Hash
 }
 
 namespace {
+
+// Rebuilds a partition's Merkle tree from the walked leaves and compares every node the store
+// keeps. Nodes of one level are completed in index order, so each level reads its stored nodes
+// with one forward iterator: one sequential pass, no point lookups.
+class TreeChecker {
+ public:
+  TreeChecker(const LogStore& log, Partition p) : log_(log), p_(p) { ro_.fill_cache = false; }
+  void push(const Hash& leaf) {
+    range_.push(leaf, [&](unsigned level, std::uint64_t index, const Hash& h) {
+      if (!fault_) check(level, index, h);
+    });
+  }
+  Hash root() const { return range_.root(); }
+  const std::optional<Fault>& fault() const { return fault_; }
+
+ private:
+  void check(unsigned level, std::uint64_t index, const Hash& h) {
+    auto& it = iters_[level];
+    const auto key = merkle_node_key(p_, level, index);
+    if (!it) {
+      it.reset(log_.raw_db()->NewIterator(ro_, log_.cf_merkle()));
+      it->Seek(key);
+    } else {
+      it->Next();
+    }
+    const Seq last{((index + 1) << level) - 1};
+    const auto where = "the Merkle node (level " + std::to_string(level) + ", index " +
+                       std::to_string(index) + ")";
+    if (!it->Valid() || it->key().ToStringView() != key) {
+      fault_ = Fault{{p_, last}, "tree_node_missing", where + " is missing"};
+      return;
+    }
+    if (it->value().size() != 32 || std::memcmp(it->value().data(), h.data(), 32) != 0) {
+      fault_ = Fault{{p_, last},
+                     "tree_node_altered",
+                     where + " differs from the one the records give (proofs would be wrong)"};
+    }
+  }
+
+  const LogStore& log_;
+  Partition p_;
+  rocksdb::ReadOptions ro_;
+  merkle::CompactRange range_;
+  std::unique_ptr<rocksdb::Iterator> iters_[64];
+  std::optional<Fault> fault_;
+};
 
 struct PartitionOutcome {
   PartitionSummary summary;
@@ -259,13 +332,24 @@ PartitionOutcome verify_partition(const LogStore& log, Partition p, const Verify
     }
   }
   std::map<std::uint64_t, Hash> hash_at;  // size -> chain hash at seq size-1
-  const auto walk = walk_partition(log, p, Seq{0}, Hash{}, [&](Seq s, const Hash& h) {
-    if (by_size.count(s.value + 1) != 0) hash_at[s.value + 1] = h;
-  });
+  std::map<std::uint64_t, Hash> root_at;  // size -> Merkle root of the first `size` records
+  std::optional<TreeChecker> tree;
+  if (log.has_tree()) tree.emplace(log, p);
+  out.summary.tree_checked = tree.has_value();
+  out.summary.cut = log.retention_cut(p);
+  const auto walk =
+      walk_partition(log, p, Seq{0}, Hash{}, [&](Seq s, const Hash& h, const Hash& leaf) {
+        if (tree) tree->push(leaf);
+        if (by_size.count(s.value + 1) != 0) {
+          hash_at[s.value + 1] = h;
+          if (tree) root_at[s.value + 1] = tree->root();
+        }
+      });
   if (walk.fault) {
     faults.push_back(*walk.fault);
     out.cannot_run = walk.cannot_run;
   }
+  if (tree && tree->fault()) faults.push_back(*tree->fault());
   out.summary.records = walk.next;
   out.summary.head = walk.head;
 
@@ -321,6 +405,16 @@ PartitionOutcome verify_partition(const LogStore& log, Partition p, const Verify
           {{p, at},
            "checkpoint_mismatch",
            "the signed checkpoint for size " + std::to_string(size) + " does not match the chain"});
+      continue;
+    }
+    if (cp.root && tree) {
+      const auto r = root_at.find(size);
+      if (r == root_at.end() || r->second != *cp.root) {
+        faults.push_back({{p, at},
+                          "checkpoint_root_mismatch",
+                          "the signed checkpoint for size " + std::to_string(size) +
+                              " commits to a Merkle root the records do not give"});
+      }
     }
   }
   if (!faults.empty()) {

@@ -68,7 +68,7 @@ TEST(Record, RoundTripsAndRejectsShortOrNewerFormats) {
   EXPECT_EQ(decode_record(value.substr(0, kRecordHeaderSize - 1)).error(), Errc::corruption);
   EXPECT_EQ(decode_record("").error(), Errc::corruption);
   auto newer = value;
-  newer[0] = 2;
+  newer[0] = 3;
   EXPECT_EQ(decode_record(newer).error(), Errc::unsupported_version);
 }
 

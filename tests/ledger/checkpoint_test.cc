@@ -68,8 +68,8 @@ TEST(SignedNote, VerifierKeyLinesAreCheckedStrictly) {
   EXPECT_TRUE(keys.empty());
 }
 
-TEST(Checkpoint, BodyIsOriginSizeAndBase64Hash) {
-  Checkpoint cp{"sechex-ledger/abc/3", 42, Hash{}};
+TEST(Checkpoint, LegacyBodyIsOriginSizeAndBase64ChainHash) {
+  Checkpoint cp{"sechex-ledger/abc/3", 42, Hash{}, {}};
   cp.hash[0] = 0xff;
   const auto body = checkpoint_body(cp);
   EXPECT_EQ(body, "sechex-ledger/abc/3\n42\n/wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n");
@@ -80,6 +80,34 @@ TEST(Checkpoint, BodyIsOriginSizeAndBase64Hash) {
   EXPECT_FALSE(parse_checkpoint_body("o\n042\n" + crypto::base64_encode(cp.hash) + "\n"));
   EXPECT_FALSE(parse_checkpoint_body("o\n-1\n" + crypto::base64_encode(cp.hash) + "\n"));
   EXPECT_FALSE(parse_checkpoint_body("o\n1\nAAAA\n"));
+}
+
+// C2SP tlog-checkpoint: the third line is the Merkle root; the chain head rides in an extension
+// line, so a generic checkpoint reader gets (origin, size, root) and we get both.
+TEST(Checkpoint, BodyWithATreeIsOriginSizeRootThenTheChainExtensionLine) {
+  Checkpoint cp{"sechex-ledger/abc/3", 42, Hash{}, Hash{}};
+  cp.hash[0] = 0xff;
+  (*cp.root)[31] = 0x01;
+  const auto body = checkpoint_body(cp);
+  EXPECT_EQ(body,
+            "sechex-ledger/abc/3\n42\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE=\n"
+            "chain /wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n");
+  const auto parsed = parse_checkpoint_body(body);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->hash, cp.hash);
+  ASSERT_TRUE(parsed->root);
+  EXPECT_EQ(*parsed->root, *cp.root);
+  // Signed, it still verifies and parses; a fifth line or another extension is refused.
+  auto signer = CheckpointSigner("k", crypto::ed25519_generate().value());
+  TrustedKeys keys;
+  ASSERT_TRUE(keys.add(signer.verifier_key()));
+  const auto check = keys.verify(signer.sign(cp).value());
+  EXPECT_EQ(check.status, TrustedKeys::Status::ok);
+  EXPECT_EQ(check.checkpoint.root, cp.root);
+  EXPECT_FALSE(parse_checkpoint_body(body + "more\n"));
+  EXPECT_FALSE(parse_checkpoint_body("o\n1\n" + crypto::base64_encode(cp.hash) + "\nother x\n"));
+  EXPECT_EQ(keys.verify(signer.sign_text(body + "more\n").value()).status,
+            TrustedKeys::Status::malformed);
 }
 
 TEST(Checkpoint, RotationKeepsOldCheckpointsVerifiable) {

@@ -4,6 +4,7 @@
 // name the exact (partition, seq) and a reason of its own.
 #include <gtest/gtest.h>
 
+#include "ledger/merkle.h"
 #include "ledger/verify.h"
 #include "support/test_util.h"
 
@@ -213,7 +214,58 @@ TEST_F(Corruption, FullyRechainedRewriteIsCaughtByTheCheckpoint) {
     hv.append(reinterpret_cast<const char*>(prev.data()), 32);
     db.put(db.meta(), "head/" + std::string("\0\0\0\1", 4), hv);
   }
+  // The Merkle nodes the store kept still hash the original record 2 (leaves 2 and 3 meet in
+  // node (1, 1)), so the rewrite shows before the checkpoint at size 5 is reached.
+  expect_fault(kP, 3, "tree_node_altered", /*chain_sees_it=*/true);
+}
+
+TEST_F(Corruption, RechainedRewriteWithARebuiltMerkleTreeIsCaughtByTheSignedCheckpoint) {
+  {
+    // As above, and the attacker also rebuilds every Merkle node: only the signature is left.
+    RawDb db(dir_.path());
+    Hash prev{};
+    merkle::CompactRange tree;
+    for (std::uint64_t s = 0; s < kRecords; ++s) {
+      const auto old = db.get(db.log(), key(kP, s));
+      const auto view = decode_record(old).value();
+      Bytes ev(view.event.begin(), view.event.end());
+      if (s == 2) ev[ev.size() - 3] ^= 0x01;
+      const auto h = chain_hash(Partition{kP}, Seq{s}, prev, ev);
+      const auto value = encode_record(Partition{kP}, Seq{s}, h, ev);
+      db.put(db.log(), key(kP, s), value);
+      tree.push(merkle::leaf_hash(as_bytes(value)),
+                [&](unsigned level, std::uint64_t index, const Hash& node) {
+                  db.put(db.merkle(), merkle_node_key(Partition{kP}, level, index),
+                         std::string(node.begin(), node.end()));
+                });
+      prev = h;
+    }
+    std::string hv(8, '\0');
+    hv[7] = kRecords;
+    hv.append(reinterpret_cast<const char*>(prev.data()), 32);
+    db.put(db.meta(), "head/" + std::string("\0\0\0\1", 4), hv);
+  }
   expect_fault(kP, 4, "checkpoint_mismatch");
+}
+
+TEST_F(Corruption, AlteredMerkleNodeIsTreeNodeAltered) {
+  {
+    RawDb db(dir_.path());
+    const auto k = merkle_node_key(Partition{kP}, 2, 1);  // leaves 4..7
+    auto v = db.get(db.merkle(), k);
+    v[0] ^= 0x01;
+    db.put(db.merkle(), k, v);
+  }
+  // Only the store keeps the tree: the Log-interface walk has nothing to compare it with.
+  expect_fault(kP, 7, "tree_node_altered", /*chain_sees_it=*/false);
+}
+
+TEST_F(Corruption, DeletedMerkleNodeIsTreeNodeMissing) {
+  {
+    RawDb db(dir_.path());
+    db.del(db.merkle(), merkle_node_key(Partition{kP}, 1, 4));  // leaves 8 and 9
+  }
+  expect_fault(kP, 9, "tree_node_missing", /*chain_sees_it=*/false);
 }
 
 TEST_F(Corruption, WriterRefusesToExtendABrokenTail) {

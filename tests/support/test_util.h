@@ -83,7 +83,7 @@ class RawDb {
  public:
   explicit RawDb(const std::string& path) {
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* n : {"default", "log", "meta", "checkpoints", "keys"}) {
+    for (const char* n : {"default", "log", "meta", "checkpoints", "keys", "merkle"}) {
       cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
     }
     rocksdb::DB* db = nullptr;
@@ -98,6 +98,7 @@ class RawDb {
   rocksdb::ColumnFamilyHandle* meta() { return handles_[2]; }
   rocksdb::ColumnFamilyHandle* checkpoints() { return handles_[3]; }
   rocksdb::ColumnFamilyHandle* keys() { return handles_[4]; }
+  rocksdb::ColumnFamilyHandle* merkle() { return handles_[5]; }
   std::string get(rocksdb::ColumnFamilyHandle* cf, const std::string& k) {
     std::string v;
     auto s = db_->Get(rocksdb::ReadOptions(), cf, k, &v);

@@ -4,9 +4,16 @@
 //
 //   <origin>                      "sechex-ledger/<ledger id>/<partition>"
 //   <size>                        number of records covered (decimal)
-//   <base64 hash>                 hash[size-1] of the partition's chain
+//   <base64 root>                 RFC 6962 Merkle tree root over the partition's first <size>
+//                                 records (leaf data = the stored record bytes, record.h)
+//   chain <base64 hash>           extension line: hash[size-1] of the partition's chain
 //   <blank line>
 //   — <key name> <base64(key id (4 bytes, big-endian) || Ed25519 signature (64 bytes))>
+//
+// So a C2SP tlog-checkpoint reader sees (origin, size, root hash) and our verifier also gets the
+// chain head. Checkpoints written before the tree existed (and those of the Kafka log, which
+// keeps no tree yet) have no extension line and the chain head on the third line; they parse
+// with `root` unset.
 //
 // The signature covers the text up to and including the blank line's preceding "\n" (the
 // note body). key id = first 4 bytes of SHA-256(name || "\n" || 0x01 || public key), where 0x01
@@ -36,12 +43,14 @@ namespace sechex::ledger {
 struct Checkpoint {
   std::string origin;
   std::uint64_t size = 0;
-  Hash hash{};
+  Hash hash{};               // chain head: hash[size-1]
+  std::optional<Hash> root;  // Merkle tree root at `size`, when the log keeps a tree
 };
 
 std::string checkpoint_origin(std::string_view ledger_id, Partition partition);
 std::string checkpoint_body(const Checkpoint& cp);
-// Parses the three-line body (with or without signatures after it).
+// Parses the body (with or without signatures after it): the three-line legacy form or the
+// four-line form with the chain extension line; anything else is nullopt.
 std::optional<Checkpoint> parse_checkpoint_body(std::string_view note);
 
 // A key name is non-empty, printable ASCII, with no spaces and no '+'.

@@ -36,6 +36,13 @@ struct AppendResult {
   std::vector<Hash> hashes;  // of each appended record, seq first..last
 };
 
+// Where retention cut a partition: records below `below` are stubs (record.h) whose payload
+// is gone; every pruned record's envelope time was before `before_micros`.
+struct RetentionCut {
+  Seq below{0};
+  std::int64_t before_micros = 0;
+};
+
 // Counters for metrics; read with relaxed loads.
 struct LogStats {
   std::uint64_t appends = 0;
@@ -84,6 +91,30 @@ class Log {
   virtual Result<std::optional<std::string>> latest_checkpoint(Partition partition) const = 0;
 
   virtual LogStats stats() const = 0;
+
+  // Retention: where the partition's payloads start (seq 0 and time 0 when nothing was pruned).
+  // Readers that start below the cut get Errc::pruned and should say "pruned before ...".
+  virtual RetentionCut retention_cut(Partition partition) const {
+    (void)partition;
+    return {};
+  }
+
+  // Merkle tree (merkle.h) over the partition's records: the perfect subtree (level, index),
+  // level 0 being a record's leaf hash. Errc::not_found past the tree; Errc::not_supported
+  // for a log that keeps no tree.
+  virtual Result<Hash> tree_node(Partition partition, unsigned level, std::uint64_t index) const {
+    (void)partition;
+    (void)level;
+    (void)index;
+    return Errc::not_supported;
+  }
+  // The signed checkpoint of exactly `size` records, or nullopt when none was written at it.
+  virtual Result<std::optional<std::string>> checkpoint_at(Partition partition,
+                                                           std::uint64_t size) const {
+    (void)partition;
+    (void)size;
+    return Errc::not_supported;
+  }
 };
 
 }  // namespace sechex::ledger

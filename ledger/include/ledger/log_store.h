@@ -8,6 +8,11 @@
 //                                "head/" be32(p) -> be64(next seq) || hash of the last record
 //   column family `checkpoints`  key be32(partition) || be64(size) -> C2SP signed note text
 //   column family `keys`         subject -> wrapped data key (see key_store.h)
+//   column family `merkle`       be32(partition) || u8(level) || be64(index) -> 32-byte hash of
+//                                every perfect subtree of level >= 1 of the partition's RFC 6962
+//                                tree (merkle.h); leaves are hashed from the records themselves
+//   meta "tree"                  "rfc6962/v1" once `merkle` covers every record
+//   meta "cut/" be32(p)          be64(seq) || be64(time micros): the retention cut (log.h)
 // The `head/` entry is written in the same WriteBatch as the records it covers, so a log whose
 // last records were removed (a truncated tail) disagrees with it and `verify` reports it.
 //
@@ -22,6 +27,15 @@
 // DBImpl::Write). An append returns only after its records are durable. If a durable write
 // fails, the store refuses every later append (Errc::writer_failed): in-memory heads may no
 // longer match the disk, and only a reopen can tell.
+//
+// Merkle tree: every append writes the subtree nodes its records complete in the same
+// WriteBatch (amortised one 32-byte value per record), so the tree never lags the chain, and
+// checkpoints sign its root. A store written before the tree existed gets it built on its first
+// read-write open; checkpoints signed before that keep their legacy form (checkpoint.h).
+//
+// Retention: prune() replaces the payloads below a cut by stubs (record.h), in synced batches
+// that each move the stored cut, so a crash leaves every record below the cut a stub and every
+// record above it whole.
 //
 // Read-only mode opens the database as a RocksDB secondary instance, so `ledgerctl` can read
 // while `ledgerd` is running on the same directory; catch_up() pulls in newer writes.
@@ -76,6 +90,9 @@ struct Fault {
   std::string detail;  // human-readable explanation
 };
 
+// Key of a Merkle node in the `merkle` column family (layout above).
+std::string merkle_node_key(Partition partition, unsigned level, std::uint64_t index);
+
 class LogStore final : public Log {
  public:
   static Result<std::unique_ptr<LogStore>> open(const LogOptions& options,
@@ -129,6 +146,23 @@ class LogStore final : public Log {
 
   LogStats stats() const override;
 
+  RetentionCut retention_cut(Partition partition) const override;
+  Result<Hash> tree_node(Partition partition, unsigned level, std::uint64_t index) const override;
+  Result<std::optional<std::string>> checkpoint_at(Partition partition,
+                                                   std::uint64_t size) const override;
+  // False only for a read-only open of a store written before the tree existed.
+  bool has_tree() const;
+
+  // Retention: turns the records of `partition` in [current cut, below) into stubs and moves
+  // the cut to `below` (never backwards: a lower `below` is a no-op). `before_micros` is the
+  // time every pruned record precedes. Errc::invalid_argument when `below` is past the head.
+  // Safe to run while appends go on; one prune at a time.
+  struct PruneResult {
+    std::uint64_t pruned = 0;  // records turned into stubs by this call
+    std::uint64_t bytes_freed = 0;
+  };
+  Result<PruneResult> prune(Partition partition, Seq below, std::int64_t before_micros);
+
   // For components that keep their own column families in the same database (key store,
   // verifier, tests). Not for application code.
   rocksdb::DB* raw_db() const;
@@ -136,6 +170,7 @@ class LogStore final : public Log {
   rocksdb::ColumnFamilyHandle* cf_meta() const;
   rocksdb::ColumnFamilyHandle* cf_checkpoints() const;
   rocksdb::ColumnFamilyHandle* cf_keys() const;
+  rocksdb::ColumnFamilyHandle* cf_merkle() const;  // null when has_tree() is false
 
   struct Impl;
 

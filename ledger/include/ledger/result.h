@@ -65,6 +65,8 @@ enum class Errc {
   erased,                 // the subject's data key was deleted (crypto-shredded)
   writer_failed,          // an earlier durable write failed; the writer refuses more work
   closed,                 // the store is shutting down
+  pruned,                 // the record's payload was removed by retention (its hash remains)
+  not_supported,          // this log does not offer the operation (e.g. no Merkle tree kept)
 };
 
 const std::error_category& ledger_category() noexcept;

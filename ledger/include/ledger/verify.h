@@ -22,6 +22,13 @@
 //   checkpoint_unknown_key      a checkpoint is signed only by keys the verifier does not trust
 //   checkpoint_bad_signature    a checkpoint's signature by a trusted key does not verify
 //   checkpoint_mismatch         a checkpoint's hash differs from the chain at its size
+//   checkpoint_root_mismatch    a checkpoint's Merkle root differs from the tree of the records
+//   tree_node_altered           a stored Merkle node differs from the one the records give
+//   tree_node_missing           a stored Merkle node is absent
+//   not_pruned                  a record below the retention cut still holds its payload
+//   pruned_above_cut            a record at or above the retention cut lost its payload (no
+//                               retention run removed it)
+//   pruned_hash_mismatch        a pruned record's kept hashes no longer fit the chain
 // Reasons that mean "could not run" rather than "tampered":
 //   unsupported_schema_version  an event was written by a newer schema; upgrade ledgerctl
 //   unsupported_record_format   a record was written by a newer ledger format
@@ -50,6 +57,8 @@ struct PartitionSummary {
   std::uint64_t records = 0;
   std::uint64_t checkpoints = 0;
   Hash head{};
+  RetentionCut cut;  // records below cut.below were pruned (their hashes were still checked)
+  bool tree_checked = false;
 };
 
 struct VerifyReport {
@@ -73,7 +82,9 @@ VerifyReport verify_log(const LogStore& log, const VerifyOptions& options);
 VerifyReport verify_chain(const Log& log, const VerifyOptions& options);
 
 // Walks partition `p` of `log` from `from` (whose predecessor hash is `prev`) to its end and
-// returns the first fault. `on_hash(seq, hash)` is called for every record that links.
+// returns the first fault. `on_hash(seq, hash, leaf)` is called for every record that links,
+// with its RFC 6962 leaf hash. Pruned stubs are checked against the partition's retention cut
+// and linked through their kept event digest.
 // Errors are only storage failures.
 struct WalkResult {
   std::optional<Fault> fault;
@@ -82,7 +93,7 @@ struct WalkResult {
   bool cannot_run = false;
 };
 WalkResult walk_partition(const LogStore& log, Partition p, Seq from, const Hash& prev,
-                          const std::function<void(Seq, const Hash&)>& on_hash = {});
+                          const std::function<void(Seq, const Hash&, const Hash&)>& on_hash = {});
 
 bool is_cannot_run_reason(std::string_view reason);
 

@@ -1,0 +1,233 @@
+// Retention on the embedded store (design card: "retention jobs enforcing 90-day windows";
+// ARCHITECTURE.md "Retention"): payloads below a cut become stubs, verification stays green and
+// says where the cut is, tampering around the cut is told apart from pruning, and Merkle proofs
+// made before the cut stay valid.
+#include <gtest/gtest.h>
+
+#include "ledger/merkle.h"
+#include "ledger/proof.h"
+#include "ledger/verify.h"
+#include "support/test_util.h"
+
+namespace sechex::ledger {
+namespace {
+
+using testing::RawDb;
+using testing::TempDir;
+
+constexpr std::uint32_t kPartitions = 2;
+constexpr std::uint32_t kP = 1;
+constexpr int kRecords = 40;  // checkpoints every 8 records
+
+class Retention : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    signer_ = std::make_unique<CheckpointSigner>(testing::make_signer("trusted"));
+    ASSERT_TRUE(trusted_.add(signer_->verifier_key()));
+    log_ = open_writer().value();
+    subject_ = testing::subject_in(kP, kPartitions);
+    testing::append_n(*log_, subject_, kRecords);
+    testing::append_n(*log_, testing::subject_in(0, kPartitions), 5);
+  }
+
+  Result<std::unique_ptr<LogStore>> open_writer(Fault* fault = nullptr) {
+    LogOptions o;
+    o.path = dir_.path();
+    o.create_if_missing = true;
+    o.partitions = kPartitions;
+    o.signer = signer_.get();
+    o.checkpoints.every_records = 8;
+    o.checkpoints.every = std::chrono::microseconds(0);
+    return LogStore::open(o, fault);
+  }
+
+  VerifyReport verify() {
+    VerifyOptions vo;
+    vo.trusted = &trusted_;
+    return verify_log(*log_, vo);
+  }
+
+  void expect_fault(std::uint64_t seq, const std::string& reason) {
+    log_.reset();
+    LogOptions o;
+    o.path = dir_.path();
+    o.mode = LogOptions::Mode::read_only;
+    auto ro = LogStore::open(o).value();
+    VerifyOptions vo;
+    vo.trusted = &trusted_;
+    const auto report = verify_log(*ro, vo);
+    ASSERT_EQ(report.outcome, VerifyReport::Outcome::tampered);
+    EXPECT_EQ(report.fault->position.partition.value, kP);
+    EXPECT_EQ(report.fault->position.seq.value, seq);
+    EXPECT_EQ(report.fault->reason, reason) << report.fault->detail;
+  }
+
+  static std::string key(std::uint64_t s) { return encode_log_key(Partition{kP}, Seq{s}); }
+
+  TempDir dir_;
+  std::unique_ptr<CheckpointSigner> signer_;
+  TrustedKeys trusted_;
+  std::unique_ptr<LogStore> log_;
+  std::string subject_;
+};
+
+TEST_F(Retention, PrunedStoreStillVerifiesAndReportsItsCut) {
+  const auto r = log_->prune(Partition{kP}, Seq{20}, 1'700'000'000'000'000);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r.value().pruned, 20u);
+  EXPECT_GT(r.value().bytes_freed, 0u);
+  const auto report = verify();
+  EXPECT_EQ(report.outcome, VerifyReport::Outcome::verified)
+      << (report.fault ? report.fault->reason + ": " + report.fault->detail : "");
+  EXPECT_EQ(report.records, kRecords + 5u) << "pruned records are still counted and checked";
+  EXPECT_EQ(report.partitions[kP].cut.below.value, 20u);
+  EXPECT_EQ(report.partitions[kP].cut.before_micros, 1'700'000'000'000'000);
+  EXPECT_EQ(report.partitions[0].cut.below.value, 0u);
+  EXPECT_TRUE(report.partitions[kP].tree_checked);
+  // Pruning again to a lower cut changes nothing; to a higher one continues from the cut.
+  EXPECT_EQ(log_->prune(Partition{kP}, Seq{10}, 1).value().pruned, 0u);
+  EXPECT_EQ(log_->prune(Partition{kP}, Seq{24}, 1'700'000'000'000'001).value().pruned, 4u);
+  EXPECT_EQ(log_->retention_cut(Partition{kP}).below.value, 24u);
+  EXPECT_EQ(verify().outcome, VerifyReport::Outcome::verified);
+  // The cut cannot pass the head.
+  EXPECT_EQ(log_->prune(Partition{kP}, Seq{kRecords + 1}, 1).error(), Errc::invalid_argument);
+}
+
+TEST_F(Retention, ReadsBelowTheCutSayPrunedAndAppendsGoOn) {
+  ASSERT_TRUE(log_->prune(Partition{kP}, Seq{16}, 1));
+  EXPECT_EQ(log_->read_range(Partition{kP}, Seq{3}, Seq{4}).error(), Errc::pruned);
+  EXPECT_EQ(log_->read_range(Partition{kP}, Seq{0}, Seq{100}).error(), Errc::pruned);
+  const auto kept = log_->read_range(Partition{kP}, Seq{16}, Seq{100});
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept.value().size(), kRecords - 16u);
+  // read_by_time starts at the cut instead of failing.
+  EXPECT_EQ(log_->read_by_time(Partition{kP}, INT64_MIN, INT64_MAX).value().size(), kRecords - 16u);
+  testing::append_n(*log_, subject_, 9, "after");
+  ASSERT_TRUE(log_->checkpoint_due(true));
+  EXPECT_EQ(verify().outcome, VerifyReport::Outcome::verified);
+  // And after a restart: the writer re-checks the tail across stubs.
+  log_.reset();
+  log_ = open_writer().value();
+  EXPECT_EQ(log_->head(Partition{kP}).next.value, kRecords + 9u);
+  EXPECT_EQ(verify().outcome, VerifyReport::Outcome::verified);
+}
+
+// C2SP tlog-tiles "minimum index": what was proven before the cut stays proven after it.
+TEST_F(Retention, ProofsMadeBeforeTheCutStayValidAndNewOnesBelowItArePruned) {
+  const auto before = prove_inclusion(*log_, Partition{kP}, Seq{5});
+  ASSERT_TRUE(before) << before.error().message();
+  const auto older_size = before.value().tree_size;
+  ASSERT_TRUE(log_->prune(Partition{kP}, Seq{24}, 1));
+  testing::append_n(*log_, subject_, 8, "after");
+  EXPECT_TRUE(check_inclusion(before.value(), trusted_).ok);
+  EXPECT_EQ(prove_inclusion(*log_, Partition{kP}, Seq{5}).error(), Errc::pruned);
+  // The tree over the pruned records is intact: the new checkpoint extends the old one.
+  const auto latest = parse_checkpoint_body(*log_->latest_checkpoint(Partition{kP}).value());
+  const auto consistency = prove_consistency(*log_, Partition{kP}, older_size, latest.value().size);
+  ASSERT_TRUE(consistency) << consistency.error().message();
+  EXPECT_TRUE(check_consistency(consistency.value(), trusted_).ok)
+      << check_consistency(consistency.value(), trusted_).detail;
+  const auto above = prove_inclusion(*log_, Partition{kP}, Seq{30});
+  ASSERT_TRUE(above);
+  EXPECT_TRUE(check_inclusion(above.value(), trusted_).ok);
+}
+
+TEST_F(Retention, ARecordThatShouldHaveBeenPrunedIsReported) {
+  ASSERT_TRUE(log_->prune(Partition{kP}, Seq{10}, 1));
+  log_.reset();
+  {
+    // The cut is moved up without pruning: record 10 now sits below it with its payload.
+    RawDb db(dir_.path());
+    std::string cv;
+    for (int i = 0; i < 7; ++i) cv.push_back('\0');
+    cv.push_back(12);
+    cv.append(8, '\0');
+    db.put(db.meta(), "cut/" + std::string("\0\0\0\1", 4), cv);
+  }
+  expect_fault(10, "not_pruned");
+}
+
+TEST_F(Retention, APayloadRemovedAboveTheCutIsTamperingNotRetention) {
+  ASSERT_TRUE(log_->prune(Partition{kP}, Seq{10}, 1));
+  log_.reset();
+  {
+    RawDb db(dir_.path());
+    const auto value = db.get(db.log(), key(15));
+    const auto view = decode_record(value).value();
+    db.put(db.log(), key(15),
+           encode_pruned_record(Partition{kP}, Seq{15}, view.hash, crypto::sha256(view.event),
+                                merkle::leaf_hash(as_bytes(value))));
+  }
+  expect_fault(15, "pruned_above_cut");
+}
+
+TEST_F(Retention, APrunedRecordWhoseHashNoLongerFitsIsReported) {
+  ASSERT_TRUE(log_->prune(Partition{kP}, Seq{10}, 1));
+  log_.reset();
+  {
+    RawDb db(dir_.path());
+    auto stub = db.get(db.log(), key(4));
+    stub[kRecordHeaderSize + 3] ^= 0x01;  // the kept event digest
+    db.put(db.log(), key(4), stub);
+  }
+  expect_fault(4, "pruned_hash_mismatch");
+}
+
+TEST_F(Retention, AStubWithAnAlteredLeafIsCaughtByTheTree) {
+  ASSERT_TRUE(log_->prune(Partition{kP}, Seq{10}, 1));
+  log_.reset();
+  {
+    RawDb db(dir_.path());
+    auto stub = db.get(db.log(), key(6));
+    stub[kRecordHeaderSize + 32 + 1] ^= 0x01;  // the kept leaf hash
+    db.put(db.log(), key(6), stub);
+  }
+  expect_fault(7, "tree_node_altered");  // leaves 6 and 7 meet in node (1, 3)
+}
+
+TEST_F(Retention, ATamperedRecordIsNeverPrunedIntoAStub) {
+  log_.reset();
+  {
+    RawDb db(dir_.path());
+    auto v = db.get(db.log(), key(3));
+    v[v.size() - 2] ^= 0x01;
+    db.put(db.log(), key(3), v);
+  }
+  // Seq 3 is below the newest checkpoint, so the writer opens; pruning over it refuses and
+  // leaves the evidence in place.
+  log_ = open_writer().value();
+  EXPECT_EQ(log_->prune(Partition{kP}, Seq{8}, 1).error(), Errc::chain_broken);
+  EXPECT_EQ(log_->retention_cut(Partition{kP}).below.value, 0u);
+  EXPECT_EQ(verify().fault->reason, "event_altered");
+}
+
+// A store written before the Merkle tree existed gets its tree on the first read-write open;
+// its old checkpoints (without a root) still verify.
+TEST_F(Retention, AStoreWithoutATreeGetsOneOnItsFirstWriterOpen) {
+  log_.reset();
+  {
+    RawDb db(dir_.path());
+    db.del(db.meta(), "tree");
+    for (std::uint32_t level = 1; level < 8; ++level) {
+      for (std::uint64_t i = 0; i < 64; ++i)
+        db.del(db.merkle(), merkle_node_key(Partition{kP}, level, i));
+    }
+  }
+  {
+    LogOptions o;
+    o.path = dir_.path();
+    o.mode = LogOptions::Mode::read_only;
+    auto ro = LogStore::open(o).value();
+    EXPECT_FALSE(ro->has_tree());
+    EXPECT_EQ(ro->tree_node(Partition{kP}, 1, 0).error(), Errc::not_supported);
+  }
+  log_ = open_writer().value();
+  EXPECT_TRUE(log_->has_tree());
+  EXPECT_EQ(verify().outcome, VerifyReport::Outcome::verified);
+  const auto proof = prove_inclusion(*log_, Partition{kP}, Seq{9});
+  ASSERT_TRUE(proof);
+  EXPECT_TRUE(check_inclusion(proof.value(), trusted_).ok);
+}
+
+}  // namespace
+}  // namespace sechex::ledger
