@@ -80,6 +80,30 @@ Result<void> for_each_audit_entry(const ProjectionStore& store, const AuditScan&
   return boost::outcome_v2::success();
 }
 
+namespace {
+
+// RetentionApplied: the entries of the records whose payloads were removed go too.
+Result<void> forget_pruned(const schema::RetentionApplied& r, Txn& txn) {
+  const auto from = r.from_seq();
+  const auto below = r.below_seq();
+  // A step larger than any writer makes is refused rather than stalling apply().
+  if (below < from || below - from > ledger::kMaxRetentionStep)
+    return ledger::Errc::invalid_argument;
+  for (auto seq = from; seq < below; ++seq) {
+    const auto suffix = position_suffix({ledger::Partition{r.partition()}, ledger::Seq{seq}});
+    SECHEX_TRY(auto found, txn.get(kAuditByPositionCf, suffix));
+    if (!found || found->size() < 8) continue;
+    const auto when = found->substr(0, 8);
+    const auto subject = std::string_view(*found).substr(8);
+    txn.del(kAuditBySubjectCf, audit_subject_prefix(subject) + when + suffix);
+    txn.del(kAuditByTimeCf, when + suffix);
+    txn.del(kAuditByPositionCf, suffix);
+  }
+  return boost::outcome_v2::success();
+}
+
+}  // namespace
+
 Result<void> AuditProjection::apply(const schema::Envelope& env, const ledger::Position& pos,
                                     Txn& txn) {
   const auto subject = env.subject()->string_view();
@@ -91,6 +115,11 @@ Result<void> AuditProjection::apply(const schema::Envelope& env, const ledger::P
   value.push_back('\0');
   value.append(subject);
   txn.put(kAuditByTimeCf, when + suffix, value);
+  txn.put(kAuditByPositionCf, suffix, when + std::string(subject));
+  if (const auto* r = env.event_as_RetentionApplied();
+      r != nullptr && subject == ledger::kRetentionSubject) {
+    SECHEX_TRYV(forget_pruned(*r, txn));
+  }
   return boost::outcome_v2::success();
 }
 

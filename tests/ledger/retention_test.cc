@@ -2,6 +2,8 @@
 // ARCHITECTURE.md "Retention"): payloads below a cut become stubs, verification stays green and
 // says where the cut is, tampering around the cut is told apart from pruning, and Merkle proofs
 // made before the cut stay valid.
+#include "ledger/retention.h"
+
 #include <gtest/gtest.h>
 
 #include "ledger/merkle.h"
@@ -227,6 +229,115 @@ TEST_F(Retention, AStoreWithoutATreeGetsOneOnItsFirstWriterOpen) {
   const auto proof = prove_inclusion(*log_, Partition{kP}, Seq{9});
   ASSERT_TRUE(proof);
   EXPECT_TRUE(check_inclusion(proof.value(), trusted_).ok);
+}
+
+// Appends one event at `time_micros` for `subject`.
+void append_at(LogStore& log, const std::string& subject, std::int64_t time_micros) {
+  const auto ev = testing::make_event(subject, "t", time_micros);
+  const ByteView view(ev);
+  ASSERT_TRUE(log.append(partition_for(subject, log.partition_count()),
+                         std::span<const ByteView>(&view, 1)));
+}
+
+TEST(RetentionRun, PrunesTheOldPrefixOnlyUnderASignatureAndWithinTheLimitChainingEachStep) {
+  TempDir dir;
+  auto signer = testing::make_signer();
+  LogOptions o;
+  o.path = dir.path();
+  o.create_if_missing = true;
+  o.partitions = 2;
+  o.signer = &signer;
+  o.checkpoints.every_records = 0;
+  o.checkpoints.every = std::chrono::microseconds(0);
+  auto log = LogStore::open(o).value();
+  const auto a = testing::subject_in(0, 2);
+  const auto b = testing::subject_in(1, 2);
+  constexpr std::int64_t kDay = 86'400'000'000;
+  // Partition 0: ten old events, one recent, two more old (kept: behind the recent one).
+  for (int i = 0; i < 10; ++i) append_at(*log, a, 10 * kDay + i);
+  append_at(*log, a, 100 * kDay);
+  append_at(*log, a, 11 * kDay);
+  append_at(*log, a, 11 * kDay);
+  // Partition 1: six old events, then a checkpoint, then four more old ones it does not cover.
+  for (int i = 0; i < 6; ++i) append_at(*log, b, 10 * kDay);
+  ASSERT_TRUE(log->checkpoint_due(true));
+  for (int i = 0; i < 4; ++i) append_at(*log, b, 10 * kDay);
+
+  RetentionOptions ro;
+  ro.before_micros = 50 * kDay;
+  ro.window_days = 90;
+  ro.run_id = "run-1";
+  auto plan = plan_retention(*log, ro);
+  ASSERT_TRUE(plan);
+  ASSERT_EQ(plan.value().size(), 2u);
+  EXPECT_EQ(plan.value()[0].below.value, 10u) << "stops at the first recent event";
+  EXPECT_EQ(plan.value()[1].below.value, 6u) << "never past the latest signed checkpoint";
+  // The projections' applied position caps it too.
+  ro.limit = [](Partition p) { return Seq{p.value == 0 ? 4u : 100u}; };
+  EXPECT_EQ(plan_retention(*log, ro).value()[0].below.value, 4u);
+  ro.limit = {};
+
+  std::vector<RetentionStep> chained;
+  auto report = run_retention(*log, ro, [&](const RetentionStep& step) -> Result<void> {
+    // Chained before the payloads go: they are still readable now.
+    EXPECT_TRUE(log->read_range(step.partition, step.from, step.below));
+    chained.push_back(step);
+    const auto ev = retention_event(step, ro, 200 * kDay).value();
+    const ByteView view(ev);
+    return log->append(partition_for(std::string(kRetentionSubject), 2),
+                       std::span<const ByteView>(&view, 1))
+                   .has_value()
+               ? Result<void>(boost::outcome_v2::success())
+               : Result<void>(Errc::io_error);
+  });
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report.value().records, 16u);
+  EXPECT_EQ(chained.size(), 2u);
+  EXPECT_EQ(log->retention_cut(Partition{0}).below.value, 10u);
+  EXPECT_EQ(log->retention_cut(Partition{0}).before_micros, 50 * kDay);
+  EXPECT_EQ(log->retention_cut(Partition{1}).below.value, 6u);
+  // A second run finds nothing more to do until a checkpoint covers partition 1's tail.
+  EXPECT_EQ(plan_retention(*log, ro).value().size(), 0u);
+  ASSERT_TRUE(log->checkpoint_due(true));
+  EXPECT_EQ(plan_retention(*log, ro).value().size(), 1u);
+  // The chained event says what was pruned, by whom.
+  const auto last = log->head(partition_for(std::string(kRetentionSubject), 2));
+  const auto rec = log->read_range(partition_for(std::string(kRetentionSubject), 2),
+                                   Seq{last.next.value - 1}, last.next)
+                       .value();
+  const auto* env = schemas::envelope_of(rec.front().event.data());
+  ASSERT_NE(env->event_as_RetentionApplied(), nullptr);
+  EXPECT_EQ(env->event_as_RetentionApplied()->below_seq(), 6u);
+  EXPECT_EQ(env->event_as_RetentionApplied()->window_days(), 90u);
+  EXPECT_EQ(env->actor()->str(), "system");
+  VerifyOptions vo;
+  EXPECT_EQ(verify_log(*log, vo).outcome, VerifyReport::Outcome::verified);
+}
+
+TEST(RetentionRun, LargeRunsAreChainedInBoundedSteps) {
+  TempDir dir;
+  auto signer = testing::make_signer();
+  LogOptions o;
+  o.path = dir.path();
+  o.create_if_missing = true;
+  o.partitions = 1;
+  o.signer = &signer;
+  auto log = LogStore::open(o).value();
+  const auto s = testing::subject_in(0, 1);
+  std::vector<Bytes> events;
+  for (std::uint64_t i = 0; i < kMaxRetentionStep + 10; ++i) {
+    events.push_back(testing::make_event(s, "x", 1));
+  }
+  std::vector<ByteView> views(events.begin(), events.end());
+  ASSERT_TRUE(log->append(Partition{0}, views));
+  ASSERT_TRUE(log->checkpoint_due(true));
+  RetentionOptions ro;
+  ro.before_micros = 2;
+  const auto plan = plan_retention(*log, ro).value();
+  ASSERT_EQ(plan.size(), 2u);
+  EXPECT_EQ(plan[0].below.value - plan[0].from.value, kMaxRetentionStep);
+  EXPECT_EQ(plan[1].from.value, kMaxRetentionStep);
+  EXPECT_EQ(plan[1].below.value, kMaxRetentionStep + 10);
 }
 
 }  // namespace

@@ -384,6 +384,42 @@ TEST(Projections, AuditIndexPointsBackToTheRecordAndItsHash) {
   EXPECT_EQ(p->scan(kAuditByTimeCf, "").value().size(), 3u);
 }
 
+// Retention (design card; issue 16): a chained RetentionApplied step removes the audit entries
+// of the records it covers, in both indexes, and nothing else; under another subject it is inert.
+TEST(Projections, RetentionStepsRemoveTheAuditEntriesOfPrunedRecordsOnly) {
+  World w;
+  auto p = w.projections("proj");
+  const auto reg = w.register_user("alice", "h");
+  const auto ver = w.simple("alice", schema::Event::EmailVerified);
+  w.register_user("bob", "h2");
+  auto step = [&](const std::string& subject, ledger::Position from, ledger::Seq below) {
+    return w.raw(subject, [&](auto& f) {
+      return std::pair(schema::Event::RetentionApplied,
+                       schema::CreateRetentionApplied(f, f.CreateString("r1"), from.partition.value,
+                                                      from.seq.value, below.value, 0, 90)
+                           .Union());
+    });
+  };
+  // Under a subject that is not retention's: nothing goes.
+  step("mallory", reg, ledger::Seq{reg.seq.value + 1});
+  ASSERT_TRUE(p->catch_up(*w.log));
+  EXPECT_EQ(p->scan(kAuditBySubjectCf, audit_subject_prefix("alice")).value().size(), 2u);
+  const auto total = p->scan(kAuditByTimeCf, "").value().size();
+  // Alice's registration goes; her verification (after it in the same partition, or elsewhere)
+  // stays unless the step covers it.
+  step(std::string(ledger::kRetentionSubject), reg, ledger::Seq{reg.seq.value + 1});
+  ASSERT_TRUE(p->catch_up(*w.log));
+  const auto alice = p->scan(kAuditBySubjectCf, audit_subject_prefix("alice")).value();
+  ASSERT_EQ(alice.size(), 1u);
+  EXPECT_EQ(decode_audit_subject_key(alice[0].first).value().position, ver);
+  EXPECT_EQ(p->scan(kAuditByTimeCf, "").value().size(), total);  // -1 removed, +1 the step
+  const auto by_time = p->scan(kAuditByTimeCf, "").value();
+  for (const auto& [k, v] : by_time) {
+    EXPECT_NE(decode_audit_time_key(k).value().position, reg);
+  }
+  EXPECT_EQ(p->scan(kAuditByPositionCf, "").value().size(), total);
+}
+
 // Spec 004 FR-012 (lockout) and FR-016 (logout revokes): the access read models.
 TEST(Projections, LockoutsAndRevocationsFollowTheirEvents) {
   World w;

@@ -4,6 +4,8 @@
 //                     -> event type name
 //   audit_by_time     be64(time + 2^63) || be32(partition) || be64(seq)
 //                     -> event type name || "\0" || subject
+//   audit_by_position be32(partition) || be64(seq) -> be64(time + 2^63) || subject
+//                     (so retention can find the entries of the records it removed)
 // Times are the events' own (microseconds, biased so that signed times sort as unsigned). The
 // (partition, seq) suffix makes keys unique and lets readers fetch the record and its hash.
 #pragma once
@@ -11,12 +13,14 @@
 #include <functional>
 #include <optional>
 
+#include "ledger/retention.h"
 #include "projections/projection.h"
 
 namespace sechex::projections {
 
 inline constexpr const char* kAuditBySubjectCf = "audit_by_subject";
 inline constexpr const char* kAuditByTimeCf = "audit_by_time";
+inline constexpr const char* kAuditByPositionCf = "audit_by_position";
 
 std::string audit_subject_prefix(std::string_view subject);
 std::string audit_time_key(std::int64_t time_micros);
@@ -54,7 +58,7 @@ class AuditProjection final : public Projection {
  public:
   std::string name() const override { return "audit"; }
   std::vector<std::string> column_families() const override {
-    return {kAuditBySubjectCf, kAuditByTimeCf};
+    return {kAuditBySubjectCf, kAuditByTimeCf, kAuditByPositionCf};
   }
   Result<void> apply(const schema::Envelope& env, const ledger::Position& pos, Txn& txn) override;
 };
