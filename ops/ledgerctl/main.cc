@@ -19,6 +19,7 @@
 
 #include "api/crypto/jose.h"
 #include "api/crypto/token_settings.h"
+#include "compliance.h"
 #include "demo.h"
 #include "device.h"
 #include "ledger/data_dir.h"
@@ -285,7 +286,13 @@ int cmd_verify(const Common& c, const std::vector<std::string>& args) {
     if (!vm.count("quiet")) {
       for (const auto& p : report.partitions) {
         std::cout << "partition " << p.partition.value << ": " << p.records << " records, "
-                  << p.checkpoints << " checkpoints, head " << to_hex(p.head) << "\n";
+                  << p.checkpoints << " checkpoints, head " << to_hex(p.head);
+        // Pruning is not tampering: say where it cut, apart from the verdict.
+        if (p.cut.below.value > 0) {
+          std::cout << ", pruned below seq " << p.cut.below.value << " (events before "
+                    << format_rfc3339(p.cut.before_micros) << "; their hashes still checked)";
+        }
+        std::cout << "\n";
       }
     }
     std::printf("verified: %llu records, %llu signed checkpoints, %u partitions in %.3f s\n",
@@ -337,7 +344,12 @@ int cmd_export(const Common& c, const std::vector<std::string>& args) {
   }
   std::uint64_t count = 0;
   for (auto p = first; p < last; ++p) {
-    Seq next{0};
+    // Records below a retention cut have no payload left: start at the cut and say so, so the
+    // export has no silent gap.
+    const auto cut = log->retention_cut(Partition{p});
+    Seq next = cut.below;
+    if (cut.below.value > 0)
+      std::cerr << ops::describe_cut(Partition{p}, cut) << ": not exported\n";
     for (;;) {
       auto batch = log->read_range(Partition{p}, next, Seq{UINT64_MAX}, 4096);
       if (!batch) fail_read(*log, "cannot read partition " + std::to_string(p), batch.error());
@@ -583,6 +595,11 @@ int cmd_rebuild_projections(const Common& c, const std::vector<std::string>& arg
     if (!rebuilt) fail("cannot create " + fresh, rebuilt.error());
     const auto t0 = std::chrono::steady_clock::now();
     auto n = rebuilt.value()->catch_up(*log, 4096);
+    if (!n && n.error() == Errc::pruned) {
+      fail(
+          "cannot rebuild: retention removed the oldest payloads the rebuild would need; the "
+          "live projections (derived before the cut) stay as they are");
+    }
     if (!n) fail("rebuild failed", n.error());
     auto digest = rebuilt.value()->digest();
     if (!digest) fail("cannot digest the rebuilt projections", digest.error());
@@ -702,6 +719,14 @@ commands:
   tail          [-p PARTITION] [-n N] [-f]
   checkpoints   [-p PARTITION] [--all]: the latest signed checkpoint of each partition; --all
                 every one (embedded log only: Kafka keeps only the latest)
+  prove         --partition P --seq S [--size N] | --partition P --from A --to B [-o FILE]:
+                a Merkle inclusion proof of one record, or a consistency proof between two
+                signed checkpoints (RFC 9162), as JSON
+  verify-proof  FILE [--trusted-keys K]: check a proof offline with only the verifier keys
+                (exit 0 valid, 1 invalid or forged, 2 could not run)
+  retention run [--days N] [--dry-run]: remove event payloads older than N days (default 90;
+                ledgerd stopped; ledgerd --retention-days runs it on a schedule); verification
+                stays green and reports the cut
   demo          --events N: write realistic synthetic events of every type
                 (--log kafka [--partitions P]: creates the topics when missing, with P
                 partitions (default 8), and the data directory's missing keys; appends as
@@ -798,7 +823,8 @@ int main(int argc, char** argv) {
     if (kafka_mode(c) && c.kafka_brokers.empty()) {
       fail("--log kafka needs --kafka-brokers HOST:PORT");
     }
-    if (kafka_mode(c) && (command == "erase" || command == "rebuild-projections")) {
+    if (kafka_mode(c) &&
+        (command == "erase" || command == "rebuild-projections" || command == "retention")) {
       fail("`" + command + "` works on the embedded log only so far");
     }
     if (command == "init") return cmd_init(c, rest);
@@ -813,6 +839,21 @@ int main(int argc, char** argv) {
     if (command == "rebuild-projections") return cmd_rebuild_projections(c, rest);
     if (command == "replay") return ops::cmd_replay(rest, [&] { return open_log_read_only(c); });
     if (command == "device") return ops::cmd_device(rest);
+    if (command == "prove") return ops::cmd_prove(rest, [&] { return open_log_read_only(c); });
+    if (command == "verify-proof") {
+      return ops::cmd_verify_proof(rest,
+                                   c.trusted_keys.empty() ? c.dir.verifier_keys() : c.trusted_keys);
+    }
+    if (command == "retention") {
+      Writer writer;  // its signer outlives the store the command opens
+      ops::RetentionAccess access;
+      access.projections_path = c.dir.projections_path();
+      access.open_writer = [&] {
+        writer = open_read_write(c);
+        return std::move(writer.log);
+      };
+      return ops::cmd_retention(rest, access);
+    }
     std::cerr << "ledgerctl: unknown command '" << command << "'\n\n" << kUsage << global;
     return kCannotRun;
   } catch (const Exit& e) {

@@ -156,6 +156,21 @@ int cmd_replay(const std::vector<std::string>& args,
     if (result.error() == ledger::Errc::unsupported_version) {
       throw std::runtime_error("the log holds events of a newer schema version; upgrade ledgerctl");
     }
+    if (result.error() == ledger::Errc::pruned) {
+      // Replay rebuilds from seq 0: a cut partition has no such history left to rebuild.
+      std::string cuts;
+      for (std::uint32_t i = 0; i < log->partition_count(); ++i) {
+        const auto cut = log->retention_cut(ledger::Partition{i});
+        if (cut.below.value == 0) continue;
+        cuts += "\n  partition " + std::to_string(i) + " pruned below seq " +
+                std::to_string(cut.below.value) + " (events before " +
+                format_rfc3339(cut.before_micros) + ")";
+      }
+      throw std::runtime_error(
+          "cannot replay: retention removed the payloads replay would start from (replay an "
+          "archive made before the cut instead):" +
+          cuts);
+    }
     throw std::runtime_error(
         "replay failed: " + result.error().message() +
         (result.error() == ledger::Errc::corruption ? " (run `ledgerctl verify`)" : ""));

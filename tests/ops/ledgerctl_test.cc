@@ -291,6 +291,132 @@ TEST_F(Ledgerctl, TailAndCheckpointsPrintTheLatest) {
   EXPECT_NE(r.out.find("sechex-ledger/"), std::string::npos);
 }
 
+// Issue 16: an auditor gets one record with a proof and checks it with only the public key;
+// a proof altered in any field, or checked against another key, is refused with exit 1.
+TEST_F(Ledgerctl, ProveThenVerifyProofOfflineAndForgeriesExitOne) {
+  init_and_demo(600);
+  const auto proof_file = dir_.sub("proof.json");
+  auto r = ctl({"prove", "--partition", "1", "--seq", "7", "-o", proof_file});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // Offline: a directory with nothing but the verifier key file.
+  TempDir auditor;
+  const auto keys = auditor.sub("ledger.pub");
+  std::filesystem::copy_file(DataDir{dir_.path()}.verifier_keys(), keys);
+  auto offline = [&](const std::string& file) {
+    return run({SECHEX_LEDGERCTL, "--data-dir", auditor.sub("none"), "verify-proof", file,
+                "--trusted-keys", keys},
+               {"SECHEX_KEK="});
+  };
+  r = offline(proof_file);
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("verified: record (1, 7) is in the tree of"), std::string::npos) << r.out;
+  const auto proof = nlohmann::json::parse(slurp(proof_file));
+  auto write = [&](const nlohmann::json& j) {
+    const auto f = auditor.sub("forged.json");
+    std::ofstream(f, std::ios::trunc) << j.dump();
+    return f;
+  };
+  auto forged = proof;
+  forged["seq"] = 8;
+  r = offline(write(forged));
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("INVALID: record_mismatch"), std::string::npos) << r.out;
+  forged = proof;
+  auto& first = forged["proof"][0];
+  first = std::string(first.get<std::string>()[0] == '0' ? "1" : "0") +
+          first.get<std::string>().substr(1);
+  r = offline(write(forged));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("INVALID: proof_invalid"), std::string::npos) << r.out;
+  forged = proof;
+  forged["checkpoint"] = std::string(forged["checkpoint"]).replace(0, 1, "X");
+  r = offline(write(forged));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("INVALID: checkpoint_bad_signature"), std::string::npos) << r.out;
+  // The API's envelope is accepted as is.
+  r = offline(write(nlohmann::json{{"data", proof}, {"error", nullptr}}));
+  EXPECT_EQ(r.code, 0) << r.out;
+  // Another key: the checkpoint is not trusted.
+  const auto other = auditor.sub("other.pub");
+  std::ofstream(other) << testing::make_signer("other").verifier_key() << "\n";
+  r = run({SECHEX_LEDGERCTL, "verify-proof", proof_file, "--trusted-keys", other}, {"SECHEX_KEK="});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("checkpoint_unknown_key"), std::string::npos) << r.out;
+  // Not a proof, or no file: exit 2 with a message.
+  EXPECT_EQ(offline(write(nlohmann::json{{"hello", 1}})).code, 2);
+  EXPECT_EQ(offline(auditor.sub("missing.json")).code, 2);
+  // A consistency proof between the first and the latest checkpoint of the partition.
+  ledger::LogOptions o;
+  o.path = DataDir{dir_.path()}.log_path();
+  o.mode = ledger::LogOptions::Mode::read_only;
+  std::uint64_t latest = 0;
+  {
+    auto log = ledger::LogStore::open(o).value();
+    latest =
+        ledger::parse_checkpoint_body(*log->latest_checkpoint(ledger::Partition{1}).value())->size;
+  }
+  r = ctl({"prove", "--partition", "1", "--from", std::to_string(latest), "--to",
+           std::to_string(latest), "-o", dir_.sub("c.json")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(offline(dir_.sub("c.json")).code, 0);
+  r = ctl({"prove", "--partition", "1", "--from", "3", "--to", std::to_string(latest)});
+  EXPECT_EQ(r.code, 2) << "no signed checkpoint at size 3";
+  EXPECT_NE(r.err.find("no signed checkpoint"), std::string::npos) << r.err;
+  r = ctl({"prove", "--partition", "1", "--seq", "100000"});
+  EXPECT_EQ(r.code, 2);
+}
+
+// Issue 16 retention by hand: a dry run changes nothing; a run prunes the events older than the
+// window (demo spreads its events over 100 days), verify stays green and names the cut, and
+// export, replay and proofs below the cut say "pruned" instead of leaving gaps.
+TEST_F(Ledgerctl, RetentionRunPrunesOldPayloadsAndVerifyStaysGreen) {
+  init_and_demo(2000);
+  const auto before = ctl({"export", "--format", "jsonl"});
+  ASSERT_EQ(before.code, 0);
+  const auto all = std::count(before.out.begin(), before.out.end(), '\n');
+  auto r = ctl({"retention", "run", "--days", "90", "--dry-run"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("would be pruned; nothing changed"), std::string::npos) << r.out;
+  EXPECT_EQ(ctl({"export", "--format", "jsonl"}).out, before.out);
+
+  r = ctl({"retention", "run", "--days", "90"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("chained steps"), std::string::npos) << r.out;
+  r = ctl({"verify"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("pruned below seq"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("verified: "), std::string::npos);
+
+  r = ctl({"export", "--format", "jsonl"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto kept = std::count(r.out.begin(), r.out.end(), '\n');
+  EXPECT_LT(kept, all);
+  EXPECT_GT(kept, all / 2);
+  EXPECT_NE(r.err.find("pruned below seq"), std::string::npos) << r.err;
+  // No kept event is older than 90 days, bar the retention steps themselves (recent).
+  const auto cutoff = SystemClock::instance().now_micros() - 91LL * 86'400'000'000;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_GE(parse_rfc3339(j["time"].get<std::string>()).value(), cutoff) << line;
+  }
+  EXPECT_NE(r.out.find("RetentionApplied"), std::string::npos);
+
+  r = ctl({"replay", "--at", format_rfc3339(SystemClock::instance().now_micros())});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("cannot replay: retention removed"), std::string::npos) << r.err;
+  r = ctl({"prove", "--partition", "0", "--seq", "0"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("removed by retention"), std::string::npos) << r.err;
+  // Running again finds nothing more to prune.
+  r = ctl({"retention", "run", "--days", "90"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("pruned 0 records"), std::string::npos) << r.out;
+  EXPECT_EQ(ctl({"verify"}).code, 0);
+  EXPECT_EQ(ctl({"retention", "run", "--days", "0"}).code, 2);
+  EXPECT_EQ(ctl({"retention", "go"}).code, 2);
+}
+
 // "Who had access when": `ledgerctl replay --at T` shows the sessions valid, users locked and
 // roles held at T, from the log alone, while a writer holds the store.
 class LedgerctlReplay : public Ledgerctl {
