@@ -266,6 +266,15 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       po::value(&cleanup_interval_seconds)->default_value(cleanup_interval_seconds),
       "seconds between deletions of expired temporary data (003 FR-040: weekly); the first runs "
       "once the projections have caught up after start-up");
+  std::uint32_t retention_days = 90;
+  std::int64_t retention_interval_seconds = 24 * 3600;
+  desc.add_options()(
+      "retention-days", po::value(&retention_days)->default_value(retention_days),
+      "remove event payloads older than N days (their hashes stay, so verification holds); 0 "
+      "keeps everything (design card: 90)")(
+      "retention-interval",
+      po::value(&retention_interval_seconds)->default_value(retention_interval_seconds),
+      "seconds between retention runs; the first runs once the projections have caught up");
   bool webhook_allow_private = false;
   desc.add_options()("webhook-allow-private-targets", po::bool_switch(&webhook_allow_private),
                      "webhook endpoints may be http:// and resolve to loopback, private or "
@@ -482,6 +491,14 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
         err, "--cleanup-interval must be 1.." + std::to_string(kMaxCleanupInterval) + " seconds");
   }
   c.cleanup_interval = std::chrono::seconds{cleanup_interval_seconds};
+  // Ten years is longer than any retention rule we know of; more is a typo.
+  if (retention_days > 3650) return invalid(err, "--retention-days must be 0..3650");
+  if (retention_interval_seconds < 1 || retention_interval_seconds > kMaxCleanupInterval) {
+    return invalid(
+        err, "--retention-interval must be 1.." + std::to_string(kMaxCleanupInterval) + " seconds");
+  }
+  c.retention_days = retention_days;
+  c.retention_interval = std::chrono::seconds{retention_interval_seconds};
   c.webhook_allow_private_targets = webhook_allow_private;
   for (const auto& a : mail.admin_emails) {
     if (!api::check_mail_request({api::kMailAdminAlert, a, "check:address", "en"})) {

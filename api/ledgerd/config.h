@@ -77,6 +77,10 @@ struct Config {
   // How often expired temporary data (sessions, idempotency keys, webhook ids, rate windows,
   // replay caches, timed lockouts) is deleted: --cleanup-interval SECONDS (003 FR-040: weekly).
   std::chrono::seconds cleanup_interval{7 * 24 * 3600};
+  // Retention (design card: 90-day windows): event payloads older than --retention-days N are
+  // removed every --retention-interval SECONDS (embedded log); 0 days keeps everything.
+  std::uint32_t retention_days = 90;
+  std::chrono::seconds retention_interval{24 * 3600};
   // --webhook-allow-private-targets: webhook endpoints may be http:// and internal addresses.
   bool webhook_allow_private_targets = false;
 };

@@ -35,10 +35,12 @@
 #include "api/routes/secrets_api.h"
 #include "api/webhooks/delivery.h"
 #include "config.h"
+#include "ledger/crypto.h"
 #include "ledger/data_dir.h"
 #include "ledger/event_builder.h"
 #include "ledger/kafka_keys.h"
 #include "ledger/kafka_log.h"
+#include "ledger/retention.h"
 #include "ledger/utf8.h"
 #include "projections/store.h"
 
@@ -652,6 +654,68 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   });
   cleaner.start();
 
+  // Retention (design card: 90-day windows; ledger/retention.h): on its own thread, once the
+  // projections have caught up, then every --retention-interval. Each step is chained through
+  // the command path before its payloads go, and never reaches past what the projections
+  // applied. The Kafka log keeps no stubs yet: there the topic's own retention applies.
+  auto& retention_pruned = prometheus::BuildCounter()
+                               .Name("sechex_retention_pruned_records_total")
+                               .Help("Records whose payloads retention removed")
+                               .Register(metrics.registry())
+                               .Add({});
+  auto& retention_runs = prometheus::BuildCounter()
+                             .Name("sechex_retention_runs_total")
+                             .Help("Retention runs by outcome (ok, failed)")
+                             .Register(metrics.registry());
+  auto* embedded = dynamic_cast<ledger::LogStore*>(&log);
+  if (config.retention_days > 0 && embedded == nullptr) {
+    std::cerr << "ledgerd: --retention-days applies to the embedded log only so far; the Kafka "
+                 "topic's own retention settings govern it\n";
+  }
+  std::optional<std::chrono::steady_clock::time_point> next_retention;
+  api::PeriodicTask retention(std::chrono::seconds(1), [&](const auto&) {
+    if (!caught_up || config.retention_days == 0 || embedded == nullptr) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (next_retention && now < *next_retention) return;
+    next_retention = now + config.retention_interval;
+    ledger::RetentionOptions ro;
+    ro.before_micros =
+        clock.now_micros() - static_cast<std::int64_t>(config.retention_days) * 86'400'000'000;
+    ro.window_days = config.retention_days;
+    if (auto id = ledger::crypto::random_bytes(8)) ro.run_id = ledger::to_hex(id.value());
+    ro.limit = [&](ledger::Partition p) { return read_models.value()->position(p); };
+    const auto home =
+        ledger::partition_for(std::string(ledger::kRetentionSubject), log.partition_count());
+    const auto report = ledger::run_retention(
+        *embedded, ro, [&](const ledger::RetentionStep& step) -> Result<void> {
+          SECHEX_TRY(auto done, commands.run(home, [&]() -> Result<std::vector<ledger::Bytes>> {
+            SECHEX_TRY(auto event, ledger::retention_event(step, ro, clock.now_micros()));
+            return std::vector<ledger::Bytes>{std::move(event)};
+          }));
+          (void)done;
+          return boost::outcome_v2::success();
+        });
+    if (!report) {
+      retention_runs.Add({{"outcome", "failed"}}).Increment();
+      std::cerr << "ledgerd: retention run " << ro.run_id << " failed: " << report.error().message()
+                << "\n";
+      return;
+    }
+    retention_runs.Add({{"outcome", "ok"}}).Increment();
+    // Sign the chained steps now rather than within a minute: the run is evidence.
+    if (!report.value().steps.empty()) {
+      if (auto r = log.checkpoint_due(/*force=*/true); !r) {
+        std::cerr << "ledgerd: checkpoint after retention failed: " << r.error().message() << "\n";
+      }
+    }
+    retention_pruned.Increment(static_cast<double>(report.value().records));
+    std::cerr << "ledgerd: retention run " << ro.run_id << " pruned " << report.value().records
+              << " records older than " << config.retention_days << " days ("
+              << report.value().bytes_freed << " payload bytes) in " << report.value().steps.size()
+              << " chained steps; next in " << config.retention_interval.count() << " s\n";
+  });
+  retention.start();
+
   // Kafka mode: other nodes append to the partitions this one does not write; follow them so
   // reads (audit, auth's revocation checks) stay within about a second of the cluster.
   api::PeriodicTask follower(std::chrono::milliseconds(500), [&](const auto& stopping) {
@@ -688,6 +752,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   webhook_worker.stop();  // likewise an HTTP delivery in flight
   if (ingest_worker) ingest_worker->stop();
   cleaner.stop();
+  retention.stop();
   checkpointer.stop();
   // A Kafka call that ignores its timeout while no broker answers must not hold the stop past a
   // supervisor's grace period. Nothing is pending then (the server, ingest and checkpoints have

@@ -216,6 +216,28 @@ TEST(LedgerdConfig, TheCleanupRunsWeeklyByDefaultAndTheIntervalIsBounded) {
   }
 }
 
+// Design card: retention keeps 90 days unless configured; 0 keeps everything; nonsense is refused.
+TEST(LedgerdConfig, RetentionKeepsNinetyDaysByDefaultDailyAndItsBoundsAreChecked) {
+  const auto d = parse({}).config.value();
+  EXPECT_EQ(d.retention_days, 90u);
+  EXPECT_EQ(d.retention_interval, std::chrono::hours(24));
+  EXPECT_EQ(parse({"--retention-days", "0"}).config.value().retention_days, 0u);
+  EXPECT_EQ(parse({"--retention-days", "400", "--retention-interval", "3600"})
+                .config.value()
+                .retention_interval,
+            std::chrono::seconds(3600));
+  auto r = parse({"--retention-days", "3651"});
+  EXPECT_FALSE(r.config);
+  EXPECT_NE(r.err.find("--retention-days must be 0..3650"), std::string::npos) << r.err;
+  r = parse({"--retention-days", "-5"});
+  EXPECT_FALSE(r.config);
+  for (const char* bad : {"0", "7776001"}) {
+    r = parse({"--retention-interval", bad});
+    EXPECT_FALSE(r.config) << bad;
+    EXPECT_NE(r.err.find("--retention-interval must be 1..7776000"), std::string::npos) << r.err;
+  }
+}
+
 TEST(LedgerdConfig, ThePaymentWebhookSecretFileMustBePrivateAndHoldAWhsecSecret) {
   testing::TempDir dir;
   const auto file = dir.sub("secret");

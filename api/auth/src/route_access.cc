@@ -25,6 +25,8 @@ constexpr std::array kRules = {
     RouteRule{"GET", "/v1/admin/flags/{name}", kAdmin},
     RouteRule{"PUT", "/v1/admin/flags/{name}", kAdmin},
     RouteRule{"GET", "/v1/admin/ledger/checkpoints", kAdmin},
+    RouteRule{"GET", "/v1/admin/ledger/proof", kAdmin},
+    RouteRule{"GET", "/v1/admin/ledger/consistency", kAdmin},
     RouteRule{"PUT", "/v1/admin/policy/password", kAdmin},
     RouteRule{"GET", "/v1/admin/secure/audit", kAdmin},
     RouteRule{"PUT", "/v1/admin/users/{id}/attributes", kAdmin},

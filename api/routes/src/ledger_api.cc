@@ -11,6 +11,7 @@
 #include "ledger/checkpoint.h"
 #include "ledger/event_builder.h"
 #include "ledger/export.h"
+#include "ledger/proof.h"
 #include "ledger/time_format.h"
 #include "ledger/utf8.h"
 #include "projections/audit.h"
@@ -139,7 +140,11 @@ Result<AuditPage> audit_page(const projections::ProjectionStore& store, const le
   for (const auto& position : matches) {
     auto record = read_one(log, position);
     if (!record) {
-      if (record.error() == ledger::Errc::not_found) continue;  // dropped by retention
+      // Retention removes an entry before its payload, so only a page racing a retention step
+      // meets one; the answer's "pruned" list says where history ends.
+      if (record.error() == ledger::Errc::not_found || record.error() == ledger::Errc::pruned) {
+        continue;
+      }
       return record.error();
     }
     // A record that cannot be rendered is marked in its entry, not fatal to the page.
@@ -225,6 +230,12 @@ void LedgerApi::add_routes(RouteRegistry& routes) {
   routes.guarded(
       "GET", "/v1/admin/ledger/checkpoints",
       [this](const Request& r, W w) { return checkpoints(r, w); }, Exec::read);
+  routes.guarded(
+      "GET", "/v1/admin/ledger/proof", [this](const Request& r, W w) { return proof(r, w); },
+      Exec::read);
+  routes.guarded(
+      "GET", "/v1/admin/ledger/consistency",
+      [this](const Request& r, W w) { return consistency(r, w); }, Exec::read);
   routes.open("GET", "/.well-known/jwks.json", [this](const Request& r) { return jwks(r); });
 }
 
@@ -298,6 +309,24 @@ Response LedgerApi::ingest(const Request& req, const Principal& principal) {
   return json_ok(json{{"events", answers}}.dump(), 201);
 }
 
+namespace {
+
+// The retention cuts a query from `from_micros` reaches below: where history ends, per
+// partition, so an answer never has a silent gap.
+json pruned_cuts(const ledger::Log& log, std::int64_t from_micros) {
+  json out = json::array();
+  for (std::uint32_t p = 0; p < log.partition_count(); ++p) {
+    const auto cut = log.retention_cut(ledger::Partition{p});
+    if (cut.below.value == 0 || cut.before_micros <= from_micros) continue;
+    out.push_back({{"partition", p},
+                   {"prunedBelowSeq", cut.below.value},
+                   {"prunedBefore", format_rfc3339(cut.before_micros)}});
+  }
+  return out;
+}
+
+}  // namespace
+
 Response LedgerApi::audit(const Request& req, const Principal& /*admin*/) {
   SECHEX_TRY(const auto filter, audit_filter(req, /*paged=*/true));
   auto page = audit_page(commands_.projections(), commands_.log(), &keys_, filter, filter.limit,
@@ -307,6 +336,9 @@ Response LedgerApi::audit(const Request& req, const Principal& /*admin*/) {
   for (auto& e : page.value().entries) entries.push_back(api_entry(std::move(e)));
   json data{{"entries", std::move(entries)}, {"nextCursor", nullptr}};
   if (page.value().last_key) data["nextCursor"] = jose::base64url_encode(*page.value().last_key);
+  if (auto cuts = pruned_cuts(commands_.log(), filter.scan.from_micros); !cuts.empty()) {
+    data["pruned"] = std::move(cuts);
+  }
   return json_ok(ledger::json_text(data));
 }
 
@@ -466,13 +498,110 @@ Response LedgerApi::checkpoints(const Request&, const Principal& /*admin*/) {
     if (!note.value()) continue;
     const auto body = ledger::parse_checkpoint_body(*note.value());
     if (!body) return internal("a stored checkpoint does not parse");
-    list.push_back(json{{"partition", p},
-                        {"origin", body->origin},
-                        {"size", body->size},
-                        {"hash", ledger::to_hex(body->hash)},
-                        {"note", *note.value()}});
+    list.push_back(
+        json{{"partition", p},
+             {"origin", body->origin},
+             {"size", body->size},
+             {"hash", ledger::to_hex(body->hash)},
+             {"rootHash", body->root ? json(ledger::to_hex(*body->root)) : json(nullptr)},
+             {"note", *note.value()}});
   }
   return json_ok(json{{"ledgerId", log.ledger_id()}, {"checkpoints", list}}.dump());
+}
+
+namespace {
+
+// The unsigned integer parameters of the proof routes, each required unless `optional` names
+// it; anything else in the query is refused.
+ApiResult<std::map<std::string, std::uint64_t>> proof_params(
+    const Request& req, std::initializer_list<const char*> names,
+    std::initializer_list<const char*> optional) {
+  const auto q = parse_query(req.query);
+  if (!q) return invalid_parameter("query", "malformed or repeated query parameter");
+  std::map<std::string, std::uint64_t> out;
+  for (const auto& [k, v] : *q) {
+    const bool known = std::find_if(names.begin(), names.end(),
+                                    [&](const char* n) { return k == n; }) != names.end() ||
+                       std::find_if(optional.begin(), optional.end(),
+                                    [&](const char* n) { return k == n; }) != optional.end();
+    if (!known) return invalid_parameter(k, "unknown parameter");
+    std::uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (v.empty() || ec != std::errc() || end != v.data() + v.size()) {
+      return invalid_parameter(k, "expected a non-negative integer");
+    }
+    out[k] = n;
+  }
+  for (const auto* n : names) {
+    if (!out.contains(n)) return invalid_parameter(n, "required");
+  }
+  return out;
+}
+
+}  // namespace
+
+Response LedgerApi::proof(const Request& req, const Principal& /*admin*/) {
+  SECHEX_TRY(auto params, proof_params(req, {"partition", "seq"}, {"size"}));
+  const auto& log = commands_.log();
+  if (params["partition"] >= log.partition_count()) {
+    return invalid_parameter("partition", "no such partition");
+  }
+  const ledger::Partition p{static_cast<std::uint32_t>(params["partition"])};
+  std::optional<std::uint64_t> size;
+  if (params.contains("size")) size = params["size"];
+  const auto made = ledger::prove_inclusion(log, p, ledger::Seq{params["seq"]}, size);
+  if (!made) {
+    const auto ec = made.error();
+    if (ec == ledger::Errc::pruned) {
+      const auto cut = log.retention_cut(p);
+      return ApiError{410,
+                      "pruned",
+                      "the record's payload was removed by retention; proofs made before the "
+                      "cut stay valid",
+                      {{"partition", p.value},
+                       {"prunedBelowSeq", cut.below.value},
+                       {"prunedBefore", format_rfc3339(cut.before_micros)}}};
+    }
+    if (ec == ledger::Errc::not_found) {
+      return ApiError{404,
+                      "not_found",
+                      size ? "no signed checkpoint with a Merkle root at that size covers the "
+                             "record"
+                           : "the record is past the latest signed checkpoint with a Merkle root",
+                      {{"partition", p.value}, {"seq", params["seq"]}}};
+    }
+    if (ec == ledger::Errc::not_supported) {
+      return ApiError{501, "not_supported", "this log keeps no Merkle tree"};
+    }
+    return internal("cannot make the proof");
+  }
+  return json_ok(ledger::to_json(made.value()).dump());
+}
+
+Response LedgerApi::consistency(const Request& req, const Principal& /*admin*/) {
+  SECHEX_TRY(auto params, proof_params(req, {"partition", "from", "to"}, {}));
+  const auto& log = commands_.log();
+  if (params["partition"] >= log.partition_count()) {
+    return invalid_parameter("partition", "no such partition");
+  }
+  const ledger::Partition p{static_cast<std::uint32_t>(params["partition"])};
+  if (params["from"] == 0 || params["from"] > params["to"]) {
+    return invalid_parameter("from", "from must be at least 1 and at most to");
+  }
+  const auto made = ledger::prove_consistency(log, p, params["from"], params["to"]);
+  if (!made) {
+    if (made.error() == ledger::Errc::not_found) {
+      return invalid_request("no_checkpoint",
+                             "from and to must each be the size of a signed checkpoint with a "
+                             "Merkle root (see /v1/admin/ledger/checkpoints)",
+                             {{"from", params["from"]}, {"to", params["to"]}});
+    }
+    if (made.error() == ledger::Errc::not_supported) {
+      return ApiError{501, "not_supported", "this log keeps no Merkle tree"};
+    }
+    return internal("cannot make the proof");
+  }
+  return json_ok(ledger::to_json(made.value()).dump());
 }
 
 Response LedgerApi::jwks(const Request&) const {

@@ -9,6 +9,16 @@
 //                                    jti, proofHash, partition, seq, hash, type}; CSV cells are
 //                                    formula-injection safe (ledger/export.h csv_row)
 //   GET  /v1/admin/ledger/checkpoints (admin) the latest signed checkpoint of each partition
+//                                    (with its Merkle rootHash, null for one signed before the
+//                                    tree existed)
+//   GET  /v1/admin/ledger/proof      (admin) ?partition&seq[&size]: an RFC 9162 inclusion proof
+//                                    (ledger/proof.h) against the signed checkpoint of `size`
+//                                    records (default the latest); 404 past it, 410 `pruned`
+//                                    below the retention cut, 501 when the log keeps no tree
+//   GET  /v1/admin/ledger/consistency (admin) ?partition&from&to: a consistency proof between
+//                                    two signed checkpoints' sizes; 400 when either is not one
+// Audit answers carry "pruned": [{partition, prunedBelowSeq, prunedBefore}] when the query
+// reaches back past a retention cut, so history that is gone is said, not silently missing.
 //   GET  /.well-known/jwks.json      token signing keys (public)
 //
 // Ingest body (at most 64 KiB; API.md input rules apply while parsing):
@@ -78,6 +88,8 @@ class LedgerApi {
   Response audit_export(const Request& req, const Principal& who);
   Response secure_audit(const Request& req, const Principal& who);
   Response checkpoints(const Request& req, const Principal& who);
+  Response proof(const Request& req, const Principal& who);
+  Response consistency(const Request& req, const Principal& who);
   Response jwks(const Request& req) const;
 
  private:
