@@ -268,13 +268,17 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
       "once the projections have caught up after start-up");
   std::uint32_t retention_days = 90;
   std::int64_t retention_interval_seconds = 24 * 3600;
+  std::string retention_archive_dir;
   desc.add_options()(
       "retention-days", po::value(&retention_days)->default_value(retention_days),
       "remove event payloads older than N days (their hashes stay, so verification holds); 0 "
       "keeps everything (design card: 90)")(
       "retention-interval",
       po::value(&retention_interval_seconds)->default_value(retention_interval_seconds),
-      "seconds between retention runs; the first runs once the projections have caught up");
+      "seconds between retention runs; the first runs once the projections have caught up")(
+      "retention-archive-dir", po::value(&retention_archive_dir),
+      "before each retention run removes anything, write an archive of it here (verify with "
+      "`ledgerctl verify --archive FILE`); a run whose archive fails removes nothing");
   bool webhook_allow_private = false;
   desc.add_options()("webhook-allow-private-targets", po::bool_switch(&webhook_allow_private),
                      "webhook endpoints may be http:// and resolve to loopback, private or "
@@ -499,6 +503,7 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   }
   c.retention_days = retention_days;
   c.retention_interval = std::chrono::seconds{retention_interval_seconds};
+  c.retention_archive_dir = retention_archive_dir;
   c.webhook_allow_private_targets = webhook_allow_private;
   for (const auto& a : mail.admin_emails) {
     if (!api::check_mail_request({api::kMailAdminAlert, a, "check:address", "en"})) {

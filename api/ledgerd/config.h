@@ -81,6 +81,8 @@ struct Config {
   // removed every --retention-interval SECONDS (embedded log); 0 days keeps everything.
   std::uint32_t retention_days = 90;
   std::chrono::seconds retention_interval{24 * 3600};
+  // --retention-archive-dir: each run first writes an archive of what it removes here.
+  std::string retention_archive_dir;
   // --webhook-allow-private-targets: webhook endpoints may be http:// and internal addresses.
   bool webhook_allow_private_targets = false;
 };

@@ -684,6 +684,16 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
     ro.window_days = config.retention_days;
     if (auto id = ledger::crypto::random_bytes(8)) ro.run_id = ledger::to_hex(id.value());
     ro.limit = [&](ledger::Partition p) { return read_models.value()->position(p); };
+    if (!config.retention_archive_dir.empty()) {
+      ro.before = [&](const std::vector<ledger::RetentionStep>& steps) -> Result<void> {
+        SECHEX_TRY(auto path, ledger::write_archive_file(log, ledger::archive_ranges(steps),
+                                                         config.retention_archive_dir,
+                                                         "retention-" + ro.run_id + ".jsonl"));
+        std::cerr << "ledgerd: retention run " << ro.run_id << " archived what goes to " << path
+                  << "\n";
+        return boost::outcome_v2::success();
+      };
+    }
     const auto home =
         ledger::partition_for(std::string(ledger::kRetentionSubject), log.partition_count());
     const auto report = ledger::run_retention(

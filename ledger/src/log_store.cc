@@ -765,6 +765,16 @@ RetentionCut LogStore::retention_cut(Partition partition) const {
           static_cast<std::int64_t>(detail::get_be64(v.data() + 8))};
 }
 
+Result<Hash> LogStore::record_hash(Partition partition, Seq seq) const {
+  if (partition.value >= impl_->partitions) return Errc::invalid_argument;
+  rocksdb::PinnableSlice value;
+  const auto s = impl_->db->Get(rocksdb::ReadOptions(), impl_->cfs[kLog],
+                                encode_log_key(partition, seq), &value);
+  if (!s.ok()) return map_status(s);
+  SECHEX_TRY(auto view, decode_record(value.ToStringView()));
+  return view.hash;
+}
+
 Result<Hash> LogStore::tree_node(Partition partition, unsigned level, std::uint64_t index) const {
   return impl_->node(partition, level, index);
 }

@@ -45,6 +45,19 @@ Result<std::vector<RetentionStep>> plan_retention(const LogStore& log,
   return steps;
 }
 
+std::vector<ArchiveRange> archive_ranges(const std::vector<RetentionStep>& steps) {
+  std::vector<ArchiveRange> ranges;
+  for (const auto& s : steps) {
+    if (!ranges.empty() && ranges.back().partition == s.partition &&
+        ranges.back().below == s.from) {
+      ranges.back().below = s.below;
+    } else {
+      ranges.push_back({s.partition, s.from, s.below});
+    }
+  }
+  return ranges;
+}
+
 Result<Bytes> retention_event(const RetentionStep& step, const RetentionOptions& options,
                               std::int64_t now_micros) {
   EventBuilder b(nullptr, {std::string(kRetentionSubject),
@@ -63,6 +76,7 @@ Result<RetentionReport> run_retention(LogStore& log, const RetentionOptions& opt
                                       const ChainStep& chain) {
   RetentionReport report;
   SECHEX_TRY(auto steps, plan_retention(log, options));
+  if (options.before && !steps.empty()) SECHEX_TRYV(options.before(steps));
   for (const auto& step : steps) {
     SECHEX_TRYV(chain(step));
     SECHEX_TRY(auto pruned, log.prune(step.partition, step.below, options.before_micros));

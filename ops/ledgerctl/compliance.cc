@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ledger/archive.h"
 #include "ledger/checkpoint.h"
 #include "ledger/crypto.h"
 #include "ledger/proof.h"
@@ -24,6 +25,7 @@ using nlohmann::json;
 
 constexpr int kOk = 0;
 constexpr int kInvalid = 1;
+constexpr int kCannotRun = 2;
 constexpr std::int64_t kDayMicros = 86'400'000'000;
 
 [[noreturn]] void fail(const std::string& what) { throw std::runtime_error(what); }
@@ -115,6 +117,93 @@ int cmd_prove(const std::vector<std::string>& args,
   return kOk;
 }
 
+int cmd_archive(const std::vector<std::string>& args,
+                const std::function<std::unique_ptr<ledger::Log>()>& open_log) {
+  po::options_description d("ledgerctl archive");
+  d.add_options()("from", po::value<std::string>(), "RFC 3339 time, inclusive")(
+      "to", po::value<std::string>(), "RFC 3339 time, exclusive")(
+      "partition", po::value<std::uint32_t>(), "only this partition")(
+      "output,o", po::value<std::string>(), "the archive file to write");
+  const auto vm = parse(args, d);
+  if (!vm.count("output")) fail("archive needs -o FILE");
+  auto time_flag = [&](const char* name) -> std::optional<std::int64_t> {
+    if (!vm.count(name)) return std::nullopt;
+    const auto t = parse_rfc3339(vm[name].as<std::string>());
+    if (!t) fail(std::string("--") + name + ": not an RFC 3339 time");
+    return t;
+  };
+  const auto from = time_flag("from");
+  const auto to = time_flag("to");
+  if (from && to && *from >= *to) fail("--from must be before --to");
+  auto log = open_log();
+  std::optional<ledger::Partition> only;
+  if (vm.count("partition")) {
+    only = ledger::Partition{vm["partition"].as<std::uint32_t>()};
+    if (only->value >= log->partition_count()) {
+      fail("--partition must be below " + std::to_string(log->partition_count()));
+    }
+  }
+  auto plan = ledger::plan_archive(*log, from.value_or(INT64_MIN), to.value_or(INT64_MAX), only);
+  if (!plan) fail("cannot read the log: " + plan.error().message());
+  if (plan.value().ranges.empty()) fail("no signed records in that window: nothing to archive");
+  const auto path = vm["output"].as<std::string>();
+  const auto partial = path + ".partial";
+  Result<ledger::ArchiveSummary> written = ledger::Errc::io_error;
+  {
+    std::ofstream out(partial, std::ios::trunc | std::ios::binary);
+    if (!out) fail("cannot write " + partial);
+    written = ledger::write_archive(*log, plan.value().ranges, from, to, out);
+  }
+  if (!written) {
+    std::remove(partial.c_str());
+    fail("archive failed: " + written.error().message());
+  }
+  if (std::rename(partial.c_str(), path.c_str()) != 0) fail("cannot rename to " + path);
+  std::cerr << "archived " << written.value().records << " records of "
+            << written.value().partitions << " partitions to " << path << "\n";
+  if (plan.value().unsigned_tail > 0) {
+    std::cerr << plan.value().unsigned_tail
+              << " records in the window are not yet under a signed checkpoint and were left "
+                 "out; archive again after the next checkpoint to include them\n";
+  }
+  for (std::uint32_t i = 0; i < log->partition_count(); ++i) {
+    const auto cut = log->retention_cut(ledger::Partition{i});
+    if (cut.below.value > 0 && from.value_or(INT64_MIN) < cut.before_micros &&
+        (!only || only->value == i)) {
+      std::cerr << describe_cut(ledger::Partition{i}, cut) << ": earlier records are gone\n";
+    }
+  }
+  return kOk;
+}
+
+int verify_archive_file(const std::string& path, const std::string& trusted_keys) {
+  auto keys = ledger::TrustedKeys::load_file(trusted_keys);
+  if (!keys) {
+    fail(keys.error() == ledger::Errc::key_missing
+             ? "no trusted checkpoint keys in " + trusted_keys + " (pass --trusted-key FILE)"
+             : "trusted key file " + trusted_keys + " has a malformed line");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot read " + path);
+  const auto report = ledger::verify_archive(in, keys.value());
+  if (report.outcome == ledger::VerifyReport::Outcome::verified) {
+    for (const auto& p : report.partitions) {
+      std::cout << "partition " << p.partition.value << ": " << p.records
+                << " records linked under a signed checkpoint, head " << ledger::to_hex(p.head)
+                << "\n";
+    }
+    std::cout << "verified archive: " << report.records << " records, " << report.partitions.size()
+              << " partitions\n";
+    return kOk;
+  }
+  const auto& f = *report.fault;
+  const bool tampered = report.outcome == ledger::VerifyReport::Outcome::tampered;
+  std::cout << (tampered ? "TAMPERED" : "CANNOT VERIFY") << ": partition "
+            << f.position.partition.value << " seq " << f.position.seq.value << ": " << f.reason
+            << ": " << f.detail << "\n";
+  return tampered ? kInvalid : kCannotRun;
+}
+
 int cmd_verify_proof(const std::vector<std::string>& args, const std::string& trusted_keys) {
   po::options_description d("ledgerctl verify-proof");
   d.add_options()("proof", po::value<std::string>(), "the proof file (JSON)");
@@ -159,7 +248,9 @@ int cmd_verify_proof(const std::vector<std::string>& args, const std::string& tr
 int cmd_retention(const std::vector<std::string>& args, const RetentionAccess& access) {
   po::options_description d("ledgerctl retention run");
   d.add_options()("days", po::value<std::uint32_t>()->default_value(90),
-                  "keep events of the last N days")("dry-run", "only say what would go");
+                  "keep events of the last N days")("dry-run", "only say what would go")(
+      "archive-dir", po::value<std::string>(),
+      "first write an archive of what goes here (verify it with `ledgerctl verify --archive`)");
   if (args.empty() || args[0] != "run")
     fail("usage: ledgerctl retention run [--days N] [--dry-run]");
   const auto vm = parse({args.begin() + 1, args.end()}, d);
@@ -202,6 +293,15 @@ int cmd_retention(const std::vector<std::string>& args, const RetentionAccess& a
     }
     std::cout << "dry run: " << records << " records would be pruned; nothing changed\n";
     return kOk;
+  }
+  if (vm.count("archive-dir")) {
+    const auto dir = vm["archive-dir"].as<std::string>();
+    ro.before = [&, dir](const std::vector<ledger::RetentionStep>& steps) -> Result<void> {
+      SECHEX_TRY(auto path, ledger::write_archive_file(*log, ledger::archive_ranges(steps), dir,
+                                                       "retention-" + ro.run_id + ".jsonl"));
+      std::cout << "archived what goes to " << path << "\n";
+      return boost::outcome_v2::success();
+    };
   }
   const auto subject_partition =
       ledger::partition_for(std::string(ledger::kRetentionSubject), log->partition_count());

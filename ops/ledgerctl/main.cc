@@ -264,8 +264,17 @@ int cmd_init(const Common& c, const std::vector<std::string>& args) {
 int cmd_verify(const Common& c, const std::vector<std::string>& args) {
   po::options_description d("ledgerctl verify");
   d.add_options()("threads", po::value<unsigned>()->default_value(2), "verification threads")(
-      "quiet,q", "print only the verdict");
+      "quiet,q", "print only the verdict")(
+      "archive", po::value<std::string>(),
+      "verify this archive file instead of a data directory (offline)")(
+      "trusted-key", po::value<std::string>(), "with --archive: the verifier key file");
   const auto vm = parse(args, d);
+  if (vm.count("archive")) {
+    const auto keys = vm.count("trusted-key")   ? vm["trusted-key"].as<std::string>()
+                      : !c.trusted_keys.empty() ? c.trusted_keys
+                                                : c.dir.verifier_keys();
+    return ops::verify_archive_file(vm["archive"].as<std::string>(), keys);
+  }
   auto log = open_log_read_only(c);  // "no ledger here" is the more useful first complaint
   const auto keys_path = c.trusted_keys.empty() ? c.dir.verifier_keys() : c.trusted_keys;
   auto trusted = TrustedKeys::load_file(keys_path);
@@ -722,9 +731,12 @@ commands:
   prove         --partition P --seq S [--size N] | --partition P --from A --to B [-o FILE]:
                 a Merkle inclusion proof of one record, or a consistency proof between two
                 signed checkpoints (RFC 9162), as JSON
+  archive       --from T1 --to T2 [--partition P] -o FILE: a self-contained archive (records,
+                the signed checkpoint and the proof tying them) an auditor verifies offline
+  verify --archive FILE [--trusted-key K]: check an archive with no data directory
   verify-proof  FILE [--trusted-keys K]: check a proof offline with only the verifier keys
                 (exit 0 valid, 1 invalid or forged, 2 could not run)
-  retention run [--days N] [--dry-run]: remove event payloads older than N days (default 90;
+  retention run [--days N] [--dry-run] [--archive-dir D]: remove event payloads older than N days (default 90;
                 ledgerd stopped; ledgerd --retention-days runs it on a schedule); verification
                 stays green and reports the cut
   demo          --events N: write realistic synthetic events of every type
@@ -839,6 +851,7 @@ int main(int argc, char** argv) {
     if (command == "rebuild-projections") return cmd_rebuild_projections(c, rest);
     if (command == "replay") return ops::cmd_replay(rest, [&] { return open_log_read_only(c); });
     if (command == "device") return ops::cmd_device(rest);
+    if (command == "archive") return ops::cmd_archive(rest, [&] { return open_log_read_only(c); });
     if (command == "prove") return ops::cmd_prove(rest, [&] { return open_log_read_only(c); });
     if (command == "verify-proof") {
       return ops::cmd_verify_proof(rest,

@@ -48,7 +48,8 @@ TEST_F(Compliance, RetentionJobPrunesOldPayloadsAndProofsAreServedAndCheckedOffl
   const auto demo = ctl({"demo", "--events", "1500", "--seed", "3"});
   ASSERT_EQ(demo.code, 0) << demo.err;
   const auto before_run = checkpoint_sizes();
-  start({"--retention-days", "90", "--retention-interval", "86400"});
+  start({"--retention-days", "90", "--retention-interval", "86400", "--retention-archive-dir",
+         dir_.sub("archives")});
   const auto admin = admin_token();
   // The job runs once the projections have caught up.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -58,6 +59,17 @@ TEST_F(Compliance, RetentionJobPrunesOldPayloadsAndProofsAreServedAndCheckedOffl
   }
   ASSERT_NE(log().find(" chained steps"), std::string::npos) << log();
   EXPECT_EQ(log().find(" pruned 0 records"), std::string::npos) << log();
+
+  // What went was archived first, and the archive verifies with only the public key.
+  std::size_t archives = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir_.sub("archives"))) {
+    ++archives;
+    const auto v = run({SECHEX_LEDGERCTL, "verify", "--archive", f.path().string(), "--trusted-key",
+                        data() + "/keys/checkpoint-verifiers.txt"},
+                       {"SECHEX_KEK="});
+    EXPECT_EQ(v.code, 0) << v.out << v.err;
+  }
+  EXPECT_EQ(archives, 1u);
 
   // Checkpoints now carry the Merkle root beside the chain head.
   const auto cps = call(http::verb::get, "/v1/admin/ledger/checkpoints", nullptr, admin);

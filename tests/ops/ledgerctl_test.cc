@@ -417,6 +417,110 @@ TEST_F(Ledgerctl, RetentionRunPrunesOldPayloadsAndVerifyStaysGreen) {
   EXPECT_EQ(ctl({"retention", "go"}).code, 2);
 }
 
+// Issue 16 archives: written beside a data directory, verified on a "machine" with only the
+// public key; after the ledger is pruned the archive still verifies, and its checkpoint is
+// consistent with the pruned ledger's later checkpoint. Tampering with the file exits 1.
+TEST_F(Ledgerctl, ArchiveVerifiesOfflineBeforeAndAfterPruningAndTamperingExitsOne) {
+  init_and_demo(1200);
+  const auto now = SystemClock::instance().now_micros();
+  const auto archive = dir_.sub("old.jsonl");
+  auto r = ctl({"archive", "--from", format_rfc3339(now - 120LL * 86'400'000'000), "--to",
+                format_rfc3339(now - 80LL * 86'400'000'000), "--partition", "2", "-o", archive});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("archived "), std::string::npos) << r.err;
+  TempDir auditor;
+  const auto key = auditor.sub("ledger.pub");
+  std::filesystem::copy_file(DataDir{dir_.path()}.verifier_keys(), key);
+  auto offline = [&](const std::string& file) {
+    return run({SECHEX_LEDGERCTL, "--data-dir", auditor.sub("none"), "verify", "--archive", file,
+                "--trusted-key", key},
+               {"SECHEX_KEK="});
+  };
+  r = offline(archive);
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("verified archive: "), std::string::npos) << r.out;
+  const auto text = slurp(archive);
+  EXPECT_EQ(text.find("\"email\""), std::string::npos) << "sealed fields stay sealed";
+
+  // Prune (ledgerd stopped), with an archive of what goes written first.
+  r = ctl({"retention", "run", "--days", "90", "--archive-dir", dir_.sub("retained")});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("archived what goes to "), std::string::npos) << r.out;
+  EXPECT_EQ(offline(archive).code, 0) << "the archive outlives the payloads it holds";
+  for (const auto& f : std::filesystem::directory_iterator(dir_.sub("retained"))) {
+    EXPECT_EQ(offline(f.path().string()).code, 0) << f.path();
+  }
+  // The archive's checkpoint and the pruned ledger's latest one are consistent.
+  std::istringstream lines(text);
+  std::string line;
+  std::getline(lines, line);
+  std::getline(lines, line);
+  const auto section = nlohmann::json::parse(line);
+  const auto archived_size = section["proof"]["treeSize"].get<std::uint64_t>();
+  ledger::LogOptions o;
+  o.path = DataDir{dir_.path()}.log_path();
+  o.mode = ledger::LogOptions::Mode::read_only;
+  std::uint64_t latest = 0;
+  {
+    auto log = ledger::LogStore::open(o).value();
+    latest =
+        ledger::parse_checkpoint_body(*log->latest_checkpoint(ledger::Partition{2}).value())->size;
+    EXPECT_GT(log->retention_cut(ledger::Partition{2}).below.value, 0u);
+  }
+  r = ctl({"prove", "--partition", "2", "--from", std::to_string(archived_size), "--to",
+           std::to_string(latest), "-o", dir_.sub("c.json")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto consistency = nlohmann::json::parse(slurp(dir_.sub("c.json")));
+  EXPECT_EQ(consistency["fromCheckpoint"], section["checkpoint"]);
+  EXPECT_EQ(run({SECHEX_LEDGERCTL, "verify-proof", dir_.sub("c.json"), "--trusted-keys", key},
+                {"SECHEX_KEK="})
+                .code,
+            0);
+
+  // Tampering: one record's byte, a dropped record line, another key; not an archive at all.
+  auto tampered = [&](std::string t) {
+    const auto f = auditor.sub("t.jsonl");
+    std::ofstream(f, std::ios::trunc) << t;
+    return offline(f);
+  };
+  std::vector<std::string> all;
+  std::istringstream again(text);
+  for (std::string l; std::getline(again, l);) all.push_back(l);
+  ASSERT_GT(all.size(), 5u);
+  auto join = [](const std::vector<std::string>& ls) {
+    std::string out;
+    for (const auto& l : ls) out += l + "\n";
+    return out;
+  };
+  auto altered = all;
+  auto rec = nlohmann::json::parse(altered[4]);
+  ledger::Bytes bytes;
+  ASSERT_TRUE(ledger::crypto::base64_decode(rec["record"].get<std::string>(), bytes));
+  bytes[bytes.size() - 3] ^= 0x01;
+  rec["record"] = ledger::crypto::base64_encode(bytes);
+  altered[4] = rec.dump();
+  r = tampered(join(altered));
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("TAMPERED: partition 2"), std::string::npos) << r.out;
+  auto dropped = all;
+  dropped.erase(dropped.begin() + 3);
+  EXPECT_EQ(tampered(join(dropped)).code, 1);
+  auto cut_short = all;
+  cut_short.pop_back();
+  EXPECT_EQ(tampered(join(cut_short)).code, 1);
+  const auto other = auditor.sub("other.pub");
+  std::ofstream(other) << testing::make_signer("other").verifier_key() << "\n";
+  r = run({SECHEX_LEDGERCTL, "verify", "--archive", archive, "--trusted-key", other},
+          {"SECHEX_KEK="});
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("checkpoint_unknown_key"), std::string::npos) << r.out;
+  EXPECT_EQ(tampered("hello\n").code, 2);
+  EXPECT_EQ(offline(auditor.sub("missing")).code, 2);
+  // Bad arguments.
+  EXPECT_EQ(ctl({"archive", "--from", "yesterday", "-o", dir_.sub("x")}).code, 2);
+  EXPECT_EQ(ctl({"archive", "--partition", "2"}).code, 2);
+}
+
 // "Who had access when": `ledgerctl replay --at T` shows the sessions valid, users locked and
 // roles held at T, from the log alone, while a writer holds the store.
 class LedgerctlReplay : public Ledgerctl {

@@ -99,6 +99,13 @@ class Log {
     return {};
   }
 
+  // The stored hash of one record, pruned or not (Errc::not_found past the head).
+  virtual Result<Hash> record_hash(Partition partition, Seq seq) const {
+    SECHEX_TRY(auto records, read_range(partition, seq, Seq{seq.value + 1}, 1));
+    if (records.empty()) return Errc::not_found;
+    return records.front().hash;
+  }
+
   // Merkle tree (merkle.h) over the partition's records: the perfect subtree (level, index),
   // level 0 being a record's leaf hash. Errc::not_found past the tree; Errc::not_supported
   // for a log that keeps no tree.

@@ -147,6 +147,7 @@ class LogStore final : public Log {
   LogStats stats() const override;
 
   RetentionCut retention_cut(Partition partition) const override;
+  Result<Hash> record_hash(Partition partition, Seq seq) const override;
   Result<Hash> tree_node(Partition partition, unsigned level, std::uint64_t index) const override;
   Result<std::optional<std::string>> checkpoint_at(Partition partition,
                                                    std::uint64_t size) const override;

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ledger/archive.h"
 #include "ledger/log_store.h"
 
 namespace sechex::ledger {
@@ -42,6 +43,9 @@ struct RetentionOptions {
   std::string actor = "system";    // who ran it ("system" for ledgerd's job, else the operator)
   // The highest cut allowed per partition (none when empty beyond the latest checkpoint).
   std::function<Seq(Partition)> limit;
+  // When set, called once with the whole plan before anything is chained or pruned (to write
+  // an archive of what is about to go); an error stops the run with nothing pruned.
+  std::function<Result<void>(const std::vector<struct RetentionStep>&)> before;
 };
 
 struct RetentionStep {
@@ -58,6 +62,9 @@ struct RetentionReport {
 
 Result<std::vector<RetentionStep>> plan_retention(const LogStore& log,
                                                   const RetentionOptions& options);
+
+// The steps of a plan as contiguous ranges, one per partition (for archiving them first).
+std::vector<ArchiveRange> archive_ranges(const std::vector<RetentionStep>& steps);
 
 // The RetentionApplied envelope for one step, timed `now_micros`.
 Result<Bytes> retention_event(const RetentionStep& step, const RetentionOptions& options,
