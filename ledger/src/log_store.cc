@@ -512,6 +512,14 @@ Result<void> LogStore::Impl::commit(std::vector<Writer*>& group) {
   std::size_t appends = 0;
   bool any_checkpoint_request = false;
   bool force = false;
+  // One callback for the whole group (a std::function per record would allocate per record).
+  Partition tree_partition{0};
+  const std::function<void(unsigned, std::uint64_t, const Hash&)> store_node =
+      [&](unsigned level, std::uint64_t index, const Hash& node) {
+        if (level >= kMerkleStoredLevel) {
+          batch.Put(cfs[kMerkle], merkle_key(tree_partition, level, index), slice_of(node));
+        }
+      };
   for (auto* w : group) {
     if (w->checkpoint_only) {
       any_checkpoint_request = true;
@@ -519,18 +527,14 @@ Result<void> LogStore::Impl::commit(std::vector<Writer*>& group) {
       continue;
     }
     ++appends;
+    tree_partition = w->partition;
     auto& st = work[w->partition.value];
     w->result.first = st.next;
     for (const auto& e : w->events) {
       const auto h = chain_hash(w->partition, st.next, st.head, e);
       const auto key = encode_log_key(w->partition, st.next);
       auto value = encode_record(w->partition, st.next, h, e);
-      if (tree) {
-        st.tree.push(merkle::leaf_hash(as_bytes(value)), [&](unsigned level, std::uint64_t index,
-                                                             const Hash& node) {
-          batch.Put(cfs[kMerkle], merkle_key(w->partition, level, index), slice_of(node));
-        });
-      }
+      if (tree) st.tree.push(merkle::leaf_hash(as_bytes(value)), store_node);
       batch.Put(cfs[kLog], key, value);
       w->result.hashes.push_back(h);
       st.head = h;
@@ -707,6 +711,25 @@ Result<Hash> LogStore::Impl::node(Partition p, unsigned level, std::uint64_t ind
     if (!s.ok()) return map_status(s);
     return leaf_of(value.ToStringView());
   }
+  if (level < kMerkleStoredLevel) {
+    // Below the stored levels: hash the subtree's (at most 2^(kMerkleStoredLevel-1)) leaves,
+    // read in one range scan.
+    const auto first = index << level;
+    const auto count = std::uint64_t{1} << level;
+    rocksdb::ReadOptions ro;
+    const auto upper = encode_log_key(p, Seq{first + count});
+    rocksdb::Slice upper_slice(upper);
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, cfs[kLog]));
+    merkle::CompactRange range;
+    for (it->Seek(encode_log_key(p, Seq{first})); it->Valid(); it->Next()) {
+      SECHEX_TRY(auto leaf, leaf_of(it->value().ToStringView()));
+      range.push(leaf);
+    }
+    if (!it->status().ok()) return map_status(it->status());
+    if (range.size() != count) return Errc::not_found;
+    return range.root();
+  }
   const auto s = db->Get(rocksdb::ReadOptions(), cfs[kMerkle], merkle_key(p, level, index), &value);
   if (!s.ok()) return map_status(s);
   if (value.size() != 32) return Errc::corruption;
@@ -733,7 +756,9 @@ Result<void> LogStore::Impl::build_tree() {
       auto leaf = leaf_of(it->value().ToStringView());
       if (!leaf) break;
       range.push(leaf.value(), [&](unsigned level, std::uint64_t index, const Hash& h) {
-        batch.Put(cfs[kMerkle], merkle_key(p, level, index), slice_of(h));
+        if (level >= kMerkleStoredLevel) {
+          batch.Put(cfs[kMerkle], merkle_key(p, level, index), slice_of(h));
+        }
       });
       if (batch.Count() >= kMaintenanceBatch) {
         const auto s = db->Write(wo, &batch);

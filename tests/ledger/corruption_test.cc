@@ -214,9 +214,7 @@ TEST_F(Corruption, FullyRechainedRewriteIsCaughtByTheCheckpoint) {
     hv.append(reinterpret_cast<const char*>(prev.data()), 32);
     db.put(db.meta(), "head/" + std::string("\0\0\0\1", 4), hv);
   }
-  // The Merkle nodes the store kept still hash the original record 2 (leaves 2 and 3 meet in
-  // node (1, 1)), so the rewrite shows before the checkpoint at size 5 is reached.
-  expect_fault(kP, 3, "tree_node_altered", /*chain_sees_it=*/true);
+  expect_fault(kP, 4, "checkpoint_mismatch");
 }
 
 TEST_F(Corruption, RechainedRewriteWithARebuiltMerkleTreeIsCaughtByTheSignedCheckpoint) {
@@ -248,24 +246,28 @@ TEST_F(Corruption, RechainedRewriteWithARebuiltMerkleTreeIsCaughtByTheSignedChec
   expect_fault(kP, 4, "checkpoint_mismatch");
 }
 
+// Stored nodes start at level kMerkleStoredLevel (16 leaves): 20 more records give partition kP
+// 32, so nodes (4, 0), (4, 1) and (5, 0) are stored.
 TEST_F(Corruption, AlteredMerkleNodeIsTreeNodeAltered) {
+  testing::append_n(*open_writer().value(), testing::subject_in(kP, kPartitions), 20, "more");
   {
     RawDb db(dir_.path());
-    const auto k = merkle_node_key(Partition{kP}, 2, 1);  // leaves 4..7
+    const auto k = merkle_node_key(Partition{kP}, 4, 1);  // leaves 16..31
     auto v = db.get(db.merkle(), k);
     v[0] ^= 0x01;
     db.put(db.merkle(), k, v);
   }
   // Only the store keeps the tree: the Log-interface walk has nothing to compare it with.
-  expect_fault(kP, 7, "tree_node_altered", /*chain_sees_it=*/false);
+  expect_fault(kP, 31, "tree_node_altered", /*chain_sees_it=*/false);
 }
 
 TEST_F(Corruption, DeletedMerkleNodeIsTreeNodeMissing) {
+  testing::append_n(*open_writer().value(), testing::subject_in(kP, kPartitions), 20, "more");
   {
     RawDb db(dir_.path());
-    db.del(db.merkle(), merkle_node_key(Partition{kP}, 1, 4));  // leaves 8 and 9
+    db.del(db.merkle(), merkle_node_key(Partition{kP}, 4, 0));  // leaves 0..15
   }
-  expect_fault(kP, 9, "tree_node_missing", /*chain_sees_it=*/false);
+  expect_fault(kP, 15, "tree_node_missing", /*chain_sees_it=*/false);
 }
 
 TEST_F(Corruption, WriterRefusesToExtendABrokenTail) {
