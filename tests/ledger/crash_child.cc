@@ -1,6 +1,9 @@
 // Child process for crash_test: appends forever from several threads and prints one line per
 // acknowledged append, "ACK <partition> <first seq> <count> <tag>", only after append()
-// returned. The parent kills it with SIGKILL at a random moment.
+// returned. With a fourth argument "prune", one more thread runs retention over and over
+// (LogStore::prune up to a few records short of the latest checkpoint) and prints
+// "CUT <partition> <below>" after each prune returned. The parent kills it with SIGKILL at a
+// random moment.
 #include <unistd.h>
 
 #include <atomic>
@@ -16,10 +19,11 @@ using namespace sechex;
 using namespace sechex::ledger;
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: crash_child DIR KEY_PEM THREADS\n");
+  if (argc != 4 && argc != 5) {
+    std::fprintf(stderr, "usage: crash_child DIR KEY_PEM THREADS [prune]\n");
     return 2;
   }
+  const bool pruning = argc == 5 && std::string(argv[4]) == "prune";
   auto signer = CheckpointSigner::load(argv[2], "crash-test");
   if (!signer) return 3;
   LogOptions o;
@@ -58,6 +62,25 @@ int main(int argc, char** argv) {
                           static_cast<unsigned long long>(r.value().first.value), n, tag.c_str());
         // One write() per line: lines from different threads never interleave.
         if (::write(STDOUT_FILENO, line, static_cast<std::size_t>(len)) != len) return;
+      }
+    });
+  }
+  if (pruning) {
+    workers.emplace_back([&] {
+      for (;;) {
+        for (std::uint32_t i = 0; i < 4; ++i) {
+          const Partition p{i};
+          auto note = log.value()->latest_checkpoint(p);
+          if (!note || !note.value()) continue;
+          const auto cp = parse_checkpoint_body(*note.value());
+          if (!cp || cp->size < 5) continue;
+          const Seq below{cp->size - 3};
+          if (!log.value()->prune(p, below, 1)) return;
+          char line[64];
+          const int len = std::snprintf(line, sizeof(line), "CUT %u %llu\n", i,
+                                        static_cast<unsigned long long>(below.value));
+          if (::write(STDOUT_FILENO, line, static_cast<std::size_t>(len)) != len) return;
+        }
       }
     });
   }
