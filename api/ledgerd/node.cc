@@ -667,6 +667,9 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
                              .Name("sechex_retention_runs_total")
                              .Help("Retention runs by outcome (ok, failed)")
                              .Register(metrics.registry());
+  // Both outcomes exist from the start, so an alert on failures has a series to watch.
+  auto& retention_ok = retention_runs.Add({{"outcome", "ok"}});
+  auto& retention_failed = retention_runs.Add({{"outcome", "failed"}});
   auto* embedded = dynamic_cast<ledger::LogStore*>(&log);
   if (config.retention_days > 0 && embedded == nullptr) {
     std::cerr << "ledgerd: --retention-days applies to the embedded log only so far; the Kafka "
@@ -706,12 +709,12 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
           return boost::outcome_v2::success();
         });
     if (!report) {
-      retention_runs.Add({{"outcome", "failed"}}).Increment();
+      retention_failed.Increment();
       std::cerr << "ledgerd: retention run " << ro.run_id << " failed: " << report.error().message()
                 << "\n";
       return;
     }
-    retention_runs.Add({{"outcome", "ok"}}).Increment();
+    retention_ok.Increment();
     // Sign the chained steps now rather than within a minute: the run is evidence.
     if (!report.value().steps.empty()) {
       if (auto r = log.checkpoint_due(/*force=*/true); !r) {

@@ -53,7 +53,9 @@ TEST_F(Compliance, RetentionJobPrunesOldPayloadsAndProofsAreServedAndCheckedOffl
   const auto admin = admin_token();
   // The job runs once the projections have caught up.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (log().find("ledgerd: retention run") == std::string::npos &&
+  // Its last line says " chained steps" (or "failed"); an "archived" line comes before it.
+  while (log().find(" chained steps") == std::string::npos &&
+         log().find(" failed: ") == std::string::npos &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
