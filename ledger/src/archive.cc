@@ -178,7 +178,9 @@ Result<ArchiveSummary> write_archive(const Log& log, const std::vector<ArchiveRa
 }
 
 Result<std::string> write_archive_file(const Log& log, const std::vector<ArchiveRange>& ranges,
-                                       const std::string& dir, const std::string& name) {
+                                       const std::string& dir, const std::string& name,
+                                       std::optional<std::int64_t> from_micros,
+                                       std::optional<std::int64_t> to_micros) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Errc::io_error;
@@ -187,8 +189,11 @@ Result<std::string> write_archive_file(const Log& log, const std::vector<Archive
   {
     std::ofstream out(partial, std::ios::trunc | std::ios::binary);
     if (!out) return Errc::io_error;
-    SECHEX_TRY(auto summary, write_archive(log, ranges, std::nullopt, std::nullopt, out));
-    (void)summary;
+    if (auto written = write_archive(log, ranges, from_micros, to_micros, out); !written) {
+      out.close();
+      std::remove(partial.c_str());
+      return written.error();
+    }
   }
   // Durable before anything it preserves is pruned: fsync the file, rename, fsync the directory.
   const int fd = ::open(partial.c_str(), O_RDONLY | O_CLOEXEC);

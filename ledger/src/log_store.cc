@@ -52,10 +52,6 @@ std::string checkpoint_key(Partition p, std::uint64_t size) {
   return k;
 }
 
-std::string merkle_key(Partition p, unsigned level, std::uint64_t index) {
-  return merkle_node_key(p, level, index);
-}
-
 std::string cut_key(Partition p) {
   std::string k = "cut/";
   detail::put_be32(k, p.value);
@@ -517,7 +513,7 @@ Result<void> LogStore::Impl::commit(std::vector<Writer*>& group) {
   const std::function<void(unsigned, std::uint64_t, const Hash&)> store_node =
       [&](unsigned level, std::uint64_t index, const Hash& node) {
         if (level >= kMerkleStoredLevel) {
-          batch.Put(cfs[kMerkle], merkle_key(tree_partition, level, index), slice_of(node));
+          batch.Put(cfs[kMerkle], merkle_node_key(tree_partition, level, index), slice_of(node));
         }
       };
   for (auto* w : group) {
@@ -730,7 +726,8 @@ Result<Hash> LogStore::Impl::node(Partition p, unsigned level, std::uint64_t ind
     if (range.size() != count) return Errc::not_found;
     return range.root();
   }
-  const auto s = db->Get(rocksdb::ReadOptions(), cfs[kMerkle], merkle_key(p, level, index), &value);
+  const auto s =
+      db->Get(rocksdb::ReadOptions(), cfs[kMerkle], merkle_node_key(p, level, index), &value);
   if (!s.ok()) return map_status(s);
   if (value.size() != 32) return Errc::corruption;
   Hash h{};
@@ -757,7 +754,7 @@ Result<void> LogStore::Impl::build_tree() {
       if (!leaf) break;
       range.push(leaf.value(), [&](unsigned level, std::uint64_t index, const Hash& h) {
         if (level >= kMerkleStoredLevel) {
-          batch.Put(cfs[kMerkle], merkle_key(p, level, index), slice_of(h));
+          batch.Put(cfs[kMerkle], merkle_node_key(p, level, index), slice_of(h));
         }
       });
       if (batch.Count() >= kMaintenanceBatch) {

@@ -4,6 +4,7 @@
 
 #include <boost/program_options.hpp>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -146,21 +147,15 @@ int cmd_archive(const std::vector<std::string>& args,
   auto plan = ledger::plan_archive(*log, from.value_or(INT64_MIN), to.value_or(INT64_MAX), only);
   if (!plan) fail("cannot read the log: " + plan.error().message());
   if (plan.value().ranges.empty()) fail("no signed records in that window: nothing to archive");
-  const auto path = vm["output"].as<std::string>();
-  const auto partial = path + ".partial";
-  Result<ledger::ArchiveSummary> written = ledger::Errc::io_error;
-  {
-    std::ofstream out(partial, std::ios::trunc | std::ios::binary);
-    if (!out) fail("cannot write " + partial);
-    written = ledger::write_archive(*log, plan.value().ranges, from, to, out);
-  }
-  if (!written) {
-    std::remove(partial.c_str());
-    fail("archive failed: " + written.error().message());
-  }
-  if (std::rename(partial.c_str(), path.c_str()) != 0) fail("cannot rename to " + path);
-  std::cerr << "archived " << written.value().records << " records of "
-            << written.value().partitions << " partitions to " << path << "\n";
+  const std::filesystem::path out_path(vm["output"].as<std::string>());
+  const auto dir = out_path.has_parent_path() ? out_path.parent_path().string() : ".";
+  const auto written = ledger::write_archive_file(*log, plan.value().ranges, dir,
+                                                  out_path.filename().string(), from, to);
+  if (!written) fail("archive failed: " + written.error().message());
+  std::uint64_t records = 0;
+  for (const auto& r : plan.value().ranges) records += r.below.value - r.from.value;
+  std::cerr << "archived " << records << " records of " << plan.value().ranges.size()
+            << " partitions to " << written.value() << "\n";
   if (plan.value().unsigned_tail > 0) {
     std::cerr << plan.value().unsigned_tail
               << " records in the window are not yet under a signed checkpoint and were left "

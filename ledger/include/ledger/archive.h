@@ -56,10 +56,13 @@ Result<ArchiveSummary> write_archive(const Log& log, const std::vector<ArchiveRa
                                      std::optional<std::int64_t> from_micros,
                                      std::optional<std::int64_t> to_micros, std::ostream& out);
 
-// Writes the archive of `ranges` to `dir`/`name` durably (a temporary name, fsync, rename), for
-// retention's "archive before pruning". Returns the path.
+// Writes the archive of `ranges` to `dir`/`name` durably (a temporary name, fsync, rename; no
+// partial file is left on failure), for `ledgerctl archive` and retention's "archive before
+// pruning". Returns the path.
 Result<std::string> write_archive_file(const Log& log, const std::vector<ArchiveRange>& ranges,
-                                       const std::string& dir, const std::string& name);
+                                       const std::string& dir, const std::string& name,
+                                       std::optional<std::int64_t> from_micros = std::nullopt,
+                                       std::optional<std::int64_t> to_micros = std::nullopt);
 
 // Verifies an archive read from `in` with `trusted` keys. The report uses verify.h's outcomes
 // and fault reasons (plus archive_malformed, and proof_* / checkpoint_* from proof.h's check),
