@@ -268,8 +268,22 @@ TEST(Htu, NormalisesSchemeHostDefaultPortQueryAndFragmentOnly) {
       << "the path is compared as sent";
   for (const char* bad : {"", "/v1/x", "ftp://id.example.com/", "https://", "https:///a",
                           "https://u:p@id.example.com/", "https://id.example.com/a b",
-                          "https://id.example.com/\r\nX: y"}) {
+                          "https://id.example.com/\r\nX: y", "https://::/a", "https://:://x",
+                          "https://a:b:c/", "https://id.example.com:80a/", "https://[]/a",
+                          "https://[::1/a", "https://[::1]x/a", "https://a]b/"}) {
     EXPECT_FALSE(normalize_htu(bad)) << bad;
+  }
+  EXPECT_EQ(normalize_htu("https://id.example.com:/a"), "https://id.example.com/a")
+      << "an empty port is the default one (RFC 3986 6.2.3)";
+}
+
+// Found by fuzz.dpop: an authority of colons lost one per pass, so the normal form was not one.
+TEST(Htu, NormalisingTwiceChangesNothing) {
+  for (const char* url : {"HTTPS://ID.Example.COM:443/v1/X?y=1#z", "http://[::1]:8080/a",
+                          "https://id.example.com:/a", "https://h:0443/", "https://h//x"}) {
+    const auto once = normalize_htu(url);
+    ASSERT_TRUE(once) << url;
+    EXPECT_EQ(normalize_htu(*once), once) << url;
   }
 }
 

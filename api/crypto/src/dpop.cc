@@ -1,6 +1,7 @@
 // DPoP proofs (RFC 9449 §4.3), on the JOSE layers of jose.h.
 #include "api/crypto/dpop.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 
@@ -81,16 +82,39 @@ std::optional<std::string> normalize_htu(std::string_view url) {
   const std::string path(slash == std::string_view::npos ? "/" : rest.substr(slash));
   if (authority.empty() || authority.find('@') != std::string::npos) return std::nullopt;
   for (auto& c : authority) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  // The port follows the last ':' unless that ':' is inside an IPv6 literal's brackets.
-  const auto port_colon = authority.rfind(':');
-  if (port_colon != std::string::npos && authority.find(']', port_colon) == std::string::npos) {
-    const auto port = authority.substr(port_colon + 1);
-    if (port.empty() || (scheme == "http" && port == "80") ||
-        (scheme == "https" && port == "443")) {
-      authority.resize(port_colon);
+  // host [":" port], the host a bracketed IPv6 literal or a name without ':' or brackets; the
+  // port digits. Anything looser would not survive being normalised twice the same way (a
+  // fuzzer found "https://:://x", whose "::" authority lost one ':' per pass).
+  std::string host, port;
+  bool has_port = false;
+  if (authority.front() == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string::npos || close == 1 || authority.find('[', 1) < close) {
+      return std::nullopt;
     }
+    host = authority.substr(0, close + 1);
+    const auto after = std::string_view(authority).substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return std::nullopt;
+      has_port = true;
+      port = after.substr(1);
+    }
+  } else {
+    const auto c = authority.find(':');
+    host = authority.substr(0, c);
+    if (c != std::string::npos) {
+      has_port = true;
+      port = authority.substr(c + 1);
+    }
+    if (host.empty() || host.find_first_of("[]") != std::string::npos) return std::nullopt;
   }
-  if (authority.empty()) return std::nullopt;
+  if (!std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  authority = host;
+  const bool default_port =
+      port.empty() || (scheme == "http" && port == "80") || (scheme == "https" && port == "443");
+  if (has_port && !default_port) authority += ":" + port;
   return scheme + "://" + authority + path;
 }
 
