@@ -656,8 +656,8 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
 
   // Retention (design card: 90-day windows; ledger/retention.h): on its own thread, once the
   // projections have caught up, then every --retention-interval. Each step is chained through
-  // the command path before its payloads go, and never reaches past what the projections
-  // applied. The Kafka log keeps no stubs yet: there the topic's own retention applies.
+  // the command path into the partition it prunes before its payloads go, and never reaches
+  // past what the projections applied; in Kafka mode a node prunes the partitions it owns.
   auto& retention_pruned = prometheus::BuildCounter()
                                .Name("sechex_retention_pruned_records_total")
                                .Help("Records whose payloads retention removed")
@@ -670,14 +670,9 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   // Both outcomes exist from the start, so an alert on failures has a series to watch.
   auto& retention_ok = retention_runs.Add({{"outcome", "ok"}});
   auto& retention_failed = retention_runs.Add({{"outcome", "failed"}});
-  auto* embedded = dynamic_cast<ledger::LogStore*>(&log);
-  if (config.retention_days > 0 && embedded == nullptr) {
-    std::cerr << "ledgerd: --retention-days applies to the embedded log only so far; the Kafka "
-                 "topic's own retention settings govern it\n";
-  }
   std::optional<std::chrono::steady_clock::time_point> next_retention;
   api::PeriodicTask retention(std::chrono::seconds(1), [&](const auto&) {
-    if (!caught_up || config.retention_days == 0 || embedded == nullptr) return;
+    if (!caught_up || config.retention_days == 0) return;
     const auto now = std::chrono::steady_clock::now();
     if (next_retention && now < *next_retention) return;
     next_retention = now + config.retention_interval;
@@ -686,7 +681,9 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
         clock.now_micros() - static_cast<std::int64_t>(config.retention_days) * 86'400'000'000;
     ro.window_days = config.retention_days;
     if (auto id = ledger::crypto::random_bytes(8)) ro.run_id = ledger::to_hex(id.value());
-    ro.limit = [&](ledger::Partition p) { return read_models.value()->position(p); };
+    ro.limit = [&](ledger::Partition p) {
+      return commands.ownership().owns(p) ? read_models.value()->position(p) : ledger::Seq{0};
+    };
     if (!config.retention_archive_dir.empty()) {
       ro.before = [&](const std::vector<ledger::RetentionStep>& steps) -> Result<void> {
         SECHEX_TRY(auto path, ledger::write_archive_file(log, ledger::archive_ranges(steps),
@@ -697,14 +694,14 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
         return boost::outcome_v2::success();
       };
     }
-    const auto home =
-        ledger::partition_for(std::string(ledger::kRetentionSubject), log.partition_count());
-    const auto report = ledger::run_retention(
-        *embedded, ro, [&](const ledger::RetentionStep& step) -> Result<void> {
-          SECHEX_TRY(auto done, commands.run(home, [&]() -> Result<std::vector<ledger::Bytes>> {
-            SECHEX_TRY(auto event, ledger::retention_event(step, ro, clock.now_micros()));
-            return std::vector<ledger::Bytes>{std::move(event)};
-          }));
+    const auto report =
+        ledger::run_retention(log, ro, [&](const ledger::RetentionStep& step) -> Result<void> {
+          SECHEX_TRY(
+              auto done, commands.run(step.partition, [&]() -> Result<std::vector<ledger::Bytes>> {
+                SECHEX_TRY(auto event, ledger::retention_event(step, ro, log.partition_count(),
+                                                               clock.now_micros()));
+                return std::vector<ledger::Bytes>{std::move(event)};
+              }));
           (void)done;
           return boost::outcome_v2::success();
         });

@@ -8,10 +8,12 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "endian.h"
 #include "ledger/checkpoint.h"
 #include "ledger/crypto.h"
+#include "ledger/merkle.h"
 #include "schemas/events.h"
 
 namespace sechex::ledger {
@@ -51,6 +53,49 @@ std::string be32_key(std::uint32_t v) {
   std::string k;
   detail::put_be32(k, v);
   return k;
+}
+
+// Checkpoints are keyed by partition and size, so the compacted topic keeps every one (proofs
+// need old ones); the first ledgers keyed them by partition only (4 bytes), keeping the newest.
+std::string checkpoint_key(std::uint32_t p, std::uint64_t size) {
+  std::string k = be32_key(p);
+  detail::put_be64(k, size);
+  return k;
+}
+
+// Nodes at and above this level are computed once and cached; below it a node is hashed from
+// its at most 2^kCachedTreeLevel records, read in one range.
+constexpr unsigned kCachedTreeLevel = 8;
+
+// Retention: stubs (record.h's pruned form, kPrunedRecordSize bytes each) live in <topic>.stubs
+// in chunks of kStubChunk records, chunk k holding seqs [k * kStubChunk, ...) of one partition,
+// keyed be32(partition) || be64(k) (a chunk is rewritten whole when a later cut extends it);
+// the checkpoints topic keeps each partition's cut under "cut" || be32(partition):
+// be64(below) || be64(before micros) || be64(offset in <topic>.stubs of chunk k), k = 0, 1, ...
+constexpr std::uint64_t kStubChunk = 4096;
+constexpr std::string_view kCutKeyPrefix = "cut";
+constexpr std::size_t kCutKeySize = 7;
+constexpr std::size_t kStubCacheChunks = 8;
+
+std::string cut_key(std::uint32_t p) {
+  std::string k(kCutKeyPrefix);
+  detail::put_be32(k, p);
+  return k;
+}
+
+std::string tree_bytes(const merkle::CompactRange& tree) {
+  std::string out;
+  for (const auto& h : tree.nodes()) out.append(reinterpret_cast<const char*>(h.data()), h.size());
+  return out;
+}
+
+Hash leaf_of_bytes(std::string_view record) {
+  return merkle::leaf_hash(
+      ByteView(reinterpret_cast<const std::uint8_t*>(record.data()), record.size()));
+}
+
+Hash leaf_of(const Record& r) {
+  return leaf_of_bytes(encode_record(r.position.partition, r.position.seq, r.hash, r.event));
 }
 
 // An error from librdkafka's rd_kafka_error_t API, taken apart (and destroyed).
@@ -196,7 +241,7 @@ struct KafkaLog::Impl {
   KafkaLogOptions opts;
   std::string ledger_id;
   std::uint32_t partitions = 0;
-  std::string meta_topic, cp_topic, keys_topic;
+  std::string meta_topic, cp_topic, keys_topic, stubs_topic;
 
   // One chaining writer per partition. `mu` serialises append and checkpoint on it.
   struct Writer {
@@ -208,6 +253,7 @@ struct KafkaLog::Impl {
     Hash head{};
     std::uint64_t checkpoint_size = 0;
     std::int64_t checkpoint_micros = 0;
+    merkle::CompactRange tree;  // of records 0..next-1, moved with the head
     // Delivery reports of the current transaction: offset of message i, or -1.
     std::vector<std::int64_t> delivered;
     rd_kafka_resp_err_t delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -249,7 +295,59 @@ struct KafkaLog::Impl {
 
   mutable std::mutex cp_mu;
   mutable std::int64_t cp_next_offset = RD_KAFKA_OFFSET_BEGINNING;
-  mutable std::map<std::uint32_t, std::string> cp_latest;
+  // The newest checkpoint of each partition: its size, signed note and the compact range of
+  // the tree at that size (the "tree" header; empty for checkpoints written before the tree).
+  struct LatestCheckpoint {
+    std::uint64_t size = 0;
+    std::string note;
+    std::string tree;
+  };
+  mutable std::map<std::uint32_t, LatestCheckpoint> cp_latest;
+  // Every checkpoint seen, per partition: (size, offset in the checkpoints topic), sorted by
+  // size (a partition's writer writes them in order). 16 bytes each, so that checkpoint_at()
+  // reads one message instead of scanning the topic.
+  mutable std::vector<std::vector<std::pair<std::uint64_t, std::int64_t>>> cp_offsets;
+  void cp_seen(std::uint32_t p, std::uint64_t size, std::int64_t offset, std::string note,
+               std::string tree) const;  // with cp_mu held
+  // Retention: each partition's cut and where its stub chunks are (with cp_mu), from the
+  // newest "cut" record of the checkpoints topic; refreshed by refresh_checkpoints().
+  struct CutState {
+    RetentionCut cut;
+    std::vector<std::int64_t> chunk_offsets;  // offset in stubs_topic of chunk k
+  };
+  mutable std::vector<CutState> cuts;
+  mutable SteadyClock::time_point cp_refreshed{};
+  std::mutex prune_mu;  // one prune at a time
+  // Stub chunks read lately, by (partition, chunk): proofs and verify walk them in order.
+  mutable std::mutex stub_mu;
+  mutable std::map<std::pair<std::uint32_t, std::uint64_t>, std::string> stub_cache;
+  CutState cut_state(Partition p) const;
+  void cut_seen(std::uint32_t p, std::string_view value) const;  // with cp_mu held
+  // The cut, refreshed from Kafka when older than a second (or `force`).
+  Result<RetentionCut> current_cut(Partition p, bool force = false) const;
+  Result<std::string> stub_chunk(Partition p, const CutState& state, std::uint64_t chunk) const;
+  // The kept view (hash, digest, leaf) of pruned record `s` (below the cut).
+  Result<RecordView> stub(Partition p, Seq s) const;
+  // Leaf hashes of records [begin, end): stubs below the cut, records above it.
+  Result<std::vector<Hash>> leaves(Partition p, std::uint64_t begin, std::uint64_t end) const;
+  // The Kafka offset of record `s` of `p` (the last stable offset when `s` is the head).
+  Result<std::int64_t> offset_of(Partition p, Seq s, Seq next) const;
+  // DeleteRecords of every Kafka record of `p` below record `below`; then forgets the offsets
+  // of deleted records (index, readers).
+  Result<void> delete_below(Partition p, Seq below, Seq next);
+
+  // Merkle nodes of level >= kCachedTreeLevel computed by tree_node(), by (partition, level,
+  // index). A complete subtree never changes, so entries never go stale.
+  mutable std::mutex tree_mu;
+  mutable std::map<std::tuple<std::uint32_t, unsigned, std::uint64_t>, Hash> tree_cache;
+  Result<Hash> tree_node(Partition p, unsigned level, std::uint64_t node) const;
+  // The compact range a checkpoint carries, when it has one whose root is the signed one;
+  // else the empty range (the tree is then rebuilt from the records).
+  merkle::CompactRange tree_at_checkpoint(Partition p, const LatestCheckpoint& cp) const;
+  // The tree over records [0, next) of `p`, from `from` (the compact range of the first
+  // from.size() records) on: reads the records in between.
+  Result<merkle::CompactRange> grow_tree(Partition p, merkle::CompactRange from,
+                                         std::uint64_t next) const;
 
   mutable std::mutex err_mu;
   mutable std::string last_error;
@@ -369,11 +467,24 @@ struct KafkaLog::Impl {
   // Writes `msgs` (records from w.next on, then an optional checkpoint) in one transaction;
   // on success moves the writer's head to (new_next, new_head).
   Result<void> commit_batch(Writer& w, Partition p, const std::vector<Message>& msgs, Seq new_next,
-                            const Hash& new_head, bool has_checkpoint,
-                            const ConsumedOffsets* consumed = nullptr);
+                            const Hash& new_head, merkle::CompactRange new_tree,
+                            bool has_checkpoint, const ConsumedOffsets* consumed = nullptr);
+  // The checkpoint message of the writer's state (next, head, tree): the signed note, keyed
+  // by be32(partition) || be64(size), with the compact range in its "tree" header.
+  Result<Message> checkpoint_message(Partition p, Seq next, const Hash& head,
+                                     const merkle::CompactRange& tree) const;
 };
 
 namespace {
+
+// `tree` with the leaves of the record messages among `msgs` (what a commit of them makes it).
+merkle::CompactRange grown(merkle::CompactRange tree,
+                           const std::vector<KafkaLog::Impl::Message>& msgs) {
+  for (const auto& m : msgs) {
+    if (m.seq) tree.push(leaf_of_bytes(m.value));
+  }
+  return tree;
+}
 
 bool envelopes_ok(std::span<const ByteView> events) {
   return std::all_of(events.begin(), events.end(), [](const ByteView& e) {
@@ -743,6 +854,7 @@ Result<bool> KafkaLog::Impl::reader_start(Reader& r, Partition p, Seq from) cons
 Result<std::vector<Record>> KafkaLog::Impl::read(
     Partition p, Seq from, Seq to, std::size_t max,
     std::optional<SteadyClock::time_point> wait_until) const {
+  if (from < cut_state(p).cut.below) return Errc::pruned;
   std::vector<Record> out;
   auto& r = *readers[p.value];
   std::lock_guard lock(r.mu);
@@ -760,11 +872,19 @@ Result<std::vector<Record>> KafkaLog::Impl::read(
   auto idle_deadline = SteadyClock::now() + opts.request_timeout;
 
   // Each returns true when the read is complete.
+  // A record past the one expected: records were deleted below the reader (retention by another
+  // node, not yet seen here), never a silent gap.
+  std::optional<std::uint64_t> gap;
   auto deliver = [&](Decoded&& d) {
     const auto seq = d.record.position.seq.value;
     r.offset = std::max(r.offset, d.offset + 1);
     r.next = seq + 1;
     if (seq < from.value) return false;
+    if (const auto want = out.empty() ? from.value : out.back().position.seq.value + 1;
+        seq != want && want < to.value) {
+      gap = seq;
+      return true;
+    }
     if (seq >= to.value) {
       r.next = seq;
       r.pending = std::move(d);
@@ -811,7 +931,17 @@ Result<std::vector<Record>> KafkaLog::Impl::read(
   // A reader at the end of its partition (`idle`), or past the range it was asked for, would
   // only keep fetching until the next read: paused, it costs the broker nothing (and the next
   // read one fetch round trip). A batch reader stopped by `max` keeps prefetching.
-  auto finish = [&](bool idle) {
+  auto finish = [&](bool idle) -> Result<std::vector<Record>> {
+    if (gap) {
+      r.positioned = false;
+      r.pending.reset();
+      SECHEX_TRY(const auto cut, current_cut(p, /*force=*/true));
+      if (from < cut.below) return Errc::pruned;
+      return fail("partition " + std::to_string(p.value) + ": records from seq " +
+                      std::to_string(from.value) + " are missing (the next one is seq " +
+                      std::to_string(*gap) + ")",
+                  Errc::corruption);
+    }
     if (idle || r.next >= to.value) reader_pause(r, p);
     return std::move(out);
   };
@@ -988,26 +1118,324 @@ Result<Head> KafkaLog::Impl::recover_tail(Partition p) const {
       }
       return Head{Seq{r.position.seq.value + 1}, r.hash};
     }
-    if (start == lo) return Head{};  // only aborted records or markers
+    if (start == lo) {
+      // Only aborted records or markers: an empty partition, or one retention emptied (it
+      // never does: each step is chained into the partition it prunes, above the cut).
+      const auto cut = cut_state(p).cut.below;
+      if (cut.value == 0) return Head{};
+      SECHEX_TRY(const auto last_pruned, stub(p, Seq{cut.value - 1}));
+      return Head{cut, last_pruned.hash};
+    }
+  }
+}
+
+void KafkaLog::Impl::cp_seen(std::uint32_t p, std::uint64_t size, std::int64_t offset,
+                             std::string note, std::string tree) const {
+  if (p >= partitions) return;
+  auto& offsets = cp_offsets[p];
+  if (offset < 0) offset = RD_KAFKA_OFFSET_BEGINNING;  // unknown yet: checkpoint_at scans
+  const auto at = std::lower_bound(offsets.begin(), offsets.end(), std::pair{size, INT64_MIN});
+  if (at == offsets.end() || at->first != size) {
+    offsets.insert(at, {size, offset});
+  } else {
+    at->second = std::max(at->second, offset);
+  }
+  auto& latest = cp_latest[p];
+  if (latest.note.empty() || size >= latest.size) {
+    latest = {size, std::move(note), std::move(tree)};
   }
 }
 
 Result<void> KafkaLog::Impl::refresh_checkpoints() const {
   std::lock_guard lock(cp_mu);
   std::int64_t next = cp_next_offset;
-  std::map<std::uint32_t, std::string> found;
   SECHEX_TRYV(scan(
       cp_topic, 0, cp_next_offset,
       [&](const rd_kafka_message_t& m) -> Result<bool> {
         next = m.offset + 1;
-        if (m.key_len != 4 || m.payload == nullptr) return true;
-        found[detail::get_be32(m.key)] = std::string(static_cast<const char*>(m.payload), m.len);
+        if (m.key_len == kCutKeySize && m.payload != nullptr &&
+            std::memcmp(m.key, kCutKeyPrefix.data(), kCutKeyPrefix.size()) == 0) {
+          cut_seen(detail::get_be32(static_cast<const char*>(m.key) + kCutKeyPrefix.size()),
+                   std::string_view(static_cast<const char*>(m.payload), m.len));
+          return true;
+        }
+        if ((m.key_len != 4 && m.key_len != 12) || m.payload == nullptr) return true;
+        std::string note(static_cast<const char*>(m.payload), m.len);
+        const auto cp = parse_checkpoint_body(note);
+        if (!cp) return true;  // verify reports a malformed latest checkpoint; skip it here
+        std::string tree;
+        rd_kafka_headers_t* hdrs = nullptr;
+        const void* v = nullptr;
+        size_t n = 0;
+        if (rd_kafka_message_headers(&m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            rd_kafka_header_get_last(hdrs, "tree", &v, &n) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            v != nullptr) {
+          tree.assign(static_cast<const char*>(v), n);
+        }
+        cp_seen(detail::get_be32(m.key), cp->size, m.offset, std::move(note), std::move(tree));
         return true;
       },
       SteadyClock::now() + opts.request_timeout));
-  for (auto& [k, v] : found) cp_latest[k] = std::move(v);
   cp_next_offset = next;
+  cp_refreshed = SteadyClock::now();
   return boost::outcome_v2::success();
+}
+
+Result<merkle::CompactRange> KafkaLog::Impl::grow_tree(Partition p, merkle::CompactRange tree,
+                                                       std::uint64_t next) const {
+  constexpr std::uint64_t kBatch = 4096;
+  while (tree.size() < next) {
+    SECHEX_TRY(auto batch, leaves(p, tree.size(), std::min(next, tree.size() + kBatch)));
+    if (batch.empty()) {
+      return fail("partition " + std::to_string(p.value) + ": records " +
+                      std::to_string(tree.size()) + ".." + std::to_string(next - 1) +
+                      " could not be read to build the Merkle tree",
+                  Errc::io_error);
+    }
+    for (const auto& leaf : batch) tree.push(leaf);
+  }
+  return tree;
+}
+
+Result<Hash> KafkaLog::Impl::tree_node(Partition p, unsigned level, std::uint64_t node) const {
+  if (level >= 64 || node > (UINT64_MAX >> level) - 1) return Errc::not_found;
+  const auto key = std::tuple{p.value, level, node};
+  if (level >= kCachedTreeLevel) {
+    std::lock_guard lock(tree_mu);
+    if (auto it = tree_cache.find(key); it != tree_cache.end()) return it->second;
+  }
+  Hash out{};
+  if (level > kCachedTreeLevel) {
+    SECHEX_TRY(const auto left, tree_node(p, level - 1, node * 2));
+    SECHEX_TRY(const auto right, tree_node(p, level - 1, node * 2 + 1));
+    out = merkle::node_hash(left, right);
+  } else {
+    const std::uint64_t begin = node << level, end = (node + 1) << level;
+    SECHEX_TRY(const auto batch, leaves(p, begin, end));
+    if (batch.size() != end - begin) return Errc::not_found;  // past the committed records
+    merkle::CompactRange range;
+    for (const auto& leaf : batch) range.push(leaf);
+    out = range.root();
+  }
+  if (level >= kCachedTreeLevel) {
+    std::lock_guard lock(tree_mu);
+    tree_cache.emplace(key, out);
+  }
+  return out;
+}
+
+merkle::CompactRange KafkaLog::Impl::tree_at_checkpoint(Partition p,
+                                                        const LatestCheckpoint& cp) const {
+  const auto body = parse_checkpoint_body(cp.note);
+  if (!body || !body->root || cp.tree.size() % 32 != 0) return {};
+  std::vector<Hash> nodes(cp.tree.size() / 32);
+  for (std::size_t i = 0; i < nodes.size(); ++i) std::memcpy(nodes[i].data(), &cp.tree[i * 32], 32);
+  auto range = merkle::CompactRange::from_nodes(cp.size, std::move(nodes));
+  if (!range || range.value().root() != *body->root) {
+    note("kafka log: partition " + std::to_string(p.value) + ": the checkpoint at size " +
+         std::to_string(cp.size) +
+         " carries a tree that does not give its signed root; rebuilding the tree from the "
+         "records");
+    return {};
+  }
+  return std::move(range).value();
+}
+
+void KafkaLog::Impl::cut_seen(std::uint32_t p, std::string_view v) const {
+  if (p >= partitions || v.size() < 16 || (v.size() - 16) % 8 != 0) return;
+  CutState state;
+  state.cut.below = Seq{detail::get_be64(v.data())};
+  state.cut.before_micros = static_cast<std::int64_t>(detail::get_be64(v.data() + 8));
+  for (std::size_t at = 16; at < v.size(); at += 8) {
+    state.chunk_offsets.push_back(static_cast<std::int64_t>(detail::get_be64(v.data() + at)));
+  }
+  // A cut never moves back; chunks must cover it.
+  if (state.chunk_offsets.size() * kStubChunk < state.cut.below.value) return;
+  if (state.cut.below < cuts[p].cut.below) return;
+  if (state.cut.below > cuts[p].cut.below) {
+    // Offsets of records below the cut are deleted (or about to be): a read must not seek to
+    // them (the broker answers "out of range" and the consumer resets, a round trip each time).
+    std::lock_guard lock(index_mu);
+    auto& m = index[p];
+    m.erase(m.begin(), m.lower_bound(state.cut.below.value));
+  }
+  cuts[p] = std::move(state);
+}
+
+KafkaLog::Impl::CutState KafkaLog::Impl::cut_state(Partition p) const {
+  std::lock_guard lock(cp_mu);
+  return cuts[p.value];
+}
+
+Result<RetentionCut> KafkaLog::Impl::current_cut(Partition p, bool force) const {
+  bool stale = force;
+  {
+    std::lock_guard lock(cp_mu);
+    stale = stale || SteadyClock::now() - cp_refreshed > std::chrono::seconds(1);
+  }
+  if (stale) SECHEX_TRYV(refresh_checkpoints());
+  return cut_state(p).cut;
+}
+
+Result<std::string> KafkaLog::Impl::stub_chunk(Partition p, const CutState& state,
+                                               std::uint64_t chunk) const {
+  const auto key = std::pair{p.value, chunk};
+  {
+    std::lock_guard lock(stub_mu);
+    if (auto it = stub_cache.find(key); it != stub_cache.end()) return it->second;
+  }
+  if (chunk >= state.chunk_offsets.size()) return Errc::not_found;
+  const auto want = checkpoint_key(p.value, chunk);  // the same be32 || be64 layout
+  std::optional<std::string> value;
+  // The chunk at its offset, or (compaction removed that version) its next version, which
+  // holds the same stubs and more.
+  SECHEX_TRYV(scan(
+      stubs_topic, 0, state.chunk_offsets[chunk],
+      [&](const rd_kafka_message_t& m) -> Result<bool> {
+        if (m.payload == nullptr || m.key_len != want.size() ||
+            std::memcmp(m.key, want.data(), want.size()) != 0) {
+          return true;
+        }
+        value = std::string(static_cast<const char*>(m.payload), m.len);
+        return false;
+      },
+      SteadyClock::now() + opts.request_timeout));
+  if (!value || value->size() % kPrunedRecordSize != 0) {
+    return fail("stubs of partition " + std::to_string(p.value) + " chunk " +
+                    std::to_string(chunk) + " are missing from " + stubs_topic,
+                Errc::corruption);
+  }
+  std::lock_guard lock(stub_mu);
+  if (stub_cache.size() >= kStubCacheChunks) stub_cache.erase(stub_cache.begin());
+  stub_cache[key] = *value;
+  return std::move(*value);
+}
+
+Result<RecordView> KafkaLog::Impl::stub(Partition p, Seq s) const {
+  const auto state = cut_state(p);
+  if (s >= state.cut.below) return Errc::not_found;
+  const auto chunk = s.value / kStubChunk;
+  SECHEX_TRY(const auto bytes, stub_chunk(p, state, chunk));
+  const auto at = (s.value % kStubChunk) * kPrunedRecordSize;
+  if (at + kPrunedRecordSize > bytes.size()) return Errc::corruption;
+  // The view points into `bytes`; keep only its fixed-size fields.
+  SECHEX_TRY(auto view, decode_record(std::string_view(bytes).substr(at, kPrunedRecordSize)));
+  if (!view.pruned || view.partition != p || view.seq != s) return Errc::corruption;
+  view.event = {};
+  return view;
+}
+
+Result<std::vector<Hash>> KafkaLog::Impl::leaves(Partition p, std::uint64_t begin,
+                                                 std::uint64_t end) const {
+  std::vector<Hash> out;
+  out.reserve(end - begin);
+  const auto cut = cut_state(p).cut.below.value;
+  for (auto s = begin; s < std::min(end, cut); ++s) {
+    SECHEX_TRY(const auto v, stub(p, Seq{s}));
+    out.push_back(v.leaf);
+  }
+  for (auto s = std::max(begin, cut); s < end;) {
+    SECHEX_TRY(auto records, read(p, Seq{s}, Seq{end}, end - s, std::nullopt));
+    if (records.empty()) break;
+    for (const auto& r : records) {
+      if (r.position.seq.value != s) return Errc::chain_broken;
+      out.push_back(leaf_of(r));
+      ++s;
+    }
+  }
+  return out;
+}
+
+Result<std::int64_t> KafkaLog::Impl::offset_of(Partition p, Seq s, Seq next) const {
+  if (s >= next) {
+    SECHEX_TRY(const auto marks, watermarks(p));
+    return marks.stable;
+  }
+  std::optional<std::int64_t> found;
+  SECHEX_TRYV(scan(
+      opts.topic, static_cast<std::int32_t>(p.value), index_floor(p, s.value).offset,
+      [&](const rd_kafka_message_t& m) -> Result<bool> {
+        SECHEX_TRY(const auto d, decode(m, p));
+        if (d.record.position.seq < s) return true;
+        if (d.record.position.seq == s) found = d.offset;
+        return false;
+      },
+      SteadyClock::now() + opts.request_timeout));
+  if (!found) {
+    return fail("partition " + std::to_string(p.value) + ": record " + std::to_string(s.value) +
+                    " not found to prune below",
+                Errc::chain_broken);
+  }
+  return *found;
+}
+
+Result<void> KafkaLog::Impl::delete_below(Partition p, Seq below, Seq next) {
+  if (below.value == 0) return boost::outcome_v2::success();
+  SECHEX_TRY(const auto offset, offset_of(p, below, next));
+  SECHEX_TRY(const auto marks, watermarks(p));
+  if (marks.low < offset) {
+    SECHEX_TRY(auto admin, new_plain_producer());
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, opts.topic.c_str(), static_cast<std::int32_t>(p.value))
+        ->offset = offset;
+    rd_kafka_DeleteRecords_t* del = rd_kafka_DeleteRecords_new(list);
+    rd_kafka_topic_partition_list_destroy(list);
+    char err[256];
+    rd_kafka_queue_t* q = rd_kafka_queue_new(admin.get());
+    rd_kafka_AdminOptions_t* ao =
+        rd_kafka_AdminOptions_new(admin.get(), RD_KAFKA_ADMIN_OP_DELETERECORDS);
+    rd_kafka_AdminOptions_set_operation_timeout(ao, to_ms(opts.request_timeout), err, sizeof(err));
+    rd_kafka_AdminOptions_set_request_timeout(ao, to_ms(opts.request_timeout), err, sizeof(err));
+    rd_kafka_DeleteRecords(admin.get(), &del, 1, ao, q);
+    rd_kafka_event_t* ev = rd_kafka_queue_poll(q, to_ms(opts.request_timeout) + 5000);
+    const auto where = "DeleteRecords of " + opts.topic + "[" + std::to_string(p.value) +
+                       "] below offset " + std::to_string(offset);
+    std::error_code result;
+    if (ev == nullptr) {
+      result = fail(where + " timed out", Errc::io_error);
+    } else if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      KafkaError e;
+      e.code = rd_kafka_event_error(ev);
+      e.text = rd_kafka_event_error_string(ev);
+      result = fail(where, e);
+    } else {
+      const auto* offsets =
+          rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+      if (offsets == nullptr || offsets->cnt != 1) {
+        result = fail(where + ": no result", Errc::io_error);
+      } else if (offsets->elems[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        KafkaError e;
+        e.code = offsets->elems[0].err;
+        e.text = rd_kafka_err2str(e.code);
+        result = fail(where, e);
+      }
+    }
+    if (ev != nullptr) rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_DeleteRecords_destroy(del);
+    if (result) return result;
+  }
+  // Offsets below the deletion point are gone: reads must not seek to them.
+  {
+    std::lock_guard lock(index_mu);
+    auto& m = index[p.value];
+    m.erase(m.begin(), m.lower_bound(below.value));
+  }
+  auto& r = *readers[p.value];
+  std::lock_guard lock(r.mu);
+  r.positioned = false;
+  r.pending.reset();
+  return boost::outcome_v2::success();
+}
+
+Result<KafkaLog::Impl::Message> KafkaLog::Impl::checkpoint_message(
+    Partition p, Seq next, const Hash& head, const merkle::CompactRange& tree) const {
+  SECHEX_TRY(auto note,
+             opts.signer->sign({checkpoint_origin(ledger_id, p), next.value, head, tree.root()}));
+  Message m{cp_topic, 0, checkpoint_key(p.value, next.value), std::move(note), {}, {}, false, {}};
+  m.headers.emplace_back("tree", tree_bytes(tree));
+  return m;
 }
 
 Result<std::optional<std::string>> KafkaLog::Impl::meta_first(rd_kafka_t* admin,
@@ -1134,10 +1562,12 @@ Result<void> KafkaLog::Impl::ensure_writer(Writer& w, Partition p) {
   SECHEX_TRY(const auto tail, recover_tail(p));
   SECHEX_TRYV(refresh_checkpoints());
   std::uint64_t cp_size = 0;
+  merkle::CompactRange tree;
   {
     std::lock_guard lock(cp_mu);
     if (auto it = cp_latest.find(p.value); it != cp_latest.end()) {
-      if (auto cp = parse_checkpoint_body(it->second)) cp_size = cp->size;
+      cp_size = it->second.size;
+      tree = tree_at_checkpoint(p, it->second);
     }
   }
   if (cp_size > tail.next.value) {
@@ -1146,9 +1576,13 @@ Result<void> KafkaLog::Impl::ensure_writer(Writer& w, Partition p) {
                     std::to_string(tail.next.value),
                 Errc::chain_broken);
   }
+  // The tree's right edge at the tail: from the latest checkpoint's on (or from the start,
+  // once, for a ledger whose checkpoints predate the tree).
+  SECHEX_TRY(tree, grow_tree(p, std::move(tree), tail.next.value));
   w.producer = std::move(producer);
   w.next = tail.next;
   w.head = tail.hash;
+  w.tree = std::move(tree);
   w.checkpoint_size = cp_size;
   w.checkpoint_micros = opts.clock->now_micros();
   w.ready = true;
@@ -1280,7 +1714,8 @@ KafkaLog::Impl::Outcome KafkaLog::Impl::run_transaction(Writer& w, Partition p,
 }
 
 Result<void> KafkaLog::Impl::commit_batch(Writer& w, Partition p, const std::vector<Message>& msgs,
-                                          Seq new_next, const Hash& new_head, bool has_checkpoint,
+                                          Seq new_next, const Hash& new_head,
+                                          merkle::CompactRange new_tree, bool has_checkpoint,
                                           const ConsumedOffsets* consumed) {
   std::error_code err;
   const auto outcome = run_transaction(w, p, msgs, consumed, err);
@@ -1319,11 +1754,13 @@ Result<void> KafkaLog::Impl::commit_batch(Writer& w, Partition p, const std::vec
   } else {
     w.next = new_next;
     w.head = new_head;
+    w.tree = std::move(new_tree);
     if (has_checkpoint) {
       w.checkpoint_size = new_next.value;
       w.checkpoint_micros = opts.clock->now_micros();
+      const auto& cp = msgs.back();
       std::lock_guard lock(cp_mu);
-      cp_latest[p.value] = msgs.back().value;
+      cp_seen(p.value, new_next.value, w.delivered.back(), cp.value, cp.headers.front().second);
     }
   }
   // Index the batch's first record (delivery reports carry its offset).
@@ -1365,6 +1802,7 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::open(const KafkaLogOptions& options)
   impl->meta_topic = options.topic + ".meta";
   impl->cp_topic = options.topic + ".checkpoints";
   impl->keys_topic = options.topic + ".keys";
+  impl->stubs_topic = options.topic + ".stubs";
   SECHEX_TRY(auto admin, impl->new_plain_producer());
   SECHEX_TRYV(impl->ensure_topics(admin.get()));
   if (impl->partitions == 0 || impl->partitions > kMaxPartitions) {
@@ -1380,6 +1818,8 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::open(const KafkaLogOptions& options)
   impl->published.resize(impl->partitions);
   impl->fenced_flags.assign(impl->partitions, false);
   impl->index.resize(impl->partitions);
+  impl->cp_offsets.resize(impl->partitions);
+  impl->cuts.resize(impl->partitions);
   impl->readers.reserve(impl->partitions);
   for (std::uint32_t i = 0; i < impl->partitions; ++i) {
     impl->readers.push_back(std::make_unique<Impl::Reader>());
@@ -1433,6 +1873,7 @@ Result<AppendResult> KafkaLog::append_with_keys(Partition partition,
   auto result = impl_->chain(w, partition, events, msgs);
   const Seq next{result.last.value + 1};
   const Hash head = result.head;
+  auto tree = grown(w.tree, msgs);
   for (const auto& k : keys) {
     msgs.push_back(
         {impl_->keys_topic, 0, k.key, k.value.value_or(std::string()), {}, {}, !k.value, {}});
@@ -1446,15 +1887,12 @@ Result<AppendResult> KafkaLog::append_with_keys(Partition partition,
         pol.every_records > 0 && next.value - w.checkpoint_size >= pol.every_records;
     const bool by_time = pol.every.count() > 0 && now - w.checkpoint_micros >= pol.every.count();
     if (by_count || by_time) {
-      SECHEX_TRY(auto note,
-                 impl_->opts.signer->sign(
-                     {checkpoint_origin(impl_->ledger_id, partition), next.value, head, {}}));
-      msgs.push_back(
-          {impl_->cp_topic, 0, be32_key(partition.value), std::move(note), {}, {}, false, {}});
+      SECHEX_TRY(auto cp, impl_->checkpoint_message(partition, next, head, tree));
+      msgs.push_back(std::move(cp));
       has_checkpoint = true;
     }
   }
-  SECHEX_TRYV(impl_->commit_batch(w, partition, msgs, next, head, has_checkpoint));
+  SECHEX_TRYV(impl_->commit_batch(w, partition, msgs, next, head, std::move(tree), has_checkpoint));
   impl_->stat_appends.fetch_add(1, std::memory_order_relaxed);
   impl_->stat_events.fetch_add(events.size(), std::memory_order_relaxed);
   return result;
@@ -1478,10 +1916,12 @@ Result<AppendResult> KafkaLog::append_consumed(Partition partition,
   auto result = impl_->chain(w, partition, events, msgs);
   const Seq next{result.last.value + 1};
   const Hash head = result.head;
+  auto tree = grown(w.tree, msgs);
   for (const auto& r : side) {
     msgs.push_back({r.topic, r.partition, r.key, r.value, {}, {}, false, r.headers});
   }
-  SECHEX_TRYV(impl_->commit_batch(w, partition, msgs, next, head, false, &consumed));
+  SECHEX_TRYV(
+      impl_->commit_batch(w, partition, msgs, next, head, std::move(tree), false, &consumed));
   impl_->stat_appends.fetch_add(events.empty() ? 0 : 1, std::memory_order_relaxed);
   impl_->stat_events.fetch_add(events.size(), std::memory_order_relaxed);
   return result;
@@ -1528,7 +1968,7 @@ Result<void> KafkaLog::write_keys(Partition partition, std::span<const KeyRecord
     msgs.push_back(
         {impl_->keys_topic, 0, k.key, k.value.value_or(std::string()), {}, {}, !k.value, {}});
   }
-  return impl_->commit_batch(w, partition, msgs, w.next, w.head, false);
+  return impl_->commit_batch(w, partition, msgs, w.next, w.head, w.tree, false);
 }
 
 Result<std::int64_t> KafkaLog::read_keys(std::int64_t offset, const OnKeyRecord& on) const {
@@ -1570,11 +2010,10 @@ Result<std::size_t> KafkaLog::checkpoint_due(bool force) {
         pol.every_records > 0 && w.next.value - w.checkpoint_size >= pol.every_records;
     const bool by_time = pol.every.count() > 0 && now - w.checkpoint_micros >= pol.every.count();
     if (!(by_count || by_time || force)) continue;
-    SECHEX_TRY(auto note, impl_->opts.signer->sign(
-                              {checkpoint_origin(impl_->ledger_id, p), w.next.value, w.head, {}}));
+    SECHEX_TRY(auto cp, impl_->checkpoint_message(p, w.next, w.head, w.tree));
     std::vector<Impl::Message> msgs;
-    msgs.push_back({impl_->cp_topic, 0, be32_key(i), std::move(note), {}, {}, false, {}});
-    SECHEX_TRYV(impl_->commit_batch(w, p, msgs, w.next, w.head, true));
+    msgs.push_back(std::move(cp));
+    SECHEX_TRYV(impl_->commit_batch(w, p, msgs, w.next, w.head, w.tree, true));
     ++written;
   }
   return written;
@@ -1586,7 +2025,177 @@ Result<std::optional<std::string>> KafkaLog::latest_checkpoint(Partition partiti
   std::lock_guard lock(impl_->cp_mu);
   auto it = impl_->cp_latest.find(partition.value);
   if (it == impl_->cp_latest.end()) return std::optional<std::string>{};
-  return std::optional<std::string>{it->second};
+  return std::optional<std::string>{it->second.note};
+}
+
+Result<std::optional<std::string>> KafkaLog::checkpoint_at(Partition partition,
+                                                           std::uint64_t size) const {
+  if (partition.value >= impl_->partitions) return Errc::invalid_argument;
+  SECHEX_TRYV(impl_->refresh_checkpoints());
+  std::int64_t offset = 0;
+  {
+    std::lock_guard lock(impl_->cp_mu);
+    const auto& offsets = impl_->cp_offsets[partition.value];
+    const auto at = std::lower_bound(offsets.begin(), offsets.end(), std::pair{size, INT64_MIN});
+    if (at == offsets.end() || at->first != size) return std::optional<std::string>{};
+    const auto& latest = impl_->cp_latest[partition.value];
+    if (latest.size == size) return std::optional<std::string>{latest.note};
+    offset = at->second;
+  }
+  // The first checkpoint of that partition and size at or after the offset (compaction may
+  // have removed a legacy-keyed one, whose key held only the newest).
+  std::optional<std::string> out;
+  SECHEX_TRYV(impl_->scan(
+      impl_->cp_topic, 0, offset,
+      [&](const rd_kafka_message_t& m) -> Result<bool> {
+        if ((m.key_len != 4 && m.key_len != 12) || m.payload == nullptr ||
+            detail::get_be32(m.key) != partition.value) {
+          return true;
+        }
+        std::string note(static_cast<const char*>(m.payload), m.len);
+        const auto cp = parse_checkpoint_body(note);
+        if (!cp || cp->size < size) return true;
+        if (cp->size == size) out = std::move(note);
+        return false;
+      },
+      SteadyClock::now() + impl_->opts.request_timeout));
+  return out;
+}
+
+RetentionCut KafkaLog::retention_cut(Partition partition) const {
+  if (partition.value >= impl_->partitions) return {};
+  if (auto cut = impl_->current_cut(partition)) return cut.value();
+  return impl_->cut_state(partition).cut;  // Kafka unreachable: what was last seen
+}
+
+Result<Hash> KafkaLog::record_hash(Partition partition, Seq seq) const {
+  if (partition.value >= impl_->partitions) return Errc::invalid_argument;
+  if (seq < impl_->cut_state(partition).cut.below) {
+    SECHEX_TRY(const auto v, impl_->stub(partition, seq));
+    return v.hash;
+  }
+  return Log::record_hash(partition, seq);
+}
+
+Result<PruneResult> KafkaLog::prune(Partition partition, Seq below, std::int64_t before_micros) {
+  if (impl_->opts.read_only || partition.value >= impl_->partitions) {
+    return Errc::invalid_argument;
+  }
+  const Partition p = partition;
+  std::lock_guard prune_lock(impl_->prune_mu);
+  auto& w = *impl_->writers[p.value];
+  std::lock_guard lock(w.mu);
+  if (w.fenced) return Errc::writer_failed;
+  SECHEX_TRYV(impl_->ensure_writer(w, p));
+  SECHEX_TRYV(impl_->refresh_checkpoints());
+  auto state = impl_->cut_state(p);
+  if (below > w.next) return Errc::invalid_argument;
+  PruneResult out;
+  if (below > state.cut.below) {
+    {
+      SECHEX_TRY(auto admin, impl_->new_plain_producer());
+      SECHEX_TRYV(impl_->create_topics(admin.get(),
+                                       {{impl_->stubs_topic, 1, {{"cleanup.policy", "compact"}}}}));
+    }
+    const auto cut = state.cut.below.value;
+    Hash prev{};
+    if (cut > 0) {
+      SECHEX_TRY(const auto v, impl_->stub(p, Seq{cut - 1}));
+      prev = v.hash;
+    }
+    for (auto chunk = cut / kStubChunk; chunk * kStubChunk < below.value; ++chunk) {
+      const auto chunk_begin = chunk * kStubChunk;
+      const auto chunk_end = std::min(chunk_begin + kStubChunk, below.value);
+      std::string value;
+      if (chunk_begin < cut) {  // the chunk's earlier stubs, rewritten with the new ones
+        SECHEX_TRY(value, impl_->stub_chunk(p, state, chunk));
+        value.resize((cut - chunk_begin) * kPrunedRecordSize);
+      }
+      for (auto s = std::max(cut, chunk_begin); s < chunk_end;) {
+        SECHEX_TRY(auto records, impl_->read(p, Seq{s}, Seq{chunk_end}, chunk_end - s, {}));
+        if (records.empty()) return Errc::chain_broken;
+        for (const auto& r : records) {
+          if (r.position.seq.value != s) return Errc::chain_broken;
+          // Each link is checked before its payload goes: a tampered record is never pruned
+          // into an unverifiable stub.
+          const auto digest = crypto::sha256(r.event);
+          if (chain_hash_from_digest(p, r.position.seq, prev, digest) != r.hash) {
+            return impl_->fail("partition " + std::to_string(p.value) + ": record " +
+                                   std::to_string(s) + " does not link; not pruning it",
+                               Errc::chain_broken);
+          }
+          const auto bytes = encode_record(p, r.position.seq, r.hash, r.event);
+          value += encode_pruned_record(p, r.position.seq, r.hash, digest, leaf_of_bytes(bytes));
+          out.bytes_freed +=
+              bytes.size() > kPrunedRecordSize ? bytes.size() - kPrunedRecordSize : 0;
+          prev = r.hash;
+          ++s;
+        }
+      }
+      std::vector<Impl::Message> msgs;
+      msgs.push_back({impl_->stubs_topic,
+                      0,
+                      checkpoint_key(p.value, chunk),
+                      std::move(value),
+                      {},
+                      {},
+                      false,
+                      {}});
+      SECHEX_TRYV(impl_->commit_batch(w, p, msgs, w.next, w.head, w.tree, false));
+      if (w.delivered.empty() || w.delivered[0] < 0) {
+        return impl_->fail("partition " + std::to_string(p.value) +
+                               ": no offset for a stub chunk (unknown outcome)",
+                           Errc::io_error);
+      }
+      if (state.chunk_offsets.size() <= chunk) state.chunk_offsets.resize(chunk + 1, 0);
+      state.chunk_offsets[chunk] = w.delivered[0];
+      {
+        std::lock_guard cache(impl_->stub_mu);
+        impl_->stub_cache.erase({p.value, chunk});
+      }
+    }
+    std::string cv;
+    detail::put_be64(cv, below.value);
+    detail::put_be64(cv, static_cast<std::uint64_t>(before_micros));
+    for (const auto o : state.chunk_offsets) detail::put_be64(cv, static_cast<std::uint64_t>(o));
+    std::vector<Impl::Message> msgs;
+    msgs.push_back({impl_->cp_topic, 0, cut_key(p.value), cv, {}, {}, false, {}});
+    SECHEX_TRYV(impl_->commit_batch(w, p, msgs, w.next, w.head, w.tree, false));
+    {
+      std::lock_guard cp(impl_->cp_mu);
+      impl_->cut_seen(p.value, cv);
+    }
+    out.pruned = below.value - cut;
+  }
+  // The records go last, also when an earlier run stopped after writing its cut.
+  SECHEX_TRYV(impl_->delete_below(p, impl_->cut_state(p).cut.below, w.next));
+  return out;
+}
+
+Result<std::vector<std::string>> KafkaLog::checkpoints(Partition partition) const {
+  if (partition.value >= impl_->partitions) return Errc::invalid_argument;
+  std::map<std::uint64_t, std::string> by_size;
+  SECHEX_TRYV(impl_->scan(
+      impl_->cp_topic, 0, RD_KAFKA_OFFSET_BEGINNING,
+      [&](const rd_kafka_message_t& m) -> Result<bool> {
+        if ((m.key_len != 4 && m.key_len != 12) || m.payload == nullptr ||
+            detail::get_be32(m.key) != partition.value) {
+          return true;
+        }
+        std::string note(static_cast<const char*>(m.payload), m.len);
+        if (const auto cp = parse_checkpoint_body(note)) by_size[cp->size] = std::move(note);
+        return true;
+      },
+      SteadyClock::now() + impl_->opts.request_timeout));
+  std::vector<std::string> out;
+  out.reserve(by_size.size());
+  for (auto& [size, note] : by_size) out.push_back(std::move(note));
+  return out;
+}
+
+Result<Hash> KafkaLog::tree_node(Partition partition, unsigned level, std::uint64_t index) const {
+  if (partition.value >= impl_->partitions) return Errc::invalid_argument;
+  return impl_->tree_node(partition, level, index);
 }
 
 Result<void> KafkaLog::claim(Partition partition) {

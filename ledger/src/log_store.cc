@@ -811,8 +811,7 @@ Result<std::optional<std::string>> LogStore::checkpoint_at(Partition partition,
   return std::optional<std::string>{std::move(note)};
 }
 
-Result<LogStore::PruneResult> LogStore::prune(Partition partition, Seq below,
-                                              std::int64_t before_micros) {
+Result<PruneResult> LogStore::prune(Partition partition, Seq below, std::int64_t before_micros) {
   if (impl_->read_only || partition.value >= impl_->partitions) return Errc::invalid_argument;
   std::lock_guard prune_lock(impl_->prune_mu);
   PruneResult out;

@@ -8,8 +8,26 @@
 
 namespace sechex::ledger {
 
-Result<std::vector<RetentionStep>> plan_retention(const LogStore& log,
-                                                  const RetentionOptions& options) {
+std::string retention_subject(Partition partition, std::uint32_t partitions) {
+  std::string subject(kRetentionSubject);
+  for (std::uint64_t n = 0; partition_for(subject, partitions) != partition; ++n) {
+    subject = std::string(kRetentionSubject) + ":" + std::to_string(n);
+  }
+  return subject;
+}
+
+bool is_retention_subject(std::string_view subject) {
+  if (subject == kRetentionSubject) return true;
+  if (!subject.starts_with(kRetentionSubject) || subject.size() <= kRetentionSubject.size() + 1 ||
+      subject[kRetentionSubject.size()] != ':') {
+    return false;
+  }
+  const auto n = subject.substr(kRetentionSubject.size() + 1);
+  return n.size() <= 20 &&
+         std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+Result<std::vector<RetentionStep>> plan_retention(const Log& log, const RetentionOptions& options) {
   std::vector<RetentionStep> steps;
   for (std::uint32_t i = 0; i < log.partition_count(); ++i) {
     const Partition p{i};
@@ -59,8 +77,9 @@ std::vector<ArchiveRange> archive_ranges(const std::vector<RetentionStep>& steps
 }
 
 Result<Bytes> retention_event(const RetentionStep& step, const RetentionOptions& options,
-                              std::int64_t now_micros) {
-  EventBuilder b(nullptr, {std::string(kRetentionSubject),
+                              std::uint32_t partitions, std::int64_t now_micros) {
+  if (step.partition.value >= partitions) return Errc::invalid_argument;
+  EventBuilder b(nullptr, {retention_subject(step.partition, partitions),
                            options.actor,
                            "retention:" + options.run_id,
                            now_micros,
@@ -72,7 +91,7 @@ Result<Bytes> retention_event(const RetentionStep& step, const RetentionOptions&
   return b.finish(body);
 }
 
-Result<RetentionReport> run_retention(LogStore& log, const RetentionOptions& options,
+Result<RetentionReport> run_retention(Log& log, const RetentionOptions& options,
                                       const ChainStep& chain) {
   RetentionReport report;
   SECHEX_TRY(auto steps, plan_retention(log, options));

@@ -499,9 +499,52 @@ PartitionOutcome walk_chain(const Log& log, Partition p, const VerifyOptions& op
     cp = std::get<Checkpoint>(checked);
   }
 
+  // Below the retention cut only the kept hashes remain: the walk starts at the cut, linking
+  // to the last pruned record's hash; the Merkle leaves of the pruned records (kept too) enter
+  // the tree the checkpoint's root is checked against.
+  const auto cut = log.retention_cut(p);
+  out.summary.cut = cut;
   Hash prev{};
-  std::uint64_t expected = 0;
+  std::uint64_t expected = cut.below.value;
   std::optional<Hash> hash_at_checkpoint;
+  std::optional<Hash> root_at_checkpoint;
+  merkle::CompactRange tree;  // only while a checkpoint with a root is still ahead
+  const bool check_root = cp && cp->root;
+  if (expected > 0) {
+    auto last_pruned = log.record_hash(p, Seq{expected - 1});
+    if (!last_pruned) {
+      return fail(Seq{expected - 1}, "storage_error",
+                  "the kept hash of pruned record " + pos_text(p, Seq{expected - 1}) +
+                      " cannot be read: " + last_pruned.error().message());
+    }
+    prev = last_pruned.value();
+    const merkle::NodeSource nodes = [&](unsigned level, std::uint64_t index) {
+      return log.tree_node(p, level, index);
+    };
+    if (cp && cp->size <= expected) {
+      // The checkpoint lies within the pruned range: its hash and root come from what is kept.
+      auto h = log.record_hash(p, Seq{cp->size - 1});
+      if (h) hash_at_checkpoint = h.value();
+      if (check_root) {
+        auto r = merkle::root(nodes, cp->size);
+        if (r) root_at_checkpoint = r.value();
+      }
+    } else if (check_root) {
+      std::vector<Hash> edge;
+      for (const auto& n : merkle::nodes_for_size(expected)) {
+        auto h = nodes(n.level, n.index);
+        if (!h) {
+          return fail(
+              Seq{expected - 1}, "storage_error",
+              "the Merkle tree below the retention cut cannot be read: " + h.error().message());
+        }
+        edge.push_back(h.value());
+      }
+      auto range = merkle::CompactRange::from_nodes(expected, std::move(edge));
+      if (!range) return fail(Seq{expected - 1}, "storage_error", "bad Merkle edge at the cut");
+      tree = std::move(range).value();
+    }
+  }
   Bytes aligned;
   constexpr std::size_t kBatch = 4096;
   for (;;) {
@@ -523,13 +566,21 @@ PartitionOutcome walk_chain(const Log& log, Partition p, const VerifyOptions& op
         return partition_for(sv, log.partition_count());
       });
       if (bad) return fail(s, bad->first, bad->second);
+      if (check_root && expected < cp->size) {
+        const auto bytes = encode_record(p, s, rec.hash, rec.event);
+        tree.push(merkle::leaf_hash(
+            ByteView(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size())));
+      }
       prev = computed;
       ++expected;
-      if (cp && expected == cp->size) hash_at_checkpoint = computed;
+      if (cp && expected == cp->size) {
+        hash_at_checkpoint = computed;
+        if (check_root) root_at_checkpoint = tree.root();
+      }
     }
     if (batch.value().size() < kBatch) break;
   }
-  out.summary.records = expected;
+  out.summary.records = expected;  // pruned ones included: seqs are positions
   out.summary.head = prev;
   const auto head = log.head(p);
   if (head.next.value > expected) {
@@ -551,6 +602,11 @@ PartitionOutcome walk_chain(const Log& log, Partition p, const VerifyOptions& op
       return fail(Seq{cp->size == 0 ? 0 : cp->size - 1}, "checkpoint_mismatch",
                   "the signed checkpoint's hash differs from the chain at size " +
                       std::to_string(cp->size));
+    }
+    if (check_root && root_at_checkpoint != cp->root) {
+      return fail(Seq{cp->size == 0 ? 0 : cp->size - 1}, "checkpoint_root_mismatch",
+                  "the signed checkpoint at size " + std::to_string(cp->size) +
+                      " commits to a Merkle root the records do not give");
     }
   }
   return out;

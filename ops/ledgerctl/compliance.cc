@@ -67,7 +67,7 @@ std::string why_no_proof(std::error_code ec, ledger::Partition p, const ledger::
     return "no signed checkpoint with a Merkle root covers it (past the tree, no checkpoint at "
            "that size, or signed before the tree existed)";
   }
-  if (ec == Errc::not_supported) return "this log keeps no Merkle tree (Kafka mode, for now)";
+  if (ec == Errc::not_supported) return "this log keeps no Merkle tree";
   if (ec == Errc::invalid_argument) return "bad partition or sizes";
   return ec.message();
 }
@@ -298,15 +298,13 @@ int cmd_retention(const std::vector<std::string>& args, const RetentionAccess& a
       return boost::outcome_v2::success();
     };
   }
-  const auto subject_partition =
-      ledger::partition_for(std::string(ledger::kRetentionSubject), log->partition_count());
   auto report =
       ledger::run_retention(*log, ro, [&](const ledger::RetentionStep& step) -> Result<void> {
-        SECHEX_TRY(auto event,
-                   ledger::retention_event(step, ro, SystemClock::instance().now_micros()));
+        SECHEX_TRY(auto event, ledger::retention_event(step, ro, log->partition_count(),
+                                                       SystemClock::instance().now_micros()));
         const ledger::ByteView view(event);
         SECHEX_TRY(auto appended,
-                   log->append(subject_partition, std::span<const ledger::ByteView>(&view, 1)));
+                   log->append(step.partition, std::span<const ledger::ByteView>(&view, 1)));
         (void)appended;
         // The audit entries go now, not when ledgerd next starts.
         SECHEX_TRY(auto applied, store.catch_up(*log));

@@ -42,8 +42,8 @@ int verify_archive_file(const std::string& path, const std::string& trusted_keys
 int cmd_verify_proof(const std::vector<std::string>& args, const std::string& trusted_keys);
 
 struct RetentionAccess {
-  // The store opened for writing (ledgerd stopped) and the projections' directory.
-  std::function<std::unique_ptr<ledger::LogStore>()> open_writer;
+  // The log opened for writing (ledgerd stopped) and the projections' directory.
+  std::function<std::unique_ptr<ledger::Log>()> open_writer;
   std::string projections_path;
 };
 int cmd_retention(const std::vector<std::string>& args, const RetentionAccess& access);

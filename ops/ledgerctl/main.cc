@@ -205,12 +205,13 @@ struct KafkaWriter {
 // The Kafka log opened for writing, creating its topics (with `partitions` partitions) when
 // missing. Opening creates no producer; each partition's first append does, and that fences
 // whoever wrote the partition under the same transactional id before (a running ledgerd).
+// With `partitions` 0 the topics must exist.
 KafkaWriter open_kafka_writer(const Common& c, std::uint32_t partitions) {
   KafkaWriter w;
   w.signer = load_signer_or_fail(c);
   auto o = kafka_options(c);
   o.partitions = partitions;
-  o.create_if_missing = true;
+  o.create_if_missing = partitions > 0;
   o.transactional_id_prefix =
       c.transactional_id_prefix.value_or(default_transactional_id_prefix(c.topic));
   o.signer = w.signer.get();
@@ -466,19 +467,16 @@ int cmd_tail(const Common& c, const std::vector<std::string>& args) {
 int cmd_checkpoints(const Common& c, const std::vector<std::string>& args) {
   po::options_description d("ledgerctl checkpoints");
   d.add_options()("partition,p", po::value<std::uint32_t>(), "only this partition")(
-      "all", "every checkpoint, not only the latest (embedded log only)");
+      "all", "every checkpoint, not only the latest");
   const auto vm = parse(args, d);
   auto log = open_log_read_only(c);
   const auto [first, last] = partition_range(vm, *log);
   const auto* embedded = dynamic_cast<const LogStore*>(log.get());
-  if (vm.count("all") && embedded == nullptr) {
-    fail(
-        "--all needs the embedded log: Kafka keeps only the latest checkpoint of each partition "
-        "(its checkpoints topic is compacted)");
-  }
+  const auto* kafka = dynamic_cast<const KafkaLog*>(log.get());
   for (auto p = first; p < last; ++p) {
     if (vm.count("all")) {
-      auto notes = embedded->checkpoints(Partition{p});
+      auto notes = embedded != nullptr ? embedded->checkpoints(Partition{p})
+                                       : kafka->checkpoints(Partition{p});
       if (!notes) fail("cannot read checkpoints", notes.error());
       for (const auto& n : notes.value()) std::cout << n << "\n";
       continue;
@@ -727,7 +725,8 @@ commands:
   export        --format jsonl|csv [--subject S] [--from T] [--to T] [-o FILE]
   tail          [-p PARTITION] [-n N] [-f]
   checkpoints   [-p PARTITION] [--all]: the latest signed checkpoint of each partition; --all
-                every one (embedded log only: Kafka keeps only the latest)
+                every one (Kafka: those of ledgers written before the Merkle tree were
+                compacted to the latest)
   prove         --partition P --seq S [--size N] | --partition P --from A --to B [-o FILE]:
                 a Merkle inclusion proof of one record, or a consistency proof between two
                 signed checkpoints (RFC 9162), as JSON
@@ -738,7 +737,9 @@ commands:
                 (exit 0 valid, 1 invalid or forged, 2 could not run)
   retention run [--days N] [--dry-run] [--archive-dir D]: remove event payloads older than N days (default 90;
                 ledgerd stopped; ledgerd --retention-days runs it on a schedule); verification
-                stays green and reports the cut
+                stays green and reports the cut (--log kafka: as every partition's writer,
+                like demo, so with every ledgerd of the cluster stopped; records below the
+                cut are deleted from the topic)
   demo          --events N: write realistic synthetic events of every type
                 (--log kafka [--partitions P]: creates the topics when missing, with P
                 partitions (default 8), and the data directory's missing keys; appends as
@@ -835,8 +836,7 @@ int main(int argc, char** argv) {
     if (kafka_mode(c) && c.kafka_brokers.empty()) {
       fail("--log kafka needs --kafka-brokers HOST:PORT");
     }
-    if (kafka_mode(c) &&
-        (command == "erase" || command == "rebuild-projections" || command == "retention")) {
+    if (kafka_mode(c) && (command == "erase" || command == "rebuild-projections")) {
       fail("`" + command + "` works on the embedded log only so far");
     }
     if (command == "init") return cmd_init(c, rest);
@@ -858,10 +858,16 @@ int main(int argc, char** argv) {
                                    c.trusted_keys.empty() ? c.dir.verifier_keys() : c.trusted_keys);
     }
     if (command == "retention") {
-      Writer writer;  // its signer outlives the store the command opens
+      // Their signers outlive the log the command opens.
+      Writer writer;
+      KafkaWriter kafka_writer;
       ops::RetentionAccess access;
       access.projections_path = c.dir.projections_path();
-      access.open_writer = [&] {
+      access.open_writer = [&]() -> std::unique_ptr<Log> {
+        if (kafka_mode(c)) {
+          kafka_writer = open_kafka_writer(c, 0);
+          return std::move(kafka_writer.log);
+        }
         writer = open_read_write(c);
         return std::move(writer.log);
       };

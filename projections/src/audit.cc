@@ -117,7 +117,7 @@ Result<void> AuditProjection::apply(const schema::Envelope& env, const ledger::P
   txn.put(kAuditByTimeCf, when + suffix, value);
   txn.put(kAuditByPositionCf, suffix, when + std::string(subject));
   if (const auto* r = env.event_as_RetentionApplied();
-      r != nullptr && subject == ledger::kRetentionSubject) {
+      r != nullptr && ledger::is_retention_subject(subject)) {
     SECHEX_TRYV(forget_pruned(*r, txn));
   }
   return boost::outcome_v2::success();

@@ -34,6 +34,7 @@
 #include "ledger/export.h"
 #include "ledger/kafka_log.h"
 #include "ledger/log.h"
+#include "ledger/proof.h"
 #include "ledger/record.h"
 #include "ledger/verify.h"
 #include "projections/store.h"
@@ -562,6 +563,22 @@ TEST_F(LedgerdKafka, RestartContinuesEachChainFromTheSameHeadAndLedgerctlVerifie
   for (const auto& [mark, ack] : acked) answered.insert(ack.hash);
   EXPECT_EQ(listed, answered);
 
+  // Issue 16: the first clean stop signed a checkpoint of 3 records per partition, over the
+  // Merkle tree; the proof route answers with an inclusion proof the ledger's key vouches for.
+  auto keys = ledger::TrustedKeys::load_file(ledger::DataDir{node.data()}.verifier_keys());
+  ASSERT_TRUE(keys);
+  const auto proof = testing::http_call(node.port(), http::verb::get,
+                                        "/v1/admin/ledger/proof?partition=1&seq=2", token);
+  ASSERT_EQ(proof.status, 200u) << proof.body;
+  const auto parsed = ledger::inclusion_from_json(json::parse(proof.body)["data"]);
+  ASSERT_TRUE(parsed) << proof.body;
+  EXPECT_EQ(parsed->tree_size, 3u);
+  const auto verdict = ledger::check_inclusion(*parsed, keys.value());
+  EXPECT_TRUE(verdict.ok) << verdict.reason << ": " << verdict.detail;
+  const auto consistency = testing::http_call(
+      node.port(), http::verb::get, "/v1/admin/ledger/consistency?partition=1&from=3&to=3", token);
+  EXPECT_EQ(consistency.status, 200u) << consistency.body;
+
   // A clean stop signs a checkpoint for each partition it wrote; verify checks them.
   ASSERT_EQ(node.terminate(), 0) << node.log();
   const auto stopped = ledgerctl_verify(node.data(), brokers(), topic);
@@ -1059,6 +1076,91 @@ TEST_F(LedgerdKafka, AccountLifecycleWithGdprErasureOnKafkaKeepsTheChainVerifiab
 // A second node whose lookup-hash key (here SECHEX_LOOKUP_KEY) is not the first node's would
 // find no known email in the shared projections' terms: it refuses to start instead, saying
 // what to do; with the first node's key it starts.
+// Issue 16, retention in Kafka mode: two nodes, each owning half the partitions, each prune their
+// own partitions (each step chained into the partition it prunes) once caught up; the records
+// below the cuts leave the topic, ledgerctl verifies the pruned chain, and the two nodes agree:
+// both answer 410 for a pruned record and the same proof for a kept one.
+TEST_F(LedgerdKafka, TwoNodesPruneTheirOwnPartitionsAndAgreeAfterwards) {
+  Steps step;
+  const auto topic = unique("e2e-retention");
+  Ledgerd a(dir_.sub("a")), b(dir_.sub("b"));
+  // 100 days of history, written before the nodes start.
+  const auto demo =
+      testing::run({SECHEX_LEDGERCTL, "--data-dir", a.data(), "--log", "kafka", "--kafka-brokers",
+                    brokers(), "--topic", topic, "demo", "--events", "800", "--seed", "3",
+                    "--partitions", std::to_string(kPartitions)},
+                   {"SECHEX_KEK="});
+  ASSERT_EQ(demo.code, 0) << demo.out << demo.err;
+  const auto port_b = free_port();
+  ASSERT_NE(port_b, 0);
+  const auto url_b = "http://127.0.0.1:" + std::to_string(port_b);
+  const std::vector<std::string> retention = {"--retention-days", "90", "--retention-interval",
+                                              "86400"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), retention.begin(), retention.end());
+    return args;
+  };
+  ASSERT_TRUE(a.start(brokers(), topic,
+                      with({"--owns-partitions", "0-1", "--partition-owner", "2-3=" + url_b})))
+      << a.log();
+  // One KEK, signing key and token key ring (A made it at start) for the two nodes.
+  fs::create_directories(b.data());
+  fs::copy(ledger::DataDir{a.data()}.keys_dir(), ledger::DataDir{b.data()}.keys_dir(),
+           fs::copy_options::recursive);
+  ASSERT_TRUE(b.start(brokers(), topic,
+                      with({"--owns-partitions", "2-3", "--partition-owner", "0-1=" + a.url()}),
+                      "127.0.0.1:" + std::to_string(port_b)))
+      << b.log();
+  step("nodes A and B ready");
+  // A run's last line says " chained steps" (or " failed: ").
+  auto wait_for_run = [&](const Ledgerd& node) {
+    const auto deadline = Clock::now() + 60s;
+    while (node.log().find(" chained steps") == std::string::npos &&
+           node.log().find(" failed: ") == std::string::npos && Clock::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+    }
+    return node.log();
+  };
+  for (const Ledgerd* node : {&a, &b}) {
+    const auto log = wait_for_run(*node);
+    ASSERT_NE(log.find(" chained steps"), std::string::npos) << log;
+    EXPECT_EQ(log.find(" pruned 0 records"), std::string::npos) << log;
+  }
+  step("each node ran its retention job");
+
+  auto reader = open_reader(brokers(), topic);
+  ASSERT_TRUE(reader);
+  std::vector<std::uint64_t> cuts(kPartitions);
+  for (std::uint32_t p = 0; p < kPartitions; ++p) {
+    cuts[p] = reader->retention_cut(ledger::Partition{p}).below.value;
+    EXPECT_GT(cuts[p], 0u) << "partition " << p << " pruned by its owner";
+    EXPECT_EQ(reader->read_range(ledger::Partition{p}, ledger::Seq{0}, ledger::Seq{1}).error(),
+              ledger::Errc::pruned);
+  }
+  const auto verified = ledgerctl_verify(a.data(), brokers(), topic);
+  EXPECT_EQ(verified.code, 0) << verified.out << verified.err;
+  EXPECT_NE(verified.out.find("pruned below seq"), std::string::npos) << verified.out;
+
+  const auto token = a.token();
+  for (std::uint32_t p = 0; p < kPartitions; ++p) {
+    const auto base = "/v1/admin/ledger/proof?partition=" + std::to_string(p) + "&seq=";
+    std::string kept_a;
+    for (const std::uint16_t port : {a.port(), port_b}) {
+      const auto gone = testing::http_call(port, http::verb::get, base + "0", token);
+      EXPECT_EQ(gone.status, 410u) << "port " << port << " partition " << p << ": " << gone.body;
+      const auto kept =
+          testing::http_call(port, http::verb::get, base + std::to_string(cuts[p]), token);
+      ASSERT_EQ(kept.status, 200u) << "port " << port << " partition " << p << ": " << kept.body;
+      if (kept_a.empty()) {
+        kept_a = kept.body;
+      } else {
+        EXPECT_EQ(kept.body, kept_a) << "partition " << p << ": the nodes disagree";
+      }
+    }
+  }
+  step("checked");
+}
+
 TEST_F(LedgerdKafka, ASecondNodeWithAnotherLookupKeyRefusesToStart) {
   const auto topic = unique("e2e-lookup-key");
   Ledgerd a(dir_.sub("a")), b(dir_.sub("b"));

@@ -13,6 +13,8 @@
 #include <thread>
 
 #include "ledger/crypto.h"
+#include "ledger/merkle.h"
+#include "ledger/proof.h"
 #include "ledger/verify.h"
 #include "support/process.h"
 #include "support/test_util.h"
@@ -519,6 +521,148 @@ TEST(KafkaLog, SignedCheckpointsInTheSameTransaction) {
   EXPECT_EQ(refused.fault->reason, "checkpoint_unknown_key");
 }
 
+// Produces one checkpoint message the way a writer would, but outside any writer (a forger
+// holding the signing key, or a bug): key be32(partition) || be64(size).
+void produce_checkpoint(const std::string& topic, Partition p, const std::string& note) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", brokers(), err, sizeof(err)), 0);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  ASSERT_NE(rk, nullptr) << err;
+  const auto cp = parse_checkpoint_body(note);
+  ASSERT_TRUE(cp);
+  std::string key;
+  for (int s = 24; s >= 0; s -= 8) key.push_back(static_cast<char>(p.value >> s));
+  for (int s = 56; s >= 0; s -= 8) key.push_back(static_cast<char>(cp->size >> s));
+  ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC((topic + ".checkpoints").c_str()),
+                              RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_KEY(key.data(), key.size()),
+                              RD_KAFKA_V_VALUE(const_cast<char*>(note.data()), note.size()),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(rd_kafka_flush(rk, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy(rk);
+}
+
+// The RFC 6962 root of a partition's first `size` records, from what a reader returns.
+Hash root_of(const std::vector<Record>& records, std::uint64_t size) {
+  merkle::CompactRange tree;
+  for (std::uint64_t i = 0; i < size; ++i) {
+    const auto& r = records[i];
+    const auto bytes = encode_record(r.position.partition, r.position.seq, r.hash, r.event);
+    tree.push(merkle::leaf_hash(as_bytes(bytes)));
+  }
+  return tree.root();
+}
+
+// Issue 16: Kafka checkpoints commit to the partition's Merkle tree like the embedded log's, every
+// checkpoint is kept (key partition || size) so proofs against older ones work, and a writer that
+// takes over continues the tree from the latest checkpoint's compact range.
+TEST(KafkaLog, CheckpointsCommitToTheMerkleTreeAndInclusionAndConsistencyProofsVerify) {
+  REQUIRE_BROKER();
+  const auto signer = testing::make_signer();
+  TrustedKeys keys;
+  ASSERT_TRUE(keys.add(signer.verifier_key()));
+  const auto topic = unique("t-tree");
+  const auto prefix = unique("x") + "-";
+  const Partition p{0};
+  const auto subject = subject_in(0, 2);
+
+  // Seven records written before any checkpoint: the first signing writer builds the tree from
+  // the records.
+  {
+    auto o = options(topic, prefix);
+    auto plain = open_log(o);
+    ASSERT_TRUE(plain);
+    for (int i = 0; i < 7; ++i) {
+      ASSERT_TRUE(append_events(*plain, p, {make_event(subject, "pre" + std::to_string(i))}))
+          << plain->last_error();
+    }
+  }
+  auto o = options(topic, prefix);
+  o.signer = &signer;
+  o.checkpoints.every_records = 5;
+  o.checkpoints.every = std::chrono::microseconds(0);
+  {
+    auto log = open_log(o);
+    ASSERT_TRUE(log);
+    for (int b = 0; b < 3; ++b) {  // 10 (checkpoint), 13, 16 (checkpoint) records
+      std::vector<Bytes> batch;
+      for (int i = 0; i < 3; ++i) {
+        batch.push_back(make_event(subject, "a" + std::to_string(b) + "." + std::to_string(i)));
+      }
+      ASSERT_TRUE(append_events(*log, p, batch)) << log->last_error();
+    }
+    ASSERT_TRUE(append_events(*log, p, {make_event(subject, "a3")})) << log->last_error();
+    ASSERT_EQ(log->checkpoint_due(true).value(), 1u);  // 17
+  }
+  // A new writer (it fences the old one) continues the tree from the checkpoint at 17.
+  {
+    auto log = open_log(o);
+    ASSERT_TRUE(log);
+    for (int i = 0; i < 5; ++i) {  // 22: checkpoint
+      ASSERT_TRUE(append_events(*log, p, {make_event(subject, "b" + std::to_string(i))}))
+          << log->last_error();
+    }
+  }
+
+  auto ro = o;
+  ro.read_only = true;
+  auto reader = open_log(ro);
+  ASSERT_TRUE(reader);
+  const auto records = read_checked(*reader, p);
+  ASSERT_EQ(records.size(), 22u);
+  for (const std::uint64_t size : {10u, 16u, 17u, 22u}) {
+    auto note = reader->checkpoint_at(p, size);
+    ASSERT_TRUE(note) << reader->last_error();
+    ASSERT_TRUE(note.value()) << "a checkpoint at size " << size << " is kept";
+    const auto check = keys.verify(*note.value());
+    ASSERT_EQ(check.status, TrustedKeys::Status::ok);
+    ASSERT_TRUE(check.checkpoint.root) << "size " << size;
+    EXPECT_EQ(*check.checkpoint.root, root_of(records, size)) << "size " << size;
+  }
+  EXPECT_FALSE(reader->checkpoint_at(p, 11).value()) << "no checkpoint was written at 11";
+  EXPECT_EQ(keys.verify(*reader->latest_checkpoint(p).value()).checkpoint.size, 22u);
+
+  // Inclusion against the latest and an older checkpoint, consistency between two, all checked
+  // offline the way `ledgerctl verify-proof` does.
+  for (const auto& [seq, size] :
+       std::vector<std::pair<std::uint64_t, std::optional<std::uint64_t>>>{
+           {0, std::nullopt}, {21, std::nullopt}, {6, 10}, {15, 16}, {16, 17}}) {
+    auto proof = prove_inclusion(*reader, p, Seq{seq}, size);
+    ASSERT_TRUE(proof) << proof.error().message() << " " << reader->last_error();
+    const auto verdict = check_inclusion(proof.value(), keys);
+    EXPECT_TRUE(verdict.ok) << "seq " << seq << ": " << verdict.reason << " " << verdict.detail;
+  }
+  EXPECT_EQ(prove_inclusion(*reader, p, Seq{3}, 11).error(), Errc::not_found);
+  auto consistency = prove_consistency(*reader, p, 10, 22);
+  ASSERT_TRUE(consistency) << consistency.error().message();
+  EXPECT_TRUE(check_consistency(consistency.value(), keys).ok);
+  // A proof whose record was altered is refused.
+  auto proof = prove_inclusion(*reader, p, Seq{4});
+  ASSERT_TRUE(proof);
+  proof.value().record.back() ^= 1;
+  EXPECT_FALSE(check_inclusion(proof.value(), keys).ok);
+
+  // The whole chain verifies, roots included; a checkpoint signed over a root the records do
+  // not give is reported as such.
+  VerifyOptions vo;
+  vo.trusted = &keys;
+  auto report = verify_chain(*reader, vo);
+  EXPECT_EQ(report.outcome, VerifyReport::Outcome::verified)
+      << (report.fault ? report.fault->reason + ": " + report.fault->detail : "");
+  const auto head = reader->head(p);
+  Hash wrong_root = root_of(records, 22);
+  wrong_root[0] ^= 1;
+  auto forged = signer.sign({checkpoint_origin(reader->ledger_id(), p), 22, head.hash, wrong_root});
+  ASSERT_TRUE(forged);
+  produce_checkpoint(topic, p, forged.value());
+  auto fresh = open_log(ro);
+  ASSERT_TRUE(fresh);
+  report = verify_chain(*fresh, vo);
+  ASSERT_TRUE(report.fault);
+  EXPECT_EQ(report.fault->reason, "checkpoint_root_mismatch") << report.fault->detail;
+}
+
 // --- Long-lived readers (one consumer per partition, kept between reads) ---
 
 using Clock = std::chrono::steady_clock;
@@ -900,6 +1044,111 @@ TEST(KafkaLog, ConcurrentReadsOfOneAndOfSeveralPartitions) {
     });
   }
   for (auto& t : threads) t.join();
+}
+
+// The low watermark of a topic partition: the first offset retention left.
+std::int64_t low_watermark(const std::string& topic, std::int32_t partition) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  EXPECT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", brokers(), err, sizeof(err)), 0);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+  EXPECT_NE(rk, nullptr) << err;
+  std::int64_t low = -1, high = -1;
+  EXPECT_EQ(rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &low, &high, 30000),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_destroy(rk);
+  return low;
+}
+
+// Issue 16, Kafka retention: the owner stores the stubs (hash, event digest, leaf) and the cut
+// where every process finds them, then DeleteRecords removes the records; another process that
+// read the partition before agrees on the cut, answers "pruned" below it (never a silent gap),
+// reads on above it, verifies the chain and proves records above the cut against the checkpoint.
+TEST(KafkaLog, RetentionKeepsStubsDeletesRecordsAndTwoProcessesAgree) {
+  REQUIRE_BROKER();
+  const auto signer = testing::make_signer();
+  TrustedKeys keys;
+  ASSERT_TRUE(keys.add(signer.verifier_key()));
+  const auto topic = unique("t-prune");
+  auto o = options(topic, unique("x") + "-");
+  o.signer = &signer;
+  o.checkpoints.every_records = 0;
+  o.checkpoints.every = std::chrono::microseconds(0);
+  const Partition p{0};
+  auto writer = open_log(o);
+  ASSERT_TRUE(writer);
+  const auto hashes = append_batches(*writer, p, 26, 200);  // 5200 records: two stub chunks
+  ASSERT_EQ(hashes.size(), 5200u);
+  ASSERT_EQ(writer->checkpoint_due(true).value(), 1u);
+
+  // Another process that has read the whole partition (its reader and offset index are warm).
+  auto ro = o;
+  ro.read_only = true;
+  auto other = open_log(ro);
+  ASSERT_TRUE(other);
+  ASSERT_EQ(read_checked(*other, p).size(), 5200u);
+  EXPECT_EQ(other->prune(p, Seq{10}, 1).error(), Errc::invalid_argument) << "read-only";
+
+  // Two runs: the second rewrites the first's partial chunk and starts the next one.
+  auto first = writer->prune(p, Seq{3000}, 1'000);
+  ASSERT_TRUE(first) << first.error().message() << " " << writer->last_error();
+  EXPECT_EQ(first.value().pruned, 3000u);
+  EXPECT_GT(first.value().bytes_freed, 0u);
+  auto second = writer->prune(p, Seq{5000}, 2'000);
+  ASSERT_TRUE(second) << second.error().message() << " " << writer->last_error();
+  EXPECT_EQ(second.value().pruned, 2000u);
+  EXPECT_EQ(writer->prune(p, Seq{4000}, 3'000).value().pruned, 0u) << "a cut never moves back";
+  EXPECT_EQ(writer->prune(p, Seq{6000}, 3'000).error(), Errc::invalid_argument) << "past head";
+  EXPECT_EQ(writer->retention_cut(p).below.value, 5000u);
+  EXPECT_EQ(writer->retention_cut(p).before_micros, 2'000);
+  EXPECT_GT(low_watermark(topic, 0), 5000) << "the records below the cut left the brokers";
+  EXPECT_EQ(writer->read_range(p, Seq{4999}, Seq{5001}).error(), Errc::pruned);
+
+  // The other process: its first read below the cut finds the gap and says "pruned".
+  EXPECT_EQ(other->read_range(p, Seq{100}, Seq{200}).error(), Errc::pruned);
+  EXPECT_EQ(other->retention_cut(p).below.value, 5000u);
+  EXPECT_EQ(other->read_range(p, Seq{0}, Seq{1}).error(), Errc::pruned);
+  auto above = other->read_range(p, Seq{5000}, Seq{5200});
+  ASSERT_TRUE(above) << above.error().message() << " " << other->last_error();
+  ASSERT_EQ(above.value().size(), 200u);
+  EXPECT_EQ(above.value().front().hash, hashes[5000]);
+  for (const std::uint64_t s : {0u, 2999u, 3000u, 4095u, 4096u, 4999u}) {
+    auto h = other->record_hash(p, Seq{s});
+    ASSERT_TRUE(h) << "seq " << s << ": " << h.error().message() << " " << other->last_error();
+    EXPECT_EQ(h.value(), hashes[s]) << "seq " << s << ": the kept hash";
+  }
+
+  // Verification starts at the cut and still checks the signed root over the kept leaves;
+  // records above the cut are proved against the checkpoint, those below answer "pruned".
+  VerifyOptions vo;
+  vo.trusted = &keys;
+  const auto report = verify_chain(*other, vo);
+  EXPECT_EQ(report.outcome, VerifyReport::Outcome::verified)
+      << (report.fault ? report.fault->reason + ": " + report.fault->detail : "");
+  ASSERT_FALSE(report.partitions.empty());
+  EXPECT_EQ(report.partitions[0].cut.below.value, 5000u);
+  EXPECT_EQ(report.partitions[0].records, 5200u);
+  auto proof = prove_inclusion(*other, p, Seq{5100});
+  ASSERT_TRUE(proof) << proof.error().message();
+  EXPECT_TRUE(check_inclusion(proof.value(), keys).ok);
+  EXPECT_EQ(prove_inclusion(*other, p, Seq{100}).error(), Errc::pruned);
+
+  // A new writer continues the chain and the tree after the cut.
+  writer.reset();
+  auto next = open_log(o);
+  ASSERT_TRUE(next);
+  ASSERT_TRUE(append_events(*next, p, {make_event(subject_in(0, 2), "after-cut")}))
+      << next->last_error();
+  ASSERT_EQ(next->checkpoint_due(true).value(), 1u);
+  auto fresh = open_log(ro);
+  ASSERT_TRUE(fresh);
+  const auto again = verify_chain(*fresh, vo);
+  EXPECT_EQ(again.outcome, VerifyReport::Outcome::verified)
+      << (again.fault ? again.fault->reason + ": " + again.fault->detail : "");
+  EXPECT_EQ(again.records, 5201u);
+  auto consistency = prove_consistency(*fresh, p, 5200, 5201);
+  ASSERT_TRUE(consistency) << consistency.error().message();
+  EXPECT_TRUE(check_consistency(consistency.value(), keys).ok);
 }
 
 }  // namespace

@@ -283,11 +283,9 @@ TEST(RetentionRun, PrunesTheOldPrefixOnlyUnderASignatureAndWithinTheLimitChainin
     // Chained before the payloads go: they are still readable now.
     EXPECT_TRUE(log->read_range(step.partition, step.from, step.below));
     chained.push_back(step);
-    const auto ev = retention_event(step, ro, 200 * kDay).value();
+    const auto ev = retention_event(step, ro, 2, 200 * kDay).value();
     const ByteView view(ev);
-    return log->append(partition_for(std::string(kRetentionSubject), 2),
-                       std::span<const ByteView>(&view, 1))
-                   .has_value()
+    return log->append(step.partition, std::span<const ByteView>(&view, 1)).has_value()
                ? Result<void>(boost::outcome_v2::success())
                : Result<void>(Errc::io_error);
   });
@@ -301,18 +299,39 @@ TEST(RetentionRun, PrunesTheOldPrefixOnlyUnderASignatureAndWithinTheLimitChainin
   EXPECT_EQ(plan_retention(*log, ro).value().size(), 0u);
   ASSERT_TRUE(log->checkpoint_due(true));
   EXPECT_EQ(plan_retention(*log, ro).value().size(), 1u);
-  // The chained event says what was pruned, by whom.
-  const auto last = log->head(partition_for(std::string(kRetentionSubject), 2));
-  const auto rec = log->read_range(partition_for(std::string(kRetentionSubject), 2),
-                                   Seq{last.next.value - 1}, last.next)
-                       .value();
-  const auto* env = schemas::envelope_of(rec.front().event.data());
-  ASSERT_NE(env->event_as_RetentionApplied(), nullptr);
-  EXPECT_EQ(env->event_as_RetentionApplied()->below_seq(), 6u);
-  EXPECT_EQ(env->event_as_RetentionApplied()->window_days(), 90u);
-  EXPECT_EQ(env->actor()->str(), "system");
+  // Each partition's chained event, in that partition, says what was pruned there, by whom.
+  for (const auto& [p, below] : {std::pair{0u, 10u}, std::pair{1u, 6u}}) {
+    const auto head = log->head(Partition{p}).next;  // the step went last
+    const auto rec = log->read_range(Partition{p}, Seq{head.value - 1}, head).value();
+    ASSERT_EQ(rec.size(), 1u);
+    const auto* env = schemas::envelope_of(rec.front().event.data());
+    ASSERT_NE(env->event_as_RetentionApplied(), nullptr) << "partition " << p;
+    EXPECT_EQ(env->event_as_RetentionApplied()->partition(), p);
+    EXPECT_EQ(env->event_as_RetentionApplied()->below_seq(), below);
+    EXPECT_EQ(env->event_as_RetentionApplied()->window_days(), 90u);
+    EXPECT_EQ(env->actor()->str(), "system");
+    EXPECT_TRUE(is_retention_subject(env->subject()->str()));
+  }
   VerifyOptions vo;
   EXPECT_EQ(verify_log(*log, vo).outcome, VerifyReport::Outcome::verified);
+}
+
+// Each step is chained into the partition it prunes, so the partition's writer (in Kafka mode its
+// owner) runs it; the subject that maps there is found deterministically.
+TEST(RetentionSubject, MapsToEachPartitionAndOnlyThoseSubjectsCount) {
+  for (const std::uint32_t partitions : {1u, 2u, 8u, 64u}) {
+    for (std::uint32_t p = 0; p < partitions; ++p) {
+      const auto subject = retention_subject(Partition{p}, partitions);
+      EXPECT_EQ(partition_for(subject, partitions).value, p) << subject;
+      EXPECT_TRUE(is_retention_subject(subject)) << subject;
+    }
+  }
+  EXPECT_EQ(retention_subject(partition_for(std::string(kRetentionSubject), 8), 8),
+            kRetentionSubject);
+  for (const char* other : {"system:retention:", "system:retention:x", "system:retentionx",
+                            "system:retention:1:2", "user:system:retention", "system:retentio"}) {
+    EXPECT_FALSE(is_retention_subject(other)) << other;
+  }
 }
 
 TEST(RetentionRun, LargeRunsAreChainedInBoundedSteps) {

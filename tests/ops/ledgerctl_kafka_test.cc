@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -76,6 +77,33 @@ TEST(LedgerctlKafka, VerifiesAChainWrittenToKafkaWithTheDataDirectorysKey) {
   args = {SECHEX_LEDGERCTL,  "--data-dir", data.root, "--log",           "kafka",
           "--kafka-brokers", brokers,      "--topic", topic + "-absent", "verify"};
   EXPECT_EQ(testing::run(args, {"SECHEX_KEK="}).code, 2);
+
+  // Issue 16 on Kafka: a proof of one record and an archive of the partition, both checked on a
+  // "machine" with nothing but the public key.
+  testing::TempDir auditor;
+  const auto key = auditor.sub("ledger.pub");
+  std::filesystem::copy_file(data.verifier_keys(), key);
+  const auto proof = dir.sub("proof.json");
+  args = base;
+  args.insert(args.end(), {"prove", "--partition", "1", "--seq", "2", "-o", proof});
+  auto r = testing::run(args, {"SECHEX_KEK="});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  r = testing::run({SECHEX_LEDGERCTL, "--data-dir", auditor.sub("none"), "verify-proof", proof,
+                    "--trusted-keys", key},
+                   {"SECHEX_KEK="});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("verified: record (1, 2) is in the tree of 4"), std::string::npos) << r.out;
+  const auto archive = dir.sub("p1.jsonl");
+  args = base;
+  args.insert(args.end(), {"archive", "--from", "2000-01-01T00:00:00Z", "--to",
+                           "2100-01-01T00:00:00Z", "--partition", "1", "-o", archive});
+  r = testing::run(args, {"SECHEX_KEK="});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  r = testing::run({SECHEX_LEDGERCTL, "--data-dir", auditor.sub("none"), "verify", "--archive",
+                    archive, "--trusted-key", key},
+                   {"SECHEX_KEK="});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("verified archive: "), std::string::npos) << r.out;
 }
 
 using nlohmann::json;
@@ -208,9 +236,64 @@ TEST_F(LedgerctlKafkaTopic, DemoOnAFreshTopicThenVerifyAndExportListEveryRecordO
   r = ctl({"checkpoints"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(count_of(r.out, "\xE2\x80\x94 sechex-ledger "), 2u) << r.out;  // a note each
-  r = ctl({"checkpoints", "--all"});
+  r = ctl({"checkpoints", "--all", "-p", "0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_GE(count_of(r.out, "\xE2\x80\x94 sechex-ledger "), 1u) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("(^|\n)sechex-ledger/[0-9a-f]{32}/0\n")))
+      << r.out;
+  EXPECT_FALSE(std::regex_search(r.out, std::regex("(^|\n)sechex-ledger/[0-9a-f]{32}/1\n")))
+      << "only partition 0's: " << r.out;
+}
+
+// Issue 16 retention on Kafka by hand: the payloads older than the window leave the topic
+// (DeleteRecords), verify stays green and names the cut, export says "pruned below" instead of
+// leaving a gap, proofs below the cut say why not, and a second run finds nothing to do.
+TEST_F(LedgerctlKafkaTopic, RetentionRunDeletesOldRecordsFromTheTopicAndVerifyStaysGreen) {
+  REQUIRE_BROKER();
+  demo(600);
+  const auto before = ctl({"export", "--format", "jsonl"});
+  ASSERT_EQ(before.code, 0) << before.err;
+  const auto all = std::count(before.out.begin(), before.out.end(), '\n');
+  auto r = ctl({"retention", "run", "--days", "90", "--dry-run"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("would be pruned; nothing changed"), std::string::npos) << r.out;
+
+  r = ctl({"retention", "run", "--days", "90"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("chained steps"), std::string::npos) << r.out;
+  r = ctl({"verify"});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("pruned below seq"), std::string::npos) << r.out;
+
+  r = ctl({"export", "--format", "jsonl"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto kept = std::count(r.out.begin(), r.out.end(), '\n');
+  EXPECT_LT(kept, all);
+  EXPECT_GT(kept, all / 2);
+  EXPECT_NE(r.err.find("pruned below seq"), std::string::npos) << r.err;
+  const auto cutoff = SystemClock::instance().now_micros() - 91LL * 86'400'000'000;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_GE(parse_rfc3339(j["time"].get<std::string>()).value(), cutoff) << line;
+  }
+  // Each partition's own chain records its step.
+  EXPECT_EQ(count_of(r.out, "\"request_id\":\"retention:"), 2u) << r.out;
+  r = ctl({"prove", "--partition", "0", "--seq", "0"});
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.err.find("only the latest checkpoint"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("removed by retention"), std::string::npos) << r.err;
+  // The records are gone from the brokers, not only hidden.
+  auto log = open_log();
+  ASSERT_TRUE(log);
+  for (std::uint32_t p = 0; p < 2; ++p) {
+    const auto cut = log->retention_cut(Partition{p});
+    EXPECT_GT(cut.below.value, 0u) << "partition " << p;
+    EXPECT_EQ(log->read_range(Partition{p}, Seq{0}, Seq{1}).error(), Errc::pruned);
+  }
+  r = ctl({"retention", "run", "--days", "90"});
+  ASSERT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("pruned 0 records"), std::string::npos) << r.out;
+  EXPECT_EQ(ctl({"verify"}).code, 0);
 }
 
 TEST_F(LedgerctlKafkaTopic, DemoFencesAWriterUsingLedgerdsTransactionalIds) {

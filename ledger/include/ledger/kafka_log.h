@@ -5,8 +5,9 @@
 //
 // Topics (created by open() when missing and `create_if_missing`):
 //   <topic>               P partitions (ledger partition p = Kafka partition p), cleanup.policy
-//                         delete, retention.ms -1 (the ledger prunes itself; see retention in
-//                         ARCHITECTURE.md). One Kafka record per ledger record:
+//                         delete, retention.ms -1 (the ledger prunes itself: prune() below
+//                         deletes records under the retention cut with DeleteRecords). One
+//                         Kafka record per ledger record:
 //                           key     = the envelope's subject
 //                           value   = the record bytes of record.h (format, partition, seq,
 //                                     hash, event), so a dump of the topic verifies on its own
@@ -17,14 +18,34 @@
 //                         "ledger" is authoritative (value "sechex-ledger/v1\nledger_id=<32
 //                         hex>\npartitions=<P>\n"); the first open() writes it. Two concurrent
 //                         first opens may both write one: everybody takes the lowest offset.
-//   <topic>.checkpoints   1 partition, compacted, key = be32(partition), value = the C2SP
-//                         signed note (checkpoint.h). Written in the same Kafka transaction as
-//                         the records it covers, so it never covers an uncommitted record.
-//                         Only the newest checkpoint per partition is kept (compaction).
+//   <topic>.checkpoints   1 partition, compacted, key = be32(partition) || be64(size), value =
+//                         the C2SP signed note (checkpoint.h) committing to the chain head and
+//                         the Merkle root (merkle.h) at that size, header "tree" = the compact
+//                         range at that size (its perfect subtree roots, largest first, 32 bytes
+//                         each), from which a new writer continues the tree. Written in the same
+//                         Kafka transaction as the records it covers, so it never covers an
+//                         uncommitted record. One key per checkpoint, so compaction keeps them
+//                         all (proofs against older checkpoints); ledgers written before the
+//                         tree keyed them be32(partition) alone (only the newest kept, 3-line
+//                         notes without a root), which are still read.
+//                         Also key "cut" || be32(partition): the retention cut, value
+//                         be64(below) || be64(before micros) || be64(offset in <topic>.stubs of
+//                         stub chunk k) for k = 0, 1, ... (the newest with the highest `below`
+//                         counts).
+//   <topic>.stubs         1 partition, compacted, created by the first prune(): key
+//                         be32(partition) || be64(k), value = the stubs (record.h's pruned form:
+//                         seq, hash, event digest, Merkle leaf) of seqs [4096 k, ...) below the
+//                         cut, rewritten whole when a later cut extends the chunk.
 //   <topic>.keys          1 partition, compacted (max.compaction.lag.ms 1 day): wrapped data
 //                         keys and erasure markers (kafka_keys.h). Written only in transactions
 //                         of the subject's partition writer, so only that partition's owner
 //                         writes them and an erasure commits with its SubjectErased record.
+//
+// Merkle tree: each writer keeps the compact range of its partition's RFC 6962 tree (leaf =
+// the record bytes, as in LogStore), moved only when a transaction commits, and recovered at
+// writer start from the latest checkpoint's "tree" header plus the records after it (from seq 0,
+// once, when no checkpoint carries a tree). Nothing else of the tree is stored in Kafka:
+// tree_node() computes nodes from the records for proofs (see there).
 //
 // Writers: one transactional producer per partition, transactional.id =
 // "<transactional_id_prefix>ledger-<p>", idempotent, acks=all, message.timeout.ms <
@@ -187,7 +208,25 @@ class KafkaLog final : public Log {
   // a producer for another partition would fence its owner.
   Result<std::size_t> checkpoint_due(bool force = false) override;
   Result<std::optional<std::string>> latest_checkpoint(Partition partition) const override;
+  Result<std::optional<std::string>> checkpoint_at(Partition partition,
+                                                   std::uint64_t size) const override;
+  // Every checkpoint of a partition still in the topic, oldest first (one per size). Reads the
+  // whole checkpoints topic: for tools, not for request paths.
+  Result<std::vector<std::string>> checkpoints(Partition partition) const;
+  // Computed from the records (kept nowhere in Kafka): a node below level 8 hashes its at most
+  // 256 records read in one range; nodes from level 8 up are cached in memory once computed
+  // (about 80 bytes per 256 records), so the first proof over a long partition reads it all.
+  Result<Hash> tree_node(Partition partition, unsigned level, std::uint64_t index) const override;
   LogStats stats() const override;
+
+  // Retention (see the stubs topic above). prune() writes the stubs of [cut, below), then the
+  // new cut, each in a transaction of the partition's writer (so, like append, only its owner
+  // may call it), then deletes the records below the cut with DeleteRecords. Re-running it
+  // finishes a run that stopped after its cut (the deletion is idempotent). Readers of other
+  // processes learn the cut within a second, or at once when their read finds the gap.
+  Result<PruneResult> prune(Partition partition, Seq below, std::int64_t before_micros) override;
+  RetentionCut retention_cut(Partition partition) const override;
+  Result<Hash> record_hash(Partition partition, Seq seq) const override;
 
   // Records of the keys topic (kafka_keys.h). `value` nullopt is a tombstone.
   struct KeyRecord {

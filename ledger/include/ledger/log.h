@@ -43,6 +43,12 @@ struct RetentionCut {
   std::int64_t before_micros = 0;
 };
 
+// What one prune() call removed.
+struct PruneResult {
+  std::uint64_t pruned = 0;       // records whose payloads went by this call
+  std::uint64_t bytes_freed = 0;  // payload bytes no longer stored
+};
+
 // Counters for metrics; read with relaxed loads.
 struct LogStats {
   std::uint64_t appends = 0;
@@ -97,6 +103,18 @@ class Log {
   virtual RetentionCut retention_cut(Partition partition) const {
     (void)partition;
     return {};
+  }
+
+  // Retention (retention.h): removes the payloads of records [cut, below) of `partition`,
+  // keeping what verification and proofs need (each record's hash, event digest and Merkle
+  // leaf), then moves the cut; `before_micros` is the time every pruned record precedes.
+  // Errc::invalid_argument when `below` is past the head; Errc::not_supported for a log that
+  // cannot prune. One prune at a time per log.
+  virtual Result<PruneResult> prune(Partition partition, Seq below, std::int64_t before_micros) {
+    (void)partition;
+    (void)below;
+    (void)before_micros;
+    return Errc::not_supported;
   }
 
   // The stored hash of one record, pruned or not (Errc::not_found past the head).

@@ -165,11 +165,7 @@ class LogStore final : public Log {
   // the cut to `below` (never backwards: a lower `below` is a no-op). `before_micros` is the
   // time every pruned record precedes. Errc::invalid_argument when `below` is past the head.
   // Safe to run while appends go on; one prune at a time.
-  struct PruneResult {
-    std::uint64_t pruned = 0;  // records turned into stubs by this call
-    std::uint64_t bytes_freed = 0;
-  };
-  Result<PruneResult> prune(Partition partition, Seq below, std::int64_t before_micros);
+  Result<PruneResult> prune(Partition partition, Seq below, std::int64_t before_micros) override;
 
   // For components that keep their own column families in the same database (key store,
   // verifier, tests). Not for application code.

@@ -75,7 +75,8 @@ VerifyReport verify_log(const LogStore& log, const VerifyOptions& options);
 // The same checks through the Log interface, for logs without direct storage access (the Kafka
 // log): every link from seq 0, seq contiguity, envelopes and their partitions, the head the log
 // reports, and each partition's latest signed checkpoint (signature, origin, size within the
-// chain, hash at its size). Finer tamper classes that need raw storage (records_swapped,
+// chain, hash at its size, and the Merkle root at its size when it commits to one:
+// checkpoint_root_mismatch). Finer tamper classes that need raw storage (records_swapped,
 // stored_hash_altered, ...) are reported as hash_mismatch or missing_record here. A tail cut
 // after the latest checkpoint is found only if the log's reported head still counts the cut
 // records (the embedded store's head entry is checked by verify_log alone).
