@@ -43,6 +43,8 @@
 #include "ledger/retention.h"
 #include "ledger/utf8.h"
 #include "projections/store.h"
+#include "schemas/events.h"
+#include "schemas/json_codec.h"
 
 namespace sechex::ledgerd {
 
@@ -248,6 +250,24 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
                         .Register(metrics.registry())
                         .Add({});
   metrics.on_scrape([&] { lag_gauge.Set(static_cast<double>(read_models.value()->lag(log))); });
+  // The Kafka writers' state: partitions this node writes now, and those whose writer another
+  // one fenced (appends to them fail until a restart). The embedded log writes every partition.
+  auto& writer_state = prometheus::BuildGauge()
+                           .Name("sechex_ledger_partitions_writer")
+                           .Help("Partitions by this node's writer state (writing, fenced)")
+                           .Register(metrics.registry());
+  auto& writing_gauge = writer_state.Add({{"state", "writing"}});
+  auto& fenced_gauge = writer_state.Add({{"state", "fenced"}});
+  metrics.on_scrape([&] {
+    std::uint32_t writing = 0, fenced = 0;
+    for (std::uint32_t i = 0; i < log.partition_count(); ++i) {
+      const ledger::Partition p{i};
+      if (kafka == nullptr || kafka->writes(p)) ++writing;
+      if (kafka != nullptr && kafka->fenced(p)) ++fenced;
+    }
+    writing_gauge.Set(writing);
+    fenced_gauge.Set(fenced);
+  });
   auto& auth_rejections = prometheus::BuildCounter()
                               .Name("sechex_auth_rejected_total")
                               .Help("Requests refused by authentication, by reason")
@@ -268,6 +288,43 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
           .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
                                                            0.05, 0.1, 0.25, 1});
   api::CommandPath commands(log, *read_models.value(), ownership.value());
+  // What the dashboard shows of the security events themselves (000 NFR-06): every event this
+  // node chains by type (logins, lockouts, OTP, payments, ...: each event is counted once in a
+  // cluster, by the node that owns its partition), and login failures by reason. Every series
+  // exists from the start so rates and alerts have something to read.
+  auto& events_by_type = prometheus::BuildCounter()
+                             .Name("sechex_events_total")
+                             .Help("Events chained by this node's commands, by type")
+                             .Register(metrics.registry());
+  std::map<std::string, prometheus::Counter*, std::less<>> event_counters;
+  for (const auto& name : schemas::event_type_names()) {
+    event_counters[name] = &events_by_type.Add({{"type", name}});
+  }
+  auto& login_failures = prometheus::BuildCounter()
+                             .Name("sechex_login_failures_total")
+                             .Help("Failed password logins, by reason")
+                             .Register(metrics.registry());
+  std::map<std::string, prometheus::Counter*, std::less<>> login_failure_counters;
+  for (const char* reason : {"wrong_password", "unknown_email", "account_disabled", "locked",
+                             "email_not_verified", "other"}) {
+    login_failure_counters[reason] = &login_failures.Add({{"reason", reason}});
+  }
+  commands.set_observer([&](std::span<const ledger::Record> records) {
+    for (const auto& r : records) {
+      const auto* env = schemas::envelope_of(r.event.data());
+      if (auto it = event_counters.find(schemas::event_type_name(env->event_type()));
+          it != event_counters.end()) {
+        it->second->Increment();
+      }
+      if (const auto* failed = env->event_as_LoginFailed()) {
+        // Reasons come from decide(); anything unexpected is "other", never a new label.
+        const auto reason = failed->reason() != nullptr ? failed->reason()->string_view() : "";
+        auto it = login_failure_counters.find(reason);
+        if (it == login_failure_counters.end()) it = login_failure_counters.find("other");
+        it->second->Increment();
+      }
+    }
+  });
   api::LedgerApi ledger_api(commands, *keys, auth, *ring.value(), clock,
                             {.on_append =
                                  [&](std::size_t n, std::chrono::steady_clock::duration d) {

@@ -309,8 +309,10 @@ struct KafkaLog::Impl {
   mutable std::vector<std::vector<std::pair<std::uint64_t, std::int64_t>>> cp_offsets;
   void cp_seen(std::uint32_t p, std::uint64_t size, std::int64_t offset, std::string note,
                std::string tree) const;  // with cp_mu held
-  // Retention: each partition's cut and where its stub chunks are (with cp_mu), from the
-  // newest "cut" record of the checkpoints topic; refreshed by refresh_checkpoints().
+  // Retention: each partition's cut and where its stub chunks are, from the newest "cut" record
+  // of the checkpoints topic; refreshed by refresh_checkpoints(). Its own mutex (taken after
+  // cp_mu, never held across I/O) so that reads checking the cut never wait for a refresh.
+  mutable std::mutex cut_mu;
   struct CutState {
     RetentionCut cut;
     std::vector<std::int64_t> chunk_offsets;  // offset in stubs_topic of chunk k
@@ -322,7 +324,7 @@ struct KafkaLog::Impl {
   mutable std::mutex stub_mu;
   mutable std::map<std::pair<std::uint32_t, std::uint64_t>, std::string> stub_cache;
   CutState cut_state(Partition p) const;
-  void cut_seen(std::uint32_t p, std::string_view value) const;  // with cp_mu held
+  void cut_seen(std::uint32_t p, std::string_view value) const;
   // The cut, refreshed from Kafka when older than a second (or `force`).
   Result<RetentionCut> current_cut(Partition p, bool force = false) const;
   Result<std::string> stub_chunk(Partition p, const CutState& state, std::uint64_t chunk) const;
@@ -1251,6 +1253,7 @@ void KafkaLog::Impl::cut_seen(std::uint32_t p, std::string_view v) const {
   }
   // A cut never moves back; chunks must cover it.
   if (state.chunk_offsets.size() * kStubChunk < state.cut.below.value) return;
+  std::lock_guard cut_lock(cut_mu);
   if (state.cut.below < cuts[p].cut.below) return;
   if (state.cut.below > cuts[p].cut.below) {
     // Offsets of records below the cut are deleted (or about to be): a read must not seek to
@@ -1263,7 +1266,7 @@ void KafkaLog::Impl::cut_seen(std::uint32_t p, std::string_view v) const {
 }
 
 KafkaLog::Impl::CutState KafkaLog::Impl::cut_state(Partition p) const {
-  std::lock_guard lock(cp_mu);
+  std::lock_guard lock(cut_mu);
   return cuts[p.value];
 }
 
@@ -1559,8 +1562,10 @@ Result<void> KafkaLog::Impl::ensure_writer(Writer& w, Partition p) {
     if (e.retriable && SteadyClock::now() < deadline) continue;
     return fail("init_transactions for " + tid, e);
   }
-  SECHEX_TRY(const auto tail, recover_tail(p));
+  // Checkpoints first: they hold the retention cut, which recover_tail needs should a
+  // partition hold no record above it.
   SECHEX_TRYV(refresh_checkpoints());
+  SECHEX_TRY(const auto tail, recover_tail(p));
   std::uint64_t cp_size = 0;
   merkle::CompactRange tree;
   {
@@ -2161,10 +2166,7 @@ Result<PruneResult> KafkaLog::prune(Partition partition, Seq below, std::int64_t
     std::vector<Impl::Message> msgs;
     msgs.push_back({impl_->cp_topic, 0, cut_key(p.value), cv, {}, {}, false, {}});
     SECHEX_TRYV(impl_->commit_batch(w, p, msgs, w.next, w.head, w.tree, false));
-    {
-      std::lock_guard cp(impl_->cp_mu);
-      impl_->cut_seen(p.value, cv);
-    }
+    impl_->cut_seen(p.value, cv);
     out.pruned = below.value - cut;
   }
   // The records go last, also when an earlier run stopped after writing its cut.

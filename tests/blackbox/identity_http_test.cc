@@ -146,6 +146,17 @@ TEST_F(Identity, FiveWrongPasswordsLockTheAccountWithLockedUntilFR012) {
   EXPECT_EQ(right.status, 423u) << right.body;
   // Every route that checks the password answers a lock the same way.
   EXPECT_EQ(error_of(right)["details"]["lockedUntil"], error_of(fifth)["details"]["lockedUntil"]);
+  // The dashboard's counters (000 NFR-06): failures by reason, the lockout among the events.
+  EXPECT_EQ(login("nobody@example.com", "Wr0ng-password").status, 401u);
+  const auto m = metrics();
+  EXPECT_NE(m.find(R"(sechex_login_failures_total{reason="wrong_password"} 5)"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find(R"(sechex_login_failures_total{reason="unknown_email"} 1)"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find(R"(sechex_login_failures_total{reason="locked"} 1)"), std::string::npos) << m;
+  EXPECT_NE(m.find(R"(sechex_login_failures_total{reason="other"} 0)"), std::string::npos) << m;
+  EXPECT_NE(m.find(R"(sechex_events_total{type="AccountLocked"} 1)"), std::string::npos) << m;
+  EXPECT_NE(m.find(R"(sechex_events_total{type="LoginFailed"} 7)"), std::string::npos) << m;
 }
 
 // The issue's concurrency rule: 50 parallel wrong-password requests for one account are

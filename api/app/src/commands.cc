@@ -100,6 +100,7 @@ Result<std::vector<ledger::Record>> CommandPath::run(ledger::Partition p, const 
   } else if (auto r = sync_locked(p, /*claimed=*/true); !r) {
     ++apply_failures_;
   }
+  if (observer_) observer_(records);
   return records;
 }
 

@@ -78,6 +78,12 @@ class CommandPath {
   // Errors from applying after a durable append (see run()), for metrics and alerts.
   std::uint64_t apply_failures() const;
 
+  // Called with the records of every successful run() (events this node chained, each once in
+  // the cluster), under the partition's lock: it must be quick and must not call back. Set it
+  // before the first command (it is not synchronised with run()).
+  using Observer = std::function<void(std::span<const ledger::Record>)>;
+  void set_observer(Observer observer) { observer_ = std::move(observer); }
+
   ledger::Partition partition_for(std::string_view subject) const;
   const PartitionOwnership& ownership() const { return ownership_; }
   ledger::Log& log() { return log_; }
@@ -92,6 +98,7 @@ class CommandPath {
   const PartitionOwnership ownership_;
   std::vector<std::unique_ptr<std::mutex>> locks_;
   std::atomic<std::uint64_t> apply_failures_{0};
+  Observer observer_;
 };
 
 }  // namespace sechex::api
