@@ -641,6 +641,13 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
     const auto n = commands.sync_all();
     if (!n) {
       std::cerr << "ledgerd: projection catch-up failed: " << n.error().message() << "\n";
+      if (n.error() == ledger::Errc::pruned) {
+        // A node whose projections start below a retention cut (a new node, or one left
+        // behind) cannot derive them from the log any more: it stays not ready.
+        std::cerr << "ledgerd: these projections are behind the retention cut of the log; "
+                     "stop this node and copy the projections directory of a current node "
+                     "(stopped) into its data directory, then start it again\n";
+      }
       return;
     }
     std::cerr << "ledgerd: projections caught up (" << n.value() << " records applied)\n";

@@ -332,11 +332,9 @@ struct KafkaLog::Impl {
   Result<RecordView> stub(Partition p, Seq s) const;
   // Leaf hashes of records [begin, end): stubs below the cut, records above it.
   Result<std::vector<Hash>> leaves(Partition p, std::uint64_t begin, std::uint64_t end) const;
-  // The Kafka offset of record `s` of `p` (the last stable offset when `s` is the head).
-  Result<std::int64_t> offset_of(Partition p, Seq s, Seq next) const;
   // DeleteRecords of every Kafka record of `p` below record `below`; then forgets the offsets
   // of deleted records (index, readers).
-  Result<void> delete_below(Partition p, Seq below, Seq next);
+  Result<void> delete_below(Partition p, Seq below);
 
   // Merkle nodes of level >= kCachedTreeLevel computed by tree_node(), by (partition, level,
   // index). A complete subtree never changes, so entries never go stale.
@@ -1349,32 +1347,24 @@ Result<std::vector<Hash>> KafkaLog::Impl::leaves(Partition p, std::uint64_t begi
   return out;
 }
 
-Result<std::int64_t> KafkaLog::Impl::offset_of(Partition p, Seq s, Seq next) const {
-  if (s >= next) {
-    SECHEX_TRY(const auto marks, watermarks(p));
-    return marks.stable;
-  }
-  std::optional<std::int64_t> found;
+Result<void> KafkaLog::Impl::delete_below(Partition p, Seq below) {
+  if (below.value == 0) return boost::outcome_v2::success();
+  // Up to and including the last pruned record, never past it: records appended meanwhile sit
+  // above it. Found by reading from the index's nearest entry; when it is gone already (an
+  // earlier deletion), there is nothing left to delete.
+  const Seq last{below.value - 1};
+  std::optional<std::int64_t> last_offset;
   SECHEX_TRYV(scan(
-      opts.topic, static_cast<std::int32_t>(p.value), index_floor(p, s.value).offset,
+      opts.topic, static_cast<std::int32_t>(p.value), index_floor(p, last.value).offset,
       [&](const rd_kafka_message_t& m) -> Result<bool> {
         SECHEX_TRY(const auto d, decode(m, p));
-        if (d.record.position.seq < s) return true;
-        if (d.record.position.seq == s) found = d.offset;
+        if (d.record.position.seq < last) return true;
+        if (d.record.position.seq == last) last_offset = d.offset;
         return false;
       },
       SteadyClock::now() + opts.request_timeout));
-  if (!found) {
-    return fail("partition " + std::to_string(p.value) + ": record " + std::to_string(s.value) +
-                    " not found to prune below",
-                Errc::chain_broken);
-  }
-  return *found;
-}
-
-Result<void> KafkaLog::Impl::delete_below(Partition p, Seq below, Seq next) {
-  if (below.value == 0) return boost::outcome_v2::success();
-  SECHEX_TRY(const auto offset, offset_of(p, below, next));
+  if (!last_offset) return boost::outcome_v2::success();
+  const auto offset = *last_offset + 1;
   SECHEX_TRY(const auto marks, watermarks(p));
   if (marks.low < offset) {
     SECHEX_TRY(auto admin, new_plain_producer());
@@ -2089,12 +2079,30 @@ Result<PruneResult> KafkaLog::prune(Partition partition, Seq below, std::int64_t
   const Partition p = partition;
   std::lock_guard prune_lock(impl_->prune_mu);
   auto& w = *impl_->writers[p.value];
-  std::lock_guard lock(w.mu);
-  if (w.fenced) return Errc::writer_failed;
-  SECHEX_TRYV(impl_->ensure_writer(w, p));
+  // The writer is held only to commit: appends to the partition go on while records are read
+  // and stubs built (they only add records above the cut).
+  auto commit = [&](std::vector<Impl::Message> msgs) -> Result<std::int64_t> {
+    std::lock_guard lock(w.mu);
+    if (w.fenced) return Errc::writer_failed;
+    SECHEX_TRYV(impl_->ensure_writer(w, p));
+    SECHEX_TRYV(impl_->commit_batch(w, p, msgs, w.next, w.head, w.tree, false));
+    if (w.delivered.empty() || w.delivered[0] < 0) {
+      return impl_->fail("partition " + std::to_string(p.value) +
+                             ": no offset for a retention write (unknown outcome)",
+                         Errc::io_error);
+    }
+    return w.delivered[0];
+  };
+  Seq next;
+  {
+    std::lock_guard lock(w.mu);
+    if (w.fenced) return Errc::writer_failed;
+    SECHEX_TRYV(impl_->ensure_writer(w, p));
+    next = w.next;
+  }
   SECHEX_TRYV(impl_->refresh_checkpoints());
   auto state = impl_->cut_state(p);
-  if (below > w.next) return Errc::invalid_argument;
+  if (below > next) return Errc::invalid_argument;
   PruneResult out;
   if (below > state.cut.below) {
     {
@@ -2114,7 +2122,9 @@ Result<PruneResult> KafkaLog::prune(Partition partition, Seq below, std::int64_t
       std::string value;
       if (chunk_begin < cut) {  // the chunk's earlier stubs, rewritten with the new ones
         SECHEX_TRY(value, impl_->stub_chunk(p, state, chunk));
-        value.resize((cut - chunk_begin) * kPrunedRecordSize);
+        const auto kept = (cut - chunk_begin) * kPrunedRecordSize;
+        if (value.size() < kept) return Errc::corruption;  // the chunk must cover the cut
+        value.resize(kept);
       }
       for (auto s = std::max(cut, chunk_begin); s < chunk_end;) {
         SECHEX_TRY(auto records, impl_->read(p, Seq{s}, Seq{chunk_end}, chunk_end - s, {}));
@@ -2146,14 +2156,9 @@ Result<PruneResult> KafkaLog::prune(Partition partition, Seq below, std::int64_t
                       {},
                       false,
                       {}});
-      SECHEX_TRYV(impl_->commit_batch(w, p, msgs, w.next, w.head, w.tree, false));
-      if (w.delivered.empty() || w.delivered[0] < 0) {
-        return impl_->fail("partition " + std::to_string(p.value) +
-                               ": no offset for a stub chunk (unknown outcome)",
-                           Errc::io_error);
-      }
+      SECHEX_TRY(const auto offset, commit(std::move(msgs)));
       if (state.chunk_offsets.size() <= chunk) state.chunk_offsets.resize(chunk + 1, 0);
-      state.chunk_offsets[chunk] = w.delivered[0];
+      state.chunk_offsets[chunk] = offset;
       {
         std::lock_guard cache(impl_->stub_mu);
         impl_->stub_cache.erase({p.value, chunk});
@@ -2165,12 +2170,13 @@ Result<PruneResult> KafkaLog::prune(Partition partition, Seq below, std::int64_t
     for (const auto o : state.chunk_offsets) detail::put_be64(cv, static_cast<std::uint64_t>(o));
     std::vector<Impl::Message> msgs;
     msgs.push_back({impl_->cp_topic, 0, cut_key(p.value), cv, {}, {}, false, {}});
-    SECHEX_TRYV(impl_->commit_batch(w, p, msgs, w.next, w.head, w.tree, false));
+    SECHEX_TRY(const auto cut_offset, commit(std::move(msgs)));
+    (void)cut_offset;
     impl_->cut_seen(p.value, cv);
     out.pruned = below.value - cut;
   }
   // The records go last, also when an earlier run stopped after writing its cut.
-  SECHEX_TRYV(impl_->delete_below(p, impl_->cut_state(p).cut.below, w.next));
+  SECHEX_TRYV(impl_->delete_below(p, impl_->cut_state(p).cut.below));
   return out;
 }
 
