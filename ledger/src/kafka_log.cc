@@ -881,7 +881,7 @@ Result<std::vector<Record>> KafkaLog::Impl::read(
     r.next = seq + 1;
     if (seq < from.value) return false;
     if (const auto want = out.empty() ? from.value : out.back().position.seq.value + 1;
-        seq != want && want < to.value) {
+        seq > want && want < to.value) {
       gap = seq;
       return true;
     }
