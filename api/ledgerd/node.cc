@@ -792,11 +792,20 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
 
   // Kafka mode: other nodes append to the partitions this one does not write; follow them so
   // reads (audit, auth's revocation checks) stay within about a second of the cluster.
+  std::chrono::steady_clock::time_point next_cut_refresh{};
   api::PeriodicTask follower(std::chrono::milliseconds(500), [&](const auto& stopping) {
     if (!caught_up) return;
     // Erasures made by other nodes reach this node's key cache (off the request path).
     if (auto r = kafka_keys->refresh_if_stale(); !r && r.error() != ledger::Errc::closed) {
       std::cerr << "ledgerd: reading the data keys failed: " << r.error().message() << "\n";
+    }
+    // Retention cuts other nodes made, so answers say "pruned before ..." at once (reads that
+    // meet a deleted range would find out anyway). At most once a second.
+    if (const auto now = std::chrono::steady_clock::now(); now >= next_cut_refresh) {
+      next_cut_refresh = now + std::chrono::seconds(1);
+      if (auto r = kafka->refresh_retention(); !r && r.error() != ledger::Errc::closed) {
+        std::cerr << "ledgerd: reading the retention cuts failed: " << r.error().message() << "\n";
+      }
     }
     for (std::uint32_t i = 0; i < log.partition_count() && !stopping; ++i) {
       const ledger::Partition p{i};

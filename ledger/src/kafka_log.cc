@@ -318,15 +318,14 @@ struct KafkaLog::Impl {
     std::vector<std::int64_t> chunk_offsets;  // offset in stubs_topic of chunk k
   };
   mutable std::vector<CutState> cuts;
-  mutable SteadyClock::time_point cp_refreshed{};
   std::mutex prune_mu;  // one prune at a time
   // Stub chunks read lately, by (partition, chunk): proofs and verify walk them in order.
   mutable std::mutex stub_mu;
   mutable std::map<std::pair<std::uint32_t, std::uint64_t>, std::string> stub_cache;
   CutState cut_state(Partition p) const;
   void cut_seen(std::uint32_t p, std::string_view value) const;
-  // The cut, refreshed from Kafka when older than a second (or `force`).
-  Result<RetentionCut> current_cut(Partition p, bool force = false) const;
+  // The cut, refreshed from Kafka now.
+  Result<RetentionCut> current_cut(Partition p) const;
   Result<std::string> stub_chunk(Partition p, const CutState& state, std::uint64_t chunk) const;
   // The kept view (hash, digest, leaf) of pruned record `s` (below the cut).
   Result<RecordView> stub(Partition p, Seq s) const;
@@ -935,7 +934,7 @@ Result<std::vector<Record>> KafkaLog::Impl::read(
     if (gap) {
       r.positioned = false;
       r.pending.reset();
-      SECHEX_TRY(const auto cut, current_cut(p, /*force=*/true));
+      SECHEX_TRY(const auto cut, current_cut(p));
       if (from < cut.below) return Errc::pruned;
       return fail("partition " + std::to_string(p.value) + ": records from seq " +
                       std::to_string(from.value) + " are missing (the next one is seq " +
@@ -1177,7 +1176,6 @@ Result<void> KafkaLog::Impl::refresh_checkpoints() const {
       },
       SteadyClock::now() + opts.request_timeout));
   cp_next_offset = next;
-  cp_refreshed = SteadyClock::now();
   return boost::outcome_v2::success();
 }
 
@@ -1268,13 +1266,8 @@ KafkaLog::Impl::CutState KafkaLog::Impl::cut_state(Partition p) const {
   return cuts[p.value];
 }
 
-Result<RetentionCut> KafkaLog::Impl::current_cut(Partition p, bool force) const {
-  bool stale = force;
-  {
-    std::lock_guard lock(cp_mu);
-    stale = stale || SteadyClock::now() - cp_refreshed > std::chrono::seconds(1);
-  }
-  if (stale) SECHEX_TRYV(refresh_checkpoints());
+Result<RetentionCut> KafkaLog::Impl::current_cut(Partition p) const {
+  SECHEX_TRYV(refresh_checkpoints());
   return cut_state(p).cut;
 }
 
@@ -1819,6 +1812,8 @@ Result<std::unique_ptr<KafkaLog>> KafkaLog::open(const KafkaLogOptions& options)
   for (std::uint32_t i = 0; i < impl->partitions; ++i) {
     impl->readers.push_back(std::make_unique<Impl::Reader>());
   }
+  // The checkpoints and retention cuts as they stand (refresh_retention() keeps them current).
+  SECHEX_TRYV(impl->refresh_checkpoints());
   return std::unique_ptr<KafkaLog>(new KafkaLog(std::move(impl)));
 }
 
@@ -2057,10 +2052,11 @@ Result<std::optional<std::string>> KafkaLog::checkpoint_at(Partition partition,
   return out;
 }
 
+Result<void> KafkaLog::refresh_retention() const { return impl_->refresh_checkpoints(); }
+
 RetentionCut KafkaLog::retention_cut(Partition partition) const {
   if (partition.value >= impl_->partitions) return {};
-  if (auto cut = impl_->current_cut(partition)) return cut.value();
-  return impl_->cut_state(partition).cut;  // Kafka unreachable: what was last seen
+  return impl_->cut_state(partition).cut;
 }
 
 Result<Hash> KafkaLog::record_hash(Partition partition, Seq seq) const {

@@ -222,10 +222,13 @@ class KafkaLog final : public Log {
   // Retention (see the stubs topic above). prune() writes the stubs of [cut, below), then the
   // new cut, each in a transaction of the partition's writer (so, like append, only its owner
   // may call it), then deletes the records below the cut with DeleteRecords. Re-running it
-  // finishes a run that stopped after its cut (the deletion is idempotent). Readers of other
-  // processes learn the cut within a second, or at once when their read finds the gap.
+  // finishes a run that stopped after its cut (the deletion is idempotent). Other processes
+  // learn the cut at open(), from refresh_retention(), or at once when a read finds the gap.
   Result<PruneResult> prune(Partition partition, Seq below, std::int64_t before_micros) override;
+  // The cut as this process last saw it: never waits on the cluster (request paths call it).
   RetentionCut retention_cut(Partition partition) const override;
+  // Reads cuts (and checkpoints) written since; ledgerd's follower calls it every second.
+  Result<void> refresh_retention() const;
   Result<Hash> record_hash(Partition partition, Seq seq) const override;
 
   // Records of the keys topic (kafka_keys.h). `value` nullopt is a tombstone.
