@@ -55,11 +55,12 @@ std::string be32_key(std::uint32_t v) {
   return k;
 }
 
-// Checkpoints are keyed by partition and size, so the compacted topic keeps every one (proofs
-// need old ones); the first ledgers keyed them by partition only (4 bytes), keeping the newest.
-std::string checkpoint_key(std::uint32_t p, std::uint64_t size) {
+// be32(partition) || be64(n): checkpoints are keyed by partition and size, so the compacted topic
+// keeps every one (proofs need old ones; the first ledgers keyed them by partition only, keeping
+// the newest), and stub chunks by partition and chunk number.
+std::string partition_key(std::uint32_t p, std::uint64_t n) {
   std::string k = be32_key(p);
-  detail::put_be64(k, size);
+  detail::put_be64(k, n);
   return k;
 }
 
@@ -83,19 +84,26 @@ std::string cut_key(std::uint32_t p) {
   return k;
 }
 
+// A checkpoint of the checkpoints topic (key be32(partition), or be32(partition) || be64(size)),
+// or nullopt for anything else there: cut records, and notes that do not parse (verify reports
+// a malformed latest checkpoint).
+struct CheckpointMessage {
+  std::uint32_t partition = 0;
+  Checkpoint checkpoint;
+  std::string note;
+};
+std::optional<CheckpointMessage> checkpoint_message_of(const rd_kafka_message_t& m) {
+  if ((m.key_len != 4 && m.key_len != 12) || m.payload == nullptr) return std::nullopt;
+  std::string note(static_cast<const char*>(m.payload), m.len);
+  auto cp = parse_checkpoint_body(note);
+  if (!cp) return std::nullopt;
+  return CheckpointMessage{detail::get_be32(m.key), std::move(*cp), std::move(note)};
+}
+
 std::string tree_bytes(const merkle::CompactRange& tree) {
   std::string out;
   for (const auto& h : tree.nodes()) out.append(reinterpret_cast<const char*>(h.data()), h.size());
   return out;
-}
-
-Hash leaf_of_bytes(std::string_view record) {
-  return merkle::leaf_hash(
-      ByteView(reinterpret_cast<const std::uint8_t*>(record.data()), record.size()));
-}
-
-Hash leaf_of(const Record& r) {
-  return leaf_of_bytes(encode_record(r.position.partition, r.position.seq, r.hash, r.event));
 }
 
 // An error from librdkafka's rd_kafka_error_t API, taken apart (and destroyed).
@@ -318,16 +326,21 @@ struct KafkaLog::Impl {
     std::vector<std::int64_t> chunk_offsets;  // offset in stubs_topic of chunk k
   };
   mutable std::vector<CutState> cuts;
-  std::mutex prune_mu;  // one prune at a time
+  std::mutex prune_mu;             // one prune at a time
+  bool stubs_topic_ready = false;  // with prune_mu
   // Stub chunks read lately, by (partition, chunk): proofs and verify walk them in order.
   mutable std::mutex stub_mu;
-  mutable std::map<std::pair<std::uint32_t, std::uint64_t>, std::string> stub_cache;
+  mutable std::map<std::pair<std::uint32_t, std::uint64_t>, std::shared_ptr<const std::string>>
+      stub_cache;
   CutState cut_state(Partition p) const;
+  RetentionCut cut_of(Partition p) const;  // without the chunk offsets: for every read
   void cut_seen(std::uint32_t p, std::string_view value) const;
   // The cut, refreshed from Kafka now.
   Result<RetentionCut> current_cut(Partition p) const;
-  Result<std::string> stub_chunk(Partition p, const CutState& state, std::uint64_t chunk) const;
-  // The kept view (hash, digest, leaf) of pruned record `s` (below the cut).
+  Result<std::shared_ptr<const std::string>> stub_chunk(Partition p, std::uint64_t chunk) const;
+  // The kept views (hash, digest, leaf; no event) of pruned records [begin, min(end, cut)), one
+  // chunk read per 4,096; stub() of one record.
+  Result<std::vector<RecordView>> stubs(Partition p, std::uint64_t begin, std::uint64_t end) const;
   Result<RecordView> stub(Partition p, Seq s) const;
   // Leaf hashes of records [begin, end): stubs below the cut, records above it.
   Result<std::vector<Hash>> leaves(Partition p, std::uint64_t begin, std::uint64_t end) const;
@@ -480,7 +493,7 @@ namespace {
 merkle::CompactRange grown(merkle::CompactRange tree,
                            const std::vector<KafkaLog::Impl::Message>& msgs) {
   for (const auto& m : msgs) {
-    if (m.seq) tree.push(leaf_of_bytes(m.value));
+    if (m.seq) tree.push(merkle::leaf_hash(as_bytes(m.value)));
   }
   return tree;
 }
@@ -853,7 +866,7 @@ Result<bool> KafkaLog::Impl::reader_start(Reader& r, Partition p, Seq from) cons
 Result<std::vector<Record>> KafkaLog::Impl::read(
     Partition p, Seq from, Seq to, std::size_t max,
     std::optional<SteadyClock::time_point> wait_until) const {
-  if (from < cut_state(p).cut.below) return Errc::pruned;
+  if (from < cut_of(p).below) return Errc::pruned;
   std::vector<Record> out;
   auto& r = *readers[p.value];
   std::lock_guard lock(r.mu);
@@ -1120,7 +1133,7 @@ Result<Head> KafkaLog::Impl::recover_tail(Partition p) const {
     if (start == lo) {
       // Only aborted records or markers: an empty partition, or one retention emptied (it
       // never does: each step is chained into the partition it prunes, above the cut).
-      const auto cut = cut_state(p).cut.below;
+      const auto cut = cut_of(p).below;
       if (cut.value == 0) return Head{};
       SECHEX_TRY(const auto last_pruned, stub(p, Seq{cut.value - 1}));
       return Head{cut, last_pruned.hash};
@@ -1158,10 +1171,8 @@ Result<void> KafkaLog::Impl::refresh_checkpoints() const {
                    std::string_view(static_cast<const char*>(m.payload), m.len));
           return true;
         }
-        if ((m.key_len != 4 && m.key_len != 12) || m.payload == nullptr) return true;
-        std::string note(static_cast<const char*>(m.payload), m.len);
-        const auto cp = parse_checkpoint_body(note);
-        if (!cp) return true;  // verify reports a malformed latest checkpoint; skip it here
+        auto cp = checkpoint_message_of(m);
+        if (!cp) return true;
         std::string tree;
         rd_kafka_headers_t* hdrs = nullptr;
         const void* v = nullptr;
@@ -1171,7 +1182,7 @@ Result<void> KafkaLog::Impl::refresh_checkpoints() const {
             v != nullptr) {
           tree.assign(static_cast<const char*>(v), n);
         }
-        cp_seen(detail::get_be32(m.key), cp->size, m.offset, std::move(note), std::move(tree));
+        cp_seen(cp->partition, cp->checkpoint.size, m.offset, std::move(cp->note), std::move(tree));
         return true;
       },
       SteadyClock::now() + opts.request_timeout));
@@ -1266,31 +1277,42 @@ KafkaLog::Impl::CutState KafkaLog::Impl::cut_state(Partition p) const {
   return cuts[p.value];
 }
 
-Result<RetentionCut> KafkaLog::Impl::current_cut(Partition p) const {
-  SECHEX_TRYV(refresh_checkpoints());
-  return cut_state(p).cut;
+RetentionCut KafkaLog::Impl::cut_of(Partition p) const {
+  std::lock_guard lock(cut_mu);
+  return cuts[p.value].cut;
 }
 
-Result<std::string> KafkaLog::Impl::stub_chunk(Partition p, const CutState& state,
-                                               std::uint64_t chunk) const {
+Result<RetentionCut> KafkaLog::Impl::current_cut(Partition p) const {
+  SECHEX_TRYV(refresh_checkpoints());
+  return cut_of(p);
+}
+
+Result<std::shared_ptr<const std::string>> KafkaLog::Impl::stub_chunk(Partition p,
+                                                                      std::uint64_t chunk) const {
   const auto key = std::pair{p.value, chunk};
   {
     std::lock_guard lock(stub_mu);
     if (auto it = stub_cache.find(key); it != stub_cache.end()) return it->second;
   }
-  if (chunk >= state.chunk_offsets.size()) return Errc::not_found;
-  const auto want = checkpoint_key(p.value, chunk);  // the same be32 || be64 layout
-  std::optional<std::string> value;
+  std::int64_t offset = 0;
+  {
+    std::lock_guard lock(cut_mu);
+    const auto& offsets = cuts[p.value].chunk_offsets;
+    if (chunk >= offsets.size()) return Errc::not_found;
+    offset = offsets[chunk];
+  }
+  const auto want = partition_key(p.value, chunk);
+  std::shared_ptr<const std::string> value;
   // The chunk at its offset, or (compaction removed that version) its next version, which
   // holds the same stubs and more.
   SECHEX_TRYV(scan(
-      stubs_topic, 0, state.chunk_offsets[chunk],
+      stubs_topic, 0, offset,
       [&](const rd_kafka_message_t& m) -> Result<bool> {
         if (m.payload == nullptr || m.key_len != want.size() ||
             std::memcmp(m.key, want.data(), want.size()) != 0) {
           return true;
         }
-        value = std::string(static_cast<const char*>(m.payload), m.len);
+        value = std::make_shared<const std::string>(static_cast<const char*>(m.payload), m.len);
         return false;
       },
       SteadyClock::now() + opts.request_timeout));
@@ -1301,39 +1323,47 @@ Result<std::string> KafkaLog::Impl::stub_chunk(Partition p, const CutState& stat
   }
   std::lock_guard lock(stub_mu);
   if (stub_cache.size() >= kStubCacheChunks) stub_cache.erase(stub_cache.begin());
-  stub_cache[key] = *value;
-  return std::move(*value);
+  stub_cache[key] = value;
+  return value;
+}
+
+Result<std::vector<RecordView>> KafkaLog::Impl::stubs(Partition p, std::uint64_t begin,
+                                                      std::uint64_t end) const {
+  std::vector<RecordView> out;
+  end = std::min(end, cut_of(p).below.value);
+  for (auto s = begin; s < end;) {
+    const auto chunk_no = s / kStubChunk;
+    SECHEX_TRY(const auto chunk, stub_chunk(p, chunk_no));
+    for (const auto chunk_end = std::min(end, (chunk_no + 1) * kStubChunk); s < chunk_end; ++s) {
+      const auto at = (s % kStubChunk) * kPrunedRecordSize;
+      if (at + kPrunedRecordSize > chunk->size()) return Errc::corruption;
+      SECHEX_TRY(auto view, decode_record(std::string_view(*chunk).substr(at, kPrunedRecordSize)));
+      if (!view.pruned || view.partition != p || view.seq.value != s) return Errc::corruption;
+      view.event = {};  // fixed-size fields only: the chunk may leave the cache
+      out.push_back(view);
+    }
+  }
+  return out;
 }
 
 Result<RecordView> KafkaLog::Impl::stub(Partition p, Seq s) const {
-  const auto state = cut_state(p);
-  if (s >= state.cut.below) return Errc::not_found;
-  const auto chunk = s.value / kStubChunk;
-  SECHEX_TRY(const auto bytes, stub_chunk(p, state, chunk));
-  const auto at = (s.value % kStubChunk) * kPrunedRecordSize;
-  if (at + kPrunedRecordSize > bytes.size()) return Errc::corruption;
-  // The view points into `bytes`; keep only its fixed-size fields.
-  SECHEX_TRY(auto view, decode_record(std::string_view(bytes).substr(at, kPrunedRecordSize)));
-  if (!view.pruned || view.partition != p || view.seq != s) return Errc::corruption;
-  view.event = {};
-  return view;
+  SECHEX_TRY(auto one, stubs(p, s.value, s.value + 1));
+  if (one.empty()) return Errc::not_found;
+  return one.front();
 }
 
 Result<std::vector<Hash>> KafkaLog::Impl::leaves(Partition p, std::uint64_t begin,
                                                  std::uint64_t end) const {
   std::vector<Hash> out;
   out.reserve(end - begin);
-  const auto cut = cut_state(p).cut.below.value;
-  for (auto s = begin; s < std::min(end, cut); ++s) {
-    SECHEX_TRY(const auto v, stub(p, Seq{s}));
-    out.push_back(v.leaf);
-  }
-  for (auto s = std::max(begin, cut); s < end;) {
+  SECHEX_TRY(const auto pruned, stubs(p, begin, end));
+  for (const auto& v : pruned) out.push_back(v.leaf);
+  for (auto s = begin + pruned.size(); s < end;) {
     SECHEX_TRY(auto records, read(p, Seq{s}, Seq{end}, end - s, std::nullopt));
     if (records.empty()) break;
     for (const auto& r : records) {
       if (r.position.seq.value != s) return Errc::chain_broken;
-      out.push_back(leaf_of(r));
+      out.push_back(record_leaf(r));
       ++s;
     }
   }
@@ -1419,7 +1449,7 @@ Result<KafkaLog::Impl::Message> KafkaLog::Impl::checkpoint_message(
     Partition p, Seq next, const Hash& head, const merkle::CompactRange& tree) const {
   SECHEX_TRY(auto note,
              opts.signer->sign({checkpoint_origin(ledger_id, p), next.value, head, tree.root()}));
-  Message m{cp_topic, 0, checkpoint_key(p.value, next.value), std::move(note), {}, {}, false, {}};
+  Message m{cp_topic, 0, partition_key(p.value, next.value), std::move(note), {}, {}, false, {}};
   m.headers.emplace_back("tree", tree_bytes(tree));
   return m;
 }
@@ -2038,14 +2068,9 @@ Result<std::optional<std::string>> KafkaLog::checkpoint_at(Partition partition,
   SECHEX_TRYV(impl_->scan(
       impl_->cp_topic, 0, offset,
       [&](const rd_kafka_message_t& m) -> Result<bool> {
-        if ((m.key_len != 4 && m.key_len != 12) || m.payload == nullptr ||
-            detail::get_be32(m.key) != partition.value) {
-          return true;
-        }
-        std::string note(static_cast<const char*>(m.payload), m.len);
-        const auto cp = parse_checkpoint_body(note);
-        if (!cp || cp->size < size) return true;
-        if (cp->size == size) out = std::move(note);
+        auto cp = checkpoint_message_of(m);
+        if (!cp || cp->partition != partition.value || cp->checkpoint.size < size) return true;
+        if (cp->checkpoint.size == size) out = std::move(cp->note);
         return false;
       },
       SteadyClock::now() + impl_->opts.request_timeout));
@@ -2056,12 +2081,12 @@ Result<void> KafkaLog::refresh_retention() const { return impl_->refresh_checkpo
 
 RetentionCut KafkaLog::retention_cut(Partition partition) const {
   if (partition.value >= impl_->partitions) return {};
-  return impl_->cut_state(partition).cut;
+  return impl_->cut_of(partition);
 }
 
 Result<Hash> KafkaLog::record_hash(Partition partition, Seq seq) const {
   if (partition.value >= impl_->partitions) return Errc::invalid_argument;
-  if (seq < impl_->cut_state(partition).cut.below) {
+  if (seq < impl_->cut_of(partition).below) {
     SECHEX_TRY(const auto v, impl_->stub(partition, seq));
     return v.hash;
   }
@@ -2101,10 +2126,11 @@ Result<PruneResult> KafkaLog::prune(Partition partition, Seq below, std::int64_t
   if (below > next) return Errc::invalid_argument;
   PruneResult out;
   if (below > state.cut.below) {
-    {
+    if (!impl_->stubs_topic_ready) {  // created by the first prune, once per process
       SECHEX_TRY(auto admin, impl_->new_plain_producer());
       SECHEX_TRYV(impl_->create_topics(admin.get(),
                                        {{impl_->stubs_topic, 1, {{"cleanup.policy", "compact"}}}}));
+      impl_->stubs_topic_ready = true;
     }
     const auto cut = state.cut.below.value;
     Hash prev{};
@@ -2117,10 +2143,10 @@ Result<PruneResult> KafkaLog::prune(Partition partition, Seq below, std::int64_t
       const auto chunk_end = std::min(chunk_begin + kStubChunk, below.value);
       std::string value;
       if (chunk_begin < cut) {  // the chunk's earlier stubs, rewritten with the new ones
-        SECHEX_TRY(value, impl_->stub_chunk(p, state, chunk));
+        SECHEX_TRY(const auto stored, impl_->stub_chunk(p, chunk));
         const auto kept = (cut - chunk_begin) * kPrunedRecordSize;
-        if (value.size() < kept) return Errc::corruption;  // the chunk must cover the cut
-        value.resize(kept);
+        if (stored->size() < kept) return Errc::corruption;  // the chunk must cover the cut
+        value.assign(*stored, 0, kept);
       }
       for (auto s = std::max(cut, chunk_begin); s < chunk_end;) {
         SECHEX_TRY(auto records, impl_->read(p, Seq{s}, Seq{chunk_end}, chunk_end - s, {}));
@@ -2136,7 +2162,8 @@ Result<PruneResult> KafkaLog::prune(Partition partition, Seq below, std::int64_t
                                Errc::chain_broken);
           }
           const auto bytes = encode_record(p, r.position.seq, r.hash, r.event);
-          value += encode_pruned_record(p, r.position.seq, r.hash, digest, leaf_of_bytes(bytes));
+          value += encode_pruned_record(p, r.position.seq, r.hash, digest,
+                                        merkle::leaf_hash(as_bytes(bytes)));
           out.bytes_freed +=
               bytes.size() > kPrunedRecordSize ? bytes.size() - kPrunedRecordSize : 0;
           prev = r.hash;
@@ -2146,7 +2173,7 @@ Result<PruneResult> KafkaLog::prune(Partition partition, Seq below, std::int64_t
       std::vector<Impl::Message> msgs;
       msgs.push_back({impl_->stubs_topic,
                       0,
-                      checkpoint_key(p.value, chunk),
+                      partition_key(p.value, chunk),
                       std::move(value),
                       {},
                       {},
@@ -2172,7 +2199,7 @@ Result<PruneResult> KafkaLog::prune(Partition partition, Seq below, std::int64_t
     out.pruned = below.value - cut;
   }
   // The records go last, also when an earlier run stopped after writing its cut.
-  SECHEX_TRYV(impl_->delete_below(p, impl_->cut_state(p).cut.below));
+  SECHEX_TRYV(impl_->delete_below(p, impl_->cut_of(p).below));
   return out;
 }
 
@@ -2182,12 +2209,9 @@ Result<std::vector<std::string>> KafkaLog::checkpoints(Partition partition) cons
   SECHEX_TRYV(impl_->scan(
       impl_->cp_topic, 0, RD_KAFKA_OFFSET_BEGINNING,
       [&](const rd_kafka_message_t& m) -> Result<bool> {
-        if ((m.key_len != 4 && m.key_len != 12) || m.payload == nullptr ||
-            detail::get_be32(m.key) != partition.value) {
-          return true;
+        if (auto cp = checkpoint_message_of(m); cp && cp->partition == partition.value) {
+          by_size[cp->checkpoint.size] = std::move(cp->note);
         }
-        std::string note(static_cast<const char*>(m.payload), m.len);
-        if (const auto cp = parse_checkpoint_body(note)) by_size[cp->size] = std::move(note);
         return true;
       },
       SteadyClock::now() + impl_->opts.request_timeout));

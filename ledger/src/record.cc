@@ -4,6 +4,7 @@
 
 #include "endian.h"
 #include "ledger/crypto.h"
+#include "ledger/merkle.h"
 
 namespace sechex::ledger {
 
@@ -87,6 +88,11 @@ Result<RecordView> decode_record(std::string_view value) {
   }
   r.event = ByteView(b + kRecordHeaderSize, value.size() - kRecordHeaderSize);
   return r;
+}
+
+Hash record_leaf(const Record& record) {
+  return merkle::leaf_hash(as_bytes(
+      encode_record(record.position.partition, record.position.seq, record.hash, record.event)));
 }
 
 }  // namespace sechex::ledger

@@ -567,9 +567,7 @@ PartitionOutcome walk_chain(const Log& log, Partition p, const VerifyOptions& op
       });
       if (bad) return fail(s, bad->first, bad->second);
       if (check_root && expected < cp->size) {
-        const auto bytes = encode_record(p, s, rec.hash, rec.event);
-        tree.push(merkle::leaf_hash(
-            ByteView(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size())));
+        tree.push(record_leaf(rec));
       }
       prev = computed;
       ++expected;

@@ -79,4 +79,7 @@ struct Record {
   Bytes event;
 };
 
+// The RFC 6962 leaf hash (merkle.h) of a whole record: SHA-256(0x00 || its stored bytes).
+Hash record_leaf(const Record& record);
+
 }  // namespace sechex::ledger
