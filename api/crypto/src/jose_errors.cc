@@ -9,7 +9,7 @@ namespace {
 
 // ---- error category ----
 
-constexpr std::array<std::string_view, 20> kReasonCodes = {
+constexpr std::array<std::string_view, 22> kReasonCodes = {
     "ok",
     "malformed",
     "too_large",
@@ -30,8 +30,11 @@ constexpr std::array<std::string_view, 20> kReasonCodes = {
     "wrong_audience",
     "wrong_issuer",
     "high_s_signature",
+    "wrong_nonce",
+    "wrong_authorized_party",
 };
-static_assert(kReasonCodes.size() == static_cast<std::size_t>(JoseErrc::high_s_signature) + 1);
+static_assert(kReasonCodes.size() ==
+              static_cast<std::size_t>(JoseErrc::wrong_authorized_party) + 1);
 
 class JoseCategory final : public std::error_category {
  public:
@@ -51,7 +54,7 @@ class JoseCategory final : public std::error_category {
       case JoseErrc::duplicate_key:
         return "token header or payload repeats a JSON key";
       case JoseErrc::alg_not_allowed:
-        return "token algorithm is not ES256";
+        return "token algorithm is not allowed";
       case JoseErrc::missing_kid:
         return "token header has no kid";
       case JoseErrc::unknown_kid:
@@ -78,6 +81,10 @@ class JoseCategory final : public std::error_category {
         return "token is from another issuer";
       case JoseErrc::high_s_signature:
         return "token signature is not in its canonical low-S form";
+      case JoseErrc::wrong_nonce:
+        return "token nonce is not the one this sign-in sent";
+      case JoseErrc::wrong_authorized_party:
+        return "token was issued to another client (azp)";
     }
     return "unknown token error";
   }

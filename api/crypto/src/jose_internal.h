@@ -201,4 +201,21 @@ inline Result<std::optional<std::int64_t>> time_claim(const nlohmann::json& clai
   return std::optional<std::int64_t>(it->get<std::int64_t>());
 }
 
+// A compact JWS split, its header decoded, with the header rules every verifier here shares
+// applied: at most `max_size` bytes, three '.'-separated segments, a strict base64url JSON
+// object header without `crit` (crit_not_supported) and without a key of its own (`jku`, `x5u`,
+// `jwk`, `x5c`: embedded_key_rejected). The algorithm and key choice are the caller's, and only
+// then decode_rest() decodes payload and signature (so a refused algorithm is reported as such
+// whatever the other segments hold).
+struct CompactParts {
+  nlohmann::json header;
+  std::string_view signing_input;  // header "." payload, as sent
+  std::string_view payload_b64;
+  std::string_view signature_b64;
+  Bytes payload;    // after decode_rest()
+  Bytes signature;  // after decode_rest()
+};
+Result<CompactParts> split_compact(std::string_view compact, std::size_t max_size);
+Result<void> decode_rest(CompactParts& parts);
+
 }  // namespace sechex::api::jose::detail

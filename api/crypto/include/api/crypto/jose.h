@@ -105,7 +105,7 @@ enum class JoseErrc {
   bad_base64,             // a segment is not strict unpadded base64url
   bad_json,               // header or payload is not a JSON object within the input limits
   duplicate_key,          // header or payload repeats an object key
-  alg_not_allowed,        // `alg` missing or anything but "ES256"
+  alg_not_allowed,        // `alg` missing or not allowed (ES256; ID tokens also RS256)
   missing_kid,            // no `kid` in the header
   unknown_kid,            // `kid` names no key of the ring
   crit_not_supported,     // the header has `crit`
@@ -118,7 +118,9 @@ enum class JoseErrc {
   not_yet_valid,          // nbf or iat is further in the future than the allowed skew
   wrong_audience,
   wrong_issuer,
-  high_s_signature,  // s > n/2: the malleated twin of a canonical signature (JwsPolicy)
+  high_s_signature,        // s > n/2: the malleated twin of a canonical signature (JwsPolicy)
+  wrong_nonce,             // an ID token's nonce is not the one its sign-in sent (oidc.h)
+  wrong_authorized_party,  // an ID token's azp is another client, or missing with several aud
 };
 
 const std::error_category& jose_category() noexcept;
