@@ -288,6 +288,14 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
                      "file (mode 0600 or stricter) holding the payment provider's Standard "
                      "Webhooks secret, whsec_...; without it POST /v1/webhooks/payments answers "
                      "503");
+  std::string oauth_providers_file;
+  desc.add_options()("oauth-providers", po::value(&oauth_providers_file),
+                     "JSON file of the OpenID providers users may sign in with (issuer, client "
+                     "id, client secret file, redirect URI; README \"Sign-in with a provider\")");
+  std::uint32_t oauth_state_seconds = 600;
+  desc.add_options()("oauth-state-seconds", po::value(&oauth_state_seconds),
+                     "how long a provider sign-in may take from start to callback, 1..3600 "
+                     "(default 600)");
   std::string config_file;
   desc.add_options()("config", po::value(&config_file),
                      "INI-style file of the same options (name = value)");
@@ -535,6 +543,15 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
     }
     c.payment_webhook_secret = std::move(secret).value();
   }
+  if (!oauth_providers_file.empty()) {
+    auto providers = api::oauth::load_provider_configs(oauth_providers_file);
+    if (!providers) return invalid(err, "--oauth-providers: " + providers.error());
+    c.oauth_providers = std::move(providers).value();
+  }
+  if (oauth_state_seconds < 1 || oauth_state_seconds > 3600) {
+    return invalid(err, "--oauth-state-seconds must be 1..3600");
+  }
+  c.oauth_state_lifetime = std::chrono::seconds{oauth_state_seconds};
   c.mail = std::move(mail);
   return c;
 }

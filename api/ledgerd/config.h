@@ -23,6 +23,7 @@
 #include "api/http/server.h"
 #include "api/identity/decide.h"
 #include "api/mail/mail.h"
+#include "api/oauth/providers.h"
 #include "ledger/result.h"
 
 namespace sechex::ledgerd {
@@ -85,6 +86,10 @@ struct Config {
   std::string retention_archive_dir;
   // --webhook-allow-private-targets: webhook endpoints may be http:// and internal addresses.
   bool webhook_allow_private_targets = false;
+  // --oauth-providers FILE: the OpenID providers users may sign in with (api/oauth/providers.h
+  // has the format); none: every provider route answers 404.
+  std::vector<api::oauth::ProviderConfig> oauth_providers;
+  Micros oauth_state_lifetime = std::chrono::minutes{10};  // --oauth-state-seconds
 };
 
 // scheme://host[:port] of an http(s) URL (its path dropped), and its host alone.

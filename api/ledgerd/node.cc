@@ -30,6 +30,7 @@
 #include "api/routes/exclusive_api.h"
 #include "api/routes/identity_api.h"
 #include "api/routes/ledger_api.h"
+#include "api/routes/oauth_api.h"
 #include "api/routes/otp_api.h"
 #include "api/routes/payments_api.h"
 #include "api/routes/secrets_api.h"
@@ -471,6 +472,9 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   api::identity::IdentityCommands identity_commands(command_deps, {.limits = identity_limits});
   api::identity::SecretCommands secret_commands(command_deps, identity_commands);
   api::identity::PaymentCommands payment_commands(command_deps, [&] { webhook_worker.notify(); });
+  api::oauth::HttpProviders oauth_providers(config.oauth_providers);
+  api::identity::OAuthCommands oauth_commands(command_deps, {.limits = identity_limits},
+                                              oauth_providers, config.oauth_state_lifetime);
   // Exclusive mode: attestations are checked against --attestation-roots (none: every chain is
   // refused, so only --allow-self-attestation devices can activate).
   std::optional<api::webauthn::TrustStore> attestation_roots;
@@ -568,6 +572,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   api::ExclusiveApi exclusive_api(identity_deps, identity_config, exclusive_commands);
   api::OtpApi otp_api(identity_deps, identity_config);
   api::AdminApi admin_api(identity_deps, identity_config);
+  api::OAuthApi oauth_api(identity_deps, identity_config, oauth_commands);
   std::atomic<bool> caught_up{false};
   // Queued 202 work references the APIs above: on any way out of main it is finished (or
   // dropped) before they go. The servers, declared below, go first and may still queue some.
@@ -585,6 +590,7 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   exclusive_api.add_routes(routes);
   otp_api.add_routes(routes);
   admin_api.add_routes(routes);
+  oauth_api.add_routes(routes);
   api::add_health_routes(router, [&] { return caught_up.load(); });
   // Last: the document marks what this router does not serve (/metrics is on its own listener).
   api::add_openapi_route(router, {{"GET", "/metrics"}});

@@ -2,6 +2,7 @@
 #include "projections/audit.h"
 #include "projections/exclusive.h"
 #include "projections/identity.h"
+#include "projections/oauth.h"
 #include "projections/outbox.h"
 #include "projections/payments.h"
 #include "projections/rate_limits.h"
@@ -28,6 +29,7 @@ std::vector<std::unique_ptr<Projection>> default_projections() {
   out.push_back(std::make_unique<SecretsProjection>());
   out.push_back(std::make_unique<ExclusiveProjection>());
   out.push_back(std::make_unique<WebhooksProjection>());
+  out.push_back(std::make_unique<OAuthProjection>());
   return out;
 }
 

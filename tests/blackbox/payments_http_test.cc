@@ -14,7 +14,7 @@
 #include "api/crypto/jose.h"
 #include "api/crypto/token_settings.h"
 #include "api/crypto/webhook_signature.h"
-#include "api/webhooks/http_client.h"
+#include "api/net/http_client.h"
 #include "ledger/clock.h"
 #include "support/ledgerd_fixture.h"
 #include "support/test_util.h"
@@ -648,15 +648,15 @@ TEST_F(WebhooksOut, TheClientCapsAnswersReadsRetryAfterAndVisitsNoLocation) {
   require_python();
   Receiver receiver(dir_);
   receiver.plan("200 big\n503 7\n307 location=/followed\n");
-  api::webhooks::ClientOptions options;
+  api::net::ClientOptions options;
   options.allow_private_targets = true;
-  const auto big = api::webhooks::post(receiver.url(), {}, "{}", options);
+  const auto big = api::net::post(receiver.url(), {}, "{}", options);
   EXPECT_EQ(big.status, 200);
   EXPECT_EQ(big.body.size(), options.max_response_bytes);
-  const auto busy = api::webhooks::post(receiver.url(), {}, "{}", options);
+  const auto busy = api::net::post(receiver.url(), {}, "{}", options);
   EXPECT_EQ(busy.status, 503);
   EXPECT_EQ(busy.retry_after_seconds, 7);
-  const auto moved = api::webhooks::post(receiver.url(), {}, "{}", options);
+  const auto moved = api::net::post(receiver.url(), {}, "{}", options);
   EXPECT_EQ(moved.status, 307);
   EXPECT_EQ(receiver.requests().size(), 3u);
 }

@@ -227,5 +227,72 @@ TEST(RetryAfter, RoundsUpToWholeSecondsAndIsNeverZero) {
   EXPECT_EQ(retry_after_seconds(kNow - 5us, kNow), 1);
 }
 
+// ---- OAuth callbacks (003 US6, FR-006..FR-008; issue 17) ----
+
+OAuthCallbackState callback_with(bool cookie, std::optional<OAuthStateSeen> state) {
+  return OAuthCallbackState{cookie, std::move(state), "test"};
+}
+
+// FR-006 before everything: a browser without the binding learns nothing about the state.
+TEST(DecideOAuthState, TheCookieIsCheckedFirstThenProviderUseAndExpiryFR006FR007FR008) {
+  const OAuthStateSeen live{"test", kNow + 1s, false};
+  EXPECT_EQ(decide_oauth_state(callback_with(true, live), kNow), OAuthStateOutcome::ok);
+  for (const auto& state : {std::optional<OAuthStateSeen>(live), std::optional<OAuthStateSeen>(),
+                            std::optional<OAuthStateSeen>({"test", kNow, true})}) {
+    EXPECT_EQ(decide_oauth_state(callback_with(false, state), kNow),
+              OAuthStateOutcome::cookie_mismatch);
+  }
+  EXPECT_EQ(decide_oauth_state(callback_with(true, std::nullopt), kNow),
+            OAuthStateOutcome::unknown);
+  EXPECT_EQ(
+      decide_oauth_state(callback_with(true, OAuthStateSeen{"other", kNow + 1s, false}), kNow),
+      OAuthStateOutcome::wrong_provider);
+  EXPECT_EQ(decide_oauth_state(callback_with(true, OAuthStateSeen{"test", kNow + 1s, true}), kNow),
+            OAuthStateOutcome::used);
+  // Expired from the instant of expiry on; used wins over expired (the more precise answer).
+  EXPECT_EQ(decide_oauth_state(callback_with(true, OAuthStateSeen{"test", kNow, false}), kNow),
+            OAuthStateOutcome::expired);
+  EXPECT_EQ(decide_oauth_state(callback_with(true, OAuthStateSeen{"test", kNow - 1s, true}), kNow),
+            OAuthStateOutcome::used);
+  EXPECT_EQ(to_string(OAuthStateOutcome::expired), "state_expired");
+}
+
+LoginAccount account(bool verified, std::string status = "active",
+                     std::optional<TimePoint> locked = std::nullopt) {
+  return LoginAccount{std::move(status), verified, 0, locked};
+}
+
+// Linking never captures an account whose address is unverified (pre-account takeover), and
+// never trusts an address the provider did not verify.
+TEST(DecideOAuthAccount, LinksOnlyVerifiedAddressesAndCreatesOnlyWithConsent) {
+  OAuthAccountState s;
+  s.linked = account(true);
+  EXPECT_EQ(decide_oauth_account(s, kNow), OAuthAccountOutcome::sign_in);
+  s.linked = account(true, "active", kNow + 1s);
+  EXPECT_EQ(decide_oauth_account(s, kNow), OAuthAccountOutcome::locked);
+  s.linked = account(true, "active", kNow);  // the lock ran out
+  EXPECT_EQ(decide_oauth_account(s, kNow), OAuthAccountOutcome::sign_in);
+  s.linked = account(true, "erased");
+  EXPECT_EQ(decide_oauth_account(s, kNow), OAuthAccountOutcome::unavailable_account);
+
+  OAuthAccountState n;  // no link
+  n.by_email = account(true);
+  n.provider_email_verified = false;
+  EXPECT_EQ(decide_oauth_account(n, kNow), OAuthAccountOutcome::provider_unverified);
+  n.provider_email_verified = true;
+  EXPECT_EQ(decide_oauth_account(n, kNow), OAuthAccountOutcome::link_and_sign_in);
+  n.by_email = account(false, "pending_verification");
+  EXPECT_EQ(decide_oauth_account(n, kNow), OAuthAccountOutcome::local_unverified);
+  n.consent = true;
+  EXPECT_EQ(decide_oauth_account(n, kNow), OAuthAccountOutcome::local_unverified)
+      << "consent never turns an unverified account into a link";
+  n.by_email = account(true, "active", kNever);
+  EXPECT_EQ(decide_oauth_account(n, kNow), OAuthAccountOutcome::locked);
+  n.by_email.reset();
+  EXPECT_EQ(decide_oauth_account(n, kNow), OAuthAccountOutcome::create);
+  n.consent = false;
+  EXPECT_EQ(decide_oauth_account(n, kNow), OAuthAccountOutcome::consent_required);
+}
+
 }  // namespace
 }  // namespace sechex::api::identity

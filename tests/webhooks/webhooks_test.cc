@@ -4,11 +4,15 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include "api/net/http_client.h"
 #include "api/webhooks/delivery.h"
-#include "api/webhooks/http_client.h"
 
 namespace sechex::api::webhooks {
 namespace {
+
+using net::acceptable_url;
+using net::is_internal_address;
+using net::post;
 
 bool internal(const char* text) {
   sockaddr_in v4{};

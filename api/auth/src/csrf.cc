@@ -120,6 +120,9 @@ std::string access_cookie(std::string_view token, std::int64_t max_age_seconds) 
 std::string refresh_cookie(std::string_view token, std::int64_t max_age_seconds) {
   return set_cookie(kRefreshCookie, token, max_age_seconds);
 }
+std::string oauth_cookie(std::string_view binding, std::int64_t max_age_seconds) {
+  return set_cookie(kOAuthCookie, binding, max_age_seconds);
+}
 std::string cleared_cookie(std::string_view name) { return set_cookie(name, "", 0); }
 
 }  // namespace sechex::api

@@ -38,6 +38,8 @@ constexpr std::array kRules = {
     RouteRule{"POST", "/v1/admin/webhooks/endpoints", kAdmin},
     RouteRule{"GET", "/v1/auth/csrf", kAnyone},  // a session by access or refresh cookie
     RouteRule{"POST", "/v1/auth/login", kAnyone},
+    RouteRule{"GET", "/v1/auth/oauth/{provider}/start", kAnyone},
+    RouteRule{"GET", "/v1/auth/oauth/{provider}/callback", kAnyone},
     RouteRule{"POST", "/v1/auth/logout", kUser},
     RouteRule{"POST", "/v1/auth/logout-all", kUser},
     RouteRule{"POST", "/v1/auth/otp/request", kAnyone},  // step-up code when signed in
@@ -57,6 +59,8 @@ constexpr std::array kRules = {
     RouteRule{"GET", "/v1/me/devices", kUser},
     RouteRule{"DELETE", "/v1/me/devices/{id}", kUser},
     RouteRule{"GET", "/v1/me/export", kUser},
+    RouteRule{"GET", "/v1/me/links", kUser},
+    RouteRule{"DELETE", "/v1/me/links/{provider}", kUser},
     RouteRule{"GET", "/v1/me/sessions", kUser},
     RouteRule{"GET", "/v1/payments", kUser},
     RouteRule{"POST", "/v1/payments", kUser},

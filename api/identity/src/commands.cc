@@ -80,6 +80,22 @@ std::string_view to_string(Refused why) {
       return "invalid_transition";
     case Refused::invalid_cursor:
       return "invalid_cursor";
+    case Refused::unknown_provider:
+      return "unknown_provider";
+    case Refused::oauth_state_mismatch:
+      return "oauth_state_mismatch";
+    case Refused::oauth_failed:
+      return "oauth_failed";
+    case Refused::provider_unavailable:
+      return "provider_unavailable";
+    case Refused::consent_required:
+      return "consent_required";
+    case Refused::provider_email_unverified:
+      return "provider_email_unverified";
+    case Refused::local_account_unverified:
+      return "local_account_unverified";
+    case Refused::last_sign_in_method:
+      return "last_sign_in_method";
   }
   return "unknown";
 }

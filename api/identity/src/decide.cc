@@ -131,4 +131,73 @@ TimePoint idle_expiry(bool remember_me, const Limits& limits, TimePoint now) {
   return now + (remember_me ? limits.remember_me_idle : limits.idle);
 }
 
+// ---- OAuth sign-in callback ----
+OAuthStateOutcome decide_oauth_state(const OAuthCallbackState& s, TimePoint now) {
+  if (!s.cookie_matches) return OAuthStateOutcome::cookie_mismatch;
+  if (!s.state) return OAuthStateOutcome::unknown;
+  if (s.state->provider != s.provider) return OAuthStateOutcome::wrong_provider;
+  if (s.state->used) return OAuthStateOutcome::used;
+  if (now >= s.state->expires_at) return OAuthStateOutcome::expired;
+  return OAuthStateOutcome::ok;
+}
+
+std::string_view to_string(OAuthStateOutcome o) {
+  switch (o) {
+    case OAuthStateOutcome::ok:
+      return "ok";
+    case OAuthStateOutcome::cookie_mismatch:
+      return "cookie_mismatch";
+    case OAuthStateOutcome::unknown:
+      return "unknown_state";
+    case OAuthStateOutcome::wrong_provider:
+      return "wrong_provider";
+    case OAuthStateOutcome::used:
+      return "state_used";
+    case OAuthStateOutcome::expired:
+      return "state_expired";
+  }
+  return "unknown_state";
+}
+
+OAuthAccountOutcome decide_oauth_account(const OAuthAccountState& s, TimePoint now) {
+  const auto usable = [&](const LoginAccount& a) -> std::optional<OAuthAccountOutcome> {
+    if (a.status == "erased" || a.status.empty()) return OAuthAccountOutcome::unavailable_account;
+    if (a.locked_until && *a.locked_until > now) return OAuthAccountOutcome::locked;
+    return std::nullopt;
+  };
+  if (s.linked) {
+    if (auto refused = usable(*s.linked)) return *refused;
+    return OAuthAccountOutcome::sign_in;
+  }
+  if (!s.provider_email_verified) return OAuthAccountOutcome::provider_unverified;
+  if (s.by_email) {
+    if (!s.by_email->email_verified) return OAuthAccountOutcome::local_unverified;
+    if (auto refused = usable(*s.by_email)) return *refused;
+    return OAuthAccountOutcome::link_and_sign_in;
+  }
+  return s.consent ? OAuthAccountOutcome::create : OAuthAccountOutcome::consent_required;
+}
+
+std::string_view to_string(OAuthAccountOutcome o) {
+  switch (o) {
+    case OAuthAccountOutcome::sign_in:
+      return "sign_in";
+    case OAuthAccountOutcome::link_and_sign_in:
+      return "link_and_sign_in";
+    case OAuthAccountOutcome::create:
+      return "create";
+    case OAuthAccountOutcome::locked:
+      return "account_locked";
+    case OAuthAccountOutcome::unavailable_account:
+      return "account_unavailable";
+    case OAuthAccountOutcome::provider_unverified:
+      return "provider_email_unverified";
+    case OAuthAccountOutcome::local_unverified:
+      return "local_account_unverified";
+    case OAuthAccountOutcome::consent_required:
+      return "consent_required";
+  }
+  return "account_unavailable";
+}
+
 }  // namespace sechex::api::identity

@@ -4,7 +4,7 @@
 #include <charconv>
 
 #include "api/http/query.h"
-#include "api/webhooks/http_client.h"
+#include "api/net/http_client.h"
 #include "identity_support.h"
 #include "ledger/time_format.h"
 
@@ -279,7 +279,7 @@ Response PaymentsApi::register_endpoint(const Request& req, const Principal& adm
     }
   }
   SECHEX_TRY(const auto url, required_string(body, "url"));
-  if (!webhooks::acceptable_url(url, payments_.allow_http_endpoints)) {
+  if (!net::acceptable_url(url, payments_.allow_http_endpoints)) {
     return bad_field("url", "invalid_url",
                      payments_.allow_http_endpoints
                          ? "url must be an http:// or https:// URL with a host"

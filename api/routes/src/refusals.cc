@@ -165,6 +165,39 @@ ApiError to_api_error(const identity::Refusal& r) {
       return {423, "reauth_required",
               "the exclusive session was idle for too long and is locked; activate again",
               json{{"startUrl", "/v1/secure/exclusive/challenge"}}};
+    case Refused::unknown_provider:
+      return {404, "not_found", "no sign-in provider of that name is configured"};
+    case Refused::oauth_state_mismatch:
+      // US6-4: a clear error and a way to start again.
+      return {400, "state_mismatch",
+              "this sign-in could not be matched to a sign-in begun in this browser (it was "
+              "begun elsewhere, already used, or is too old); start the sign-in again",
+              json{{"reason", r.reason}, {"startUrl", r.url}}};
+    case Refused::oauth_failed:
+      return {401, "oauth_failed", "the sign-in provider's answer could not be accepted",
+              json{{"reason", r.reason}, {"startUrl", r.url}}};
+    case Refused::provider_unavailable:
+      return retry_later(502, "provider_unavailable",
+                         "the sign-in provider could not be reached; retry shortly", 5);
+    case Refused::consent_required:
+      return {403, "consent_required",
+              "no account exists for this address yet; sign in again agreeing to the processing "
+              "of your data to create one",
+              json{{"startUrl", r.url}}};
+    case Refused::provider_email_unverified:
+      return {403, "email_not_verified",
+              "the sign-in provider has not verified this address, so it cannot be used to "
+              "sign in or create an account",
+              json{{"reason", "provider_email_unverified"}}};
+    case Refused::local_account_unverified:
+      return {409, "account_exists",
+              "an account with this address exists but its address is not verified; sign in "
+              "with its password and verify the address, then sign in with the provider",
+              json{{"reason", "local_account_unverified"}}};
+    case Refused::last_sign_in_method:
+      return {409, "last_sign_in_method",
+              "this is the account's only way to sign in; set a password first (POST "
+              "/v1/auth/password/forgot)"};
   }
   return {500, "internal_error", "the request could not be completed"};
 }

@@ -146,12 +146,12 @@ HttpResult WebhookWorker::send(const WebhookDelivery& d,
     refused.error = "signing_failed";
     return refused;
   }
-  return post(endpoint->url,
-              {{"Content-Type", "application/json"},
-               {"webhook-id", d.id},
-               {"webhook-timestamp", std::to_string(ts)},
-               {"webhook-signature", signature.value()}},
-              d.payload, config_.client, &cancel_);
+  return net::post(endpoint->url,
+                   {{"Content-Type", "application/json"},
+                    {"webhook-id", d.id},
+                    {"webhook-timestamp", std::to_string(ts)},
+                    {"webhook-signature", signature.value()}},
+                   d.payload, config_.client, &cancel_);
 }
 
 Result<bool> WebhookWorker::attempt(const WebhookDelivery& due) {

@@ -57,6 +57,7 @@ inline constexpr const char* kScopeOtpFailureUser = "otp.failure.user";
 inline constexpr const char* kScopeOtpValidationUser = "otp.validation.user";
 inline constexpr const char* kScopeResetRequestUser = "reset.request.user";
 inline constexpr const char* kScopeResetRequestIp = "reset.request.ip";  // RateLimited only
+inline constexpr const char* kScopeOAuthStartIp = "oauth.start.ip";      // RateLimited only
 inline constexpr const char* kScopeVerifyRequestUser = "verify.request.user";
 inline constexpr const char* kScopeVerifyRequestIp = "verify.request.ip";  // RateLimited only
 inline constexpr const char* kScopeExclusiveUser = "exclusive.user";

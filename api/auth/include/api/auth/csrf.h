@@ -29,6 +29,9 @@ namespace sechex::api {
 
 inline constexpr const char* kAccessCookie = "__Host-access";
 inline constexpr const char* kRefreshCookie = "__Host-refresh";
+// Binds an OAuth sign-in to the browser that began it (api/identity/oauth.h); SameSite=Lax so
+// that the provider's top-level redirect back carries it.
+inline constexpr const char* kOAuthCookie = "__Host-oauth";
 // Why a cookie-authenticated request was refused; csrf_reason() names each the way
 // details.reason and the rejection metrics do.
 enum class CsrfErrc { cross_site = 1, missing_csrf_token, invalid_csrf_token };
@@ -51,6 +54,7 @@ std::optional<std::string> cookie(const Request& req, std::string_view name);
 // Set-Cookie values for a token pair, and for clearing both cookies.
 std::string access_cookie(std::string_view token, std::int64_t max_age_seconds);
 std::string refresh_cookie(std::string_view token, std::int64_t max_age_seconds);
+std::string oauth_cookie(std::string_view binding, std::int64_t max_age_seconds);
 std::string cleared_cookie(std::string_view name);
 
 }  // namespace sechex::api

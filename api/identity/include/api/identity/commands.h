@@ -122,6 +122,15 @@ enum class Refused {
   idempotency_key_reused,  // payments: the Idempotency-Key was used with another request body
   invalid_transition,      // payments: a webhook's status change not allowed from the current one
   invalid_cursor,          // a page cursor this server did not hand out
+  unknown_provider,        // oauth: no sign-in provider of that name
+  oauth_state_mismatch,    // oauth: the callback's state is not this browser's, unknown, used
+                           // or expired (`reason`); `url` begins a new sign-in
+  oauth_failed,            // oauth: the code or the ID token was refused (`reason`)
+  provider_unavailable,    // oauth: the provider could not be reached or answered nonsense
+  consent_required,        // oauth: no account yet and the sign-in was begun without consent
+  provider_email_unverified,  // oauth: no link and the provider did not verify the address
+  local_account_unverified,   // oauth: the address's account is unverified: not linked
+  last_sign_in_method,        // oauth: unlinking would leave the account without a way in
 };
 
 // The stable snake_case name of a refusal (for logs).
@@ -140,8 +149,8 @@ struct Refusal {
   PasswordCheck password_check;    // weak_password
   PasswordPolicy policy;           // weak_password
   Link link = Link::verify_email;  // link_invalid, link_expired
-  std::string reason;              // attestation_failed, device_unsupported
-  std::string url;                 // device_unsupported: the upgrade guidance
+  std::string reason;              // attestation_failed, device_unsupported, oauth_*
+  std::string url;  // device_unsupported: the upgrade guidance; oauth_state_mismatch: start again
 
   Refusal() = default;
   Refusal(Refused w) : why(w) {}  // NOLINT(google-explicit-constructor): `return Refused::x;`

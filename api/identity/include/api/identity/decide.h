@@ -181,4 +181,56 @@ OtpDecision decide_otp(const OtpState& state, const Limits& limits, TimePoint no
 // The session's new idle expiry after activity at `now` (002 "extend the session validity").
 TimePoint idle_expiry(bool remember_me, const Limits& limits, TimePoint now);
 
+// ---- OAuth sign-in callback (003 US6, FR-005..FR-008; issue 17) ----
+// The state a callback presents, as its partition knows it.
+struct OAuthStateSeen {
+  std::string provider;
+  TimePoint expires_at{};
+  bool used = false;
+};
+struct OAuthCallbackState {
+  // The browser's cookie is the keyed hash of this state (compared in constant time by the
+  // caller): the callback comes from the browser that began the sign-in (FR-006).
+  bool cookie_matches = false;
+  std::optional<OAuthStateSeen> state;  // nullopt: never begun here
+  std::string provider;                 // of the callback's path
+};
+enum class OAuthStateOutcome {
+  ok,               // consume it (OAuthStateUsed) and redeem the code
+  cookie_mismatch,  // another browser, or no cookie: a login CSRF or a hijack attempt (US6-1)
+  unknown,          // no such state
+  wrong_provider,   // begun for another provider
+  used,             // already consumed (FR-008; US6-3)
+  expired,          // past its 10 minutes (FR-007)
+};
+// The cookie is checked first: a browser that did not begin the sign-in learns nothing about
+// the state (whether it exists, is used or expired).
+OAuthStateOutcome decide_oauth_state(const OAuthCallbackState& s, TimePoint now);
+// "cookie_mismatch", "unknown_state", ... (OAuthLoginRefused.reason, details.reason).
+std::string_view to_string(OAuthStateOutcome o);
+
+// Which account a verified provider identity signs into.
+struct OAuthAccountState {
+  // The account the provider identity is linked to, if any, and whether it can sign in.
+  std::optional<LoginAccount> linked;
+  // No link: the ID token's address, when it had one the provider verified
+  // (email_verified: true), and the local account holding that address.
+  bool provider_email_verified = false;
+  std::optional<LoginAccount> by_email;
+  bool consent = false;  // the sign-in was begun with consent to create an account
+};
+enum class OAuthAccountOutcome {
+  sign_in,              // the linked account
+  link_and_sign_in,     // link the identity to the verified account of its address (audited)
+  create,               // a new account with the verified address, linked
+  locked,               // the account is locked (423)
+  unavailable_account,  // the linked or matching account cannot sign in (erased, ...)
+  provider_unverified,  // no link and the provider did not verify the address
+  local_unverified,     // the address's account is unverified: never linked silently
+                        // (a pre-registered account would capture the victim's sign-in)
+  consent_required,     // no account: begin again with consent
+};
+OAuthAccountOutcome decide_oauth_account(const OAuthAccountState& s, TimePoint now);
+std::string_view to_string(OAuthAccountOutcome o);
+
 }  // namespace sechex::api::identity

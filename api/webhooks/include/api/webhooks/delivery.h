@@ -42,13 +42,17 @@
 #include "api/app/commands.h"
 #include "api/app/periodic_task.h"
 #include "api/app/retry.h"
-#include "api/webhooks/http_client.h"
+#include "api/net/http_client.h"
 #include "ledger/clock.h"
 #include "ledger/event_builder.h"
 #include "ledger/key_store.h"
 #include "projections/webhooks.h"
 
 namespace sechex::api::webhooks {
+
+// The outgoing client's options and answers (api/net/http_client.h), as deliveries use them.
+using net::ClientOptions;
+using net::HttpResult;
 
 // The longest Retry-After honoured (a receiver cannot park a delivery for days).
 inline constexpr std::int64_t kMaxRetryAfterSeconds = 3600;

@@ -1,4 +1,4 @@
-#include "api/webhooks/http_client.h"
+#include "api/net/http_client.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -9,7 +9,7 @@
 #include <memory>
 #include <mutex>
 
-namespace sechex::api::webhooks {
+namespace sechex::api::net {
 
 namespace {
 
@@ -153,10 +153,12 @@ bool acceptable_url(std::string_view url, bool allow_http) {
   return true;
 }
 
-HttpResult post(const std::string& url,
-                const std::vector<std::pair<std::string, std::string>>& headers,
-                const std::string& body, const ClientOptions& options,
-                const std::atomic<bool>* cancel) {
+namespace {
+
+HttpResult perform(const std::string& url,
+                   const std::vector<std::pair<std::string, std::string>>& headers,
+                   const std::string* body, const ClientOptions& options,
+                   const std::atomic<bool>* cancel) {
   // libcurl's global set-up is not thread-safe: once, before any handle (the mail module does
   // the same; a second curl_global_init is counted, harmless).
   static std::once_flag once;
@@ -187,11 +189,16 @@ HttpResult post(const std::string& url,
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-  curl_easy_setopt(h, CURLOPT_POST, 1L);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  if (!options.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, options.ca_file.c_str());
+  if (body != nullptr) {
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data());
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
+  } else {
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+  }
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "Sechex-Ledger-Webhooks/1");
+  curl_easy_setopt(h, CURLOPT_USERAGENT, options.user_agent.c_str());
   curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
   curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &x);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -206,6 +213,7 @@ HttpResult post(const std::string& url,
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
   if (rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && x.truncated && status > 0)) {
     x.result.status = status;
+    x.result.truncated = x.truncated;
     return x.result;
   }
   x.result.status = 0;
@@ -221,4 +229,48 @@ HttpResult post(const std::string& url,
   return x.result;
 }
 
-}  // namespace sechex::api::webhooks
+}  // namespace
+
+HttpResult post(const std::string& url,
+                const std::vector<std::pair<std::string, std::string>>& headers,
+                const std::string& body, const ClientOptions& options,
+                const std::atomic<bool>* cancel) {
+  return perform(url, headers, &body, options, cancel);
+}
+
+std::string percent_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (alnum || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(ch);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::string form_encode(const std::vector<std::pair<std::string, std::string>>& fields) {
+  std::string out;
+  for (const auto& [name, value] : fields) {
+    if (!out.empty()) out.push_back('&');
+    out += percent_encode(name);
+    out.push_back('=');
+    out += percent_encode(value);
+  }
+  return out;
+}
+
+HttpResult get(const std::string& url,
+               const std::vector<std::pair<std::string, std::string>>& headers,
+               const ClientOptions& options, const std::atomic<bool>* cancel) {
+  return perform(url, headers, nullptr, options, cancel);
+}
+
+}  // namespace sechex::api::net
