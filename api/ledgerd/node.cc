@@ -405,7 +405,8 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
   const api::IdentityConfig identity_config{.public_origin = mail.public_url,
                                             .proxies = config.proxies};
   // Browser sessions: cookies and CSRF tokens (api/auth/csrf.h). A refusal is itself audited.
-  const api::CsrfTokens csrf(lookup);
+  // Tokens issued before this start are refused: the spent ones are remembered in memory.
+  api::CsrfTokens csrf(lookup, clock.now());
   auth.enable_cookies(
       {.tokens = &csrf,
        .clock = &clock,

@@ -28,12 +28,14 @@ Result<UserRow> decode_user_row(std::string_view user, std::string_view value) {
     row.registered_at = j.value("registered_at", "");
     row.consent_version = j.value("consent_version", "");
     row.roles = j.value("roles", std::vector<std::string>{});
+    row.locale = j.value("locale", "");
   } catch (const nlohmann::json::exception&) {
     return ledger::Errc::corruption;  // a field of the wrong type
   }
   if (!decode_sealed(j, "password_hash_sealed", "password_event_id", row.password_hash) ||
       !decode_sealed(j, "email_sealed", "email_event_id", row.email) ||
-      !decode_sealed(j, "attributes_sealed", "attributes_event_id", row.attributes)) {
+      !decode_sealed(j, "attributes_sealed", "attributes_event_id", row.attributes) ||
+      !decode_sealed(j, "display_name_sealed", "display_name_event_id", row.display_name)) {
     return ledger::Errc::corruption;
   }
   return row;
@@ -73,6 +75,7 @@ Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::P
     case schema::Event::PasswordChanged:
     case schema::Event::PasswordReset:
     case schema::Event::ConsentRecorded:
+    case schema::Event::ProfileUpdated:
     case schema::Event::UserAttributesSet:
     case schema::Event::SubjectErased:
       break;
@@ -144,6 +147,16 @@ Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::P
         user["consent_version"] = e->granted() ? e->consent_version()->str() : "";
       }
       break;
+    case schema::Event::ProfileUpdated: {
+      if (user.is_null()) return boost::outcome_v2::success();
+      const auto* e = env.event_as_ProfileUpdated();
+      if (e->display_name_sealed() != nullptr && e->display_name_sealed()->size() > 0) {
+        user["display_name_sealed"] = codec::b64_of(e->display_name_sealed());
+        user["display_name_event_id"] = event_id;
+      }
+      if (e->locale() != nullptr) user["locale"] = e->locale()->str();
+      break;
+    }
     case schema::Event::UserAttributesSet:
       if (user.is_null()) return boost::outcome_v2::success();
       user["attributes_sealed"] =
@@ -162,6 +175,7 @@ Result<void> UsersProjection::apply(const schema::Envelope& env, const ledger::P
       user["password_hash_sealed"] = "";
       user["email_sealed"] = "";
       user["attributes_sealed"] = "";
+      user["display_name_sealed"] = "";
       break;
     }
     default:

@@ -569,6 +569,120 @@ TEST_F(Identity, CookieSessionsNeedTheSessionsCsrfTokenForStateChangesFR033FR035
   EXPECT_EQ(audit(admin_token(), user, "CsrfRejected").size(), 3u);
 }
 
+// 003 US7-1, US7-4: a browser's sign-up form carries a token bound to its pre-session cookie
+// (GET /v1/auth/csrf without a session sets it), each token is accepted once, and API clients
+// (no cookies, Origin or fetch metadata) register as before.
+TEST_F(Identity, SignUpFormNeedsAPreSessionTokenUsedOnceUS7_1US7_4) {
+  start();
+  const auto signup = [&](const std::string& email, testing::Headers headers) {
+    headers.emplace_back("X-Forwarded-For", "198.51.100.210");
+    return testing::http_call_with(
+        port_, http::verb::post, "/v1/auth/register", headers, "",
+        json{{"email", email}, {"password", kPassword}, {"consent", true}}.dump(), 30s);
+  };
+  const auto bare = signup("form.a@example.com", {{"Sec-Fetch-Site", "same-origin"}});
+  ASSERT_EQ(bare.status, 403u) << bare.body;
+  EXPECT_EQ(error_of(bare)["code"], "csrf_rejected");
+
+  const auto csrf = testing::http_call_with(port_, http::verb::get, "/v1/auth/csrf", {});
+  ASSERT_EQ(csrf.status, 200u) << csrf.body;
+  std::string pre;
+  for (const auto& c : csrf.set_cookies) {
+    if (c.starts_with("__Host-presession=")) pre = c.substr(0, c.find(';'));
+  }
+  ASSERT_FALSE(pre.empty()) << "a pre-session cookie for the form";
+  const std::string token = data_of(csrf)["csrfToken"];
+  const testing::Headers form = {
+      {"Cookie", pre}, {"X-CSRF-Token", token}, {"Sec-Fetch-Site", "same-origin"}};
+  const auto wrong_cookie = signup("form.a@example.com", {{"Cookie", "__Host-presession=x"},
+                                                          {"X-CSRF-Token", token},
+                                                          {"Sec-Fetch-Site", "same-origin"}});
+  EXPECT_EQ(wrong_cookie.status, 403u) << "bound to its pre-session";
+  const auto cross =
+      signup("form.a@example.com",
+             {{"Cookie", pre}, {"X-CSRF-Token", token}, {"Sec-Fetch-Site", "cross-site"}});
+  EXPECT_EQ(error_of(cross)["details"]["reason"], "cross_site");
+  const auto ok = signup("form.a@example.com", form);
+  ASSERT_EQ(ok.status, 201u) << ok.body;
+  const auto again = signup("form.b@example.com", form);
+  ASSERT_EQ(again.status, 403u) << again.body;
+  EXPECT_EQ(error_of(again)["details"]["reason"], "invalid_csrf_token") << "single use";
+  // A second token of the same pre-session works (one per request).
+  const auto second =
+      testing::http_call_with(port_, http::verb::get, "/v1/auth/csrf", {{"Cookie", pre}});
+  ASSERT_EQ(second.status, 200u);
+  EXPECT_TRUE(second.set_cookies.empty()) << "the pre-session is kept";
+  EXPECT_EQ(signup("form.b@example.com", {{"Cookie", pre},
+                                          {"X-CSRF-Token", data_of(second)["csrfToken"]},
+                                          {"Sec-Fetch-Site", "same-origin"}})
+                .status,
+            201u);
+  EXPECT_EQ(post("/v1/auth/register",
+                 {{"email", "api.client@example.com"}, {"password", kPassword}, {"consent", true}})
+                .status,
+            201u)
+      << "API clients are not browsers";
+}
+
+// 003 US7-2 and 004 FR-036: PATCH /v1/me by a cookie session needs a token (each used once;
+// the answer hands the next), is audited, and withdrawing consent ends every session and the
+// processing that needs it (payments) until it is given again.
+TEST_F(Identity, ProfileUpdatesNeedATokenAndConsentCanBeWithdrawnUS7_2) {
+  start();
+  const auto user = verified("profile@example.com");
+  ASSERT_FALSE(user.empty());
+  const auto in = data_of(login("profile@example.com", kPassword));
+  const std::string jar = "__Host-access=" + in["accessToken"].get<std::string>();
+  const auto patch = [&](const json& body, testing::Headers headers) {
+    headers.emplace_back("Cookie", jar);
+    headers.emplace_back("X-Forwarded-For", "198.51.100.211");
+    return testing::http_call_with(port_, http::verb::patch, "/v1/me", headers, "", body.dump(),
+                                   30s);
+  };
+  EXPECT_EQ(patch({{"displayName", "Pat"}}, {}).status, 403u);
+  const auto csrf =
+      testing::http_call_with(port_, http::verb::get, "/v1/auth/csrf", {{"Cookie", jar}});
+  const std::string token = data_of(csrf)["csrfToken"];
+  const auto named = patch({{"displayName", "Pat Q."}},
+                           {{"X-CSRF-Token", token}, {"Sec-Fetch-Site", "same-origin"}});
+  ASSERT_EQ(named.status, 200u) << named.body;
+  EXPECT_EQ(data_of(named)["displayName"], "Pat Q.");
+  const auto next = header(named, "x-csrf-token");
+  ASSERT_FALSE(next.empty());
+  EXPECT_EQ(patch({{"locale", "zh-CN"}}, {{"X-CSRF-Token", token}}).status, 403u)
+      << "resubmitted token";
+  const auto localised = patch({{"locale", "zh-CN"}}, {{"X-CSRF-Token", next}});
+  ASSERT_EQ(localised.status, 200u) << localised.body;
+  EXPECT_EQ(data_of(localised)["locale"], "zh-CN");
+  EXPECT_EQ(data_of(localised)["displayName"], "Pat Q.");
+  for (const auto& bad : {json{{"displayName", ""}}, json{{"locale", "fr"}},
+                          json{{"consent", "no"}}, json{{"email", "x@example.com"}}}) {
+    EXPECT_EQ(call(http::verb::patch, "/v1/me", bad, in["accessToken"]).status, 400u) << bad;
+  }
+  EXPECT_EQ(audit_count(admin_token(), user, "ProfileUpdated"), 2u);
+
+  // Consent withdrawn by bearer: sessions end, payments refuse until consent is back.
+  const auto other = data_of(login("profile@example.com", kPassword));
+  const auto withdrawn =
+      call(http::verb::patch, "/v1/me", {{"consent", false}}, other["accessToken"]);
+  ASSERT_EQ(withdrawn.status, 200u) << withdrawn.body;
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, other["accessToken"]).status, 401u);
+  EXPECT_EQ(call(http::verb::get, "/v1/me", nullptr, in["accessToken"]).status, 401u);
+  const std::string back = data_of(login("profile@example.com", kPassword))["accessToken"];
+  const auto pay = [&] {
+    return testing::http_call_with(port_, http::verb::post, "/v1/payments",
+                                   {{"Idempotency-Key", "consent-" + std::to_string(next_ip_++)},
+                                    {"X-Forwarded-For", "198.51.100.212"}},
+                                   back, json{{"amount", 100}, {"currency", "EUR"}}.dump(), 30s);
+  };
+  const auto refused = pay();
+  ASSERT_EQ(refused.status, 403u) << refused.body;
+  EXPECT_EQ(error_of(refused)["code"], "consent_required");
+  ASSERT_EQ(call(http::verb::patch, "/v1/me", {{"consent", true}}, back).status, 200u);
+  EXPECT_EQ(pay().status, 201u);
+  EXPECT_EQ(audit_count(admin_token(), user, "ConsentRecorded"), 3u);
+}
+
 // 002 "Email Verification Enforcement": secrets and check-ins refuse an unverified user with
 // 403 email_not_verified and a resend link. Login refuses unverified users, and an operator
 // token is never a user (issue 12), so the test signs the pending user's token itself with the
@@ -878,16 +992,29 @@ TEST_F(Identity, RefreshByCookieNeedsTheCsrfTokenRotatesTheCookiesAndReuseRevoke
   const std::string next_jar = "__Host-access=" + next_access + "; __Host-refresh=" + next_refresh;
   EXPECT_EQ(as_browser(http::verb::get, "/v1/me", next_jar, {}).status, 200u);
 
-  const auto replay = refresh_by(refresh, ours);
+  // The token was spent (single use, US7-4); a stolen rotated refresh cookie replayed with
+  // fresh CSRF tokens of the session reaches reuse detection.
+  EXPECT_EQ(refresh_by(next_refresh, ours).status, 403u) << "a spent CSRF token is refused";
+  EXPECT_FALSE(header(rotated, "x-csrf-token").empty()) << "the answer hands the next token";
+  const auto fresh_token = [&] {
+    const auto c = as_browser(http::verb::get, "/v1/auth/csrf", next_jar, {});
+    EXPECT_EQ(c.status, 200u) << c.body;
+    return testing::Headers{{"X-CSRF-Token", data_of(c)["csrfToken"].get<std::string>()},
+                            {"Sec-Fetch-Site", "same-origin"}};
+  };
+  const auto second = fresh_token();
+  const auto replay = refresh_by(refresh, {{"X-CSRF-Token", header(rotated, "x-csrf-token")},
+                                           {"Sec-Fetch-Site", "same-origin"}});
   EXPECT_EQ(replay.status, 401u) << replay.body;
   EXPECT_EQ(error_of(replay)["code"], "invalid_token");
-  EXPECT_EQ(refresh_by(next_refresh, ours).status, 401u) << "the family is revoked";
+  EXPECT_EQ(refresh_by(next_refresh, second).status, 401u) << "the family is revoked";
   EXPECT_EQ(as_browser(http::verb::get, "/v1/me", next_jar, {}).status, 401u)
       << "and its session's access cookie";
   const auto admin = admin_token();
   EXPECT_EQ(audit_count(admin, user, "TokenRefreshed"), 1u);
   EXPECT_EQ(audit_count(admin, user, "RefreshTokenReuseDetected"), 1u);
-  EXPECT_EQ(audit_count(admin, user, "CsrfRejected"), refusals.size()) << "each refusal audited";
+  EXPECT_EQ(audit_count(admin, user, "CsrfRejected"), refusals.size() + 1)
+      << "each refusal audited, the spent token's too";
 }
 
 }  // namespace

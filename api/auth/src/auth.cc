@@ -61,6 +61,15 @@ ApiResult<void> Authenticator::require_csrf(const Principal& who, const Request&
   csrf_rejected(who, request, csrf_reason(checked.error()));
   return boost::outcome_v2::failure(csrf_refusal(checked.error(), message));
 }
+std::optional<std::string> Authenticator::next_csrf_token(const Principal& who,
+                                                          const Request& request) const {
+  if (!who.via_cookie || cookies_.tokens == nullptr || !is_state_changing(request.method)) {
+    return std::nullopt;
+  }
+  auto token = cookies_.tokens->issue(who.session, cookies_.clock->now());
+  if (!token) return std::nullopt;
+  return std::move(token).value();
+}
 ApiError Authenticator::missing_credentials() const {
   return reject({401, "unauthorized", "authentication required"}, "missing_credentials");
 }

@@ -72,12 +72,13 @@ Result<void> check_same_site(const Request& req, std::string_view public_origin)
   return refused();
 }
 
-Result<void> check_csrf(const Request& req, std::string_view session_id, const CsrfTokens& tokens,
+Result<void> check_csrf(const Request& req, std::string_view session_id, CsrfTokens& tokens,
                         TimePoint now, std::string_view public_origin) {
   SECHEX_TRYV(check_same_site(req, public_origin));
   const auto* token = req.header("x-csrf-token");
   if (token == nullptr || token->empty()) return make_error_code(CsrfErrc::missing_csrf_token);
-  if (!tokens.valid(*token, session_id, now)) {
+  // Spent only once every other check passed: a refused request leaves its token usable.
+  if (!tokens.spend(*token, session_id, now)) {
     return make_error_code(CsrfErrc::invalid_csrf_token);
   }
   return boost::outcome_v2::success();
@@ -122,6 +123,16 @@ std::string refresh_cookie(std::string_view token, std::int64_t max_age_seconds)
 }
 std::string oauth_cookie(std::string_view binding, std::int64_t max_age_seconds) {
   return set_cookie(kOAuthCookie, binding, max_age_seconds);
+}
+std::string pre_session_cookie(std::string_view value, std::int64_t max_age_seconds) {
+  return set_cookie(kPreSessionCookie, value, max_age_seconds);
+}
+std::string pre_session_binding(std::string_view cookie_value) {
+  return "pre:" + std::string(cookie_value);
+}
+bool from_browser(const Request& req) {
+  return req.header("sec-fetch-site") != nullptr || req.header("sec-fetch-mode") != nullptr ||
+         req.header("origin") != nullptr || req.header("cookie") != nullptr;
 }
 std::string cleared_cookie(std::string_view name) { return set_cookie(name, "", 0); }
 

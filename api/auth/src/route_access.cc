@@ -56,6 +56,7 @@ constexpr std::array kRules = {
     RouteRule{"POST", "/v1/events", kIngest},
     RouteRule{"GET", "/v1/me", kUser},
     RouteRule{"DELETE", "/v1/me", kUser},
+    RouteRule{"PATCH", "/v1/me", kUser},
     RouteRule{"GET", "/v1/me/devices", kUser},
     RouteRule{"DELETE", "/v1/me/devices/{id}", kUser},
     RouteRule{"GET", "/v1/me/export", kUser},

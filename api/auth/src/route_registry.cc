@@ -73,7 +73,11 @@ void RouteRegistry::guarded(std::string method, std::string path, Guarded handle
       std::move(method), std::move(path),
       [&auth = auth_, access, handler = std::move(handler)](const Request& req) -> Response {
         SECHEX_TRY(const auto who, auth.authenticate(req, access));
-        return handler(req, who);
+        auto answer = handler(req, who);
+        if (auto next = auth.next_csrf_token(who, req)) {
+          answer.headers.emplace_back("X-CSRF-Token", std::move(*next));
+        }
+        return answer;
       },
       exec);
 }

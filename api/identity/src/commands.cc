@@ -514,13 +514,62 @@ Outcome<void> IdentityCommands::erase(const Caller& c, const UserId& user, const
 Outcome<Profile> IdentityCommands::profile(const UserId& user) const {
   auto row = account_of(d_.commands.projections(), user.str());
   if (!row) return Refused::no_account;
-  Profile out{std::move(*row), std::nullopt};
-  if (!out.row.email.empty()) {
-    auto plain =
-        d_.keys.open_field(user.str(), out.row.email.event_id, "email", out.row.email.sealed);
-    if (plain) out.email = std::string(plain.value().begin(), plain.value().end());
-  }
+  Profile out{std::move(*row), std::nullopt, std::nullopt};
+  const auto open = [&](const projections::SealedValue& v, const char* field) {
+    std::optional<std::string> text;
+    if (v.empty()) return text;
+    if (auto plain = d_.keys.open_field(user.str(), v.event_id, field, v.sealed)) {
+      text = std::string(plain.value().begin(), plain.value().end());
+    }
+    return text;
+  };
+  out.email = open(out.row.email, "email");
+  out.display_name = open(out.row.display_name, "display_name");
   return out;
+}
+
+// ---- Profile (003 US7-2, 004 FR-036) ----
+Outcome<void> IdentityCommands::update_profile(const Caller& c, const UserId& user,
+                                               const SessionId& session,
+                                               const ProfileChange& change) {
+  Context x(d_, config_, c);
+  const auto p = x.partition_of(user.str());
+  bool found = false;
+  bool withdrawn = false;
+  SECHEX_TRYV(x.run(p, [&]() -> Result<Events> {
+    SECHEX_TRY(auto row, projections::user_row(x.store(), user.str()));
+    found = row && row->status != "erased";
+    if (!found) return Events{};
+    Events out;
+    if (change.display_name || change.locale) {
+      SECHEX_TRY(
+          auto updated,
+          x.event(user.str(), Actor::self(), [&](ledger::EventBuilder& b) -> Result<ledger::Bytes> {
+            FbBytes name;
+            if (change.display_name) {
+              SECHEX_TRY(name, b.seal("display_name", *change.display_name));
+            }
+            auto& f = b.fbb();
+            return b.finish(schema::CreateProfileUpdated(
+                f, name, change.locale ? f.CreateString(*change.locale) : 0));
+          }));
+      out.push_back(std::move(updated));
+    }
+    const bool has_consent = !row->consent_version.empty();
+    if (change.consent && *change.consent != has_consent) {
+      withdrawn = !*change.consent;
+      SECHEX_TRY(auto consent, x.event(user.str(), Actor::self(), [&](ledger::EventBuilder& b) {
+        auto& f = b.fbb();
+        return b.finish(schema::CreateConsentRecorded(f, f.CreateString(config_.consent_version),
+                                                      *change.consent, f.CreateString("account")));
+      }));
+      out.push_back(std::move(consent));
+    }
+    return out;
+  }));
+  if (!found) return Refused::no_account;
+  if (withdrawn) return logout(c, user, session, true);
+  return boost::outcome_v2::success();
 }
 
 Outcome<std::vector<std::pair<std::string, projections::SessionRow>>> IdentityCommands::sessions(

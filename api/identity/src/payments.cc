@@ -79,6 +79,8 @@ Outcome<PaymentCommands::Created> PaymentCommands::create(const Caller& c, const
   const auto& user = owner.str();
   const auto account = account_of(x.store(), user);
   if (!account || !account->email_verified) return Refused::email_not_verified;
+  // Consent withdrawn (PATCH /v1/me): this processing needs it (004 FR-036).
+  if (account->consent_version.empty()) return Refused::consent_required;
   const auto key_hash = d_.lookup.token("payment_idempotency", request.idempotency_key);
   const auto request_hash_raw = d_.lookup.token("payment_request", request.canonical_body);
   const auto request_hash = hex_of(request_hash_raw);

@@ -12,6 +12,8 @@ namespace {
 Outcome<void> check_verified(const projections::ProjectionStore& store, const UserId& user) {
   const auto record = account_of(store, user.str());
   if (!record || !record->email_verified) return Refused::email_not_verified;
+  // Consent withdrawn (PATCH /v1/me): this processing needs it (004 FR-036).
+  if (record->consent_version.empty()) return Refused::consent_required;
   return boost::outcome_v2::success();
 }
 

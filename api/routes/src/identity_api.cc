@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "identity_support.h"
+#include "ledger/utf8.h"
 
 namespace sechex::api {
 
@@ -40,6 +41,8 @@ void IdentityApi::add_routes(RouteRegistry& routes) {
   routes.guarded(
       "GET", "/v1/me", [this](const Request& r, W w) { return me(r, w); }, Exec::read);
   routes.guarded(
+      "PATCH", "/v1/me", [this](const Request& r, W w) { return update_me(r, w); }, Exec::pool);
+  routes.guarded(
       "GET", "/v1/me/sessions", [this](const Request& r, W w) { return my_sessions(r, w); },
       Exec::read);
   routes.open_to_all(
@@ -53,6 +56,18 @@ Response IdentityApi::register_user(const Request& req) {
   SECHEX_TRY(const auto body, read_body(req));
   SECHEX_TRY(const auto email, required_string(body, "email"));
   SECHEX_TRY(const auto password, required_string(body, "password"));
+  // US7-1: the sign-up form must carry this browser's pre-session token (GET /v1/auth/csrf
+  // without a session) and come from this site; API clients (no cookies, no Origin, no fetch
+  // metadata) are not browsers and stay as they were.
+  if (d_.csrf != nullptr && from_browser(req)) {
+    const auto pre = cookie(req, kPreSessionCookie);
+    // Without the cookie the binding is empty, which no token matches (audited like any refusal).
+    const Principal visitor{
+        "anon:signup", pre ? pre_session_binding(*pre) : std::string(), {}, 0, true};
+    SECHEX_TRYV(d_.auth.require_csrf(visitor, req,
+                                     "the sign-up form needs a token from GET /v1/auth/csrf and "
+                                     "must come from this site"));
+  }
   if (!true_field(body, "consent")) {
     return ApiError{400, "consent_required",
                     "registration needs consent to the processing of your data (consent: true)",
@@ -121,7 +136,14 @@ Response IdentityApi::refresh(const Request& req) {
   }
   SECHEX_TRY(const auto in,
              answered(d_.identity.refresh(caller, *presented, holder ? &*holder : nullptr)));
-  return token_pair(in, d_.identity.limits());
+  auto r = token_pair(in, d_.identity.limits());
+  if (holder) {
+    // The CSRF token was spent: hand the page the next one (csrf_token.h).
+    if (auto next = d_.csrf->issue(holder->session.str(), caller.now)) {
+      r.headers.emplace_back("X-CSRF-Token", std::move(next).value());
+    }
+  }
+  return r;
 }
 
 // ---- Logout (004 FR-016, scenario 9) ----
@@ -156,6 +178,52 @@ Response IdentityApi::me(const Request&, const Principal& principal) {
   return json_ok(profile_json(user, profile).dump());
 }
 
+// PATCH /v1/me (003 US7-2, 004 FR-036): {displayName?, locale?, consent?}. A cookie session
+// needs the CSRF token like every state change (the answer hands the next one).
+Response IdentityApi::update_me(const Request& req, const Principal& principal) {
+  SECHEX_TRY(const auto body, read_body(req));
+  identity::ProfileChange change;
+  for (const auto& [name, value] : body.items()) {
+    if (name == "displayName") {
+      const auto* text = value.is_string() ? &value.get_ref<const std::string&>() : nullptr;
+      bool printable =
+          text != nullptr && !text->empty() && text->size() <= 200 && ledger::is_utf8(*text);
+      if (printable) {
+        for (const char c : *text)
+          printable = printable && static_cast<unsigned char>(c) >= 0x20 && c != 0x7f;
+      }
+      if (!printable) {
+        return invalid_request("invalid_display_name",
+                               "displayName must be 1 to 200 bytes of printable UTF-8");
+      }
+      change.display_name = *text;
+    } else if (name == "locale") {
+      if (!value.is_string() || (value != "en" && value != "zh-CN" && value != "")) {
+        return invalid_request("invalid_locale", "locale must be \"en\", \"zh-CN\" or \"\"");
+      }
+      change.locale = value.get<std::string>();
+    } else if (name == "consent") {
+      if (!value.is_boolean())
+        return invalid_request("invalid_consent", "consent must be a boolean");
+      change.consent = value.get<bool>();
+    } else {
+      return invalid_request("unknown_field", "PATCH /v1/me takes displayName, locale and consent",
+                             json{{"field", name}});
+    }
+  }
+  const UserId user(principal.subject);
+  SECHEX_TRYV(answered(d_.identity.update_profile(caller_of(d_, config_, req), user,
+                                                  SessionId(principal.session), change)));
+  SECHEX_TRY(const auto profile, answered(d_.identity.profile(user)));
+  auto r = json_ok(profile_json(user, profile).dump());
+  if (change.consent && !*change.consent) {
+    // Every session ended with the consent: the browser's cookies go too.
+    r.headers.emplace_back("Set-Cookie", cleared_cookie(kAccessCookie));
+    r.headers.emplace_back("Set-Cookie", cleared_cookie(kRefreshCookie));
+  }
+  return r;
+}
+
 Response IdentityApi::my_sessions(const Request&, const Principal& principal) {
   SECHEX_TRY(const auto sessions,
              answered(d_.identity.sessions(UserId(principal.subject), d_.clock.now())));
@@ -188,11 +256,34 @@ Response IdentityApi::csrf_token(const Request& req, const RouteRegistry::MaybeS
       session = holder.value()->session.str();
     }
   }
-  if (session.empty()) return who ? who->error() : d_.auth.missing_credentials();
-  auto r = json_ok(json{{"csrfToken", d_.csrf->issue(session, now)},
-                        {"expiresIn", identity::whole_seconds(kCsrfTokenLifetime)}}
-                       .dump());
+  std::optional<std::string> new_pre_session;
+  if (session.empty()) {
+    // A presented session that does not hold is refused; a browser with no session at all gets
+    // a pre-session for the sign-up form (US7-1), kept in its own cookie.
+    if (who || cookie(req, kRefreshCookie)) {
+      return who ? who->error() : d_.auth.missing_credentials();
+    }
+    auto pre = cookie(req, kPreSessionCookie);
+    ledger::Bytes probe;
+    if (!pre || pre->size() != 43 || !jose::base64url_decode(*pre, probe)) {
+      auto fresh = identity::random_token(32);
+      if (!fresh) return to_api_error(Refused::internal);
+      pre = fresh.value();
+      new_pre_session = *pre;
+    }
+    session = pre_session_binding(*pre);
+  }
+  auto token = d_.csrf->issue(session, now);
+  if (!token) return to_api_error(Refused::internal);
+  auto r = json_ok(
+      json{{"csrfToken", token.value()}, {"expiresIn", identity::whole_seconds(kCsrfTokenLifetime)}}
+          .dump());
   r.headers.emplace_back("Cache-Control", "no-store");
+  if (new_pre_session) {
+    r.headers.emplace_back(
+        "Set-Cookie",
+        pre_session_cookie(*new_pre_session, identity::whole_seconds(kCsrfTokenLifetime)));
+  }
   return r;
 }
 

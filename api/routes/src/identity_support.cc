@@ -83,6 +83,8 @@ json profile_json(const UserId& user, const identity::Profile& p) {
   return json{{"userId", user.str()},
               {"email", p.email ? json(*p.email) : json(nullptr)},
               {"emailVerified", p.row.email_verified},
+              {"displayName", p.display_name ? json(*p.display_name) : json(nullptr)},
+              {"locale", p.row.locale.empty() ? json(nullptr) : json(p.row.locale)},
               {"status", p.row.status},
               {"roles", p.row.roles},
               {"registeredAt", p.row.registered_at},

@@ -180,6 +180,11 @@ ApiError to_api_error(const identity::Refusal& r) {
       return retry_later(502, "provider_unavailable",
                          "the sign-in provider could not be reached; retry shortly", 5);
     case Refused::consent_required:
+      if (r.url.empty()) {
+        return {403, "consent_required",
+                "this needs your consent to the processing of your data, which was withdrawn; "
+                "give it again with PATCH /v1/me {\"consent\": true}"};
+      }
       return {403, "consent_required",
               "no account exists for this address yet; sign in again agreeing to the processing "
               "of your data to create one",

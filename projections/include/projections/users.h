@@ -4,7 +4,9 @@
 //                    "registered_at","consent_version","roles":[...],
 //                    "password_hash_sealed","password_event_id",
 //                    "email_sealed","email_event_id",
-//                    "attributes_sealed","attributes_event_id"}   (nlohmann, keys sorted)
+//                    "attributes_sealed","attributes_event_id",
+//                    "display_name_sealed","display_name_event_id","locale"}
+//                    (nlohmann, keys sorted)
 //   users_by_email   email hash (HMAC of the normalised address, from the event) -> user id
 //
 // status: "pending_verification" -> "active" (EmailVerified) -> "erased" (SubjectErased, which
@@ -47,6 +49,10 @@ struct UserRow {
   // JSON {"region","segment"} set by an admin (UserAttributesSet), sealed under field
   // "attributes"; empty when never set or erased.
   SealedValue attributes;
+  // ProfileUpdated: the name the user chose (sealed under field "display_name") and the
+  // language of mails and messages ("" = negotiated per request).
+  SealedValue display_name;
+  std::string locale;
 
   bool active() const { return status == "active"; }
   bool has_role(std::string_view role) const {

@@ -78,7 +78,7 @@ class Authenticator {
   // 403 `csrf_rejected` (reported to on_csrf_rejected, which records the audit event). Call
   // before serving; off by default.
   struct CookieAuth {
-    const CsrfTokens* tokens = nullptr;
+    CsrfTokens* tokens = nullptr;
     const Clock* clock = nullptr;
     std::string public_origin;
     std::function<void(const Principal&, const Request&, std::string_view reason)> on_csrf_rejected;
@@ -90,6 +90,9 @@ class Authenticator {
   // to the rejection callback and CookieAuth::on_csrf_rejected. Cookies must be enabled.
   ApiResult<void> require_csrf(const Principal& who, const Request& request,
                                std::string_view message) const;
+  // The token the answer to a state change made by cookie hands back (header X-CSRF-Token), so
+  // a page goes on with the next one after spending one; nullopt for other requests.
+  std::optional<std::string> next_csrf_token(const Principal& who, const Request& request) const;
   // Whether the request carries a credential authenticate() would look at (an Authorization
   // header, or the access cookie when cookies are enabled): an open route that serves signed-in
   // callers differently asks this before authenticating.

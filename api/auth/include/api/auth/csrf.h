@@ -11,7 +11,7 @@
 // Cookies: `__Host-` prefix (Secure, Path=/, no Domain: the browser refuses to let a sibling
 // subdomain or plain HTTP page set or shadow them), HttpOnly, SameSite=Lax.
 //
-// Thread-safety: immutable; all functions may be called concurrently.
+// Thread-safety: all functions may be called concurrently (CsrfTokens locks what it spends).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +29,9 @@ namespace sechex::api {
 
 inline constexpr const char* kAccessCookie = "__Host-access";
 inline constexpr const char* kRefreshCookie = "__Host-refresh";
+// A browser's pre-session (before sign-up there is no session to bind a CSRF token to): 32
+// random bytes, base64url; GET /v1/auth/csrf sets it and binds the token to "pre:" + it.
+inline constexpr const char* kPreSessionCookie = "__Host-presession";
 // Binds an OAuth sign-in to the browser that began it (api/identity/oauth.h); SameSite=Lax so
 // that the provider's top-level redirect back carries it.
 inline constexpr const char* kOAuthCookie = "__Host-oauth";
@@ -41,7 +44,9 @@ std::string_view csrf_reason(const std::error_code& ec);
 
 // Whether a cookie-authenticated, state-changing request may go on. `public_origin` is e.g.
 // "https://id.example.com" (may be empty).
-Result<void> check_csrf(const Request& req, std::string_view session_id, const CsrfTokens& tokens,
+// The token is spent when the check passes (single use, FR-016); a token spent before, expired,
+// or issued before this process started is invalid_csrf_token.
+Result<void> check_csrf(const Request& req, std::string_view session_id, CsrfTokens& tokens,
                         TimePoint now, std::string_view public_origin);
 // Only the site check (login, where no session exists yet): CsrfErrc::cross_site or success.
 Result<void> check_same_site(const Request& req, std::string_view public_origin);
@@ -55,6 +60,12 @@ std::optional<std::string> cookie(const Request& req, std::string_view name);
 std::string access_cookie(std::string_view token, std::int64_t max_age_seconds);
 std::string refresh_cookie(std::string_view token, std::int64_t max_age_seconds);
 std::string oauth_cookie(std::string_view binding, std::int64_t max_age_seconds);
+std::string pre_session_cookie(std::string_view value, std::int64_t max_age_seconds);
+// What a CSRF token of a pre-session is bound to.
+std::string pre_session_binding(std::string_view cookie_value);
+// Whether a request comes from a browser (it sends fetch metadata, an Origin or cookies): API
+// clients send none of them, and the sign-up form's token is asked only of browsers.
+bool from_browser(const Request& req);
 std::string cleared_cookie(std::string_view name);
 
 }  // namespace sechex::api

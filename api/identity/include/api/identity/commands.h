@@ -197,6 +197,14 @@ struct RefreshHolder {
 struct Profile {
   projections::UserRow row;
   std::optional<std::string> email;
+  std::optional<std::string> display_name;  // opened; nullopt when never set or erased
+};
+
+// PATCH /v1/me: each field given is changed, the others kept.
+struct ProfileChange {
+  std::optional<std::string> display_name;  // valid UTF-8, checked by the caller
+  std::optional<std::string> locale;        // "en", "zh-CN", or "" (negotiate per request)
+  std::optional<bool> consent;              // false withdraws, true gives it again
 };
 
 // What GDPR access (004 FR-036) gives a user: the profile, the active sessions, and the user's
@@ -340,6 +348,13 @@ class IdentityCommands {
   Outcome<void> erase(const Caller& c, const UserId& user, const SessionId& session,
                       ReauthToken reauth_token);
   Outcome<Profile> profile(const UserId& user) const;
+  // PATCH /v1/me (003 US7-2, 004 FR-036): ProfileUpdated by the user (the name sealed), and a
+  // ConsentRecorded when consent changes. Withdrawing it ends every session of the user (the
+  // caller's too) and stops the processing that needs it: payments and secrets answer
+  // consent_required until it is given again. The account stays readable, exportable and
+  // erasable (the user's own rights need no consent).
+  Outcome<void> update_profile(const Caller& c, const UserId& user, const SessionId& session,
+                               const ProfileChange& change);
   // The user's sessions active at `now`, by id.
   Outcome<std::vector<std::pair<std::string, projections::SessionRow>>> sessions(
       const UserId& user, TimePoint now) const;

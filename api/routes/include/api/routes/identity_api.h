@@ -10,6 +10,8 @@
 //   GET  /v1/auth/password/policy       the level in force and its rules
 //   PUT  /v1/admin/policy/password      (admin) {level: "basic" | "high"}
 //   GET  /v1/me · GET /v1/me/sessions   (Bearer)
+//   PATCH /v1/me                        {displayName?, locale?, consent?} (audited; consent
+//                                       false ends every session, identity/commands.h)
 //   GET  /v1/auth/csrf                  (session) the CSRF token of the caller's session: by
 //                                       Bearer, access cookie, or a current refresh cookie of
 //                                       a live session (the access cookie may have expired)
@@ -79,6 +81,7 @@ class IdentityApi {
   Response password_policy(const Request& req);
   Response set_password_policy(const Request& req, const Principal& admin);
   Response me(const Request& req, const Principal& who);
+  Response update_me(const Request& req, const Principal& who);
   Response my_sessions(const Request& req, const Principal& who);
   Response csrf_token(const Request& req, const RouteRegistry::MaybeSignedIn& who);
 
