@@ -349,6 +349,38 @@ TEST_F(OAuth, ForgedIdTokensAreRefusedWithTheirReason) {
   EXPECT_EQ(me(ok)["email"], "stub.user@example.test");
 }
 
+// The provider rotates its key: an ID token under a kid the cached JWKS lacks refetches it at
+// once and signs in; another unknown kid within the minute is refused without a refetch, so
+// forged kids cannot make ledgerd hammer the provider.
+TEST_F(OAuth, ARotatedProviderKeyIsFetchedOnItsFirstUnknownKidAtMostOnceAMinute) {
+  serve();
+  const auto jwks_fetches = [&] {
+    std::ifstream in(op_dir_ + "/jwks-count");
+    int n = 0;
+    in >> n;
+    return n;
+  };
+  const auto sign_in_stub = [&](const std::string& mode) {
+    const auto b = begin("consent=true", "stub");
+    return get("/v1/auth/oauth/stub/callback?state=" + param_of(b.location, "state") +
+                   "&code=" + mode + "." + param_of(b.location, "nonce"),
+               b.cookie);
+  };
+  ASSERT_EQ(sign_in_stub("ok").status, 200u) << log();
+  EXPECT_EQ(jwks_fetches(), 1);
+  ASSERT_EQ(sign_in_stub("ok").status, 200u);
+  EXPECT_EQ(jwks_fetches(), 1) << "cached";
+  const auto rotated = sign_in_stub("rotate");
+  ASSERT_EQ(rotated.status, 200u) << rotated.body;
+  EXPECT_EQ(jwks_fetches(), 2) << "refetched for the new kid";
+  const auto unknown = sign_in_stub("unknown-kid");
+  ASSERT_EQ(unknown.status, 401u) << unknown.body;
+  EXPECT_EQ(error_of(unknown)["details"]["reason"], "unknown_kid");
+  const auto again = sign_in_stub("rotate");
+  EXPECT_EQ(again.status, 401u) << "a second rotation within the minute waits";
+  EXPECT_EQ(jwks_fetches(), 2);
+}
+
 // Account linking: an existing verified account is linked through the provider-verified
 // address (audited); an unverified local account is never linked silently (pre-account
 // takeover); an address the provider did not verify signs nobody in; without consent no

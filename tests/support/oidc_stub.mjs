@@ -16,6 +16,10 @@
 //   bad-sig      signed by a key not in the JWKS, under the published kid
 //   alg-none     {"alg":"none"}, no signature
 //   hs256        HMAC-SHA256 keyed with the published RSA modulus (key confusion)
+//   rotate       the provider rotates first (a new key, kid "stub-<n>", replaces the published
+//                one), then signs a valid token with it
+//   unknown-kid  a valid signature under a kid the JWKS does not have
+// Each JWKS answer counts in DIR/jwks-count, so a test sees when the relying party refetched.
 import { createServer } from 'node:https';
 import { createHmac, generateKeyPairSync, sign } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -28,9 +32,13 @@ const arg = (name) => {
 const dir = arg('--dir');
 const clientId = arg('--client-id');
 
-const key = generateKeyPairSync('rsa', { modulusLength: 2048 });
+let key = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const evil = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const jwk = { ...key.publicKey.export({ format: 'jwk' }), kid: 'stub-1', use: 'sig', alg: 'RS256' };
+let kid = 'stub-1';
+let rotations = 1;
+let jwksServed = 0;
+const publish = () => ({ ...key.publicKey.export({ format: 'jwk' }), kid, use: 'sig', alg: 'RS256' });
+let jwk = publish();
 const b64 = (x) => Buffer.from(x).toString('base64url');
 
 function token(mode, nonce, issuer) {
@@ -46,7 +54,13 @@ function token(mode, nonce, issuer) {
     email_verified: true,
   };
   const alg = mode === 'alg-none' ? 'none' : mode === 'hs256' ? 'HS256' : 'RS256';
-  const input = `${b64(JSON.stringify({ alg, kid: 'stub-1', typ: 'JWT' }))}.${b64(JSON.stringify(claims))}`;
+  if (mode === 'rotate') {
+    key = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    kid = `stub-${++rotations}`;
+    jwk = publish();
+  }
+  const header = { alg, kid: mode === 'unknown-kid' ? 'stub-unknown' : kid, typ: 'JWT' };
+  const input = `${b64(JSON.stringify(header))}.${b64(JSON.stringify(claims))}`;
   if (alg === 'none') return `${input}.`;
   if (alg === 'HS256') return `${input}.${createHmac('sha256', jwk.n).update(input).digest('base64url')}`;
   const signer = mode === 'bad-sig' ? evil.privateKey : key.privateKey;
@@ -69,7 +83,10 @@ const server = createServer(
         jwks_uri: `${issuer}/jwks`,
       });
     }
-    if (req.method === 'GET' && req.url === '/jwks') return json(200, { keys: [jwk] });
+    if (req.method === 'GET' && req.url === '/jwks') {
+      writeFileSync(`${dir}/jwks-count`, String(++jwksServed));
+      return json(200, { keys: [jwk] });
+    }
     if (req.method === 'POST' && req.url === '/token') {
       let body = '';
       req.on('data', (c) => { body += c; });

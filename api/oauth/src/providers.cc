@@ -231,8 +231,13 @@ Result<std::shared_ptr<const oidc::ProviderKeys>> HttpProviders::keys(const Prov
   {
     std::lock_guard lock(mu_);
     auto& c = cache_[p.name];
-    const auto age = Clock::now() - c.keys_at;
-    if (c.keys && (refresh ? age < kKeyRefreshGap : age < kCacheFor)) return c.keys;
+    const auto now = Clock::now();
+    if (refresh) {
+      if (c.keys && c.kid_refresh_at && now - *c.kid_refresh_at < kKeyRefreshGap) return c.keys;
+      c.kid_refresh_at = now;
+    } else if (c.keys && now - c.keys_at < kCacheFor) {
+      return c.keys;
+    }
   }
   SECHEX_TRY(const auto m, metadata(p));
   auto doc = fetch_json(m.jwks_uri, p);

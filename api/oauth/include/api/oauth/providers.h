@@ -18,9 +18,9 @@
 // cannot send us to another provider's keys.
 //
 // Caching: the discovery document and the JWKS are fetched on first use and kept for an hour;
-// an ID token whose `kid` is unknown refetches the JWKS at once (the provider rotated), at most
-// once a minute per provider, so forged kids cannot make us hammer it. A failed refresh keeps
-// using what was fetched before.
+// an ID token whose `kid` is unknown refetches the JWKS at once (the provider rotated); such
+// refetches happen at most once a minute per provider, so forged kids cannot make us hammer it. A
+// failed refresh keeps using what was fetched before.
 //
 // Outgoing requests go through api/net with a 10 s limit and a 64 KiB answer cap; a truncated
 // answer is refused, never parsed.
@@ -117,6 +117,8 @@ class HttpProviders final : public Providers {
     std::chrono::steady_clock::time_point metadata_at{};
     std::shared_ptr<const oidc::ProviderKeys> keys;
     std::chrono::steady_clock::time_point keys_at{};
+    // The last refetch an unknown kid caused (none yet: the epoch), for the once-a-minute cap.
+    std::optional<std::chrono::steady_clock::time_point> kid_refresh_at;
   };
   Result<Metadata> metadata(const ProviderConfig& p);
   Result<std::shared_ptr<const oidc::ProviderKeys>> keys(const ProviderConfig& p, bool refresh);
