@@ -198,6 +198,19 @@ TEST_F(Exclusive, ActivationSignedRequestsReplayAndEndAreServedAndChained) {
 // Issue 14 "Kafka mode works like the rest": exclusive mode runs on the user's partition, so a
 // node that does not own it answers 421 naming the owner, for the challenge and for a signed
 // request alike, and changes nothing; the owner serves them.
+// 004 FR-036: consent withdrawn (PATCH /v1/me) stops exclusive mode until it is given again.
+TEST_F(Exclusive, WithdrawnConsentStopsExclusiveModeUntilGivenAgainFR036) {
+  ASSERT_EQ(post("/v1/admin/users/" + user_ + "/roles", {{"grant", {"premium"}}}, admin_).status,
+            200u);
+  ASSERT_EQ(call(http::verb::patch, "/v1/me", {{"consent", false}}, token_).status, 200u);
+  const auto back = access_token("xena@example.com");
+  const auto refused = post("/v1/secure/exclusive/challenge", nullptr, back);
+  ASSERT_EQ(refused.status, 403u) << refused.body;
+  EXPECT_EQ(error_of(refused)["code"], "consent_required");
+  ASSERT_EQ(call(http::verb::patch, "/v1/me", {{"consent", true}}, back).status, 200u);
+  EXPECT_EQ(post("/v1/secure/exclusive/challenge", nullptr, back).status, 200u);
+}
+
 TEST_F(Exclusive, ANodeThatDoesNotOwnTheUsersPartitionAnswers421NamingTheOwner) {
   ASSERT_EQ(post("/v1/admin/users/" + user_ + "/roles", {{"grant", {"premium"}}}, admin_).status,
             200u);

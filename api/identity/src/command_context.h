@@ -213,6 +213,14 @@ Result<void> record_password_attempt(Context& x, const std::string& subject,
 // The refusal of a password attempt decide_login did not let through.
 Refusal login_refusal(const LoginDecision& d, Refused wrong);
 
+// ConsentRecorded{version in force, granted, purpose "account"} by the user, appended to `out`
+// (registration, provider sign-up, PATCH /v1/me).
+Result<void> record_consent(Context& x, const std::string& user, bool granted, Events& out);
+
+// A new account's id, drawn until it falls in partition `p` (the partition of its address's
+// hash, so one partition decides every registration of an address); nullopt without randomness.
+std::optional<std::string> user_id_in(const Context& x, ledger::Partition p);
+
 // A new session's secrets: its ids and refresh token (only the token's keyed hash is recorded).
 struct NewSession {
   SessionId session;

@@ -109,6 +109,26 @@ std::optional<NewSession> new_session(const LookupHasher& lookup) {
   return s;
 }
 
+Result<void> record_consent(Context& x, const std::string& user, bool granted, Events& out) {
+  SECHEX_TRY(auto consent, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
+    auto& f = b.fbb();
+    return b.finish(schema::CreateConsentRecorded(f, f.CreateString(x.config.consent_version),
+                                                  granted, f.CreateString("account")));
+  }));
+  out.push_back(std::move(consent));
+  return boost::outcome_v2::success();
+}
+
+std::optional<std::string> user_id_in(const Context& x, ledger::Partition p) {
+  // Expected draws: the partition count (8 by default); 10,000 misses mean something is broken.
+  for (int i = 0; i < 10000; ++i) {
+    auto id = random_token(16);
+    if (!id) return std::nullopt;
+    if (x.partition_of("u_" + id.value()) == p) return "u_" + id.value();
+  }
+  return std::nullopt;
+}
+
 Result<void> start_session(Context& x, const std::string& subject, const NewSession& s,
                            bool remember_me, std::optional<schema::LoginMethod> method,
                            Events& out) {

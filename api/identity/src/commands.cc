@@ -139,13 +139,9 @@ Outcome<IdentityCommands::Registered> IdentityCommands::register_user(const Call
   auto phc = d_.hasher.hash(password);
   if (!phc) return x.failed(phc.error(), p);
   // An id in the email's partition: one partition decides every registration of the address.
-  std::string user;
-  for (int i = 0; i < 10000 && user.empty(); ++i) {
-    auto id = random_token(16);
-    if (!id) return Refused::internal;
-    if (x.partition_of("u_" + id.value()) == p) user = "u_" + id.value();
-  }
-  if (user.empty()) return Refused::internal;
+  const auto drawn = user_id_in(x, p);
+  if (!drawn) return Refused::internal;
+  const auto& user = *drawn;
   auto token = random_token(32);
   if (!token) return Refused::internal;
   const auto token_hash = d_.lookup.token(projections::kPurposeVerifyEmail, token.value());
@@ -169,12 +165,7 @@ Outcome<IdentityCommands::Registered> IdentityCommands::register_user(const Call
                      f.CreateString(config_.consent_version), disposable));
                }));
     out.push_back(std::move(registered));
-    SECHEX_TRY(auto consented, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
-      auto& f = b.fbb();
-      return b.finish(schema::CreateConsentRecorded(f, f.CreateString(config_.consent_version),
-                                                    true, f.CreateString("account")));
-    }));
-    out.push_back(std::move(consented));
+    SECHEX_TRYV(record_consent(x, user, true, out));
     SECHEX_TRY(auto issued, x.event(user, Actor::system(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
       return b.finish(schema::CreateEmailVerificationIssued(
@@ -558,12 +549,7 @@ Outcome<void> IdentityCommands::update_profile(const Caller& c, const UserId& us
     const bool has_consent = !row->consent_version.empty();
     if (change.consent && *change.consent != has_consent) {
       withdrawn = !*change.consent;
-      SECHEX_TRY(auto consent, x.event(user.str(), Actor::self(), [&](ledger::EventBuilder& b) {
-        auto& f = b.fbb();
-        return b.finish(schema::CreateConsentRecorded(f, f.CreateString(config_.consent_version),
-                                                      *change.consent, f.CreateString("account")));
-      }));
-      out.push_back(std::move(consent));
+      SECHEX_TRYV(record_consent(x, user.str(), *change.consent, out));
     }
     return out;
   }));

@@ -108,6 +108,8 @@ Outcome<projections::UserRow> ExclusiveCommands::require_allowed(const UserId& u
   auto row = account_of(d_.commands.projections(), user.str());
   if (!row || !row->active()) return Refused::no_account;
   if (!row->has_role("premium")) return Refused::not_premium;
+  // Consent withdrawn (PATCH /v1/me): device-bound processing stops too (004 FR-036).
+  if (row->consent_version.empty()) return Refused::consent_required;
   SECHEX_TRY(const bool on, identity_.flag_on_for(kExclusiveModeFlag, *row));
   if (!on) return Refused::feature_disabled;
   return std::move(*row);

@@ -207,12 +207,9 @@ Outcome<SignedIn> OAuthCommands::complete(const Caller& c, std::string_view prov
   // A new account's id, drawn into the address's partition as registration draws it.
   std::string fresh_user;
   if (!linked_before) {
-    for (int i = 0; i < 10000 && fresh_user.empty(); ++i) {
-      auto rid = random_token(16);
-      if (!rid) return Refused::internal;
-      if (x.partition_of("u_" + rid.value()) == p) fresh_user = "u_" + rid.value();
-    }
-    if (fresh_user.empty()) return Refused::internal;
+    auto drawn = user_id_in(x, p);
+    if (!drawn) return Refused::internal;
+    fresh_user = std::move(*drawn);
   }
   const auto fresh = new_session(d_.lookup);
   if (!fresh) return Refused::internal;
@@ -274,12 +271,7 @@ Outcome<SignedIn> OAuthCommands::complete(const Caller& c, std::string_view prov
                                                          address->disposable));
           }));
       out.push_back(std::move(registered));
-      SECHEX_TRY(auto consented, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
-        auto& f = b.fbb();
-        return b.finish(schema::CreateConsentRecorded(f, f.CreateString(config_.consent_version),
-                                                      true, f.CreateString("account")));
-      }));
-      out.push_back(std::move(consented));
+      SECHEX_TRYV(record_consent(x, user, true, out));
       // The provider verified the address (email_verified: true): no mail round trip.
       SECHEX_TRY(auto verified, x.event(user, Actor::system(), [&](ledger::EventBuilder& b) {
         return b.finish(schema::CreateEmailVerified(b.fbb(), 0));

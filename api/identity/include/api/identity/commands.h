@@ -350,8 +350,8 @@ class IdentityCommands {
   Outcome<Profile> profile(const UserId& user) const;
   // PATCH /v1/me (003 US7-2, 004 FR-036): ProfileUpdated by the user (the name sealed), and a
   // ConsentRecorded when consent changes. Withdrawing it ends every session of the user (the
-  // caller's too) and stops the processing that needs it: payments and secrets answer
-  // consent_required until it is given again. The account stays readable, exportable and
+  // caller's too) and stops the processing that needs it: payments, secrets and exclusive mode
+  // answer consent_required until it is given again. The account stays readable, exportable and
   // erasable (the user's own rights need no consent).
   Outcome<void> update_profile(const Caller& c, const UserId& user, const SessionId& session,
                                const ProfileChange& change);
