@@ -94,10 +94,6 @@ bool verify_rs256(EVP_PKEY* pkey, ByteView message, ByteView signature) {
                           message.size()) == 1;
 }
 
-bool same_text(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
-}
-
 }  // namespace
 
 std::string pkce_s256(std::string_view verifier) {
@@ -130,28 +126,11 @@ Result<ProviderKeys> ProviderKeys::from_jwks(std::string_view jwks) {
     } else if (is(member(jwk, "kty"), "EC")) {
       auto ec = jose::EcPublicKey::from_jwk(jwk);
       if (!ec) continue;
-      // Rebuilt from its point: EcPublicKey keeps its OpenSSL key private.
-      const auto sec1 = ec.value().sec1();
-      PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
-      ParamBld bld(OSSL_PARAM_BLD_new(), OSSL_PARAM_BLD_free);
-      if (!ctx || !bld ||
-          OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) !=
-              1 ||
-          OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, sec1.data(),
-                                           sec1.size()) != 1) {
-        continue;
-      }
-      Params params(OSSL_PARAM_BLD_to_param(bld.get()), OSSL_PARAM_free);
-      EVP_PKEY* pkey = nullptr;
-      if (!params || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
-          EVP_PKEY_fromdata(ctx.get(), &pkey, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
-        continue;
-      }
       key.alg = Alg::es256;
-      key.pkey = share(pkey);
+      key.ec = std::move(ec).value();
       key.signature_size = kP1363Size;
     }
-    if (key.pkey) out.keys_.emplace(std::move(kid), std::move(key));
+    if (key.pkey || key.ec) out.keys_.emplace(std::move(kid), std::move(key));
   }
   if (out.keys_.empty()) return Errc::invalid_argument;
   return out;
@@ -183,7 +162,7 @@ Result<jose::VerifiedJws> verify_signature(std::string_view compact, const Provi
   if (parts.signature.size() != key.signature_size) return JoseErrc::bad_signature;
   const auto input = bytes_of(parts.signing_input);
   const bool ok = rs256 ? verify_rs256(key.pkey.get(), input, parts.signature)
-                        : verify_p1363_with(key.pkey.get(), input, parts.signature);
+                        : key.ec->verify_p1363(input, parts.signature);
   if (!ok) return JoseErrc::bad_signature;
   return jose::VerifiedJws{std::move(parts.header), string_of(parts.payload), std::move(kid)};
 }
@@ -249,7 +228,9 @@ Result<IdTokenClaims> verify_id_token(std::string_view token, const ProviderKeys
   const auto* nonce = member(claims, "nonce");
   if (nonce == nullptr) return JoseErrc::missing_claim;
   if (!nonce->is_string()) return JoseErrc::bad_claim;
-  if (expect.nonce.empty() || !same_text(nonce->get_ref<const std::string&>(), expect.nonce)) {
+  if (expect.nonce.empty() ||
+      !ledger::crypto::constant_time_equal(bytes_of(nonce->get_ref<const std::string&>()),
+                                           bytes_of(expect.nonce))) {
     return JoseErrc::wrong_nonce;
   }
 

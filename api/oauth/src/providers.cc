@@ -1,6 +1,5 @@
 #include "api/oauth/providers.h"
 
-#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include <fstream>
@@ -8,6 +7,7 @@
 
 #include "api/json/json_input.h"
 #include "api/net/http_client.h"
+#include "ledger/crypto.h"
 
 namespace sechex::api::oauth {
 namespace {
@@ -72,15 +72,6 @@ Result<json> fetch_json(const std::string& url, const ProviderConfig& p) {
   auto parsed = parse_json_input(r.body);
   if (!parsed || !parsed.value().is_object()) return unavailable();
   return std::move(parsed).value();
-}
-
-std::string base64(std::string_view s) {
-  std::string out(4 * ((s.size() + 2) / 3) + 1, '\0');
-  const int n =
-      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                      reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
-  out.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
-  return out;
 }
 
 }  // namespace
@@ -283,8 +274,9 @@ Result<oidc::IdTokenClaims> HttpProviders::redeem(std::string_view name, std::st
   if (p == nullptr) return OAuthErrc::unknown_provider;
   SECHEX_TRY(const auto m, metadata(*p));
   // RFC 6749 §2.3.1: client id and secret are form-encoded before they are joined.
-  const auto credentials =
-      base64(net::percent_encode(p->client_id) + ":" + net::percent_encode(p->client_secret));
+  const auto pair = net::percent_encode(p->client_id) + ":" + net::percent_encode(p->client_secret);
+  const auto credentials = ledger::crypto::base64_encode(
+      ledger::ByteView(reinterpret_cast<const std::uint8_t*>(pair.data()), pair.size()));
   const auto body = net::form_encode({{"grant_type", "authorization_code"},
                                       {"code", std::string(code)},
                                       {"redirect_uri", p->redirect_uri},

@@ -14,8 +14,9 @@
 // for a new token (the refusal says invalid_csrf_token). Commands on a user's partition run on
 // its owner node (Kafka mode: others answer 421), so that node's memory is the one that counts.
 //
-// Thread-safety: issue() and valid() are const and lock-free; spend() takes one mutex (a hash
-// map insert and, when full, one eviction).
+// Thread-safety: all methods may be called concurrently. issue() takes no lock; valid() takes
+// the mutex only to read not_before; spend() holds it for a hash-map insert and, when full, one
+// eviction.
 #pragma once
 
 #include <cstdint>

@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -79,8 +80,9 @@ class ProviderKeys {
   enum class Alg { rs256, es256 };
   struct Key {
     Alg alg = Alg::rs256;
-    std::shared_ptr<evp_pkey_st> pkey;
-    std::size_t signature_size = 0;  // RS256: the modulus length in bytes; ES256: 64
+    std::shared_ptr<evp_pkey_st> pkey;    // RS256
+    std::optional<jose::EcPublicKey> ec;  // ES256 (jose.h's own verifier)
+    std::size_t signature_size = 0;       // RS256: the modulus length in bytes; ES256: 64
   };
   std::map<std::string, Key, std::less<>> keys_;  // kid ("" for a key published without one)
 };
