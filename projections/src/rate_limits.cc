@@ -127,9 +127,15 @@ Result<void> RateLimitsProjection::apply(const schema::Envelope& env, const ledg
       SECHEX_TRYV(record(txn, kScopeVerifyRequestUser, user, at, pos));
       break;
     case schema::Event::ExclusiveActionValidated:
-    case schema::Event::ExclusiveRequestRejected:
       SECHEX_TRYV(record(txn, kScopeExclusiveUser, user, at, pos));
       break;
+    case schema::Event::ExclusiveRequestRejected: {
+      const auto* reason = env.event_as_ExclusiveRequestRejected()->reason();
+      const bool over_rate = reason != nullptr && reason->string_view() == kExclusiveOverRate;
+      SECHEX_TRYV(
+          record(txn, over_rate ? kScopeExclusiveOverRate : kScopeExclusiveUser, user, at, pos));
+      break;
+    }
     case schema::Event::RateLimited: {
       const auto* e = env.event_as_RateLimited();
       const auto scope = std::string(kScopeLimitedPrefix) + (e->scope() ? e->scope()->str() : "");

@@ -34,12 +34,11 @@ bool ReplayCacheProjection::expired(std::string_view cf, std::string_view, std::
 
 Result<void> ReplayCacheProjection::apply(const schema::Envelope& env, const ledger::Position&,
                                           Txn& txn) {
-  const auto* e = env.event_as_ExclusiveActionValidated();
-  if (e == nullptr || e->replay_key() == nullptr || e->replay_key()->size() != 32) {
-    return boost::outcome_v2::success();
-  }
-  const std::string_view key(reinterpret_cast<const char*>(e->replay_key()->data()),
-                             e->replay_key()->size());
+  const flatbuffers::Vector<std::uint8_t>* recorded = nullptr;
+  if (const auto* e = env.event_as_ExclusiveActionValidated()) recorded = e->replay_key();
+  if (const auto* e = env.event_as_ExclusiveEnded()) recorded = e->replay_key();
+  if (recorded == nullptr || recorded->size() != 32) return boost::outcome_v2::success();
+  const std::string_view key(reinterpret_cast<const char*>(recorded->data()), recorded->size());
   SECHEX_TRY(auto stored, txn.get(kReplayJtiCf, key));
   // An entry over at this event's time counts as absent (projection.h): start a new window.
   if (stored && live_at(*stored, env.time_micros())) return boost::outcome_v2::success();

@@ -151,16 +151,21 @@ TEST_F(Exclusive, ActivationSignedRequestsReplayAndEndAreServedAndChained) {
             401u);
 
   // The audit trail (000 FR-05): the activation, the validations, the refusals (two replays,
-  // the flag), the end; the secure audit lists them with their outcome, as CSV too.
+  // the flag, the request after the end), the end; the secure audit lists them with their
+  // outcome, as CSV too.
   EXPECT_EQ(audit_count(admin_, user_, "ExclusiveActivated"), 1u);
   EXPECT_EQ(audit_count(admin_, user_, "ExclusiveActionValidated"), 2u);
-  EXPECT_EQ(audit_count(admin_, user_, "ExclusiveRequestRejected"), 3u);
+  EXPECT_EQ(audit_count(admin_, user_, "ExclusiveRequestRejected"), 4u);
   EXPECT_EQ(audit_count(admin_, user_, "ExclusiveEnded"), 1u);
   const auto csv =
       call(http::verb::get, "/v1/admin/secure/audit?format=csv&userId=" + user_, nullptr, admin_);
   ASSERT_EQ(csv.status, 200u) << csv.body;
-  EXPECT_EQ(std::count(csv.body.begin(), csv.body.end(), '\n'), 1 + 8)
-      << "header, challenge, activation, 2 accepted, 3 refused, end: " << csv.body;
+  EXPECT_EQ(std::count(csv.body.begin(), csv.body.end(), '\n'), 1 + 9)
+      << "header, challenge, activation, 2 accepted, 4 refused, end: " << csv.body;
+  EXPECT_NE(csv.body.find(",end,ended,user,jti-2,"), std::string::npos)
+      << "the /end names its proof: " << csv.body;
+  EXPECT_NE(csv.body.find(",approve,refused,invalid_token:session_ended,jti-3,"),
+            std::string::npos);
   EXPECT_NE(csv.body.find(",approve,accepted,,jti-1,"), std::string::npos) << csv.body;
   EXPECT_NE(csv.body.find(",approve,refused,replay_detected,jti-1,"), std::string::npos);
 

@@ -972,8 +972,9 @@ class NoncedRequests : public SignedRequests {
 };
 
 // RFC 9449 §9 (--dpop-nonce): a proof without the server's nonce is answered 401 use_dpop_nonce
-// with the nonce to use, nothing chained and its jti not spent; signed again with it, it is
-// served, and the answer hands out the nonce for the next one; an old nonce is refused again.
+// with the nonce to use, chained as such (000 FR-05) and its jti not spent; signed again with
+// it, it is served, and the answer hands out the nonce for the next one; an old nonce is
+// refused again.
 TEST_F(NoncedRequests, AProofMustCarryAFreshServerNonce) {
   const auto first = validate("n-1");
   ASSERT_EQ(first.status, 401u) << first.body;
@@ -981,7 +982,8 @@ TEST_F(NoncedRequests, AProofMustCarryAFreshServerNonce) {
   EXPECT_EQ(header(first, "WWW-Authenticate"), "DPoP algs=\"ES256\", error=\"use_dpop_nonce\"");
   nonce_ = header(first, "DPoP-Nonce");
   ASSERT_EQ(nonce_.size(), 43u);
-  EXPECT_TRUE(rejections().empty()) << "the protocol's first round trip is no spoof";
+  EXPECT_EQ(rejections(), (std::vector<std::string>{"dpop_nonce_required"}))
+      << "the protocol's round trip is chained, as no spoof";
 
   const auto served = validate("n-1");
   ASSERT_EQ(served.status, 200u) << "the jti was not spent: " << served.body;
@@ -994,6 +996,7 @@ TEST_F(NoncedRequests, AProofMustCarryAFreshServerNonce) {
   EXPECT_NE(header(stale, "DPoP-Nonce"), nonce_) << "a fresh one to use";
   nonce_ = "forged-nonce";
   EXPECT_EQ(error_of(validate("n-4"))["code"], "use_dpop_nonce");
+  EXPECT_EQ(rejections().size(), 3u);
 }
 
 TEST_F(SignedRequests, AProvenRequestIsChainedAndAnsweredWithItsReceiptFR02) {
@@ -1037,7 +1040,8 @@ TEST_F(SignedRequests, AReplayedProofIsRefusedAndChainedFR03) {
 }
 
 // A captured proof resent in a loop: each replay is refused and chained, but only up to the
-// per-user rate (5 here); beyond it 429, not chained, so a replay flood cannot grow the log.
+// per-user rate (5 here); beyond it 429, one record for the second, so a replay flood cannot
+// grow the log faster than the rate.
 TEST_F(SignedRequests, ReplaysAreChainedOnlyUpToTheRate) {
   const auto p = proof("loop");
   ASSERT_EQ(signed_call("/v1/secure/exclusive/validate", p).status, 200u);
@@ -1048,6 +1052,7 @@ TEST_F(SignedRequests, ReplaysAreChainedOnlyUpToTheRate) {
   EXPECT_EQ(statuses, (std::vector<unsigned>{409, 409, 409, 409, 429, 429, 429, 429, 429, 429}));
   const auto chained = rejections();
   EXPECT_EQ(std::count(chained.begin(), chained.end(), "replay_detected"), 4);
+  EXPECT_EQ(std::count(chained.begin(), chained.end(), "rate_limited"), 1);
 }
 
 TEST_F(SignedRequests, EachSpoofIsRefusedAndChainedWithItsReasonFR02FR05) {
@@ -1150,7 +1155,8 @@ TEST_F(SignedRequests, EndStopsTheTokenAtOnceAndItExpiresAfterThirtyMinutes) {
 }
 
 // A stolen session token without its key cannot grow the log without bound: spoofs are chained
-// only up to the per-user rate (5/s in this fixture); beyond it they are refused unrecorded.
+// up to the per-user rate (5/s in this fixture); beyond it one "rate_limited" record a second
+// stands for the rest, which are refused all the same.
 TEST_F(SignedRequests, SpoofsAreChainedOnlyUpToTheRate) {
   const auto other = jose::SigningKey::generate().value();
   for (int i = 0; i < 12; ++i) {
@@ -1159,10 +1165,94 @@ TEST_F(SignedRequests, SpoofsAreChainedOnlyUpToTheRate) {
         proof("s" + std::to_string(i), "/v1/secure/exclusive/validate", "POST", {}, &other));
     ASSERT_EQ(r.status, 401u) << i << r.body;
   }
-  EXPECT_EQ(rejections().size(), 5u);
+  auto chained = rejections();
+  ASSERT_EQ(chained.size(), 6u);
+  EXPECT_EQ(std::count(chained.begin(), chained.end(), "spoof_attempt:bad_signature"), 5);
+  EXPECT_EQ(chained.back(), "rate_limited");
   clock_.advance_micros(kSecond);
   EXPECT_EQ(signed_call("/v1/secure/exclusive/validate", "").status, 401u);
-  EXPECT_EQ(rejections().size(), 6u) << "recorded again once the second has passed";
+  chained = rejections();
+  EXPECT_EQ(chained.size(), 7u) << "recorded again once the second has passed";
+  EXPECT_EQ(chained.back(), "spoof_attempt:missing_proof");
+}
+
+// 000 FR-05: every refused action is an event, whatever refused it, as long as the token names
+// the user: a request on an ended or locked session, a replayed /end, a body the route cannot
+// take (checked after the proof), and the rate's 429 (one record a second).
+TEST_F(SignedRequests, EveryRefusalOfASignedRequestIsChainedWithItsReasonFR05) {
+  // A body the route cannot take: 400 as before, chained, the proof not spent.
+  const auto bad_body =
+      signed_call("/v1/secure/exclusive/validate", proof("b-1"), json{{"action", 42}});
+  ASSERT_EQ(bad_body.status, 400u) << bad_body.body;
+  EXPECT_EQ(error_of(bad_body)["code"], "invalid_request");
+  EXPECT_EQ(rejections().back(), "invalid_request");
+  EXPECT_EQ(validate("b-1").status, 200u) << "a refused body spends no proof";
+  // A bad body with a bad proof is answered as the spoof it is.
+  EXPECT_EQ(signed_call("/v1/secure/exclusive/validate", "", json{{"action", 42}}).status, 401u);
+  EXPECT_EQ(rejections().back(), "spoof_attempt:missing_proof");
+
+  // The rate's refusal: 429, one record for the second.
+  clock_.advance_micros(kSecond);
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(validate("r" + std::to_string(i)).status, 200u);
+  for (int i = 5; i < 9; ++i) EXPECT_EQ(validate("r" + std::to_string(i)).status, 429u);
+  auto chained = rejections();
+  EXPECT_EQ(std::count(chained.begin(), chained.end(), "rate_limited"), 1);
+  EXPECT_EQ(chained.back(), "rate_limited");
+
+  // /end, then its replay (409) and a request on the ended session (401), both chained.
+  clock_.advance_micros(kSecond);
+  const auto end_proof = proof("e-1", "/v1/secure/exclusive/end");
+  ASSERT_EQ(signed_call("/v1/secure/exclusive/end", end_proof).status, 200u);
+  const auto replayed = signed_call("/v1/secure/exclusive/end", end_proof);
+  EXPECT_EQ(replayed.status, 409u) << replayed.body;
+  EXPECT_EQ(error_of(replayed)["code"], "replay_detected");
+  EXPECT_EQ(rejections().back(), "replay_detected");
+  EXPECT_EQ(
+      signed_call("/v1/secure/exclusive/end", proof("e-2", "/v1/secure/exclusive/end")).status,
+      401u);
+  EXPECT_EQ(rejections().back(), "invalid_token:session_ended");
+  EXPECT_EQ(validate("after-end").status, 401u);
+  EXPECT_EQ(rejections().back(), "invalid_token:session_ended");
+
+  // A locked session (idle), then an expired one.
+  ASSERT_NO_FATAL_FAILURE(new_session());
+  clock_.advance_micros(11 * kMinute);
+  EXPECT_EQ(validate("idle-1").status, 423u) << "locks it (ExclusiveLocked)";
+  EXPECT_EQ(validate("idle-2").status, 423u);
+  EXPECT_EQ(rejections().back(), "exclusive_locked");
+  ASSERT_NO_FATAL_FAILURE(new_session());
+  for (int i = 0; i < 3; ++i) {
+    clock_.advance_micros(9 * kMinute);
+    ASSERT_EQ(validate("x" + std::to_string(i)).status, 200u);
+  }
+  // The session token expires with the session: past it the token no longer verifies, so it
+  // names nobody and nothing is chained (anyone could send one).
+  clock_.advance_micros(4 * kMinute);
+  const auto before = rejections().size();
+  EXPECT_EQ(validate("expired").status, 401u);
+  EXPECT_EQ(rejections().size(), before);
+}
+
+// 000 FR-03: "refuse (503) rather than forget". When the log cannot append, a signed request is
+// refused with 503 before it is served, and its proof is not remembered as used (it was never
+// accepted): once the log writes again the same proof is served, then refused as a replay.
+TEST_F(SignedRequests, WhenTheLogCannotAppendASignedRequestIsRefused503AndNothingIsServed) {
+  ASSERT_EQ(validate("before").status, 200u);
+  const auto p = proof("during");
+  faulty_->fail_appends = true;
+  const auto refused = signed_call("/v1/secure/exclusive/validate", p);
+  faulty_->fail_appends = false;
+  ASSERT_EQ(refused.status, 503u) << refused.body;
+  EXPECT_EQ(error_of(refused)["code"], "unavailable");
+  EXPECT_EQ(header(refused, "Retry-After"), "1");
+  EXPECT_EQ(signed_call("/v1/secure/exclusive/validate", p).status, 200u)
+      << "the refused proof was never accepted, so it is not a replay";
+  EXPECT_EQ(signed_call("/v1/secure/exclusive/validate", p).status, 409u);
+  faulty_->fail_appends = true;
+  EXPECT_EQ(signed_call("/v1/secure/exclusive/end", proof("e", "/v1/secure/exclusive/end")).status,
+            503u);
+  faulty_->fail_appends = false;
+  EXPECT_EQ(validate("after").status, 200u) << "the /end that could not be recorded ended nothing";
 }
 
 // 000 FR-06, FR-08 (issue 14): the role and the flag are read on every signed request, so a
@@ -1278,7 +1368,7 @@ TEST_F(SignedRequests, StatusShowsTheActiveSessionAndItsCountdowns) {
 }
 
 // 001: at most N validations per user per second (5 in this fixture, --exclusive-rate; 100 by
-// default), then 429 with Retry-After; refusals for the rate are not chained.
+// default), then 429 with Retry-After.
 TEST_F(SignedRequests, ValidationsBeyondTheRatePerSecondWait) {
   for (int i = 0; i < 5; ++i) ASSERT_EQ(validate("r" + std::to_string(i)).status, 200u) << i;
   const auto limited = validate("r5");

@@ -1,12 +1,14 @@
 // The base of the in-process route tests: one node's stores and authentication as ledgerd's
 // serve() wires them (a real LogStore of 4 partitions, KeyStore, ProjectionStore, token key
-// ring, verifier and issuer, the Authenticator, the CommandPath, a Router with its
-// RouteRegistry), all on a ManualClock, and dispatch() doing what the server does with a
+// ring, verifier and issuer, the Authenticator, the CommandPath (appending through a FaultyLog
+// a test can make fail), a Router with its RouteRegistry), all on a ManualClock, and
+// dispatch() doing what the server does with a
 // request. A fixture calls open_node(), adds its API objects to routes_, and sends requests.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -35,6 +37,40 @@ inline ledger::Kek test_key(char fill) {
       .value();
 }
 
+// The node's log as the commands see it: the LogStore, but appends fail while `fail_appends` is
+// set (a full disk, a broken volume), so a test can show what a request gets then.
+class FaultyLog final : public ledger::Log {
+ public:
+  explicit FaultyLog(ledger::Log& inner) : inner_(inner) {}
+  std::atomic<bool> fail_appends{false};
+
+  std::uint32_t partition_count() const override { return inner_.partition_count(); }
+  const std::string& ledger_id() const override { return inner_.ledger_id(); }
+  Result<ledger::AppendResult> append(ledger::Partition p,
+                                      std::span<const ledger::ByteView> events) override {
+    if (fail_appends) return ledger::Errc::io_error;
+    return inner_.append(p, events);
+  }
+  ledger::Head head(ledger::Partition p) const override { return inner_.head(p); }
+  Result<std::vector<ledger::Record>> read_range(ledger::Partition p, ledger::Seq from,
+                                                 ledger::Seq to, std::size_t max) const override {
+    return inner_.read_range(p, from, to, max);
+  }
+  Result<std::vector<ledger::Record>> wait_for(ledger::Partition p, ledger::Seq from,
+                                               std::chrono::milliseconds timeout,
+                                               std::size_t max) const override {
+    return inner_.wait_for(p, from, timeout, max);
+  }
+  Result<std::size_t> checkpoint_due(bool force) override { return inner_.checkpoint_due(force); }
+  Result<std::optional<std::string>> latest_checkpoint(ledger::Partition p) const override {
+    return inner_.latest_checkpoint(p);
+  }
+  ledger::LogStats stats() const override { return inner_.stats(); }
+
+ private:
+  ledger::Log& inner_;
+};
+
 class RouteTest : public ::testing::Test {
  protected:
   // `on_reject` hears the authenticator's refusal reasons.
@@ -55,7 +91,8 @@ class RouteTest : public ::testing::Test {
     verifier_ = std::make_unique<jose::TokenVerifier>(*ring_, clock_, settings_.verifier_config());
     issuer_ = std::make_unique<jose::TokenIssuer>(*ring_, clock_, settings_.issuer_config());
     auth_ = std::make_unique<Authenticator>(*verifier_, *store_, clock_, std::move(on_reject));
-    commands_ = std::make_unique<CommandPath>(*log_, *store_);
+    faulty_ = std::make_unique<FaultyLog>(*log_);
+    commands_ = std::make_unique<CommandPath>(*faulty_, *store_);
     routes_ = std::make_unique<RouteRegistry>(router_, *auth_);
   }
 
@@ -76,6 +113,7 @@ class RouteTest : public ::testing::Test {
   TokenSettings settings_;
   std::unique_ptr<ledger::CheckpointSigner> signer_;
   std::unique_ptr<ledger::LogStore> log_;
+  std::unique_ptr<FaultyLog> faulty_;  // what the commands append through
   std::unique_ptr<ledger::KeyStore> keys_;
   std::unique_ptr<projections::ProjectionStore> store_;
   std::unique_ptr<jose::KeyRing> ring_;

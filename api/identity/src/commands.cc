@@ -96,6 +96,8 @@ std::string_view to_string(Refused why) {
       return "local_account_unverified";
     case Refused::last_sign_in_method:
       return "last_sign_in_method";
+    case Refused::invalid_request:
+      return "invalid_request";
   }
   return "unknown";
 }

@@ -359,11 +359,71 @@ Result<ledger::Bytes> rejected_event(Context& x, const std::string& user, const 
   });
 }
 
+// The user's signed requests, accepted and refused, in the last second.
+Result<projections::RateWindow> user_window(Context& x, const std::string& user,
+                                            std::uint32_t rate) {
+  return projections::rate_window(x.store(), projections::kScopeExclusiveUser, user, x.now,
+                                  std::chrono::seconds{1}, rate);
+}
+
+// 000 FR-05: every refusal of a request whose token verified is chained, with why. Refusals
+// count in the user's rate, so while the user is under it each is recorded; beyond it, one
+// record a second (reason "rate_limited") stands for all of that second's, so whatever a client
+// sends, the log grows by at most rate + 1 records a second per user.
+Result<void> chain_refusal(Context& x, const std::string& user,
+                           const projections::RateWindow& window, std::uint32_t rate, Rejection r,
+                           Events& out) {
+  if (window.count >= rate) {
+    SECHEX_TRY(const auto recorded,
+               projections::rate_count(x.store(), projections::kScopeExclusiveOverRate, user, x.now,
+                                       std::chrono::seconds{1}));
+    if (recorded > 0) return boost::outcome_v2::success();
+    r.reason = projections::kExclusiveOverRate;
+  }
+  SECHEX_TRY(auto e, rejected_event(x, user, r));
+  out.push_back(std::move(e));
+  return boost::outcome_v2::success();
+}
+
+// Where a session stands for a request at `now`: the reason to refuse it, or "" when active.
+std::string_view session_refusal(const std::optional<projections::ExclusiveSessionRow>& session,
+                                 const std::string& user, TimePoint now) {
+  if (!session || session->user != user) return "invalid_token:unknown_session";
+  if (session->state == "ended") return "invalid_token:session_ended";
+  if (micros_of(now) >= session->expires_at) return "invalid_token:session_expired";
+  if (session->state == "locked") return "exclusive_locked";
+  return "";
+}
+
 }  // namespace
+
+Outcome<void> ExclusiveCommands::record_refusal(const Caller& c, const jose::AccessClaims& claims,
+                                                const SignedRequest& request,
+                                                std::string_view action, std::string_view reason,
+                                                std::string_view jti) {
+  Context x(d_, config_, c);
+  const auto& user = claims.sub;
+  const auto p = x.partition_of(user);
+  auto ran = d_.commands.run(p, [&]() -> Result<Events> {
+    SECHEX_TRY(const auto window, user_window(x, user, exclusive_.rate_per_second));
+    SECHEX_TRY(auto session, projections::exclusive_session(x.store(), claims.sid));
+    Events out;
+    SECHEX_TRYV(chain_refusal(
+        x, user, window, exclusive_.rate_per_second,
+        {claims.sid, reason, jti, session ? session->device_id : "", action, request.proof}, out));
+    return out;
+  });
+  // Another node owns the user: it answers (421), and records the refusal there. Any other
+  // failure to record still refuses the request.
+  if (!ran && ran.error() == OwnershipErrc::not_owner) return x.failed(ran.error(), p);
+  return boost::outcome_v2::success();
+}
 
 Outcome<ExclusiveCommands::Proven> ExclusiveCommands::prove(const Caller& c,
                                                             const SignedRequest& request,
                                                             std::string_view action) {
+  // A token that does not verify names nobody: refused, not chained (there is no user to chain
+  // it to, and recording it would let anyone write to the log).
   auto verified = verifier_.verify(request.token);
   if (!verified || verified.value().claims.cnf_jkt.empty()) return Refused::invalid_token;
   auto claims = std::move(verified).value().claims;
@@ -375,44 +435,38 @@ Outcome<ExclusiveCommands::Proven> ExclusiveCommands::prove(const Caller& c,
           ? Result<dpop::VerifiedProof>(dpop::DpopErrc::malformed)
           : dpop::verify_proof(request.proof, {request.method, htu ? std::string_view(*htu) : "",
                                                request.token, claims.cnf_jkt, now_s});
+  Refusal r;
+  std::string reason;
+  std::string jti;
   if (proof) {
-    if (exclusive_.nonces &&
-        !(proof.value().nonce && exclusive_.nonces->valid(*proof.value().nonce, now_s))) {
-      Refusal r(Refused::dpop_nonce_required);
-      r.reason = exclusive_.nonces->current(now_s);
-      return r;
+    const auto& nonce = proof.value().nonce;
+    if (!exclusive_.nonces || (nonce && exclusive_.nonces->valid(*nonce, now_s))) {
+      return Proven{std::move(claims), std::move(proof).value().jti};
     }
-    return Proven{std::move(claims), std::move(proof).value().jti};
+    // RFC 9449 §9: the protocol's round trip, chained like any refusal (its jti is not spent).
+    r = Refusal(Refused::dpop_nonce_required);
+    r.reason = exclusive_.nonces->current(now_s);
+    reason = "dpop_nonce_required";
+    jti = proof.value().jti;
+  } else {
+    r = Refusal(Refused::spoof_attempt);
+    r.reason =
+        request.proof.empty() ? "missing_proof" : std::string(dpop::reason_code(proof.error()));
+    reason = "spoof_attempt:" + r.reason;
   }
-  // 000 FR-05: every refused request is chained, with why.
-  Refusal r(Refused::spoof_attempt);
-  r.reason =
-      request.proof.empty() ? "missing_proof" : std::string(dpop::reason_code(proof.error()));
-  Context x(d_, config_, c);
-  const auto& user = claims.sub;
-  const auto p = x.partition_of(user);
-  auto ran = d_.commands.run(p, [&]() -> Result<Events> {
-    // Chained under the same per-user rate as validations (rejections count in it), so a stolen
-    // token without its key cannot grow the log without bound: beyond the rate a spoof is
-    // refused without being recorded again.
-    SECHEX_TRY(auto window,
-               projections::rate_window(x.store(), projections::kScopeExclusiveUser, user, c.now,
-                                        std::chrono::seconds{1}, exclusive_.rate_per_second));
-    if (window.count >= exclusive_.rate_per_second) return Events{};
-    SECHEX_TRY(auto session, projections::exclusive_session(x.store(), claims.sid));
-    const auto reason = "spoof_attempt:" + r.reason;
-    SECHEX_TRY(auto rejected,
-               rejected_event(x, user,
-                              {claims.sid, reason, "", session ? session->device_id : "", action,
-                               request.proof}));
-    Events out;
-    out.push_back(std::move(rejected));
-    return out;
-  });
-  // Another node owns the user: it answers (421), and records the spoof there. Any other
-  // failure to record still refuses the proof.
-  if (!ran && ran.error() == OwnershipErrc::not_owner) return x.failed(ran.error(), p);
+  SECHEX_TRYV(record_refusal(c, claims, request, action, reason, jti));
   return r;
+}
+
+Refusal ExclusiveCommands::refuse_request(const Caller& c, const SignedRequest& request,
+                                          std::string_view action, std::string_view problem) {
+  auto proven = prove(c, request, action);
+  if (!proven) return proven.error();
+  Refusal r(Refused::invalid_request);
+  r.reason = std::string(problem);
+  auto recorded = record_refusal(c, proven.value().claims, request, action, "invalid_request",
+                                 proven.value().jti);
+  return recorded ? r : recorded.error();
 }
 
 Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate(const Caller& c,
@@ -436,6 +490,7 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate_checked(
   Context x(d_, config_, c);
   const auto& user = proven.claims.sub;
   const auto& sid = proven.claims.sid;
+  const auto rate = exclusive_.rate_per_second;
   const auto key = projections::replay_key(proven.claims.cnf_jkt, proven.jti);
   auto& store = x.store();
   std::optional<Refusal> refused;
@@ -443,23 +498,19 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate_checked(
   auto ran = d_.commands.run(p, [&]() -> Result<Events> {
     refused.reset();
     SECHEX_TRY(auto session, projections::exclusive_session(store, sid));
-    if (!session || session->user != user || session->state == "ended" ||
-        micros_of(c.now) >= session->expires_at) {
-      refused = Refused::invalid_token;
-      return Events{};
-    }
+    SECHEX_TRY(const auto window, user_window(x, user, rate));
     Events out;
-    const auto reject = [&](Refusal why, std::string_view reason) -> Result<void> {
+    const auto reject = [&](Refusal why, std::string_view reason) -> Result<Events> {
       refused = std::move(why);
-      SECHEX_TRY(auto e, rejected_event(
-                             x, user,
-                             {sid, reason, proven.jti, session->device_id, action, request.proof}));
-      out.push_back(std::move(e));
-      return boost::outcome_v2::success();
+      SECHEX_TRYV(chain_refusal(
+          x, user, window, rate,
+          {sid, reason, proven.jti, session ? session->device_id : "", action, request.proof},
+          out));
+      return std::move(out);
     };
-    if (session->state == "locked") {
-      refused = Refused::exclusive_locked;
-      return out;
+    if (const auto why = session_refusal(session, user, c.now); !why.empty()) {
+      return reject(why == "exclusive_locked" ? Refused::exclusive_locked : Refused::invalid_token,
+                    why);
     }
     if (c.now - time_from_micros(session->last_validated) >= exclusive_.idle) {
       refused = Refused::exclusive_locked;
@@ -471,22 +522,14 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate_checked(
       out.push_back(std::move(locked));
       return out;
     }
-    // The rate first: replays and refusals count in it (they are chained), so resending one
-    // captured proof cannot grow the log faster than the rate either.
-    SECHEX_TRY(auto window,
-               projections::rate_window(store, projections::kScopeExclusiveUser, user, c.now,
-                                        std::chrono::seconds{1}, exclusive_.rate_per_second));
-    if (window.count >= exclusive_.rate_per_second) {
+    // The rate before the replay cache: a replay counts in it like any refusal.
+    if (window.count >= rate) {
       Refusal r(Refused::rate_limited);
       r.retry_after_seconds = retry_after_seconds(window.below_limit_at, c.now);
-      refused = r;
-      return out;  // not chained: a flood would otherwise write what it is refused for
+      return reject(r, projections::kExclusiveOverRate);
     }
     SECHEX_TRY(auto seen, projections::seen_proof(store, key, micros_of(c.now)));
-    if (seen) {
-      SECHEX_TRYV(reject(Refused::replay_detected, "replay_detected"));
-      return out;
-    }
+    if (seen) return reject(Refused::replay_detected, "replay_detected");
     // The role and the flag are read on every request: a revocation refuses the next one. A
     // failed read is no decision about the user: answered, not chained.
     auto allowed = require_allowed(UserId(user));
@@ -496,8 +539,7 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate_checked(
         refused = why;
         return out;
       }
-      SECHEX_TRYV(reject(why, to_string(why.why)));
-      return out;
+      return reject(why, to_string(why.why));
     }
     const auto payload_hash = ledger::crypto::sha256(view_of(payload_json));
     SECHEX_TRY(auto validated, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
@@ -528,22 +570,43 @@ Outcome<void> ExclusiveCommands::end(const Caller& c, const SignedRequest& reque
   Context x(d_, config_, c);
   const auto& user = proven.claims.sub;
   const auto& sid = proven.claims.sid;
+  const auto rate = exclusive_.rate_per_second;
   const auto key = projections::replay_key(proven.claims.cnf_jkt, proven.jti);
-  bool live = false;
-  SECHEX_TRYV(x.run(x.partition_of(user), [&]() -> Result<Events> {
+  std::optional<Refusal> refused;
+  const auto p = x.partition_of(user);
+  auto ran = d_.commands.run(p, [&]() -> Result<Events> {
+    refused.reset();
     SECHEX_TRY(auto session, projections::exclusive_session(x.store(), sid));
+    SECHEX_TRY(const auto window, user_window(x, user, rate));
+    Events out;
+    const auto reject = [&](Refusal why, std::string_view reason) -> Result<Events> {
+      refused = std::move(why);
+      SECHEX_TRYV(chain_refusal(
+          x, user, window, rate,
+          {sid, reason, proven.jti, session ? session->device_id : "", "end", request.proof}, out));
+      return std::move(out);
+    };
+    // A replayed /end is a replay, even once the session it ended is over.
     SECHEX_TRY(auto seen, projections::seen_proof(x.store(), key, micros_of(c.now)));
-    live = session && session->user == user && session->active_at(c.now) && !seen;
-    if (!live) return Events{};
+    if (seen && session && session->user == user) {
+      return reject(Refused::replay_detected, "replay_detected");
+    }
+    // A locked session can still be ended (the user leaves exclusive mode on that device).
+    if (const auto why = session_refusal(session, user, c.now);
+        !why.empty() && why != "exclusive_locked") {
+      return reject(Refused::invalid_token, why);
+    }
     SECHEX_TRY(auto ended, x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
       auto& f = b.fbb();
-      return b.finish(schema::CreateExclusiveEnded(f, f.CreateString(sid), f.CreateString("user")));
+      return b.finish(schema::CreateExclusiveEnded(
+          f, f.CreateString(sid), f.CreateString("user"), f.CreateString(proven.jti), bytes(f, key),
+          f.CreateString(session->device_id), bytes(f, sha256_text(request.proof))));
     }));
-    Events out;
     out.push_back(std::move(ended));
     return out;
-  }));
-  if (!live) return Refused::invalid_token;
+  });
+  if (!ran) return x.failed(ran.error(), p);
+  if (refused) return *refused;
   return boost::outcome_v2::success();
 }
 

@@ -116,19 +116,28 @@ Response ExclusiveApi::start(const Request& req, const Principal& who) {
 
 Response ExclusiveApi::validate(const Request& req,
                                 const RouteRegistry::DeviceCredentials& signed_with) {
-  SECHEX_TRY(const auto body, read_body(req));
-  const auto action = body.find("action");
-  if (action == body.end() || !action->is_string() ||
+  const identity::SignedRequest request{signed_with.token, signed_with.proof, req.method, req.path};
+  // 000 FR-05: a body the route cannot take is refused after the proof is checked, so the
+  // refusal is chained like any other (and a bad proof answers as a spoof first).
+  const auto refuse = [&](ApiError problem) -> Response {
+    const auto refused =
+        exclusive_.refuse_request(caller_of(d_, config_, req), request, "", problem.message);
+    return refused.why == identity::Refused::invalid_request ? std::move(problem)
+                                                             : to_api_error(refused);
+  };
+  auto body = read_body(req);
+  if (!body) return refuse(body.error());
+  const auto action = body.value().find("action");
+  if (action == body.value().end() || !action->is_string() ||
       action->get_ref<const std::string&>().empty() ||
       action->get_ref<const std::string&>().size() > 100) {
-    return ApiError{400, "invalid_request", "action must be a string of 1 to 100 bytes"};
+    return refuse({400, "invalid_request", "action must be a string of 1 to 100 bytes"});
   }
-  const auto payload = body.find("payload");
-  const std::string payload_text = payload == body.end() ? "" : payload->dump();
-  SECHEX_TRY(const auto done, answered(exclusive_.validate(
-                                  caller_of(d_, config_, req),
-                                  {signed_with.token, signed_with.proof, req.method, req.path},
-                                  action->get_ref<const std::string&>(), payload_text)));
+  const auto payload = body.value().find("payload");
+  const std::string payload_text = payload == body.value().end() ? "" : payload->dump();
+  SECHEX_TRY(const auto done,
+             answered(exclusive_.validate(caller_of(d_, config_, req), request,
+                                          action->get_ref<const std::string&>(), payload_text)));
   auto r = json_ok(
       json{{"status", "ok"},
            {"result",

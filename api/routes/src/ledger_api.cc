@@ -405,10 +405,22 @@ ApiResult<bool> csv_format(const Request& req) {
 }
 
 // ---- The exclusive-mode audit (001 /v1/admin/secure/audit; 000 FR-05) ----
-constexpr std::array<const char*, 7> kExclusiveTypes = {
-    "ExclusiveChallengeIssued", "ExclusiveActivated", "ExclusiveActionValidated",
-    "ExclusiveRequestRejected", "ExclusiveLocked",    "ExclusiveEnded",
-    "ExclusiveDeviceRemoved"};
+// Each event type the view lists, with the action it stands for (when the event names none)
+// and its outcome.
+struct SecureKind {
+  const char* type;
+  const char* action;
+  const char* outcome;
+};
+constexpr std::array<SecureKind, 7> kSecureKinds = {{
+    {"ExclusiveChallengeIssued", "challenge", "issued"},
+    {"ExclusiveActivated", "activate", "activated"},
+    {"ExclusiveActionValidated", "", "accepted"},
+    {"ExclusiveRequestRejected", "", "refused"},
+    {"ExclusiveLocked", "lock", "locked"},
+    {"ExclusiveEnded", "end", "ended"},
+    {"ExclusiveDeviceRemoved", "remove_device", "removed"},
+}};
 const std::vector<std::string> kSecureColumns = {"time",      "userId",    "deviceId", "sessionId",
                                                  "action",    "outcome",   "reason",   "jti",
                                                  "proofHash", "partition", "seq",      "hash"};
@@ -431,17 +443,11 @@ json secure_entry(json rendered) {
     return it != e.end() && it->is_string() ? it->get<std::string>() : std::string();
   };
   const auto type = rendered.value("type", "");
-  static const std::map<std::string, std::pair<const char*, const char*>> kKinds = {
-      {"ExclusiveChallengeIssued", {"challenge", "issued"}},
-      {"ExclusiveActivated", {"activate", "activated"}},
-      {"ExclusiveActionValidated", {"", "accepted"}},
-      {"ExclusiveRequestRejected", {"", "refused"}},
-      {"ExclusiveLocked", {"lock", "locked"}},
-      {"ExclusiveEnded", {"end", "ended"}},
-      {"ExclusiveDeviceRemoved", {"remove_device", "removed"}}};
-  const auto kind = kKinds.find(type);
+  const auto kind = std::find_if(kSecureKinds.begin(), kSecureKinds.end(),
+                                 [&](const SecureKind& k) { return type == k.type; });
+  const bool known = kind != kSecureKinds.end();
   std::string action = field("action");
-  if (action.empty() && kind != kKinds.end()) action = kind->second.first;
+  if (action.empty() && known) action = kind->action;
   if (action.empty() && !hex_of_array(e.value("challenge_hash", json())).empty()) {
     action = "activate";  // a refused activation names the challenge it used up
   }
@@ -450,7 +456,7 @@ json secure_entry(json rendered) {
               {"deviceId", field("device_id")},
               {"sessionId", field("exclusive_session_id")},
               {"action", action},
-              {"outcome", kind != kKinds.end() ? kind->second.second : "unknown"},
+              {"outcome", known ? kind->outcome : "unknown"},
               {"reason", field("reason")},
               {"jti", field("dpop_jti")},
               {"proofHash", e.contains("proof_hash") ? hex_of_array(e["proof_hash"]) : ""},
@@ -483,7 +489,7 @@ Response LedgerApi::secure_audit(const Request& req, const Principal& /*admin*/)
   SECHEX_TRY(const bool csv, csv_format(req));
   SECHEX_TRY(auto filter, audit_filter(req, /*paged=*/false));
   if (!filter.types.empty()) return invalid_parameter("type", "unknown parameter");
-  filter.types.assign(kExclusiveTypes.begin(), kExclusiveTypes.end());
+  for (const auto& k : kSecureKinds) filter.types.emplace_back(k.type);
   // No column of this view is sealed: nothing is opened (keys null).
   return stream_audit(commands_, nullptr, std::move(filter), csv, "secure-audit",
                       ledger::csv_row(kSecureColumns), secure_entry, secure_csv_row);

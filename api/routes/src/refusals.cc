@@ -203,6 +203,8 @@ ApiError to_api_error(const identity::Refusal& r) {
       return {409, "last_sign_in_method",
               "this is the account's only way to sign in; set a password first (POST "
               "/v1/auth/password/forgot)"};
+    case Refused::invalid_request:
+      return {400, "invalid_request", r.reason};
   }
   return {500, "internal_error", "the request could not be completed"};
 }

@@ -30,7 +30,9 @@
 //                        the account, or "anon:"+hex(email hash) for an unknown address)
 //   reset.request.user   PasswordResetRequested
 //   verify.request.user  EmailVerificationIssued
-//   exclusive.user       ExclusiveActionValidated and ExclusiveRequestRejected
+//   exclusive.user       ExclusiveActionValidated and ExclusiveRequestRejected, but those whose
+//                        reason is "rate_limited": they count in
+//   limited.exclusive.user  by user (the one record a second of the refusals beyond the rate)
 //   limited.<scope>      RateLimited{scope}, by its key_hash (when and how often a limit fired)
 // The per-IP limits of the routes that answer 202 for any address (forgot, resend, OTP request)
 // are not counted here: those routes record events for known addresses only, so such counts
@@ -62,6 +64,9 @@ inline constexpr const char* kScopeVerifyRequestUser = "verify.request.user";
 inline constexpr const char* kScopeVerifyRequestIp = "verify.request.ip";  // RateLimited only
 inline constexpr const char* kScopeExclusiveUser = "exclusive.user";
 inline constexpr const char* kScopeLimitedPrefix = "limited.";
+inline constexpr const char* kScopeExclusiveOverRate = "limited.exclusive.user";
+// The ExclusiveRequestRejected reason of a refusal beyond the rate.
+inline constexpr std::string_view kExclusiveOverRate = "rate_limited";
 
 class RateLimitsProjection final : public Projection {
  public:

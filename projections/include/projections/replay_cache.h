@@ -5,16 +5,17 @@
 //   replay_jti   SHA-256(jkt || jti) -> be64(first accepted, micros)
 //
 // where jkt is the RFC 7638 thumbprint of the key that signed the proof (the session's cnf.jkt)
-// and jti the proof's id, as ExclusiveActionValidated.replay_key records them: a proof is
+// and jti the proof's id, as ExclusiveActionValidated.replay_key (and ExclusiveEnded's, for the
+// proof of an /end) records them: a proof is
 // recorded only once every other check passed (a forged or refused request spends nothing, so a
 // forger cannot fill the cache). The first acceptance wins; entries expire kJtiTtlMicros after it.
 //
 // Capacity: nothing is evicted before it expires. One validation records one entry and
 // validations are limited per user (--exclusive-rate, default 100/s), so a user has at most
-// rate x 300 live entries (30,000 at 100/s), all kept by RocksDB; when the store cannot write,
-// the validation's append fails and the request is refused (503) before it is served, so a proof
-// is never accepted without being remembered. Derived from the chain, the cache survives a
-// restart and every node that replays the partition agrees.
+// rate x 300 live entries (30,000 at 100/s; plus one per session ended), all kept by RocksDB; when
+// the store cannot write, the validation's append fails and the request is refused (503) before it
+// is served, so a proof is never accepted without being remembered. Derived from the chain, the
+// cache survives a restart and every node that replays the partition agrees.
 //
 // Events written before replay_key existed are not recorded (their 5 minutes are long over).
 #pragma once

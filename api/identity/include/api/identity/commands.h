@@ -131,6 +131,7 @@ enum class Refused {
   provider_email_unverified,  // oauth: no link and the provider did not verify the address
   local_account_unverified,   // oauth: the address's account is unverified: not linked
   last_sign_in_method,        // oauth: unlinking would leave the account without a way in
+  invalid_request,            // exclusive mode: a signed request's body is unusable (`reason`)
 };
 
 // The stable snake_case name of a refusal (for logs).

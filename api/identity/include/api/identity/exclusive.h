@@ -129,17 +129,25 @@ class ExclusiveCommands {
   Outcome<Status> status(const UserId& user, TimePoint now) const;
 
   // ---- Every request signed (000 FR-02, FR-03, FR-05; 001 /validate, /end) ----
-  // The token must verify and carry cnf.jkt; the proof must pass dpop::verify_proof against it
-  // (else spoof_attempt, chained as ExclusiveRequestRejected with the reason, up to the rate).
-  // With server nonces (--dpop-nonce) the proof must then carry a current one, else
-  // dpop_nonce_required (not chained: it is the protocol's first round trip). Then on the
-  // user's partition: the session active (else invalid_token), not idle for `idle` (else
-  // ExclusiveLocked and exclusive_locked), at most `rate_per_second` requests per second, the
-  // refused ones included (else rate_limited with retry_after_seconds, not chained), the proof
-  // not accepted within 5 minutes (else replay_detected, chained; replay_cache.h), the account
-  // still premium and the
-  // exclusive_mode flag still on (else not_premium / feature_disabled, chained). Success is
-  // ExclusiveActionValidated with the device, the proof's jti, hash and replay key.
+  // The token must verify (signature, expiry) and carry cnf.jkt (else invalid_token, not
+  // chained: it names nobody);
+  // the proof must pass dpop::verify_proof against it (else spoof_attempt with the reason); with
+  // server nonces (--dpop-nonce) it must then carry a current one (else dpop_nonce_required,
+  // RFC 9449 §9's round trip). Then on the user's partition: the session known, not ended or
+  // expired (else invalid_token) nor locked (else exclusive_locked), not idle for `idle` (else
+  // ExclusiveLocked and exclusive_locked), at most `rate_per_second` requests in the last
+  // second, the refused ones included (else rate_limited with retry_after_seconds), the proof
+  // not accepted within 5 minutes (else replay_detected; replay_cache.h), the account still
+  // premium with consent and the exclusive_mode flag still on (else not_premium,
+  // consent_required, feature_disabled). Success is ExclusiveActionValidated with the device,
+  // the proof's jti, hash and replay key.
+  //
+  // Every refusal of a request whose token verified is chained (ExclusiveRequestRejected with
+  // the reason, jti, device, action and proof hash) while the user is under the rate; beyond
+  // it one record a second, reason "rate_limited", stands for that second's refusals, so no
+  // client can grow the log by more than rate + 1 records a second per user. A failed
+  // projection read is answered (unavailable), not chained; a failed append refuses the request
+  // (unavailable, 503) before anything is served or remembered.
   struct Validated {
     std::string action;
     TimePoint recorded_at;
@@ -148,8 +156,15 @@ class ExclusiveCommands {
   };
   Outcome<Validated> validate(const Caller& c, const SignedRequest& request,
                               std::string_view action, std::string_view payload_json);
-  // ExclusiveEnded: the token stops working at once.
+  // ExclusiveEnded with the proof's jti, hash and replay key: the token stops working at once.
+  // The same checks as validate but idleness and the rate (a locked session can be ended); a
+  // replayed /end is replay_detected, an ended or expired session invalid_token, both chained.
   Outcome<void> end(const Caller& c, const SignedRequest& request);
+  // A signed request the route cannot take (its body is not what the route reads): the proof's
+  // refusal if it does not check out, else invalid_request with `problem`, chained as
+  // "invalid_request" like every refusal.
+  Refusal refuse_request(const Caller& c, const SignedRequest& request, std::string_view action,
+                         std::string_view problem);
   // With server nonces, the nonce answers hand out (DPoP-Nonce) so the next proof carries it.
   std::optional<std::string> next_nonce(TimePoint now) const;
 
@@ -166,9 +181,14 @@ class ExclusiveCommands {
   Outcome<Validated> validate_checked(const Caller& c, const SignedRequest& request,
                                       std::string_view action, std::string_view payload_json);
   void report_refusal(std::string_view stage, const Refusal& r) const;
-  // The token and proof checks that need no projection; a spoof is chained before refusing,
-  // naming `action`.
+  // The token and proof checks that need no projection; a spoof or a missing nonce is chained
+  // before refusing, naming `action`.
   Outcome<Proven> prove(const Caller& c, const SignedRequest& request, std::string_view action);
+  // Chains the refusal of a request of claims.sub on its partition (see validate); not_owner
+  // when another node owns it (which answers and records it), success otherwise, recorded or not.
+  Outcome<void> record_refusal(const Caller& c, const jose::AccessClaims& claims,
+                               const SignedRequest& request, std::string_view action,
+                               std::string_view reason, std::string_view jti);
 
   CommandDeps d_;
   const IdentityCommands& identity_;
