@@ -1007,6 +1007,42 @@ TEST_F(LedgerdKafka, SigtermWhileTheClusterIsUnreachableStopsWithinSeconds) {
       << node.log();
 }
 
+// An account registered on `node`, its address verified by the mailed link, signed in.
+struct SignedIn {
+  std::string user;
+  std::string access;
+};
+SignedIn register_and_sign_in(const Ledgerd& node, const std::string& email,
+                              const std::string& password) {
+  auto call = [&](const std::string& target, const json& body, const std::string& token = "") {
+    return testing::http_call_with(node.port(), http::verb::post, target, {}, token, body.dump(),
+                                   60s);
+  };
+  const auto reg =
+      call("/v1/auth/register", {{"email", email}, {"password", password}, {"consent", true}});
+  EXPECT_EQ(reg.status, 201u) << reg.body << node.log();
+  if (reg.status != 201u) return {};
+  const auto user = json::parse(reg.body)["data"]["userId"].get<std::string>();
+  std::string link;
+  const auto deadline = Clock::now() + 60s;
+  while (link.empty() && Clock::now() < deadline) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(node.data() + "/outbox", ec)) {
+      std::smatch m;
+      const auto mail = slurp(e.path().string());
+      if (mail.find(email) == std::string::npos) continue;
+      if (std::regex_search(mail, m, std::regex(R"(\?token=([A-Za-z0-9_-]+))"))) link = m[1];
+    }
+    if (link.empty()) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_FALSE(link.empty()) << node.log();
+  EXPECT_EQ(call("/v1/auth/verify-email", {{"token", link}}).status, 200u);
+  const auto in = call("/v1/auth/login", {{"email", email}, {"password", password}});
+  EXPECT_EQ(in.status, 200u) << in.body;
+  if (in.status != 200u) return {user, ""};
+  return {user, json::parse(in.body)["data"]["accessToken"].get<std::string>()};
+}
+
 // 6. Identity on Kafka (issue 5): register, verify by the mailed link, log in, step up and erase
 // (DELETE /v1/me). The erasure is SubjectErased plus the data key's tombstone in one Kafka
 // transaction of the user's partition writer; afterwards the user cannot log in, their personal
@@ -1022,28 +1058,8 @@ TEST_F(LedgerdKafka, AccountLifecycleWithGdprErasureOnKafkaKeepsTheChainVerifiab
     return testing::http_call_with(node.port(), verb, target, headers, token,
                                    body.is_null() ? "" : body.dump(), 60s);
   };
-  const auto reg =
-      call(http::verb::post, "/v1/auth/register",
-           {{"email", "kafka-user@example.com"}, {"password", "Tr0ub4dor&3x"}, {"consent", true}});
-  ASSERT_EQ(reg.status, 201u) << reg.body << node.log();
-  const auto user = json::parse(reg.body)["data"]["userId"].get<std::string>();
-  std::string token;
-  const auto deadline = Clock::now() + 60s;
-  while (token.empty() && Clock::now() < deadline) {
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(node.data() + "/outbox", ec)) {
-      std::smatch m;
-      const auto mail = slurp(e.path().string());
-      if (std::regex_search(mail, m, std::regex(R"(\?token=([A-Za-z0-9_-]+))"))) token = m[1];
-    }
-    if (token.empty()) std::this_thread::sleep_for(100ms);
-  }
-  ASSERT_FALSE(token.empty()) << node.log();
-  ASSERT_EQ(call(http::verb::post, "/v1/auth/verify-email", {{"token", token}}).status, 200u);
-  const auto in = call(http::verb::post, "/v1/auth/login",
-                       {{"email", "kafka-user@example.com"}, {"password", "Tr0ub4dor&3x"}});
-  ASSERT_EQ(in.status, 200u) << in.body;
-  const std::string access = json::parse(in.body)["data"]["accessToken"];
+  const auto [user, access] = register_and_sign_in(node, "kafka-user@example.com", "Tr0ub4dor&3x");
+  ASSERT_FALSE(access.empty());
   const auto step_up =
       call(http::verb::post, "/v1/auth/reauth", {{"password", "Tr0ub4dor&3x"}}, access);
   ASSERT_EQ(step_up.status, 200u) << step_up.body;
@@ -1071,6 +1087,116 @@ TEST_F(LedgerdKafka, AccountLifecycleWithGdprErasureOnKafkaKeepsTheChainVerifiab
   const auto verified = ledgerctl_verify(node.data(), brokers(), topic);
   EXPECT_EQ(verified.code, 0) << verified.out << verified.err;
   step("export shows the erasure; the chain verifies");
+}
+
+// Issue 14 on Kafka: exclusive mode with the software device of `ledgerctl device` (self
+// attestation allowed). Activation and signed requests are chained on the user's partition of
+// the topic; an acknowledged validation survives kill -9 (its proof is still refused as a
+// replay after the restart, the replay cache rebuilt from the topic); a second node that does
+// not own the partition answers 421 naming the owner, and its secure audit, derived from the
+// topic alone, lists the same actions; ledgerctl verify passes.
+TEST_F(LedgerdKafka, ExclusiveModeOnKafkaSurvivesKillNineAndASecondNodeAgrees) {
+  Steps step;
+  const auto topic = unique("e2e-exclusive");
+  const std::string origin = "https://id.example.com";
+  const std::vector<std::string> flags = {"--public-url", origin, "--allow-self-attestation"};
+  Ledgerd a(dir_.sub("a")), b(dir_.sub("b"));
+  ASSERT_TRUE(a.start(brokers(), topic, flags)) << a.log();
+  const auto [user, access] = register_and_sign_in(a, "xena@example.com", "Tr0ub4dor&3x");
+  ASSERT_FALSE(access.empty());
+  const auto admin = a.token();
+  auto post_to = [&](const Ledgerd& node, const std::string& target, const json& body,
+                     const std::string& token, testing::Headers headers = {}) {
+    return testing::http_call_with(node.port(), http::verb::post, target, headers, token,
+                                   body.is_null() ? "" : body.dump(), 60s);
+  };
+  ASSERT_EQ(
+      post_to(a, "/v1/admin/users/" + user + "/roles", {{"grant", {"premium"}}}, admin).status,
+      200u);
+  step("premium user signed in");
+
+  auto device = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {SECHEX_LEDGERCTL, "--data-dir", a.data(), "device"});
+    const auto r = testing::run(args, {"SECHEX_KEK="});
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.out.substr(0, r.out.find('\n'));
+  };
+  const auto key = dir_.sub("device.pem");
+  device({"new", "--key", key});
+  const auto challenge = post_to(a, "/v1/secure/exclusive/challenge", nullptr, access);
+  ASSERT_EQ(challenge.status, 200u) << challenge.body;
+  const auto attested = testing::run(
+      {SECHEX_LEDGERCTL, "--data-dir", a.data(), "device", "attest", "--key", key, "--challenge",
+       json::parse(challenge.body)["data"]["challenge"].get<std::string>(), "--origin", origin},
+      {"SECHEX_KEK="});
+  ASSERT_EQ(attested.code, 0) << attested.err;
+  const auto started = post_to(a, "/v1/secure/exclusive/start", json::parse(attested.out), access);
+  ASSERT_EQ(started.status, 201u) << started.body << a.log();
+  const std::string session = json::parse(started.body)["data"]["sessionToken"];
+  const auto path = std::string("/v1/secure/exclusive/validate");
+  auto proof = [&](const std::string& target) {
+    return device({"proof", "--key", key, "--token", session, "--url", origin + target});
+  };
+  auto signed_post = [&](const Ledgerd& node, const std::string& target, const std::string& p) {
+    return post_to(node, target, {{"action", "approve"}}, "",
+                   {{"Authorization", "DPoP " + session}, {"DPoP", p}});
+  };
+  const auto p1 = proof(path);
+  const auto ok = signed_post(a, path, p1);
+  ASSERT_EQ(ok.status, 200u) << ok.body << a.log();
+  const auto receipt = json::parse(ok.body)["data"]["result"]["receipt"];
+  const auto partition = receipt["partition"].get<std::uint32_t>();
+  EXPECT_EQ(signed_post(a, path, p1).status, 409u) << "a replay";
+  step("activated on the topic, a signed request served, its replay refused");
+
+  // kill -9 right after the acknowledged validation: the topic has it, so the restarted node
+  // (projections caught up from the topic) still refuses its proof.
+  const auto p2 = proof(path);
+  ASSERT_EQ(signed_post(a, path, p2).status, 200u);
+  a.kill9();
+  ASSERT_TRUE(a.start(brokers(), topic, flags)) << a.log();
+  const auto replayed = signed_post(a, path, p2);
+  EXPECT_EQ(replayed.status, 409u) << replayed.body << a.log();
+  EXPECT_EQ(signed_post(a, path, proof(path)).status, 200u) << "a fresh proof is served";
+  step("killed with -9 and restarted: the acknowledged proof is still a replay");
+
+  // B owns every partition but the user's, and names A as its owner.
+  std::string others;
+  for (std::uint32_t p = 0; p < kPartitions; ++p) {
+    if (p != partition) others += (others.empty() ? "" : ",") + std::to_string(p);
+  }
+  fs::create_directories(b.data());
+  fs::copy(ledger::DataDir{a.data()}.keys_dir(), ledger::DataDir{b.data()}.keys_dir(),
+           fs::copy_options::recursive);
+  auto b_flags = flags;
+  b_flags.insert(b_flags.end(), {"--owns-partitions", others, "--partition-owner",
+                                 std::to_string(partition) + "=" + a.url()});
+  ASSERT_TRUE(b.start(brokers(), topic, b_flags)) << b.log();
+  const auto misdirected = signed_post(b, path, proof(path));
+  ASSERT_EQ(misdirected.status, 421u) << misdirected.body;
+  EXPECT_EQ(json::parse(misdirected.body)["error"]["details"]["owner"], a.url());
+  const auto audit_of = [&](const Ledgerd& node) {
+    const auto deadline = Clock::now() + 20s;
+    testing::HttpReply r;
+    do {
+      r = testing::http_call(node.port(), http::verb::get,
+                             "/v1/admin/secure/audit?format=csv&userId=" + user, admin, "", 30s);
+      if (r.status == 200u && std::count(r.body.begin(), r.body.end(), '\n') >= 7) break;
+      std::this_thread::sleep_for(100ms);
+    } while (Clock::now() < deadline);
+    return r.body;
+  };
+  const auto from_a = audit_of(a);
+  // challenge, activation, 3 accepted, 2 replays, and the header.
+  EXPECT_EQ(std::count(from_a.begin(), from_a.end(), '\n'), 8) << from_a;
+  EXPECT_EQ(audit_of(b), from_a) << "B derived the same audit from the topic";
+  step("B answers 421 naming A, and lists the same secure audit");
+
+  EXPECT_EQ(b.terminate(), 0) << b.log();
+  EXPECT_EQ(a.terminate(), 0) << a.log();
+  const auto verified = ledgerctl_verify(a.data(), brokers(), topic);
+  EXPECT_EQ(verified.code, 0) << verified.out << verified.err;
+  step("ledgerctl verify passes");
 }
 
 // A second node whose lookup-hash key (here SECHEX_LOOKUP_KEY) is not the first node's would
