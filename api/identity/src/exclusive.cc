@@ -27,6 +27,34 @@ std::string expected_challenge(const ledger::Bytes& raw, const std::optional<std
   return jose::base64url_encode(ledger::ByteView(h.data(), h.size()));
 }
 
+std::string sha256_text(std::string_view data) {
+  const auto h = ledger::crypto::sha256(view_of(data));
+  return std::string(reinterpret_cast<const char*>(h.data()), h.size());
+}
+
+// 000 FR-05: a refused signed request, with what is known of it.
+struct Rejection {
+  std::string_view session{};
+  std::string_view reason{};  // "<refusal>[:<detail>]"
+  std::string_view jti{};
+  std::string_view device{};
+  std::string_view action{};
+  std::string_view proof{};           // as sent; recorded as its SHA-256
+  std::string_view challenge_hash{};  // a refused activation: the challenge it used up
+};
+
+Result<ledger::Bytes> rejected_event(Context& x, const std::string& user, const Rejection& r) {
+  return x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
+    auto& f = b.fbb();
+    return b.finish(schema::CreateExclusiveRequestRejected(
+        f, f.CreateString(std::string(r.session)), f.CreateString(std::string(r.reason)),
+        f.CreateString(std::string(r.jti)),
+        r.challenge_hash.empty() ? FbBytes(0) : bytes(f, r.challenge_hash),
+        f.CreateString(std::string(r.device)), f.CreateString(std::string(r.action)),
+        r.proof.empty() ? FbBytes(0) : bytes(f, sha256_text(r.proof))));
+  });
+}
+
 Refusal refusal_of(const std::error_code& ec, const ExclusiveConfig& config) {
   Refusal r(webauthn::device_unsupported(ec) ? Refused::device_unsupported
                                              : Refused::attestation_failed);
@@ -213,13 +241,10 @@ Outcome<ExclusiveCommands::Started> ExclusiveCommands::start_checked(const Calle
     Events out;
     if (failure) {
       refused = refusal_of(failure, exclusive_);
-      SECHEX_TRY(auto rejected, x.event(id, Actor::self(), [&](ledger::EventBuilder& b) {
-        auto& f = b.fbb();
-        return b.finish(schema::CreateExclusiveRequestRejected(
-            f, f.CreateString(""),
-            f.CreateString(std::string(to_string(refused->why)) + ":" + refused->reason),
-            f.CreateString(""), bytes(f, hash)));
-      }));
+      const auto reason = std::string(to_string(refused->why)) + ":" + refused->reason;
+      SECHEX_TRY(
+          auto rejected,
+          rejected_event(x, id, {.reason = reason, .action = "activate", .challenge_hash = hash}));
       out.push_back(std::move(rejected));
       return out;
     }
@@ -332,32 +357,6 @@ Outcome<ExclusiveCommands::Status> ExclusiveCommands::status(const UserId& user,
 // ---- Every request signed ----
 
 namespace {
-
-std::string sha256_text(std::string_view data) {
-  const auto h = ledger::crypto::sha256(view_of(data));
-  return std::string(reinterpret_cast<const char*>(h.data()), h.size());
-}
-
-// 000 FR-05: a refused signed request, with what is known of it.
-struct Rejection {
-  std::string_view session;
-  std::string_view reason;  // "<refusal>[:<detail>]"
-  std::string_view jti;
-  std::string_view device;
-  std::string_view action;
-  std::string_view proof;  // as sent; recorded as its SHA-256
-};
-
-Result<ledger::Bytes> rejected_event(Context& x, const std::string& user, const Rejection& r) {
-  return x.event(user, Actor::self(), [&](ledger::EventBuilder& b) {
-    auto& f = b.fbb();
-    return b.finish(schema::CreateExclusiveRequestRejected(
-        f, f.CreateString(std::string(r.session)), f.CreateString(std::string(r.reason)),
-        f.CreateString(std::string(r.jti)), 0, f.CreateString(std::string(r.device)),
-        f.CreateString(std::string(r.action)),
-        r.proof.empty() ? FbBytes(0) : bytes(f, sha256_text(r.proof))));
-  });
-}
 
 // The user's signed requests, accepted and refused, in the last second.
 Result<projections::RateWindow> user_window(Context& x, const std::string& user,

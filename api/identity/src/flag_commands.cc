@@ -52,9 +52,18 @@ Outcome<IdentityCommands::Flag> IdentityCommands::flag(std::string_view name) co
   auto stored = projections::flag_rules_json(d_.commands.projections(), name);
   if (!stored) return Refused::unavailable;
   if (!stored.value()) return Flag{};
-  const auto parsed = parse_flag(nlohmann::json::parse(*stored.value(), nullptr, false));
-  if (const auto* rules = std::get_if<FlagRules>(&parsed)) return Flag{*rules, true};
-  return Refused::internal;  // we recorded what parse_flag accepts
+  const auto& text = *stored.value();
+  {
+    std::lock_guard lock(flags_mu_);
+    const auto it = parsed_flags_.find(name);
+    if (it != parsed_flags_.end() && it->second.stored == text) return Flag{it->second.rules, true};
+  }
+  const auto parsed = parse_flag(nlohmann::json::parse(text, nullptr, false));
+  const auto* rules = std::get_if<FlagRules>(&parsed);
+  if (rules == nullptr) return Refused::internal;  // we recorded what parse_flag accepts
+  std::lock_guard lock(flags_mu_);
+  parsed_flags_.insert_or_assign(std::string(name), ParsedFlag{text, *rules});
+  return Flag{*rules, true};
 }
 
 Outcome<IdentityCommands::Flag> IdentityCommands::set_flag(const Caller& c, std::string_view name,

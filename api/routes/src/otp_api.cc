@@ -31,9 +31,6 @@ void OtpApi::add_routes(RouteRegistry& routes) {
   routes.guarded(
       "POST", "/v1/admin/users/{id}/unlock",
       [this](const Request& r, W w) { return unlock_user(r, w); }, Exec::pool);
-  routes.guarded(
-      "POST", "/v1/admin/users/{id}/roles",
-      [this](const Request& r, W w) { return set_roles(r, w); }, Exec::pool);
 }
 
 // ---- Request a code (002 "OTP code generation"): 202 whatever happens ----
@@ -84,34 +81,6 @@ Response OtpApi::reauth(const Request& req, const Principal& caller) {
                                          SessionId(caller.session), proof)));
   return json_ok(
       json{{"reauthToken", grant.token}, {"expiresIn", grant.expires_in_seconds}}.dump());
-}
-
-// ---- Admin roles (API.md) ----
-Response OtpApi::set_roles(const Request& req, const Principal& admin) {
-  SECHEX_TRY(const auto body, read_body(req));
-  std::vector<std::string> lists[2];
-  const char* names[2] = {"grant", "revoke"};
-  for (int i = 0; i < 2; ++i) {
-    const auto it = body.find(names[i]);
-    if (it == body.end()) continue;
-    if (!it->is_array() || it->size() > 8) {
-      return ApiError{400, "invalid_request",
-                      std::string(names[i]) + " must be an array of at most 8 role names"};
-    }
-    for (const auto& role : *it) {
-      if (!role.is_string()) {
-        return ApiError{400, "invalid_request", std::string(names[i]) + " holds role names"};
-      }
-      lists[i].push_back(role.get<std::string>());
-    }
-  }
-  if (lists[0].empty() && lists[1].empty()) {
-    return ApiError{400, "invalid_request", "give roles to grant or revoke"};
-  }
-  SECHEX_TRY(const auto roles, answered(d_.identity.set_roles(caller_of(d_, config_, req),
-                                                              UserId(req.params.at("id")), lists[0],
-                                                              lists[1], UserId(admin.subject))));
-  return json_ok(json{{"userId", req.params.at("id")}, {"roles", roles}}.dump());
 }
 
 // ---- Admin unlock (002 "require manual support intervention to unlock") ----

@@ -36,6 +36,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -365,6 +367,14 @@ class IdentityCommands {
   class Run;
   CommandDeps d_;
   CommandConfig config_;
+  // flag() runs on every signed request of exclusive mode: the rules of each flag as last
+  // parsed, with the stored JSON they came from, so an unchanged flag is not parsed again.
+  struct ParsedFlag {
+    std::string stored;
+    FlagRules rules;
+  };
+  mutable std::mutex flags_mu_;
+  mutable std::map<std::string, ParsedFlag, std::less<>> parsed_flags_;
 };
 
 }  // namespace sechex::api::identity

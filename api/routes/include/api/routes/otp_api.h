@@ -34,10 +34,6 @@
 //       the token's keyed hash, expiry, "otp" | "password"}; the token itself is never stored.
 //   POST /v1/admin/users/{id}/unlock  (admin) {reason?} -> {status:"unlocked"};
 //       AccountUnlocked{by_admin, reason} by "admin:<sub>"; 404 not_found for an unknown id.
-//   POST /v1/admin/users/{id}/roles   (admin) {grant?:[...], revoke?:[...]} -> {userId, roles};
-//       one RoleGranted per change by "admin:<sub>" (roles: admin, premium); 400 invalid_role,
-//       404 not_found. Premium (exclusive mode) is read from the projection on every request,
-//       so a revocation takes effect at once.
 //
 // Codes are stored only as LookupHasher::otp(user, purpose, code) and compared with
 // constant_time_equal; the code travels only sealed inside MailQueued, never in a log line, a
@@ -68,7 +64,6 @@ class OtpApi {
   Response verify_code(const Request& req);
   Response reauth(const Request& req, const Principal& who);
   Response unlock_user(const Request& req, const Principal& admin);
-  Response set_roles(const Request& req, const Principal& admin);
 
  private:
   IdentityDeps d_;
