@@ -651,9 +651,10 @@ int serve(const Config& config, const std::function<int()>& wait_for_stop) {
       if (n.error() == ledger::Errc::pruned) {
         // A node whose projections start below a retention cut (a new node, or one left
         // behind) cannot derive them from the log any more: it stays not ready.
-        std::cerr << "ledgerd: these projections are behind the retention cut of the log; "
-                     "stop this node and copy the projections directory of a current node "
-                     "(stopped) into its data directory, then start it again\n";
+        std::cerr << "ledgerd: these projections are behind the retention cut of the log and "
+                     "cannot be derived from it: on a current node run `ledgerctl --data-dir DIR "
+                     "projections snapshot --to COPY` (it may keep running), then stop this node, "
+                     "replace its projections directory with COPY and start it again\n";
       }
       return;
     }

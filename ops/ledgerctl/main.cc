@@ -627,6 +627,35 @@ int cmd_rebuild_projections(const Common& c, const std::vector<std::string>& arg
   return kOk;
 }
 
+// A copy of this node's projections another node is seeded with (README "Retention and proofs
+// on Kafka"): made from the store's latest write while ledgerd runs (ProjectionStore::copy).
+int cmd_projections(const Common& c, const std::vector<std::string>& args) {
+  if (args.empty() || args.front() != "snapshot") {
+    fail("usage: ledgerctl projections snapshot --to DIR");
+  }
+  po::options_description d("ledgerctl projections snapshot");
+  std::string to;
+  d.add_options()("to", po::value<std::string>(&to)->required(),
+                  "where to write the copy (must not exist)");
+  const auto vm = parse(std::vector<std::string>(args.begin() + 1, args.end()), d);
+  (void)vm;
+  const auto live = c.dir.projections_path();
+  if (!std::filesystem::exists(live)) fail("no projections at " + live);
+  if (std::filesystem::exists(to)) fail(to + " exists: give a new directory");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto copied = projections::ProjectionStore::copy(live, to, to + ".scratch");
+  if (!copied) fail("cannot copy the projections at " + live, copied.error());
+  std::printf("copied %llu entries of %s into %s in %.2f s; positions:",
+              static_cast<unsigned long long>(copied.value().entries), live.c_str(), to.c_str(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  for (const auto& [partition, next] : copied.value().positions) {
+    std::printf(" %u=%llu", partition, static_cast<unsigned long long>(next));
+  }
+  std::printf("\nseed a node with it: stop it, then replace its <data-dir>/projections with %s\n",
+              to.c_str());
+  return kOk;
+}
+
 // ledgerd and ledgerctl must agree on the token settings; ledgerd reads the same
 // SECHEX_TOKEN_ISSUER / SECHEX_TOKEN_AUDIENCE variables.
 api::TokenSettings token_settings(const po::variables_map& vm) {
@@ -753,6 +782,9 @@ commands:
   rebuild-projections
                 rebuild every read model from the log (ledgerd stopped; embedded log only);
                 prints a digest
+  projections snapshot --to DIR: a consistent copy of this data directory's projections as
+                of their latest write, made while ledgerd runs (either log); seeds a node whose
+                projections start below a retention cut, which cannot rebuild them
   replay        --at T [--subject S] [--scratch-dir D]: who had access at T, as JSON
                 (sessions valid, users locked, roles held). Replays each partition in seq
                 order up to, not including, its first record whose event time is after T
@@ -849,6 +881,7 @@ int main(int argc, char** argv) {
     if (command == "keys") return cmd_keys(c, rest);
     if (command == "tokens") return cmd_tokens(c, rest);
     if (command == "rebuild-projections") return cmd_rebuild_projections(c, rest);
+    if (command == "projections") return cmd_projections(c, rest);
     if (command == "replay") return ops::cmd_replay(rest, [&] { return open_log_read_only(c); });
     if (command == "device") return ops::cmd_device(rest);
     if (command == "archive") return ops::cmd_archive(rest, [&] { return open_log_read_only(c); });

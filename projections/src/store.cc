@@ -373,4 +373,93 @@ Result<std::uint64_t> ProjectionStore::cleanup(std::int64_t now_micros, std::uin
   return deleted;
 }
 
+Result<ProjectionStore::Copied> ProjectionStore::copy(const std::string& path,
+                                                      const std::string& to,
+                                                      const std::string& scratch) {
+  std::error_code ec;
+  if (std::filesystem::exists(to, ec)) return make_error_code(ledger::Errc::invalid_argument);
+  rocksdb::Options opts;
+  opts.max_open_files = -1;  // a secondary instance keeps every file open
+  std::vector<std::string> names;
+  auto s = rocksdb::DB::ListColumnFamilies(opts, path, &names);
+  if (!s.ok()) return map_status(s);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const auto& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions(opts));
+
+  struct Db {
+    std::unique_ptr<rocksdb::DB> db;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    ~Db() {
+      for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    }
+  };
+  std::filesystem::create_directories(scratch, ec);
+  struct RemoveScratch {
+    const std::string& dir;
+    ~RemoveScratch() {
+      std::error_code e;
+      std::filesystem::remove_all(dir, e);
+    }
+  } remove_scratch{scratch};
+  Db from, into;
+  rocksdb::DB* raw = nullptr;
+  s = rocksdb::DB::OpenAsSecondary(opts, path, scratch, descs, &from.handles, &raw);
+  if (!s.ok()) return map_status(s);
+  from.db.reset(raw);
+  // The files a live primary wrote since: the copy is of its latest write.
+  s = from.db->TryCatchUpWithPrimary();
+  if (!s.ok()) return map_status(s);
+
+  rocksdb::Options out_opts;
+  out_opts.create_if_missing = true;
+  out_opts.create_missing_column_families = true;
+  out_opts.error_if_exists = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> out_descs;
+  for (const auto& n : names) out_descs.emplace_back(n, rocksdb::ColumnFamilyOptions(out_opts));
+  s = rocksdb::DB::Open(out_opts, to, out_descs, &into.handles, &raw);
+  if (!s.ok()) return map_status(s);
+  into.db.reset(raw);
+
+  Copied out;
+  constexpr std::size_t kBatch = 4096;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        from.db->NewIterator(rocksdb::ReadOptions(), from.handles[i]));
+    rocksdb::WriteBatch batch;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      batch.Put(into.handles[i], it->key(), it->value());
+      ++out.entries;
+      if (static_cast<std::size_t>(batch.Count()) == kBatch) {
+        s = into.db->Write(rocksdb::WriteOptions(), &batch);
+        if (!s.ok()) return map_status(s);
+        batch.Clear();
+      }
+    }
+    if (!it->status().ok()) return map_status(it->status());
+    s = into.db->Write(rocksdb::WriteOptions(), &batch);
+    if (!s.ok()) return map_status(s);
+  }
+  // What was copied, read back from the copy: be32(partition) -> be64(next seq).
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i] != kPositions) continue;
+    std::unique_ptr<rocksdb::Iterator> it(
+        into.db->NewIterator(rocksdb::ReadOptions(), into.handles[i]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const auto key = it->key();
+      if (key.size() != 4 || it->value().size() != 8) {
+        return make_error_code(ledger::Errc::corruption);
+      }
+      const auto p = (std::uint32_t{static_cast<std::uint8_t>(key[0])} << 24) |
+                     (std::uint32_t{static_cast<std::uint8_t>(key[1])} << 16) |
+                     (std::uint32_t{static_cast<std::uint8_t>(key[2])} << 8) |
+                     std::uint32_t{static_cast<std::uint8_t>(key[3])};
+      out.positions[p] = get_be64(it->value().ToStringView());
+    }
+  }
+  // Durable before the caller moves it into place.
+  s = into.db->Flush(rocksdb::FlushOptions(), into.handles);
+  if (!s.ok()) return map_status(s);
+  return out;
+}
+
 }  // namespace sechex::projections

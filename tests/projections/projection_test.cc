@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -986,6 +987,39 @@ TEST(Projections, ResumeFromStoredPositionsAfterReopen) {
   EXPECT_EQ(p->lag(*w.log), 5u);
   EXPECT_EQ(p->catch_up(*w.log).value(), 5u) << "only the new records are applied";
   EXPECT_EQ(user(*p, "user3")["status"], "active");
+}
+
+// Issue 16: a node whose projections start below a retention cut is seeded with a copy of a
+// running node's: the copy holds the state and positions of one moment, the store's latest
+// write (memtable and WAL included), not what is applied later; opened elsewhere it catches up
+// from there to the same state.
+TEST(Projections, ACopyMadeWhileTheStoreIsInUseHoldsOneMomentAndCatchesUpFromItsPositions) {
+  World w;
+  for (int i = 0; i < 20; ++i) w.register_user("user" + std::to_string(i), "h" + std::to_string(i));
+  auto live = w.projections("live");
+  ASSERT_EQ(live->catch_up(*w.log).value(), 20u);
+  const auto at_copy = live->digest().value();
+  const auto copied =
+      ProjectionStore::copy(w.dir.sub("live"), w.dir.sub("snapshot"), w.dir.sub("scratch"));
+  ASSERT_TRUE(copied) << copied.error().message();
+  EXPECT_GT(copied.value().entries, 20u);
+  std::uint64_t applied = 0;
+  for (const auto& [partition, next] : copied.value().positions) applied += next;
+  EXPECT_EQ(applied, 20u) << "the positions of the copied moment";
+  EXPECT_FALSE(std::filesystem::exists(w.dir.sub("scratch")));
+  EXPECT_EQ(
+      ProjectionStore::copy(w.dir.sub("live"), w.dir.sub("snapshot"), w.dir.sub("scratch")).error(),
+      ledger::Errc::invalid_argument)
+      << "never over an existing directory";
+  for (int i = 0; i < 5; ++i) w.simple("user" + std::to_string(i), schema::Event::EmailVerified);
+  ASSERT_EQ(live->catch_up(*w.log).value(), 5u);
+
+  auto seeded = ProjectionStore::open(w.dir.sub("snapshot"), kPartitions, default_projections());
+  ASSERT_TRUE(seeded) << seeded.error().message();
+  EXPECT_EQ(seeded.value()->digest().value(), at_copy);
+  EXPECT_EQ(seeded.value()->lag(*w.log), 5u) << "positions as of the copy";
+  EXPECT_EQ(seeded.value()->catch_up(*w.log).value(), 5u);
+  EXPECT_EQ(seeded.value()->digest().value(), live->digest().value());
 }
 
 TEST(Projections, ApplyRefusesGapsAndReplays) {

@@ -98,6 +98,20 @@ class ProjectionStore {
   Result<std::uint64_t> cleanup(std::int64_t now_micros, std::uint64_t max_deletes = UINT64_MAX,
                                 std::map<std::string, std::uint64_t>* by_family = nullptr);
   static constexpr std::size_t kCleanupBatch = 256;
+
+  // A consistent copy of the store at `path` in `to` (which must not exist), made while a
+  // ledgerd may be using it: the store is opened as a RocksDB secondary instance (no lock
+  // taken; its own files in `scratch`, removed afterwards), brought to the primary's latest
+  // write, and every column family copied from that one state, positions included (apply()
+  // writes them with the data). A node whose projections start below a retention cut is seeded
+  // with such a copy (README "Retention and proofs on Kafka"); opened in its place, it catches
+  // up from the positions it holds. Errc::invalid_argument when `to` exists.
+  struct Copied {
+    std::uint64_t entries = 0;
+    std::map<std::uint32_t, std::uint64_t> positions;  // partition -> next seq, as copied
+  };
+  static Result<Copied> copy(const std::string& path, const std::string& to,
+                             const std::string& scratch);
   // What ledgerd subtracts from its clock before calling cleanup(): covers events decided a
   // little earlier but applied after the cleanup started, and modest clock skew between nodes.
   static constexpr std::int64_t kCleanupSafetyMargin = 10LL * 60 * 1'000'000;  // 10 minutes
