@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "projections/audit.h"
+#include "support/forwarding_log.h"
 #include "support/test_util.h"
 
 namespace sechex::api {
@@ -138,9 +139,9 @@ TEST_F(CommandPathTest, RefusesAPartitionThisNodeDoesNotOwnWithoutDecidingOrAppe
 
 // A log whose reads from one chosen thread wait until released: a follower's read stuck on a
 // moving Kafka leader.
-class GatedLog : public ledger::Log {
+class GatedLog : public testing::ForwardingLog {
  public:
-  explicit GatedLog(ledger::Log& inner) : inner_(inner) {}
+  using ForwardingLog::ForwardingLog;
   void gate(std::thread::id reader) {
     std::lock_guard l(mu_);
     gated_ = reader;
@@ -155,13 +156,6 @@ class GatedLog : public ledger::Log {
     cv_.notify_all();
   }
 
-  std::uint32_t partition_count() const override { return inner_.partition_count(); }
-  const std::string& ledger_id() const override { return inner_.ledger_id(); }
-  Result<ledger::AppendResult> append(ledger::Partition p,
-                                      std::span<const ledger::ByteView> events) override {
-    return inner_.append(p, events);
-  }
-  ledger::Head head(ledger::Partition p) const override { return inner_.head(p); }
   Result<std::vector<ledger::Record>> read_range(ledger::Partition p, ledger::Seq from,
                                                  ledger::Seq to, std::size_t max) const override {
     {
@@ -172,21 +166,10 @@ class GatedLog : public ledger::Log {
         cv_.wait(l, [&] { return gated_ != std::this_thread::get_id(); });
       }
     }
-    return inner_.read_range(p, from, to, max);
+    return ForwardingLog::read_range(p, from, to, max);
   }
-  Result<std::vector<ledger::Record>> wait_for(ledger::Partition p, ledger::Seq from,
-                                               std::chrono::milliseconds timeout,
-                                               std::size_t max) const override {
-    return inner_.wait_for(p, from, timeout, max);
-  }
-  Result<std::size_t> checkpoint_due(bool force) override { return inner_.checkpoint_due(force); }
-  Result<std::optional<std::string>> latest_checkpoint(ledger::Partition p) const override {
-    return inner_.latest_checkpoint(p);
-  }
-  ledger::LogStats stats() const override { return inner_.stats(); }
 
  private:
-  ledger::Log& inner_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
   std::thread::id gated_;

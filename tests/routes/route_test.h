@@ -24,6 +24,7 @@
 #include "ledger/key_store.h"
 #include "ledger/log_store.h"
 #include "projections/store.h"
+#include "support/forwarding_log.h"
 #include "support/test_util.h"
 
 namespace sechex::api {
@@ -39,36 +40,16 @@ inline ledger::Kek test_key(char fill) {
 
 // The node's log as the commands see it: the LogStore, but appends fail while `fail_appends` is
 // set (a full disk, a broken volume), so a test can show what a request gets then.
-class FaultyLog final : public ledger::Log {
+class FaultyLog final : public testing::ForwardingLog {
  public:
-  explicit FaultyLog(ledger::Log& inner) : inner_(inner) {}
+  using ForwardingLog::ForwardingLog;
   std::atomic<bool> fail_appends{false};
 
-  std::uint32_t partition_count() const override { return inner_.partition_count(); }
-  const std::string& ledger_id() const override { return inner_.ledger_id(); }
   Result<ledger::AppendResult> append(ledger::Partition p,
                                       std::span<const ledger::ByteView> events) override {
     if (fail_appends) return ledger::Errc::io_error;
-    return inner_.append(p, events);
+    return ForwardingLog::append(p, events);
   }
-  ledger::Head head(ledger::Partition p) const override { return inner_.head(p); }
-  Result<std::vector<ledger::Record>> read_range(ledger::Partition p, ledger::Seq from,
-                                                 ledger::Seq to, std::size_t max) const override {
-    return inner_.read_range(p, from, to, max);
-  }
-  Result<std::vector<ledger::Record>> wait_for(ledger::Partition p, ledger::Seq from,
-                                               std::chrono::milliseconds timeout,
-                                               std::size_t max) const override {
-    return inner_.wait_for(p, from, timeout, max);
-  }
-  Result<std::size_t> checkpoint_due(bool force) override { return inner_.checkpoint_due(force); }
-  Result<std::optional<std::string>> latest_checkpoint(ledger::Partition p) const override {
-    return inner_.latest_checkpoint(p);
-  }
-  ledger::LogStats stats() const override { return inner_.stats(); }
-
- private:
-  ledger::Log& inner_;
 };
 
 class RouteTest : public ::testing::Test {

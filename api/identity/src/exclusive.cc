@@ -384,6 +384,26 @@ Result<void> chain_refusal(Context& x, const std::string& user,
   return boost::outcome_v2::success();
 }
 
+// The device of a request's session, "" when it has none (a view into `session`).
+std::string_view device_of(const std::optional<projections::ExclusiveSessionRow>& session) {
+  return session ? std::string_view(session->device_id) : std::string_view();
+}
+
+// How a signed request's command refuses on the user's partition: `reject(why, reason)` sets
+// the answer and chains the rejection `base` with that reason (chain_refusal), returning the
+// events to append. Everything captured must outlive the command.
+auto rejecter(Context& x, const std::string& user, const projections::RateWindow& window,
+              std::uint32_t rate, Rejection base, std::optional<Refusal>& refused, Events& out) {
+  return [&x, &user, &window, rate, base, &refused, &out](
+             Refusal why, std::string_view reason) -> Result<Events> {
+    refused = std::move(why);
+    auto r = base;
+    r.reason = reason;
+    SECHEX_TRYV(chain_refusal(x, user, window, rate, r, out));
+    return std::move(out);
+  };
+}
+
 // Where a session stands for a request at `now`: the reason to refuse it, or "" when active.
 std::string_view session_refusal(const std::optional<projections::ExclusiveSessionRow>& session,
                                  const std::string& user, TimePoint now) {
@@ -407,9 +427,9 @@ Outcome<void> ExclusiveCommands::record_refusal(const Caller& c, const jose::Acc
     SECHEX_TRY(const auto window, user_window(x, user, exclusive_.rate_per_second));
     SECHEX_TRY(auto session, projections::exclusive_session(x.store(), claims.sid));
     Events out;
-    SECHEX_TRYV(chain_refusal(
-        x, user, window, exclusive_.rate_per_second,
-        {claims.sid, reason, jti, session ? session->device_id : "", action, request.proof}, out));
+    SECHEX_TRYV(chain_refusal(x, user, window, exclusive_.rate_per_second,
+                              {claims.sid, reason, jti, device_of(session), action, request.proof},
+                              out));
     return out;
   });
   // Another node owns the user: it answers (421), and records the refusal there. Any other
@@ -499,14 +519,9 @@ Outcome<ExclusiveCommands::Validated> ExclusiveCommands::validate_checked(
     SECHEX_TRY(auto session, projections::exclusive_session(store, sid));
     SECHEX_TRY(const auto window, user_window(x, user, rate));
     Events out;
-    const auto reject = [&](Refusal why, std::string_view reason) -> Result<Events> {
-      refused = std::move(why);
-      SECHEX_TRYV(chain_refusal(
-          x, user, window, rate,
-          {sid, reason, proven.jti, session ? session->device_id : "", action, request.proof},
-          out));
-      return std::move(out);
-    };
+    const auto reject =
+        rejecter(x, user, window, rate,
+                 {sid, "", proven.jti, device_of(session), action, request.proof}, refused, out);
     if (const auto why = session_refusal(session, user, c.now); !why.empty()) {
       return reject(why == "exclusive_locked" ? Refused::exclusive_locked : Refused::invalid_token,
                     why);
@@ -578,13 +593,9 @@ Outcome<void> ExclusiveCommands::end(const Caller& c, const SignedRequest& reque
     SECHEX_TRY(auto session, projections::exclusive_session(x.store(), sid));
     SECHEX_TRY(const auto window, user_window(x, user, rate));
     Events out;
-    const auto reject = [&](Refusal why, std::string_view reason) -> Result<Events> {
-      refused = std::move(why);
-      SECHEX_TRYV(chain_refusal(
-          x, user, window, rate,
-          {sid, reason, proven.jti, session ? session->device_id : "", "end", request.proof}, out));
-      return std::move(out);
-    };
+    const auto reject =
+        rejecter(x, user, window, rate,
+                 {sid, "", proven.jti, device_of(session), "end", request.proof}, refused, out);
     // A replayed /end is a replay, even once the session it ended is over.
     SECHEX_TRY(auto seen, projections::seen_proof(x.store(), key, micros_of(c.now)));
     if (seen && session && session->user == user) {
