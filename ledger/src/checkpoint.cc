@@ -243,4 +243,25 @@ const char* to_string(TrustedKeys::Status s) {
   return "unknown";
 }
 
+std::optional<std::pair<std::string, std::string>> TrustedKeys::refusal(const NoteCheck& check,
+                                                                        const std::string& what) {
+  switch (check.status) {
+    case Status::ok:
+      return std::nullopt;
+    case Status::malformed:
+      return std::pair<std::string, std::string>{"checkpoint_malformed",
+                                                 what + " is not a well-formed signed checkpoint"};
+    case Status::unknown_key:
+      return std::pair<std::string, std::string>{
+          "checkpoint_unknown_key",
+          what + " is signed only by keys you do not trust ('" + check.key_name + "')"};
+    case Status::bad_signature:
+      return std::pair<std::string, std::string>{
+          "checkpoint_bad_signature",
+          what + " has a signature that does not verify (forged or altered)"};
+  }
+  return std::pair<std::string, std::string>{"checkpoint_malformed",
+                                             what + " could not be checked"};
+}
+
 }  // namespace sechex::ledger

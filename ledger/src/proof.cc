@@ -94,18 +94,8 @@ std::variant<Checkpoint, ProofCheck> trusted_checkpoint(const std::string& note,
                                                         const TrustedKeys& keys, Partition p,
                                                         const std::string& what) {
   const auto check = keys.verify(note);
-  using S = TrustedKeys::Status;
-  switch (check.status) {
-    case S::ok:
-      break;
-    case S::malformed:
-      return refuse("checkpoint_malformed", what + " is not a well-formed signed checkpoint");
-    case S::unknown_key:
-      return refuse("checkpoint_unknown_key",
-                    what + " is signed only by keys you do not trust ('" + check.key_name + "')");
-    case S::bad_signature:
-      return refuse("checkpoint_bad_signature",
-                    what + " has a signature that does not verify (forged or altered)");
+  if (auto why = TrustedKeys::refusal(check, what)) {
+    return refuse(std::move(why->first), std::move(why->second));
   }
   const auto& cp = check.checkpoint;
   if (!cp.root) {

@@ -94,18 +94,7 @@ std::variant<Checkpoint, std::pair<std::string, std::string>> check_note(const s
   Checkpoint cp;
   if (trusted != nullptr) {
     const auto check = trusted->verify(note);
-    using S = TrustedKeys::Status;
-    if (check.status == S::malformed) {
-      return Refusal{"checkpoint_malformed", "not a well-formed signed note"};
-    }
-    if (check.status == S::unknown_key) {
-      return Refusal{"checkpoint_unknown_key",
-                     what + " is signed by an untrusted key '" + check.key_name + "'"};
-    }
-    if (check.status == S::bad_signature) {
-      return Refusal{"checkpoint_bad_signature",
-                     what + " has a signature that does not verify (forged or altered)"};
-    }
+    if (auto why = TrustedKeys::refusal(check, what)) return std::move(*why);
     cp = check.checkpoint;
   } else {
     auto parsed = parse_checkpoint_body(note);

@@ -99,6 +99,12 @@ class TrustedKeys {
   // verify() also requires the body to be a three-line checkpoint.
   NoteCheck verify(std::string_view note) const;
 
+  // Why a checked note is refused, for reports: {reason code, sentence naming the note as
+  // `what`}, e.g. {"checkpoint_unknown_key", "<what> is signed only by keys you do not trust
+  // ('name')"}; nullopt for Status::ok. The codes are verify's and verify-proof's.
+  static std::optional<std::pair<std::string, std::string>> refusal(const NoteCheck& check,
+                                                                    const std::string& what);
+
   struct NoteResult {
     Status status = Status::malformed;
     std::string text;  // the signed body
