@@ -207,6 +207,9 @@ class KafkaLog final : public Log {
   // Only partitions this process writes (whose producer exists and is not fenced): creating
   // a producer for another partition would fence its owner.
   Result<std::size_t> checkpoint_due(bool force = false) override;
+  // Another writer's checkpoints are seen up to a second late (the checkpoints topic is read
+  // again at most once a second for these; this process's own are seen as written). A size
+  // not seen yet makes checkpoint_at() read the topic before it answers none.
   Result<std::optional<std::string>> latest_checkpoint(Partition partition) const override;
   Result<std::optional<std::string>> checkpoint_at(Partition partition,
                                                    std::uint64_t size) const override;
