@@ -1,7 +1,5 @@
 #include "config.h"
 
-#include <sys/stat.h>
-
 #include <boost/program_options.hpp>
 #include <fstream>
 #include <iostream>
@@ -84,16 +82,9 @@ Checked<void> configure_mail(api::MailerConfig& mail, const std::string& passwor
     return std::string("--smtp-user and --smtp-password-file go together");
   }
   if (!password_file.empty()) {
-    struct stat st {};
-    if (::stat(password_file.c_str(), &st) != 0) return "cannot read " + password_file;
-    if ((st.st_mode & 077) != 0) {
-      return password_file + " is readable by group or others (chmod 600 it)";
-    }
-    std::ifstream in(password_file);
-    if (!in || !std::getline(in, mail.password) || mail.password.empty()) {
-      return "cannot read a password from " + password_file;
-    }
-    if (!mail.password.empty() && mail.password.back() == '\r') mail.password.pop_back();
+    auto password = ledger::read_secret_file(password_file);
+    if (!password) return std::move(password.error);
+    mail.password = std::move(password.secret);
   }
   if (mail.public_url.rfind("http://", 0) != 0 && mail.public_url.rfind("https://", 0) != 0) {
     return std::string("--public-url must start with http:// or https://");
@@ -522,21 +513,9 @@ Result<Config> parse_config(int argc, const char* const* argv, std::ostream& out
   c.exclusive_rate = exclusive_rate;
   if (!payment_webhook_secret_file.empty()) {
     const auto& file = payment_webhook_secret_file;
-    struct stat st {};
-    if (::stat(file.c_str(), &st) != 0) {
-      return invalid(err, "--payment-webhook-secret-file: cannot read " + file);
-    }
-    if ((st.st_mode & 077) != 0) {
-      return invalid(err, "--payment-webhook-secret-file: " + file +
-                              " is readable by group or others (chmod 600 it)");
-    }
-    std::ifstream in(file);
-    std::string line;
-    if (!in || !std::getline(in, line)) {
-      return invalid(err, "--payment-webhook-secret-file: cannot read a secret from " + file);
-    }
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    auto secret = api::webhooks::Secret::parse(line);
+    auto line = ledger::read_secret_file(file);
+    if (!line) return invalid(err, "--payment-webhook-secret-file: " + line.error);
+    auto secret = api::webhooks::Secret::parse(line.secret);
     if (!secret) {
       return invalid(err, "--payment-webhook-secret-file: " + file +
                               " does not hold whsec_ followed by base64 of 24 to 64 bytes");

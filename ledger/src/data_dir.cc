@@ -104,4 +104,21 @@ Result<std::string> rotate_signing_key(const DataDir& dir, const std::string& ke
   return signer.verifier_key();
 }
 
+SecretRead read_secret_file(const std::string& path) {
+  const auto refused = [](std::string why) { return SecretRead{"", std::move(why)}; };
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return refused("cannot read " + path);
+  if ((st.st_mode & 077) != 0) {
+    return refused(path + " is readable by group or others (chmod 600 it)");
+  }
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line)) return refused("cannot read " + path);
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) {
+    line.pop_back();
+  }
+  if (line.empty()) return refused(path + " holds no secret on its first line");
+  return SecretRead{std::move(line), ""};
+}
+
 }  // namespace sechex::ledger

@@ -1,13 +1,12 @@
 #include "api/oauth/providers.h"
 
-#include <sys/stat.h>
-
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "api/json/json_input.h"
 #include "api/net/http_client.h"
 #include "ledger/crypto.h"
+#include "ledger/data_dir.h"
 
 namespace sechex::api::oauth {
 namespace {
@@ -155,18 +154,9 @@ ResultOf<std::vector<ProviderConfig>, std::string> load_provider_configs(const s
     if (!text_field("clientSecretFile", secret_file)) {
       return where("\"clientSecretFile\" is required");
     }
-    struct stat st {};
-    if (::stat(secret_file.c_str(), &st) != 0) return where("cannot read " + secret_file);
-    if ((st.st_mode & 077) != 0) {
-      return where(secret_file + " is readable by group or others (chmod 600 it)");
-    }
-    std::ifstream sf(secret_file);
-    if (!sf || !std::getline(sf, p.client_secret)) return where("cannot read " + secret_file);
-    while (!p.client_secret.empty() &&
-           (p.client_secret.back() == '\r' || p.client_secret.back() == ' ')) {
-      p.client_secret.pop_back();
-    }
-    if (p.client_secret.empty()) return where(secret_file + " holds no secret");
+    auto secret = ledger::read_secret_file(secret_file);
+    if (!secret) return where(secret.error);
+    p.client_secret = std::move(secret.secret);
     out.push_back(std::move(p));
   }
   return out;

@@ -61,4 +61,16 @@ std::string lookup_key_source(const DataDir& dir);
 // trusted list. The ledger must not be open for writing.
 Result<std::string> rotate_signing_key(const DataDir& dir, const std::string& key_name);
 
+// The secret on the first line of a file given to ledgerd by path (an SMTP password, a webhook
+// signing secret, an OIDC client secret): the file must be a regular file only its owner may
+// read (mode 0600 or stricter); trailing CR, spaces and tabs are dropped. On failure, a
+// sentence naming the file and what to do ("<path> is readable by group or others (chmod 600
+// it)", "cannot read <path>", "<path> holds no secret on its first line").
+struct SecretRead {
+  std::string secret;
+  std::string error;  // empty on success
+  explicit operator bool() const { return error.empty(); }
+};
+SecretRead read_secret_file(const std::string& path);
+
 }  // namespace sechex::ledger
