@@ -30,9 +30,10 @@
 //                        the account, or "anon:"+hex(email hash) for an unknown address)
 //   reset.request.user   PasswordResetRequested
 //   verify.request.user  EmailVerificationIssued
-//   exclusive.user       ExclusiveActionValidated and ExclusiveRequestRejected, but those whose
-//                        reason is "rate_limited": they count in
-//   limited.exclusive.user  by user (the one record a second of the refusals beyond the rate)
+//   exclusive.user       ExclusiveActionValidated and ExclusiveRequestRejected, except
+//   limited.exclusive.user  ExclusiveRequestRejected whose reason is "rate_limited", by user:
+//                        the one record a second that stands for the refusals beyond the rate
+//                        (counted apart, so they never fill exclusive.user's window)
 //   limited.<scope>      RateLimited{scope}, by its key_hash (when and how often a limit fired)
 // The per-IP limits of the routes that answer 202 for any address (forgot, resend, OTP request)
 // are not counted here: those routes record events for known addresses only, so such counts

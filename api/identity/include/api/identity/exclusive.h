@@ -130,17 +130,16 @@ class ExclusiveCommands {
 
   // ---- Every request signed (000 FR-02, FR-03, FR-05; 001 /validate, /end) ----
   // The token must verify (signature, expiry) and carry cnf.jkt (else invalid_token, not
-  // chained: it names nobody);
-  // the proof must pass dpop::verify_proof against it (else spoof_attempt with the reason); with
-  // server nonces (--dpop-nonce) it must then carry a current one (else dpop_nonce_required,
-  // RFC 9449 §9's round trip). Then on the user's partition: the session known, not ended or
-  // expired (else invalid_token) nor locked (else exclusive_locked), not idle for `idle` (else
-  // ExclusiveLocked and exclusive_locked), at most `rate_per_second` requests in the last
-  // second, the refused ones included (else rate_limited with retry_after_seconds), the proof
-  // not accepted within 5 minutes (else replay_detected; replay_cache.h), the account still
-  // premium with consent and the exclusive_mode flag still on (else not_premium,
-  // consent_required, feature_disabled). Success is ExclusiveActionValidated with the device,
-  // the proof's jti, hash and replay key.
+  // chained: it names nobody); the proof must pass dpop::verify_proof against it (else
+  // spoof_attempt with the reason); with server nonces (--dpop-nonce) it must then carry a
+  // current one (else dpop_nonce_required, RFC 9449 §9's round trip). Then on the user's partition:
+  // the session known, not ended or expired (else invalid_token) nor locked (else
+  // exclusive_locked), not idle for `idle` (else ExclusiveLocked and exclusive_locked), at most
+  // `rate_per_second` requests in the last second, the refused ones included (else rate_limited
+  // with retry_after_seconds), the proof not accepted within 5 minutes (else replay_detected;
+  // replay_cache.h), the account still premium with consent and the exclusive_mode flag still on
+  // (else not_premium, consent_required, feature_disabled). Success is ExclusiveActionValidated
+  // with the device, the proof's jti, hash and replay key.
   //
   // Every refusal of a request whose token verified is chained (ExclusiveRequestRejected with
   // the reason, jti, device, action and proof hash) while the user is under the rate; beyond
