@@ -281,6 +281,36 @@ TEST_F(Ledgerctl, RebuildProjectionsIsRepeatableAndRefusesWhileInUse) {
   }
 }
 
+// Issue 16: `projections snapshot` copies the projections while they are in use (a running
+// ledgerd holds them, as here), never over an existing directory; the copy opens in place of
+// the live store with its state and positions.
+TEST_F(Ledgerctl, ProjectionsSnapshotCopiesTheStoreWhileInUseAndRefusesAnExistingTarget) {
+  init_and_demo(500);
+  ASSERT_EQ(ctl({"rebuild-projections"}).code, 0);
+  const auto copy = dir_.sub("projections-copy");
+  std::string live_digest;
+  {
+    auto held = projections::ProjectionStore::open(DataDir{dir_.path()}.projections_path(), 4,
+                                                   projections::default_projections());
+    ASSERT_TRUE(held);
+    live_digest = held.value()->digest().value();
+    const auto made = ctl({"projections", "snapshot", "--to", copy});
+    ASSERT_EQ(made.code, 0) << made.err;
+    EXPECT_NE(made.out.find("positions:"), std::string::npos) << made.out;
+    const auto again = ctl({"projections", "snapshot", "--to", copy});
+    EXPECT_EQ(again.code, 2);
+    EXPECT_NE(again.err.find("exists"), std::string::npos) << again.err;
+    EXPECT_EQ(ctl({"projections", "copy"}).code, 2) << "an unknown subcommand";
+  }
+  auto opened = projections::ProjectionStore::open(copy, 4, projections::default_projections());
+  ASSERT_TRUE(opened) << opened.error().message();
+  EXPECT_EQ(opened.value()->digest().value(), live_digest);
+  std::uint64_t applied = 0;
+  for (std::uint32_t p = 0; p < 4; ++p)
+    applied += opened.value()->position(ledger::Partition{p}).value;
+  EXPECT_EQ(applied, 500u) << "the copy holds the positions of what it holds";
+}
+
 TEST_F(Ledgerctl, TailAndCheckpointsPrintTheLatest) {
   init_and_demo(100);
   auto r = ctl({"tail", "-n", "2"});
