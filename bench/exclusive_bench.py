@@ -12,7 +12,10 @@ of accounts take seconds, --allow-self-attestation so that software keys can enr
     server-side p50/p99 of the token + proof checks from the sechex_exclusive_proof_check_seconds
     histogram (its change over the round, interpolated within buckets);
   - the reference: raw OpenSSL ES256 verifications/s on both cores (ledger_bench
-    BM_RawEs256Verify threads:2), right before and right after the rounds.
+    BM_RawEs256Verify threads:2), right before and right after the rounds;
+  - the ceiling: the last round's requests sent the same way to the bare Beast server
+    (raw_http_server, a fixed 200), whose rate t with the raw verify rate v bounds any
+    validation rate on these cores at 1 / (1/t + 1/v) (a request and a verify, nothing else).
 Writes one JSON file (argv[2]); prints the table rows.
 Usage: exclusive_bench.py BUILD_DIR OUT_JSON [SESSIONS]"""
 import base64
@@ -252,6 +255,15 @@ def main():
             rounds.append(r)
         results["raw_es256_after"] = raw_es256(build)
         results["rounds"] = rounds
+        # The same requests (the last round's lines) against the bare Beast server: what the
+        # transport and wrk alone cost on these cores, for the ceiling below.
+        raw_server, raw_port = start([os.path.join(build, "bench", "raw_http_server")],
+                                     os.path.join(tmp, "raw.log"))
+        try:
+            results["transport"] = wrk_once(f"http://127.0.0.1:{raw_port}", lines, tmp,
+                                             "transport", 40, mode="signed")
+        finally:
+            stop(raw_server)
         by_rate = sorted(rounds, key=lambda r: r["ok_per_s"])
         median = by_rate[len(by_rate) // 2]
         raw = (results["raw_es256_before"] + results["raw_es256_after"]) / 2
@@ -261,11 +273,20 @@ def main():
                              "server_p99_s": median["server_p99_s"], "raw_es256": raw,
                              "ratio": median["ok_per_s"] / raw}
         m = results["median"]
+        # A validation costs at least the bare server's request (with wrk's share) plus one
+        # ES256 verify, both on the same 2 cores: its rate cannot pass 1 / (1/t + 1/v).
+        transport = results["transport"]["ok_per_s"]
+        ceiling = 1 / (1 / transport + 1 / raw)
+        results["ceiling"] = {"transport_per_s": transport, "per_s": ceiling,
+                              "ratio": ceiling / raw}
         print(f"| exclusive validations, {sessions:,} live sessions (64 conns, pre-signed proofs, "
               f"median of {ROUNDS} rounds of {LINES:,}) | {m['ok_per_s']:,.0f}/s, end-to-end p50 "
               f"{m['p50_us'] / 1e3:.2f} ms p99 {m['p99_us'] / 1e3:.2f} ms; token + proof checks "
               f"p50 {m['server_p50_s'] * 1e3:.3f} ms p99 {m['server_p99_s'] * 1e3:.3f} ms | raw "
               f"OpenSSL ES256 verify, 2 threads {raw:,.0f}/s | {m['ratio']:.2f}x raw |")
+        print(f"| ceiling: the same requests on the bare Beast server ({transport:,.0f}/s) plus one "
+              f"ES256 verify each, nothing else | {ceiling:,.0f}/s | raw OpenSSL ES256 verify, 2 "
+              f"threads {raw:,.0f}/s | {ceiling / raw:.2f}x raw |")
         print(f"| RSS per live exclusive session ({sessions:,}) | {rss_before / 1e6:.1f} -> "
               f"{rss_after / 1e6:.1f} MB, {results['rss_per_session']:,.0f} B/session | | |")
     finally:

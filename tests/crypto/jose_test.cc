@@ -908,6 +908,59 @@ TEST(EcPublicKey, JwkImportIsStrict) {
   EXPECT_TRUE(EcPublicKey::from_jwk(with("use", "sig")));
 }
 
+// Imported keys are kept by their exact SEC1 bytes (a DPoP key arrives with every request):
+// a key imported again still verifies what it signed and nothing else, a point one bit away
+// (off the curve) is refused before and after its neighbour was imported, and beyond the
+// cache's size imports still work (the oldest keys are imported afresh).
+TEST(EcPublicKey, ReimportedKeysVerifyTheSameAndNearbyInvalidPointsStayRefused) {
+  auto signer = SigningKey::generate();
+  auto other = SigningKey::generate();
+  ASSERT_TRUE(signer && other);
+  const Bytes pub = signer.value().public_key().sec1();
+  const Bytes msg = {'o', 'k'};
+  const auto sig = signer.value().sign_p1363(msg);
+  const auto other_sig = other.value().sign_p1363(msg);
+  ASSERT_TRUE(sig && other_sig);
+  Bytes off_curve = pub;
+  off_curve[64] ^= 1;
+  EXPECT_FALSE(EcPublicKey::from_sec1(off_curve));
+  for (int round = 0; round < 3; ++round) {
+    auto key = EcPublicKey::from_sec1(pub);
+    ASSERT_TRUE(key);
+    EXPECT_EQ(key.value().sec1(), pub);
+    EXPECT_EQ(key.value().thumbprint(), signer.value().public_key().thumbprint());
+    EXPECT_TRUE(key.value().verify_p1363(msg, sig.value()));
+    EXPECT_FALSE(key.value().verify_p1363(msg, other_sig.value()));
+    EXPECT_FALSE(EcPublicKey::from_sec1(off_curve)) << "round " << round;
+  }
+  // More distinct keys than the cache holds, from several threads; each verifies its own
+  // signature only.
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 9000; ++i) {
+        auto k = SigningKey::generate();
+        if (!k) {
+          ++failures;
+          continue;
+        }
+        const auto s = k.value().sign_p1363(msg);
+        auto imported = EcPublicKey::from_sec1(k.value().public_key().sec1());
+        if (!s || !imported || !imported.value().verify_p1363(msg, s.value()) ||
+            imported.value().verify_p1363(msg, sig.value())) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto again = EcPublicKey::from_sec1(pub);
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again.value().verify_p1363(msg, sig.value()));
+}
+
 TEST(EcdsaRaw, MalformedInputIsFalseNeverACrash) {
   auto signer = SigningKey::generate();
   ASSERT_TRUE(signer);

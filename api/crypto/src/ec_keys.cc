@@ -1,4 +1,8 @@
 // P-256 keys (EcPublicKey, SigningKey) and the raw ECDSA checks.
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+
 #include "jose_internal.h"
 
 namespace sechex::api::jose {
@@ -6,6 +10,61 @@ namespace sechex::api::jose {
 using namespace detail;
 
 // ---- EcPublicKey ----
+
+namespace {
+
+// Imported keys by their SEC1 point. A DPoP proof carries its key in every request, and
+// importing it (EVP_PKEY_fromdata, then the on-curve check) cost about half of verifying the
+// proof's signature; a device signs all its requests with one key. Only keys that passed the
+// checks are kept, under the exact bytes they were imported from, so a lookup can only return
+// what a fresh import of those bytes would. They are public keys: keeping them discloses
+// nothing. Bounded: a full shard forgets its oldest key (a key seen again is imported again).
+// Thread-safety: any thread; a shard's map is guarded by its mutex. The EVP_PKEYs are shared
+// read-only (OpenSSL 3 allows concurrent verifications with one key, each with its own context).
+class ImportedKeys {
+ public:
+  static constexpr std::size_t kShards = 16;
+  // 16,384 keys; each costs about 2 KB of RSS (bench/README.md, "Exclusive mode"), so ~32 MB.
+  static constexpr std::size_t kPerShard = 1024;
+
+  std::shared_ptr<evp_pkey_st> find(std::string_view point) {
+    auto& s = shard(point);
+    std::lock_guard lock(s.mu);
+    const auto it = s.keys.find(point);
+    return it == s.keys.end() ? nullptr : it->second;
+  }
+
+  void put(std::string_view point, std::shared_ptr<evp_pkey_st> key) {
+    auto& s = shard(point);
+    std::lock_guard lock(s.mu);
+    if (s.keys.contains(point)) return;
+    if (s.order.size() >= kPerShard) {
+      s.keys.erase(s.order.front());
+      s.order.pop_front();
+    }
+    s.order.emplace_back(point);
+    s.keys.emplace(s.order.back(), std::move(key));
+  }
+
+ private:
+  struct Shard {
+    std::mutex mu;
+    // Views into `order`, whose strings outlive their entries (a deque never moves them).
+    std::unordered_map<std::string_view, std::shared_ptr<evp_pkey_st>> keys;
+    std::deque<std::string> order;
+  };
+  Shard& shard(std::string_view point) {
+    return shards_[std::hash<std::string_view>{}(point) % kShards];
+  }
+  std::array<Shard, kShards> shards_;
+};
+
+ImportedKeys& imported_keys() {
+  static ImportedKeys keys;
+  return keys;
+}
+
+}  // namespace
 
 Result<EcPublicKey> EcPublicKey::from_coordinates(ByteView x, ByteView y) {
   if (x.size() != kCoordSize || y.size() != kCoordSize) return Errc::key_invalid;
@@ -18,6 +77,11 @@ Result<EcPublicKey> EcPublicKey::from_coordinates(ByteView x, ByteView y) {
 
 Result<EcPublicKey> EcPublicKey::from_sec1(ByteView point) {
   if (point.size() != kSec1Size || point[0] != 0x04) return Errc::key_invalid;
+  Coordinate x{}, y{};
+  std::copy(point.begin() + 1, point.begin() + 1 + kCoordSize, x.begin());
+  std::copy(point.begin() + 1 + kCoordSize, point.end(), y.begin());
+  const std::string_view cache_key(reinterpret_cast<const char*>(point.data()), point.size());
+  if (auto known = imported_keys().find(cache_key)) return EcPublicKey(std::move(known), {x, y});
   ErrorQueueScope errors;
   // OSSL_PARAM wants mutable pointers although fromdata only reads.
   std::array<std::uint8_t, kSec1Size> octets{};
@@ -42,9 +106,7 @@ Result<EcPublicKey> EcPublicKey::from_sec1(ByteView point) {
   // cost as much as the signature verification itself (a DPoP proof imports its jwk each time).
   const PkeyCtx check(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr));
   if (!check || EVP_PKEY_public_check_quick(check.get()) != 1) return Errc::key_invalid;
-  Coordinate x{}, y{};
-  std::copy(point.begin() + 1, point.begin() + 1 + kCoordSize, x.begin());
-  std::copy(point.begin() + 1 + kCoordSize, point.end(), y.begin());
+  imported_keys().put(cache_key, pkey);
   return EcPublicKey(std::move(pkey), {x, y});
 }
 

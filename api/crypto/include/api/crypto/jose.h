@@ -146,7 +146,9 @@ class EcPublicKey {
  public:
   // Big-endian affine coordinates of exactly 32 bytes each.
   static Result<EcPublicKey> from_coordinates(ByteView x, ByteView y);
-  // SEC1 uncompressed point: 0x04 || x || y (65 bytes). Compressed points are refused.
+  // SEC1 uncompressed point: 0x04 || x || y (65 bytes). Compressed points are refused. Up
+  // to 16,384 recently imported keys are kept by their exact bytes (a DPoP key comes with every
+  // request): importing one of them again returns the same OpenSSL key without the import.
   static Result<EcPublicKey> from_sec1(ByteView point);
   // A JWK (RFC 7517/7518) to verify ES256 with: kty "EC", crv "P-256", x and y strict base64url
   // of 32 bytes; when present, `use` must be "sig", `key_ops` must contain "verify" and `alg`
