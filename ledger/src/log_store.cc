@@ -35,7 +35,9 @@ constexpr std::size_t kMaxGroupBytes = 8 << 20;
 
 enum CfIndex { kDefault = 0, kLog, kMeta, kCheckpoints, kKeys, kMerkle, kCfCount };
 const char* const kCfNames[kCfCount] = {"default", "log", "meta", "checkpoints", "keys", "merkle"};
-constexpr std::string_view kTreeFormat = "rfc6962/v1";
+constexpr std::string_view kTreeFormat = "rfc6962/v2";
+// Nodes stored from level 4 up: a superset of what v2 reads (layout in log_store.h).
+constexpr std::string_view kTreeFormatV1 = "rfc6962/v1";
 // Records per synced batch when pruning or building the tree of an older store.
 constexpr std::uint64_t kMaintenanceBatch = 4096;
 
@@ -254,9 +256,18 @@ Result<std::unique_ptr<LogStore>> LogStore::open(const LogOptions& options, Faul
   if (impl->partitions == 0 || impl->partitions > kMaxPartitions) return Errc::corruption;
   std::string tree;
   s = impl->db->Get(rocksdb::ReadOptions(), meta, "tree", &tree);
-  if (s.ok() && tree != kTreeFormat) return Errc::unsupported_version;
+  if (s.ok() && tree != kTreeFormat && tree != kTreeFormatV1) return Errc::unsupported_version;
   if (!s.ok() && !s.IsNotFound()) return map_status(s);
   impl->tree = s.ok();
+  if (s.ok() && tree == kTreeFormatV1 && !impl->read_only) {
+    // From the next append on, levels 4 and 5 go unstored: say so before any is missing.
+    rocksdb::WriteBatch mark;
+    mark.Put(meta, "tree", std::string(kTreeFormat));
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    s = impl->db->Write(wo, &mark);
+    if (!s.ok()) return map_status(s);
+  }
   if (!impl->tree && !impl->read_only) {
     SECHEX_TRYV(impl->build_tree());
     impl->tree = true;
@@ -709,7 +720,8 @@ Result<Hash> LogStore::Impl::node(Partition p, unsigned level, std::uint64_t ind
   }
   if (level < kMerkleStoredLevel) {
     // Below the stored levels: hash the subtree's (at most 2^(kMerkleStoredLevel-1)) leaves,
-    // read in one range scan.
+    // read in one range scan. (A v1 store still holds levels 4 and 5 for its older records;
+    // they are not read, so that both kinds of store answer from the same records.)
     const auto first = index << level;
     const auto count = std::uint64_t{1} << level;
     rocksdb::ReadOptions ro;

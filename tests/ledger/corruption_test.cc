@@ -246,28 +246,29 @@ TEST_F(Corruption, RechainedRewriteWithARebuiltMerkleTreeIsCaughtByTheSignedChec
   expect_fault(kP, 4, "checkpoint_mismatch");
 }
 
-// Stored nodes start at level kMerkleStoredLevel (16 leaves): 20 more records give partition kP
-// 32, so nodes (4, 0), (4, 1) and (5, 0) are stored.
+// Stored nodes start at level kMerkleStoredLevel (64 leaves): 116 more records give partition
+// kP 128, so nodes (6, 0), (6, 1) and (7, 0) are stored.
+static_assert(kMerkleStoredLevel == 6, "the node tests below name level-6 nodes");
 TEST_F(Corruption, AlteredMerkleNodeIsTreeNodeAltered) {
-  testing::append_n(*open_writer().value(), testing::subject_in(kP, kPartitions), 20, "more");
+  testing::append_n(*open_writer().value(), testing::subject_in(kP, kPartitions), 116, "more");
   {
     RawDb db(dir_.path());
-    const auto k = merkle_node_key(Partition{kP}, 4, 1);  // leaves 16..31
+    const auto k = merkle_node_key(Partition{kP}, 6, 1);  // leaves 64..127
     auto v = db.get(db.merkle(), k);
     v[0] ^= 0x01;
     db.put(db.merkle(), k, v);
   }
   // Only the store keeps the tree: the Log-interface walk has nothing to compare it with.
-  expect_fault(kP, 31, "tree_node_altered", /*chain_sees_it=*/false);
+  expect_fault(kP, 127, "tree_node_altered", /*chain_sees_it=*/false);
 }
 
 TEST_F(Corruption, DeletedMerkleNodeIsTreeNodeMissing) {
-  testing::append_n(*open_writer().value(), testing::subject_in(kP, kPartitions), 20, "more");
+  testing::append_n(*open_writer().value(), testing::subject_in(kP, kPartitions), 116, "more");
   {
     RawDb db(dir_.path());
-    db.del(db.merkle(), merkle_node_key(Partition{kP}, 4, 0));  // leaves 0..15
+    db.del(db.merkle(), merkle_node_key(Partition{kP}, 6, 0));  // leaves 0..63
   }
-  expect_fault(kP, 15, "tree_node_missing", /*chain_sees_it=*/false);
+  expect_fault(kP, 63, "tree_node_missing", /*chain_sees_it=*/false);
 }
 
 TEST_F(Corruption, WriterRefusesToExtendABrokenTail) {

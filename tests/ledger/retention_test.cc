@@ -232,6 +232,58 @@ TEST_F(Retention, AStoreWithoutATreeGetsOneOnItsFirstWriterOpen) {
   EXPECT_TRUE(check_inclusion(proof.value(), trusted_).ok);
 }
 
+// A store written when nodes were kept from level 4 up ("rfc6962/v1") holds every node this
+// build reads: a reader uses it as it is, its first writer re-marks it v2 (so that a build
+// expecting levels 4 and 5 refuses it rather than missing them), and proofs and verify agree
+// throughout. A mark this build does not know is refused.
+TEST_F(Retention, AV1TreeIsReadAsItIsAndRemarkedV2ByItsFirstWriter) {
+  testing::append_n(*log_, subject_, 100, "more");  // 140 records: nodes (6,0), (6,1), (7,0)
+  log_.reset();
+  {
+    RawDb db(dir_.path());
+    db.put(db.meta(), "tree", "rfc6962/v1");
+    // A level-4 node as a v1 writer kept it, here spoiled: v2 never reads below level 6.
+    db.put(db.merkle(), merkle_node_key(Partition{kP}, 4, 0), std::string(32, 'x'));
+  }
+  {
+    LogOptions o;
+    o.path = dir_.path();
+    o.mode = LogOptions::Mode::read_only;
+    auto ro = LogStore::open(o).value();
+    EXPECT_TRUE(ro->has_tree());
+    const auto proof = prove_inclusion(*ro, Partition{kP}, Seq{9});
+    ASSERT_TRUE(proof);
+    EXPECT_TRUE(check_inclusion(proof.value(), trusted_).ok);
+  }
+  {
+    RawDb db(dir_.path());
+    EXPECT_EQ(db.get(db.meta(), "tree"), "rfc6962/v1") << "a reader re-marked the store";
+  }
+  log_ = open_writer().value();
+  {
+    log_.reset();
+    RawDb db(dir_.path());
+    EXPECT_EQ(db.get(db.meta(), "tree"), "rfc6962/v2");
+  }
+  log_ = open_writer().value();
+  testing::append_n(*log_, subject_, 70, "after");  // 210: (6,2) stored by this build
+  ASSERT_TRUE(log_->checkpoint_due(/*force=*/true));
+  EXPECT_EQ(verify().outcome, VerifyReport::Outcome::verified);
+  for (const std::uint64_t seq : {0u, 63u, 64u, 139u, 150u, 209u}) {
+    const auto proof = prove_inclusion(*log_, Partition{kP}, Seq{seq});
+    ASSERT_TRUE(proof) << seq;
+    EXPECT_TRUE(check_inclusion(proof.value(), trusted_).ok) << seq;
+  }
+  log_.reset();
+  {
+    RawDb db(dir_.path());
+    db.put(db.meta(), "tree", "rfc6962/v9");
+  }
+  const auto refused = open_writer();
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), Errc::unsupported_version);
+}
+
 // Appends one event at `time_micros` for `subject`.
 void append_at(LogStore& log, const std::string& subject, std::int64_t time_micros) {
   const auto ev = testing::make_event(subject, "t", time_micros);
