@@ -2075,26 +2075,33 @@ Result<std::optional<std::string>> KafkaLog::checkpoint_at(Partition partition,
                                                            std::uint64_t size) const {
   if (partition.value >= impl_->partitions) return Errc::invalid_argument;
   SECHEX_TRYV(impl_->refresh_checkpoints_if_stale());
-  const auto known = [&] {
-    std::lock_guard lock(impl_->cp_mu);
-    const auto& offsets = impl_->cp_offsets[partition.value];
-    const auto at = std::lower_bound(offsets.begin(), offsets.end(), std::pair{size, INT64_MIN});
-    return at != offsets.end() && at->first == size;
+  // Where the checkpoint of `size` is: the newest note itself, or its offset in the topic.
+  struct Found {
+    bool known = false;
+    std::optional<std::string> latest;
+    std::int64_t offset = 0;
   };
-  // A size not seen yet may be a checkpoint written since: look once more before saying none.
-  if (!known()) {
-    SECHEX_TRYV(impl_->refresh_checkpoints());
-  }
-  std::int64_t offset = 0;
-  {
+  const auto find = [&] {
+    Found f;
     std::lock_guard lock(impl_->cp_mu);
     const auto& offsets = impl_->cp_offsets[partition.value];
     const auto at = std::lower_bound(offsets.begin(), offsets.end(), std::pair{size, INT64_MIN});
-    if (at == offsets.end() || at->first != size) return std::optional<std::string>{};
+    if (at == offsets.end() || at->first != size) return f;
+    f.known = true;
     const auto& latest = impl_->cp_latest[partition.value];
-    if (latest.size == size) return std::optional<std::string>{latest.note};
-    offset = at->second;
+    if (latest.size == size) f.latest = latest.note;
+    f.offset = at->second;
+    return f;
+  };
+  auto found = find();
+  // A size not seen yet may be a checkpoint written since: look once more before saying none.
+  if (!found.known) {
+    SECHEX_TRYV(impl_->refresh_checkpoints());
+    found = find();
   }
+  if (!found.known) return std::optional<std::string>{};
+  if (found.latest) return found.latest;
+  const auto offset = found.offset;
   // The first checkpoint of that partition and size at or after the offset (compaction may
   // have removed a legacy-keyed one, whose key held only the newest).
   std::optional<std::string> out;
