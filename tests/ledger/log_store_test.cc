@@ -35,6 +35,16 @@ std::unique_ptr<LogStore> open_rw(const std::string& path, const CheckpointSigne
   return s ? std::move(s).value() : nullptr;
 }
 
+// A writer signing a checkpoint every `every_records` records (0: only when asked), never by
+// time.
+std::unique_ptr<LogStore> open_signing(const std::string& path, const CheckpointSigner& signer,
+                                       std::uint64_t every_records) {
+  CheckpointPolicy policy;
+  policy.every_records = every_records;
+  policy.every = std::chrono::microseconds(0);
+  return open_rw(path, &signer, &SystemClock::instance(), policy);
+}
+
 Result<AppendResult> append_one(LogStore& log, const Bytes& ev, std::string_view subject) {
   const ByteView v(ev);
   return log.append(partition_for(subject, log.partition_count()),
@@ -166,10 +176,7 @@ TEST(LogStore, ConcurrentAppendersShareSyncedWrites) {
 TEST(LogStore, GroupsOfEverySizeAndMixGiveTheTreeOfRecordByRecordHashing) {
   TempDir dir;
   auto signer = testing::make_signer();
-  CheckpointPolicy policy;
-  policy.every_records = 0;
-  policy.every = std::chrono::microseconds(0);
-  auto log = open_rw(dir.path(), &signer, &SystemClock::instance(), policy);
+  auto log = open_signing(dir.path(), signer, 0);
   // One writer: batches of many sizes, some crossing stored-node edges (every 64 records).
   const auto solo = testing::subject_in(0, 4, 1);
   int n = 0;
@@ -235,7 +242,7 @@ TEST(LogStore, GroupsOfEverySizeAndMixGiveTheTreeOfRecordByRecordHashing) {
   EXPECT_EQ(verify_log(*log, vo).outcome, VerifyReport::Outcome::verified);
   // Reopened, the tree continues from the stored nodes: a small and a large append still agree.
   log.reset();
-  log = open_rw(dir.path(), &signer, &SystemClock::instance(), policy);
+  log = open_signing(dir.path(), signer, 0);
   append_n(*log, solo, 3);
   std::vector<Bytes> events;
   for (int i = 0; i < 50; ++i) events.push_back(make_event(solo, "after-" + std::to_string(i)));
@@ -343,10 +350,7 @@ TEST(LogStore, OpeningAMissingStoreFailsClearly) {
 TEST(LogStore, WritesASignedCheckpointEveryNRecords) {
   TempDir dir;
   auto signer = testing::make_signer();
-  CheckpointPolicy policy;
-  policy.every_records = 4;
-  policy.every = std::chrono::microseconds(0);
-  auto log = open_rw(dir.path(), &signer, &SystemClock::instance(), policy);
+  auto log = open_signing(dir.path(), signer, 4);
   const std::string s = "gina";
   append_n(*log, s, 9);
   auto notes = log->checkpoints(partition_for(s, 4));
