@@ -2,10 +2,12 @@
 
 #include <fcntl.h>
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
@@ -179,6 +181,39 @@ Result<Hash> hmac_sha256(ByteView key, ByteView data) {
   if (HMAC(sha256_md(), key_ptr, to_int(key.size()), data.data(), data.size(), out.data(), &len) ==
           nullptr ||
       len != out.size()) {
+    return Errc::crypto_failure;
+  }
+  return out;
+}
+
+Result<HmacSha256Key> HmacSha256Key::create(ByteView key) {
+  if (!fits_int(key.size())) return Errc::invalid_argument;
+  ErrorQueueScope errors;
+  EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  if (mac == nullptr) return Errc::crypto_failure;
+  std::shared_ptr<void> keyed(EVP_MAC_CTX_new(mac),
+                              [](void* ctx) { EVP_MAC_CTX_free(static_cast<EVP_MAC_CTX*>(ctx)); });
+  EVP_MAC_free(mac);  // the context holds its own reference
+  char digest[] = "SHA2-256";
+  const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                               OSSL_PARAM_construct_end()};
+  // As in hmac_sha256: an empty key must be the empty key, never "no key".
+  static const unsigned char kEmptyKey = 0;
+  if (!keyed || EVP_MAC_init(static_cast<EVP_MAC_CTX*>(keyed.get()),
+                             key.empty() ? &kEmptyKey : key.data(), key.size(), params) != 1) {
+    return Errc::crypto_failure;
+  }
+  return HmacSha256Key(std::move(keyed));
+}
+
+Result<Hash> HmacSha256Key::mac(ByteView data) const {
+  ErrorQueueScope errors;
+  const std::unique_ptr<EVP_MAC_CTX, decltype(&EVP_MAC_CTX_free)> ctx(
+      EVP_MAC_CTX_dup(static_cast<const EVP_MAC_CTX*>(keyed_.get())), &EVP_MAC_CTX_free);
+  Hash out{};
+  std::size_t len = 0;
+  if (!ctx || EVP_MAC_update(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1 || len != out.size()) {
     return Errc::crypto_failure;
   }
   return out;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,8 @@
 #include <set>
 #include <string>
 #include <system_error>
+#include <thread>
+#include <vector>
 
 #include "support/temp_dir.h"
 
@@ -76,6 +79,43 @@ TEST(HmacSha256, MatchesRfc4231TestCases1And2) {
             "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
   EXPECT_EQ(to_hex(hmac_sha256(b("Jefe"), b("what do ya want for nothing?")).value()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+// The keyed context (crypto.h) gives exactly the one-shot HMAC: RFC 4231 cases 1, 2 and 6, the
+// empty key, and many keys and lengths, also with one key used from several threads.
+TEST(HmacSha256, AKeyedContextMatchesRfc4231AndTheOneShotHmac) {
+  const auto keyed = [](const Bytes& key) { return HmacSha256Key::create(key).value(); };
+  EXPECT_EQ(to_hex(keyed(Bytes(20, 0x0b)).mac(b("Hi There")).value()),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  EXPECT_EQ(to_hex(keyed(b("Jefe")).mac(b("what do ya want for nothing?")).value()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_EQ(to_hex(keyed(Bytes(131, 0xaa))
+                       .mac(b("Test Using Larger Than Block-Size Key - Hash Key First"))
+                       .value()),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+  EXPECT_EQ(keyed({}).mac(b("x")).value(), hmac_sha256({}, b("x")).value());
+  for (std::size_t key_len : {1u, 32u, 64u, 65u, 200u}) {
+    const Bytes key(key_len, static_cast<std::uint8_t>(key_len));
+    const auto k = keyed(key);
+    for (std::size_t len : {0u, 1u, 55u, 56u, 64u, 1000u}) {
+      const Bytes data(len, 0x5c);
+      EXPECT_EQ(k.mac(data).value(), hmac_sha256(key, data).value()) << key_len << "/" << len;
+    }
+  }
+  const auto shared = keyed(b("shared key"));
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 300; ++i) {
+        const auto data = b("message " + std::to_string(t * 1000 + i));
+        const auto copy = shared;  // copies share the keyed context
+        if (copy.mac(data).value() != hmac_sha256(b("shared key"), data).value()) ++mismatches;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST(HmacSha256, HashesKeysLongerThanABlockPerRfc4231TestCase6) {

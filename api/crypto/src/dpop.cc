@@ -191,15 +191,19 @@ Result<VerifiedProof> verify_proof(std::string_view proof, const ExpectedProof& 
 }
 
 NonceSource::NonceSource(ledger::Bytes key, std::int64_t step_seconds)
-    : key_(std::move(key)), step_(step_seconds > 0 ? step_seconds : 60) {}
+    : step_(step_seconds > 0 ? step_seconds : 60) {
+  // Keyed once: valid() and current() run for every signed request when nonces are on.
+  if (auto k = ledger::crypto::HmacSha256Key::create(key)) key_ = std::move(k).value();
+  OPENSSL_cleanse(key.data(), key.size());
+}
 
 std::string NonceSource::of_step(std::int64_t step) const {
   std::string input = "sechex-dpop-nonce";
   for (int i = 7; i >= 0; --i) input.push_back(static_cast<char>((step >> (8 * i)) & 0xff));
-  const auto mac = ledger::crypto::hmac_sha256(
-      ledger::ByteView(key_),
+  if (!key_) return {};  // never a valid nonce: valid() refuses the empty string
+  const auto mac = key_->mac(
       ledger::ByteView(reinterpret_cast<const std::uint8_t*>(input.data()), input.size()));
-  if (!mac) return {};  // never a valid nonce: valid() refuses the empty string
+  if (!mac) return {};
   return base64url_encode(ledger::ByteView(mac.value().data(), mac.value().size()));
 }
 

@@ -1,9 +1,5 @@
 #include "api/crypto/lookup_hash.h"
 
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
-
 #include <cstdlib>
 
 namespace sechex::api {
@@ -15,23 +11,17 @@ void put_lp(std::string& out, std::string_view part) {
   out.append(part);
 }
 
+// HMAC-SHA-256 with a 32-byte key fails only if OpenSSL itself is broken (or out of memory); a
+// lookup hash that silently differed would make accounts unfindable, so stop instead.
+ledger::crypto::HmacSha256Key keyed(const ledger::Kek& key) {
+  auto k = ledger::crypto::HmacSha256Key::create(key.bytes());
+  if (!k) std::abort();
+  return std::move(k).value();
+}
+
 }  // namespace
 
-void LookupHasher::FreeMac::operator()(evp_mac_ctx_st* ctx) const { EVP_MAC_CTX_free(ctx); }
-
-LookupHasher::LookupHasher(const ledger::Kek& key) {
-  // HMAC keyed once: each hash copies this context (its digest states already hold the padded
-  // key) instead of fetching HMAC and SHA-256 by name and absorbing the key again, which cost
-  // several times the hash itself (one lookup hash per request: the caller's IP).
-  EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  keyed_.reset(mac != nullptr ? EVP_MAC_CTX_new(mac) : nullptr);
-  EVP_MAC_free(mac);  // the context holds its own reference
-  char digest[] = "SHA2-256";
-  const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                               OSSL_PARAM_construct_end()};
-  const auto k = key.bytes();
-  if (!keyed_ || EVP_MAC_init(keyed_.get(), k.data(), k.size(), params) != 1) std::abort();
-}
+LookupHasher::LookupHasher(const ledger::Kek& key) : key_(keyed(key)) {}
 
 std::string LookupHasher::mac(std::string_view kind, std::string_view a, std::string_view b,
                               std::string_view c) const {
@@ -43,20 +33,10 @@ std::string LookupHasher::mac(std::string_view kind, std::string_view a, std::st
   put_lp(data, a);
   put_lp(data, b);
   put_lp(data, c);
-  // HMAC-SHA-256 with a 32-byte key fails only if OpenSSL itself is broken (or out of memory);
-  // a lookup hash that silently differed would make accounts unfindable, so stop instead.
-  const std::unique_ptr<evp_mac_ctx_st, FreeMac> ctx(EVP_MAC_CTX_dup(keyed_.get()));
-  std::string out(32, '\0');
-  std::size_t len = 0;
-  if (!ctx ||
-      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(data.data()), data.size()) !=
-          1 ||
-      EVP_MAC_final(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, out.size()) !=
-          1 ||
-      len != out.size()) {
-    std::abort();
-  }
-  return out;
+  const auto h =
+      key_.mac(ledger::ByteView(reinterpret_cast<const std::uint8_t*>(data.data()), data.size()));
+  if (!h) std::abort();  // as keyed(): a lookup hash must never silently differ
+  return std::string(h.value().begin(), h.value().end());
 }
 
 std::string LookupHasher::email(std::string_view address) const { return mac("email", address); }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -53,6 +54,23 @@ class Sha256 {
 };
 
 Result<Hash> hmac_sha256(ByteView key, ByteView data);
+
+// HMAC-SHA-256 under one key that is used many times (lookup hashes, DPoP nonces): keyed once,
+// and each mac() copies the keyed context, instead of fetching HMAC and SHA-256 by name and
+// absorbing the key again as the one-shot hmac_sha256 does (several times the cost of hashing a
+// short message). Same results as hmac_sha256(key, data).
+// Lifecycle: create() keys it; copies share the keyed context, which is freed (and its key
+// cleansed) with the last copy. Thread-safety: the context is never updated in place, so mac()
+// may be called concurrently from any thread.
+class HmacSha256Key {
+ public:
+  static Result<HmacSha256Key> create(ByteView key);
+  Result<Hash> mac(ByteView data) const;
+
+ private:
+  explicit HmacSha256Key(std::shared_ptr<void> keyed) : keyed_(std::move(keyed)) {}
+  std::shared_ptr<void> keyed_;  // EVP_MAC_CTX*
+};
 
 // Constant-time equality; false when sizes differ (the size itself is not secret).
 bool constant_time_equal(ByteView a, ByteView b);

@@ -30,6 +30,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "ledger/crypto.h"
 #include "ledger/result.h"
 #include "ledger/types.h"
 
@@ -111,7 +112,7 @@ class NonceSource {
 
  private:
   std::string of_step(std::int64_t step) const;
-  ledger::Bytes key_;
+  std::optional<ledger::crypto::HmacSha256Key> key_;  // none if OpenSSL could not key it
   std::int64_t step_;
 };
 

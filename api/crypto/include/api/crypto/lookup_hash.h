@@ -11,14 +11,11 @@
 // may be called concurrently.
 #pragma once
 
-#include <memory>
 #include <string>
 #include <string_view>
 
 #include "ledger/crypto.h"
 #include "ledger/key_store.h"
-
-struct evp_mac_ctx_st;
 
 namespace sechex::api {
 
@@ -36,12 +33,7 @@ class LookupHasher {
  private:
   std::string mac(std::string_view kind, std::string_view a, std::string_view b = {},
                   std::string_view c = {}) const;
-  struct FreeMac {
-    void operator()(evp_mac_ctx_st* ctx) const;
-  };
-  // Keyed with the lookup key at construction and only copied afterwards (EVP_MAC_CTX_dup),
-  // never updated in place: concurrent const calls are safe. Freeing it cleanses the key.
-  std::unique_ptr<evp_mac_ctx_st, FreeMac> keyed_;
+  ledger::crypto::HmacSha256Key key_;  // keyed with the lookup key once (crypto.h)
 };
 
 }  // namespace sechex::api
