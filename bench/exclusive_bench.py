@@ -255,12 +255,13 @@ def main():
             rounds.append(r)
         results["raw_es256_after"] = raw_es256(build)
         results["rounds"] = rounds
-        # The same requests (the last round's lines) against the bare Beast server: what the
-        # transport and wrk alone cost on these cores, for the ceiling below.
+        # The same requests (the last round's lines, four times over so that the run is not
+        # mostly ramp-up) against the bare Beast server: what the transport and wrk alone cost
+        # on these cores, for the ceiling below.
         raw_server, raw_port = start([os.path.join(build, "bench", "raw_http_server")],
                                      os.path.join(tmp, "raw.log"))
         try:
-            results["transport"] = wrk_once(f"http://127.0.0.1:{raw_port}", lines, tmp,
+            results["transport"] = wrk_once(f"http://127.0.0.1:{raw_port}", lines * 4, tmp,
                                              "transport", 40, mode="signed")
         finally:
             stop(raw_server)

@@ -6,7 +6,6 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -170,34 +169,23 @@ Hash Sha256::finish() {
 }
 
 Result<Hash> hmac_sha256(ByteView key, ByteView data) {
-  if (!fits_int(key.size())) return Errc::invalid_argument;
-  ErrorQueueScope errors;
-  // An empty span may have a null data(), and to OpenSSL's HMAC init a null key means "keep the
-  // previous key" (of which there is none) rather than "the empty key".
-  static const unsigned char kEmptyKey = 0;
-  const unsigned char* key_ptr = key.empty() ? &kEmptyKey : key.data();
-  Hash out{};
-  unsigned int len = 0;
-  if (HMAC(sha256_md(), key_ptr, to_int(key.size()), data.data(), data.size(), out.data(), &len) ==
-          nullptr ||
-      len != out.size()) {
-    return Errc::crypto_failure;
-  }
-  return out;
+  SECHEX_TRY(const auto keyed, HmacSha256Key::create(key));
+  return keyed.mac(data);
 }
 
 Result<HmacSha256Key> HmacSha256Key::create(ByteView key) {
   if (!fits_int(key.size())) return Errc::invalid_argument;
   ErrorQueueScope errors;
-  EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  // Fetched once, like sha256_md(): an implicit fetch per key costs a lock and a provider lookup.
+  static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
   if (mac == nullptr) return Errc::crypto_failure;
   std::shared_ptr<void> keyed(EVP_MAC_CTX_new(mac),
                               [](void* ctx) { EVP_MAC_CTX_free(static_cast<EVP_MAC_CTX*>(ctx)); });
-  EVP_MAC_free(mac);  // the context holds its own reference
   char digest[] = "SHA2-256";
   const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                                OSSL_PARAM_construct_end()};
-  // As in hmac_sha256: an empty key must be the empty key, never "no key".
+  // An empty span may have a null data(), and to OpenSSL's HMAC init a null key means "keep the
+  // previous key" (of which there is none) rather than "the empty key".
   static const unsigned char kEmptyKey = 0;
   if (!keyed || EVP_MAC_init(static_cast<EVP_MAC_CTX*>(keyed.get()),
                              key.empty() ? &kEmptyKey : key.data(), key.size(), params) != 1) {

@@ -2,9 +2,6 @@
 #include "ledger/checkpoint.h"
 
 #include <gtest/gtest.h>
-#include <sys/stat.h>
-
-#include <fstream>
 
 #include "ledger/data_dir.h"
 #include "ledger/verify.h"
@@ -153,29 +150,6 @@ TEST(Checkpoint, RotationKeepsOldCheckpointsVerifiable) {
   ASSERT_TRUE(only_new.add(new_key.value()));
   vo.trusted = &only_new;
   EXPECT_EQ(verify_log(*log, vo).fault->reason, "checkpoint_unknown_key");
-}
-
-// The secrets ledgerd is given by file (SMTP password, webhook secret, OIDC client secret) are
-// read by one function: only from a regular file its owner alone may read, first line, with
-// trailing CR and blanks dropped; each refusal names the file and what to do.
-TEST(SecretFile, OnlyAnOwnerReadableFileGivesItsFirstLineAndEachRefusalSaysWhy) {
-  testing::TempDir dir;
-  const auto path = dir.sub("secret");
-  const auto write = [&](const std::string& text, mode_t mode) {
-    std::ofstream(path, std::ios::trunc) << text;
-    ::chmod(path.c_str(), mode);
-  };
-  write("s3cret \r\nsecond line\n", 0600);
-  const auto ok = read_secret_file(path);
-  ASSERT_TRUE(ok) << ok.error;
-  EXPECT_EQ(ok.secret, "s3cret");
-  write("s3cret\n", 0640);
-  EXPECT_EQ(read_secret_file(path).error, path + " is readable by group or others (chmod 600 it)");
-  write("\n", 0600);
-  EXPECT_EQ(read_secret_file(path).error, path + " holds no secret on its first line");
-  EXPECT_EQ(read_secret_file(dir.sub("missing")).error, "cannot read " + dir.sub("missing"));
-  EXPECT_EQ(read_secret_file(dir.path()).error, "cannot read " + dir.path())
-      << "a directory is no secret file";
 }
 
 }  // namespace

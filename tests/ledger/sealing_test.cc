@@ -7,6 +7,7 @@
 #include <fstream>
 #include <optional>
 
+#include "ledger/data_dir.h"
 #include "ledger/event_builder.h"
 #include "ledger/export.h"
 #include "ledger/key_store.h"
@@ -351,6 +352,29 @@ TEST(Kek, FileMustBeBase64Of32BytesAndPrivate) {
   ::chmod(bad.c_str(), 0600);
   EXPECT_EQ(Kek::from_file(bad).error(), Errc::key_invalid);
   EXPECT_EQ(Kek::from_base64("not base64!").error(), Errc::key_invalid);
+}
+
+// The secrets ledgerd is given by file (SMTP password, webhook secret, OIDC client secret) are
+// read by one function: only from a regular file its owner alone may read, first line, with
+// trailing CR and blanks dropped; each refusal names the file and what to do.
+TEST(SecretFile, OnlyAnOwnerReadableFileGivesItsFirstLineAndEachRefusalSaysWhy) {
+  testing::TempDir dir;
+  const auto path = dir.sub("secret");
+  const auto write = [&](const std::string& text, mode_t mode) {
+    std::ofstream(path, std::ios::trunc) << text;
+    ::chmod(path.c_str(), mode);
+  };
+  write("s3cret \r\nsecond line\n", 0600);
+  const auto ok = read_secret_file(path);
+  ASSERT_TRUE(ok) << ok.error;
+  EXPECT_EQ(ok.secret, "s3cret");
+  write("s3cret\n", 0640);
+  EXPECT_EQ(read_secret_file(path).error, path + " is readable by group or others (chmod 600 it)");
+  write("\n", 0600);
+  EXPECT_EQ(read_secret_file(path).error, path + " holds no secret on its first line");
+  EXPECT_EQ(read_secret_file(dir.sub("missing")).error, "cannot read " + dir.sub("missing"));
+  EXPECT_EQ(read_secret_file(dir.path()).error, "cannot read " + dir.path())
+      << "a directory is no secret file";
 }
 
 TEST(Kek, EnvironmentVariableIsAccepted) {

@@ -56,9 +56,8 @@ class Sha256 {
 Result<Hash> hmac_sha256(ByteView key, ByteView data);
 
 // HMAC-SHA-256 under one key that is used many times (lookup hashes, DPoP nonces): keyed once,
-// and each mac() copies the keyed context, instead of fetching HMAC and SHA-256 by name and
-// absorbing the key again as the one-shot hmac_sha256 does (several times the cost of hashing a
-// short message). Same results as hmac_sha256(key, data).
+// and each mac() copies the keyed context instead of keying a new one (hmac_sha256 above is
+// create(key) then mac(data); keying costs several times hashing a short message).
 // Lifecycle: create() keys it; copies share the keyed context, which is freed (and its key
 // cleansed) with the last copy. Thread-safety: the context is never updated in place, so mac()
 // may be called concurrently from any thread.
